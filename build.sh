@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# nginx-engagement: install dependencies, build the module against the
+# system nginx, run the test suite, or run the quick start.
+#
+#   ./build.sh            build build/ngx_http_engagement_module.so
+#   ./build.sh test       build, then run the whole suite (what CI runs)
+#   ./build.sh test --asan  the suite against an AddressSanitizer+UBSan build
+#   ./build.sh run        build, then serve conf-examples/quickstart.conf on
+#                         127.0.0.1:${PORT:-8080} in the foreground (Ctrl-C stops)
+#   ./build.sh deps       only install the Debian packages
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NGX_SRC=/usr/share/nginx/src
+PACKAGES=(nginx nginx-dev libhiredis-dev libjansson-dev redis-server
+          libtest-base-perl libtext-diff-perl liblist-moreutils-perl
+          libtest-longstring-perl libhttp-message-perl liburi-perl
+          libipc-run-perl gcc make curl prometheus)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+deps() {
+    local missing=() p
+    for p in "${PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    # the nginx package must not start a system nginx on port 80
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build <builddir> <extra cc opts> <extra ld opts>
+build() {
+    local bdir="$1" xcc="${2:-}" xld="${3:-}"
+    local objs="$bdir/nginx"
+    mkdir -p "$objs"
+
+    # shellcheck disable=SC1091
+    source "$NGX_SRC/conf_flags"
+
+    # the binary's own compiler and linker flags, minus the build path map
+    local v cc ld
+    v="$(nginx -V 2>&1)"
+    cc="$(sed -n "s/.*--with-cc-opt='\([^']*\)'.*/\1/p" <<<"$v" \
+          | sed 's/-ffile-prefix-map=[^ ]*//')"
+    ld="$(sed -n "s/.*--with-ld-opt='\([^']*\)'.*/\1/p" <<<"$v")"
+
+    local stamp="$objs/.configured"
+    local want="$cc $xcc|$ld $xld|$(cat "$ROOT/config")"
+    if [ ! -f "$objs/Makefile" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]
+    then
+        log "configuring against nginx $(nginx -v 2>&1 | sed 's/.*\///') in $objs"
+        (cd "$NGX_SRC" && ./configure --builddir="$objs" \
+            "${NGX_CONF_FLAGS[@]}" \
+            --with-cc-opt="$cc $xcc" --with-ld-opt="$ld $xld" \
+            --add-dynamic-module="$ROOT") >"$bdir/configure.log" 2>&1 || {
+            tail -30 "$bdir/configure.log" >&2
+            log "configure failed (full log: $bdir/configure.log)"
+            exit 1
+        }
+        printf '%s' "$want" >"$stamp"
+    fi
+
+    make -s -f "$objs/Makefile" -C "$NGX_SRC" modules >&2
+    cp "$objs/ngx_http_engagement_module.so" "$bdir/"
+    log "built $bdir/ngx_http_engagement_module.so"
+}
+
+build_default() { build "$ROOT/build"; }
+
+build_asan() {
+    build "$ROOT/build-asan" \
+        "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+        "-fsanitize=address,undefined"
+}
+
+run_tests() {
+    local asan=0 files=()
+    for a in "$@"; do
+        case "$a" in
+            --asan) asan=1 ;;
+            *) files+=("$a") ;;
+        esac
+    done
+    [ ${#files[@]} -eq 0 ] && files=("$ROOT/t")
+
+    export TEST_NGINX_BINARY="${TEST_NGINX_BINARY:-$(command -v nginx || echo /usr/sbin/nginx)}"
+    export TEST_NGINX_SERVROOT="$ROOT/t/servroot"
+    if [ $asan -eq 1 ]; then
+        build_asan
+        export TEST_NGINX_LOAD_MODULES="$ROOT/build-asan/ngx_http_engagement_module.so"
+        TEST_NGINX_PRELOAD="$(gcc -print-file-name=libasan.so)"
+        export TEST_NGINX_PRELOAD
+        export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_path=$ROOT/t/servroot/logs/asan:suppressions=$ROOT/t/asan.supp"
+        export LSAN_OPTIONS="suppressions=$ROOT/t/lsan.supp:print_suppressions=0"
+        export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+        export TEST_NGINX_ASAN=1
+    else
+        build_default
+        export TEST_NGINX_LOAD_MODULES="$ROOT/build/ngx_http_engagement_module.so"
+    fi
+    export ENGAGEMENT_ROOT="$ROOT"
+
+    log "running the suite${asan:+ }$([ $asan -eq 1 ] && echo '(AddressSanitizer)')"
+    cd "$ROOT"
+    prove -I "$ROOT/t/lib" -r "${files[@]}"
+}
+
+run_quickstart() {
+    build_default
+    local port="${PORT:-8080}" prefix="$ROOT/build/run"
+    mkdir -p "$prefix/logs" "$prefix/modules" "$prefix/temp"
+    ln -sfn "$ROOT/build/ngx_http_engagement_module.so" \
+        "$prefix/modules/ngx_http_engagement_module.so"
+    ln -sfn "$ROOT/conf-examples/html" "$prefix/html"
+    sed "s/127\.0\.0\.1:8080/127.0.0.1:$port/" \
+        "$ROOT/conf-examples/quickstart.conf" >"$prefix/quickstart.conf"
+
+    "$(command -v nginx || echo /usr/sbin/nginx)" -p "$prefix/" \
+        -c "$prefix/quickstart.conf" -g 'daemon off;' &
+    local pid=$!
+    trap 'kill -QUIT $pid 2>/dev/null || true' INT TERM
+    log "nginx-engagement on http://127.0.0.1:$port/ (pid $pid; Ctrl-C stops)"
+    log "try: curl -sX POST -H 'Content-Type: application/json' -d '{\"contentId\":\"v1\",\"sessionId\":\"s1\"}' http://127.0.0.1:$port/engagement/view"
+    local rc=0
+    wait $pid || rc=$?
+    # a signal interrupts the first wait; wait again for nginx to finish
+    if kill -0 $pid 2>/dev/null; then wait $pid || true; fi
+    log "stopped"
+    return 0
+}
+
+cmd="${1:-build}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    deps)  deps ;;
+    build) deps; build_default ;;
+    asan)  deps; build_asan ;;
+    test)  deps; run_tests "$@" ;;
+    run)   deps; run_quickstart ;;
+    *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|deps]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,391 @@
+
+/*
+ * The dedupe zone: "seen within the window" marks for (metric, content,
+ * identity) and for request ids, laid out like limit_req's zone: an rbtree
+ * keyed by a 64-bit keyed hash, an LRU queue ordered by expiry, a few
+ * expired entries reclaimed before each allocation, and a forced (counted)
+ * eviction of the oldest entry when the zone is full. An entry is 64 bytes.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+
+
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH  4
+
+
+typedef struct {
+    ngx_rbtree_node_t    node;        /* key: the hash (its low half on
+                                         32-bit platforms) */
+    ngx_queue_t          queue;
+    ngx_msec_t           expire;
+#if (NGX_PTR_SIZE == 4)
+    uint32_t             hash_hi;
+#endif
+} ngx_http_engagement_dedupe_node_t;
+
+
+#if (NGX_PTR_SIZE == 4)
+
+static ngx_inline uint64_t
+ngx_http_engagement_dedupe_node_hash(ngx_http_engagement_dedupe_node_t *dn)
+{
+    return ((uint64_t) dn->hash_hi << 32) | (uint32_t) dn->node.key;
+}
+
+#else
+
+#define ngx_http_engagement_dedupe_node_hash(dn)  ((uint64_t) (dn)->node.key)
+
+#endif
+
+
+static void
+ngx_http_engagement_dedupe_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    uint64_t             h;
+    ngx_rbtree_node_t  **p;
+
+    h = ngx_http_engagement_dedupe_node_hash(
+            (ngx_http_engagement_dedupe_node_t *) node);
+
+    for ( ;; ) {
+        p = (h < ngx_http_engagement_dedupe_node_hash(
+                     (ngx_http_engagement_dedupe_node_t *) temp))
+            ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_engagement_dedupe_node_t *
+ngx_http_engagement_dedupe_lookup(ngx_http_engagement_dedupe_shctx_t *sh,
+    uint64_t hash)
+{
+    uint64_t            h;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+        h = ngx_http_engagement_dedupe_node_hash(
+                (ngx_http_engagement_dedupe_node_t *) node);
+
+        if (hash == h) {
+            return (ngx_http_engagement_dedupe_node_t *) node;
+        }
+
+        node = (hash < h) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_engagement_dedupe_free(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_dedupe_node_t *dn)
+{
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    sh = z->sh;
+
+    ngx_queue_remove(&dn->queue);
+    ngx_rbtree_delete(&sh->rbtree, &dn->node);
+    ngx_slab_free_locked(z->shpool, dn);
+    sh->entries--;
+}
+
+
+/* reclaims up to two expired entries, or the oldest one when forced */
+
+static void
+ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
+    ngx_msec_t now, ngx_uint_t force)
+{
+    ngx_uint_t                           n;
+    ngx_queue_t                         *q;
+    ngx_http_engagement_dedupe_node_t   *dn;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    sh = z->sh;
+
+    for (n = 0; n < 2; n++) {
+
+        if (ngx_queue_empty(&sh->lru)) {
+            return;
+        }
+
+        q = ngx_queue_last(&sh->lru);
+        dn = ngx_queue_data(q, ngx_http_engagement_dedupe_node_t, queue);
+
+        if ((ngx_msec_int_t) (dn->expire - now) > 0) {
+            if (!force) {
+                return;
+            }
+
+            /* a live mark is lost: a repeat may count again; said so */
+            sh->evictions++;
+            ngx_http_engagement_dedupe_free(z, dn);
+            return;
+        }
+
+        sh->expired++;
+        ngx_http_engagement_dedupe_free(z, dn);
+
+        if (force) {
+            return;
+        }
+    }
+}
+
+
+/*
+ * Checks n marks and sets those not seen within the window, atomically
+ * for the whole set: fresh[i] says whether mark i was new. NGX_ERROR when
+ * a mark could not be stored even after an eviction; then nothing of the
+ * set is changed.
+ */
+
+ngx_int_t
+ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
+    uint64_t *hashes, ngx_uint_t n, ngx_msec_t window, ngx_uint_t *fresh)
+{
+    ngx_uint_t                           i, j;
+    ngx_msec_t                           now;
+    ngx_msec_t                           old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_http_engagement_dedupe_node_t   *dn;
+    ngx_http_engagement_dedupe_node_t   *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_uint_t                           created[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    if (n > NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH) {
+        return NGX_ERROR;
+    }
+
+    sh = z->sh;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+
+        dn = ngx_http_engagement_dedupe_lookup(sh, hashes[i]);
+
+        if (dn != NULL) {
+            nodes[i] = dn;
+            created[i] = 0;
+            old_expire[i] = dn->expire;
+
+            if ((ngx_msec_int_t) (dn->expire - now) > 0) {
+                fresh[i] = 0;
+                sh->hits++;
+                continue;
+            }
+
+            /* seen before, but the window has passed: a new mark */
+            fresh[i] = 1;
+            dn->expire = now + window;
+            ngx_queue_remove(&dn->queue);
+            ngx_queue_insert_head(&sh->lru, &dn->queue);
+            continue;
+        }
+
+        ngx_http_engagement_dedupe_expire(z, now, 0);
+
+        dn = ngx_slab_alloc_locked(z->shpool,
+                                   sizeof(ngx_http_engagement_dedupe_node_t));
+        if (dn == NULL && !ngx_queue_empty(&sh->lru)) {
+            /* never evict a mark this very set has just made */
+            dn = ngx_queue_data(ngx_queue_last(&sh->lru),
+                                ngx_http_engagement_dedupe_node_t, queue);
+
+            for (j = 0; j < i; j++) {
+                if (nodes[j] == dn) {
+                    break;
+                }
+            }
+
+            dn = NULL;
+
+            if (j == i) {
+                ngx_http_engagement_dedupe_expire(z, now, 1);
+                dn = ngx_slab_alloc_locked(z->shpool,
+                                  sizeof(ngx_http_engagement_dedupe_node_t));
+            }
+        }
+
+        if (dn == NULL) {
+            sh->alloc_failures++;
+            goto failed;
+        }
+
+        dn->node.key = (ngx_rbtree_key_t) hashes[i];
+#if (NGX_PTR_SIZE == 4)
+        dn->hash_hi = (uint32_t) (hashes[i] >> 32);
+#endif
+        dn->expire = now + window;
+
+        ngx_rbtree_insert(&sh->rbtree, &dn->node);
+        ngx_queue_insert_head(&sh->lru, &dn->queue);
+        sh->entries++;
+        sh->inserts++;
+
+        nodes[i] = dn;
+        created[i] = 1;
+        fresh[i] = 1;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return NGX_OK;
+
+failed:
+
+    /* undo this set's marks, so that a retry of the event is not a repeat */
+    for (j = 0; j < i; j++) {
+        if (!fresh[j]) {
+            continue;
+        }
+
+        if (created[j]) {
+            ngx_http_engagement_dedupe_free(z, nodes[j]);
+
+        } else {
+            nodes[j]->expire = old_expire[j];
+        }
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return NGX_ERROR;
+}
+
+
+void
+ngx_http_engagement_dedupe_remove(ngx_http_engagement_zone_t *z,
+    uint64_t hash)
+{
+    ngx_http_engagement_dedupe_node_t  *dn;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    dn = ngx_http_engagement_dedupe_lookup(z->sh, hash);
+    if (dn != NULL) {
+        ngx_http_engagement_dedupe_free(z, dn);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/* the hash of kind | a | 0 | b, keyed with the zone's secret */
+
+uint64_t
+ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, u_char kind,
+    ngx_str_t *a, ngx_str_t *b)
+{
+    u_char                               *p;
+    size_t                                alen, blen;
+    u_char                                buf[2 + 2 * NGX_HTTP_ENGAGEMENT_KEY_MAX];
+    ngx_http_engagement_dedupe_shctx_t   *sh;
+
+    sh = z->sh;
+
+    alen = ngx_min(a->len, NGX_HTTP_ENGAGEMENT_KEY_MAX);
+    blen = b ? ngx_min(b->len, NGX_HTTP_ENGAGEMENT_KEY_MAX) : 0;
+
+    p = buf;
+    *p++ = kind;
+    p = ngx_cpymem(p, a->data, alen);
+    *p++ = '\0';
+
+    if (blen) {
+        p = ngx_cpymem(p, b->data, blen);
+    }
+
+    return ngx_http_engagement_siphash(sh->hash_key, buf, p - buf);
+}
+
+
+ngx_int_t
+ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    size_t                               len;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_engagement_zone_t          *z, *oz;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    z = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    z->shpool = shpool;
+
+    if (data || shm_zone->shm.exists) {
+        oz = data;
+        sh = oz ? oz->sh : shpool->data;
+
+        if (sh == NULL
+            || sh->magic != NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC
+            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT
+            || sh->shctx_size != sizeof(ngx_http_engagement_dedupe_shctx_t))
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "engagement_dedupe_zone \"%V\" was written by an "
+                          "incompatible module version (layout %uD, this "
+                          "module uses %d); stop and start nginx to "
+                          "recreate it", &shm_zone->shm.name,
+                          sh ? sh->layout : 0, NGX_HTTP_ENGAGEMENT_LAYOUT);
+            return NGX_ERROR;
+        }
+
+        sh->rbtree.insert = ngx_http_engagement_dedupe_insert;
+        z->sh = sh;
+
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_dedupe_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh->magic = NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC;
+    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+    sh->shctx_size = sizeof(ngx_http_engagement_dedupe_shctx_t);
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
+                    ngx_http_engagement_dedupe_insert);
+    ngx_queue_init(&sh->lru);
+    ngx_http_engagement_random_key(sh->hash_key);
+
+    shpool->data = sh;
+    z->sh = sh;
+
+    len = sizeof(" in engagement_dedupe_zone \"\"") + shm_zone->shm.name.len;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool, len);
+    if (shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shpool->log_ctx, " in engagement_dedupe_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full dedupe zone evicts; evictions are counted, not logged each */
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}

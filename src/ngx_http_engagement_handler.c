@@ -1,0 +1,677 @@
+
+/*
+ * Endpoints: the view event (method, content type and size checks, body
+ * reading, then parse -> policy -> answer) and the summary reads, for one
+ * id or a batch. Every answer is JSON, including every refusal.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+
+
+static ngx_int_t ngx_http_engagement_view_handler(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+static void ngx_http_engagement_view_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_engagement_view_process(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+static ngx_int_t ngx_http_engagement_summary_handler(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+static ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r,
+    size_t max, u_char **data, size_t *len);
+
+
+#define ngx_http_engagement_stat(elcf, field)                                 \
+    (void) ngx_atomic_fetch_add(                                              \
+        &((ngx_http_engagement_counters_shctx_t *)                            \
+          (elcf)->counters->sh)->stats.field, 1)
+
+
+static ngx_str_t  ngx_http_engagement_json_type =
+    ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_engagement_handler(ngx_http_request_t *r)
+{
+    ngx_http_engagement_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+
+    if (elcf->endpoint == NGX_HTTP_ENGAGEMENT_SUMMARY) {
+        return ngx_http_engagement_summary_handler(r, elcf);
+    }
+
+    return ngx_http_engagement_view_handler(r, elcf);
+}
+
+
+ngx_int_t
+ngx_http_engagement_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = ngx_http_engagement_json_type;
+    r->headers_out.content_type_len = ngx_http_engagement_json_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.content_length_n = len;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* copies src as the inside of a JSON string: ASCII only, escaped */
+
+u_char *
+ngx_http_engagement_json_escape(u_char *dst, u_char *end, u_char *src,
+    size_t len)
+{
+    u_char         c;
+    static u_char  hex[] = "0123456789abcdef";
+
+    while (len-- && dst + 6 < end) {
+        c = *src++;
+
+        if (c == '"' || c == '\\') {
+            *dst++ = '\\';
+            *dst++ = c;
+
+        } else if (c < 0x20 || c >= 0x7f) {
+            *dst++ = '\\';
+            *dst++ = 'u';
+            *dst++ = '0';
+            *dst++ = '0';
+            *dst++ = hex[c >> 4];
+            *dst++ = hex[c & 0xf];
+
+        } else {
+            *dst++ = c;
+        }
+    }
+
+    return dst;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *field,
+    const char *message, u_char *detail, size_t detail_len)
+{
+    u_char  *p, *last, *body;
+    size_t   len;
+
+    len = sizeof("{\"error\":\"\",\"field\":\"\",\"message\":\"\","
+                 "\"detail\":\"\"}\n")
+          + ngx_strlen(error) + ngx_strlen(message)
+          + (field ? ngx_strlen(field) : 0) + detail_len * 6;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = body + len;
+
+    p = ngx_sprintf(body, "{\"error\":\"%s\"", error);
+
+    if (field) {
+        p = ngx_sprintf(p, ",\"field\":\"%s\"", field);
+    }
+
+    p = ngx_sprintf(p, ",\"message\":\"%s\"", message);
+
+    if (detail_len) {
+        p = ngx_cpymem(p, ",\"detail\":\"", sizeof(",\"detail\":\"") - 1);
+        p = ngx_http_engagement_json_escape(p, last, detail, detail_len);
+        *p++ = '"';
+    }
+
+    *p++ = '}';
+    *p++ = '\n';
+
+    return ngx_http_engagement_send_json(r, status, body, p - body);
+}
+
+
+ngx_int_t
+ngx_http_engagement_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *field, const char *message)
+{
+    return ngx_http_engagement_send_error_detail(r, status, error, field,
+                                                 message, NULL, 0);
+}
+
+
+static ngx_int_t
+ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *message)
+{
+    /* the body is not wanted; reading it keeps the connection usable */
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    return ngx_http_engagement_send_error(r, status, error, NULL, message);
+}
+
+
+static ngx_int_t
+ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
+    const char *allow, const char *message)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = (u_char *) allow;
+    h->value.len = ngx_strlen(allow);
+
+    return ngx_http_engagement_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                                      "method_not_allowed", message);
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_content_type(ngx_http_request_t *r)
+{
+    u_char     c;
+    ngx_str_t  *ct;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    ct = &r->headers_in.content_type->value;
+
+    if (ct->len < sizeof("application/json") - 1
+        || ngx_strncasecmp(ct->data, (u_char *) "application/json",
+                           sizeof("application/json") - 1) != 0)
+    {
+        return 0;
+    }
+
+    if (ct->len == sizeof("application/json") - 1) {
+        return 1;
+    }
+
+    c = ct->data[sizeof("application/json") - 1];
+
+    return (c == ';' || c == ' ' || c == '\t');
+}
+
+
+static ngx_int_t
+ngx_http_engagement_view_handler(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf)
+{
+    ngx_int_t  rc;
+
+    ngx_http_engagement_stat(elcf, received);
+
+    if (r->method != NGX_HTTP_POST) {
+        ngx_http_engagement_stat(elcf, bad_method);
+        return ngx_http_engagement_method_not_allowed(r, "POST",
+                   "view events are sent with POST");
+    }
+
+    if (!ngx_http_engagement_json_content_type(r)) {
+        ngx_http_engagement_stat(elcf, bad_content_type);
+        return ngx_http_engagement_refuse(r,
+                   NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                   "Content-Type must be application/json");
+    }
+
+    if (r->headers_in.content_length_n > (off_t) elcf->max_body_size) {
+        ngx_http_engagement_stat(elcf, too_large);
+        return ngx_http_engagement_refuse(r,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large",
+                   "the body exceeds engagement_max_body_size");
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_engagement_view_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_engagement_view_body(ngx_http_request_t *r)
+{
+    ngx_http_engagement_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+
+    ngx_http_finalize_request(r, ngx_http_engagement_view_process(r, elcf));
+}
+
+
+static ngx_int_t
+ngx_http_engagement_view_process(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf)
+{
+    u_char                         *data, *p, *body;
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_uint_t                      status;
+    ngx_table_elt_t                *h;
+    ngx_http_engagement_event_t     ev;
+    ngx_http_engagement_error_t     err;
+    ngx_http_engagement_outcome_t   out;
+
+    rc = ngx_http_engagement_body_get(r, elcf->max_body_size, &data, &len);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_engagement_stat(elcf, too_large);
+        return ngx_http_engagement_send_error(r,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large", NULL,
+                   "the body exceeds engagement_max_body_size");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_engagement_event_parse(r->pool, data, len, &ev, &err)
+        != NGX_OK)
+    {
+        ngx_http_engagement_stat(elcf, invalid);
+
+        return ngx_http_engagement_send_error_detail(r, NGX_HTTP_BAD_REQUEST,
+                   err.field ? "invalid_field" : "invalid_body", err.field,
+                   err.message, err.detail, err.detail_len);
+    }
+
+    rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);
+
+    if (rc == NGX_BUSY) {
+        ngx_http_engagement_stat(elcf, unavailable);
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "1");
+
+        return ngx_http_engagement_send_error(r,
+                   NGX_HTTP_SERVICE_UNAVAILABLE, "zone_full", NULL,
+                   "no room to record the event now; retry later");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = sizeof("{\"counted\":false,\"reason\":\"duplicate_request\","
+                 "\"contentId\":\"\",\"metrics\":[\"view\",\"engaged\","
+                 "\"replay\"],\"views\":,\"engagedViews\":,\"replays\":}\n")
+          + NGX_HTTP_ENGAGEMENT_ID_MAX + 3 * NGX_INT64_LEN;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (out.counted) {
+        status = NGX_HTTP_ACCEPTED;
+
+        if (out.view) {
+            ngx_http_engagement_stat(elcf, counted_views);
+        }
+
+        if (out.engaged) {
+            ngx_http_engagement_stat(elcf, counted_engaged);
+        }
+
+        if (out.replay) {
+            ngx_http_engagement_stat(elcf, counted_replays);
+        }
+
+        p = ngx_sprintf(body, "{\"counted\":true,\"contentId\":\"%V\","
+                        "\"metrics\":[", &ev.content_id);
+
+        if (out.replay) {
+            p = ngx_cpymem(p, "\"replay\"", sizeof("\"replay\"") - 1);
+
+        } else if (out.view && out.engaged) {
+            p = ngx_cpymem(p, "\"view\",\"engaged\"",
+                           sizeof("\"view\",\"engaged\"") - 1);
+
+        } else if (out.view) {
+            p = ngx_cpymem(p, "\"view\"", sizeof("\"view\"") - 1);
+
+        } else {
+            p = ngx_cpymem(p, "\"engaged\"", sizeof("\"engaged\"") - 1);
+        }
+
+        *p++ = ']';
+
+    } else {
+        status = NGX_HTTP_OK;
+
+        if (out.reason[0] == 'b') {
+            ngx_http_engagement_stat(elcf, not_counted_below_policy);
+
+        } else if (out.reason[sizeof("duplicate") - 1] == '_') {
+            ngx_http_engagement_stat(elcf, not_counted_duplicate_request);
+
+        } else {
+            ngx_http_engagement_stat(elcf, not_counted_duplicate);
+        }
+
+        p = ngx_sprintf(body, "{\"counted\":false,\"reason\":\"%s\","
+                        "\"contentId\":\"%V\"", out.reason, &ev.content_id);
+    }
+
+    p = ngx_sprintf(p, ",\"views\":%uL,\"engagedViews\":%uL,\"replays\":%uL}\n",
+                    out.counts.views, out.counts.engaged, out.counts.replays);
+
+    return ngx_http_engagement_send_json(r, status, body, p - body);
+}
+
+
+/*
+ * The body as one piece of memory. NGX_DECLINED: longer than max (chunked
+ * bodies have no length up front). Parts that nginx wrote to a temporary
+ * file (only when client_body_buffer_size is below the limit) are read.
+ */
+
+static ngx_int_t
+ngx_http_engagement_body_get(ngx_http_request_t *r, size_t max,
+    u_char **data, size_t *len)
+{
+    u_char       *p;
+    off_t         size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    *data = (u_char *) "";
+    *len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    if (size > (off_t) max) {
+        return NGX_DECLINED;
+    }
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && ngx_buf_in_memory(cl->buf)) {
+        *data = cl->buf->pos;
+        *len = (size_t) size;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, (size_t) size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *data = p;
+    *len = (size_t) size;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        if (b->in_file && b->file) {
+            n = ngx_read_file(b->file, p, (size_t) (b->file_last
+                                                    - b->file_pos),
+                              b->file_pos);
+
+            if (n != b->file_last - b->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The content id of a summary request: the rest of the URI after a prefix
+ * location's name ("/engagement/summary/abc" -> "abc"), or its last path
+ * segment in other locations. An empty rest means the batch form.
+ */
+
+static ngx_int_t
+ngx_http_engagement_summary_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    u_char                    *p, *start, *end;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    start = r->uri.data;
+    end = r->uri.data + r->uri.len;
+
+    if (
+#if (NGX_PCRE)
+        clcf->regex == NULL &&
+#endif
+        !clcf->exact_match && !clcf->named
+        && r->uri.len >= clcf->name.len)
+    {
+        p = start + clcf->name.len;
+
+        if (p < end && p[-1] != '/') {
+            if (*p != '/') {
+                return NGX_DECLINED;
+            }
+
+            p++;
+        }
+
+    } else if (clcf->exact_match) {
+        p = end;
+
+    } else {
+        for (p = end; p > start && p[-1] != '/'; p--) { /* void */ }
+    }
+
+    id->data = p;
+    id->len = end - p;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_engagement_summary_item(u_char *p, ngx_str_t *id,
+    ngx_http_engagement_counts_t *c)
+{
+    return ngx_sprintf(p, "{\"contentId\":\"%V\",\"views\":%uL,"
+                       "\"engagedViews\":%uL,\"replays\":%uL}",
+                       id, c->views, c->engaged, c->replays);
+}
+
+
+#define NGX_HTTP_ENGAGEMENT_ITEM_LEN                                          \
+    (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"                 \
+            "\"replays\":},") - 1 + NGX_HTTP_ENGAGEMENT_ID_MAX                 \
+     + 3 * NGX_INT64_LEN)
+
+
+static ngx_int_t
+ngx_http_engagement_summary_handler(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf)
+{
+    u_char                        *p, *q, *body, *end, *dst;
+    uint64_t                       hash;
+    ngx_str_t                      id, ids;
+    ngx_uint_t                     n;
+    ngx_http_engagement_counts_t   counts;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_engagement_method_not_allowed(r, "GET, HEAD",
+                   "summaries are read with GET");
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    ngx_http_engagement_stat(elcf, summary_requests);
+
+    if (ngx_http_engagement_summary_id(r, &id) != NGX_OK) {
+        return ngx_http_engagement_send_error(r, NGX_HTTP_NOT_FOUND,
+                   "not_found", NULL,
+                   "use /<location>/<contentId> or /<location>?ids=a,b");
+    }
+
+    if (id.len) {
+        if (!ngx_http_engagement_id_valid(id.data, id.len)) {
+            return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid_field", "contentId",
+                       "must be 1-128 bytes of [A-Za-z0-9._:-]");
+        }
+
+        hash = ngx_http_engagement_counters_hash(elcf->counters, &id);
+        ngx_http_engagement_counters_get(elcf->counters, &id, hash, &counts);
+
+        body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_ITEM_LEN + 2);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_http_engagement_summary_item(body, &id, &counts);
+        *p++ = '\n';
+
+        return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+    }
+
+    if (ngx_http_arg(r, (u_char *) "ids", 3, &ids) != NGX_OK || ids.len == 0) {
+        return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_field", "ids",
+                   "is required: a comma-separated list of content ids");
+    }
+
+    /* ids may arrive percent-encoded, commas included */
+    dst = ngx_pnalloc(r->pool, ids.len);
+    if (dst == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = dst;
+    ngx_unescape_uri(&p, &ids.data, ids.len, NGX_UNESCAPE_URI);
+    ids.data = dst;
+    ids.len = p - dst;
+
+    n = 1;
+    for (p = ids.data; p < ids.data + ids.len; p++) {
+        if (*p == ',') {
+            n++;
+        }
+    }
+
+    if (n > elcf->batch_max) {
+        return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_field", "ids",
+                   "lists more ids than engagement_batch_max allows");
+    }
+
+    body = ngx_pnalloc(r->pool, sizeof("{\"items\":[]}\n")
+                                + n * NGX_HTTP_ENGAGEMENT_ITEM_LEN);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body, "{\"items\":[", sizeof("{\"items\":[") - 1);
+    end = ids.data + ids.len;
+
+    for (q = ids.data; q <= end; q = id.data + id.len + 1) {
+        id.data = q;
+
+        while (q < end && *q != ',') {
+            q++;
+        }
+
+        id.len = q - id.data;
+
+        if (!ngx_http_engagement_id_valid(id.data, id.len)) {
+            return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid_field", "ids",
+                       "each id must be 1-128 bytes of [A-Za-z0-9._:-]");
+        }
+
+        hash = ngx_http_engagement_counters_hash(elcf->counters, &id);
+        ngx_http_engagement_counters_get(elcf->counters, &id, hash, &counts);
+
+        if (p[-1] == '}') {
+            *p++ = ',';
+        }
+
+        p = ngx_http_engagement_summary_item(p, &id, &counts);
+    }
+
+    *p++ = ']';
+    *p++ = '}';
+    *p++ = '\n';
+
+    return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+}

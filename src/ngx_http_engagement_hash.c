@@ -1,0 +1,104 @@
+
+/*
+ * Keyed hashing for the module: SipHash-2-4 (Aumasson and Bernstein) over
+ * identifiers, with a random key kept in each zone, so that nobody outside
+ * can aim collisions at dedupe or counter keys.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+
+
+#define ngx_http_engagement_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
+
+#define ngx_http_engagement_sipround(v0, v1, v2, v3)                          \
+    v0 += v1; v1 = ngx_http_engagement_rotl(v1, 13); v1 ^= v0;                \
+    v0 = ngx_http_engagement_rotl(v0, 32);                                    \
+    v2 += v3; v3 = ngx_http_engagement_rotl(v3, 16); v3 ^= v2;                \
+    v0 += v3; v3 = ngx_http_engagement_rotl(v3, 21); v3 ^= v0;                \
+    v2 += v1; v1 = ngx_http_engagement_rotl(v1, 17); v1 ^= v2;                \
+    v2 = ngx_http_engagement_rotl(v2, 32)
+
+
+static ngx_inline uint64_t
+ngx_http_engagement_load64(const u_char *p)
+{
+    return (uint64_t) p[0]
+           | (uint64_t) p[1] << 8
+           | (uint64_t) p[2] << 16
+           | (uint64_t) p[3] << 24
+           | (uint64_t) p[4] << 32
+           | (uint64_t) p[5] << 40
+           | (uint64_t) p[6] << 48
+           | (uint64_t) p[7] << 56;
+}
+
+
+uint64_t
+ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
+    size_t len)
+{
+    size_t          i, left;
+    uint64_t        v0, v1, v2, v3, m, b;
+    const u_char   *end;
+
+    v0 = 0x736f6d6570736575ULL ^ key[0];
+    v1 = 0x646f72616e646f6dULL ^ key[1];
+    v2 = 0x6c7967656e657261ULL ^ key[0];
+    v3 = 0x7465646279746573ULL ^ key[1];
+
+    end = in + (len & ~(size_t) 7);
+    left = len & 7;
+    b = ((uint64_t) len) << 56;
+
+    for ( /* void */ ; in != end; in += 8) {
+        m = ngx_http_engagement_load64(in);
+        v3 ^= m;
+        ngx_http_engagement_sipround(v0, v1, v2, v3);
+        ngx_http_engagement_sipround(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+
+    for (i = 0; i < left; i++) {
+        b |= ((uint64_t) in[i]) << (8 * i);
+    }
+
+    v3 ^= b;
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+    v0 ^= b;
+
+    v2 ^= 0xff;
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+
+/*
+ * Called when a zone is created (in the master, at configuration time),
+ * so the read from /dev/urandom never happens on the request path.
+ */
+
+void
+ngx_http_engagement_random_key(uint64_t key[2])
+{
+    ssize_t    n;
+    ngx_fd_t   fd;
+
+    n = 0;
+    fd = ngx_open_file("/dev/urandom", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd != NGX_INVALID_FILE) {
+        n = read(fd, key, 2 * sizeof(uint64_t));
+        ngx_close_file(fd);
+    }
+
+    if (n != 2 * sizeof(uint64_t)) {
+        key[0] = ((uint64_t) ngx_random() << 32) ^ (uint64_t) ngx_time();
+        key[1] = ((uint64_t) ngx_random() << 32) ^ (uint64_t) ngx_pid;
+    }
+}

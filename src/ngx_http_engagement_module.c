@@ -1,0 +1,508 @@
+
+/*
+ * ngx_http_engagement_module: directives, configuration and the zones they
+ * declare. Endpoint logic lives in the _handler, _policy and _status files.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+
+
+static void *ngx_http_engagement_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_engagement_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_engagement_postconfiguration(ngx_conf_t *cf);
+static char *ngx_http_engagement_zone_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_http_engagement_zone_t *ngx_http_engagement_zone_get(
+    ngx_conf_t *cf, ngx_str_t *name, size_t size, ngx_uint_t dedupe,
+    ngx_uint_t declare);
+
+
+static ngx_conf_enum_t  ngx_http_engagement_dedupe_keys[] = {
+    { ngx_string("viewer"), NGX_HTTP_ENGAGEMENT_KEY_VIEWER },
+    { ngx_string("session"), NGX_HTTP_ENGAGEMENT_KEY_SESSION },
+    { ngx_string("client"), NGX_HTTP_ENGAGEMENT_KEY_CLIENT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_engagement_commands[] = {
+
+    { ngx_string("engagement_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_dedupe_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      1,
+      NULL },
+
+    { ngx_string("engagement"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      ngx_http_engagement_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_dedupe_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, dedupe_key),
+      &ngx_http_engagement_dedupe_keys },
+
+    { ngx_string("engagement_dedupe_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, dedupe_window),
+      NULL },
+
+    { ngx_string("engagement_view_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, view_after),
+      NULL },
+
+    { ngx_string("engagement_engaged_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, engaged_after),
+      NULL },
+
+    { ngx_string("engagement_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, max_body_size),
+      NULL },
+
+    { ngx_string("engagement_batch_max"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, batch_max),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_engagement_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_engagement_postconfiguration, /* postconfiguration */
+
+    ngx_http_engagement_create_main_conf,  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_engagement_create_loc_conf,   /* create location configuration */
+    ngx_http_engagement_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_engagement_module = {
+    NGX_MODULE_V1,
+    &ngx_http_engagement_module_ctx,       /* module context */
+    ngx_http_engagement_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_engagement_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_main_conf_t));
+    if (emcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&emcf->zones, cf->pool, 4,
+                       sizeof(ngx_http_engagement_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return emcf;
+}
+
+
+static void *
+ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_engagement_loc_conf_t  *elcf;
+
+    elcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_loc_conf_t));
+    if (elcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     elcf->endpoint = NGX_HTTP_ENGAGEMENT_NONE;
+     *     elcf->counters = NULL;
+     *     elcf->dedupe = NULL;
+     *     elcf->counters_name = { 0, NULL };
+     *     elcf->dedupe_name = { 0, NULL };
+     */
+
+    elcf->dedupe_key = NGX_CONF_UNSET_UINT;
+    elcf->dedupe_window = NGX_CONF_UNSET_MSEC;
+    elcf->view_after = NGX_CONF_UNSET_MSEC;
+    elcf->engaged_after = NGX_CONF_UNSET_MSEC;
+    elcf->max_body_size = NGX_CONF_UNSET_SIZE;
+    elcf->batch_max = NGX_CONF_UNSET_UINT;
+
+    return elcf;
+}
+
+
+static char *
+ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_engagement_loc_conf_t *prev = parent;
+    ngx_http_engagement_loc_conf_t *conf = child;
+
+    ngx_str_t  name;
+
+    ngx_conf_merge_uint_value(conf->dedupe_key, prev->dedupe_key,
+                              NGX_HTTP_ENGAGEMENT_KEY_VIEWER);
+    ngx_conf_merge_msec_value(conf->dedupe_window, prev->dedupe_window,
+                              30 * 60 * 1000);
+    ngx_conf_merge_msec_value(conf->view_after, prev->view_after, 0);
+    ngx_conf_merge_msec_value(conf->engaged_after, prev->engaged_after,
+                              30 * 1000);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              8 * 1024);
+    ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 100);
+
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS)
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->dedupe_window == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_dedupe_window\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->engaged_after < conf->view_after) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_engaged_after\" (%M ms) must not be "
+                           "shorter than \"engagement_view_after\" (%M ms)",
+                           conf->engaged_after, conf->view_after);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_body_size == 0 || conf->max_body_size > 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_max_body_size\" must be between "
+                           "1 and 1m");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->batch_max == 0 || conf->batch_max > 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_batch_max\" must be between "
+                           "1 and 1000");
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Zones are resolved here, after the whole http block is read, so an
+     * engagement_zone may come after the locations that use it; a location
+     * that names none gets the default zones, declared on first use.
+     */
+
+    if (conf->counters_name.len) {
+        name = conf->counters_name;
+        conf->counters = ngx_http_engagement_zone_get(cf, &name, 0, 0, 0);
+
+    } else {
+        ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE);
+        conf->counters = ngx_http_engagement_zone_get(cf, &name,
+                             NGX_HTTP_ENGAGEMENT_DEFAULT_ZSIZE, 0, 0);
+    }
+
+    if (conf->counters == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->endpoint != NGX_HTTP_ENGAGEMENT_VIEW) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->dedupe_name.len) {
+        name = conf->dedupe_name;
+        conf->dedupe = ngx_http_engagement_zone_get(cf, &name, 0, 1, 0);
+
+    } else {
+        ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DEFAULT_DEDUPE);
+        conf->dedupe = ngx_http_engagement_zone_get(cf, &name,
+                           NGX_HTTP_ENGAGEMENT_DEFAULT_DSIZE, 1, 0);
+    }
+
+    if (conf->dedupe == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_engagement_json_init();
+
+    return NGX_OK;
+}
+
+
+/*
+ * Finds a zone by name, or declares it. size 0 with declare 0: the zone
+ * must have been declared by engagement_zone / engagement_dedupe_zone.
+ * size > 0 with declare 0: a default zone, declared if still missing.
+ */
+
+static ngx_http_engagement_zone_t *
+ngx_http_engagement_zone_get(ngx_conf_t *cf, ngx_str_t *name, size_t size,
+    ngx_uint_t dedupe, ngx_uint_t declare)
+{
+    ngx_uint_t                        i;
+    ngx_shm_zone_t                   *shm_zone;
+    ngx_http_engagement_zone_t       *z, **zp;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+
+    zp = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        z = zp[i];
+
+        if (z->name.len != name->len
+            || ngx_strncmp(z->name.data, name->data, name->len) != 0)
+        {
+            continue;
+        }
+
+        if (z->dedupe != dedupe) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" is %s zone, not %s zone", name,
+                               z->dedupe ? "an engagement_dedupe_zone"
+                                         : "an engagement_zone",
+                               dedupe ? "an engagement_dedupe_zone"
+                                      : "an engagement_zone");
+            return NULL;
+        }
+
+        if (declare) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zone \"%V\" is already declared", name);
+            return NULL;
+        }
+
+        return z;
+    }
+
+    if (size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown %s \"%V\"",
+                           dedupe ? "engagement_dedupe_zone"
+                                  : "engagement_zone", name);
+        return NULL;
+    }
+
+    z = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_zone_t));
+    if (z == NULL) {
+        return NULL;
+    }
+
+    /*
+     * The module's own address is the tag: nginx hands a zone to the next
+     * cycle only for the same tag, name and size, and the layout version
+     * in the zone's header guards against anything else.
+     */
+    shm_zone = ngx_shared_memory_add(cf, name, size,
+                                     &ngx_http_engagement_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "shared memory zone \"%V\" is already in use",
+                           name);
+        return NULL;
+    }
+
+    z->name = *name;
+    z->shm_zone = shm_zone;
+    z->dedupe = dedupe;
+
+    shm_zone->data = z;
+    shm_zone->init = dedupe ? ngx_http_engagement_dedupe_init_zone
+                            : ngx_http_engagement_counters_init_zone;
+
+    zp = ngx_array_push(&emcf->zones);
+    if (zp == NULL) {
+        return NULL;
+    }
+
+    *zp = z;
+
+    return z;
+}
+
+
+/* engagement_zone name:size;  engagement_dedupe_zone name:size; */
+
+static char *
+ngx_http_engagement_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\": expected name:size, "
+                           "e.g. engagement:16m", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too small: at least %uzk",
+                           &value[1], 8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_engagement_zone_get(cf, &name, size, cmd->offset, 1)
+        == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* engagement view|summary|status [zone=name] [dedupe=name]; */
+
+static char *
+ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_engagement_loc_conf_t *elcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    value = cf->args->elts;
+
+    if (elcf->endpoint != NGX_HTTP_ENGAGEMENT_NONE) {
+        return "is duplicate";
+    }
+
+    if (ngx_strcmp(value[1].data, "view") == 0) {
+        elcf->endpoint = NGX_HTTP_ENGAGEMENT_VIEW;
+
+    } else if (ngx_strcmp(value[1].data, "summary") == 0) {
+        elcf->endpoint = NGX_HTTP_ENGAGEMENT_SUMMARY;
+
+    } else if (ngx_strcmp(value[1].data, "status") == 0) {
+        elcf->endpoint = NGX_HTTP_ENGAGEMENT_STATUS;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown engagement endpoint \"%V\": expected "
+                           "view, summary or status", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0
+            && value[i].len > 5)
+        {
+            elcf->counters_name.data = value[i].data + 5;
+            elcf->counters_name.len = value[i].len - 5;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "dedupe=", 7) == 0
+            && value[i].len > 7
+            && elcf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW)
+        {
+            elcf->dedupe_name.data = value[i].data + 7;
+            elcf->dedupe_name.len = value[i].len - 7;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" for \"engagement %V\"",
+                           &value[i], &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS && cf->args->nelts > 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement status\" takes no parameters");
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = (elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS)
+                    ? ngx_http_engagement_status_handler
+                    : ngx_http_engagement_handler;
+
+    return NGX_CONF_OK;
+}

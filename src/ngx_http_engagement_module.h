@@ -1,0 +1,241 @@
+
+/*
+ * ngx_http_engagement_module: shared types and the interfaces between the
+ * module's files (configuration, event parsing, policy, zones, handlers).
+ */
+
+
+#ifndef _NGX_HTTP_ENGAGEMENT_MODULE_H_INCLUDED_
+#define _NGX_HTTP_ENGAGEMENT_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_HTTP_ENGAGEMENT_VERSION        "0.1.0"
+
+/*
+ * Bumped whenever a structure kept in a shared memory zone changes; a
+ * reload that finds a zone written with another layout is refused.
+ */
+#ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         1
+#endif
+
+#define NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC 0x45474331   /* "EGC1" */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC   0x45474431   /* "EGD1" */
+
+#define NGX_HTTP_ENGAGEMENT_ID_MAX         128
+/* an id with a short type prefix, as hashed into dedupe keys */
+#define NGX_HTTP_ENGAGEMENT_KEY_MAX        (NGX_HTTP_ENGAGEMENT_ID_MAX + 8)
+
+#define NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE   "engagement"
+#define NGX_HTTP_ENGAGEMENT_DEFAULT_DEDUPE "engagement_dedupe"
+#define NGX_HTTP_ENGAGEMENT_DEFAULT_ZSIZE  (8 * 1024 * 1024)
+#define NGX_HTTP_ENGAGEMENT_DEFAULT_DSIZE  (16 * 1024 * 1024)
+
+/* the longest watch a single event may report: 7 days */
+#define NGX_HTTP_ENGAGEMENT_DURATION_MAX   604800000LL
+
+
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_NONE = 0,
+    NGX_HTTP_ENGAGEMENT_VIEW,
+    NGX_HTTP_ENGAGEMENT_SUMMARY,
+    NGX_HTTP_ENGAGEMENT_STATUS
+} ngx_http_engagement_endpoint_e;
+
+
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_KEY_VIEWER = 0,
+    NGX_HTTP_ENGAGEMENT_KEY_SESSION,
+    NGX_HTTP_ENGAGEMENT_KEY_CLIENT
+} ngx_http_engagement_key_e;
+
+
+/* figures kept in the counters zone, updated with atomics, no lock */
+typedef struct {
+    ngx_atomic_t                  received;
+    ngx_atomic_t                  counted_views;
+    ngx_atomic_t                  counted_engaged;
+    ngx_atomic_t                  counted_replays;
+    ngx_atomic_t                  not_counted_duplicate;
+    ngx_atomic_t                  not_counted_duplicate_request;
+    ngx_atomic_t                  not_counted_below_policy;
+    ngx_atomic_t                  invalid;
+    ngx_atomic_t                  too_large;
+    ngx_atomic_t                  bad_method;
+    ngx_atomic_t                  bad_content_type;
+    ngx_atomic_t                  unavailable;
+    ngx_atomic_t                  summary_requests;
+    ngx_atomic_t                  alloc_failures;
+} ngx_http_engagement_stats_t;
+
+
+typedef struct {
+    uint32_t                      magic;
+    uint32_t                      layout;
+    size_t                        shctx_size;
+    ngx_rbtree_t                  rbtree;
+    ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   lru;
+    uint64_t                      hash_key[2];
+    ngx_atomic_t                  entries;
+    time_t                        created;
+    ngx_http_engagement_stats_t   stats;
+} ngx_http_engagement_counters_shctx_t;
+
+
+typedef struct {
+    uint32_t                      magic;
+    uint32_t                      layout;
+    size_t                        shctx_size;
+    ngx_rbtree_t                  rbtree;
+    ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   lru;
+    uint64_t                      hash_key[2];
+    ngx_atomic_t                  entries;
+    ngx_atomic_t                  inserts;
+    ngx_atomic_t                  hits;
+    ngx_atomic_t                  expired;
+    ngx_atomic_t                  evictions;
+    ngx_atomic_t                  alloc_failures;
+} ngx_http_engagement_dedupe_shctx_t;
+
+
+/* one zone of either kind, as seen by one process */
+typedef struct {
+    ngx_str_t                     name;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_slab_pool_t              *shpool;
+    void                         *sh;          /* the *_shctx_t */
+    ngx_uint_t                    dedupe;      /* 1: a dedupe zone */
+    ngx_msec_t                    last_full_log;
+} ngx_http_engagement_zone_t;
+
+
+typedef struct {
+    uint64_t                      views;
+    uint64_t                      engaged;
+    uint64_t                      replays;
+} ngx_http_engagement_counts_t;
+
+
+typedef struct {
+    ngx_array_t                   zones;       /* ngx_http_engagement_zone_t* */
+    ngx_uint_t                    used;        /* a location uses the module */
+} ngx_http_engagement_main_conf_t;
+
+
+typedef struct {
+    ngx_http_engagement_endpoint_e  endpoint;
+    ngx_http_engagement_zone_t     *counters;
+    ngx_http_engagement_zone_t     *dedupe;
+    ngx_str_t                       counters_name;
+    ngx_str_t                       dedupe_name;
+    ngx_uint_t                      dedupe_key;
+    ngx_msec_t                      dedupe_window;
+    ngx_msec_t                      view_after;
+    ngx_msec_t                      engaged_after;
+    size_t                          max_body_size;
+    ngx_uint_t                      batch_max;
+} ngx_http_engagement_loc_conf_t;
+
+
+/* a view event after parsing and validation */
+typedef struct {
+    ngx_str_t                     content_id;
+    ngx_str_t                     session_id;
+    ngx_str_t                     viewer_id;
+    ngx_str_t                     request_id;
+    ngx_str_t                     channel_id;
+    ngx_str_t                     category;
+    ngx_str_t                     source;
+    ngx_str_t                     device;
+    int64_t                       duration_ms;     /* -1: absent */
+    int64_t                       ts;              /* -1: absent */
+    ngx_uint_t                    replay;
+} ngx_http_engagement_event_t;
+
+
+/* why an event was refused as malformed: the field and a message */
+typedef struct {
+    const char                   *field;       /* NULL: the body itself */
+    const char                   *message;
+    u_char                        detail[160];
+    size_t                        detail_len;
+} ngx_http_engagement_error_t;
+
+
+typedef struct {
+    ngx_uint_t                    counted;     /* 1: at least one metric */
+    ngx_uint_t                    view;
+    ngx_uint_t                    engaged;
+    ngx_uint_t                    replay;
+    const char                   *reason;      /* when not counted */
+    ngx_http_engagement_counts_t  counts;
+} ngx_http_engagement_outcome_t;
+
+
+extern ngx_module_t  ngx_http_engagement_module;
+
+
+/* hash.c */
+uint64_t ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
+    size_t len);
+void ngx_http_engagement_random_key(uint64_t key[2]);
+
+/* event.c */
+ngx_int_t ngx_http_engagement_id_valid(const u_char *p, size_t len);
+ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
+    size_t len, ngx_http_engagement_event_t *ev,
+    ngx_http_engagement_error_t *err);
+void ngx_http_engagement_json_init(void);
+
+/* shm.c: the counters zone */
+ngx_int_t ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash);
+ngx_int_t ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
+    ngx_http_engagement_counts_t *result);
+void ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *result);
+uint64_t ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id);
+void ngx_http_engagement_zone_log_full(ngx_http_engagement_zone_t *z,
+    ngx_log_t *log);
+
+/* dedupe.c */
+ngx_int_t ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
+    uint64_t *hashes, ngx_uint_t n, ngx_msec_t window, ngx_uint_t *fresh);
+void ngx_http_engagement_dedupe_remove(ngx_http_engagement_zone_t *z,
+    uint64_t hash);
+uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
+    u_char kind, ngx_str_t *a, ngx_str_t *b);
+
+/* policy.c */
+ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    ngx_http_engagement_outcome_t *out);
+
+/* handler.c */
+ngx_int_t ngx_http_engagement_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *body, size_t len);
+ngx_int_t ngx_http_engagement_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *field,
+    const char *message);
+u_char *ngx_http_engagement_json_escape(u_char *dst, u_char *end,
+    u_char *src, size_t len);
+
+/* status.c */
+ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_ENGAGEMENT_MODULE_H_INCLUDED_ */

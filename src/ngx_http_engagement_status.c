@@ -1,0 +1,349 @@
+
+/*
+ * The status endpoint: every zone's figures in the Prometheus text format
+ * (default) or JSON (?format=json or Accept: application/json). Figures
+ * are word-sized atomics read without the zone lock; a snapshot of each
+ * zone is taken first and formatted afterwards.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+
+
+typedef struct {
+    ngx_str_t                     name;
+    ngx_uint_t                    dedupe;
+    size_t                        size;
+    size_t                        free;
+    ngx_uint_t                    entries;
+    ngx_http_engagement_stats_t   stats;          /* counters zones */
+    ngx_uint_t                    inserts;        /* dedupe zones */
+    ngx_uint_t                    hits;
+    ngx_uint_t                    expired;
+    ngx_uint_t                    evictions;
+    ngx_uint_t                    alloc_failures;
+} ngx_http_engagement_snapshot_t;
+
+
+typedef struct {
+    const char                   *family;
+    const char                   *type;
+    const char                   *help;
+    const char                   *label;          /* NULL: no extra label */
+    const char                   *value;
+    size_t                        offset;         /* in the snapshot */
+    ngx_uint_t                    dedupe;         /* which zones */
+} ngx_http_engagement_metric_t;
+
+
+#define ngx_http_engagement_s(f)                                              \
+    offsetof(ngx_http_engagement_snapshot_t, stats)                           \
+    + offsetof(ngx_http_engagement_stats_t, f)
+#define ngx_http_engagement_d(f)                                              \
+    offsetof(ngx_http_engagement_snapshot_t, f)
+
+
+/* rows of one family are consecutive: HELP and TYPE appear once */
+static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
+
+    { "nginx_engagement_view_events_total", "counter",
+      "View events received, whatever their outcome.",
+      NULL, NULL, ngx_http_engagement_s(received), 0 },
+
+    { "nginx_engagement_counted_total", "counter",
+      "Metrics counted, by metric.",
+      "metric", "view", ngx_http_engagement_s(counted_views), 0 },
+    { "nginx_engagement_counted_total", NULL, NULL,
+      "metric", "engaged", ngx_http_engagement_s(counted_engaged), 0 },
+    { "nginx_engagement_counted_total", NULL, NULL,
+      "metric", "replay", ngx_http_engagement_s(counted_replays), 0 },
+
+    { "nginx_engagement_not_counted_total", "counter",
+      "Valid events that counted nothing, by reason.",
+      "reason", "duplicate", ngx_http_engagement_s(not_counted_duplicate),
+      0 },
+    { "nginx_engagement_not_counted_total", NULL, NULL,
+      "reason", "duplicate_request",
+      ngx_http_engagement_s(not_counted_duplicate_request), 0 },
+    { "nginx_engagement_not_counted_total", NULL, NULL,
+      "reason", "below_policy",
+      ngx_http_engagement_s(not_counted_below_policy), 0 },
+
+    { "nginx_engagement_refused_total", "counter",
+      "Events refused before counting, by reason.",
+      "reason", "invalid", ngx_http_engagement_s(invalid), 0 },
+    { "nginx_engagement_refused_total", NULL, NULL,
+      "reason", "too_large", ngx_http_engagement_s(too_large), 0 },
+    { "nginx_engagement_refused_total", NULL, NULL,
+      "reason", "method", ngx_http_engagement_s(bad_method), 0 },
+    { "nginx_engagement_refused_total", NULL, NULL,
+      "reason", "content_type", ngx_http_engagement_s(bad_content_type), 0 },
+    { "nginx_engagement_refused_total", NULL, NULL,
+      "reason", "zone_full", ngx_http_engagement_s(unavailable), 0 },
+
+    { "nginx_engagement_summary_requests_total", "counter",
+      "Summary requests answered.",
+      NULL, NULL, ngx_http_engagement_s(summary_requests), 0 },
+
+    { "nginx_engagement_zone_size_bytes", "gauge",
+      "Size of each shared memory zone.",
+      NULL, NULL, ngx_http_engagement_d(size), 2 },
+
+    { "nginx_engagement_zone_free_bytes", "gauge",
+      "Free pages of each shared memory zone, in bytes.",
+      NULL, NULL, ngx_http_engagement_d(free), 2 },
+
+    { "nginx_engagement_zone_entries", "gauge",
+      "Entries stored in each zone.",
+      NULL, NULL, ngx_http_engagement_d(entries), 2 },
+
+    { "nginx_engagement_zone_alloc_failures_total", "counter",
+      "Allocations that failed because a zone was full.",
+      NULL, NULL, ngx_http_engagement_d(alloc_failures), 2 },
+
+    { "nginx_engagement_dedupe_inserts_total", "counter",
+      "Marks stored in a dedupe zone.",
+      NULL, NULL, ngx_http_engagement_d(inserts), 1 },
+
+    { "nginx_engagement_dedupe_hits_total", "counter",
+      "Lookups that found a live mark (a repeat).",
+      NULL, NULL, ngx_http_engagement_d(hits), 1 },
+
+    { "nginx_engagement_dedupe_expired_total", "counter",
+      "Marks reclaimed after their window.",
+      NULL, NULL, ngx_http_engagement_d(expired), 1 },
+
+    { "nginx_engagement_dedupe_evictions_total", "counter",
+      "Live marks evicted because the zone was full.",
+      NULL, NULL, ngx_http_engagement_d(evictions), 1 },
+
+    { NULL, NULL, NULL, NULL, NULL, 0, 0 }
+};
+
+
+static void
+ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_snapshot_t *s)
+{
+    ngx_uint_t                             i, *dst;
+    ngx_atomic_t                          *src;
+    ngx_http_engagement_dedupe_shctx_t    *dsh;
+    ngx_http_engagement_counters_shctx_t  *csh;
+
+    ngx_memzero(s, sizeof(ngx_http_engagement_snapshot_t));
+
+    s->name = z->name;
+    s->dedupe = z->dedupe;
+    s->size = z->shm_zone->shm.size;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    s->free = z->shpool->pfree * ngx_pagesize;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    if (z->dedupe) {
+        dsh = z->sh;
+        s->entries = dsh->entries;
+        s->inserts = dsh->inserts;
+        s->hits = dsh->hits;
+        s->expired = dsh->expired;
+        s->evictions = dsh->evictions;
+        s->alloc_failures = dsh->alloc_failures;
+        return;
+    }
+
+    csh = z->sh;
+    s->entries = csh->entries;
+    s->alloc_failures = csh->stats.alloc_failures;
+
+    src = (ngx_atomic_t *) &csh->stats;
+    dst = (ngx_uint_t *) &s->stats;
+
+    for (i = 0; i < sizeof(ngx_http_engagement_stats_t)
+                    / sizeof(ngx_atomic_t); i++)
+    {
+        dst[i] = src[i];
+    }
+}
+
+
+static ngx_int_t
+ngx_http_engagement_status_wants_json(ngx_http_request_t *r)
+{
+    ngx_str_t         fmt;
+    ngx_table_elt_t  *h;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &fmt) == NGX_OK) {
+        return fmt.len == 4 && ngx_strncmp(fmt.data, "json", 4) == 0;
+    }
+
+#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
+    h = r->headers_in.accept;
+
+    if (h && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                              (u_char *) "application/json",
+                              sizeof("application/json") - 2)
+             != NULL)
+    {
+        return 1;
+    }
+#else
+    (void) h;
+#endif
+
+    return 0;
+}
+
+
+ngx_int_t
+ngx_http_engagement_status_handler(ngx_http_request_t *r)
+{
+    u_char                           *p, *body;
+    size_t                            len;
+    ngx_int_t                         rc;
+    ngx_uint_t                        i, n, json, first;
+    ngx_http_engagement_zone_t      **zp;
+    ngx_http_engagement_metric_t     *m;
+    ngx_http_engagement_snapshot_t   *snaps, *s;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+
+    n = emcf->zones.nelts;
+    zp = emcf->zones.elts;
+
+    snaps = ngx_palloc(r->pool, (n + 1) * sizeof(ngx_http_engagement_snapshot_t));
+    if (snaps == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_http_engagement_snapshot(zp[i], &snaps[i]);
+    }
+
+    json = ngx_http_engagement_status_wants_json(r);
+
+    /* an upper bound: every metric row for every zone, plus headers */
+    len = 1024;
+    for (m = ngx_http_engagement_metrics; m->family; m++) {
+        len += 256 + n * (160 + 64 + NGX_INT64_LEN);
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (json) {
+        p = ngx_sprintf(body, "{\"version\":\"%s\",\"nginx\":\"%s\","
+                        "\"zones\":[", NGX_HTTP_ENGAGEMENT_VERSION,
+                        NGINX_VERSION);
+
+        for (i = 0; i < n; i++) {
+            s = &snaps[i];
+            p = ngx_sprintf(p, "%s{\"zone\":\"%V\",\"kind\":\"%s\"",
+                            i ? "," : "", &s->name,
+                            s->dedupe ? "dedupe" : "counters");
+
+            for (m = ngx_http_engagement_metrics; m->family; m++) {
+                if (m->dedupe != 2 && m->dedupe != s->dedupe) {
+                    continue;
+                }
+
+                p = ngx_sprintf(p, ",\"%s%s%s\":%ui",
+                                m->family + sizeof("nginx_engagement_") - 1,
+                                m->value ? "_" : "",
+                                m->value ? m->value : "",
+                                *(ngx_uint_t *) ((u_char *) s + m->offset));
+            }
+
+            *p++ = '}';
+        }
+
+        p = ngx_cpymem(p, "]}\n", 3);
+
+        return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+    }
+
+    p = ngx_sprintf(body,
+            "# HELP nginx_engagement_build_info Module and nginx versions.\n"
+            "# TYPE nginx_engagement_build_info gauge\n"
+            "nginx_engagement_build_info{version=\"%s\",nginx=\"%s\"} 1\n",
+            NGX_HTTP_ENGAGEMENT_VERSION, NGINX_VERSION);
+
+    for (m = ngx_http_engagement_metrics; m->family; m++) {
+
+        if (m->help) {
+            p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n",
+                            m->family, m->help, m->family, m->type);
+        }
+
+        first = 1;
+
+        for (i = 0; i < n; i++) {
+            s = &snaps[i];
+
+            if (m->dedupe != 2 && m->dedupe != s->dedupe) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "%s{zone=\"%V\"", m->family, &s->name);
+
+            if (m->dedupe == 2) {
+                p = ngx_sprintf(p, ",kind=\"%s\"",
+                                s->dedupe ? "dedupe" : "counters");
+            }
+
+            if (m->label) {
+                p = ngx_sprintf(p, ",%s=\"%s\"", m->label, m->value);
+            }
+
+            p = ngx_sprintf(p, "} %ui\n",
+                            *(ngx_uint_t *) ((u_char *) s + m->offset));
+            first = 0;
+        }
+
+        (void) first;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    {
+        ngx_buf_t    *b;
+        ngx_chain_t   out;
+
+        r->headers_out.content_length_n = p - body;
+
+        rc = ngx_http_send_header(r);
+        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+            return rc;
+        }
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        b->pos = body;
+        b->last = p;
+        b->memory = 1;
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+        out.buf = b;
+        out.next = NULL;
+
+        return ngx_http_output_filter(r, &out);
+    }
+}
