@@ -1,0 +1,184 @@
+package Engagement::Test;
+
+# Helpers for the suite's plain-Perl tests (reloads, timing, concurrency,
+# config checks): run nginx in the foreground as our own child with a
+# private prefix, talk HTTP/1.1 over raw sockets, stop everything by PID.
+# The Test::Nginx::Socket-format files do not need this.
+
+use strict;
+use warnings;
+use Cwd qw(abs_path);
+use File::Path qw(make_path remove_tree);
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+use Exporter 'import';
+
+our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf
+                 start_nginx stop_nginx nginx_signal http_request post_view
+                 wait_for_port free_port slurp reap_children);
+
+# a child subreaper: nginx's orphans come back to us, not to a slow PID 1
+syscall(157, 36, 1, 0, 0, 0) if $^O eq 'linux';
+
+sub root_dir { $ENV{ENGAGEMENT_ROOT} // abs_path(__FILE__ . '/../../../..') }
+
+sub nginx_bin { $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx' }
+
+sub module_path {
+    my ($m) = split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} // '');
+    return $m // root_dir() . '/build/ngx_http_engagement_module.so';
+}
+
+sub free_port {
+    my $base = $ENV{TEST_NGINX_PORT} // 1984;
+    return $base + 10 + int(rand(50));
+}
+
+sub new_prefix {
+    my ($name) = @_;
+    my $dir = root_dir() . "/t/servroot/$name";
+    remove_tree($dir);
+    make_path("$dir/conf", "$dir/logs", "$dir/temp", "$dir/html", "$dir/modules");
+    symlink(module_path(), "$dir/modules/ngx_http_engagement_module.so");
+    return $dir;
+}
+
+# the usual frame around a test's http{} content
+sub write_conf {
+    my ($prefix, %o) = @_;
+    my $port = $o{port} or die "port";
+    my $user = $> == 0 ? "user root root;\n" : "";
+    my $workers = $o{workers} // 1;
+    my $conf = <<"EOC";
+load_module modules/ngx_http_engagement_module.so;
+$user
+worker_processes $workers;
+daemon off;
+master_process on;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 1024; accept_mutex off; }
+http {
+    access_log off;
+    client_body_temp_path temp/body;
+    proxy_temp_path temp/proxy;
+    fastcgi_temp_path temp/fastcgi;
+    uwsgi_temp_path temp/uwsgi;
+    scgi_temp_path temp/scgi;
+    @{[ $o{http} // "" ]}
+    server {
+        listen 127.0.0.1:$port;
+        @{[ $o{server} // "" ]}
+    }
+}
+EOC
+    open my $fh, '>', "$prefix/conf/nginx.conf" or die $!;
+    print $fh $conf;
+    close $fh;
+    return "$prefix/conf/nginx.conf";
+}
+
+sub _env_for_child {
+    if ($ENV{TEST_NGINX_PRELOAD}) {
+        $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_PRELOAD};
+    }
+}
+
+# starts nginx in the foreground; returns its pid once the port answers
+sub start_nginx {
+    my ($prefix, $port) = @_;
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', "$prefix/logs/stderr.log";
+        open STDERR, '>>', "$prefix/logs/stderr.log";
+        _env_for_child();
+        exec nginx_bin(), '-p', "$prefix/", '-c', "$prefix/conf/nginx.conf";
+        exit 127;
+    }
+    my $deadline = time + ($ENV{TEST_NGINX_ASAN} ? 20 : 5);
+    while (time < $deadline) {
+        if (waitpid($pid, WNOHANG) == $pid) {
+            return undef;
+        }
+        return $pid if wait_for_port($port, 0);
+        sleep 0.02;
+    }
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    return undef;
+}
+
+sub wait_for_port {
+    my ($port, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    do {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 1);
+        if ($s) { close $s; return 1 }
+        sleep 0.02 if $timeout;
+    } while (time < $deadline);
+    return 0;
+}
+
+sub nginx_signal {
+    my ($pid, $sig) = @_;
+    kill $sig, $pid;
+}
+
+# graceful stop; returns the exit status
+sub stop_nginx {
+    my ($pid) = @_;
+    return unless $pid;
+    kill 'QUIT', $pid;
+    my $deadline = time + ($ENV{TEST_NGINX_ASAN} ? 20 : 10);
+    while (time < $deadline) {
+        my $r = waitpid($pid, WNOHANG);
+        if ($r == $pid) { my $st = $?; reap_children(); return $st }
+        sleep 0.02;
+    }
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    reap_children();
+    return -1;
+}
+
+sub reap_children { 1 while waitpid(-1, WNOHANG) > 0 }
+
+# one request on its own connection: (status, body, headers hashref)
+sub http_request {
+    my ($port, $method, $uri, $body, %h) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5)
+        or return (0, "connect: $!", {});
+    my $req = "$method $uri HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    $req .= "$_: $h{$_}\r\n" for sort keys %h;
+    if (defined $body) {
+        $req .= "Content-Length: " . length($body) . "\r\n";
+    }
+    $req .= "\r\n" . ($body // '');
+    print $s $req;
+    local $/;
+    my $resp = <$s> // '';
+    close $s;
+    my ($head, $rb) = split /\r\n\r\n/, $resp, 2;
+    return (0, $resp, {}) unless defined $head;
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
+    my %hdr;
+    for (split /\r\n/, $head) { $hdr{lc $1} = $2 if /^([^:]+):\s*(.*)$/ }
+    return ($status // 0, $rb // '', \%hdr);
+}
+
+sub post_view {
+    my ($port, $json, $uri) = @_;
+    return http_request($port, 'POST', $uri // '/engagement/view', $json,
+                        'Content-Type' => 'application/json');
+}
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<', $f or return '';
+    local $/;
+    my $c = <$fh>;
+    return $c;
+}
+
+1;
