@@ -7,6 +7,7 @@
 #   ./build.sh test --asan  the suite against an AddressSanitizer+UBSan build
 #   ./build.sh run        build, then serve conf-examples/quickstart.conf on
 #                         127.0.0.1:${PORT:-8080} in the foreground (Ctrl-C stops)
+#   ./build.sh fuzz [s]   fuzz the event parser with libFuzzer (default 60 s)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
 
@@ -112,6 +113,34 @@ run_tests() {
     prove -I "$ROOT/t/lib" -r "${files[@]}"
 }
 
+# the libFuzzer target for the event parser; runs for ${1:-60} seconds
+fuzz() {
+    local secs="${1:-60}" bdir="$ROOT/build/fuzz"
+    build_default
+    mkdir -p "$bdir" "$ROOT/fuzz/corpus-run"
+    local inc=(-I "$ROOT/src" -I "$ROOT/build/nginx")
+    local d
+    for d in core event event/modules os/unix http http/modules http/v2; do
+        inc+=(-I "$NGX_SRC/src/$d")
+    done
+    clang -g -O1 -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=undefined "${inc[@]}" \
+        "$ROOT/fuzz/fuzz_event.c" "$ROOT/src/ngx_http_engagement_event.c" \
+        -ljansson -o "$bdir/fuzz_event"
+    log "fuzzing the event parser for ${secs}s"
+    local rc=0
+    "$bdir/fuzz_event" -max_total_time="$secs" -max_len=4096 \
+        -print_final_stats=1 "$ROOT/fuzz/corpus-run" "$ROOT/fuzz/corpus" \
+        >"$bdir/fuzz.log" 2>&1 || rc=$?
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY)' \
+        "$bdir/fuzz.log" || true
+    if [ $rc -ne 0 ]; then
+        tail -40 "$bdir/fuzz.log" >&2
+        log "the fuzzer found a failure (log: $bdir/fuzz.log)"
+    fi
+    return $rc
+}
+
 run_quickstart() {
     build_default
     local port="${PORT:-8080}" prefix="$ROOT/build/run"
@@ -144,5 +173,6 @@ case "$cmd" in
     asan)  deps; build_asan ;;
     test)  deps; run_tests "$@" ;;
     run)   deps; run_quickstart ;;
-    *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|deps]" >&2; exit 2 ;;
+    fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
+    *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|fuzz [secs]|deps]" >&2; exit 2 ;;
 esac

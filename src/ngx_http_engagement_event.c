@@ -174,7 +174,9 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
 
     ngx_http_engagement_json_pool = pool;
 
-    root = json_loadb((const char *) buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* JSON_DECODE_ANY: a scalar body gets "must be a JSON object" */
+    root = json_loadb((const char *) buf, len,
+                      JSON_REJECT_DUPLICATES|JSON_DECODE_ANY, &jerr);
 
     if (root == NULL) {
         ngx_http_engagement_json_pool = NULL;

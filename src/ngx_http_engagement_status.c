@@ -81,8 +81,8 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
     { "nginx_engagement_refused_total", NULL, NULL,
       "reason", "zone_full", ngx_http_engagement_s(unavailable), 0 },
 
-    { "nginx_engagement_summary_requests_total", "counter",
-      "Summary requests answered.",
+    { "nginx_engagement_read_requests_total", "counter",
+      "Summary (read) requests answered.",
       NULL, NULL, ngx_http_engagement_s(summary_requests), 0 },
 
     { "nginx_engagement_zone_size_bytes", "gauge",

@@ -190,7 +190,7 @@ Connection: close\r
 Content-Type: application/json\r
 Transfer-Encoding: chunked\r
 \r
-14\r
+13\r
 {\"contentId\":\"v\",\"s\r
 e\r
 essionId\":\"s\"}\r

@@ -124,9 +124,9 @@ __DATA__
 --- response_body_like eval
 [ qr/^\{.*"error":"invalid_body".*\}\n\z/s, qr/\A\Q$main::Zero\E\z/ ]
 
-=== TEST 11: deeply nested objects
+=== TEST 11: deeply nested objects (2500 levels, 15 KB)
 --- request eval
-[ main::view(('{"a":' x 2500) . '1' . ('}' x 2500)), "GET /engagement/summary/v" ]
+[ main::view(('{"a":' x 2500) . '1' . ('}' x 2500), '/engagement/view16k'), "GET /engagement/summary/v" ]
 --- error_code eval
 [400, 200]
 --- response_body_like eval
@@ -590,7 +590,7 @@ Allow: GET, HEAD
   "GET /engagement/summary",
   "GET /engagement/summary?ids=a,,b",
   "GET /engagement/summary?ids=a,b%7D",
-  "GET /engagement/summary?ids=" . join(",", 1..101) ]
+  "GET /engagement/summary?ids=" . CORE::join(",", 1..101) ]
 --- error_code eval
 [400, 400, 400, 400, 400, 404, 400, 400, 400, 400, 400, 400]
 --- response_body_like eval

@@ -1,0 +1,168 @@
+# Guards configuration: each mistake an operator can make with the
+# module's directives is refused at startup (`nginx -t`) with a message
+# that names it, and the defaults work without any zone declared.
+use Test::Nginx::Socket 'no_plan';
+
+repeat_each(1);
+no_shuffle();
+log_level('info');
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: no zone declared: the default zones are made on first use
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+--- more_headers
+Content-Type: application/json
+--- request eval
+[ "POST /engagement/view\n{\"contentId\":\"v\",\"sessionId\":\"s\"}",
+  "GET /engagement/summary/v" ]
+--- error_code eval
+[202, 200]
+--- response_body eval
+[ qq({"counted":true,"contentId":"v","metrics":["view"],"views":1,"engagedViews":0,"replays":0}\n),
+  qq({"contentId":"v","views":1,"engagedViews":0,"replays":0}\n) ]
+
+=== TEST 2: locations name their zones
+--- http_config
+    engagement_dedupe_zone later_d:64k;
+    engagement_zone later:64k;
+--- config
+    location = /engagement/view { engagement view zone=later dedupe=later_d; }
+    location /engagement/summary { engagement summary zone=later; }
+--- more_headers
+Content-Type: application/json
+--- request eval
+[ "POST /engagement/view\n{\"contentId\":\"v\",\"sessionId\":\"s\"}",
+  "GET /engagement/summary/v" ]
+--- error_code eval
+[202, 200]
+--- response_body_like eval
+[ qr/"views":1,/, qr/"views":1,/ ]
+
+=== TEST 3: unknown endpoint
+--- config
+    location = /x { engagement vieww; }
+--- must_die
+--- error_log
+unknown engagement endpoint "vieww": expected view, summary or status
+
+=== TEST 4: unknown zone name
+--- config
+    location = /x { engagement view zone=nope; }
+--- must_die
+--- error_log
+unknown engagement_zone "nope"
+
+=== TEST 5: a dedupe zone used as a counters zone
+--- http_config
+    engagement_dedupe_zone dd:64k;
+--- config
+    location = /x { engagement view zone=dd; }
+--- must_die
+--- error_log
+"dd" is an engagement_dedupe_zone zone, not an engagement_zone zone
+
+=== TEST 6: a zone declared twice
+--- http_config
+    engagement_zone z:64k;
+    engagement_zone z:128k;
+--- config
+--- must_die
+--- error_log
+zone "z" is already declared
+
+=== TEST 7: zone without a size
+--- http_config
+    engagement_zone z;
+--- config
+--- must_die
+--- error_log
+invalid zone "z": expected name:size, e.g. engagement:16m
+
+=== TEST 8: zone too small
+--- http_config
+    engagement_zone z:4k;
+--- config
+--- must_die
+--- error_log
+zone "z:4k" is too small: at least 32k
+
+=== TEST 9: bad zone size
+--- http_config
+    engagement_zone z:lots;
+--- config
+--- must_die
+--- error_log
+invalid zone size "z:lots"
+
+=== TEST 10: engaged threshold shorter than the view threshold
+--- config
+    location = /x { engagement view; engagement_view_after 10s; engagement_engaged_after 5s; }
+--- must_die
+--- error_log
+"engagement_engaged_after" (5000 ms) must not be shorter than "engagement_view_after" (10000 ms)
+
+=== TEST 11: unknown dedupe key
+--- config
+    location = /x { engagement view; engagement_dedupe_key cookie; }
+--- must_die
+--- error_log
+invalid value "cookie"
+
+=== TEST 12: zero dedupe window
+--- config
+    location = /x { engagement view; engagement_dedupe_window 0; }
+--- must_die
+--- error_log
+"engagement_dedupe_window" must be positive
+
+=== TEST 13: body limit out of range
+--- config
+    location = /x { engagement view; engagement_max_body_size 2m; }
+--- must_die
+--- error_log
+"engagement_max_body_size" must be between 1 and 1m
+
+=== TEST 14: engagement twice in one location
+--- config
+    location = /x { engagement view; engagement summary; }
+--- must_die
+--- error_log
+"engagement" directive is duplicate
+
+=== TEST 15: an unknown parameter
+--- config
+    location = /x { engagement summary dedupe=d; }
+--- must_die
+--- error_log
+invalid parameter "dedupe=d" for "engagement summary"
+
+=== TEST 16: status takes no parameters
+--- config
+    location = /x { engagement status zone=a; }
+--- must_die
+--- error_log
+"engagement status" takes no parameters
+
+=== TEST 17: zone directives belong to http{}
+--- config
+    location = /x { engagement_zone z:64k; }
+--- must_die
+--- error_log
+"engagement_zone" directive is not allowed here
+
+=== TEST 18: shared settings inherited from server level
+--- config
+    engagement_view_after 2s;
+    location = /engagement/view { engagement view; }
+--- more_headers
+Content-Type: application/json
+--- request
+POST /engagement/view
+{"contentId":"v","sessionId":"s","durationMs":1000}
+--- error_code: 200
+--- response_body_like: "reason":"below_policy"
