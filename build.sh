@@ -98,7 +98,7 @@ run_tests() {
         export TEST_NGINX_LOAD_MODULES="$ROOT/build-asan/ngx_http_engagement_module.so"
         TEST_NGINX_PRELOAD="$(gcc -print-file-name=libasan.so)"
         export TEST_NGINX_PRELOAD
-        export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_path=$ROOT/t/servroot/logs/asan:suppressions=$ROOT/t/asan.supp"
+        export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:suppressions=$ROOT/t/asan.supp"
         export LSAN_OPTIONS="suppressions=$ROOT/t/lsan.supp:print_suppressions=0"
         export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
         export TEST_NGINX_ASAN=1

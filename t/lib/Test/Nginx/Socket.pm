@@ -300,6 +300,12 @@ sub _spawn {
         $SIG{$_} = 'DEFAULT' for qw(PIPE INT TERM QUIT HUP CHLD ALRM);
         if (defined $ENV{TEST_NGINX_PRELOAD} && $ENV{TEST_NGINX_PRELOAD} ne '') {
             $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_PRELOAD};
+            # nginx is usually built without frame pointers; ask ASan for
+            # full allocation stacks unless the user decided otherwise
+            my $ao = defined $ENV{ASAN_OPTIONS} ? $ENV{ASAN_OPTIONS} : '';
+            if ($ENV{LD_PRELOAD} =~ /asan/ && $ao !~ /fast_unwind_on_malloc/) {
+                $ENV{ASAN_OPTIONS} = join ':', grep { $_ ne '' } $ao, 'fast_unwind_on_malloc=0';
+            }
         }
         { no warnings; exec { $cmd[0] } @cmd; }
         print STDERR "Test::Nginx::Socket: cannot exec $cmd[0]: $!\n";
@@ -494,6 +500,39 @@ HTTP
     return $conf;
 }
 
+# Exit-time "leaks" of nginx core itself (worker environment and the event
+# module's connection arrays are never freed). Only frames from nginx itself
+# are matched, so module code still gets reported.
+my $ValgrindSuppressions = <<'SUPP';
+{
+   nginx-core-worker-environment
+   Memcheck:Leak
+   match-leak-kinds: definite
+   fun:malloc
+   fun:ngx_alloc
+   fun:ngx_set_environment
+}
+{
+   nginx-core-event-process-init-named
+   Memcheck:Leak
+   match-leak-kinds: definite
+   fun:malloc
+   fun:ngx_alloc
+   fun:ngx_event_process_init
+}
+{
+   nginx-core-event-process-init-stripped
+   Memcheck:Leak
+   match-leak-kinds: definite
+   fun:malloc
+   fun:ngx_alloc
+   obj:*/nginx
+   obj:*/nginx
+   obj:*/nginx
+   fun:ngx_spawn_process
+}
+SUPP
+
 sub _nginx_cmd {
     my @cmd = (_nginx_binary(), '-p', "$ServRoot/", '-c', "$ConfDir/nginx.conf");
     # -e (nginx >= 1.19.5) keeps early messages away from compiled-in paths.
@@ -502,6 +541,8 @@ sub _nginx_cmd {
         my @vg = ('valgrind', '--error-exitcode=66', '--leak-check=full',
                   '--errors-for-leak-kinds=definite', '--num-callers=40',
                   "--log-file=$LogDir/valgrind.%p.log");
+        _spew("$ServRoot/valgrind.suppress", $ValgrindSuppressions);
+        push @vg, "--suppressions=$ServRoot/valgrind.suppress";
         for my $supp ('valgrind.suppress', 't/valgrind.suppress') {
             push @vg, '--suppressions=' . File::Spec->rel2abs($supp) if -f $supp;
         }
@@ -860,6 +901,51 @@ sub _expects_level {
     return 0;
 }
 
+# With a stock (not instrumented) nginx and a preloaded libasan, LeakSanitizer
+# reports memory that nginx core itself never frees at worker exit (the event
+# module's connection arrays). Remove reports in which every leak's stack
+# consists only of frames of the nginx binary and of libc/sanitizer runtime;
+# any frame from elsewhere (a module .so, a source file) keeps the report.
+sub _frame_is_core {
+    my $f = shift;
+    if ($f =~ /\((\S+?)\+0x[0-9a-fA-F]+\)\s*\z/) {
+        my $path = $1;
+        my $bin = _nginx_binary();
+        my $real = Cwd::abs_path($bin);
+        return 1 if $path eq $bin || (defined $real && $path eq $real);
+        return 1 if $path =~ m{(?:^|/)(?:libc|libasan|liblsan|libubsan|libtsan|ld-linux[^/]*|libpthread|libstdc\+\+|libgcc_s|libdl)[.-][^/]*\z};
+        return 0;
+    }
+    if ($f =~ /\s(\S+):\d+(?::\d+)?\s*\z/) {
+        return $1 =~ m{libsanitizer|compiler-rt|sysdeps|/csu/|nptl|libc-start} ? 1 : 0;
+    }
+    return 1;
+}
+
+sub _strip_core_lsan_reports {
+    my $text = shift;
+    return ($text, 0) if $ENV{TEST_NGINX_STRICT_LSAN};
+    my $n = 0;
+    $text =~ s{
+        ^==\d+==ERROR:\ LeakSanitizer:\ detected\ memory\ leaks[^\n]*\n
+        (.*?)
+        ^SUMMARY:\ \w+Sanitizer:[^\n]*leaked[^\n]*(?:\n|\z)
+    }{
+        my $body = $1;
+        my @entries = split /^(?=(?:Direct|Indirect) leak of )/m, $body;
+        @entries = grep { /^(?:Direct|Indirect) leak of / } @entries;
+        my $core = @entries > 0;
+        for my $e (@entries) {
+            for my $fr (grep { /^\s+#\d+ / } split /\n/, $e) {
+                $core = 0 unless _frame_is_core($fr);
+            }
+        }
+        $n++ if $core;
+        $core ? '' : $&;
+    }gmsex;
+    return ($text, $n);
+}
+
 # Automatic checks; they only produce a (failing) test when there is a problem.
 sub _auto_checks {
     my ($block, $name, $sfx, $errlog, $stderr, $must_die) = @_;
@@ -877,18 +963,31 @@ sub _auto_checks {
         }
     }
     my $crash = qr/signal 11|(?:Address|Leak|Thread|Memory|UndefinedBehavior)Sanitizer|runtime error:/;
+    my @ignored;
     for my $c ([ 'error.log', $errlog ], [ 'stderr', $stderr ]) {
         my ($where, $text) = @$c;
-        for my $l (split /\n/, $text) {
-            push @found, "$where: $l" if $l =~ $crash;
+        ($text, my $n) = _strip_core_lsan_reports($text);
+        push @ignored, "$where: $n" if $n;
+        my @lines = split /\n/, $text;
+        for my $i (0 .. $#lines) {
+            next unless $lines[$i] =~ $crash;
+            # show the report itself (stack traces follow the first line)
+            my $to = $i + 40 > $#lines ? $#lines : $i + 40;
+            push @found, "$where: $lines[$i]";
+            push @found, map { "$where: $_" } grep { /^\s+#\d+ / } @lines[$i + 1 .. $to];
         }
+    }
+    if (@ignored && !@found) {
+        Test::More::note("$name - ignored LeakSanitizer report(s) that only concern nginx core "
+                         . "allocations (set TEST_NGINX_STRICT_LSAN=1 to fail on them): "
+                         . join(', ', @ignored));
     }
     if (@found) {
         my %seen;
         @found = grep { !$seen{$_}++ } @found;
-        my $more = @found > 30 ? "\n... (" . (@found - 30) . " more)" : '';
+        my $more = @found > 60 ? "\n... (" . (@found - 60) . " more)" : '';
         Test::More::ok(0, "$name - no alert/emerg/crash/sanitizer reports$sfx");
-        Test::More::diag(join("\n", @found[0 .. ($#found > 29 ? 29 : $#found)]) . $more);
+        Test::More::diag(join("\n", @found[0 .. ($#found > 59 ? 59 : $#found)]) . $more);
     }
     if ($UseValgrind) {
         for my $f (glob "$LogDir/valgrind.*.log") {
