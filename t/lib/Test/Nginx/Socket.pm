@@ -82,15 +82,16 @@ my $Current;          # the nginx process of the running block, if any
 # whose master died) are re-parented to us and can be reaped by us.
 # ---------------------------------------------------------------------------
 
-sub _become_subreaper {
-    return unless $^O eq 'linux';
-    my %prctl = (x86_64 => 157, aarch64 => 167);
+sub _prctl {
+    my ($option, $arg) = @_;
+    return -1 unless $^O eq 'linux';
+    my %nr = (x86_64 => 157, aarch64 => 167);
     my ($arch) = ($Config::Config{archname} || '') =~ /^(x86_64|aarch64)/;
-    return unless $arch && ($Config::Config{ptrsize} || 0) == 8;
+    return -1 unless $arch && ($Config::Config{ptrsize} || 0) == 8;
     local $!;
-    syscall($prctl{$arch}, 36, 1, 0, 0, 0);   # PR_SET_CHILD_SUBREAPER
+    return syscall($nr{$arch}, $option, $arg, 0, 0, 0);
 }
-_become_subreaper();
+_prctl(36, 1);    # PR_SET_CHILD_SUBREAPER
 
 # ---------------------------------------------------------------------------
 # Exported setters / getters
@@ -290,9 +291,14 @@ sub _port_listening {
 sub _spawn {
     my @cmd = @_;
     _flush_all();
+    my $parent = $$;
     my $pid = fork;
     die "fork failed: $!\n" unless defined $pid;
     if ($pid == 0) {
+        # If this test process dies (even by SIGKILL), nginx gets SIGTERM
+        # and shuts down, instead of being left listening.
+        _prctl(1, 15);    # PR_SET_PDEATHSIG, SIGTERM
+        POSIX::_exit(1) if getppid() != $parent;
         POSIX::setpgid(0, 0);
         open STDIN,  '<',  '/dev/null';
         open STDOUT, '>>', $StderrLog;
@@ -1301,12 +1307,30 @@ sub _run_block_body {
     _auto_checks($block, $name, $sfx, $errlog, $stderr, 0);
 }
 
+sub _die_of_signal {
+    my $sig = shift;
+    _stop_current();
+    for my $h (@CleanupHandlers) { eval { $h->(); 1 } }
+    @CleanupHandlers = ();
+    my %num;
+    @num{ split ' ', $Config::Config{sig_name} } = split ' ', $Config::Config{sig_num};
+    my $no = $num{$sig} || 15;
+    $SIG{$sig} = 'DEFAULT';
+    kill $sig, $$;
+    # perl blocks the signal while its handler runs
+    POSIX::sigprocmask(POSIX::SIG_UNBLOCK(), POSIX::SigSet->new($no));
+    POSIX::_exit(128 + $no);
+}
+
 sub run_tests {
     my $tb = Test::More->builder;
     Test::More::plan('no_plan') unless $tb->has_plan;
 
-    local $SIG{INT}  = sub { _stop_current(); exit 130 };
-    local $SIG{TERM} = sub { _stop_current(); exit 143 };
+    # Interrupted (or the TAP output went away): stop nginx, then die of the
+    # same signal.
+    local $SIG{INT}  = \&_die_of_signal;
+    local $SIG{TERM} = \&_die_of_signal;
+    local $SIG{PIPE} = \&_die_of_signal;
 
     my @blocks = Test::Base::blocks();
     @blocks = List::Util::shuffle(@blocks)
@@ -1395,7 +1419,11 @@ started for every block and repeat, and stopped with SIGQUIT (SIGKILL after
 reports count for the block. No HUP reloads, no reuse.
 
 =item * The test process makes itself a child subreaper (prctl) and reaps
-zombies after each block.
+zombies after each block. nginx gets PR_SET_PDEATHSIG=SIGTERM, so it shuts
+down if the test process dies; SIGINT/SIGTERM/SIGPIPE stop nginx first. If a
+graceful shutdown (SIGQUIT) takes longer than 5 s (0.5 s after a client
+timeout), SIGTERM is sent, then SIGKILL to the whole process group; a
+SIGKILL is a test failure. Nothing is ever killed by name.
 
 =item * The block fails automatically (an extra failing test, only emitted
 on a problem) when error.log has C<[alert]> or C<[emerg]> (unless the block
@@ -1403,6 +1431,21 @@ expects that level in error_log, or uses must_die), when error.log or the
 nginx stderr has C<signal 11>, a *Sanitizer report or C<runtime error:>,
 when nginx died during the block or did not exit cleanly, and (valgrind
 mode) when a valgrind log reports errors or definite leaks.
+
+=item * Sanitizers: with TEST_NGINX_PRELOAD containing "asan",
+C<fast_unwind_on_malloc=0> is appended to nginx's ASAN_OPTIONS unless the
+user set it (nginx has no frame pointers, so stacks would stop at
+ngx_alloc). A LeakSanitizer report in which every frame of every leak is in
+the nginx binary or libc/sanitizer runtime (nginx core's own exit-time
+allocations, seen with a stock nginx and a preloaded libasan) does not fail
+the block (a note is printed); TEST_NGINX_STRICT_LSAN=1 turns that off.
+Any frame from a module .so or a source file keeps the report a failure.
+
+=item * Valgrind (TEST_NGINX_USE_VALGRIND): nginx runs under
+C<valgrind --leak-check=full --errors-for-leak-kinds=definite>, with a
+built-in suppression for nginx core's own exit-time leaks and, if present,
+F<valgrind.suppress> or F<t/valgrind.suppress>; startup may take 30 s and
+request timeouts are multiplied by 5.
 
 =item * must_die: the error_log patterns are matched against nginx's stderr
 plus error.log; nginx is started normally (not with -t).
