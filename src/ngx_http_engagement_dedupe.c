@@ -77,8 +77,8 @@ ngx_http_engagement_dedupe_lookup(ngx_http_engagement_dedupe_shctx_t *sh,
     uint64_t            h;
     ngx_rbtree_node_t  *node, *sentinel;
 
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
+    node = sh->head.rbtree.root;
+    sentinel = sh->head.rbtree.sentinel;
 
     while (node != sentinel) {
         h = ngx_http_engagement_dedupe_node_hash(
@@ -104,9 +104,9 @@ ngx_http_engagement_dedupe_free(ngx_http_engagement_zone_t *z,
     sh = z->sh;
 
     ngx_queue_remove(&dn->queue);
-    ngx_rbtree_delete(&sh->rbtree, &dn->node);
+    ngx_rbtree_delete(&sh->head.rbtree, &dn->node);
     ngx_slab_free_locked(z->shpool, dn);
-    sh->entries--;
+    sh->head.entries--;
 }
 
 
@@ -125,11 +125,11 @@ ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
 
     for (n = 0; n < 2; n++) {
 
-        if (ngx_queue_empty(&sh->lru)) {
+        if (ngx_queue_empty(&sh->head.lru)) {
             return;
         }
 
-        q = ngx_queue_last(&sh->lru);
+        q = ngx_queue_last(&sh->head.lru);
         dn = ngx_queue_data(q, ngx_http_engagement_dedupe_node_t, queue);
 
         if ((ngx_msec_int_t) (dn->expire - now) > 0) {
@@ -200,7 +200,7 @@ ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
             fresh[i] = 1;
             dn->expire = now + window;
             ngx_queue_remove(&dn->queue);
-            ngx_queue_insert_head(&sh->lru, &dn->queue);
+            ngx_queue_insert_head(&sh->head.lru, &dn->queue);
             continue;
         }
 
@@ -208,9 +208,9 @@ ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
 
         dn = ngx_slab_alloc_locked(z->shpool,
                                    sizeof(ngx_http_engagement_dedupe_node_t));
-        if (dn == NULL && !ngx_queue_empty(&sh->lru)) {
+        if (dn == NULL && !ngx_queue_empty(&sh->head.lru)) {
             /* never evict a mark this very set has just made */
-            dn = ngx_queue_data(ngx_queue_last(&sh->lru),
+            dn = ngx_queue_data(ngx_queue_last(&sh->head.lru),
                                 ngx_http_engagement_dedupe_node_t, queue);
 
             for (j = 0; j < i; j++) {
@@ -239,9 +239,9 @@ ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
 #endif
         dn->expire = now + window;
 
-        ngx_rbtree_insert(&sh->rbtree, &dn->node);
-        ngx_queue_insert_head(&sh->lru, &dn->queue);
-        sh->entries++;
+        ngx_rbtree_insert(&sh->head.rbtree, &dn->node);
+        ngx_queue_insert_head(&sh->head.lru, &dn->queue);
+        sh->head.entries++;
         sh->inserts++;
 
         nodes[i] = dn;
@@ -317,75 +317,15 @@ ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, u_char kind,
         p = ngx_cpymem(p, b->data, blen);
     }
 
-    return ngx_http_engagement_siphash(sh->hash_key, buf, p - buf);
+    return ngx_http_engagement_siphash(sh->head.hash_key, buf, p - buf);
 }
 
 
 ngx_int_t
 ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    size_t                               len;
-    ngx_slab_pool_t                     *shpool;
-    ngx_http_engagement_zone_t          *z, *oz;
-    ngx_http_engagement_dedupe_shctx_t  *sh;
-
-    z = shm_zone->data;
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    z->shpool = shpool;
-
-    if (data || shm_zone->shm.exists) {
-        oz = data;
-        sh = oz ? oz->sh : shpool->data;
-
-        if (sh == NULL
-            || sh->magic != NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC
-            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT
-            || sh->shctx_size != sizeof(ngx_http_engagement_dedupe_shctx_t))
-        {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "engagement_dedupe_zone \"%V\" was written by an "
-                          "incompatible module version (layout %uD, this "
-                          "module uses %d); stop and start nginx to "
-                          "recreate it", &shm_zone->shm.name,
-                          sh ? sh->layout : 0, NGX_HTTP_ENGAGEMENT_LAYOUT);
-            return NGX_ERROR;
-        }
-
-        sh->rbtree.insert = ngx_http_engagement_dedupe_insert;
-        z->sh = sh;
-
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_dedupe_shctx_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    sh->magic = NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC;
-    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
-    sh->shctx_size = sizeof(ngx_http_engagement_dedupe_shctx_t);
-
-    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
-                    ngx_http_engagement_dedupe_insert);
-    ngx_queue_init(&sh->lru);
-    ngx_http_engagement_random_key(sh->hash_key);
-
-    shpool->data = sh;
-    z->sh = sh;
-
-    len = sizeof(" in engagement_dedupe_zone \"\"") + shm_zone->shm.name.len;
-
-    shpool->log_ctx = ngx_slab_alloc(shpool, len);
-    if (shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(shpool->log_ctx, " in engagement_dedupe_zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    /* a full dedupe zone evicts; evictions are counted, not logged each */
-    shpool->log_nomem = 0;
-
-    return NGX_OK;
+    return ngx_http_engagement_zone_init(shm_zone, data,
+               NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC,
+               sizeof(ngx_http_engagement_dedupe_shctx_t),
+               ngx_http_engagement_dedupe_insert, "engagement_dedupe_zone");
 }

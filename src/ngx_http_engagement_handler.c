@@ -49,14 +49,23 @@ ngx_int_t
 ngx_http_engagement_send_json(ngx_http_request_t *r, ngx_uint_t status,
     u_char *body, size_t len)
 {
+    return ngx_http_engagement_send(r, status, &ngx_http_engagement_json_type,
+                                    body, len);
+}
+
+
+ngx_int_t
+ngx_http_engagement_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len)
+{
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
     ngx_table_elt_t  *h;
 
     r->headers_out.status = status;
-    r->headers_out.content_type = ngx_http_engagement_json_type;
-    r->headers_out.content_type_len = ngx_http_engagement_json_type.len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
     r->headers_out.content_length_n = len;
 

@@ -74,6 +74,7 @@ typedef struct {
 } ngx_http_engagement_stats_t;
 
 
+/* what both kinds of zone keep first: identity, index, secret */
 typedef struct {
     uint32_t                      magic;
     uint32_t                      layout;
@@ -84,19 +85,17 @@ typedef struct {
     uint64_t                      hash_key[2];
     ngx_atomic_t                  entries;
     time_t                        created;
-    ngx_http_engagement_stats_t   stats;
+} ngx_http_engagement_shctx_head_t;
+
+
+typedef struct {
+    ngx_http_engagement_shctx_head_t  head;
+    ngx_http_engagement_stats_t       stats;
 } ngx_http_engagement_counters_shctx_t;
 
 
 typedef struct {
-    uint32_t                      magic;
-    uint32_t                      layout;
-    size_t                        shctx_size;
-    ngx_rbtree_t                  rbtree;
-    ngx_rbtree_node_t             sentinel;
-    ngx_queue_t                   lru;
-    uint64_t                      hash_key[2];
-    ngx_atomic_t                  entries;
+    ngx_http_engagement_shctx_head_t  head;
     ngx_atomic_t                  inserts;
     ngx_atomic_t                  hits;
     ngx_atomic_t                  expired;
@@ -194,7 +193,10 @@ ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
     ngx_http_engagement_error_t *err);
 void ngx_http_engagement_json_init(void);
 
-/* shm.c: the counters zone */
+/* shm.c: zones in general, and the counters zone */
+ngx_int_t ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
+    uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
+    const char *directive);
 ngx_int_t ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
@@ -226,6 +228,8 @@ ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
 
 /* handler.c */
 ngx_int_t ngx_http_engagement_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len);
 ngx_int_t ngx_http_engagement_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *body, size_t len);
 ngx_int_t ngx_http_engagement_send_error(ngx_http_request_t *r,

@@ -105,7 +105,7 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
     }
 
     if (r->headers_in.user_agent) {
-        h = ngx_http_engagement_siphash(sh->hash_key,
+        h = ngx_http_engagement_siphash(sh->head.hash_key,
                                         r->headers_in.user_agent->value.data,
                                         r->headers_in.user_agent->value.len);
     } else {
@@ -115,7 +115,7 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
     ngx_memcpy(net + n, &h, sizeof(uint64_t));
     n += sizeof(uint64_t);
 
-    h = ngx_http_engagement_siphash(sh->hash_key, net, n);
+    h = ngx_http_engagement_siphash(sh->head.hash_key, net, n);
 
     p = ngx_sprintf(buf, "c:%016uxL", h);
     id->data = buf;

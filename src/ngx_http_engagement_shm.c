@@ -87,8 +87,8 @@ ngx_http_engagement_counters_lookup(ngx_http_engagement_counters_shctx_t *sh,
     ngx_rbtree_node_t                   *node, *sentinel;
     ngx_http_engagement_counter_node_t  *cn;
 
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
+    node = sh->head.rbtree.root;
+    sentinel = sh->head.rbtree.sentinel;
 
     while (node != sentinel) {
         cn = (ngx_http_engagement_counter_node_t *) node;
@@ -133,9 +133,9 @@ ngx_http_engagement_counters_create(ngx_http_engagement_zone_t *z,
     cn->len = (u_char) id->len;
     ngx_memcpy(cn->data, id->data, id->len);
 
-    ngx_rbtree_insert(&sh->rbtree, &cn->node);
-    ngx_queue_insert_head(&sh->lru, &cn->queue);
-    sh->entries++;
+    ngx_rbtree_insert(&sh->head.rbtree, &cn->node);
+    ngx_queue_insert_head(&sh->head.lru, &cn->queue);
+    sh->head.entries++;
 
     return cn;
 }
@@ -149,7 +149,7 @@ ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
 
     sh = z->sh;
 
-    return ngx_http_engagement_siphash(sh->hash_key, id->data, id->len);
+    return ngx_http_engagement_siphash(sh->head.hash_key, id->data, id->len);
 }
 
 
@@ -197,7 +197,7 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
 
     } else {
         ngx_queue_remove(&cn->queue);
-        ngx_queue_insert_head(&sh->lru, &cn->queue);
+        ngx_queue_insert_head(&sh->head.lru, &cn->queue);
     }
 
     cn->counts.views += delta->views;
@@ -255,11 +255,12 @@ ngx_http_engagement_zone_log_full(ngx_http_engagement_zone_t *z,
 /*
  * nginx hands a zone over to the new cycle only when name, tag and size
  * match; a size change would silently start from empty counts, so such a
- * reload is refused while the old zone still exists.
+ * reload is refused while the old zone still exists. A dedupe zone may be
+ * resized, with a warning: it starts empty.
  */
 
 static ngx_int_t
-ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone)
+ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone, ngx_uint_t dedupe)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -291,6 +292,16 @@ ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone)
             continue;
         }
 
+        if (oz[i].shm.size != shm_zone->shm.size && dedupe) {
+            ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                          "engagement_dedupe_zone \"%V\" changed size on "
+                          "reload (%uz to %uz bytes) and starts empty: "
+                          "repeats of events seen before may count again "
+                          "within their window", &shm_zone->shm.name,
+                          oz[i].shm.size, shm_zone->shm.size);
+            return NGX_OK;
+        }
+
         if (oz[i].shm.size != shm_zone->shm.size) {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                           "engagement_zone \"%V\" cannot change size on "
@@ -306,13 +317,22 @@ ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone)
 }
 
 
+/*
+ * Creates or adopts a zone's context. On reload nginx passes the old
+ * cycle's zone (same name, tag and size); its header must carry this
+ * module's magic and layout, or the reload is refused rather than have
+ * the new workers misread it.
+ */
+
 ngx_int_t
-ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
+    uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
+    const char *directive)
 {
-    size_t                                 len;
-    ngx_slab_pool_t                       *shpool;
-    ngx_http_engagement_zone_t            *z, *oz;
-    ngx_http_engagement_counters_shctx_t  *sh;
+    size_t                             len;
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_engagement_zone_t        *z, *oz;
+    ngx_http_engagement_shctx_head_t  *head;
 
     z = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -320,63 +340,74 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (data || shm_zone->shm.exists) {
         oz = data;
-        sh = oz ? oz->sh : shpool->data;
+        head = oz ? oz->sh : shpool->data;
 
-        if (sh == NULL
-            || sh->magic != NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC
-            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT
-            || sh->shctx_size != sizeof(ngx_http_engagement_counters_shctx_t))
+        if (head == NULL
+            || head->magic != magic
+            || head->layout != NGX_HTTP_ENGAGEMENT_LAYOUT
+            || head->shctx_size != size)
         {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "engagement_zone \"%V\" was written by an "
-                          "incompatible module version (layout %uD, this "
-                          "module uses %d); stop and start nginx to "
-                          "recreate it", &shm_zone->shm.name,
-                          sh ? sh->layout : 0, NGX_HTTP_ENGAGEMENT_LAYOUT);
+                          "%s \"%V\" was written by an incompatible "
+                          "module version (layout %uD, this module uses "
+                          "%d); stop and start nginx to recreate it",
+                          directive, &shm_zone->shm.name,
+                          head ? head->layout : 0,
+                          NGX_HTTP_ENGAGEMENT_LAYOUT);
             return NGX_ERROR;
         }
 
-        /* the old cycle's module may have been unloaded: repoint */
-        sh->rbtree.insert = ngx_http_engagement_counters_insert;
-        z->sh = sh;
+        /* the old cycle's module may be unloaded: repoint the callback */
+        head->rbtree.insert = insert;
+        z->sh = head;
 
         return NGX_OK;
     }
 
-    if (ngx_http_engagement_zone_resized(shm_zone) != NGX_OK) {
+    if (ngx_http_engagement_zone_resized(shm_zone, z->dedupe) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_counters_shctx_t));
-    if (sh == NULL) {
+    head = ngx_slab_calloc(shpool, size);
+    if (head == NULL) {
         return NGX_ERROR;
     }
 
-    sh->magic = NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC;
-    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
-    sh->shctx_size = sizeof(ngx_http_engagement_counters_shctx_t);
-    sh->created = ngx_time();
+    head->magic = magic;
+    head->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+    head->shctx_size = size;
+    head->created = ngx_time();
 
-    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
-                    ngx_http_engagement_counters_insert);
-    ngx_queue_init(&sh->lru);
-    ngx_http_engagement_random_key(sh->hash_key);
+    ngx_rbtree_init(&head->rbtree, &head->sentinel, insert);
+    ngx_queue_init(&head->lru);
+    ngx_http_engagement_random_key(head->hash_key);
 
-    shpool->data = sh;
-    z->sh = sh;
+    shpool->data = head;
+    z->sh = head;
 
-    len = sizeof(" in engagement_zone \"\"") + shm_zone->shm.name.len;
+    len = sizeof(" in  \"\"") + ngx_strlen(directive)
+          + shm_zone->shm.name.len;
 
     shpool->log_ctx = ngx_slab_alloc(shpool, len);
     if (shpool->log_ctx == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(shpool->log_ctx, " in engagement_zone \"%V\"%Z",
+    ngx_sprintf(shpool->log_ctx, " in %s \"%V\"%Z", directive,
                 &shm_zone->shm.name);
 
     /* a full zone is reported by the module, at a limited rate */
     shpool->log_nomem = 0;
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    return ngx_http_engagement_zone_init(shm_zone, data,
+               NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC,
+               sizeof(ngx_http_engagement_counters_shctx_t),
+               ngx_http_engagement_counters_insert, "engagement_zone");
 }

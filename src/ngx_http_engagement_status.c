@@ -121,6 +121,10 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
 };
 
 
+static ngx_str_t  ngx_http_engagement_prometheus_type =
+    ngx_string("text/plain; version=0.0.4; charset=utf-8");
+
+
 static void
 ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_snapshot_t *s)
@@ -142,7 +146,7 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
 
     if (z->dedupe) {
         dsh = z->sh;
-        s->entries = dsh->entries;
+        s->entries = dsh->head.entries;
         s->inserts = dsh->inserts;
         s->hits = dsh->hits;
         s->expired = dsh->expired;
@@ -152,7 +156,7 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
     }
 
     csh = z->sh;
-    s->entries = csh->entries;
+    s->entries = csh->head.entries;
     s->alloc_failures = csh->stats.alloc_failures;
 
     src = (ngx_atomic_t *) &csh->stats;
@@ -200,7 +204,7 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
     u_char                           *p, *body;
     size_t                            len;
     ngx_int_t                         rc;
-    ngx_uint_t                        i, n, json, first;
+    ngx_uint_t                        i, n, json;
     ngx_http_engagement_zone_t      **zp;
     ngx_http_engagement_metric_t     *m;
     ngx_http_engagement_snapshot_t   *snaps, *s;
@@ -286,8 +290,6 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
                             m->family, m->help, m->family, m->type);
         }
 
-        first = 1;
-
         for (i = 0; i < n; i++) {
             s = &snaps[i];
 
@@ -308,42 +310,10 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
 
             p = ngx_sprintf(p, "} %ui\n",
                             *(ngx_uint_t *) ((u_char *) s + m->offset));
-            first = 0;
         }
-
-        (void) first;
     }
 
-    r->headers_out.status = NGX_HTTP_OK;
-    ngx_str_set(&r->headers_out.content_type,
-                "text/plain; version=0.0.4; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    {
-        ngx_buf_t    *b;
-        ngx_chain_t   out;
-
-        r->headers_out.content_length_n = p - body;
-
-        rc = ngx_http_send_header(r);
-        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-            return rc;
-        }
-
-        b = ngx_calloc_buf(r->pool);
-        if (b == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        b->pos = body;
-        b->last = p;
-        b->memory = 1;
-        b->last_buf = 1;
-        b->last_in_chain = 1;
-
-        out.buf = b;
-        out.next = NULL;
-
-        return ngx_http_output_filter(r, &out);
-    }
+    return ngx_http_engagement_send(r, NGX_HTTP_OK,
+                                    &ngx_http_engagement_prometheus_type,
+                                    body, p - body);
 }

@@ -194,6 +194,25 @@ EOC
     is($st, 404, "the old configuration keeps serving");
     is(views("r"), 6, "counts are intact after the refused reload");
 
+    # resizing only the dedupe zone is allowed, with a warning: it starts empty
+    write_conf($prefix, port => $port,
+               http => "engagement_zone engagement:1m;\n    engagement_dedupe_zone engagement_dedupe:2m;",
+               server => $loc . "    location = /new3 { return 200; }\n");
+    kill 'HUP', $pid;
+    my $ok = 0;
+    for (1 .. 250) {
+        ($st) = http_request($port, 'GET', '/new3');
+        if ($st == 200) { $ok = 1; last }
+        sleep 0.02;
+    }
+    ok($ok, "a reload that resizes the dedupe zone is accepted");
+    like(slurp("$prefix/logs/error.log"),
+         qr/\[warn\].*engagement_dedupe_zone "engagement_dedupe" changed size on reload \(1048576 to 2097152 bytes\) and starts empty/,
+         "with a warning that the marks start empty");
+    is(views("r"), 6, "counts are intact after the dedupe resize");
+    ($st) = post_view($port, q({"contentId":"r","sessionId":"s1"}));
+    is($st, 202, "as warned, a repeat from before the resize counts again");
+
     stop_nginx($pid);
     my $log = slurp("$prefix/logs/error.log");
     unlike($log, qr/\[alert\]|exited on signal|AddressSanitizer/, "no alert or crash over the reloads");
