@@ -7,6 +7,7 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "ngx_http_engagement_redis.h"
 
 
 static ngx_int_t ngx_http_engagement_view_handler(ngx_http_request_t *r,
@@ -417,8 +418,16 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
                         "\"contentId\":\"%V\"", out.reason, &ev.content_id);
     }
 
-    p = ngx_sprintf(p, ",\"views\":%uL,\"engagedViews\":%uL,\"replays\":%uL}\n",
-                    out.counts.views, out.counts.engaged, out.counts.replays);
+    /* with Redis, totals not read yet are left out rather than guessed */
+    if (out.shown.known) {
+        p = ngx_sprintf(p, ",\"views\":%uL,\"engagedViews\":%uL,"
+                        "\"replays\":%uL",
+                        out.shown.counts.views, out.shown.counts.engaged,
+                        out.shown.counts.replays);
+    }
+
+    *p++ = '}';
+    *p++ = '\n';
 
     return ngx_http_engagement_send_json(r, status, body, p - body);
 }
@@ -550,31 +559,375 @@ ngx_http_engagement_summary_id(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
+typedef struct {
+    ngx_str_t                      id;
+    uint64_t                       hash;
+    ngx_http_engagement_view_t     view;
+    ngx_uint_t                     failed;
+} ngx_http_engagement_item_t;
+
+
+/* a summary waiting for Redis; outlives the request if it is aborted */
+typedef struct {
+    ngx_http_request_t            *request;     /* NULL: nobody waits */
+    ngx_http_engagement_zone_t    *zone;
+    ngx_uint_t                     batch;
+    ngx_uint_t                     n;
+    ngx_uint_t                     outstanding;
+    ngx_http_engagement_item_t    *items;
+} ngx_http_engagement_read_t;
+
+
+typedef struct {
+    ngx_http_engagement_read_t    *read;
+    ngx_http_engagement_item_t    *item;
+    u_char                         id[NGX_HTTP_ENGAGEMENT_ID_MAX];
+    size_t                         id_len;
+    uint64_t                       hash;
+} ngx_http_engagement_read_call_t;
+
+
 static u_char *
-ngx_http_engagement_summary_item(u_char *p, ngx_str_t *id,
-    ngx_http_engagement_counts_t *c)
+ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, ngx_http_engagement_view_t *v)
 {
-    return ngx_sprintf(p, "{\"contentId\":\"%V\",\"views\":%uL,"
-                       "\"engagedViews\":%uL,\"replays\":%uL}",
-                       id, c->views, c->engaged, c->replays);
+    p = ngx_sprintf(p, "{\"contentId\":\"%V\",\"views\":%uL,"
+                    "\"engagedViews\":%uL,\"replays\":%uL",
+                    id, v->counts.views, v->counts.engaged,
+                    v->counts.replays);
+
+    if (z->redis) {
+        p = ngx_sprintf(p, ",\"uniqueViewers\":%uL,\"pending\":%uL",
+                        v->uniques, v->pending);
+    }
+
+    *p++ = '}';
+
+    return p;
 }
 
 
 #define NGX_HTTP_ENGAGEMENT_ITEM_LEN                                          \
     (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"                 \
-            "\"replays\":},") - 1 + NGX_HTTP_ENGAGEMENT_ID_MAX                 \
-     + 3 * NGX_INT64_LEN)
+            "\"replays\":,\"uniqueViewers\":,\"pending\":},") - 1              \
+     + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN)
+
+
+static ngx_int_t
+ngx_http_engagement_summary_send(ngx_http_request_t *r,
+    ngx_http_engagement_zone_t *z, ngx_uint_t batch,
+    ngx_http_engagement_item_t *items, ngx_uint_t n)
+{
+    u_char           *p, *body;
+    ngx_uint_t        i;
+    ngx_table_elt_t  *h;
+
+    for (i = 0; i < n; i++) {
+        if (items[i].failed) {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            h->hash = 1;
+            ngx_str_set(&h->key, "Retry-After");
+            ngx_str_set(&h->value, "1");
+
+            return ngx_http_engagement_send_error(r,
+                       NGX_HTTP_SERVICE_UNAVAILABLE, "backend_unavailable",
+                       NULL, "Redis could not be read; retry later");
+        }
+    }
+
+    body = ngx_pnalloc(r->pool, sizeof("{\"items\":[]}\n")
+                                + n * NGX_HTTP_ENGAGEMENT_ITEM_LEN);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = body;
+
+    if (batch) {
+        p = ngx_cpymem(p, "{\"items\":[", sizeof("{\"items\":[") - 1);
+    }
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_engagement_summary_item(p, z, &items[i].id,
+                                             &items[i].view);
+    }
+
+    if (batch) {
+        *p++ = ']';
+        *p++ = '}';
+    }
+
+    *p++ = '\n';
+
+    return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+static void
+ngx_http_engagement_read_done(ngx_http_engagement_read_t *rd)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = rd->request;
+
+    if (r) {
+        c = r->connection;
+        rc = ngx_http_engagement_summary_send(r, rd->zone, rd->batch,
+                                              rd->items, rd->n);
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    }
+
+    if (rd->items && rd->request == NULL) {
+        ngx_free(rd->items);
+    }
+
+    ngx_free(rd);
+}
+
+
+static void
+ngx_http_engagement_read_reply(redisReply *reply, void *data)
+{
+    ngx_http_engagement_read_call_t  *call = data;
+
+    ngx_int_t                         applied;
+    uint64_t                          uniques;
+    ngx_str_t                         id;
+    ngx_http_engagement_read_t       *rd;
+    ngx_http_engagement_counts_t      totals;
+    ngx_http_engagement_view_t        view;
+    ngx_http_engagement_stats_t      *st;
+
+    rd = call->read;
+    st = &((ngx_http_engagement_counters_shctx_t *) rd->zone->sh)->stats;
+
+    id.data = call->id;
+    id.len = call->id_len;
+
+    if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied)
+        == NGX_OK)
+    {
+        ngx_http_engagement_counters_cache(rd->zone, &id, call->hash,
+                                           &totals, uniques, &view);
+        (void) ngx_atomic_fetch_add(&st->reads_ok, 1);
+
+        if (rd->request && call->item) {
+            call->item->view = view;
+        }
+
+    } else {
+        (void) ngx_atomic_fetch_add(&st->reads_failed, 1);
+
+        if (rd->request && call->item) {
+            call->item->failed = 1;
+        }
+    }
+
+    ngx_free(call);
+
+    if (--rd->outstanding == 0) {
+        ngx_http_engagement_read_done(rd);
+    }
+}
+
+
+static void
+ngx_http_engagement_read_cleanup(void *data)
+{
+    ngx_http_engagement_read_t  *rd = data;
+
+    /* the request is going away before Redis answered */
+    rd->request = NULL;
+    rd->items = NULL;
+}
+
+
+/*
+ * Reads one content's totals from Redis: for the waiting request rd, or,
+ * with rd->request NULL, only to refresh the cache in the background.
+ */
+
+static ngx_int_t
+ngx_http_engagement_read_send(ngx_http_engagement_read_t *rd,
+    ngx_http_engagement_item_t *item, ngx_str_t *id, uint64_t hash)
+{
+    u_char                           *p;
+    size_t                            lens[3];
+    const char                       *argv[3];
+    u_char                            keys[2][sizeof("eng:{c:}:uv")
+                                              + NGX_HTTP_ENGAGEMENT_ID_MAX];
+    ngx_http_engagement_read_call_t  *call;
+
+    call = ngx_alloc(sizeof(ngx_http_engagement_read_call_t),
+                     ngx_cycle->log);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    call->read = rd;
+    call->item = item;
+    call->hash = hash;
+    call->id_len = id->len;
+    ngx_memcpy(call->id, id->data, id->len);
+
+    argv[0] = "2";
+    lens[0] = 1;
+    p = ngx_sprintf(keys[0], "eng:{c:%V}", id);
+    argv[1] = (const char *) keys[0];
+    lens[1] = p - keys[0];
+    p = ngx_sprintf(keys[1], "eng:{c:%V}:uv", id);
+    argv[2] = (const char *) keys[1];
+    lens[2] = p - keys[1];
+
+    if (ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_READ,
+                                       ngx_http_engagement_read_reply, call,
+                                       3, argv, lens)
+        != NGX_OK)
+    {
+        ngx_free(call);
+        return NGX_ERROR;
+    }
+
+    rd->outstanding++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_engagement_refresh(ngx_http_engagement_zone_t *z, ngx_str_t *id,
+    uint64_t hash)
+{
+    ngx_http_engagement_read_t  *rd;
+
+    rd = ngx_calloc(sizeof(ngx_http_engagement_read_t), ngx_cycle->log);
+    if (rd == NULL) {
+        return;
+    }
+
+    rd->zone = z;
+
+    if (ngx_http_engagement_read_send(rd, NULL, id, hash) != NGX_OK) {
+        ngx_free(rd);
+    }
+}
+
+
+/*
+ * Answers from shared memory when it can (local counts, or Redis totals
+ * cached by the flush or an earlier read, plus pending local deltas); for
+ * content it has never seen with Redis on, it reads Redis without blocking
+ * the worker, and the request waits for the reply.
+ */
+
+static ngx_int_t
+ngx_http_engagement_summary_answer(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_item_t *items,
+    ngx_uint_t n, ngx_uint_t batch)
+{
+    ngx_uint_t                   i, missing;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_engagement_zone_t  *z;
+    ngx_http_engagement_read_t  *rd;
+
+    z = elcf->counters;
+    missing = 0;
+
+    for (i = 0; i < n; i++) {
+        items[i].hash = ngx_http_engagement_counters_hash(z, &items[i].id);
+        ngx_http_engagement_counters_get(z, &items[i].id, items[i].hash,
+                                         &items[i].view);
+
+        if (!items[i].view.known) {
+            missing++;
+
+        } else if (items[i].view.refresh
+                   && ngx_http_engagement_redis_ready())
+        {
+            /* stale while revalidating: this answer does not wait */
+            ngx_http_engagement_refresh(z, &items[i].id, items[i].hash);
+        }
+    }
+
+    if (missing == 0) {
+        return ngx_http_engagement_summary_send(r, z, batch, items, n);
+    }
+
+    if (!ngx_http_engagement_redis_ready()) {
+        (void) ngx_atomic_fetch_add(
+            &((ngx_http_engagement_counters_shctx_t *) z->sh)
+                ->stats.read_unavailable, 1);
+
+        for (i = 0; i < n; i++) {
+            items[i].failed = !items[i].view.known;
+        }
+
+        return ngx_http_engagement_summary_send(r, z, batch, items, n);
+    }
+
+    rd = ngx_calloc(sizeof(ngx_http_engagement_read_t), r->connection->log);
+    if (rd == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(rd);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rd->request = r;
+    rd->zone = z;
+    rd->batch = batch;
+    rd->n = n;
+    rd->items = items;
+    rd->outstanding = 1;     /* held while sending */
+
+    cln->handler = ngx_http_engagement_read_cleanup;
+    cln->data = rd;
+
+    for (i = 0; i < n; i++) {
+        if (!items[i].view.known
+            && ngx_http_engagement_read_send(rd, &items[i], &items[i].id,
+                                             items[i].hash)
+               != NGX_OK)
+        {
+            items[i].failed = 1;
+        }
+    }
+
+    if (--rd->outstanding == 0) {
+        /* nothing could be sent: answer now */
+        cln->handler = NULL;
+        ngx_free(rd);
+        return ngx_http_engagement_summary_send(r, z, batch, items, n);
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
 
 
 static ngx_int_t
 ngx_http_engagement_summary_handler(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
-    u_char                        *p, *q, *body, *end, *dst;
-    uint64_t                       hash;
-    ngx_str_t                      id, ids;
-    ngx_uint_t                     n;
-    ngx_http_engagement_counts_t   counts;
+    u_char                      *p, *q, *end, *dst;
+    ngx_str_t                    id, ids;
+    ngx_uint_t                   n;
+    ngx_http_engagement_item_t  *items;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_engagement_method_not_allowed(r, "GET, HEAD",
@@ -600,18 +953,14 @@ ngx_http_engagement_summary_handler(ngx_http_request_t *r,
                        "must be 1-128 bytes of [A-Za-z0-9._:-]");
         }
 
-        hash = ngx_http_engagement_counters_hash(elcf->counters, &id);
-        ngx_http_engagement_counters_get(elcf->counters, &id, hash, &counts);
-
-        body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_ITEM_LEN + 2);
-        if (body == NULL) {
+        items = ngx_pcalloc(r->pool, sizeof(ngx_http_engagement_item_t));
+        if (items == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        p = ngx_http_engagement_summary_item(body, &id, &counts);
-        *p++ = '\n';
+        items[0].id = id;
 
-        return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+        return ngx_http_engagement_summary_answer(r, elcf, items, 1, 0);
     }
 
     if (ngx_http_arg(r, (u_char *) "ids", 3, &ids) != NGX_OK || ids.len == 0) {
@@ -644,16 +993,15 @@ ngx_http_engagement_summary_handler(ngx_http_request_t *r,
                    "lists more ids than engagement_batch_max allows");
     }
 
-    body = ngx_pnalloc(r->pool, sizeof("{\"items\":[]}\n")
-                                + n * NGX_HTTP_ENGAGEMENT_ITEM_LEN);
-    if (body == NULL) {
+    items = ngx_pcalloc(r->pool, n * sizeof(ngx_http_engagement_item_t));
+    if (items == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(body, "{\"items\":[", sizeof("{\"items\":[") - 1);
     end = ids.data + ids.len;
+    n = 0;
 
-    for (q = ids.data; q <= end; q = id.data + id.len + 1) {
+    for (q = ids.data; q <= end; q++) {
         id.data = q;
 
         while (q < end && *q != ',') {
@@ -668,19 +1016,8 @@ ngx_http_engagement_summary_handler(ngx_http_request_t *r,
                        "each id must be 1-128 bytes of [A-Za-z0-9._:-]");
         }
 
-        hash = ngx_http_engagement_counters_hash(elcf->counters, &id);
-        ngx_http_engagement_counters_get(elcf->counters, &id, hash, &counts);
-
-        if (p[-1] == '}') {
-            *p++ = ',';
-        }
-
-        p = ngx_http_engagement_summary_item(p, &id, &counts);
+        items[n++].id = id;
     }
 
-    *p++ = ']';
-    *p++ = '}';
-    *p++ = '\n';
-
-    return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+    return ngx_http_engagement_summary_answer(r, elcf, items, n, 1);
 }

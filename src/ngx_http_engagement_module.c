@@ -6,13 +6,24 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "ngx_http_engagement_redis.h"
+
+
+ngx_http_engagement_stats_t  *ngx_http_engagement_global_stats;
 
 
 static void *ngx_http_engagement_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_engagement_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_http_engagement_postconfiguration(ngx_conf_t *cf);
+static char *ngx_http_engagement_redis_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_engagement_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_engagement_init_process(ngx_cycle_t *cycle);
+static void ngx_http_engagement_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_engagement_exit_master(ngx_cycle_t *cycle);
 static char *ngx_http_engagement_zone_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -44,6 +55,55 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       ngx_http_engagement_zone_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       1,
+      NULL },
+
+    { ngx_string("engagement_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_flush_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_main_conf_t, flush_interval),
+      NULL },
+
+    { ngx_string("engagement_flush_deadline"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_main_conf_t, exit_deadline),
+      NULL },
+
+    { ngx_string("engagement_flush_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_main_conf_t, flush_batch),
+      NULL },
+
+    { ngx_string("engagement_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_main_conf_t, cache_ttl),
+      NULL },
+
+    { ngx_string("engagement_edge_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_main_conf_t, edge_id),
+      NULL },
+
+    { ngx_string("engagement_state_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_main_conf_t, state_file),
       NULL },
 
     { ngx_string("engagement"),
@@ -104,7 +164,7 @@ static ngx_http_module_t  ngx_http_engagement_module_ctx = {
     ngx_http_engagement_postconfiguration, /* postconfiguration */
 
     ngx_http_engagement_create_main_conf,  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_engagement_init_main_conf,    /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -120,12 +180,12 @@ ngx_module_t  ngx_http_engagement_module = {
     ngx_http_engagement_commands,          /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_engagement_init_module,       /* init module */
+    ngx_http_engagement_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_engagement_exit_process,      /* exit process */
+    ngx_http_engagement_exit_master,       /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -147,7 +207,67 @@ ngx_http_engagement_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    emcf->flush_interval = NGX_CONF_UNSET_MSEC;
+    emcf->exit_deadline = NGX_CONF_UNSET_MSEC;
+    emcf->cache_ttl = NGX_CONF_UNSET_MSEC;
+    emcf->flush_batch = NGX_CONF_UNSET_UINT;
+
+    /* a reload starts from a clean slate in every process */
+    ngx_http_engagement_global_stats = NULL;
+
     return emcf;
+}
+
+
+static char *
+ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_engagement_main_conf_t *emcf = conf;
+
+    ngx_conf_init_msec_value(emcf->flush_interval, 1000);
+    ngx_conf_init_msec_value(emcf->exit_deadline, 3000);
+    ngx_conf_init_msec_value(emcf->cache_ttl, 2000);
+    ngx_conf_init_uint_value(emcf->flush_batch, 1000);
+
+    if (emcf->flush_interval == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_flush_interval\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (emcf->flush_batch == 0 || emcf->flush_batch > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_flush_batch\" must be between 1 "
+                           "and 100000");
+        return NGX_CONF_ERROR;
+    }
+
+    if (emcf->edge_id.len == 0) {
+        emcf->edge_id = cf->cycle->hostname;
+    }
+
+    if (emcf->edge_id.len == 0
+        || !ngx_http_engagement_id_valid(emcf->edge_id.data,
+                                         emcf->edge_id.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_edge_id\" \"%V\" must be 1-128 "
+                           "bytes of [A-Za-z0-9._:-]%s", &emcf->edge_id,
+                           emcf->edge_id.len ? "" : " (set it: the host "
+                           "name is unusable)");
+        return NGX_CONF_ERROR;
+    }
+
+    if (emcf->state_file.len == 0) {
+        ngx_str_set(&emcf->state_file, "logs/engagement.state");
+    }
+
+    /* full path, zero-terminated */
+    if (ngx_conf_full_name(cf->cycle, &emcf->state_file, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -280,9 +400,347 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_uint_t                        i;
+    ngx_http_engagement_zone_t      **zp;
+    ngx_http_engagement_main_conf_t  *emcf;
+
     ngx_http_engagement_json_init();
 
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+
+    /* every zone is known now, the default ones included */
+    zp = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        zp[i]->redis = (emcf->redis != NULL);
+        zp[i]->state_file = emcf->state_file;
+    }
+
     return NGX_OK;
+}
+
+
+static ngx_http_engagement_zone_t *
+ngx_http_engagement_first_counters(ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_uint_t                    i;
+    ngx_http_engagement_zone_t  **zp;
+
+    zp = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        if (!zp[i]->dedupe) {
+            return zp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the zones are restored by now: keep the state file only as a backup */
+
+static ngx_int_t
+ngx_http_engagement_init_module(ngx_cycle_t *cycle)
+{
+    u_char                           *to;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_engagement_module);
+
+    if (emcf == NULL || emcf->redis == NULL || ngx_test_config
+        || ngx_process == NGX_PROCESS_SIGNALLER)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_file_info(emcf->state_file.data, &(ngx_file_info_t) { 0 })
+        == NGX_FILE_ERROR)
+    {
+        return NGX_OK;
+    }
+
+    to = ngx_pnalloc(cycle->pool, emcf->state_file.len
+                                  + sizeof(".restored"));
+    if (to == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_sprintf(to, "%V.restored%Z", &emcf->state_file);
+
+    if (ngx_rename_file(emcf->state_file.data, to) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "engagement: could not rename the state file \"%V\"; "
+                      "it would be restored twice", &emcf->state_file);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_engagement_zone_t       *z;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_engagement_module);
+
+    if (emcf == NULL || ngx_process != NGX_PROCESS_WORKER) {
+        return NGX_OK;
+    }
+
+    z = ngx_http_engagement_first_counters(emcf);
+
+    if (z) {
+        ngx_http_engagement_global_stats =
+            &((ngx_http_engagement_counters_shctx_t *) z->sh)->stats;
+    }
+
+    if (emcf->redis == NULL || z == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_engagement_flush_start(cycle, emcf);
+}
+
+
+static void
+ngx_http_engagement_exit_process(ngx_cycle_t *cycle)
+{
+    /* closes the Redis connection: nginx checks for open sockets next */
+    ngx_http_engagement_flush_stop();
+}
+
+
+/*
+ * The master outlives its workers: what their final flush could not send
+ * is still in shared memory, and is written to the state file here.
+ */
+
+static void
+ngx_http_engagement_exit_master(ngx_cycle_t *cycle)
+{
+    u_char                           *tmp;
+    ngx_fd_t                          fd;
+    ngx_uint_t                        i, any;
+    ngx_http_engagement_zone_t      **zp;
+    ngx_http_engagement_main_conf_t  *emcf;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_engagement_module);
+
+    if (emcf == NULL || emcf->redis == NULL) {
+        return;
+    }
+
+    zp = emcf->zones.elts;
+    any = 0;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        if (zp[i]->dedupe || zp[i]->sh == NULL) {
+            continue;
+        }
+
+        sh = zp[i]->sh;
+        any |= (sh->pending_nodes || sh->inflight_nodes);
+    }
+
+    if (!any) {
+        return;
+    }
+
+    tmp = ngx_alloc(emcf->state_file.len + sizeof(".tmp"), cycle->log);
+    if (tmp == NULL) {
+        return;
+    }
+
+    (void) ngx_sprintf(tmp, "%V.tmp%Z", &emcf->state_file);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "engagement: could not write the state file \"%s\": "
+                      "unflushed counts are lost", tmp);
+        ngx_free(tmp);
+        return;
+    }
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        if (zp[i]->dedupe || zp[i]->sh == NULL) {
+            continue;
+        }
+
+        if (ngx_http_engagement_state_save(cycle, zp[i], fd) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                          "engagement: could not write the state file "
+                          "\"%s\"", tmp);
+        }
+    }
+
+    if (fsync(fd) == -1
+        || ngx_close_file(fd) == NGX_FILE_ERROR
+        || ngx_rename_file(tmp, emcf->state_file.data) == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "engagement: could not save the state file \"%V\"",
+                      &emcf->state_file);
+    }
+
+    ngx_free(tmp);
+}
+
+
+/*
+ * engagement_redis host:port [db=N] [password=secret]
+ *                  [connect_timeout=1s] [timeout=1s] [backoff=100ms:5s];
+ * The host is resolved here, once: no blocking lookup ever runs in a worker.
+ */
+
+static char *
+ngx_http_engagement_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_engagement_main_conf_t *emcf = conf;
+
+    u_char                            *p;
+    ngx_int_t                          n;
+    ngx_str_t                         *value, s;
+    ngx_url_t                          u;
+    ngx_uint_t                         i;
+    ngx_http_engagement_redis_conf_t  *rcf;
+
+    if (emcf->redis) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_redis_conf_t));
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->connect_timeout = 1000;
+    rcf->timeout = 1000;
+    rcf->backoff_min = 100;
+    rcf->backoff_max = 5000;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "engagement_redis \"%V\": %s", &u.url,
+                           u.err ? u.err : "host not found");
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.addrs[0].sockaddr->sa_family != AF_INET
+#if (NGX_HAVE_INET6)
+        && u.addrs[0].sockaddr->sa_family != AF_INET6
+#endif
+       )
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "engagement_redis \"%V\": a TCP address is "
+                           "expected", &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    p = rcf->ip;
+    p += ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
+                       NGX_SOCKADDR_STRLEN, 0);
+    *p = '\0';
+
+    /* ngx_sock_ntop brackets IPv6 only with a port; none here */
+    rcf->port = u.port;
+    rcf->url = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR || n > 1000) {
+                goto invalid;
+            }
+            rcf->db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0
+            && value[i].len > 9)
+        {
+            rcf->password.data = value[i].data + 9;
+            rcf->password.len = value[i].len - 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+            n = ngx_parse_time(&s, 0);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+            rcf->connect_timeout = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            n = ngx_parse_time(&s, 0);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+            rcf->timeout = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
+            p = ngx_strlchr(value[i].data + 8, value[i].data + value[i].len,
+                            ':');
+            if (p == NULL) {
+                goto invalid;
+            }
+            s.data = value[i].data + 8;
+            s.len = p - s.data;
+            n = ngx_parse_time(&s, 0);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+            rcf->backoff_min = n;
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+            n = ngx_parse_time(&s, 0);
+            if (n == NGX_ERROR || (ngx_msec_t) n < rcf->backoff_min) {
+                goto invalid;
+            }
+            rcf->backoff_max = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    emcf->redis = rcf;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" of engagement_redis",
+                       &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 

@@ -71,6 +71,20 @@ typedef struct {
     ngx_atomic_t                  unavailable;
     ngx_atomic_t                  summary_requests;
     ngx_atomic_t                  alloc_failures;
+    ngx_atomic_t                  flushes;           /* flush rounds sent */
+    ngx_atomic_t                  flush_ok;          /* content commands */
+    ngx_atomic_t                  flush_failed;
+    ngx_atomic_t                  flush_repeats;     /* already applied */
+    ngx_atomic_t                  flush_latency_ms;  /* sum */
+    ngx_atomic_t                  reads_ok;
+    ngx_atomic_t                  reads_failed;
+    ngx_atomic_t                  read_unavailable;
+    ngx_atomic_t                  redis_connects;
+    ngx_atomic_t                  redis_disconnects;
+    ngx_atomic_t                  redis_errors;
+    ngx_atomic_t                  redis_timeouts;
+    ngx_atomic_t                  restored;          /* from the state file */
+    ngx_atomic_t                  evicted_clean;     /* cache entries */
 } ngx_http_engagement_stats_t;
 
 
@@ -90,6 +104,11 @@ typedef struct {
 
 typedef struct {
     ngx_http_engagement_shctx_head_t  head;
+    ngx_queue_t                       dirty;      /* pending, not in flight */
+    ngx_queue_t                       inflight;   /* claimed by a flusher */
+    uint64_t                          seq;        /* last flush sequence */
+    ngx_atomic_t                      pending_nodes;
+    ngx_atomic_t                      inflight_nodes;
     ngx_http_engagement_stats_t       stats;
 } ngx_http_engagement_counters_shctx_t;
 
@@ -111,6 +130,8 @@ typedef struct {
     ngx_slab_pool_t              *shpool;
     void                         *sh;          /* the *_shctx_t */
     ngx_uint_t                    dedupe;      /* 1: a dedupe zone */
+    ngx_uint_t                    redis;       /* counts are flushed */
+    ngx_str_t                     state_file;  /* full path, 0-terminated */
     ngx_msec_t                    last_full_log;
 } ngx_http_engagement_zone_t;
 
@@ -122,9 +143,44 @@ typedef struct {
 } ngx_http_engagement_counts_t;
 
 
+/* what a summary shows of one content */
+typedef struct {
+    ngx_http_engagement_counts_t  counts;     /* totals incl. local deltas */
+    uint64_t                      uniques;
+    uint64_t                      pending;    /* local deltas not in Redis */
+    ngx_uint_t                    known;      /* Redis totals are known */
+    ngx_uint_t                    refresh;    /* caller should re-read */
+} ngx_http_engagement_view_t;
+
+
+/* one content's deltas claimed for a flush */
+typedef struct {
+    void                         *node;
+    ngx_http_engagement_zone_t   *zone;
+    uint64_t                      seq;
+    ngx_http_engagement_counts_t  delta;
+    time_t                        since;
+    uint64_t                     *uv;
+    ngx_uint_t                    uv_n;
+    u_char                        id[NGX_HTTP_ENGAGEMENT_ID_MAX];
+    size_t                        id_len;
+} ngx_http_engagement_claim_t;
+
+
+typedef struct ngx_http_engagement_redis_conf_s
+    ngx_http_engagement_redis_conf_t;
+
+
 typedef struct {
     ngx_array_t                   zones;       /* ngx_http_engagement_zone_t* */
     ngx_uint_t                    used;        /* a location uses the module */
+    ngx_http_engagement_redis_conf_t  *redis;
+    ngx_msec_t                    flush_interval;
+    ngx_msec_t                    exit_deadline;
+    ngx_msec_t                    cache_ttl;
+    ngx_uint_t                    flush_batch;
+    ngx_str_t                     edge_id;
+    ngx_str_t                     state_file;
 } ngx_http_engagement_main_conf_t;
 
 
@@ -174,7 +230,7 @@ typedef struct {
     ngx_uint_t                    engaged;
     ngx_uint_t                    replay;
     const char                   *reason;      /* when not counted */
-    ngx_http_engagement_counts_t  counts;
+    ngx_http_engagement_view_t    shown;
 } ngx_http_engagement_outcome_t;
 
 
@@ -193,6 +249,8 @@ ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
     ngx_http_engagement_error_t *err);
 void ngx_http_engagement_json_init(void);
 
+extern ngx_http_engagement_stats_t  *ngx_http_engagement_global_stats;
+
 /* shm.c: zones in general, and the counters zone */
 ngx_int_t ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
     uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
@@ -203,9 +261,21 @@ ngx_int_t ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash);
 ngx_int_t ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
-    ngx_http_engagement_counts_t *result);
+    uint64_t uv, ngx_http_engagement_view_t *result);
 void ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
-    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *result);
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_view_t *result);
+void ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *totals,
+    uint64_t uniques, ngx_http_engagement_view_t *result);
+ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_claim_t *claims, ngx_uint_t max, ngx_msec_t reclaim);
+void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
+    ngx_http_engagement_counts_t *totals, uint64_t uniques);
+void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
+ngx_int_t ngx_http_engagement_state_save(ngx_cycle_t *cycle,
+    ngx_http_engagement_zone_t *z, ngx_fd_t fd);
+ngx_int_t ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z,
+    u_char *p, u_char *end, ngx_log_t *log);
 uint64_t ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
     ngx_str_t *id);
 void ngx_http_engagement_zone_log_full(ngx_http_engagement_zone_t *z,
@@ -237,6 +307,11 @@ ngx_int_t ngx_http_engagement_send_error(ngx_http_request_t *r,
     const char *message);
 u_char *ngx_http_engagement_json_escape(u_char *dst, u_char *end,
     u_char *src, size_t len);
+
+/* flush.c */
+ngx_int_t ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+void ngx_http_engagement_flush_stop(void);
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);

@@ -134,7 +134,7 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_outcome_t *out)
 {
     int64_t                        duration;
-    uint64_t                       chash, rhash, hashes[2];
+    uint64_t                       chash, rhash, uv, hashes[2];
     ngx_str_t                      ident;
     ngx_uint_t                     n, fresh[2];
     ngx_http_engagement_zone_t    *cz, *dz;
@@ -233,8 +233,15 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
         goto counts;
     }
 
+    /* the viewer's salted hash feeds the unique-viewer count in Redis */
+    uv = 0;
+
+    if (cz->redis && delta.views) {
+        uv = ngx_http_engagement_counters_hash(cz, &ident) | 1;
+    }
+
     if (ngx_http_engagement_counters_add(cz, &ev->content_id, chash, &delta,
-                                         &out->counts)
+                                         uv, &out->shown)
         != NGX_OK)
     {
         /* the entry made above was taken meanwhile: undo the marks */
@@ -263,7 +270,7 @@ busy:
 counts:
 
     ngx_http_engagement_counters_get(cz, &ev->content_id, chash,
-                                     &out->counts);
+                                     &out->shown);
 
     return NGX_OK;
 }

@@ -1,0 +1,439 @@
+
+/*
+ * The flush: a timer in every worker claims dirty counter deltas from the
+ * shared-memory zones and sends them to Redis, one script call per content
+ * (all of its events aggregated), pipelined on the worker's connection.
+ * A delta leaves shared memory only when Redis confirms it; a failed or
+ * orphaned claim is resent with the same sequence, which the script
+ * applies at most once. On a graceful stop the timer turns into a final
+ * flush with a deadline; what is left is saved by the master at exit.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+#include "ngx_http_engagement_redis.h"
+
+
+typedef struct {
+    ngx_uint_t                     n;
+    ngx_uint_t                     outstanding;
+    ngx_msec_t                     started;
+    ngx_http_engagement_claim_t    claims[1];
+} ngx_http_engagement_round_t;
+
+
+typedef struct {
+    ngx_http_engagement_round_t   *round;
+    ngx_http_engagement_claim_t   *claim;
+} ngx_http_engagement_call_t;
+
+
+static ngx_event_t                    ngx_http_engagement_flush_ev;
+static ngx_http_engagement_round_t   *ngx_http_engagement_round;
+static ngx_msec_t                     ngx_http_engagement_exit_at;
+static ngx_uint_t                     ngx_http_engagement_flush_on;
+
+
+/* bucket TTLs: minutes ~8 days, hours ~400 days, days ~3 years */
+#define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
+#define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
+#define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
+
+
+ngx_int_t
+ngx_http_engagement_reply_totals(redisReply *reply,
+    ngx_http_engagement_counts_t *totals, uint64_t *uniques,
+    ngx_int_t *applied)
+{
+    ngx_uint_t   i;
+    long long    v[5];
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 5)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 5; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER
+            || reply->element[i]->integer < 0)
+        {
+            return NGX_ERROR;
+        }
+
+        v[i] = reply->element[i]->integer;
+    }
+
+    *applied = (ngx_int_t) v[0];
+    totals->views = v[1];
+    totals->engaged = v[2];
+    totals->replays = v[3];
+    *uniques = v[4];
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)
+{
+    ngx_http_engagement_stats_t  *st;
+
+    st = ngx_http_engagement_global_stats;
+
+    if (st) {
+        (void) ngx_atomic_fetch_add(&st->flush_latency_ms,
+                                    ngx_current_msec - round->started);
+    }
+
+    if (ngx_http_engagement_round == round) {
+        ngx_http_engagement_round = NULL;
+    }
+
+    ngx_free(round);
+}
+
+
+static void
+ngx_http_engagement_flush_reply(redisReply *reply, void *data)
+{
+    ngx_http_engagement_call_t             *call = data;
+    ngx_int_t                               applied;
+    uint64_t                                uniques;
+    ngx_http_engagement_claim_t            *cl;
+    ngx_http_engagement_round_t            *round;
+    ngx_http_engagement_counts_t            totals;
+    ngx_http_engagement_counters_shctx_t   *sh;
+
+    cl = call->claim;
+    round = call->round;
+    sh = cl->zone->sh;
+
+    if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied)
+        == NGX_OK)
+    {
+        ngx_http_engagement_counters_confirm(cl, &totals, uniques);
+        (void) ngx_atomic_fetch_add(&sh->stats.flush_ok, 1);
+
+        if (!applied) {
+            /* a resent batch Redis had applied already: counted once */
+            (void) ngx_atomic_fetch_add(&sh->stats.flush_repeats, 1);
+        }
+
+    } else {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "engagement redis: flush of \"%*s\" failed: %s; "
+                          "it will be retried", cl->id_len, cl->id,
+                          reply->str);
+        }
+
+        ngx_http_engagement_counters_release(cl);
+        (void) ngx_atomic_fetch_add(&sh->stats.flush_failed, 1);
+    }
+
+    ngx_free(call);
+
+    if (--round->outstanding == 0) {
+        ngx_http_engagement_round_done(round);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
+    ngx_http_engagement_round_t *round, ngx_http_engagement_claim_t *cl)
+{
+    u_char                      *p, *buf;
+    size_t                       size;
+    ngx_int_t                    rc;
+    ngx_uint_t                   i, argc;
+    ngx_tm_t                     tm;
+    size_t                      *lens;
+    const char                 **argv;
+    ngx_http_engagement_call_t  *call;
+
+    argc = 1 + 6 + 8 + cl->uv_n;
+
+    size = argc * (sizeof(char *) + sizeof(size_t))
+           + 6 * (sizeof("eng:{c:}:m:YYYYMMDDHHMM") + cl->id_len)
+           + emcf->edge_id.len + 4 * NGX_INT64_LEN + cl->uv_n * 16;
+
+    buf = ngx_alloc(size, ngx_cycle->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv = (const char **) buf;
+    lens = (size_t *) (argv + argc);
+    p = (u_char *) (lens + argc);
+
+#define ngx_http_engagement_arg(start)                                        \
+    argv[i] = (const char *) (start); lens[i] = p - (start); i++
+
+    i = 0;
+
+    argv[i] = "6";
+    lens[i++] = 1;
+
+    /* the totals, flush marks and buckets of one content share a slot */
+    ngx_gmtime(cl->since ? cl->since : ngx_time(), &tm);
+
+    buf = p;
+    p = ngx_sprintf(p, "eng:{c:%*s}", cl->id_len, cl->id);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "eng:{c:%*s}:fl", cl->id_len, cl->id);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "eng:{c:%*s}:m:%4d%02d%02d%02d%02d", cl->id_len,
+                    cl->id, tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                    tm.ngx_tm_hour, tm.ngx_tm_min);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "eng:{c:%*s}:h:%4d%02d%02d%02d", cl->id_len, cl->id,
+                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                    tm.ngx_tm_hour);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "eng:{c:%*s}:d:%4d%02d%02d", cl->id_len, cl->id,
+                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "eng:{c:%*s}:uv", cl->id_len, cl->id);
+    ngx_http_engagement_arg(buf);
+
+    argv[i] = (const char *) emcf->edge_id.data;
+    lens[i++] = emcf->edge_id.len;
+
+    buf = p;
+    p = ngx_sprintf(p, "%uL", cl->seq);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "%uL", cl->delta.views);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "%uL", cl->delta.engaged);
+    ngx_http_engagement_arg(buf);
+    buf = p;
+    p = ngx_sprintf(p, "%uL", cl->delta.replays);
+    ngx_http_engagement_arg(buf);
+
+    argv[i] = NGX_HTTP_ENGAGEMENT_TTL_MINUTE;
+    lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_MINUTE) - 1;
+    argv[i] = NGX_HTTP_ENGAGEMENT_TTL_HOUR;
+    lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_HOUR) - 1;
+    argv[i] = NGX_HTTP_ENGAGEMENT_TTL_DAY;
+    lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_DAY) - 1;
+
+    for (size = 0; size < cl->uv_n; size++) {
+        buf = p;
+        p = ngx_sprintf(p, "%016uxL", cl->uv[size]);
+        ngx_http_engagement_arg(buf);
+    }
+
+#undef ngx_http_engagement_arg
+
+    call = ngx_alloc(sizeof(ngx_http_engagement_call_t), ngx_cycle->log);
+    if (call == NULL) {
+        ngx_free(argv);
+        return NGX_ERROR;
+    }
+
+    call->round = round;
+    call->claim = cl;
+
+    rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH,
+                                        ngx_http_engagement_flush_reply, call,
+                                        (int) argc, argv, lens);
+
+    /* hiredis has formatted the command into its own buffer */
+    ngx_free(argv);
+
+    if (rc != NGX_OK) {
+        ngx_free(call);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_uint_t                    i, j, n, sent, full;
+    ngx_msec_t                    reclaim;
+    ngx_http_engagement_zone_t  **zp, *z;
+    ngx_http_engagement_round_t  *round;
+
+    zp = emcf->zones.elts;
+
+    round = ngx_alloc(sizeof(ngx_http_engagement_round_t)
+                      + emcf->flush_batch * emcf->zones.nelts
+                        * sizeof(ngx_http_engagement_claim_t),
+                      ngx_cycle->log);
+    if (round == NULL) {
+        return 0;
+    }
+
+    round->n = 0;
+    round->outstanding = 1;     /* held until every command is sent */
+    round->started = ngx_current_msec;
+    ngx_http_engagement_round = round;
+
+    reclaim = 2 * emcf->redis->timeout + 1000;
+    full = 0;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        z = zp[i];
+
+        if (z->dedupe || !z->redis) {
+            continue;
+        }
+
+        n = ngx_http_engagement_counters_claim(z, &round->claims[round->n],
+                                               emcf->flush_batch, reclaim);
+        if (n == emcf->flush_batch) {
+            full = 1;
+        }
+
+        sent = 0;
+
+        for (j = round->n; j < round->n + n; j++) {
+            if (ngx_http_engagement_flush_send(emcf, round, &round->claims[j])
+                == NGX_OK)
+            {
+                round->outstanding++;
+                sent++;
+
+            } else {
+                ngx_http_engagement_counters_release(&round->claims[j]);
+            }
+        }
+
+        if (sent) {
+            (void) ngx_atomic_fetch_add(
+                &((ngx_http_engagement_counters_shctx_t *) z->sh)
+                    ->stats.flushes, 1);
+        }
+
+        round->n += n;
+    }
+
+    if (--round->outstanding == 0) {
+        ngx_http_engagement_round_done(round);
+    }
+
+    return full;
+}
+
+
+static ngx_uint_t
+ngx_http_engagement_flush_idle(ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_uint_t                             i;
+    ngx_http_engagement_zone_t           **zp;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    zp = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        if (zp[i]->dedupe || !zp[i]->redis) {
+            continue;
+        }
+
+        sh = zp[i]->sh;
+
+        if (sh->pending_nodes || sh->inflight_nodes) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_engagement_flush_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                        more;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ev->data;
+    more = 0;
+
+    if (ngx_exiting && ngx_http_engagement_exit_at == 0) {
+        ngx_http_engagement_exit_at = ngx_current_msec + emcf->exit_deadline;
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "engagement: final flush, at most %M ms",
+                      emcf->exit_deadline);
+    }
+
+    if (ngx_http_engagement_round == NULL
+        && ngx_http_engagement_redis_ready())
+    {
+        more = ngx_http_engagement_flush_round(emcf);
+    }
+
+    if (ngx_exiting) {
+        if (ngx_current_msec >= ngx_http_engagement_exit_at
+            || (ngx_http_engagement_round == NULL
+                && ngx_http_engagement_flush_idle(emcf)))
+        {
+            /* what is left stays in shared memory for the master to save */
+            ngx_http_engagement_redis_stop();
+            ngx_http_engagement_flush_on = 0;
+            return;
+        }
+
+        ngx_add_timer(ev, 20);
+        return;
+    }
+
+    ngx_add_timer(ev, more ? 1 : emcf->flush_interval);
+}
+
+
+/*
+ * The timer is not cancelable: at a graceful stop or reload it fires once
+ * more (within the interval), sees ngx_exiting, and flushes what is
+ * pending before the worker exits, bounded by engagement_flush_deadline.
+ */
+
+ngx_int_t
+ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_memzero(&ngx_http_engagement_flush_ev, sizeof(ngx_event_t));
+
+    ngx_http_engagement_flush_ev.handler = ngx_http_engagement_flush_handler;
+    ngx_http_engagement_flush_ev.data = emcf;
+    ngx_http_engagement_flush_ev.log = cycle->log;
+
+    ngx_http_engagement_round = NULL;
+    ngx_http_engagement_exit_at = 0;
+    ngx_http_engagement_flush_on = 1;
+
+    if (ngx_http_engagement_redis_start(cycle, emcf->redis) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_add_timer(&ngx_http_engagement_flush_ev, emcf->flush_interval);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_engagement_flush_stop(void)
+{
+    if (ngx_http_engagement_flush_ev.timer_set) {
+        ngx_del_timer(&ngx_http_engagement_flush_ev);
+    }
+
+    if (ngx_http_engagement_flush_on) {
+        ngx_http_engagement_redis_stop();
+        ngx_http_engagement_flush_on = 0;
+    }
+}

@@ -1,0 +1,593 @@
+
+/*
+ * The per-worker Redis connection: one explicit state machine
+ * (idle -> connecting -> authenticating -> ready, or failed -> backoff ->
+ * connecting), connect and command timeouts on nginx timers (hiredis 0.14
+ * has no timer hook), the scripts loaded once per connection and called by
+ * SHA, and every transition logged once and counted.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+#include "ngx_http_engagement_redis.h"
+
+
+typedef struct {
+    ngx_http_engagement_redis_cb_pt   cb;
+    void                             *data;
+} ngx_http_engagement_redis_call_t;
+
+
+static void ngx_http_engagement_redis_connect(void);
+static void ngx_http_engagement_redis_fail(const char *why);
+static void ngx_http_engagement_redis_schedule(void);
+static void ngx_http_engagement_redis_load_scripts(void);
+
+
+static ngx_http_engagement_redis_conf_t   *ngx_http_engagement_rcf;
+static redisAsyncContext                  *ngx_http_engagement_ac;
+static ngx_http_engagement_redis_state_e   ngx_http_engagement_rstate;
+static ngx_event_t                         ngx_http_engagement_reconnect_ev;
+static ngx_event_t                         ngx_http_engagement_timeout_ev;
+static ngx_msec_t                          ngx_http_engagement_backoff;
+static ngx_uint_t                          ngx_http_engagement_outstanding;
+static ngx_uint_t                          ngx_http_engagement_stopping;
+static ngx_uint_t                          ngx_http_engagement_scripts;
+static char                                ngx_http_engagement_sha[2][41];
+static ngx_log_t                          *ngx_http_engagement_rlog;
+
+
+/*
+ * The flush script: applies one content's deltas at most once per
+ * (edge, sequence) and answers the new totals. KEYS: totals, flush marks,
+ * minute, hour and day buckets, the unique-viewer HyperLogLog. ARGV: edge,
+ * sequence, views, engaged, replays, the three bucket TTLs, then viewer
+ * hashes for the HyperLogLog.
+ */
+static const char  ngx_http_engagement_flush_lua[] =
+    "local last = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "local applied = 0\n"
+    "if (not last) or tonumber(last) < tonumber(ARGV[2]) then\n"
+    "  local d = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}\n"
+    "  local f = {'views', 'engaged', 'replays'}\n"
+    "  for i = 1, 4 do\n"
+    "    local k = KEYS[1]\n"
+    "    if i > 1 then k = KEYS[i + 1] end\n"
+    "    for j = 1, 3 do\n"
+    "      if d[j] ~= 0 then redis.call('HINCRBY', k, f[j], d[j]) end\n"
+    "    end\n"
+    "    if i > 1 then redis.call('EXPIRE', k, ARGV[i + 4]) end\n"
+    "  end\n"
+    "  for i = 9, #ARGV, 500 do\n"
+    "    redis.call('PFADD', KEYS[6], unpack(ARGV, i, math.min(i + 499, #ARGV)))\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+    "  applied = 1\n"
+    "end\n"
+    "local t = redis.call('HMGET', KEYS[1], 'views', 'engaged', 'replays')\n"
+    "return {applied, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
+    "        tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[6])}\n";
+
+/* the read script: totals and unique viewers of one content */
+static const char  ngx_http_engagement_read_lua[] =
+    "local t = redis.call('HMGET', KEYS[1], 'views', 'engaged', 'replays')\n"
+    "return {0, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
+    "        tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[2])}\n";
+
+
+static ngx_http_engagement_stats_t *
+ngx_http_engagement_redis_stats(void)
+{
+    return ngx_http_engagement_global_stats;
+}
+
+
+#define ngx_http_engagement_rstat(f)                                          \
+    if (ngx_http_engagement_redis_stats()) {                                  \
+        (void) ngx_atomic_fetch_add(&ngx_http_engagement_redis_stats()->f, 1);\
+    }
+
+
+static void
+ngx_http_engagement_redis_set_state(ngx_http_engagement_redis_state_e s)
+{
+    ngx_http_engagement_rstate = s;
+}
+
+
+static void
+ngx_http_engagement_redis_on_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                        *reply = r;
+    ngx_http_engagement_redis_call_t  *call = privdata;
+
+    if (ngx_http_engagement_outstanding) {
+        ngx_http_engagement_outstanding--;
+    }
+
+    if (ngx_http_engagement_outstanding == 0) {
+        if (ngx_http_engagement_timeout_ev.timer_set) {
+            ngx_del_timer(&ngx_http_engagement_timeout_ev);
+        }
+
+    } else if (ngx_http_engagement_ac) {
+        /* progress: the next reply gets a full timeout of its own */
+        ngx_add_timer(&ngx_http_engagement_timeout_ev,
+                      ngx_http_engagement_rstate
+                      == NGX_HTTP_ENGAGEMENT_REDIS_READY
+                      ? ngx_http_engagement_rcf->timeout
+                      : ngx_http_engagement_rcf->connect_timeout);
+    }
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_engagement_rstat(redis_errors);
+
+        if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+            ngx_http_engagement_scripts = 0;
+        }
+    }
+
+    call->cb(reply, call->data);
+    ngx_free(call);
+}
+
+
+ngx_int_t
+ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
+    void *data, int argc, const char **argv, const size_t *argvlen)
+{
+    ngx_http_engagement_redis_call_t  *call;
+
+    if (ngx_http_engagement_ac == NULL || ngx_http_engagement_stopping) {
+        return NGX_DECLINED;
+    }
+
+    call = ngx_alloc(sizeof(ngx_http_engagement_redis_call_t),
+                     ngx_http_engagement_rlog);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    call->cb = cb;
+    call->data = data;
+
+    if (redisAsyncCommandArgv(ngx_http_engagement_ac,
+                              ngx_http_engagement_redis_on_reply, call,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(call);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_engagement_outstanding++ == 0) {
+        ngx_add_timer(&ngx_http_engagement_timeout_ev,
+                      ngx_http_engagement_rstate
+                      == NGX_HTTP_ENGAGEMENT_REDIS_READY
+                      ? ngx_http_engagement_rcf->timeout
+                      : ngx_http_engagement_rcf->connect_timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_engagement_redis_eval(ngx_uint_t script,
+    ngx_http_engagement_redis_cb_pt cb, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int          i;
+    size_t      *lens;
+    ngx_int_t    rc;
+    const char **args;
+
+    if (ngx_http_engagement_rstate != NGX_HTTP_ENGAGEMENT_REDIS_READY) {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_http_engagement_scripts) {
+        /* a NOSCRIPT (Redis restarted or flushed its scripts): reload */
+        ngx_http_engagement_redis_load_scripts();
+        return NGX_DECLINED;
+    }
+
+    args = ngx_alloc((argc + 2) * (sizeof(char *) + sizeof(size_t)),
+                     ngx_http_engagement_rlog);
+    if (args == NULL) {
+        return NGX_ERROR;
+    }
+
+    lens = (size_t *) (args + argc + 2);
+
+    args[0] = "EVALSHA";
+    lens[0] = sizeof("EVALSHA") - 1;
+    args[1] = ngx_http_engagement_sha[script];
+    lens[1] = 40;
+
+    for (i = 0; i < argc; i++) {
+        args[i + 2] = argv[i];
+        lens[i + 2] = argvlen[i];
+    }
+
+    rc = ngx_http_engagement_redis_send(cb, data, argc + 2, args, lens);
+
+    ngx_free(args);
+
+    return rc;
+}
+
+
+ngx_uint_t
+ngx_http_engagement_redis_ready(void)
+{
+    return ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY
+           && ngx_http_engagement_scripts;
+}
+
+
+ngx_http_engagement_redis_state_e
+ngx_http_engagement_redis_state(void)
+{
+    return ngx_http_engagement_rstate;
+}
+
+
+static void
+ngx_http_engagement_redis_on_setup(redisReply *reply, void *data)
+{
+    const char  *what = data;
+
+    if (reply == NULL) {
+        return;     /* the connection is gone; fail() has said why */
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+                      "engagement redis: %s failed: %s", what, reply->str);
+        ngx_http_engagement_redis_fail(NULL);
+    }
+}
+
+
+static void
+ngx_http_engagement_redis_on_script(redisReply *reply, void *data)
+{
+    ngx_uint_t  n = (ngx_uint_t) (uintptr_t) data;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+                          "engagement redis: SCRIPT LOAD failed: %s",
+                          reply->str);
+            ngx_http_engagement_redis_fail(NULL);
+        }
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+        ngx_http_engagement_redis_fail("unexpected SCRIPT LOAD reply");
+        return;
+    }
+
+    ngx_memcpy(ngx_http_engagement_sha[n], reply->str, 40);
+    ngx_http_engagement_sha[n][40] = '\0';
+
+    if (n != NGX_HTTP_ENGAGEMENT_SCRIPT_READ) {
+        return;
+    }
+
+    ngx_http_engagement_scripts = 1;
+
+    if (ngx_http_engagement_rstate != NGX_HTTP_ENGAGEMENT_REDIS_READY) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_http_engagement_rlog, 0,
+                      "engagement redis: connected to %V",
+                      &ngx_http_engagement_rcf->url);
+        ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_READY);
+        ngx_http_engagement_backoff = 0;
+        ngx_http_engagement_rstat(redis_connects);
+    }
+}
+
+
+static void
+ngx_http_engagement_redis_load_scripts(void)
+{
+    const char  *argv[3];
+    size_t       lens[3];
+
+    argv[0] = "SCRIPT";
+    lens[0] = 6;
+    argv[1] = "LOAD";
+    lens[1] = 4;
+
+    argv[2] = ngx_http_engagement_flush_lua;
+    lens[2] = sizeof(ngx_http_engagement_flush_lua) - 1;
+    (void) ngx_http_engagement_redis_send(ngx_http_engagement_redis_on_script,
+               (void *) NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH, 3, argv, lens);
+
+    argv[2] = ngx_http_engagement_read_lua;
+    lens[2] = sizeof(ngx_http_engagement_read_lua) - 1;
+    (void) ngx_http_engagement_redis_send(ngx_http_engagement_redis_on_script,
+               (void *) NGX_HTTP_ENGAGEMENT_SCRIPT_READ, 3, argv, lens);
+}
+
+
+static void
+ngx_http_engagement_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        if (ngx_http_engagement_ac == ac) {
+            ngx_http_engagement_ac = NULL;
+        }
+
+        ngx_http_engagement_outstanding = 0;
+
+        if (ngx_http_engagement_timeout_ev.timer_set) {
+            ngx_del_timer(&ngx_http_engagement_timeout_ev);
+        }
+
+        if (ngx_http_engagement_rstate != NGX_HTTP_ENGAGEMENT_REDIS_FAILED) {
+            ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+                          "engagement redis: connect to %V failed: %s",
+                          &ngx_http_engagement_rcf->url,
+                          ac->errstr ? ac->errstr : "unknown error");
+        }
+
+        ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_FAILED);
+        ngx_http_engagement_redis_schedule();
+        return;
+    }
+
+    ngx_http_engagement_redis_set_state(
+        NGX_HTTP_ENGAGEMENT_REDIS_AUTHENTICATING);
+}
+
+
+static void
+ngx_http_engagement_redis_on_disconnect(const redisAsyncContext *ac,
+    int status)
+{
+    if (ngx_http_engagement_ac == ac) {
+        ngx_http_engagement_ac = NULL;
+    }
+
+    ngx_http_engagement_outstanding = 0;
+    ngx_http_engagement_scripts = 0;
+
+    if (ngx_http_engagement_timeout_ev.timer_set) {
+        ngx_del_timer(&ngx_http_engagement_timeout_ev);
+    }
+
+    if (ngx_http_engagement_stopping) {
+        return;
+    }
+
+    if (ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+                      "engagement redis: connection to %V lost: %s",
+                      &ngx_http_engagement_rcf->url,
+                      (status == REDIS_OK) ? "closed"
+                      : (ac->errstr ? ac->errstr : "error"));
+        ngx_http_engagement_rstat(redis_disconnects);
+    }
+
+    ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_FAILED);
+    ngx_http_engagement_redis_schedule();
+}
+
+
+/* drops the connection; pending callbacks are called with no reply */
+
+static void
+ngx_http_engagement_redis_fail(const char *why)
+{
+    redisAsyncContext  *ac;
+
+    if (why) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+                      "engagement redis: %s; reconnecting to %V", why,
+                      &ngx_http_engagement_rcf->url);
+    }
+
+    if (ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY) {
+        ngx_http_engagement_rstat(redis_disconnects);
+    }
+
+    ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_FAILED);
+    ngx_http_engagement_scripts = 0;
+
+    ac = ngx_http_engagement_ac;
+    ngx_http_engagement_ac = NULL;
+
+    if (ngx_http_engagement_timeout_ev.timer_set) {
+        ngx_del_timer(&ngx_http_engagement_timeout_ev);
+    }
+
+    if (ac) {
+        redisAsyncFree(ac);
+    }
+
+    ngx_http_engagement_outstanding = 0;
+    ngx_http_engagement_redis_schedule();
+}
+
+
+static void
+ngx_http_engagement_redis_timeout_handler(ngx_event_t *ev)
+{
+    ngx_http_engagement_rstat(redis_timeouts);
+
+    ngx_http_engagement_redis_fail(
+        ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY
+        ? "command timed out" : "connect timed out");
+}
+
+
+static void
+ngx_http_engagement_redis_schedule(void)
+{
+    ngx_msec_t  delay;
+
+    if (ngx_http_engagement_stopping
+        || ngx_http_engagement_reconnect_ev.timer_set)
+    {
+        return;
+    }
+
+    if (ngx_http_engagement_backoff == 0) {
+        ngx_http_engagement_backoff = ngx_http_engagement_rcf->backoff_min;
+
+    } else {
+        ngx_http_engagement_backoff = ngx_min(ngx_http_engagement_backoff * 2,
+                                       ngx_http_engagement_rcf->backoff_max);
+    }
+
+    /* jitter: 75% to 125% of the backoff, so workers do not move as one */
+    delay = ngx_http_engagement_backoff * 3 / 4
+            + (ngx_msec_t) ngx_random() % (ngx_http_engagement_backoff / 2 + 1);
+
+    ngx_add_timer(&ngx_http_engagement_reconnect_ev, delay);
+}
+
+
+static void
+ngx_http_engagement_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_engagement_redis_connect();
+}
+
+
+static void
+ngx_http_engagement_redis_connect(void)
+{
+    size_t              lens[2];
+    u_char              db[NGX_INT_T_LEN];
+    const char         *argv[2];
+    redisAsyncContext  *ac;
+
+    if (ngx_http_engagement_stopping || ngx_http_engagement_ac) {
+        return;
+    }
+
+    ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_CONNECTING);
+
+    /* a numeric address resolved at configuration time: no DNS here */
+    ac = redisAsyncConnect((char *) ngx_http_engagement_rcf->ip,
+                           ngx_http_engagement_rcf->port);
+
+    if (ac == NULL || ac->err) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+                      "engagement redis: connect to %V failed: %s",
+                      &ngx_http_engagement_rcf->url,
+                      ac ? ac->errstr : "out of memory");
+        if (ac) {
+            redisAsyncFree(ac);
+        }
+
+        ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_FAILED);
+        ngx_http_engagement_redis_schedule();
+        return;
+    }
+
+    if (ngx_http_engagement_redis_attach(ac, ngx_http_engagement_rlog)
+        != NGX_OK)
+    {
+        redisAsyncFree(ac);
+        ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_FAILED);
+        ngx_http_engagement_redis_schedule();
+        return;
+    }
+
+    redisAsyncSetConnectCallback(ac, ngx_http_engagement_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac,
+                                    ngx_http_engagement_redis_on_disconnect);
+
+    ngx_http_engagement_ac = ac;
+    ngx_http_engagement_outstanding = 0;
+
+    /* hiredis queues these until the socket connects */
+
+    if (ngx_http_engagement_rcf->password.len) {
+        argv[0] = "AUTH";
+        lens[0] = 4;
+        argv[1] = (char *) ngx_http_engagement_rcf->password.data;
+        lens[1] = ngx_http_engagement_rcf->password.len;
+        (void) ngx_http_engagement_redis_send(
+                   ngx_http_engagement_redis_on_setup, "AUTH", 2, argv, lens);
+    }
+
+    if (ngx_http_engagement_rcf->db) {
+        argv[0] = "SELECT";
+        lens[0] = 6;
+        argv[1] = (char *) db;
+        lens[1] = ngx_sprintf(db, "%ui", ngx_http_engagement_rcf->db) - db;
+        (void) ngx_http_engagement_redis_send(
+                   ngx_http_engagement_redis_on_setup, "SELECT", 2, argv,
+                   lens);
+    }
+
+    ngx_http_engagement_redis_load_scripts();
+}
+
+
+ngx_int_t
+ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_redis_conf_t *rcf)
+{
+    /* a closed Redis socket must not kill the worker */
+    signal(SIGPIPE, SIG_IGN);
+
+    ngx_http_engagement_rcf = rcf;
+    ngx_http_engagement_rlog = cycle->log;
+    ngx_http_engagement_ac = NULL;
+    ngx_http_engagement_stopping = 0;
+    ngx_http_engagement_outstanding = 0;
+    ngx_http_engagement_scripts = 0;
+    ngx_http_engagement_backoff = 0;
+
+    ngx_memzero(&ngx_http_engagement_reconnect_ev, sizeof(ngx_event_t));
+    ngx_http_engagement_reconnect_ev.handler =
+        ngx_http_engagement_redis_reconnect_handler;
+    ngx_http_engagement_reconnect_ev.log = cycle->log;
+    ngx_http_engagement_reconnect_ev.data = rcf;
+    ngx_http_engagement_reconnect_ev.cancelable = 1;
+
+    ngx_memzero(&ngx_http_engagement_timeout_ev, sizeof(ngx_event_t));
+    ngx_http_engagement_timeout_ev.handler =
+        ngx_http_engagement_redis_timeout_handler;
+    ngx_http_engagement_timeout_ev.log = cycle->log;
+    ngx_http_engagement_timeout_ev.data = rcf;
+    ngx_http_engagement_timeout_ev.cancelable = 1;
+
+    ngx_http_engagement_redis_connect();
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_engagement_redis_stop(void)
+{
+    redisAsyncContext  *ac;
+
+    ngx_http_engagement_stopping = 1;
+
+    if (ngx_http_engagement_reconnect_ev.timer_set) {
+        ngx_del_timer(&ngx_http_engagement_reconnect_ev);
+    }
+
+    if (ngx_http_engagement_timeout_ev.timer_set) {
+        ngx_del_timer(&ngx_http_engagement_timeout_ev);
+    }
+
+    ac = ngx_http_engagement_ac;
+    ngx_http_engagement_ac = NULL;
+    ngx_http_engagement_rstate = NGX_HTTP_ENGAGEMENT_REDIS_IDLE;
+
+    if (ac) {
+        redisAsyncFree(ac);
+    }
+}

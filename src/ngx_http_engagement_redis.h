@@ -1,0 +1,67 @@
+
+/*
+ * The Redis side of the module: the per-worker connection (hiredis on
+ * nginx's event loop) and the commands the flush and the reads send.
+ */
+
+
+#ifndef _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_
+#define _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_REDIS_IDLE = 0,
+    NGX_HTTP_ENGAGEMENT_REDIS_CONNECTING,
+    NGX_HTTP_ENGAGEMENT_REDIS_AUTHENTICATING,
+    NGX_HTTP_ENGAGEMENT_REDIS_READY,
+    NGX_HTTP_ENGAGEMENT_REDIS_FAILED
+} ngx_http_engagement_redis_state_e;
+
+
+struct ngx_http_engagement_redis_conf_s {
+    ngx_str_t                     url;          /* as configured */
+    u_char                        ip[NGX_SOCKADDR_STRLEN + 1];
+    int                           port;
+    ngx_str_t                     password;
+    ngx_uint_t                    db;
+    ngx_msec_t                    connect_timeout;
+    ngx_msec_t                    timeout;
+    ngx_msec_t                    backoff_min;
+    ngx_msec_t                    backoff_max;
+};
+
+
+/* a reply callback: reply is NULL when the command failed or timed out */
+typedef void (*ngx_http_engagement_redis_cb_pt)(redisReply *reply,
+    void *data);
+
+
+ngx_int_t ngx_http_engagement_redis_attach(redisAsyncContext *ac,
+    ngx_log_t *log);
+
+ngx_int_t ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_redis_conf_t *rcf);
+void ngx_http_engagement_redis_stop(void);
+ngx_uint_t ngx_http_engagement_redis_ready(void);
+ngx_http_engagement_redis_state_e ngx_http_engagement_redis_state(void);
+ngx_int_t ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
+    void *data, int argc, const char **argv, const size_t *argvlen);
+ngx_int_t ngx_http_engagement_redis_eval(ngx_uint_t script,
+    ngx_http_engagement_redis_cb_pt cb, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+
+ngx_int_t ngx_http_engagement_reply_totals(redisReply *reply,
+    ngx_http_engagement_counts_t *totals, uint64_t *uniques,
+    ngx_int_t *applied);
+
+#define NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH  0
+#define NGX_HTTP_ENGAGEMENT_SCRIPT_READ   1
+
+
+#endif /* _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_ */
