@@ -32,6 +32,7 @@ static ngx_event_t                         ngx_http_engagement_timeout_ev;
 static ngx_msec_t                          ngx_http_engagement_backoff;
 static ngx_uint_t                          ngx_http_engagement_outstanding;
 static ngx_uint_t                          ngx_http_engagement_stopping;
+static ngx_uint_t                          ngx_http_engagement_failing;
 static ngx_uint_t                          ngx_http_engagement_scripts;
 static char                                ngx_http_engagement_sha[2][41];
 static ngx_log_t                          *ngx_http_engagement_rlog;
@@ -86,6 +87,14 @@ ngx_http_engagement_redis_stats(void)
     if (ngx_http_engagement_redis_stats()) {                                  \
         (void) ngx_atomic_fetch_add(&ngx_http_engagement_redis_stats()->f, 1);\
     }
+
+
+/* an outage is reported once; its further failures only at info level */
+static ngx_uint_t
+ngx_http_engagement_level(void)
+{
+    return ngx_http_engagement_failing ? NGX_LOG_INFO : NGX_LOG_ERR;
+}
 
 
 static void
@@ -286,6 +295,7 @@ ngx_http_engagement_redis_on_script(redisReply *reply, void *data)
                       &ngx_http_engagement_rcf->url);
         ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_READY);
         ngx_http_engagement_backoff = 0;
+        ngx_http_engagement_failing = 0;
         ngx_http_engagement_rstat(redis_connects);
     }
 }
@@ -329,12 +339,15 @@ ngx_http_engagement_redis_on_connect(const redisAsyncContext *ac, int status)
             ngx_del_timer(&ngx_http_engagement_timeout_ev);
         }
 
-        if (ngx_http_engagement_rstate != NGX_HTTP_ENGAGEMENT_REDIS_FAILED) {
-            ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
-                          "engagement redis: connect to %V failed: %s",
-                          &ngx_http_engagement_rcf->url,
-                          ac->errstr ? ac->errstr : "unknown error");
-        }
+        /* logged once per outage, not at every retry */
+        ngx_log_error(ngx_http_engagement_level(),
+                      ngx_http_engagement_rlog, 0,
+                      "engagement redis: connect to %V failed: %s%s",
+                      &ngx_http_engagement_rcf->url,
+                      ac->errstr ? ac->errstr : "unknown error",
+                      ngx_http_engagement_failing ? ""
+                      : "; retrying with backoff");
+        ngx_http_engagement_failing = 1;
 
         ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_FAILED);
         ngx_http_engagement_redis_schedule();
@@ -366,6 +379,7 @@ ngx_http_engagement_redis_on_disconnect(const redisAsyncContext *ac,
     }
 
     if (ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY) {
+        ngx_http_engagement_failing = 1;
         ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
                       "engagement redis: connection to %V lost: %s",
                       &ngx_http_engagement_rcf->url,
@@ -387,10 +401,13 @@ ngx_http_engagement_redis_fail(const char *why)
     redisAsyncContext  *ac;
 
     if (why) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+        ngx_log_error(ngx_http_engagement_level(),
+                      ngx_http_engagement_rlog, 0,
                       "engagement redis: %s; reconnecting to %V", why,
                       &ngx_http_engagement_rcf->url);
     }
+
+    ngx_http_engagement_failing = 1;
 
     if (ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY) {
         ngx_http_engagement_rstat(redis_disconnects);
@@ -479,10 +496,12 @@ ngx_http_engagement_redis_connect(void)
                            ngx_http_engagement_rcf->port);
 
     if (ac == NULL || ac->err) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_rlog, 0,
+        ngx_log_error(ngx_http_engagement_level(),
+                      ngx_http_engagement_rlog, 0,
                       "engagement redis: connect to %V failed: %s",
                       &ngx_http_engagement_rcf->url,
                       ac ? ac->errstr : "out of memory");
+        ngx_http_engagement_failing = 1;
         if (ac) {
             redisAsyncFree(ac);
         }
@@ -547,6 +566,7 @@ ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_outstanding = 0;
     ngx_http_engagement_scripts = 0;
     ngx_http_engagement_backoff = 0;
+    ngx_http_engagement_failing = 0;
 
     ngx_memzero(&ngx_http_engagement_reconnect_ev, sizeof(ngx_event_t));
     ngx_http_engagement_reconnect_ev.handler =

@@ -22,6 +22,8 @@ typedef struct {
     ngx_uint_t                    expired;
     ngx_uint_t                    evictions;
     ngx_uint_t                    alloc_failures;
+    ngx_uint_t                    pending_nodes;
+    ngx_uint_t                    inflight_nodes;
 } ngx_http_engagement_snapshot_t;
 
 
@@ -33,6 +35,7 @@ typedef struct {
     const char                   *value;
     size_t                        offset;         /* in the snapshot */
     ngx_uint_t                    dedupe;         /* which zones */
+    ngx_uint_t                    ms;             /* shown as seconds */
 } ngx_http_engagement_metric_t;
 
 
@@ -85,6 +88,62 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
       "Summary (read) requests answered.",
       NULL, NULL, ngx_http_engagement_s(summary_requests), 0 },
 
+    { "nginx_engagement_flushes_total", "counter",
+      "Flush rounds that sent deltas to Redis.",
+      NULL, NULL, ngx_http_engagement_s(flushes), 0 },
+
+    { "nginx_engagement_flush_commands_total", "counter",
+      "Per-content flush commands, by result.",
+      "result", "ok", ngx_http_engagement_s(flush_ok), 0 },
+    { "nginx_engagement_flush_commands_total", NULL, NULL,
+      "result", "failed", ngx_http_engagement_s(flush_failed), 0 },
+    { "nginx_engagement_flush_commands_total", NULL, NULL,
+      "result", "repeat", ngx_http_engagement_s(flush_repeats), 0 },
+
+    { "nginx_engagement_flush_duration_seconds_total", "counter",
+      "Time from sending a flush round to its last reply, summed.",
+      NULL, NULL, ngx_http_engagement_s(flush_latency_ms), 0, 1 },
+
+    { "nginx_engagement_pending_contents", "gauge",
+      "Contents with deltas waiting for a flush.",
+      NULL, NULL, ngx_http_engagement_d(pending_nodes), 0 },
+
+    { "nginx_engagement_inflight_contents", "gauge",
+      "Contents with a flush sent and not yet confirmed.",
+      NULL, NULL, ngx_http_engagement_d(inflight_nodes), 0 },
+
+    { "nginx_engagement_redis_reads_total", "counter",
+      "Totals read from Redis, by result.",
+      "result", "ok", ngx_http_engagement_s(reads_ok), 0 },
+    { "nginx_engagement_redis_reads_total", NULL, NULL,
+      "result", "failed", ngx_http_engagement_s(reads_failed), 0 },
+    { "nginx_engagement_redis_reads_total", NULL, NULL,
+      "result", "unavailable", ngx_http_engagement_s(read_unavailable), 0 },
+
+    { "nginx_engagement_redis_connects_total", "counter",
+      "Redis connections made ready (all workers).",
+      NULL, NULL, ngx_http_engagement_s(redis_connects), 0 },
+
+    { "nginx_engagement_redis_disconnects_total", "counter",
+      "Ready Redis connections lost.",
+      NULL, NULL, ngx_http_engagement_s(redis_disconnects), 0 },
+
+    { "nginx_engagement_redis_errors_total", "counter",
+      "Error replies from Redis.",
+      NULL, NULL, ngx_http_engagement_s(redis_errors), 0 },
+
+    { "nginx_engagement_redis_timeouts_total", "counter",
+      "Redis connects or commands that timed out.",
+      NULL, NULL, ngx_http_engagement_s(redis_timeouts), 0 },
+
+    { "nginx_engagement_restored_contents_total", "counter",
+      "Contents restored from the state file at start.",
+      NULL, NULL, ngx_http_engagement_s(restored), 0 },
+
+    { "nginx_engagement_cache_evictions_total", "counter",
+      "Cached totals dropped to make room (Redis mode).",
+      NULL, NULL, ngx_http_engagement_s(evicted_clean), 0 },
+
     { "nginx_engagement_zone_size_bytes", "gauge",
       "Size of each shared memory zone.",
       NULL, NULL, ngx_http_engagement_d(size), 2 },
@@ -117,7 +176,7 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
       "Live marks evicted because the zone was full.",
       NULL, NULL, ngx_http_engagement_d(evictions), 1 },
 
-    { NULL, NULL, NULL, NULL, NULL, 0, 0 }
+    { NULL, NULL, NULL, NULL, NULL, 0, 0, 0 }
 };
 
 
@@ -157,6 +216,8 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
 
     csh = z->sh;
     s->entries = csh->head.entries;
+    s->pending_nodes = csh->pending_nodes;
+    s->inflight_nodes = csh->inflight_nodes;
     s->alloc_failures = csh->stats.alloc_failures;
 
     src = (ngx_atomic_t *) &csh->stats;
@@ -204,7 +265,7 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
     u_char                           *p, *body;
     size_t                            len;
     ngx_int_t                         rc;
-    ngx_uint_t                        i, n, json;
+    ngx_uint_t                        i, n, v, json;
     ngx_http_engagement_zone_t      **zp;
     ngx_http_engagement_metric_t     *m;
     ngx_http_engagement_snapshot_t   *snaps, *s;
@@ -308,8 +369,14 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
                 p = ngx_sprintf(p, ",%s=\"%s\"", m->label, m->value);
             }
 
-            p = ngx_sprintf(p, "} %ui\n",
-                            *(ngx_uint_t *) ((u_char *) s + m->offset));
+            v = *(ngx_uint_t *) ((u_char *) s + m->offset);
+
+            if (m->ms) {
+                p = ngx_sprintf(p, "} %ui.%03ui\n", v / 1000, v % 1000);
+
+            } else {
+                p = ngx_sprintf(p, "} %ui\n", v);
+            }
         }
     }
 

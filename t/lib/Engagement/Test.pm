@@ -182,3 +182,51 @@ sub slurp {
 }
 
 1;
+
+package Engagement::Test;
+
+# a private redis-server on its own port and directory, in the foreground
+sub start_redis {
+    my ($port, %o) = @_;
+    my $dir = root_dir() . "/t/servroot/redis-$port";
+    File::Path::remove_tree($dir) unless $o{keep};
+    File::Path::make_path($dir);
+    my @args = ('--port', $port, '--bind', '127.0.0.1', '--dir', $dir,
+                '--daemonize', 'no', '--save', '', '--appendonly', 'no',
+                '--logfile', "$dir/redis.log");
+    push @args, '--requirepass', $o{password} if $o{password};
+    my $pid = fork() // die;
+    if ($pid == 0) {
+        exec 'redis-server', @args;
+        exit 127;
+    }
+    for (1 .. 250) {
+        return $pid if redis_cli($port, $o{password}, 'PING') =~ /PONG|NOAUTH/;
+        Time::HiRes::sleep(0.02);
+    }
+    return $pid;
+}
+
+sub stop_redis {
+    my ($pid) = @_;
+    return unless $pid;
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+}
+
+# one command through redis-cli; returns its raw output
+sub redis_cli {
+    my ($port, $password, @cmd) = @_;
+    my @a = ('redis-cli', '-p', $port, '--no-auth-warning');
+    push @a, '-a', $password if $password;
+    open(my $fh, '-|', @a, @cmd) or return '';
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    $out =~ s/\s+\z//;
+    return $out;
+}
+
+push @EXPORT, qw(start_redis stop_redis redis_cli);
+
+1;
