@@ -64,7 +64,7 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
     { "nginx_engagement_not_counted_total", "counter",
       "Valid events that counted nothing, by reason.",
       "reason", "duplicate", ngx_http_engagement_s(not_counted_duplicate),
-      0 },
+      0, 0 },
     { "nginx_engagement_not_counted_total", NULL, NULL,
       "reason", "duplicate_request",
       ngx_http_engagement_s(not_counted_duplicate_request), 0, 0 },
