@@ -191,9 +191,10 @@ sub start_redis {
     my $dir = root_dir() . "/t/servroot/redis-$port";
     File::Path::remove_tree($dir) unless $o{keep};
     File::Path::make_path($dir);
+    # an append-only file, so that data survives a stop and start
     my @args = ('--port', $port, '--bind', '127.0.0.1', '--dir', $dir,
-                '--daemonize', 'no', '--save', '', '--appendonly', 'no',
-                '--logfile', "$dir/redis.log");
+                '--daemonize', 'no', '--save', '', '--appendonly', 'yes',
+                '--appendfsync', 'always', '--logfile', "$dir/redis.log");
     push @args, '--requirepass', $o{password} if $o{password};
     my $pid = fork() // die;
     if ($pid == 0) {
@@ -217,9 +218,10 @@ sub stop_redis {
 # one command through redis-cli; returns its raw output
 sub redis_cli {
     my ($port, $password, @cmd) = @_;
-    my @a = ('redis-cli', '-p', $port, '--no-auth-warning');
+    my @a = ('sh', '-c', 'exec redis-cli "$@" 2>/dev/null', 'redis-cli',
+             '-p', $port, '--no-auth-warning');
     push @a, '-a', $password if $password;
-    open(my $fh, '-|', @a, @cmd) or return '';
+    open(my $fh, '-|', @a, @cmd) or return '';   # stderr is the test's
     local $/;
     my $out = <$fh> // '';
     close $fh;

@@ -1,0 +1,318 @@
+# Guards the Redis flush against a real redis-server: exact totals and
+# time buckets after a flush, unique viewers, a Redis outage under traffic,
+# a cut connection after Redis applied a flush (no double count), reloads
+# during traffic, a stop with Redis down and a start with it up (the state
+# file), and Redis answering errors (wrong password, OOM, wrong type).
+use strict;
+use warnings;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Engagement::Test;
+use Engagement::Proxy;
+use POSIX qw(strftime);
+use Time::HiRes qw(sleep time);
+
+my $port = free_port();
+my $rport = ($ENV{TEST_NGINX_PORT} // 1984) + 300 + int(rand(50));
+my $pport = $rport + 60;
+
+my $loc = <<'EOC';
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+EOC
+
+sub http_conf {
+    my (%o) = @_;
+    my $target = $o{target} // $rport;
+    my $extra = $o{redis_args} // '';
+    return <<"EOC";
+engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$target timeout=500ms connect_timeout=500ms backoff=50ms:400ms $extra;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+EOC
+}
+
+sub start_ng {
+    my ($prefix, %o) = @_;
+    write_conf($prefix, port => $port, workers => 2, http => http_conf(%o),
+               server => $loc);
+    my $pid = start_nginx($prefix, $port);
+    ok($pid, "nginx started") or diag(slurp("$prefix/logs/stderr.log") . slurp("$prefix/logs/error.log"));
+    return $pid;
+}
+
+sub status {
+    my (undef, $text) = http_request($port, 'GET', '/status');
+    return $text;
+}
+
+sub metric {
+    my ($re) = @_;
+    my $t = status();
+    return $t =~ /^\Q$re\E (\d+)$/m ? $1 : undef;
+}
+
+# waits until no delta is pending or in flight
+sub wait_flushed {
+    my ($secs) = @_;
+    my $deadline = time + ($secs // 10);
+    while (time < $deadline) {
+        my $t = status();
+        return 1 if $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
+                 && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
+        sleep 0.05;
+    }
+    return 0;
+}
+
+sub rtotal {
+    my ($id, $field) = @_;
+    my $v = redis_cli($rport, undef, 'HGET', "eng:{c:$id}", $field // 'views');
+    return $v eq '' ? 0 : $v;
+}
+
+sub no_alerts {
+    my ($prefix, $name) = @_;
+    my $log = slurp("$prefix/logs/error.log") . slurp("$prefix/logs/stderr.log");
+    unlike($log, qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
+           "$name: no alert, crash or sanitizer report");
+}
+
+# --- N distinct events -> exactly N in Redis, totals and buckets ----------
+{
+    my $rpid = start_redis($rport);
+    my $prefix = new_prefix('redis-exact');
+    my $pid = start_ng($prefix);
+
+    my $minute0 = strftime("%Y%m%d%H%M", gmtime);
+    my (%sent, $ok);
+    for my $i (1 .. 250) {
+        my $c = "c" . ($i % 5);
+        my ($st) = post_view($port,
+            qq({"contentId":"$c","sessionId":"s$i","viewerId":"u$i","durationMs":) . ($i % 2 ? 40000 : 0) . "}");
+        $ok++ if $st == 202;
+        $sent{$c}{views}++;
+        $sent{$c}{engaged}++ if $i % 2;
+        # a retry of every tenth event is a duplicate and must not count
+        if ($i % 10 == 0) {
+            my ($st2) = post_view($port, qq({"contentId":"$c","sessionId":"s$i","viewerId":"u$i"}));
+            is($st2, 200, "repeat $i is a duplicate") if $i == 10;
+        }
+    }
+    my $minute1 = strftime("%Y%m%d%H%M", gmtime);
+    is($ok, 250, "250 distinct events accepted");
+    ok(wait_flushed(), "everything flushed");
+
+    for my $c (sort keys %sent) {
+        is(rtotal($c), $sent{$c}{views}, "$c: views in Redis = $sent{$c}{views}");
+        is(rtotal($c, 'engaged'), $sent{$c}{engaged}, "$c: engaged in Redis = $sent{$c}{engaged}");
+        my $msum = 0;
+        for my $m (sort keys %{{ map { $_ => 1 } $minute0, $minute1 }}) {
+            my $v = redis_cli($rport, undef, 'HGET', "eng:{c:$c}:m:$m", 'views');
+            $msum += $v || 0;
+        }
+        is($msum, $sent{$c}{views}, "$c: minute buckets add up");
+        my $h = substr($minute0, 0, 10);
+        my $hv = redis_cli($rport, undef, 'HGET', "eng:{c:$c}:h:$h", 'views') || 0;
+        my $h1 = substr($minute1, 0, 10);
+        $hv += (redis_cli($rport, undef, 'HGET', "eng:{c:$c}:h:$h1", 'views') || 0) if $h1 ne $h;
+        is($hv, $sent{$c}{views}, "$c: hour buckets add up");
+        my $ttl = redis_cli($rport, undef, 'TTL', "eng:{c:$c}:m:$minute0");
+        ok($ttl > 600000 && $ttl <= 691200, "$c: minute bucket expires in ~8 days ($ttl s)");
+        my $uv = redis_cli($rport, undef, 'PFCOUNT', "eng:{c:$c}:uv");
+        ok(abs($uv - 50) <= 1, "$c: ~50 unique viewers in the HyperLogLog ($uv)");
+    }
+
+    my $keys = redis_cli($rport, undef, 'KEYS', '*u1*');
+    is($keys, '', "no raw viewer id in any Redis key");
+    my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/c1');
+    like($sum, qr/^\{"contentId":"c1","views":50,"engagedViews":25,"replays":0,"uniqueViewers":(?:49|50|51),"pending":0\}\n\z/,
+         "summary: Redis totals, unique viewers, nothing pending");
+    my ($st, $b2) = http_request($port, 'GET', '/engagement/summary/never-seen');
+    is($b2, qq({"contentId":"never-seen","views":0,"engagedViews":0,"replays":0,"uniqueViewers":0,"pending":0}\n),
+       "summary of content only Redis could know: read, zeros");
+
+    # content counted by another edge: read from Redis, then cached
+    redis_cli($rport, undef, 'HSET', 'eng:{c:other}', 'views', 41, 'engaged', 7);
+    (undef, $b2) = http_request($port, 'GET', '/engagement/summary?ids=other,c1');
+    like($b2, qr/\{"contentId":"other","views":41,"engagedViews":7,/, "batch summary reads Redis for unknown content");
+    my $reads = metric('nginx_engagement_redis_reads_total{zone="engagement",result="ok"}');
+    http_request($port, 'GET', '/engagement/summary/other') for 1 .. 20;
+    my $reads2 = metric('nginx_engagement_redis_reads_total{zone="engagement",result="ok"}');
+    ok($reads2 - $reads <= 2, "hot content is served from the cache (" . ($reads2 - $reads) . " Redis reads for 20 requests)");
+
+    stop_nginx($pid);
+    no_alerts($prefix, 'exact');
+    ok(!-e "$prefix/logs/engagement.state", "a stop with Redis up leaves no state file");
+    stop_redis($rpid);
+}
+
+# --- Redis down under traffic, then back: exact ----------------------------
+{
+    my $rpid = start_redis($rport);
+    my $prefix = new_prefix('redis-outage');
+    my $pid = start_ng($prefix);
+    my $ok = 0;
+    for my $i (1 .. 60) {
+        if ($i == 30) {
+            # a flush confirms the first 29, so their totals are known
+            ok(wait_flushed(), "first part flushed");
+            stop_redis($rpid);
+            $rpid = undef;
+        }
+        my ($st) = post_view($port, qq({"contentId":"o","sessionId":"s$i"}));
+        $ok++ if $st == 202;
+    }
+    is($ok, 60, "events are accepted while Redis is down");
+    my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/o');
+    like($sum, qr/"views":60,/, "the summary shows Redis totals plus pending deltas");
+    my $pending = metric('nginx_engagement_pending_contents{zone="engagement"}')
+                + metric('nginx_engagement_inflight_contents{zone="engagement"}');
+    ok($pending >= 1, "status shows deltas waiting for Redis");
+    my ($st) = http_request($port, 'GET', '/engagement/summary/unknown-while-down');
+    is($st, 503, "unknown content while Redis is down: 503");
+    sleep 0.5;
+    $rpid = start_redis($rport, keep => 1);
+    ok(wait_flushed(), "flushed after Redis is back");
+    is(rtotal('o'), 60, "totals exact after the outage: 60");
+    stop_nginx($pid);
+    my $log = slurp("$prefix/logs/error.log");
+    my $lost = () = $log =~ /\[error\].*engagement redis: (?:connection to|connect to)/g;
+    ok($lost >= 1 && $lost <= 4, "the outage is logged once per worker, not per retry ($lost error lines)");
+    like($log, qr/engagement redis: connected to/, "the recovery is logged");
+    no_alerts($prefix, 'outage');
+    stop_redis($rpid);
+}
+
+# --- a flush applied by Redis whose reply is cut: counted once -------------
+{
+    my $rpid = start_redis($rport);
+    my $ctl = root_dir() . "/t/servroot/proxy.ctl";
+    open my $fh, '>', $ctl; print $fh "0"; close $fh;
+    my $ppid = Engagement::Proxy::start($pport, $rport, $ctl);
+    my $prefix = new_prefix('redis-cut');
+    my $pid = start_ng($prefix, target => $pport);
+    sleep 0.3;
+
+    open $fh, '>', $ctl; print $fh "3"; close $fh;
+    for my $i (1 .. 10) {
+        post_view($port, qq({"contentId":"p","sessionId":"s$i"}));
+        sleep 0.25 if $i % 3 == 0;
+    }
+    ok(wait_flushed(15), "flushed despite three cut connections");
+    is(slurp($ctl), "0", "the proxy cut three flushes after Redis applied them");
+    is(rtotal('p'), 10, "no double count: exactly 10 in Redis");
+    my $rep = metric('nginx_engagement_flush_commands_total{zone="engagement",result="repeat"}');
+    ok($rep >= 1, "resent flushes were recognised as already applied ($rep)");
+    stop_nginx($pid);
+    kill 'TERM', $ppid; waitpid($ppid, 0);
+    no_alerts($prefix, 'cut');
+    stop_redis($rpid);
+}
+
+# --- reloads during traffic; stop with Redis down, start with it up -------
+{
+    my $rpid = start_redis($rport);
+    my $prefix = new_prefix('redis-reload');
+    my $pid = start_ng($prefix);
+
+    my $kid = fork() // die;
+    if ($kid == 0) {
+        my $ok = 0;
+        for my $i (1 .. 300) {
+            my ($st) = post_view($port, qq({"contentId":"rl","sessionId":"s$i"}));
+            $ok++ if $st == 202;
+        }
+        open my $o, '>', root_dir() . "/t/servroot/reload.count"; print $o $ok; close $o;
+        POSIX::_exit(0);
+    }
+    for (1 .. 3) { sleep 0.3; kill 'HUP', $pid }
+    waitpid($kid, 0);
+    my $accepted = slurp(root_dir() . "/t/servroot/reload.count");
+    ok($accepted > 250, "most events accepted during reloads ($accepted)");
+    ok(wait_flushed(), "flushed after the reloads");
+    is(rtotal('rl'), $accepted, "Redis total equals the accepted events across 3 reloads");
+
+    # stop with Redis down: the rest goes to the state file
+    stop_redis($rpid);
+    my $ok = 0;
+    for my $i (1 .. 40) {
+        my ($st) = post_view($port, qq({"contentId":"rl","sessionId":"down$i"}));
+        $ok++ if $st == 202;
+    }
+    is($ok, 40, "40 more accepted with Redis down");
+    stop_nginx($pid);
+    like(slurp("$prefix/logs/engagement.state"), qr/^c rl /m, "the state file holds the unflushed deltas");
+    like(slurp("$prefix/logs/error.log"), qr/engagement: saved 1 unflushed entries/, "and says so");
+
+    $rpid = start_redis($rport, keep => 1);
+    $pid = start_nginx($prefix, $port);
+    ok($pid, "restarted");
+    ok(wait_flushed(), "restored deltas flushed");
+    is(rtotal('rl'), $accepted + 40, "exact after stop with Redis down and start with it up");
+    like(slurp("$prefix/logs/error.log"), qr/restored 1 unflushed entries/, "the restore is logged");
+    ok(!-e "$prefix/logs/engagement.state" && -e "$prefix/logs/engagement.state.restored",
+       "the state file is consumed (kept as .restored)");
+    stop_nginx($pid);
+    no_alerts($prefix, 'reload');
+    stop_redis($rpid);
+}
+
+# --- Redis answering errors -------------------------------------------------
+{
+    # wrong password
+    my $rpid = start_redis($rport, password => 'right');
+    my $prefix = new_prefix('redis-errors');
+    my $pid = start_ng($prefix, redis_args => 'password=wrong');
+    my ($st) = post_view($port, q({"contentId":"e","sessionId":"s1"}));
+    is($st, 202, "wrong password: events still accepted");
+    sleep 0.6;
+    like(slurp("$prefix/logs/error.log"), qr/engagement redis: AUTH failed: WRONGPASS|engagement redis: AUTH failed/,
+         "wrong password is logged");
+    ok(metric('nginx_engagement_redis_errors_total{zone="engagement"}') >= 1, "and counted");
+    ($st) = post_view($port, q({"contentId":"e2","sessionId":"s1"}));
+    is($st, 202, "the worker keeps serving");
+    ($st) = http_request($port, 'GET', '/engagement/summary/e');
+    is($st, 503, "a summary it cannot complete is an honest 503");
+    # fix the password with a reload: the pending delta arrives
+    write_conf($prefix, port => $port, workers => 2,
+               http => http_conf(redis_args => 'password=right'), server => $loc);
+    kill 'HUP', $pid;
+    ok(wait_flushed(), "flushed after the fix");
+    is(redis_cli($rport, 'right', 'HGET', 'eng:{c:e}', 'views'), 1, "exact after the password fix");
+    is(redis_cli($rport, 'right', 'HGET', 'eng:{c:e2}', 'views'), 1, "both contents");
+
+    # OOM: Redis refuses writes, then accepts them again
+    redis_cli($rport, 'right', 'CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    redis_cli($rport, 'right', 'CONFIG', 'SET', 'maxmemory', '1');
+    post_view($port, qq({"contentId":"e","sessionId":"oom$_"})) for 1 .. 5;
+    sleep 0.8;
+    like(slurp("$prefix/logs/error.log"), qr/flush of "e" failed: OOM/, "OOM is logged");
+    is(redis_cli($rport, 'right', 'HGET', 'eng:{c:e}', 'views'), 1, "nothing applied while OOM");
+    redis_cli($rport, 'right', 'CONFIG', 'SET', 'maxmemory', '0');
+    ok(wait_flushed(), "flushed once Redis has memory again");
+    is(redis_cli($rport, 'right', 'HGET', 'eng:{c:e}', 'views'), 6, "exact after OOM: 6");
+
+    # a key of the wrong type: that content retries, others flow
+    redis_cli($rport, 'right', 'SET', 'eng:{c:wt}', 'not-a-hash');
+    post_view($port, q({"contentId":"wt","sessionId":"s1"}));
+    post_view($port, q({"contentId":"fine","sessionId":"s1"}));
+    sleep 0.8;
+    like(slurp("$prefix/logs/error.log"), qr/flush of "wt" failed: .*WRONGTYPE/, "WRONGTYPE is logged");
+    is(redis_cli($rport, 'right', 'HGET', 'eng:{c:fine}', 'views'), 1, "other content is flushed meanwhile");
+    ok(metric('nginx_engagement_flush_commands_total{zone="engagement",result="failed"}') >= 2,
+       "failed flush commands are counted");
+    redis_cli($rport, 'right', 'DEL', 'eng:{c:wt}');
+    ok(wait_flushed(), "flushed once the key is fixed");
+    is(redis_cli($rport, 'right', 'HGET', 'eng:{c:wt}', 'views'), 1, "exact after WRONGTYPE: 1");
+    stop_nginx($pid);
+    no_alerts($prefix, 'errors');
+    stop_redis($rpid);
+}
+
+done_testing();
