@@ -6,7 +6,8 @@
 #   ./build.sh test       build, then run the whole suite (what CI runs)
 #   ./build.sh test --asan  the suite against an AddressSanitizer+UBSan build
 #   ./build.sh run        build, then serve conf-examples/quickstart.conf on
-#                         127.0.0.1:${PORT:-8080} in the foreground (Ctrl-C stops)
+#                         127.0.0.1:${PORT:-8080} in the foreground with a
+#                         private redis-server (REDIS_PORT=N: use that one)
 #   ./build.sh fuzz [s]   fuzz the event parser with libFuzzer (default 60 s)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
@@ -144,11 +145,26 @@ fuzz() {
 run_quickstart() {
     build_default
     local port="${PORT:-8080}" prefix="$ROOT/build/run"
-    mkdir -p "$prefix/logs" "$prefix/modules" "$prefix/temp"
+    local rport="${REDIS_PORT:-}" rpid=""
+    mkdir -p "$prefix/logs" "$prefix/modules" "$prefix/temp" "$prefix/redis"
     ln -sfn "$ROOT/build/ngx_http_engagement_module.so" \
         "$prefix/modules/ngx_http_engagement_module.so"
     ln -sfn "$ROOT/conf-examples/html" "$prefix/html"
-    sed "s/127\.0\.0\.1:8080/127.0.0.1:$port/" \
+
+    if [ -z "$rport" ]; then
+        # a private Redis for the demo, stopped with the rest
+        rport=$((port + 1000))
+        redis-server --port "$rport" --bind 127.0.0.1 --dir "$prefix/redis" \
+            --daemonize no --save '' --appendonly yes \
+            --logfile "$prefix/redis/redis.log" &
+        rpid=$!
+        log "redis-server on 127.0.0.1:$rport (pid $rpid, data in $prefix/redis)"
+    else
+        log "using the Redis already listening on 127.0.0.1:$rport"
+    fi
+
+    sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$port/" \
+        -e "s/127\.0\.0\.1:6379/127.0.0.1:$rport/" \
         "$ROOT/conf-examples/quickstart.conf" >"$prefix/quickstart.conf"
 
     "$(command -v nginx || echo /usr/sbin/nginx)" -p "$prefix/" \
@@ -157,10 +173,13 @@ run_quickstart() {
     trap 'kill -QUIT $pid 2>/dev/null || true' INT TERM
     log "nginx-engagement on http://127.0.0.1:$port/ (pid $pid; Ctrl-C stops)"
     log "try: curl -sX POST -H 'Content-Type: application/json' -d '{\"contentId\":\"v1\",\"sessionId\":\"s1\"}' http://127.0.0.1:$port/engagement/view"
-    local rc=0
-    wait $pid || rc=$?
+    wait $pid || true
     # a signal interrupts the first wait; wait again for nginx to finish
     if kill -0 $pid 2>/dev/null; then wait $pid || true; fi
+    if [ -n "$rpid" ]; then
+        kill -TERM "$rpid" 2>/dev/null || true
+        wait "$rpid" 2>/dev/null || true
+    fi
     log "stopped"
     return 0
 }

@@ -1,0 +1,93 @@
+'use strict';
+// The systems bench/run compares, in this order in every round. Adding a
+// system is one entry here (plus its configuration file beside this one).
+//
+//   name       short id (results, --systems)
+//   title      what it is, for the tables
+//   kind       'nginx' (conf: a template in this directory, run with the
+//              system nginx as `nginx -p <dir> -c <dir>/nginx.conf -g
+//              'daemon off;'`) or 'node' (script: a file under bench/,
+//              run as `node <script> --port P --redis-port R`)
+//   conf       nginx template; @PORT@, @REDIS_PORT@, @MODULE@ (the module
+//              .so, copied for the run), @NGINX_MODULES@ (Debian's module
+//              directory) and @BENCH@ (bench/) are replaced
+//   redis      uses the run's Redis server (flushed before each round)
+//   optional   when `nginx -t` rejects the configuration, the system is
+//              skipped with a note in the results instead of failing
+//   ceiling    the reference the ratios are computed against
+//   viewPath   where view events are POSTed
+//   readPath   prefix of the summary GET of the read mix (+ content id)
+//   counts     where the counts are read back, for exactness and freshness:
+//                { batch: '/path?ids=' }   the module's batch summary (HTTP)
+//                { redis: id => [command...] }   one Redis command per id,
+//                                          answering the views of that id
+//   status     the module's status endpoint (zone memory figures)
+//   settle     seconds to wait after the load before reading counts (time
+//              for an asynchronous flush to finish); default 0.5
+
+module.exports = [
+  {
+    name: 'ceiling',
+    title: 'ceiling: nginx reads the body, 204',
+    kind: 'nginx',
+    conf: 'ceiling.conf',
+    ceiling: true,
+    viewPath: '/ceiling',
+    readPath: '/ceiling/summary/',
+  },
+  {
+    name: 'module',
+    title: 'engagement module, shared memory only',
+    kind: 'nginx',
+    conf: 'module.conf',
+    viewPath: '/engagement/view',
+    readPath: '/engagement/summary/',
+    counts: { batch: '/engagement/summary?ids=' },
+    status: '/engagement/status',
+  },
+  {
+    name: 'module-redis',
+    title: 'engagement module + Redis flush',
+    kind: 'nginx',
+    conf: 'module-redis.conf',
+    redis: true,
+    optional: true,
+    viewPath: '/engagement/view',
+    readPath: '/engagement/summary/',
+    // the flush script's totals hash (src/ngx_http_engagement_flush.c)
+    counts: { redis: (id) => ['HGET', `eng:{c:${id}}`, 'views'] },
+    status: '/engagement/status',
+    settle: 3,
+  },
+  {
+    name: 'lua-naive',
+    title: 'Lua + Redis per request (OpenResty tutorial)',
+    kind: 'nginx',
+    conf: 'lua-naive.conf',
+    redis: true,
+    viewPath: '/view',
+    readPath: '/summary/',
+    counts: { redis: (id) => ['GET', `view:${id}`] },
+  },
+  {
+    name: 'lua-batched',
+    title: 'Lua shared dicts + 1 s batched INCRBY flush',
+    kind: 'nginx',
+    conf: 'lua-batched.conf',
+    redis: true,
+    viewPath: '/view',
+    readPath: '/summary/',
+    counts: { redis: (id) => ['GET', `view:${id}`] },
+    settle: 2.5,
+  },
+  {
+    name: 'node',
+    title: 'Node.js http + redis (app-server tutorial)',
+    kind: 'node',
+    script: 'node/server.js',
+    redis: true,
+    viewPath: '/view',
+    readPath: '/summary/',
+    counts: { redis: (id) => ['GET', `view:${id}`] },
+  },
+];
