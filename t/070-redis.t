@@ -152,6 +152,46 @@ sub no_alerts {
     stop_redis($rpid);
 }
 
+# --- freshness, and a worker killed by SIGKILL loses nothing --------------
+{
+    my $rpid = start_redis($rport);
+    my $prefix = new_prefix('redis-crash');
+    my $pid = start_ng($prefix);
+
+    # freshness: visible in Redis within the flush interval plus a round trip
+    my @lag;
+    for my $i (1 .. 5) {
+        my ($st) = post_view($port, qq({"contentId":"fresh","sessionId":"s$i"}));
+        my $t0 = time;
+        while (time - $t0 < 3) {
+            last if rtotal('fresh') == $i;
+            sleep 0.01;
+        }
+        push @lag, time - $t0;
+    }
+    my ($max) = sort { $b <=> $a } @lag;
+    ok($max < 0.2 + 0.3, sprintf("each event visible in Redis within 200 ms + 300 ms slack (worst %.0f ms)", $max * 1000));
+
+    my $ok = 0;
+    for my $round (1 .. 3) {
+        for my $i (1 .. 30) {
+            my ($st) = post_view($port, qq({"contentId":"k","sessionId":"r$round-$i"}));
+            $ok++ if $st == 202;
+        }
+        # kill one worker hard; the master starts another
+        my @workers = grep { /^\d+$/ } split /\s+/,
+            slurp("/proc/$pid/task/$pid/children");
+        kill 'KILL', $workers[0] if @workers;
+        sleep 0.2;
+    }
+    is($ok, 90, "90 events accepted around three worker kills");
+    ok(wait_flushed(15), "everything flushed, orphaned claims included");
+    is(rtotal('k'), 90, "exact after SIGKILLed workers: 90");
+    stop_nginx($pid);
+    like(slurp("$prefix/logs/error.log"), qr/exited on signal 9/, "the workers were indeed killed");
+    stop_redis($rpid);
+}
+
 # --- Redis down under traffic, then back: exact ----------------------------
 {
     my $rpid = start_redis($rport);
