@@ -230,8 +230,11 @@ ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
 
         if (dn == NULL) {
             sh->alloc_failures++;
+            sh->head.full = 1;
             goto failed;
         }
+
+        sh->head.full = 0;
 
         dn->node.key = (ngx_rbtree_key_t) hashes[i];
 #if (NGX_PTR_SIZE == 4)

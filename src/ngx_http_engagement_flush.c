@@ -77,13 +77,24 @@ ngx_http_engagement_reply_totals(redisReply *reply,
 static void
 ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)
 {
-    ngx_http_engagement_stats_t  *st;
+    ngx_uint_t                             i;
+    ngx_msec_t                             ms;
+    ngx_http_engagement_counters_shctx_t  *sh;
 
-    st = ngx_http_engagement_global_stats;
+    sh = ngx_http_engagement_global_sh;
 
-    if (st) {
-        (void) ngx_atomic_fetch_add(&st->flush_latency_ms,
-                                    ngx_current_msec - round->started);
+    if (sh && round->n) {
+        ms = ngx_current_msec - round->started;
+
+        for (i = 0; i < NGX_HTTP_ENGAGEMENT_HIST - 1; i++) {
+            if (ms <= ngx_http_engagement_hist_bounds[i]) {
+                break;
+            }
+        }
+
+        ngx_http_engagement_add(sh, flush_latency_ms, ms);
+        ngx_http_engagement_inc(sh, flush_rounds);
+        ngx_http_engagement_inc(sh, flush_hist[i]);
     }
 
     if (ngx_http_engagement_round == round) {
@@ -113,11 +124,11 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
         == NGX_OK)
     {
         ngx_http_engagement_counters_confirm(cl, &totals, uniques);
-        (void) ngx_atomic_fetch_add(&sh->stats.flush_ok, 1);
+        ngx_http_engagement_inc(sh, flush_ok);
 
         if (!applied) {
             /* a resent batch Redis had applied already: counted once */
-            (void) ngx_atomic_fetch_add(&sh->stats.flush_repeats, 1);
+            ngx_http_engagement_inc(sh, flush_repeats);
         }
 
     } else {
@@ -129,7 +140,7 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
         }
 
         ngx_http_engagement_counters_release(cl);
-        (void) ngx_atomic_fetch_add(&sh->stats.flush_failed, 1);
+        ngx_http_engagement_inc(sh, flush_failed);
     }
 
     ngx_free(call);
@@ -313,9 +324,8 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
         }
 
         if (sent) {
-            (void) ngx_atomic_fetch_add(
-                &((ngx_http_engagement_counters_shctx_t *) z->sh)
-                    ->stats.flushes, 1);
+            ngx_http_engagement_inc(
+                (ngx_http_engagement_counters_shctx_t *) z->sh, flushes);
         }
 
         round->n += n;

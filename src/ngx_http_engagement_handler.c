@@ -22,9 +22,8 @@ static ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r,
 
 
 #define ngx_http_engagement_stat(elcf, field)                                 \
-    (void) ngx_atomic_fetch_add(                                              \
-        &((ngx_http_engagement_counters_shctx_t *)                            \
-          (elcf)->counters->sh)->stats.field, 1)
+    ngx_http_engagement_inc(                                                  \
+        ((ngx_http_engagement_counters_shctx_t *) (elcf)->counters->sh), field)
 
 
 static ngx_str_t  ngx_http_engagement_json_type =
@@ -259,12 +258,14 @@ ngx_http_engagement_view_handler(ngx_http_request_t *r,
 
     if (r->method != NGX_HTTP_POST) {
         ngx_http_engagement_stat(elcf, bad_method);
+        ngx_http_engagement_set_outcome(r, "refused", "method", NULL);
         return ngx_http_engagement_method_not_allowed(r, "POST",
                    "view events are sent with POST");
     }
 
     if (!ngx_http_engagement_json_content_type(r)) {
         ngx_http_engagement_stat(elcf, bad_content_type);
+        ngx_http_engagement_set_outcome(r, "refused", "content_type", NULL);
         return ngx_http_engagement_refuse(r,
                    NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
                    "Content-Type must be application/json");
@@ -272,6 +273,7 @@ ngx_http_engagement_view_handler(ngx_http_request_t *r,
 
     if (r->headers_in.content_length_n > (off_t) elcf->max_body_size) {
         ngx_http_engagement_stat(elcf, too_large);
+        ngx_http_engagement_set_outcome(r, "refused", "too_large", NULL);
         return ngx_http_engagement_refuse(r,
                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large",
                    "the body exceeds engagement_max_body_size");
@@ -315,6 +317,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
 
     if (rc == NGX_DECLINED) {
         ngx_http_engagement_stat(elcf, too_large);
+        ngx_http_engagement_set_outcome(r, "refused", "too_large", NULL);
         return ngx_http_engagement_send_error(r,
                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large", NULL,
                    "the body exceeds engagement_max_body_size");
@@ -328,6 +331,8 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
         != NGX_OK)
     {
         ngx_http_engagement_stat(elcf, invalid);
+        ngx_http_engagement_set_outcome(r, "invalid",
+                                        err.field ? err.field : "body", NULL);
 
         return ngx_http_engagement_send_error_detail(r, NGX_HTTP_BAD_REQUEST,
                    err.field ? "invalid_field" : "invalid_body", err.field,
@@ -338,6 +343,8 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
 
     if (rc == NGX_BUSY) {
         ngx_http_engagement_stat(elcf, unavailable);
+        ngx_http_engagement_set_outcome(r, "unavailable", "zone_full",
+                                        &ev.content_id);
 
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
@@ -369,6 +376,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
 
     if (out.counted) {
         status = NGX_HTTP_ACCEPTED;
+        ngx_http_engagement_set_outcome(r, "counted", NULL, &ev.content_id);
 
         if (out.view) {
             ngx_http_engagement_stat(elcf, counted_views);
@@ -403,6 +411,8 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
 
     } else {
         status = NGX_HTTP_OK;
+        ngx_http_engagement_set_outcome(r, "not_counted", out.reason,
+                                        &ev.content_id);
 
         if (out.reason[0] == 'b') {
             ngx_http_engagement_stat(elcf, not_counted_below_policy);
@@ -707,10 +717,10 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
     ngx_http_engagement_read_t       *rd;
     ngx_http_engagement_counts_t      totals;
     ngx_http_engagement_view_t        view;
-    ngx_http_engagement_stats_t      *st;
+    ngx_http_engagement_counters_shctx_t  *sh;
 
     rd = call->read;
-    st = &((ngx_http_engagement_counters_shctx_t *) rd->zone->sh)->stats;
+    sh = rd->zone->sh;
 
     id.data = call->id;
     id.len = call->id_len;
@@ -720,14 +730,14 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
     {
         ngx_http_engagement_counters_cache(rd->zone, &id, call->hash,
                                            &totals, uniques, &view);
-        (void) ngx_atomic_fetch_add(&st->reads_ok, 1);
+        ngx_http_engagement_inc(sh, reads_ok);
 
         if (rd->request && call->item) {
             call->item->view = view;
         }
 
     } else {
-        (void) ngx_atomic_fetch_add(&st->reads_failed, 1);
+        ngx_http_engagement_inc(sh, reads_failed);
 
         if (rd->request && call->item) {
             call->item->failed = 1;
@@ -865,9 +875,8 @@ ngx_http_engagement_summary_answer(ngx_http_request_t *r,
     }
 
     if (!ngx_http_engagement_redis_ready()) {
-        (void) ngx_atomic_fetch_add(
-            &((ngx_http_engagement_counters_shctx_t *) z->sh)
-                ->stats.read_unavailable, 1);
+        ngx_http_engagement_inc(
+            (ngx_http_engagement_counters_shctx_t *) z->sh, read_unavailable);
 
         for (i = 0; i < n; i++) {
             items[i].failed = !items[i].view.known;
@@ -939,6 +948,7 @@ ngx_http_engagement_summary_handler(ngx_http_request_t *r,
     }
 
     ngx_http_engagement_stat(elcf, summary_requests);
+    ngx_http_engagement_set_outcome(r, "read", NULL, NULL);
 
     if (ngx_http_engagement_summary_id(r, &id) != NGX_OK) {
         return ngx_http_engagement_send_error(r, NGX_HTTP_NOT_FOUND,

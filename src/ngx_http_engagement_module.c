@@ -9,7 +9,12 @@
 #include "ngx_http_engagement_redis.h"
 
 
-ngx_http_engagement_stats_t  *ngx_http_engagement_global_stats;
+ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
+
+/* flush latency histogram bounds, in milliseconds (the last is +Inf) */
+ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 0
+};
 
 
 static void *ngx_http_engagement_create_main_conf(ngx_conf_t *cf);
@@ -92,6 +97,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       offsetof(ngx_http_engagement_main_conf_t, cache_ttl),
       NULL },
 
+    { ngx_string("engagement_health_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_main_conf_t, health_grace),
+      NULL },
+
     { ngx_string("engagement_edge_id"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -160,7 +172,7 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_engagement_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_engagement_add_variables,     /* preconfiguration */
     ngx_http_engagement_postconfiguration, /* postconfiguration */
 
     ngx_http_engagement_create_main_conf,  /* create main configuration */
@@ -211,9 +223,10 @@ ngx_http_engagement_create_main_conf(ngx_conf_t *cf)
     emcf->exit_deadline = NGX_CONF_UNSET_MSEC;
     emcf->cache_ttl = NGX_CONF_UNSET_MSEC;
     emcf->flush_batch = NGX_CONF_UNSET_UINT;
+    emcf->health_grace = NGX_CONF_UNSET_MSEC;
 
     /* a reload starts from a clean slate in every process */
-    ngx_http_engagement_global_stats = NULL;
+    ngx_http_engagement_global_sh = NULL;
 
     return emcf;
 }
@@ -228,6 +241,7 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(emcf->exit_deadline, 3000);
     ngx_conf_init_msec_value(emcf->cache_ttl, 2000);
     ngx_conf_init_uint_value(emcf->flush_batch, 1000);
+    ngx_conf_init_msec_value(emcf->health_grace, 30000);
 
     if (emcf->flush_interval == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -322,7 +336,8 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 100);
 
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
-        || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS)
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
     {
         return NGX_CONF_OK;
     }
@@ -496,8 +511,7 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
     z = ngx_http_engagement_first_counters(emcf);
 
     if (z) {
-        ngx_http_engagement_global_stats =
-            &((ngx_http_engagement_counters_shctx_t *) z->sh)->stats;
+        ngx_http_engagement_global_sh = z->sh;
     }
 
     if (emcf->redis == NULL || z == NULL) {
@@ -919,10 +933,13 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     } else if (ngx_strcmp(value[1].data, "status") == 0) {
         elcf->endpoint = NGX_HTTP_ENGAGEMENT_STATUS;
 
+    } else if (ngx_strcmp(value[1].data, "health") == 0) {
+        elcf->endpoint = NGX_HTTP_ENGAGEMENT_HEALTH;
+
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
-                           "view, summary or status", &value[1]);
+                           "view, summary, status or health", &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -951,16 +968,31 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS && cf->args->nelts > 2) {
+    if ((elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
+         || elcf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
+        && cf->args->nelts > 2)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement status\" takes no parameters");
+                           "\"engagement %V\" takes no parameters",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = (elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS)
-                    ? ngx_http_engagement_status_handler
-                    : ngx_http_engagement_handler;
+
+    switch (elcf->endpoint) {
+
+    case NGX_HTTP_ENGAGEMENT_STATUS:
+        clcf->handler = ngx_http_engagement_status_handler;
+        break;
+
+    case NGX_HTTP_ENGAGEMENT_HEALTH:
+        clcf->handler = ngx_http_engagement_health_handler;
+        break;
+
+    default:
+        clcf->handler = ngx_http_engagement_handler;
+    }
 
     return NGX_CONF_OK;
 }

@@ -44,7 +44,8 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_NONE = 0,
     NGX_HTTP_ENGAGEMENT_VIEW,
     NGX_HTTP_ENGAGEMENT_SUMMARY,
-    NGX_HTTP_ENGAGEMENT_STATUS
+    NGX_HTTP_ENGAGEMENT_STATUS,
+    NGX_HTTP_ENGAGEMENT_HEALTH
 } ngx_http_engagement_endpoint_e;
 
 
@@ -54,6 +55,9 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_KEY_CLIENT
 } ngx_http_engagement_key_e;
 
+
+#define NGX_HTTP_ENGAGEMENT_SLOTS          32
+#define NGX_HTTP_ENGAGEMENT_HIST           10
 
 /* figures kept in the counters zone, updated with atomics, no lock */
 typedef struct {
@@ -85,7 +89,24 @@ typedef struct {
     ngx_atomic_t                  redis_timeouts;
     ngx_atomic_t                  restored;          /* from the state file */
     ngx_atomic_t                  evicted_clean;     /* cache entries */
+    ngx_atomic_t                  flush_rounds;      /* latency samples */
+    ngx_atomic_t                  flush_hist[NGX_HTTP_ENGAGEMENT_HIST];
+    ngx_atomic_t                  redis_ready;       /* this slot's worker */
 } ngx_http_engagement_stats_t;
+
+
+/*
+ * Figures are kept per worker slot (nginx's worker number), so workers
+ * never contend for a cache line on the request path; the status
+ * endpoint sums the slots. Atomic adds, since a worker of the old and the
+ * new generation share a slot for a moment during a reload.
+ */
+#define ngx_http_engagement_slot(sh)                                          \
+    (&(sh)->stats[ngx_worker % NGX_HTTP_ENGAGEMENT_SLOTS])
+#define ngx_http_engagement_inc(sh, f)                                        \
+    (void) ngx_atomic_fetch_add(&ngx_http_engagement_slot(sh)->f, 1)
+#define ngx_http_engagement_add(sh, f, n)                                     \
+    (void) ngx_atomic_fetch_add(&ngx_http_engagement_slot(sh)->f, n)
 
 
 /* what both kinds of zone keep first: identity, index, secret */
@@ -99,6 +120,7 @@ typedef struct {
     uint64_t                      hash_key[2];
     ngx_atomic_t                  entries;
     time_t                        created;
+    ngx_atomic_t                  full;        /* the last allocation failed */
 } ngx_http_engagement_shctx_head_t;
 
 
@@ -109,7 +131,7 @@ typedef struct {
     uint64_t                          seq;        /* last flush sequence */
     ngx_atomic_t                      pending_nodes;
     ngx_atomic_t                      inflight_nodes;
-    ngx_http_engagement_stats_t       stats;
+    ngx_http_engagement_stats_t       stats[NGX_HTTP_ENGAGEMENT_SLOTS];
 } ngx_http_engagement_counters_shctx_t;
 
 
@@ -179,6 +201,7 @@ typedef struct {
     ngx_msec_t                    exit_deadline;
     ngx_msec_t                    cache_ttl;
     ngx_uint_t                    flush_batch;
+    ngx_msec_t                    health_grace;
     ngx_str_t                     edge_id;
     ngx_str_t                     state_file;
 } ngx_http_engagement_main_conf_t;
@@ -249,7 +272,10 @@ ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
     ngx_http_engagement_error_t *err);
 void ngx_http_engagement_json_init(void);
 
-extern ngx_http_engagement_stats_t  *ngx_http_engagement_global_stats;
+/* the first counters zone: where process-wide figures (Redis) are kept */
+extern ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
+
+extern ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST];
 
 /* shm.c: zones in general, and the counters zone */
 ngx_int_t ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
@@ -272,6 +298,7 @@ ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
 void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     ngx_http_engagement_counts_t *totals, uint64_t uniques);
 void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
+time_t ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z);
 ngx_int_t ngx_http_engagement_state_save(ngx_cycle_t *cycle,
     ngx_http_engagement_zone_t *z, ngx_fd_t fd);
 ngx_int_t ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z,
@@ -315,6 +342,12 @@ void ngx_http_engagement_flush_stop(void);
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);
+
+/* variables.c: what the access log can say about a request */
+ngx_int_t ngx_http_engagement_add_variables(ngx_conf_t *cf);
+void ngx_http_engagement_set_outcome(ngx_http_request_t *r,
+    const char *outcome, const char *reason, ngx_str_t *content_id);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_MODULE_H_INCLUDED_ */

@@ -33,6 +33,7 @@ static ngx_msec_t                          ngx_http_engagement_backoff;
 static ngx_uint_t                          ngx_http_engagement_outstanding;
 static ngx_uint_t                          ngx_http_engagement_stopping;
 static ngx_uint_t                          ngx_http_engagement_failing;
+static ngx_msec_t                          ngx_http_engagement_down_at;
 static ngx_uint_t                          ngx_http_engagement_scripts;
 static char                                ngx_http_engagement_sha[2][41];
 static ngx_log_t                          *ngx_http_engagement_rlog;
@@ -76,16 +77,9 @@ static const char  ngx_http_engagement_read_lua[] =
     "        tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[2])}\n";
 
 
-static ngx_http_engagement_stats_t *
-ngx_http_engagement_redis_stats(void)
-{
-    return ngx_http_engagement_global_stats;
-}
-
-
 #define ngx_http_engagement_rstat(f)                                          \
-    if (ngx_http_engagement_redis_stats()) {                                  \
-        (void) ngx_atomic_fetch_add(&ngx_http_engagement_redis_stats()->f, 1);\
+    if (ngx_http_engagement_global_sh) {                                      \
+        ngx_http_engagement_inc(ngx_http_engagement_global_sh, f);            \
     }
 
 
@@ -100,7 +94,35 @@ ngx_http_engagement_level(void)
 static void
 ngx_http_engagement_redis_set_state(ngx_http_engagement_redis_state_e s)
 {
+    ngx_http_engagement_stats_t  *st;
+
+    if (s != NGX_HTTP_ENGAGEMENT_REDIS_READY && ngx_http_engagement_down_at == 0)
+    {
+        ngx_http_engagement_down_at = ngx_current_msec ? ngx_current_msec : 1;
+
+    } else if (s == NGX_HTTP_ENGAGEMENT_REDIS_READY) {
+        ngx_http_engagement_down_at = 0;
+    }
+
     ngx_http_engagement_rstate = s;
+
+    if (ngx_http_engagement_global_sh) {
+        st = ngx_http_engagement_slot(ngx_http_engagement_global_sh);
+        st->redis_ready = (s == NGX_HTTP_ENGAGEMENT_REDIS_READY);
+    }
+}
+
+
+/* how long this worker has been without a usable connection, 0 if ready */
+
+ngx_msec_t
+ngx_http_engagement_redis_down_for(void)
+{
+    if (ngx_http_engagement_down_at == 0) {
+        return 0;
+    }
+
+    return ngx_current_msec - ngx_http_engagement_down_at + 1;
 }
 
 
@@ -567,6 +589,7 @@ ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_scripts = 0;
     ngx_http_engagement_backoff = 0;
     ngx_http_engagement_failing = 0;
+    ngx_http_engagement_down_at = 0;
 
     ngx_memzero(&ngx_http_engagement_reconnect_ev, sizeof(ngx_event_t));
     ngx_http_engagement_reconnect_ev.handler =
@@ -605,7 +628,7 @@ ngx_http_engagement_redis_stop(void)
 
     ac = ngx_http_engagement_ac;
     ngx_http_engagement_ac = NULL;
-    ngx_http_engagement_rstate = NGX_HTTP_ENGAGEMENT_REDIS_IDLE;
+    ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_IDLE);
 
     if (ac) {
         redisAsyncFree(ac);

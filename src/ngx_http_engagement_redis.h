@@ -50,6 +50,7 @@ ngx_int_t ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
 void ngx_http_engagement_redis_stop(void);
 ngx_uint_t ngx_http_engagement_redis_ready(void);
 ngx_http_engagement_redis_state_e ngx_http_engagement_redis_state(void);
+ngx_msec_t ngx_http_engagement_redis_down_for(void);
 ngx_int_t ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
     void *data, int argc, const char **argv, const size_t *argvlen);
 ngx_int_t ngx_http_engagement_redis_eval(ngx_uint_t script,

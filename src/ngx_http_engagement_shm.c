@@ -138,7 +138,8 @@ ngx_http_engagement_counters_lookup(ngx_http_engagement_counters_shctx_t *sh,
  */
 
 static ngx_uint_t
-ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z)
+ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *keep)
 {
     ngx_uint_t                             n, freed;
     ngx_queue_t                           *q, *prev;
@@ -158,8 +159,8 @@ ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z)
         prev = ngx_queue_prev(q);
         cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, queue);
 
-        if (cn->seq == 0 && !ngx_http_engagement_nonzero(&cn->pending)
-            && cn->uv_n == 0)
+        if (cn != keep && cn->seq == 0
+            && !ngx_http_engagement_nonzero(&cn->pending) && cn->uv_n == 0)
         {
             ngx_queue_remove(&cn->queue);
             ngx_rbtree_delete(&sh->head.rbtree, &cn->node);
@@ -170,7 +171,7 @@ ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z)
 
             ngx_slab_free_locked(z->shpool, cn);
             sh->head.entries--;
-            sh->stats.evicted_clean++;
+            ngx_http_engagement_inc(sh, evicted_clean);
 
             if (++freed == 2) {
                 break;
@@ -181,6 +182,28 @@ ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z)
     }
 
     return freed;
+}
+
+
+/*
+ * An allocation that may evict cached entries until it succeeds: freed
+ * chunks of one size class do not serve another, so one eviction is not
+ * always enough. Called with the zone locked.
+ */
+
+static void *
+ngx_http_engagement_counters_alloc(ngx_http_engagement_zone_t *z,
+    size_t size, ngx_http_engagement_counter_node_t *keep)
+{
+    void  *p;
+
+    for ( ;; ) {
+        p = ngx_slab_calloc_locked(z->shpool, size);
+
+        if (p != NULL || !ngx_http_engagement_counters_evict(z, keep)) {
+            return p;
+        }
+    }
 }
 
 
@@ -201,16 +224,15 @@ ngx_http_engagement_counters_create(ngx_http_engagement_zone_t *z,
      * Without Redis, counts are the only copy, so a full zone never evicts
      * them: the caller answers 503 and the event can be retried.
      */
-    cn = ngx_slab_calloc_locked(z->shpool, size);
-
-    if (cn == NULL && ngx_http_engagement_counters_evict(z)) {
-        cn = ngx_slab_calloc_locked(z->shpool, size);
-    }
+    cn = ngx_http_engagement_counters_alloc(z, size, NULL);
 
     if (cn == NULL) {
-        (void) ngx_atomic_fetch_add(&sh->stats.alloc_failures, 1);
+        ngx_http_engagement_inc(sh, alloc_failures);
+        sh->head.full = 1;
         return NULL;
     }
+
+    sh->head.full = 0;
 
     cn->node.key = (ngx_rbtree_key_t) hash;
     cn->hash = hash;
@@ -297,10 +319,8 @@ ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
     if (cn->uv_n == cn->uv_cap) {
         cap = cn->uv_cap ? cn->uv_cap * 2 : 4;
 
-        a = ngx_slab_alloc_locked(z->shpool, cap * sizeof(uint64_t));
-        if (a == NULL && ngx_http_engagement_counters_evict(z)) {
-            a = ngx_slab_alloc_locked(z->shpool, cap * sizeof(uint64_t));
-        }
+        /* never evict the entry the list belongs to */
+        a = ngx_http_engagement_counters_alloc(z, cap * sizeof(uint64_t), cn);
 
         if (a == NULL) {
             return NGX_ERROR;
@@ -357,7 +377,7 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
 
         if (uv && ngx_http_engagement_counters_uv_add(z, cn, uv) != NGX_OK) {
             ngx_shmtx_unlock(&z->shpool->mutex);
-            (void) ngx_atomic_fetch_add(&sh->stats.alloc_failures, 1);
+            ngx_http_engagement_inc(sh, alloc_failures);
             return NGX_ERROR;
         }
 
@@ -620,6 +640,50 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/* the arrival time of the oldest delta not confirmed by Redis, or 0 */
+
+time_t
+ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z)
+{
+    time_t                                 t, oldest;
+    ngx_queue_t                           *q;
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+    oldest = 0;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    /* both queues are in claim or arrival order, but resends move: scan */
+    for (q = ngx_queue_head(&sh->inflight);
+         q != ngx_queue_sentinel(&sh->inflight);
+         q = ngx_queue_next(q))
+    {
+        cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, flush);
+        t = cn->inflight_since;
+
+        if (t && (oldest == 0 || t < oldest)) {
+            oldest = t;
+        }
+    }
+
+    if (!ngx_queue_empty(&sh->dirty)) {
+        cn = ngx_queue_data(ngx_queue_head(&sh->dirty),
+                            ngx_http_engagement_counter_node_t, flush);
+        t = cn->pending_since;
+
+        if (t && (oldest == 0 || t < oldest)) {
+            oldest = t;
+        }
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return oldest;
 }
 
 
@@ -1193,7 +1257,7 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
         return NGX_ERROR;
     }
 
-    sh->stats.restored += n;
+    sh->stats[0].restored += n;
 
     if (n) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,

@@ -8,6 +8,7 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "ngx_http_engagement_redis.h"
 
 
 typedef struct {
@@ -24,6 +25,10 @@ typedef struct {
     ngx_uint_t                    alloc_failures;
     ngx_uint_t                    pending_nodes;
     ngx_uint_t                    inflight_nodes;
+    ngx_uint_t                    oldest_age;
+    ngx_uint_t                    created;
+    ngx_uint_t                    full;
+    ngx_uint_t                    used;
 } ngx_http_engagement_snapshot_t;
 
 
@@ -100,9 +105,21 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
     { "nginx_engagement_flush_commands_total", NULL, NULL,
       "result", "repeat", ngx_http_engagement_s(flush_repeats), 0, 0 },
 
-    { "nginx_engagement_flush_duration_seconds_total", "counter",
-      "Time from sending a flush round to its last reply, summed.",
+    { "nginx_engagement_flush_duration_seconds", "histogram",
+      "Time from sending a flush round to its last reply.",
       NULL, NULL, ngx_http_engagement_s(flush_latency_ms), 0, 1 },
+
+    { "nginx_engagement_oldest_pending_age_seconds", "gauge",
+      "Age of the oldest delta Redis has not confirmed (freshness).",
+      NULL, NULL, ngx_http_engagement_d(oldest_age), 0, 0 },
+
+    { "nginx_engagement_redis_ready_workers", "gauge",
+      "Workers whose Redis connection is ready.",
+      NULL, NULL, ngx_http_engagement_s(redis_ready), 0, 0 },
+
+    { "nginx_engagement_start_time_seconds", "gauge",
+      "When the zone was created (the first start; reloads keep it).",
+      NULL, NULL, ngx_http_engagement_d(created), 0, 0 },
 
     { "nginx_engagement_pending_contents", "gauge",
       "Contents with deltas waiting for a flush.",
@@ -148,6 +165,14 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
       "Size of each shared memory zone.",
       NULL, NULL, ngx_http_engagement_d(size), 2, 0 },
 
+    { "nginx_engagement_zone_used_bytes", "gauge",
+      "Bytes of each shared memory zone in use (whole pages).",
+      NULL, NULL, ngx_http_engagement_d(used), 2, 0 },
+
+    { "nginx_engagement_zone_full", "gauge",
+      "1 when the last allocation in a zone failed.",
+      NULL, NULL, ngx_http_engagement_d(full), 2, 0 },
+
     { "nginx_engagement_zone_free_bytes", "gauge",
       "Free pages of each shared memory zone, in bytes.",
       NULL, NULL, ngx_http_engagement_d(free), 2, 0 },
@@ -188,7 +213,8 @@ static void
 ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_snapshot_t *s)
 {
-    ngx_uint_t                             i, *dst;
+    time_t                                 oldest;
+    ngx_uint_t                             i, j, *dst;
     ngx_atomic_t                          *src;
     ngx_http_engagement_dedupe_shctx_t    *dsh;
     ngx_http_engagement_counters_shctx_t  *csh;
@@ -202,6 +228,7 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
     ngx_shmtx_lock(&z->shpool->mutex);
     s->free = z->shpool->pfree * ngx_pagesize;
     ngx_shmtx_unlock(&z->shpool->mutex);
+    s->used = s->size - s->free;
 
     if (z->dedupe) {
         dsh = z->sh;
@@ -211,6 +238,7 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
         s->expired = dsh->expired;
         s->evictions = dsh->evictions;
         s->alloc_failures = dsh->alloc_failures;
+        s->full = dsh->head.full;
         return;
     }
 
@@ -218,16 +246,92 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
     s->entries = csh->head.entries;
     s->pending_nodes = csh->pending_nodes;
     s->inflight_nodes = csh->inflight_nodes;
-    s->alloc_failures = csh->stats.alloc_failures;
+    s->created = csh->head.created;
+    s->full = csh->head.full;
 
-    src = (ngx_atomic_t *) &csh->stats;
+    /* the sum of the workers' slots */
     dst = (ngx_uint_t *) &s->stats;
 
-    for (i = 0; i < sizeof(ngx_http_engagement_stats_t)
-                    / sizeof(ngx_atomic_t); i++)
-    {
-        dst[i] = src[i];
+    for (j = 0; j < NGX_HTTP_ENGAGEMENT_SLOTS; j++) {
+        src = (ngx_atomic_t *) &csh->stats[j];
+
+        for (i = 0; i < sizeof(ngx_http_engagement_stats_t)
+                        / sizeof(ngx_atomic_t); i++)
+        {
+            dst[i] += src[i];
+        }
     }
+
+    s->alloc_failures = s->stats.alloc_failures;
+
+    if (z->redis) {
+        oldest = ngx_http_engagement_counters_oldest(z);
+        s->oldest_age = oldest ? ngx_time() - oldest : 0;
+    }
+}
+
+
+/* Prometheus histograms are cumulative: each bucket counts all below it */
+
+static u_char *
+ngx_http_engagement_histogram_text(u_char *p, const char *family,
+    ngx_http_engagement_snapshot_t *s)
+{
+    ngx_uint_t  i, cum, b;
+
+    cum = 0;
+
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_HIST; i++) {
+        cum += s->stats.flush_hist[i];
+        b = ngx_http_engagement_hist_bounds[i];
+
+        if (i == NGX_HTTP_ENGAGEMENT_HIST - 1) {
+            p = ngx_sprintf(p, "%s_bucket{zone=\"%V\",le=\"+Inf\"} %ui\n",
+                            family, &s->name, cum);
+
+        } else {
+            p = ngx_sprintf(p, "%s_bucket{zone=\"%V\",le=\"%ui.%03ui\"} %ui\n",
+                            family, &s->name, b / 1000, b % 1000, cum);
+        }
+    }
+
+    p = ngx_sprintf(p, "%s_sum{zone=\"%V\"} %ui.%03ui\n", family, &s->name,
+                    s->stats.flush_latency_ms / 1000,
+                    s->stats.flush_latency_ms % 1000);
+
+    return ngx_sprintf(p, "%s_count{zone=\"%V\"} %ui\n", family, &s->name,
+                       s->stats.flush_rounds);
+}
+
+
+static u_char *
+ngx_http_engagement_histogram_json(u_char *p,
+    ngx_http_engagement_snapshot_t *s)
+{
+    ngx_uint_t  i, cum;
+
+    ngx_uint_t  b;
+
+    p = ngx_sprintf(p, ",\"flush_duration_seconds_sum\":%ui.%03ui,"
+                    "\"flush_duration_seconds_count\":%ui,"
+                    "\"flush_duration_seconds_bucket\":{",
+                    s->stats.flush_latency_ms / 1000,
+                    s->stats.flush_latency_ms % 1000, s->stats.flush_rounds);
+    cum = 0;
+
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_HIST; i++) {
+        cum += s->stats.flush_hist[i];
+        b = ngx_http_engagement_hist_bounds[i];
+
+        if (i == NGX_HTTP_ENGAGEMENT_HIST - 1) {
+            p = ngx_sprintf(p, "\"+Inf\":%ui}", cum);
+
+        } else {
+            p = ngx_sprintf(p, "\"%ui.%03ui\":%ui,", b / 1000, b % 1000, cum);
+        }
+    }
+
+    return p;
 }
 
 
@@ -299,7 +403,9 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
     /* an upper bound: every metric row for every zone, plus headers */
     len = 1024;
     for (m = ngx_http_engagement_metrics; m->family; m++) {
-        len += 256 + n * (160 + 64 + NGX_INT64_LEN);
+        len += 256 + n * (160 + 64 + NGX_INT64_LEN)
+               + (m->type && m->type[0] == 'h'
+                  ? n * NGX_HTTP_ENGAGEMENT_HIST * (160 + NGX_INT64_LEN) : 0);
     }
 
     body = ngx_pnalloc(r->pool, len);
@@ -320,6 +426,11 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
 
             for (m = ngx_http_engagement_metrics; m->family; m++) {
                 if (m->dedupe != 2 && m->dedupe != s->dedupe) {
+                    continue;
+                }
+
+                if (m->type && m->type[0] == 'h') {
+                    p = ngx_http_engagement_histogram_json(p, s);
                     continue;
                 }
 
@@ -358,6 +469,11 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
                 continue;
             }
 
+            if (m->type && m->type[0] == 'h') {
+                p = ngx_http_engagement_histogram_text(p, m->family, s);
+                continue;
+            }
+
             p = ngx_sprintf(p, "%s{zone=\"%V\"", m->family, &s->name);
 
             if (m->dedupe == 2) {
@@ -383,4 +499,89 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
     return ngx_http_engagement_send(r, NGX_HTTP_OK,
                                     &ngx_http_engagement_prometheus_type,
                                     body, p - body);
+}
+
+
+/*
+ * The health check for load balancers: 200 when events can be accepted,
+ * 503 with the reason when a zone is full or Redis has been unusable for
+ * longer than engagement_health_grace (as seen by the answering worker).
+ */
+
+ngx_int_t
+ngx_http_engagement_health_handler(ngx_http_request_t *r)
+{
+    u_char                                *p, *body;
+    ngx_int_t                              rc;
+    ngx_msec_t                             down;
+    ngx_uint_t                             i, pending;
+    ngx_table_elt_t                       *h;
+    ngx_http_engagement_zone_t           **zp;
+    ngx_http_engagement_main_conf_t       *emcf;
+    ngx_http_engagement_shctx_head_t      *head;
+    ngx_http_engagement_counters_shctx_t  *csh;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+
+    body = ngx_pnalloc(r->pool, 256 + NGX_HTTP_ENGAGEMENT_ID_MAX);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    zp = emcf->zones.elts;
+    pending = 0;
+    p = NULL;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        head = zp[i]->sh;
+
+        if (!zp[i]->dedupe) {
+            csh = zp[i]->sh;
+            pending += csh->pending_nodes + csh->inflight_nodes;
+        }
+
+        if (head->full && p == NULL) {
+            p = ngx_sprintf(body, "{\"status\":\"unavailable\","
+                            "\"reason\":\"zone_full\",\"zone\":\"%V\"}\n",
+                            &zp[i]->name);
+        }
+    }
+
+    down = emcf->redis ? ngx_http_engagement_redis_down_for() : 0;
+
+    if (p == NULL && emcf->redis && down > emcf->health_grace) {
+        p = ngx_sprintf(body, "{\"status\":\"unavailable\","
+                        "\"reason\":\"redis_unavailable\",\"downForMs\":%M}\n",
+                        down);
+    }
+
+    if (p) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "5");
+
+        return ngx_http_engagement_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                             body, p - body);
+    }
+
+    p = ngx_sprintf(body, "{\"status\":\"ok\",\"redis\":\"%s\","
+                    "\"pendingContents\":%ui}\n",
+                    emcf->redis == NULL ? "off" : (down ? "down" : "ready"),
+                    pending);
+
+    return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
 }

@@ -22,8 +22,11 @@
 //                { redis: id => [command...] }   one Redis command per id,
 //                                          answering the views of that id
 //   status     the module's status endpoint (zone memory figures)
-//   settle     seconds to wait after the load before reading counts (time
-//              for an asynchronous flush to finish); default 0.5
+//   settle     seconds to wait at least after the load before reading the
+//              counts; default 0.5
+//   quiet      (redis systems) the load is over and flushed once Redis has
+//              run no command for this many seconds: longer than the
+//              system's flush interval; default 1 (bounded by --drain-max)
 
 module.exports = [
   {
@@ -57,7 +60,7 @@ module.exports = [
     // the flush script's totals hash (src/ngx_http_engagement_flush.c)
     counts: { redis: (id) => ['HGET', `eng:{c:${id}}`, 'views'] },
     status: '/engagement/status',
-    settle: 3,
+    quiet: 2.5,   // engagement_flush_interval 1s
   },
   {
     name: 'lua-naive',
@@ -78,7 +81,7 @@ module.exports = [
     viewPath: '/view',
     readPath: '/summary/',
     counts: { redis: (id) => ['GET', `view:${id}`] },
-    settle: 2.5,
+    quiet: 2.5,   // the 1 s flush timer
   },
   {
     name: 'node',

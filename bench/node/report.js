@@ -1,0 +1,398 @@
+'use strict';
+// Turns a run (harness.js) into results.json, results.md, plot.dat,
+// plot.gp and plot.png (gnuplot) under bench/results/<timestamp>/, and,
+// for full runs, docs/benchmarks.md.
+
+const fs = require('fs');
+const path = require('path');
+const { spawnSync } = require('child_process');
+
+// ------------------------------------------------------------ statistics
+
+function quantile(xs, q) {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1));
+  return s[i];
+}
+
+function median(xs) {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function summary(xs) {
+  xs = xs.filter((x) => Number.isFinite(x));
+  if (!xs.length) return null;
+  return { med: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
+}
+
+// ------------------------------------------------------------ formatting
+
+function num(x, d) {
+  if (!Number.isFinite(x)) return '–';
+  return x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+}
+
+// "54.2k (50.1–56.0k)" style cells; d decimals; unit 'k' divides by 1000
+function cell(s, d, k) {
+  if (!s) return '–';
+  const f = (x) => (k ? num(x / 1000, d) : num(x, d));
+  const suffix = k ? 'k' : '';
+  if (s.n === 1 || f(s.min) === f(s.max)) return `${f(s.med)}${suffix}`;
+  return `${f(s.med)}${suffix} (${f(s.min)}–${f(s.max)}${suffix})`;
+}
+
+function ratioCell(s) {
+  if (!s) return '–';
+  const f = (x) => num(x, 2);
+  if (s.n === 1 || f(s.min) === f(s.max)) return `${f(s.med)}×`;
+  return `${f(s.med)}× (${f(s.min)}–${f(s.max)})`;
+}
+
+function signed(x) {
+  return `${x > 0 ? '+' : x < 0 ? '−' : ''}${Math.abs(x).toLocaleString('en-US')}`;
+}
+
+// ------------------------------------------------------------ aggregation
+
+function aggregate(run) {
+  const byRound = {};
+  for (const r of run.results) {
+    if (r.ok) (byRound[r.round] = byRound[r.round] || {})[r.system] = r;
+  }
+  const ceiling = run.systems.find((s) => s.ceiling);
+  const rows = [];
+  for (const sys of run.systems) {
+    const rs = run.results.filter((r) => r.system === sys.name);
+    const ok = rs.filter((r) => r.ok);
+    const row = { sys, rounds: rs, ok };
+    const pick = (f) => ok.map(f).filter((x) => x !== undefined && x !== null);
+    row.rps = summary(pick((r) => r.views.rps));
+    row.p50 = summary(pick((r) => r.views.p50_ms));
+    row.p99 = summary(pick((r) => r.views.p99_ms));
+    row.cpu = summary(pick((r) => r.views.cpu_us_per_req));
+    row.redisCmds = summary(pick((r) => r.views.redis_cmds_per_event));
+    row.redisCpu = summary(pick((r) => r.views.redis_cpu_us_per_event));
+    row.totalCpu = summary(pick((r) => r.views.cpu_us_per_req
+      + (r.views.redis_cpu_us_per_event || 0) * (r.views.accepted / (r.views.requests + r.views.probe_http))));
+    row.exact = pick((r) => r.views.exactness);
+    row.fresh = [].concat(...pick((r) => r.views.freshness_ms));
+    row.freshTimeouts = pick((r) => r.views.freshness_timeouts).reduce((a, b) => a + b, 0);
+    row.reads = {
+      rps: summary(pick((r) => r.reads && r.reads.rps)),
+      p50: summary(pick((r) => r.reads && r.reads.p50_ms)),
+      p99: summary(pick((r) => r.reads && r.reads.p99_ms)),
+      cpu: summary(pick((r) => r.reads && r.reads.cpu_us_per_req)),
+      redisCmds: summary(pick((r) => r.reads && r.reads.redis_cmds_per_req)),
+      redisCpu: summary(pick((r) => r.reads && r.reads.redis_cpu_us_per_req)),
+    };
+    // paired ratios: this system and the ceiling in the same round
+    if (ceiling && !sys.ceiling) {
+      const rr = [];
+      const cr = [];
+      const rrr = [];
+      for (const r of ok) {
+        const c = byRound[r.round] && byRound[r.round][ceiling.name];
+        if (!c) continue;
+        rr.push(r.views.rps / c.views.rps);
+        cr.push(r.views.cpu_us_per_req / c.views.cpu_us_per_req);
+        if (r.reads && c.reads) rrr.push(r.reads.rps / c.reads.rps);
+      }
+      row.rpsRatio = summary(rr);
+      row.cpuRatio = summary(cr);
+      row.readsRatio = summary(rrr);
+    }
+    const zones = ok.map((r) => r.zone).filter(Boolean);
+    if (zones.length) {
+      const z = (f) => summary(zones.map(f).filter((x) => Number.isFinite(x)));
+      row.zone = {
+        entries: z((x) => x.dedupe_entries),
+        used: z((x) => x.dedupe_size - x.dedupe_free),
+        size: zones[0].dedupe_size,
+        perEntry: z((x) => x.dedupe_bytes_per_entry),
+        cEntries: z((x) => x.counters_entries),
+        cPerEntry: z((x) => x.counters_bytes_per_entry),
+        evictions: zones.reduce((a, x) => a + (x.dedupe_evictions || 0), 0),
+      };
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+function status(row) {
+  if (row.sys.skipped) return `skipped: ${row.sys.skipped}`;
+  if (row.sys.failed) return `failed: ${row.sys.failed}`;
+  const bad = row.rounds.filter((r) => !r.ok);
+  if (!row.ok.length) return `failed in every round: ${bad.length ? bad[0].error : 'not run'}`;
+  if (bad.length) return `failed in round(s) ${bad.map((r) => r.round).join(', ')}: ${bad[0].error}`;
+  return null;
+}
+
+function exactCell(row) {
+  if (!row.exact.length) return row.sys.ceiling ? 'n/a' : '–';
+  const all = row.exact.every((x) => x === row.exact[0]);
+  if (all) return row.exact.length > 1 ? `${signed(row.exact[0])} (all rounds)` : signed(row.exact[0]);
+  return row.exact.map(signed).join(' / ');
+}
+
+function freshCell(row) {
+  if (!row.sys.counts && row.sys.ceiling) return 'n/a';
+  if (!row.fresh.length) return row.freshTimeouts ? `never (${row.freshTimeouts} timeouts)` : '–';
+  const d = (x) => (x < 10 ? num(x, 1) : num(x, 0));
+  let s = `${d(quantile(row.fresh, 0.5))} / ${d(quantile(row.fresh, 0.99))} (${row.fresh.length} events`;
+  s += row.freshTimeouts ? `, ${row.freshTimeouts} never seen)` : ')';
+  return s;
+}
+
+// ------------------------------------------------------------- markdown
+
+function markdown(run, rows, { plotLink, runLink, readmeLink }) {
+  const m = run.machine;
+  const o = run.opt;
+  const L = [];
+  const shown = rows.filter((r) => r.ok.length);
+  L.push(`Run \`${run.command}\` of ${m.date.replace('T', ' ').replace(/\..*/, '')} UTC`
+         + ` (finished ${run.finished.replace('T', ' ').replace(/\..*/, '')} UTC): `
+         + `${o.rounds} interleaved round(s), ${o.duration} s of view events per system and round `
+         + `after ${o.warmup} s of warmup, ${o.reads} s of the read mix, wrk with ${o.threads} thread(s) `
+         + `and ${o.connections} keep-alive connections, seed ${o.seed}. `
+         + `Cells are medians over the rounds (min–max). Raw data: ${runLink}.`);
+  L.push('');
+  L.push('### Machine');
+  L.push('');
+  L.push('| | |');
+  L.push('|---|---|');
+  L.push(`| cores (nproc) | ${m.nproc} |`);
+  L.push(`| CPU | ${m.cpu} |`);
+  L.push(`| memory | ${m.memory_gib} GiB |`);
+  L.push(`| kernel | ${m.kernel} |`);
+  L.push(`| Debian | ${m.debian} |`);
+  L.push(`| nginx | ${m.nginx} |`);
+  if (m.redis) L.push(`| Redis | ${m.redis} |`);
+  L.push(`| Node.js | ${m.node} |`);
+  L.push(`| wrk | ${m.wrk} |`);
+  L.push(`| module (git describe) | ${m.module_commit} |`);
+  L.push(`| load average (1/5/15 min) at start, end | ${m.loadavg_start}; ${m.loadavg_end} |`);
+  L.push(`| date | ${m.date} |`);
+  L.push('');
+  L.push('wrk, the servers, Redis and the probe all share these cores, over loopback.');
+  L.push('');
+
+  L.push('### View events (POST)');
+  L.push('');
+  L.push('| system | req/s | × ceiling | p50 ms | p99 ms | server CPU µs/req | × ceiling | Redis cmds/event | Redis CPU µs/event | server+Redis CPU µs/req | exactness | freshness p50 / p99 ms |');
+  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const st = status(r);
+    if (!r.ok.length) {
+      L.push(`| ${r.sys.name} | ${st} | | | | | | | | | | |`);
+      continue;
+    }
+    const red = r.redisCmds !== null;
+    L.push(`| ${r.sys.name}${st ? ' ⚠' : ''} | ${cell(r.rps, 1, true)} | ${r.sys.ceiling ? '1×' : ratioCell(r.rpsRatio)} `
+      + `| ${cell(r.p50, 2)} | ${cell(r.p99, 2)} | ${cell(r.cpu, 1)} | ${r.sys.ceiling ? '1×' : ratioCell(r.cpuRatio)} `
+      + `| ${red ? cell(r.redisCmds, 3) : '–'} | ${red ? cell(r.redisCpu, 2) : '–'} | ${cell(r.totalCpu, 1)} `
+      + `| ${exactCell(r)} | ${freshCell(r)} |`);
+  }
+  L.push('');
+  const mod = rows.find((r) => r.sys.name === 'module');
+  if (mod && mod.rpsRatio && mod.cpuRatio) {
+    const okR = mod.rpsRatio.med >= 0.85;
+    const okC = mod.cpuRatio.med <= 1.3;
+    L.push(`Targets for the module (shared memory only) against the ceiling of the same round: `
+      + `throughput ${num(mod.rpsRatio.med, 2)}× (target ≥ 0.85×: ${okR ? 'met' : 'not met'}), `
+      + `CPU per request ${num(mod.cpuRatio.med, 2)}× (target ≤ 1.3×: ${okC ? 'met' : 'not met'}).`);
+    L.push('');
+  }
+  const notes = rows.map((r) => [r.sys.name, status(r)]).filter((x) => x[1]);
+  for (const [n, s] of notes) L.push(`- **${n}**: ${s}`);
+  if (notes.length) L.push('');
+
+  if (o.reads > 0) {
+    L.push('### Read mix (GET the summary of hot content)');
+    L.push('');
+    L.push('| system | req/s | × ceiling | p50 ms | p99 ms | server CPU µs/req | Redis cmds/read | Redis CPU µs/read |');
+    L.push('|---|---|---|---|---|---|---|---|');
+    for (const r of shown) {
+      const x = r.reads;
+      if (!x.rps) continue;
+      L.push(`| ${r.sys.name} | ${cell(x.rps, 1, true)} | ${r.sys.ceiling ? '1×' : ratioCell(r.readsRatio)} `
+        + `| ${cell(x.p50, 2)} | ${cell(x.p99, 2)} | ${cell(x.cpu, 1)} `
+        + `| ${x.redisCmds ? cell(x.redisCmds, 2) : '–'} | ${x.redisCpu ? cell(x.redisCpu, 2) : '–'} |`);
+    }
+    L.push('');
+  }
+
+  const zr = shown.filter((r) => r.zone);
+  if (zr.length) {
+    L.push('### The module\'s shared memory (after the view load)');
+    L.push('');
+    L.push('| system | dedupe zone | dedupe entries | used bytes | bytes per dedupe entry | counter entries | bytes per counter entry | dedupe evictions |');
+    L.push('|---|---|---|---|---|---|---|---|');
+    for (const r of zr) {
+      const z = r.zone;
+      L.push(`| ${r.sys.name} | ${num(z.size / 2 ** 20, 0)} MiB | ${cell(z.entries, 0)} | ${cell(z.used, 0)} `
+        + `| ${cell(z.perEntry, 1)} | ${cell(z.cEntries, 0)} | ${cell(z.cPerEntry, 1)} | ${z.evictions} |`);
+    }
+    L.push('');
+  }
+
+  L.push('### What was sent (measured interval, per round)');
+  L.push('');
+  L.push('| system | round | events sent | new | exact retries | progress repeats | malformed | non-2xx answers | socket errors | unique views (truth) | counted | exactness | last flush after the load |');
+  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of shown) {
+    for (const x of r.ok) {
+      const v = x.views;
+      const s = v.sent;
+      L.push(`| ${r.sys.name} | ${x.round} | ${num(s.total, 0)} | ${num(s.new, 0)} | ${num(s.retry, 0)} `
+        + `| ${num(s.progress, 0)} | ${num(s.malformed, 0)} | ${num(v.non2xx, 0)} | ${num(v.socket_errors, 0)} `
+        + `| ${num(v.truth, 0)}${v.replay_matches ? '' : ' (replay mismatch!)'} `
+        + `| ${v.counted !== undefined ? num(v.counted, 0) : 'n/a'} `
+        + `| ${v.exactness !== undefined ? signed(v.exactness) : 'n/a'} `
+        + `| ${v.drained === false ? `not done after ${num(v.drain_s, 0)} s` : v.drain_s ? `${num(v.drain_s, 1)} s` : '–'} |`);
+    }
+  }
+  L.push('');
+
+  const rr = shown.filter((r) => r.ok.some((x) => x.views.redis_by));
+  if (rr.length) {
+    L.push('### Redis commands per accepted event, by command (median over the rounds)');
+    L.push('');
+    L.push('Commands run inside a script (EVALSHA) are counted too, under their own names.');
+    L.push('');
+    L.push('| system | commands |');
+    L.push('|---|---|');
+    for (const r of rr) {
+      const names = new Set();
+      for (const x of r.ok) for (const k of Object.keys(x.views.redis_by || {})) names.add(k);
+      const parts = [];
+      for (const k of names) {
+        const per = median(r.ok.map((x) => {
+          const v = x.views;
+          let c = (v.redis_by || {})[k] || 0;
+          if (k === v.redis_probe_cmd) c = Math.max(0, c - (v.redis_probe_cmds || 0));
+          return c / v.accepted;
+        }));
+        if (per >= 0.0005) parts.push([k, per]);
+      }
+      parts.sort((a, b) => b[1] - a[1]);
+      L.push(`| ${r.sys.name} | ${parts.map(([k, x]) => `${k.toUpperCase()} ${num(x, 3)}`).join(', ')} |`);
+    }
+    L.push('');
+  }
+  if (plotLink) {
+    L.push(`![requests/s, CPU per request and p99 latency per system](${plotLink})`);
+    L.push('');
+  }
+  L.push(`How each figure is measured, and the caveats: [bench/README.md](${readmeLink}).`);
+  return L.join('\n') + '\n';
+}
+
+// ----------------------------------------------------------------- plot
+
+function plot(run, rows, dir) {
+  const shown = rows.filter((r) => r.ok.length && r.rps);
+  if (!shown.length) return null;
+  const dat = path.join(dir, 'plot.dat');
+  const lines = ['# idx system rps_med rps_min rps_max cpu_med cpu_min cpu_max total_med total_min total_max p99_med p99_min p99_max'];
+  shown.forEach((r, i) => {
+    const t = r.totalCpu || r.cpu;
+    lines.push([i, r.sys.name, r.rps.med, r.rps.min, r.rps.max, r.cpu.med, r.cpu.min, r.cpu.max,
+                t.med, t.min, t.max, r.p99.med, r.p99.min, r.p99.max]
+      .map((x) => (typeof x === 'number' ? +x.toFixed(4) : x)).join(' '));
+  });
+  fs.writeFileSync(dat, lines.join('\n') + '\n');
+  const n = shown.length;
+  const title = `nginx-engagement bench ${run.ts}: ${run.machine.nproc} cores (${run.machine.cpu}), `
+    + `median of ${run.opt.rounds} round(s), bars = min-max`;
+  const gp = path.join(dir, 'plot.gp');
+  fs.writeFileSync(gp, `# gnuplot ${path.basename(gp)}  (from ${path.basename(dir)}/)
+set terminal pngcairo size 1500,560 font "DejaVu Sans,10"
+set output 'plot.png'
+set datafile commentschars "#"
+set style fill solid 0.65 border -1
+set grid ytics
+set xrange [-0.6:${n - 0.4}]
+set yrange [0:*]
+set xtics rotate by 30 right nomirror
+set multiplot layout 1,3 title "${title.replace(/"/g, "'")}"
+set boxwidth 0.6
+set title "View events: requests/s (higher is better)"
+plot 'plot.dat' using 1:3:xtic(2) with boxes lc rgb "#4477aa" notitle, \\
+     '' using 1:3:4:5 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle
+set boxwidth 0.35
+set title "CPU per request, µs (lower is better)"
+set key top left
+plot 'plot.dat' using ($1-0.18):6:xtic(2) with boxes lc rgb "#228833" title "server", \\
+     '' using ($1-0.18):6:7:8 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle, \\
+     '' using ($1+0.18):9 with boxes lc rgb "#ccbb44" title "server + Redis", \\
+     '' using ($1+0.18):9:10:11 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle
+set boxwidth 0.6
+set title "p99 latency, ms (lower is better)"
+plot 'plot.dat' using 1:12:xtic(2) with boxes lc rgb "#ee6677" notitle, \\
+     '' using 1:12:13:14 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle
+unset multiplot
+`);
+  const r = spawnSync('gnuplot', [path.basename(gp)], { cwd: dir, encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.error(`gnuplot failed: ${(r.stderr || r.error || '').toString().trim()}`);
+    return null;
+  }
+  return path.join(dir, 'plot.png');
+}
+
+// ---------------------------------------------------------------- write
+
+function write(run, { ROOT }) {
+  const dir = run.out;
+  const files = [];
+  const rows = aggregate(run);
+
+  const json = path.join(dir, 'results.json');
+  const { out, tmp, ...plain } = run;
+  fs.writeFileSync(json, JSON.stringify(plain, null, 1) + '\n');
+  files.push(json);
+
+  const png = plot(run, rows, dir);
+  if (png) files.push(path.join(dir, 'plot.dat'), path.join(dir, 'plot.gp'), png);
+
+  const rel = path.relative(ROOT, dir);
+  const md = path.join(dir, 'results.md');
+  fs.writeFileSync(md, `# Benchmark run ${run.ts}\n\n`
+    + markdown(run, rows, { plotLink: png ? 'plot.png' : null, runLink: '`results.json` beside this file',
+                     readmeLink: '../../README.md' }));
+  files.push(md);
+
+  if (run.opt.docs) {
+    const doc = path.join(ROOT, 'docs', 'benchmarks.md');
+    fs.mkdirSync(path.dirname(doc), { recursive: true });
+    fs.writeFileSync(doc, `# Benchmarks
+
+The latest figures of \`bench/run\`, the benchmark harness: this module's
+view endpoint against a ceiling (the same nginx reading the same bodies and
+doing nothing else) and against the designs people build today (OpenResty
+Lua with Redis per request, Lua with batched flushes, Node.js with Redis).
+How the harness works, what each system is and how each figure is
+measured: [bench/README.md](../bench/README.md). This page is written by
+\`bench/run\` (full runs only; \`--quick\` leaves it alone): re-run it rather
+than editing by hand.
+
+## Latest run
+
+`
+      + markdown(run, rows, {
+        plotLink: png ? `../${rel}/plot.png` : null,
+        runLink: `[\`${rel}/\`](../${rel}/)`,
+        readmeLink: '../bench/README.md',
+      }));
+    files.push(doc);
+  }
+  return files;
+}
+
+module.exports = { write, aggregate, markdown, quantile, median };

@@ -1,0 +1,129 @@
+
+/*
+ * Variables for access logs: $engagement_outcome (counted, not_counted,
+ * invalid, refused, unavailable, read), $engagement_reason (why, when
+ * there is a why) and $engagement_content_id, so that a log line can be
+ * reconciled with the counts.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+
+
+typedef struct {
+    const char   *outcome;
+    const char   *reason;
+    ngx_str_t     content_id;
+} ngx_http_engagement_ctx_t;
+
+
+static ngx_int_t ngx_http_engagement_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_http_engagement_vars[] = {
+
+    { ngx_string("engagement_outcome"), NULL,
+      ngx_http_engagement_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("engagement_reason"), NULL,
+      ngx_http_engagement_variable, 1,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("engagement_content_id"), NULL,
+      ngx_http_engagement_variable, 2,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_engagement_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_engagement_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* strings given here must live as long as the request (static or pool) */
+
+void
+ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
+    const char *reason, ngx_str_t *content_id)
+{
+    ngx_http_engagement_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_engagement_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_engagement_ctx_t));
+        if (ctx == NULL) {
+            return;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_engagement_module);
+    }
+
+    ctx->outcome = outcome;
+    ctx->reason = reason;
+
+    if (content_id) {
+        ctx->content_id = *content_id;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_engagement_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char                 *s;
+    ngx_http_engagement_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_engagement_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == 2) {
+        if (ctx->content_id.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = ctx->content_id.data;
+        v->len = ctx->content_id.len;
+
+    } else {
+        s = (data == 0) ? ctx->outcome : ctx->reason;
+
+        if (s == NULL) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = (u_char *) s;
+        v->len = ngx_strlen(s);
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
