@@ -170,7 +170,7 @@ sub no_alerts {
         push @lag, time - $t0;
     }
     my ($max) = sort { $b <=> $a } @lag;
-    ok($max < 0.2 + 0.3, sprintf("each event visible in Redis within 200 ms + 300 ms slack (worst %.0f ms)", $max * 1000));
+    ok($max < 0.2 + 0.8, sprintf("each event visible in Redis within the 200 ms interval + 800 ms slack for a loaded machine (worst %.0f ms)", $max * 1000));
 
     my $ok = 0;
     for my $round (1 .. 3) {

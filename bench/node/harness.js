@@ -252,7 +252,7 @@ async function waitReady(c, port, timeoutMs, logFile) {
   throw new Error(`${c.name} not accepting on port ${port} after ${timeoutMs} ms: ${tail(logFile)}`);
 }
 
-function tail(file, n = 6) {
+function tail(file, n = 8) {
   try {
     return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-n).join(' | ');
   } catch (e) { return ''; }
@@ -789,7 +789,7 @@ async function main() {
   pidFile = process.env.BENCH_PIDFILE || path.join(tmp, 'pids');
 
   const ctx = { opt, tmp, redis: null };
-  const run = { opt, machine: machine(), systems: [], results: [], out, tmp, ts,
+  const run = { opt, machine: machine(), systems: [], results: [], out, tmp, ts, root: ROOT,
                 command: `bench/run ${process.argv.slice(2).join(' ')}`.trim() };
   log(`results: ${path.relative(ROOT, out)}/ (scratch: ${path.relative(ROOT, tmp)}/)`);
 

@@ -132,6 +132,14 @@ function status(row) {
   return null;
 }
 
+// one line, no table-breaking pipes, paths relative to the repository
+function clean(text, root, max = 400) {
+  let t = String(text).replace(/\s+/g, ' ').trim();
+  if (root) t = t.split(root + '/').join('');
+  t = t.replace(/\|/g, '\\|');
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
 function exactCell(row) {
   if (!row.exact.length) return row.sys.ceiling ? 'n/a' : '–';
   const all = row.exact.every((x) => x === row.exact[0]);
@@ -189,7 +197,7 @@ function markdown(run, rows, { plotLink, runLink, readmeLink }) {
   for (const r of rows) {
     const st = status(r);
     if (!r.ok.length) {
-      L.push(`| ${r.sys.name} | ${st} | | | | | | | | | | |`);
+      L.push(`| ${r.sys.name} | ${r.sys.skipped ? 'skipped' : 'failed'} (see below) | | | | | | | | | | |`);
       continue;
     }
     const red = r.redisCmds !== null;
@@ -209,7 +217,7 @@ function markdown(run, rows, { plotLink, runLink, readmeLink }) {
     L.push('');
   }
   const notes = rows.map((r) => [r.sys.name, status(r)]).filter((x) => x[1]);
-  for (const [n, s] of notes) L.push(`- **${n}**: ${s}`);
+  for (const [n, s] of notes) L.push(`- **${n}**: ${clean(s, run.root)}`);
   if (notes.length) L.push('');
 
   if (o.reads > 0) {
