@@ -21,23 +21,27 @@ typedef struct {
     ngx_rbtree_node_t              node;      /* key: the hash */
     ngx_queue_t                    queue;     /* LRU */
     ngx_queue_t                    flush;     /* dirty or inflight queue */
-    uint64_t                       hash;
     ngx_http_engagement_counts_t   counts;
     ngx_http_engagement_counts_t   pending;
     ngx_http_engagement_counts_t   inflight;
-    uint64_t                       uniques;
     uint64_t                       seq;       /* 0: nothing in flight */
     uint64_t                      *uv;        /* pending viewer hashes */
     uint64_t                      *uv_inflight;
+    uint64_t                      *reactions; /* counts per type, or NULL */
+    uint32_t                       uniques;
     uint32_t                       uv_n;
     uint32_t                       uv_cap;
     uint32_t                       uv_inflight_n;
     ngx_pid_t                      claimed_by;  /* 0: free to re-claim */
-    ngx_msec_t                     claimed_at;
-    ngx_msec_t                     confirmed_at;  /* 0: totals unknown */
-    ngx_msec_t                     reading_at;
-    time_t                         pending_since;
-    time_t                         inflight_since;
+    /* times kept in 32 bits (milliseconds modulo 2^32, seconds) for size */
+    uint32_t                       claimed_at;
+    uint32_t                       confirmed_at;  /* 0: totals unknown */
+    uint32_t                       reading_at;
+    uint32_t                       pending_since;
+    uint32_t                       inflight_since;
+#if (NGX_PTR_SIZE == 4)
+    uint64_t                       hash;
+#endif
     u_char                         len;
     u_char                         data[1];
 } ngx_http_engagement_counter_node_t;
@@ -45,6 +49,19 @@ typedef struct {
 
 #define ngx_http_engagement_nonzero(c)                                        \
     ((c)->views || (c)->engaged || (c)->replays)
+
+#if (NGX_PTR_SIZE == 4)
+#define ngx_http_engagement_cn_hash(cn)  ((cn)->hash)
+#else
+/* on 64-bit platforms the rbtree key is the whole hash */
+#define ngx_http_engagement_cn_hash(cn)  ((uint64_t) (cn)->node.key)
+#endif
+
+/* a millisecond stamp in 32 bits; 0 is kept for "never" */
+#define ngx_http_engagement_now32()                                           \
+    ((uint32_t) ngx_current_msec ? (uint32_t) ngx_current_msec : 1)
+#define ngx_http_engagement_age32(t)                                          \
+    ((ngx_msec_t) (uint32_t) ((uint32_t) ngx_current_msec - (t)))
 
 
 static void ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
@@ -61,8 +78,8 @@ static ngx_int_t
 ngx_http_engagement_counters_cmp(uint64_t hash, ngx_str_t *id,
     ngx_http_engagement_counter_node_t *cn)
 {
-    if (hash != cn->hash) {
-        return (hash < cn->hash) ? -1 : 1;
+    if (hash != ngx_http_engagement_cn_hash(cn)) {
+        return (hash < ngx_http_engagement_cn_hash(cn)) ? -1 : 1;
     }
 
     if (id->len != cn->len) {
@@ -88,7 +105,8 @@ ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
     for ( ;; ) {
         cnt = (ngx_http_engagement_counter_node_t *) temp;
 
-        p = (ngx_http_engagement_counters_cmp(cn->hash, &id, cnt) < 0)
+        p = (ngx_http_engagement_counters_cmp(ngx_http_engagement_cn_hash(cn),
+                                              &id, cnt) < 0)
             ? &temp->left : &temp->right;
 
         if (*p == sentinel) {
@@ -235,7 +253,9 @@ ngx_http_engagement_counters_create(ngx_http_engagement_zone_t *z,
     sh->head.full = 0;
 
     cn->node.key = (ngx_rbtree_key_t) hash;
+#if (NGX_PTR_SIZE == 4)
     cn->hash = hash;
+#endif
     cn->len = (u_char) id->len;
     ngx_memcpy(cn->data, id->data, id->len);
 
@@ -382,7 +402,7 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
         }
 
         if (clean) {
-            cn->pending_since = ngx_time();
+            cn->pending_since = (uint32_t) ngx_time();
 
             /* newly dirty: queue it, unless a flush of it is in flight */
             if (cn->seq == 0 && cn->flush.next == NULL) {
@@ -434,11 +454,11 @@ ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
                                                    ngx_http_engagement_module);
         ttl = emcf->cache_ttl;
 
-        if (ngx_current_msec - cn->confirmed_at >= ttl
-            && (cn->reading_at == 0 || ngx_current_msec - cn->reading_at
-                                        >= ttl))
+        if (ngx_http_engagement_age32(cn->confirmed_at) >= ttl
+            && (cn->reading_at == 0
+                || ngx_http_engagement_age32(cn->reading_at) >= ttl))
         {
-            cn->reading_at = ngx_current_msec;
+            cn->reading_at = ngx_http_engagement_now32();
             result->refresh = 1;
         }
     }
@@ -483,8 +503,8 @@ ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
      */
     if (cn->seq == 0) {
         cn->counts = *totals;
-        cn->uniques = uniques;
-        cn->confirmed_at = ngx_current_msec ? ngx_current_msec : 1;
+        cn->uniques = (uint32_t) uniques;
+        cn->confirmed_at = ngx_http_engagement_now32();
         ngx_http_engagement_counters_view(z, cn, result);
 
     } else {
@@ -516,7 +536,7 @@ ngx_http_engagement_counters_claim_one(ngx_http_engagement_zone_t *z,
     ngx_memcpy(cl->id, cn->data, cn->len);
 
     cn->claimed_by = ngx_pid;
-    cn->claimed_at = ngx_current_msec;
+    cn->claimed_at = ngx_http_engagement_now32();
 }
 
 
@@ -549,7 +569,7 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
         cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, flush);
 
         if (cn->claimed_by != 0
-            && ngx_current_msec - cn->claimed_at < reclaim)
+            && ngx_http_engagement_age32(cn->claimed_at) < reclaim)
         {
             /* ordered by claim time: the rest are younger */
             break;
@@ -613,8 +633,8 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     }
 
     cn->counts = *totals;
-    cn->uniques = uniques;
-    cn->confirmed_at = ngx_current_msec ? ngx_current_msec : 1;
+    cn->uniques = (uint32_t) uniques;
+    cn->confirmed_at = ngx_http_engagement_now32();
     cn->reading_at = 0;
     cn->seq = 0;
     cn->claimed_by = 0;
@@ -1008,7 +1028,7 @@ ngx_http_engagement_state_save(ngx_cycle_t *cycle,
             p = ngx_http_engagement_state_flush(fd, buf, p, &rc);
         }
 
-        p = ngx_sprintf(p, "c %*s %uL %uL %uL %uL %T %uL %uL %uL %T %uD %uD",
+        p = ngx_sprintf(p, "c %*s %uL %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
                         (size_t) cn->len, cn->data, cn->seq,
                         cn->inflight.views, cn->inflight.engaged,
                         cn->inflight.replays, cn->inflight_since,
@@ -1199,11 +1219,11 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
         cn->inflight.views = v[1];
         cn->inflight.engaged = v[2];
         cn->inflight.replays = v[3];
-        cn->inflight_since = (time_t) v[4];
+        cn->inflight_since = (uint32_t) v[4];
         cn->pending.views = v[5];
         cn->pending.engaged = v[6];
         cn->pending.replays = v[7];
-        cn->pending_since = (time_t) v[8];
+        cn->pending_since = (uint32_t) v[8];
 
         if (v[9]) {
             cn->uv_inflight = ngx_slab_alloc_locked(z->shpool,

@@ -38,8 +38,8 @@ const USAGE = `usage: bench/run [options]
   --seed N             workload seed (default 42)
   --probe-interval MS  freshness probe: one event every MS (default 100)
   --probe-poll MS      freshness probe: shortest poll interval (default 2)
-  --probe-timeout S    freshness probe: give an event up after S (default 30)
-  --drain-max S        longest wait for an asynchronous flush after the load (default 60)
+  --probe-timeout S    freshness probe: give an event up after S (default: --drain-max)
+  --drain-max S        longest wait for an asynchronous flush after the load (default 180)
   --docs / --no-docs   write docs/benchmarks.md (default: yes, except with --quick)
   --list               list the systems and exit
   --no-install, --no-build   (bench/run itself) skip apt-get/npm, skip ./build.sh build`;
@@ -47,7 +47,7 @@ const USAGE = `usage: bench/run [options]
 function parseArgs(argv) {
   const o = {
     rounds: 3, duration: 10, warmup: 2, reads: 3, connections: 32, threads: 2,
-    seed: 42, probeInterval: 100, probePoll: 2, probeTimeout: 30000, drainMax: 60,
+    seed: 42, probeInterval: 100, probePoll: 2, probeTimeout: null, drainMax: 180,
     systems: null, docs: null, quick: false, list: false,
   };
   const num = (i) => {
@@ -86,6 +86,7 @@ function parseArgs(argv) {
     if (!o.readsSet) o.reads = 2;
   }
   if (o.docs === null) o.docs = !o.quick;
+  if (o.probeTimeout === null) o.probeTimeout = o.drainMax * 1000;
   for (const k of ['rounds', 'duration', 'connections', 'threads']) {
     if (!(o[k] >= 1) || !Number.isInteger(o[k])) die(`--${k} must be a whole number >= 1`);
   }
@@ -837,7 +838,8 @@ async function main() {
   const per = 1.5 + opt.warmup + opt.duration + 1.5 + opt.reads;
   const est = Math.round((per * active.length * opt.rounds) / 60 * 10) / 10;
   log(`${opt.rounds} round(s) x ${active.length} system(s) [${active.map((s) => s.name).join(' ')}]`
-      + `, ${opt.duration} s views + ${opt.reads} s reads each: about ${est} min`);
+      + `, ${opt.duration} s views + ${opt.reads} s reads each: about ${est} min`
+      + ' plus the time asynchronous flushes take to drain');
 
   for (let r = 1; r <= opt.rounds && !aborting; r++) {
     for (const s of active) {
