@@ -67,6 +67,24 @@ static ngx_http_engagement_field_t  ngx_http_engagement_view_fields[] = {
 };
 
 
+static ngx_http_engagement_field_t  ngx_http_engagement_reaction_fields[] = {
+
+    { "contentId", NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
+      offsetof(ngx_http_engagement_reaction_t, content_id) },
+
+    { "userId", NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
+      offsetof(ngx_http_engagement_reaction_t, user_id) },
+
+    { "reaction", NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
+      offsetof(ngx_http_engagement_reaction_t, reaction) },
+
+    { "requestId", NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
+      offsetof(ngx_http_engagement_reaction_t, request_id) },
+
+    { NULL, 0, 0, 0 }
+};
+
+
 /* 1 for the bytes allowed in identifiers: [A-Za-z0-9._:-] */
 static const u_char  ngx_http_engagement_id_chars[256] = {
     ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
@@ -148,9 +166,15 @@ ngx_http_engagement_field_error(ngx_http_engagement_error_t *err,
 }
 
 
-ngx_int_t
-ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
-    ngx_http_engagement_event_t *ev, ngx_http_engagement_error_t *err)
+/*
+ * Parses a JSON object into the struct at out, field by field as the
+ * table says; unknown fields are ignored, so clients may send more.
+ */
+
+static ngx_int_t
+ngx_http_engagement_parse_fields(ngx_pool_t *pool, u_char *buf, size_t len,
+    ngx_http_engagement_field_t *fields, void *out,
+    ngx_http_engagement_error_t *err)
 {
     u_char                       *p;
     json_t                       *root, *v;
@@ -159,10 +183,6 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     json_int_t                    n;
     json_error_t                  jerr;
     ngx_http_engagement_field_t  *f;
-
-    ngx_memzero(ev, sizeof(ngx_http_engagement_event_t));
-    ev->duration_ms = -1;
-    ev->ts = -1;
 
     err->field = NULL;
     err->detail_len = 0;
@@ -198,7 +218,7 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
         goto done;
     }
 
-    for (f = ngx_http_engagement_view_fields; f->name; f++) {
+    for (f = fields; f->name; f++) {
 
         v = json_object_get(root, f->name);
 
@@ -223,7 +243,7 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
                 goto done;
             }
 
-            s = (ngx_str_t *) ((u_char *) ev + f->offset);
+            s = (ngx_str_t *) ((u_char *) out + f->offset);
             s->data = (u_char *) json_string_value(v);
             s->len = json_string_length(v);
 
@@ -252,7 +272,7 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
                 goto done;
             }
 
-            ev->duration_ms = n;
+            *(int64_t *) ((u_char *) out + f->offset) = n;
             break;
 
         case NGX_HTTP_ENGAGEMENT_FIELD_TS:
@@ -273,7 +293,7 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
                 goto done;
             }
 
-            ev->ts = n;
+            *(int64_t *) ((u_char *) out + f->offset) = n;
             break;
 
         case NGX_HTTP_ENGAGEMENT_FIELD_BOOL:
@@ -284,7 +304,8 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
                 goto done;
             }
 
-            ev->replay = json_is_true(v) ? 1 : 0;
+            *(ngx_uint_t *) ((u_char *) out + f->offset) =
+                json_is_true(v) ? 1 : 0;
             break;
         }
     }
@@ -296,4 +317,31 @@ done:
     ngx_http_engagement_json_pool = NULL;
 
     return rc;
+}
+
+
+ngx_int_t
+ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
+    ngx_http_engagement_event_t *ev, ngx_http_engagement_error_t *err)
+{
+    ngx_memzero(ev, sizeof(ngx_http_engagement_event_t));
+    ev->duration_ms = -1;
+    ev->ts = -1;
+
+    return ngx_http_engagement_parse_fields(pool, buf, len,
+                                            ngx_http_engagement_view_fields,
+                                            ev, err);
+}
+
+
+ngx_int_t
+ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
+    size_t len, ngx_http_engagement_reaction_t *re,
+    ngx_http_engagement_error_t *err)
+{
+    ngx_memzero(re, sizeof(ngx_http_engagement_reaction_t));
+
+    return ngx_http_engagement_parse_fields(pool, buf, len,
+                                        ngx_http_engagement_reaction_fields,
+                                        re, err);
 }

@@ -40,28 +40,43 @@ static ngx_uint_t                     ngx_http_engagement_flush_on;
 #define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
 
 
+/*
+ * The answer of the flush and read scripts: applied, views, engaged,
+ * replays, unique viewers, then (read script) one count per reaction type.
+ */
+
 ngx_int_t
 ngx_http_engagement_reply_totals(redisReply *reply,
     ngx_http_engagement_counts_t *totals, uint64_t *uniques,
-    ngx_int_t *applied)
+    ngx_int_t *applied, uint64_t *reactions, ngx_uint_t nreactions)
 {
     ngx_uint_t   i;
     long long    v[5];
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 5)
+        || reply->elements != 5 + nreactions)
     {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 5; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER
-            || reply->element[i]->integer < 0)
-        {
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
             return NGX_ERROR;
         }
+    }
 
+    for (i = 0; i < 5; i++) {
         v[i] = reply->element[i]->integer;
+
+        if (v[i] < 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i < nreactions; i++) {
+        /* a count driven below zero by hand reads as zero */
+        reactions[i] = reply->element[5 + i]->integer > 0
+                       ? (uint64_t) reply->element[5 + i]->integer : 0;
     }
 
     *applied = (ngx_int_t) v[0];
@@ -120,7 +135,8 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
     round = call->round;
     sh = cl->zone->sh;
 
-    if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied)
+    if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied,
+                                         NULL, 0)
         == NGX_OK)
     {
         ngx_http_engagement_counters_confirm(cl, &totals, uniques);

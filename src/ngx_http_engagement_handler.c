@@ -17,8 +17,6 @@ static ngx_int_t ngx_http_engagement_view_process(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf);
 static ngx_int_t ngx_http_engagement_summary_handler(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf);
-static ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r,
-    size_t max, u_char **data, size_t *len);
 
 
 #define ngx_http_engagement_stat(elcf, field)                                 \
@@ -135,7 +133,7 @@ ngx_http_engagement_json_escape(u_char *dst, u_char *end, u_char *src,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *field,
     const char *message, u_char *detail, size_t detail_len)
@@ -185,7 +183,7 @@ ngx_http_engagement_send_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message)
 {
@@ -198,7 +196,7 @@ ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
     const char *allow, const char *message)
 {
@@ -219,7 +217,7 @@ ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_json_content_type(ngx_http_request_t *r)
 {
     u_char     c;
@@ -245,6 +243,28 @@ ngx_http_engagement_json_content_type(ngx_http_request_t *r)
     c = ct->data[sizeof("application/json") - 1];
 
     return (c == ';' || c == ' ' || c == '\t');
+}
+
+
+/* 503 with Retry-After: Redis is needed and cannot be used now */
+
+ngx_int_t
+ngx_http_engagement_unavailable(ngx_http_request_t *r, const char *message)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return ngx_http_engagement_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "backend_unavailable", NULL,
+                                          message);
 }
 
 
@@ -449,7 +469,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
  * file (only when client_body_buffer_size is below the limit) are read.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_body_get(ngx_http_request_t *r, size_t max,
     u_char **data, size_t *len)
 {
@@ -611,6 +631,44 @@ ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
                         v->uniques, v->pending);
     }
 
+    if (v->nreactions) {
+        p = ngx_http_engagement_reactions_json(p, v->reactions,
+                                               v->nreactions);
+    }
+
+    *p++ = '}';
+
+    return p;
+}
+
+
+/* ,"likes":n,"reactions":{"like":n,...}: every configured type */
+
+u_char *
+ngx_http_engagement_reactions_json(u_char *p, uint64_t *counts, ngx_uint_t n)
+{
+    uint64_t                          likes;
+    ngx_str_t                        *types;
+    ngx_uint_t                        i;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_engagement_module);
+    types = emcf->reactions->elts;
+    likes = 0;
+
+    for (i = 0; i < n; i++) {
+        if (types[i].len == 4 && ngx_strncmp(types[i].data, "like", 4) == 0) {
+            likes = counts[i];
+        }
+    }
+
+    p = ngx_sprintf(p, ",\"likes\":%uL,\"reactions\":{", likes);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_sprintf(p, "%s\"%V\":%uL", i ? "," : "", &types[i], counts[i]);
+    }
+
     *p++ = '}';
 
     return p;
@@ -620,7 +678,8 @@ ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
 #define NGX_HTTP_ENGAGEMENT_ITEM_LEN                                          \
     (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"                 \
             "\"replays\":,\"uniqueViewers\":,\"pending\":},") - 1              \
-     + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN)
+     + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN                         \
+     + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN)
 
 
 static ngx_int_t
@@ -717,6 +776,7 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
     ngx_http_engagement_read_t       *rd;
     ngx_http_engagement_counts_t      totals;
     ngx_http_engagement_view_t        view;
+    uint64_t                          reactions[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
     ngx_http_engagement_counters_shctx_t  *sh;
 
     rd = call->read;
@@ -725,11 +785,13 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
     id.data = call->id;
     id.len = call->id_len;
 
-    if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied)
+    if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied,
+                                         reactions, rd->zone->nreactions)
         == NGX_OK)
     {
         ngx_http_engagement_counters_cache(rd->zone, &id, call->hash,
-                                           &totals, uniques, &view);
+                                           &totals, uniques, reactions,
+                                           &view);
         ngx_http_engagement_inc(sh, reads_ok);
 
         if (rd->request && call->item) {
@@ -773,11 +835,14 @@ ngx_http_engagement_read_send(ngx_http_engagement_read_t *rd,
     ngx_http_engagement_item_t *item, ngx_str_t *id, uint64_t hash)
 {
     u_char                           *p;
-    size_t                            lens[3];
-    const char                       *argv[3];
+    ngx_uint_t                        i, argc;
+    ngx_str_t                        *types;
+    size_t                            lens[3 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
+    const char                       *argv[3 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
     u_char                            keys[2][sizeof("eng:{c:}:uv")
                                               + NGX_HTTP_ENGAGEMENT_ID_MAX];
     ngx_http_engagement_read_call_t  *call;
+    ngx_http_engagement_main_conf_t  *emcf;
 
     call = ngx_alloc(sizeof(ngx_http_engagement_read_call_t),
                      ngx_cycle->log);
@@ -799,10 +864,21 @@ ngx_http_engagement_read_send(ngx_http_engagement_read_t *rd,
     p = ngx_sprintf(keys[1], "eng:{c:%V}:uv", id);
     argv[2] = (const char *) keys[1];
     lens[2] = p - keys[1];
+    argc = 3;
+
+    /* the reaction counts come along */
+    emcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_engagement_module);
+    types = emcf->reactions ? emcf->reactions->elts : NULL;
+
+    for (i = 0; i < rd->zone->nreactions; i++) {
+        argv[argc] = (const char *) types[i].data;
+        lens[argc++] = types[i].len;
+    }
 
     if (ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_READ,
                                        ngx_http_engagement_read_reply, call,
-                                       3, argv, lens)
+                                       (int) argc, argv, lens)
         != NGX_OK)
     {
         ngx_free(call);

@@ -25,6 +25,8 @@ static char *ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_http_engagement_postconfiguration(ngx_conf_t *cf);
 static char *ngx_http_engagement_redis_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_engagement_reactions_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_engagement_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_engagement_init_process(ngx_cycle_t *cycle);
 static void ngx_http_engagement_exit_process(ngx_cycle_t *cycle);
@@ -65,6 +67,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
     { ngx_string("engagement_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_engagement_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_reactions"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_reactions_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -237,6 +246,9 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_engagement_main_conf_t *emcf = conf;
 
+    ngx_str_t   *s;
+    ngx_uint_t   i;
+
     ngx_conf_init_msec_value(emcf->flush_interval, 1000);
     ngx_conf_init_msec_value(emcf->exit_deadline, 3000);
     ngx_conf_init_msec_value(emcf->cache_ttl, 2000);
@@ -274,6 +286,26 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (emcf->state_file.len == 0) {
         ngx_str_set(&emcf->state_file, "logs/engagement.state");
+    }
+
+    if (emcf->reactions == NULL) {
+        static ngx_str_t  defaults[] = {
+            ngx_string("like"), ngx_string("love"), ngx_string("laugh"),
+            ngx_string("wow"), ngx_string("sad"), ngx_string("angry")
+        };
+
+        emcf->reactions = ngx_array_create(cf->pool, 6, sizeof(ngx_str_t));
+        if (emcf->reactions == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < 6; i++) {
+            s = ngx_array_push(emcf->reactions);
+            if (s == NULL) {
+                return NGX_CONF_ERROR;
+            }
+            *s = defaults[i];
+        }
     }
 
     /* full path, zero-terminated */
@@ -322,7 +354,8 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_engagement_loc_conf_t *prev = parent;
     ngx_http_engagement_loc_conf_t *conf = child;
 
-    ngx_str_t  name;
+    ngx_str_t                         name;
+    ngx_http_engagement_main_conf_t  *emcf;
 
     ngx_conf_merge_uint_value(conf->dedupe_key, prev->dedupe_key,
                               NGX_HTTP_ENGAGEMENT_KEY_VIEWER);
@@ -390,6 +423,19 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+
+    if ((conf->endpoint == NGX_HTTP_ENGAGEMENT_LIKE
+         || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATE)
+        && emcf->redis == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement like\" and \"engagement state\" "
+                           "need \"engagement_redis\": Redis is the source "
+                           "of truth for reactions");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->endpoint != NGX_HTTP_ENGAGEMENT_VIEW) {
         return NGX_CONF_OK;
     }
@@ -429,6 +475,7 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     for (i = 0; i < emcf->zones.nelts; i++) {
         zp[i]->redis = (emcf->redis != NULL);
         zp[i]->state_file = emcf->state_file;
+        zp[i]->nreactions = emcf->redis ? emcf->reactions->nelts : 0;
     }
 
     return NGX_OK;
@@ -936,10 +983,17 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     } else if (ngx_strcmp(value[1].data, "health") == 0) {
         elcf->endpoint = NGX_HTTP_ENGAGEMENT_HEALTH;
 
+    } else if (ngx_strcmp(value[1].data, "like") == 0) {
+        elcf->endpoint = NGX_HTTP_ENGAGEMENT_LIKE;
+
+    } else if (ngx_strcmp(value[1].data, "state") == 0) {
+        elcf->endpoint = NGX_HTTP_ENGAGEMENT_STATE;
+
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
-                           "view, summary, status or health", &value[1]);
+                           "view, summary, like, state, status or health",
+                           &value[1]);
         return NGX_CONF_ERROR;
     }
 
@@ -990,8 +1044,81 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         clcf->handler = ngx_http_engagement_health_handler;
         break;
 
+    case NGX_HTTP_ENGAGEMENT_LIKE:
+    case NGX_HTTP_ENGAGEMENT_STATE:
+        clcf->handler = ngx_http_engagement_reaction_handler;
+        break;
+
     default:
         clcf->handler = ngx_http_engagement_handler;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* engagement_reactions like love laugh ...; the first is what a POST
+ * without a "reaction" field means */
+
+static char *
+ngx_http_engagement_reactions_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_engagement_main_conf_t *emcf = conf;
+
+    ngx_str_t   *value, *s, *t;
+    ngx_uint_t   i, j;
+
+    if (emcf->reactions) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts - 1 > NGX_HTTP_ENGAGEMENT_REACTIONS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "at most %d reaction types",
+                           NGX_HTTP_ENGAGEMENT_REACTIONS_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    emcf->reactions = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                       sizeof(ngx_str_t));
+    if (emcf->reactions == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len > NGX_HTTP_ENGAGEMENT_REACTION_LEN
+            || !ngx_http_engagement_id_valid(value[i].data, value[i].len))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid reaction type \"%V\": 1-%d bytes "
+                               "of [A-Za-z0-9._:-]", &value[i],
+                               NGX_HTTP_ENGAGEMENT_REACTION_LEN);
+            return NGX_CONF_ERROR;
+        }
+
+        t = emcf->reactions->elts;
+
+        for (j = 0; j < emcf->reactions->nelts; j++) {
+            if (t[j].len == value[i].len
+                && ngx_strncmp(t[j].data, value[i].data, t[j].len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "reaction type \"%V\" is listed twice",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        s = ngx_array_push(emcf->reactions);
+        if (s == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *s = value[i];
     }
 
     return NGX_CONF_OK;

@@ -45,7 +45,9 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_VIEW,
     NGX_HTTP_ENGAGEMENT_SUMMARY,
     NGX_HTTP_ENGAGEMENT_STATUS,
-    NGX_HTTP_ENGAGEMENT_HEALTH
+    NGX_HTTP_ENGAGEMENT_HEALTH,
+    NGX_HTTP_ENGAGEMENT_LIKE,
+    NGX_HTTP_ENGAGEMENT_STATE
 } ngx_http_engagement_endpoint_e;
 
 
@@ -90,6 +92,11 @@ typedef struct {
     ngx_atomic_t                  restored;          /* from the state file */
     ngx_atomic_t                  evicted_clean;     /* cache entries */
     ngx_atomic_t                  flush_rounds;      /* latency samples */
+    ngx_atomic_t                  reactions_changed;
+    ngx_atomic_t                  reactions_unchanged;
+    ngx_atomic_t                  reactions_duplicate;
+    ngx_atomic_t                  reactions_failed;
+    ngx_atomic_t                  reactions_invalid;
     ngx_atomic_t                  flush_hist[NGX_HTTP_ENGAGEMENT_HIST];
     ngx_atomic_t                  redis_ready;       /* this slot's worker */
 } ngx_http_engagement_stats_t;
@@ -153,6 +160,7 @@ typedef struct {
     void                         *sh;          /* the *_shctx_t */
     ngx_uint_t                    dedupe;      /* 1: a dedupe zone */
     ngx_uint_t                    redis;       /* counts are flushed */
+    ngx_uint_t                    nreactions;  /* reaction types (Redis) */
     ngx_str_t                     state_file;  /* full path, 0-terminated */
     ngx_msec_t                    last_full_log;
 } ngx_http_engagement_zone_t;
@@ -165,6 +173,15 @@ typedef struct {
 } ngx_http_engagement_counts_t;
 
 
+#define NGX_HTTP_ENGAGEMENT_REACTIONS_MAX  16
+#define NGX_HTTP_ENGAGEMENT_REACTION_LEN   32
+/* ,"likes":n,"reactions":{...} at its longest */
+#define NGX_HTTP_ENGAGEMENT_REACTIONS_LEN                                     \
+    (sizeof(",\"likes\":,\"reactions\":{}") + NGX_INT64_LEN                   \
+     + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX                                      \
+       * (NGX_HTTP_ENGAGEMENT_REACTION_LEN + 4 + NGX_INT64_LEN))
+
+
 /* what a summary shows of one content */
 typedef struct {
     ngx_http_engagement_counts_t  counts;     /* totals incl. local deltas */
@@ -172,6 +189,8 @@ typedef struct {
     uint64_t                      pending;    /* local deltas not in Redis */
     ngx_uint_t                    known;      /* Redis totals are known */
     ngx_uint_t                    refresh;    /* caller should re-read */
+    ngx_uint_t                    nreactions; /* 0: none shown */
+    uint64_t                      reactions[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
 } ngx_http_engagement_view_t;
 
 
@@ -202,6 +221,7 @@ typedef struct {
     ngx_msec_t                    cache_ttl;
     ngx_uint_t                    flush_batch;
     ngx_msec_t                    health_grace;
+    ngx_array_t                  *reactions;   /* ngx_str_t: the types */
     ngx_str_t                     edge_id;
     ngx_str_t                     state_file;
 } ngx_http_engagement_main_conf_t;
@@ -238,6 +258,15 @@ typedef struct {
 } ngx_http_engagement_event_t;
 
 
+/* a like, reaction change or unlike after parsing */
+typedef struct {
+    ngx_str_t                     content_id;
+    ngx_str_t                     user_id;
+    ngx_str_t                     reaction;        /* empty: like, or none */
+    ngx_str_t                     request_id;
+} ngx_http_engagement_reaction_t;
+
+
 /* why an event was refused as malformed: the field and a message */
 typedef struct {
     const char                   *field;       /* NULL: the body itself */
@@ -270,6 +299,9 @@ ngx_int_t ngx_http_engagement_id_valid(const u_char *p, size_t len);
 ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_error_t *err);
+ngx_int_t ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
+    size_t len, ngx_http_engagement_reaction_t *re,
+    ngx_http_engagement_error_t *err);
 void ngx_http_engagement_json_init(void);
 
 /* the first counters zone: where process-wide figures (Redis) are kept */
@@ -292,7 +324,10 @@ void ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_view_t *result);
 void ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *totals,
-    uint64_t uniques, ngx_http_engagement_view_t *result);
+    uint64_t uniques, uint64_t *reactions,
+    ngx_http_engagement_view_t *result);
+void ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, uint64_t *reactions);
 ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_claim_t *claims, ngx_uint_t max, ngx_msec_t reclaim);
 void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
@@ -334,11 +369,28 @@ ngx_int_t ngx_http_engagement_send_error(ngx_http_request_t *r,
     const char *message);
 u_char *ngx_http_engagement_json_escape(u_char *dst, u_char *end,
     u_char *src, size_t len);
+u_char *ngx_http_engagement_reactions_json(u_char *p, uint64_t *counts,
+    ngx_uint_t n);
+ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r, size_t max,
+    u_char **data, size_t *len);
+ngx_int_t ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, const char *message);
+ngx_int_t ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
+    const char *allow, const char *message);
+ngx_int_t ngx_http_engagement_json_content_type(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *field,
+    const char *message, u_char *detail, size_t detail_len);
+ngx_int_t ngx_http_engagement_unavailable(ngx_http_request_t *r,
+    const char *message);
 
 /* flush.c */
 ngx_int_t ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 void ngx_http_engagement_flush_stop(void);
+
+/* reaction.c */
+ngx_int_t ngx_http_engagement_reaction_handler(ngx_http_request_t *r);
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);

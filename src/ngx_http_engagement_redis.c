@@ -35,7 +35,7 @@ static ngx_uint_t                          ngx_http_engagement_stopping;
 static ngx_uint_t                          ngx_http_engagement_failing;
 static ngx_msec_t                          ngx_http_engagement_down_at;
 static ngx_uint_t                          ngx_http_engagement_scripts;
-static char                                ngx_http_engagement_sha[2][41];
+static char                                ngx_http_engagement_sha[NGX_HTTP_ENGAGEMENT_SCRIPTS][41];
 static ngx_log_t                          *ngx_http_engagement_rlog;
 
 
@@ -70,11 +70,66 @@ static const char  ngx_http_engagement_flush_lua[] =
     "return {applied, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
     "        tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[6])}\n";
 
-/* the read script: totals and unique viewers of one content */
+/*
+ * The read script: totals, unique viewers and reaction counts of one
+ * content. KEYS: totals, HyperLogLog. ARGV: the reaction types.
+ */
 static const char  ngx_http_engagement_read_lua[] =
     "local t = redis.call('HMGET', KEYS[1], 'views', 'engaged', 'replays')\n"
-    "return {0, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
-    "        tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[2])}\n";
+    "local r = {0, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
+    "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[2])}\n"
+    "for i = 1, #ARGV do\n"
+    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
+    "end\n"
+    "return r\n";
+
+/*
+ * The reaction script: one user's reaction to one content moves from its
+ * old state to the new one ('' is none) and the counts follow, atomically;
+ * a request id seen in the last day changes nothing. KEYS: totals, the
+ * user -> reaction hash, the request id's key. ARGV: user, new state,
+ * '1' if there is a request id, then the reaction types. The answer:
+ * applied, duplicate request, old state, new state, counts per type.
+ */
+static const char  ngx_http_engagement_react_lua[] =
+    "local old = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
+    "local applied, dup = 0, 0\n"
+    "if ARGV[3] == '1' and\n"
+    "   not redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) then\n"
+    "  dup = 1\n"
+    "end\n"
+    "if dup == 0 and old ~= ARGV[2] then\n"
+    "  if old ~= '' then redis.call('HINCRBY', KEYS[1], 'r:' .. old, -1) end\n"
+    "  if ARGV[2] ~= '' then\n"
+    "    redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[2], 1)\n"
+    "    redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "  end\n"
+    "  applied = 1\n"
+    "end\n"
+    "local r = {applied, dup, old, redis.call('HGET', KEYS[2], ARGV[1]) or ''}\n"
+    "for i = 4, #ARGV do\n"
+    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
+    "end\n"
+    "return r\n";
+
+/* a user's state: the same answer as the reaction script, changing nothing */
+static const char  ngx_http_engagement_state_lua[] =
+    "local s = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
+    "local r = {0, 0, s, s}\n"
+    "for i = 2, #ARGV do\n"
+    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
+    "end\n"
+    "return r\n";
+
+
+static const char  *ngx_http_engagement_scripts_lua[] = {
+    ngx_http_engagement_flush_lua,
+    ngx_http_engagement_read_lua,
+    ngx_http_engagement_react_lua,
+    ngx_http_engagement_state_lua
+};
 
 
 #define ngx_http_engagement_rstat(f)                                          \
@@ -305,7 +360,8 @@ ngx_http_engagement_redis_on_script(redisReply *reply, void *data)
     ngx_memcpy(ngx_http_engagement_sha[n], reply->str, 40);
     ngx_http_engagement_sha[n][40] = '\0';
 
-    if (n != NGX_HTTP_ENGAGEMENT_SCRIPT_READ) {
+    /* the last one loaded: the connection is ready */
+    if (n != NGX_HTTP_ENGAGEMENT_SCRIPTS - 1) {
         return;
     }
 
@@ -326,23 +382,23 @@ ngx_http_engagement_redis_on_script(redisReply *reply, void *data)
 static void
 ngx_http_engagement_redis_load_scripts(void)
 {
-    const char  *argv[3];
     size_t       lens[3];
+    ngx_uint_t   i;
+    const char  *argv[3];
 
     argv[0] = "SCRIPT";
     lens[0] = 6;
     argv[1] = "LOAD";
     lens[1] = 4;
 
-    argv[2] = ngx_http_engagement_flush_lua;
-    lens[2] = sizeof(ngx_http_engagement_flush_lua) - 1;
-    (void) ngx_http_engagement_redis_send(ngx_http_engagement_redis_on_script,
-               (void *) NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH, 3, argv, lens);
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_SCRIPTS; i++) {
+        argv[2] = ngx_http_engagement_scripts_lua[i];
+        lens[2] = ngx_strlen(ngx_http_engagement_scripts_lua[i]);
 
-    argv[2] = ngx_http_engagement_read_lua;
-    lens[2] = sizeof(ngx_http_engagement_read_lua) - 1;
-    (void) ngx_http_engagement_redis_send(ngx_http_engagement_redis_on_script,
-               (void *) NGX_HTTP_ENGAGEMENT_SCRIPT_READ, 3, argv, lens);
+        (void) ngx_http_engagement_redis_send(
+                   ngx_http_engagement_redis_on_script, (void *) (uintptr_t) i,
+                   3, argv, lens);
+    }
 }
 
 

@@ -59,10 +59,13 @@ ngx_int_t ngx_http_engagement_redis_eval(ngx_uint_t script,
 
 ngx_int_t ngx_http_engagement_reply_totals(redisReply *reply,
     ngx_http_engagement_counts_t *totals, uint64_t *uniques,
-    ngx_int_t *applied);
+    ngx_int_t *applied, uint64_t *reactions, ngx_uint_t nreactions);
 
 #define NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH  0
 #define NGX_HTTP_ENGAGEMENT_SCRIPT_READ   1
+#define NGX_HTTP_ENGAGEMENT_SCRIPT_REACT  2
+#define NGX_HTTP_ENGAGEMENT_SCRIPT_STATE  3
+#define NGX_HTTP_ENGAGEMENT_SCRIPTS       4
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_ */

@@ -187,6 +187,10 @@ ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z,
                 ngx_slab_free_locked(z->shpool, cn->uv);
             }
 
+            if (cn->reactions) {
+                ngx_slab_free_locked(z->shpool, cn->reactions);
+            }
+
             ngx_slab_free_locked(z->shpool, cn);
             sh->head.entries--;
             ngx_http_engagement_inc(sh, evicted_clean);
@@ -317,13 +321,78 @@ ngx_http_engagement_counters_view(ngx_http_engagement_zone_t *z,
         return;
     }
 
+    /* the reaction block starts with its number of types */
+    v->nreactions = 0;
+
+    if (z->nreactions && cn->reactions && cn->reactions[0] == z->nreactions) {
+        v->nreactions = z->nreactions;
+        ngx_memcpy(v->reactions, &cn->reactions[1],
+                   z->nreactions * sizeof(uint64_t));
+    }
+
     v->counts.views += cn->pending.views + cn->inflight.views;
     v->counts.engaged += cn->pending.engaged + cn->inflight.engaged;
     v->counts.replays += cn->pending.replays + cn->inflight.replays;
     v->pending = cn->pending.views + cn->pending.engaged
                  + cn->pending.replays + cn->inflight.views
                  + cn->inflight.engaged + cn->inflight.replays;
-    v->known = (cn->confirmed_at != 0);
+    v->known = (cn->confirmed_at != 0)
+               && (v->nreactions == z->nreactions);
+}
+
+
+/* stores reaction counts in an entry; called with the zone locked */
+
+static void
+ngx_http_engagement_counters_set_reactions(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn, uint64_t *reactions)
+{
+    if (z->nreactions == 0) {
+        return;
+    }
+
+    if (cn->reactions == NULL || cn->reactions[0] != z->nreactions) {
+        if (cn->reactions) {
+            ngx_slab_free_locked(z->shpool, cn->reactions);
+        }
+
+        cn->reactions = ngx_http_engagement_counters_alloc(z,
+                            (z->nreactions + 1) * sizeof(uint64_t), cn);
+        if (cn->reactions == NULL) {
+            return;
+        }
+
+        cn->reactions[0] = z->nreactions;
+    }
+
+    ngx_memcpy(&cn->reactions[1], reactions,
+               z->nreactions * sizeof(uint64_t));
+}
+
+
+/* reaction counts answered by Redis after a reaction changed */
+
+void
+ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, uint64_t *reactions)
+{
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    cn = ngx_http_engagement_counters_lookup(sh, id, hash);
+    if (cn == NULL) {
+        cn = ngx_http_engagement_counters_create(z, id, hash);
+    }
+
+    if (cn) {
+        ngx_http_engagement_counters_set_reactions(z, cn, reactions);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
 }
 
 
@@ -472,7 +541,8 @@ ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
 void
 ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *totals,
-    uint64_t uniques, ngx_http_engagement_view_t *result)
+    uint64_t uniques, uint64_t *reactions,
+    ngx_http_engagement_view_t *result)
 {
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
@@ -492,10 +562,14 @@ ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
         result->counts = *totals;
         result->uniques = uniques;
         result->known = 1;
+        result->nreactions = z->nreactions;
+        ngx_memcpy(result->reactions, reactions,
+                   z->nreactions * sizeof(uint64_t));
         return;
     }
 
     cn->reading_at = 0;
+    ngx_http_engagement_counters_set_reactions(z, cn, reactions);
 
     /*
      * A read that crossed a flush of this content may or may not include
@@ -516,6 +590,11 @@ ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
         result->uniques = uniques;
         result->known = 1;
     }
+
+    /* shown even if the block could not be stored */
+    result->nreactions = z->nreactions;
+    ngx_memcpy(result->reactions, reactions,
+               z->nreactions * sizeof(uint64_t));
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 }

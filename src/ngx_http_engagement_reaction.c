@@ -1,0 +1,461 @@
+
+/*
+ * Likes and reactions: one active reaction per (user, content), kept in
+ * Redis, the source of truth. Each request runs one script in Redis that
+ * moves the user's state and the counts together, atomically, while the
+ * request waits without blocking the worker; the answer carries the new
+ * counts of every type and the user's state. Redis unavailable: 503,
+ * never a guess.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+#include "ngx_http_engagement_redis.h"
+
+
+/* a request waiting for Redis; outlives the request if it is aborted */
+typedef struct {
+    ngx_http_request_t            *request;     /* NULL: nobody waits */
+    ngx_http_engagement_zone_t    *zone;
+    uint64_t                       hash;
+    ngx_uint_t                     state;       /* a state read, no change */
+    u_char                         content_id[NGX_HTTP_ENGAGEMENT_ID_MAX];
+    size_t                         content_id_len;
+    u_char                         user_id[NGX_HTTP_ENGAGEMENT_ID_MAX];
+    size_t                         user_id_len;
+} ngx_http_engagement_react_t;
+
+
+static void ngx_http_engagement_reaction_body(ngx_http_request_t *r);
+
+
+#define ngx_http_engagement_rinc(elcf, f)                                     \
+    ngx_http_engagement_inc(                                                  \
+        ((ngx_http_engagement_counters_shctx_t *) (elcf)->counters->sh), f)
+
+
+static void
+ngx_http_engagement_react_cleanup(void *data)
+{
+    ngx_http_engagement_react_t  *rc = data;
+
+    rc->request = NULL;
+}
+
+
+/* "like" or null: a state string of the script's answer as JSON */
+
+static u_char *
+ngx_http_engagement_state_json(u_char *p, redisReply *s)
+{
+    if (s->len == 0) {
+        return ngx_cpymem(p, "null", 4);
+    }
+
+    return ngx_sprintf(p, "\"%*s\"", (size_t) s->len, s->str);
+}
+
+
+static ngx_int_t
+ngx_http_engagement_react_answer(ngx_http_request_t *r,
+    ngx_http_engagement_react_t *rc, redisReply *reply)
+{
+    u_char                           *p, *body;
+    ngx_int_t                         applied, dup;
+    ngx_uint_t                        i, n;
+    ngx_str_t                         id;
+    uint64_t                          counts[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
+    ngx_http_engagement_loc_conf_t   *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+    n = rc->zone->nreactions;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 4 + n
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_INTEGER
+        || reply->element[2]->type != REDIS_REPLY_STRING
+        || reply->element[3]->type != REDIS_REPLY_STRING
+        || reply->element[2]->len > NGX_HTTP_ENGAGEMENT_REACTION_LEN
+        || reply->element[3]->len > NGX_HTTP_ENGAGEMENT_REACTION_LEN)
+    {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "engagement redis: reaction script failed: %s",
+                          reply->str);
+        }
+
+        ngx_http_engagement_rinc(elcf, reactions_failed);
+        ngx_http_engagement_set_outcome(r, "unavailable", "redis", NULL);
+
+        return ngx_http_engagement_unavailable(r,
+                   "Redis could not apply the reaction; nothing changed "
+                   "unless a retry with the same requestId says so");
+    }
+
+    for (i = 0; i < n; i++) {
+        if (reply->element[4 + i]->type != REDIS_REPLY_INTEGER) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        counts[i] = reply->element[4 + i]->integer > 0
+                    ? (uint64_t) reply->element[4 + i]->integer : 0;
+    }
+
+    applied = (ngx_int_t) reply->element[0]->integer;
+    dup = (ngx_int_t) reply->element[1]->integer;
+
+    id.data = rc->content_id;
+    id.len = rc->content_id_len;
+
+    /* the answer refreshes this edge's cached counts */
+    ngx_http_engagement_counters_reactions(rc->zone, &id, rc->hash, counts);
+
+    body = ngx_pnalloc(r->pool, 256 + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX
+                                + 2 * NGX_HTTP_ENGAGEMENT_REACTION_LEN
+                                + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"contentId\":\"%*s\",\"userId\":\"%*s\","
+                    "\"reaction\":", rc->content_id_len, rc->content_id,
+                    rc->user_id_len, rc->user_id);
+    p = ngx_http_engagement_state_json(p, reply->element[3]);
+
+    if (!rc->state) {
+        p = ngx_cpymem(p, ",\"previous\":", sizeof(",\"previous\":") - 1);
+        p = ngx_http_engagement_state_json(p, reply->element[2]);
+        p = ngx_sprintf(p, ",\"changed\":%s", applied ? "true" : "false");
+
+        if (dup) {
+            p = ngx_cpymem(p, ",\"reason\":\"duplicate_request\"",
+                           sizeof(",\"reason\":\"duplicate_request\"") - 1);
+            ngx_http_engagement_rinc(elcf, reactions_duplicate);
+            ngx_http_engagement_set_outcome(r, "not_counted",
+                                            "duplicate_request", NULL);
+
+        } else if (applied) {
+            ngx_http_engagement_rinc(elcf, reactions_changed);
+            ngx_http_engagement_set_outcome(r, "counted", NULL, NULL);
+
+        } else {
+            ngx_http_engagement_rinc(elcf, reactions_unchanged);
+            ngx_http_engagement_set_outcome(r, "not_counted", "unchanged",
+                                            NULL);
+        }
+    }
+
+    p = ngx_http_engagement_reactions_json(p, counts, n);
+    *p++ = '}';
+    *p++ = '\n';
+
+    return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+static void
+ngx_http_engagement_react_reply(redisReply *reply, void *data)
+{
+    ngx_http_engagement_react_t  *rc = data;
+
+    ngx_int_t            rv;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = rc->request;
+
+    if (r) {
+        c = r->connection;
+        rv = ngx_http_engagement_react_answer(r, rc, reply);
+        ngx_http_finalize_request(r, rv);
+        ngx_http_run_posted_requests(c);
+    }
+
+    ngx_free(rc);
+}
+
+
+/* sends one script call for r; the request then waits (NGX_DONE) */
+
+static ngx_int_t
+ngx_http_engagement_react_send(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_uint_t script,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state)
+{
+    u_char                           *p, *keys;
+    ngx_uint_t                        i, argc;
+    ngx_str_t                        *types;
+    ngx_pool_cleanup_t               *cln;
+    size_t                            lens[8 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
+    const char                       *argv[8 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
+    ngx_http_engagement_react_t      *rc;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    if (!ngx_http_engagement_redis_ready()) {
+        ngx_http_engagement_rinc(elcf, reactions_failed);
+        ngx_http_engagement_set_outcome(r, "unavailable", "redis",
+                                        &re->content_id);
+        return ngx_http_engagement_unavailable(r,
+                   "Redis is unavailable; nothing changed, retry later");
+    }
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    types = emcf->reactions->elts;
+
+    keys = ngx_pnalloc(r->pool, 3 * (sizeof("eng:{c:}:reactions:rq:")
+                                     + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX));
+    if (keys == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* every key of one content shares its hash tag, so one slot */
+    argc = 0;
+    argv[argc++] = (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) ? "3" : "2";
+    lens[0] = 1;
+
+    p = ngx_sprintf(keys, "eng:{c:%V}", &re->content_id);
+    argv[argc] = (const char *) keys;
+    lens[argc++] = p - keys;
+
+    keys = p;
+    p = ngx_sprintf(keys, "eng:{c:%V}:reactions", &re->content_id);
+    argv[argc] = (const char *) keys;
+    lens[argc++] = p - keys;
+
+    if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) {
+        keys = p;
+        p = ngx_sprintf(keys, "eng:{c:%V}:rq:%V", &re->content_id,
+                        re->request_id.len ? &re->request_id
+                                           : &re->content_id);
+        argv[argc] = (const char *) keys;
+        lens[argc++] = p - keys;
+    }
+
+    argv[argc] = (const char *) re->user_id.data;
+    lens[argc++] = re->user_id.len;
+
+    if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) {
+        argv[argc] = state->len ? (const char *) state->data : "";
+        lens[argc++] = state->len;
+        argv[argc] = re->request_id.len ? "1" : "0";
+        lens[argc++] = 1;
+    }
+
+    for (i = 0; i < emcf->reactions->nelts; i++) {
+        argv[argc] = (const char *) types[i].data;
+        lens[argc++] = types[i].len;
+    }
+
+    rc = ngx_calloc(sizeof(ngx_http_engagement_react_t), r->connection->log);
+    if (rc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_free(rc);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc->request = r;
+    rc->zone = elcf->counters;
+    rc->state = (script == NGX_HTTP_ENGAGEMENT_SCRIPT_STATE);
+    rc->hash = ngx_http_engagement_counters_hash(elcf->counters,
+                                                 &re->content_id);
+    rc->content_id_len = re->content_id.len;
+    ngx_memcpy(rc->content_id, re->content_id.data, re->content_id.len);
+    rc->user_id_len = re->user_id.len;
+    ngx_memcpy(rc->user_id, re->user_id.data, re->user_id.len);
+
+    if (ngx_http_engagement_redis_eval(script,
+                                       ngx_http_engagement_react_reply, rc,
+                                       (int) argc, argv, lens)
+        != NGX_OK)
+    {
+        ngx_free(rc);
+        ngx_http_engagement_rinc(elcf, reactions_failed);
+        return ngx_http_engagement_unavailable(r,
+                   "Redis is unavailable; nothing changed, retry later");
+    }
+
+    cln->handler = ngx_http_engagement_react_cleanup;
+    cln->data = rc;
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_reaction_process(ngx_http_request_t *r)
+{
+    u_char                          *data;
+    size_t                           len;
+    ngx_int_t                        rc;
+    ngx_str_t                        state, *types;
+    ngx_uint_t                       i;
+    ngx_http_engagement_error_t      err;
+    ngx_http_engagement_reaction_t   re;
+    ngx_http_engagement_loc_conf_t  *elcf;
+    ngx_http_engagement_main_conf_t *emcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+
+    rc = ngx_http_engagement_body_get(r, elcf->max_body_size, &data, &len);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_engagement_rinc(elcf, reactions_invalid);
+        ngx_http_engagement_set_outcome(r, "refused", "too_large", NULL);
+        return ngx_http_engagement_send_error(r,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large", NULL,
+                   "the body exceeds engagement_max_body_size");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_engagement_reaction_parse(r->pool, data, len, &re, &err)
+        != NGX_OK)
+    {
+        ngx_http_engagement_rinc(elcf, reactions_invalid);
+        ngx_http_engagement_set_outcome(r, "invalid",
+                                        err.field ? err.field : "body", NULL);
+        return ngx_http_engagement_send_error_detail(r, NGX_HTTP_BAD_REQUEST,
+                   err.field ? "invalid_field" : "invalid_body", err.field,
+                   err.message, err.detail, err.detail_len);
+    }
+
+    ngx_str_null(&state);
+
+    if (r->method == NGX_HTTP_POST) {
+        /* a like, unless another configured reaction is named */
+        types = emcf->reactions->elts;
+        state = types[0];
+
+        if (re.reaction.len) {
+            for (i = 0; i < emcf->reactions->nelts; i++) {
+                if (types[i].len == re.reaction.len
+                    && ngx_strncmp(types[i].data, re.reaction.data,
+                                   re.reaction.len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (i == emcf->reactions->nelts) {
+                ngx_http_engagement_rinc(elcf, reactions_invalid);
+                ngx_http_engagement_set_outcome(r, "invalid", "reaction",
+                                                &re.content_id);
+                return ngx_http_engagement_send_error(r,
+                           NGX_HTTP_BAD_REQUEST, "invalid_field", "reaction",
+                           "is not one of the types in engagement_reactions");
+            }
+
+            state = types[i];
+        }
+    }
+
+    return ngx_http_engagement_react_send(r, elcf,
+                                          NGX_HTTP_ENGAGEMENT_SCRIPT_REACT,
+                                          &re, &state);
+}
+
+
+static void
+ngx_http_engagement_reaction_body(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ngx_http_engagement_reaction_process(r));
+}
+
+
+/* GET ?contentId=&userId=: the user's reaction and the counts */
+
+static ngx_int_t
+ngx_http_engagement_state_handler(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf)
+{
+    ngx_http_engagement_reaction_t  re;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_engagement_method_not_allowed(r, "GET, HEAD",
+                   "the state is read with GET");
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    ngx_memzero(&re, sizeof(ngx_http_engagement_reaction_t));
+
+    if (ngx_http_arg(r, (u_char *) "contentId", 9, &re.content_id) != NGX_OK
+        || !ngx_http_engagement_id_valid(re.content_id.data,
+                                         re.content_id.len))
+    {
+        ngx_http_engagement_set_outcome(r, "invalid", "contentId", NULL);
+        return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_field", "contentId",
+                   "is required: 1-128 bytes of [A-Za-z0-9._:-]");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "userId", 6, &re.user_id) != NGX_OK
+        || !ngx_http_engagement_id_valid(re.user_id.data, re.user_id.len))
+    {
+        ngx_http_engagement_set_outcome(r, "invalid", "userId", NULL);
+        return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_field", "userId",
+                   "is required: 1-128 bytes of [A-Za-z0-9._:-]");
+    }
+
+    ngx_http_engagement_set_outcome(r, "read", NULL, &re.content_id);
+
+    return ngx_http_engagement_react_send(r, elcf,
+                                          NGX_HTTP_ENGAGEMENT_SCRIPT_STATE,
+                                          &re, NULL);
+}
+
+
+ngx_int_t
+ngx_http_engagement_reaction_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                        rc;
+    ngx_http_engagement_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+
+    if (elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATE) {
+        return ngx_http_engagement_state_handler(r, elcf);
+    }
+
+    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_DELETE))) {
+        ngx_http_engagement_set_outcome(r, "refused", "method", NULL);
+        return ngx_http_engagement_method_not_allowed(r, "POST, DELETE",
+                   "react with POST, take a reaction back with DELETE");
+    }
+
+    if (!ngx_http_engagement_json_content_type(r)) {
+        ngx_http_engagement_set_outcome(r, "refused", "content_type", NULL);
+        return ngx_http_engagement_refuse(r,
+                   NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                   "Content-Type must be application/json");
+    }
+
+    if (r->headers_in.content_length_n > (off_t) elcf->max_body_size) {
+        ngx_http_engagement_set_outcome(r, "refused", "too_large", NULL);
+        return ngx_http_engagement_refuse(r,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large",
+                   "the body exceeds engagement_max_body_size");
+    }
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_engagement_reaction_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
