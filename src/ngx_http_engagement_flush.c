@@ -126,6 +126,8 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
     ngx_http_engagement_call_t             *call = data;
     ngx_int_t                               applied;
     uint64_t                                uniques;
+    uint64_t                                reactions[
+                                         NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
     ngx_http_engagement_claim_t            *cl;
     ngx_http_engagement_round_t            *round;
     ngx_http_engagement_counts_t            totals;
@@ -136,10 +138,10 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
     sh = cl->zone->sh;
 
     if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied,
-                                         NULL, 0)
+                                         reactions, cl->zone->nreactions)
         == NGX_OK)
     {
-        ngx_http_engagement_counters_confirm(cl, &totals, uniques);
+        ngx_http_engagement_counters_confirm(cl, &totals, uniques, reactions);
         ngx_http_engagement_inc(sh, flush_ok);
 
         if (!applied) {
@@ -174,17 +176,18 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     u_char                      *p, *buf;
     size_t                       size;
     ngx_int_t                    rc;
-    ngx_uint_t                   i, argc;
+    ngx_uint_t                   i, k, argc;
     ngx_tm_t                     tm;
+    ngx_str_t                   *types;
     size_t                      *lens;
     const char                 **argv;
     ngx_http_engagement_call_t  *call;
 
-    argc = 1 + 6 + 8 + cl->uv_n;
+    argc = 1 + 6 + 9 + cl->zone->nreactions + cl->uv_n;
 
     size = argc * (sizeof(char *) + sizeof(size_t))
            + 6 * (sizeof("eng:{c:}:m:YYYYMMDDHHMM") + cl->id_len)
-           + emcf->edge_id.len + 4 * NGX_INT64_LEN + cl->uv_n * 16;
+           + emcf->edge_id.len + 5 * NGX_INT64_LEN + cl->uv_n * 16;
 
     buf = ngx_alloc(size, ngx_cycle->log);
     if (buf == NULL) {
@@ -252,6 +255,18 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_HOUR) - 1;
     argv[i] = NGX_HTTP_ENGAGEMENT_TTL_DAY;
     lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_DAY) - 1;
+
+    /* the reaction types whose counts the answer carries */
+    buf = p;
+    p = ngx_sprintf(p, "%ui", cl->zone->nreactions);
+    ngx_http_engagement_arg(buf);
+
+    types = cl->zone->nreactions ? emcf->reactions->elts : NULL;
+
+    for (k = 0; k < cl->zone->nreactions; k++) {
+        argv[i] = (const char *) types[k].data;
+        lens[i++] = types[k].len;
+    }
 
     for (size = 0; size < cl->uv_n; size++) {
         buf = p;

@@ -600,6 +600,7 @@ typedef struct {
 /* a summary waiting for Redis; outlives the request if it is aborted */
 typedef struct {
     ngx_http_request_t            *request;     /* NULL: nobody waits */
+    ngx_pool_cleanup_t            *cleanup;     /* in the request's pool */
     ngx_http_engagement_zone_t    *zone;
     ngx_uint_t                     batch;
     ngx_uint_t                     n;
@@ -750,6 +751,9 @@ ngx_http_engagement_read_done(ngx_http_engagement_read_t *rd)
     r = rd->request;
 
     if (r) {
+        /* the request may outlive rd (lingering close, keep-alive) */
+        rd->cleanup->handler = NULL;
+
         c = r->connection;
         rc = ngx_http_engagement_summary_send(r, rd->zone, rd->batch,
                                               rd->items, rd->n);
@@ -981,6 +985,7 @@ ngx_http_engagement_summary_answer(ngx_http_request_t *r,
 
     cln->handler = ngx_http_engagement_read_cleanup;
     cln->data = rd;
+    rd->cleanup = cln;
 
     for (i = 0; i < n; i++) {
         if (!items[i].view.known

@@ -331,7 +331,8 @@ void ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
 ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_claim_t *claims, ngx_uint_t max, ngx_msec_t reclaim);
 void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
-    ngx_http_engagement_counts_t *totals, uint64_t uniques);
+    ngx_http_engagement_counts_t *totals, uint64_t uniques,
+    uint64_t *reactions);
 void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
 time_t ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z);
 ngx_int_t ngx_http_engagement_state_save(ngx_cycle_t *cycle,

@@ -16,6 +16,7 @@
 /* a request waiting for Redis; outlives the request if it is aborted */
 typedef struct {
     ngx_http_request_t            *request;     /* NULL: nobody waits */
+    ngx_pool_cleanup_t            *cleanup;     /* in the request's pool */
     ngx_http_engagement_zone_t    *zone;
     uint64_t                       hash;
     ngx_uint_t                     state;       /* a state read, no change */
@@ -166,6 +167,9 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
     r = rc->request;
 
     if (r) {
+        /* the request may outlive rc (lingering close, keep-alive) */
+        rc->cleanup->handler = NULL;
+
         c = r->connection;
         rv = ngx_http_engagement_react_answer(r, rc, reply);
         ngx_http_finalize_request(r, rv);
@@ -281,6 +285,7 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
 
     cln->handler = ngx_http_engagement_react_cleanup;
     cln->data = rc;
+    rc->cleanup = cln;
 
     r->main->count++;
 

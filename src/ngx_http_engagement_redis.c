@@ -43,10 +43,13 @@ static ngx_log_t                          *ngx_http_engagement_rlog;
  * The flush script: applies one content's deltas at most once per
  * (edge, sequence) and answers the new totals. KEYS: totals, flush marks,
  * minute, hour and day buckets, the unique-viewer HyperLogLog. ARGV: edge,
- * sequence, views, engaged, replays, the three bucket TTLs, then viewer
- * hashes for the HyperLogLog.
+ * sequence, views, engaged, replays, the three bucket TTLs, the number of
+ * reaction types and the types, then viewer hashes for the HyperLogLog.
+ * The answer: applied, views, engaged, replays, unique viewers, one count
+ * per reaction type (so a flush refreshes the whole cached summary).
  */
 static const char  ngx_http_engagement_flush_lua[] =
+    "local n = tonumber(ARGV[9])\n"
     "local last = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "local applied = 0\n"
     "if (not last) or tonumber(last) < tonumber(ARGV[2]) then\n"
@@ -60,27 +63,32 @@ static const char  ngx_http_engagement_flush_lua[] =
     "    end\n"
     "    if i > 1 then redis.call('EXPIRE', k, ARGV[i + 4]) end\n"
     "  end\n"
-    "  for i = 9, #ARGV, 500 do\n"
+    "  for i = 10 + n, #ARGV, 500 do\n"
     "    redis.call('PFADD', KEYS[6], unpack(ARGV, i, math.min(i + 499, #ARGV)))\n"
     "  end\n"
     "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "  applied = 1\n"
     "end\n"
-    "local t = redis.call('HMGET', KEYS[1], 'views', 'engaged', 'replays')\n"
-    "return {applied, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
-    "        tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[6])}\n";
+    "local q = {'views', 'engaged', 'replays'}\n"
+    "for i = 1, n do q[3 + i] = 'r:' .. ARGV[9 + i] end\n"
+    "local t = redis.call('HMGET', KEYS[1], unpack(q))\n"
+    "local r = {applied, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
+    "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[6])}\n"
+    "for i = 1, n do r[5 + i] = tonumber(t[3 + i]) or 0 end\n"
+    "return r\n";
 
 /*
  * The read script: totals, unique viewers and reaction counts of one
- * content. KEYS: totals, HyperLogLog. ARGV: the reaction types.
+ * content, in the flush script's answer layout. KEYS: totals, HyperLogLog.
+ * ARGV: the reaction types.
  */
 static const char  ngx_http_engagement_read_lua[] =
-    "local t = redis.call('HMGET', KEYS[1], 'views', 'engaged', 'replays')\n"
+    "local q = {'views', 'engaged', 'replays'}\n"
+    "for i = 1, #ARGV do q[3 + i] = 'r:' .. ARGV[i] end\n"
+    "local t = redis.call('HMGET', KEYS[1], unpack(q))\n"
     "local r = {0, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
     "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[2])}\n"
-    "for i = 1, #ARGV do\n"
-    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
-    "end\n"
+    "for i = 1, #ARGV do r[5 + i] = tonumber(t[3 + i]) or 0 end\n"
     "return r\n";
 
 /*

@@ -693,7 +693,8 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
 
 void
 ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
-    ngx_http_engagement_counts_t *totals, uint64_t uniques)
+    ngx_http_engagement_counts_t *totals, uint64_t uniques,
+    uint64_t *reactions)
 {
     ngx_http_engagement_zone_t            *z;
     ngx_http_engagement_counter_node_t    *cn;
@@ -716,6 +717,7 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     cn->confirmed_at = ngx_http_engagement_now32();
     cn->reading_at = 0;
     cn->seq = 0;
+    ngx_http_engagement_counters_set_reactions(z, cn, reactions);
     cn->claimed_by = 0;
     ngx_memzero(&cn->inflight, sizeof(ngx_http_engagement_counts_t));
 

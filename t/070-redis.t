@@ -131,10 +131,10 @@ sub no_alerts {
     my $keys = redis_cli($rport, undef, 'KEYS', '*u1*');
     is($keys, '', "no raw viewer id in any Redis key");
     my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/c1');
-    like($sum, qr/^\{"contentId":"c1","views":50,"engagedViews":25,"replays":0,"uniqueViewers":(?:49|50|51),"pending":0\}\n\z/,
+    like($sum, qr/^\{"contentId":"c1","views":50,"engagedViews":25,"replays":0,"uniqueViewers":(?:49|50|51),"pending":0,"likes":0,"reactions":\{"like":0,"love":0,"laugh":0,"wow":0,"sad":0,"angry":0\}\}\n\z/,
          "summary: Redis totals, unique viewers, nothing pending");
     my ($st, $b2) = http_request($port, 'GET', '/engagement/summary/never-seen');
-    is($b2, qq({"contentId":"never-seen","views":0,"engagedViews":0,"replays":0,"uniqueViewers":0,"pending":0}\n),
+    is($b2, qq({"contentId":"never-seen","views":0,"engagedViews":0,"replays":0,"uniqueViewers":0,"pending":0,"likes":0,"reactions":{"like":0,"love":0,"laugh":0,"wow":0,"sad":0,"angry":0}}\n),
        "summary of content only Redis could know: read, zeros");
 
     # content counted by another edge: read from Redis, then cached

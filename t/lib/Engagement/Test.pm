@@ -21,6 +21,27 @@ our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf
 # a child subreaper: nginx's orphans come back to us, not to a slow PID 1
 syscall(157, 36, 1, 0, 0, 0) if $^O eq 'linux';
 
+# every server this process started, stopped at exit even when a test dies,
+# so that nothing outlives the test or holds prove's pipe open
+my %Started;
+END {
+    my $st = $?;
+    my @pids = grep { $Started{$_} == $$ && kill(0, $_) } keys %Started;
+    kill 'TERM', @pids if @pids;
+    my $deadline = time + 3;
+    while (@pids && time < $deadline) {
+        @pids = grep { waitpid($_, WNOHANG) != $_ } @pids;
+        sleep 0.02 if @pids;
+    }
+    kill 'KILL', @pids if @pids;
+    waitpid($_, 0) for @pids;
+    $? = $st;
+}
+# a test stopped by a signal still stops its servers
+$SIG{TERM} = $SIG{INT} = sub { exit 1 };
+sub _started { $Started{$_[0]} = $$ }
+sub _stopped { delete $Started{$_[0]} }
+
 sub root_dir { $ENV{ENGAGEMENT_ROOT} // abs_path(__FILE__ . '/../../../..') }
 
 sub nginx_bin { $ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx' }
@@ -96,6 +117,7 @@ sub start_nginx {
         exec nginx_bin(), '-p', "$prefix/", '-c', "$prefix/conf/nginx.conf";
         exit 127;
     }
+    _started($pid);
     my $deadline = time + ($ENV{TEST_NGINX_ASAN} ? 20 : 5);
     while (time < $deadline) {
         if (waitpid($pid, WNOHANG) == $pid) {
@@ -129,6 +151,7 @@ sub nginx_signal {
 sub stop_nginx {
     my ($pid) = @_;
     return unless $pid;
+    _stopped($pid);
     kill 'QUIT', $pid;
     my $deadline = time + ($ENV{TEST_NGINX_ASAN} ? 20 : 10);
     while (time < $deadline) {
@@ -198,9 +221,11 @@ sub start_redis {
     push @args, '--requirepass', $o{password} if $o{password};
     my $pid = fork() // die;
     if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
         exec 'redis-server', @args;
         exit 127;
     }
+    _started($pid);
     for (1 .. 250) {
         return $pid if redis_cli($port, $o{password}, 'PING') =~ /PONG|NOAUTH/;
         Time::HiRes::sleep(0.02);
@@ -211,6 +236,7 @@ sub start_redis {
 sub stop_redis {
     my ($pid) = @_;
     return unless $pid;
+    _stopped($pid);
     kill 'TERM', $pid;
     waitpid($pid, 0);
 }

@@ -1,0 +1,202 @@
+# Guards likes and reactions against a real redis-server: every
+# transition of the per-(user, content) state machine with the counts in
+# Redis and in the answer, request-id retries, two workers and many
+# concurrent clients toggling (counts = truth computed from final states),
+# Redis stopped mid-way (503, nothing half-applied, exact afterwards),
+# bad input, and the configuration rule that reactions need Redis.
+use strict;
+use warnings;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Engagement::Test;
+use JSON::PP;
+use Time::HiRes qw(sleep time);
+
+my $port = free_port();
+my $rport = ($ENV{TEST_NGINX_PORT} // 1984) + 500 + int(rand(50));
+my @types = qw(like love laugh wow sad angry);
+
+my $server = <<'EOC';
+    location = /engagement/like { engagement like; }
+    location = /engagement/state { engagement state; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+EOC
+my $http = "engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms backoff=50ms:300ms;";
+
+sub react {
+    my ($method, $json) = @_;
+    my ($st, $b, $h) = http_request($port, $method, '/engagement/like', $json,
+                                    'Content-Type' => 'application/json');
+    my $doc = eval { decode_json($b) };
+    return ($st, $doc, $b, $h);
+}
+sub rcount {
+    my ($c, $t) = @_;
+    my $v = redis_cli($rport, undef, 'HGET', "eng:{c:$c}", "r:$t");
+    return $v eq '' ? 0 : $v;
+}
+sub counts_of { my ($doc) = @_; return join ',', map { $doc->{reactions}{$_} // 'x' } @types }
+
+my $rpid = start_redis($rport);
+my $prefix = new_prefix('reactions');
+write_conf($prefix, port => $port, workers => 2, http => $http, server => $server);
+my $pid = start_nginx($prefix, $port);
+ok($pid, 'nginx started') or BAIL_OUT(slurp("$prefix/logs/error.log"));
+sleep 0.3;
+
+# --- every transition ------------------------------------------------------
+my @steps = (
+    # method, body, reaction, previous, changed, counts (like,love,laugh,wow,sad,angry)
+    ['POST',   '{"contentId":"c","userId":"u1"}',                        'like',  undef,  1, '1,0,0,0,0,0', 'none -> like'],
+    ['POST',   '{"contentId":"c","userId":"u1","reaction":"like"}',      'like',  'like', 0, '1,0,0,0,0,0', 'like -> like is a no-op'],
+    ['POST',   '{"contentId":"c","userId":"u1","reaction":"love"}',      'love',  'like', 1, '0,1,0,0,0,0', 'like -> love: like -1, love +1'],
+    ['POST',   '{"contentId":"c","userId":"u1","reaction":"love"}',      'love',  'love', 0, '0,1,0,0,0,0', 'love -> love is a no-op'],
+    ['POST',   '{"contentId":"c","userId":"u2","reaction":"angry"}',     'angry', undef,  1, '0,1,0,0,0,1', 'another user: none -> angry'],
+    ['DELETE', '{"contentId":"c","userId":"u1"}',                        undef,   'love', 1, '0,0,0,0,0,1', 'unlike: love -> none'],
+    ['DELETE', '{"contentId":"c","userId":"u1"}',                        undef,   undef,  0, '0,0,0,0,0,1', 'unlike of nothing is a no-op'],
+    ['POST',   '{"contentId":"c","userId":"u1","reaction":"wow","requestId":"q1"}', 'wow', undef, 1, '0,0,0,1,0,1', 'none -> wow with a request id'],
+    ['DELETE', '{"contentId":"c","userId":"u1","requestId":"q2"}',       undef,   'wow',  1, '0,0,0,0,0,1', 'wow -> none'],
+);
+for my $s (@steps) {
+    my ($m, $body, $reaction, $prev, $changed, $counts, $name) = @$s;
+    my ($st, $doc, $raw) = react($m, $body);
+    is($st, 200, "$name: 200");
+    is($doc->{reaction}, $reaction, "$name: the user's state in the answer");
+    is($doc->{previous}, $prev, "$name: the previous state");
+    is($doc->{changed} ? 1 : 0, $changed, "$name: changed");
+    is(counts_of($doc), $counts, "$name: counts of every type in the answer");
+    is(join(',', map { rcount('c', $_) } @types), $counts, "$name: counts in Redis");
+    is($doc->{likes}, (split /,/, $counts)[0], "$name: likes = the like count");
+}
+# a late retry of q1 must not bring wow back
+my ($st, $doc) = react('POST', '{"contentId":"c","userId":"u1","reaction":"wow","requestId":"q1"}');
+is($st, 200, 'a retried request id: 200');
+is($doc->{reason}, 'duplicate_request', 'answered as a duplicate request');
+is($doc->{reaction}, undef, 'and the state stays as it is now (none)');
+is(rcount('c', 'wow'), 0, 'wow is not counted again');
+is(redis_cli($rport, undef, 'HGET', 'eng:{c:c}:reactions', 'u2'), 'angry', 'Redis holds the state per user');
+
+# state and summary
+my (undef, $b) = http_request($port, 'GET', '/engagement/state?contentId=c&userId=u2');
+is($b, qq({"contentId":"c","userId":"u2","reaction":"angry","likes":0,"reactions":{"like":0,"love":0,"laugh":0,"wow":0,"sad":0,"angry":1}}\n),
+   'state: the user reaction and all counts');
+(undef, $b) = http_request($port, 'GET', '/engagement/state?contentId=c&userId=nobody');
+like($b, qr/"reaction":null/, 'state of a user without a reaction: null');
+(undef, $b) = http_request($port, 'GET', '/engagement/summary/c');
+like($b, qr/"likes":0,"reactions":\{"like":0,"love":0,"laugh":0,"wow":0,"sad":0,"angry":1\}\}\n\z/,
+     'summary: reactions of every type, zeros included');
+
+# --- bad input ---------------------------------------------------------------
+my @bad = (
+    ['POST', '{"contentId":"c","userId":"u1","reaction":"hate"}', 400, qr/"field":"reaction"/, 'unknown reaction type'],
+    ['POST', '{"contentId":"c"}', 400, qr/"field":"userId","message":"is required"/, 'missing user'],
+    ['POST', '{"userId":"u"}', 400, qr/"field":"contentId"/, 'missing content'],
+    ['POST', '{"contentId":"' . ('c' x 129) . '","userId":"u"}', 400, qr/"field":"contentId"/, 'over-long content id'],
+    ['POST', '{"contentId":"c","userId":"' . ('u' x 129) . '"}', 400, qr/"field":"userId"/, 'over-long user id'],
+    ['POST', '{"contentId":"c","userId":"u","reaction":7}', 400, qr/"field":"reaction"/, 'reaction as a number'],
+    ['POST', '{"contentId":"c","userId":"u x"}', 400, qr/"field":"userId"/, 'user id with a space'],
+    ['POST', 'not json', 400, qr/"error":"invalid_body"/, 'not JSON'],
+    ['PUT', '{"contentId":"c","userId":"u"}', 405, qr/"error":"method_not_allowed"/, 'PUT'],
+);
+for my $c (@bad) {
+    my ($m, $body, $code, $re, $name) = @$c;
+    my ($s2, undef, $raw) = react($m, $body);
+    is($s2, $code, "bad input, $name: $code");
+    like($raw, $re, "bad input, $name: JSON error naming the problem");
+}
+my ($s3, $b3, $h3) = http_request($port, 'GET', '/engagement/like');
+is($s3, 405, 'GET on like: 405');
+is($h3->{allow}, 'POST, DELETE', 'with Allow');
+($s3, $b3) = http_request($port, 'POST', '/engagement/like', '{"contentId":"c","userId":"u"}', 'Content-Type' => 'text/plain');
+is($s3, 415, 'wrong content type: 415');
+($s3, $b3) = http_request($port, 'GET', '/engagement/state?contentId=c');
+is($s3, 400, 'state without userId: 400');
+like($b3, qr/"field":"userId"/, 'naming the field');
+is(join(',', map { rcount('c', $_) } @types), '0,0,0,0,0,1', 'nothing counted by bad input');
+
+# --- two workers, many concurrent clients toggling --------------------------
+{
+    my $clients = 6;
+    my @kids;
+    for my $k (1 .. $clients) {
+        my $kid = fork() // die;
+        if ($kid == 0) {
+            srand($k * 7919);
+            my $fails = 0;
+            for my $i (1 .. 40) {
+                my $user = "k$k-" . int(rand(5));
+                my $r = int(rand(8));
+                my ($m, $body);
+                if ($r >= 6) {
+                    ($m, $body) = ('DELETE', qq({"contentId":"hot","userId":"$user"}));
+                } else {
+                    ($m, $body) = ('POST', qq({"contentId":"hot","userId":"$user","reaction":"$types[$r]"}));
+                }
+                my ($s, $rb) = http_request($port, $m, '/engagement/like', $body,
+                                            'Content-Type' => 'application/json');
+                next if $s == 200;
+                print STDERR "# client $k: $m $body: $s $rb\n" unless $fails++;
+            }
+            POSIX::_exit($fails ? 1 : 0);
+        }
+        push @kids, $kid;
+    }
+    my $bad = 0;
+    for (@kids) { waitpid($_, 0); $bad++ if $? }
+    is($bad, 0, 'every toggle answered 200');
+    my %truth = map { $_ => 0 } @types;
+    my @flat = split /\n/, redis_cli($rport, undef, 'HGETALL', 'eng:{c:hot}:reactions');
+    my %state = @flat;
+    $truth{$_}++ for values %state;
+    my $want = join ',', map { $truth{$_} } @types;
+    is(join(',', map { rcount('hot', $_) } @types), $want,
+       "counts equal the users in each state (" . scalar(keys %state) . " users with a reaction): $want");
+    my (undef, $sb) = http_request($port, 'GET', '/engagement/summary/hot');
+    my $sd = decode_json($sb);
+    is(join(',', map { $sd->{reactions}{$_} } @types), $want, 'and the summary agrees');
+}
+
+# --- Redis stopped mid-way -----------------------------------------------------
+{
+    react('POST', '{"contentId":"down","userId":"a","reaction":"love"}');
+    stop_redis($rpid);
+    my ($s4, undef, $raw, $h4) = react('POST', '{"contentId":"down","userId":"b","reaction":"love"}');
+    is($s4, 503, 'Redis down: 503');
+    is($h4->{'retry-after'}, '1', 'with Retry-After');
+    like($raw, qr/^\{"error":"backend_unavailable","message":"Redis is unavailable; nothing changed/, 'and a JSON reason');
+    ($s4) = react('DELETE', '{"contentId":"down","userId":"a"}');
+    is($s4, 503, 'unlike while down: 503 too');
+    ($s4) = http_request($port, 'GET', '/engagement/state?contentId=down&userId=a');
+    is($s4, 503, 'state while down: 503');
+    $rpid = start_redis($rport, keep => 1);
+    my $ok = 0;
+    for (1 .. 100) {
+        my ($s5) = react('POST', '{"contentId":"down","userId":"b","reaction":"love"}');
+        if ($s5 == 200) { $ok = 1; last }
+        sleep 0.05;
+    }
+    ok($ok, 'accepted again once Redis is back');
+    is(rcount('down', 'love'), 2, 'counts equal the truth after the outage: a and b love it');
+}
+
+my $t = (http_request($port, 'GET', '/status'))[1];
+like($t, qr/^nginx_engagement_reaction_requests_total\{zone="engagement",result="changed"\} [1-9]\d*$/m, 'status counts reactions');
+like($t, qr/^nginx_engagement_reaction_requests_total\{zone="engagement",result="unavailable"\} [3-9]$/m, 'and refusals while Redis was down');
+
+stop_nginx($pid);
+stop_redis($rpid);
+unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal|AddressSanitizer/, 'no alert or crash');
+
+# --- reactions need Redis ------------------------------------------------------
+{
+    my $p2 = new_prefix('reactions-conf');
+    write_conf($p2, port => $port, server => "location = /l { engagement like; }");
+    local $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_PRELOAD} if $ENV{TEST_NGINX_PRELOAD};
+    my $out = `'${\ nginx_bin()}' -t -p '$p2/' -c '$p2/conf/nginx.conf' 2>&1`;
+    isnt($?, 0, 'engagement like without engagement_redis fails nginx -t');
+    like($out, qr/"engagement like" and "engagement state" need "engagement_redis"/, 'with a clear message');
+}
+
+done_testing();
