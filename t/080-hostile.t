@@ -6,7 +6,12 @@
 # problem, or nginx's own page when nginx rejects the request before the
 # module runs, with nginx's log line), that nothing was counted (a summary
 # read on a fresh connection), and that the worker survives (no [alert],
-# no [emerg], no crash; the runner also fails a block on those).
+# no [emerg], no crash; the runner also fails a block on those). A
+# raw_request is one connection with no room for that read: those blocks
+# are either valid (the 202 body shows the new total, 1) or refused by
+# nginx before the module (asserted by nginx's log line). Hostile requests
+# that follow a valid one on the same keep-alive connection are checked
+# through the final count.
 #
 # Blocks marked "--- SKIP" with a "# BUG:" comment assert the correct
 # behaviour of a case the module gets wrong today; remove the SKIP once the
@@ -96,6 +101,12 @@ sub chunked {
         $out .= sprintf("%x\r\n", length $c) . "$c\r\n";
     }
     return $out . "0\r\n\r\n";
+}
+# a view event padded to exactly $n bytes
+sub padded {
+    my ($sid, $n) = @_;
+    my $b = '{"contentId":"v","sessionId":"' . $sid . '","p":"';
+    return $b . ('x' x ($n - length($b) - 2)) . '"}';
 }
 sub keys_of { my $n = shift; my @a = ('A' .. 'Z', 'a' .. 'z', 0 .. 9);
               my @k = map { my $x = $_; map { "$x$_" } @a } @a; return @k[0 .. $n - 1] }
@@ -534,6 +545,8 @@ client prematurely closed connection
     . main::http("POST /engagement/view HTTP/1.1", [ "Host: localhost", "Content-Type: application/json",
                  "Transfer-Encoding: chunked" ], main::chunked(main::ev('w', ',"durationMs":"x"'), 7))
     . main::post_raw(main::ev('e'), "Content-Type: text/plain", "Expect: 100-continue")
+    . main::http("GET /engagement/summary/v HTTP/1.1", [ "Host: localhost", "Content-Type: application/json",
+                 "Content-Length: 33" ], main::ev('g'))
     . main::post_raw(main::ev('b'), "Content-Type: application/json", "Connection: close")),
   $main::Sum ]
 --- error_code eval
@@ -698,7 +711,21 @@ client sent invalid version while reading client request line
 [alert]
 [emerg]
 
-=== TEST 46: summary: path tricks the module answers in JSON
+=== TEST 46: body size exactly at the limit counts; one byte more is the JSON 413 (Content-Length and chunked)
+--- more_headers eval
+[ "Content-Type: application/json", "Content-Type: application/json",
+  ("Content-Type: application/json\nTransfer-Encoding: chunked") x 2, "Content-Type: application/json" ]
+--- request eval
+[ main::view(main::padded('a', 8192)), main::view(main::padded('b', 8193)),
+  main::view(main::chunked(main::padded('c', 8192), 1000)), main::view(main::chunked(main::padded('d', 8193), 1000)),
+  $main::Sum ]
+--- error_code eval
+[202, 413, 202, 413, 200]
+--- response_body_like eval
+[ main::counted(1), main::json_err('body_too_large'), main::counted(2), main::json_err('body_too_large'),
+  main::views(2) ]
+
+=== TEST 47: summary: path tricks the module answers in JSON
 --- request eval
 [ "GET /engagement/summary/v%2fw", "GET /engagement/summary/v%252Fw", "GET /engagement/summary/v%255c",
   "GET /engagement/summary/v/", "GET /engagement/summary/v//", "GET /engagement/summary/v%20",
@@ -712,7 +739,7 @@ client sent invalid version while reading client request line
 --- response_body_like eval
 [ (main::bad_field('contentId')) x 13, qr/\A\z/, (main::bad_field('ids', qr/is required[^"]*/)) x 3, main::zero() ]
 
-=== TEST 47: summary: path tricks that resolve to a valid id read that id, nothing more
+=== TEST 48: summary: path tricks that resolve to a valid id read that id, nothing more
 --- request eval
 [ "GET /engagement/summary/a%2eb", "GET /engagement/summary//v", "GET /engagement//summary/v",
   "GET /engagement/summary/x/%2e%2e/v", "GET /engagement/summary/%2e%2e/summary/v",
@@ -722,7 +749,7 @@ client sent invalid version while reading client request line
 --- response_body_like eval
 [ qr/\A\{"contentId":"a\.b","views":0,/, (main::zero()) x 6 ]
 
-=== TEST 48: summary: path tricks nginx refuses itself (bad escapes, NUL, above the root, over 8 KB)
+=== TEST 49: summary: path tricks nginx refuses itself (bad escapes, NUL, above the root, over 8 KB)
 --- request eval
 [ "GET /engagement/summary/v%00", "GET /engagement/summary/v%zz", "GET /engagement/summary/v%",
   "GET /engagement/summary/v%2", "GET /engagement/summary/../../../etc/passwd",
@@ -736,7 +763,7 @@ client sent invalid version while reading client request line
 client sent invalid request while reading client request line
 client sent too long URI
 
-=== TEST 49: summary: dot segments that climb out of the location are not the module's
+=== TEST 50: summary: dot segments that climb out of the location are not the module's
 --- request eval
 [ "GET /engagement/summary/..", "GET /engagement/summary/%2e%2e", "GET /engagement/summary/%2E%2E%2Fv",
   $main::Sum ]
@@ -749,7 +776,7 @@ client sent too long URI
 [alert]
 [emerg]
 
-=== TEST 50: summary: query tricks (repeated ids=, encoded commas, NUL, UTF-8, double encoding)
+=== TEST 51: summary: query tricks (repeated ids=, encoded commas, NUL, UTF-8, double encoding)
 --- request eval
 [ "GET /engagement/summary?ids=v&ids=w", "GET /engagement/summary?ids=&ids=v",
   "GET /engagement/summary?xids=v", "GET /engagement/summary?ids=v%2C", "GET /engagement/summary?ids=%2C",
@@ -765,13 +792,14 @@ client sent too long URI
   (main::bad_field('ids', qr/is required[^"]*/)) x 2, (main::bad_field('ids', qr/each id must be[^"]*/)) x 10,
   main::bad_field('ids', qr/lists more ids than engagement_batch_max allows/), main::zero() ]
 
-=== TEST 51: summary: malformed percent-escapes in ids= are refused, not repaired
+=== TEST 52: summary: malformed percent-escapes in ids= are refused, not repaired
 --- SKIP
 # BUG: the batch form decodes ids= with ngx_unescape_uri, which silently drops
 # a "%" that does not start a valid escape: "GET /engagement/summary?ids=v%zz"
-# answers 200 {"items":[{"contentId":"vzz",...}]} and "?ids=v%" answers 200
-# for "v", i.e. a different id than the one asked for. (In the path form nginx
-# itself refuses such escapes with 400.) Expected: 400 invalid_field "ids".
+# answers 200 {"items":[{"contentId":"vzz",...}]}, and "?ids=v%" and "?ids=v%2"
+# answer 200 for "v": a different id than the one asked for. (In the path
+# form nginx itself refuses such escapes with 400.) Expected: 400
+# invalid_field "ids" (a "%" not followed by two hex digits is not an id).
 --- request eval
 [ "GET /engagement/summary?ids=v%zz", "GET /engagement/summary?ids=v%", "GET /engagement/summary?ids=v%2",
   $main::Sum ]
@@ -780,7 +808,7 @@ client sent too long URI
 --- response_body_like eval
 [ (main::bad_field('ids', qr/each id must be[^"]*/)) x 3, main::zero() ]
 
-=== TEST 52: summary: 100 ids of 128 bytes (12.9 KB of query) is the largest batch; 101 is refused
+=== TEST 53: summary: 100 ids of 128 bytes (12.9 KB of query) is the largest batch; 101 is refused
 --- config eval
 "large_client_header_buffers 4 16k;\n" . $main::Loc
 --- request eval
@@ -794,7 +822,7 @@ client sent too long URI
 [ qr/\A\{"items":\[(?:\{"contentId":"\d{3}x{125}","views":0,"engagedViews":0,"replays":0\},?){100}\]\}\n\z/,
   (main::bad_field('ids', qr/lists more ids than engagement_batch_max allows/)) x 2, main::zero() ]
 
-=== TEST 53: summary: the same 12.9 KB query with nginx's default header buffers is nginx's 414
+=== TEST 54: summary: the same 12.9 KB query with nginx's default header buffers is nginx's 414
 --- request eval
 [ "GET /engagement/summary?ids=" . CORE::join(',', map { sprintf('%03d', $_) . ('x' x 125) } 1 .. 100), $main::Sum ]
 --- error_code eval
@@ -804,7 +832,7 @@ client sent too long URI
 --- error_log
 client sent too long URI
 
-=== TEST 54: methods: OPTIONS, HEAD, unknown methods on the view endpoint are the module's 405 with Allow: POST
+=== TEST 55: methods: OPTIONS, HEAD, unknown methods on the view endpoint are the module's 405 with Allow: POST
 --- request eval
 [ "OPTIONS /engagement/view\n" . main::ev(), "HEAD /engagement/view", "PROPFIND /engagement/view\n" . main::ev(),
   "POSTX /engagement/view\n" . main::ev(), "PO_ST /engagement/view\n" . main::ev(), $main::Sum ]
@@ -815,7 +843,7 @@ client sent too long URI
 --- response_body_like eval
 [ main::json_err('method_not_allowed'), qr/\A\z/, (main::json_err('method_not_allowed')) x 3, main::zero() ]
 
-=== TEST 55: methods: TRACE and CONNECT never reach the module (nginx's own 405)
+=== TEST 56: methods: TRACE and CONNECT never reach the module (nginx's own 405)
 --- request eval
 [ "TRACE /engagement/view", "CONNECT /engagement/view", "TRACE /engagement/summary/v", $main::Sum ]
 --- error_code eval
@@ -828,7 +856,7 @@ client sent too long URI
 client sent TRACE method
 client sent CONNECT method
 
-=== TEST 56: methods: PATCH, OPTIONS, DELETE, PUT on the summary endpoint are 405 with Allow: GET, HEAD
+=== TEST 57: methods: PATCH, OPTIONS, DELETE, PUT on the summary endpoint are 405 with Allow: GET, HEAD
 --- request eval
 [ "PATCH /engagement/summary/v\n" . main::ev(), "OPTIONS /engagement/summary/v", "DELETE /engagement/summary?ids=v",
   "PUT /engagement/summary/v\n" . main::ev(), $main::Sum ]
@@ -839,7 +867,7 @@ client sent CONNECT method
 --- response_body_like eval
 [ (main::json_err('method_not_allowed')) x 4, main::zero() ]
 
-=== TEST 57: status: methods other than GET and HEAD are a JSON 405 with Allow
+=== TEST 58: status: methods other than GET and HEAD are a JSON 405 with Allow
 --- SKIP
 # BUG: the status handler returns NGX_HTTP_NOT_ALLOWED, so "POST /engagement/status"
 # (and DELETE, PUT, ...) get nginx's HTML 405 page, without the Allow header
@@ -855,7 +883,7 @@ client sent CONNECT method
 --- response_body_like eval
 [ (main::json_err('method_not_allowed')) x 2, main::zero() ]
 
-=== TEST 58: status: hostile query strings and Accept headers still answer the metrics, never an event
+=== TEST 59: status: hostile query strings and Accept headers still answer the metrics, never an event
 --- more_headers eval
 [ "Accept: application/json", "Accept: " . ('x' x 6000), "Accept: text/plain", "Content-Type: application/json" ]
 --- request eval
@@ -864,5 +892,5 @@ client sent CONNECT method
 --- error_code eval
 [200, 200, 200, 200]
 --- response_body_like eval
-[ qr/\A# HELP nginx_engagement_build_info /, qr/\A# HELP nginx_engagement_build_info /,
-  qr/\A\{"version":"[^"]+","nginx":"[^"]+","zones":\[/, main::zero() ]
+[ qr/\A# HELP nginx_engagement_/, qr/\A# HELP nginx_engagement_/, qr/\A\{"version":.*"zones":\[.*\}\n\z/s,
+  main::zero() ]

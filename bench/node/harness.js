@@ -594,10 +594,35 @@ async function runWrk(ctx, sys, script, duration, args, label) {
 
 // ---------------------------------------------------------- one system run
 
+// error lines a server logged since offset (nginx: [error] and worse;
+// node: anything but its "listening" line)
+function logSize(file) {
+  try { return fs.statSync(file).size; } catch (e) { return 0; }
+}
+
+function loggedErrors(sys, file, offset) {
+  let text = '';
+  try {
+    const fd = fs.openSync(file, 'r');
+    const len = Math.max(0, fs.fstatSync(fd).size - offset);
+    const buf = Buffer.alloc(Math.min(len, 64 * 2 ** 20));
+    fs.readSync(fd, buf, 0, buf.length, offset);
+    fs.closeSync(fd);
+    text = buf.toString();
+  } catch (e) { return { n: 0 }; }
+  const bad = sys.kind === 'nginx'
+    ? (l) => /\[(error|crit|alert|emerg)\]/.test(l)
+    : (l) => l.trim() && !l.startsWith('listening');
+  const lines = text.split('\n').filter(bad);
+  return { n: lines.length, first: lines[0] };
+}
+
 async function runOne(sys, round, ctx) {
   const res = { system: sys.name, round, ok: false };
   const o = ctx.opt;
   let c = null;
+  const errLog = path.join(sys.dir, sys.kind === 'nginx' ? 'error.log' : 'stdout.log');
+  const errOffset = logSize(errLog);
   try {
     if (sys.redis) await ctx.redis.admin.flushAll();
     c = await startSystem(sys, ctx);
@@ -707,6 +732,9 @@ async function runOne(sys, round, ctx) {
     res.error = e.message;
   } finally {
     if (c) await stopSystem(sys, c);
+    const le = loggedErrors(sys, errLog, errOffset);
+    res.logged_errors = le.n;
+    if (le.first) res.logged_error_example = le.first.slice(0, 300);
   }
   return res;
 }
@@ -783,7 +811,8 @@ async function main() {
   }
 
   const ts = stamp();
-  const out = path.join(BENCH, 'results', ts);
+  // smoke tests' results are kept apart (and out of git)
+  const out = path.join(BENCH, 'results', opt.quick ? `quick-${ts}` : ts);
   const tmp = path.join(BENCH, 'results', 'tmp', ts);
   fs.mkdirSync(out, { recursive: true });
   fs.mkdirSync(tmp, { recursive: true });
@@ -822,7 +851,8 @@ async function main() {
     } catch (e) {
       why = e.message;
     }
-    const entry = { name: s.name, title: s.title, ceiling: !!s.ceiling, port: s.port };
+    const entry = { name: s.name, title: s.title, ceiling: !!s.ceiling, async: !!s.quiet,
+                    counts: !!s.counts, port: s.port };
     if (why && s.optional) {
       entry.skipped = why;
       log(`${s.name}: skipped: ${why}`);
@@ -853,7 +883,8 @@ async function main() {
         log(`  ${Math.round(v.rps)} req/s, p99 ${v.p99_ms.toFixed(2)} ms, `
             + `${v.cpu_us_per_req.toFixed(1)} us CPU/req`
             + (v.exactness !== undefined ? `, exactness ${v.exactness >= 0 ? '+' : ''}${v.exactness}` : '')
-            + (res.reads ? `; reads ${Math.round(res.reads.rps)} req/s` : ''));
+            + (res.reads ? `; reads ${Math.round(res.reads.rps)} req/s` : '')
+            + (res.logged_errors ? `; ${res.logged_errors} error lines logged` : ''));
       } else {
         log(`  failed: ${res.error}`);
       }

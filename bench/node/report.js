@@ -217,6 +217,14 @@ function markdown(run, rows, { plotLink, runLink, readmeLink }) {
     L.push('');
   }
   const notes = rows.map((r) => [r.sys.name, status(r)]).filter((x) => x[1]);
+  for (const r of rows) {
+    const errs = r.rounds.filter((x) => x.logged_errors);
+    if (errs.length) {
+      const n = errs.reduce((a, x) => a + x.logged_errors, 0);
+      notes.push([r.sys.name, `the server logged ${n.toLocaleString('en-US')} error line(s)`
+        + ` (rounds ${errs.map((x) => x.round).join(', ')}), e.g.: ${errs[0].logged_error_example}`]);
+    }
+  }
   for (const [n, s] of notes) L.push(`- **${n}**: ${clean(s, run.root)}`);
   if (notes.length) L.push('');
 
@@ -251,8 +259,8 @@ function markdown(run, rows, { plotLink, runLink, readmeLink }) {
 
   L.push('### What was sent (measured interval, per round)');
   L.push('');
-  L.push('| system | round | events sent | new | exact retries | progress repeats | malformed | non-2xx answers | socket errors | unique views (truth) | counted | exactness | last flush after the load |');
-  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  L.push('| system | round | events sent | new | exact retries | progress repeats | malformed | non-2xx answers | socket errors | unique views (truth) | counted | exactness | server error lines logged | last flush after the load (asynchronous systems) |');
+  L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of shown) {
     for (const x of r.ok) {
       const v = x.views;
@@ -262,7 +270,8 @@ function markdown(run, rows, { plotLink, runLink, readmeLink }) {
         + `| ${num(v.truth, 0)}${v.replay_matches ? '' : ' (replay mismatch!)'} `
         + `| ${v.counted !== undefined ? num(v.counted, 0) : 'n/a'} `
         + `| ${v.exactness !== undefined ? signed(v.exactness) : 'n/a'} `
-        + `| ${v.drained === false ? `not done after ${num(v.drain_s, 0)} s` : v.drain_s ? `${num(v.drain_s, 1)} s` : '–'} |`);
+        + `| ${x.logged_errors || 0} `
+        + `| ${!r.sys.async ? '–' : v.drained === false ? `not done after ${num(v.drain_s, 0)} s` : `${num(v.drain_s, 1)} s`} |`);
     }
   }
   L.push('');
@@ -332,18 +341,18 @@ set multiplot layout 1,3 title "${title.replace(/"/g, "'")}"
 set boxwidth 0.6
 set title "View events: requests/s (higher is better)"
 plot 'plot.dat' using 1:3:xtic(2) with boxes lc rgb "#4477aa" notitle, \\
-     '' using 1:3:4:5 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle
+     '' using 1:4:(0):($5-$4) with vectors heads size screen 0.006,90 lc rgb "black" lw 1.5 notitle
 set boxwidth 0.35
 set title "CPU per request, µs (lower is better)"
 set key top left
 plot 'plot.dat' using ($1-0.18):6:xtic(2) with boxes lc rgb "#228833" title "server", \\
-     '' using ($1-0.18):6:7:8 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle, \\
+     '' using ($1-0.18):7:(0):($8-$7) with vectors heads size screen 0.006,90 lc rgb "black" lw 1.5 notitle, \\
      '' using ($1+0.18):9 with boxes lc rgb "#ccbb44" title "server + Redis", \\
-     '' using ($1+0.18):9:10:11 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle
+     '' using ($1+0.18):10:(0):($11-$10) with vectors heads size screen 0.006,90 lc rgb "black" lw 1.5 notitle
 set boxwidth 0.6
 set title "p99 latency, ms (lower is better)"
 plot 'plot.dat' using 1:12:xtic(2) with boxes lc rgb "#ee6677" notitle, \\
-     '' using 1:12:13:14 with yerrorbars lc rgb "black" lw 1.5 pt 0 notitle
+     '' using 1:13:(0):($14-$13) with vectors heads size screen 0.006,90 lc rgb "black" lw 1.5 notitle
 unset multiplot
 `);
   const r = spawnSync('gnuplot', [path.basename(gp)], { cwd: dir, encoding: 'utf8' });
@@ -404,3 +413,20 @@ than editing by hand.
 }
 
 module.exports = { write, aggregate, markdown, quantile, median };
+
+// node bench/node/report.js bench/results/<timestamp> [--docs]
+// re-renders a run's tables and plot from its results.json
+if (require.main === module) {
+  const dir = path.resolve(process.argv[2] || '');
+  const file = path.join(dir, 'results.json');
+  if (!process.argv[2] || !fs.existsSync(file)) {
+    console.error('usage: node bench/node/report.js bench/results/<timestamp> [--docs]');
+    process.exit(2);
+  }
+  const run = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const ROOT = path.resolve(__dirname, '..', '..');
+  run.out = dir;
+  run.root = ROOT;
+  run.opt.docs = process.argv.includes('--docs');
+  for (const f of write(run, { ROOT })) console.error(`wrote ${path.relative(ROOT, f)}`);
+}

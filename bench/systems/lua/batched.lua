@@ -32,7 +32,7 @@ end
 
 local function connect()
     local red = redis:new()
-    red:set_timeouts(1000, 1000, 1000)
+    red:set_timeout(1000)   -- lua-resty-redis 0.27: no set_timeouts
     local ok, err = red:connect(conf.redis_host, conf.redis_port)
     if not ok then
         return nil, err
