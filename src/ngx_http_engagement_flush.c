@@ -17,6 +17,7 @@
 typedef struct {
     ngx_uint_t                     n;
     ngx_uint_t                     outstanding;
+    ngx_uint_t                     full;        /* a zone had more */
     ngx_msec_t                     started;
     ngx_http_engagement_claim_t    claims[1];
 } ngx_http_engagement_round_t;
@@ -114,6 +115,17 @@ ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)
 
     if (ngx_http_engagement_round == round) {
         ngx_http_engagement_round = NULL;
+    }
+
+    /*
+     * A backlog larger than one round drains round after round, not one
+     * round per interval: the next round starts as soon as this one is
+     * answered.
+     */
+    if (round->full && ngx_http_engagement_flush_on && !ngx_exiting
+        && ngx_http_engagement_flush_ev.timer_set)
+    {
+        ngx_add_timer(&ngx_http_engagement_flush_ev, 1);
     }
 
     ngx_free(round);
@@ -320,6 +332,7 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
     }
 
     round->n = 0;
+    round->full = 0;
     round->outstanding = 1;     /* held until every command is sent */
     round->started = ngx_current_msec;
     ngx_http_engagement_round = round;
@@ -361,6 +374,8 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
 
         round->n += n;
     }
+
+    round->full = full;
 
     if (--round->outstanding == 0) {
         ngx_http_engagement_round_done(round);
