@@ -368,8 +368,6 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
 
     if (rc != NGX_DECLINED) {
         ngx_http_engagement_stat(elcf, rate_limited);
-        ngx_http_engagement_set_outcome(r, "refused", "rate_limited",
-                                        &ev.content_id);
         return rc;
     }
 

@@ -468,6 +468,9 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
                       "engagement: limiting requests by zone \"%V\"",
                       &rule->zone->name);
 
+        /* before the header goes out: add_header may show the variables */
+        ngx_http_engagement_set_outcome(r, "refused", "rate_limited", NULL);
+
         return ngx_http_engagement_limit_reject(r, rule, wait);
     }
 

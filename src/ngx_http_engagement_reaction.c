@@ -341,8 +341,6 @@ ngx_http_engagement_reaction_process(ngx_http_request_t *r)
 
     if (rc != NGX_DECLINED) {
         ngx_http_engagement_rinc(elcf, reactions_limited);
-        ngx_http_engagement_set_outcome(r, "refused", "rate_limited",
-                                        &re.content_id);
         return rc;
     }
 
