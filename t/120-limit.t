@@ -28,6 +28,8 @@ our $Limited = qq({"error":"rate_limited","zone":"per_ip","retryAfter":60,"messa
 
 sub view { my ($body) = @_; return "POST /engagement/view\n$body" }
 sub ev { my ($c, $s, $extra) = @_; $extra //= ""; return view(qq({"contentId":"$c","sessionId":"$s"$extra})) }
+# ts values are computed when the file is read: margins of minutes, not
+# seconds, keep them valid however slowly (ASan) the blocks before run
 sub ts_ev {
     my ($s, $offset_ms, $uri) = @_;
     my $ts = int(time() * 1000) + $offset_ms;
@@ -333,7 +335,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 --- request eval
 [ main::ts_ev('a', -2 * 3600 * 1000),
   main::ts_ev('b', -30 * 60 * 1000),
-  main::ts_ev('c', 5000),
+  main::ts_ev('c', 10 * 60 * 1000),
   main::ts_ev('d', -20 * 365 * 86400 * 1000, '/any'),
   main::ts_ev('e', 100 * 365 * 86400 * 1000, '/any'),
   "GET /status?format=json" ]
