@@ -222,7 +222,7 @@ ngx_http_engagement_limit_expire(ngx_http_engagement_limit_zone_t *z,
 
 static ngx_int_t
 ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
-    uint64_t hash, ngx_msec_t *wait, ngx_uint_t *evicted)
+    uint64_t hash, ngx_msec_t *wait, ngx_uint_t *evicted, ngx_uint_t *created)
 {
     int64_t                              excess;
     uint32_t                             now, elapsed;
@@ -232,14 +232,20 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
     z = rule->zone;
     now = (uint32_t) ngx_current_msec;
     *evicted = 0;
+    *created = 0;
 
     ngx_shmtx_lock(&z->shpool->mutex);
+
+    /*
+     * Drained buckets go on every request, not only when room is needed,
+     * so that none lives long enough for its 32-bit time to wrap.
+     */
+    ngx_http_engagement_limit_expire(z, now, 0);
 
     ln = ngx_http_engagement_limit_lookup(z->sh, hash);
 
     if (ln == NULL) {
         /* a first request: an empty bucket, which it always fits */
-        ngx_http_engagement_limit_expire(z, now, 0);
 
         ln = ngx_slab_alloc_locked(z->shpool,
                                    sizeof(ngx_http_engagement_limit_node_t));
@@ -265,6 +271,7 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
         ngx_rbtree_insert(&z->sh->rbtree, &ln->node);
         ngx_queue_insert_head(&z->sh->lru, &ln->queue);
         z->sh->entries++;
+        *created = 1;
 
         z->sh->passed++;
         ngx_shmtx_unlock(&z->shpool->mutex);
@@ -315,7 +322,7 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
 
 static void
 ngx_http_engagement_limit_undo(ngx_http_engagement_limit_rule_t *rule,
-    uint64_t hash)
+    uint64_t hash, ngx_uint_t created)
 {
     ngx_http_engagement_limit_zone_t  *z;
     ngx_http_engagement_limit_node_t  *ln;
@@ -326,8 +333,22 @@ ngx_http_engagement_limit_undo(ngx_http_engagement_limit_rule_t *rule,
 
     ln = ngx_http_engagement_limit_lookup(z->sh, hash);
 
-    if (ln != NULL) {
-        ln->excess = (ln->excess > 1000) ? ln->excess - 1000 : 0;
+    if (ln != NULL && created) {
+        /* the bucket was made for this request: as if it never came */
+        ngx_http_engagement_limit_free(z, ln);
+
+    } else if (ln != NULL && ln->excess >= 1000) {
+        ln->excess -= 1000;
+
+    } else if (ln != NULL) {
+        /*
+         * Less than one request of excess is left: that is an empty excess
+         * whose last request lies further back, by the time the rest
+         * takes to leak.
+         */
+        ln->last -= (uint32_t) ((uint64_t) (1000 - ln->excess) * rule->period
+                                / (1000 * rule->rate));
+        ln->excess = 0;
     }
 
     if (z->sh->passed) {
@@ -400,6 +421,7 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
     ngx_str_t                           key;
     ngx_int_t                           rc;
     ngx_uint_t                          i, j, evicted;
+    ngx_uint_t                          created[NGX_HTTP_ENGAGEMENT_LIMITS];
     ngx_msec_t                          wait;
     ngx_http_engagement_limit_rule_t  **rules, *rule;
     uint64_t                            hashes[NGX_HTTP_ENGAGEMENT_LIMITS];
@@ -440,7 +462,7 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
 
         wait = 0;
         rc = ngx_http_engagement_limit_account(rule, hashes[i], &wait,
-                                                &evicted);
+                                                &evicted, &created[i]);
 
         if (evicted
             && ngx_current_msec - rule->zone->last_full_log >= 5000)
@@ -460,7 +482,8 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
 
         for (j = 0; j < i; j++) {
             if (done[j] == NGX_OK) {
-                ngx_http_engagement_limit_undo(rules[j], hashes[j]);
+                ngx_http_engagement_limit_undo(rules[j], hashes[j],
+                                               created[j]);
             }
         }
 
@@ -812,6 +835,17 @@ ngx_http_engagement_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    /* bucket times are 32-bit milliseconds: a bucket must drain sooner */
+    if ((uint64_t) (rule->burst + 1000) * rule->period / rule->rate
+        > NGX_MAX_INT32_VALUE)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "engagement_limit: burst=%ui at this rate would "
+                           "take over 24 days to drain; use a higher rate or "
+                           "a smaller burst", rule->burst / 1000);
+        return NGX_CONF_ERROR;
+    }
+
     if (elcf->limits == NGX_CONF_UNSET_PTR) {
         elcf->limits = ngx_array_create(cf->pool, 2, sizeof(void *));
         if (elcf->limits == NULL) {
@@ -1003,13 +1037,28 @@ ngx_http_engagement_limit_nzones(ngx_http_engagement_main_conf_t *emcf)
 size_t
 ngx_http_engagement_limit_status_len(ngx_http_engagement_main_conf_t *emcf)
 {
-    ngx_uint_t  n;
+    size_t                              len;
+    ngx_uint_t                          i, n;
+    ngx_http_engagement_limit_conf_t   *lcf;
+    ngx_http_engagement_limit_zone_t  **zp;
 
     n = ngx_http_engagement_limit_nzones(emcf);
 
-    return n ? 2048 + n * 16 * (128 + NGX_HTTP_ENGAGEMENT_ID_MAX
-                                + NGX_INT64_LEN)
-             : 0;
+    if (n == 0) {
+        return 0;
+    }
+
+    lcf = emcf->limit;
+    zp = lcf->zones.elts;
+
+    /* HELP and TYPE lines, then a row per metric and zone */
+    len = 4096;
+
+    for (i = 0; i < n; i++) {
+        len += 16 * (128 + zp[i]->name.len + NGX_INT64_LEN);
+    }
+
+    return len;
 }
 
 

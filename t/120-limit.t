@@ -185,7 +185,26 @@ __DATA__
 [ qr/"views":1,/, qr/"zone":"per_viewer"/, qr/"views":2,/, qr/"zone":"per_ip"/,
   qr/^\{"contentId":"two","views":2,/ ]
 
-=== TEST 7: rules inherited from the server level
+=== TEST 7: a bucket made for a request that a later rule refused is dropped again
+--- config
+    location = /engagement/view {
+        engagement view;
+        engagement_limit zone=per_viewer key=$engagement_viewer_id rate=1r/m;
+        engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/m;
+    }
+    location = /status { engagement status; }
+--- request eval
+[ main::ev('drop', 's1', ',"viewerId":"a"'),
+  main::ev('drop', 's2', ',"viewerId":"b"'),
+  main::ev('drop', 's3', ',"viewerId":"b"'),
+  "GET /status" ]
+--- error_code eval
+[202, 429, 429, 200]
+--- response_body_like eval
+[ qr/"counted":true/, qr/"zone":"per_ip"/, qr/"zone":"per_ip"/,
+  qr/\Qnginx_engagement_limit_requests_total{zone="per_viewer",result="passed"} 1\E\n.*\Qnginx_engagement_limit_entries{zone="per_ip"} 1\E\n\Qnginx_engagement_limit_entries{zone="per_viewer"} 1\E\n/s ]
+
+=== TEST 8: rules inherited from the server level
 --- config
     engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/m;
     location = /engagement/view { engagement view; }
@@ -194,7 +213,7 @@ __DATA__
 --- error_code eval
 [202, 429]
 
-=== TEST 8: dry run: nothing refused, everything counted, the would-be refusals counted
+=== TEST 9: dry run: nothing refused, everything counted, the would-be refusals counted
 --- config
     location = /engagement/view {
         engagement view;
@@ -211,7 +230,7 @@ __DATA__
   qr/^\{"contentId":"dry","views":4,/,
   qr/reason="rate_limited"\} 0\n.*zone="per_ip",result="passed"\} 1\n.*zone="per_ip",result="limited"\} 0\n.*zone="per_ip",result="dry_run"\} 3\n/s ]
 
-=== TEST 9: a limited request is visible in the access-log variables
+=== TEST 10: a limited request is visible in the access-log variables
 --- config
     location = /engagement/view {
         engagement view;
@@ -225,7 +244,7 @@ __DATA__
 --- response_headers eval
 [ "X-Engagement: counted  u1 s1 var", "X-Engagement: refused rate_limited u1 s2 var" ]
 
-=== TEST 10: a key over many request headers (a long, odd one) is hashed, never stored raw
+=== TEST 11: a key over many request headers (a long, odd one) is hashed, never stored raw
 --- config
     location = /engagement/view {
         engagement view;
@@ -238,7 +257,7 @@ __DATA__
 --- error_code eval
 [202, 429]
 
-=== TEST 11: invalid bodies are refused (400) before any limit is charged
+=== TEST 12: invalid bodies are refused (400) before any limit is charged
 --- config
     location = /engagement/view {
         engagement view;
@@ -250,7 +269,7 @@ __DATA__
 --- error_code eval
 [400, 400, 202, 429]
 
-=== TEST 12: a tiny zone fills: least recently used buckets are evicted, counted, logged
+=== TEST 13: a tiny zone fills: least recently used buckets are evicted, counted, logged
 --- http_config
     engagement_zone engagement:1m;
     engagement_dedupe_zone engagement_dedupe:1m;
@@ -276,7 +295,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 [error]
 [alert]
 
-=== TEST 13: likes are limited too, before Redis is asked (here Redis is down: 503, then 429)
+=== TEST 14: likes are limited too, before Redis is asked (here Redis is down: 503, then 429)
 --- http_config
     engagement_zone engagement:1m;
     engagement_limit_zone per_user:1m;
@@ -304,7 +323,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 --- no_error_log
 [alert]
 
-=== TEST 14: late events: within 24 h back and 5 min ahead count; outside, a reason
+=== TEST 15: late events: within 24 h back and 5 min ahead count; outside, a reason
 --- config
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
@@ -327,7 +346,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
   qr/^\Q{"contentId":"late","views":3,"engagedViews":0,"replays":0}\E\n\z/,
   qr/reason="too_old"\} 1\nnginx_engagement_not_counted_total\{zone="engagement",reason="in_future"\} 1\n/ ]
 
-=== TEST 15: a window of our own: 1h back, nothing ahead; "off" takes any ts
+=== TEST 16: a window of our own: 1h back, nothing ahead; "off" takes any ts
 --- config
     location = /engagement/view { engagement view; engagement_ts_window 1h 0s; }
     location = /any { engagement view; engagement_ts_window off; }
@@ -346,7 +365,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
   qr/"counted":true/, qr/"counted":true/,
   qr/"not_counted_total_too_old":1,"not_counted_total_in_future":1,/ ]
 
-=== TEST 16: a late event is not marked seen: the same session within the window counts later
+=== TEST 17: a late event is not marked seen: the same session within the window counts later
 --- config
     location = /engagement/view { engagement view; }
 --- request eval
@@ -354,14 +373,14 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 --- error_code eval
 [200, 202]
 
-=== TEST 17: engagement_limit with an unknown zone
+=== TEST 18: engagement_limit with an unknown zone
 --- config
     location = /x { engagement view; engagement_limit zone=nope key=$binary_remote_addr rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: unknown engagement_limit_zone "nope" in
 
-=== TEST 18: a counters zone is not a limit zone
+=== TEST 19: a counters zone is not a limit zone
 --- http_config
     engagement_zone cz:64k;
 --- config
@@ -370,77 +389,77 @@ engagement_limit: unknown engagement_limit_zone "nope" in
 --- error_log
 engagement_limit: unknown engagement_limit_zone "cz" in
 
-=== TEST 19: bad rates
+=== TEST 20: bad rates
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=10r/h; }
 --- must_die
 --- error_log
 engagement_limit: invalid rate "rate=10r/h": expected rate=Nr/s or rate=Nr/m, N from 1 to 100000
 
-=== TEST 20: a zero rate
+=== TEST 21: a zero rate
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=0r/s; }
 --- must_die
 --- error_log
 engagement_limit: invalid rate "rate=0r/s"
 
-=== TEST 21: a rate without a number
+=== TEST 22: a rate without a number
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=r/s; }
 --- must_die
 --- error_log
 engagement_limit: invalid rate "rate=r/s"
 
-=== TEST 22: the key is missing
+=== TEST 23: the key is missing
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: "key=" is required, e.g. key=$binary_remote_addr
 
-=== TEST 23: an empty key
+=== TEST 24: an empty key
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key= rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: empty "key="
 
-=== TEST 24: the zone is missing
+=== TEST 25: the zone is missing
 --- config
     location = /x { engagement view; engagement_limit key=$binary_remote_addr rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: "zone=" is required
 
-=== TEST 25: the rate is missing
+=== TEST 26: the rate is missing
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr; }
 --- must_die
 --- error_log
 engagement_limit: "rate=" is required, e.g. rate=10r/s
 
-=== TEST 26: a bad burst
+=== TEST 27: a bad burst
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/s burst=-1; }
 --- must_die
 --- error_log
 engagement_limit: invalid burst "burst=-1": a number from 0 to 100000
 
-=== TEST 27: an unknown parameter
+=== TEST 28: an unknown parameter
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/s nodelay; }
 --- must_die
 --- error_log
 engagement_limit: invalid parameter "nodelay"
 
-=== TEST 28: an unknown variable in the key
+=== TEST 29: an unknown variable in the key
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$engagement_nope rate=1r/s; }
 --- must_die
 --- error_log
 unknown "engagement_nope" variable
 
-=== TEST 29: a limit zone declared twice
+=== TEST 30: a limit zone declared twice
 --- http_config
     engagement_limit_zone l:64k;
     engagement_limit_zone l:128k;
@@ -449,7 +468,7 @@ unknown "engagement_nope" variable
 --- error_log
 engagement_limit_zone "l" is already declared
 
-=== TEST 30: a limit zone named like a counters zone
+=== TEST 31: a limit zone named like a counters zone
 --- http_config
     engagement_zone same:64k;
     engagement_limit_zone same:64k;
@@ -458,7 +477,7 @@ engagement_limit_zone "l" is already declared
 --- error_log
 shared memory zone "same" is already in use
 
-=== TEST 31: limit zone without a size, too small, bad size
+=== TEST 32: limit zone without a size, too small, bad size
 --- http_config
     engagement_limit_zone l;
 --- config
@@ -466,7 +485,7 @@ shared memory zone "same" is already in use
 --- error_log
 invalid engagement_limit_zone "l": expected name:size, e.g. per_ip:10m
 
-=== TEST 32: limit zone too small
+=== TEST 33: limit zone too small
 --- http_config
     engagement_limit_zone l:8k;
 --- config
@@ -474,7 +493,7 @@ invalid engagement_limit_zone "l": expected name:size, e.g. per_ip:10m
 --- error_log
 engagement_limit_zone "l:8k" is too small: at least 32k
 
-=== TEST 33: more rules than a location takes
+=== TEST 34: more rules than a location takes
 --- config
     location = /x {
         engagement view;
@@ -492,16 +511,23 @@ engagement_limit_zone "l:8k" is too small: at least 32k
 --- error_log
 at most 8 engagement_limit rules per location
 
-=== TEST 34: engagement_ts_window with a bad time
+=== TEST 35: engagement_ts_window with a bad time
 --- config
     location = /x { engagement view; engagement_ts_window 1y; }
 --- must_die
 --- error_log
 engagement_ts_window: invalid time "1y": expected e.g. 24h or 5m (under 24d), or off
 
-=== TEST 35: engagement_ts_window twice
+=== TEST 36: engagement_ts_window twice
 --- config
     location = /x { engagement view; engagement_ts_window 1h; engagement_ts_window 2h; }
 --- must_die
 --- error_log
 "engagement_ts_window" directive is duplicate
+
+=== TEST 37: a burst that would take weeks to drain
+--- config
+    location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/m burst=100000; }
+--- must_die
+--- error_log
+engagement_limit: burst=100000 at this rate would take over 24 days to drain; use a higher rate or a smaller burst
