@@ -269,7 +269,44 @@ __DATA__
 --- error_code eval
 [400, 400, 202, 429]
 
-=== TEST 13: a tiny zone fills: least recently used buckets are evicted, counted, logged
+=== TEST 13: hostile: a script inventing viewers and spoofing X-Forwarded-For is still stopped per address
+--- config
+    location = /engagement/view {
+        engagement view;
+        engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/m burst=1;
+        engagement_limit zone=per_viewer key=$engagement_viewer_id rate=1r/m;
+    }
+    location /engagement/summary { engagement summary; }
+--- more_headers eval
+"Content-Type: application/json\nX-Forwarded-For: 10.$$.0.1\nX-Real-IP: 10.0.0.9"
+--- request eval
+[ (map { main::ev('spoof', "s$_", qq(,"viewerId":"bot$_")) } 1..6), "GET /engagement/summary/spoof" ]
+--- error_code eval
+[202, 202, 429, 429, 429, 429, 200]
+--- response_body_like eval
+[ qr/"views":1,/, qr/"views":2,/, (qr/"zone":"per_ip"/) x 4,
+  qr/^\{"contentId":"spoof","views":2,/ ]
+
+=== TEST 14: hostile: timestamps at the parser's bounds are valid, and outside the window
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+--- request eval
+[ main::view('{"contentId":"tsb","sessionId":"s1","ts":946684800000}'),
+  main::view('{"contentId":"tsb","sessionId":"s2","ts":7258118400000}'),
+  main::view('{"contentId":"tsb","sessionId":"s3","ts":946684799999}'),
+  main::view('{"contentId":"tsb","sessionId":"s4","ts":7258118400001}'),
+  "GET /engagement/summary/tsb" ]
+--- error_code eval
+[200, 200, 400, 400, 200]
+--- response_body eval
+[ qq({"counted":false,"reason":"too_old","contentId":"tsb"}\n),
+  qq({"counted":false,"reason":"in_future","contentId":"tsb"}\n),
+  qq({"error":"invalid_field","field":"ts","message":"must be milliseconds since the epoch (years 2000-2200)"}\n),
+  qq({"error":"invalid_field","field":"ts","message":"must be milliseconds since the epoch (years 2000-2200)"}\n),
+  qq({"contentId":"tsb","views":0,"engagedViews":0,"replays":0}\n) ]
+
+=== TEST 15: a tiny zone fills: least recently used buckets are evicted, counted, logged
 --- http_config
     engagement_zone engagement:1m;
     engagement_dedupe_zone engagement_dedupe:1m;
@@ -295,7 +332,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 [error]
 [alert]
 
-=== TEST 14: likes are limited too, before Redis is asked (here Redis is down: 503, then 429)
+=== TEST 16: likes are limited too, before Redis is asked (here Redis is down: 503, then 429)
 --- http_config
     engagement_zone engagement:1m;
     engagement_limit_zone per_user:1m;
@@ -323,7 +360,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 --- no_error_log
 [alert]
 
-=== TEST 15: late events: within 24 h back and 5 min ahead count; outside, a reason
+=== TEST 17: late events: within 24 h back and 5 min ahead count; outside, a reason
 --- config
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
@@ -346,7 +383,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
   qr/^\Q{"contentId":"late","views":3,"engagedViews":0,"replays":0}\E\n\z/,
   qr/reason="too_old"\} 1\nnginx_engagement_not_counted_total\{zone="engagement",reason="in_future"\} 1\n/ ]
 
-=== TEST 16: a window of our own: 1h back, nothing ahead; "off" takes any ts
+=== TEST 18: a window of our own: 1h back, nothing ahead; "off" takes any ts
 --- config
     location = /engagement/view { engagement view; engagement_ts_window 1h 0s; }
     location = /any { engagement view; engagement_ts_window off; }
@@ -365,7 +402,7 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
   qr/"counted":true/, qr/"counted":true/,
   qr/"not_counted_total_too_old":1,"not_counted_total_in_future":1,/ ]
 
-=== TEST 17: a late event is not marked seen: the same session within the window counts later
+=== TEST 19: a late event is not marked seen: the same session within the window counts later
 --- config
     location = /engagement/view { engagement view; }
 --- request eval
@@ -373,14 +410,14 @@ engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 --- error_code eval
 [200, 202]
 
-=== TEST 18: engagement_limit with an unknown zone
+=== TEST 20: engagement_limit with an unknown zone
 --- config
     location = /x { engagement view; engagement_limit zone=nope key=$binary_remote_addr rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: unknown engagement_limit_zone "nope" in
 
-=== TEST 19: a counters zone is not a limit zone
+=== TEST 21: a counters zone is not a limit zone
 --- http_config
     engagement_zone cz:64k;
 --- config
@@ -389,77 +426,77 @@ engagement_limit: unknown engagement_limit_zone "nope" in
 --- error_log
 engagement_limit: unknown engagement_limit_zone "cz" in
 
-=== TEST 20: bad rates
+=== TEST 22: bad rates
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=10r/h; }
 --- must_die
 --- error_log
 engagement_limit: invalid rate "rate=10r/h": expected rate=Nr/s or rate=Nr/m, N from 1 to 100000
 
-=== TEST 21: a zero rate
+=== TEST 23: a zero rate
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=0r/s; }
 --- must_die
 --- error_log
 engagement_limit: invalid rate "rate=0r/s"
 
-=== TEST 22: a rate without a number
+=== TEST 24: a rate without a number
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=r/s; }
 --- must_die
 --- error_log
 engagement_limit: invalid rate "rate=r/s"
 
-=== TEST 23: the key is missing
+=== TEST 25: the key is missing
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: "key=" is required, e.g. key=$binary_remote_addr
 
-=== TEST 24: an empty key
+=== TEST 26: an empty key
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key= rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: empty "key="
 
-=== TEST 25: the zone is missing
+=== TEST 27: the zone is missing
 --- config
     location = /x { engagement view; engagement_limit key=$binary_remote_addr rate=1r/s; }
 --- must_die
 --- error_log
 engagement_limit: "zone=" is required
 
-=== TEST 26: the rate is missing
+=== TEST 28: the rate is missing
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr; }
 --- must_die
 --- error_log
 engagement_limit: "rate=" is required, e.g. rate=10r/s
 
-=== TEST 27: a bad burst
+=== TEST 29: a bad burst
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/s burst=-1; }
 --- must_die
 --- error_log
 engagement_limit: invalid burst "burst=-1": a number from 0 to 100000
 
-=== TEST 28: an unknown parameter
+=== TEST 30: an unknown parameter
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/s nodelay; }
 --- must_die
 --- error_log
 engagement_limit: invalid parameter "nodelay"
 
-=== TEST 29: an unknown variable in the key
+=== TEST 31: an unknown variable in the key
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$engagement_nope rate=1r/s; }
 --- must_die
 --- error_log
 unknown "engagement_nope" variable
 
-=== TEST 30: a limit zone declared twice
+=== TEST 32: a limit zone declared twice
 --- http_config
     engagement_limit_zone l:64k;
     engagement_limit_zone l:128k;
@@ -468,7 +505,7 @@ unknown "engagement_nope" variable
 --- error_log
 engagement_limit_zone "l" is already declared
 
-=== TEST 31: a limit zone named like a counters zone
+=== TEST 33: a limit zone named like a counters zone
 --- http_config
     engagement_zone same:64k;
     engagement_limit_zone same:64k;
@@ -477,7 +514,7 @@ engagement_limit_zone "l" is already declared
 --- error_log
 shared memory zone "same" is already in use
 
-=== TEST 32: limit zone without a size, too small, bad size
+=== TEST 34: limit zone without a size, too small, bad size
 --- http_config
     engagement_limit_zone l;
 --- config
@@ -485,7 +522,7 @@ shared memory zone "same" is already in use
 --- error_log
 invalid engagement_limit_zone "l": expected name:size, e.g. per_ip:10m
 
-=== TEST 33: limit zone too small
+=== TEST 35: limit zone too small
 --- http_config
     engagement_limit_zone l:8k;
 --- config
@@ -493,7 +530,7 @@ invalid engagement_limit_zone "l": expected name:size, e.g. per_ip:10m
 --- error_log
 engagement_limit_zone "l:8k" is too small: at least 32k
 
-=== TEST 34: more rules than a location takes
+=== TEST 36: more rules than a location takes
 --- config
     location = /x {
         engagement view;
@@ -511,21 +548,21 @@ engagement_limit_zone "l:8k" is too small: at least 32k
 --- error_log
 at most 8 engagement_limit rules per location
 
-=== TEST 35: engagement_ts_window with a bad time
+=== TEST 37: engagement_ts_window with a bad time
 --- config
     location = /x { engagement view; engagement_ts_window 1y; }
 --- must_die
 --- error_log
 engagement_ts_window: invalid time "1y": expected e.g. 24h or 5m (under 24d), or off
 
-=== TEST 36: engagement_ts_window twice
+=== TEST 38: engagement_ts_window twice
 --- config
     location = /x { engagement view; engagement_ts_window 1h; engagement_ts_window 2h; }
 --- must_die
 --- error_log
 "engagement_ts_window" directive is duplicate
 
-=== TEST 37: a burst that would take weeks to drain
+=== TEST 39: a burst that would take weeks to drain
 --- config
     location = /x { engagement view; engagement_limit zone=per_ip key=$binary_remote_addr rate=1r/m burst=100000; }
 --- must_die
