@@ -328,6 +328,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
     size_t                          len;
     ngx_int_t                       rc;
     ngx_uint_t                      status;
+    const char                     *late;
     ngx_table_elt_t                *h;
     ngx_http_engagement_event_t     ev;
     ngx_http_engagement_error_t     err;
@@ -357,6 +358,44 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
         return ngx_http_engagement_send_error_detail(r, NGX_HTTP_BAD_REQUEST,
                    err.field ? "invalid_field" : "invalid_body", err.field,
                    err.message, err.detail, err.detail_len);
+    }
+
+    /* rate limits (keys may use the event's ids), then late events */
+    ngx_http_engagement_set_ids(r, &ev.content_id, &ev.viewer_id,
+                                &ev.session_id);
+
+    rc = ngx_http_engagement_limit_check(r, elcf);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_engagement_stat(elcf, rate_limited);
+        return rc;
+    }
+
+    late = ngx_http_engagement_ts_check(elcf, &ev);
+
+    if (late) {
+        if (late[0] == 't') {
+            ngx_http_engagement_stat(elcf, late_too_old);
+
+        } else {
+            ngx_http_engagement_stat(elcf, late_in_future);
+        }
+
+        ngx_http_engagement_set_outcome(r, "not_counted", late,
+                                        &ev.content_id);
+
+        body = ngx_pnalloc(r->pool, sizeof("{\"counted\":false,\"reason\":"
+                                           "\"in_future\",\"contentId\":"
+                                           "\"\"}\n")
+                                    + NGX_HTTP_ENGAGEMENT_ID_MAX);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(body, "{\"counted\":false,\"reason\":\"%s\","
+                        "\"contentId\":\"%V\"}\n", late, &ev.content_id);
+
+        return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
     }
 
     rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);

@@ -169,6 +169,27 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       offsetof(ngx_http_engagement_loc_conf_t, max_body_size),
       NULL },
 
+    { ngx_string("engagement_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_limit_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_limit_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_ts_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_engagement_ts_window_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("engagement_batch_max"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -343,6 +364,9 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->engaged_after = NGX_CONF_UNSET_MSEC;
     elcf->max_body_size = NGX_CONF_UNSET_SIZE;
     elcf->batch_max = NGX_CONF_UNSET_UINT;
+    elcf->limits = NGX_CONF_UNSET_PTR;
+    elcf->ts_back = NGX_CONF_UNSET_MSEC;
+    elcf->ts_ahead = NGX_CONF_UNSET_MSEC;
 
     return elcf;
 }
@@ -367,6 +391,10 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               8 * 1024);
     ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 100);
+    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
+    ngx_conf_merge_msec_value(conf->ts_back, prev->ts_back,
+                              24 * 60 * 60 * 1000);
+    ngx_conf_merge_msec_value(conf->ts_ahead, prev->ts_ahead, 5 * 60 * 1000);
 
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
@@ -478,7 +506,7 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
         zp[i]->nreactions = emcf->redis ? emcf->reactions->nelts : 0;
     }
 
-    return NGX_OK;
+    return ngx_http_engagement_limit_postconf(cf);
 }
 
 

@@ -36,6 +36,9 @@
 #define NGX_HTTP_ENGAGEMENT_DEFAULT_ZSIZE  (8 * 1024 * 1024)
 #define NGX_HTTP_ENGAGEMENT_DEFAULT_DSIZE  (16 * 1024 * 1024)
 
+/* engagement_limit rules per location */
+#define NGX_HTTP_ENGAGEMENT_LIMITS         8
+
 /* the longest watch a single event may report: 7 days */
 #define NGX_HTTP_ENGAGEMENT_DURATION_MAX   604800000LL
 
@@ -97,6 +100,10 @@ typedef struct {
     ngx_atomic_t                  reactions_duplicate;
     ngx_atomic_t                  reactions_failed;
     ngx_atomic_t                  reactions_invalid;
+    ngx_atomic_t                  rate_limited;      /* views, 429 */
+    ngx_atomic_t                  reactions_limited; /* likes, 429 */
+    ngx_atomic_t                  late_too_old;      /* ts out of window */
+    ngx_atomic_t                  late_in_future;
     ngx_atomic_t                  flush_hist[NGX_HTTP_ENGAGEMENT_HIST];
     ngx_atomic_t                  redis_ready;       /* this slot's worker */
 } ngx_http_engagement_stats_t;
@@ -224,6 +231,7 @@ typedef struct {
     ngx_array_t                  *reactions;   /* ngx_str_t: the types */
     ngx_str_t                     edge_id;
     ngx_str_t                     state_file;
+    void                         *limit;       /* limit.c: zones, rules */
 } ngx_http_engagement_main_conf_t;
 
 
@@ -239,6 +247,9 @@ typedef struct {
     ngx_msec_t                      engaged_after;
     size_t                          max_body_size;
     ngx_uint_t                      batch_max;
+    ngx_array_t                    *limits;        /* engagement_limit */
+    ngx_msec_t                      ts_back;       /* engagement_ts_window */
+    ngx_msec_t                      ts_ahead;
 } ngx_http_engagement_loc_conf_t;
 
 
@@ -393,6 +404,25 @@ void ngx_http_engagement_flush_stop(void);
 /* reaction.c */
 ngx_int_t ngx_http_engagement_reaction_handler(ngx_http_request_t *r);
 
+/* limit.c: rate limits */
+char *ngx_http_engagement_limit_zone_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_engagement_limit_postconf(ngx_conf_t *cf);
+ngx_int_t ngx_http_engagement_limit_check(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+size_t ngx_http_engagement_limit_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json, ngx_uint_t first);
+
+/* window.c: late events */
+char *ngx_http_engagement_ts_window_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+const char *ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev);
+
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);
@@ -401,6 +431,8 @@ ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_add_variables(ngx_conf_t *cf);
 void ngx_http_engagement_set_outcome(ngx_http_request_t *r,
     const char *outcome, const char *reason, ngx_str_t *content_id);
+void ngx_http_engagement_set_ids(ngx_http_request_t *r,
+    ngx_str_t *content_id, ngx_str_t *viewer_id, ngx_str_t *session_id);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_MODULE_H_INCLUDED_ */

@@ -334,6 +334,16 @@ ngx_http_engagement_reaction_process(ngx_http_request_t *r)
                    err.message, err.detail, err.detail_len);
     }
 
+    /* rate limits (a key may use $engagement_viewer_id: the userId) */
+    ngx_http_engagement_set_ids(r, &re.content_id, &re.user_id, NULL);
+
+    rc = ngx_http_engagement_limit_check(r, elcf);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_engagement_rinc(elcf, reactions_limited);
+        return rc;
+    }
+
     ngx_str_null(&state);
 
     if (r->method == NGX_HTTP_POST) {

@@ -76,6 +76,10 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
     { "nginx_engagement_not_counted_total", NULL, NULL,
       "reason", "below_policy",
       ngx_http_engagement_s(not_counted_below_policy), 0, 0 },
+    { "nginx_engagement_not_counted_total", NULL, NULL,
+      "reason", "too_old", ngx_http_engagement_s(late_too_old), 0, 0 },
+    { "nginx_engagement_not_counted_total", NULL, NULL,
+      "reason", "in_future", ngx_http_engagement_s(late_in_future), 0, 0 },
 
     { "nginx_engagement_refused_total", "counter",
       "Events refused before counting, by reason.",
@@ -88,6 +92,8 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
       "reason", "content_type", ngx_http_engagement_s(bad_content_type), 0, 0 },
     { "nginx_engagement_refused_total", NULL, NULL,
       "reason", "zone_full", ngx_http_engagement_s(unavailable), 0, 0 },
+    { "nginx_engagement_refused_total", NULL, NULL,
+      "reason", "rate_limited", ngx_http_engagement_s(rate_limited), 0, 0 },
 
     { "nginx_engagement_reaction_requests_total", "counter",
       "Like, reaction and unlike requests, by result.",
@@ -102,6 +108,9 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
       "result", "invalid", ngx_http_engagement_s(reactions_invalid), 0, 0 },
     { "nginx_engagement_reaction_requests_total", NULL, NULL,
       "result", "unavailable", ngx_http_engagement_s(reactions_failed), 0,
+      0 },
+    { "nginx_engagement_reaction_requests_total", NULL, NULL,
+      "result", "rate_limited", ngx_http_engagement_s(reactions_limited), 0,
       0 },
 
     { "nginx_engagement_read_requests_total", "counter",
@@ -423,6 +432,8 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
                   ? n * NGX_HTTP_ENGAGEMENT_HIST * (160 + NGX_INT64_LEN) : 0);
     }
 
+    len += ngx_http_engagement_limit_status_len(emcf);
+
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -458,6 +469,9 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
 
             *p++ = '}';
         }
+
+        /* the rate limit zones, kind "limit" */
+        p = ngx_http_engagement_limit_status(r, p, emcf, 1, n == 0);
 
         p = ngx_cpymem(p, "]}\n", 3);
 
@@ -510,6 +524,8 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
             }
         }
     }
+
+    p = ngx_http_engagement_limit_status(r, p, emcf, 0, 0);
 
     return ngx_http_engagement_send(r, NGX_HTTP_OK,
                                     &ngx_http_engagement_prometheus_type,

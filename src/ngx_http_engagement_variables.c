@@ -3,7 +3,8 @@
  * Variables for access logs: $engagement_outcome (counted, not_counted,
  * invalid, refused, unavailable, read), $engagement_reason (why, when
  * there is a why) and $engagement_content_id, so that a log line can be
- * reconciled with the counts.
+ * reconciled with the counts; $engagement_viewer_id and
+ * $engagement_session_id expose the parsed event (keys of rate limits).
  */
 
 
@@ -14,6 +15,8 @@ typedef struct {
     const char   *outcome;
     const char   *reason;
     ngx_str_t     content_id;
+    ngx_str_t     viewer_id;
+    ngx_str_t     session_id;
 } ngx_http_engagement_ctx_t;
 
 
@@ -33,6 +36,14 @@ static ngx_http_variable_t  ngx_http_engagement_vars[] = {
 
     { ngx_string("engagement_content_id"), NULL,
       ngx_http_engagement_variable, 2,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("engagement_viewer_id"), NULL,
+      ngx_http_engagement_variable, 3,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("engagement_session_id"), NULL,
+      ngx_http_engagement_variable, 4,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -60,9 +71,8 @@ ngx_http_engagement_add_variables(ngx_conf_t *cf)
 
 /* strings given here must live as long as the request (static or pool) */
 
-void
-ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
-    const char *reason, ngx_str_t *content_id)
+static ngx_http_engagement_ctx_t *
+ngx_http_engagement_ctx(ngx_http_request_t *r)
 {
     ngx_http_engagement_ctx_t  *ctx;
 
@@ -71,10 +81,52 @@ ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
     if (ctx == NULL) {
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_engagement_ctx_t));
         if (ctx == NULL) {
-            return;
+            return NULL;
         }
 
         ngx_http_set_ctx(r, ctx, ngx_http_engagement_module);
+    }
+
+    return ctx;
+}
+
+
+/* the parsed event's ids, once it parsed; NULL leaves one unset */
+
+void
+ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
+    ngx_str_t *viewer_id, ngx_str_t *session_id)
+{
+    ngx_http_engagement_ctx_t  *ctx;
+
+    ctx = ngx_http_engagement_ctx(r);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (content_id) {
+        ctx->content_id = *content_id;
+    }
+
+    if (viewer_id) {
+        ctx->viewer_id = *viewer_id;
+    }
+
+    if (session_id) {
+        ctx->session_id = *session_id;
+    }
+}
+
+
+void
+ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
+    const char *reason, ngx_str_t *content_id)
+{
+    ngx_http_engagement_ctx_t  *ctx;
+
+    ctx = ngx_http_engagement_ctx(r);
+    if (ctx == NULL) {
+        return;
     }
 
     ctx->outcome = outcome;
@@ -90,6 +142,7 @@ static ngx_int_t
 ngx_http_engagement_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t                  *id;
     const char                 *s;
     ngx_http_engagement_ctx_t  *ctx;
 
@@ -100,14 +153,17 @@ ngx_http_engagement_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (data == 2) {
-        if (ctx->content_id.len == 0) {
+    if (data >= 2) {
+        id = (data == 2) ? &ctx->content_id
+             : (data == 3) ? &ctx->viewer_id : &ctx->session_id;
+
+        if (id->len == 0) {
             v->not_found = 1;
             return NGX_OK;
         }
 
-        v->data = ctx->content_id.data;
-        v->len = ctx->content_id.len;
+        v->data = id->data;
+        v->len = id->len;
 
     } else {
         s = (data == 0) ? ctx->outcome : ctx->reason;

@@ -205,7 +205,7 @@ essionId\":\"s\"}\r
 --- more_headers
 Content-Type: application/json; charset=utf-8
 --- request eval
-main::view('{"contentId":"c:1.x_y-z","sessionId":"s","viewerId":"u","requestId":"r","durationMs":5,"ts":1790000000000,"channelId":"ch","category":"music","source":"feed","device":"mobile","replay":false,"future":{"x":[1,2]}}')
+main::view('{"contentId":"c:1.x_y-z","sessionId":"s","viewerId":"u","requestId":"r","durationMs":5,"ts":' . int(time() * 1000) . ',"channelId":"ch","category":"music","source":"feed","device":"mobile","replay":false,"future":{"x":[1,2]}}')
 --- error_code: 202
 --- response_body_like: "counted":true
 
