@@ -125,13 +125,14 @@ sub no_alerts {
         my $ttl = redis_cli($rport, undef, 'TTL', "eng:{c:$c}:m:$minute0");
         ok($ttl > 600000 && $ttl <= 691200, "$c: minute bucket expires in ~8 days ($ttl s)");
         my $uv = redis_cli($rport, undef, 'PFCOUNT', "eng:{c:$c}:uv");
-        ok(abs($uv - 50) <= 1, "$c: ~50 unique viewers in the HyperLogLog ($uv)");
+        # HyperLogLog registers of random salted hashes can collide
+        ok(abs($uv - 50) <= 3, "$c: ~50 unique viewers in the HyperLogLog ($uv)");
     }
 
     my $keys = redis_cli($rport, undef, 'KEYS', '*u1*');
     is($keys, '', "no raw viewer id in any Redis key");
     my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/c1');
-    like($sum, qr/^\{"contentId":"c1","views":50,"engagedViews":25,"replays":0,"uniqueViewers":(?:49|50|51),"pending":0,"likes":0,"reactions":\{"like":0,"love":0,"laugh":0,"wow":0,"sad":0,"angry":0\}\}\n\z/,
+    like($sum, qr/^\{"contentId":"c1","views":50,"engagedViews":25,"replays":0,"uniqueViewers":(?:4[7-9]|5[0-3]),"pending":0,"likes":0,"reactions":\{"like":0,"love":0,"laugh":0,"wow":0,"sad":0,"angry":0\}\}\n\z/,
          "summary: Redis totals, unique viewers, nothing pending");
     my ($st, $b2) = http_request($port, 'GET', '/engagement/summary/never-seen');
     is($b2, qq({"contentId":"never-seen","views":0,"engagedViews":0,"replays":0,"uniqueViewers":0,"pending":0,"likes":0,"reactions":{"like":0,"love":0,"laugh":0,"wow":0,"sad":0,"angry":0}}\n),
