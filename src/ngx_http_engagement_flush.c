@@ -32,7 +32,15 @@ typedef struct {
 static ngx_event_t                    ngx_http_engagement_flush_ev;
 static ngx_http_engagement_round_t   *ngx_http_engagement_round;
 static ngx_msec_t                     ngx_http_engagement_exit_at;
+static ngx_msec_t                     ngx_http_engagement_flush_due;
 static ngx_uint_t                     ngx_http_engagement_flush_on;
+
+
+/*
+ * The flush timer wakes at least this often, so that a graceful stop or
+ * reload starts its final flush within this bound whatever the interval.
+ */
+#define NGX_HTTP_ENGAGEMENT_EXIT_CHECK  250
 
 
 /* bucket TTLs: minutes ~8 days, hours ~400 days, days ~3 years */
@@ -125,6 +133,7 @@ ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)
     if (round->full && ngx_http_engagement_flush_on && !ngx_exiting
         && ngx_http_engagement_flush_ev.timer_set)
     {
+        ngx_http_engagement_flush_due = ngx_current_msec;
         ngx_add_timer(&ngx_http_engagement_flush_ev, 1);
     }
 
@@ -410,6 +419,17 @@ ngx_http_engagement_flush_idle(ngx_http_engagement_main_conf_t *emcf)
 }
 
 
+/* the next flush in t ms; the timer itself never sleeps past the check */
+
+static void
+ngx_http_engagement_flush_arm(ngx_msec_t t)
+{
+    ngx_http_engagement_flush_due = ngx_current_msec + t;
+    ngx_add_timer(&ngx_http_engagement_flush_ev,
+                  ngx_min(t, NGX_HTTP_ENGAGEMENT_EXIT_CHECK));
+}
+
+
 static void
 ngx_http_engagement_flush_handler(ngx_event_t *ev)
 {
@@ -424,6 +444,17 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_INFO, ev->log, 0,
                       "engagement: final flush, at most %M ms",
                       emcf->exit_deadline);
+    }
+
+    if (!ngx_exiting
+        && (ngx_msec_int_t) (ngx_http_engagement_flush_due - ngx_current_msec)
+           > 0)
+    {
+        /* only a check for a stop: the flush is not due yet */
+        ngx_add_timer(ev, ngx_min(ngx_http_engagement_flush_due
+                                  - ngx_current_msec,
+                                  NGX_HTTP_ENGAGEMENT_EXIT_CHECK));
+        return;
     }
 
     if (ngx_http_engagement_round == NULL
@@ -447,14 +478,15 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
         return;
     }
 
-    ngx_add_timer(ev, more ? 1 : emcf->flush_interval);
+    ngx_http_engagement_flush_arm(more ? 1 : emcf->flush_interval);
 }
 
 
 /*
  * The timer is not cancelable: at a graceful stop or reload it fires once
- * more (within the interval), sees ngx_exiting, and flushes what is
- * pending before the worker exits, bounded by engagement_flush_deadline.
+ * more (within NGX_HTTP_ENGAGEMENT_EXIT_CHECK ms, whatever the interval),
+ * sees ngx_exiting, and flushes what is pending before the worker exits,
+ * bounded by engagement_flush_deadline.
  */
 
 ngx_int_t
@@ -475,7 +507,7 @@ ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    ngx_add_timer(&ngx_http_engagement_flush_ev, emcf->flush_interval);
+    ngx_http_engagement_flush_arm(emcf->flush_interval);
 
     return NGX_OK;
 }

@@ -356,4 +356,29 @@ sub no_alerts {
     stop_redis($rpid);
 }
 
+# --- a long flush interval does not hold a stop: the final flush starts at once
+{
+    my $rpid = start_redis($rport);
+    my $prefix = new_prefix('redis-long-interval');
+    my $conf = http_conf();
+    $conf =~ s/engagement_flush_interval 200ms;/engagement_flush_interval 60s;/ or die;
+    write_conf($prefix, port => $port, workers => 2, http => $conf, server => $loc);
+    my $pid = start_nginx($prefix, $port);
+    ok($pid, "nginx started with a 60 s flush interval");
+    my $ok = 0;
+    for my $i (1 .. 20) {
+        my ($st) = post_view($port, qq({"contentId":"li","sessionId":"s$i"}));
+        $ok++ if $st == 202;
+    }
+    is($ok, 20, "20 events accepted");
+    is(rtotal('li'), 0, "nothing flushed yet: the interval is 60 s");
+    my $t0 = time;
+    stop_nginx($pid);
+    my $took = time - $t0;
+    ok($took < 3, sprintf("the stop took %.2f s, not the interval", $took));
+    is(rtotal('li'), 20, "and its final flush sent all 20");
+    no_alerts($prefix, 'long interval');
+    stop_redis($rpid);
+}
+
 done_testing();
