@@ -116,6 +116,13 @@ function log(msg) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// p, or null after ms; the timer does not outlive p (a pending timer would
+// keep node from exiting at the end of the run)
+function within(p, ms) {
+  let timer;
+  const t = new Promise((r) => { timer = setTimeout(() => r(null), ms); });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 // ------------------------------------------------ child processes, by PID
@@ -175,24 +182,24 @@ function killPid(pid, sig) {
 async function stopChild(c, sig = 'SIGTERM', graceMs = 8000) {
   if (!c || c.status) return c && c.status;
   killPid(c.pid, sig);
-  const t = await Promise.race([c.exited, sleep(graceMs).then(() => null)]);
+  const t = await within(c.exited, graceMs);
   if (t) return t;
   log(`${c.name} (pid ${c.pid}) did not stop on ${sig}: SIGKILL`);
   for (const p of [c.pid, ...descendants(c.pid)]) killPid(p, 'SIGKILL');
-  return Promise.race([c.exited, sleep(3000)]);
+  return within(c.exited, 3000);
 }
 
 async function stopAll() {
   const list = [...children.values()];
   const below = new Map(list.map((c) => [c.pid, descendants(c.pid)]));
   for (const c of list) killPid(c.pid, c.name === 'nginx' ? 'SIGQUIT' : 'SIGTERM');
-  await Promise.race([Promise.all(list.map((c) => c.exited)), sleep(5000)]);
+  await within(Promise.all(list.map((c) => c.exited)), 5000);
   for (const c of list) {
     for (const p of [c.pid, ...(below.get(c.pid) || [])]) {
       if (fs.existsSync(`/proc/${p}`)) killPid(p, 'SIGKILL');
     }
   }
-  await Promise.race([Promise.all(list.map((c) => c.exited)), sleep(3000)]);
+  await within(Promise.all(list.map((c) => c.exited)), 3000);
 }
 
 function onSignal(sig) {
@@ -818,6 +825,65 @@ function callgrindTotals(dir) {
   return out;
 }
 
+// self instructions by function of one callgrind output file: Map
+// "function (object)" -> Ir. Cost lines after a calls= line are the
+// callee's inclusive cost, not the caller's own.
+function callgrindSelf(file) {
+  const names = { fn: new Map(), ob: new Map() };
+  const self = new Map();
+  let fn = '?';
+  let ob = '?';
+  let afterCall = false;
+  const name = (kind, v) => {
+    const m = /^\((\d+)\)(?:\s+(.*))?$/.exec(v);
+    if (!m) return v;
+    if (m[2] !== undefined) names[kind].set(m[1], m[2]);
+    return names[kind].get(m[1]) || v;
+  };
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const c = line.charCodeAt(0);
+    if ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 42) {   // 0-9 + - *
+      if (afterCall) { afterCall = false; continue; }
+      const ir = Number(line.split(' ')[1]);
+      if (Number.isFinite(ir)) {
+        const key = `${fn} (${path.basename(ob)})`;
+        self.set(key, (self.get(key) || 0) + ir);
+      }
+    } else if (line.startsWith('fn=')) {
+      fn = name('fn', line.slice(3));
+    } else if (line.startsWith('ob=')) {
+      ob = name('ob', line.slice(3));
+    } else if (line.startsWith('cfn=')) {
+      name('fn', line.slice(4));
+    } else if (line.startsWith('cob=')) {
+      name('ob', line.slice(4));
+    } else if (line.startsWith('calls=')) {
+      afterCall = true;
+    }
+  }
+  return self;
+}
+
+// where the instructions per request go: (load - idle) / n by function
+// (the top `count`) and by object (nginx, the module, libjansson, libc...)
+function profile(loadFile, idleFile, n, count = 12) {
+  const a = callgrindSelf(loadFile);
+  const b = callgrindSelf(idleFile);
+  const fns = [];
+  const objs = new Map();
+  for (const [k, v] of a) {
+    const d = (v - (b.get(k) || 0)) / n;
+    const ob = k.slice(k.lastIndexOf(' (') + 2, -1);
+    objs.set(ob, (objs.get(ob) || 0) + d);
+    if (d > 0) fns.push({ fn: k, ir_per_req: Math.round(d * 10) / 10 });
+  }
+  fns.sort((x, y) => y.ir_per_req - x.ir_per_req);
+  const objects = [...objs].map(([ob, d]) => ({ object: ob, ir_per_req: Math.round(d * 10) / 10 }))
+    .filter((x) => Math.abs(x.ir_per_req) >= 0.5)
+    .sort((x, y) => y.ir_per_req - x.ir_per_req);
+  return { functions: fns.slice(0, count), objects };
+}
+
 // one nginx (master + one worker) under callgrind serving bodies; the Ir
 // of its worker and of its master
 async function callgrindRun(sys, ctx, conf, bodies, label) {
@@ -826,9 +892,10 @@ async function callgrindRun(sys, ctx, conf, bodies, label) {
   fs.mkdirSync(dir, { recursive: true });
   fs.chmodSync(dir, 0o1777);   // the worker runs as nginx's user (nobody)
   if (sys.redis) await ctx.redis.admin.flushAll();
-  for (const f of fs.readdirSync(path.join(sys.dir, 'logs'))) {
-    if (f.startsWith('engagement.state')) fs.rmSync(path.join(sys.dir, 'logs', f), { force: true });
-  }
+  const stateFiles = () => fs.readdirSync(path.join(sys.dir, 'logs'))
+    .filter((f) => f.startsWith('engagement.state'));
+  for (const f of stateFiles()) fs.rmSync(path.join(sys.dir, 'logs', f), { force: true });
+  const rs0 = sys.redis ? await redisStats(ctx.redis.admin) : null;
   const logFile = path.join(sys.dir, `callgrind-${label}.log`);
   const t0 = Date.now();
   // named nginx: stopAll() stops it with SIGQUIT, as an nginx master
@@ -864,10 +931,20 @@ async function callgrindRun(sys, ctx, conf, bodies, label) {
     }
     st.load_s = (Date.now() - t1) / 1000;
   } finally {
-    const ex = await stopChild(c, 'SIGQUIT', 60000);
+    const ex = await stopChild(c, 'SIGQUIT', 120000);
     st.exit = ex;
   }
   st.wall_s = (Date.now() - t0) / 1000;
+  if (rs0) {
+    // what the worker sent to Redis (its final flush included)
+    const d = redisDelta(rs0, await redisStats(ctx.redis.admin));
+    st.redis_cmds = d.cmds;
+    st.redis_by = d.by;
+  }
+  // a state file: the final flush did not send everything (the master
+  // saved the rest), so the worker's figure misses part of the flush
+  const left = stateFiles();
+  if (left.length) st.state_file_left = left;
   const files = callgrindTotals(dir);
   const master = files.find((f) => f.pid === c.pid);
   const workers = files.filter((f) => f.pid !== c.pid);
@@ -877,6 +954,7 @@ async function callgrindRun(sys, ctx, conf, bodies, label) {
   }
   worker = workers[0];
   st.worker_ir = worker.ir;
+  st.worker_file = path.join(dir, worker.file);
   st.master_ir = master ? master.ir : null;
   return st;
 }
@@ -917,13 +995,33 @@ async function instructions(active, ctx) {
       fs.writeFileSync(main, fs.readFileSync(path.join(BENCH, 'systems', 'nginx-main.conf'), 'utf8')
         .replace(/^\s*worker_processes\s+[^;]*;/m, 'worker_processes 1;'));
       const conf = path.join(sys.dir, 'nginx-callgrind.conf');
-      fs.writeFileSync(conf, fs.readFileSync(path.join(sys.dir, 'nginx.conf'), 'utf8')
-        .split(path.join(BENCH, 'systems', 'nginx-main.conf')).join(main));
+      let text = fs.readFileSync(path.join(sys.dir, 'nginx.conf'), 'utf8')
+        .split(path.join(BENCH, 'systems', 'nginx-main.conf')).join(main);
+      fs.writeFileSync(conf, text);
+      const t = spawnSync(NGINX, ['-t', '-p', sys.dir + '/', '-c', conf, '-e', errLog],
+                          { encoding: 'utf8' });
+      if (t.status !== 0) {
+        throw new Error(`nginx -t rejected ${conf}: ${(t.stderr || '').trim().split('\n').slice(-2).join(' ')}`);
+      }
       const idle = await callgrindRun(sys, ctx, conf, [], 'idle');
       const load = await callgrindRun(sys, ctx, conf, fixed.bodies, 'load');
       r.idle = idle;
       r.load = load;
       r.ir_per_req = (load.worker_ir - idle.worker_ir) / n;
+      if (load.redis_cmds !== undefined) {
+        r.redis_cmds_per_req = (load.redis_cmds - (idle.redis_cmds || 0)) / n;
+      }
+      if (load.state_file_left) {
+        r.warning = 'the final flush did not send every delta (a state file was left): '
+          + 'the figure misses part of the flush';
+      }
+      try {
+        Object.assign(r, profile(load.worker_file, idle.worker_file, n));
+      } catch (e) {
+        r.functions_error = e.message;
+      }
+      delete idle.worker_file;
+      delete load.worker_file;
       r.ok = true;
       log(`  ${sys.name}: ${Math.round(r.ir_per_req).toLocaleString('en-US')} instructions/request `
           + `(worker Ir ${load.worker_ir.toLocaleString('en-US')} - ${idle.worker_ir.toLocaleString('en-US')}; `
@@ -937,6 +1035,14 @@ async function instructions(active, ctx) {
     r.logged_errors = le.n;
     if (le.first) r.logged_error_example = le.first.slice(0, 300);
     res.systems.push(r);
+  }
+  const ceil = res.systems.find((x) => x.ok && systems.find((s) => s.name === x.system).ceiling);
+  if (ceil) {
+    for (const x of res.systems) {
+      if (x.ok && x !== ceil) x.ratio = x.ir_per_req / ceil.ir_per_req;
+    }
+    const rs = res.systems.filter((x) => x.ratio).map((x) => `${x.system} ${x.ratio.toFixed(2)}x`);
+    if (rs.length) log(`  instructions per request against the ceiling: ${rs.join(', ')}`);
   }
   return res;
 }
