@@ -1152,7 +1152,11 @@ async function main() {
   const est = Math.round((per * active.length * opt.rounds) / 60 * 10) / 10;
   log(`${opt.rounds} round(s) x ${active.length} system(s) [${active.map((s) => s.name).join(' ')}]`
       + `, ${opt.duration} s views + ${opt.reads} s reads each: about ${est} min`
-      + ' plus the time asynchronous flushes take to drain');
+      + ' plus the time asynchronous flushes take to drain'
+      + (opt.instructions && active.some((s) => s.instructions)
+        ? `, plus the instruction count (${opt.instructionsRequests} requests under callgrind,`
+          + ` about ${Math.round((active.filter((s) => s.instructions).length
+                                  * (3 + opt.instructionsRequests * 0.0008)) / 6) / 10} min)` : ''));
 
   for (let r = 1; r <= opt.rounds && !aborting; r++) {
     for (const s of active) {

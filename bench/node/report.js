@@ -467,7 +467,9 @@ view endpoint against a ceiling (the same nginx reading the same bodies and
 doing nothing else) and against the designs people build today (OpenResty
 Lua with Redis per request, Lua with batched flushes, Node.js with Redis).
 How the harness works, what each system is and how each figure is
-measured: [bench/README.md](../bench/README.md). This page is written by
+measured: [bench/README.md](../bench/README.md). Besides the times, the
+instructions per request of one nginx worker under callgrind, a figure
+that does not move with the machine's load. This page is written by
 \`bench/run\` (full runs only; \`--quick\` leaves it alone): re-run it rather
 than editing by hand.
 
