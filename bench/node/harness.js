@@ -907,15 +907,15 @@ async function callgrindRun(sys, ctx, conf, bodies, label) {
   let worker;
   const st = { n: bodies.length, status: {} };
   try {
+    await waitReady(c, sys.port, 120000, logFile);
     // bench/run's leftover check matches the PID file's name to
-    // /proc/<pid>/comm: under valgrind that is the tool's name
+    // /proc/<pid>/comm: under valgrind that is the tool's (callgrind-amd64)
     if (pidFile && c.pid) {
       try {
         const comm = fs.readFileSync(`/proc/${c.pid}/comm`, 'utf8').trim();
         fs.appendFileSync(pidFile, `${c.pid} ${comm}\n`);
-      } catch (e) { /* exited already: waitReady says why */ }
+      } catch (e) { /* gone */ }
     }
-    await waitReady(c, sys.port, 120000, logFile);
     st.start_s = (Date.now() - t0) / 1000;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const t1 = Date.now();
