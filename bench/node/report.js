@@ -203,6 +203,14 @@ function instructionsMd(run, { functions }) {
       + ` ${num(x.wall_s, 1)} s |`);
   }
   L.push('');
+  const mod = ins.systems.find((x) => x.ok && x.system === 'module');
+  if (mod && ceil) {
+    const r = mod.ir_per_req / ceil.ir_per_req;
+    L.push(`The module (shared memory only) executes ${num(r, 2)}× the ceiling's instructions per request,`
+      + ` ${num(mod.ir_per_req - ceil.ir_per_req, 0)} more (the target for CPU time per request is ≤ 1.3×:`
+      + ` ${r <= 1.3 ? 'met' : 'not met'} in instructions too).`);
+    L.push('');
+  }
   for (const x of ins.systems) {
     if (x.warning) L.push(`- **${x.system}**: ${clean(x.warning, run.root)}`, '');
     if (x.logged_errors) {
