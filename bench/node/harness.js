@@ -41,6 +41,8 @@ const USAGE = `usage: bench/run [options]
   --probe-timeout S    freshness probe: give an event up after S (default: --drain-max)
   --drain-max S        longest wait for an asynchronous flush after the load (default 180)
   --docs / --no-docs   write docs/benchmarks.md (default: yes, except with --quick)
+  --no-instructions    skip the instruction count (callgrind, one nginx worker)
+  --instructions-requests N   requests of the instruction count (default 20000; --quick 3000)
   --list               list the systems and exit
   --no-install, --no-build   (bench/run itself) skip apt-get/npm, skip ./build.sh build`;
 
@@ -49,6 +51,7 @@ function parseArgs(argv) {
     rounds: 3, duration: 10, warmup: 2, reads: 3, connections: 32, threads: 2,
     seed: 42, probeInterval: 100, probePoll: 2, probeTimeout: null, drainMax: 180,
     systems: null, docs: null, quick: false, list: false,
+    instructions: true, instructionsRequests: 20000,
   };
   const num = (i) => {
     const v = Number(argv[i + 1]);
@@ -73,6 +76,10 @@ function parseArgs(argv) {
       case '--systems': o.systems = String(argv[++i] || '').split(',').filter(Boolean); break;
       case '--docs': o.docs = true; break;
       case '--no-docs': o.docs = false; break;
+      case '--no-instructions': o.instructions = false; break;
+      case '--instructions': o.instructions = true; break;
+      case '--instructions-requests':
+        o.instructionsRequests = num(i++); o.instructionsRequestsSet = true; break;
       case '--list': o.list = true; break;
       case '--no-install': case '--no-build': break;   // bench/run's
       case '-h': case '--help': console.log(USAGE); process.exit(0); break;
@@ -84,11 +91,12 @@ function parseArgs(argv) {
     if (!o.durationSet) o.duration = 3;
     if (!o.warmupSet) o.warmup = 1;
     if (!o.readsSet) o.reads = 2;
+    if (!o.instructionsRequestsSet) o.instructionsRequests = 3000;
   }
   if (o.docs === null) o.docs = !o.quick;
   if (o.probeTimeout === null) o.probeTimeout = o.drainMax * 1000;
-  for (const k of ['rounds', 'duration', 'connections', 'threads']) {
-    if (!(o[k] >= 1) || !Number.isInteger(o[k])) die(`--${k} must be a whole number >= 1`);
+  for (const k of ['rounds', 'duration', 'connections', 'threads', 'instructionsRequests']) {
+    if (!(o[k] >= 1) || !Number.isInteger(o[k])) die(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number >= 1`);
   }
   for (const k of ['warmup', 'reads']) {
     if (!Number.isInteger(o[k])) die(`--${k} must be a whole number of seconds`);
@@ -108,6 +116,13 @@ function log(msg) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// p, or null after ms; the timer does not outlive p (a pending timer would
+// keep node from exiting at the end of the run)
+function within(p, ms) {
+  let timer;
+  const t = new Promise((r) => { timer = setTimeout(() => r(null), ms); });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 // ------------------------------------------------ child processes, by PID
@@ -167,24 +182,24 @@ function killPid(pid, sig) {
 async function stopChild(c, sig = 'SIGTERM', graceMs = 8000) {
   if (!c || c.status) return c && c.status;
   killPid(c.pid, sig);
-  const t = await Promise.race([c.exited, sleep(graceMs).then(() => null)]);
+  const t = await within(c.exited, graceMs);
   if (t) return t;
   log(`${c.name} (pid ${c.pid}) did not stop on ${sig}: SIGKILL`);
   for (const p of [c.pid, ...descendants(c.pid)]) killPid(p, 'SIGKILL');
-  return Promise.race([c.exited, sleep(3000)]);
+  return within(c.exited, 3000);
 }
 
 async function stopAll() {
   const list = [...children.values()];
   const below = new Map(list.map((c) => [c.pid, descendants(c.pid)]));
   for (const c of list) killPid(c.pid, c.name === 'nginx' ? 'SIGQUIT' : 'SIGTERM');
-  await Promise.race([Promise.all(list.map((c) => c.exited)), sleep(5000)]);
+  await within(Promise.all(list.map((c) => c.exited)), 5000);
   for (const c of list) {
     for (const p of [c.pid, ...(below.get(c.pid) || [])]) {
       if (fs.existsSync(`/proc/${p}`)) killPid(p, 'SIGKILL');
     }
   }
-  await Promise.race([Promise.all(list.map((c) => c.exited)), sleep(3000)]);
+  await within(Promise.all(list.map((c) => c.exited)), 3000);
 }
 
 function onSignal(sig) {
@@ -764,6 +779,274 @@ function zoneFigures(text) {
   return z;
 }
 
+// ------------------------------------------- instructions per request
+
+// The noise-free figure: the instructions (callgrind's Ir) that one nginx
+// worker executes per request of a fixed, deterministic workload. Each
+// system with `instructions: true` is started with one worker under
+// `valgrind --tool=callgrind` (no cache or branch simulation, no
+// per-instruction dump) twice: once serving the first N events of the
+// view workload (wrk's first thread's stream, same seed; bench/wrk/fixed.lua
+// writes them), sent one at a time over one keep-alive connection, and
+// once serving none. Both are stopped gracefully (SIGQUIT: callgrind
+// writes each process's totals at its exit), and
+//   instructions per request = (Ir_worker(N) - Ir_worker(0)) / N
+// so the worker's start-up and shutdown cost cancels out. Instruction
+// counts do not depend on the machine's load, its frequency or the other
+// processes on the cores: a change of the module's cost shows on a busy
+// machine too.
+
+function fixedBodies(ctx, n) {
+  const file = path.join(ctx.tmp, `fixed-${n}.bodies`);
+  const r = spawnSync('wrk', ['-t1', '-c1', '-d1s', '-s', path.join(BENCH, 'wrk', 'fixed.lua'),
+                              'http://127.0.0.1:1'], {
+    encoding: 'utf8',
+    env: { ...process.env, BENCH_FIXED_N: String(n), BENCH_FIXED_OUT: file,
+           BENCH_FIXED_SEED: String(ctx.opt.seed), BENCH_FIXED_PREFIX: 'c' },
+  });
+  const line = (r.stdout || '').split('\n').find((l) => l.startsWith('BENCH '));
+  if (r.status !== 0 || !line) {
+    throw new Error(`bench/wrk/fixed.lua failed: ${(r.stderr || r.stdout || '').trim().slice(0, 300)}`);
+  }
+  const bodies = fs.readFileSync(file, 'utf8').split('\n').slice(0, n);
+  if (bodies.length !== n) throw new Error(`fixed.lua wrote ${bodies.length} bodies, not ${n}`);
+  return { bodies, mix: JSON.parse(line.slice(6)) };
+}
+
+// callgrind's totals of every output file in dir: [{ pid, ir }]
+function callgrindTotals(dir) {
+  const out = [];
+  for (const f of fs.readdirSync(dir)) {
+    const text = fs.readFileSync(path.join(dir, f), 'utf8');
+    const pid = /^pid:\s*(\d+)/m.exec(text);
+    const tot = /^totals:\s*(\d+)/m.exec(text) || /^summary:\s*(\d+)/m.exec(text);
+    if (pid && tot) out.push({ pid: Number(pid[1]), ir: Number(tot[1]), file: f });
+  }
+  return out;
+}
+
+// self instructions by function of one callgrind output file: Map
+// "function (object)" -> Ir. Cost lines after a calls= line are the
+// callee's inclusive cost, not the caller's own.
+function callgrindSelf(file) {
+  const names = { fn: new Map(), ob: new Map() };
+  const self = new Map();
+  let fn = '?';
+  let ob = '?';
+  let afterCall = false;
+  const name = (kind, v) => {
+    const m = /^\((\d+)\)(?:\s+(.*))?$/.exec(v);
+    if (!m) return v;
+    if (m[2] !== undefined) names[kind].set(m[1], m[2]);
+    return names[kind].get(m[1]) || v;
+  };
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const c = line.charCodeAt(0);
+    if ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 42) {   // 0-9 + - *
+      if (afterCall) { afterCall = false; continue; }
+      const ir = Number(line.split(' ')[1]);
+      if (Number.isFinite(ir)) {
+        const key = `${fn} (${path.basename(ob)})`;
+        self.set(key, (self.get(key) || 0) + ir);
+      }
+    } else if (line.startsWith('fn=')) {
+      fn = name('fn', line.slice(3));
+    } else if (line.startsWith('ob=')) {
+      ob = name('ob', line.slice(3));
+    } else if (line.startsWith('cfn=')) {
+      name('fn', line.slice(4));
+    } else if (line.startsWith('cob=')) {
+      name('ob', line.slice(4));
+    } else if (line.startsWith('calls=')) {
+      afterCall = true;
+    }
+  }
+  return self;
+}
+
+// where the instructions per request go: (load - idle) / n by function
+// (the top `count`) and by object (nginx, the module, libjansson, libc...)
+function profile(loadFile, idleFile, n, count = 12) {
+  const a = callgrindSelf(loadFile);
+  const b = callgrindSelf(idleFile);
+  const fns = [];
+  const objs = new Map();
+  for (const [k, v] of a) {
+    const d = (v - (b.get(k) || 0)) / n;
+    const ob = k.slice(k.lastIndexOf(' (') + 2, -1);
+    objs.set(ob, (objs.get(ob) || 0) + d);
+    if (d > 0) fns.push({ fn: k, ir_per_req: Math.round(d * 10) / 10 });
+  }
+  fns.sort((x, y) => y.ir_per_req - x.ir_per_req);
+  const objects = [...objs].map(([ob, d]) => ({ object: ob, ir_per_req: Math.round(d * 10) / 10 }))
+    .filter((x) => Math.abs(x.ir_per_req) >= 0.5)
+    .sort((x, y) => y.ir_per_req - x.ir_per_req);
+  return { functions: fns.slice(0, count), objects };
+}
+
+// one nginx (master + one worker) under callgrind serving bodies; the Ir
+// of its worker and of its master
+async function callgrindRun(sys, ctx, conf, bodies, label) {
+  const dir = path.join(sys.dir, `callgrind-${label}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.chmodSync(dir, 0o1777);   // the worker runs as nginx's user (nobody)
+  if (sys.redis) await ctx.redis.admin.flushAll();
+  const stateFiles = () => fs.readdirSync(path.join(sys.dir, 'logs'))
+    .filter((f) => f.startsWith('engagement.state'));
+  for (const f of stateFiles()) fs.rmSync(path.join(sys.dir, 'logs', f), { force: true });
+  const rs0 = sys.redis ? await redisStats(ctx.redis.admin) : null;
+  const logFile = path.join(sys.dir, `callgrind-${label}.log`);
+  const t0 = Date.now();
+  // named nginx: stopAll() stops it with SIGQUIT, as an nginx master
+  const c = spawnChild('nginx', 'valgrind', [
+    '--tool=callgrind', '--dump-instr=no', '--dump-line=no', '--cache-sim=no',
+    '--branch-sim=no', `--callgrind-out-file=${dir}/callgrind.out.%p`,
+    NGINX, '-p', sys.dir + '/', '-c', conf, '-e', path.join(sys.dir, 'error.log'),
+    '-g', 'daemon off;'], logFile);
+  let worker;
+  const st = { n: bodies.length, status: {} };
+  try {
+    await waitReady(c, sys.port, 120000, logFile);
+    // bench/run's leftover check matches the PID file's name to
+    // /proc/<pid>/comm: under valgrind that is the tool's (callgrind-amd64)
+    if (pidFile && c.pid) {
+      try {
+        const comm = fs.readFileSync(`/proc/${c.pid}/comm`, 'utf8').trim();
+        fs.appendFileSync(pidFile, `${c.pid} ${comm}\n`);
+      } catch (e) { /* gone */ }
+    }
+    st.start_s = (Date.now() - t0) / 1000;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const t1 = Date.now();
+    try {
+      for (const b of bodies) {
+        const r = await httpReq(agent, sys.port, 'POST', sys.viewPath, b);
+        st.status[r.status] = (st.status[r.status] || 0) + 1;
+        if (aborting) throw new Error('aborted');
+        if (c.status) throw new Error(`nginx exited (${JSON.stringify(c.status)})`);
+      }
+    } finally {
+      agent.destroy();
+    }
+    st.load_s = (Date.now() - t1) / 1000;
+  } finally {
+    const ex = await stopChild(c, 'SIGQUIT', 120000);
+    st.exit = ex;
+  }
+  st.wall_s = (Date.now() - t0) / 1000;
+  if (rs0) {
+    // what the worker sent to Redis (its final flush included)
+    const d = redisDelta(rs0, await redisStats(ctx.redis.admin));
+    st.redis_cmds = d.cmds;
+    st.redis_by = d.by;
+  }
+  // a state file: the final flush did not send everything (the master
+  // saved the rest), so the worker's figure misses part of the flush
+  const left = stateFiles();
+  if (left.length) st.state_file_left = left;
+  const files = callgrindTotals(dir);
+  const master = files.find((f) => f.pid === c.pid);
+  const workers = files.filter((f) => f.pid !== c.pid);
+  if (workers.length !== 1) {
+    throw new Error(`expected one worker's callgrind output in ${dir}, found ${workers.length}`
+      + ` (valgrind: ${tail(logFile, 3)})`);
+  }
+  worker = workers[0];
+  st.worker_ir = worker.ir;
+  st.worker_file = path.join(dir, worker.file);
+  st.master_ir = master ? master.ir : null;
+  return st;
+}
+
+async function instructions(active, ctx) {
+  const o = ctx.opt;
+  const n = o.instructionsRequests;
+  const res = { method: 'callgrind', requests: n, seed: o.seed, systems: [] };
+  const v = spawnSync('valgrind', ['--version'], { encoding: 'utf8' });
+  if (v.status !== 0) {
+    res.error = `valgrind not found (${(v.error && v.error.message) || v.stderr})`;
+    log(`instructions per request: skipped: ${res.error}`);
+    return res;
+  }
+  res.valgrind = v.stdout.trim();
+  const systems = active.filter((s) => s.instructions && s.kind === 'nginx');
+  if (!systems.length) return res;
+  let fixed;
+  try {
+    fixed = fixedBodies(ctx, n);
+  } catch (e) {
+    res.error = e.message;
+    log(`instructions per request: ${e.message}`);
+    return res;
+  }
+  res.mix = fixed.mix;
+  log(`instructions per request (callgrind, one worker, ${n} requests): `
+      + systems.map((s) => s.name).join(' '));
+  for (const sys of systems) {
+    if (aborting) break;
+    const r = { system: sys.name, ok: false };
+    const t0 = Date.now();
+    const errLog = path.join(sys.dir, 'error.log');
+    const errOffset = logSize(errLog);
+    try {
+      // the system's configuration with one worker
+      const main = path.join(sys.dir, 'nginx-main-1worker.conf');
+      fs.writeFileSync(main, fs.readFileSync(path.join(BENCH, 'systems', 'nginx-main.conf'), 'utf8')
+        .replace(/^\s*worker_processes\s+[^;]*;/m, 'worker_processes 1;'));
+      const conf = path.join(sys.dir, 'nginx-callgrind.conf');
+      let text = fs.readFileSync(path.join(sys.dir, 'nginx.conf'), 'utf8')
+        .split(path.join(BENCH, 'systems', 'nginx-main.conf')).join(main);
+      fs.writeFileSync(conf, text);
+      const t = spawnSync(NGINX, ['-t', '-p', sys.dir + '/', '-c', conf, '-e', errLog],
+                          { encoding: 'utf8' });
+      if (t.status !== 0) {
+        throw new Error(`nginx -t rejected ${conf}: ${(t.stderr || '').trim().split('\n').slice(-2).join(' ')}`);
+      }
+      const idle = await callgrindRun(sys, ctx, conf, [], 'idle');
+      const load = await callgrindRun(sys, ctx, conf, fixed.bodies, 'load');
+      r.idle = idle;
+      r.load = load;
+      r.ir_per_req = (load.worker_ir - idle.worker_ir) / n;
+      if (load.redis_cmds !== undefined) {
+        r.redis_cmds_per_req = (load.redis_cmds - (idle.redis_cmds || 0)) / n;
+      }
+      if (load.state_file_left) {
+        r.warning = 'the final flush did not send every delta (a state file was left): '
+          + 'the figure misses part of the flush';
+      }
+      try {
+        Object.assign(r, profile(load.worker_file, idle.worker_file, n));
+      } catch (e) {
+        r.functions_error = e.message;
+      }
+      delete idle.worker_file;
+      delete load.worker_file;
+      r.ok = true;
+      log(`  ${sys.name}: ${Math.round(r.ir_per_req).toLocaleString('en-US')} instructions/request `
+          + `(worker Ir ${load.worker_ir.toLocaleString('en-US')} - ${idle.worker_ir.toLocaleString('en-US')}; `
+          + `${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      r.error = e.message;
+      log(`  ${sys.name}: failed: ${e.message}`);
+    }
+    r.wall_s = (Date.now() - t0) / 1000;
+    const le = loggedErrors(sys, errLog, errOffset);
+    r.logged_errors = le.n;
+    if (le.first) r.logged_error_example = le.first.slice(0, 300);
+    res.systems.push(r);
+  }
+  const ceil = res.systems.find((x) => x.ok && systems.find((s) => s.name === x.system).ceiling);
+  if (ceil) {
+    for (const x of res.systems) {
+      if (x.ok && x !== ceil) x.ratio = x.ir_per_req / ceil.ir_per_req;
+    }
+    const rs = res.systems.filter((x) => x.ratio).map((x) => `${x.system} ${x.ratio.toFixed(2)}x`);
+    if (rs.length) log(`  instructions per request against the ceiling: ${rs.join(', ')}`);
+  }
+  return res;
+}
+
 // ------------------------------------------------------------------ main
 
 function sh(cmd, args) {
@@ -869,7 +1152,11 @@ async function main() {
   const est = Math.round((per * active.length * opt.rounds) / 60 * 10) / 10;
   log(`${opt.rounds} round(s) x ${active.length} system(s) [${active.map((s) => s.name).join(' ')}]`
       + `, ${opt.duration} s views + ${opt.reads} s reads each: about ${est} min`
-      + ' plus the time asynchronous flushes take to drain');
+      + ' plus the time asynchronous flushes take to drain'
+      + (opt.instructions && active.some((s) => s.instructions)
+        ? `, plus the instruction count (${opt.instructionsRequests} requests under callgrind,`
+          + ` about ${Math.round((active.filter((s) => s.instructions).length
+                                  * (3 + opt.instructionsRequests * 0.0008)) / 6) / 10} min)` : ''));
 
   for (let r = 1; r <= opt.rounds && !aborting; r++) {
     for (const s of active) {
@@ -889,6 +1176,11 @@ async function main() {
         log(`  failed: ${res.error}`);
       }
     }
+  }
+
+  // after the rounds (their servers are stopped), Redis still up
+  if (opt.instructions && !aborting) {
+    run.instructions = await instructions(active, ctx);
   }
 
   if (ctx.redis) {

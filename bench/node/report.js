@@ -158,7 +158,85 @@ function freshCell(row) {
 
 // ------------------------------------------------------------- markdown
 
-function markdown(run, rows, { plotLink, runLink, readmeLink }) {
+// the instruction count (harness.js, instructions()): table and note
+function instructionsMd(run, { functions }) {
+  const ins = run.instructions;
+  if (!ins) return [];
+  const L = [];
+  L.push('### Instructions per request (callgrind, one worker)');
+  L.push('');
+  if (ins.error) {
+    L.push(`Not measured: ${clean(ins.error, run.root)}`);
+    L.push('');
+    return L;
+  }
+  if (!ins.systems.length) return [];
+  const mix = ins.mix || {};
+  L.push(`Each system once more, with one nginx worker under \`valgrind --tool=callgrind\``
+    + ` (${ins.valgrind || 'valgrind'}; no cache simulation), serving the first`
+    + ` ${num(ins.requests, 0)} events of the view workload (seed ${ins.seed}: ${num(mix.new, 0)} new,`
+    + ` ${num(mix.retry, 0)} exact retries, ${num(mix.progress, 0)} progress repeats,`
+    + ` ${num(mix.malformed, 0)} malformed), one at a time on one keep-alive connection, then stopped`
+    + ' gracefully; and once serving none. Instructions per request = (the worker\'s instructions'
+    + ` with the load − without) / ${num(ins.requests, 0)}. Instruction counts do not depend on the`
+    + ' machine\'s load or clock: a change of a few percent shows even on a busy machine'
+    + ' (they are not time: cache misses, locks and system calls\' kernel work are not in them).');
+  L.push('');
+  const ceil = ins.systems.find((x) => x.ok && run.systems.some((s) => s.ceiling && s.name === x.system));
+  const red = ins.systems.some((x) => x.redis_cmds_per_req !== undefined);
+  L.push(`| system | instructions / request | × ceiling | by object (instructions / request) | answers |${red ? ' Redis cmds / request |' : ''} wall time |`);
+  L.push(`|---|---|---|---|---|${red ? '---|' : ''}---|`);
+  for (const x of ins.systems) {
+    if (!x.ok) {
+      L.push(`| ${x.system} | failed: ${clean(x.error, run.root, 200)} | | | |${red ? ' |' : ''} ${num(x.wall_s, 1)} s |`);
+      continue;
+    }
+    const ratio = ceil ? x.ir_per_req / ceil.ir_per_req : NaN;
+    const objs = (x.objects || []).filter((o) => o.ir_per_req >= 1).slice(0, 5)
+      .map((o) => `${o.object.replace(/\.so(\.[\d.]+)?$/, '')} ${num(o.ir_per_req, 0)}`).join(', ');
+    const answers = Object.entries(x.load.status).sort()
+      .map(([k, v]) => `${k}: ${num(v, 0)}`).join(', ');
+    L.push(`| ${x.system}${x.logged_errors || x.warning ? ' ⚠' : ''} | ${num(x.ir_per_req, 0)} `
+      + `| ${x === ceil ? '1×' : Number.isFinite(ratio) ? `${num(ratio, 2)}×` : '–'} `
+      + `| ${objs || '–'} | ${answers} |`
+      + `${red ? ` ${x.redis_cmds_per_req !== undefined ? num(x.redis_cmds_per_req, 3) : '–'} |` : ''}`
+      + ` ${num(x.wall_s, 1)} s |`);
+  }
+  L.push('');
+  const mod = ins.systems.find((x) => x.ok && x.system === 'module');
+  if (mod && ceil) {
+    const r = mod.ir_per_req / ceil.ir_per_req;
+    L.push(`The module (shared memory only) executes ${num(r, 2)}× the ceiling's instructions per request,`
+      + ` ${num(mod.ir_per_req - ceil.ir_per_req, 0)} more; for comparison, the target for CPU time per`
+      + ` request is ≤ 1.3× the ceiling's${r <= 1.3 ? ', which these instructions are within' : ''}.`);
+    L.push('');
+  }
+  for (const x of ins.systems) {
+    if (x.warning) L.push(`- **${x.system}**: ${clean(x.warning, run.root)}`, '');
+    if (x.logged_errors) {
+      L.push(`- **${x.system}**: the server logged ${x.logged_errors} error line(s) during the count, e.g.: `
+        + `${clean(x.logged_error_example, run.root)}`);
+      L.push('');
+    }
+  }
+  if (functions) {
+    const fx = ins.systems.filter((x) => x.ok && x.functions && x.functions.length);
+    if (fx.length) {
+      L.push('The functions with the most instructions of their own per request (load − idle;'
+        + ' `0x…` are functions of a stripped library, by address):');
+      L.push('');
+      for (const x of fx) {
+        L.push(`- **${x.system}**: ${x.functions.slice(0, 10)
+          .map((f) => `\`${f.fn.replace(/ \((.*)\)$/, '\` ($1)')} ${num(f.ir_per_req, 0)}`).join(', ')}`);
+      }
+      L.push('');
+    }
+  }
+  return L;
+}
+
+
+function markdown(run, rows, { plotLink, runLink, readmeLink, functions = true }) {
   const m = run.machine;
   const o = run.opt;
   const L = [];
@@ -242,6 +320,8 @@ function markdown(run, rows, { plotLink, runLink, readmeLink }) {
     }
     L.push('');
   }
+
+  L.push(...instructionsMd(run, { functions }));
 
   const zr = shown.filter((r) => r.zone);
   if (zr.length) {
@@ -395,7 +475,9 @@ view endpoint against a ceiling (the same nginx reading the same bodies and
 doing nothing else) and against the designs people build today (OpenResty
 Lua with Redis per request, Lua with batched flushes, Node.js with Redis).
 How the harness works, what each system is and how each figure is
-measured: [bench/README.md](../bench/README.md). This page is written by
+measured: [bench/README.md](../bench/README.md). Besides the times, the
+instructions per request of one nginx worker under callgrind, a figure
+that does not move with the machine's load. This page is written by
 \`bench/run\` (full runs only; \`--quick\` leaves it alone): re-run it rather
 than editing by hand.
 

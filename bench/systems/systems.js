@@ -27,6 +27,9 @@
 //   quiet      (redis systems) the load is over and flushed once Redis has
 //              run no command for this many seconds: longer than the
 //              system's flush interval; default 1 (bounded by --drain-max)
+//   instructions  (nginx systems) measured by the instruction count too:
+//              one worker under callgrind serving a fixed workload
+//              (bench/README.md, "Instructions per request")
 
 module.exports = [
   {
@@ -36,6 +39,7 @@ module.exports = [
     conf: 'ceiling.conf',
     ceiling: true,
     viewPath: '/ceiling',
+    instructions: true,
     readPath: '/ceiling/summary/',
   },
   {
@@ -43,6 +47,7 @@ module.exports = [
     title: 'engagement module, shared memory only',
     kind: 'nginx',
     conf: 'module.conf',
+    instructions: true,
     viewPath: '/engagement/view',
     readPath: '/engagement/summary/',
     counts: { batch: '/engagement/summary?ids=' },
@@ -53,6 +58,7 @@ module.exports = [
     title: 'engagement module + Redis flush',
     kind: 'nginx',
     conf: 'module-redis.conf',
+    instructions: true,
     redis: true,
     optional: true,
     viewPath: '/engagement/view',
@@ -67,6 +73,7 @@ module.exports = [
     title: 'Lua + Redis per request (OpenResty tutorial)',
     kind: 'nginx',
     conf: 'lua-naive.conf',
+    instructions: true,
     redis: true,
     viewPath: '/view',
     readPath: '/summary/',
@@ -77,6 +84,7 @@ module.exports = [
     title: 'Lua shared dicts + 1 s batched INCRBY flush',
     kind: 'nginx',
     conf: 'lua-batched.conf',
+    instructions: true,
     redis: true,
     viewPath: '/view',
     readPath: '/summary/',
