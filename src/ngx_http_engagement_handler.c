@@ -359,6 +359,12 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
                    err.message, err.detail, err.detail_len);
     }
 
+    rc = ngx_http_engagement_guard_check(r, elcf, &ev);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);
 
     if (rc == NGX_BUSY) {

@@ -176,6 +176,8 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       offsetof(ngx_http_engagement_loc_conf_t, batch_max),
       NULL },
 
+    NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
+
       ngx_null_command
 };
 
@@ -344,6 +346,8 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->max_body_size = NGX_CONF_UNSET_SIZE;
     elcf->batch_max = NGX_CONF_UNSET_UINT;
 
+    ngx_http_engagement_guard_create(&elcf->guard);
+
     return elcf;
 }
 
@@ -367,6 +371,14 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               8 * 1024);
     ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 100);
+
+    if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard,
+                                        conf->endpoint
+                                        == NGX_HTTP_ENGAGEMENT_VIEW)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
