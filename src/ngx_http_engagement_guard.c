@@ -50,7 +50,8 @@ static const char  *ngx_http_engagement_token_log[] = {
 
 static const char  *ngx_http_engagement_token_messages[] = {
     "",
-    "a view token is required: send it as \"token\" or X-Engagement-Token",
+    "a view token is required: send it in the token field or in "
+    "X-Engagement-Token",
     "the view token is not a token",
     "the view token has expired: reload the page for a new one",
     "the view token was issued for other content",
