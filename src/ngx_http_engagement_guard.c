@@ -20,7 +20,8 @@ typedef struct {
     uint64_t                      period;      /* 0: not started */
     uint64_t                      cur[2];
     uint64_t                      prev[2];
-    ngx_uint_t                    has_prev;    /* prev is period - 1's */
+    time_t                        prev_end;    /* when prev stopped */
+    ngx_uint_t                    has_prev;
 } ngx_http_engagement_salt_shctx_t;
 
 
@@ -498,16 +499,23 @@ ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_slab_pool_t                   *shpool;
     ngx_http_engagement_salt_shctx_t  *sh;
 
-    /* a reload keeps the salts: dedupe within the window keeps working */
-    if (data) {
-        shm_zone->data = data;
-        return NGX_OK;
-    }
-
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    if (shm_zone->shm.exists) {
-        shm_zone->data = shpool->data;
+    /* a reload keeps the salts: dedupe within the window keeps working */
+    sh = data ? data : (shm_zone->shm.exists ? shpool->data : NULL);
+
+    if (sh) {
+        if (sh->magic != NGX_HTTP_ENGAGEMENT_SALT_MAGIC
+            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "zone \"%V\" was written by another version of "
+                          "the module: stop nginx and start it again",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        shm_zone->data = sh;
         return NGX_OK;
     }
 
@@ -535,15 +543,15 @@ ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
  * first request of a new period ratchets the salt forward: the new one is
  * a keyed hash of the old one, nginx's random() and the time, so the old
  * salt cannot be worked out from the new one, and no syscall is needed.
- * The previous salt is handed out during the first dedupe window of a
- * period only, so that marks made just before a rotation still hold.
+ * The previous salt is handed out for one dedupe window after the end of
+ * its period (the marks made with it live no longer), then wiped.
  */
 
 void
 ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
     ngx_msec_t window, ngx_http_engagement_salt_t *salt)
 {
-    time_t                             now, into;
+    time_t                             now;
     uint64_t                           period, in[4];
     ngx_slab_pool_t                   *shpool;
     ngx_http_engagement_salt_shctx_t  *sh;
@@ -553,7 +561,6 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
 
     now = ngx_time();
     period = (uint64_t) (now / gc->salt_rotate) + 1;
-    into = now % gc->salt_rotate;
 
     in[0] = period;
     in[1] = (uint64_t) ngx_random();
@@ -564,7 +571,9 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
     if (sh->period != period) {
 
         if (sh->period) {
-            sh->has_prev = (period == sh->period + 1);
+            /* period p covers [(p - 1) * rotate, p * rotate) */
+            sh->has_prev = 1;
+            sh->prev_end = (time_t) sh->period * gc->salt_rotate;
             sh->prev[0] = sh->cur[0];
             sh->prev[1] = sh->cur[1];
 
@@ -582,7 +591,7 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
     salt->cur[0] = sh->cur[0];
     salt->cur[1] = sh->cur[1];
 
-    if (sh->has_prev && (ngx_msec_t) into * 1000 >= window) {
+    if (sh->has_prev && (ngx_msec_t) (now - sh->prev_end) * 1000 >= window) {
         /* past the grace: the old salt is forgotten */
         sh->has_prev = 0;
         ngx_memzero(sh->prev, sizeof(sh->prev));
