@@ -72,12 +72,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t                           tlen, clen, slen, nlen, n, i;
     int64_t                          now;
     ngx_str_t                        secret, content, session;
+    static ngx_http_engagement_token_key_t  key, *k;
     const uint8_t                   *p, *end;
     ngx_http_engagement_token_t      t;
     ngx_http_engagement_token_rc_e   rc;
 
-    secret.data = secret_data;
-    secret.len = sizeof(secret_data) - 1;
+    if (k == NULL) {
+        secret.data = secret_data;
+        secret.len = sizeof(secret_data) - 1;
+
+        if (ngx_http_engagement_token_key(&key, &secret) != NGX_OK) {
+            abort();
+        }
+
+        k = &key;
+    }
 
     p = data;
     end = data + size;
@@ -108,7 +117,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (id_ok(cd, clen) && id_ok(sd, slen)) {
 
-        rc = ngx_http_engagement_token_verify(&secret, tok, tlen, &content,
+        rc = ngx_http_engagement_token_verify(k, tok, tlen, &content,
                                               &session, now);
 
         if (rc > NGX_HTTP_ENGAGEMENT_TOKEN_BAD_SIGNATURE) {
@@ -123,7 +132,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             }
 
-            n = ngx_http_engagement_token_mint(again, &secret, t.expires,
+            n = ngx_http_engagement_token_mint(again, k, t.expires,
                                                &content, &session);
             if (n != tlen || memcmp(again, tok, n) != 0) {
                 abort();
@@ -135,13 +144,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         /* the round trip, then one changed byte */
-        n = ngx_http_engagement_token_mint(buf, &secret, now + 60, &content,
+        n = ngx_http_engagement_token_mint(buf, k, now + 60, &content,
                                            &session);
         if (n == 0 || n > sizeof(buf)) {
             abort();
         }
 
-        if (ngx_http_engagement_token_verify(&secret, buf, n, &content,
+        if (ngx_http_engagement_token_verify(k, buf, n, &content,
                                              &session, now)
             != NGX_HTTP_ENGAGEMENT_TOKEN_OK)
         {
@@ -152,7 +161,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             i = data[0] % n;
             buf[i] ^= (u_char) (data[size - 1] | 1);
 
-            if (ngx_http_engagement_token_verify(&secret, buf, n, &content,
+            if (ngx_http_engagement_token_verify(k, buf, n, &content,
                                                  &session, now)
                 == NGX_HTTP_ENGAGEMENT_TOKEN_OK)
             {
@@ -163,7 +172,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         /* ids that are not ids never make a token */
         if (clen <= 128 && slen <= 128
-            && ngx_http_engagement_token_verify(&secret, tok, tlen, &content,
+            && ngx_http_engagement_token_verify(k, tok, tlen, &content,
                                                 &session, now)
                == NGX_HTTP_ENGAGEMENT_TOKEN_OK
             && !(id_ok(cd, clen) && id_ok(sd, slen)))

@@ -29,6 +29,7 @@ static ngx_int_t ngx_http_engagement_token_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_engagement_guard_key_cleanup(void *data);
 
 
 ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[] = {
@@ -94,7 +95,10 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
 {
     ngx_shm_zone_t  *zone;
 
-    ngx_conf_merge_str_value(conf->token_secret, prev->token_secret, "");
+    if (conf->token_secret.data == NULL) {
+        conf->token_secret = prev->token_secret;
+        conf->token_key = prev->token_key;
+    }
 
     if (conf->token_content == NULL) {
         conf->token_content = prev->token_content;
@@ -129,7 +133,7 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
         return NGX_CONF_OK;
     }
 
-    if (conf->require_token && conf->token_secret.len == 0) {
+    if (conf->require_token && conf->token_key == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"engagement_require_token\" needs "
                            "\"engagement_token_secret\"");
@@ -154,12 +158,13 @@ char *
 ngx_http_engagement_guard_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    char       *rv;
-    ngx_str_t  *value;
+    ngx_http_engagement_loc_conf_t *elcf = conf;
 
-    rv = ngx_conf_set_str_slot(cf, cmd, conf);
-    if (rv != NGX_CONF_OK) {
-        return rv;
+    ngx_str_t           *value;
+    ngx_pool_cleanup_t  *cln;
+
+    if (elcf->guard.token_secret.data) {
+        return "is duplicate";
     }
 
     value = cf->args->elts;
@@ -171,7 +176,36 @@ ngx_http_engagement_guard_secret(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    elcf->guard.token_secret = value[1];
+
+    /* the HMAC key states live as long as this configuration */
+    cln = ngx_pool_cleanup_add(cf->pool,
+                               sizeof(ngx_http_engagement_token_key_t));
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    elcf->guard.token_key = cln->data;
+
+    if (ngx_http_engagement_token_key(elcf->guard.token_key, &value[1])
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_token_secret\": OpenSSL could not "
+                           "make an HMAC-SHA256 key");
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_engagement_guard_key_cleanup;
+
     return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_engagement_guard_key_cleanup(void *data)
+{
+    ngx_http_engagement_token_key_free(data);
 }
 
 
@@ -287,7 +321,7 @@ ngx_http_engagement_token_variable(ngx_http_request_t *r,
 
     v->not_found = 1;
 
-    if (gc->token_secret.len == 0 || gc->token_content == NULL) {
+    if (gc->token_key == NULL || gc->token_content == NULL) {
         return NGX_OK;
     }
 
@@ -308,7 +342,7 @@ ngx_http_engagement_token_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    len = ngx_http_engagement_token_mint(buf, &gc->token_secret,
+    len = ngx_http_engagement_token_mint(buf, gc->token_key,
                                          ngx_time() + gc->token_ttl,
                                          &content, &session);
     if (len == 0) {
@@ -439,7 +473,7 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     }
 
     if (gc->require_token) {
-        rc = ngx_http_engagement_token_verify(&gc->token_secret, token.data,
+        rc = ngx_http_engagement_token_verify(gc->token_key, token.data,
                                               token.len, &ev->content_id,
                                               &ev->session_id, ngx_time());
 

@@ -47,8 +47,16 @@ typedef struct {
 } ngx_http_engagement_token_t;
 
 
+/* the secret's HMAC states (EVP_MD_CTX *), made at configuration time */
+typedef struct {
+    void                         *inner;
+    void                         *outer;
+} ngx_http_engagement_token_key_t;
+
+
 typedef struct {
     ngx_str_t                     token_secret;
+    ngx_http_engagement_token_key_t  *token_key;
     ngx_http_complex_value_t     *token_content;
     ngx_http_complex_value_t     *token_session;
     time_t                        token_ttl;
@@ -72,11 +80,15 @@ typedef struct {
 /* token.c: the token format, free of nginx's request machinery */
 ngx_int_t ngx_http_engagement_token_parse(u_char *p, size_t len,
     ngx_http_engagement_token_t *tok);
-size_t ngx_http_engagement_token_mint(u_char *buf, ngx_str_t *secret,
-    int64_t expires, ngx_str_t *content, ngx_str_t *session);
+ngx_int_t ngx_http_engagement_token_key(ngx_http_engagement_token_key_t *key,
+    ngx_str_t *secret);
+void ngx_http_engagement_token_key_free(ngx_http_engagement_token_key_t *key);
+size_t ngx_http_engagement_token_mint(u_char *buf,
+    ngx_http_engagement_token_key_t *key, int64_t expires, ngx_str_t *content,
+    ngx_str_t *session);
 ngx_http_engagement_token_rc_e ngx_http_engagement_token_verify(
-    ngx_str_t *secret, u_char *p, size_t len, ngx_str_t *content,
-    ngx_str_t *session, int64_t now);
+    ngx_http_engagement_token_key_t *key, u_char *p, size_t len,
+    ngx_str_t *content, ngx_str_t *session, int64_t now);
 
 /* bot.c: the built-in user agent list */
 ngx_int_t ngx_http_engagement_bot_init(ngx_conf_t *cf);
