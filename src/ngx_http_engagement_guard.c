@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_engagement_token_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_engagement_guard_key_cleanup(void *data);
+static ngx_http_engagement_token_key_t *ngx_http_engagement_guard_key_make(
+    ngx_conf_t *cf, ngx_str_t *secret);
 
 
 ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[] = {
@@ -98,6 +100,7 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     if (conf->token_secret.data == NULL) {
         conf->token_secret = prev->token_secret;
         conf->token_key = prev->token_key;
+        conf->token_key_prev = prev->token_key_prev;
     }
 
     if (conf->token_content == NULL) {
@@ -154,14 +157,50 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
 }
 
 
+static ngx_http_engagement_token_key_t *
+ngx_http_engagement_guard_key_make(ngx_conf_t *cf, ngx_str_t *secret)
+{
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_engagement_token_key_t  *key;
+
+    if (secret->len < NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_token_secret\" must be at least %d "
+                           "bytes long", NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN);
+        return NULL;
+    }
+
+    /* the HMAC key states live as long as this configuration */
+    cln = ngx_pool_cleanup_add(cf->pool,
+                               sizeof(ngx_http_engagement_token_key_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    key = cln->data;
+
+    if (ngx_http_engagement_token_key(key, secret) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_token_secret\": OpenSSL could not "
+                           "make an HMAC-SHA256 key");
+        return NULL;
+    }
+
+    cln->handler = ngx_http_engagement_guard_key_cleanup;
+
+    return key;
+}
+
+
+/* engagement_token_secret current [previous]; */
+
 char *
 ngx_http_engagement_guard_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ngx_http_engagement_loc_conf_t *elcf = conf;
 
-    ngx_str_t           *value;
-    ngx_pool_cleanup_t  *cln;
+    ngx_str_t  *value;
 
     if (elcf->guard.token_secret.data) {
         return "is duplicate";
@@ -169,34 +208,21 @@ ngx_http_engagement_guard_secret(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    if (value[1].len < NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_token_secret\" must be at least %d "
-                           "bytes long", NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN);
-        return NGX_CONF_ERROR;
-    }
-
     elcf->guard.token_secret = value[1];
+    elcf->guard.token_key = ngx_http_engagement_guard_key_make(cf, &value[1]);
 
-    /* the HMAC key states live as long as this configuration */
-    cln = ngx_pool_cleanup_add(cf->pool,
-                               sizeof(ngx_http_engagement_token_key_t));
-    if (cln == NULL) {
+    if (elcf->guard.token_key == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    elcf->guard.token_key = cln->data;
+    if (cf->args->nelts == 3) {
+        elcf->guard.token_key_prev =
+            ngx_http_engagement_guard_key_make(cf, &value[2]);
 
-    if (ngx_http_engagement_token_key(elcf->guard.token_key, &value[1])
-        != NGX_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_token_secret\": OpenSSL could not "
-                           "make an HMAC-SHA256 key");
-        return NGX_CONF_ERROR;
+        if (elcf->guard.token_key_prev == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
-
-    cln->handler = ngx_http_engagement_guard_key_cleanup;
 
     return NGX_CONF_OK;
 }
@@ -428,7 +454,7 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     ngx_list_part_t                      *part;
     ngx_table_elt_t                      *h;
     ngx_http_engagement_guard_conf_t     *gc;
-    ngx_http_engagement_token_rc_e        rc;
+    ngx_http_engagement_token_rc_e        rc, prc;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     gc = &elcf->guard;
@@ -476,6 +502,23 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
         rc = ngx_http_engagement_token_verify(gc->token_key, token.data,
                                               token.len, &ev->content_id,
                                               &ev->session_id, ngx_time());
+
+        /* during a change of secret, tokens of the previous one hold */
+        if ((rc == NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT
+             || rc == NGX_HTTP_ENGAGEMENT_TOKEN_BAD_SIGNATURE)
+            && gc->token_key_prev)
+        {
+            prc = ngx_http_engagement_token_verify(gc->token_key_prev,
+                                                   token.data, token.len,
+                                                   &ev->content_id,
+                                                   &ev->session_id,
+                                                   ngx_time());
+
+            /* the answer of the secret that got further */
+            if (prc != NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT) {
+                rc = prc;
+            }
+        }
 
         if (rc != NGX_HTTP_ENGAGEMENT_TOKEN_OK) {
             ngx_http_engagement_inc(sh, token_refused[rc]);

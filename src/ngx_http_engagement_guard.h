@@ -57,6 +57,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                     token_secret;
     ngx_http_engagement_token_key_t  *token_key;
+    ngx_http_engagement_token_key_t  *token_key_prev;  /* also accepted */
     ngx_http_complex_value_t     *token_content;
     ngx_http_complex_value_t     *token_session;
     time_t                        token_ttl;
@@ -120,7 +121,7 @@ extern ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[];
 #define NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS                                    \
                                                                               \
     { ngx_string("engagement_token_secret"),                                  \
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,  \
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12, \
       ngx_http_engagement_guard_secret,                                       \
       NGX_HTTP_LOC_CONF_OFFSET,                                               \
       NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(token_secret),                         \

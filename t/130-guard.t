@@ -457,3 +457,44 @@ invalid number of arguments in "engagement_token_bind" directive
 --- response_body_like eval
 [ qr/"views":1,/, qr/"reason":"duplicate"/, qr/"reason":"duplicate"/,
   qr/"reason":"duplicate"/ ]
+
+=== TEST 30: a change of secret: tokens of the previous secret still hold
+--- http_config eval
+(my $c = $main::HttpConfig) =~ s/engagement_token_secret \S+;/engagement_token_secret new-secret-0123456789ab $main::Secret;/;
+$c
+--- request eval
+[ main::tview("v", "s1", main::tok("v", "s1")),
+  main::tview("v", "s2", main::tok("v", "s2", undef, "new-secret-0123456789ab")),
+  main::tview("v", "s3", main::tok("v", "s3", time() - 5)),
+  main::tview("v", "s4", main::tok("v", "s4", undef, "third-secret-0123456789")),
+  main::tview("v", "s5", main::tok("v", "other")),
+  "GET /mint?c=v&s=s6" ]
+--- error_code eval
+[202, 202, 403, 403, 403, 200]
+--- response_body_like eval
+[ qr/"views":1,/, qr/"views":2,/, qr/"reason":"expired"/,
+  qr/"reason":"wrong_content"/, qr/"reason":"bad_signature"/,
+  qr/^1\.\d+\.[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]{43}$/ ]
+
+=== TEST 31: new tokens are minted with the current secret only
+--- http_config eval
+(my $c = $main::HttpConfig) =~ s/engagement_token_secret \S+;/engagement_token_secret new-secret-0123456789ab $main::Secret;/;
+$c
+--- config eval
+$main::Loc =~ s{location = /engagement/view \{}{location = /old/view { engagement view; engagement_require_token on; engagement_token_secret $main::Secret; }\n    location = /engagement/view \{}r
+--- request eval
+[ main::view('{"contentId":"v","sessionId":"s1"}', '/page/view?c=v&s=s1'),
+  "POST /old/view\n" . '{"contentId":"v","sessionId":"s2","token":"' . main::tok("v", "s2", undef, "new-secret-0123456789ab") . '"}' ]
+--- error_code eval
+[202, 403]
+--- response_body_like eval
+[ qr/"counted":true/, qr/"reason":"wrong_content"/ ]
+
+=== TEST 32: a short previous secret
+--- http_config
+    engagement_token_secret long-enough-secret-0123 short;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- error_log
+"engagement_token_secret" must be at least 16 bytes long
