@@ -15,6 +15,9 @@
 #define NGX_HTTP_ENGAGEMENT_MARK_ENGAGED  'E'
 #define NGX_HTTP_ENGAGEMENT_MARK_REPLAY   'P'
 
+/* an opted-out event's identity, whatever engagement_dedupe_key says */
+#define NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS (NGX_HTTP_ENGAGEMENT_KEY_CLIENT + 1)
+
 
 /*
  * The identity an event is deduplicated on, as "<kind>:<hex>": a hash,
@@ -41,7 +44,7 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
 
     src = NULL;
 
-    switch (ev->anonymous ? NGX_HTTP_ENGAGEMENT_KEY_CLIENT + 1
+    switch (ev->anonymous ? NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS
                           : elcf->dedupe_key)
     {
 
@@ -62,7 +65,7 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
     case NGX_HTTP_ENGAGEMENT_KEY_CLIENT:
         break;
 
-    default: /* anonymous: the session alone, whatever the key */
+    default: /* NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS: the session alone */
         buf[0] = 'a';
         src = &ev->session_id;
         break;
