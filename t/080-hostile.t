@@ -1,7 +1,8 @@
 # Guards the edge against hostile requests that t/030-bad-input.t does not
 # cover: odd JSON shapes and encodings, request smuggling and framing
 # tricks, broken request lines and headers, content-type tricks, path and
-# query tricks on the summary endpoint, and methods nobody should use. Each
+# query tricks on the summary endpoint, methods nobody should use, and
+# tampered, forged and hostile view tokens (the last blocks). Each
 # block asserts the exact status (the module's JSON error naming the
 # problem, or nginx's own page when nginx rejects the request before the
 # module runs, with nginx's log line), that nothing was counted (a summary
