@@ -8,7 +8,8 @@
 #   ./build.sh run        build, then serve conf-examples/quickstart.conf on
 #                         127.0.0.1:${PORT:-8080} in the foreground with a
 #                         private redis-server (REDIS_PORT=N: use that one)
-#   ./build.sh fuzz [s]   fuzz the event parser with libFuzzer (default 60 s)
+#   ./build.sh fuzz [s] [event|token]  fuzz the event parser and the view
+#                         token format with libFuzzer (default 60 s each)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
 
@@ -114,31 +115,47 @@ run_tests() {
     prove -I "$ROOT/t/lib" -r "${files[@]}"
 }
 
-# the libFuzzer target for the event parser; runs for ${1:-60} seconds
+# the libFuzzer targets: fuzz_event (the event parser) and fuzz_token (the
+# view token format); each runs for ${1:-60} seconds; ${2:-all} picks one
 fuzz() {
-    local secs="${1:-60}" bdir="$ROOT/build/fuzz"
+    local secs="${1:-60}" which="${2:-all}" bdir="$ROOT/build/fuzz"
     build_default
-    mkdir -p "$bdir" "$ROOT/fuzz/corpus-run"
+    mkdir -p "$bdir"
     local inc=(-I "$ROOT/src" -I "$ROOT/build/nginx")
     local d
     for d in core event event/modules os/unix http http/modules http/v2; do
         inc+=(-I "$NGX_SRC/src/$d")
     done
-    clang -g -O1 -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=undefined "${inc[@]}" \
-        "$ROOT/fuzz/fuzz_event.c" "$ROOT/src/ngx_http_engagement_event.c" \
-        -ljansson -o "$bdir/fuzz_event"
-    log "fuzzing the event parser for ${secs}s"
-    local rc=0
-    "$bdir/fuzz_event" -max_total_time="$secs" -max_len=4096 \
-        -print_final_stats=1 "$ROOT/fuzz/corpus-run" "$ROOT/fuzz/corpus" \
-        >"$bdir/fuzz.log" 2>&1 || rc=$?
-    grep -E '^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY)' \
-        "$bdir/fuzz.log" || true
-    if [ $rc -ne 0 ]; then
-        tail -40 "$bdir/fuzz.log" >&2
-        log "the fuzzer found a failure (log: $bdir/fuzz.log)"
-    fi
+    local cc=(clang -g -O1 -fsanitize=fuzzer,address,undefined
+              -fno-sanitize-recover=undefined "${inc[@]}")
+    local rc=0 t corpus
+    for t in event token; do
+        [ "$which" = all ] || [ "$which" = "$t" ] || continue
+        case "$t" in
+            event)
+                "${cc[@]}" "$ROOT/fuzz/fuzz_event.c" \
+                    "$ROOT/src/ngx_http_engagement_event.c" \
+                    -ljansson -o "$bdir/fuzz_event"
+                corpus="$ROOT/fuzz/corpus" ;;
+            token)
+                "${cc[@]}" "$ROOT/fuzz/fuzz_token.c" \
+                    "$ROOT/src/ngx_http_engagement_token.c" \
+                    -lcrypto -o "$bdir/fuzz_token"
+                corpus="$ROOT/fuzz/corpus-token" ;;
+        esac
+        mkdir -p "$ROOT/fuzz/corpus-run/$t"
+        log "fuzzing fuzz_$t for ${secs}s"
+        "$bdir/fuzz_$t" -max_total_time="$secs" -max_len=4096 \
+            -print_final_stats=1 "$ROOT/fuzz/corpus-run/$t" "$corpus" \
+            >"$bdir/fuzz_$t.log" 2>&1 || rc=$?
+        grep -E '^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY)' \
+            "$bdir/fuzz_$t.log" || true
+        if [ $rc -ne 0 ]; then
+            tail -40 "$bdir/fuzz_$t.log" >&2
+            log "fuzz_$t found a failure (log: $bdir/fuzz_$t.log)"
+            return $rc
+        fi
+    done
     return $rc
 }
 
@@ -193,5 +210,5 @@ case "$cmd" in
     test)  deps; run_tests "$@" ;;
     run)   deps; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|fuzz [secs]|deps]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token]|deps]" >&2; exit 2 ;;
 esac

@@ -111,7 +111,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
 
-        if (ev.replay > 1) {
+        if (ev.replay > 1 || ev.opt_out > 1 || ev.anonymous) {
+            abort();
+        }
+
+        /* any string, checked later by the guard, but bounded here */
+        if (ev.token.len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX
+            || (ev.token.len && ev.token.data == NULL))
+        {
             abort();
         }
 

@@ -16,7 +16,8 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_FIELD_ID = 0,
     NGX_HTTP_ENGAGEMENT_FIELD_DURATION,
     NGX_HTTP_ENGAGEMENT_FIELD_TS,
-    NGX_HTTP_ENGAGEMENT_FIELD_BOOL
+    NGX_HTTP_ENGAGEMENT_FIELD_BOOL,
+    NGX_HTTP_ENGAGEMENT_FIELD_STRING
 } ngx_http_engagement_field_type_e;
 
 
@@ -62,6 +63,13 @@ static ngx_http_engagement_field_t  ngx_http_engagement_view_fields[] = {
 
     { "replay", NGX_HTTP_ENGAGEMENT_FIELD_BOOL, 0,
       offsetof(ngx_http_engagement_event_t, replay) },
+
+    /* checked by the guard, which tells malformed from missing */
+    { "token", NGX_HTTP_ENGAGEMENT_FIELD_STRING, 0,
+      offsetof(ngx_http_engagement_event_t, token) },
+
+    { "optOut", NGX_HTTP_ENGAGEMENT_FIELD_BOOL, 0,
+      offsetof(ngx_http_engagement_event_t, opt_out) },
 
     { NULL, 0, 0, 0 }
 };
@@ -306,6 +314,21 @@ ngx_http_engagement_parse_fields(ngx_pool_t *pool, u_char *buf, size_t len,
 
             *(ngx_uint_t *) ((u_char *) out + f->offset) =
                 json_is_true(v) ? 1 : 0;
+            break;
+
+        case NGX_HTTP_ENGAGEMENT_FIELD_STRING:
+
+            if (!json_is_string(v)
+                || json_string_length(v) > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX)
+            {
+                rc = ngx_http_engagement_field_error(err, f->name,
+                         "must be a string of at most 128 bytes");
+                goto done;
+            }
+
+            s = (ngx_str_t *) ((u_char *) out + f->offset);
+            s->data = (u_char *) json_string_value(v);
+            s->len = json_string_length(v);
             break;
         }
     }

@@ -398,6 +398,12 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
     }
 
+    rc = ngx_http_engagement_guard_check(r, elcf, &ev);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);
 
     if (rc == NGX_BUSY) {

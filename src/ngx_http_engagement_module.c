@@ -197,6 +197,8 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       offsetof(ngx_http_engagement_loc_conf_t, batch_max),
       NULL },
 
+    NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
+
       ngx_null_command
 };
 
@@ -368,6 +370,8 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->ts_back = NGX_CONF_UNSET_MSEC;
     elcf->ts_ahead = NGX_CONF_UNSET_MSEC;
 
+    ngx_http_engagement_guard_create(&elcf->guard);
+
     return elcf;
 }
 
@@ -395,6 +399,14 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->ts_back, prev->ts_back,
                               24 * 60 * 60 * 1000);
     ngx_conf_merge_msec_value(conf->ts_ahead, prev->ts_ahead, 5 * 60 * 1000);
+
+    if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard,
+                                        conf->endpoint
+                                        == NGX_HTTP_ENGAGEMENT_VIEW)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS

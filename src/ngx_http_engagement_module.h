@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_engagement_guard.h"
+
 
 #define NGX_HTTP_ENGAGEMENT_VERSION        "0.1.0"
 
@@ -21,7 +23,7 @@
  * reload that finds a zone written with another layout is refused.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
-#define NGX_HTTP_ENGAGEMENT_LAYOUT         1
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         2
 #endif
 
 #define NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC 0x45474331   /* "EGC1" */
@@ -106,6 +108,11 @@ typedef struct {
     ngx_atomic_t                  late_in_future;
     ngx_atomic_t                  flush_hist[NGX_HTTP_ENGAGEMENT_HIST];
     ngx_atomic_t                  redis_ready;       /* this slot's worker */
+    /* guard.c: tokens by reason, bots, opted out (dropped, anonymous) */
+    ngx_atomic_t  token_refused[NGX_HTTP_ENGAGEMENT_TOKEN_REASONS];
+    ngx_atomic_t                  not_counted_bot;
+    ngx_atomic_t                  not_counted_opted_out;
+    ngx_atomic_t                  anonymous;
 } ngx_http_engagement_stats_t;
 
 
@@ -250,6 +257,7 @@ typedef struct {
     ngx_array_t                    *limits;        /* engagement_limit */
     ngx_msec_t                      ts_back;       /* engagement_ts_window */
     ngx_msec_t                      ts_ahead;
+    ngx_http_engagement_guard_conf_t  guard;
 } ngx_http_engagement_loc_conf_t;
 
 
@@ -266,6 +274,9 @@ typedef struct {
     int64_t                       duration_ms;     /* -1: absent */
     int64_t                       ts;              /* -1: absent */
     ngx_uint_t                    replay;
+    ngx_str_t                     token;           /* empty: absent */
+    ngx_uint_t                    opt_out;         /* "optOut": true */
+    ngx_uint_t                    anonymous;       /* set by the guard */
 } ngx_http_engagement_event_t;
 
 
@@ -369,6 +380,10 @@ uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
 ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out);
+
+/* guard.c: NGX_DECLINED, or the answer sent for the event */
+ngx_int_t ngx_http_engagement_guard_check(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev);
 
 /* handler.c */
 ngx_int_t ngx_http_engagement_handler(ngx_http_request_t *r);

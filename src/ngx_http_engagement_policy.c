@@ -15,18 +15,22 @@
 #define NGX_HTTP_ENGAGEMENT_MARK_ENGAGED  'E'
 #define NGX_HTTP_ENGAGEMENT_MARK_REPLAY   'P'
 
+/* an opted-out event's identity, whatever engagement_dedupe_key says */
+#define NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS (NGX_HTTP_ENGAGEMENT_KEY_CLIENT + 1)
+
 
 /*
- * The identity an event is deduplicated on, as a short string: "v:<viewer>",
- * "s:<session>" or "c:<hex>" for the surrogate of the client's truncated
- * address (IPv4 /24, IPv6 /48) and user agent, hashed with the zone's
- * secret so that neither appears in any key.
+ * The identity an event is deduplicated on, as "<kind>:<hex>": a hash,
+ * with the rotating salt, of "v:<viewer>", "s:<session>", "a:<session>"
+ * (opted out: anonymous, never the viewer) or, for "c", of the client's
+ * truncated address (IPv4 /24, IPv6 /48) and user agent, so that no raw
+ * id or address appears in any key or leaves the node.
  */
 
 static void
 ngx_http_engagement_identity(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
-    ngx_str_t *id, u_char *buf)
+    uint64_t *salt, ngx_str_t *id, u_char *buf)
 {
     u_char                              *p;
     size_t                               n;
@@ -37,11 +41,12 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
 #if (NGX_HAVE_INET6)
     struct sockaddr_in6                 *sin6;
 #endif
-    ngx_http_engagement_dedupe_shctx_t  *sh;
 
     src = NULL;
 
-    switch (elcf->dedupe_key) {
+    switch (ev->anonymous ? NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS
+                          : elcf->dedupe_key)
+    {
 
     case NGX_HTTP_ENGAGEMENT_KEY_VIEWER:
         if (ev->viewer_id.len) {
@@ -57,19 +62,25 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
         src = &ev->session_id;
         break;
 
-    default: /* NGX_HTTP_ENGAGEMENT_KEY_CLIENT */
+    case NGX_HTTP_ENGAGEMENT_KEY_CLIENT:
+        break;
+
+    default: /* NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS: the session alone */
+        buf[0] = 'a';
+        src = &ev->session_id;
         break;
     }
 
     if (src) {
         buf[1] = ':';
         p = ngx_cpymem(buf + 2, src->data, src->len);
+        h = ngx_http_engagement_siphash(salt, buf, p - buf);
+        p = ngx_sprintf(buf + 1, ":%016uxL", h);
         id->data = buf;
         id->len = p - buf;
         return;
     }
 
-    sh = elcf->dedupe->sh;
     n = 1;
 
     switch (r->connection->sockaddr->sa_family) {
@@ -105,7 +116,7 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
     }
 
     if (r->headers_in.user_agent) {
-        h = ngx_http_engagement_siphash(sh->head.hash_key,
+        h = ngx_http_engagement_siphash(salt,
                                         r->headers_in.user_agent->value.data,
                                         r->headers_in.user_agent->value.len);
     } else {
@@ -115,11 +126,46 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
     ngx_memcpy(net + n, &h, sizeof(uint64_t));
     n += sizeof(uint64_t);
 
-    h = ngx_http_engagement_siphash(sh->head.hash_key, net, n);
+    h = ngx_http_engagement_siphash(salt, net, n);
 
     p = ngx_sprintf(buf, "c:%016uxL", h);
     id->data = buf;
     id->len = p - buf;
+}
+
+
+/* the dedupe marks an event would set for one identity: 0, 1 or 2 */
+
+static ngx_uint_t
+ngx_http_engagement_marks(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev, ngx_str_t *ident, uint64_t *hashes)
+{
+    int64_t                      duration;
+    ngx_uint_t                   n;
+    ngx_http_engagement_zone_t  *dz;
+
+    dz = elcf->dedupe;
+    duration = (ev->duration_ms < 0) ? 0 : ev->duration_ms;
+    n = 0;
+
+    if (ev->replay) {
+        hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
+                          NGX_HTTP_ENGAGEMENT_MARK_REPLAY, &ev->content_id,
+                          ident);
+
+    } else if ((ngx_msec_t) duration >= elcf->view_after) {
+        hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
+                          NGX_HTTP_ENGAGEMENT_MARK_VIEW, &ev->content_id,
+                          ident);
+
+        if ((ngx_msec_t) duration >= elcf->engaged_after) {
+            hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
+                              NGX_HTTP_ENGAGEMENT_MARK_ENGAGED,
+                              &ev->content_id, ident);
+        }
+    }
+
+    return n;
 }
 
 
@@ -133,13 +179,14 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out)
 {
-    int64_t                        duration;
-    uint64_t                       chash, rhash, uv, hashes[2];
-    ngx_str_t                      ident;
-    ngx_uint_t                     n, fresh[2];
+    uint64_t                       chash, rhash, uv, hashes[4];
+    ngx_str_t                      ident, pident;
+    ngx_uint_t                     i, n, m, fresh[2], marked[4];
     ngx_http_engagement_zone_t    *cz, *dz;
+    ngx_http_engagement_salt_t     salt;
     ngx_http_engagement_counts_t   delta;
     u_char                         ibuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
+    u_char                         pbuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
 
     ngx_memzero(out, sizeof(ngx_http_engagement_outcome_t));
 
@@ -149,26 +196,20 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     /* hashing and formatting happen before any lock is taken */
 
     chash = ngx_http_engagement_counters_hash(cz, &ev->content_id);
-    ngx_http_engagement_identity(r, elcf, ev, &ident, ibuf);
 
-    duration = (ev->duration_ms < 0) ? 0 : ev->duration_ms;
-    n = 0;
+    ngx_http_engagement_salt_get(&elcf->guard, elcf->dedupe_window, &salt);
+    ngx_http_engagement_identity(r, elcf, ev, salt.cur, &ident, ibuf);
 
-    if (ev->replay) {
-        hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
-                          NGX_HTTP_ENGAGEMENT_MARK_REPLAY, &ev->content_id,
-                          &ident);
+    n = ngx_http_engagement_marks(elcf, ev, &ident, hashes);
+    m = n;
 
-    } else if ((ngx_msec_t) duration >= elcf->view_after) {
-        hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
-                          NGX_HTTP_ENGAGEMENT_MARK_VIEW, &ev->content_id,
-                          &ident);
-
-        if ((ngx_msec_t) duration >= elcf->engaged_after) {
-            hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
-                              NGX_HTTP_ENGAGEMENT_MARK_ENGAGED,
-                              &ev->content_id, &ident);
-        }
+    /*
+     * In the first window after a salt rotation, a mark made under the
+     * previous salt still makes a repeat: both are checked (and set).
+     */
+    if (salt.has_prev && n) {
+        ngx_http_engagement_identity(r, elcf, ev, salt.prev, &pident, pbuf);
+        m += ngx_http_engagement_marks(elcf, ev, &pident, hashes + n);
     }
 
     /* a counter entry first: a full zone must refuse before any mark */
@@ -204,12 +245,16 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
         goto counts;
     }
 
-    if (ngx_http_engagement_dedupe_check_set(dz, hashes, n,
-                                             elcf->dedupe_window, fresh)
+    if (ngx_http_engagement_dedupe_check_set(dz, hashes, m,
+                                             elcf->dedupe_window, marked)
         != NGX_OK)
     {
         ngx_http_engagement_zone_log_full(dz, r->connection->log);
         goto busy;
+    }
+
+    for (i = 0; i < n; i++) {
+        fresh[i] = marked[i] && (m == n || marked[n + i]);
     }
 
     ngx_memzero(&delta, sizeof(ngx_http_engagement_counts_t));
@@ -236,7 +281,7 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     /* the viewer's salted hash feeds the unique-viewer count in Redis */
     uv = 0;
 
-    if (cz->redis && delta.views) {
+    if (cz->redis && delta.views && !ev->anonymous) {
         uv = ngx_http_engagement_counters_hash(cz, &ident) | 1;
     }
 
@@ -245,9 +290,9 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
         != NGX_OK)
     {
         /* the entry made above was taken meanwhile: undo the marks */
-        while (n--) {
-            if (fresh[n]) {
-                ngx_http_engagement_dedupe_remove(dz, hashes[n]);
+        while (m--) {
+            if (marked[m]) {
+                ngx_http_engagement_dedupe_remove(dz, hashes[m]);
             }
         }
 

@@ -55,6 +55,10 @@ ngx_http_engagement_add_variables(ngx_conf_t *cf)
 {
     ngx_http_variable_t  *var, *v;
 
+    if (ngx_http_engagement_guard_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     for (v = ngx_http_engagement_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
         if (var == NULL) {

@@ -1,7 +1,8 @@
 # Guards the edge against hostile requests that t/030-bad-input.t does not
 # cover: odd JSON shapes and encodings, request smuggling and framing
 # tricks, broken request lines and headers, content-type tricks, path and
-# query tricks on the summary endpoint, and methods nobody should use. Each
+# query tricks on the summary endpoint, methods nobody should use, and
+# tampered, forged and hostile view tokens (the last blocks). Each
 # block asserts the exact status (the module's JSON error naming the
 # problem, or nginx's own page when nginx rejects the request before the
 # module runs, with nginx's log line), that nothing was counted (a summary
@@ -108,6 +109,26 @@ sub padded {
     my $b = '{"contentId":"v","sessionId":"' . $sid . '","p":"';
     return $b . ('x' x ($n - length($b) - 2)) . '"}';
 }
+# view tokens (t/130-guard.t checks them fully): a good one for ($c, $s)
+our $TokSecret = 'hostile-secret-0123456789';
+sub tok {
+    my ($c, $s, $exp) = @_;
+    require Digest::SHA;
+    require MIME::Base64;
+    $exp //= time() + 3600;
+    my $tag = substr(MIME::Base64::encode_base64url(
+        substr(Digest::SHA::hmac_sha256("c\n$c", $TokSecret), 0, 6)), 0, 8);
+    my $part = "1.$exp.$tag";
+    return "$part." . MIME::Base64::encode_base64url(
+        Digest::SHA::hmac_sha256("$part\n$c\n$s", $TokSecret));
+}
+sub tok_http { return $HttpConfig . "    engagement_token_secret $TokSecret;\n" }
+sub tok_loc {
+    return $Loc . "    location = /tok/view { engagement view; engagement_require_token on; }\n";
+}
+sub tok_err { my $r = shift; return qr/\A\{"error":"invalid_token","reason":"$r","message":"[^"]+"\}\n\z/ }
+sub tview { my ($t) = @_; return view(ev('s', ',"token":' . $t), '/tok/view') }
+
 sub keys_of { my $n = shift; my @a = ('A' .. 'Z', 'a' .. 'z', 0 .. 9);
               my @k = map { my $x = $_; map { "$x$_" } @a } @a; return @k[0 .. $n - 1] }
 
@@ -894,3 +915,93 @@ client sent CONNECT method
 --- response_body_like eval
 [ qr/\A# HELP nginx_engagement_/, qr/\A# HELP nginx_engagement_/, qr/\A\{"version":.*"zones":\[.*\}\n\z/s,
   main::zero() ]
+
+=== TEST 60: tokens: hostile token values in the body are 403 with the reason, or 400 when not a string (or NUL, refused by the JSON parser), and count nothing
+--- http_config eval: main::tok_http()
+--- config eval: main::tok_loc()
+--- request eval
+my $t = main::tok("v", "s");
+[ main::tview('"' . substr($t, 0, 20) . '\u0000' . substr($t, 21) . '"'),
+  main::tview(qq("$t\\u0000")),
+  main::tview(qq(" $t")),
+  main::tview(qq("$t ")),
+  main::tview('"' . ("1." x 64) . '"'),
+  main::tview('"1.' . ("9" x 40) . '.AAAAAAAA.' . ("A" x 43) . '"'),
+  main::tview('"1.-5.AAAAAAAA.' . ("A" x 43) . '"'),
+  main::tview('"1.+5.AAAAAAAA.' . ("A" x 43) . '"'),
+  main::tview('"1.0x10.AAAAAAAA.' . ("A" x 43) . '"'),
+  main::tview('"' . CORE::join('=', split /\./, $t) . '"'),
+  main::tview('"' . substr($t, 0, -1) . '="'),
+  main::tview('"' . substr($t, 0, -2) . "\xc3\xa9" . '"'),
+  main::tview('"' . $t =~ s/-/+/gr =~ s/_/\//gr . 'A"'),
+  main::tview('"\u0031.' . substr($t, 2) . 'A"'),
+  main::tview('[' . qq("$t") . ']'),
+  main::tview('{"token":' . qq("$t") . '}'),
+  main::tview('null'),
+  main::tview('true'),
+  main::view(main::ev('s', qq(,"token":"$t","token":"$t")), '/tok/view'),
+  $main::Sum ]
+--- error_code eval
+[400, 400, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403,
+ 400, 400, 400, 400, 400, 200]
+--- response_body_like eval
+[ main::bad_body(undef, qr/.*?JSON_ALLOW_NUL/),
+  main::bad_body(undef, qr/.*?JSON_ALLOW_NUL/),
+  main::tok_err("malformed"), main::tok_err("malformed"),
+  main::tok_err("malformed"), main::tok_err("malformed"),
+  main::tok_err("malformed"), main::tok_err("malformed"),
+  main::tok_err("malformed"), main::tok_err("malformed"),
+  main::tok_err("malformed"), main::tok_err("malformed"),
+  main::tok_err("malformed"), main::tok_err("malformed"),
+  main::bad_field("token"), main::bad_field("token"),
+  main::bad_field("token"), main::bad_field("token"),
+  main::bad_body(undef, qr/duplicate object key/), main::zero() ]
+
+=== TEST 61: tokens: forged and replayed tokens (other secret, other session, moved expiry, swapped parts) count nothing
+--- http_config eval: main::tok_http()
+--- config eval: main::tok_loc()
+--- request eval
+my $t = main::tok("v", "s");
+my @p = split /\./, $t;
+my $w = main::tok("w", "s");
+my @q = split /\./, $w;
+local $main::TokSecret = 'another-secret-0123456789';
+my $f = main::tok("v", "s");
+[ main::tview(qq("$f")),
+  main::tview('"' . CORE::join('.', @p[0, 1], $q[2], $p[3]) . '"'),
+  main::tview('"' . CORE::join('.', @p[0, 1, 2], $q[3]) . '"'),
+  main::tview('"' . CORE::join('.', $p[0], $p[1] + 86400, @p[2, 3]) . '"'),
+  main::tview('"' . CORE::join('.', $p[0], "0$p[1]", @p[2, 3]) . '"'),
+  main::tview('"' . CORE::join('.', $p[0], 1, @p[2, 3]) . '"'),
+  main::tview('"' . lc($t) . '"'),
+  main::tview('"' . uc($t) . '"'),
+  $main::Sum ]
+--- error_code eval
+[403, 403, 403, 403, 403, 403, 403, 403, 200]
+--- response_body_like eval
+[ main::tok_err("wrong_content"), main::tok_err("wrong_content"),
+  main::tok_err("bad_signature"), main::tok_err("bad_signature"),
+  main::tok_err("bad_signature"), main::tok_err("bad_signature"),
+  qr/"error":"invalid_token"/, qr/"error":"invalid_token"/, main::zero() ]
+
+=== TEST 62: tokens: hostile X-Engagement-Token headers (empty, doubled, spaced, oversized) count nothing
+--- http_config eval: main::tok_http()
+--- config eval: main::tok_loc()
+--- more_headers eval
+my $t = main::tok("v", "s");
+[ "Content-Type: application/json\nX-Engagement-Token:",
+  "Content-Type: application/json\nX-Engagement-Token: junk\nX-Engagement-Token: $t",
+  "Content-Type: application/json\nX-Engagement-Token: $t$t",
+  "Content-Type: application/json\nX-Engagement-Token: " . ("A" x 4000),
+  "Content-Type: application/json\nX-Engagement-Token: " . main::tok("v", "s", time() - 1),
+  "Content-Type: application/json" ]
+--- request eval
+[ main::view(main::ev(), '/tok/view'), main::view(main::ev(), '/tok/view'),
+  main::view(main::ev(), '/tok/view'), main::view(main::ev(), '/tok/view'),
+  main::view(main::ev(), '/tok/view'), $main::Sum ]
+--- error_code eval
+[403, 403, 403, 403, 403, 200]
+--- response_body_like eval
+[ main::tok_err("missing"), main::tok_err("malformed"),
+  main::tok_err("malformed"), main::tok_err("malformed"),
+  main::tok_err("expired"), main::zero() ]

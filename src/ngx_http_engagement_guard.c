@@ -1,0 +1,685 @@
+
+/*
+ * The guard of the view path: configuration of tokens, bots, opt-out and
+ * the identity salt; the $engagement_token variable that mints tokens;
+ * the checks a parsed event passes before the view policy (token, then
+ * bot, then opt-out); and the salt zone, a tiny shared memory zone that
+ * holds the random salt every identity is hashed with, rotated in place.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+
+
+#define NGX_HTTP_ENGAGEMENT_SALT_MAGIC  0x45475331   /* "EGS1" */
+
+
+typedef struct {
+    uint32_t                      magic;
+    uint32_t                      layout;
+    uint64_t                      period;      /* 0: not started */
+    uint64_t                      cur[2];
+    uint64_t                      prev[2];
+    time_t                        prev_end;    /* when prev stopped */
+    ngx_uint_t                    has_prev;
+} ngx_http_engagement_salt_shctx_t;
+
+
+static ngx_int_t ngx_http_engagement_token_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_engagement_guard_key_cleanup(void *data);
+static ngx_http_engagement_token_key_t *ngx_http_engagement_guard_key_make(
+    ngx_conf_t *cf, ngx_str_t *secret);
+
+
+ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[] = {
+    { ngx_string("off"), NGX_HTTP_ENGAGEMENT_OPT_OUT_OFF },
+    { ngx_string("anonymous"), NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS },
+    { ngx_string("drop"), NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP },
+    { ngx_null_string, 0 }
+};
+
+
+static const char  *ngx_http_engagement_token_reasons[] = {
+    "ok", "missing", "malformed", "expired", "wrong_content", "bad_signature"
+};
+
+/* $engagement_reason of a refused token, for access logs */
+static const char  *ngx_http_engagement_token_log[] = {
+    "token_ok", "token_missing", "token_malformed", "token_expired",
+    "token_wrong_content", "token_bad_signature"
+};
+
+static const char  *ngx_http_engagement_token_messages[] = {
+    "",
+    "a view token is required: send it in the token field or in "
+    "X-Engagement-Token",
+    "the view token is not a token",
+    "the view token has expired: reload the page for a new one",
+    "the view token was issued for other content",
+    "the view token's signature does not match"
+};
+
+
+static ngx_str_t  ngx_http_engagement_token_var =
+    ngx_string("engagement_token");
+static ngx_str_t  ngx_http_engagement_salt_zone_name =
+    ngx_string("engagement_salt");
+
+
+void
+ngx_http_engagement_guard_create(ngx_http_engagement_guard_conf_t *gc)
+{
+    /*
+     * set by ngx_pcalloc() with the location configuration:
+     *
+     *     gc->token_secret = { 0, NULL };
+     *     gc->token_content = NULL;
+     *     gc->token_session = NULL;
+     *     gc->bot = NULL;
+     *     gc->salt_zone = NULL;
+     */
+
+    gc->token_ttl = NGX_CONF_UNSET;
+    gc->require_token = NGX_CONF_UNSET;
+    gc->bot_agents = NGX_CONF_UNSET;
+    gc->opt_out = NGX_CONF_UNSET_UINT;
+    gc->salt_rotate = NGX_CONF_UNSET;
+}
+
+
+char *
+ngx_http_engagement_guard_merge(ngx_conf_t *cf,
+    ngx_http_engagement_guard_conf_t *prev,
+    ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view)
+{
+    ngx_shm_zone_t  *zone;
+
+    if (conf->token_secret.data == NULL) {
+        conf->token_secret = prev->token_secret;
+        conf->token_key = prev->token_key;
+        conf->token_key_prev = prev->token_key_prev;
+    }
+
+    if (conf->token_content == NULL) {
+        conf->token_content = prev->token_content;
+        conf->token_session = prev->token_session;
+    }
+
+    ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl, 3600);
+    ngx_conf_merge_value(conf->require_token, prev->require_token, 0);
+    ngx_conf_merge_value(conf->bot_agents, prev->bot_agents, 1);
+
+    if (conf->bot == NULL) {
+        conf->bot = prev->bot;
+    }
+
+    ngx_conf_merge_uint_value(conf->opt_out, prev->opt_out,
+                              NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS);
+    ngx_conf_merge_sec_value(conf->salt_rotate, prev->salt_rotate, 86400);
+
+    if (conf->token_ttl <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_token_ttl\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->salt_rotate <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_salt_rotate\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (!view) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->require_token && conf->token_key == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_require_token\" needs "
+                           "\"engagement_token_secret\"");
+        return NGX_CONF_ERROR;
+    }
+
+    zone = ngx_shared_memory_add(cf, &ngx_http_engagement_salt_zone_name,
+                                 8 * ngx_pagesize,
+                                 &ngx_http_engagement_module);
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    zone->init = ngx_http_engagement_salt_init_zone;
+    conf->salt_zone = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_engagement_token_key_t *
+ngx_http_engagement_guard_key_make(ngx_conf_t *cf, ngx_str_t *secret)
+{
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_engagement_token_key_t  *key;
+
+    if (secret->len < NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_token_secret\" must be at least %d "
+                           "bytes long", NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN);
+        return NULL;
+    }
+
+    /* the HMAC key states live as long as this configuration */
+    cln = ngx_pool_cleanup_add(cf->pool,
+                               sizeof(ngx_http_engagement_token_key_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    key = cln->data;
+
+    if (ngx_http_engagement_token_key(key, secret) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_token_secret\": OpenSSL could not "
+                           "make an HMAC-SHA256 key");
+        return NULL;
+    }
+
+    cln->handler = ngx_http_engagement_guard_key_cleanup;
+
+    return key;
+}
+
+
+/* engagement_token_secret current [previous]; */
+
+char *
+ngx_http_engagement_guard_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_engagement_loc_conf_t *elcf = conf;
+
+    ngx_str_t  *value;
+
+    if (elcf->guard.token_secret.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    elcf->guard.token_secret = value[1];
+    elcf->guard.token_key = ngx_http_engagement_guard_key_make(cf, &value[1]);
+
+    if (elcf->guard.token_key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        elcf->guard.token_key_prev =
+            ngx_http_engagement_guard_key_make(cf, &value[2]);
+
+        if (elcf->guard.token_key_prev == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_engagement_guard_key_cleanup(void *data)
+{
+    ngx_http_engagement_token_key_free(data);
+}
+
+
+static char *
+ngx_http_engagement_guard_cv(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_complex_value_t **cvp)
+{
+    ngx_http_compile_complex_value_t   ccv;
+
+    *cvp = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (*cvp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = *cvp;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_engagement_guard_bind(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_engagement_loc_conf_t *elcf = conf;
+
+    ngx_str_t  *value;
+
+    if (elcf->guard.token_content) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_engagement_guard_cv(cf, &value[1],
+                                     &elcf->guard.token_content)
+        != NGX_CONF_OK
+        || ngx_http_engagement_guard_cv(cf, &value[2],
+                                        &elcf->guard.token_session)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_engagement_guard_bot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_engagement_loc_conf_t *elcf = conf;
+
+    ngx_str_t  *value;
+
+    if (elcf->guard.bot) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_engagement_guard_cv(cf, &value[1], &elcf->guard.bot);
+}
+
+
+ngx_int_t
+ngx_http_engagement_guard_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var;
+
+    if (ngx_http_engagement_bot_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    var = ngx_http_add_variable(cf, &ngx_http_engagement_token_var,
+                                NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_engagement_token_variable;
+
+    return NGX_OK;
+}
+
+
+/*
+ * $engagement_token: a token for the content and session that
+ * engagement_token_bind names, valid for engagement_token_ttl; empty when
+ * there is no secret, no binding, or either value is not a valid id.
+ */
+
+static ngx_int_t
+ngx_http_engagement_token_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                            *buf;
+    size_t                             len;
+    ngx_str_t                          content, session;
+    ngx_http_engagement_loc_conf_t    *elcf;
+    ngx_http_engagement_guard_conf_t  *gc;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+    gc = &elcf->guard;
+
+    v->not_found = 1;
+
+    if (gc->token_key == NULL || gc->token_content == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, gc->token_content, &content) != NGX_OK
+        || ngx_http_complex_value(r, gc->token_session, &session) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_http_engagement_id_valid(content.data, content.len)
+        || !ngx_http_engagement_id_valid(session.data, session.len))
+    {
+        return NGX_OK;
+    }
+
+    buf = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_http_engagement_token_mint(buf, gc->token_key,
+                                         ngx_time() + gc->token_ttl,
+                                         &content, &session);
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    v->data = buf;
+    v->len = len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_guard_answer(ngx_http_request_t *r, const char *reason,
+    ngx_str_t *content_id)
+{
+    u_char  *body, *p;
+    size_t   len;
+
+    len = sizeof("{\"counted\":false,\"reason\":\"\",\"contentId\":\"\"}\n")
+          + ngx_strlen(reason) + content_id->len;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* content ids are validated: nothing to escape */
+    p = ngx_sprintf(body, "{\"counted\":false,\"reason\":\"%s\","
+                    "\"contentId\":\"%V\"}\n", reason, content_id);
+
+    return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+static ngx_int_t
+ngx_http_engagement_token_refused(ngx_http_request_t *r,
+    ngx_http_engagement_token_rc_e rc, ngx_str_t *content_id)
+{
+    u_char  *body, *p;
+    size_t   len;
+
+    len = sizeof("{\"error\":\"invalid_token\",\"reason\":\"\","
+                 "\"message\":\"\"}\n")
+          + ngx_strlen(ngx_http_engagement_token_reasons[rc])
+          + ngx_strlen(ngx_http_engagement_token_messages[rc]);
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"error\":\"invalid_token\",\"reason\":\"%s\","
+                    "\"message\":\"%s\"}\n",
+                    ngx_http_engagement_token_reasons[rc],
+                    ngx_http_engagement_token_messages[rc]);
+
+    ngx_http_engagement_set_outcome(r, "refused",
+                                    ngx_http_engagement_token_log[rc],
+                                    content_id);
+
+    return ngx_http_engagement_send_json(r, NGX_HTTP_FORBIDDEN, body,
+                                         p - body);
+}
+
+
+/*
+ * Runs after parsing and before the view policy. NGX_DECLINED: go on
+ * (ev->anonymous may have been set); anything else: the answer was sent
+ * or failed, and is what the caller returns.
+ */
+
+ngx_int_t
+ngx_http_engagement_guard_check(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev)
+{
+    ngx_str_t                             token, bot;
+    ngx_uint_t                            i, gpc;
+    ngx_list_part_t                      *part;
+    ngx_table_elt_t                      *h;
+    ngx_http_engagement_guard_conf_t     *gc;
+    ngx_http_engagement_token_rc_e        rc, prc;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    gc = &elcf->guard;
+    sh = elcf->counters->sh;
+
+    token = ev->token;
+    gpc = 0;
+
+    /* one pass over the headers for the token and Sec-GPC */
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Sec-GPC") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-GPC",
+                               sizeof("Sec-GPC") - 1) == 0)
+        {
+            if (h[i].value.len == 1 && h[i].value.data[0] == '1') {
+                gpc = 1;
+            }
+
+        } else if (token.len == 0
+                   && h[i].key.len == sizeof("X-Engagement-Token") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "X-Engagement-Token",
+                                      sizeof("X-Engagement-Token") - 1)
+                      == 0)
+        {
+            token = h[i].value;
+        }
+    }
+
+    if (gc->require_token) {
+        rc = ngx_http_engagement_token_verify(gc->token_key, token.data,
+                                              token.len, &ev->content_id,
+                                              &ev->session_id, ngx_time());
+
+        /* during a change of secret, tokens of the previous one hold */
+        if ((rc == NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT
+             || rc == NGX_HTTP_ENGAGEMENT_TOKEN_BAD_SIGNATURE)
+            && gc->token_key_prev)
+        {
+            prc = ngx_http_engagement_token_verify(gc->token_key_prev,
+                                                   token.data, token.len,
+                                                   &ev->content_id,
+                                                   &ev->session_id,
+                                                   ngx_time());
+
+            /* the answer of the secret that got further */
+            if (prc != NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT) {
+                rc = prc;
+            }
+        }
+
+        if (rc != NGX_HTTP_ENGAGEMENT_TOKEN_OK) {
+            ngx_http_engagement_inc(sh, token_refused[rc]);
+            return ngx_http_engagement_token_refused(r, rc, &ev->content_id);
+        }
+    }
+
+    if (gc->bot_agents && r->headers_in.user_agent
+        && ngx_http_engagement_bot_agent(r->headers_in.user_agent->value.data,
+                                         r->headers_in.user_agent->value.len))
+    {
+        goto bot;
+    }
+
+    if (gc->bot) {
+        if (ngx_http_complex_value(r, gc->bot, &bot) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (bot.len && !(bot.len == 1 && bot.data[0] == '0')) {
+            goto bot;
+        }
+    }
+
+    if ((gpc || ev->opt_out)
+        && gc->opt_out != NGX_HTTP_ENGAGEMENT_OPT_OUT_OFF)
+    {
+        if (gc->opt_out == NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP) {
+            ngx_http_engagement_inc(sh, not_counted_opted_out);
+            ngx_http_engagement_set_outcome(r, "not_counted", "opted_out",
+                                            &ev->content_id);
+            return ngx_http_engagement_guard_answer(r, "opted_out",
+                                                    &ev->content_id);
+        }
+
+        ngx_http_engagement_inc(sh, anonymous);
+        ev->anonymous = 1;
+    }
+
+    return NGX_DECLINED;
+
+bot:
+
+    ngx_http_engagement_inc(sh, not_counted_bot);
+    ngx_http_engagement_set_outcome(r, "not_counted", "bot",
+                                    &ev->content_id);
+
+    return ngx_http_engagement_guard_answer(r, "bot", &ev->content_id);
+}
+
+
+static ngx_int_t
+ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_engagement_salt_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    /* a reload keeps the salts: dedupe within the window keeps working */
+    sh = data ? data : (shm_zone->shm.exists ? shpool->data : NULL);
+
+    if (sh) {
+        if (sh->magic != NGX_HTTP_ENGAGEMENT_SALT_MAGIC
+            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "zone \"%V\" was written by another version of "
+                          "the module: stop nginx and start it again",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        shm_zone->data = sh;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_salt_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh->magic = NGX_HTTP_ENGAGEMENT_SALT_MAGIC;
+    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+
+    /* in the master, at configuration time: no syscall on requests */
+    ngx_http_engagement_random_key(sh->cur);
+
+    shpool->data = sh;
+    shm_zone->data = sh;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The salts for now. Periods are aligned on multiples of
+ * engagement_salt_rotate since the epoch (midnight UTC for 24h). The
+ * first request of a new period ratchets the salt forward: the new one is
+ * a keyed hash of the old one, nginx's random() and the time, so the old
+ * salt cannot be worked out from the new one, and no syscall is needed.
+ * The previous salt is handed out for one dedupe window after the end of
+ * its period (the marks made with it live no longer), then wiped.
+ */
+
+void
+ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
+    ngx_msec_t window, ngx_http_engagement_salt_t *salt)
+{
+    time_t                             now;
+    uint64_t                           period, in[4];
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_engagement_salt_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) gc->salt_zone->shm.addr;
+    sh = gc->salt_zone->data;
+
+    now = ngx_time();
+    period = (uint64_t) (now / gc->salt_rotate) + 1;
+
+    in[0] = period;
+    in[1] = (uint64_t) ngx_random();
+    in[2] = (uint64_t) ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (sh->period != period) {
+
+        if (sh->period) {
+            /* period p covers [(p - 1) * rotate, p * rotate) */
+            sh->has_prev = 1;
+            sh->prev_end = (time_t) sh->period * gc->salt_rotate;
+            sh->prev[0] = sh->cur[0];
+            sh->prev[1] = sh->cur[1];
+
+            in[3] = 0;
+            sh->cur[0] = ngx_http_engagement_siphash(sh->prev, (u_char *) in,
+                                                     sizeof(in));
+            in[3] = 1;
+            sh->cur[1] = ngx_http_engagement_siphash(sh->prev, (u_char *) in,
+                                                     sizeof(in));
+        }
+
+        sh->period = period;
+    }
+
+    salt->cur[0] = sh->cur[0];
+    salt->cur[1] = sh->cur[1];
+
+    if (sh->has_prev && (ngx_msec_t) (now - sh->prev_end) * 1000 >= window) {
+        /* past the grace: the old salt is forgotten */
+        sh->has_prev = 0;
+        ngx_memzero(sh->prev, sizeof(sh->prev));
+    }
+
+    salt->has_prev = sh->has_prev;
+
+    if (salt->has_prev) {
+        salt->prev[0] = sh->prev[0];
+        salt->prev[1] = sh->prev[1];
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
