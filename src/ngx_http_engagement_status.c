@@ -80,6 +80,7 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
       "reason", "too_old", ngx_http_engagement_s(late_too_old), 0, 0 },
     { "nginx_engagement_not_counted_total", NULL, NULL,
       "reason", "in_future", ngx_http_engagement_s(late_in_future), 0, 0 },
+    { "nginx_engagement_not_counted_total", NULL, NULL,
       "reason", "bot", ngx_http_engagement_s(not_counted_bot), 0, 0 },
     { "nginx_engagement_not_counted_total", NULL, NULL,
       "reason", "opted_out",
