@@ -328,6 +328,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
     size_t                          len;
     ngx_int_t                       rc;
     ngx_uint_t                      status;
+    void                           *wev;
     ngx_table_elt_t                *h;
     ngx_http_engagement_event_t     ev;
     ngx_http_engagement_error_t     err;
@@ -359,7 +360,27 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
                    err.message, err.detail, err.detail_len);
     }
 
+    /* the durable writer takes room for the event before it is counted */
+    rc = ngx_http_engagement_writer_reserve(r, &ev, &wev);
+
+    if (rc == NGX_BUSY) {
+        ngx_http_engagement_stat(elcf, unavailable);
+        ngx_http_engagement_set_outcome(r, "unavailable", "writer_full",
+                                        &ev.content_id);
+        return ngx_http_engagement_unavailable(r, "the durable writer's "
+                                               "queue or spool is full; "
+                                               "retry later");
+    }
+
     rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);
+
+    if (rc != NGX_OK) {
+        ngx_http_engagement_writer_cancel(r, wev);
+
+    } else {
+        ngx_http_engagement_writer_commit(r, wev, out.counted,
+                                          out.counted ? NULL : out.reason);
+    }
 
     if (rc == NGX_BUSY) {
         ngx_http_engagement_stat(elcf, unavailable);

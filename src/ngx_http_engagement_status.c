@@ -423,6 +423,8 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
                   ? n * NGX_HTTP_ENGAGEMENT_HIST * (160 + NGX_INT64_LEN) : 0);
     }
 
+    len += ngx_http_engagement_writer_status_len(emcf);
+
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -459,7 +461,9 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
             *p++ = '}';
         }
 
-        p = ngx_cpymem(p, "]}\n", 3);
+        *p++ = ']';
+        p = ngx_http_engagement_writer_status(p, emcf, 1);
+        p = ngx_cpymem(p, "}\n", 2);
 
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
     }
@@ -510,6 +514,8 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
             }
         }
     }
+
+    p = ngx_http_engagement_writer_status(p, emcf, 0);
 
     return ngx_http_engagement_send(r, NGX_HTTP_OK,
                                     &ngx_http_engagement_prometheus_type,
