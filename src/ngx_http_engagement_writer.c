@@ -435,7 +435,7 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
 
     sh = wcf->sh;
 
-    if ((off_t) sh->spool_bytes >= wcf->spool_max) {
+    if (sh->spool_blocked || (off_t) sh->spool_bytes >= wcf->spool_max) {
         (void) ngx_atomic_fetch_add(&sh->refused_spool_full, 1);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "engagement_writer: the spool holds %uA bytes, at "
@@ -914,6 +914,7 @@ ngx_http_engagement_writer_spool_queue(ngx_http_engagement_writer_t *w,
 
         if (rc == NGX_DECLINED) {
             (void) ngx_atomic_fetch_add(&wcf->sh->spool_full, 1);
+            wcf->sh->spool_blocked = 1;
 
         } else {
             (void) ngx_atomic_fetch_add(&wcf->sh->spool_errors, 1);
@@ -1571,8 +1572,8 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
     w->busy = 0;
 
     if (ok && w->status >= 200 && w->status < 300) {
-        (void) ngx_atomic_fetch_add(&sh->down_until, 0);
         sh->down_until = ngx_current_msec;
+        sh->spool_blocked = 0;
 
         if (w->batch) {
             ngx_http_engagement_writer_confirm(wcf, w->batch);
@@ -1640,6 +1641,10 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
         ngx_http_engagement_writer_confirm(wcf, w->batch);
 
     } else {
+        if (rc == NGX_DECLINED) {
+            sh->spool_blocked = 1;
+        }
+
         (void) ngx_atomic_fetch_add(rc == NGX_DECLINED ? &sh->spool_full
                                                        : &sh->spool_errors,
                                     1);

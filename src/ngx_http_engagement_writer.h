@@ -44,6 +44,7 @@ typedef struct {
     ngx_atomic_t                  spool_bytes;
     ngx_atomic_t                  spool_files;
     ngx_atomic_t                  down_until;  /* ngx_current_msec */
+    ngx_atomic_t                  spool_blocked; /* a batch was declined */
     ngx_atomic_t                  accepted;
     ngx_atomic_t                  batches_sent;
     ngx_atomic_t                  events_sent;
