@@ -47,6 +47,7 @@ typedef struct {
     ngx_uint_t                   busy;
     ngx_uint_t                   reused;
     ngx_uint_t                   retried;
+    ngx_uint_t                   stopping;
 
     u_char                      *req;
     size_t                       req_size;
@@ -484,6 +485,7 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
 
     e->size = len;
     e->batch = 0;
+    e->claimed = 0;
 
     ts = ev->ts >= 0 ? (time_t) (ev->ts / 1000) : ngx_time();
 
@@ -621,6 +623,8 @@ ngx_http_engagement_writer_stop(ngx_cycle_t *cycle)
         ngx_del_timer(&w->tick);
     }
 
+    w->stopping = 1;
+
     if (w->busy) {
         ngx_http_engagement_writer_done(w, 0, "the worker is exiting");
     }
@@ -711,7 +715,8 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 
     /* the buffer: the head, then as many lines as fit a batch */
     need = NGX_HTTP_ENGAGEMENT_WRITER_HEAD
-           + ngx_min(sh->queued, wcf->batch) * 1280;
+           + ngx_min(sh->queued, wcf->batch)
+             * NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX;
 
     if (w->req_size < need) {
         if (w->req) {
@@ -1028,6 +1033,7 @@ ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w)
     }
 
     w->reused = 0;
+    (void) ngx_atomic_fetch_add(&wcf->sh->connects, 1);
 
     ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
     pc.sockaddr = wcf->addr.sockaddr;
@@ -1560,7 +1566,7 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
     }
 
     if (!ok && w->reused && w->head_n == 0 && !w->retried
-        && !ngx_exiting)
+        && !ngx_exiting && !w->stopping)
     {
         /* the upstream had closed the parked connection: once more */
         w->retried = 1;
@@ -1634,7 +1640,8 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
 
     rc = ngx_http_engagement_spool_write(wcf, w->id, w->id_len,
                             w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD,
-                            w->file_len, ngx_exiting, ngx_cycle->log);
+                            w->file_len, ngx_exiting || w->stopping,
+                            ngx_cycle->log);
 
     if (rc == NGX_OK) {
         (void) ngx_atomic_fetch_add(&sh->batches_spooled, 1);
@@ -1795,6 +1802,9 @@ ngx_http_engagement_writer_status(u_char *p,
     ngx_http_engagement_writer_put("reclaimed_total", "counter",
         "Events of a dead worker's claim put back in the queue.", NULL, NULL,
         sh->reclaimed);
+    ngx_http_engagement_writer_put("connects_total", "counter",
+        "Connections opened to the upstream (the rest were kept alive).",
+        NULL, NULL, sh->connects);
     ngx_http_engagement_writer_put("spool_bytes", "gauge",
         "Bytes in the spool directory.", NULL, NULL, sh->spool_bytes);
     ngx_http_engagement_writer_put("spool_files", "gauge",

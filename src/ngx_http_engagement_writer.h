@@ -16,6 +16,8 @@
 
 /* room a reserved line keeps for ,"counted":..,"reason":".."}\n */
 #define NGX_HTTP_ENGAGEMENT_WRITER_TAIL    72
+/* a line's longest: seven ids, the edge id, numbers, the tail */
+#define NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX  2048
 #define NGX_HTTP_ENGAGEMENT_BATCH_ID_LEN   (NGX_HTTP_ENGAGEMENT_ID_MAX + 48)
 
 
@@ -57,6 +59,7 @@ typedef struct {
     ngx_atomic_t                  spool_full;  /* batches kept queued */
     ngx_atomic_t                  spool_errors;
     ngx_atomic_t                  reclaimed;   /* orphaned claims */
+    ngx_atomic_t                  connects;
     ngx_msec_t                    last_full_log;
 } ngx_http_engagement_writer_sh_t;
 

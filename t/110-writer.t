@@ -316,6 +316,9 @@ ok(!grep({ $_ > 1 } values %help) && keys(%help) >= 10,
    "one HELP per writer family");
 like($txt, qr/^nginx_engagement_writer_batches_total\{result="sent"\} [1-9]/m,
      "batches sent");
+my ($nb) = $txt =~ /^nginx_engagement_writer_batches_total\{result="sent"\} (\d+)/m;
+my ($nc) = $txt =~ /^nginx_engagement_writer_connects_total (\d+)$/m;
+ok($nc && $nb > $nc, "connections are kept alive ($nb batches, $nc connects)");
 
 # -- 2. ClickHouse stopped under traffic, then started ------------------------
 
