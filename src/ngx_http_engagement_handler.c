@@ -375,10 +375,10 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
     rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);
 
     if (rc != NGX_OK) {
-        ngx_http_engagement_writer_cancel(r, wev);
+        ngx_http_engagement_writer_cancel(wev);
 
     } else {
-        ngx_http_engagement_writer_commit(r, wev, out.counted,
+        ngx_http_engagement_writer_commit(wev, out.counted,
                                           out.counted ? NULL : out.reason);
     }
 

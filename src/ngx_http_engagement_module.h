@@ -403,9 +403,11 @@ ngx_int_t ngx_http_engagement_writer_start(ngx_cycle_t *cycle,
 void ngx_http_engagement_writer_stop(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
     ngx_http_engagement_event_t *ev, void **res);
-void ngx_http_engagement_writer_commit(ngx_http_request_t *r, void *res,
-    ngx_uint_t counted, const char *reason);
-void ngx_http_engagement_writer_cancel(ngx_http_request_t *r, void *res);
+ngx_int_t ngx_http_engagement_writer_reserve_reaction(ngx_http_request_t *r,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
+void ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
+    const char *reason);
+void ngx_http_engagement_writer_cancel(void *res);
 size_t ngx_http_engagement_writer_status_len(
     ngx_http_engagement_main_conf_t *emcf);
 u_char *ngx_http_engagement_writer_status(u_char *p,

@@ -75,6 +75,8 @@ typedef struct {
 
 
 static ngx_http_engagement_writer_t  ngx_http_engagement_writer;
+static ngx_str_t                     ngx_http_engagement_writer_empty =
+    ngx_null_string;
 
 
 static ngx_int_t ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone,
@@ -404,20 +406,29 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-/*
- * The request path. reserve: before the event is counted, room for its
- * line is taken in the queue (NGX_BUSY: the queue or the spool is full,
- * and the event must be refused, not counted). commit: the outcome is
- * known, the line is queued.
- */
+/* the fields of one line; ids are validated: no JSON escaping needed */
+typedef struct {
+    const char                   *type;
+    ngx_str_t                    *content_id;
+    ngx_str_t                    *viewer_id;
+    ngx_str_t                    *session_id;
+    ngx_str_t                    *request_id;
+    ngx_str_t                    *device;
+    ngx_str_t                    *source;
+    ngx_str_t                    *channel_id;
+    ngx_str_t                    *category;
+    ngx_str_t                    *reaction;
+    time_t                        ts;
+    int64_t                       duration_ms;
+} ngx_http_engagement_wline_t;
 
-ngx_int_t
-ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
-    ngx_http_engagement_event_t *ev, void **res)
+
+static ngx_int_t
+ngx_http_engagement_writer_line(ngx_http_request_t *r,
+    ngx_http_engagement_wline_t *l, void **res)
 {
     u_char                             *p;
     size_t                              len;
-    time_t                              ts;
     uint64_t                            vh, seq;
     ngx_msec_t                          now;
     ngx_http_engagement_wevent_t       *e;
@@ -430,7 +441,7 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
     emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
     wcf = emcf->writer;
 
-    if (wcf == NULL || wcf->sh == NULL) {
+    if (wcf == NULL || wcf->sh == NULL || !ngx_http_engagement_writer.on) {
         return NGX_DECLINED;
     }
 
@@ -438,29 +449,37 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
 
     if (sh->spool_blocked || (off_t) sh->spool_bytes >= wcf->spool_max) {
         (void) ngx_atomic_fetch_add(&sh->refused_spool_full, 1);
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "engagement_writer: the spool holds %uA bytes, at "
-                      "its cap: event refused with 503", sh->spool_bytes);
+
+        now = ngx_current_msec;
+        if (now - sh->last_full_log > 1000) {
+            sh->last_full_log = now;
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "engagement_writer: the spool holds %uA bytes and "
+                          "takes no more: events refused with 503",
+                          sh->spool_bytes);
+        }
+
         return NGX_BUSY;
     }
 
-    len = sizeof("{\"event_id\":\"\",\"type\":\"view\",\"content_id\":\"\","
-                 "\"viewer_id\":\"\",\"session_id\":\"\",\"ts\":,"
-                 "\"received_at\":,\"duration_ms\":,\"country\":\"\","
-                 "\"device\":\"\",\"source\":\"\",\"channel_id\":\"\","
-                 "\"category\":\"\",\"reaction\":\"\",\"edge\":\"\"")
+    len = sizeof("{\"event_id\":\"\",\"type\":\"heartbeat\","
+                 "\"content_id\":\"\",\"viewer_id\":\"\","
+                 "\"session_id\":\"\",\"ts\":,\"received_at\":,"
+                 "\"duration_ms\":,\"country\":\"\",\"device\":\"\","
+                 "\"source\":\"\",\"channel_id\":\"\",\"category\":\"\","
+                 "\"reaction\":\"\",\"edge\":\"\"")
           + wcf->edge.len + 16 + NGX_INT64_LEN * 3
-          + ngx_max(ev->request_id.len, wcf->edge.len + 2 * NGX_INT64_LEN + 2)
-          + ev->content_id.len + ev->session_id.len + ev->device.len
-          + ev->source.len + ev->channel_id.len + ev->category.len
+          + ngx_max(l->request_id->len,
+                    wcf->edge.len + 2 * NGX_INT64_LEN + 2)
+          + l->content_id->len + l->session_id->len + l->device->len
+          + l->source->len + l->channel_id->len + l->category->len
+          + ngx_min(l->reaction->len, NGX_HTTP_ENGAGEMENT_REACTION_LEN)
           + NGX_HTTP_ENGAGEMENT_WRITER_TAIL;
 
-    if (ev->viewer_id.len) {
-        vh = ngx_http_engagement_siphash(sh->hash_key, ev->viewer_id.data,
-                                         ev->viewer_id.len);
-    } else {
-        vh = 0;
-    }
+    vh = l->viewer_id->len
+         ? ngx_http_engagement_siphash(sh->hash_key, l->viewer_id->data,
+                                       l->viewer_id->len)
+         : 0;
 
     ngx_shmtx_lock(&wcf->shpool->mutex);
     e = ngx_slab_alloc_locked(wcf->shpool,
@@ -487,12 +506,11 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
     e->batch = 0;
     e->claimed = 0;
 
-    ts = ev->ts >= 0 ? (time_t) (ev->ts / 1000) : ngx_time();
+    p = ngx_cpymem(e->data, "{\"event_id\":\"",
+                   sizeof("{\"event_id\":\"") - 1);
 
-    p = ngx_cpymem(e->data, "{\"event_id\":\"", sizeof("{\"event_id\":\"") - 1);
-
-    if (ev->request_id.len) {
-        p = ngx_cpymem(p, ev->request_id.data, ev->request_id.len);
+    if (l->request_id->len) {
+        p = ngx_cpymem(p, l->request_id->data, l->request_id->len);
 
     } else {
         /* edge, zone birth and a counter: unique across workers, restarts */
@@ -500,10 +518,10 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
         p = ngx_sprintf(p, "%V.%uL.%uL", &wcf->edge, sh->created_ms, seq);
     }
 
-    p = ngx_sprintf(p, "\",\"type\":\"view\",\"content_id\":\"%V\","
-                    "\"viewer_id\":\"", &ev->content_id);
+    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"content_id\":\"%V\","
+                    "\"viewer_id\":\"", l->type, l->content_id);
 
-    if (ev->viewer_id.len) {
+    if (l->viewer_id->len) {
         p = ngx_sprintf(p, "%016uxL", vh);
     }
 
@@ -511,11 +529,11 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
                     "\"received_at\":%T,\"duration_ms\":%L,"
                     "\"country\":\"\",\"device\":\"%V\",\"source\":\"%V\","
                     "\"channel_id\":\"%V\",\"category\":\"%V\","
-                    "\"reaction\":\"\",\"edge\":\"%V\"",
-                    &ev->session_id, ts, ngx_time(),
-                    ev->duration_ms > 0 ? ev->duration_ms : 0,
-                    &ev->device, &ev->source, &ev->channel_id, &ev->category,
-                    &wcf->edge);
+                    "\"reaction\":\"%*s\",\"edge\":\"%V\"",
+                    l->session_id, l->ts, ngx_time(), l->duration_ms,
+                    l->device, l->source, l->channel_id, l->category,
+                    ngx_min(l->reaction->len, NGX_HTTP_ENGAGEMENT_REACTION_LEN),
+                    l->reaction->data, &wcf->edge);
 
     e->len = p - e->data;
     *res = e;
@@ -524,22 +542,79 @@ ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
 }
 
 
+/*
+ * The request path. reserve: before the event is counted, room for its
+ * line is taken in the queue (NGX_BUSY: the queue or the spool is full,
+ * and the event must be refused, not counted). commit: the outcome is
+ * known, the line is queued. cancel: the event had no effect.
+ */
+
+ngx_int_t
+ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
+    ngx_http_engagement_event_t *ev, void **res)
+{
+    ngx_http_engagement_wline_t  l;
+
+    l.type = "view";
+    l.content_id = &ev->content_id;
+    l.viewer_id = &ev->viewer_id;
+    l.session_id = &ev->session_id;
+    l.request_id = &ev->request_id;
+    l.device = &ev->device;
+    l.source = &ev->source;
+    l.channel_id = &ev->channel_id;
+    l.category = &ev->category;
+    l.reaction = &ngx_http_engagement_writer_empty;
+    l.ts = ev->ts >= 0 ? (time_t) (ev->ts / 1000) : ngx_time();
+    l.duration_ms = ev->duration_ms > 0 ? ev->duration_ms : 0;
+
+    return ngx_http_engagement_writer_line(r, &l, res);
+}
+
+
+/* a like (no reaction named), a reaction change, or an unlike (DELETE) */
+
+ngx_int_t
+ngx_http_engagement_writer_reserve_reaction(ngx_http_request_t *r,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res)
+{
+    ngx_str_t                    *e;
+    ngx_http_engagement_wline_t   l;
+
+    e = &ngx_http_engagement_writer_empty;
+
+    l.type = r->method == NGX_HTTP_DELETE ? "unlike"
+             : re->reaction.len ? "react" : "like";
+    l.content_id = &re->content_id;
+    l.viewer_id = &re->user_id;
+    l.session_id = e;
+    l.request_id = &re->request_id;
+    l.device = e;
+    l.source = e;
+    l.channel_id = e;
+    l.category = e;
+    l.reaction = state->len ? state : e;
+    l.ts = ngx_time();
+    l.duration_ms = 0;
+
+    return ngx_http_engagement_writer_line(r, &l, res);
+}
+
+
 void
-ngx_http_engagement_writer_commit(ngx_http_request_t *r, void *res,
-    ngx_uint_t counted, const char *reason)
+ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
+    const char *reason)
 {
     u_char                             *p;
     size_t                              n;
     ngx_http_engagement_wevent_t       *e = res;
-    ngx_http_engagement_main_conf_t    *emcf;
     ngx_http_engagement_writer_conf_t  *wcf;
 
-    if (e == NULL) {
+    wcf = ngx_http_engagement_writer.wcf;
+
+    if (e == NULL || wcf == NULL) {
         return;
     }
-
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
-    wcf = emcf->writer;
 
     n = reason ? ngx_min(ngx_strlen(reason), 32) : 0;
 
@@ -558,17 +633,15 @@ ngx_http_engagement_writer_commit(ngx_http_request_t *r, void *res,
 
 
 void
-ngx_http_engagement_writer_cancel(ngx_http_request_t *r, void *res)
+ngx_http_engagement_writer_cancel(void *res)
 {
-    ngx_http_engagement_main_conf_t    *emcf;
     ngx_http_engagement_writer_conf_t  *wcf;
 
-    if (res == NULL) {
+    wcf = ngx_http_engagement_writer.wcf;
+
+    if (res == NULL || wcf == NULL) {
         return;
     }
-
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
-    wcf = emcf->writer;
 
     ngx_slab_free(wcf->shpool, res);
 }

@@ -36,6 +36,8 @@ my $insert = '/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow';
 # -- ClickHouse ------------------------------------------------------------
 
 sub ch_start {
+    my (%o) = @_;
+    remove_tree($chdir) if $o{fresh};
     make_path("$chdir/data", "$chdir/tmp");
     open my $fh, '>', "$chdir/config.xml" or die $!;
     print $fh <<"EOX";
@@ -203,9 +205,11 @@ sub start_ng {
     my ($prefix, %o) = @_;
     my $target = $o{target} // $chp;
     my $args = $o{args} // '';
-    write_conf($prefix, port => $port, workers => 2, server => $loc,
-               http => <<"EOC");
-engagement_zone engagement:4m;
+    my $extra = $o{http} // '';
+    write_conf($prefix, port => $port, workers => 2,
+               server => $loc . ($o{server} // ''), http => <<"EOC");
+$extra
+    engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$target$insert batch=50 interval=100ms
@@ -260,7 +264,7 @@ sub distinct_events {
     return ch("SELECT uniqExact(event_id) FROM eng.events") + 0;
 }
 
-my $ch = ch_start();
+my $ch = ch_start(fresh => 1);
 ok(http_request($chp, 'GET', '/?query=SELECT%201'), "clickhouse-server is up");
 ch_schema();
 
@@ -406,6 +410,46 @@ ok((metric('nginx_engagement_writer_spool_full_total') // 0) > 0,
 like($txt, qr/^nginx_engagement_writer_queued_events [1-9]/m,
      "events the spool could not take wait in the queue");
 stop_nginx($ng);
+
+# -- 7. likes, reactions and unlikes (with Redis) ---------------------------------
+
+$ch = ch_start();
+my $rport = $chp + 1000;
+my $rpid = start_redis($rport);
+$prefix = new_prefix('writer-reactions');
+$ng = start_ng($prefix, server => "    location = /engagement/like { engagement like; }\n",
+               http => "engagement_redis 127.0.0.1:$rport timeout=500ms "
+                       . "connect_timeout=500ms backoff=50ms:300ms;");
+sleep 0.3;
+my @steps = (
+    ['POST', '{"contentId":"rc","userId":"u1","requestId":"rq-1"}'],
+    ['POST', '{"contentId":"rc","userId":"u1","requestId":"rq-1"}'],
+    ['POST', '{"contentId":"rc","userId":"u1","reaction":"love","requestId":"rq-2"}'],
+    ['POST', '{"contentId":"rc","userId":"u1","reaction":"love"}'],
+    ['DELETE', '{"contentId":"rc","userId":"u1","requestId":"rq-3"}'],
+);
+my $okr = 0;
+for my $s (@steps) {
+    my ($rs) = http_request($port, $s->[0], '/engagement/like', $s->[1],
+                            'Content-Type' => 'application/json');
+    $okr++ if $rs == 200;
+}
+is($okr, 5, "five reaction requests answered 200");
+ok(wait_drained(), "the reaction events are delivered");
+is(ch("SELECT count() FROM eng.events WHERE content_id = 'rc'"), 5,
+   "five reaction rows");
+is(ch("SELECT groupArray(x) FROM (SELECT concat(type, ':', reaction, ':', "
+      . "toString(counted), ':', reason) x FROM eng.events "
+      . "WHERE content_id = 'rc' ORDER BY x)"),
+   "['like:like:0:duplicate_request','like:like:1:','react:love:0:unchanged',"
+   . "'react:love:1:','unlike::1:']",
+   "types, reactions, counted and reasons of like, retry, react, no-op, unlike");
+is(ch("SELECT uniqExact(viewer_id), min(length(viewer_id)), "
+      . "countIf(viewer_id = 'u1') FROM eng.events WHERE content_id = 'rc'"),
+   "1\t16\t0", "the user id is hashed, the same way each time");
+stop_nginx($ng);
+stop_redis($rpid);
+ch_stop($ch);
 
 # -- 6. nginx -t on bad values ---------------------------------------------------
 
