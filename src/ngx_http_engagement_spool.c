@@ -43,6 +43,7 @@ ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,
     ngx_dir_t          dir;
     ngx_uint_t         files;
     ngx_file_info_t    fi;
+    ngx_core_conf_t   *ccf;
     off_t              bytes;
 
     if (ngx_create_dir(wcf->spool.data, 0700) == NGX_FILE_ERROR
@@ -51,6 +52,18 @@ ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,
         ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
                       "engagement_writer: could not create the spool "
                       "directory \"%V\"", &wcf->spool);
+        return NGX_ERROR;
+    }
+
+    /* the workers write there: give it to their user, as nginx does */
+    ccf = (ngx_core_conf_t *) ngx_get_conf(wcf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT
+        && chown((const char *) wcf->spool.data, ccf->user, ccf->group) == -1)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "engagement_writer: chown(\"%V\") failed", &wcf->spool);
         return NGX_ERROR;
     }
 

@@ -320,6 +320,7 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    wcf->cycle = cf->cycle;
     wcf->shm_zone->init = ngx_http_engagement_writer_init_zone;
     wcf->shm_zone->data = wcf;
     wcf->edge = emcf->edge_id;   /* set again by writer_init_conf */

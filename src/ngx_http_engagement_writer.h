@@ -79,6 +79,7 @@ struct ngx_http_engagement_writer_conf_s {
     ngx_str_t                     spool;       /* full path, 0-terminated */
     off_t                         spool_max;
     ngx_str_t                     edge;
+    ngx_cycle_t                  *cycle;       /* the one configured */
     ngx_shm_zone_t               *shm_zone;
     ngx_slab_pool_t              *shpool;
     ngx_http_engagement_writer_sh_t  *sh;
