@@ -789,8 +789,9 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 
     /* the buffer: the head, then as many lines as fit a batch */
     need = NGX_HTTP_ENGAGEMENT_WRITER_HEAD
-           + ngx_min(sh->queued, wcf->batch)
-             * NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX;
+           + ngx_min(ngx_min(sh->queued, wcf->batch)
+                     * NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX,
+                     NGX_HTTP_ENGAGEMENT_WRITER_BUF_MAX);
 
     if (w->req_size < need) {
         if (w->req) {

@@ -18,6 +18,8 @@
 #define NGX_HTTP_ENGAGEMENT_WRITER_TAIL    72
 /* a line's longest: seven ids, the edge id, numbers, the tail */
 #define NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX  2048
+/* a claim buffer's largest: a batch ends early when its lines fill it */
+#define NGX_HTTP_ENGAGEMENT_WRITER_BUF_MAX   (16 * 1024 * 1024)
 #define NGX_HTTP_ENGAGEMENT_BATCH_ID_LEN   (NGX_HTTP_ENGAGEMENT_ID_MAX + 48)
 
 

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS eng.events
     edge         String,
     event_date   Date MATERIALIZED toDate(ts)
 )
-ENGINE = ReplacingMergeTree(received_at)
+ENGINE = ReplacingMergeTree(counted)
 PARTITION BY toYYYYMM(event_date)
 ORDER BY (content_id, event_id);
 
