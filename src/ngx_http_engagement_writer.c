@@ -1652,6 +1652,16 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
 
     w->busy = 0;
 
+    if (ok && w->sent < w->req_len) {
+        /* an answer before the whole batch was sent: never a success */
+        w->close = 1;
+
+        if (w->status >= 200 && w->status < 300) {
+            ok = 0;
+            why = "the upstream answered before the batch was sent";
+        }
+    }
+
     if (ok && w->status >= 200 && w->status < 300) {
         sh->down_until = ngx_current_msec;
         sh->spool_blocked = 0;
