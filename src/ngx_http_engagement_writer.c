@@ -757,7 +757,10 @@ ngx_http_engagement_writer_tick(ngx_event_t *ev)
         }
     }
 
-    if (sh->queued && ngx_http_engagement_writer_claim(w) == NGX_OK) {
+    /* with claims outstanding, claim() also takes back a dead worker's */
+    if ((sh->queued || sh->inflight_n)
+        && ngx_http_engagement_writer_claim(w) == NGX_OK)
+    {
         ngx_http_engagement_writer_send(w);
     }
 
@@ -789,7 +792,7 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 
     /* the buffer: the head, then as many lines as fit a batch */
     need = NGX_HTTP_ENGAGEMENT_WRITER_HEAD
-           + ngx_min(ngx_min(sh->queued, wcf->batch)
+           + ngx_min(ngx_min(sh->queued + sh->inflight_n, wcf->batch)
                      * NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX,
                      NGX_HTTP_ENGAGEMENT_WRITER_BUF_MAX);
 

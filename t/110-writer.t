@@ -390,6 +390,20 @@ for my $mode (qw(500 hang cut)) {
     ok(wait_drained(), "$mode: everything delivered once the upstream heals");
     is(distinct_events(), $n_sent, "$mode: no event lost ($n_sent)");
 }
+# workers killed while their batch hangs: the claims are taken back
+fault_mode('hang');
+is(post_events(30, 'crash'), 30, "crash: events accepted");
+my $deadline = time + 5;
+sleep 0.01 while time < $deadline
+    && !(metric('nginx_engagement_writer_inflight_events') // 0);
+ok(metric('nginx_engagement_writer_inflight_events'), "crash: a batch in flight");
+kill 'KILL', map { /(\d+)/ ? $1 : () } `ps -o pid= --ppid $ng`;
+fault_mode('pass');
+sleep 0.3;
+ok(wait_drained(20), "crash: the orphaned claim is sent by a new worker");
+is(distinct_events(), $n_sent, "crash: no event lost ($n_sent)");
+ok(metric('nginx_engagement_writer_reclaimed_total'), "crash: reclaimed events counted");
+
 ok(ch("SELECT count() FROM eng.events") >= $n_sent,
    "a cut answer may repeat rows; event_id dedupes them");
 is(ch("SELECT count() FROM eng.events FINAL"), $n_sent,
