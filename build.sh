@@ -18,7 +18,7 @@ NGX_SRC=/usr/share/nginx/src
 PACKAGES=(nginx nginx-dev libhiredis-dev libjansson-dev redis-server
           libtest-base-perl libtext-diff-perl liblist-moreutils-perl
           libtest-longstring-perl libhttp-message-perl liburi-perl
-          libipc-run-perl gcc make curl prometheus)
+          libipc-run-perl gcc make curl prometheus clickhouse-server)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

@@ -329,6 +329,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
     ngx_int_t                       rc;
     ngx_uint_t                      status;
     const char                     *late;
+    void                           *wev;
     ngx_table_elt_t                *h;
     ngx_http_engagement_event_t     ev;
     ngx_http_engagement_error_t     err;
@@ -360,7 +361,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
                    err.message, err.detail, err.detail_len);
     }
 
-    /* rate limits (keys may use the event's ids), then late events */
+    /* rate limits (keys may use the event's ids) */
     ngx_http_engagement_set_ids(r, &ev.content_id, &ev.viewer_id,
                                 &ev.session_id);
 
@@ -369,6 +370,30 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
     if (rc != NGX_DECLINED) {
         ngx_http_engagement_stat(elcf, rate_limited);
         return rc;
+    }
+
+    /* the view token, bots, opt-out */
+    rc = ngx_http_engagement_guard_check(r, elcf, &ev);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    if (ev.anonymous) {
+        /* an opted-out viewer's id goes nowhere, the durable writer too */
+        ev.viewer_id.len = 0;
+    }
+
+    /* the durable writer takes room for the event before it is counted */
+    rc = ngx_http_engagement_writer_reserve(r, &ev, &wev);
+
+    if (rc == NGX_BUSY) {
+        ngx_http_engagement_stat(elcf, unavailable);
+        ngx_http_engagement_set_outcome(r, "unavailable", "writer_full",
+                                        &ev.content_id);
+        return ngx_http_engagement_unavailable(r, "the durable writer's "
+                                               "queue or spool is full; "
+                                               "retry later");
     }
 
     late = ngx_http_engagement_ts_check(elcf, &ev);
@@ -380,6 +405,9 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
         } else {
             ngx_http_engagement_stat(elcf, late_in_future);
         }
+
+        /* valid and accepted, not counted: the sink still gets it */
+        ngx_http_engagement_writer_commit(wev, 0, late);
 
         ngx_http_engagement_set_outcome(r, "not_counted", late,
                                         &ev.content_id);
@@ -398,13 +426,15 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
     }
 
-    rc = ngx_http_engagement_guard_check(r, elcf, &ev);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
     rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);
+
+    if (rc != NGX_OK) {
+        ngx_http_engagement_writer_cancel(wev);
+
+    } else {
+        ngx_http_engagement_writer_commit(wev, out.counted,
+                                          out.counted ? NULL : out.reason);
+    }
 
     if (rc == NGX_BUSY) {
         ngx_http_engagement_stat(elcf, unavailable);

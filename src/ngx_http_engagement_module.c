@@ -127,6 +127,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       offsetof(ngx_http_engagement_main_conf_t, state_file),
       NULL },
 
+    { ngx_string("engagement_writer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_writer_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("engagement"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_engagement_endpoint,
@@ -306,6 +313,8 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
                            "name is unusable)");
         return NGX_CONF_ERROR;
     }
+
+    ngx_http_engagement_writer_init_conf(emcf);
 
     if (emcf->state_file.len == 0) {
         ngx_str_set(&emcf->state_file, "logs/engagement.state");
@@ -601,6 +610,10 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         ngx_http_engagement_global_sh = z->sh;
     }
 
+    if (ngx_http_engagement_writer_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (emcf->redis == NULL || z == NULL) {
         return NGX_OK;
     }
@@ -614,6 +627,7 @@ ngx_http_engagement_exit_process(ngx_cycle_t *cycle)
 {
     /* closes the Redis connection: nginx checks for open sockets next */
     ngx_http_engagement_flush_stop();
+    ngx_http_engagement_writer_stop(cycle);
 }
 
 

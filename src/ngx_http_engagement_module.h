@@ -224,6 +224,8 @@ typedef struct {
 
 typedef struct ngx_http_engagement_redis_conf_s
     ngx_http_engagement_redis_conf_t;
+typedef struct ngx_http_engagement_writer_conf_s
+    ngx_http_engagement_writer_conf_t;
 
 
 typedef struct {
@@ -239,6 +241,7 @@ typedef struct {
     ngx_str_t                     edge_id;
     ngx_str_t                     state_file;
     void                         *limit;       /* limit.c: zones, rules */
+    ngx_http_engagement_writer_conf_t  *writer;
 } ngx_http_engagement_main_conf_t;
 
 
@@ -415,6 +418,26 @@ ngx_int_t ngx_http_engagement_unavailable(ngx_http_request_t *r,
 ngx_int_t ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 void ngx_http_engagement_flush_stop(void);
+
+/* writer.c: the durable writer (events to an HTTP sink, spool) */
+char *ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_engagement_writer_init_conf(
+    ngx_http_engagement_main_conf_t *emcf);
+ngx_int_t ngx_http_engagement_writer_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+void ngx_http_engagement_writer_stop(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
+    ngx_http_engagement_event_t *ev, void **res);
+ngx_int_t ngx_http_engagement_writer_reserve_reaction(ngx_http_request_t *r,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
+void ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
+    const char *reason);
+void ngx_http_engagement_writer_cancel(void *res);
+size_t ngx_http_engagement_writer_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_writer_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
 /* reaction.c */
 ngx_int_t ngx_http_engagement_reaction_handler(ngx_http_request_t *r);

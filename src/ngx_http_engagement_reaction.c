@@ -20,6 +20,7 @@ typedef struct {
     ngx_http_engagement_zone_t    *zone;
     uint64_t                       hash;
     ngx_uint_t                     state;       /* a state read, no change */
+    void                          *wres;        /* the writer's line */
     u_char                         content_id[NGX_HTTP_ENGAGEMENT_ID_MAX];
     size_t                         content_id_len;
     u_char                         user_id[NGX_HTTP_ENGAGEMENT_ID_MAX];
@@ -166,6 +167,20 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
 
     r = rc->request;
 
+    /* the durable writer learns the outcome even if the client has gone */
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->type == REDIS_REPLY_INTEGER)
+    {
+        ngx_http_engagement_writer_commit(rc->wres,
+            reply->element[0]->integer != 0,
+            reply->element[1]->integer ? "duplicate_request"
+            : (reply->element[0]->integer ? NULL : "unchanged"));
+
+    } else {
+        ngx_http_engagement_writer_cancel(rc->wres);
+    }
+
     if (r) {
         /* the request may outlive rc (lingering close, keep-alive) */
         rc->cleanup->handler = NULL;
@@ -191,6 +206,7 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
     ngx_uint_t                        i, argc;
     ngx_str_t                        *types;
     ngx_pool_cleanup_t               *cln;
+    void                             *wres;
     size_t                            lens[8 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
     const char                       *argv[8 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
     ngx_http_engagement_react_t      *rc;
@@ -207,9 +223,23 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
     emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
     types = emcf->reactions->elts;
 
+    wres = NULL;
+
+    if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT
+        && ngx_http_engagement_writer_reserve_reaction(r, re, state, &wres)
+           == NGX_BUSY)
+    {
+        ngx_http_engagement_set_outcome(r, "unavailable", "writer_full",
+                                        &re->content_id);
+        return ngx_http_engagement_unavailable(r, "the durable writer's "
+                                               "queue or spool is full; "
+                                               "retry later");
+    }
+
     keys = ngx_pnalloc(r->pool, 3 * (sizeof("eng:{c:}:reactions:rq:")
                                      + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX));
     if (keys == NULL) {
+        ngx_http_engagement_writer_cancel(wres);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -253,14 +283,18 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
 
     rc = ngx_calloc(sizeof(ngx_http_engagement_react_t), r->connection->log);
     if (rc == NULL) {
+        ngx_http_engagement_writer_cancel(wres);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
+        ngx_http_engagement_writer_cancel(wres);
         ngx_free(rc);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    rc->wres = wres;
 
     rc->request = r;
     rc->zone = elcf->counters;
@@ -277,6 +311,7 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
                                        (int) argc, argv, lens)
         != NGX_OK)
     {
+        ngx_http_engagement_writer_cancel(wres);
         ngx_free(rc);
         ngx_http_engagement_rinc(elcf, reactions_failed);
         return ngx_http_engagement_unavailable(r,

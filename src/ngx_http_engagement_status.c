@@ -456,6 +456,7 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
     }
 
     len += ngx_http_engagement_limit_status_len(emcf);
+    len += ngx_http_engagement_writer_status_len(emcf);
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -496,7 +497,9 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
         /* the rate limit zones, kind "limit" */
         p = ngx_http_engagement_limit_status(r, p, emcf, 1, n == 0);
 
-        p = ngx_cpymem(p, "]}\n", 3);
+        *p++ = ']';
+        p = ngx_http_engagement_writer_status(p, emcf, 1);
+        p = ngx_cpymem(p, "}\n", 2);
 
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
     }
@@ -549,6 +552,7 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
     }
 
     p = ngx_http_engagement_limit_status(r, p, emcf, 0, 0);
+    p = ngx_http_engagement_writer_status(p, emcf, 0);
 
     return ngx_http_engagement_send(r, NGX_HTTP_OK,
                                     &ngx_http_engagement_prometheus_type,

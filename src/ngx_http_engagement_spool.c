@@ -1,0 +1,393 @@
+
+/*
+ * The writer's spool: batches the upstream did not take, one file each in
+ * the spool directory, named "<ms since the epoch>_<batch id>.ndjson" so
+ * that a name sort is oldest first. A file is written as ".tmp_<name>",
+ * fsynced and renamed, so a half-written batch is never replayed. A worker
+ * replaying a file claims it by renaming it to "<name>.sending" (only one
+ * rename can win); a failed replay renames it back, a crash leaves the
+ * ".sending" name, which the next start renames back.
+ */
+
+
+#include "ngx_http_engagement_writer.h"
+
+
+#define NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX   ".ndjson"
+#define NGX_HTTP_ENGAGEMENT_SPOOL_SENDING  ".ndjson.sending"
+
+
+static ngx_int_t
+ngx_http_engagement_spool_is(u_char *name, size_t len, const char *suffix)
+{
+    size_t  n;
+
+    n = ngx_strlen(suffix);
+
+    return len > n + 14 && name[0] != '.'
+           && ngx_strncmp(name + len - n, suffix, n) == 0;
+}
+
+
+/*
+ * At start (a new queue zone): count what the spool holds, put back files
+ * a crashed replay left claimed, and remove half-written ones.
+ */
+
+ngx_int_t
+ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,
+    ngx_log_t *log)
+{
+    u_char            *name, from[NGX_MAX_PATH], to[NGX_MAX_PATH];
+    size_t             len;
+    ngx_dir_t          dir;
+    ngx_uint_t         files;
+    ngx_file_info_t    fi;
+    ngx_core_conf_t   *ccf;
+    off_t              bytes;
+
+    if (ngx_create_dir(wcf->spool.data, 0700) == NGX_FILE_ERROR
+        && ngx_errno != NGX_EEXIST)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "engagement_writer: could not create the spool "
+                      "directory \"%V\"", &wcf->spool);
+        return NGX_ERROR;
+    }
+
+    /* the workers write there: give it to their user, as nginx does */
+    ccf = (ngx_core_conf_t *) ngx_get_conf(wcf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT
+        && chown((const char *) wcf->spool.data, ccf->user, ccf->group) == -1)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "engagement_writer: chown(\"%V\") failed", &wcf->spool);
+        return NGX_ERROR;
+    }
+
+    if (ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "engagement_writer: could not open the spool "
+                      "directory \"%V\"", &wcf->spool);
+        return NGX_ERROR;
+    }
+
+    files = 0;
+    bytes = 0;
+
+    while (ngx_read_dir(&dir) == NGX_OK) {
+        name = ngx_de_name(&dir);
+        len = ngx_de_namelen(&dir);
+
+        (void) ngx_sprintf(from, "%V/%*s%Z", &wcf->spool, len, name);
+
+        if (len > 5 && ngx_strncmp(name, ".tmp_", 5) == 0) {
+            (void) ngx_delete_file(from);
+            continue;
+        }
+
+        if (ngx_http_engagement_spool_is(name, len,
+                                         NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))
+        {
+            (void) ngx_sprintf(to, "%V/%*s%Z", &wcf->spool,
+                               len - sizeof(".sending") + 1, name);
+
+            if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
+                ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                              "engagement_writer: could not rename \"%s\"",
+                              from);
+                continue;
+            }
+
+            ngx_memcpy(from, to, ngx_strlen(to) + 1);
+
+        } else if (!ngx_http_engagement_spool_is(name, len,
+                                          NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX))
+        {
+            continue;
+        }
+
+        if (ngx_file_info(from, &fi) == NGX_FILE_ERROR) {
+            continue;
+        }
+
+        files++;
+        bytes += ngx_file_size(&fi);
+    }
+
+    ngx_close_dir(&dir);
+
+    wcf->sh->spool_files = files;
+    wcf->sh->spool_bytes = (ngx_atomic_uint_t) bytes;
+
+    if (files) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "engagement_writer: %ui spooled batches (%O bytes) "
+                      "in \"%V\" will be replayed", files, bytes,
+                      &wcf->spool);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_DECLINED: the spool is at its cap (force: written anyway, at a stop,
+ * where the alternative is to lose the batch).
+ */
+
+ngx_int_t
+ngx_http_engagement_spool_write(ngx_http_engagement_writer_conf_t *wcf,
+    u_char *id, size_t id_len, u_char *body, size_t len, ngx_uint_t force,
+    ngx_log_t *log)
+{
+    u_char      tmp[NGX_MAX_PATH], path[NGX_MAX_PATH];
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_time_t *tp;
+
+    if (!force
+        && (off_t) (wcf->sh->spool_bytes + len) > wcf->spool_max)
+    {
+        return NGX_DECLINED;
+    }
+
+    tp = ngx_timeofday();
+
+    (void) ngx_sprintf(tmp, "%V/.tmp_%013M_%*s" NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX
+                       "%Z", &wcf->spool,
+                       (ngx_msec_t) tp->sec * 1000 + tp->msec, id_len, id);
+    (void) ngx_sprintf(path, "%V/%s%Z", &wcf->spool,
+                       tmp + wcf->spool.len + sizeof("/.tmp_") - 1);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "engagement_writer: could not create \"%s\"", tmp);
+        return NGX_ERROR;
+    }
+
+    n = ngx_write_fd(fd, body, len);
+
+    if (n != (ssize_t) len || fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "engagement_writer: could not write \"%s\"", tmp);
+        ngx_close_file(fd);
+        (void) ngx_delete_file(tmp);
+        return NGX_ERROR;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR
+        || ngx_rename_file(tmp, path) == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "engagement_writer: could not rename \"%s\"", tmp);
+        (void) ngx_delete_file(tmp);
+        return NGX_ERROR;
+    }
+
+    /* the directory entry too: a batch must survive a power cut */
+    fd = ngx_open_file(wcf->spool.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd != NGX_INVALID_FILE) {
+        (void) fsync(fd);
+        ngx_close_file(fd);
+    }
+
+    (void) ngx_atomic_fetch_add(&wcf->sh->spool_bytes, len);
+    (void) ngx_atomic_fetch_add(&wcf->sh->spool_files, 1);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Claims the oldest spooled batch: NGX_OK with its claimed path, batch id
+ * and contents (ngx_alloc'ed), NGX_DONE when there is none to claim now.
+ */
+
+ngx_int_t
+ngx_http_engagement_spool_claim(ngx_http_engagement_writer_conf_t *wcf,
+    u_char *path, u_char *id, size_t *id_len, u_char **body, size_t *len,
+    ngx_log_t *log)
+{
+    u_char            *name, best[NGX_MAX_PATH], from[NGX_MAX_PATH], *p;
+    size_t             n, best_len;
+    ssize_t            got;
+    ngx_fd_t           fd;
+    ngx_dir_t          dir;
+    ngx_file_info_t    fi;
+
+    if (ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR) {
+        return NGX_DONE;
+    }
+
+    best_len = 0;
+
+    while (ngx_read_dir(&dir) == NGX_OK) {
+        name = ngx_de_name(&dir);
+        n = ngx_de_namelen(&dir);
+
+        if (!ngx_http_engagement_spool_is(name, n,
+                                          NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX)
+            || n >= NGX_MAX_PATH - wcf->spool.len - 16)
+        {
+            continue;
+        }
+
+        if (best_len == 0
+            || ngx_memn2cmp(name, best, n, best_len) < 0)
+        {
+            ngx_memcpy(best, name, n);
+            best_len = n;
+        }
+    }
+
+    ngx_close_dir(&dir);
+
+    if (best_len == 0) {
+        return NGX_DONE;
+    }
+
+    (void) ngx_sprintf(from, "%V/%*s%Z", &wcf->spool, best_len, best);
+    (void) ngx_sprintf(path, "%V/%*s.sending%Z", &wcf->spool, best_len, best);
+
+    if (ngx_rename_file(from, path) == NGX_FILE_ERROR) {
+        /* another worker has claimed it */
+        return NGX_DONE;
+    }
+
+    /* the id: between the first '_' and the suffix */
+    p = ngx_strlchr(best, best + best_len, '_');
+    if (p == NULL) {
+        p = best;
+    }
+
+    n = best + best_len - sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX) + 1
+        - (p + 1);
+    n = ngx_min(n, NGX_HTTP_ENGAGEMENT_BATCH_ID_LEN);
+    ngx_memcpy(id, p + 1, n);
+    *id_len = n;
+
+    fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        goto failed;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_close_file(fd);
+        goto failed;
+    }
+
+    *len = (size_t) ngx_file_size(&fi);
+
+    *body = ngx_alloc(*len + 1, log);
+    if (*body == NULL) {
+        ngx_close_file(fd);
+        goto failed;
+    }
+
+    got = ngx_read_fd(fd, *body, *len);
+    ngx_close_file(fd);
+
+    if (got != (ssize_t) *len) {
+        ngx_free(*body);
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                  "engagement_writer: could not read \"%s\"", path);
+    ngx_http_engagement_spool_release(path, log);
+
+    return NGX_DONE;
+}
+
+
+void
+ngx_http_engagement_spool_done(ngx_http_engagement_writer_conf_t *wcf,
+    u_char *path, size_t len, ngx_log_t *log)
+{
+    if (ngx_delete_file(path) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "engagement_writer: could not delete \"%s\"; it "
+                      "will be sent again", path);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&wcf->sh->spool_bytes, -(ngx_atomic_int_t) len);
+    (void) ngx_atomic_fetch_add(&wcf->sh->spool_files, -1);
+}
+
+
+/* a claimed file that could not be sent goes back under its old name */
+
+void
+ngx_http_engagement_spool_release(u_char *path, ngx_log_t *log)
+{
+    u_char  to[NGX_MAX_PATH];
+    size_t  len;
+
+    len = ngx_strlen(path) - (sizeof(".sending") - 1);
+
+    (void) ngx_sprintf(to, "%*s%Z", len, path);
+
+    if (ngx_rename_file(path, to) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "engagement_writer: could not rename \"%s\" back; "
+                      "the next start replays it", path);
+    }
+}
+
+
+/* the time the oldest spooled batch was written, 0: none */
+
+time_t
+ngx_http_engagement_spool_oldest(ngx_http_engagement_writer_conf_t *wcf)
+{
+    u_char      *name;
+    size_t       n;
+    uint64_t     ms, best;
+    ngx_dir_t    dir;
+    ngx_int_t    v;
+
+    if (wcf->sh->spool_files == 0
+        || ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR)
+    {
+        return 0;
+    }
+
+    best = 0;
+
+    while (ngx_read_dir(&dir) == NGX_OK) {
+        name = ngx_de_name(&dir);
+        n = ngx_de_namelen(&dir);
+
+        if (!ngx_http_engagement_spool_is(name, n,
+                                          NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX)
+            && !ngx_http_engagement_spool_is(name, n,
+                                          NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))
+        {
+            continue;
+        }
+
+        v = ngx_atoi(name, 13);
+        if (v == NGX_ERROR) {
+            continue;
+        }
+
+        ms = (uint64_t) v;
+
+        if (best == 0 || ms < best) {
+            best = ms;
+        }
+    }
+
+    ngx_close_dir(&dir);
+
+    return (time_t) (best / 1000);
+}

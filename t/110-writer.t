@@ -1,0 +1,516 @@
+# Guards the durable writer against a real clickhouse-server (Debian's
+# 18.16, started here on its own ports and data directory): N events give
+# N rows with the right fields and rollups that agree; ClickHouse stopped
+# under traffic and started again loses nothing (spool, replay, dedupe on
+# event_id); an upstream answering 500, hanging past the timeout or
+# closing mid-response (a small fault server of our own in front of
+# ClickHouse) only delays delivery; a stop with the upstream down and a
+# start with it up delivers everything; a full spool refuses events with
+# 503, counted; bad directive values fail `nginx -t`.
+use strict;
+use warnings;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Engagement::Test;
+use IO::Socket::INET;
+use IO::Select;
+use POSIX qw(_exit);
+use Time::HiRes qw(sleep time);
+use File::Path qw(make_path remove_tree);
+
+my $ch_bin = '/usr/bin/clickhouse-server';
+$ch_bin = '/usr/sbin/clickhouse-server' unless -x $ch_bin;
+plan skip_all => 'clickhouse-server is not installed (./build.sh installs it)'
+    unless -x $ch_bin;
+
+my $base = $ENV{TEST_NGINX_PORT} // 1984;
+my $port = free_port();
+my $chp = $base + 150 + 3 * int(rand(15));     # http; +1 tcp; +2 fault
+my $fport = $chp + 2;
+my $chdir = root_dir() . "/t/servroot/clickhouse-$chp";
+my $ctl = "$chdir/fault";
+
+my $insert = '/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow';
+
+# -- ClickHouse ------------------------------------------------------------
+
+sub ch_start {
+    my (%o) = @_;
+    remove_tree($chdir) if $o{fresh};
+    make_path("$chdir/data", "$chdir/tmp");
+    open my $fh, '>', "$chdir/config.xml" or die $!;
+    print $fh <<"EOX";
+<yandex>
+  <logger><level>warning</level><log>$chdir/ch.log</log>
+    <errorlog>$chdir/ch.err</errorlog><console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$chp</http_port>
+  <tcp_port>@{[ $chp + 1 ]}</tcp_port>
+  <path>$chdir/data/</path>
+  <tmp_path>$chdir/tmp/</tmp_path>
+  <mark_cache_size>5368709</mark_cache_size>
+  <uncompressed_cache_size>5368709</uncompressed_cache_size>
+  <max_concurrent_queries>20</max_concurrent_queries>
+  <timezone>UTC</timezone>
+  <users><default><password></password>
+    <networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <profiles><default></default></profiles>
+  <quotas><default></default></quotas>
+</yandex>
+EOX
+    close $fh;
+    my $pid = fork() // die;
+    if ($pid == 0) {
+        open STDOUT, '>>', "$chdir/stdout.log";
+        open STDERR, '>>', "$chdir/stdout.log";
+        exec $ch_bin, "--config-file=$chdir/config.xml";
+        exit 127;
+    }
+    Engagement::Test::_started($pid);
+    for (1 .. 500) {
+        my ($st, $b) = http_request($chp, 'GET', '/?query=SELECT%201');
+        return $pid if $st && $st == 200;
+        sleep 0.02;
+    }
+    diag(slurp("$chdir/stdout.log") . slurp("$chdir/ch.err"));
+    return $pid;
+}
+
+sub ch_stop {
+    my ($pid) = @_;
+    return unless $pid;
+    Engagement::Test::_stopped($pid);
+    kill 'TERM', $pid;
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        return if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        sleep 0.02;
+    }
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+}
+
+# a query over HTTP/1.0: ClickHouse answers without chunks
+sub ch {
+    my ($sql) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$chp", Timeout => 10)
+        or die "clickhouse: $!";
+    print $s "POST / HTTP/1.0\r\nContent-Length: " . length($sql)
+             . "\r\n\r\n$sql";
+    local $/;
+    my $resp = <$s> // '';
+    close $s;
+    my ($head, $b) = split /\r\n\r\n/, $resp, 2;
+    die "clickhouse: $resp ($sql)" unless $head =~ m{^HTTP/1\.\d 200};
+    $b =~ s/\s+\z//;
+    return $b;
+}
+
+sub ch_schema {
+    my $sql = slurp(root_dir() . '/conf-examples/clickhouse/schema.sql');
+    $sql =~ s/--[^\n]*//g;
+    for my $q (split /;\s*\n/, $sql) {
+        next unless $q =~ /\S/;
+        ch($q);
+    }
+}
+
+# -- a fault server in front of ClickHouse -----------------------------------
+# modes (re-read per request from $ctl): pass, 500, hang, cut
+
+sub fault_start {
+    my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$fport",
+                                    Listen => 16, ReuseAddr => 1)
+        or die "fault server: $!";
+    my $pid = fork() // die;
+    if ($pid) { close $srv; Engagement::Test::_started($pid); return $pid }
+    $SIG{CHLD} = 'IGNORE';
+    $SIG{TERM} = sub { _exit(0) };
+    while (1) {
+        my $c = $srv->accept or next;
+        my $kid = fork();
+        if (!defined $kid || $kid) { close $c; next }
+        close $srv;
+        _fault_serve($c);
+        _exit(0);
+    }
+}
+
+sub _read_request {
+    my ($c) = @_;
+    my $buf = '';
+    while ($buf !~ /\r\n\r\n/) {
+        my $n = sysread($c, $buf, 65536, length $buf);
+        return undef unless $n;
+    }
+    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+    $len //= 0;
+    while (length($body) < $len) {
+        my $n = sysread($c, $body, 65536, length $body);
+        return undef unless $n;
+    }
+    return ($head, $body);
+}
+
+sub _fault_serve {
+    my ($c) = @_;
+    while (1) {
+        my ($head, $body) = _read_request($c);
+        return unless defined $head;
+        my $mode = slurp($ctl) || 'pass';
+        $mode =~ s/\s+//g;
+        if ($mode eq '500') {
+            syswrite($c, "HTTP/1.1 500 Internal Server Error\r\n"
+                         . "Content-Length: 6\r\n\r\nbroken");
+            next;
+        }
+        if ($mode eq 'hang') {
+            sleep 3;
+            return;
+        }
+        # pass and cut: ClickHouse takes the batch
+        $head =~ s/^Connection:[^\r\n]*/Connection: close/mi;
+        my $u = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$chp") or return;
+        syswrite($u, "$head\r\n\r\n$body");
+        my $resp = '';
+        1 while sysread($u, $resp, 65536, length $resp);
+        close $u;
+        if ($mode eq 'cut') {
+            # ClickHouse inserted; nginx never sees the end of the answer
+            syswrite($c, substr($resp, 0, 60));
+            return;
+        }
+        syswrite($c, $resp);
+        return;
+    }
+}
+
+sub fault_mode {
+    open my $fh, '>', $ctl or die $!;
+    print $fh $_[0];
+    close $fh;
+}
+
+# -- nginx -------------------------------------------------------------------
+
+my $loc = <<'EOC';
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+EOC
+
+sub start_ng {
+    my ($prefix, %o) = @_;
+    my $target = $o{target} // $chp;
+    my $args = $o{args} // '';
+    my $extra = $o{http} // '';
+    write_conf($prefix, port => $port, workers => 2,
+               server => $loc . ($o{server} // ''), http => <<"EOC");
+$extra
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_edge_id test-edge;
+    engagement_writer http://127.0.0.1:$target$insert batch=50 interval=100ms
+        connect_timeout=300ms timeout=800ms retry=200ms
+        spool=$prefix/spool $args;
+EOC
+    my $pid = start_nginx($prefix, $port);
+    ok($pid, "nginx started") or diag(slurp("$prefix/logs/stderr.log")
+                                      . slurp("$prefix/logs/error.log"));
+    return $pid;
+}
+
+sub metric {
+    my ($name) = @_;
+    my (undef, $t) = http_request($port, 'GET', '/status');
+    return $t =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
+}
+
+# waits until the writer holds nothing: queue, claims and spool empty
+sub wait_drained {
+    my ($secs) = @_;
+    my $deadline = time + ($secs // 15);
+    while (time < $deadline) {
+        my (undef, $t) = http_request($port, 'GET', '/status');
+        return 1 if $t =~ /^nginx_engagement_writer_queued_events 0$/m
+                 && $t =~ /^nginx_engagement_writer_inflight_events 0$/m
+                 && $t =~ /^nginx_engagement_writer_spool_files 0$/m;
+        sleep 0.05;
+    }
+    return 0;
+}
+
+my $n_sent = 0;     # events answered 2xx, over the whole file
+
+sub post_events {
+    my ($n, $tag) = @_;
+    my $ok = 0;
+    for my $i (1 .. $n) {
+        my $dev = (qw(mobile desktop tv))[$i % 3];
+        my $src = (qw(home search))[$i % 2];
+        my $json = qq({"contentId":"c-$tag-@{[ $i % 4 ]}","sessionId":"s-$tag-$i",)
+                 . qq("viewerId":"viewer-$tag-$i","device":"$dev","source":"$src",)
+                 . qq("durationMs":@{[ 1000 * $i ]}});
+        my ($st) = post_view($port, $json);
+        $ok++ if $st && $st >= 200 && $st < 300;
+    }
+    $n_sent += $ok;
+    return $ok;
+}
+
+sub distinct_events {
+    return ch("SELECT uniqExact(event_id) FROM eng.events") + 0;
+}
+
+my $ch = ch_start(fresh => 1);
+ok(http_request($chp, 'GET', '/?query=SELECT%201'), "clickhouse-server is up");
+ch_schema();
+
+# -- 1. N events -> N rows, fields, rollups ---------------------------------
+
+my $prefix = new_prefix('writer-basic');
+my $ng = start_ng($prefix);
+
+is(post_events(120, 'a'), 120, "120 view events accepted");
+
+# a duplicate (same session within the dedupe window) and a request id
+my ($st, $b) = post_view($port, '{"contentId":"c-a-0","sessionId":"s-a-4",'
+                         . '"viewerId":"viewer-a-4","requestId":"req-dup-1"}');
+is($st, 200, "a duplicate view is accepted, not counted");
+like($b, qr/"reason":"duplicate"/, "reason duplicate");
+$n_sent++;
+
+ok(wait_drained(), "the queue drains");
+is(distinct_events(), 121, "121 distinct events in ClickHouse");
+is(ch("SELECT count() FROM eng.events FINAL"), 121, "121 rows (FINAL)");
+
+my $row = ch("SELECT type, content_id, counted, reason, edge, length(viewer_id), "
+             . "viewer_id = 'viewer-a-4' FROM eng.events WHERE event_id = 'req-dup-1'");
+is($row, "view\tc-a-0\t0\tduplicate\ttest-edge\t16\t0",
+   "the duplicate's row: type, content, counted=0 with its reason, edge");
+
+$row = ch("SELECT device, source, duration_ms, counted, length(viewer_id), "
+          . "viewer_id LIKE '%viewer%', event_id LIKE 'test-edge.%' "
+          . "FROM eng.events WHERE session_id = 's-a-5'");
+is($row, "tv\tsearch\t5000\t1\t16\t0\t1",
+   "a counted row: device, source, duration; viewer id hashed; made event id");
+
+# rollups sum the rows as inserted (a batch resent after a timeout counts
+# twice there, see schema.sql); on a quiet run that is 121 and 120
+my $raw = ch("SELECT count() FROM eng.events");
+my $rawc = ch("SELECT sum(counted) FROM eng.events");
+is(ch("SELECT sum(events) FROM eng.views_minute"), $raw, "minute rollup: $raw events");
+is(ch("SELECT sum(counted) FROM eng.views_hour"), $rawc, "hour rollup: $rawc counted");
+is(ch("SELECT sum(events) FROM eng.views_day"), $raw, "day rollup: $raw events");
+is(ch("SELECT sum(counted) FROM eng.events FINAL"), 120, "120 counted events (FINAL)");
+is(ch("SELECT groupArray(d) FROM (SELECT device d, sum(events) FROM eng.views_day "
+      . "GROUP BY d ORDER BY d)")
+   . ch("SELECT groupArray(s) FROM (SELECT sum(events) s, device FROM eng.views_day "
+        . "GROUP BY device ORDER BY device)"),
+   ch("SELECT groupArray(d) FROM (SELECT device d, count() FROM eng.events "
+      . "GROUP BY d ORDER BY d)")
+   . ch("SELECT groupArray(s) FROM (SELECT count() s, device FROM eng.events "
+        . "GROUP BY device ORDER BY device)"),
+   "the day rollup by device agrees with the events");
+
+my (undef, $js) = http_request($port, 'GET', '/status?format=json');
+like($js, qr/"writer":\{"up":1,"queued_events":0,.*"events_total":121/,
+     "the JSON status carries the writer figures");
+my (undef, $txt) = http_request($port, 'GET', '/status');
+my %help;
+$help{$1}++ while $txt =~ /^# HELP (nginx_engagement_writer_\S+)/mg;
+ok(!grep({ $_ > 1 } values %help) && keys(%help) >= 10,
+   "one HELP per writer family");
+like($txt, qr/^nginx_engagement_writer_batches_total\{result="sent"\} [1-9]/m,
+     "batches sent");
+SKIP: {
+    skip 'promtool not installed', 1 unless -x '/usr/bin/promtool';
+    open my $pt, '|-', "/usr/bin/promtool check metrics > $prefix/logs/promtool.out 2>&1"
+        or die;
+    print $pt $txt;
+    close $pt;
+    is($?, 0, "promtool check metrics accepts the status with the writer")
+        or diag(slurp("$prefix/logs/promtool.out"));
+}
+my ($nb) = $txt =~ /^nginx_engagement_writer_batches_total\{result="sent"\} (\d+)/m;
+my ($nc) = $txt =~ /^nginx_engagement_writer_connects_total (\d+)$/m;
+ok($nc && $nb > $nc, "connections are kept alive ($nb batches, $nc connects)");
+
+# -- 2. ClickHouse stopped under traffic, then started ------------------------
+
+ch_stop($ch);
+is(post_events(80, 'b'), 80, "80 events accepted while ClickHouse is down");
+sleep 0.5;
+ok((metric('nginx_engagement_writer_spool_files') // 0) > 0, "batches spooled");
+ok((metric('nginx_engagement_writer_batches_total{result="failed"}') // 0) > 0,
+   "failed batches counted");
+$ch = ch_start();
+ok(wait_drained(), "spool and queue drain after ClickHouse is back");
+is(distinct_events(), $n_sent, "every accepted event is in ClickHouse ($n_sent)");
+ok((metric('nginx_engagement_writer_batches_total{result="replayed"}') // 0) > 0,
+   "replayed batches counted");
+my $files = () = glob("$prefix/spool/*");
+is($files, 0, "the spool directory is empty");
+
+# -- 4. a stop with the upstream down, a start with it up ---------------------
+
+ch_stop($ch);
+is(post_events(60, 'q'), 60, "60 events accepted with ClickHouse down");
+stop_nginx($ng);
+$files = () = glob("$prefix/spool/*.ndjson");
+ok($files > 0, "the stop left the queue in the spool ($files files)");
+$ch = ch_start();
+$ng = start_nginx($prefix, $port);
+ok($ng, "nginx started again");
+ok(wait_drained(), "the spool is replayed at start");
+is(distinct_events(), $n_sent, "every event arrived ($n_sent)");
+stop_nginx($ng);
+like(slurp("$prefix/logs/error.log"), qr/spooled batches .* will be replayed/,
+     "the start logged the spool it found");
+unlike(slurp("$prefix/logs/error.log"), qr/\[(alert|emerg)\]|are lost/,
+       "no alerts");
+
+# -- 3. faults: 500, a hang past the timeout, a close mid-response -------------
+
+my $fp = fault_start();
+$prefix = new_prefix('writer-faults');
+$ng = start_ng($prefix, target => $fport);
+
+for my $mode (qw(500 hang cut)) {
+    fault_mode($mode);
+    is(post_events(30, "f$mode"), 30, "$mode: events accepted meanwhile");
+    sleep 1;
+    ok((metric('nginx_engagement_writer_batches_total{result="failed"}') // 0) > 0,
+       "$mode: failed batches counted");
+    my ($s) = http_request($port, 'GET', '/status');
+    is($s, 200, "$mode: the worker keeps serving");
+    fault_mode('pass');
+    ok(wait_drained(), "$mode: everything delivered once the upstream heals");
+    is(distinct_events(), $n_sent, "$mode: no event lost ($n_sent)");
+}
+# workers killed while their batch hangs: the claims are taken back
+fault_mode('hang');
+is(post_events(30, 'crash'), 30, "crash: events accepted");
+my $deadline = time + 5;
+sleep 0.01 while time < $deadline
+    && !(metric('nginx_engagement_writer_inflight_events') // 0);
+ok(metric('nginx_engagement_writer_inflight_events'), "crash: a batch in flight");
+kill 'KILL', map { /(\d+)/ ? $1 : () } `ps -o pid= --ppid $ng`;
+fault_mode('pass');
+sleep 0.3;
+ok(wait_drained(20), "crash: the orphaned claim is sent by a new worker");
+is(distinct_events(), $n_sent, "crash: no event lost ($n_sent)");
+ok(metric('nginx_engagement_writer_reclaimed_total'), "crash: reclaimed events counted");
+
+ok(ch("SELECT count() FROM eng.events") >= $n_sent,
+   "a cut answer may repeat rows; event_id dedupes them");
+is(ch("SELECT count() FROM eng.events FINAL"), $n_sent,
+   "ReplacingMergeTree FINAL reads each event once");
+stop_nginx($ng);
+like(slurp("$prefix/logs/error.log"), qr/answered 500/, "the 500 was logged");
+like(slurp("$prefix/logs/error.log"), qr/timed out/, "the timeout was logged");
+ch_stop($ch);
+kill 'TERM', $fp;
+waitpid($fp, 0);
+Engagement::Test::_stopped($fp);
+
+# -- 5. the spool cap ----------------------------------------------------------
+
+$prefix = new_prefix('writer-cap');
+$ng = start_ng($prefix, target => $fport, args => 'spool_max=64k');
+my ($got503, $hdr);
+for my $i (1 .. 400) {
+    my ($s, undef, $h) = post_view($port, qq({"contentId":"cap","sessionId":"s$i"}));
+    if ($s == 503) { $got503 = 1; $hdr = $h; last }
+    sleep 0.01 if $i % 20 == 0;
+}
+ok($got503, "a full spool refuses events with 503");
+is($hdr->{'retry-after'}, 1, "with Retry-After");
+ok((metric('nginx_engagement_writer_refused_total{reason="spool_full"}') // 0) > 0,
+   "refusals counted");
+my $sb = metric('nginx_engagement_writer_spool_bytes') // 0;
+ok($sb > 0 && $sb <= 65536, "the spool holds batches, within its cap ($sb)");
+ok((metric('nginx_engagement_writer_spool_full_total') // 0) > 0,
+   "batches the spool could not take are counted (and stay queued)");
+(undef, $txt) = http_request($port, 'GET', '/status');
+like($txt, qr/^nginx_engagement_writer_queued_events [1-9]/m,
+     "events the spool could not take wait in the queue");
+stop_nginx($ng);
+
+# -- 7. likes, reactions and unlikes (with Redis) ---------------------------------
+
+$ch = ch_start();
+my $rport = $base + 100 + int(rand(20));
+my $rpid = start_redis($rport);
+$prefix = new_prefix('writer-reactions');
+$ng = start_ng($prefix, server => "    location = /engagement/like { engagement like; }\n",
+               http => "engagement_redis 127.0.0.1:$rport timeout=500ms "
+                       . "connect_timeout=500ms backoff=50ms:300ms;");
+sleep 0.3;
+my @steps = (
+    ['POST', '{"contentId":"rc","userId":"u1","requestId":"rq-1"}'],
+    ['POST', '{"contentId":"rc","userId":"u1","requestId":"rq-1"}'],
+    ['POST', '{"contentId":"rc","userId":"u1","reaction":"love","requestId":"rq-2"}'],
+    ['POST', '{"contentId":"rc","userId":"u1","reaction":"love"}'],
+    ['DELETE', '{"contentId":"rc","userId":"u1","requestId":"rq-3"}'],
+);
+my $okr = 0;
+for my $s (@steps) {
+    my ($rs) = http_request($port, $s->[0], '/engagement/like', $s->[1],
+                            'Content-Type' => 'application/json');
+    $okr++ if $rs == 200;
+}
+is($okr, 5, "five reaction requests answered 200");
+ok(wait_drained(), "the reaction events are delivered");
+is(metric('nginx_engagement_writer_events_total'), 5,
+   "five reaction events written (the retry of rq-1 too)");
+# the retry shares rq-1's event_id: FINAL keeps the counted row of the two
+is(ch("SELECT groupArray(x) FROM (SELECT concat(type, ':', reaction, ':', "
+      . "toString(counted), ':', reason) x FROM eng.events FINAL "
+      . "WHERE content_id = 'rc' ORDER BY x)"),
+   "['like:like:1:','react:love:0:unchanged','react:love:1:','unlike::1:']",
+   "types, reactions, counted and reasons of like, react, no-op, unlike");
+is(ch("SELECT uniqExact(viewer_id), min(length(viewer_id)), "
+      . "countIf(viewer_id = 'u1') FROM eng.events WHERE content_id = 'rc'"),
+   "1\t16\t0", "the user id is hashed, the same way each time");
+stop_nginx($ng);
+stop_redis($rpid);
+# the retry with requestId rq-1 shares its event_id: 4 distinct events
+$n_sent += 4;
+
+# -- 8. a reload under traffic, a killed worker ------------------------------------
+
+$prefix = new_prefix('writer-reload');
+$ng = start_ng($prefix);
+is(post_events(40, 'r1'), 40, "events before a reload");
+nginx_signal($ng, 'HUP');
+is(post_events(40, 'r2'), 40, "events during and after the reload");
+sleep 0.5;
+my @workers = map { /(\d+)/ ? $1 : () } `ps -o pid= --ppid $ng`;
+ok(@workers >= 1, "workers found");
+is(post_events(20, 'k1'), 20, "events before a worker is killed");
+kill 'KILL', $workers[0];
+is(post_events(20, 'k2'), 20, "events after a worker was killed");
+ok(wait_drained(), "the queue drains after the reload and the crash");
+is(distinct_events(), $n_sent, "no event lost to the reload or the crash ($n_sent)");
+stop_nginx($ng);
+ch_stop($ch);
+
+# -- 6. nginx -t on bad values ---------------------------------------------------
+
+for my $bad ('ftp://127.0.0.1/', 'http://127.0.0.1:1/ batch=0',
+             'http://127.0.0.1:1/ interval=0', 'http://127.0.0.1:1/ spool_max=1',
+             'http://127.0.0.1:1/ zone=w:1k', 'http://127.0.0.1:1/ bogus=1',
+             'http://no-such-host.invalid/') {
+    $prefix = new_prefix('writer-bad');
+    write_conf($prefix, port => $port, http => "engagement_writer $bad;",
+               server => $loc);
+    local $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_PRELOAD} if $ENV{TEST_NGINX_PRELOAD};
+    my $out = `'${\ nginx_bin()}' -t -p '$prefix/' -c '$prefix/conf/nginx.conf' 2>&1`;
+    isnt($?, 0, "nginx -t refuses engagement_writer $bad");
+    like($out, qr/engagement_writer/, "the error names the directive") or diag($out);
+}
+
+done_testing();
