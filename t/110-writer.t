@@ -338,6 +338,29 @@ my ($nb) = $txt =~ /^nginx_engagement_writer_batches_total\{result="sent"\} (\d+
 my ($nc) = $txt =~ /^nginx_engagement_writer_connects_total (\d+)$/m;
 ok($nc && $nb > $nc, "connections are kept alive ($nb batches, $nc connects)");
 
+# -- 1b. what the edge checks decide reaches the sink with its reason ---------
+
+my $old = int(time * 1000) - 2 * 86400 * 1000;
+($st, $b) = post_view($port, qq({"contentId":"c-late","sessionId":"s-late","ts":$old,"requestId":"req-late"}));
+like($b, qr/"reason":"too_old"/, "a late event: 200 too_old");
+$n_sent++;
+($st, $b) = http_request($port, 'POST', '/engagement/view',
+    '{"contentId":"c-bot","sessionId":"s-bot","requestId":"req-bot"}',
+    'Content-Type' => 'application/json', 'User-Agent' => 'Googlebot/2.1');
+like($b, qr/"reason":"bot"/, "a crawler: 200 bot");
+($st, $b) = http_request($port, 'POST', '/engagement/view',
+    '{"contentId":"c-gpc","sessionId":"s-gpc","viewerId":"viewer-gpc","requestId":"req-gpc"}',
+    'Content-Type' => 'application/json', 'Sec-GPC' => '1');
+is($st, 202, "a Sec-GPC view counts anonymously");
+$n_sent++;
+ok(wait_drained(), "the queue drains again");
+is(ch("SELECT counted, reason FROM eng.events WHERE event_id = 'req-late'"),
+   "0\ttoo_old", "the late event is in the sink, not counted, with its reason");
+is(ch("SELECT count() FROM eng.events WHERE event_id = 'req-bot'"), 0,
+   "a bot's event is not shipped");
+is(ch("SELECT counted, viewer_id = '' FROM eng.events WHERE event_id = 'req-gpc'"),
+   "1\t1", "the opted-out view is shipped without any viewer id");
+
 # -- 2. ClickHouse stopped under traffic, then started ------------------------
 
 ch_stop($ch);
