@@ -3,7 +3,8 @@
 # system nginx, run the test suite, or run the quick start.
 #
 #   ./build.sh            build build/ngx_http_engagement_module.so
-#   ./build.sh test       build, then run the whole suite (what CI runs)
+#   ./build.sh test       build, then run the whole suite and fuzz each
+#                         parser for FUZZ_SECONDS (20) s (what CI runs)
 #   ./build.sh test --asan  the suite against an AddressSanitizer+UBSan build
 #   ./build.sh run        build, then serve conf-examples/quickstart.conf on
 #                         127.0.0.1:${PORT:-8080} in the foreground with a
@@ -15,7 +16,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NGX_SRC=/usr/share/nginx/src
-PACKAGES=(nginx nginx-dev libhiredis-dev libjansson-dev redis-server
+PACKAGES=(nginx nginx-dev libhiredis-dev libjansson-dev libssl-dev redis-server
           libtest-base-perl libtext-diff-perl liblist-moreutils-perl
           libtest-longstring-perl libhttp-message-perl liburi-perl
           libipc-run-perl gcc make curl prometheus clickhouse-server)
@@ -207,7 +208,13 @@ case "$cmd" in
     deps)  deps ;;
     build) deps; build_default ;;
     asan)  deps; build_asan ;;
-    test)  deps; run_tests "$@" ;;
+    test)  deps clang libclang-rt-14-dev
+           run_tests "$@"
+           # the whole suite ends with a short, bounded fuzz of every parser
+           # (FUZZ_SECONDS=0 skips it; ./build.sh fuzz runs longer)
+           if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+               fuzz "${FUZZ_SECONDS:-20}"
+           fi ;;
     run)   deps; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
     *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token]|deps]" >&2; exit 2 ;;
