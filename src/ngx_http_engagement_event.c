@@ -89,6 +89,9 @@ static ngx_http_engagement_field_t  ngx_http_engagement_reaction_fields[] = {
     { "requestId", NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
       offsetof(ngx_http_engagement_reaction_t, request_id) },
 
+    { "token", NGX_HTTP_ENGAGEMENT_FIELD_STRING, 0,
+      offsetof(ngx_http_engagement_reaction_t, token) },
+
     { NULL, 0, 0, 0 }
 };
 

@@ -439,6 +439,100 @@ ngx_http_engagement_token_refused(ngx_http_request_t *r,
 }
 
 
+/* checks a token with the secret, and during a change with the previous */
+
+static ngx_http_engagement_token_rc_e
+ngx_http_engagement_token_keys(ngx_http_engagement_guard_conf_t *gc,
+    ngx_str_t *token, ngx_str_t *content_id, ngx_str_t *subject)
+{
+    ngx_http_engagement_token_rc_e  rc, prc;
+
+    rc = ngx_http_engagement_token_verify(gc->token_key, token->data,
+                                          token->len, content_id, subject,
+                                          ngx_time());
+
+    if ((rc == NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT
+         || rc == NGX_HTTP_ENGAGEMENT_TOKEN_BAD_SIGNATURE)
+        && gc->token_key_prev)
+    {
+        prc = ngx_http_engagement_token_verify(gc->token_key_prev,
+                                               token->data, token->len,
+                                               content_id, subject,
+                                               ngx_time());
+
+        /* the answer of the secret that got further */
+        if (prc != NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT) {
+            rc = prc;
+        }
+    }
+
+    return rc;
+}
+
+
+/*
+ * A like or unlike where tokens are required: the token binds the content
+ * and the user (minted with engagement_token_bind <content> <user>). It
+ * comes in the body's "token" or the X-Engagement-Token header.
+ * NGX_DECLINED: valid; anything else: the refusal sent.
+ */
+
+ngx_int_t
+ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_str_t *token,
+    ngx_str_t *content_id, ngx_str_t *user_id)
+{
+    ngx_str_t                        t;
+    ngx_uint_t                       i;
+    ngx_list_part_t                 *part;
+    ngx_table_elt_t                 *h;
+    ngx_http_engagement_token_rc_e   rc;
+
+    if (!elcf->guard.require_token) {
+        return NGX_DECLINED;
+    }
+
+    t = *token;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; t.len == 0; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-Engagement-Token") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Engagement-Token",
+                               sizeof("X-Engagement-Token") - 1)
+               == 0)
+        {
+            t = h[i].value;
+        }
+    }
+
+    rc = ngx_http_engagement_token_keys(&elcf->guard, &t, content_id,
+                                        user_id);
+
+    if (rc == NGX_HTTP_ENGAGEMENT_TOKEN_OK) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_engagement_inc(
+        ((ngx_http_engagement_counters_shctx_t *) elcf->counters->sh),
+        token_refused[rc]);
+
+    return ngx_http_engagement_token_refused(r, rc, content_id);
+}
+
+
 /*
  * Runs after parsing and before the view policy. NGX_DECLINED: go on
  * (ev->anonymous may have been set); anything else: the answer was sent
@@ -454,7 +548,7 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     ngx_list_part_t                      *part;
     ngx_table_elt_t                      *h;
     ngx_http_engagement_guard_conf_t     *gc;
-    ngx_http_engagement_token_rc_e        rc, prc;
+    ngx_http_engagement_token_rc_e        rc;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     gc = &elcf->guard;
@@ -499,26 +593,8 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     }
 
     if (gc->require_token) {
-        rc = ngx_http_engagement_token_verify(gc->token_key, token.data,
-                                              token.len, &ev->content_id,
-                                              &ev->session_id, ngx_time());
-
-        /* during a change of secret, tokens of the previous one hold */
-        if ((rc == NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT
-             || rc == NGX_HTTP_ENGAGEMENT_TOKEN_BAD_SIGNATURE)
-            && gc->token_key_prev)
-        {
-            prc = ngx_http_engagement_token_verify(gc->token_key_prev,
-                                                   token.data, token.len,
-                                                   &ev->content_id,
-                                                   &ev->session_id,
-                                                   ngx_time());
-
-            /* the answer of the secret that got further */
-            if (prc != NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT) {
-                rc = prc;
-            }
-        }
+        rc = ngx_http_engagement_token_keys(gc, &token, &ev->content_id,
+                                            &ev->session_id);
 
         if (rc != NGX_HTTP_ENGAGEMENT_TOKEN_OK) {
             ngx_http_engagement_inc(sh, token_refused[rc]);

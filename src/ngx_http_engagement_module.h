@@ -289,6 +289,7 @@ typedef struct {
     ngx_str_t                     user_id;
     ngx_str_t                     reaction;        /* empty: like, or none */
     ngx_str_t                     request_id;
+    ngx_str_t                     token;           /* empty: absent */
 } ngx_http_engagement_reaction_t;
 
 
@@ -387,6 +388,9 @@ ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
 /* guard.c: NGX_DECLINED, or the answer sent for the event */
 ngx_int_t ngx_http_engagement_guard_check(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev);
+ngx_int_t ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_str_t *token,
+    ngx_str_t *content_id, ngx_str_t *user_id);
 
 /* handler.c */
 ngx_int_t ngx_http_engagement_handler(ngx_http_request_t *r);

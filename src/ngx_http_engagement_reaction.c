@@ -379,6 +379,15 @@ ngx_http_engagement_reaction_process(ngx_http_request_t *r)
         return rc;
     }
 
+    /* engagement_require_token: a token bound to the content and the user */
+    rc = ngx_http_engagement_guard_like_token(r, elcf, &re.token,
+                                              &re.content_id, &re.user_id);
+
+    if (rc != NGX_DECLINED) {
+        /* counted in nginx_engagement_token_refused_total by reason */
+        return rc;
+    }
+
     ngx_str_null(&state);
 
     if (r->method == NGX_HTTP_POST) {

@@ -22,8 +22,11 @@ my $server = <<'EOC';
     location = /engagement/state { engagement state; }
     location /engagement/summary { engagement summary; }
     location = /status { engagement status; }
+    location = /liket { engagement like; engagement_require_token on; }
+    location = /mint { engagement_token_bind $arg_c $arg_u; return 200 $engagement_token; }
 EOC
-my $http = "engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms backoff=50ms:300ms;";
+my $http = "engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms backoff=50ms:300ms;\n"
+         . "    engagement_token_secret 0123456789abcdef0123456789abcdef;";
 
 sub react {
     my ($method, $json) = @_;
@@ -156,6 +159,37 @@ is(join(',', map { rcount('c', $_) } @types), '0,0,0,0,0,1', 'nothing counted by
     my (undef, $sb) = http_request($port, 'GET', '/engagement/summary/hot');
     my $sd = decode_json($sb);
     is(join(',', map { $sd->{reactions}{$_} } @types), $want, 'and the summary agrees');
+}
+
+# --- likes where tokens are required: bound to the content and the user ---------
+{
+    my (undef, $tok) = http_request($port, 'GET', '/mint?c=tk&u=alice');
+    like($tok, qr/^1\.\d+\.[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]{43}$/, 'a token minted for (tk, alice)');
+    my @cases = (
+        ['{"contentId":"tk","userId":"alice"}', {}, 403, 'missing', 'no token'],
+        [qq({"contentId":"tk","userId":"bob","token":"$tok"}), {}, 403, 'bad_signature', "alice's token used by bob"],
+        [qq({"contentId":"tk2","userId":"alice","token":"$tok"}), {}, 403, 'wrong_content', 'the token of another content'],
+        ['{"contentId":"tk","userId":"alice","token":42}', {}, 400, undef, 'a token that is not a string'],
+    );
+    for my $c (@cases) {
+        my ($body, $hdr, $code, $reason, $name) = @$c;
+        my ($s, $b) = http_request($port, 'POST', '/liket', $body,
+                                   'Content-Type' => 'application/json', %$hdr);
+        is($s, $code, "token on likes, $name: $code");
+        like($b, qr/"reason":"\Q$reason\E"/, "token on likes, $name: reason $reason") if $reason;
+    }
+    is(rcount('tk', 'like'), 0, 'refused likes changed nothing');
+    my ($s, $b) = http_request($port, 'POST', '/liket', qq({"contentId":"tk","userId":"alice","token":"$tok"}),
+                               'Content-Type' => 'application/json');
+    is($s, 200, 'a valid token in the body: the like is applied');
+    like($b, qr/"changed":true/, 'changed');
+    ($s, $b) = http_request($port, 'DELETE', '/liket', '{"contentId":"tk","userId":"alice"}',
+                            'Content-Type' => 'application/json', 'X-Engagement-Token' => $tok);
+    is($s, 200, 'a valid token in the header: the unlike is applied');
+    is(rcount('tk', 'like'), 0, 'like then unlike: 0');
+    my (undef, $st) = http_request($port, 'GET', '/status');
+    like($st, qr/^nginx_engagement_token_refused_total\{zone="engagement",reason="missing"\} 1$/m,
+         'the refusals are in the status by reason');
 }
 
 # --- Redis stopped mid-way -----------------------------------------------------
