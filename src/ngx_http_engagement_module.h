@@ -437,6 +437,8 @@ ngx_int_t ngx_http_engagement_writer_reserve_reaction(ngx_http_request_t *r,
     ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
 void ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
     const char *reason);
+void ngx_http_engagement_writer_commit_reaction(void *res,
+    ngx_uint_t counted, const char *reason, ngx_str_t *previous);
 void ngx_http_engagement_writer_cancel(void *res);
 size_t ngx_http_engagement_writer_status_len(
     ngx_http_engagement_main_conf_t *emcf);

@@ -162,20 +162,30 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
     ngx_http_engagement_react_t  *rc = data;
 
     ngx_int_t            rv;
+    ngx_str_t            prev;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = rc->request;
 
     /* the durable writer learns the outcome even if the client has gone */
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 3
         && reply->element[0]->type == REDIS_REPLY_INTEGER
         && reply->element[1]->type == REDIS_REPLY_INTEGER)
     {
-        ngx_http_engagement_writer_commit(rc->wres,
+        /* the old state, as the script saw it ('' is none) */
+        prev.len = 0;
+        prev.data = (u_char *) "";
+
+        if (reply->element[2]->type == REDIS_REPLY_STRING) {
+            prev.len = reply->element[2]->len;
+            prev.data = (u_char *) reply->element[2]->str;
+        }
+
+        ngx_http_engagement_writer_commit_reaction(rc->wres,
             reply->element[0]->integer != 0,
             reply->element[1]->integer ? "duplicate_request"
-            : (reply->element[0]->integer ? NULL : "unchanged"));
+            : (reply->element[0]->integer ? NULL : "unchanged"), &prev);
 
     } else {
         ngx_http_engagement_writer_cancel(rc->wres);

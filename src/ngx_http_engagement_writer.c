@@ -606,6 +606,16 @@ void
 ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
     const char *reason)
 {
+    ngx_http_engagement_writer_commit_reaction(res, counted, reason, NULL);
+}
+
+
+/* a reaction's line also says which reaction the user had before */
+
+void
+ngx_http_engagement_writer_commit_reaction(void *res, ngx_uint_t counted,
+    const char *reason, ngx_str_t *previous)
+{
     u_char                             *p;
     size_t                              n;
     ngx_http_engagement_wevent_t       *e = res;
@@ -620,6 +630,14 @@ ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
     n = reason ? ngx_min(ngx_strlen(reason), 32) : 0;
 
     p = e->data + e->len;
+
+    if (previous) {
+        p = ngx_sprintf(p, ",\"previous_reaction\":\"%*s\"",
+                        ngx_min(previous->len,
+                                NGX_HTTP_ENGAGEMENT_REACTION_LEN),
+                        previous->data);
+    }
+
     p = ngx_sprintf(p, ",\"counted\":%s,\"reason\":\"%*s\"}\n",
                     counted ? "true" : "false", n, reason ? reason : "");
     e->len = p - e->data;

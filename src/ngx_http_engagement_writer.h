@@ -15,7 +15,7 @@
 #define NGX_HTTP_ENGAGEMENT_WRITER_MAGIC   0x45475731   /* "EGW1" */
 
 /* room a reserved line keeps for ,"counted":..,"reason":".."}\n */
-#define NGX_HTTP_ENGAGEMENT_WRITER_TAIL    72
+#define NGX_HTTP_ENGAGEMENT_WRITER_TAIL    128
 /* a line's longest: seven ids, the edge id, numbers, the tail */
 #define NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX  2048
 /* a claim buffer's largest: a batch ends early when its lines fill it */

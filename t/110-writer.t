@@ -495,6 +495,10 @@ is(ch("SELECT groupArray(x) FROM (SELECT concat(type, ':', reaction, ':', "
       . "WHERE content_id = 'rc' ORDER BY x)"),
    "['like:like:1:','react:love:0:unchanged','react:love:1:','unlike::1:']",
    "types, reactions, counted and reasons of like, react, no-op, unlike");
+is(ch("SELECT groupArray(x) FROM (SELECT concat(previous_reaction, '>', reaction) x "
+      . "FROM eng.events FINAL WHERE content_id = 'rc' AND counted = 1 ORDER BY x)"),
+   "['>like','like>love','love>']",
+   "each transition carries its old and new state: none>like, like>love, love>none");
 is(ch("SELECT uniqExact(viewer_id), min(length(viewer_id)), "
       . "countIf(viewer_id = 'u1') FROM eng.events WHERE content_id = 'rc'"),
    "1\t16\t0", "the user id is hashed, the same way each time");

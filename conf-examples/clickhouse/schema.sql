@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS eng.events
     channel_id   String,
     category     String,
     reaction     String,
+    previous_reaction String,
     edge         String,
     event_date   Date MATERIALIZED toDate(ts)
 )
