@@ -14,85 +14,16 @@
 #define NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH  4
 
 
+/* starts as an ngx_http_engagement_hnode_t */
 typedef struct {
     ngx_rbtree_node_t    node;        /* key: the hash (its low half on
                                          32-bit platforms) */
     ngx_queue_t          queue;
-    ngx_msec_t           expire;
 #if (NGX_PTR_SIZE == 4)
     uint32_t             hash_hi;
 #endif
+    ngx_msec_t           expire;
 } ngx_http_engagement_dedupe_node_t;
-
-
-#if (NGX_PTR_SIZE == 4)
-
-static ngx_inline uint64_t
-ngx_http_engagement_dedupe_node_hash(ngx_http_engagement_dedupe_node_t *dn)
-{
-    return ((uint64_t) dn->hash_hi << 32) | (uint32_t) dn->node.key;
-}
-
-#else
-
-#define ngx_http_engagement_dedupe_node_hash(dn)  ((uint64_t) (dn)->node.key)
-
-#endif
-
-
-static void
-ngx_http_engagement_dedupe_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    uint64_t             h;
-    ngx_rbtree_node_t  **p;
-
-    h = ngx_http_engagement_dedupe_node_hash(
-            (ngx_http_engagement_dedupe_node_t *) node);
-
-    for ( ;; ) {
-        p = (h < ngx_http_engagement_dedupe_node_hash(
-                     (ngx_http_engagement_dedupe_node_t *) temp))
-            ? &temp->left : &temp->right;
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-static ngx_http_engagement_dedupe_node_t *
-ngx_http_engagement_dedupe_lookup(ngx_http_engagement_dedupe_shctx_t *sh,
-    uint64_t hash)
-{
-    uint64_t            h;
-    ngx_rbtree_node_t  *node, *sentinel;
-
-    node = sh->head.rbtree.root;
-    sentinel = sh->head.rbtree.sentinel;
-
-    while (node != sentinel) {
-        h = ngx_http_engagement_dedupe_node_hash(
-                (ngx_http_engagement_dedupe_node_t *) node);
-
-        if (hash == h) {
-            return (ngx_http_engagement_dedupe_node_t *) node;
-        }
-
-        node = (hash < h) ? node->left : node->right;
-    }
-
-    return NULL;
-}
 
 
 static void
@@ -183,7 +114,8 @@ ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
 
     for (i = 0; i < n; i++) {
 
-        dn = ngx_http_engagement_dedupe_lookup(sh, hashes[i]);
+        dn = (ngx_http_engagement_dedupe_node_t *)
+            ngx_http_engagement_hnode_lookup(&sh->head.rbtree, hashes[i]);
 
         if (dn != NULL) {
             nodes[i] = dn;
@@ -236,10 +168,8 @@ ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
 
         sh->head.full = 0;
 
-        dn->node.key = (ngx_rbtree_key_t) hashes[i];
-#if (NGX_PTR_SIZE == 4)
-        dn->hash_hi = (uint32_t) (hashes[i] >> 32);
-#endif
+        ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) dn,
+                                      hashes[i]);
         dn->expire = now + window;
 
         ngx_rbtree_insert(&sh->head.rbtree, &dn->node);
@@ -286,7 +216,10 @@ ngx_http_engagement_dedupe_remove(ngx_http_engagement_zone_t *z,
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    dn = ngx_http_engagement_dedupe_lookup(z->sh, hash);
+    dn = (ngx_http_engagement_dedupe_node_t *)
+            ngx_http_engagement_hnode_lookup(
+                &((ngx_http_engagement_dedupe_shctx_t *) z->sh)->head.rbtree,
+                hash);
     if (dn != NULL) {
         ngx_http_engagement_dedupe_free(z, dn);
     }
@@ -330,5 +263,5 @@ ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     return ngx_http_engagement_zone_init(shm_zone, data,
                NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC,
                sizeof(ngx_http_engagement_dedupe_shctx_t),
-               ngx_http_engagement_dedupe_insert, "engagement_dedupe_zone");
+               ngx_http_engagement_hnode_insert, "engagement_dedupe_zone");
 }

@@ -102,3 +102,81 @@ ngx_http_engagement_random_key(uint64_t key[2])
         key[1] = ((uint64_t) ngx_random() << 32) ^ (uint64_t) ngx_pid;
     }
 }
+
+
+/*
+ * Nodes of the zones keyed by a 64-bit hash (dedupe marks, rate limit
+ * buckets) start with ngx_http_engagement_hnode_t: one rbtree insert and
+ * one lookup serve them all.
+ */
+
+static ngx_inline uint64_t
+ngx_http_engagement_hnode_hash(ngx_rbtree_node_t *node)
+{
+#if (NGX_PTR_SIZE == 4)
+    return ((uint64_t) ((ngx_http_engagement_hnode_t *) node)->hash_hi << 32)
+           | (uint32_t) node->key;
+#else
+    return (uint64_t) node->key;
+#endif
+}
+
+
+void
+ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn, uint64_t hash)
+{
+    hn->node.key = (ngx_rbtree_key_t) hash;
+#if (NGX_PTR_SIZE == 4)
+    hn->hash_hi = (uint32_t) (hash >> 32);
+#endif
+}
+
+
+void
+ngx_http_engagement_hnode_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    uint64_t             h;
+    ngx_rbtree_node_t  **p;
+
+    h = ngx_http_engagement_hnode_hash(node);
+
+    for ( ;; ) {
+        p = (h < ngx_http_engagement_hnode_hash(temp)) ? &temp->left
+                                                       : &temp->right;
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+ngx_http_engagement_hnode_t *
+ngx_http_engagement_hnode_lookup(ngx_rbtree_t *tree, uint64_t hash)
+{
+    uint64_t            h;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    node = tree->root;
+    sentinel = tree->sentinel;
+
+    while (node != sentinel) {
+        h = ngx_http_engagement_hnode_hash(node);
+
+        if (hash == h) {
+            return (ngx_http_engagement_hnode_t *) node;
+        }
+
+        node = (hash < h) ? node->left : node->right;
+    }
+
+    return NULL;
+}

@@ -39,16 +39,19 @@ typedef struct {
 } ngx_http_engagement_limit_shctx_t;
 
 
-/* one bucket: 64 bytes on 64-bit platforms (the slab's 64-byte class) */
+/*
+ * One bucket: 64 bytes on 64-bit platforms (the slab's 64-byte class);
+ * starts as an ngx_http_engagement_hnode_t.
+ */
 typedef struct {
     ngx_rbtree_node_t             node;        /* key: the hash (its low
                                                   half on 32-bit ones) */
     ngx_queue_t                   queue;
-    uint32_t                      excess;      /* milli-requests */
-    uint32_t                      last;        /* ngx_current_msec, low 32 */
 #if (NGX_PTR_SIZE == 4)
     uint32_t                      hash_hi;
 #endif
+    uint32_t                      excess;      /* milli-requests */
+    uint32_t                      last;        /* ngx_current_msec, low 32 */
 } ngx_http_engagement_limit_node_t;
 
 
@@ -84,76 +87,6 @@ typedef struct {
 
 static ngx_http_engagement_limit_conf_t *ngx_http_engagement_limit_conf(
     ngx_conf_t *cf);
-
-
-#if (NGX_PTR_SIZE == 4)
-
-static ngx_inline uint64_t
-ngx_http_engagement_limit_node_hash(ngx_http_engagement_limit_node_t *ln)
-{
-    return ((uint64_t) ln->hash_hi << 32) | (uint32_t) ln->node.key;
-}
-
-#else
-
-#define ngx_http_engagement_limit_node_hash(ln)  ((uint64_t) (ln)->node.key)
-
-#endif
-
-
-static void
-ngx_http_engagement_limit_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    uint64_t             h;
-    ngx_rbtree_node_t  **p;
-
-    h = ngx_http_engagement_limit_node_hash(
-            (ngx_http_engagement_limit_node_t *) node);
-
-    for ( ;; ) {
-        p = (h < ngx_http_engagement_limit_node_hash(
-                     (ngx_http_engagement_limit_node_t *) temp))
-            ? &temp->left : &temp->right;
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-static ngx_http_engagement_limit_node_t *
-ngx_http_engagement_limit_lookup(ngx_http_engagement_limit_shctx_t *sh,
-    uint64_t hash)
-{
-    uint64_t            h;
-    ngx_rbtree_node_t  *node, *sentinel;
-
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-        h = ngx_http_engagement_limit_node_hash(
-                (ngx_http_engagement_limit_node_t *) node);
-
-        if (hash == h) {
-            return (ngx_http_engagement_limit_node_t *) node;
-        }
-
-        node = (hash < h) ? node->left : node->right;
-    }
-
-    return NULL;
-}
 
 
 static void
@@ -242,7 +175,8 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
      */
     ngx_http_engagement_limit_expire(z, now, 0);
 
-    ln = ngx_http_engagement_limit_lookup(z->sh, hash);
+    ln = (ngx_http_engagement_limit_node_t *)
+         ngx_http_engagement_hnode_lookup(&z->sh->rbtree, hash);
 
     if (ln == NULL) {
         /* a first request: an empty bucket, which it always fits */
@@ -261,10 +195,8 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
             return NGX_DECLINED;
         }
 
-        ln->node.key = (ngx_rbtree_key_t) hash;
-#if (NGX_PTR_SIZE == 4)
-        ln->hash_hi = (uint32_t) (hash >> 32);
-#endif
+        ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) ln,
+                                      hash);
         ln->excess = 0;
         ln->last = now;
 
@@ -331,7 +263,8 @@ ngx_http_engagement_limit_undo(ngx_http_engagement_limit_rule_t *rule,
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    ln = ngx_http_engagement_limit_lookup(z->sh, hash);
+    ln = (ngx_http_engagement_limit_node_t *)
+         ngx_http_engagement_hnode_lookup(&z->sh->rbtree, hash);
 
     if (ln != NULL && created) {
         /* the bucket was made for this request: as if it never came */
@@ -530,7 +463,7 @@ ngx_http_engagement_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         /* the old cycle's module may be unloaded: repoint the callback */
-        sh->rbtree.insert = ngx_http_engagement_limit_insert;
+        sh->rbtree.insert = ngx_http_engagement_hnode_insert;
         z->sh = sh;
 
         return NGX_OK;
@@ -547,7 +480,7 @@ ngx_http_engagement_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh->created = ngx_time();
 
     ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
-                    ngx_http_engagement_limit_insert);
+                    ngx_http_engagement_hnode_insert);
     ngx_queue_init(&sh->lru);
     ngx_http_engagement_random_key(sh->hash_key);
 

@@ -312,12 +312,32 @@ typedef struct {
 } ngx_http_engagement_outcome_t;
 
 
+/*
+ * The start of every node keyed by a 64-bit hash (dedupe marks, rate limit
+ * buckets): the node types begin with these fields, in this order.
+ */
+typedef struct {
+    ngx_rbtree_node_t             node;        /* key: the hash (its low
+                                                  half on 32-bit ones) */
+    ngx_queue_t                   queue;       /* LRU */
+#if (NGX_PTR_SIZE == 4)
+    uint32_t                      hash_hi;
+#endif
+} ngx_http_engagement_hnode_t;
+
+
 extern ngx_module_t  ngx_http_engagement_module;
 
 
 /* hash.c */
 uint64_t ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
     size_t len);
+void ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn,
+    uint64_t hash);
+void ngx_http_engagement_hnode_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+ngx_http_engagement_hnode_t *ngx_http_engagement_hnode_lookup(
+    ngx_rbtree_t *tree, uint64_t hash);
 void ngx_http_engagement_random_key(uint64_t key[2]);
 
 /* event.c */
