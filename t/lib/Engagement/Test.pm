@@ -51,9 +51,34 @@ sub module_path {
     return $m // root_dir() . '/build/ngx_http_engagement_module.so';
 }
 
+# Is anybody listening on TCP $port (any address)? Reads /proc/net/tcp{,6},
+# so probing makes no connection.
+sub port_listening {
+    my ($port) = @_;
+    my $hex = sprintf '%04X', $port;
+    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $f or next;
+        while (my $line = <$fh>) {
+            my @f = split ' ', $line;
+            return 1 if @f > 3 && $f[3] eq '0A' && $f[1] =~ /:\Q$hex\E\z/;
+        }
+    }
+    return 0;
+}
+
+# a port in this suite's range that nobody listens on and that can be bound
+# now (CI once found one of them taken by a process not of this test)
 sub free_port {
     my $base = $ENV{TEST_NGINX_PORT} // 1984;
-    return $base + 10 + int(rand(50));
+    for (1 .. 200) {
+        my $p = $base + 10 + int(rand(50));
+        next if port_listening($p);
+        my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$p",
+                                      Listen => 1, ReuseAddr => 1) or next;
+        close $s;
+        return $p;
+    }
+    die "no free port in " . ($base + 10) . ".." . ($base + 59) . "\n";
 }
 
 sub new_prefix {
@@ -118,17 +143,28 @@ sub start_nginx {
         exit 127;
     }
     _started($pid);
+    # up means: this master wrote its pid file (nginx does that after it
+    # opened its listening sockets) and the port answers; a port answered
+    # by somebody else does not count
     my $deadline = time + ($ENV{TEST_NGINX_ASAN} ? 20 : 5);
     while (time < $deadline) {
         if (waitpid($pid, WNOHANG) == $pid) {
             return undef;
         }
-        return $pid if wait_for_port($port, 0);
+        my $pf = _pid_in("$prefix/logs/nginx.pid");
+        return $pid if $pf && $pf == $pid && wait_for_port($port, 0);
         sleep 0.02;
     }
     kill 'KILL', $pid;
     waitpid($pid, 0);
     return undef;
+}
+
+sub _pid_in {
+    my ($f) = @_;
+    open my $fh, '<', $f or return 0;
+    my $l = <$fh> // '';
+    return $l =~ /^(\d+)/ ? $1 : 0;
 }
 
 sub wait_for_port {
