@@ -72,7 +72,13 @@ build() {
     fi
 
     make -s -f "$objs/Makefile" -C "$NGX_SRC" modules >&2
-    cp "$objs/ngx_http_engagement_module.so" "$bdir/"
+    # a new file renamed over the old one: nginx processes that have the
+    # old one mapped keep running (cp would rewrite it under them)
+    if ! cmp -s "$objs/ngx_http_engagement_module.so" \
+                "$bdir/ngx_http_engagement_module.so"; then
+        cp "$objs/ngx_http_engagement_module.so" "$bdir/.module.so.new"
+        mv -f "$bdir/.module.so.new" "$bdir/ngx_http_engagement_module.so"
+    fi
     log "built $bdir/ngx_http_engagement_module.so"
 }
 

@@ -1,17 +1,28 @@
 
 /*
- * libFuzzer target for the view event parser (src/ngx_http_engagement_event.c):
- * any byte string must either parse into an event whose fields obey the
- * documented rules, or be refused with a message; never crash or leak.
- * The parser is compiled as is; the two nginx core functions it calls are
- * provided here (an allocation list standing in for the request pool).
+ * libFuzzer target for the JSON parser of view and reaction bodies
+ * (src/ngx_http_engagement_event.c), compiled as is; the nginx pool
+ * functions it calls are provided here (an allocation list standing in for
+ * the request pool, freed after each input).
+ *
+ * Every input is parsed as a view and as a reaction, and checked twice:
+ *   - on its own: a parsed event obeys the documented rules (ids, ranges),
+ *     a refusal carries a message;
+ *   - against jansson (the parser the module used before), reading the
+ *     same fields with the same rules: both accept with equal values, or
+ *     both refuse, naming the same field. Two differences are allowed,
+ *     where ours refuses and jansson accepts: nesting deeper than 64
+ *     levels (jansson's limit is 2048), and a raw NUL byte right after a
+ *     number, which jansson 2.14 skips ({"a":5<NUL>} parses as {"a":5}).
  */
 
 #include "ngx_http_engagement_module.h"
+#include "ngx_http_engagement_guard.h"
 
-#include <stdarg.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 
 static void   **allocs;
@@ -34,30 +45,183 @@ ngx_palloc(ngx_pool_t *pool, size_t size)
     }
 
     p = malloc(size ? size : 1);
+    if (p == NULL) {
+        abort();
+    }
+
     allocs[nallocs++] = p;
 
     return p;
 }
 
 
-/* the parser only formats "%s ... %d ... %d", the same in nginx and libc */
-u_char *
-ngx_snprintf(u_char *buf, size_t max, const char *fmt, ...)
+void *
+ngx_pnalloc(ngx_pool_t *pool, size_t size)
 {
-    int      n;
-    va_list  args;
-
-    va_start(args, fmt);
-    n = vsnprintf((char *) buf, max, fmt, args);
-    va_end(args);
-
-    if (n < 0) {
-        n = 0;
-    }
-
-    return buf + ((size_t) n < max ? (size_t) n : max ? max - 1 : 0);
+    return ngx_palloc(pool, size);
 }
 
+
+void *
+ngx_pcalloc(ngx_pool_t *pool, size_t size)
+{
+    void  *p;
+
+    p = ngx_palloc(pool, size);
+    memset(p, 0, size);
+
+    return p;
+}
+
+
+/* -- the reference: jansson, the same fields and rules ------------------- */
+
+enum { F_ID, F_DURATION, F_TS, F_BOOL, F_STRING };
+
+typedef struct {
+    const char  *name;
+    int          type;
+    int          required;
+    size_t       offset;
+} field_t;
+
+static field_t  view_fields[] = {
+    { "contentId", F_ID, 1, offsetof(ngx_http_engagement_event_t, content_id) },
+    { "sessionId", F_ID, 1, offsetof(ngx_http_engagement_event_t, session_id) },
+    { "viewerId", F_ID, 0, offsetof(ngx_http_engagement_event_t, viewer_id) },
+    { "requestId", F_ID, 0, offsetof(ngx_http_engagement_event_t, request_id) },
+    { "channelId", F_ID, 0, offsetof(ngx_http_engagement_event_t, channel_id) },
+    { "category", F_ID, 0, offsetof(ngx_http_engagement_event_t, category) },
+    { "source", F_ID, 0, offsetof(ngx_http_engagement_event_t, source) },
+    { "device", F_ID, 0, offsetof(ngx_http_engagement_event_t, device) },
+    { "durationMs", F_DURATION, 0,
+      offsetof(ngx_http_engagement_event_t, duration_ms) },
+    { "ts", F_TS, 0, offsetof(ngx_http_engagement_event_t, ts) },
+    { "replay", F_BOOL, 0, offsetof(ngx_http_engagement_event_t, replay) },
+    { "token", F_STRING, 0, offsetof(ngx_http_engagement_event_t, token) },
+    { "optOut", F_BOOL, 0, offsetof(ngx_http_engagement_event_t, opt_out) },
+    { NULL, 0, 0, 0 }
+};
+
+static field_t  reaction_fields[] = {
+    { "contentId", F_ID, 1,
+      offsetof(ngx_http_engagement_reaction_t, content_id) },
+    { "userId", F_ID, 1, offsetof(ngx_http_engagement_reaction_t, user_id) },
+    { "reaction", F_ID, 0,
+      offsetof(ngx_http_engagement_reaction_t, reaction) },
+    { "requestId", F_ID, 0,
+      offsetof(ngx_http_engagement_reaction_t, request_id) },
+    { "token", F_STRING, 0, offsetof(ngx_http_engagement_reaction_t, token) },
+    { NULL, 0, 0, 0 }
+};
+
+
+/* 0: accepted; 1: refused, the body; 2: refused, the field in *bad */
+static int
+reference(const uint8_t *data, size_t size, field_t *fields, void *out,
+    const char **bad)
+{
+    int           rc;
+    json_t       *root, *v;
+    field_t      *f;
+    ngx_str_t    *s;
+    json_int_t    n;
+    json_error_t  jerr;
+
+    *bad = NULL;
+
+    if (size == 0) {
+        return 1;
+    }
+
+    root = json_loadb((const char *) data, size,
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (root == NULL) {
+        return 1;
+    }
+
+    rc = 0;
+
+    if (!json_is_object(root)) {
+        rc = 1;
+        goto done;
+    }
+
+    for (f = fields; f->name; f++) {
+        v = json_object_get(root, f->name);
+
+        if (v == NULL) {
+            if (f->required) {
+                goto bad_field;
+            }
+            continue;
+        }
+
+        switch (f->type) {
+
+        case F_ID:
+        case F_STRING:
+            if (!json_is_string(v)) {
+                goto bad_field;
+            }
+
+            s = (ngx_str_t *) ((u_char *) out + f->offset);
+            s->len = json_string_length(v);
+            s->data = ngx_palloc(NULL, s->len);
+            memcpy(s->data, json_string_value(v), s->len);
+
+            if (f->type == F_ID
+                ? !ngx_http_engagement_id_valid(s->data, s->len)
+                : s->len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX)
+            {
+                goto bad_field;
+            }
+            break;
+
+        case F_DURATION:
+        case F_TS:
+            if (!json_is_integer(v)) {
+                goto bad_field;
+            }
+
+            n = json_integer_value(v);
+
+            if (f->type == F_DURATION
+                ? n < 0 || n > NGX_HTTP_ENGAGEMENT_DURATION_MAX
+                : n < 946684800000LL || n > 7258118400000LL)
+            {
+                goto bad_field;
+            }
+
+            *(int64_t *) ((u_char *) out + f->offset) = n;
+            break;
+
+        case F_BOOL:
+            if (!json_is_boolean(v)) {
+                goto bad_field;
+            }
+
+            *(ngx_uint_t *) ((u_char *) out + f->offset) = json_is_true(v);
+            break;
+        }
+    }
+
+    goto done;
+
+bad_field:
+
+    *bad = f->name;
+    rc = 2;
+
+done:
+
+    json_decref(root);
+
+    return rc;
+}
+
+
+/* -- the checks ---------------------------------------------------------- */
 
 static void
 check_id(ngx_str_t *s, int required)
@@ -75,29 +239,100 @@ check_id(ngx_str_t *s, int required)
 }
 
 
+static void
+same_str(const char *what, ngx_str_t *a, ngx_str_t *b)
+{
+    if (a->len != b->len || (a->len && memcmp(a->data, b->data, a->len))) {
+        fprintf(stderr, "%s differs from jansson's: \"%.*s\" vs \"%.*s\"\n",
+                what, (int) a->len, a->data, (int) b->len, b->data);
+        abort();
+    }
+}
+
+
+static void
+differ(const char *what, ngx_int_t rc, ngx_http_engagement_error_t *err,
+    int ref, const char *bad)
+{
+    fprintf(stderr, "%s: ours %s (%s%s%s%.*s), jansson %s%s\n", what,
+            rc == NGX_OK ? "accepts" : "refuses",
+            err->field ? err->field : "", err->field ? ": " : "",
+            rc == NGX_OK ? "" : err->message, (int) err->detail_len,
+            err->detail, ref == 0 ? "accepts" : "refuses ",
+            bad ? bad : (ref ? "the body" : ""));
+    abort();
+}
+
+
+/* compares the outcomes; 1 if both accepted */
+static int
+compare(const char *what, ngx_int_t rc, ngx_http_engagement_error_t *err,
+    int ref, const char *bad, const uint8_t *data, size_t size)
+{
+    if (rc != NGX_OK) {
+        if (err->message == NULL || err->detail_len > sizeof(err->detail)) {
+            abort();
+        }
+
+        /* the one allowed difference: our nesting limit */
+        if (err->field == NULL && err->detail_len >= 7
+            && memcmp(err->detail, "nesting", 7) == 0)
+        {
+            return 0;
+        }
+
+        if (err->field == NULL && memchr(data, 0, size) != NULL) {
+            return 0;
+        }
+
+        if (ref == 0) {
+            differ(what, rc, err, ref, bad);
+        }
+
+        if ((err->field == NULL) != (bad == NULL)
+            || (bad && strcmp(err->field, bad) != 0))
+        {
+            differ(what, rc, err, ref, bad);
+        }
+
+        return 0;
+    }
+
+    if (ref != 0) {
+        differ(what, rc, err, ref, bad);
+    }
+
+    return 1;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t                        i;
-    u_char                       *copy;
-    ngx_int_t                     rc;
-    ngx_http_engagement_event_t   ev;
-    ngx_http_engagement_error_t   err;
-    static int                    init;
-    static ngx_pool_t            *pool = (ngx_pool_t *) 1;
-
-    if (!init) {
-        ngx_http_engagement_json_init();
-        init = 1;
-    }
+    int                             ref;
+    size_t                          i;
+    u_char                         *copy;
+    ngx_int_t                       rc;
+    const char                     *bad;
+    ngx_http_engagement_event_t     ev, rev;
+    ngx_http_engagement_reaction_t  re, rre;
+    ngx_http_engagement_error_t     err;
+    static ngx_pool_t              *pool = (ngx_pool_t *) 1;
 
     /* an exact-size copy, so reading past the end is caught */
     copy = malloc(size ? size : 1);
     memcpy(copy, data, size);
 
+    /* as a view */
+
     rc = ngx_http_engagement_event_parse(pool, copy, size, &ev, &err);
 
-    if (rc == NGX_OK) {
+    memset(&rev, 0, sizeof(rev));
+    rev.duration_ms = -1;
+    rev.ts = -1;
+    ref = reference(data, size, view_fields, &rev, &bad);
+
+    if (compare("view", rc, &err, ref, bad, data, size)) {
         check_id(&ev.content_id, 1);
         check_id(&ev.session_id, 1);
         check_id(&ev.viewer_id, 0);
@@ -115,15 +350,48 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
 
-        /* any string, checked later by the guard, but bounded here */
         if (ev.token.len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX
             || (ev.token.len && ev.token.data == NULL))
         {
             abort();
         }
 
-    } else if (err.message == NULL || err.detail_len > sizeof(err.detail)) {
-        abort();
+        same_str("contentId", &ev.content_id, &rev.content_id);
+        same_str("sessionId", &ev.session_id, &rev.session_id);
+        same_str("viewerId", &ev.viewer_id, &rev.viewer_id);
+        same_str("requestId", &ev.request_id, &rev.request_id);
+        same_str("channelId", &ev.channel_id, &rev.channel_id);
+        same_str("category", &ev.category, &rev.category);
+        same_str("source", &ev.source, &rev.source);
+        same_str("device", &ev.device, &rev.device);
+        same_str("token", &ev.token, &rev.token);
+
+        if (ev.duration_ms != rev.duration_ms || ev.ts != rev.ts
+            || ev.replay != rev.replay || ev.opt_out != rev.opt_out)
+        {
+            fprintf(stderr, "a number or flag differs from jansson's\n");
+            abort();
+        }
+    }
+
+    /* as a reaction */
+
+    rc = ngx_http_engagement_reaction_parse(pool, copy, size, &re, &err);
+
+    memset(&rre, 0, sizeof(rre));
+    ref = reference(data, size, reaction_fields, &rre, &bad);
+
+    if (compare("reaction", rc, &err, ref, bad, data, size)) {
+        check_id(&re.content_id, 1);
+        check_id(&re.user_id, 1);
+        check_id(&re.reaction, 0);
+        check_id(&re.request_id, 0);
+
+        same_str("contentId", &re.content_id, &rre.content_id);
+        same_str("userId", &re.user_id, &rre.user_id);
+        same_str("reaction", &re.reaction, &rre.reaction);
+        same_str("requestId", &re.request_id, &rre.request_id);
+        same_str("token", &re.token, &rre.token);
     }
 
     for (i = 0; i < nallocs; i++) {

@@ -514,7 +514,6 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     ngx_http_engagement_zone_t      **zp;
     ngx_http_engagement_main_conf_t  *emcf;
 
-    ngx_http_engagement_json_init();
 
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
 

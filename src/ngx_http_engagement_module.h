@@ -348,7 +348,6 @@ ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
 ngx_int_t ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_reaction_t *re,
     ngx_http_engagement_error_t *err);
-void ngx_http_engagement_json_init(void);
 
 /* the first counters zone: where process-wide figures (Redis) are kept */
 extern ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
