@@ -47,21 +47,27 @@ static ngx_log_t                          *ngx_http_engagement_rlog;
  * reaction types and the types, then viewer hashes for the HyperLogLog.
  * The answer: applied, views, engaged, replays, unique viewers, one count
  * per reaction type (so a flush refreshes the whole cached summary).
+ * A bucket gets its TTL when a field of it is created (HINCRBY answers
+ * exactly the delta): once per bucket, not at every flush, and again if
+ * Redis lost the key. Counts only grow, so an existing field never
+ * answers its delta.
  */
 static const char  ngx_http_engagement_flush_lua[] =
     "local n = tonumber(ARGV[9])\n"
     "local last = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "local applied = 0\n"
     "if (not last) or tonumber(last) < tonumber(ARGV[2]) then\n"
-    "  local d = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}\n"
     "  local f = {'views', 'engaged', 'replays'}\n"
     "  for i = 1, 4 do\n"
     "    local k = KEYS[1]\n"
     "    if i > 1 then k = KEYS[i + 1] end\n"
+    "    local fresh = false\n"
     "    for j = 1, 3 do\n"
-    "      if d[j] ~= 0 then redis.call('HINCRBY', k, f[j], d[j]) end\n"
+    "      local d = ARGV[2 + j]\n"
+    "      if d ~= '0' and redis.call('HINCRBY', k, f[j], d) == tonumber(d)\n"
+    "      then fresh = true end\n"
     "    end\n"
-    "    if i > 1 then redis.call('EXPIRE', k, ARGV[i + 4]) end\n"
+    "    if i > 1 and fresh then redis.call('EXPIRE', k, ARGV[i + 4]) end\n"
     "  end\n"
     "  for i = 10 + n, #ARGV, 500 do\n"
     "    redis.call('PFADD', KEYS[6], unpack(ARGV, i, math.min(i + 499, #ARGV)))\n"

@@ -129,6 +129,44 @@ sub no_alerts {
         ok(abs($uv - 50) <= 3, "$c: ~50 unique viewers in the HyperLogLog ($uv)");
     }
 
+    # the hour and day buckets expire too (~400 days, ~3 years)
+    my $hkey = "eng:{c:c0}:h:" . substr($minute0, 0, 10);
+    my $dkey = "eng:{c:c0}:d:" . substr($minute0, 0, 8);
+    my $httl = redis_cli($rport, undef, 'TTL', $hkey);
+    ok($httl > 34000000 && $httl <= 34560000, "hour bucket expires in ~400 days ($httl s)");
+    my $dttl = redis_cli($rport, undef, 'TTL', $dkey);
+    ok($dttl > 95000000 && $dttl <= 95040000, "day bucket expires in ~3 years ($dttl s)");
+
+    # a TTL is set when a bucket is created: a flush into buckets that
+    # exist sets none; a bucket Redis lost is created again with its TTL
+    my $expires = sub {
+        my $t = redis_cli($rport, undef, 'INFO', 'commandstats');
+        return $t =~ /^cmdstat_expire:calls=(\d+)/m ? $1 : 0;
+    };
+    my ($m, $e0, $e1, $again) = ('', 0, 0, 0);
+    for my $try (1 .. 3) {
+        $m = strftime("%Y%m%d%H%M", gmtime);
+        post_view($port, qq({"contentId":"ttl","sessionId":"ttl$try-a"}));
+        wait_flushed();
+        $e0 = $expires->();
+        post_view($port, qq({"contentId":"ttl","sessionId":"ttl$try-b"}));
+        wait_flushed();
+        $e1 = $expires->();
+        # the minute must not have turned meanwhile (a new bucket)
+        last if strftime("%Y%m%d%H%M", gmtime) eq $m;
+    }
+    is($e1 - $e0, 0, "a flush into existing buckets sets no TTL");
+    redis_cli($rport, undef, 'DEL', "eng:{c:ttl}:m:$m");
+    for my $try (1 .. 3) {
+        $m = strftime("%Y%m%d%H%M", gmtime);
+        post_view($port, qq({"contentId":"ttl","sessionId":"ttl-lost$try"}));
+        wait_flushed();
+        last if strftime("%Y%m%d%H%M", gmtime) eq $m;
+        redis_cli($rport, undef, 'DEL', "eng:{c:ttl}:m:" . strftime("%Y%m%d%H%M", gmtime));
+    }
+    my $lttl = redis_cli($rport, undef, 'TTL', "eng:{c:ttl}:m:$m");
+    ok($lttl > 600000 && $lttl <= 691200, "a lost minute bucket is created again with its TTL ($lttl s)");
+
     my $keys = redis_cli($rport, undef, 'KEYS', '*u1*');
     is($keys, '', "no raw viewer id in any Redis key");
     my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/c1');
