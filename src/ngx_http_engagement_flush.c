@@ -194,8 +194,8 @@ static ngx_int_t
 ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     ngx_http_engagement_round_t *round, ngx_http_engagement_claim_t *cl)
 {
-    u_char                      *p, *buf;
-    size_t                       size;
+    u_char                      *p, *buf, *prefix, *minute;
+    size_t                       size, plen;
     ngx_int_t                    rc;
     ngx_uint_t                   i, k, argc;
     ngx_tm_t                     tm;
@@ -230,44 +230,61 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     /* the totals, flush marks and buckets of one content share a slot */
     ngx_gmtime(cl->since ? cl->since : ngx_time(), &tm);
 
+    /* eng:{c:<id>} and the suffixes of the other keys */
+    prefix = p;
+    p = ngx_cpymem(p, "eng:{c:", sizeof("eng:{c:") - 1);
+    p = ngx_cpymem(p, cl->id, cl->id_len);
+    *p++ = '}';
+    plen = p - prefix;
+    ngx_http_engagement_arg(prefix);
+
     buf = p;
-    p = ngx_sprintf(p, "eng:{c:%*s}", cl->id_len, cl->id);
+    p = ngx_cpymem(p, prefix, plen);
+    p = ngx_cpymem(p, ":fl", 3);
     ngx_http_engagement_arg(buf);
+
     buf = p;
-    p = ngx_sprintf(p, "eng:{c:%*s}:fl", cl->id_len, cl->id);
+    p = ngx_cpymem(p, prefix, plen);
+    p = ngx_cpymem(p, ":m:", 3);
+    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_year, 4);
+    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_mon, 2);
+    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_mday, 2);
+    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_hour, 2);
+    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_min, 2);
     ngx_http_engagement_arg(buf);
+
+    /* the hour and day keys are the minute key, shorter */
+    minute = buf;
+
     buf = p;
-    p = ngx_sprintf(p, "eng:{c:%*s}:m:%4d%02d%02d%02d%02d", cl->id_len,
-                    cl->id, tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                    tm.ngx_tm_hour, tm.ngx_tm_min);
+    p = ngx_cpymem(p, minute, plen + 3 + 10);
+    buf[plen + 1] = 'h';
     ngx_http_engagement_arg(buf);
+
     buf = p;
-    p = ngx_sprintf(p, "eng:{c:%*s}:h:%4d%02d%02d%02d", cl->id_len, cl->id,
-                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                    tm.ngx_tm_hour);
+    p = ngx_cpymem(p, minute, plen + 3 + 8);
+    buf[plen + 1] = 'd';
     ngx_http_engagement_arg(buf);
+
     buf = p;
-    p = ngx_sprintf(p, "eng:{c:%*s}:d:%4d%02d%02d", cl->id_len, cl->id,
-                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday);
-    ngx_http_engagement_arg(buf);
-    buf = p;
-    p = ngx_sprintf(p, "eng:{c:%*s}:uv", cl->id_len, cl->id);
+    p = ngx_cpymem(p, prefix, plen);
+    p = ngx_cpymem(p, ":uv", 3);
     ngx_http_engagement_arg(buf);
 
     argv[i] = (const char *) emcf->edge_id.data;
     lens[i++] = emcf->edge_id.len;
 
     buf = p;
-    p = ngx_sprintf(p, "%uL", cl->seq);
+    p = ngx_http_engagement_put_uint(p, cl->seq);
     ngx_http_engagement_arg(buf);
     buf = p;
-    p = ngx_sprintf(p, "%uL", cl->delta.views);
+    p = ngx_http_engagement_put_uint(p, cl->delta.views);
     ngx_http_engagement_arg(buf);
     buf = p;
-    p = ngx_sprintf(p, "%uL", cl->delta.engaged);
+    p = ngx_http_engagement_put_uint(p, cl->delta.engaged);
     ngx_http_engagement_arg(buf);
     buf = p;
-    p = ngx_sprintf(p, "%uL", cl->delta.replays);
+    p = ngx_http_engagement_put_uint(p, cl->delta.replays);
     ngx_http_engagement_arg(buf);
 
     argv[i] = NGX_HTTP_ENGAGEMENT_TTL_MINUTE;
@@ -279,7 +296,7 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
 
     /* the reaction types whose counts the answer carries */
     buf = p;
-    p = ngx_sprintf(p, "%ui", cl->zone->nreactions);
+    p = ngx_http_engagement_put_uint(p, cl->zone->nreactions);
     ngx_http_engagement_arg(buf);
 
     types = cl->zone->nreactions ? emcf->reactions->elts : NULL;
@@ -291,7 +308,7 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
 
     for (size = 0; size < cl->uv_n; size++) {
         buf = p;
-        p = ngx_sprintf(p, "%016uxL", cl->uv[size]);
+        p = ngx_http_engagement_put_hex64(p, cl->uv[size]);
         ngx_http_engagement_arg(buf);
     }
 

@@ -485,8 +485,10 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
             ngx_http_engagement_stat(elcf, counted_replays);
         }
 
-        p = ngx_sprintf(body, "{\"counted\":true,\"contentId\":\"%V\","
-                        "\"metrics\":[", &ev.content_id);
+        p = ngx_cpymem(body, "{\"counted\":true,\"contentId\":\"",
+                       sizeof("{\"counted\":true,\"contentId\":\"") - 1);
+        p = ngx_cpymem(p, ev.content_id.data, ev.content_id.len);
+        p = ngx_cpymem(p, "\",\"metrics\":[", sizeof("\",\"metrics\":[") - 1);
 
         if (out.replay) {
             p = ngx_cpymem(p, "\"replay\"", sizeof("\"replay\"") - 1);
@@ -519,16 +521,24 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
             ngx_http_engagement_stat(elcf, not_counted_duplicate);
         }
 
-        p = ngx_sprintf(body, "{\"counted\":false,\"reason\":\"%s\","
-                        "\"contentId\":\"%V\"", out.reason, &ev.content_id);
+        p = ngx_cpymem(body, "{\"counted\":false,\"reason\":\"",
+                       sizeof("{\"counted\":false,\"reason\":\"") - 1);
+        p = ngx_cpymem(p, out.reason, ngx_strlen(out.reason));
+        p = ngx_cpymem(p, "\",\"contentId\":\"",
+                       sizeof("\",\"contentId\":\"") - 1);
+        p = ngx_cpymem(p, ev.content_id.data, ev.content_id.len);
+        *p++ = '"';
     }
 
     /* with Redis, totals not read yet are left out rather than guessed */
     if (out.shown.known) {
-        p = ngx_sprintf(p, ",\"views\":%uL,\"engagedViews\":%uL,"
-                        "\"replays\":%uL",
-                        out.shown.counts.views, out.shown.counts.engaged,
-                        out.shown.counts.replays);
+        p = ngx_cpymem(p, ",\"views\":", sizeof(",\"views\":") - 1);
+        p = ngx_http_engagement_put_uint(p, out.shown.counts.views);
+        p = ngx_cpymem(p, ",\"engagedViews\":",
+                       sizeof(",\"engagedViews\":") - 1);
+        p = ngx_http_engagement_put_uint(p, out.shown.counts.engaged);
+        p = ngx_cpymem(p, ",\"replays\":", sizeof(",\"replays\":") - 1);
+        p = ngx_http_engagement_put_uint(p, out.shown.counts.replays);
     }
 
     *p++ = '}';

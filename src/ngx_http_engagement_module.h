@@ -498,4 +498,55 @@ void ngx_http_engagement_set_ids(ngx_http_request_t *r,
     ngx_str_t *content_id, ngx_str_t *viewer_id, ngx_str_t *session_id);
 
 
+
+/*
+ * Number writers for the request and flush paths, where ngx_sprintf's
+ * format parsing was a tenth of the module's own instructions.
+ */
+
+static ngx_inline u_char *
+ngx_http_engagement_put_uint(u_char *p, uint64_t n)
+{
+    u_char   tmp[NGX_INT64_LEN], *t;
+
+    t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
+}
+
+
+/* n as exactly width digits, with leading zeros (width <= 20) */
+static ngx_inline u_char *
+ngx_http_engagement_put_digits(u_char *p, uint64_t n, ngx_uint_t width)
+{
+    u_char  *q;
+
+    for (q = p + width; q > p; n /= 10) {
+        *--q = (u_char) ('0' + n % 10);
+    }
+
+    return p + width;
+}
+
+
+/* 16 lowercase hex digits */
+static ngx_inline u_char *
+ngx_http_engagement_put_hex64(u_char *p, uint64_t h)
+{
+    ngx_uint_t  i;
+
+    for (i = 16; i; i--) {
+        p[i - 1] = "0123456789abcdef"[h & 0xf];
+        h >>= 4;
+    }
+
+    return p + 16;
+}
+
+
 #endif /* _NGX_HTTP_ENGAGEMENT_MODULE_H_INCLUDED_ */

@@ -75,7 +75,8 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
         buf[1] = ':';
         p = ngx_cpymem(buf + 2, src->data, src->len);
         h = ngx_http_engagement_siphash(salt, buf, p - buf);
-        p = ngx_sprintf(buf + 1, ":%016uxL", h);
+        buf[1] = ':';
+        p = ngx_http_engagement_put_hex64(buf + 2, h);
         id->data = buf;
         id->len = p - buf;
         return;
@@ -128,7 +129,9 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
 
     h = ngx_http_engagement_siphash(salt, net, n);
 
-    p = ngx_sprintf(buf, "c:%016uxL", h);
+    buf[0] = 'c';
+    buf[1] = ':';
+    p = ngx_http_engagement_put_hex64(buf + 2, h);
     id->data = buf;
     id->len = p - buf;
 }
