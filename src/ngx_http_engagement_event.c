@@ -35,6 +35,7 @@ typedef struct {
     ngx_http_engagement_field_type_e   type;
     ngx_uint_t                         required;
     size_t                             offset;
+    uint32_t                           hash;     /* of the name, set once */
 } ngx_http_engagement_field_t;
 
 
@@ -42,58 +43,58 @@ static ngx_http_engagement_field_t  ngx_http_engagement_view_fields[] = {
 
     { "contentId", sizeof("contentId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_event_t, content_id) },
+      offsetof(ngx_http_engagement_event_t, content_id), 0 },
 
     { "sessionId", sizeof("sessionId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_event_t, session_id) },
+      offsetof(ngx_http_engagement_event_t, session_id), 0 },
 
     { "viewerId", sizeof("viewerId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, viewer_id) },
+      offsetof(ngx_http_engagement_event_t, viewer_id), 0 },
 
     { "requestId", sizeof("requestId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, request_id) },
+      offsetof(ngx_http_engagement_event_t, request_id), 0 },
 
     { "channelId", sizeof("channelId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, channel_id) },
+      offsetof(ngx_http_engagement_event_t, channel_id), 0 },
 
     { "category", sizeof("category") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, category) },
+      offsetof(ngx_http_engagement_event_t, category), 0 },
 
     { "source", sizeof("source") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, source) },
+      offsetof(ngx_http_engagement_event_t, source), 0 },
 
     { "device", sizeof("device") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, device) },
+      offsetof(ngx_http_engagement_event_t, device), 0 },
 
     { "durationMs", sizeof("durationMs") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_DURATION, 0,
-      offsetof(ngx_http_engagement_event_t, duration_ms) },
+      offsetof(ngx_http_engagement_event_t, duration_ms), 0 },
 
     { "ts", sizeof("ts") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_TS, 0,
-      offsetof(ngx_http_engagement_event_t, ts) },
+      offsetof(ngx_http_engagement_event_t, ts), 0 },
 
     { "replay", sizeof("replay") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_BOOL, 0,
-      offsetof(ngx_http_engagement_event_t, replay) },
+      offsetof(ngx_http_engagement_event_t, replay), 0 },
 
     /* checked by the guard, which tells malformed from missing */
     { "token", sizeof("token") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_STRING, 0,
-      offsetof(ngx_http_engagement_event_t, token) },
+      offsetof(ngx_http_engagement_event_t, token), 0 },
 
     { "optOut", sizeof("optOut") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_BOOL, 0,
-      offsetof(ngx_http_engagement_event_t, opt_out) },
+      offsetof(ngx_http_engagement_event_t, opt_out), 0 },
 
-    { NULL, 0, 0, 0, 0 }
+    { NULL, 0, 0, 0, 0, 0 }
 };
 
 
@@ -101,25 +102,25 @@ static ngx_http_engagement_field_t  ngx_http_engagement_reaction_fields[] = {
 
     { "contentId", sizeof("contentId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_reaction_t, content_id) },
+      offsetof(ngx_http_engagement_reaction_t, content_id), 0 },
 
     { "userId", sizeof("userId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_reaction_t, user_id) },
+      offsetof(ngx_http_engagement_reaction_t, user_id), 0 },
 
     { "reaction", sizeof("reaction") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_reaction_t, reaction) },
+      offsetof(ngx_http_engagement_reaction_t, reaction), 0 },
 
     { "requestId", sizeof("requestId") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_reaction_t, request_id) },
+      offsetof(ngx_http_engagement_reaction_t, request_id), 0 },
 
     { "token", sizeof("token") - 1,
       NGX_HTTP_ENGAGEMENT_FIELD_STRING, 0,
-      offsetof(ngx_http_engagement_reaction_t, token) },
+      offsetof(ngx_http_engagement_reaction_t, token), 0 },
 
-    { NULL, 0, 0, 0, 0 }
+    { NULL, 0, 0, 0, 0, 0 }
 };
 
 
@@ -447,6 +448,24 @@ ngx_http_engagement_json_hex4(const u_char *p, uint32_t *cp)
 }
 
 
+/* 1 for the bytes a string holds as they are: 0x20-0x7f but '"' and '\\' */
+static const u_char  ngx_http_engagement_json_plain[256] = {
+#define NGX_HTTP_ENGAGEMENT_J8  1, 1, 1, 1, 1, 1, 1, 1
+#define NGX_HTTP_ENGAGEMENT_J0  0, 0, 0, 0, 0, 0, 0, 0
+    NGX_HTTP_ENGAGEMENT_J0, NGX_HTTP_ENGAGEMENT_J0,      /* 0x00 */
+    NGX_HTTP_ENGAGEMENT_J0, NGX_HTTP_ENGAGEMENT_J0,      /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1,  NGX_HTTP_ENGAGEMENT_J8,    /* 0x20: '"' */
+    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x30 */
+    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x40 */
+    NGX_HTTP_ENGAGEMENT_J8, 1, 1, 1, 1, 0, 1, 1, 1,     /* 0x50: '\\' */
+    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x60 */
+    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8       /* 0x70 */
+#undef NGX_HTTP_ENGAGEMENT_J8
+#undef NGX_HTTP_ENGAGEMENT_J0
+    /* 0x80-0xff: 0, UTF-8 is checked byte by byte */
+};
+
+
 /*
  * A string at j->p (its opening quote). Checks it and leaves its value in
  * s: pointing into the body when it has no escapes, else decoded into the
@@ -466,6 +485,11 @@ ngx_http_engagement_json_string(ngx_http_engagement_json_t *j, ngx_str_t *s)
     /* the check, and the end of the string */
 
     for (p = begin; /* void */; /* void */) {
+
+        /* the common case: a run of plain printable ASCII */
+        while (p < j->end && ngx_http_engagement_json_plain[*p]) {
+            p++;
+        }
 
         if (p == j->end) {
             j->p = p;
@@ -792,13 +816,11 @@ ngx_http_engagement_json_key_hash(const u_char *p, size_t len)
 /* adds a key of one object; NGX_DECLINED if the object has it already */
 static ngx_int_t
 ngx_http_engagement_json_key_add(ngx_http_engagement_json_t *j,
-    ngx_http_engagement_jkeys_t *ks, ngx_str_t *key)
+    ngx_http_engagement_jkeys_t *ks, ngx_str_t *key, uint32_t h)
 {
-    uint32_t                     h, *slots;
+    uint32_t                    *slots;
     ngx_uint_t                   i, k, mask, nslots;
     ngx_http_engagement_jkey_t  *all, *e;
-
-    h = ngx_http_engagement_json_key_hash(key->data, key->len);
 
     if (ks->all == NULL) {
         for (i = 0; i < ks->n; i++) {
@@ -875,13 +897,15 @@ ngx_http_engagement_json_key_add(ngx_http_engagement_json_t *j,
 
 /* the wanted field a top-level key names, or NULL */
 static ngx_http_engagement_jv_t *
-ngx_http_engagement_json_field(ngx_http_engagement_json_t *j, ngx_str_t *key)
+ngx_http_engagement_json_field(ngx_http_engagement_json_t *j, ngx_str_t *key,
+    uint32_t h)
 {
     ngx_uint_t                    i;
     ngx_http_engagement_field_t  *f;
 
     for (i = 0, f = j->fields; f->name; i++, f++) {
-        if (f->len == key->len && ngx_memcmp(f->name, key->data, f->len) == 0)
+        if (f->hash == h && f->len == key->len
+            && ngx_memcmp(f->name, key->data, f->len) == 0)
         {
             return &j->vals[i];
         }
@@ -896,6 +920,7 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
     ngx_uint_t depth)
 {
     u_char                       *kat;
+    uint32_t                      h;
     ngx_int_t                     rc;
     ngx_str_t                     key;
     ngx_http_engagement_jv_t     *v;
@@ -926,7 +951,9 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
             return NGX_ERROR;
         }
 
-        rc = ngx_http_engagement_json_key_add(j, &ks, &key);
+        h = ngx_http_engagement_json_key_hash(key.data, key.len);
+
+        rc = ngx_http_engagement_json_key_add(j, &ks, &key, h);
 
         if (rc == NGX_DECLINED) {
             return ngx_http_engagement_json_fail_at(j, "duplicate key", kat,
@@ -947,7 +974,7 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
         j->p++;
         ngx_http_engagement_json_ws(j);
 
-        v = (depth == 1) ? ngx_http_engagement_json_field(j, &key) : NULL;
+        v = (depth == 1) ? ngx_http_engagement_json_field(j, &key, h) : NULL;
 
         if (ngx_http_engagement_json_value(j, depth, v) != NGX_OK) {
             return NGX_ERROR;
@@ -1109,6 +1136,14 @@ ngx_http_engagement_parse_fields(ngx_pool_t *pool, u_char *buf, size_t len,
     if (len == 0) {
         err->message = "empty body: a JSON object is expected";
         return NGX_ERROR;
+    }
+
+    if (fields[0].hash == 0) {
+        /* the names' hashes, once per table */
+        for (f = fields; f->name; f++) {
+            f->hash = ngx_http_engagement_json_key_hash((u_char *) f->name,
+                                                        f->len);
+        }
     }
 
     ngx_memzero(vals, sizeof(vals));
