@@ -334,23 +334,31 @@ async function redisStats(admin) {
   const cpu = parseInfo(await admin.info('cpu'));
   const cs = parseInfo(await admin.info('commandstats'));
   const calls = {};
+  const usec = {};
   for (const [k, v] of Object.entries(cs)) {
     const name = k.replace(/^cmdstat_/, '');
     if (REDIS_ADMIN.has(name.split('|')[0])) continue;
     const m = /calls=(\d+)/.exec(v);
     if (m) calls[name] = Number(m[1]);
+    const u = /usec=(\d+)/.exec(v);
+    if (u) usec[name] = Number(u[1]);
   }
-  return { cpu: Number(cpu.used_cpu_sys) + Number(cpu.used_cpu_user), calls };
+  return { cpu: Number(cpu.used_cpu_sys) + Number(cpu.used_cpu_user), calls, usec };
 }
 
+// usec_by: Redis's own time per command (commandstats); a script's time
+// (EVALSHA) includes the commands it ran, which are also listed
 function redisDelta(a, b) {
   let cmds = 0;
   const by = {};
+  const usecBy = {};
   for (const [k, v] of Object.entries(b.calls)) {
     const d = v - (a.calls[k] || 0);
     if (d > 0) { by[k] = d; cmds += d; }
+    const u = ((b.usec || {})[k] || 0) - ((a.usec || {})[k] || 0);
+    if (d > 0 && u > 0) usecBy[k] = u;
   }
-  return { cpu: b.cpu - a.cpu, cmds, by };
+  return { cpu: b.cpu - a.cpu, cmds, by, usec_by: usecBy };
 }
 
 // ------------------------------------------------------------- systems
@@ -693,6 +701,7 @@ async function runOne(sys, round, ctx) {
       const probeCmds = probe ? probe.st.redis : 0;
       v.redis_cmds = d.cmds - probeCmds;
       v.redis_by = d.by;
+      v.redis_usec_by = d.usec_by;
       v.redis_probe_cmds = probeCmds;
       v.redis_probe_cmd = sys.counts && sys.counts.redis
         ? String(sys.counts.redis('x')[0]).toLowerCase() : null;

@@ -381,6 +381,34 @@ function markdown(run, rows, { plotLink, runLink, readmeLink, functions = true }
       L.push(`| ${r.sys.name} | ${parts.map(([k, x]) => `${k.toUpperCase()} ${num(x, 3)}`).join(', ')} |`);
     }
     L.push('');
+
+    const ru = rr.filter((r) => r.ok.some((x) => x.views.redis_usec_by));
+    if (ru.length) {
+      L.push('### Redis time per accepted event, by command (µs, median over the rounds)');
+      L.push('');
+      L.push('Redis\'s own accounting (`INFO commandstats`). A script\'s time (EVALSHA) includes the commands it ran, which are listed too; the script\'s time minus theirs is the cost of running the script itself (Lua, its arguments and the calls from Lua into Redis).');
+      L.push('');
+      L.push('| system | by command | script overhead |');
+      L.push('|---|---|---|');
+      for (const r of ru) {
+        const names = new Set();
+        for (const x of r.ok) for (const k of Object.keys(x.views.redis_usec_by || {})) names.add(k);
+        const per = {};
+        for (const k of names) {
+          per[k] = median(r.ok.map((x) => ((x.views.redis_usec_by || {})[k] || 0) / x.views.accepted));
+        }
+        const parts = Object.entries(per).filter(([, x]) => x >= 0.005).sort((a, b) => b[1] - a[1]);
+        let overhead = '–';
+        if (per.evalsha !== undefined) {
+          let innerSum = 0;
+          for (const [k, x] of Object.entries(per)) if (k !== 'evalsha') innerSum += x;
+          // commands outside a script (the probe's reads) are few next to it
+          overhead = num(Math.max(0, per.evalsha - innerSum), 2);
+        }
+        L.push(`| ${r.sys.name} | ${parts.map(([k, x]) => `${k.toUpperCase()} ${num(x, 2)}`).join(', ')} | ${overhead} |`);
+      }
+      L.push('');
+    }
   }
   if (plotLink) {
     L.push(`![requests/s, CPU per request and p99 latency per system](${plotLink})`);
