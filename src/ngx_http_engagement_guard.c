@@ -93,7 +93,8 @@ ngx_http_engagement_guard_create(ngx_http_engagement_guard_conf_t *gc)
 char *
 ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     ngx_http_engagement_guard_conf_t *prev,
-    ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view)
+    ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view,
+    ngx_uint_t salted)
 {
     ngx_shm_zone_t  *zone;
 
@@ -132,17 +133,18 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
         return NGX_CONF_ERROR;
     }
 
-    if (!view) {
+    if (!salted) {
         return NGX_CONF_OK;
     }
 
-    if (conf->require_token && conf->token_key == NULL) {
+    if (view && conf->require_token && conf->token_key == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"engagement_require_token\" needs "
                            "\"engagement_token_secret\"");
         return NGX_CONF_ERROR;
     }
 
+    /* views and likes hash identities (dedupe, the durable writer) */
     zone = ngx_shared_memory_add(cf, &ngx_http_engagement_salt_zone_name,
                                  8 * ngx_pagesize,
                                  &ngx_http_engagement_module);

@@ -99,7 +99,8 @@ ngx_int_t ngx_http_engagement_bot_agent(u_char *ua, size_t len);
 void ngx_http_engagement_guard_create(ngx_http_engagement_guard_conf_t *gc);
 char *ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     ngx_http_engagement_guard_conf_t *prev,
-    ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view);
+    ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view,
+    ngx_uint_t salted);
 ngx_int_t ngx_http_engagement_guard_add_variables(ngx_conf_t *cf);
 void ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
     ngx_msec_t window, ngx_http_engagement_salt_t *salt);

@@ -411,7 +411,11 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard,
                                         conf->endpoint
-                                        == NGX_HTTP_ENGAGEMENT_VIEW)
+                                        == NGX_HTTP_ENGAGEMENT_VIEW,
+                                        conf->endpoint
+                                        == NGX_HTTP_ENGAGEMENT_VIEW
+                                        || conf->endpoint
+                                           == NGX_HTTP_ENGAGEMENT_LIKE)
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;

@@ -23,7 +23,7 @@
  * reload that finds a zone written with another layout is refused.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
-#define NGX_HTTP_ENGAGEMENT_LAYOUT         2
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         3
 #endif
 
 #define NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC 0x45474331   /* "EGC1" */

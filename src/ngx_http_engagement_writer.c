@@ -392,7 +392,6 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     tp = ngx_timeofday();
     sh->created_ms = (uint64_t) tp->sec * 1000 + tp->msec;
-    ngx_http_engagement_random_key(sh->hash_key);
 
     shpool->data = sh;
     shpool->log_nomem = 0;
@@ -434,6 +433,8 @@ ngx_http_engagement_writer_line(ngx_http_request_t *r,
     ngx_msec_t                          now;
     ngx_http_engagement_wevent_t       *e;
     ngx_http_engagement_writer_sh_t    *sh;
+    ngx_http_engagement_salt_t          salt;
+    ngx_http_engagement_loc_conf_t     *elcf;
     ngx_http_engagement_main_conf_t    *emcf;
     ngx_http_engagement_writer_conf_t  *wcf;
 
@@ -477,10 +478,20 @@ ngx_http_engagement_writer_line(ngx_http_request_t *r,
           + ngx_min(l->reaction->len, NGX_HTTP_ENGAGEMENT_REACTION_LEN)
           + NGX_HTTP_ENGAGEMENT_WRITER_TAIL;
 
-    vh = l->viewer_id->len
-         ? ngx_http_engagement_siphash(sh->hash_key, l->viewer_id->data,
-                                       l->viewer_id->len)
-         : 0;
+    /*
+     * The viewer (a like's user) as a hash with the identity salt, the one
+     * dedupe uses: it rotates every engagement_salt_rotate, so rows of one
+     * viewer link up within a salt period and one edge, never longer.
+     */
+    vh = 0;
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+
+    if (l->viewer_id->len && elcf->guard.salt_zone) {
+        ngx_http_engagement_salt_get(&elcf->guard, elcf->dedupe_window,
+                                     &salt);
+        vh = ngx_http_engagement_siphash(salt.cur, l->viewer_id->data,
+                                         l->viewer_id->len);
+    }
 
     ngx_shmtx_lock(&wcf->shpool->mutex);
     e = ngx_slab_alloc_locked(wcf->shpool,

@@ -41,7 +41,6 @@ typedef struct {
     ngx_queue_t                   inflight;
     uint64_t                      batch_seq;
     uint64_t                      created_ms;  /* makes ids unique */
-    uint64_t                      hash_key[2]; /* viewer id salt */
     ngx_atomic_t                  event_seq;
     ngx_atomic_t                  queued;      /* pending, in events */
     ngx_atomic_t                  inflight_n;

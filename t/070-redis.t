@@ -14,7 +14,7 @@ use POSIX qw(strftime);
 use Time::HiRes qw(sleep time);
 
 my $port = free_port();
-my $rport = ($ENV{TEST_NGINX_PORT} // 1984) + 300 + int(rand(50));
+my $rport = free_ports(300, 50, 1);
 my $pport = $rport + 60;
 
 my $loc = <<'EOC';

@@ -12,7 +12,7 @@ use JSON::PP;
 use Time::HiRes qw(sleep time);
 
 my $port = free_port();
-my $rport = ($ENV{TEST_NGINX_PORT} // 1984) + 400 + int(rand(50));
+my $rport = free_ports(400, 50, 1);
 
 my $prefix = new_prefix('observability');
 my $rpid = start_redis($rport);

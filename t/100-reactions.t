@@ -14,7 +14,7 @@ use JSON::PP;
 use Time::HiRes qw(sleep time);
 
 my $port = free_port();
-my $rport = ($ENV{TEST_NGINX_PORT} // 1984) + 500 + int(rand(50));
+my $rport = free_ports(500, 50, 1);
 my @types = qw(like love laugh wow sad angry);
 
 my $server = <<'EOC';

@@ -24,9 +24,8 @@ $ch_bin = '/usr/sbin/clickhouse-server' unless -x $ch_bin;
 plan skip_all => 'clickhouse-server is not installed (./build.sh installs it)'
     unless -x $ch_bin;
 
-my $base = $ENV{TEST_NGINX_PORT} // 1984;
 my $port = free_port();
-my $chp = $base + 150 + 3 * int(rand(15));     # http; +1 tcp; +2 fault
+my $chp = free_ports(150, 15, 3);               # http; +1 tcp; +2 fault
 my $fport = $chp + 2;
 my $chdir = root_dir() . "/t/servroot/clickhouse-$chp";
 my $ctl = "$chdir/fault";
@@ -465,7 +464,7 @@ stop_nginx($ng);
 # -- 7. likes, reactions and unlikes (with Redis) ---------------------------------
 
 $ch = ch_start();
-my $rport = $base + 100 + int(rand(20));
+my $rport = free_ports(100, 20, 1);
 my $rpid = start_redis($rport);
 $prefix = new_prefix('writer-reactions');
 $ng = start_ng($prefix, server => "    location = /engagement/like { engagement like; }\n",
@@ -506,6 +505,36 @@ stop_nginx($ng);
 stop_redis($rpid);
 # the retry with requestId rq-1 shares its event_id: 4 distinct events
 $n_sent += 4;
+
+# -- 7b. the viewer hash follows the identity salt's rotation -----------------------
+
+$prefix = new_prefix('writer-salt');
+$ng = start_ng($prefix, http => 'engagement_salt_rotate 2s;');
+{
+    # early in a 2 s salt period: two views of one viewer, then one in the next
+    my $into = time - 2 * int(time / 2);
+    sleep(2 - $into + 0.1);
+    my @st;
+    for my $e (['salt-a', 's-salt-1'], ['salt-b', 's-salt-2']) {
+        push @st, (post_view($port, qq({"contentId":"c-salt","sessionId":"$e->[1]",)
+                                  . qq("viewerId":"same-viewer","requestId":"$e->[0]"})))[0];
+    }
+    sleep(2.1);
+    push @st, (post_view($port, '{"contentId":"c-salt","sessionId":"s-salt-3",'
+                              . '"viewerId":"same-viewer","requestId":"salt-c"}'))[0];
+    # repeats of one viewer: duplicates, across the rotation too (dedupe
+    # keeps the previous salt for a window); all three reach the sink
+    is("@st", "202 200 200", "three views of one viewer, over two salt periods");
+    $n_sent += 3;
+}
+ok(wait_drained(), "the three are delivered");
+my %vh = map { split /\t/ } split /\n/,
+    ch("SELECT event_id, viewer_id FROM eng.events WHERE content_id = 'c-salt'");
+is(scalar(keys %vh), 3, "three rows");
+like($vh{'salt-a'} // '', qr/^[0-9a-f]{16}\z/, "the viewer id is a 64-bit hash");
+is($vh{'salt-b'}, $vh{'salt-a'}, "within one salt period: the same viewer hash");
+isnt($vh{'salt-c'}, $vh{'salt-a'}, "in the next period: another (the salt rotated)");
+stop_nginx($ng);
 
 # -- 8. a reload under traffic, a killed worker ------------------------------------
 

@@ -12,7 +12,7 @@ use Engagement::Test;
 use Time::HiRes qw(sleep time);
 
 my $port = free_port();
-my $rport = ($ENV{TEST_NGINX_PORT} // 1984) + 400 + int(rand(50));
+my $rport = free_ports(400, 50, 1);
 
 my $rpid = start_redis($rport);
 ok(redis_cli($rport, undef, 'PING') eq 'PONG', 'redis-server started');

@@ -14,7 +14,7 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 use Exporter 'import';
 
-our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf
+our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf free_ports
                  start_nginx stop_nginx nginx_signal http_request post_view
                  wait_for_port free_port slurp reap_children);
 
@@ -66,20 +66,30 @@ sub port_listening {
     return 0;
 }
 
-# a port in this suite's range that nobody listens on and that can be bound
-# now (CI once found one of them taken by a process not of this test)
-sub free_port {
-    my $base = $ENV{TEST_NGINX_PORT} // 1984;
-    for (1 .. 200) {
-        my $p = $base + 10 + int(rand(50));
-        next if port_listening($p);
-        my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$p",
-                                      Listen => 1, ReuseAddr => 1) or next;
-        close $s;
-        return $p;
-    }
-    die "no free port in " . ($base + 10) . ".." . ($base + 59) . "\n";
+sub _bindable {
+    my ($p) = @_;
+    return 0 if port_listening($p);
+    my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$p",
+                                  Listen => 1, ReuseAddr => 1) or return 0;
+    close $s;
+    return 1;
 }
+
+# $count consecutive ports, the first at TEST_NGINX_PORT + $offset +
+# $count * k (k random below $slots), that nobody listens on and that can be
+# bound now (CI once found a port of this suite taken by another process)
+sub free_ports {
+    my ($offset, $slots, $count) = @_;
+    my $base = $ENV{TEST_NGINX_PORT} // 1984;
+    for (1 .. 20 * $slots) {
+        my $p = $base + $offset + $count * int(rand($slots));
+        return $p unless grep { !_bindable($p + $_) } 0 .. $count - 1;
+    }
+    die "no free port from " . ($base + $offset) . "\n";
+}
+
+# one port for a test's nginx (TEST_NGINX_PORT + 10..59)
+sub free_port { free_ports(10, 50, 1) }
 
 sub new_prefix {
     my ($name) = @_;
