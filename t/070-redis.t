@@ -419,4 +419,39 @@ sub no_alerts {
     stop_redis($rpid);
 }
 
+# --- a backlog of many flush rounds drains round after round, not a round per
+#     timer step (ngx_add_timer's lazy delay once kept 250 ms between rounds)
+{
+    my $rpid = start_redis($rport);
+    # Redis answers 20 ms late, so a round takes longer than a timer tick
+    my $ctl = root_dir() . "/t/servroot/proxy-delay.ctl";
+    open my $fh, '>', $ctl; print $fh "0"; close $fh;
+    my $ppid = Engagement::Proxy::start($pport, $rport, $ctl, 20);
+    my $prefix = new_prefix('redis-backlog');
+    my $conf = http_conf(target => $pport);
+    $conf =~ s/engagement_flush_interval 200ms;/engagement_flush_interval 1s;\n    engagement_flush_batch 10;/ or die;
+    write_conf($prefix, port => $port, workers => 1, http => $conf, server => $loc);
+    my $pid = start_nginx($prefix, $port);
+    ok($pid, "nginx started with rounds of 10 contents");
+    my $ok = 0;
+    for my $i (1 .. 400) {
+        my ($st) = post_view($port, qq({"contentId":"bl$i","sessionId":"s"}));
+        $ok++ if $st == 202;
+    }
+    is($ok, 400, "400 contents with a view each");
+    my $t0 = time;
+    ok(wait_flushed(20), "all of them flushed");
+    my $took = time - $t0;
+    # 40 rounds or more: one interval, then each round right after the last
+    # (about 20 ms each); 250 ms per round would take 10 s
+    ok($took < 5, sprintf("the backlog of 40 rounds drained in %.2f s (< 5 s)", $took));
+    my $sum = 0;
+    $sum += rtotal("bl$_") for 1 .. 400;
+    is($sum, 400, "400 views in Redis");
+    no_alerts($prefix, 'backlog');
+    stop_nginx($pid);
+    kill 'TERM', $ppid; waitpid($ppid, 0);
+    stop_redis($rpid);
+}
+
 done_testing();

@@ -2,8 +2,9 @@ package Engagement::Proxy;
 
 # A small TCP proxy of our own for fault tests: forwards between nginx and
 # a real redis-server, and on request cuts a connection right after Redis
-# has answered a flush command, so nginx never sees the reply. Runs in a
-# forked child; controlled through a file it re-reads for every command.
+# has answered a flush command, so nginx never sees the reply; or delays
+# every answer by a few milliseconds. Runs in a forked child; controlled
+# through a file it re-reads for every command.
 
 use strict;
 use warnings;
@@ -11,9 +12,9 @@ use IO::Socket::INET;
 use IO::Select;
 use POSIX qw(_exit);
 
-# start(listen_port, redis_port, control_file) -> pid
+# start(listen_port, redis_port, control_file[, delay_ms]) -> pid
 sub start {
-    my ($lport, $rport, $ctl) = @_;
+    my ($lport, $rport, $ctl, $delay) = @_;
     my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$lport", Listen => 16,
                                     ReuseAddr => 1) or die "proxy listen: $!";
     my $pid = fork() // die;
@@ -25,7 +26,7 @@ sub start {
         if (!defined $kid || $kid) { close $c; next }
         close $srv;
         my $r = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$rport") or _exit(0);
-        _serve($c, $r, $ctl);
+        _serve($c, $r, $ctl, $delay);
         _exit(0);
     }
     _exit(0);
@@ -50,7 +51,7 @@ sub _take_cut {
 }
 
 sub _serve {
-    my ($c, $r, $ctl) = @_;
+    my ($c, $r, $ctl, $delay) = @_;
     my $sel = IO::Select->new($c, $r);
     my $cut = 0;
     while (my @ready = $sel->can_read(30)) {
@@ -69,6 +70,7 @@ sub _serve {
                     close $r;
                     return;
                 }
+                select(undef, undef, undef, $delay / 1000) if $delay;
                 syswrite($c, $buf);
             }
         }
