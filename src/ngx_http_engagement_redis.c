@@ -212,7 +212,14 @@ ngx_http_engagement_redis_on_reply(redisAsyncContext *ac, void *r,
         }
 
     } else if (ngx_http_engagement_ac) {
-        /* progress: the next reply gets a full timeout of its own */
+        /*
+         * progress: the next reply gets a full timeout of its own (deleted
+         * first: ngx_add_timer keeps a set timer that is within 300 ms)
+         */
+        if (ngx_http_engagement_timeout_ev.timer_set) {
+            ngx_del_timer(&ngx_http_engagement_timeout_ev);
+        }
+
         ngx_add_timer(&ngx_http_engagement_timeout_ev,
                       ngx_http_engagement_rstate
                       == NGX_HTTP_ENGAGEMENT_REDIS_READY
