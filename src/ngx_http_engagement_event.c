@@ -915,30 +915,67 @@ ngx_http_engagement_json_field(ngx_http_engagement_json_t *j, ngx_str_t *key,
 }
 
 
+/*
+ * A container's frame: open() steps over '{' or '[' and answers NGX_OK if
+ * the container is empty, NGX_AGAIN if a member follows; next() follows a
+ * member: NGX_AGAIN after a ',', NGX_OK at the closing byte.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_open(ngx_http_engagement_json_t *j, u_char close)
+{
+    j->p++;
+    ngx_http_engagement_json_ws(j);
+
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_next(ngx_http_engagement_json_t *j, u_char close)
+{
+    ngx_http_engagement_json_ws(j);
+
+    if (j->p < j->end && *j->p == ',') {
+        j->p++;
+        ngx_http_engagement_json_ws(j);
+        return NGX_AGAIN;
+    }
+
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return NGX_OK;
+    }
+
+    return ngx_http_engagement_json_unexpected(j, close == '}'
+                                               ? "',' or '}' expected, found"
+                                               : "',' or ']' expected, found");
+}
+
+
 static ngx_int_t
 ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
     ngx_uint_t depth)
 {
     u_char                       *kat;
     uint32_t                      h;
-    ngx_int_t                     rc;
+    ngx_int_t                     rc, added;
     ngx_str_t                     key;
     ngx_http_engagement_jv_t     *v;
     ngx_http_engagement_jkeys_t   ks;
 
-    j->p++;
     ks.all = NULL;
     ks.n = 0;
 
-    ngx_http_engagement_json_ws(j);
-
-    if (j->p < j->end && *j->p == '}') {
-        j->p++;
-        return NGX_OK;
-    }
-
-    for ( ;; ) {
-
+    for (rc = ngx_http_engagement_json_open(j, '}');
+         rc == NGX_AGAIN;
+         rc = ngx_http_engagement_json_next(j, '}'))
+    {
         if (j->p == j->end || *j->p != '"') {
             return ngx_http_engagement_json_unexpected(j,
                        ks.n ? "a key (a string) expected, found"
@@ -953,14 +990,14 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
 
         h = ngx_http_engagement_json_key_hash(key.data, key.len);
 
-        rc = ngx_http_engagement_json_key_add(j, &ks, &key, h);
+        added = ngx_http_engagement_json_key_add(j, &ks, &key, h);
 
-        if (rc == NGX_DECLINED) {
+        if (added == NGX_DECLINED) {
             return ngx_http_engagement_json_fail_at(j, "duplicate key", kat,
                                                     key.data, key.len, 1);
         }
 
-        if (rc != NGX_OK) {
+        if (added != NGX_OK) {
             return ngx_http_engagement_json_fail(j, "out of memory", kat);
         }
 
@@ -979,23 +1016,9 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
         if (ngx_http_engagement_json_value(j, depth, v) != NGX_OK) {
             return NGX_ERROR;
         }
-
-        ngx_http_engagement_json_ws(j);
-
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            ngx_http_engagement_json_ws(j);
-            continue;
-        }
-
-        if (j->p < j->end && *j->p == '}') {
-            j->p++;
-            return NGX_OK;
-        }
-
-        return ngx_http_engagement_json_unexpected(j,
-                   "',' or '}' expected, found");
     }
+
+    return rc;
 }
 
 
@@ -1003,36 +1026,18 @@ static ngx_int_t
 ngx_http_engagement_json_array(ngx_http_engagement_json_t *j,
     ngx_uint_t depth)
 {
-    j->p++;
-    ngx_http_engagement_json_ws(j);
+    ngx_int_t  rc;
 
-    if (j->p < j->end && *j->p == ']') {
-        j->p++;
-        return NGX_OK;
-    }
-
-    for ( ;; ) {
-
+    for (rc = ngx_http_engagement_json_open(j, ']');
+         rc == NGX_AGAIN;
+         rc = ngx_http_engagement_json_next(j, ']'))
+    {
         if (ngx_http_engagement_json_value(j, depth, NULL) != NGX_OK) {
             return NGX_ERROR;
         }
-
-        ngx_http_engagement_json_ws(j);
-
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            ngx_http_engagement_json_ws(j);
-            continue;
-        }
-
-        if (j->p < j->end && *j->p == ']') {
-            j->p++;
-            return NGX_OK;
-        }
-
-        return ngx_http_engagement_json_unexpected(j,
-                   "',' or ']' expected, found");
     }
+
+    return rc;
 }
 
 

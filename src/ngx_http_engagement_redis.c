@@ -244,23 +244,6 @@ static u_char                             *ngx_http_engagement_cmd;
 static size_t                              ngx_http_engagement_cmd_size;
 
 
-/* a decimal number, for the RESP headers */
-static u_char *
-ngx_http_engagement_resp_num(u_char *p, size_t n)
-{
-    u_char   tmp[NGX_SIZE_T_LEN], *t;
-
-    t = tmp + sizeof(tmp);
-
-    do {
-        *--t = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
-
-    return ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
-}
-
-
 /*
  * Sends one command: the RESP text is built here, in one allocation, and
  * handed to hiredis as formatted (hiredis's own argv formatting costs some
@@ -320,7 +303,7 @@ ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
     p = cmd;
 
     *p++ = '*';
-    p = ngx_http_engagement_resp_num(p, n);
+    p = ngx_http_engagement_put_uint(p, n);
     *p++ = CR; *p++ = LF;
 
     for (i = 0; i < n; i++) {
@@ -334,7 +317,7 @@ ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
         }
 
         *p++ = '$';
-        p = ngx_http_engagement_resp_num(p, alen);
+        p = ngx_http_engagement_put_uint(p, alen);
         *p++ = CR; *p++ = LF;
         p = ngx_cpymem(p, arg, alen);
         *p++ = CR; *p++ = LF;
