@@ -134,25 +134,31 @@ ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,
 
 
 /*
- * NGX_DECLINED: the spool is at its cap (force: written anyway, at a stop,
- * where the alternative is to lose the batch).
+ * A batch goes to the spool in three steps, so that the middle one (the
+ * only one that touches the disk) can run in a thread:
+ *   prepare: the cap is checked and the batch's bytes counted at once, so
+ *     that concurrent writes see them; the file names are made.
+ *     NGX_DECLINED: the spool is at its cap (force: written anyway, at a
+ *     stop, where the alternative is to lose the batch).
+ *   store: write, fsync, rename, fsync of the directory. Only the paths,
+ *     the body and the log: safe in a thread.
+ *   commit: the file is counted, or the bytes given back.
  */
 
 ngx_int_t
-ngx_http_engagement_spool_write(ngx_http_engagement_writer_conf_t *wcf,
-    u_char *id, size_t id_len, u_char *body, size_t len, ngx_uint_t force,
-    ngx_log_t *log)
+ngx_http_engagement_spool_prepare(ngx_http_engagement_writer_conf_t *wcf,
+    u_char *id, size_t id_len, size_t len, ngx_uint_t force, u_char *tmp,
+    u_char *path)
 {
-    u_char      tmp[NGX_MAX_PATH], path[NGX_MAX_PATH];
-    ssize_t     n;
-    ngx_fd_t    fd;
-    ngx_time_t *tp;
+    ngx_time_t  *tp;
 
     if (!force
         && (off_t) (wcf->sh->spool_bytes + len) > wcf->spool_max)
     {
         return NGX_DECLINED;
     }
+
+    (void) ngx_atomic_fetch_add(&wcf->sh->spool_bytes, len);
 
     tp = ngx_timeofday();
 
@@ -161,6 +167,17 @@ ngx_http_engagement_spool_write(ngx_http_engagement_writer_conf_t *wcf,
                        (ngx_msec_t) tp->sec * 1000 + tp->msec, id_len, id);
     (void) ngx_sprintf(path, "%V/%s%Z", &wcf->spool,
                        tmp + wcf->spool.len + sizeof("/.tmp_") - 1);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_engagement_spool_store(u_char *tmp, u_char *path, u_char *dir,
+    u_char *body, size_t len, ngx_log_t *log)
+{
+    ssize_t   n;
+    ngx_fd_t  fd;
 
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0600);
     if (fd == NGX_INVALID_FILE) {
@@ -189,16 +206,27 @@ ngx_http_engagement_spool_write(ngx_http_engagement_writer_conf_t *wcf,
     }
 
     /* the directory entry too: a batch must survive a power cut */
-    fd = ngx_open_file(wcf->spool.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    fd = ngx_open_file(dir, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd != NGX_INVALID_FILE) {
         (void) fsync(fd);
         ngx_close_file(fd);
     }
 
-    (void) ngx_atomic_fetch_add(&wcf->sh->spool_bytes, len);
-    (void) ngx_atomic_fetch_add(&wcf->sh->spool_files, 1);
-
     return NGX_OK;
+}
+
+
+void
+ngx_http_engagement_spool_commit(ngx_http_engagement_writer_conf_t *wcf,
+    size_t len, ngx_int_t rc)
+{
+    if (rc == NGX_OK) {
+        (void) ngx_atomic_fetch_add(&wcf->sh->spool_files, 1);
+
+    } else {
+        (void) ngx_atomic_fetch_add(&wcf->sh->spool_bytes,
+                                    -(ngx_atomic_int_t) len);
+    }
 }
 
 

@@ -13,6 +13,10 @@
 
 #include "ngx_http_engagement_writer.h"
 
+#if (NGX_THREADS)
+#include <ngx_thread_pool.h>
+#endif
+
 
 #define NGX_HTTP_ENGAGEMENT_WRITER_HEAD    4096
 
@@ -48,6 +52,11 @@ typedef struct {
     ngx_uint_t                   reused;
     ngx_uint_t                   retried;
     ngx_uint_t                   stopping;
+    ngx_uint_t                   spooling;    /* a batch on its way to disk */
+#if (NGX_THREADS)
+    ngx_thread_pool_t           *tp;
+    ngx_thread_task_t           *task;
+#endif
 
     u_char                      *req;
     size_t                       req_size;
@@ -72,6 +81,20 @@ typedef struct {
     size_t                       head_n;
     u_char                       head[NGX_HTTP_ENGAGEMENT_WRITER_HEAD];
 } ngx_http_engagement_writer_t;
+
+
+/* a batch written to the spool in a thread: what the thread needs */
+typedef struct {
+    ngx_http_engagement_writer_t  *w;
+    u_char                        *body;
+    size_t                         len;
+    u_char                        *dir;
+    ngx_log_t                     *log;
+    ngx_int_t                      rc;
+    ngx_atomic_t                   done;        /* set last by the thread */
+    u_char                         tmp[NGX_MAX_PATH];
+    u_char                         path[NGX_MAX_PATH];
+} ngx_http_engagement_spool_job_t;
 
 
 static ngx_http_engagement_writer_t  ngx_http_engagement_writer;
@@ -103,6 +126,15 @@ static void ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
 static void ngx_http_engagement_writer_close(ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_spool_queue(
     ngx_http_engagement_writer_t *w, ngx_uint_t force);
+static ngx_int_t ngx_http_engagement_writer_spool_batch(
+    ngx_http_engagement_writer_t *w, ngx_uint_t force);
+static ngx_int_t ngx_http_engagement_writer_spool_finish(
+    ngx_http_engagement_writer_t *w, ngx_int_t rc, ngx_uint_t in_thread);
+#if (NGX_THREADS)
+static void ngx_http_engagement_writer_spool_thread(void *data,
+    ngx_log_t *log);
+static void ngx_http_engagement_writer_spooled(ngx_event_t *ev);
+#endif
 
 
 /*
@@ -145,6 +177,9 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     wcf->zone_size = 16 * 1024 * 1024;
     ngx_str_set(&wcf->zone_name, "engagement_writer");
     ngx_str_set(&wcf->spool, "engagement_spool");
+#if (NGX_THREADS)
+    ngx_str_set(&wcf->thread_pool, "default");
+#endif
 
     if (value[1].len <= 7
         || ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) != 0)
@@ -245,6 +280,29 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0
+            && value[i].len > 12)
+        {
+            wcf->thread_pool.data = value[i].data + 12;
+            wcf->thread_pool.len = value[i].len - 12;
+
+            if (wcf->thread_pool.len == 3
+                && ngx_strncmp(wcf->thread_pool.data, "off", 3) == 0)
+            {
+                wcf->thread_pool.len = 0;
+            }
+
+#if !(NGX_THREADS)
+            if (wcf->thread_pool.len) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "engagement_writer: \"%V\" needs an nginx "
+                                   "built --with-threads", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+#endif
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "spool_max=", 10) == 0) {
             s.data = value[i].data + 10;
             s.len = value[i].len - 10;
@@ -305,6 +363,15 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                            "engagement_writer: the spool path is too long");
         return NGX_CONF_ERROR;
     }
+
+#if (NGX_THREADS)
+    /* the pool spool writes run in, made if nginx.conf has no such pool */
+    if (wcf->thread_pool.len
+        && ngx_thread_pool_add(cf, &wcf->thread_pool) == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     wcf->shm_zone = ngx_shared_memory_add(cf, &wcf->zone_name,
                                           wcf->zone_size,
@@ -700,6 +767,26 @@ ngx_http_engagement_writer_start(ngx_cycle_t *cycle,
     w->tick.log = cycle->log;
     w->tick.cancelable = 1;
 
+#if (NGX_THREADS)
+    if (w->wcf->thread_pool.len) {
+        w->tp = ngx_thread_pool_get(cycle, &w->wcf->thread_pool);
+
+        if (w->tp) {
+            /* one task, reused: one batch goes to disk at a time */
+            w->task = ngx_thread_task_alloc(cycle->pool,
+                                    sizeof(ngx_http_engagement_spool_job_t));
+            if (w->task == NULL) {
+                return NGX_ERROR;
+            }
+
+            w->task->handler = ngx_http_engagement_writer_spool_thread;
+            w->task->event.handler = ngx_http_engagement_writer_spooled;
+            w->task->event.data = w;
+            w->task->event.log = cycle->log;
+        }
+    }
+#endif
+
     ngx_add_timer(&w->tick, w->wcf->interval / 2 + ngx_worker * 37 % 200);
 
     return NGX_OK;
@@ -727,6 +814,40 @@ ngx_http_engagement_writer_stop(ngx_cycle_t *cycle)
     }
 
     w->stopping = 1;
+
+#if (NGX_THREADS)
+    if (w->spooling) {
+        ngx_http_engagement_spool_job_t  *job;
+        ngx_uint_t                        ms;
+
+        /*
+         * A batch on its way to disk: nginx's thread pools have finished
+         * their tasks by now (they exit before this module), but the
+         * completion event will not run any more; finish it here.
+         */
+        job = w->task->ctx;
+
+        for (ms = 0; !job->done && ms < 10000; ms++) {
+            ngx_msleep(1);
+        }
+
+        w->spooling = 0;
+        w->busy = 0;
+
+        if (job->done) {
+            ngx_memory_barrier();
+            (void) ngx_http_engagement_writer_spool_finish(w, job->rc, 1);
+
+        } else {
+            /* still writing: its events stay queued, and go again below */
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                          "engagement_writer: a spool write did not end "
+                          "in 10 s; its batch is spooled again");
+            ngx_http_engagement_writer_release(w->wcf, w->batch);
+            w->batch = 0;
+        }
+    }
+#endif
 
     if (w->busy) {
         ngx_http_engagement_writer_done(w, 0, "the worker is exiting");
@@ -1012,27 +1133,19 @@ ngx_http_engagement_writer_spool_queue(ngx_http_engagement_writer_t *w,
 
     wcf = w->wcf;
 
-    while (wcf->sh->queued
+    while (wcf->sh->queued && !w->spooling
            && ngx_http_engagement_writer_claim(w) == NGX_OK)
     {
-        rc = ngx_http_engagement_spool_write(wcf, w->id, w->id_len,
-                                      w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD,
-                                      w->file_len, force, ngx_cycle->log);
+        rc = ngx_http_engagement_writer_spool_batch(w, force);
+
         if (rc == NGX_OK) {
-            (void) ngx_atomic_fetch_add(&wcf->sh->batches_spooled, 1);
-            ngx_http_engagement_writer_confirm(wcf, w->batch);
             continue;
         }
 
-        if (rc == NGX_DECLINED) {
-            (void) ngx_atomic_fetch_add(&wcf->sh->spool_full, 1);
-            wcf->sh->spool_blocked = 1;
-
-        } else {
-            (void) ngx_atomic_fetch_add(&wcf->sh->spool_errors, 1);
+        if (rc == NGX_AGAIN) {
+            /* in a thread; its end goes on with the next batch */
+            return;
         }
-
-        ngx_http_engagement_writer_release(wcf, w->batch);
 
         if (force) {
             ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
@@ -1043,9 +1156,158 @@ ngx_http_engagement_writer_spool_queue(ngx_http_engagement_writer_t *w,
 
         break;
     }
+}
+
+
+/*
+ * The claimed batch (w->req, w->batch) goes to the spool: in a thread of
+ * the writer's pool when there is one (NGX_AGAIN: w->spooling until it is
+ * done, and nothing else is sent meanwhile), else here. NGX_DECLINED: the
+ * spool is at its cap, the batch stays queued.
+ */
+
+static ngx_int_t
+ngx_http_engagement_writer_spool_batch(ngx_http_engagement_writer_t *w,
+    ngx_uint_t force)
+{
+    u_char                             *tmp, *path, *body;
+    u_char                              ltmp[NGX_MAX_PATH];
+    u_char                              lpath[NGX_MAX_PATH];
+    ngx_int_t                           rc;
+    ngx_http_engagement_writer_conf_t  *wcf;
+#if (NGX_THREADS)
+    ngx_http_engagement_spool_job_t    *job;
+#endif
+
+    wcf = w->wcf;
+    body = w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD;
+    tmp = ltmp;
+    path = lpath;
+
+#if (NGX_THREADS)
+    job = NULL;
+
+    if (w->task && !force && !ngx_exiting && !w->stopping) {
+        job = w->task->ctx;
+        tmp = job->tmp;
+        path = job->path;
+    }
+#endif
+
+    rc = ngx_http_engagement_spool_prepare(wcf, w->id, w->id_len,
+                                           w->file_len, force, tmp, path);
+    if (rc == NGX_DECLINED) {
+        wcf->sh->spool_blocked = 1;
+        (void) ngx_atomic_fetch_add(&wcf->sh->spool_full, 1);
+        ngx_http_engagement_writer_release(wcf, w->batch);
+        w->batch = 0;
+        return NGX_DECLINED;
+    }
+
+#if (NGX_THREADS)
+    if (job) {
+        job->w = w;
+        job->body = body;
+        job->len = w->file_len;
+        job->dir = wcf->spool.data;
+        job->log = ngx_cycle->log;
+        job->rc = NGX_ERROR;
+        job->done = 0;
+
+        if (ngx_thread_task_post(w->tp, w->task) == NGX_OK) {
+            w->spooling = 1;
+            w->busy = 1;
+            return NGX_AGAIN;
+        }
+
+        /* the pool's queue is full: write it here */
+    }
+#endif
+
+    rc = ngx_http_engagement_spool_store(tmp, path, wcf->spool.data, body,
+                                         w->file_len, ngx_cycle->log);
+
+    return ngx_http_engagement_writer_spool_finish(w, rc, 0);
+}
+
+
+/* the batch is on disk (confirmed: it leaves the queue) or not (released) */
+
+static ngx_int_t
+ngx_http_engagement_writer_spool_finish(ngx_http_engagement_writer_t *w,
+    ngx_int_t rc, ngx_uint_t in_thread)
+{
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    wcf = w->wcf;
+
+    ngx_http_engagement_spool_commit(wcf, w->file_len, rc);
+
+    if (rc == NGX_OK) {
+        (void) ngx_atomic_fetch_add(&wcf->sh->batches_spooled, 1);
+        ngx_http_engagement_writer_confirm(wcf, w->batch);
+
+        if (in_thread) {
+            (void) ngx_atomic_fetch_add(&wcf->sh->spool_in_thread, 1);
+        }
+
+    } else {
+        (void) ngx_atomic_fetch_add(&wcf->sh->spool_errors, 1);
+        ngx_http_engagement_writer_release(wcf, w->batch);
+    }
 
     w->batch = 0;
+
+    return rc;
 }
+
+
+#if (NGX_THREADS)
+
+/* in a thread: the disk work only */
+
+static void
+ngx_http_engagement_writer_spool_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_engagement_spool_job_t  *job = data;
+
+    job->rc = ngx_http_engagement_spool_store(job->tmp, job->path, job->dir,
+                                              job->body, job->len, job->log);
+    ngx_memory_barrier();
+    job->done = 1;
+}
+
+
+/* back in the worker */
+
+static void
+ngx_http_engagement_writer_spooled(ngx_event_t *ev)
+{
+    ngx_http_engagement_writer_t     *w = ev->data;
+    ngx_http_engagement_spool_job_t  *job;
+
+    if (!w->spooling) {
+        /* finished by writer_stop already */
+        return;
+    }
+
+    job = w->task->ctx;
+
+    w->spooling = 0;
+    w->busy = 0;
+
+    (void) ngx_http_engagement_writer_spool_finish(w, job->rc, 1);
+
+    /* more to write or send: the next tick soon */
+    if (w->on && !ngx_exiting && !w->stopping && w->tick.timer_set
+        && (w->wcf->sh->queued >= w->wcf->batch || w->wcf->sh->spool_files))
+    {
+        ngx_del_timer(&w->tick);
+        ngx_add_timer(&w->tick, 1);
+    }
+}
+
+#endif
 
 
 static void
@@ -1649,7 +1911,6 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
     ngx_uint_t ok, const char *why)
 {
     size_t                              n;
-    ngx_int_t                           rc;
     ngx_connection_t                   *c;
     ngx_http_engagement_writer_sh_t    *sh;
     ngx_http_engagement_writer_conf_t  *wcf;
@@ -1755,27 +2016,8 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
 
     (void) ngx_atomic_fetch_add(&sh->batches_failed, 1);
 
-    rc = ngx_http_engagement_spool_write(wcf, w->id, w->id_len,
-                            w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD,
-                            w->file_len, ngx_exiting || w->stopping,
-                            ngx_cycle->log);
-
-    if (rc == NGX_OK) {
-        (void) ngx_atomic_fetch_add(&sh->batches_spooled, 1);
-        ngx_http_engagement_writer_confirm(wcf, w->batch);
-
-    } else {
-        if (rc == NGX_DECLINED) {
-            sh->spool_blocked = 1;
-        }
-
-        (void) ngx_atomic_fetch_add(rc == NGX_DECLINED ? &sh->spool_full
-                                                       : &sh->spool_errors,
-                                    1);
-        ngx_http_engagement_writer_release(wcf, w->batch);
-    }
-
-    w->batch = 0;
+    (void) ngx_http_engagement_writer_spool_batch(w,
+                                                  ngx_exiting || w->stopping);
 }
 
 
@@ -1847,7 +2089,7 @@ ngx_http_engagement_writer_row(u_char *p, ngx_uint_t json, ngx_uint_t *first,
 size_t
 ngx_http_engagement_writer_status_len(ngx_http_engagement_main_conf_t *emcf)
 {
-    return emcf->writer ? 4096 : 0;
+    return emcf->writer ? 6144 : 0;
 }
 
 
@@ -1916,6 +2158,12 @@ ngx_http_engagement_writer_status(u_char *p,
     ngx_http_engagement_writer_put("spool_errors_total", "counter",
         "Spool files that could not be written.", NULL, NULL,
         sh->spool_errors);
+    ngx_http_engagement_writer_put("spool_writes_total", "counter",
+        "Batches written to the spool, by where: in a thread of the "
+        "writer's pool, or in the worker (at a stop, or without a pool).",
+        "in", "thread", sh->spool_in_thread);
+    ngx_http_engagement_writer_put("spool_writes_total", NULL, NULL, "in",
+        "worker", sh->batches_spooled - sh->spool_in_thread);
     ngx_http_engagement_writer_put("reclaimed_total", "counter",
         "Events of a dead worker's claim put back in the queue.", NULL, NULL,
         sh->reclaimed);

@@ -59,6 +59,7 @@ typedef struct {
     ngx_atomic_t                  refused_spool_full;
     ngx_atomic_t                  spool_full;  /* batches kept queued */
     ngx_atomic_t                  spool_errors;
+    ngx_atomic_t                  spool_in_thread; /* of batches_spooled */
     ngx_atomic_t                  reclaimed;   /* orphaned claims */
     ngx_atomic_t                  connects;
     ngx_msec_t                    last_full_log;
@@ -80,6 +81,7 @@ struct ngx_http_engagement_writer_conf_s {
     ngx_str_t                     spool;       /* full path, 0-terminated */
     off_t                         spool_max;
     ngx_str_t                     edge;
+    ngx_str_t                     thread_pool; /* empty: spool in the worker */
     ngx_cycle_t                  *cycle;       /* the one configured */
     ngx_shm_zone_t               *shm_zone;
     ngx_slab_pool_t              *shpool;
@@ -90,9 +92,13 @@ struct ngx_http_engagement_writer_conf_s {
 /* spool.c */
 ngx_int_t ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,
     ngx_log_t *log);
-ngx_int_t ngx_http_engagement_spool_write(
+ngx_int_t ngx_http_engagement_spool_prepare(
     ngx_http_engagement_writer_conf_t *wcf, u_char *id, size_t id_len,
-    u_char *body, size_t len, ngx_uint_t force, ngx_log_t *log);
+    size_t len, ngx_uint_t force, u_char *tmp, u_char *path);
+ngx_int_t ngx_http_engagement_spool_store(u_char *tmp, u_char *path,
+    u_char *dir, u_char *body, size_t len, ngx_log_t *log);
+void ngx_http_engagement_spool_commit(ngx_http_engagement_writer_conf_t *wcf,
+    size_t len, ngx_int_t rc);
 ngx_int_t ngx_http_engagement_spool_claim(
     ngx_http_engagement_writer_conf_t *wcf, u_char *path, u_char *id,
     size_t *id_len, u_char **body, size_t *len, ngx_log_t *log);

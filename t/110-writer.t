@@ -375,6 +375,8 @@ ok((metric('nginx_engagement_writer_batches_total{result="replayed"}') // 0) > 0
    "replayed batches counted");
 my $files = () = glob("$prefix/spool/*");
 is($files, 0, "the spool directory is empty");
+ok((metric('nginx_engagement_writer_spool_writes_total{in="thread"}') // 0) > 0,
+   "the spool was written in threads of nginx's pool, not in the worker");
 
 # -- 4. a stop with the upstream down, a start with it up ---------------------
 
@@ -393,6 +395,26 @@ like(slurp("$prefix/logs/error.log"), qr/spooled batches .* will be replayed/,
      "the start logged the spool it found");
 unlike(slurp("$prefix/logs/error.log"), qr/\[(alert|emerg)\]|are lost/,
        "no alerts");
+
+# -- 4b. thread_pool=off: the spool written by the worker itself ------------------
+
+{
+    my $p2 = new_prefix('writer-nothreads');
+    my $dead = free_ports(200, 20, 1);   # nobody listens: connects are refused
+    my $n2 = start_ng($p2, target => $dead, args => 'thread_pool=off');
+    is(post_events(40, 'nt'), 40, "40 events accepted with the upstream refusing");
+    sleep 0.5;
+    ok((metric('nginx_engagement_writer_spool_writes_total{in="worker"}') // 0) > 0,
+       "without a pool the worker writes the spool");
+    is(metric('nginx_engagement_writer_spool_writes_total{in="thread"}'), 0,
+       "and no thread does");
+    stop_nginx($n2);
+    $n2 = start_ng($p2, args => 'thread_pool=off');
+    ok(wait_drained(), "its spool is replayed once the upstream answers");
+    is(distinct_events(), $n_sent, "every event arrived ($n_sent)");
+    stop_nginx($n2);
+    unlike(slurp("$p2/logs/error.log"), qr/\[(alert|emerg)\]|are lost/, "no alerts");
+}
 
 # -- 3. faults: 500, a hang past the timeout, a close mid-response -------------
 
