@@ -53,6 +53,9 @@ typedef struct {
     ngx_uint_t                   retried;
     ngx_uint_t                   stopping;
     ngx_uint_t                   spooling;    /* a batch on its way to disk */
+    ngx_uint_t                   checking;    /* asking the sink about one */
+    u_char                       ans[32];     /* the answer's first bytes */
+    size_t                       ans_n;
 #if (NGX_THREADS)
     ngx_thread_pool_t           *tp;
     ngx_thread_task_t           *task;
@@ -126,6 +129,10 @@ static void ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
 static void ngx_http_engagement_writer_close(ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_spool_queue(
     ngx_http_engagement_writer_t *w, ngx_uint_t force);
+static void ngx_http_engagement_writer_send_check(
+    ngx_http_engagement_writer_t *w);
+static void ngx_http_engagement_writer_checked(
+    ngx_http_engagement_writer_t *w, ngx_uint_t ok, const char *why);
 static ngx_int_t ngx_http_engagement_writer_spool_batch(
     ngx_http_engagement_writer_t *w, ngx_uint_t force);
 static ngx_int_t ngx_http_engagement_writer_spool_finish(
@@ -300,6 +307,31 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                 return NGX_CONF_ERROR;
             }
 #endif
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "check=", 6) == 0) {
+            wcf->check.data = value[i].data + 6;
+            wcf->check.len = value[i].len - 6;
+
+            if (wcf->check.len == 0 || wcf->check.data[0] != '/') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "engagement_writer: check must be a "
+                                   "path (and query) on the same upstream, "
+                                   "starting with \"/\", in \"%V\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            for (n = 0; n < (ngx_int_t) wcf->check.len; n++) {
+                if (wcf->check.data[n] <= ' ' || wcf->check.data[n] >= 0x7f) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "engagement_writer: check must be "
+                                       "URL-encoded in \"%V\"", &value[i]);
+                    return NGX_CONF_ERROR;
+                }
+            }
+
             continue;
         }
 
@@ -902,7 +934,15 @@ ngx_http_engagement_writer_tick(ngx_event_t *ev)
         if (rc == NGX_OK) {
             w->batch = 0;
             w->nevents = 0;
-            ngx_http_engagement_writer_send(w);
+
+            if (wcf->check.len) {
+                /* was it delivered before its answer got lost? */
+                ngx_http_engagement_writer_send_check(w);
+
+            } else {
+                ngx_http_engagement_writer_send(w);
+            }
+
             goto next;
         }
     }
@@ -928,7 +968,7 @@ static ngx_int_t
 ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 {
     u_char                             *p;
-    size_t                              need, room;
+    size_t                              need, room, extra;
     ngx_msec_t                          now, stale;
     ngx_queue_t                        *q;
     ngx_uint_t                          n;
@@ -988,16 +1028,34 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
     batch = ++sh->batch_seq;
     n = 0;
 
+    w->id_len = ngx_sprintf(w->id, "%V.%uL.b%uL", &wcf->edge, sh->created_ms,
+                            batch)
+                - w->id;
+
+    /* with checks, every line names its batch: ,"batch_id":"..." */
+    extra = wcf->check.len ? sizeof(",\"batch_id\":\"\"") - 1 + w->id_len : 0;
+
     while (n < wcf->batch && !ngx_queue_empty(&sh->pending)) {
         q = ngx_queue_head(&sh->pending);
         e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
 
-        if (e->len > room) {
+        if (e->len + extra > room) {
             break;
         }
 
-        p = ngx_cpymem(p, e->data, e->len);
-        room -= e->len;
+        if (extra && e->len >= 2) {
+            /* the line ends with "}\n" */
+            p = ngx_cpymem(p, e->data, e->len - 2);
+            p = ngx_cpymem(p, ",\"batch_id\":\"",
+                           sizeof(",\"batch_id\":\"") - 1);
+            p = ngx_cpymem(p, w->id, w->id_len);
+            *p++ = '"'; *p++ = '}'; *p++ = '\n';
+
+        } else {
+            p = ngx_cpymem(p, e->data, e->len);
+        }
+
+        room -= e->len + extra;
 
         ngx_queue_remove(q);
         e->batch = batch;
@@ -1018,9 +1076,6 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
     w->batch = batch;
     w->nevents = n;
     w->file_len = p - (w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD);
-    w->id_len = ngx_sprintf(w->id, "%V.%uL.b%uL", &wcf->edge, sh->created_ms,
-                            batch)
-                - w->id;
 
     return NGX_OK;
 }
@@ -1373,6 +1428,159 @@ ngx_http_engagement_writer_send(ngx_http_engagement_writer_t *w)
 }
 
 
+/*
+ * Before a spooled batch is sent again, the sink is asked whether it has
+ * it: a batch whose answer was lost (a timeout, a cut connection) may have
+ * been stored. The check POSTs the batch id, quoted ('<id>'), to the check
+ * path of the same upstream and expects the number of rows it holds with
+ * that batch_id. ClickHouse appends the body to the query in the URL.
+ */
+
+static void
+ngx_http_engagement_writer_send_check(ngx_http_engagement_writer_t *w)
+{
+    u_char                             *p;
+    size_t                              need;
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    wcf = w->wcf;
+
+    need = wcf->check.len + wcf->host.len + w->id_len + 256;
+
+    if (w->req_size < need) {
+        if (w->req) {
+            ngx_free(w->req);
+        }
+
+        w->req_size = ngx_max(need, NGX_HTTP_ENGAGEMENT_WRITER_HEAD * 2);
+        w->req = ngx_alloc(w->req_size, ngx_cycle->log);
+        if (w->req == NULL) {
+            w->req_size = 0;
+            w->busy = 1;
+            w->checking = 1;
+            ngx_http_engagement_writer_done(w, 0, "out of memory");
+            return;
+        }
+    }
+
+    p = ngx_sprintf(w->req, "POST %V HTTP/1.1\r\n"
+                    "Host: %V\r\n"
+                    "User-Agent: nginx-engagement/"
+                    NGX_HTTP_ENGAGEMENT_VERSION "\r\n"
+                    "Content-Type: text/plain\r\n"
+                    "Content-Length: %uz\r\n"
+                    "Connection: keep-alive\r\n\r\n"
+                    "'%*s'",
+                    &wcf->check, &wcf->host, w->id_len + 2, w->id_len, w->id);
+
+    w->req_len = p - w->req;
+    w->head_len = 0;
+    w->sent = 0;
+    w->busy = 1;
+    w->retried = 0;
+    w->checking = 1;
+
+    ngx_http_engagement_writer_connect(w);
+}
+
+
+/* the check's answer (done() handed it over) */
+
+static void
+ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
+    ngx_uint_t ok, const char *why)
+{
+    u_char                             *p, *end;
+    size_t                              lines;
+    ngx_int_t                           rows;
+    ngx_connection_t                   *c;
+    ngx_http_engagement_writer_sh_t    *sh;
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    wcf = w->wcf;
+    sh = wcf->sh;
+    c = w->c;
+
+    if (!ok) {
+        /* no answer: the upstream is still down, the batch waits */
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "engagement_writer: the check of batch %*s at %V "
+                      "failed: %s", w->id_len, w->id, &wcf->url, why);
+
+        ngx_http_engagement_writer_close(w);
+        sh->down_until = ngx_current_msec + wcf->retry;
+        (void) ngx_atomic_fetch_add(&sh->replay_failed, 1);
+        ngx_http_engagement_spool_release(w->path, ngx_cycle->log);
+        ngx_free(w->file_body);
+        w->file_body = NULL;
+        return;
+    }
+
+    /* an answer: the connection is kept as after a batch */
+    if (w->close || c == NULL) {
+        ngx_http_engagement_writer_close(w);
+
+    } else {
+        c->idle = 1;
+        c->read->handler = ngx_http_engagement_writer_idle;
+        c->write->handler = ngx_http_engagement_writer_dummy;
+    }
+
+    rows = NGX_ERROR;
+
+    if (w->status >= 200 && w->status < 300) {
+        p = w->ans;
+        end = w->ans + w->ans_n;
+
+        while (end > p && (end[-1] == '\n' || end[-1] == '\r'
+                           || end[-1] == ' '))
+        {
+            end--;
+        }
+
+        rows = ngx_atoi(p, end - p);
+    }
+
+    if (rows == NGX_ERROR) {
+        /* a check that does not work must not hold the spool back */
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "engagement_writer: the check of batch %*s answered "
+                      "%ui \"%*s\", not a number of rows; the batch is sent "
+                      "again unchecked", w->id_len, w->id, w->status,
+                      w->ans_n, w->ans);
+        ngx_http_engagement_writer_send(w);
+        return;
+    }
+
+    lines = 0;
+
+    for (p = w->file_body; p < w->file_body + w->file_len; p++) {
+        lines += (*p == '\n');
+    }
+
+    if ((size_t) rows < lines) {
+        /* not there (or not all of it: the sink drops what repeats) */
+        ngx_http_engagement_writer_send(w);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "engagement_writer: batch %*s is in the sink already "
+                  "(%i rows): not sent again", w->id_len, w->id, rows);
+
+    sh->down_until = ngx_current_msec;
+    ngx_http_engagement_spool_done(wcf, w->path, w->file_len, ngx_cycle->log);
+    (void) ngx_atomic_fetch_add(&sh->batches_delivered, 1);
+    ngx_free(w->file_body);
+    w->file_body = NULL;
+
+    if (!ngx_exiting && w->tick.timer_set && sh->spool_files) {
+        ngx_del_timer(&w->tick);
+        ngx_add_timer(&w->tick, 1);
+    }
+}
+
+
 static void
 ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w)
 {
@@ -1388,6 +1596,7 @@ ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w)
     w->status = 0;
     w->close = 0;
     w->sent = 0;
+    w->ans_n = 0;
 
     if (w->c) {
         /* a parked keep-alive connection */
@@ -1746,6 +1955,16 @@ ngx_http_engagement_writer_parse_head(ngx_http_engagement_writer_t *w)
 
 /* NGX_OK: the body is complete, NGX_AGAIN: more is needed */
 
+/* the first bytes of an answer's body: what a check answers */
+static void
+ngx_http_engagement_writer_keep(ngx_http_engagement_writer_t *w, u_char *p,
+    size_t n)
+{
+    n = ngx_min(n, sizeof(w->ans) - w->ans_n);
+    w->ans_n = ngx_cpymem(w->ans + w->ans_n, p, n) - w->ans;
+}
+
+
 static ngx_int_t
 ngx_http_engagement_writer_body(ngx_http_engagement_writer_t *w, u_char *p,
     size_t n)
@@ -1759,6 +1978,7 @@ ngx_http_engagement_writer_body(ngx_http_engagement_writer_t *w, u_char *p,
     switch (w->state) {
 
     case NGX_HTTP_ENGAGEMENT_W_LENGTH:
+        ngx_http_engagement_writer_keep(w, p, ngx_min((off_t) n, w->rest));
         if ((off_t) n > w->rest) {
             /* more than the upstream announced: do not reuse the link */
             w->close = 1;
@@ -1771,6 +1991,7 @@ ngx_http_engagement_writer_body(ngx_http_engagement_writer_t *w, u_char *p,
         return w->rest == 0 ? NGX_OK : NGX_AGAIN;
 
     case NGX_HTTP_ENGAGEMENT_W_CLOSE:
+        ngx_http_engagement_writer_keep(w, p, n);
         return NGX_AGAIN;
 
     default:
@@ -1824,6 +2045,7 @@ ngx_http_engagement_writer_body(ngx_http_engagement_writer_t *w, u_char *p,
 
         case NGX_HTTP_ENGAGEMENT_C_DATA:
             take = ngx_min((off_t) (end - p), w->rest);
+            ngx_http_engagement_writer_keep(w, p, take);
             w->rest -= take;
             p += take;
 
@@ -1953,6 +2175,12 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
             ok = 0;
             why = "the upstream answered before the batch was sent";
         }
+    }
+
+    if (w->checking) {
+        w->checking = 0;
+        ngx_http_engagement_writer_checked(w, ok, why);
+        return;
     }
 
     if (ok && w->status >= 200 && w->status < 300) {
@@ -2137,7 +2365,8 @@ ngx_http_engagement_writer_status(u_char *p,
         sh->events_sent);
     ngx_http_engagement_writer_put("batches_total", "counter",
         "Batches by result: sent, failed (then spooled or requeued), "
-        "spooled, replayed from the spool, replay_failed.", "result", "sent",
+        "spooled, replayed from the spool, replay_failed, "
+        "already_delivered (a check found it in the sink).", "result", "sent",
         sh->batches_sent);
     ngx_http_engagement_writer_put("batches_total", NULL, NULL, "result",
                                    "failed", sh->batches_failed);
@@ -2147,6 +2376,8 @@ ngx_http_engagement_writer_status(u_char *p,
                                    "replayed", sh->batches_replayed);
     ngx_http_engagement_writer_put("batches_total", NULL, NULL, "result",
                                    "replay_failed", sh->replay_failed);
+    ngx_http_engagement_writer_put("batches_total", NULL, NULL, "result",
+                                   "already_delivered", sh->batches_delivered);
     ngx_http_engagement_writer_put("refused_total", "counter",
         "Events refused with 503: the queue zone or the spool was full.",
         "reason", "queue_full", sh->refused_queue_full);

@@ -54,6 +54,7 @@ typedef struct {
     ngx_atomic_t                  batches_failed;
     ngx_atomic_t                  batches_spooled;
     ngx_atomic_t                  batches_replayed;
+    ngx_atomic_t                  batches_delivered; /* found by a check */
     ngx_atomic_t                  replay_failed;
     ngx_atomic_t                  refused_queue_full;
     ngx_atomic_t                  refused_spool_full;
@@ -82,6 +83,7 @@ struct ngx_http_engagement_writer_conf_s {
     off_t                         spool_max;
     ngx_str_t                     edge;
     ngx_str_t                     thread_pool; /* empty: spool in the worker */
+    ngx_str_t                     check;       /* empty: replays unchecked */
     ngx_cycle_t                  *cycle;       /* the one configured */
     ngx_shm_zone_t               *shm_zone;
     ngx_slab_pool_t              *shpool;

@@ -12,9 +12,16 @@
 --   ALTER TABLE eng.views_minute DROP PARTITION 202612;
 --
 -- The rollups are fed by materialized views at insert time. They sum what
--- was inserted: a resent batch (only after the sink committed it but the
--- answer was lost) is summed twice there. Rebuild a day from eng.events
--- FINAL where exact figures matter (see the README).
+-- was inserted. A batch whose answer was lost after the sink committed it
+-- would be summed twice when resent; with the writer's check= (see
+-- eng.batches below and conf-examples/clickhouse.conf) the writer asks
+-- first and does not resend it. Without check=, rebuild a day from
+-- eng.events FINAL where exact figures matter (see the README).
+--
+-- Upgrading a table made by an earlier version of this file:
+--   ALTER TABLE eng.events ADD COLUMN previous_reaction String AFTER reaction;
+--   ALTER TABLE eng.events ADD COLUMN batch_id String DEFAULT '' AFTER edge;
+-- then run this file again for eng.batches and eng.batches_mv.
 
 CREATE DATABASE IF NOT EXISTS eng;
 
@@ -38,6 +45,7 @@ CREATE TABLE IF NOT EXISTS eng.events
     reaction     String,
     previous_reaction String,
     edge         String,
+    batch_id     String DEFAULT '',
     event_date   Date MATERIALIZED toDate(ts)
 )
 ENGINE = ReplacingMergeTree(counted)
@@ -113,3 +121,24 @@ SELECT toDate(ts) AS day, content_id, country, device, source,
        sum(duration_ms) AS duration_ms
 FROM eng.events WHERE type = 'view'
 GROUP BY day, content_id, country, device, source;
+
+-- rows stored per writer batch: what engagement_writer's check= asks before
+-- it sends a spooled batch again, e.g.
+--   check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D
+-- (ClickHouse appends the POSTed '<batch id>' to the query). Drop old
+-- months like the other tables: ALTER TABLE eng.batches DROP PARTITION 202612;
+CREATE TABLE IF NOT EXISTS eng.batches
+(
+    day          Date,
+    batch_id     String,
+    rows         UInt64
+)
+ENGINE = SummingMergeTree(rows)
+PARTITION BY toYYYYMM(day)
+ORDER BY batch_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.batches_mv
+TO eng.batches AS
+SELECT today() AS day, batch_id, count() AS rows
+FROM eng.events WHERE batch_id != ''
+GROUP BY batch_id;
