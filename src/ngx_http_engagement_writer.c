@@ -962,6 +962,51 @@ next:
 }
 
 
+/* the request buffer holds at least need bytes (its contents are lost) */
+
+static ngx_int_t
+ngx_http_engagement_writer_room(ngx_http_engagement_writer_t *w, size_t need)
+{
+    if (w->req_size >= need) {
+        return NGX_OK;
+    }
+
+    if (w->req) {
+        ngx_free(w->req);
+    }
+
+    w->req_size = ngx_max(need, NGX_HTTP_ENGAGEMENT_WRITER_HEAD * 2);
+    w->req = ngx_alloc(w->req_size, ngx_cycle->log);
+
+    if (w->req == NULL) {
+        w->req_size = 0;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* after a complete answer: the connection is parked, or closed */
+
+static void
+ngx_http_engagement_writer_park(ngx_http_engagement_writer_t *w)
+{
+    ngx_connection_t  *c;
+
+    c = w->c;
+
+    if (w->close || c == NULL) {
+        ngx_http_engagement_writer_close(w);
+        return;
+    }
+
+    c->idle = 1;
+    c->read->handler = ngx_http_engagement_writer_idle;
+    c->write->handler = ngx_http_engagement_writer_dummy;
+}
+
+
 /* the batch id: edge, zone birth, sequence; a replay keeps it */
 
 static ngx_int_t
@@ -986,18 +1031,8 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
                      * NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX,
                      NGX_HTTP_ENGAGEMENT_WRITER_BUF_MAX);
 
-    if (w->req_size < need) {
-        if (w->req) {
-            ngx_free(w->req);
-        }
-
-        w->req = ngx_alloc(need, ngx_cycle->log);
-        if (w->req == NULL) {
-            w->req_size = 0;
-            return NGX_ERROR;
-        }
-
-        w->req_size = need;
+    if (ngx_http_engagement_writer_room(w, need) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     p = w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD;
@@ -1391,20 +1426,12 @@ ngx_http_engagement_writer_send(ngx_http_engagement_writer_t *w)
 
     if (w->file_body) {
         /* a spooled batch: head and body into one buffer */
-        if (w->req_size < head + w->file_len) {
-            if (w->req) {
-                ngx_free(w->req);
-            }
-
-            w->req_size = ngx_max(head + w->file_len,
-                                  NGX_HTTP_ENGAGEMENT_WRITER_HEAD * 2);
-            w->req = ngx_alloc(w->req_size, ngx_cycle->log);
-            if (w->req == NULL) {
-                w->req_size = 0;
-                w->busy = 1;
-                ngx_http_engagement_writer_done(w, 0, "out of memory");
-                return;
-            }
+        if (ngx_http_engagement_writer_room(w, head + w->file_len)
+            != NGX_OK)
+        {
+            w->busy = 1;
+            ngx_http_engagement_writer_done(w, 0, "out of memory");
+            return;
         }
 
         ngx_memcpy(w->req, w->head, head);
@@ -1447,20 +1474,11 @@ ngx_http_engagement_writer_send_check(ngx_http_engagement_writer_t *w)
 
     need = wcf->check.len + wcf->host.len + w->id_len + 256;
 
-    if (w->req_size < need) {
-        if (w->req) {
-            ngx_free(w->req);
-        }
-
-        w->req_size = ngx_max(need, NGX_HTTP_ENGAGEMENT_WRITER_HEAD * 2);
-        w->req = ngx_alloc(w->req_size, ngx_cycle->log);
-        if (w->req == NULL) {
-            w->req_size = 0;
-            w->busy = 1;
-            w->checking = 1;
-            ngx_http_engagement_writer_done(w, 0, "out of memory");
-            return;
-        }
+    if (ngx_http_engagement_writer_room(w, need) != NGX_OK) {
+        w->busy = 1;
+        w->checking = 1;
+        ngx_http_engagement_writer_done(w, 0, "out of memory");
+        return;
     }
 
     p = ngx_sprintf(w->req, "POST %V HTTP/1.1\r\n"
@@ -1493,13 +1511,11 @@ ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
     u_char                             *p, *end;
     size_t                              lines;
     ngx_int_t                           rows;
-    ngx_connection_t                   *c;
     ngx_http_engagement_writer_sh_t    *sh;
     ngx_http_engagement_writer_conf_t  *wcf;
 
     wcf = w->wcf;
     sh = wcf->sh;
-    c = w->c;
 
     if (!ok) {
         /* no answer: the upstream is still down, the batch waits */
@@ -1517,14 +1533,7 @@ ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
     }
 
     /* an answer: the connection is kept as after a batch */
-    if (w->close || c == NULL) {
-        ngx_http_engagement_writer_close(w);
-
-    } else {
-        c->idle = 1;
-        c->read->handler = ngx_http_engagement_writer_idle;
-        c->write->handler = ngx_http_engagement_writer_dummy;
-    }
+    ngx_http_engagement_writer_park(w);
 
     rows = NGX_ERROR;
 
@@ -2198,15 +2207,8 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
             (void) ngx_atomic_fetch_add(&sh->batches_replayed, 1);
         }
 
-        if (w->close) {
-            ngx_http_engagement_writer_close(w);
-
-        } else if (c) {
-            /* park the connection until the next batch */
-            c->idle = 1;
-            c->read->handler = ngx_http_engagement_writer_idle;
-            c->write->handler = ngx_http_engagement_writer_dummy;
-        }
+        /* park the connection until the next batch */
+        ngx_http_engagement_writer_park(w);
 
         /* more waiting: send the next batch soon */
         if (!ngx_exiting && w->tick.timer_set
