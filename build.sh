@@ -141,12 +141,12 @@ fuzz() {
         case "$t" in
             event)
                 "${cc[@]}" "$ROOT/fuzz/fuzz_event.c" \
-                    "$ROOT/src/ngx_http_engagement_event.c" \
+                    "$ROOT/src/input/ngx_http_engagement_event.c" \
                     -ljansson -o "$bdir/fuzz_event"
                 corpus="$ROOT/fuzz/corpus" ;;
             token)
                 "${cc[@]}" "$ROOT/fuzz/fuzz_token.c" \
-                    "$ROOT/src/ngx_http_engagement_token.c" \
+                    "$ROOT/src/input/ngx_http_engagement_token.c" \
                     -lcrypto -o "$bdir/fuzz_token"
                 corpus="$ROOT/fuzz/corpus-token" ;;
         esac

@@ -16,8 +16,7 @@
  *     number, which jansson 2.14 skips ({"a":5<NUL>} parses as {"a":5}).
  */
 
-#include "ngx_http_engagement_module.h"
-#include "ngx_http_engagement_guard.h"
+#include "input/ngx_http_engagement_input.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_engagement_guard.h"
+#include "input/ngx_http_engagement_input.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -63,7 +63,7 @@ module.exports = [
     optional: true,
     viewPath: '/engagement/view',
     readPath: '/engagement/summary/',
-    // the flush script's totals hash (src/ngx_http_engagement_flush.c)
+    // the flush script's totals hash (src/sink/redis/ngx_http_engagement_flush.c)
     counts: { redis: (id) => ['HGET', `eng:{c:${id}}`, 'views'] },
     status: '/engagement/status',
     quiet: 2.5,   // engagement_flush_interval 1s

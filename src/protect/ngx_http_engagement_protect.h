@@ -1,73 +1,22 @@
 
 /*
- * Edge protection on the view path: signed view tokens, bot detection,
- * opt-out (Sec-GPC and the event's own flag) and the rotating identity
- * salt. The configuration lives inside the module's location
- * configuration; the directives are listed by
- * NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS in the module's command table.
+ * protect/: what stands between a client and the counters. Rate limits
+ * (limit.c), late events (window.c), signed view tokens, bot detection,
+ * opt-out and the rotating identity salt (guard.c, bot.c). The guard's
+ * configuration lives inside the module's location configuration; its
+ * directives are listed by NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS in the
+ * module's command table.
  */
 
 
-#ifndef _NGX_HTTP_ENGAGEMENT_GUARD_H_INCLUDED_
-#define _NGX_HTTP_ENGAGEMENT_GUARD_H_INCLUDED_
+#ifndef _NGX_HTTP_ENGAGEMENT_PROTECT_H_INCLUDED_
+#define _NGX_HTTP_ENGAGEMENT_PROTECT_H_INCLUDED_
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-#include <ngx_http.h>
+#include "ngx_http_engagement_module.h"
+#include "input/ngx_http_engagement_input.h"
 
 
-#define NGX_HTTP_ENGAGEMENT_OPT_OUT_OFF        0
-#define NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS  1
-#define NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP       2
-
-#define NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN   16
-#define NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX      128
-
-
-/* why a token was refused; 0 is a good token */
-typedef enum {
-    NGX_HTTP_ENGAGEMENT_TOKEN_OK = 0,
-    NGX_HTTP_ENGAGEMENT_TOKEN_MISSING,
-    NGX_HTTP_ENGAGEMENT_TOKEN_MALFORMED,
-    NGX_HTTP_ENGAGEMENT_TOKEN_EXPIRED,
-    NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT,
-    NGX_HTTP_ENGAGEMENT_TOKEN_BAD_SIGNATURE,
-    NGX_HTTP_ENGAGEMENT_TOKEN_REASONS
-} ngx_http_engagement_token_rc_e;
-
-
-/* a token split into its parts (pointers into the token string) */
-typedef struct {
-    int64_t                       expires;     /* unix seconds */
-    u_char                       *signed_part; /* "1.<exp>.<tag>" */
-    size_t                        signed_len;
-    u_char                       *tag;         /* content tag, base64url */
-    u_char                       *mac;         /* HMAC, base64url */
-} ngx_http_engagement_token_t;
-
-
-/* the secret's HMAC states (EVP_MD_CTX *), made at configuration time */
-typedef struct {
-    void                         *inner;
-    void                         *outer;
-} ngx_http_engagement_token_key_t;
-
-
-typedef struct {
-    ngx_str_t                     token_secret;
-    ngx_http_engagement_token_key_t  *token_key;
-    ngx_http_engagement_token_key_t  *token_key_prev;  /* also accepted */
-    ngx_http_complex_value_t     *token_content;
-    ngx_http_complex_value_t     *token_session;
-    time_t                        token_ttl;
-    ngx_flag_t                    require_token;
-    ngx_flag_t                    bot_agents;
-    ngx_http_complex_value_t     *bot;
-    ngx_uint_t                    opt_out;
-    time_t                        salt_rotate;
-    ngx_shm_zone_t               *salt_zone;
-} ngx_http_engagement_guard_conf_t;
 
 
 /* the salts an identity is hashed with, as copied out of the salt zone */
@@ -78,18 +27,31 @@ typedef struct {
 } ngx_http_engagement_salt_t;
 
 
-/* token.c: the token format, free of nginx's request machinery */
-ngx_int_t ngx_http_engagement_token_parse(u_char *p, size_t len,
-    ngx_http_engagement_token_t *tok);
-ngx_int_t ngx_http_engagement_token_key(ngx_http_engagement_token_key_t *key,
-    ngx_str_t *secret);
-void ngx_http_engagement_token_key_free(ngx_http_engagement_token_key_t *key);
-size_t ngx_http_engagement_token_mint(u_char *buf,
-    ngx_http_engagement_token_key_t *key, int64_t expires, ngx_str_t *content,
-    ngx_str_t *session);
-ngx_http_engagement_token_rc_e ngx_http_engagement_token_verify(
-    ngx_http_engagement_token_key_t *key, u_char *p, size_t len,
-    ngx_str_t *content, ngx_str_t *session, int64_t now);
+/* guard.c: NGX_DECLINED, or the answer sent for the event */
+ngx_int_t ngx_http_engagement_guard_check(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev);
+ngx_int_t ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_str_t *token,
+    ngx_str_t *content_id, ngx_str_t *user_id);
+
+/* limit.c: rate limits */
+char *ngx_http_engagement_limit_zone_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_engagement_limit_postconf(ngx_conf_t *cf);
+ngx_int_t ngx_http_engagement_limit_check(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+size_t ngx_http_engagement_limit_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json, ngx_uint_t first);
+
+/* window.c: late events */
+char *ngx_http_engagement_ts_window_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+const char *ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev);
 
 /* bot.c: the built-in user agent list */
 ngx_int_t ngx_http_engagement_bot_init(ngx_conf_t *cf);
@@ -178,4 +140,4 @@ extern ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[];
       NULL },
 
 
-#endif /* _NGX_HTTP_ENGAGEMENT_GUARD_H_INCLUDED_ */
+#endif /* _NGX_HTTP_ENGAGEMENT_PROTECT_H_INCLUDED_ */

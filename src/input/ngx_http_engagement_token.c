@@ -26,7 +26,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "ngx_http_engagement_guard.h"
+#include "input/ngx_http_engagement_input.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_TOKEN_TAG   8       /* base64url of 6 bytes */

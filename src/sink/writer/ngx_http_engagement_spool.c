@@ -10,7 +10,9 @@
  */
 
 
-#include "ngx_http_engagement_writer.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+#include "sink/writer/ngx_http_engagement_writer.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX   ".ndjson"

@@ -9,8 +9,8 @@
 #define _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
+#include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
@@ -60,6 +60,11 @@ ngx_int_t ngx_http_engagement_redis_eval(ngx_uint_t script,
 ngx_int_t ngx_http_engagement_reply_totals(redisReply *reply,
     ngx_http_engagement_counts_t *totals, uint64_t *uniques,
     ngx_int_t *applied, uint64_t *reactions, ngx_uint_t nreactions);
+
+/* flush.c */
+ngx_int_t ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+void ngx_http_engagement_flush_stop(void);
 
 #define NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH  0
 #define NGX_HTTP_ENGAGEMENT_SCRIPT_READ   1

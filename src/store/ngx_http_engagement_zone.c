@@ -7,7 +7,7 @@
  */
 
 
-#include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
 
 
 /*

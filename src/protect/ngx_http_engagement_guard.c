@@ -9,6 +9,9 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+#include "http/ngx_http_engagement_http.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_SALT_MAGIC  0x45475331   /* "EGS1" */

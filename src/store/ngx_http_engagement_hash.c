@@ -6,7 +6,7 @@
  */
 
 
-#include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
 
 
 #define ngx_http_engagement_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))

@@ -11,7 +11,9 @@
  */
 
 
-#include "ngx_http_engagement_writer.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+#include "sink/writer/ngx_http_engagement_writer.h"
 
 #if (NGX_THREADS)
 #include <ngx_thread_pool.h>

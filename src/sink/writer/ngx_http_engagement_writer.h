@@ -10,6 +10,7 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "input/ngx_http_engagement_input.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_WRITER_MAGIC   0x45475731   /* "EGW1" */
@@ -90,6 +91,28 @@ struct ngx_http_engagement_writer_conf_s {
     ngx_http_engagement_writer_sh_t  *sh;
 };
 
+
+/* writer.c: the durable writer (events to an HTTP sink, spool) */
+char *ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_engagement_writer_init_conf(
+    ngx_http_engagement_main_conf_t *emcf);
+ngx_int_t ngx_http_engagement_writer_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+void ngx_http_engagement_writer_stop(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_engagement_writer_reserve(ngx_http_request_t *r,
+    ngx_http_engagement_event_t *ev, void **res);
+ngx_int_t ngx_http_engagement_writer_reserve_reaction(ngx_http_request_t *r,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
+void ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
+    const char *reason);
+void ngx_http_engagement_writer_commit_reaction(void *res,
+    ngx_uint_t counted, const char *reason, ngx_str_t *previous);
+void ngx_http_engagement_writer_cancel(void *res);
+size_t ngx_http_engagement_writer_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_writer_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
 /* spool.c */
 ngx_int_t ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,

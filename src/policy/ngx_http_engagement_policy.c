@@ -8,6 +8,9 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+#include "policy/ngx_http_engagement_policy.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_MARK_REQUEST  'r'

@@ -17,7 +17,10 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 
-#include "ngx_http_engagement_guard.h"
+#include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+#include "http/ngx_http_engagement_http.h"
 
 
 static ngx_str_t  ngx_http_engagement_bot_names[] = {

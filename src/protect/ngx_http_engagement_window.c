@@ -8,6 +8,9 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+#include "http/ngx_http_engagement_http.h"
 
 
 /* "off" on one side: any ts the parser accepts (years 2000-2200) */

@@ -14,7 +14,7 @@
  */
 
 
-#include "ngx_http_engagement_module.h"
+#include "input/ngx_http_engagement_input.h"
 
 #include <errno.h>
 #include <stdlib.h>

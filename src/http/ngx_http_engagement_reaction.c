@@ -10,7 +10,13 @@
 
 
 #include "ngx_http_engagement_module.h"
-#include "ngx_http_engagement_redis.h"
+#include "input/ngx_http_engagement_input.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+#include "policy/ngx_http_engagement_policy.h"
+#include "sink/redis/ngx_http_engagement_redis.h"
+#include "sink/writer/ngx_http_engagement_writer.h"
+#include "http/ngx_http_engagement_http.h"
 
 
 /* a request waiting for Redis; outlives the request if it is aborted */

@@ -10,8 +10,8 @@
  */
 
 
-#include "ngx_http_engagement_module.h"
-#include "ngx_http_engagement_redis.h"
+#include "store/ngx_http_engagement_store.h"
+#include "sink/redis/ngx_http_engagement_redis.h"
 
 
 typedef struct {

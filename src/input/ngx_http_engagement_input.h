@@ -1,0 +1,116 @@
+
+/*
+ * input/: what a client sends, parsed and checked. The JSON parser, the
+ * view and reaction events, and the view token format. Pure functions of
+ * their input: nothing here knows of zones, sockets or requests.
+ */
+
+
+#ifndef _NGX_HTTP_ENGAGEMENT_INPUT_H_INCLUDED_
+#define _NGX_HTTP_ENGAGEMENT_INPUT_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+#define NGX_HTTP_ENGAGEMENT_ID_MAX         128
+
+/* the longest watch a single event may report: 7 days */
+#define NGX_HTTP_ENGAGEMENT_DURATION_MAX   604800000LL
+
+#define NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN   16
+#define NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX      128
+
+
+/* a view event after parsing and validation */
+typedef struct {
+    ngx_str_t                     content_id;
+    ngx_str_t                     session_id;
+    ngx_str_t                     viewer_id;
+    ngx_str_t                     request_id;
+    ngx_str_t                     channel_id;
+    ngx_str_t                     category;
+    ngx_str_t                     source;
+    ngx_str_t                     device;
+    int64_t                       duration_ms;     /* -1: absent */
+    int64_t                       ts;              /* -1: absent */
+    ngx_uint_t                    replay;
+    ngx_str_t                     token;           /* empty: absent */
+    ngx_uint_t                    opt_out;         /* "optOut": true */
+    ngx_uint_t                    anonymous;       /* set by the guard */
+} ngx_http_engagement_event_t;
+
+
+/* a like, reaction change or unlike after parsing */
+typedef struct {
+    ngx_str_t                     content_id;
+    ngx_str_t                     user_id;
+    ngx_str_t                     reaction;        /* empty: like, or none */
+    ngx_str_t                     request_id;
+    ngx_str_t                     token;           /* empty: absent */
+} ngx_http_engagement_reaction_t;
+
+
+/* why an event was refused as malformed: the field and a message */
+typedef struct {
+    const char                   *field;       /* NULL: the body itself */
+    const char                   *message;
+    u_char                        detail[160];
+    size_t                        detail_len;
+} ngx_http_engagement_error_t;
+
+
+/* why a token was refused; 0 is a good token */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_TOKEN_OK = 0,
+    NGX_HTTP_ENGAGEMENT_TOKEN_MISSING,
+    NGX_HTTP_ENGAGEMENT_TOKEN_MALFORMED,
+    NGX_HTTP_ENGAGEMENT_TOKEN_EXPIRED,
+    NGX_HTTP_ENGAGEMENT_TOKEN_WRONG_CONTENT,
+    NGX_HTTP_ENGAGEMENT_TOKEN_BAD_SIGNATURE,
+    NGX_HTTP_ENGAGEMENT_TOKEN_REASONS
+} ngx_http_engagement_token_rc_e;
+
+
+/* a token split into its parts (pointers into the token string) */
+typedef struct {
+    int64_t                       expires;     /* unix seconds */
+    u_char                       *signed_part; /* "1.<exp>.<tag>" */
+    size_t                        signed_len;
+    u_char                       *tag;         /* content tag, base64url */
+    u_char                       *mac;         /* HMAC, base64url */
+} ngx_http_engagement_token_t;
+
+
+/* the secret's HMAC states (EVP_MD_CTX *), made at configuration time */
+typedef struct {
+    void                         *inner;
+    void                         *outer;
+} ngx_http_engagement_token_key_t;
+
+
+/* event.c */
+ngx_int_t ngx_http_engagement_id_valid(const u_char *p, size_t len);
+ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
+    size_t len, ngx_http_engagement_event_t *ev,
+    ngx_http_engagement_error_t *err);
+ngx_int_t ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
+    size_t len, ngx_http_engagement_reaction_t *re,
+    ngx_http_engagement_error_t *err);
+
+/* token.c: the token format, free of nginx's request machinery */
+ngx_int_t ngx_http_engagement_token_parse(u_char *p, size_t len,
+    ngx_http_engagement_token_t *tok);
+ngx_int_t ngx_http_engagement_token_key(ngx_http_engagement_token_key_t *key,
+    ngx_str_t *secret);
+void ngx_http_engagement_token_key_free(ngx_http_engagement_token_key_t *key);
+size_t ngx_http_engagement_token_mint(u_char *buf,
+    ngx_http_engagement_token_key_t *key, int64_t expires, ngx_str_t *content,
+    ngx_str_t *session);
+ngx_http_engagement_token_rc_e ngx_http_engagement_token_verify(
+    ngx_http_engagement_token_key_t *key, u_char *p, size_t len,
+    ngx_str_t *content, ngx_str_t *session, int64_t now);
+
+
+#endif /* _NGX_HTTP_ENGAGEMENT_INPUT_H_INCLUDED_ */

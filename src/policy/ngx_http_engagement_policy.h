@@ -1,0 +1,47 @@
+
+/*
+ * policy/: whether an accepted event counts. The watch-time policy
+ * (policy.c) and the dedupe marks of views and request ids (dedupe.c).
+ */
+
+
+#ifndef _NGX_HTTP_ENGAGEMENT_POLICY_H_INCLUDED_
+#define _NGX_HTTP_ENGAGEMENT_POLICY_H_INCLUDED_
+
+
+#include "ngx_http_engagement_module.h"
+#include "input/ngx_http_engagement_input.h"
+#include "store/ngx_http_engagement_store.h"
+
+
+/* an id with a short type prefix, as hashed into dedupe keys */
+#define NGX_HTTP_ENGAGEMENT_KEY_MAX        (NGX_HTTP_ENGAGEMENT_ID_MAX + 8)
+
+
+typedef struct {
+    ngx_uint_t                    counted;     /* 1: at least one metric */
+    ngx_uint_t                    view;
+    ngx_uint_t                    engaged;
+    ngx_uint_t                    replay;
+    const char                   *reason;      /* when not counted */
+    ngx_http_engagement_view_t    shown;
+} ngx_http_engagement_outcome_t;
+
+
+/* dedupe.c */
+ngx_int_t ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
+    uint64_t *hashes, ngx_uint_t n, ngx_msec_t window, ngx_uint_t *fresh);
+void ngx_http_engagement_dedupe_remove(ngx_http_engagement_zone_t *z,
+    uint64_t hash);
+uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
+    u_char kind, ngx_str_t *a, ngx_str_t *b);
+
+/* policy.c */
+ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    ngx_http_engagement_outcome_t *out);
+
+
+#endif /* _NGX_HTTP_ENGAGEMENT_POLICY_H_INCLUDED_ */

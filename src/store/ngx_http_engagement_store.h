@@ -1,0 +1,247 @@
+
+/*
+ * store/: the shared memory zones. The generic zone header and its
+ * rbtree/LRU (zone.c, hash.c), the counters of each content with their
+ * flush queue (pending and in-flight deltas) and the state file that
+ * carries them across a stop.
+ */
+
+
+#ifndef _NGX_HTTP_ENGAGEMENT_STORE_H_INCLUDED_
+#define _NGX_HTTP_ENGAGEMENT_STORE_H_INCLUDED_
+
+
+#include "ngx_http_engagement_module.h"
+#include "input/ngx_http_engagement_input.h"
+
+
+#define NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC 0x45474331   /* "EGC1" */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC   0x45474431   /* "EGD1" */
+
+
+#define NGX_HTTP_ENGAGEMENT_SLOTS          32
+#define NGX_HTTP_ENGAGEMENT_HIST           10
+
+/* figures kept in the counters zone, updated with atomics, no lock */
+typedef struct {
+    ngx_atomic_t                  received;
+    ngx_atomic_t                  counted_views;
+    ngx_atomic_t                  counted_engaged;
+    ngx_atomic_t                  counted_replays;
+    ngx_atomic_t                  not_counted_duplicate;
+    ngx_atomic_t                  not_counted_duplicate_request;
+    ngx_atomic_t                  not_counted_below_policy;
+    ngx_atomic_t                  invalid;
+    ngx_atomic_t                  too_large;
+    ngx_atomic_t                  bad_method;
+    ngx_atomic_t                  bad_content_type;
+    ngx_atomic_t                  unavailable;
+    ngx_atomic_t                  summary_requests;
+    ngx_atomic_t                  alloc_failures;
+    ngx_atomic_t                  flushes;           /* flush rounds sent */
+    ngx_atomic_t                  flush_ok;          /* content commands */
+    ngx_atomic_t                  flush_failed;
+    ngx_atomic_t                  flush_repeats;     /* already applied */
+    ngx_atomic_t                  flush_latency_ms;  /* sum */
+    ngx_atomic_t                  reads_ok;
+    ngx_atomic_t                  reads_failed;
+    ngx_atomic_t                  read_unavailable;
+    ngx_atomic_t                  redis_connects;
+    ngx_atomic_t                  redis_disconnects;
+    ngx_atomic_t                  redis_errors;
+    ngx_atomic_t                  redis_timeouts;
+    ngx_atomic_t                  restored;          /* from the state file */
+    ngx_atomic_t                  evicted_clean;     /* cache entries */
+    ngx_atomic_t                  flush_rounds;      /* latency samples */
+    ngx_atomic_t                  reactions_changed;
+    ngx_atomic_t                  reactions_unchanged;
+    ngx_atomic_t                  reactions_duplicate;
+    ngx_atomic_t                  reactions_failed;
+    ngx_atomic_t                  reactions_invalid;
+    ngx_atomic_t                  rate_limited;      /* views, 429 */
+    ngx_atomic_t                  reactions_limited; /* likes, 429 */
+    ngx_atomic_t                  late_too_old;      /* ts out of window */
+    ngx_atomic_t                  late_in_future;
+    ngx_atomic_t                  flush_hist[NGX_HTTP_ENGAGEMENT_HIST];
+    ngx_atomic_t                  redis_ready;       /* this slot's worker */
+    /* guard.c: tokens by reason, bots, opted out (dropped, anonymous) */
+    ngx_atomic_t  token_refused[NGX_HTTP_ENGAGEMENT_TOKEN_REASONS];
+    ngx_atomic_t                  not_counted_bot;
+    ngx_atomic_t                  not_counted_opted_out;
+    ngx_atomic_t                  anonymous;
+} ngx_http_engagement_stats_t;
+
+
+/*
+ * Figures are kept per worker slot (nginx's worker number), so workers
+ * never contend for a cache line on the request path; the status
+ * endpoint sums the slots. Atomic adds, since a worker of the old and the
+ * new generation share a slot for a moment during a reload.
+ */
+#define ngx_http_engagement_slot(sh)                                          \
+    (&(sh)->stats[ngx_worker % NGX_HTTP_ENGAGEMENT_SLOTS])
+#define ngx_http_engagement_inc(sh, f)                                        \
+    (void) ngx_atomic_fetch_add(&ngx_http_engagement_slot(sh)->f, 1)
+#define ngx_http_engagement_add(sh, f, n)                                     \
+    (void) ngx_atomic_fetch_add(&ngx_http_engagement_slot(sh)->f, n)
+
+
+/* what both kinds of zone keep first: identity, index, secret */
+typedef struct {
+    uint32_t                      magic;
+    uint32_t                      layout;
+    size_t                        shctx_size;
+    ngx_rbtree_t                  rbtree;
+    ngx_rbtree_node_t             sentinel;
+    ngx_queue_t                   lru;
+    uint64_t                      hash_key[2];
+    ngx_atomic_t                  entries;
+    time_t                        created;
+    ngx_atomic_t                  full;        /* the last allocation failed */
+} ngx_http_engagement_shctx_head_t;
+
+
+typedef struct {
+    ngx_http_engagement_shctx_head_t  head;
+    ngx_queue_t                       dirty;      /* pending, not in flight */
+    ngx_queue_t                       inflight;   /* claimed by a flusher */
+    uint64_t                          seq;        /* last flush sequence */
+    ngx_atomic_t                      pending_nodes;
+    ngx_atomic_t                      inflight_nodes;
+    ngx_http_engagement_stats_t       stats[NGX_HTTP_ENGAGEMENT_SLOTS];
+} ngx_http_engagement_counters_shctx_t;
+
+
+typedef struct {
+    ngx_http_engagement_shctx_head_t  head;
+    ngx_atomic_t                  inserts;
+    ngx_atomic_t                  hits;
+    ngx_atomic_t                  expired;
+    ngx_atomic_t                  evictions;
+    ngx_atomic_t                  alloc_failures;
+} ngx_http_engagement_dedupe_shctx_t;
+
+
+/* one zone of either kind, as seen by one process */
+struct ngx_http_engagement_zone_s {
+    ngx_str_t                     name;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_slab_pool_t              *shpool;
+    void                         *sh;          /* the *_shctx_t */
+    ngx_uint_t                    dedupe;      /* 1: a dedupe zone */
+    ngx_uint_t                    redis;       /* counts are flushed */
+    ngx_uint_t                    nreactions;  /* reaction types (Redis) */
+    ngx_str_t                     state_file;  /* full path, 0-terminated */
+    ngx_msec_t                    last_full_log;
+};
+
+
+typedef struct {
+    uint64_t                      views;
+    uint64_t                      engaged;
+    uint64_t                      replays;
+} ngx_http_engagement_counts_t;
+
+
+#define NGX_HTTP_ENGAGEMENT_REACTIONS_MAX  16
+#define NGX_HTTP_ENGAGEMENT_REACTION_LEN   32
+/* ,"likes":n,"reactions":{...} at its longest */
+#define NGX_HTTP_ENGAGEMENT_REACTIONS_LEN                                     \
+    (sizeof(",\"likes\":,\"reactions\":{}") + NGX_INT64_LEN                   \
+     + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX                                      \
+       * (NGX_HTTP_ENGAGEMENT_REACTION_LEN + 4 + NGX_INT64_LEN))
+
+
+/* what a summary shows of one content */
+typedef struct {
+    ngx_http_engagement_counts_t  counts;     /* totals incl. local deltas */
+    uint64_t                      uniques;
+    uint64_t                      pending;    /* local deltas not in Redis */
+    ngx_uint_t                    known;      /* Redis totals are known */
+    ngx_uint_t                    refresh;    /* caller should re-read */
+    ngx_uint_t                    nreactions; /* 0: none shown */
+    uint64_t                      reactions[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
+} ngx_http_engagement_view_t;
+
+
+/* one content's deltas claimed for a flush */
+typedef struct {
+    void                         *node;
+    ngx_http_engagement_zone_t   *zone;
+    uint64_t                      seq;
+    ngx_http_engagement_counts_t  delta;
+    time_t                        since;
+    uint64_t                     *uv;
+    ngx_uint_t                    uv_n;
+    u_char                        id[NGX_HTTP_ENGAGEMENT_ID_MAX];
+    size_t                        id_len;
+} ngx_http_engagement_claim_t;
+
+
+/*
+ * The start of every node keyed by a 64-bit hash (dedupe marks, rate limit
+ * buckets): the node types begin with these fields, in this order.
+ */
+typedef struct {
+    ngx_rbtree_node_t             node;        /* key: the hash (its low
+                                                  half on 32-bit ones) */
+    ngx_queue_t                   queue;       /* LRU */
+#if (NGX_PTR_SIZE == 4)
+    uint32_t                      hash_hi;
+#endif
+} ngx_http_engagement_hnode_t;
+
+
+/* hash.c */
+uint64_t ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
+    size_t len);
+void ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn,
+    uint64_t hash);
+void ngx_http_engagement_hnode_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+ngx_http_engagement_hnode_t *ngx_http_engagement_hnode_lookup(
+    ngx_rbtree_t *tree, uint64_t hash);
+void ngx_http_engagement_random_key(uint64_t key[2]);
+
+/* the first counters zone: where process-wide figures (Redis) are kept */
+extern ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
+
+extern ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST];
+
+/* shm.c: zones in general, and the counters zone */
+ngx_int_t ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
+    uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
+    const char *directive);
+ngx_int_t ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash);
+ngx_int_t ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
+    uint64_t uv, ngx_http_engagement_view_t *result);
+void ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_view_t *result);
+void ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *totals,
+    uint64_t uniques, uint64_t *reactions,
+    ngx_http_engagement_view_t *result);
+void ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, uint64_t *reactions);
+ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_claim_t *claims, ngx_uint_t max, ngx_msec_t reclaim);
+void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
+    ngx_http_engagement_counts_t *totals, uint64_t uniques,
+    uint64_t *reactions);
+void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
+time_t ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z);
+ngx_int_t ngx_http_engagement_state_save(ngx_cycle_t *cycle,
+    ngx_http_engagement_zone_t *z, ngx_fd_t fd);
+ngx_int_t ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z,
+    u_char *p, u_char *end, ngx_log_t *log);
+uint64_t ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id);
+void ngx_http_engagement_zone_log_full(ngx_http_engagement_zone_t *z,
+    ngx_log_t *log);
+
+
+#endif /* _NGX_HTTP_ENGAGEMENT_STORE_H_INCLUDED_ */
