@@ -166,6 +166,11 @@ fuzz() {
     return $rc
 }
 
+# listening <port>: something accepts connections on 127.0.0.1:<port>
+listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 run_quickstart() {
     build_default
     local port="${PORT:-8080}" prefix="$ROOT/build/run"
@@ -175,14 +180,41 @@ run_quickstart() {
         "$prefix/modules/ngx_http_engagement_module.so"
     ln -sfn "$ROOT/conf-examples/html" "$prefix/html"
 
+    if listening "$port"; then
+        log "127.0.0.1:$port is already in use; pick another: PORT=9090 ./build.sh run"
+        return 1
+    fi
     if [ -z "$rport" ]; then
         # a private Redis for the demo, stopped with the rest
         rport=$((port + 1000))
+        if listening "$rport"; then
+            log "127.0.0.1:$rport (the demo's private Redis) is already in use;" \
+                "use that Redis with REDIS_PORT=$rport, or another PORT"
+            return 1
+        fi
         redis-server --port "$rport" --bind 127.0.0.1 --dir "$prefix/redis" \
             --daemonize no --save '' --appendonly yes \
             --logfile "$prefix/redis/redis.log" &
         rpid=$!
+        # started means: our process is alive and answers PING
+        local i
+        for i in $(seq 100); do
+            kill -0 "$rpid" 2>/dev/null || break
+            [ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ] && break
+            sleep 0.05
+        done
+        if ! kill -0 "$rpid" 2>/dev/null \
+            || [ "$(redis-cli -p "$rport" ping 2>/dev/null)" != PONG ]; then
+            tail -5 "$prefix/redis/redis.log" >&2 || true
+            kill -TERM "$rpid" 2>/dev/null || true
+            wait "$rpid" 2>/dev/null || true
+            log "redis-server did not start on 127.0.0.1:$rport (its log is above)"
+            return 1
+        fi
         log "redis-server on 127.0.0.1:$rport (pid $rpid, data in $prefix/redis)"
+    elif [ "$(redis-cli -p "$rport" ping 2>/dev/null)" != PONG ]; then
+        log "no Redis answers PING on 127.0.0.1:$rport (REDIS_PORT)"
+        return 1
     else
         log "using the Redis already listening on 127.0.0.1:$rport"
     fi
