@@ -16,6 +16,18 @@
 
 #define NGX_HTTP_ENGAGEMENT_SALT_MAGIC  0x45475331   /* "EGS1" */
 
+/* the salt zone holds one small struct; a few pages for the slab pool */
+#define NGX_HTTP_ENGAGEMENT_SALT_ZONE_PAGES      8
+
+#define NGX_HTTP_ENGAGEMENT_TOKEN_TTL_DEFAULT    3600     /* seconds */
+#define NGX_HTTP_ENGAGEMENT_SALT_ROTATE_DEFAULT  86400    /* a day */
+
+/* where a client may send its token instead of the body's "token" */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_HEADER         "X-Engagement-Token"
+
+/* Global Privacy Control: "1" opts the viewer out */
+#define NGX_HTTP_ENGAGEMENT_GPC_HEADER           "Sec-GPC"
+
 
 typedef struct {
     uint32_t                      magic;
@@ -112,7 +124,8 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
         conf->token_session = prev->token_session;
     }
 
-    ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl, 3600);
+    ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl,
+                             NGX_HTTP_ENGAGEMENT_TOKEN_TTL_DEFAULT);
     ngx_conf_merge_value(conf->require_token, prev->require_token, 0);
     ngx_conf_merge_value(conf->bot_agents, prev->bot_agents, 1);
 
@@ -122,7 +135,8 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
 
     ngx_conf_merge_uint_value(conf->opt_out, prev->opt_out,
                               NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS);
-    ngx_conf_merge_sec_value(conf->salt_rotate, prev->salt_rotate, 86400);
+    ngx_conf_merge_sec_value(conf->salt_rotate, prev->salt_rotate,
+                             NGX_HTTP_ENGAGEMENT_SALT_ROTATE_DEFAULT);
 
     if (conf->token_ttl <= 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -149,7 +163,8 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
 
     /* views and likes hash identities (dedupe, the durable writer) */
     zone = ngx_shared_memory_add(cf, &ngx_http_engagement_salt_zone_name,
-                                 8 * ngx_pagesize,
+                                 NGX_HTTP_ENGAGEMENT_SALT_ZONE_PAGES
+                                 * ngx_pagesize,
                                  &ngx_http_engagement_module);
     if (zone == NULL) {
         return NGX_CONF_ERROR;
@@ -390,12 +405,15 @@ ngx_http_engagement_token_variable(ngx_http_request_t *r,
 }
 
 
+/* a view the guard does not count, for a reason: logged and answered */
 static ngx_int_t
 ngx_http_engagement_guard_answer(ngx_http_request_t *r, const char *reason,
     ngx_str_t *content_id)
 {
     u_char  *body, *p;
     size_t   len;
+
+    ngx_http_engagement_set_outcome(r, "not_counted", reason, content_id);
 
     len = sizeof("{\"counted\":false,\"reason\":\"\",\"contentId\":\"\"}\n")
           + ngx_strlen(reason) + content_id->len;
@@ -476,6 +494,58 @@ ngx_http_engagement_token_keys(ngx_http_engagement_guard_conf_t *gc,
 
 
 /*
+ * One pass over the request headers: the X-Engagement-Token header when
+ * *token is still empty (the body's field comes first), and, when gpc is
+ * set, whether Sec-GPC is "1".
+ */
+
+static void
+ngx_http_engagement_guard_headers(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_uint_t *gpc)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (gpc
+            && h[i].key.len == sizeof(NGX_HTTP_ENGAGEMENT_GPC_HEADER) - 1
+            && ngx_strncasecmp(h[i].key.data,
+                               (u_char *) NGX_HTTP_ENGAGEMENT_GPC_HEADER,
+                               h[i].key.len) == 0)
+        {
+            if (h[i].value.len == 1 && h[i].value.data[0] == '1') {
+                *gpc = 1;
+            }
+
+        } else if (token->len == 0
+                   && h[i].key.len
+                      == sizeof(NGX_HTTP_ENGAGEMENT_TOKEN_HEADER) - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                (u_char *) NGX_HTTP_ENGAGEMENT_TOKEN_HEADER,
+                                h[i].key.len) == 0)
+        {
+            *token = h[i].value;
+        }
+    }
+}
+
+
+/*
  * A like or unlike where tokens are required: the token binds the content
  * and the user (minted with engagement_token_bind <content> <user>). It
  * comes in the body's "token" or the X-Engagement-Token header.
@@ -488,9 +558,6 @@ ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
     ngx_str_t *content_id, ngx_str_t *user_id)
 {
     ngx_str_t                        t;
-    ngx_uint_t                       i;
-    ngx_list_part_t                 *part;
-    ngx_table_elt_t                 *h;
     ngx_http_engagement_token_rc_e   rc;
 
     if (!elcf->guard.require_token) {
@@ -499,29 +566,7 @@ ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
 
     t = *token;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; t.len == 0; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-Engagement-Token") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Engagement-Token",
-                               sizeof("X-Engagement-Token") - 1)
-               == 0)
-        {
-            t = h[i].value;
-        }
-    }
+    ngx_http_engagement_guard_headers(r, &t, NULL);
 
     rc = ngx_http_engagement_token_keys(&elcf->guard, &t, content_id,
                                         user_id);
@@ -538,6 +583,34 @@ ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
 }
 
 
+/* 1 if the request comes from a bot, by its User-Agent or engagement_bot */
+static ngx_int_t
+ngx_http_engagement_guard_is_bot(ngx_http_request_t *r,
+    ngx_http_engagement_guard_conf_t *gc)
+{
+    ngx_str_t  bot;
+
+    if (gc->bot_agents && r->headers_in.user_agent
+        && ngx_http_engagement_bot_agent(r->headers_in.user_agent->value.data,
+                                         r->headers_in.user_agent->value.len))
+    {
+        return 1;
+    }
+
+    if (gc->bot) {
+        if (ngx_http_complex_value(r, gc->bot, &bot) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (bot.len && !(bot.len == 1 && bot.data[0] == '0')) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
  * Runs after parsing and before the view policy. NGX_DECLINED: go on
  * (ev->anonymous may have been set); anything else: the answer was sent
@@ -548,12 +621,11 @@ ngx_int_t
 ngx_http_engagement_guard_check(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev)
 {
-    ngx_str_t                             token, bot;
-    ngx_uint_t                            i, gpc;
-    ngx_list_part_t                      *part;
-    ngx_table_elt_t                      *h;
-    ngx_http_engagement_guard_conf_t     *gc;
-    ngx_http_engagement_token_rc_e        rc;
+    ngx_int_t                              bot;
+    ngx_str_t                              token;
+    ngx_uint_t                             gpc;
+    ngx_http_engagement_guard_conf_t      *gc;
+    ngx_http_engagement_token_rc_e         rc;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     gc = &elcf->guard;
@@ -562,40 +634,7 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     token = ev->token;
     gpc = 0;
 
-    /* one pass over the headers for the token and Sec-GPC */
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Sec-GPC") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-GPC",
-                               sizeof("Sec-GPC") - 1) == 0)
-        {
-            if (h[i].value.len == 1 && h[i].value.data[0] == '1') {
-                gpc = 1;
-            }
-
-        } else if (token.len == 0
-                   && h[i].key.len == sizeof("X-Engagement-Token") - 1
-                   && ngx_strncasecmp(h[i].key.data,
-                                      (u_char *) "X-Engagement-Token",
-                                      sizeof("X-Engagement-Token") - 1)
-                      == 0)
-        {
-            token = h[i].value;
-        }
-    }
+    ngx_http_engagement_guard_headers(r, &token, &gpc);
 
     if (gc->require_token) {
         rc = ngx_http_engagement_token_keys(gc, &token, &ev->content_id,
@@ -607,21 +646,16 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
         }
     }
 
-    if (gc->bot_agents && r->headers_in.user_agent
-        && ngx_http_engagement_bot_agent(r->headers_in.user_agent->value.data,
-                                         r->headers_in.user_agent->value.len))
-    {
-        goto bot;
+    bot = ngx_http_engagement_guard_is_bot(r, gc);
+
+    if (bot == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (gc->bot) {
-        if (ngx_http_complex_value(r, gc->bot, &bot) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (bot.len && !(bot.len == 1 && bot.data[0] == '0')) {
-            goto bot;
-        }
+    if (bot) {
+        ngx_http_engagement_inc(sh, not_counted_bot);
+        return ngx_http_engagement_guard_answer(r, "bot",
+                                                     &ev->content_id);
     }
 
     if ((gpc || ev->opt_out)
@@ -629,10 +663,8 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     {
         if (gc->opt_out == NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP) {
             ngx_http_engagement_inc(sh, not_counted_opted_out);
-            ngx_http_engagement_set_outcome(r, "not_counted", "opted_out",
-                                            &ev->content_id);
             return ngx_http_engagement_guard_answer(r, "opted_out",
-                                                    &ev->content_id);
+                                                         &ev->content_id);
         }
 
         ngx_http_engagement_inc(sh, anonymous);
@@ -640,14 +672,6 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     }
 
     return NGX_DECLINED;
-
-bot:
-
-    ngx_http_engagement_inc(sh, not_counted_bot);
-    ngx_http_engagement_set_outcome(r, "not_counted", "bot",
-                                    &ev->content_id);
-
-    return ngx_http_engagement_guard_answer(r, "bot", &ev->content_id);
 }
 
 
