@@ -35,8 +35,6 @@
 #define NGX_HTTP_ENGAGEMENT_BODY_SIZE_MAX_MB   1
 #define NGX_HTTP_ENGAGEMENT_BATCH_MAX          100
 #define NGX_HTTP_ENGAGEMENT_BATCH_MAX_MAX      1000
-#define NGX_HTTP_ENGAGEMENT_TS_BACK            (24 * 60 * 60 * 1000)
-#define NGX_HTTP_ENGAGEMENT_TS_AHEAD           (5 * 60 * 1000)
 
 
 /* the endpoints "engagement <name>" makes */
@@ -352,13 +350,37 @@ ngx_http_engagement_create_main_conf(ngx_conf_t *cf)
 }
 
 
+/* no engagement_reactions: the default types */
+static ngx_int_t
+ngx_http_engagement_reactions_default(ngx_conf_t *cf,
+    ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_str_t   *s;
+    ngx_uint_t   n;
+
+    n = sizeof(ngx_http_engagement_default_reactions) / sizeof(ngx_str_t);
+
+    emcf->reactions = ngx_array_create(cf->pool, n, sizeof(ngx_str_t));
+    if (emcf->reactions == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = ngx_array_push_n(emcf->reactions, n);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s, ngx_http_engagement_default_reactions,
+               n * sizeof(ngx_str_t));
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_engagement_main_conf_t *emcf = conf;
-
-    ngx_str_t   *s;
-    ngx_uint_t   n;
 
     ngx_conf_init_msec_value(emcf->flush_interval,
                              NGX_HTTP_ENGAGEMENT_FLUSH_INTERVAL);
@@ -408,21 +430,10 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_str_set(&emcf->state_file, NGX_HTTP_ENGAGEMENT_STATE_FILE);
     }
 
-    if (emcf->reactions == NULL) {
-        n = sizeof(ngx_http_engagement_default_reactions) / sizeof(ngx_str_t);
-
-        emcf->reactions = ngx_array_create(cf->pool, n, sizeof(ngx_str_t));
-        if (emcf->reactions == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        s = ngx_array_push_n(emcf->reactions, n);
-        if (s == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memcpy(s, ngx_http_engagement_default_reactions,
-                   n * sizeof(ngx_str_t));
+    if (emcf->reactions == NULL
+        && ngx_http_engagement_reactions_default(cf, emcf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     /* full path, zero-terminated */
@@ -536,53 +547,12 @@ ngx_http_engagement_loc_zone(ngx_conf_t *cf, ngx_str_t *named,
 }
 
 
+/* the zones an endpoint that takes events or answers summaries uses */
 static char *
-ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+ngx_http_engagement_loc_zones(ngx_conf_t *cf,
+    ngx_http_engagement_loc_conf_t *conf)
 {
-    ngx_http_engagement_loc_conf_t *prev = parent;
-    ngx_http_engagement_loc_conf_t *conf = child;
-
     ngx_http_engagement_main_conf_t  *emcf;
-
-    ngx_conf_merge_uint_value(conf->dedupe_key, prev->dedupe_key,
-                              NGX_HTTP_ENGAGEMENT_KEY_VIEWER);
-    ngx_conf_merge_msec_value(conf->dedupe_window, prev->dedupe_window,
-                              NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW);
-    ngx_conf_merge_msec_value(conf->view_after, prev->view_after, 0);
-    ngx_conf_merge_msec_value(conf->engaged_after, prev->engaged_after,
-                              NGX_HTTP_ENGAGEMENT_ENGAGED_AFTER);
-    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
-                              NGX_HTTP_ENGAGEMENT_BODY_SIZE);
-    ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max,
-                              NGX_HTTP_ENGAGEMENT_BATCH_MAX);
-    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
-    ngx_conf_merge_msec_value(conf->ts_back, prev->ts_back,
-                              NGX_HTTP_ENGAGEMENT_TS_BACK);
-    ngx_conf_merge_msec_value(conf->ts_ahead, prev->ts_ahead,
-                              NGX_HTTP_ENGAGEMENT_TS_AHEAD);
-
-    if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard,
-                                        conf->endpoint
-                                        == NGX_HTTP_ENGAGEMENT_VIEW,
-                                        conf->endpoint
-                                        == NGX_HTTP_ENGAGEMENT_VIEW
-                                        || conf->endpoint
-                                           == NGX_HTTP_ENGAGEMENT_LIKE)
-        != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
-        || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
-        || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
-    {
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_http_engagement_loc_check(cf, conf) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
 
     conf->counters = ngx_http_engagement_loc_zone(cf, &conf->counters_name,
                                           NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE,
@@ -616,6 +586,57 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_engagement_loc_conf_t *prev = parent;
+    ngx_http_engagement_loc_conf_t *conf = child;
+
+    ngx_uint_t  view;
+
+    ngx_conf_merge_uint_value(conf->dedupe_key, prev->dedupe_key,
+                              NGX_HTTP_ENGAGEMENT_KEY_VIEWER);
+    ngx_conf_merge_msec_value(conf->dedupe_window, prev->dedupe_window,
+                              NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW);
+    ngx_conf_merge_msec_value(conf->view_after, prev->view_after, 0);
+    ngx_conf_merge_msec_value(conf->engaged_after, prev->engaged_after,
+                              NGX_HTTP_ENGAGEMENT_ENGAGED_AFTER);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              NGX_HTTP_ENGAGEMENT_BODY_SIZE);
+    ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max,
+                              NGX_HTTP_ENGAGEMENT_BATCH_MAX);
+    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
+    ngx_conf_merge_msec_value(conf->ts_back, prev->ts_back,
+                              NGX_HTTP_ENGAGEMENT_TS_BACK_DEFAULT);
+    ngx_conf_merge_msec_value(conf->ts_ahead, prev->ts_ahead,
+                              NGX_HTTP_ENGAGEMENT_TS_AHEAD_DEFAULT);
+
+    /* views and likes hash identities: they need the salt */
+    view = (conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW);
+
+    if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard, view,
+                                        view || conf->endpoint
+                                                == NGX_HTTP_ENGAGEMENT_LIKE)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_engagement_loc_check(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_engagement_loc_zones(cf, conf);
 }
 
 

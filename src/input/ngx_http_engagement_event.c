@@ -79,7 +79,8 @@ static ngx_http_engagement_field_t  ngx_http_engagement_reaction_fields[] = {
 };
 
 
-#define ngx_http_engagement_nfields(fields)  (sizeof(fields) / sizeof(fields[0]))
+#define ngx_http_engagement_nfields(fields)                                   \
+    (sizeof(fields) / sizeof(fields[0]))
 
 _Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_view_fields)
                <= NGX_HTTP_ENGAGEMENT_JSON_FIELDS, "too many view fields");

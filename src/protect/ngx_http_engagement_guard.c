@@ -308,23 +308,6 @@ ngx_http_engagement_guard_bind(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-char *
-ngx_http_engagement_guard_bot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_engagement_loc_conf_t *elcf = conf;
-
-    ngx_str_t  *value;
-
-    if (elcf->guard.bot) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_engagement_guard_cv(cf, &value[1], &elcf->guard.bot);
-}
-
-
 ngx_int_t
 ngx_http_engagement_guard_add_variables(ngx_conf_t *cf)
 {

@@ -47,7 +47,10 @@ size_t ngx_http_engagement_limit_status_len(
 u_char *ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json, ngx_uint_t first);
 
-/* window.c: late events */
+/* window.c: late events; engagement_ts_window's defaults, in ms */
+#define NGX_HTTP_ENGAGEMENT_TS_BACK_DEFAULT    (24 * 60 * 60 * 1000)
+#define NGX_HTTP_ENGAGEMENT_TS_AHEAD_DEFAULT   (5 * 60 * 1000)
+
 char *ngx_http_engagement_ts_window_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 const char *ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
@@ -67,8 +70,6 @@ ngx_int_t ngx_http_engagement_guard_add_variables(ngx_conf_t *cf);
 void ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
     ngx_msec_t window, ngx_http_engagement_salt_t *salt);
 char *ngx_http_engagement_guard_bind(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_engagement_guard_bot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_engagement_guard_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -120,9 +121,9 @@ extern ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[];
                                                                               \
     { ngx_string("engagement_bot"),                                           \
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,  \
-      ngx_http_engagement_guard_bot,                                          \
+      ngx_http_set_complex_value_slot,                                        \
       NGX_HTTP_LOC_CONF_OFFSET,                                               \
-      0,                                                                      \
+      NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(bot),                                  \
       NULL },                                                                 \
                                                                               \
     { ngx_string("engagement_opt_out"),                                       \
