@@ -190,54 +190,62 @@ ngx_http_engagement_json_ws(ngx_http_engagement_json_t *j)
 
 
 /*
- * The length of a valid UTF-8 sequence of two to four bytes at p (RFC 3629:
- * no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+ * RFC 3629, section 4: by lead byte, the length of a sequence and the
+ * range of its second byte (the others are 0x80-0xbf). The narrow ranges
+ * refuse overlong forms, surrogates and code points above U+10FFFF.
  */
 
+typedef struct {
+    u_char                          first;
+    u_char                          last;
+    u_char                          len;
+    u_char                          lo;
+    u_char                          hi;
+} ngx_http_engagement_utf8_lead_t;
+
+
+static const ngx_http_engagement_utf8_lead_t  ngx_http_engagement_utf8[] = {
+    { 0xc2, 0xdf, 2, 0x80, 0xbf },
+    { 0xe0, 0xe0, 3, 0xa0, 0xbf },
+    { 0xe1, 0xec, 3, 0x80, 0xbf },
+    { 0xed, 0xed, 3, 0x80, 0x9f },
+    { 0xee, 0xef, 3, 0x80, 0xbf },
+    { 0xf0, 0xf0, 4, 0x90, 0xbf },
+    { 0xf1, 0xf3, 4, 0x80, 0xbf },
+    { 0xf4, 0xf4, 4, 0x80, 0x8f }
+};
+
+
+/* the length of a valid UTF-8 sequence of two to four bytes at p, or 0 */
 static ngx_uint_t
 ngx_http_engagement_utf8_len(const u_char *p, const u_char *end)
 {
-    u_char      c, lo, hi;
-    ngx_uint_t  n, i;
+    ngx_uint_t                              i;
+    const ngx_http_engagement_utf8_lead_t  *u;
 
-    c = p[0];
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0) {
-            lo = 0xa0;
-        } else if (c == 0xed) {
-            hi = 0x9f;
+    for (u = ngx_http_engagement_utf8;
+         u < ngx_http_engagement_utf8 + sizeof(ngx_http_engagement_utf8)
+                                        / sizeof(ngx_http_engagement_utf8[0]);
+         u++)
+    {
+        if (p[0] < u->first || p[0] > u->last) {
+            continue;
         }
 
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0) {
-            lo = 0x90;
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if ((size_t) (end - p) < n || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < n; i++) {
-        if (p[i] < 0x80 || p[i] > 0xbf) {
+        if ((size_t) (end - p) < u->len || p[1] < u->lo || p[1] > u->hi) {
             return 0;
         }
+
+        for (i = 2; i < u->len; i++) {
+            if (p[i] < 0x80 || p[i] > 0xbf) {
+                return 0;
+            }
+        }
+
+        return u->len;
     }
 
-    return n;
+    return 0;
 }
 
 
@@ -276,18 +284,10 @@ ngx_http_engagement_json_hex4(const u_char *p, uint32_t *cp)
 
 /* 1 for the bytes a string holds as they are: 0x20-0x7f but '"' and '\\' */
 static const u_char  ngx_http_engagement_json_plain[256] = {
-#define NGX_HTTP_ENGAGEMENT_J8  1, 1, 1, 1, 1, 1, 1, 1
-#define NGX_HTTP_ENGAGEMENT_J0  0, 0, 0, 0, 0, 0, 0, 0
-    NGX_HTTP_ENGAGEMENT_J0, NGX_HTTP_ENGAGEMENT_J0,      /* 0x00 */
-    NGX_HTTP_ENGAGEMENT_J0, NGX_HTTP_ENGAGEMENT_J0,      /* 0x10 */
-    1, 1, 0, 1, 1, 1, 1, 1,  NGX_HTTP_ENGAGEMENT_J8,    /* 0x20: '"' */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x30 */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x40 */
-    NGX_HTTP_ENGAGEMENT_J8, 1, 1, 1, 1, 0, 1, 1, 1,     /* 0x50: '\\' */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x60 */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8       /* 0x70 */
-#undef NGX_HTTP_ENGAGEMENT_J8
-#undef NGX_HTTP_ENGAGEMENT_J0
+    [0x20 ... '"' - 1] = 1,
+    ['"' + 1 ... '\\' - 1] = 1,
+    ['\\' + 1 ... 0x7f] = 1
+
     /* 0x80-0xff: 0, UTF-8 is checked byte by byte */
 };
 
