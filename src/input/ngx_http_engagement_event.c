@@ -146,11 +146,11 @@ ngx_http_engagement_field_error(ngx_http_engagement_error_t *err,
 }
 
 
-/* an integer field within [min, max] */
+/* an integer field within [min, max], stored at dst */
 static ngx_int_t
 ngx_http_engagement_field_int(ngx_http_engagement_field_t *f,
     ngx_http_engagement_jv_t *v, int64_t min, int64_t max,
-    const char *not_integer, const char *out_of_range,
+    const char *not_integer, const char *out_of_range, u_char *dst,
     ngx_http_engagement_error_t *err)
 {
     if (v->type != NGX_HTTP_ENGAGEMENT_JV_INTEGER) {
@@ -160,6 +160,8 @@ ngx_http_engagement_field_int(ngx_http_engagement_field_t *f,
     if (v->num < min || v->num > max) {
         return ngx_http_engagement_field_error(err, f, out_of_range);
     }
+
+    *(int64_t *) dst = v->num;
 
     return NGX_OK;
 }
@@ -193,32 +195,20 @@ ngx_http_engagement_field_set(ngx_http_engagement_field_t *f,
 
     case NGX_HTTP_ENGAGEMENT_FIELD_DURATION:
 
-        if (ngx_http_engagement_field_int(f, v, 0,
-                NGX_HTTP_ENGAGEMENT_DURATION_MAX,
-                "must be an integer number of milliseconds",
-                "must be between 0 and "
-                ngx_value(NGX_HTTP_ENGAGEMENT_DURATION_MAX) " (7 days)", err)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        *(int64_t *) dst = v->num;
-        return NGX_OK;
+        return ngx_http_engagement_field_int(f, v, 0,
+                   NGX_HTTP_ENGAGEMENT_DURATION_MAX,
+                   "must be an integer number of milliseconds",
+                   "must be between 0 and "
+                   ngx_value(NGX_HTTP_ENGAGEMENT_DURATION_MAX) " (7 days)",
+                   dst, err);
 
     case NGX_HTTP_ENGAGEMENT_FIELD_TS:
 
-        if (ngx_http_engagement_field_int(f, v, NGX_HTTP_ENGAGEMENT_TS_MIN,
-                NGX_HTTP_ENGAGEMENT_TS_MAX,
-                "must be an integer: milliseconds since the epoch",
-                "must be milliseconds since the epoch (years 2000-2200)", err)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        *(int64_t *) dst = v->num;
-        return NGX_OK;
+        return ngx_http_engagement_field_int(f, v, NGX_HTTP_ENGAGEMENT_TS_MIN,
+                   NGX_HTTP_ENGAGEMENT_TS_MAX,
+                   "must be an integer: milliseconds since the epoch",
+                   "must be milliseconds since the epoch (years 2000-2200)",
+                   dst, err);
 
     case NGX_HTTP_ENGAGEMENT_FIELD_BOOL:
 

@@ -716,14 +716,58 @@ ngx_http_engagement_json_hash(const u_char *p, size_t len)
 }
 
 
+/*
+ * Moves an object's keys to a pool array twice as large (the first time,
+ * from "few"), and indexes them in an open hash table of twice that.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_keys_grow(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jkeys_t *ks)
+{
+    uint32_t                    *slots;
+    ngx_uint_t                   i, k, cap, nslots;
+    ngx_http_engagement_jkey_t  *all;
+
+    cap = ks->all ? ks->cap * 2 : 4 * NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW;
+
+    all = ngx_palloc(j->pool, cap * sizeof(ngx_http_engagement_jkey_t));
+    nslots = 2 * cap;
+    slots = ngx_pcalloc(j->pool, nslots * sizeof(uint32_t));
+
+    if (all == NULL || slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(all, ks->all ? ks->all : ks->few,
+               ks->n * sizeof(ngx_http_engagement_jkey_t));
+
+    ks->all = all;
+    ks->cap = cap;
+    ks->slots = slots;
+    ks->nslots = nslots;
+
+    for (i = 0; i < ks->n; i++) {
+        for (k = all[i].hash & (nslots - 1); slots[k];
+             k = (k + 1) & (nslots - 1))
+        {
+            /* void */
+        }
+
+        slots[k] = (uint32_t) i + 1;
+    }
+
+    return NGX_OK;
+}
+
+
 /* adds a key of one object; NGX_DECLINED if the object has it already */
 static ngx_int_t
 ngx_http_engagement_json_key_add(ngx_http_engagement_json_t *j,
     ngx_http_engagement_jkeys_t *ks, ngx_str_t *key, uint32_t h)
 {
-    uint32_t                    *slots;
-    ngx_uint_t                   i, k, mask, nslots;
-    ngx_http_engagement_jkey_t  *all, *e;
+    ngx_uint_t                   i, k, mask;
+    ngx_http_engagement_jkey_t  *e;
 
     if (ks->all == NULL) {
         for (i = 0; i < ks->n; i++) {
@@ -746,34 +790,10 @@ ngx_http_engagement_json_key_add(ngx_http_engagement_json_t *j,
 
     /* many keys: all of them in an array, indexed by an open hash table */
 
-    if (ks->all == NULL || ks->n == ks->cap) {
-        k = ks->all ? ks->cap * 2 : 4 * NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW;
-
-        all = ngx_palloc(j->pool, k * sizeof(ngx_http_engagement_jkey_t));
-        nslots = 2 * k;
-        slots = ngx_pcalloc(j->pool, nslots * sizeof(uint32_t));
-
-        if (all == NULL || slots == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(all, ks->all ? ks->all : ks->few,
-                   ks->n * sizeof(ngx_http_engagement_jkey_t));
-
-        ks->all = all;
-        ks->cap = k;
-        ks->slots = slots;
-        ks->nslots = nslots;
-
-        for (i = 0; i < ks->n; i++) {
-            for (k = all[i].hash & (nslots - 1); slots[k];
-                 k = (k + 1) & (nslots - 1))
-            {
-                /* void */
-            }
-
-            slots[k] = (uint32_t) i + 1;
-        }
+    if ((ks->all == NULL || ks->n == ks->cap)
+        && ngx_http_engagement_json_keys_grow(j, ks) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     mask = ks->nslots - 1;
