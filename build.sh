@@ -142,6 +142,7 @@ fuzz() {
             event)
                 "${cc[@]}" "$ROOT/fuzz/fuzz_event.c" \
                     "$ROOT/src/input/ngx_http_engagement_event.c" \
+                    "$ROOT/src/input/ngx_http_engagement_json.c" \
                     -ljansson -o "$bdir/fuzz_event"
                 corpus="$ROOT/fuzz/corpus" ;;
             token)

@@ -1,7 +1,8 @@
 
 /*
  * libFuzzer target for the JSON parser of view and reaction bodies
- * (src/ngx_http_engagement_event.c), compiled as is; the nginx pool
+ * (src/input/ngx_http_engagement_json.c and the events over it,
+ * src/input/ngx_http_engagement_event.c), compiled as is; the nginx pool
  * functions it calls are provided here (an allocation list standing in for
  * the request pool, freed after each input).
  *
@@ -187,7 +188,8 @@ reference(const uint8_t *data, size_t size, field_t *fields, void *out,
 
             if (f->type == F_DURATION
                 ? n < 0 || n > NGX_HTTP_ENGAGEMENT_DURATION_MAX
-                : n < 946684800000LL || n > 7258118400000LL)
+                : n < NGX_HTTP_ENGAGEMENT_TS_MIN
+                  || n > NGX_HTTP_ENGAGEMENT_TS_MAX)
             {
                 goto bad_field;
             }
@@ -341,7 +343,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_id(&ev.source, 0);
         check_id(&ev.device, 0);
 
-        if (ev.duration_ms < -1 || ev.duration_ms > 604800000LL) {
+        if (ev.duration_ms < -1
+            || ev.duration_ms > NGX_HTTP_ENGAGEMENT_DURATION_MAX)
+        {
             abort();
         }
 

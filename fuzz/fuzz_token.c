@@ -1,6 +1,7 @@
 
 /*
- * libFuzzer target for the view token format (src/ngx_http_engagement_token.c).
+ * libFuzzer target for the view token format
+ * (src/input/ngx_http_engagement_token.c).
  * The input is "<token>\n<content id>\n<session id>[\n<now>]": verification
  * must never crash, must accept only what parses, and anything it accepts
  * must be exactly the token minted for that content, session and expiry.

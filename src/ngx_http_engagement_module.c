@@ -1,7 +1,11 @@
 
 /*
- * ngx_http_engagement_module: directives, configuration and the zones they
- * declare. Endpoint logic lives in the _handler, _policy and _status files.
+ * ngx_http_engagement_module: the directive table, the main and location
+ * configuration (create, defaults, merge and its checks, the engagement
+ * endpoint directive) and the module's lifecycle (init module and process,
+ * exit process and master). Each concern's own directives and request
+ * work live in its folder: http/, input/, protect/, policy/, store/,
+ * sink/.
  */
 
 
@@ -13,6 +17,40 @@
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
+
+
+/* main configuration: defaults and bounds */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_INTERVAL     1000     /* ms */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_DEADLINE     3000     /* ms */
+#define NGX_HTTP_ENGAGEMENT_CACHE_TTL          2000     /* ms */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_BATCH        1000
+#define NGX_HTTP_ENGAGEMENT_FLUSH_BATCH_MAX    100000
+#define NGX_HTTP_ENGAGEMENT_HEALTH_GRACE       30000    /* ms */
+#define NGX_HTTP_ENGAGEMENT_STATE_FILE         "logs/engagement.state"
+
+/* location configuration: defaults and bounds */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW      (30 * 60 * 1000)
+#define NGX_HTTP_ENGAGEMENT_ENGAGED_AFTER      (30 * 1000)
+#define NGX_HTTP_ENGAGEMENT_BODY_SIZE          (8 * 1024)
+#define NGX_HTTP_ENGAGEMENT_BODY_SIZE_MAX_MB   1
+#define NGX_HTTP_ENGAGEMENT_BATCH_MAX          100
+#define NGX_HTTP_ENGAGEMENT_BATCH_MAX_MAX      1000
+
+
+/* the endpoints "engagement <name>" makes */
+typedef struct {
+    ngx_str_t                        name;
+    ngx_http_engagement_endpoint_e   endpoint;
+    ngx_http_handler_pt              handler;
+} ngx_http_engagement_endpoint_t;
+
+
+/* the parameters of "engagement <name>": a name=value into the conf */
+typedef struct {
+    ngx_str_t                        prefix;
+    size_t                           offset;     /* of an ngx_str_t */
+    ngx_uint_t                       view_only;
+} ngx_http_engagement_endpoint_param_t;
 
 
 ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
@@ -44,6 +82,41 @@ static char *ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_http_engagement_zone_t *ngx_http_engagement_zone_get(
     ngx_conf_t *cf, ngx_str_t *name, size_t size, ngx_uint_t dedupe,
     ngx_uint_t declare);
+
+
+static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
+    { ngx_string("view"), NGX_HTTP_ENGAGEMENT_VIEW,
+      ngx_http_engagement_handler },
+    { ngx_string("summary"), NGX_HTTP_ENGAGEMENT_SUMMARY,
+      ngx_http_engagement_handler },
+    { ngx_string("status"), NGX_HTTP_ENGAGEMENT_STATUS,
+      ngx_http_engagement_status_handler },
+    { ngx_string("health"), NGX_HTTP_ENGAGEMENT_HEALTH,
+      ngx_http_engagement_health_handler },
+    { ngx_string("like"), NGX_HTTP_ENGAGEMENT_LIKE,
+      ngx_http_engagement_reaction_handler },
+    { ngx_string("state"), NGX_HTTP_ENGAGEMENT_STATE,
+      ngx_http_engagement_reaction_handler },
+    { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
+};
+
+
+static ngx_http_engagement_endpoint_param_t
+    ngx_http_engagement_endpoint_params[] =
+{
+    { ngx_string("zone="),
+      offsetof(ngx_http_engagement_loc_conf_t, counters_name), 0 },
+    { ngx_string("dedupe="),
+      offsetof(ngx_http_engagement_loc_conf_t, dedupe_name), 1 },
+    { ngx_null_string, 0, 0 }
+};
+
+
+/* what a POST without a "reaction" field means comes first */
+static ngx_str_t  ngx_http_engagement_default_reactions[] = {
+    ngx_string("like"), ngx_string("love"), ngx_string("laugh"),
+    ngx_string("wow"), ngx_string("sad"), ngx_string("angry")
+};
 
 
 static ngx_conf_enum_t  ngx_http_engagement_dedupe_keys[] = {
@@ -277,19 +350,47 @@ ngx_http_engagement_create_main_conf(ngx_conf_t *cf)
 }
 
 
+/* no engagement_reactions: the default types */
+static ngx_int_t
+ngx_http_engagement_reactions_default(ngx_conf_t *cf,
+    ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_str_t   *s;
+    ngx_uint_t   n;
+
+    n = sizeof(ngx_http_engagement_default_reactions) / sizeof(ngx_str_t);
+
+    emcf->reactions = ngx_array_create(cf->pool, n, sizeof(ngx_str_t));
+    if (emcf->reactions == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = ngx_array_push_n(emcf->reactions, n);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s, ngx_http_engagement_default_reactions,
+               n * sizeof(ngx_str_t));
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_engagement_main_conf_t *emcf = conf;
 
-    ngx_str_t   *s;
-    ngx_uint_t   i;
-
-    ngx_conf_init_msec_value(emcf->flush_interval, 1000);
-    ngx_conf_init_msec_value(emcf->exit_deadline, 3000);
-    ngx_conf_init_msec_value(emcf->cache_ttl, 2000);
-    ngx_conf_init_uint_value(emcf->flush_batch, 1000);
-    ngx_conf_init_msec_value(emcf->health_grace, 30000);
+    ngx_conf_init_msec_value(emcf->flush_interval,
+                             NGX_HTTP_ENGAGEMENT_FLUSH_INTERVAL);
+    ngx_conf_init_msec_value(emcf->exit_deadline,
+                             NGX_HTTP_ENGAGEMENT_FLUSH_DEADLINE);
+    ngx_conf_init_msec_value(emcf->cache_ttl, NGX_HTTP_ENGAGEMENT_CACHE_TTL);
+    ngx_conf_init_uint_value(emcf->flush_batch,
+                             NGX_HTTP_ENGAGEMENT_FLUSH_BATCH);
+    ngx_conf_init_msec_value(emcf->health_grace,
+                             NGX_HTTP_ENGAGEMENT_HEALTH_GRACE);
 
     if (emcf->flush_interval == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -297,10 +398,12 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (emcf->flush_batch == 0 || emcf->flush_batch > 100000) {
+    if (emcf->flush_batch == 0
+        || emcf->flush_batch > NGX_HTTP_ENGAGEMENT_FLUSH_BATCH_MAX)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"engagement_flush_batch\" must be between 1 "
-                           "and 100000");
+                           "and %d", NGX_HTTP_ENGAGEMENT_FLUSH_BATCH_MAX);
         return NGX_CONF_ERROR;
     }
 
@@ -313,8 +416,9 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
                                          emcf->edge_id.len))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_edge_id\" \"%V\" must be 1-128 "
+                           "\"engagement_edge_id\" \"%V\" must be 1-%d "
                            "bytes of [A-Za-z0-9._:-]%s", &emcf->edge_id,
+                           NGX_HTTP_ENGAGEMENT_ID_MAX,
                            emcf->edge_id.len ? "" : " (set it: the host "
                            "name is unusable)");
         return NGX_CONF_ERROR;
@@ -323,27 +427,13 @@ ngx_http_engagement_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_engagement_writer_init_conf(emcf);
 
     if (emcf->state_file.len == 0) {
-        ngx_str_set(&emcf->state_file, "logs/engagement.state");
+        ngx_str_set(&emcf->state_file, NGX_HTTP_ENGAGEMENT_STATE_FILE);
     }
 
-    if (emcf->reactions == NULL) {
-        static ngx_str_t  defaults[] = {
-            ngx_string("like"), ngx_string("love"), ngx_string("laugh"),
-            ngx_string("wow"), ngx_string("sad"), ngx_string("angry")
-        };
-
-        emcf->reactions = ngx_array_create(cf->pool, 6, sizeof(ngx_str_t));
-        if (emcf->reactions == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        for (i = 0; i < 6; i++) {
-            s = ngx_array_push(emcf->reactions);
-            if (s == NULL) {
-                return NGX_CONF_ERROR;
-            }
-            *s = defaults[i];
-        }
+    if (emcf->reactions == NULL
+        && ngx_http_engagement_reactions_default(cf, emcf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     /* full path, zero-terminated */
@@ -391,49 +481,11 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+/* the bounds of a location's values, checked where events are taken */
 static char *
-ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+ngx_http_engagement_loc_check(ngx_conf_t *cf,
+    ngx_http_engagement_loc_conf_t *conf)
 {
-    ngx_http_engagement_loc_conf_t *prev = parent;
-    ngx_http_engagement_loc_conf_t *conf = child;
-
-    ngx_str_t                         name;
-    ngx_http_engagement_main_conf_t  *emcf;
-
-    ngx_conf_merge_uint_value(conf->dedupe_key, prev->dedupe_key,
-                              NGX_HTTP_ENGAGEMENT_KEY_VIEWER);
-    ngx_conf_merge_msec_value(conf->dedupe_window, prev->dedupe_window,
-                              30 * 60 * 1000);
-    ngx_conf_merge_msec_value(conf->view_after, prev->view_after, 0);
-    ngx_conf_merge_msec_value(conf->engaged_after, prev->engaged_after,
-                              30 * 1000);
-    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
-                              8 * 1024);
-    ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max, 100);
-    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
-    ngx_conf_merge_msec_value(conf->ts_back, prev->ts_back,
-                              24 * 60 * 60 * 1000);
-    ngx_conf_merge_msec_value(conf->ts_ahead, prev->ts_ahead, 5 * 60 * 1000);
-
-    if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard,
-                                        conf->endpoint
-                                        == NGX_HTTP_ENGAGEMENT_VIEW,
-                                        conf->endpoint
-                                        == NGX_HTTP_ENGAGEMENT_VIEW
-                                        || conf->endpoint
-                                           == NGX_HTTP_ENGAGEMENT_LIKE)
-        != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
-        || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
-        || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
-    {
-        return NGX_CONF_OK;
-    }
-
     if (conf->dedupe_window == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"engagement_dedupe_window\" must be positive");
@@ -448,36 +500,63 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->max_body_size == 0 || conf->max_body_size > 1024 * 1024) {
+    if (conf->max_body_size == 0
+        || conf->max_body_size
+           > (size_t) NGX_HTTP_ENGAGEMENT_BODY_SIZE_MAX_MB * 1024 * 1024)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"engagement_max_body_size\" must be between "
-                           "1 and 1m");
+                           "1 and %dm", NGX_HTTP_ENGAGEMENT_BODY_SIZE_MAX_MB);
         return NGX_CONF_ERROR;
     }
 
-    if (conf->batch_max == 0 || conf->batch_max > 1000) {
+    if (conf->batch_max == 0
+        || conf->batch_max > NGX_HTTP_ENGAGEMENT_BATCH_MAX_MAX)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"engagement_batch_max\" must be between "
-                           "1 and 1000");
+                           "1 and %d", NGX_HTTP_ENGAGEMENT_BATCH_MAX_MAX);
         return NGX_CONF_ERROR;
     }
 
-    /*
-     * Zones are resolved here, after the whole http block is read, so an
-     * engagement_zone may come after the locations that use it; a location
-     * that names none gets the default zones, declared on first use.
-     */
+    return NGX_CONF_OK;
+}
 
-    if (conf->counters_name.len) {
-        name = conf->counters_name;
-        conf->counters = ngx_http_engagement_zone_get(cf, &name, 0, 0, 0);
 
-    } else {
-        ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE);
-        conf->counters = ngx_http_engagement_zone_get(cf, &name,
-                             NGX_HTTP_ENGAGEMENT_DEFAULT_ZSIZE, 0, 0);
+/*
+ * The zone a location names, or the default one, declared on first use.
+ * Zones are resolved at merge time, after the whole http block is read,
+ * so an engagement_zone may come after the locations that use it.
+ */
+
+static ngx_http_engagement_zone_t *
+ngx_http_engagement_loc_zone(ngx_conf_t *cf, ngx_str_t *named,
+    char *default_name, size_t default_size, ngx_uint_t dedupe)
+{
+    ngx_str_t  name;
+
+    if (named->len) {
+        name = *named;
+        return ngx_http_engagement_zone_get(cf, &name, 0, dedupe, 0);
     }
 
+    name.data = (u_char *) default_name;
+    name.len = ngx_strlen(default_name);
+
+    return ngx_http_engagement_zone_get(cf, &name, default_size, dedupe, 0);
+}
+
+
+/* the zones an endpoint that takes events or answers summaries uses */
+static char *
+ngx_http_engagement_loc_zones(ngx_conf_t *cf,
+    ngx_http_engagement_loc_conf_t *conf)
+{
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    conf->counters = ngx_http_engagement_loc_zone(cf, &conf->counters_name,
+                                          NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE,
+                                          NGX_HTTP_ENGAGEMENT_DEFAULT_ZSIZE, 0);
     if (conf->counters == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -499,21 +578,65 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_OK;
     }
 
-    if (conf->dedupe_name.len) {
-        name = conf->dedupe_name;
-        conf->dedupe = ngx_http_engagement_zone_get(cf, &name, 0, 1, 0);
-
-    } else {
-        ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DEFAULT_DEDUPE);
-        conf->dedupe = ngx_http_engagement_zone_get(cf, &name,
-                           NGX_HTTP_ENGAGEMENT_DEFAULT_DSIZE, 1, 0);
-    }
-
+    conf->dedupe = ngx_http_engagement_loc_zone(cf, &conf->dedupe_name,
+                                        NGX_HTTP_ENGAGEMENT_DEFAULT_DEDUPE,
+                                        NGX_HTTP_ENGAGEMENT_DEFAULT_DSIZE, 1);
     if (conf->dedupe == NULL) {
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_engagement_loc_conf_t *prev = parent;
+    ngx_http_engagement_loc_conf_t *conf = child;
+
+    ngx_uint_t  view;
+
+    ngx_conf_merge_uint_value(conf->dedupe_key, prev->dedupe_key,
+                              NGX_HTTP_ENGAGEMENT_KEY_VIEWER);
+    ngx_conf_merge_msec_value(conf->dedupe_window, prev->dedupe_window,
+                              NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW);
+    ngx_conf_merge_msec_value(conf->view_after, prev->view_after, 0);
+    ngx_conf_merge_msec_value(conf->engaged_after, prev->engaged_after,
+                              NGX_HTTP_ENGAGEMENT_ENGAGED_AFTER);
+    ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
+                              NGX_HTTP_ENGAGEMENT_BODY_SIZE);
+    ngx_conf_merge_uint_value(conf->batch_max, prev->batch_max,
+                              NGX_HTTP_ENGAGEMENT_BATCH_MAX);
+    ngx_conf_merge_ptr_value(conf->limits, prev->limits, NULL);
+    ngx_conf_merge_msec_value(conf->ts_back, prev->ts_back,
+                              NGX_HTTP_ENGAGEMENT_TS_BACK_DEFAULT);
+    ngx_conf_merge_msec_value(conf->ts_ahead, prev->ts_ahead,
+                              NGX_HTTP_ENGAGEMENT_TS_AHEAD_DEFAULT);
+
+    /* views and likes hash identities: they need the salt */
+    view = (conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW);
+
+    if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard, view,
+                                        view || conf->endpoint
+                                                == NGX_HTTP_ENGAGEMENT_LIKE)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_engagement_loc_check(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_engagement_loc_zones(cf, conf);
 }
 
 
@@ -1017,16 +1140,42 @@ ngx_http_engagement_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* engagement view|summary|status [zone=name] [dedupe=name]; */
+/* a zone= or dedupe= parameter of "engagement <name>"; NGX_DECLINED: none */
+static ngx_int_t
+ngx_http_engagement_endpoint_param(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_str_t *value)
+{
+    ngx_str_t                             *to;
+    ngx_http_engagement_endpoint_param_t  *pm;
+
+    for (pm = ngx_http_engagement_endpoint_params; pm->prefix.len; pm++) {
+
+        if (value->len > pm->prefix.len
+            && ngx_strncmp(value->data, pm->prefix.data, pm->prefix.len) == 0
+            && (!pm->view_only || elcf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW))
+        {
+            to = (ngx_str_t *) ((u_char *) elcf + pm->offset);
+            to->data = value->data + pm->prefix.len;
+            to->len = value->len - pm->prefix.len;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* engagement view|summary|like|state|status|health [zone=n] [dedupe=n]; */
 
 static char *
 ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_engagement_loc_conf_t *elcf = conf;
 
-    ngx_str_t                 *value;
-    ngx_uint_t                 i;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t                       *value;
+    ngx_uint_t                       i;
+    ngx_http_core_loc_conf_t        *clcf;
+    ngx_http_engagement_endpoint_t  *ep;
 
     value = cf->args->elts;
 
@@ -1034,25 +1183,15 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
-    if (ngx_strcmp(value[1].data, "view") == 0) {
-        elcf->endpoint = NGX_HTTP_ENGAGEMENT_VIEW;
+    for (ep = ngx_http_engagement_endpoints; ep->name.len; ep++) {
+        if (ep->name.len == value[1].len
+            && ngx_strcmp(value[1].data, ep->name.data) == 0)
+        {
+            break;
+        }
+    }
 
-    } else if (ngx_strcmp(value[1].data, "summary") == 0) {
-        elcf->endpoint = NGX_HTTP_ENGAGEMENT_SUMMARY;
-
-    } else if (ngx_strcmp(value[1].data, "status") == 0) {
-        elcf->endpoint = NGX_HTTP_ENGAGEMENT_STATUS;
-
-    } else if (ngx_strcmp(value[1].data, "health") == 0) {
-        elcf->endpoint = NGX_HTTP_ENGAGEMENT_HEALTH;
-
-    } else if (ngx_strcmp(value[1].data, "like") == 0) {
-        elcf->endpoint = NGX_HTTP_ENGAGEMENT_LIKE;
-
-    } else if (ngx_strcmp(value[1].data, "state") == 0) {
-        elcf->endpoint = NGX_HTTP_ENGAGEMENT_STATE;
-
-    } else {
+    if (ep->name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
                            "view, summary, like, state, status or health",
@@ -1060,29 +1199,15 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    elcf->endpoint = ep->endpoint;
+
     for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "zone=", 5) == 0
-            && value[i].len > 5)
-        {
-            elcf->counters_name.data = value[i].data + 5;
-            elcf->counters_name.len = value[i].len - 5;
-            continue;
+        if (ngx_http_engagement_endpoint_param(elcf, &value[i]) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" for "
+                               "\"engagement %V\"", &value[i], &value[1]);
+            return NGX_CONF_ERROR;
         }
-
-        if (ngx_strncmp(value[i].data, "dedupe=", 7) == 0
-            && value[i].len > 7
-            && elcf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW)
-        {
-            elcf->dedupe_name.data = value[i].data + 7;
-            elcf->dedupe_name.len = value[i].len - 7;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" for \"engagement %V\"",
-                           &value[i], &value[1]);
-        return NGX_CONF_ERROR;
     }
 
     if ((elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
@@ -1096,25 +1221,7 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    switch (elcf->endpoint) {
-
-    case NGX_HTTP_ENGAGEMENT_STATUS:
-        clcf->handler = ngx_http_engagement_status_handler;
-        break;
-
-    case NGX_HTTP_ENGAGEMENT_HEALTH:
-        clcf->handler = ngx_http_engagement_health_handler;
-        break;
-
-    case NGX_HTTP_ENGAGEMENT_LIKE:
-    case NGX_HTTP_ENGAGEMENT_STATE:
-        clcf->handler = ngx_http_engagement_reaction_handler;
-        break;
-
-    default:
-        clcf->handler = ngx_http_engagement_handler;
-    }
+    clcf->handler = ep->handler;
 
     return NGX_CONF_OK;
 }

@@ -37,9 +37,13 @@
 /* engagement_limit rules per location */
 #define NGX_HTTP_ENGAGEMENT_LIMITS         8
 
-#define NGX_HTTP_ENGAGEMENT_OPT_OUT_OFF        0
-#define NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS  1
-#define NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP       2
+
+/* engagement_opt_out: what an opted-out view becomes */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_OPT_OUT_OFF = 0,    /* counted as any other */
+    NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS,  /* counted, no identity kept */
+    NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP        /* not counted */
+} ngx_http_engagement_opt_out_e;
 
 
 typedef enum {
@@ -78,12 +82,10 @@ typedef struct {
     ngx_flag_t                    require_token;
     ngx_flag_t                    bot_agents;
     ngx_http_complex_value_t     *bot;
-    ngx_uint_t                    opt_out;
+    ngx_uint_t                    opt_out;     /* _opt_out_e */
     time_t                        salt_rotate;
     ngx_shm_zone_t               *salt_zone;
 } ngx_http_engagement_guard_conf_t;
-
-
 
 
 typedef struct {
@@ -123,9 +125,6 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_http_engagement_module;
-
-
-
 
 
 /*

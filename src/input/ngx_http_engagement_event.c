@@ -1,144 +1,117 @@
 
 /*
- * Event input: the identifier rule, and the parsing and validation of the
- * JSON bodies of views and reactions.
- *
- * The JSON parser is our own: one pass over the body, strict RFC 8259
- * (UTF-8 checked, \\u escapes and surrogate pairs decoded, integers
- * range-checked, every object's keys checked for duplicates, nesting
- * bounded), and it keeps only the values of the fields a table asks for.
- * Strings without escapes point into the body; the others are decoded into
- * the request pool, so a parse makes no malloc and can leak nothing. It
- * replaced jansson, which cost about 18,000 instructions per view event
- * (docs/benchmarks.md); fuzz/fuzz_event.c checks it against jansson.
+ * Events: the identifier rule, and the view and reaction events a client
+ * sends as JSON bodies. Each kind of event is a table of fields (its JSON
+ * key, the rule its value obeys, where it goes in the event); the JSON
+ * itself is checked by ngx_http_engagement_json.c, which hands back the
+ * values of the table's keys. A refusal names the field and why.
  */
 
 
-#include "input/ngx_http_engagement_input.h"
-
-#include <errno.h>
-#include <stdlib.h>
+#include "input/ngx_http_engagement_json.h"
 
 
 typedef enum {
-    NGX_HTTP_ENGAGEMENT_FIELD_ID = 0,
-    NGX_HTTP_ENGAGEMENT_FIELD_DURATION,
-    NGX_HTTP_ENGAGEMENT_FIELD_TS,
+    NGX_HTTP_ENGAGEMENT_FIELD_ID = 0,     /* an identifier, see id_valid() */
+    NGX_HTTP_ENGAGEMENT_FIELD_DURATION,   /* milliseconds watched */
+    NGX_HTTP_ENGAGEMENT_FIELD_TS,         /* milliseconds since the epoch */
     NGX_HTTP_ENGAGEMENT_FIELD_BOOL,
-    NGX_HTTP_ENGAGEMENT_FIELD_STRING
+    NGX_HTTP_ENGAGEMENT_FIELD_STRING      /* any string, bounded length */
 } ngx_http_engagement_field_type_e;
 
 
 typedef struct {
-    const char                        *name;
-    size_t                             len;
+    ngx_str_t                          name;
     ngx_http_engagement_field_type_e   type;
     ngx_uint_t                         required;
     size_t                             offset;
-    uint32_t                           hash;     /* of the name, set once */
 } ngx_http_engagement_field_t;
 
 
+/* the fields of one kind of event, and their JSON keys (made at first use) */
+typedef struct {
+    ngx_http_engagement_field_t       *fields;
+    ngx_uint_t                         nfields;
+    ngx_http_engagement_json_key_t     keys[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
+    ngx_uint_t                         ready;
+} ngx_http_engagement_form_t;
+
+
+#define ngx_http_engagement_field(key, type, required, event, member)         \
+    { ngx_string(key), NGX_HTTP_ENGAGEMENT_FIELD_ ## type, required,          \
+      offsetof(event, member) }
+
+#define ngx_http_engagement_view_field(key, type, required, member)           \
+    ngx_http_engagement_field(key, type, required,                            \
+                              ngx_http_engagement_event_t, member)
+
+#define ngx_http_engagement_reaction_field(key, type, required, member)       \
+    ngx_http_engagement_field(key, type, required,                            \
+                              ngx_http_engagement_reaction_t, member)
+
+
 static ngx_http_engagement_field_t  ngx_http_engagement_view_fields[] = {
-
-    { "contentId", sizeof("contentId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_event_t, content_id), 0 },
-
-    { "sessionId", sizeof("sessionId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_event_t, session_id), 0 },
-
-    { "viewerId", sizeof("viewerId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, viewer_id), 0 },
-
-    { "requestId", sizeof("requestId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, request_id), 0 },
-
-    { "channelId", sizeof("channelId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, channel_id), 0 },
-
-    { "category", sizeof("category") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, category), 0 },
-
-    { "source", sizeof("source") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, source), 0 },
-
-    { "device", sizeof("device") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_event_t, device), 0 },
-
-    { "durationMs", sizeof("durationMs") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_DURATION, 0,
-      offsetof(ngx_http_engagement_event_t, duration_ms), 0 },
-
-    { "ts", sizeof("ts") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_TS, 0,
-      offsetof(ngx_http_engagement_event_t, ts), 0 },
-
-    { "replay", sizeof("replay") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_BOOL, 0,
-      offsetof(ngx_http_engagement_event_t, replay), 0 },
+    ngx_http_engagement_view_field("contentId", ID, 1, content_id),
+    ngx_http_engagement_view_field("sessionId", ID, 1, session_id),
+    ngx_http_engagement_view_field("viewerId", ID, 0, viewer_id),
+    ngx_http_engagement_view_field("requestId", ID, 0, request_id),
+    ngx_http_engagement_view_field("channelId", ID, 0, channel_id),
+    ngx_http_engagement_view_field("category", ID, 0, category),
+    ngx_http_engagement_view_field("source", ID, 0, source),
+    ngx_http_engagement_view_field("device", ID, 0, device),
+    ngx_http_engagement_view_field("durationMs", DURATION, 0, duration_ms),
+    ngx_http_engagement_view_field("ts", TS, 0, ts),
+    ngx_http_engagement_view_field("replay", BOOL, 0, replay),
 
     /* checked by the guard, which tells malformed from missing */
-    { "token", sizeof("token") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_STRING, 0,
-      offsetof(ngx_http_engagement_event_t, token), 0 },
+    ngx_http_engagement_view_field("token", STRING, 0, token),
 
-    { "optOut", sizeof("optOut") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_BOOL, 0,
-      offsetof(ngx_http_engagement_event_t, opt_out), 0 },
-
-    { NULL, 0, 0, 0, 0, 0 }
+    ngx_http_engagement_view_field("optOut", BOOL, 0, opt_out)
 };
 
 
 static ngx_http_engagement_field_t  ngx_http_engagement_reaction_fields[] = {
-
-    { "contentId", sizeof("contentId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_reaction_t, content_id), 0 },
-
-    { "userId", sizeof("userId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 1,
-      offsetof(ngx_http_engagement_reaction_t, user_id), 0 },
-
-    { "reaction", sizeof("reaction") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_reaction_t, reaction), 0 },
-
-    { "requestId", sizeof("requestId") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_ID, 0,
-      offsetof(ngx_http_engagement_reaction_t, request_id), 0 },
-
-    { "token", sizeof("token") - 1,
-      NGX_HTTP_ENGAGEMENT_FIELD_STRING, 0,
-      offsetof(ngx_http_engagement_reaction_t, token), 0 },
-
-    { NULL, 0, 0, 0, 0, 0 }
+    ngx_http_engagement_reaction_field("contentId", ID, 1, content_id),
+    ngx_http_engagement_reaction_field("userId", ID, 1, user_id),
+    ngx_http_engagement_reaction_field("reaction", ID, 0, reaction),
+    ngx_http_engagement_reaction_field("requestId", ID, 0, request_id),
+    ngx_http_engagement_reaction_field("token", STRING, 0, token)
 };
+
+
+#define ngx_http_engagement_nfields(fields)                                   \
+    (sizeof(fields) / sizeof(fields[0]))
+
+_Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_view_fields)
+               <= NGX_HTTP_ENGAGEMENT_JSON_FIELDS, "too many view fields");
+_Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields)
+               <= NGX_HTTP_ENGAGEMENT_JSON_FIELDS, "too many reaction fields");
+
+
+static ngx_http_engagement_form_t  ngx_http_engagement_view_form = {
+    ngx_http_engagement_view_fields,
+    ngx_http_engagement_nfields(ngx_http_engagement_view_fields),
+    { { ngx_null_string, 0 } }, 0
+};
+
+
+static ngx_http_engagement_form_t  ngx_http_engagement_reaction_form = {
+    ngx_http_engagement_reaction_fields,
+    ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields),
+    { { ngx_null_string, 0 } }, 0
+};
+
+
+#define NGX_HTTP_ENGAGEMENT_ID_RULE                                           \
+    "1-" ngx_value(NGX_HTTP_ENGAGEMENT_ID_MAX) " bytes of [A-Za-z0-9._:-]"
 
 
 /* 1 for the bytes allowed in identifiers: [A-Za-z0-9._:-] */
 static const u_char  ngx_http_engagement_id_chars[256] = {
     ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
-    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
-    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
-    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1
+    ['0' ... '9'] = 1,
+    ['A' ... 'Z'] = 1,
+    ['a' ... 'z'] = 1
 };
 
 
@@ -163,9 +136,9 @@ ngx_http_engagement_id_valid(const u_char *p, size_t len)
 
 static ngx_int_t
 ngx_http_engagement_field_error(ngx_http_engagement_error_t *err,
-    const char *field, const char *message)
+    ngx_http_engagement_field_t *f, const char *message)
 {
-    err->field = field;
+    err->field = (const char *) f->name.data;
     err->message = message;
     err->detail_len = 0;
 
@@ -173,1115 +146,144 @@ ngx_http_engagement_field_error(ngx_http_engagement_error_t *err,
 }
 
 
-/* -- the JSON parser ----------------------------------------------------- */
-
-/* deeper nesting is refused: no field of ours is nested at all */
-#define NGX_HTTP_ENGAGEMENT_JSON_DEPTH      64
-
-/* keys of one object kept for the duplicate check before hashing them */
-#define NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW   8
-
-#define NGX_HTTP_ENGAGEMENT_JSON_FIELDS     16
-
-
-typedef enum {
-    NGX_HTTP_ENGAGEMENT_JV_ABSENT = 0,
-    NGX_HTTP_ENGAGEMENT_JV_STRING,
-    NGX_HTTP_ENGAGEMENT_JV_INTEGER,
-    NGX_HTTP_ENGAGEMENT_JV_REAL,
-    NGX_HTTP_ENGAGEMENT_JV_TRUE,
-    NGX_HTTP_ENGAGEMENT_JV_FALSE,
-    NGX_HTTP_ENGAGEMENT_JV_NULL,
-    NGX_HTTP_ENGAGEMENT_JV_OBJECT,
-    NGX_HTTP_ENGAGEMENT_JV_ARRAY
-} ngx_http_engagement_jv_type_e;
-
-
-/* the value of one wanted field */
-typedef struct {
-    ngx_http_engagement_jv_type_e   type;
-    ngx_str_t                       str;
-    int64_t                         num;
-} ngx_http_engagement_jv_t;
-
-
-/* one key of an object, for the duplicate check */
-typedef struct {
-    u_char                         *data;
-    size_t                          len;
-    uint32_t                        hash;
-} ngx_http_engagement_jkey_t;
-
-
-/* the keys of the object being parsed at one level */
-typedef struct {
-    ngx_http_engagement_jkey_t      few[NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW];
-    ngx_http_engagement_jkey_t     *all;      /* after "few": all the keys */
-    ngx_uint_t                      n;
-    ngx_uint_t                      cap;
-    uint32_t                       *slots;    /* index + 1; 0: empty */
-    ngx_uint_t                      nslots;
-} ngx_http_engagement_jkeys_t;
-
-
-typedef struct {
-    u_char                         *start;
-    u_char                         *p;
-    u_char                         *end;
-    ngx_pool_t                     *pool;
-
-    ngx_http_engagement_field_t    *fields;
-    ngx_http_engagement_jv_t       *vals;
-
-    /* the error: what and where (detail written once, at the first) */
-    const char                     *what;
-    u_char                         *at;
-    ngx_http_engagement_error_t    *err;
-} ngx_http_engagement_json_t;
-
-
-static ngx_int_t ngx_http_engagement_json_value(ngx_http_engagement_json_t *j,
-    ngx_uint_t depth, ngx_http_engagement_jv_t *v);
-
-
-static u_char *
-ngx_http_engagement_detail_str(u_char *p, u_char *last, const u_char *s,
-    size_t len)
-{
-    len = ngx_min(len, (size_t) (last - p));
-
-    return ngx_cpymem(p, s, len);
-}
-
-
-static u_char *
-ngx_http_engagement_detail_num(u_char *p, u_char *last, uint64_t n)
-{
-    u_char   tmp[24], *t;
-
-    t = tmp + sizeof(tmp);
-
-    do {
-        *--t = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
-
-    return ngx_http_engagement_detail_str(p, last, t, tmp + sizeof(tmp) - t);
-}
-
-
-/*
- * Records a syntax error: "<what>[ "<quote>"] at offset N". The detail is
- * built by hand (no format string), so the fuzz target runs it as is.
- */
-
+/* an integer field within [min, max], stored at dst */
 static ngx_int_t
-ngx_http_engagement_json_fail_at(ngx_http_engagement_json_t *j,
-    const char *what, u_char *at, const u_char *quote, size_t qlen,
-    ngx_uint_t quoted)
-{
-    u_char                       *p, *last;
-    ngx_http_engagement_error_t  *err;
-
-    err = j->err;
-    p = err->detail;
-    last = err->detail + sizeof(err->detail);
-
-    p = ngx_http_engagement_detail_str(p, last, (u_char *) what,
-                                       ngx_strlen(what));
-
-    if (quote && !quoted) {
-        p = ngx_http_engagement_detail_str(p, last, (u_char *) " ", 1);
-        p = ngx_http_engagement_detail_str(p, last, quote, qlen);
-
-    } else if (quote) {
-        p = ngx_http_engagement_detail_str(p, last, (u_char *) " \"", 2);
-        p = ngx_http_engagement_detail_str(p, last, quote, ngx_min(qlen, 40));
-        if (qlen > 40) {
-            p = ngx_http_engagement_detail_str(p, last, (u_char *) "...", 3);
-        }
-        p = ngx_http_engagement_detail_str(p, last, (u_char *) "\"", 1);
-    }
-
-    p = ngx_http_engagement_detail_str(p, last, (u_char *) " at offset ",
-                                       sizeof(" at offset ") - 1);
-    p = ngx_http_engagement_detail_num(p, last, at - j->start);
-
-    err->detail_len = p - err->detail;
-    err->message = "body is not valid JSON";
-    err->field = NULL;
-
-    return NGX_ERROR;
-}
-
-
-static ngx_int_t
-ngx_http_engagement_json_fail(ngx_http_engagement_json_t *j, const char *what,
-    u_char *at)
-{
-    return ngx_http_engagement_json_fail_at(j, what, at, NULL, 0, 0);
-}
-
-
-/* an unexpected byte: the byte itself if printable, else its hex value */
-static ngx_int_t
-ngx_http_engagement_json_unexpected(ngx_http_engagement_json_t *j,
-    const char *expected)
-{
-    u_char  c, b[9];
-
-    if (j->p == j->end) {
-        return ngx_http_engagement_json_fail(j, "unexpected end of the body",
-                                             j->p);
-    }
-
-    c = *j->p;
-
-    if (c > 0x20 && c < 0x7f && c != '"' && c != '\\') {
-        b[0] = c;
-        return ngx_http_engagement_json_fail_at(j, expected, j->p, b, 1, 1);
-    }
-
-    /* "... byte 0xNN", unquoted */
-    ngx_memcpy(b, "byte 0x", 7);
-    b[7] = "0123456789abcdef"[c >> 4];
-    b[8] = "0123456789abcdef"[c & 0xf];
-
-    return ngx_http_engagement_json_fail_at(j, expected, j->p, b, 9, 0);
-}
-
-
-static ngx_inline void
-ngx_http_engagement_json_ws(ngx_http_engagement_json_t *j)
-{
-    while (j->p < j->end
-           && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r'
-               || *j->p == '\t'))
-    {
-        j->p++;
-    }
-}
-
-
-/*
- * The length of a valid UTF-8 sequence of two to four bytes at p (RFC 3629:
- * no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
- */
-
-static ngx_uint_t
-ngx_http_engagement_utf8_len(const u_char *p, const u_char *end)
-{
-    u_char      c, lo, hi;
-    ngx_uint_t  n, i;
-
-    c = p[0];
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0) {
-            lo = 0xa0;
-        } else if (c == 0xed) {
-            hi = 0x9f;
-        }
-
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0) {
-            lo = 0x90;
-        } else if (c == 0xf4) {
-            hi = 0x8f;
-        }
-
-    } else {
-        return 0;
-    }
-
-    if ((size_t) (end - p) < n || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (i = 2; i < n; i++) {
-        if (p[i] < 0x80 || p[i] > 0xbf) {
-            return 0;
-        }
-    }
-
-    return n;
-}
-
-
-static ngx_int_t
-ngx_http_engagement_json_hex4(const u_char *p, uint32_t *cp)
-{
-    u_char      c;
-    uint32_t    v;
-    ngx_uint_t  i;
-
-    v = 0;
-
-    for (i = 0; i < 4; i++) {
-        c = p[i];
-
-        if (c >= '0' && c <= '9') {
-            v = v * 16 + (c - '0');
-
-        } else {
-            c |= 0x20;
-
-            if (c >= 'a' && c <= 'f') {
-                v = v * 16 + (c - 'a' + 10);
-
-            } else {
-                return NGX_ERROR;
-            }
-        }
-    }
-
-    *cp = v;
-
-    return NGX_OK;
-}
-
-
-/* 1 for the bytes a string holds as they are: 0x20-0x7f but '"' and '\\' */
-static const u_char  ngx_http_engagement_json_plain[256] = {
-#define NGX_HTTP_ENGAGEMENT_J8  1, 1, 1, 1, 1, 1, 1, 1
-#define NGX_HTTP_ENGAGEMENT_J0  0, 0, 0, 0, 0, 0, 0, 0
-    NGX_HTTP_ENGAGEMENT_J0, NGX_HTTP_ENGAGEMENT_J0,      /* 0x00 */
-    NGX_HTTP_ENGAGEMENT_J0, NGX_HTTP_ENGAGEMENT_J0,      /* 0x10 */
-    1, 1, 0, 1, 1, 1, 1, 1,  NGX_HTTP_ENGAGEMENT_J8,    /* 0x20: '"' */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x30 */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x40 */
-    NGX_HTTP_ENGAGEMENT_J8, 1, 1, 1, 1, 0, 1, 1, 1,     /* 0x50: '\\' */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8,      /* 0x60 */
-    NGX_HTTP_ENGAGEMENT_J8, NGX_HTTP_ENGAGEMENT_J8       /* 0x70 */
-#undef NGX_HTTP_ENGAGEMENT_J8
-#undef NGX_HTTP_ENGAGEMENT_J0
-    /* 0x80-0xff: 0, UTF-8 is checked byte by byte */
-};
-
-
-/*
- * A string at j->p (its opening quote). Checks it and leaves its value in
- * s: pointing into the body when it has no escapes, else decoded into the
- * pool. Decoded values never contain NUL (\u0000 is refused).
- */
-
-static ngx_int_t
-ngx_http_engagement_json_string(ngx_http_engagement_json_t *j, ngx_str_t *s)
-{
-    u_char      *p, *q, *begin, *esc, *d;
-    uint32_t     cp, lo;
-    ngx_uint_t   n;
-
-    begin = ++j->p;
-    esc = NULL;
-
-    /* the check, and the end of the string */
-
-    for (p = begin; /* void */; /* void */) {
-
-        /* the common case: a run of plain printable ASCII */
-        while (p < j->end && ngx_http_engagement_json_plain[*p]) {
-            p++;
-        }
-
-        if (p == j->end) {
-            j->p = p;
-            return ngx_http_engagement_json_fail(j,
-                       "unexpected end of the body in a string", p);
-        }
-
-        if (*p == '"') {
-            break;
-        }
-
-        if (*p < 0x20) {
-            j->p = p;
-            return ngx_http_engagement_json_unexpected(j,
-                       "control character in a string:");
-        }
-
-        if (*p < 0x80) {
-
-            if (*p == '\\') {
-                if (esc == NULL) {
-                    esc = p;
-                }
-
-                if (p + 1 == j->end) {
-                    j->p = p + 1;
-                    return ngx_http_engagement_json_fail(j,
-                               "unexpected end of the body in a string",
-                               p + 1);
-                }
-
-                switch (p[1]) {
-
-                case '"': case '\\': case '/': case 'b': case 'f':
-                case 'n': case 'r': case 't':
-                    p += 2;
-                    continue;
-
-                case 'u':
-                    if (j->end - p < 6
-                        || ngx_http_engagement_json_hex4(p + 2, &cp)
-                           != NGX_OK)
-                    {
-                        return ngx_http_engagement_json_fail(j,
-                                   "invalid \\u escape", p);
-                    }
-
-                    if (cp == 0) {
-                        return ngx_http_engagement_json_fail(j,
-                                   "\\u0000 (NUL) is not allowed in a string",
-                                   p);
-                    }
-
-                    if (cp >= 0xdc00 && cp <= 0xdfff) {
-                        return ngx_http_engagement_json_fail(j,
-                                   "invalid Unicode: a low surrogate "
-                                   "without a high one", p);
-                    }
-
-                    if (cp >= 0xd800 && cp <= 0xdbff) {
-                        if (j->end - p < 12 || p[6] != '\\' || p[7] != 'u'
-                            || ngx_http_engagement_json_hex4(p + 8, &lo)
-                               != NGX_OK
-                            || lo < 0xdc00 || lo > 0xdfff)
-                        {
-                            return ngx_http_engagement_json_fail(j,
-                                       "invalid Unicode: a high surrogate "
-                                       "without a low one", p);
-                        }
-
-                        p += 12;
-                        continue;
-                    }
-
-                    p += 6;
-                    continue;
-
-                default:
-                    j->p = p + 1;
-                    return ngx_http_engagement_json_unexpected(j,
-                               "invalid escape:");
-                }
-            }
-
-            p++;
-            continue;
-        }
-
-        n = ngx_http_engagement_utf8_len(p, j->end);
-
-        if (n == 0) {
-            j->p = p;
-            return ngx_http_engagement_json_unexpected(j, "invalid UTF-8:");
-        }
-
-        p += n;
-    }
-
-    j->p = p + 1;
-
-    if (esc == NULL) {
-        s->data = begin;
-        s->len = p - begin;
-        return NGX_OK;
-    }
-
-    /* the decoding: never longer than the escaped form */
-
-    d = ngx_pnalloc(j->pool, p - begin);
-    if (d == NULL) {
-        return ngx_http_engagement_json_fail(j, "out of memory", begin);
-    }
-
-    s->data = d;
-    d = ngx_cpymem(d, begin, esc - begin);
-
-    for (q = esc; q < p; /* void */) {
-
-        if (*q != '\\') {
-            *d++ = *q++;
-            continue;
-        }
-
-        switch (q[1]) {
-        case 'b': *d++ = '\b'; q += 2; continue;
-        case 'f': *d++ = '\f'; q += 2; continue;
-        case 'n': *d++ = '\n'; q += 2; continue;
-        case 'r': *d++ = '\r'; q += 2; continue;
-        case 't': *d++ = '\t'; q += 2; continue;
-        case 'u': break;
-        default: *d++ = q[1]; q += 2; continue;
-        }
-
-        (void) ngx_http_engagement_json_hex4(q + 2, &cp);
-        q += 6;
-
-        if (cp >= 0xd800 && cp <= 0xdbff) {
-            (void) ngx_http_engagement_json_hex4(q + 2, &lo);
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            q += 6;
-        }
-
-        if (cp < 0x80) {
-            *d++ = (u_char) cp;
-
-        } else if (cp < 0x800) {
-            *d++ = (u_char) (0xc0 | (cp >> 6));
-            *d++ = (u_char) (0x80 | (cp & 0x3f));
-
-        } else if (cp < 0x10000) {
-            *d++ = (u_char) (0xe0 | (cp >> 12));
-            *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
-            *d++ = (u_char) (0x80 | (cp & 0x3f));
-
-        } else {
-            *d++ = (u_char) (0xf0 | (cp >> 18));
-            *d++ = (u_char) (0x80 | ((cp >> 12) & 0x3f));
-            *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
-            *d++ = (u_char) (0x80 | (cp & 0x3f));
-        }
-    }
-
-    s->len = d - s->data;
-
-    return NGX_OK;
-}
-
-
-/*
- * A number: integers must fit in 64 bits; other numbers (a fraction or an
- * exponent) are reals and must be finite as doubles.
- */
-
-static ngx_int_t
-ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
-    ngx_http_engagement_jv_t *v)
-{
-    u_char      *p, *begin, *copy;
-    double       d;
-    uint64_t     n, max;
-    ngx_uint_t   neg, real;
-
-    begin = p = j->p;
-    neg = 0;
-    real = 0;
-
-    if (*p == '-') {
-        neg = 1;
-        p++;
-    }
-
-    if (p == j->end || *p < '0' || *p > '9') {
-        j->p = p;
-        return ngx_http_engagement_json_unexpected(j,
-                   "a digit expected, found");
-    }
-
-    if (*p == '0') {
-        p++;
-
-        if (p < j->end && *p >= '0' && *p <= '9') {
-            return ngx_http_engagement_json_fail(j,
-                       "a number with a leading zero", begin);
-        }
-
-    } else {
-        while (p < j->end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
-    if (p < j->end && *p == '.') {
-        real = 1;
-        p++;
-
-        if (p == j->end || *p < '0' || *p > '9') {
-            j->p = p;
-            return ngx_http_engagement_json_unexpected(j,
-                       "a digit expected after '.', found");
-        }
-
-        while (p < j->end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
-    if (p < j->end && (*p == 'e' || *p == 'E')) {
-        real = 1;
-        p++;
-
-        if (p < j->end && (*p == '+' || *p == '-')) {
-            p++;
-        }
-
-        if (p == j->end || *p < '0' || *p > '9') {
-            j->p = p;
-            return ngx_http_engagement_json_unexpected(j,
-                       "a digit expected in the exponent, found");
-        }
-
-        while (p < j->end && *p >= '0' && *p <= '9') {
-            p++;
-        }
-    }
-
-    j->p = p;
-
-    if (real) {
-        /* strtod wants a terminated copy; reals are rare in our bodies */
-        copy = ngx_pnalloc(j->pool, p - begin + 1);
-        if (copy == NULL) {
-            return ngx_http_engagement_json_fail(j, "out of memory", begin);
-        }
-
-        *ngx_cpymem(copy, begin, p - begin) = '\0';
-
-        errno = 0;
-        d = strtod((char *) copy, NULL);
-
-        if (errno == ERANGE && (d > 1.0 || d < -1.0)) {
-            return ngx_http_engagement_json_fail(j, "number out of range",
-                                                 begin);
-        }
-
-        if (v) {
-            v->type = NGX_HTTP_ENGAGEMENT_JV_REAL;
-        }
-
-        return NGX_OK;
-    }
-
-    max = neg ? (uint64_t) INT64_MAX + 1 : (uint64_t) INT64_MAX;
-    n = 0;
-
-    for (p = begin + neg; p < j->p; p++) {
-        if (n > (max - (*p - '0')) / 10) {
-            return ngx_http_engagement_json_fail(j, "integer out of range",
-                                                 begin);
-        }
-
-        n = n * 10 + (*p - '0');
-    }
-
-    if (v) {
-        v->type = NGX_HTTP_ENGAGEMENT_JV_INTEGER;
-        v->num = neg ? (int64_t) (0 - n) : (int64_t) n;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_engagement_json_literal(ngx_http_engagement_json_t *j,
-    const char *word, size_t len)
-{
-    if ((size_t) (j->end - j->p) < len
-        || ngx_memcmp(j->p, word, len) != 0)
-    {
-        return ngx_http_engagement_json_unexpected(j,
-                   "a JSON value expected, found");
-    }
-
-    j->p += len;
-
-    return NGX_OK;
-}
-
-
-static uint32_t
-ngx_http_engagement_json_key_hash(const u_char *p, size_t len)
-{
-    uint32_t  h;
-
-    /* FNV-1a; the body limit bounds how many keys can collide */
-    for (h = 2166136261u; len; len--) {
-        h = (h ^ *p++) * 16777619u;
-    }
-
-    return h;
-}
-
-
-/* adds a key of one object; NGX_DECLINED if the object has it already */
-static ngx_int_t
-ngx_http_engagement_json_key_add(ngx_http_engagement_json_t *j,
-    ngx_http_engagement_jkeys_t *ks, ngx_str_t *key, uint32_t h)
-{
-    uint32_t                    *slots;
-    ngx_uint_t                   i, k, mask, nslots;
-    ngx_http_engagement_jkey_t  *all, *e;
-
-    if (ks->all == NULL) {
-        for (i = 0; i < ks->n; i++) {
-            e = &ks->few[i];
-            if (e->hash == h && e->len == key->len
-                && ngx_memcmp(e->data, key->data, key->len) == 0)
-            {
-                return NGX_DECLINED;
-            }
-        }
-
-        if (ks->n < NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW) {
-            e = &ks->few[ks->n++];
-            e->data = key->data;
-            e->len = key->len;
-            e->hash = h;
-            return NGX_OK;
-        }
-    }
-
-    /* many keys: all of them in an array, indexed by an open hash table */
-
-    if (ks->all == NULL || ks->n == ks->cap) {
-        k = ks->all ? ks->cap * 2 : 4 * NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW;
-
-        all = ngx_palloc(j->pool, k * sizeof(ngx_http_engagement_jkey_t));
-        nslots = 2 * k;
-        slots = ngx_pcalloc(j->pool, nslots * sizeof(uint32_t));
-
-        if (all == NULL || slots == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(all, ks->all ? ks->all : ks->few,
-                   ks->n * sizeof(ngx_http_engagement_jkey_t));
-
-        ks->all = all;
-        ks->cap = k;
-        ks->slots = slots;
-        ks->nslots = nslots;
-
-        for (i = 0; i < ks->n; i++) {
-            for (k = all[i].hash & (nslots - 1); slots[k];
-                 k = (k + 1) & (nslots - 1))
-            {
-                /* void */
-            }
-
-            slots[k] = (uint32_t) i + 1;
-        }
-    }
-
-    mask = ks->nslots - 1;
-
-    for (k = h & mask; ks->slots[k]; k = (k + 1) & mask) {
-        e = &ks->all[ks->slots[k] - 1];
-
-        if (e->hash == h && e->len == key->len
-            && ngx_memcmp(e->data, key->data, key->len) == 0)
-        {
-            return NGX_DECLINED;
-        }
-    }
-
-    e = &ks->all[ks->n];
-    e->data = key->data;
-    e->len = key->len;
-    e->hash = h;
-    ks->slots[k] = (uint32_t) ++ks->n;
-
-    return NGX_OK;
-}
-
-
-/* the wanted field a top-level key names, or NULL */
-static ngx_http_engagement_jv_t *
-ngx_http_engagement_json_field(ngx_http_engagement_json_t *j, ngx_str_t *key,
-    uint32_t h)
-{
-    ngx_uint_t                    i;
-    ngx_http_engagement_field_t  *f;
-
-    for (i = 0, f = j->fields; f->name; i++, f++) {
-        if (f->hash == h && f->len == key->len
-            && ngx_memcmp(f->name, key->data, f->len) == 0)
-        {
-            return &j->vals[i];
-        }
-    }
-
-    return NULL;
-}
-
-
-/*
- * A container's frame: open() steps over '{' or '[' and answers NGX_OK if
- * the container is empty, NGX_AGAIN if a member follows; next() follows a
- * member: NGX_AGAIN after a ',', NGX_OK at the closing byte.
- */
-
-static ngx_int_t
-ngx_http_engagement_json_open(ngx_http_engagement_json_t *j, u_char close)
-{
-    j->p++;
-    ngx_http_engagement_json_ws(j);
-
-    if (j->p < j->end && *j->p == close) {
-        j->p++;
-        return NGX_OK;
-    }
-
-    return NGX_AGAIN;
-}
-
-
-static ngx_int_t
-ngx_http_engagement_json_next(ngx_http_engagement_json_t *j, u_char close)
-{
-    ngx_http_engagement_json_ws(j);
-
-    if (j->p < j->end && *j->p == ',') {
-        j->p++;
-        ngx_http_engagement_json_ws(j);
-        return NGX_AGAIN;
-    }
-
-    if (j->p < j->end && *j->p == close) {
-        j->p++;
-        return NGX_OK;
-    }
-
-    return ngx_http_engagement_json_unexpected(j, close == '}'
-                                               ? "',' or '}' expected, found"
-                                               : "',' or ']' expected, found");
-}
-
-
-static ngx_int_t
-ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
-    ngx_uint_t depth)
-{
-    u_char                       *kat;
-    uint32_t                      h;
-    ngx_int_t                     rc, added;
-    ngx_str_t                     key;
-    ngx_http_engagement_jv_t     *v;
-    ngx_http_engagement_jkeys_t   ks;
-
-    ks.all = NULL;
-    ks.n = 0;
-
-    for (rc = ngx_http_engagement_json_open(j, '}');
-         rc == NGX_AGAIN;
-         rc = ngx_http_engagement_json_next(j, '}'))
-    {
-        if (j->p == j->end || *j->p != '"') {
-            return ngx_http_engagement_json_unexpected(j,
-                       ks.n ? "a key (a string) expected, found"
-                            : "a key (a string) or '}' expected, found");
-        }
-
-        kat = j->p;
-
-        if (ngx_http_engagement_json_string(j, &key) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        h = ngx_http_engagement_json_key_hash(key.data, key.len);
-
-        added = ngx_http_engagement_json_key_add(j, &ks, &key, h);
-
-        if (added == NGX_DECLINED) {
-            return ngx_http_engagement_json_fail_at(j, "duplicate key", kat,
-                                                    key.data, key.len, 1);
-        }
-
-        if (added != NGX_OK) {
-            return ngx_http_engagement_json_fail(j, "out of memory", kat);
-        }
-
-        ngx_http_engagement_json_ws(j);
-
-        if (j->p == j->end || *j->p != ':') {
-            return ngx_http_engagement_json_unexpected(j,
-                       "':' expected after a key, found");
-        }
-
-        j->p++;
-        ngx_http_engagement_json_ws(j);
-
-        v = (depth == 1) ? ngx_http_engagement_json_field(j, &key, h) : NULL;
-
-        if (ngx_http_engagement_json_value(j, depth, v) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return rc;
-}
-
-
-static ngx_int_t
-ngx_http_engagement_json_array(ngx_http_engagement_json_t *j,
-    ngx_uint_t depth)
-{
-    ngx_int_t  rc;
-
-    for (rc = ngx_http_engagement_json_open(j, ']');
-         rc == NGX_AGAIN;
-         rc = ngx_http_engagement_json_next(j, ']'))
-    {
-        if (ngx_http_engagement_json_value(j, depth, NULL) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    return rc;
-}
-
-
-/* one value at j->p, inside depth containers; kept in v if v is set */
-static ngx_int_t
-ngx_http_engagement_json_value(ngx_http_engagement_json_t *j,
-    ngx_uint_t depth, ngx_http_engagement_jv_t *v)
-{
-    ngx_int_t                      rc;
-    ngx_str_t                      s;
-    ngx_http_engagement_jv_type_e  type;
-
-    if (j->p == j->end) {
-        return ngx_http_engagement_json_unexpected(j, NULL);
-    }
-
-    switch (*j->p) {
-
-    case '"':
-        if (ngx_http_engagement_json_string(j, &s) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (v) {
-            v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
-            v->str = s;
-        }
-
-        return NGX_OK;
-
-    case '{':
-    case '[':
-        if (depth == NGX_HTTP_ENGAGEMENT_JSON_DEPTH) {
-            return ngx_http_engagement_json_fail(j,
-                       "nesting deeper than 64 levels", j->p);
-        }
-
-        if (*j->p == '{') {
-            type = NGX_HTTP_ENGAGEMENT_JV_OBJECT;
-            rc = ngx_http_engagement_json_object(j, depth + 1);
-
-        } else {
-            type = NGX_HTTP_ENGAGEMENT_JV_ARRAY;
-            rc = ngx_http_engagement_json_array(j, depth + 1);
-        }
-
-        break;
-
-    case 't':
-        type = NGX_HTTP_ENGAGEMENT_JV_TRUE;
-        rc = ngx_http_engagement_json_literal(j, "true", 4);
-        break;
-
-    case 'f':
-        type = NGX_HTTP_ENGAGEMENT_JV_FALSE;
-        rc = ngx_http_engagement_json_literal(j, "false", 5);
-        break;
-
-    case 'n':
-        type = NGX_HTTP_ENGAGEMENT_JV_NULL;
-        rc = ngx_http_engagement_json_literal(j, "null", 4);
-        break;
-
-    case '-': case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-        return ngx_http_engagement_json_number(j, v);
-
-    default:
-        return ngx_http_engagement_json_unexpected(j,
-                   "a JSON value expected, found");
-    }
-
-    if (rc == NGX_OK && v) {
-        v->type = type;
-    }
-
-    return rc;
-}
-
-
-/*
- * Parses a JSON object into the struct at out, field by field as the
- * table says; unknown fields are ignored, so clients may send more. The
- * whole body is checked first, then the fields in the table's order.
- */
-
-static ngx_int_t
-ngx_http_engagement_parse_fields(ngx_pool_t *pool, u_char *buf, size_t len,
-    ngx_http_engagement_field_t *fields, void *out,
+ngx_http_engagement_field_int(ngx_http_engagement_field_t *f,
+    ngx_http_engagement_jv_t *v, int64_t min, int64_t max,
+    const char *not_integer, const char *out_of_range, u_char *dst,
     ngx_http_engagement_error_t *err)
 {
-    ngx_str_t                    *s;
+    if (v->type != NGX_HTTP_ENGAGEMENT_JV_INTEGER) {
+        return ngx_http_engagement_field_error(err, f, not_integer);
+    }
+
+    if (v->num < min || v->num > max) {
+        return ngx_http_engagement_field_error(err, f, out_of_range);
+    }
+
+    *(int64_t *) dst = v->num;
+
+    return NGX_OK;
+}
+
+
+/* checks one present value by its field's rule and stores it in out */
+static ngx_int_t
+ngx_http_engagement_field_set(ngx_http_engagement_field_t *f,
+    ngx_http_engagement_jv_t *v, void *out, ngx_http_engagement_error_t *err)
+{
+    u_char  *dst;
+
+    dst = (u_char *) out + f->offset;
+
+    switch (f->type) {
+
+    case NGX_HTTP_ENGAGEMENT_FIELD_ID:
+
+        if (v->type != NGX_HTTP_ENGAGEMENT_JV_STRING) {
+            return ngx_http_engagement_field_error(err, f,
+                       "must be a string of " NGX_HTTP_ENGAGEMENT_ID_RULE);
+        }
+
+        if (!ngx_http_engagement_id_valid(v->str.data, v->str.len)) {
+            return ngx_http_engagement_field_error(err, f,
+                       "must be " NGX_HTTP_ENGAGEMENT_ID_RULE);
+        }
+
+        *(ngx_str_t *) dst = v->str;
+        return NGX_OK;
+
+    case NGX_HTTP_ENGAGEMENT_FIELD_DURATION:
+
+        return ngx_http_engagement_field_int(f, v, 0,
+                   NGX_HTTP_ENGAGEMENT_DURATION_MAX,
+                   "must be an integer number of milliseconds",
+                   "must be between 0 and "
+                   ngx_value(NGX_HTTP_ENGAGEMENT_DURATION_MAX) " (7 days)",
+                   dst, err);
+
+    case NGX_HTTP_ENGAGEMENT_FIELD_TS:
+
+        return ngx_http_engagement_field_int(f, v, NGX_HTTP_ENGAGEMENT_TS_MIN,
+                   NGX_HTTP_ENGAGEMENT_TS_MAX,
+                   "must be an integer: milliseconds since the epoch",
+                   "must be milliseconds since the epoch (years 2000-2200)",
+                   dst, err);
+
+    case NGX_HTTP_ENGAGEMENT_FIELD_BOOL:
+
+        if (v->type != NGX_HTTP_ENGAGEMENT_JV_TRUE
+            && v->type != NGX_HTTP_ENGAGEMENT_JV_FALSE)
+        {
+            return ngx_http_engagement_field_error(err, f,
+                                                   "must be true or false");
+        }
+
+        *(ngx_uint_t *) dst = (v->type == NGX_HTTP_ENGAGEMENT_JV_TRUE);
+        return NGX_OK;
+
+    default: /* NGX_HTTP_ENGAGEMENT_FIELD_STRING */
+
+        if (v->type != NGX_HTTP_ENGAGEMENT_JV_STRING
+            || v->str.len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX)
+        {
+            return ngx_http_engagement_field_error(err, f,
+                       "must be a string of at most "
+                       ngx_value(NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX) " bytes");
+        }
+
+        *(ngx_str_t *) dst = v->str;
+        return NGX_OK;
+    }
+}
+
+
+/*
+ * Parses a JSON object into the event at out, field by field as the form
+ * says; unknown fields are ignored, so clients may send more. The whole
+ * body is checked first, then the fields in the table's order.
+ */
+
+static ngx_int_t
+ngx_http_engagement_form_parse(ngx_pool_t *pool, u_char *buf, size_t len,
+    ngx_http_engagement_form_t *form, void *out,
+    ngx_http_engagement_error_t *err)
+{
     ngx_uint_t                    i;
-    ngx_http_engagement_jv_t      vals[NGX_HTTP_ENGAGEMENT_JSON_FIELDS], top;
-    ngx_http_engagement_json_t    j;
+    ngx_http_engagement_jv_t      vals[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
     ngx_http_engagement_field_t  *f;
 
-    err->field = NULL;
-    err->detail_len = 0;
+    if (!form->ready) {
+        /* the keys' hashes, once per form */
+        for (i = 0; i < form->nfields; i++) {
+            f = &form->fields[i];
+            form->keys[i].name = f->name;
+            form->keys[i].hash = ngx_http_engagement_json_hash(f->name.data,
+                                                               f->name.len);
+        }
 
-    if (len == 0) {
-        err->message = "empty body: a JSON object is expected";
+        form->ready = 1;
+    }
+
+    if (ngx_http_engagement_json_parse(pool, buf, len, form->keys,
+                                       form->nfields, vals, err)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    if (fields[0].hash == 0) {
-        /* the names' hashes, once per table */
-        for (f = fields; f->name; f++) {
-            f->hash = ngx_http_engagement_json_key_hash((u_char *) f->name,
-                                                        f->len);
-        }
-    }
+    for (i = 0; i < form->nfields; i++) {
+        f = &form->fields[i];
 
-    ngx_memzero(vals, sizeof(vals));
-
-    j.start = buf;
-    j.p = buf;
-    j.end = buf + len;
-    j.pool = pool;
-    j.fields = fields;
-    j.vals = vals;
-    j.err = err;
-
-    ngx_http_engagement_json_ws(&j);
-
-    top.type = NGX_HTTP_ENGAGEMENT_JV_ABSENT;
-
-    /* a top-level object is at depth 1: its keys are the fields */
-    if (j.p < j.end && *j.p == '{') {
-        if (ngx_http_engagement_json_object(&j, 1) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        top.type = NGX_HTTP_ENGAGEMENT_JV_OBJECT;
-
-    } else if (ngx_http_engagement_json_value(&j, 0, NULL) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_engagement_json_ws(&j);
-
-    if (j.p != j.end) {
-        return ngx_http_engagement_json_unexpected(&j,
-                   "the body goes on after the JSON value:");
-    }
-
-    if (top.type != NGX_HTTP_ENGAGEMENT_JV_OBJECT) {
-        err->message = "body must be a JSON object";
-        return NGX_ERROR;
-    }
-
-    for (i = 0, f = fields; f->name; i++, f++) {
-
-        if (vals[i].type == NGX_HTTP_ENGAGEMENT_JV_ABSENT) {
-            if (f->required) {
-                return ngx_http_engagement_field_error(err, f->name,
-                                                       "is required");
-            }
-
-            continue;
-        }
-
-        switch (f->type) {
-
-        case NGX_HTTP_ENGAGEMENT_FIELD_ID:
-
-            if (vals[i].type != NGX_HTTP_ENGAGEMENT_JV_STRING) {
-                return ngx_http_engagement_field_error(err, f->name,
-                           "must be a string of 1-128 bytes of "
-                           "[A-Za-z0-9._:-]");
-            }
-
-            if (!ngx_http_engagement_id_valid(vals[i].str.data,
-                                              vals[i].str.len))
+        if (vals[i].type != NGX_HTTP_ENGAGEMENT_JV_ABSENT) {
+            if (ngx_http_engagement_field_set(f, &vals[i], out, err)
+                != NGX_OK)
             {
-                return ngx_http_engagement_field_error(err, f->name,
-                           "must be 1-128 bytes of [A-Za-z0-9._:-]");
+                return NGX_ERROR;
             }
 
-            *(ngx_str_t *) ((u_char *) out + f->offset) = vals[i].str;
-            break;
-
-        case NGX_HTTP_ENGAGEMENT_FIELD_DURATION:
-
-            if (vals[i].type != NGX_HTTP_ENGAGEMENT_JV_INTEGER) {
-                return ngx_http_engagement_field_error(err, f->name,
-                           "must be an integer number of milliseconds");
-            }
-
-            if (vals[i].num < 0
-                || vals[i].num > NGX_HTTP_ENGAGEMENT_DURATION_MAX)
-            {
-                return ngx_http_engagement_field_error(err, f->name,
-                           "must be between 0 and 604800000 (7 days)");
-            }
-
-            *(int64_t *) ((u_char *) out + f->offset) = vals[i].num;
-            break;
-
-        case NGX_HTTP_ENGAGEMENT_FIELD_TS:
-
-            /* milliseconds since the epoch, between 2000 and 2200 */
-            if (vals[i].type != NGX_HTTP_ENGAGEMENT_JV_INTEGER) {
-                return ngx_http_engagement_field_error(err, f->name,
-                           "must be an integer: milliseconds since the "
-                           "epoch");
-            }
-
-            if (vals[i].num < 946684800000LL
-                || vals[i].num > 7258118400000LL)
-            {
-                return ngx_http_engagement_field_error(err, f->name,
-                           "must be milliseconds since the epoch "
-                           "(years 2000-2200)");
-            }
-
-            *(int64_t *) ((u_char *) out + f->offset) = vals[i].num;
-            break;
-
-        case NGX_HTTP_ENGAGEMENT_FIELD_BOOL:
-
-            if (vals[i].type != NGX_HTTP_ENGAGEMENT_JV_TRUE
-                && vals[i].type != NGX_HTTP_ENGAGEMENT_JV_FALSE)
-            {
-                return ngx_http_engagement_field_error(err, f->name,
-                                                       "must be true or false");
-            }
-
-            *(ngx_uint_t *) ((u_char *) out + f->offset) =
-                (vals[i].type == NGX_HTTP_ENGAGEMENT_JV_TRUE);
-            break;
-
-        case NGX_HTTP_ENGAGEMENT_FIELD_STRING:
-
-            if (vals[i].type != NGX_HTTP_ENGAGEMENT_JV_STRING
-                || vals[i].str.len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX)
-            {
-                return ngx_http_engagement_field_error(err, f->name,
-                           "must be a string of at most 128 bytes");
-            }
-
-            s = (ngx_str_t *) ((u_char *) out + f->offset);
-            *s = vals[i].str;
-            break;
+        } else if (f->required) {
+            return ngx_http_engagement_field_error(err, f, "is required");
         }
     }
 
@@ -1297,9 +299,9 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     ev->duration_ms = -1;
     ev->ts = -1;
 
-    return ngx_http_engagement_parse_fields(pool, buf, len,
-                                            ngx_http_engagement_view_fields,
-                                            ev, err);
+    return ngx_http_engagement_form_parse(pool, buf, len,
+                                          &ngx_http_engagement_view_form,
+                                          ev, err);
 }
 
 
@@ -1310,7 +312,7 @@ ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
 {
     ngx_memzero(re, sizeof(ngx_http_engagement_reaction_t));
 
-    return ngx_http_engagement_parse_fields(pool, buf, len,
-                                        ngx_http_engagement_reaction_fields,
-                                        re, err);
+    return ngx_http_engagement_form_parse(pool, buf, len,
+                                          &ngx_http_engagement_reaction_form,
+                                          re, err);
 }

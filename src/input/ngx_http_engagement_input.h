@@ -16,8 +16,16 @@
 
 #define NGX_HTTP_ENGAGEMENT_ID_MAX         128
 
-/* the longest watch a single event may report: 7 days */
-#define NGX_HTTP_ENGAGEMENT_DURATION_MAX   604800000LL
+/* the longest watch a single event may report: 7 days (written plain: the
+ * error message prints it) */
+#define NGX_HTTP_ENGAGEMENT_DURATION_MAX   604800000
+
+/* a client's "ts": milliseconds in the years 2000-2200 */
+#define NGX_HTTP_ENGAGEMENT_TS_MIN         946684800000LL
+#define NGX_HTTP_ENGAGEMENT_TS_MAX         7258118400000LL
+
+/* room for a refusal's detail: the syntax error and where */
+#define NGX_HTTP_ENGAGEMENT_ERROR_DETAIL   160
 
 #define NGX_HTTP_ENGAGEMENT_TOKEN_SECRET_MIN   16
 #define NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX      128
@@ -56,7 +64,7 @@ typedef struct {
 typedef struct {
     const char                   *field;       /* NULL: the body itself */
     const char                   *message;
-    u_char                        detail[160];
+    u_char                        detail[NGX_HTTP_ENGAGEMENT_ERROR_DETAIL];
     size_t                        detail_len;
 } ngx_http_engagement_error_t;
 
@@ -90,7 +98,7 @@ typedef struct {
 } ngx_http_engagement_token_key_t;
 
 
-/* event.c */
+/* event.c: the identifier rule and the events (JSON by json.c) */
 ngx_int_t ngx_http_engagement_id_valid(const u_char *p, size_t len);
 ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_event_t *ev,

@@ -29,10 +29,24 @@
 #include "input/ngx_http_engagement_input.h"
 
 
-#define NGX_HTTP_ENGAGEMENT_TOKEN_TAG   8       /* base64url of 6 bytes */
-#define NGX_HTTP_ENGAGEMENT_TOKEN_MAC   43      /* base64url of 32 bytes */
-#define NGX_HTTP_ENGAGEMENT_TOKEN_EXP   12      /* digits, up to year 33658 */
-#define NGX_HTTP_ENGAGEMENT_TOKEN_IN    (64 + 2 * 128 + 2)
+/* HMAC-SHA256 (RFC 2104): SHA-256's block and digest sizes, the pads */
+#define NGX_HTTP_ENGAGEMENT_HMAC_BLOCK        64
+#define NGX_HTTP_ENGAGEMENT_HMAC_LEN          32
+#define NGX_HTTP_ENGAGEMENT_HMAC_IPAD         0x36
+#define NGX_HTTP_ENGAGEMENT_HMAC_OPAD         0x5c
+
+#define NGX_HTTP_ENGAGEMENT_TOKEN_TAG_BYTES   6    /* of the content's HMAC */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_TAG         8    /* base64url of 6 bytes */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_MAC         43   /* base64url of 32 bytes */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_EXP         12   /* digits: to year 33658 */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_EXPIRES_MAX 999999999999LL
+
+/* the longest "1.<expires>.<tag>" the MAC is computed over */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_SIGNED_MAX  64
+
+/* what the MAC is computed over: the signed part, content and session */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_IN                                          \
+    (NGX_HTTP_ENGAGEMENT_TOKEN_SIGNED_MAX + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX + 2)
 
 
 static const u_char  ngx_http_engagement_b64url[] =
@@ -84,7 +98,8 @@ ngx_int_t
 ngx_http_engagement_token_key(ngx_http_engagement_token_key_t *key,
     ngx_str_t *secret)
 {
-    u_char        k[64], pad[64];
+    u_char        k[NGX_HTTP_ENGAGEMENT_HMAC_BLOCK];
+    u_char        pad[NGX_HTTP_ENGAGEMENT_HMAC_BLOCK];
     ngx_uint_t    i;
     unsigned int  n;
     EVP_MD_CTX   *ctx[2];
@@ -121,7 +136,8 @@ ngx_http_engagement_token_key(ngx_http_engagement_token_key_t *key,
         }
 
         for (n = 0; n < sizeof(pad); n++) {
-            pad[n] = k[n] ^ (i == 0 ? 0x36 : 0x5c);
+            pad[n] = k[n] ^ (i == 0 ? NGX_HTTP_ENGAGEMENT_HMAC_IPAD
+                                    : NGX_HTTP_ENGAGEMENT_HMAC_OPAD);
         }
 
         if (EVP_DigestInit_ex(ctx[i], EVP_sha256(), NULL) != 1
@@ -176,11 +192,11 @@ ngx_http_engagement_token_hmac(ngx_http_engagement_token_key_t *key,
     if (EVP_MD_CTX_copy_ex(ctx, key->inner) == 1
         && EVP_DigestUpdate(ctx, in, len) == 1
         && EVP_DigestFinal_ex(ctx, md, &n) == 1
-        && n == 32
+        && n == NGX_HTTP_ENGAGEMENT_HMAC_LEN
         && EVP_MD_CTX_copy_ex(ctx, key->outer) == 1
-        && EVP_DigestUpdate(ctx, md, 32) == 1
+        && EVP_DigestUpdate(ctx, md, NGX_HTTP_ENGAGEMENT_HMAC_LEN) == 1
         && EVP_DigestFinal_ex(ctx, md, &n) == 1
-        && n == 32)
+        && n == NGX_HTTP_ENGAGEMENT_HMAC_LEN)
     {
         rc = NGX_OK;
     }
@@ -197,9 +213,10 @@ static ngx_int_t
 ngx_http_engagement_token_tag(ngx_http_engagement_token_key_t *key,
     ngx_str_t *content, u_char *dst)
 {
-    u_char  md[32], in[2 + 128];
+    u_char  md[NGX_HTTP_ENGAGEMENT_HMAC_LEN];
+    u_char  in[2 + NGX_HTTP_ENGAGEMENT_ID_MAX];
 
-    if (content->len > 128) {
+    if (content->len > NGX_HTTP_ENGAGEMENT_ID_MAX) {
         return NGX_ERROR;
     }
 
@@ -213,7 +230,8 @@ ngx_http_engagement_token_tag(ngx_http_engagement_token_key_t *key,
         return NGX_ERROR;
     }
 
-    (void) ngx_http_engagement_b64url_encode(dst, md, 6);
+    (void) ngx_http_engagement_b64url_encode(dst, md,
+                                         NGX_HTTP_ENGAGEMENT_TOKEN_TAG_BYTES);
 
     return NGX_OK;
 }
@@ -226,9 +244,13 @@ ngx_http_engagement_token_mac(ngx_http_engagement_token_key_t *key,
     u_char *part, size_t plen, ngx_str_t *content, ngx_str_t *session,
     u_char *dst)
 {
-    u_char  *p, md[32], in[NGX_HTTP_ENGAGEMENT_TOKEN_IN];
+    u_char  *p, md[NGX_HTTP_ENGAGEMENT_HMAC_LEN];
+    u_char   in[NGX_HTTP_ENGAGEMENT_TOKEN_IN];
 
-    if (plen > 64 || content->len > 128 || session->len > 128) {
+    if (plen > NGX_HTTP_ENGAGEMENT_TOKEN_SIGNED_MAX
+        || content->len > NGX_HTTP_ENGAGEMENT_ID_MAX
+        || session->len > NGX_HTTP_ENGAGEMENT_ID_MAX)
+    {
         return NGX_ERROR;
     }
 
@@ -242,7 +264,8 @@ ngx_http_engagement_token_mac(ngx_http_engagement_token_key_t *key,
         return NGX_ERROR;
     }
 
-    (void) ngx_http_engagement_b64url_encode(dst, md, 32);
+    (void) ngx_http_engagement_b64url_encode(dst, md,
+                                             NGX_HTTP_ENGAGEMENT_HMAC_LEN);
 
     return NGX_OK;
 }
@@ -263,7 +286,7 @@ ngx_http_engagement_token_mint(u_char *buf,
     size_t     n;
     uint64_t   e;
 
-    if (expires <= 0 || expires >= 1000000000000LL) {
+    if (expires <= 0 || expires > NGX_HTTP_ENGAGEMENT_TOKEN_EXPIRES_MAX) {
         return 0;
     }
 

@@ -14,13 +14,7 @@
  */
 
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-
-#include "ngx_http_engagement_module.h"
-#include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
-#include "http/ngx_http_engagement_http.h"
 
 
 static ngx_str_t  ngx_http_engagement_bot_names[] = {
@@ -109,18 +103,16 @@ static ngx_str_t  ngx_http_engagement_bot_names[] = {
 /* for each lower-case first byte, the bit set of names starting with it */
 static uint64_t  ngx_http_engagement_bot_first[256];
 
+/* a name's index is its bit in a uint64_t */
+_Static_assert(NGX_HTTP_ENGAGEMENT_BOTS <= 8 * sizeof(uint64_t),
+               "too many built-in bot names");
+
 
 ngx_int_t
 ngx_http_engagement_bot_init(ngx_conf_t *cf)
 {
     ngx_uint_t   i;
     ngx_str_t   *s;
-
-    if (NGX_HTTP_ENGAGEMENT_BOTS > 64) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "too many built-in bot names");
-        return NGX_ERROR;
-    }
 
     ngx_memzero(ngx_http_engagement_bot_first,
                 sizeof(ngx_http_engagement_bot_first));

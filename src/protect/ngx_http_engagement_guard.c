@@ -2,9 +2,8 @@
 /*
  * The guard of the view path: configuration of tokens, bots, opt-out and
  * the identity salt; the $engagement_token variable that mints tokens;
- * the checks a parsed event passes before the view policy (token, then
- * bot, then opt-out); and the salt zone, a tiny shared memory zone that
- * holds the random salt every identity is hashed with, rotated in place.
+ * and the checks a parsed event passes before the view policy (token,
+ * then bot, then opt-out). The salt itself lives in salt.c.
  */
 
 
@@ -14,24 +13,18 @@
 #include "http/ngx_http_engagement_http.h"
 
 
-#define NGX_HTTP_ENGAGEMENT_SALT_MAGIC  0x45475331   /* "EGS1" */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_TTL_DEFAULT    3600     /* seconds */
+#define NGX_HTTP_ENGAGEMENT_SALT_ROTATE_DEFAULT  86400    /* a day */
 
+/* where a client may send its token instead of the body's "token" */
+#define NGX_HTTP_ENGAGEMENT_TOKEN_HEADER         "X-Engagement-Token"
 
-typedef struct {
-    uint32_t                      magic;
-    uint32_t                      layout;
-    uint64_t                      period;      /* 0: not started */
-    uint64_t                      cur[2];
-    uint64_t                      prev[2];
-    time_t                        prev_end;    /* when prev stopped */
-    ngx_uint_t                    has_prev;
-} ngx_http_engagement_salt_shctx_t;
+/* Global Privacy Control: "1" opts the viewer out */
+#define NGX_HTTP_ENGAGEMENT_GPC_HEADER           "Sec-GPC"
 
 
 static ngx_int_t ngx_http_engagement_token_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
 static void ngx_http_engagement_guard_key_cleanup(void *data);
 static ngx_http_engagement_token_key_t *ngx_http_engagement_guard_key_make(
     ngx_conf_t *cf, ngx_str_t *secret);
@@ -68,8 +61,6 @@ static const char  *ngx_http_engagement_token_messages[] = {
 
 static ngx_str_t  ngx_http_engagement_token_var =
     ngx_string("engagement_token");
-static ngx_str_t  ngx_http_engagement_salt_zone_name =
-    ngx_string("engagement_salt");
 
 
 void
@@ -99,8 +90,6 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view,
     ngx_uint_t salted)
 {
-    ngx_shm_zone_t  *zone;
-
     if (conf->token_secret.data == NULL) {
         conf->token_secret = prev->token_secret;
         conf->token_key = prev->token_key;
@@ -112,7 +101,8 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
         conf->token_session = prev->token_session;
     }
 
-    ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl, 3600);
+    ngx_conf_merge_sec_value(conf->token_ttl, prev->token_ttl,
+                             NGX_HTTP_ENGAGEMENT_TOKEN_TTL_DEFAULT);
     ngx_conf_merge_value(conf->require_token, prev->require_token, 0);
     ngx_conf_merge_value(conf->bot_agents, prev->bot_agents, 1);
 
@@ -122,7 +112,8 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
 
     ngx_conf_merge_uint_value(conf->opt_out, prev->opt_out,
                               NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS);
-    ngx_conf_merge_sec_value(conf->salt_rotate, prev->salt_rotate, 86400);
+    ngx_conf_merge_sec_value(conf->salt_rotate, prev->salt_rotate,
+                             NGX_HTTP_ENGAGEMENT_SALT_ROTATE_DEFAULT);
 
     if (conf->token_ttl <= 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -148,15 +139,10 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     }
 
     /* views and likes hash identities (dedupe, the durable writer) */
-    zone = ngx_shared_memory_add(cf, &ngx_http_engagement_salt_zone_name,
-                                 8 * ngx_pagesize,
-                                 &ngx_http_engagement_module);
-    if (zone == NULL) {
+    conf->salt_zone = ngx_http_engagement_salt_zone(cf);
+    if (conf->salt_zone == NULL) {
         return NGX_CONF_ERROR;
     }
-
-    zone->init = ngx_http_engagement_salt_init_zone;
-    conf->salt_zone = zone;
 
     return NGX_CONF_OK;
 }
@@ -293,23 +279,6 @@ ngx_http_engagement_guard_bind(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-char *
-ngx_http_engagement_guard_bot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_engagement_loc_conf_t *elcf = conf;
-
-    ngx_str_t  *value;
-
-    if (elcf->guard.bot) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    return ngx_http_engagement_guard_cv(cf, &value[1], &elcf->guard.bot);
-}
-
-
 ngx_int_t
 ngx_http_engagement_guard_add_variables(ngx_conf_t *cf)
 {
@@ -390,12 +359,15 @@ ngx_http_engagement_token_variable(ngx_http_request_t *r,
 }
 
 
+/* a view the guard does not count, for a reason: logged and answered */
 static ngx_int_t
 ngx_http_engagement_guard_answer(ngx_http_request_t *r, const char *reason,
     ngx_str_t *content_id)
 {
     u_char  *body, *p;
     size_t   len;
+
+    ngx_http_engagement_set_outcome(r, "not_counted", reason, content_id);
 
     len = sizeof("{\"counted\":false,\"reason\":\"\",\"contentId\":\"\"}\n")
           + ngx_strlen(reason) + content_id->len;
@@ -476,6 +448,58 @@ ngx_http_engagement_token_keys(ngx_http_engagement_guard_conf_t *gc,
 
 
 /*
+ * One pass over the request headers: the X-Engagement-Token header when
+ * *token is still empty (the body's field comes first), and, when gpc is
+ * set, whether Sec-GPC is "1".
+ */
+
+static void
+ngx_http_engagement_guard_headers(ngx_http_request_t *r, ngx_str_t *token,
+    ngx_uint_t *gpc)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (gpc
+            && h[i].key.len == sizeof(NGX_HTTP_ENGAGEMENT_GPC_HEADER) - 1
+            && ngx_strncasecmp(h[i].key.data,
+                               (u_char *) NGX_HTTP_ENGAGEMENT_GPC_HEADER,
+                               h[i].key.len) == 0)
+        {
+            if (h[i].value.len == 1 && h[i].value.data[0] == '1') {
+                *gpc = 1;
+            }
+
+        } else if (token->len == 0
+                   && h[i].key.len
+                      == sizeof(NGX_HTTP_ENGAGEMENT_TOKEN_HEADER) - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                (u_char *) NGX_HTTP_ENGAGEMENT_TOKEN_HEADER,
+                                h[i].key.len) == 0)
+        {
+            *token = h[i].value;
+        }
+    }
+}
+
+
+/*
  * A like or unlike where tokens are required: the token binds the content
  * and the user (minted with engagement_token_bind <content> <user>). It
  * comes in the body's "token" or the X-Engagement-Token header.
@@ -488,9 +512,6 @@ ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
     ngx_str_t *content_id, ngx_str_t *user_id)
 {
     ngx_str_t                        t;
-    ngx_uint_t                       i;
-    ngx_list_part_t                 *part;
-    ngx_table_elt_t                 *h;
     ngx_http_engagement_token_rc_e   rc;
 
     if (!elcf->guard.require_token) {
@@ -499,29 +520,7 @@ ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
 
     t = *token;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; t.len == 0; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("X-Engagement-Token") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Engagement-Token",
-                               sizeof("X-Engagement-Token") - 1)
-               == 0)
-        {
-            t = h[i].value;
-        }
-    }
+    ngx_http_engagement_guard_headers(r, &t, NULL);
 
     rc = ngx_http_engagement_token_keys(&elcf->guard, &t, content_id,
                                         user_id);
@@ -538,6 +537,34 @@ ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
 }
 
 
+/* 1 if the request comes from a bot, by its User-Agent or engagement_bot */
+static ngx_int_t
+ngx_http_engagement_guard_is_bot(ngx_http_request_t *r,
+    ngx_http_engagement_guard_conf_t *gc)
+{
+    ngx_str_t  bot;
+
+    if (gc->bot_agents && r->headers_in.user_agent
+        && ngx_http_engagement_bot_agent(r->headers_in.user_agent->value.data,
+                                         r->headers_in.user_agent->value.len))
+    {
+        return 1;
+    }
+
+    if (gc->bot) {
+        if (ngx_http_complex_value(r, gc->bot, &bot) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (bot.len && !(bot.len == 1 && bot.data[0] == '0')) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
  * Runs after parsing and before the view policy. NGX_DECLINED: go on
  * (ev->anonymous may have been set); anything else: the answer was sent
@@ -548,12 +575,11 @@ ngx_int_t
 ngx_http_engagement_guard_check(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev)
 {
-    ngx_str_t                             token, bot;
-    ngx_uint_t                            i, gpc;
-    ngx_list_part_t                      *part;
-    ngx_table_elt_t                      *h;
-    ngx_http_engagement_guard_conf_t     *gc;
-    ngx_http_engagement_token_rc_e        rc;
+    ngx_int_t                              bot;
+    ngx_str_t                              token;
+    ngx_uint_t                             gpc;
+    ngx_http_engagement_guard_conf_t      *gc;
+    ngx_http_engagement_token_rc_e         rc;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     gc = &elcf->guard;
@@ -562,40 +588,7 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     token = ev->token;
     gpc = 0;
 
-    /* one pass over the headers for the token and Sec-GPC */
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Sec-GPC") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-GPC",
-                               sizeof("Sec-GPC") - 1) == 0)
-        {
-            if (h[i].value.len == 1 && h[i].value.data[0] == '1') {
-                gpc = 1;
-            }
-
-        } else if (token.len == 0
-                   && h[i].key.len == sizeof("X-Engagement-Token") - 1
-                   && ngx_strncasecmp(h[i].key.data,
-                                      (u_char *) "X-Engagement-Token",
-                                      sizeof("X-Engagement-Token") - 1)
-                      == 0)
-        {
-            token = h[i].value;
-        }
-    }
+    ngx_http_engagement_guard_headers(r, &token, &gpc);
 
     if (gc->require_token) {
         rc = ngx_http_engagement_token_keys(gc, &token, &ev->content_id,
@@ -607,21 +600,15 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
         }
     }
 
-    if (gc->bot_agents && r->headers_in.user_agent
-        && ngx_http_engagement_bot_agent(r->headers_in.user_agent->value.data,
-                                         r->headers_in.user_agent->value.len))
-    {
-        goto bot;
+    bot = ngx_http_engagement_guard_is_bot(r, gc);
+
+    if (bot == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (gc->bot) {
-        if (ngx_http_complex_value(r, gc->bot, &bot) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (bot.len && !(bot.len == 1 && bot.data[0] == '0')) {
-            goto bot;
-        }
+    if (bot) {
+        ngx_http_engagement_inc(sh, not_counted_bot);
+        return ngx_http_engagement_guard_answer(r, "bot", &ev->content_id);
     }
 
     if ((gpc || ev->opt_out)
@@ -629,8 +616,6 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     {
         if (gc->opt_out == NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP) {
             ngx_http_engagement_inc(sh, not_counted_opted_out);
-            ngx_http_engagement_set_outcome(r, "not_counted", "opted_out",
-                                            &ev->content_id);
             return ngx_http_engagement_guard_answer(r, "opted_out",
                                                     &ev->content_id);
         }
@@ -640,127 +625,4 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     }
 
     return NGX_DECLINED;
-
-bot:
-
-    ngx_http_engagement_inc(sh, not_counted_bot);
-    ngx_http_engagement_set_outcome(r, "not_counted", "bot",
-                                    &ev->content_id);
-
-    return ngx_http_engagement_guard_answer(r, "bot", &ev->content_id);
-}
-
-
-static ngx_int_t
-ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_slab_pool_t                   *shpool;
-    ngx_http_engagement_salt_shctx_t  *sh;
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    /* a reload keeps the salts: dedupe within the window keeps working */
-    sh = data ? data : (shm_zone->shm.exists ? shpool->data : NULL);
-
-    if (sh) {
-        if (sh->magic != NGX_HTTP_ENGAGEMENT_SALT_MAGIC
-            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT)
-        {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "zone \"%V\" was written by another version of "
-                          "the module: stop nginx and start it again",
-                          &shm_zone->shm.name);
-            return NGX_ERROR;
-        }
-
-        shm_zone->data = sh;
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_salt_shctx_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    sh->magic = NGX_HTTP_ENGAGEMENT_SALT_MAGIC;
-    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
-
-    /* in the master, at configuration time: no syscall on requests */
-    ngx_http_engagement_random_key(sh->cur);
-
-    shpool->data = sh;
-    shm_zone->data = sh;
-
-    return NGX_OK;
-}
-
-
-/*
- * The salts for now. Periods are aligned on multiples of
- * engagement_salt_rotate since the epoch (midnight UTC for 24h). The
- * first request of a new period ratchets the salt forward: the new one is
- * a keyed hash of the old one, nginx's random() and the time, so the old
- * salt cannot be worked out from the new one, and no syscall is needed.
- * The previous salt is handed out for one dedupe window after the end of
- * its period (the marks made with it live no longer), then wiped.
- */
-
-void
-ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
-    ngx_msec_t window, ngx_http_engagement_salt_t *salt)
-{
-    time_t                             now;
-    uint64_t                           period, in[4];
-    ngx_slab_pool_t                   *shpool;
-    ngx_http_engagement_salt_shctx_t  *sh;
-
-    shpool = (ngx_slab_pool_t *) gc->salt_zone->shm.addr;
-    sh = gc->salt_zone->data;
-
-    now = ngx_time();
-    period = (uint64_t) (now / gc->salt_rotate) + 1;
-
-    in[0] = period;
-    in[1] = (uint64_t) ngx_random();
-    in[2] = (uint64_t) ngx_current_msec;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    if (sh->period != period) {
-
-        if (sh->period) {
-            /* period p covers [(p - 1) * rotate, p * rotate) */
-            sh->has_prev = 1;
-            sh->prev_end = (time_t) sh->period * gc->salt_rotate;
-            sh->prev[0] = sh->cur[0];
-            sh->prev[1] = sh->cur[1];
-
-            in[3] = 0;
-            sh->cur[0] = ngx_http_engagement_siphash(sh->prev, (u_char *) in,
-                                                     sizeof(in));
-            in[3] = 1;
-            sh->cur[1] = ngx_http_engagement_siphash(sh->prev, (u_char *) in,
-                                                     sizeof(in));
-        }
-
-        sh->period = period;
-    }
-
-    salt->cur[0] = sh->cur[0];
-    salt->cur[1] = sh->cur[1];
-
-    if (sh->has_prev && (ngx_msec_t) (now - sh->prev_end) * 1000 >= window) {
-        /* past the grace: the old salt is forgotten */
-        sh->has_prev = 0;
-        ngx_memzero(sh->prev, sizeof(sh->prev));
-    }
-
-    salt->has_prev = sh->has_prev;
-
-    if (salt->has_prev) {
-        salt->prev[0] = sh->prev[0];
-        salt->prev[1] = sh->prev[1];
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
 }

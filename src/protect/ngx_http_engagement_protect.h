@@ -2,9 +2,9 @@
 /*
  * protect/: what stands between a client and the counters. Rate limits
  * (limit.c), late events (window.c), signed view tokens, bot detection,
- * opt-out and the rotating identity salt (guard.c, bot.c). The guard's
- * configuration lives inside the module's location configuration; its
- * directives are listed by NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS in the
+ * opt-out (guard.c, bot.c) and the rotating identity salt (salt.c). The
+ * guard's configuration lives inside the module's location configuration;
+ * its directives are listed by NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS in the
  * module's command table.
  */
 
@@ -47,7 +47,10 @@ size_t ngx_http_engagement_limit_status_len(
 u_char *ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json, ngx_uint_t first);
 
-/* window.c: late events */
+/* window.c: late events; engagement_ts_window's defaults, in ms */
+#define NGX_HTTP_ENGAGEMENT_TS_BACK_DEFAULT    (24 * 60 * 60 * 1000)
+#define NGX_HTTP_ENGAGEMENT_TS_AHEAD_DEFAULT   (5 * 60 * 1000)
+
 char *ngx_http_engagement_ts_window_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 const char *ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
@@ -57,23 +60,24 @@ const char *ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
 ngx_int_t ngx_http_engagement_bot_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_engagement_bot_agent(u_char *ua, size_t len);
 
-/* guard.c: configuration, the request-path checks, the salt zone */
+/* guard.c: configuration, the request-path checks */
 void ngx_http_engagement_guard_create(ngx_http_engagement_guard_conf_t *gc);
 char *ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     ngx_http_engagement_guard_conf_t *prev,
     ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view,
     ngx_uint_t salted);
 ngx_int_t ngx_http_engagement_guard_add_variables(ngx_conf_t *cf);
-void ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
-    ngx_msec_t window, ngx_http_engagement_salt_t *salt);
 char *ngx_http_engagement_guard_bind(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_engagement_guard_bot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_engagement_guard_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 extern ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[];
+
+/* salt.c: the salt zone */
+ngx_shm_zone_t *ngx_http_engagement_salt_zone(ngx_conf_t *cf);
+void ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
+    ngx_msec_t window, ngx_http_engagement_salt_t *salt);
 
 
 #define NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(f)                                   \
@@ -120,9 +124,9 @@ extern ngx_conf_enum_t  ngx_http_engagement_opt_out_modes[];
                                                                               \
     { ngx_string("engagement_bot"),                                           \
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,  \
-      ngx_http_engagement_guard_bot,                                          \
+      ngx_http_set_complex_value_slot,                                        \
       NGX_HTTP_LOC_CONF_OFFSET,                                               \
-      0,                                                                      \
+      NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(bot),                                  \
       NULL },                                                                 \
                                                                               \
     { ngx_string("engagement_opt_out"),                                       \

@@ -7,10 +7,7 @@
  */
 
 
-#include "ngx_http_engagement_module.h"
-#include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
-#include "http/ngx_http_engagement_http.h"
 
 
 /* "off" on one side: any ts the parser accepts (years 2000-2200) */
@@ -42,7 +39,7 @@ ngx_http_engagement_ts_window_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_OK;
     }
 
-    v[1] = 5 * 60 * 1000;
+    v[1] = NGX_HTTP_ENGAGEMENT_TS_AHEAD_DEFAULT;
 
     for (i = 1; i < cf->args->nelts; i++) {
 

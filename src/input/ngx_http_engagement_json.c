@@ -1,0 +1,1111 @@
+
+/*
+ * The JSON parser of the bodies clients send: one pass, strict RFC 8259
+ * (UTF-8 checked, \\u escapes and surrogate pairs decoded, integers
+ * range-checked, every object's keys checked for duplicates, nesting
+ * bounded). It keeps only the values of the top-level keys its caller
+ * asks for (input/ngx_http_engagement_json.h). Strings without escapes
+ * point into the body; the others are decoded into the request pool, so a
+ * parse makes no malloc and can leak nothing. It replaced jansson, which
+ * cost about 18,000 instructions per view event (docs/benchmarks.md);
+ * fuzz/fuzz_event.c checks it against jansson.
+ */
+
+
+#include "input/ngx_http_engagement_json.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+
+/* deeper nesting is refused: no field of ours is nested at all */
+#define NGX_HTTP_ENGAGEMENT_JSON_DEPTH      64
+
+/* keys of one object kept for the duplicate check before hashing them */
+#define NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW   8
+
+/* the longest part of a key quoted in an error's detail */
+#define NGX_HTTP_ENGAGEMENT_JSON_QUOTE_MAX  40
+
+
+/* one key of an object, for the duplicate check */
+typedef struct {
+    u_char                         *data;
+    size_t                          len;
+    uint32_t                        hash;
+} ngx_http_engagement_jkey_t;
+
+
+/* the keys of the object being parsed at one level */
+typedef struct {
+    ngx_http_engagement_jkey_t      few[NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW];
+    ngx_http_engagement_jkey_t     *all;      /* after "few": all the keys */
+    ngx_uint_t                      n;
+    ngx_uint_t                      cap;
+    uint32_t                       *slots;    /* index + 1; 0: empty */
+    ngx_uint_t                      nslots;
+} ngx_http_engagement_jkeys_t;
+
+
+typedef struct {
+    u_char                         *start;
+    u_char                         *p;
+    u_char                         *end;
+    ngx_pool_t                     *pool;
+
+    /* the wanted top-level keys and their values */
+    ngx_http_engagement_json_key_t *keys;
+    ngx_uint_t                      nkeys;
+    ngx_http_engagement_jv_t       *vals;
+
+    /* the error: what and where (detail written once, at the first) */
+    const char                     *what;
+    u_char                         *at;
+    ngx_http_engagement_error_t    *err;
+} ngx_http_engagement_json_t;
+
+
+static ngx_int_t ngx_http_engagement_json_value(ngx_http_engagement_json_t *j,
+    ngx_uint_t depth, ngx_http_engagement_jv_t *v);
+
+
+static u_char *
+ngx_http_engagement_detail_str(u_char *p, u_char *last, const u_char *s,
+    size_t len)
+{
+    len = ngx_min(len, (size_t) (last - p));
+
+    return ngx_cpymem(p, s, len);
+}
+
+
+static u_char *
+ngx_http_engagement_detail_num(u_char *p, u_char *last, uint64_t n)
+{
+    u_char   tmp[24], *t;
+
+    t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_http_engagement_detail_str(p, last, t, tmp + sizeof(tmp) - t);
+}
+
+
+/*
+ * Records a syntax error: "<what>[ "<quote>"] at offset N". The detail is
+ * built by hand (no format string), so the fuzz target runs it as is.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_fail_at(ngx_http_engagement_json_t *j,
+    const char *what, u_char *at, const u_char *quote, size_t qlen,
+    ngx_uint_t quoted)
+{
+    u_char                       *p, *last;
+    ngx_http_engagement_error_t  *err;
+
+    err = j->err;
+    p = err->detail;
+    last = err->detail + sizeof(err->detail);
+
+    p = ngx_http_engagement_detail_str(p, last, (u_char *) what,
+                                       ngx_strlen(what));
+
+    if (quote && !quoted) {
+        p = ngx_http_engagement_detail_str(p, last, (u_char *) " ", 1);
+        p = ngx_http_engagement_detail_str(p, last, quote, qlen);
+
+    } else if (quote) {
+        p = ngx_http_engagement_detail_str(p, last, (u_char *) " \"", 2);
+        p = ngx_http_engagement_detail_str(p, last, quote,
+                          ngx_min(qlen, NGX_HTTP_ENGAGEMENT_JSON_QUOTE_MAX));
+        if (qlen > NGX_HTTP_ENGAGEMENT_JSON_QUOTE_MAX) {
+            p = ngx_http_engagement_detail_str(p, last, (u_char *) "...", 3);
+        }
+        p = ngx_http_engagement_detail_str(p, last, (u_char *) "\"", 1);
+    }
+
+    p = ngx_http_engagement_detail_str(p, last, (u_char *) " at offset ",
+                                       sizeof(" at offset ") - 1);
+    p = ngx_http_engagement_detail_num(p, last, at - j->start);
+
+    err->detail_len = p - err->detail;
+    err->message = "body is not valid JSON";
+    err->field = NULL;
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_fail(ngx_http_engagement_json_t *j, const char *what,
+    u_char *at)
+{
+    return ngx_http_engagement_json_fail_at(j, what, at, NULL, 0, 0);
+}
+
+
+/* an unexpected byte: the byte itself if printable, else its hex value */
+static ngx_int_t
+ngx_http_engagement_json_unexpected(ngx_http_engagement_json_t *j,
+    const char *expected)
+{
+    u_char  c, b[9];
+
+    if (j->p == j->end) {
+        return ngx_http_engagement_json_fail(j, "unexpected end of the body",
+                                             j->p);
+    }
+
+    c = *j->p;
+
+    if (c > 0x20 && c < 0x7f && c != '"' && c != '\\') {
+        b[0] = c;
+        return ngx_http_engagement_json_fail_at(j, expected, j->p, b, 1, 1);
+    }
+
+    /* "... byte 0xNN", unquoted */
+    ngx_memcpy(b, "byte 0x", 7);
+    b[7] = "0123456789abcdef"[c >> 4];
+    b[8] = "0123456789abcdef"[c & 0xf];
+
+    return ngx_http_engagement_json_fail_at(j, expected, j->p, b, 9, 0);
+}
+
+
+static ngx_inline void
+ngx_http_engagement_json_ws(ngx_http_engagement_json_t *j)
+{
+    while (j->p < j->end
+           && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r'
+               || *j->p == '\t'))
+    {
+        j->p++;
+    }
+}
+
+
+/*
+ * RFC 3629, section 4: by lead byte, the length of a sequence and the
+ * range of its second byte (the others are 0x80-0xbf). The narrow ranges
+ * refuse overlong forms, surrogates and code points above U+10FFFF.
+ */
+
+typedef struct {
+    u_char                          first;
+    u_char                          last;
+    u_char                          len;
+    u_char                          lo;
+    u_char                          hi;
+} ngx_http_engagement_utf8_lead_t;
+
+
+static const ngx_http_engagement_utf8_lead_t  ngx_http_engagement_utf8[] = {
+    { 0xc2, 0xdf, 2, 0x80, 0xbf },
+    { 0xe0, 0xe0, 3, 0xa0, 0xbf },
+    { 0xe1, 0xec, 3, 0x80, 0xbf },
+    { 0xed, 0xed, 3, 0x80, 0x9f },
+    { 0xee, 0xef, 3, 0x80, 0xbf },
+    { 0xf0, 0xf0, 4, 0x90, 0xbf },
+    { 0xf1, 0xf3, 4, 0x80, 0xbf },
+    { 0xf4, 0xf4, 4, 0x80, 0x8f }
+};
+
+
+/* the length of a valid UTF-8 sequence of two to four bytes at p, or 0 */
+static ngx_uint_t
+ngx_http_engagement_utf8_len(const u_char *p, const u_char *end)
+{
+    ngx_uint_t                              i;
+    const ngx_http_engagement_utf8_lead_t  *u;
+
+    for (u = ngx_http_engagement_utf8;
+         u < ngx_http_engagement_utf8 + sizeof(ngx_http_engagement_utf8)
+                                        / sizeof(ngx_http_engagement_utf8[0]);
+         u++)
+    {
+        if (p[0] < u->first || p[0] > u->last) {
+            continue;
+        }
+
+        if ((size_t) (end - p) < u->len || p[1] < u->lo || p[1] > u->hi) {
+            return 0;
+        }
+
+        for (i = 2; i < u->len; i++) {
+            if (p[i] < 0x80 || p[i] > 0xbf) {
+                return 0;
+            }
+        }
+
+        return u->len;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_hex4(const u_char *p, uint32_t *cp)
+{
+    u_char      c;
+    uint32_t    v;
+    ngx_uint_t  i;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            v = v * 16 + (c - '0');
+
+        } else {
+            c |= 0x20;
+
+            if (c >= 'a' && c <= 'f') {
+                v = v * 16 + (c - 'a' + 10);
+
+            } else {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    *cp = v;
+
+    return NGX_OK;
+}
+
+
+/* 1 for the bytes a string holds as they are: 0x20-0x7f but '"' and '\\' */
+static const u_char  ngx_http_engagement_json_plain[256] = {
+    [0x20 ... '"' - 1] = 1,
+    ['"' + 1 ... '\\' - 1] = 1,
+    ['\\' + 1 ... 0x7f] = 1
+
+    /* 0x80-0xff: 0, UTF-8 is checked byte by byte */
+};
+
+
+/*
+ * The length of the escape at p (its backslash, with a byte after it): 2,
+ * 6 for \uXXXX, 12 for a surrogate pair; 0 when it is refused (the error
+ * set).
+ */
+
+static size_t
+ngx_http_engagement_json_escape_len(ngx_http_engagement_json_t *j, u_char *p)
+{
+    uint32_t  cp, lo;
+
+    switch (p[1]) {
+
+    case '"': case '\\': case '/': case 'b': case 'f':
+    case 'n': case 'r': case 't':
+        return 2;
+
+    case 'u':
+        break;
+
+    default:
+        j->p = p + 1;
+        (void) ngx_http_engagement_json_unexpected(j, "invalid escape:");
+        return 0;
+    }
+
+    if (j->end - p < 6 || ngx_http_engagement_json_hex4(p + 2, &cp) != NGX_OK)
+    {
+        (void) ngx_http_engagement_json_fail(j, "invalid \\u escape", p);
+        return 0;
+    }
+
+    if (cp == 0) {
+        (void) ngx_http_engagement_json_fail(j,
+                   "\\u0000 (NUL) is not allowed in a string", p);
+        return 0;
+    }
+
+    if (cp >= 0xdc00 && cp <= 0xdfff) {
+        (void) ngx_http_engagement_json_fail(j,
+                   "invalid Unicode: a low surrogate without a high one", p);
+        return 0;
+    }
+
+    if (cp < 0xd800 || cp > 0xdbff) {
+        return 6;
+    }
+
+    if (j->end - p < 12 || p[6] != '\\' || p[7] != 'u'
+        || ngx_http_engagement_json_hex4(p + 8, &lo) != NGX_OK
+        || lo < 0xdc00 || lo > 0xdfff)
+    {
+        (void) ngx_http_engagement_json_fail(j,
+                   "invalid Unicode: a high surrogate without a low one", p);
+        return 0;
+    }
+
+    return 12;
+}
+
+
+/*
+ * Checks the string whose body starts at begin: the address of its closing
+ * quote, or NULL (the error set); *esc is its first backslash, or NULL.
+ */
+
+static u_char *
+ngx_http_engagement_json_string_end(ngx_http_engagement_json_t *j,
+    u_char *begin, u_char **esc)
+{
+    u_char      *p;
+    size_t       n;
+
+    *esc = NULL;
+
+    for (p = begin; /* void */; p += n) {
+
+        /* the common case: a run of plain printable ASCII */
+        while (p < j->end && ngx_http_engagement_json_plain[*p]) {
+            p++;
+        }
+
+        if (p < j->end && *p == '\\' && p + 1 < j->end) {
+            if (*esc == NULL) {
+                *esc = p;
+            }
+
+            n = ngx_http_engagement_json_escape_len(j, p);
+
+        } else if (p < j->end && *p >= 0x80) {
+            n = ngx_http_engagement_utf8_len(p, j->end);
+
+            if (n == 0) {
+                j->p = p;
+                (void) ngx_http_engagement_json_unexpected(j,
+                                                           "invalid UTF-8:");
+            }
+
+        } else {
+            break;
+        }
+
+        if (n == 0) {
+            return NULL;
+        }
+    }
+
+    if (p < j->end && *p == '"') {
+        return p;
+    }
+
+    if (p < j->end && *p < 0x20) {
+        j->p = p;
+        (void) ngx_http_engagement_json_unexpected(j,
+                   "control character in a string:");
+        return NULL;
+    }
+
+    /* the end of the body, maybe right after a backslash */
+    p = (p < j->end) ? p + 1 : p;
+    j->p = p;
+    (void) ngx_http_engagement_json_fail(j,
+               "unexpected end of the body in a string", p);
+
+    return NULL;
+}
+
+
+/* writes code point cp as UTF-8 at d; returns the end */
+static u_char *
+ngx_http_engagement_json_utf8_put(u_char *d, uint32_t cp)
+{
+    if (cp < 0x80) {
+        *d++ = (u_char) cp;
+
+    } else if (cp < 0x800) {
+        *d++ = (u_char) (0xc0 | (cp >> 6));
+        *d++ = (u_char) (0x80 | (cp & 0x3f));
+
+    } else if (cp < 0x10000) {
+        *d++ = (u_char) (0xe0 | (cp >> 12));
+        *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+        *d++ = (u_char) (0x80 | (cp & 0x3f));
+
+    } else {
+        *d++ = (u_char) (0xf0 | (cp >> 18));
+        *d++ = (u_char) (0x80 | ((cp >> 12) & 0x3f));
+        *d++ = (u_char) (0x80 | ((cp >> 6) & 0x3f));
+        *d++ = (u_char) (0x80 | (cp & 0x3f));
+    }
+
+    return d;
+}
+
+
+/*
+ * Decodes a checked string (begin up to its closing quote at end, first
+ * escape at esc) into the pool; never longer than the escaped form.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_unescape(ngx_http_engagement_json_t *j,
+    u_char *begin, u_char *esc, u_char *end, ngx_str_t *s)
+{
+    u_char    *q, *d;
+    uint32_t   cp, lo;
+
+    d = ngx_pnalloc(j->pool, end - begin);
+    if (d == NULL) {
+        return ngx_http_engagement_json_fail(j, "out of memory", begin);
+    }
+
+    s->data = d;
+    d = ngx_cpymem(d, begin, esc - begin);
+
+    for (q = esc; q < end; /* void */) {
+
+        if (*q != '\\') {
+            *d++ = *q++;
+            continue;
+        }
+
+        switch (q[1]) {
+        case 'b': *d++ = '\b'; q += 2; continue;
+        case 'f': *d++ = '\f'; q += 2; continue;
+        case 'n': *d++ = '\n'; q += 2; continue;
+        case 'r': *d++ = '\r'; q += 2; continue;
+        case 't': *d++ = '\t'; q += 2; continue;
+        case 'u': break;
+        default: *d++ = q[1]; q += 2; continue;
+        }
+
+        (void) ngx_http_engagement_json_hex4(q + 2, &cp);
+        q += 6;
+
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            (void) ngx_http_engagement_json_hex4(q + 2, &lo);
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            q += 6;
+        }
+
+        d = ngx_http_engagement_json_utf8_put(d, cp);
+    }
+
+    s->len = d - s->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A string at j->p (its opening quote). Checks it and leaves its value in
+ * s: pointing into the body when it has no escapes, else decoded into the
+ * pool. Decoded values never contain NUL (\u0000 is refused).
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_string(ngx_http_engagement_json_t *j, ngx_str_t *s)
+{
+    u_char  *begin, *end, *esc;
+
+    begin = j->p + 1;
+
+    end = ngx_http_engagement_json_string_end(j, begin, &esc);
+    if (end == NULL) {
+        return NGX_ERROR;
+    }
+
+    j->p = end + 1;
+
+    if (esc == NULL) {
+        s->data = begin;
+        s->len = end - begin;
+        return NGX_OK;
+    }
+
+    return ngx_http_engagement_json_unescape(j, begin, esc, end, s);
+}
+
+
+/*
+ * One or more digits at p: the end of the run, or NULL (the error set, the
+ * byte found named after "expected").
+ */
+
+static u_char *
+ngx_http_engagement_json_digits(ngx_http_engagement_json_t *j, u_char *p,
+    const char *expected)
+{
+    if (p == j->end || *p < '0' || *p > '9') {
+        j->p = p;
+        (void) ngx_http_engagement_json_unexpected(j, expected);
+        return NULL;
+    }
+
+    while (p < j->end && *p >= '0' && *p <= '9') {
+        p++;
+    }
+
+    return p;
+}
+
+
+/* the end of the number at j->p, its grammar checked; NULL on an error */
+static u_char *
+ngx_http_engagement_json_number_end(ngx_http_engagement_json_t *j,
+    ngx_uint_t *real)
+{
+    u_char  *p, *q;
+
+    p = j->p + (*j->p == '-');
+
+    q = ngx_http_engagement_json_digits(j, p, "a digit expected, found");
+    if (q == NULL) {
+        return NULL;
+    }
+
+    if (*p == '0' && q - p > 1) {
+        (void) ngx_http_engagement_json_fail(j, "a number with a leading zero",
+                                             j->p);
+        return NULL;
+    }
+
+    p = q;
+    *real = 0;
+
+    if (p < j->end && *p == '.') {
+        *real = 1;
+        p = ngx_http_engagement_json_digits(j, p + 1,
+                                         "a digit expected after '.', found");
+        if (p == NULL) {
+            return NULL;
+        }
+    }
+
+    if (p < j->end && (*p == 'e' || *p == 'E')) {
+        *real = 1;
+        p++;
+
+        if (p < j->end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        p = ngx_http_engagement_json_digits(j, p,
+                                   "a digit expected in the exponent, found");
+    }
+
+    return p;
+}
+
+
+/* a real (begin to j->p): only checked to be finite as a double */
+static ngx_int_t
+ngx_http_engagement_json_real(ngx_http_engagement_json_t *j, u_char *begin)
+{
+    u_char  *copy;
+    double   d;
+
+    /* strtod wants a terminated copy; reals are rare in our bodies */
+    copy = ngx_pnalloc(j->pool, j->p - begin + 1);
+    if (copy == NULL) {
+        return ngx_http_engagement_json_fail(j, "out of memory", begin);
+    }
+
+    *ngx_cpymem(copy, begin, j->p - begin) = '\0';
+
+    errno = 0;
+    d = strtod((char *) copy, NULL);
+
+    if (errno == ERANGE && (d > 1.0 || d < -1.0)) {
+        return ngx_http_engagement_json_fail(j, "number out of range", begin);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A number: integers must fit in 64 bits; other numbers (a fraction or an
+ * exponent) are reals and must be finite as doubles.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jv_t *v)
+{
+    u_char      *p, *begin;
+    uint64_t     n, max;
+    ngx_uint_t   neg, real;
+
+    begin = j->p;
+    neg = (*begin == '-');
+
+    p = ngx_http_engagement_json_number_end(j, &real);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    j->p = p;
+
+    if (real) {
+        if (ngx_http_engagement_json_real(j, begin) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (v) {
+            v->type = NGX_HTTP_ENGAGEMENT_JV_REAL;
+        }
+
+        return NGX_OK;
+    }
+
+    max = neg ? (uint64_t) INT64_MAX + 1 : (uint64_t) INT64_MAX;
+    n = 0;
+
+    for (p = begin + neg; p < j->p; p++) {
+        if (n > (max - (*p - '0')) / 10) {
+            return ngx_http_engagement_json_fail(j, "integer out of range",
+                                                 begin);
+        }
+
+        n = n * 10 + (*p - '0');
+    }
+
+    if (v) {
+        v->type = NGX_HTTP_ENGAGEMENT_JV_INTEGER;
+        v->num = neg ? (int64_t) (0 - n) : (int64_t) n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_literal(ngx_http_engagement_json_t *j,
+    const char *word, size_t len)
+{
+    if ((size_t) (j->end - j->p) < len
+        || ngx_memcmp(j->p, word, len) != 0)
+    {
+        return ngx_http_engagement_json_unexpected(j,
+                   "a JSON value expected, found");
+    }
+
+    j->p += len;
+
+    return NGX_OK;
+}
+
+
+uint32_t
+ngx_http_engagement_json_hash(const u_char *p, size_t len)
+{
+    uint32_t  h;
+
+    /* FNV-1a; the body limit bounds how many keys can collide */
+    for (h = 2166136261u; len; len--) {
+        h = (h ^ *p++) * 16777619u;
+    }
+
+    return h;
+}
+
+
+/*
+ * Moves an object's keys to a pool array twice as large (the first time,
+ * from "few"), and indexes them in an open hash table of twice that.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_keys_grow(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jkeys_t *ks)
+{
+    uint32_t                    *slots;
+    ngx_uint_t                   i, k, cap, nslots;
+    ngx_http_engagement_jkey_t  *all;
+
+    cap = ks->all ? ks->cap * 2 : 4 * NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW;
+
+    all = ngx_palloc(j->pool, cap * sizeof(ngx_http_engagement_jkey_t));
+    nslots = 2 * cap;
+    slots = ngx_pcalloc(j->pool, nslots * sizeof(uint32_t));
+
+    if (all == NULL || slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(all, ks->all ? ks->all : ks->few,
+               ks->n * sizeof(ngx_http_engagement_jkey_t));
+
+    ks->all = all;
+    ks->cap = cap;
+    ks->slots = slots;
+    ks->nslots = nslots;
+
+    for (i = 0; i < ks->n; i++) {
+        for (k = all[i].hash & (nslots - 1); slots[k];
+             k = (k + 1) & (nslots - 1))
+        {
+            /* void */
+        }
+
+        slots[k] = (uint32_t) i + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* adds a key of one object; NGX_DECLINED if the object has it already */
+static ngx_int_t
+ngx_http_engagement_json_key_add(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jkeys_t *ks, ngx_str_t *key, uint32_t h)
+{
+    ngx_uint_t                   i, k, mask;
+    ngx_http_engagement_jkey_t  *e;
+
+    if (ks->all == NULL) {
+        for (i = 0; i < ks->n; i++) {
+            e = &ks->few[i];
+            if (e->hash == h && e->len == key->len
+                && ngx_memcmp(e->data, key->data, key->len) == 0)
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        if (ks->n < NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW) {
+            e = &ks->few[ks->n++];
+            e->data = key->data;
+            e->len = key->len;
+            e->hash = h;
+            return NGX_OK;
+        }
+    }
+
+    /* many keys: all of them in an array, indexed by an open hash table */
+
+    if ((ks->all == NULL || ks->n == ks->cap)
+        && ngx_http_engagement_json_keys_grow(j, ks) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    mask = ks->nslots - 1;
+
+    for (k = h & mask; ks->slots[k]; k = (k + 1) & mask) {
+        e = &ks->all[ks->slots[k] - 1];
+
+        if (e->hash == h && e->len == key->len
+            && ngx_memcmp(e->data, key->data, key->len) == 0)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    e = &ks->all[ks->n];
+    e->data = key->data;
+    e->len = key->len;
+    e->hash = h;
+    ks->slots[k] = (uint32_t) ++ks->n;
+
+    return NGX_OK;
+}
+
+
+/* the value slot of a wanted top-level key, or NULL */
+static ngx_http_engagement_jv_t *
+ngx_http_engagement_json_wanted(ngx_http_engagement_json_t *j, ngx_str_t *key,
+    uint32_t h)
+{
+    ngx_uint_t                       i;
+    ngx_http_engagement_json_key_t  *k;
+
+    for (i = 0; i < j->nkeys; i++) {
+        k = &j->keys[i];
+
+        if (k->hash == h && k->name.len == key->len
+            && ngx_memcmp(k->name.data, key->data, key->len) == 0)
+        {
+            return &j->vals[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A container's frame: open() steps over '{' or '[' and answers NGX_OK if
+ * the container is empty, NGX_AGAIN if a member follows; next() follows a
+ * member: NGX_AGAIN after a ',', NGX_OK at the closing byte.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_open(ngx_http_engagement_json_t *j, u_char close)
+{
+    j->p++;
+    ngx_http_engagement_json_ws(j);
+
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_next(ngx_http_engagement_json_t *j, u_char close)
+{
+    ngx_http_engagement_json_ws(j);
+
+    if (j->p < j->end && *j->p == ',') {
+        j->p++;
+        ngx_http_engagement_json_ws(j);
+        return NGX_AGAIN;
+    }
+
+    if (j->p < j->end && *j->p == close) {
+        j->p++;
+        return NGX_OK;
+    }
+
+    return ngx_http_engagement_json_unexpected(j, close == '}'
+                                               ? "',' or '}' expected, found"
+                                               : "',' or ']' expected, found");
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
+    ngx_uint_t depth)
+{
+    u_char                       *kat;
+    uint32_t                      h;
+    ngx_int_t                     rc, added;
+    ngx_str_t                     key;
+    ngx_http_engagement_jv_t     *v;
+    ngx_http_engagement_jkeys_t   ks;
+
+    ks.all = NULL;
+    ks.n = 0;
+
+    for (rc = ngx_http_engagement_json_open(j, '}');
+         rc == NGX_AGAIN;
+         rc = ngx_http_engagement_json_next(j, '}'))
+    {
+        if (j->p == j->end || *j->p != '"') {
+            return ngx_http_engagement_json_unexpected(j,
+                       ks.n ? "a key (a string) expected, found"
+                            : "a key (a string) or '}' expected, found");
+        }
+
+        kat = j->p;
+
+        if (ngx_http_engagement_json_string(j, &key) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        h = ngx_http_engagement_json_hash(key.data, key.len);
+
+        added = ngx_http_engagement_json_key_add(j, &ks, &key, h);
+
+        if (added == NGX_DECLINED) {
+            return ngx_http_engagement_json_fail_at(j, "duplicate key", kat,
+                                                    key.data, key.len, 1);
+        }
+
+        if (added != NGX_OK) {
+            return ngx_http_engagement_json_fail(j, "out of memory", kat);
+        }
+
+        ngx_http_engagement_json_ws(j);
+
+        if (j->p == j->end || *j->p != ':') {
+            return ngx_http_engagement_json_unexpected(j,
+                       "':' expected after a key, found");
+        }
+
+        j->p++;
+        ngx_http_engagement_json_ws(j);
+
+        v = (depth == 1) ? ngx_http_engagement_json_wanted(j, &key, h)
+                         : NULL;
+
+        if (ngx_http_engagement_json_value(j, depth, v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_json_array(ngx_http_engagement_json_t *j,
+    ngx_uint_t depth)
+{
+    ngx_int_t  rc;
+
+    for (rc = ngx_http_engagement_json_open(j, ']');
+         rc == NGX_AGAIN;
+         rc = ngx_http_engagement_json_next(j, ']'))
+    {
+        if (ngx_http_engagement_json_value(j, depth, NULL) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return rc;
+}
+
+
+/* one value at j->p, inside depth containers; kept in v if v is set */
+static ngx_int_t
+ngx_http_engagement_json_value(ngx_http_engagement_json_t *j,
+    ngx_uint_t depth, ngx_http_engagement_jv_t *v)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      s;
+    ngx_http_engagement_jv_type_e  type;
+
+    if (j->p == j->end) {
+        return ngx_http_engagement_json_unexpected(j, NULL);
+    }
+
+    switch (*j->p) {
+
+    case '"':
+        if (ngx_http_engagement_json_string(j, &s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (v) {
+            v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
+            v->str = s;
+        }
+
+        return NGX_OK;
+
+    case '{':
+    case '[':
+        if (depth == NGX_HTTP_ENGAGEMENT_JSON_DEPTH) {
+            return ngx_http_engagement_json_fail(j,
+                       "nesting deeper than "
+                       ngx_value(NGX_HTTP_ENGAGEMENT_JSON_DEPTH) " levels",
+                       j->p);
+        }
+
+        if (*j->p == '{') {
+            type = NGX_HTTP_ENGAGEMENT_JV_OBJECT;
+            rc = ngx_http_engagement_json_object(j, depth + 1);
+
+        } else {
+            type = NGX_HTTP_ENGAGEMENT_JV_ARRAY;
+            rc = ngx_http_engagement_json_array(j, depth + 1);
+        }
+
+        break;
+
+    case 't':
+        type = NGX_HTTP_ENGAGEMENT_JV_TRUE;
+        rc = ngx_http_engagement_json_literal(j, "true", 4);
+        break;
+
+    case 'f':
+        type = NGX_HTTP_ENGAGEMENT_JV_FALSE;
+        rc = ngx_http_engagement_json_literal(j, "false", 5);
+        break;
+
+    case 'n':
+        type = NGX_HTTP_ENGAGEMENT_JV_NULL;
+        rc = ngx_http_engagement_json_literal(j, "null", 4);
+        break;
+
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        return ngx_http_engagement_json_number(j, v);
+
+    default:
+        return ngx_http_engagement_json_unexpected(j,
+                   "a JSON value expected, found");
+    }
+
+    if (rc == NGX_OK && v) {
+        v->type = type;
+    }
+
+    return rc;
+}
+
+
+/*
+ * Checks the whole body, which must be one JSON object, and leaves in
+ * vals[i] the value of its top-level key keys[i] (type ABSENT when the
+ * object lacks it). Other keys are checked and skipped.
+ */
+
+ngx_int_t
+ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
+    ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys,
+    ngx_http_engagement_jv_t *vals, ngx_http_engagement_error_t *err)
+{
+    ngx_uint_t                  object;
+    ngx_http_engagement_json_t  j;
+
+    err->field = NULL;
+    err->detail_len = 0;
+
+    if (len == 0) {
+        err->message = "empty body: a JSON object is expected";
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(vals, nkeys * sizeof(ngx_http_engagement_jv_t));
+
+    j.start = buf;
+    j.p = buf;
+    j.end = buf + len;
+    j.pool = pool;
+    j.keys = keys;
+    j.nkeys = nkeys;
+    j.vals = vals;
+    j.err = err;
+
+    ngx_http_engagement_json_ws(&j);
+
+    object = 0;
+
+    /* a top-level object is at depth 1: its keys are the wanted ones */
+    if (j.p < j.end && *j.p == '{') {
+        if (ngx_http_engagement_json_object(&j, 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        object = 1;
+
+    } else if (ngx_http_engagement_json_value(&j, 0, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_engagement_json_ws(&j);
+
+    if (j.p != j.end) {
+        return ngx_http_engagement_json_unexpected(&j,
+                   "the body goes on after the JSON value:");
+    }
+
+    if (!object) {
+        err->message = "body must be a JSON object";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}

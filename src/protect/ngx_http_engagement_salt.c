@@ -1,0 +1,171 @@
+
+/*
+ * The salt zone: a tiny shared memory zone that holds the random salt
+ * identities (viewer, session, client) are hashed with by dedupe and the
+ * durable writer, rotated in place every engagement_salt_rotate.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
+#include "protect/ngx_http_engagement_protect.h"
+
+
+#define NGX_HTTP_ENGAGEMENT_SALT_MAGIC  0x45475331   /* "EGS1" */
+
+/* the zone holds one small struct; a few pages for the slab pool */
+#define NGX_HTTP_ENGAGEMENT_SALT_ZONE_PAGES      8
+
+
+typedef struct {
+    uint32_t                      magic;
+    uint32_t                      layout;
+    uint64_t                      period;      /* 0: not started */
+    uint64_t                      cur[2];
+    uint64_t                      prev[2];
+    time_t                        prev_end;    /* when prev stopped */
+    ngx_uint_t                    has_prev;
+} ngx_http_engagement_salt_shctx_t;
+
+
+static ngx_int_t ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+
+static ngx_str_t  ngx_http_engagement_salt_zone_name =
+    ngx_string("engagement_salt");
+
+
+/* the one salt zone of the configuration, declared by its first user */
+ngx_shm_zone_t *
+ngx_http_engagement_salt_zone(ngx_conf_t *cf)
+{
+    ngx_shm_zone_t  *zone;
+
+    zone = ngx_shared_memory_add(cf, &ngx_http_engagement_salt_zone_name,
+                                 NGX_HTTP_ENGAGEMENT_SALT_ZONE_PAGES
+                                 * ngx_pagesize,
+                                 &ngx_http_engagement_module);
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->init = ngx_http_engagement_salt_init_zone;
+
+    return zone;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_engagement_salt_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    /* a reload keeps the salts: dedupe within the window keeps working */
+    sh = data ? data : (shm_zone->shm.exists ? shpool->data : NULL);
+
+    if (sh) {
+        if (sh->magic != NGX_HTTP_ENGAGEMENT_SALT_MAGIC
+            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "zone \"%V\" was written by another version of "
+                          "the module: stop nginx and start it again",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        shm_zone->data = sh;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_salt_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh->magic = NGX_HTTP_ENGAGEMENT_SALT_MAGIC;
+    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+
+    /* in the master, at configuration time: no syscall on requests */
+    ngx_http_engagement_random_key(sh->cur);
+
+    shpool->data = sh;
+    shm_zone->data = sh;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The salts for now. Periods are aligned on multiples of
+ * engagement_salt_rotate since the epoch (midnight UTC for 24h). The
+ * first request of a new period ratchets the salt forward: the new one is
+ * a keyed hash of the old one, nginx's random() and the time, so the old
+ * salt cannot be worked out from the new one, and no syscall is needed.
+ * The previous salt is handed out for one dedupe window after the end of
+ * its period (the marks made with it live no longer), then wiped.
+ */
+
+void
+ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
+    ngx_msec_t window, ngx_http_engagement_salt_t *salt)
+{
+    time_t                             now;
+    uint64_t                           period, in[4];
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_engagement_salt_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) gc->salt_zone->shm.addr;
+    sh = gc->salt_zone->data;
+
+    now = ngx_time();
+    period = (uint64_t) (now / gc->salt_rotate) + 1;
+
+    in[0] = period;
+    in[1] = (uint64_t) ngx_random();
+    in[2] = (uint64_t) ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (sh->period != period) {
+
+        if (sh->period) {
+            /* period p covers [(p - 1) * rotate, p * rotate) */
+            sh->has_prev = 1;
+            sh->prev_end = (time_t) sh->period * gc->salt_rotate;
+            sh->prev[0] = sh->cur[0];
+            sh->prev[1] = sh->cur[1];
+
+            in[3] = 0;
+            sh->cur[0] = ngx_http_engagement_siphash(sh->prev, (u_char *) in,
+                                                     sizeof(in));
+            in[3] = 1;
+            sh->cur[1] = ngx_http_engagement_siphash(sh->prev, (u_char *) in,
+                                                     sizeof(in));
+        }
+
+        sh->period = period;
+    }
+
+    salt->cur[0] = sh->cur[0];
+    salt->cur[1] = sh->cur[1];
+
+    if (sh->has_prev && (ngx_msec_t) (now - sh->prev_end) * 1000 >= window) {
+        /* past the grace: the old salt is forgotten */
+        sh->has_prev = 0;
+        ngx_memzero(sh->prev, sizeof(sh->prev));
+    }
+
+    salt->has_prev = sh->has_prev;
+
+    if (salt->has_prev) {
+        salt->prev[0] = sh->prev[0];
+        salt->prev[1] = sh->prev[1];
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
