@@ -36,6 +36,7 @@ static void ngx_http_engagement_writer_delivered(
     ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_failed(ngx_http_engagement_writer_t *w,
     ngx_uint_t ok, const char *why);
+static void ngx_http_engagement_writer_later(ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_free_file(
     ngx_http_engagement_writer_t *w);
 
@@ -68,6 +69,7 @@ ngx_http_engagement_writer_start(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
+    /* the workers' first ticks apart, by a step prime to the spread */
     ngx_add_timer(&w->tick, w->wcf->interval / 2
                             + ngx_worker * 37
                               % NGX_HTTP_ENGAGEMENT_WRITER_JITTER);
@@ -334,26 +336,18 @@ static void
 ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
     ngx_uint_t ok, const char *why)
 {
-    u_char                             *p;
-    size_t                              lines;
-    ngx_int_t                           rows;
-    ngx_http_engagement_writer_sh_t    *sh;
-    ngx_http_engagement_writer_conf_t  *wcf;
-
-    wcf = w->wcf;
-    sh = wcf->sh;
+    u_char                           *p;
+    size_t                            lines;
+    ngx_int_t                         rows;
+    ngx_http_engagement_writer_sh_t  *sh;
 
     if (!ok) {
         /* no answer: the upstream is still down, the batch waits */
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "engagement_writer: the check of batch %*s at %V "
-                      "failed: %s", w->id_len, w->id, &wcf->url, why);
+                      "failed: %s", w->id_len, w->id, &w->wcf->url, why);
 
-        ngx_http_engagement_writer_close(w);
-        sh->down_until = ngx_current_msec + wcf->retry;
-        (void) ngx_atomic_fetch_add(&sh->replay_failed, 1);
-        ngx_http_engagement_spool_release(w->path, ngx_cycle->log);
-        ngx_http_engagement_writer_free_file(w);
+        ngx_http_engagement_writer_later(w);
         return;
     }
 
@@ -389,8 +383,10 @@ ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
                   "engagement_writer: batch %*s is in the sink already "
                   "(%i rows): not sent again", w->id_len, w->id, rows);
 
+    sh = w->wcf->sh;
     sh->down_until = ngx_current_msec;
-    ngx_http_engagement_spool_done(wcf, w->path, w->file_len, ngx_cycle->log);
+    ngx_http_engagement_spool_done(w->wcf, w->path, w->file_len,
+                                   ngx_cycle->log);
     (void) ngx_atomic_fetch_add(&sh->batches_delivered, 1);
     ngx_http_engagement_writer_free_file(w);
 
@@ -405,7 +401,7 @@ ngx_http_engagement_writer_check_rows(ngx_http_engagement_writer_t *w)
 {
     u_char  *end;
 
-    if (w->status < 200 || w->status >= 300) {
+    if (!ngx_http_engagement_writer_2xx(w)) {
         return NGX_ERROR;
     }
 
@@ -475,7 +471,7 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
         /* an answer before the whole batch was sent: never a success */
         w->close = 1;
 
-        if (w->status >= 200 && w->status < 300) {
+        if (ngx_http_engagement_writer_2xx(w)) {
             ok = 0;
             why = "the upstream answered before the batch was sent";
         }
@@ -487,7 +483,7 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
         return;
     }
 
-    if (ok && w->status >= 200 && w->status < 300) {
+    if (ok && ngx_http_engagement_writer_2xx(w)) {
         ngx_http_engagement_writer_delivered(w);
         return;
     }
@@ -501,22 +497,20 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
 static void
 ngx_http_engagement_writer_delivered(ngx_http_engagement_writer_t *w)
 {
-    ngx_http_engagement_writer_sh_t    *sh;
-    ngx_http_engagement_writer_conf_t  *wcf;
+    ngx_http_engagement_writer_sh_t  *sh;
 
-    wcf = w->wcf;
-    sh = wcf->sh;
+    sh = w->wcf->sh;
 
     sh->down_until = ngx_current_msec;
     sh->spool_blocked = 0;
 
     if (w->batch) {
-        ngx_http_engagement_writer_confirm(wcf, w->batch);
+        ngx_http_engagement_writer_confirm(w->wcf, w->batch);
         (void) ngx_atomic_fetch_add(&sh->batches_sent, 1);
         (void) ngx_atomic_fetch_add(&sh->events_sent, w->nevents);
 
     } else {
-        ngx_http_engagement_spool_done(wcf, w->path, w->file_len,
+        ngx_http_engagement_spool_done(w->wcf, w->path, w->file_len,
                                        ngx_cycle->log);
         (void) ngx_atomic_fetch_add(&sh->batches_replayed, 1);
     }
@@ -524,47 +518,58 @@ ngx_http_engagement_writer_delivered(ngx_http_engagement_writer_t *w)
     /* park the connection until the next batch */
     ngx_http_engagement_writer_park(w);
 
-    ngx_http_engagement_writer_soon(w, sh->queued >= wcf->batch
+    ngx_http_engagement_writer_soon(w, sh->queued >= w->wcf->batch
                                        || sh->spool_files);
 
     w->batch = 0;
 }
 
 
-/* no answer, or a refusal: a spooled batch waits, a queued one is spooled */
+/* no answer, or a refusal */
 
 static void
 ngx_http_engagement_writer_failed(ngx_http_engagement_writer_t *w,
     ngx_uint_t ok, const char *why)
 {
-    size_t                              n;
-    ngx_http_engagement_writer_sh_t    *sh;
-    ngx_http_engagement_writer_conf_t  *wcf;
-
-    wcf = w->wcf;
-    sh = wcf->sh;
+    size_t  n;
 
     if (ok) {
         n = ngx_min(w->body_n, NGX_HTTP_ENGAGEMENT_WRITER_ANSWER_LOG);
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "engagement_writer: %V answered %ui to batch %*s: "
-                      "\"%*s\"", &wcf->url, w->status, w->id_len, w->id,
+                      "\"%*s\"", &w->wcf->url, w->status, w->id_len, w->id,
                       n, w->body_start);
 
     } else {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "engagement_writer: batch %*s to %V failed: %s",
-                      w->id_len, w->id, &wcf->url, why);
+                      w->id_len, w->id, &w->wcf->url, why);
     }
 
+    ngx_http_engagement_writer_later(w);
+}
+
+
+/*
+ * After a failure the upstream rests for retry=: a spooled batch waits
+ * for a later replay, a queued one goes to the spool.
+ */
+
+static void
+ngx_http_engagement_writer_later(ngx_http_engagement_writer_t *w)
+{
+    ngx_http_engagement_writer_sh_t  *sh;
+
+    sh = w->wcf->sh;
+
     ngx_http_engagement_writer_close(w);
-    sh->down_until = ngx_current_msec + wcf->retry;
+    sh->down_until = ngx_current_msec + w->wcf->retry;
 
     if (w->batch == 0) {
         (void) ngx_atomic_fetch_add(&sh->replay_failed, 1);
         ngx_http_engagement_spool_release(w->path, ngx_cycle->log);
 
-        /* still here if it could not be copied for the send */
+        /* a check's batch, or one that could not be copied for its send */
         ngx_http_engagement_writer_free_file(w);
         return;
     }

@@ -58,8 +58,11 @@ static ngx_str_t  ngx_http_engagement_writer_headers[] = {
 };
 
 
-static void ngx_http_engagement_writer_write(ngx_event_t *wev);
-static void ngx_http_engagement_writer_read(ngx_event_t *rev);
+static void ngx_http_engagement_writer_handler(ngx_event_t *ev);
+static void ngx_http_engagement_writer_write(ngx_http_engagement_writer_t *w,
+    ngx_connection_t *c);
+static void ngx_http_engagement_writer_read(ngx_http_engagement_writer_t *w,
+    ngx_connection_t *c);
 static ngx_int_t ngx_http_engagement_writer_received(
     ngx_http_engagement_writer_t *w, u_char *p, size_t n);
 static void ngx_http_engagement_writer_idle(ngx_event_t *rev);
@@ -101,10 +104,10 @@ ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w)
         c = w->c;
         c->idle = 0;
         w->reused = 1;
-        c->read->handler = ngx_http_engagement_writer_read;
-        c->write->handler = ngx_http_engagement_writer_write;
+        c->read->handler = ngx_http_engagement_writer_handler;
+        c->write->handler = ngx_http_engagement_writer_handler;
         ngx_add_timer(c->write, wcf->timeout);
-        ngx_http_engagement_writer_write(c->write);
+        ngx_http_engagement_writer_write(w, c);
         return;
     }
 
@@ -144,8 +147,8 @@ ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w)
     c->log = ngx_cycle->log;
     c->read->log = c->log;
     c->write->log = c->log;
-    c->read->handler = ngx_http_engagement_writer_read;
-    c->write->handler = ngx_http_engagement_writer_write;
+    c->read->handler = ngx_http_engagement_writer_handler;
+    c->write->handler = ngx_http_engagement_writer_handler;
 
     if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, wcf->connect_timeout);
@@ -153,25 +156,48 @@ ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w)
     }
 
     ngx_add_timer(c->write, wcf->timeout);
-    ngx_http_engagement_writer_write(c->write);
+    ngx_http_engagement_writer_write(w, c);
 }
 
 
+/* both events of the connection while a request is on it */
+
 static void
-ngx_http_engagement_writer_write(ngx_event_t *wev)
+ngx_http_engagement_writer_handler(ngx_event_t *ev)
 {
-    ssize_t                        n;
     ngx_connection_t              *c;
     ngx_http_engagement_writer_t  *w;
 
-    c = wev->data;
+    c = ev->data;
     w = c->data;
 
-    if (wev->timedout) {
-        ngx_http_engagement_writer_done(w, 0, w->sent ? "send timed out"
-                                                      : "connect timed out");
+    if (ev->timedout) {
+        ngx_http_engagement_writer_done(w, 0,
+                                        !ev->write ? "the upstream timed out"
+                                        : w->sent ? "send timed out"
+                                        : "connect timed out");
         return;
     }
+
+    if (ev->write) {
+        ngx_http_engagement_writer_write(w, c);
+
+    } else {
+        ngx_http_engagement_writer_read(w, c);
+    }
+}
+
+
+/* the request, sent from where it stopped; then the answer is waited for */
+
+static void
+ngx_http_engagement_writer_write(ngx_http_engagement_writer_t *w,
+    ngx_connection_t *c)
+{
+    ssize_t       n;
+    ngx_event_t  *wev;
+
+    wev = c->write;
 
     while (w->sent < w->req_len) {
         n = c->send(c, w->req + w->head_len + w->sent, w->req_len - w->sent);
@@ -212,7 +238,7 @@ ngx_http_engagement_writer_write(ngx_event_t *wev)
     }
 
     if (c->read->ready) {
-        ngx_http_engagement_writer_read(c->read);
+        ngx_http_engagement_writer_read(w, c);
     }
 }
 
@@ -223,22 +249,15 @@ ngx_http_engagement_writer_dummy(ngx_event_t *ev)
 }
 
 
+/* what the upstream answers, read until it is complete or the socket empty */
+
 static void
-ngx_http_engagement_writer_read(ngx_event_t *rev)
+ngx_http_engagement_writer_read(ngx_http_engagement_writer_t *w,
+    ngx_connection_t *c)
 {
-    u_char                         buf[NGX_HTTP_ENGAGEMENT_WRITER_RECV], *p;
-    size_t                         size;
-    ssize_t                        n;
-    ngx_connection_t              *c;
-    ngx_http_engagement_writer_t  *w;
-
-    c = rev->data;
-    w = c->data;
-
-    if (rev->timedout) {
-        ngx_http_engagement_writer_done(w, 0, "the upstream timed out");
-        return;
-    }
+    u_char   buf[NGX_HTTP_ENGAGEMENT_WRITER_RECV], *p;
+    size_t   size;
+    ssize_t  n;
 
     if (w->sent < w->req_len) {
         /* an early answer or a close while sending: read it below */
@@ -266,7 +285,7 @@ ngx_http_engagement_writer_read(ngx_event_t *rev)
         n = c->recv(c, p, size);
 
         if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
                 ngx_http_engagement_writer_done(w, 0, "event error");
             }
             return;

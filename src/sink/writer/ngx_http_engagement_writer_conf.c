@@ -10,51 +10,46 @@
 #include "sink/writer/ngx_http_engagement_writer_int.h"
 
 
-/* the least queue zone and spool cap, the most events a batch holds */
-#define NGX_HTTP_ENGAGEMENT_WRITER_ZONE_MIN    (64 * 1024)
-#define NGX_HTTP_ENGAGEMENT_WRITER_SPOOL_MIN   4096
-#define NGX_HTTP_ENGAGEMENT_WRITER_BATCH_MAX   100000
+/* the least queue zone and spool cap (in k), the most events a batch holds */
+#define NGX_HTTP_ENGAGEMENT_WRITER_ZONE_MIN_K   64
+#define NGX_HTTP_ENGAGEMENT_WRITER_SPOOL_MIN_K  4
+#define NGX_HTTP_ENGAGEMENT_WRITER_BATCH_MAX    100000
 /* the spool path leaves this much of NGX_MAX_PATH to its file names */
-#define NGX_HTTP_ENGAGEMENT_WRITER_NAME_ROOM   400
+#define NGX_HTTP_ENGAGEMENT_WRITER_NAME_ROOM    400
 
 
-/*
- * A parameter's setter: NGX_OK, NGX_ERROR (logged), NGX_DECLINED (an
- * invalid parameter, logged by the caller). arg: the whole "name=value",
- * v: the value, field: the parameter's setting in wcf.
- */
-typedef ngx_int_t (*ngx_http_engagement_writer_set_pt)(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
+/* how a parameter's value is read */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_WP_ZONE = 0,   /* name:size, the size a size_t */
+    NGX_HTTP_ENGAGEMENT_WP_NUMBER,     /* ngx_uint_t */
+    NGX_HTTP_ENGAGEMENT_WP_OFFSET,     /* off_t, a size */
+    NGX_HTTP_ENGAGEMENT_WP_MSEC,       /* ngx_msec_t, a time */
+    NGX_HTTP_ENGAGEMENT_WP_PATH,       /* ngx_str_t, not empty */
+    NGX_HTTP_ENGAGEMENT_WP_POOL,       /* ngx_str_t, a thread pool or off */
+    NGX_HTTP_ENGAGEMENT_WP_CHECK       /* ngx_str_t, /path?query */
+} ngx_http_engagement_writer_value_e;
+
 
 typedef struct {
     ngx_str_t                             name;    /* with its '=' */
-    ngx_http_engagement_writer_set_pt     set;
-    size_t                                offset;
+    ngx_http_engagement_writer_value_e    type;
+    size_t                                offset;  /* in the writer's conf */
+    off_t                                 min;     /* a number's range */
+    off_t                                 max;
+    const char                           *error;   /* when out of range */
 } ngx_http_engagement_writer_param_t;
 
 
-static ngx_int_t ngx_http_engagement_writer_set_zone(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
-static ngx_int_t ngx_http_engagement_writer_set_batch(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
-static ngx_int_t ngx_http_engagement_writer_set_str(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
+static ngx_http_engagement_writer_conf_t *ngx_http_engagement_writer_create(
+    ngx_conf_t *cf);
+static ngx_int_t ngx_http_engagement_writer_param(ngx_conf_t *cf,
+    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg);
+static void ngx_http_engagement_writer_store(
+    ngx_http_engagement_writer_value_e type, void *field, off_t n);
 static ngx_int_t ngx_http_engagement_writer_set_pool(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
+    ngx_str_t *arg, ngx_str_t *v, ngx_str_t *pool);
 static ngx_int_t ngx_http_engagement_writer_set_check(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
-static ngx_int_t ngx_http_engagement_writer_set_spool_max(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
-static ngx_int_t ngx_http_engagement_writer_set_msec(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field);
+    ngx_str_t *arg, ngx_str_t *v, ngx_str_t *check);
 static char *ngx_http_engagement_writer_url(ngx_conf_t *cf,
     ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *url);
 static ngx_uint_t ngx_http_engagement_writer_url_safe(ngx_str_t *s);
@@ -64,27 +59,44 @@ static ngx_int_t ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
 
-#define ngx_http_engagement_writer_param(name, set, field)                    \
-    { ngx_string(name), ngx_http_engagement_writer_set_##set,                 \
-      offsetof(ngx_http_engagement_writer_conf_t, field) }
+#define ngx_http_engagement_writer_param_entry(name, type, field, min, max,  \
+                                               error)                         \
+    { ngx_string(name), NGX_HTTP_ENGAGEMENT_WP_##type,                        \
+      offsetof(ngx_http_engagement_writer_conf_t, field), min, max, error }
+
+#define ngx_http_engagement_writer_time(name, field)                          \
+    ngx_http_engagement_writer_param_entry(name, MSEC, field, 1,              \
+        NGX_MAX_INT_T_VALUE, "a positive time is expected")
 
 static ngx_http_engagement_writer_param_t  ngx_http_engagement_writer_params[]
     = {
-    ngx_http_engagement_writer_param("zone=", zone, zone_name),
-    ngx_http_engagement_writer_param("batch=", batch, batch),
-    ngx_http_engagement_writer_param("spool=", str, spool),
-    ngx_http_engagement_writer_param("thread_pool=", pool, thread_pool),
-    ngx_http_engagement_writer_param("check=", check, check),
-    ngx_http_engagement_writer_param("spool_max=", spool_max, spool_max),
-    ngx_http_engagement_writer_param("interval=", msec, interval),
-    ngx_http_engagement_writer_param("connect_timeout=", msec,
-                                     connect_timeout),
-    ngx_http_engagement_writer_param("timeout=", msec, timeout),
-    ngx_http_engagement_writer_param("retry=", msec, retry),
-    { ngx_null_string, NULL, 0 }
+    ngx_http_engagement_writer_param_entry("zone=", ZONE, zone_size,
+        NGX_HTTP_ENGAGEMENT_WRITER_ZONE_MIN_K * 1024, NGX_MAX_OFF_T_VALUE,
+        "the zone size must be at least "
+        ngx_value(NGX_HTTP_ENGAGEMENT_WRITER_ZONE_MIN_K) "k"),
+    ngx_http_engagement_writer_param_entry("batch=", NUMBER, batch, 1,
+        NGX_HTTP_ENGAGEMENT_WRITER_BATCH_MAX,
+        "batch must be between 1 and "
+        ngx_value(NGX_HTTP_ENGAGEMENT_WRITER_BATCH_MAX)),
+    ngx_http_engagement_writer_param_entry("spool=", PATH, spool, 0, 0,
+        NULL),
+    ngx_http_engagement_writer_param_entry("thread_pool=", POOL,
+        thread_pool, 0, 0, NULL),
+    ngx_http_engagement_writer_param_entry("check=", CHECK, check, 0, 0,
+        NULL),
+    ngx_http_engagement_writer_param_entry("spool_max=", OFFSET, spool_max,
+        NGX_HTTP_ENGAGEMENT_WRITER_SPOOL_MIN_K * 1024, NGX_MAX_OFF_T_VALUE,
+        "spool_max must be at least "
+        ngx_value(NGX_HTTP_ENGAGEMENT_WRITER_SPOOL_MIN_K) "k"),
+    ngx_http_engagement_writer_time("interval=", interval),
+    ngx_http_engagement_writer_time("connect_timeout=", connect_timeout),
+    ngx_http_engagement_writer_time("timeout=", timeout),
+    ngx_http_engagement_writer_time("retry=", retry),
+    { ngx_null_string, 0, 0, 0, 0, NULL }
 };
 
-#undef ngx_http_engagement_writer_param
+#undef ngx_http_engagement_writer_time
+#undef ngx_http_engagement_writer_param_entry
 
 
 /*
@@ -100,9 +112,8 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_engagement_main_conf_t *emcf = conf;
 
     ngx_int_t                           rc;
-    ngx_str_t                          *value, v;
+    ngx_str_t                          *value;
     ngx_uint_t                          i;
-    ngx_http_engagement_writer_param_t *pm;
     ngx_http_engagement_writer_conf_t  *wcf;
 
     if (emcf->writer) {
@@ -111,47 +122,17 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    wcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_writer_conf_t));
+    wcf = ngx_http_engagement_writer_create(cf);
     if (wcf == NULL) {
         return NGX_CONF_ERROR;
     }
-
-    /* the defaults the README documents */
-    wcf->batch = 1000;
-    wcf->interval = 1000;
-    wcf->connect_timeout = 1000;
-    wcf->timeout = 5000;
-    wcf->retry = 1000;
-    wcf->spool_max = 256 * 1024 * 1024;
-    wcf->zone_size = 16 * 1024 * 1024;
-    ngx_str_set(&wcf->zone_name, "engagement_writer");
-    ngx_str_set(&wcf->spool, "engagement_spool");
-#if (NGX_THREADS)
-    ngx_str_set(&wcf->thread_pool, "default");
-#endif
 
     if (ngx_http_engagement_writer_url(cf, wcf, &value[1]) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
     for (i = 2; i < cf->args->nelts; i++) {
-
-        for (pm = ngx_http_engagement_writer_params; pm->set; pm++) {
-            if (value[i].len >= pm->name.len
-                && ngx_strncmp(value[i].data, pm->name.data, pm->name.len)
-                   == 0)
-            {
-                break;
-            }
-        }
-
-        rc = NGX_DECLINED;
-
-        if (pm->set) {
-            v.data = value[i].data + pm->name.len;
-            v.len = value[i].len - pm->name.len;
-            rc = pm->set(cf, wcf, &value[i], &v, (char *) wcf + pm->offset);
-        }
+        rc = ngx_http_engagement_writer_param(cf, wcf, &value[i]);
 
         if (rc == NGX_DECLINED) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -176,92 +157,164 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* zone=name:size */
+/* a configuration with the defaults the README documents */
+
+static ngx_http_engagement_writer_conf_t *
+ngx_http_engagement_writer_create(ngx_conf_t *cf)
+{
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    wcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_writer_conf_t));
+    if (wcf == NULL) {
+        return NULL;
+    }
+
+    wcf->batch = 1000;
+    wcf->interval = 1000;
+    wcf->connect_timeout = 1000;
+    wcf->timeout = 5000;
+    wcf->retry = 1000;
+    wcf->spool_max = 256 * 1024 * 1024;
+    wcf->zone_size = 16 * 1024 * 1024;
+    ngx_str_set(&wcf->zone_name, "engagement_writer");
+    ngx_str_set(&wcf->spool, "engagement_spool");
+#if (NGX_THREADS)
+    ngx_str_set(&wcf->thread_pool, "default");
+#endif
+
+    return wcf;
+}
+
+
+static ngx_http_engagement_writer_param_t *
+ngx_http_engagement_writer_param_find(ngx_str_t *arg)
+{
+    ngx_http_engagement_writer_param_t  *pm;
+
+    for (pm = ngx_http_engagement_writer_params; pm->name.len; pm++) {
+        if (arg->len >= pm->name.len
+            && ngx_strncmp(arg->data, pm->name.data, pm->name.len) == 0)
+        {
+            return pm;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * One "name=value" parameter by the table: NGX_OK, NGX_ERROR (logged),
+ * NGX_DECLINED (not a parameter, or not a value it takes).
+ */
 
 static ngx_int_t
-ngx_http_engagement_writer_set_zone(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field)
+ngx_http_engagement_writer_param(ngx_conf_t *cf,
+    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg)
 {
-    u_char     *p;
-    ssize_t     size;
-    ngx_str_t   s;
+    u_char                              *p;
+    off_t                                n;
+    void                                *field;
+    ngx_str_t                            v;
+    ngx_http_engagement_writer_param_t  *pm;
 
-    p = ngx_strlchr(v->data, v->data + v->len, ':');
-    if (p == NULL || p == v->data) {
+    pm = ngx_http_engagement_writer_param_find(arg);
+    if (pm == NULL) {
         return NGX_DECLINED;
     }
 
-    s.data = p + 1;
-    s.len = v->data + v->len - s.data;
-    size = ngx_parse_size(&s);
+    v.data = arg->data + pm->name.len;
+    v.len = arg->len - pm->name.len;
+    field = (char *) wcf + pm->offset;
 
-    if (size == NGX_ERROR || size < NGX_HTTP_ENGAGEMENT_WRITER_ZONE_MIN) {
+    switch (pm->type) {
+
+    case NGX_HTTP_ENGAGEMENT_WP_ZONE:
+        p = ngx_strlchr(v.data, v.data + v.len, ':');
+        if (p == NULL || p == v.data) {
+            return NGX_DECLINED;
+        }
+
+        wcf->zone_name.data = v.data;
+        wcf->zone_name.len = p - v.data;
+
+        v.len = v.data + v.len - (p + 1);
+        v.data = p + 1;
+        n = ngx_parse_size(&v);
+        break;
+
+    case NGX_HTTP_ENGAGEMENT_WP_NUMBER:
+        n = ngx_atoi(v.data, v.len);
+        break;
+
+    case NGX_HTTP_ENGAGEMENT_WP_OFFSET:
+        n = ngx_parse_offset(&v);
+        break;
+
+    case NGX_HTTP_ENGAGEMENT_WP_MSEC:
+        n = ngx_parse_time(&v, 0);
+        break;
+
+    case NGX_HTTP_ENGAGEMENT_WP_POOL:
+        return ngx_http_engagement_writer_set_pool(cf, arg, &v, field);
+
+    case NGX_HTTP_ENGAGEMENT_WP_CHECK:
+        return ngx_http_engagement_writer_set_check(cf, arg, &v, field);
+
+    default: /* NGX_HTTP_ENGAGEMENT_WP_PATH */
+        if (v.len == 0) {
+            return NGX_DECLINED;
+        }
+
+        *(ngx_str_t *) field = v;
+        return NGX_OK;
+    }
+
+    if (n == NGX_ERROR || n < pm->min || n > pm->max) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_writer: the zone size must be at "
-                           "least %uzk in \"%V\"",
-                           (size_t) NGX_HTTP_ENGAGEMENT_WRITER_ZONE_MIN / 1024,
-                           arg);
+                           "engagement_writer: %s in \"%V\"", pm->error, arg);
         return NGX_ERROR;
     }
 
-    wcf->zone_name.data = v->data;
-    wcf->zone_name.len = p - v->data;
-    wcf->zone_size = size;
+    ngx_http_engagement_writer_store(pm->type, field, n);
 
     return NGX_OK;
 }
 
 
-static ngx_int_t
-ngx_http_engagement_writer_set_batch(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field)
+/* a number into its setting, by the setting's type */
+
+static void
+ngx_http_engagement_writer_store(ngx_http_engagement_writer_value_e type,
+    void *field, off_t n)
 {
-    ngx_int_t  n;
+    switch (type) {
 
-    n = ngx_atoi(v->data, v->len);
+    case NGX_HTTP_ENGAGEMENT_WP_ZONE:
+        *(size_t *) field = (size_t) n;
+        break;
 
-    if (n == NGX_ERROR || n == 0 || n > NGX_HTTP_ENGAGEMENT_WRITER_BATCH_MAX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_writer: batch must be between 1 and "
-                           ngx_value(NGX_HTTP_ENGAGEMENT_WRITER_BATCH_MAX)
-                           " in \"%V\"", arg);
-        return NGX_ERROR;
+    case NGX_HTTP_ENGAGEMENT_WP_NUMBER:
+        *(ngx_uint_t *) field = (ngx_uint_t) n;
+        break;
+
+    case NGX_HTTP_ENGAGEMENT_WP_OFFSET:
+        *(off_t *) field = n;
+        break;
+
+    default: /* NGX_HTTP_ENGAGEMENT_WP_MSEC */
+        *(ngx_msec_t *) field = (ngx_msec_t) n;
+        break;
     }
-
-    *(ngx_uint_t *) field = n;
-
-    return NGX_OK;
-}
-
-
-/* a non-empty string: spool=dir */
-
-static ngx_int_t
-ngx_http_engagement_writer_set_str(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field)
-{
-    if (v->len == 0) {
-        return NGX_DECLINED;
-    }
-
-    *(ngx_str_t *) field = *v;
-
-    return NGX_OK;
 }
 
 
 /* thread_pool=name, or off: the worker writes the spool itself */
 
 static ngx_int_t
-ngx_http_engagement_writer_set_pool(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field)
+ngx_http_engagement_writer_set_pool(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_str_t *v, ngx_str_t *pool)
 {
-    ngx_str_t  *pool = field;
-
     if (v->len == 0) {
         return NGX_DECLINED;
     }
@@ -288,9 +341,8 @@ ngx_http_engagement_writer_set_pool(ngx_conf_t *cf,
 /* check=/path?query on the same upstream */
 
 static ngx_int_t
-ngx_http_engagement_writer_set_check(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field)
+ngx_http_engagement_writer_set_check(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_str_t *v, ngx_str_t *check)
 {
     if (v->len == 0 || v->data[0] != '/') {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -307,55 +359,7 @@ ngx_http_engagement_writer_set_check(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    *(ngx_str_t *) field = *v;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_engagement_writer_set_spool_max(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field)
-{
-    off_t  size;
-
-    size = ngx_parse_offset(v);
-
-    if (size == NGX_ERROR || size < NGX_HTTP_ENGAGEMENT_WRITER_SPOOL_MIN) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_writer: spool_max must be at least "
-                           "%uzk in \"%V\"",
-                           (size_t) NGX_HTTP_ENGAGEMENT_WRITER_SPOOL_MIN
-                           / 1024, arg);
-        return NGX_ERROR;
-    }
-
-    *(off_t *) field = size;
-
-    return NGX_OK;
-}
-
-
-/* a positive time: interval, connect_timeout, timeout, retry */
-
-static ngx_int_t
-ngx_http_engagement_writer_set_msec(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *arg, ngx_str_t *v,
-    void *field)
-{
-    ngx_int_t  n;
-
-    n = ngx_parse_time(v, 0);
-
-    if (n == NGX_ERROR || n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_writer: a positive time is expected "
-                           "in \"%V\"", arg);
-        return NGX_ERROR;
-    }
-
-    *(ngx_msec_t *) field = n;
+    *check = *v;
 
     return NGX_OK;
 }

@@ -47,6 +47,12 @@
 #define NGX_HTTP_ENGAGEMENT_WRITER_LOG_EVERY   1000
 /* how long a stop waits for a spool write in a thread, in ms */
 #define NGX_HTTP_ENGAGEMENT_WRITER_STOP_WAIT   10000
+/* the hex digits of a hashed viewer id */
+#define NGX_HTTP_ENGAGEMENT_WRITER_VIEWER_LEN  16
+
+/* the upstream took the request */
+#define ngx_http_engagement_writer_2xx(w)                                     \
+    ((w)->status >= 200 && (w)->status < 300)
 
 
 /* one event line in the queue zone */

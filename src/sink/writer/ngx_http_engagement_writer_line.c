@@ -33,7 +33,8 @@ ngx_http_engagement_writer_line_len(ngx_http_engagement_writer_conf_t *wcf,
                   "\"duration_ms\":,\"country\":\"\",\"device\":\"\","
                   "\"source\":\"\",\"channel_id\":\"\",\"category\":\"\","
                   "\"reaction\":\"\",\"edge\":\"\"")
-           + wcf->edge.len + 16 + NGX_INT64_LEN * 3
+           + wcf->edge.len + NGX_HTTP_ENGAGEMENT_WRITER_VIEWER_LEN
+           + NGX_INT64_LEN * 3
            + ngx_max(rec->event_id.len,
                      wcf->edge.len + 2 * NGX_INT64_LEN + 2)
            + rec->content_id.len + rec->session_id.len + rec->country.len
@@ -72,7 +73,8 @@ ngx_http_engagement_writer_line(u_char *p,
                     &rec->content_id);
 
     if (rec->has_viewer) {
-        p = ngx_sprintf(p, "%016uxL", rec->viewer);
+        p = ngx_sprintf(p, "%0" ngx_value(NGX_HTTP_ENGAGEMENT_WRITER_VIEWER_LEN)
+                        "uxL", rec->viewer);
     }
 
     return ngx_sprintf(p, "\",\"session_id\":\"%V\",\"ts\":%T,"
