@@ -242,7 +242,7 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
     wres = NULL;
 
     if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT
-        && ngx_http_engagement_writer_reserve_reaction(r, re, state, &wres)
+        && ngx_http_engagement_record_reaction(r, re, state, &wres)
            == NGX_BUSY)
     {
         ngx_http_engagement_set_outcome(r, "unavailable", "writer_full",

@@ -391,7 +391,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
     }
 
     /* the durable writer takes room for the event before it is counted */
-    rc = ngx_http_engagement_writer_reserve(r, &ev, &wev);
+    rc = ngx_http_engagement_record_view(r, &ev, &wev);
 
     if (rc == NGX_BUSY) {
         ngx_http_engagement_stat(elcf, unavailable);

@@ -10,13 +10,28 @@
  */
 
 
-#include "store/ngx_http_engagement_store.h"
-#include "protect/ngx_http_engagement_protect.h"
-#include "sink/writer/ngx_http_engagement_writer.h"
+#include "sink/writer/ngx_http_engagement_writer_int.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX   ".ndjson"
 #define NGX_HTTP_ENGAGEMENT_SPOOL_SENDING  ".ndjson.sending"
+#define NGX_HTTP_ENGAGEMENT_SPOOL_TMP      ".tmp_"
+/* a file name's "<13 digits of ms>_" before the batch id */
+#define NGX_HTTP_ENGAGEMENT_SPOOL_MS_LEN   13
+/* room a claimed name needs in a path beside the spool directory */
+#define NGX_HTTP_ENGAGEMENT_SPOOL_ROOM     16
+
+
+static ngx_int_t ngx_http_engagement_spool_dir(
+    ngx_http_engagement_writer_conf_t *wcf, ngx_log_t *log);
+static off_t ngx_http_engagement_spool_take_stock(
+    ngx_http_engagement_writer_conf_t *wcf, u_char *name, size_t len,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_engagement_spool_first(
+    ngx_http_engagement_writer_conf_t *wcf, ngx_uint_t sending, u_char *best,
+    size_t *best_len);
+static ngx_int_t ngx_http_engagement_spool_read(u_char *path, u_char **body,
+    size_t *len, ngx_log_t *log);
 
 
 static ngx_int_t
@@ -26,7 +41,7 @@ ngx_http_engagement_spool_is(u_char *name, size_t len, const char *suffix)
 
     n = ngx_strlen(suffix);
 
-    return len > n + 14 && name[0] != '.'
+    return len > n + NGX_HTTP_ENGAGEMENT_SPOOL_MS_LEN + 1 && name[0] != '.'
            && ngx_strncmp(name + len - n, suffix, n) == 0;
 }
 
@@ -40,13 +55,57 @@ ngx_int_t
 ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,
     ngx_log_t *log)
 {
-    u_char            *name, from[NGX_MAX_PATH], to[NGX_MAX_PATH];
-    size_t             len;
-    ngx_dir_t          dir;
-    ngx_uint_t         files;
-    ngx_file_info_t    fi;
-    ngx_core_conf_t   *ccf;
-    off_t              bytes;
+    off_t        size, bytes;
+    ngx_dir_t    dir;
+    ngx_uint_t   files;
+
+    if (ngx_http_engagement_spool_dir(wcf, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "engagement_writer: could not open the spool "
+                      "directory \"%V\"", &wcf->spool);
+        return NGX_ERROR;
+    }
+
+    files = 0;
+    bytes = 0;
+
+    while (ngx_read_dir(&dir) == NGX_OK) {
+        size = ngx_http_engagement_spool_take_stock(wcf, ngx_de_name(&dir),
+                                                    ngx_de_namelen(&dir),
+                                                    log);
+        if (size >= 0) {
+            files++;
+            bytes += size;
+        }
+    }
+
+    ngx_close_dir(&dir);
+
+    wcf->sh->spool_files = files;
+    wcf->sh->spool_bytes = (ngx_atomic_uint_t) bytes;
+
+    if (files) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "engagement_writer: %ui spooled batches (%O bytes) "
+                      "in \"%V\" will be replayed", files, bytes,
+                      &wcf->spool);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the spool directory, made if need be and given to the workers' user */
+
+static ngx_int_t
+ngx_http_engagement_spool_dir(ngx_http_engagement_writer_conf_t *wcf,
+    ngx_log_t *log)
+{
+    ngx_core_conf_t  *ccf;
 
     if (ngx_create_dir(wcf->spool.data, 0700) == NGX_FILE_ERROR
         && ngx_errno != NGX_EEXIST)
@@ -69,69 +128,58 @@ ngx_http_engagement_spool_init(ngx_http_engagement_writer_conf_t *wcf,
         return NGX_ERROR;
     }
 
-    if (ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      "engagement_writer: could not open the spool "
-                      "directory \"%V\"", &wcf->spool);
-        return NGX_ERROR;
-    }
-
-    files = 0;
-    bytes = 0;
-
-    while (ngx_read_dir(&dir) == NGX_OK) {
-        name = ngx_de_name(&dir);
-        len = ngx_de_namelen(&dir);
-
-        (void) ngx_sprintf(from, "%V/%*s%Z", &wcf->spool, len, name);
-
-        if (len > 5 && ngx_strncmp(name, ".tmp_", 5) == 0) {
-            (void) ngx_delete_file(from);
-            continue;
-        }
-
-        if (ngx_http_engagement_spool_is(name, len,
-                                         NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))
-        {
-            (void) ngx_sprintf(to, "%V/%*s%Z", &wcf->spool,
-                               len - sizeof(".sending") + 1, name);
-
-            if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
-                ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                              "engagement_writer: could not rename \"%s\"",
-                              from);
-                continue;
-            }
-
-            ngx_memcpy(from, to, ngx_strlen(to) + 1);
-
-        } else if (!ngx_http_engagement_spool_is(name, len,
-                                          NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX))
-        {
-            continue;
-        }
-
-        if (ngx_file_info(from, &fi) == NGX_FILE_ERROR) {
-            continue;
-        }
-
-        files++;
-        bytes += ngx_file_size(&fi);
-    }
-
-    ngx_close_dir(&dir);
-
-    wcf->sh->spool_files = files;
-    wcf->sh->spool_bytes = (ngx_atomic_uint_t) bytes;
-
-    if (files) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "engagement_writer: %ui spooled batches (%O bytes) "
-                      "in \"%V\" will be replayed", files, bytes,
-                      &wcf->spool);
-    }
-
     return NGX_OK;
+}
+
+
+/*
+ * One entry of the spool at start: a half-written file is removed, a
+ * claimed one renamed back; the size of a batch to replay, or -1.
+ */
+
+static off_t
+ngx_http_engagement_spool_take_stock(ngx_http_engagement_writer_conf_t *wcf,
+    u_char *name, size_t len, ngx_log_t *log)
+{
+    u_char           from[NGX_MAX_PATH], to[NGX_MAX_PATH];
+    ngx_file_info_t  fi;
+
+    (void) ngx_sprintf(from, "%V/%*s%Z", &wcf->spool, len, name);
+
+    if (len > sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1
+        && ngx_strncmp(name, NGX_HTTP_ENGAGEMENT_SPOOL_TMP,
+                       sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1) == 0)
+    {
+        (void) ngx_delete_file(from);
+        return -1;
+    }
+
+    if (ngx_http_engagement_spool_is(name, len,
+                                     NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))
+    {
+        (void) ngx_sprintf(to, "%V/%*s%Z", &wcf->spool,
+                           len - sizeof(".sending") + 1, name);
+
+        if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "engagement_writer: could not rename \"%s\"",
+                          from);
+            return -1;
+        }
+
+        ngx_memcpy(from, to, ngx_strlen(to) + 1);
+
+    } else if (!ngx_http_engagement_spool_is(name, len,
+                                             NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX))
+    {
+        return -1;
+    }
+
+    if (ngx_file_info(from, &fi) == NGX_FILE_ERROR) {
+        return -1;
+    }
+
+    return ngx_file_size(&fi);
 }
 
 
@@ -164,11 +212,13 @@ ngx_http_engagement_spool_prepare(ngx_http_engagement_writer_conf_t *wcf,
 
     tp = ngx_timeofday();
 
-    (void) ngx_sprintf(tmp, "%V/.tmp_%013M_%*s" NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX
-                       "%Z", &wcf->spool,
+    (void) ngx_sprintf(tmp, "%V/" NGX_HTTP_ENGAGEMENT_SPOOL_TMP
+                       "%0" ngx_value(NGX_HTTP_ENGAGEMENT_SPOOL_MS_LEN) "M_%*s"
+                       NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX "%Z", &wcf->spool,
                        (ngx_msec_t) tp->sec * 1000 + tp->msec, id_len, id);
     (void) ngx_sprintf(path, "%V/%s%Z", &wcf->spool,
-                       tmp + wcf->spool.len + sizeof("/.tmp_") - 1);
+                       tmp + wcf->spool.len
+                       + sizeof("/" NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1);
 
     return NGX_OK;
 }
@@ -242,41 +292,10 @@ ngx_http_engagement_spool_claim(ngx_http_engagement_writer_conf_t *wcf,
     u_char *path, u_char *id, size_t *id_len, u_char **body, size_t *len,
     ngx_log_t *log)
 {
-    u_char            *name, best[NGX_MAX_PATH], from[NGX_MAX_PATH], *p;
-    size_t             n, best_len;
-    ssize_t            got;
-    ngx_fd_t           fd;
-    ngx_dir_t          dir;
-    ngx_file_info_t    fi;
+    u_char  best[NGX_MAX_PATH], from[NGX_MAX_PATH], *p;
+    size_t  n, best_len;
 
-    if (ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR) {
-        return NGX_DONE;
-    }
-
-    best_len = 0;
-
-    while (ngx_read_dir(&dir) == NGX_OK) {
-        name = ngx_de_name(&dir);
-        n = ngx_de_namelen(&dir);
-
-        if (!ngx_http_engagement_spool_is(name, n,
-                                          NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX)
-            || n >= NGX_MAX_PATH - wcf->spool.len - 16)
-        {
-            continue;
-        }
-
-        if (best_len == 0
-            || ngx_memn2cmp(name, best, n, best_len) < 0)
-        {
-            ngx_memcpy(best, name, n);
-            best_len = n;
-        }
-    }
-
-    ngx_close_dir(&dir);
-
-    if (best_len == 0) {
+    if (ngx_http_engagement_spool_first(wcf, 0, best, &best_len) != NGX_OK) {
         return NGX_DONE;
     }
 
@@ -300,14 +319,81 @@ ngx_http_engagement_spool_claim(ngx_http_engagement_writer_conf_t *wcf,
     ngx_memcpy(id, p + 1, n);
     *id_len = n;
 
+    if (ngx_http_engagement_spool_read(path, body, len, log) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "engagement_writer: could not read \"%s\"", path);
+        ngx_http_engagement_spool_release(path, log);
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The batch file whose name sorts first, which is the oldest: NGX_OK with
+ * its name in best, NGX_DECLINED when there is none. sending: files a
+ * replay has claimed count too.
+ */
+
+static ngx_int_t
+ngx_http_engagement_spool_first(ngx_http_engagement_writer_conf_t *wcf,
+    ngx_uint_t sending, u_char *best, size_t *best_len)
+{
+    u_char     *name;
+    size_t      n;
+    ngx_dir_t   dir;
+
+    if (ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    *best_len = 0;
+
+    while (ngx_read_dir(&dir) == NGX_OK) {
+        name = ngx_de_name(&dir);
+        n = ngx_de_namelen(&dir);
+
+        if (n >= NGX_MAX_PATH - wcf->spool.len - NGX_HTTP_ENGAGEMENT_SPOOL_ROOM
+            || !(ngx_http_engagement_spool_is(name, n,
+                                          NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX)
+                 || (sending
+                     && ngx_http_engagement_spool_is(name, n,
+                                          NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))))
+        {
+            continue;
+        }
+
+        if (*best_len == 0 || ngx_memn2cmp(name, best, n, *best_len) < 0) {
+            ngx_memcpy(best, name, n);
+            *best_len = n;
+        }
+    }
+
+    ngx_close_dir(&dir);
+
+    return *best_len ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a claimed file's contents into memory of its own */
+
+static ngx_int_t
+ngx_http_engagement_spool_read(u_char *path, u_char **body, size_t *len,
+    ngx_log_t *log)
+{
+    ssize_t          got;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
     fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
         ngx_close_file(fd);
-        goto failed;
+        return NGX_ERROR;
     }
 
     *len = (size_t) ngx_file_size(&fi);
@@ -315,7 +401,7 @@ ngx_http_engagement_spool_claim(ngx_http_engagement_writer_conf_t *wcf,
     *body = ngx_alloc(*len + 1, log);
     if (*body == NULL) {
         ngx_close_file(fd);
-        goto failed;
+        return NGX_ERROR;
     }
 
     got = ngx_read_fd(fd, *body, *len);
@@ -323,18 +409,11 @@ ngx_http_engagement_spool_claim(ngx_http_engagement_writer_conf_t *wcf,
 
     if (got != (ssize_t) *len) {
         ngx_free(*body);
-        goto failed;
+        *body = NULL;
+        return NGX_ERROR;
     }
 
     return NGX_OK;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                  "engagement_writer: could not read \"%s\"", path);
-    ngx_http_engagement_spool_release(path, log);
-
-    return NGX_DONE;
 }
 
 
@@ -379,45 +458,18 @@ ngx_http_engagement_spool_release(u_char *path, ngx_log_t *log)
 time_t
 ngx_http_engagement_spool_oldest(ngx_http_engagement_writer_conf_t *wcf)
 {
-    u_char      *name;
-    size_t       n;
-    uint64_t     ms, best;
-    ngx_dir_t    dir;
-    ngx_int_t    v;
+    u_char     best[NGX_MAX_PATH];
+    size_t     best_len;
+    ngx_int_t  ms;
 
     if (wcf->sh->spool_files == 0
-        || ngx_open_dir(&wcf->spool, &dir) == NGX_ERROR)
+        || ngx_http_engagement_spool_first(wcf, 1, best, &best_len) != NGX_OK)
     {
         return 0;
     }
 
-    best = 0;
+    /* the name starts with the milliseconds it was written at */
+    ms = ngx_atoi(best, NGX_HTTP_ENGAGEMENT_SPOOL_MS_LEN);
 
-    while (ngx_read_dir(&dir) == NGX_OK) {
-        name = ngx_de_name(&dir);
-        n = ngx_de_namelen(&dir);
-
-        if (!ngx_http_engagement_spool_is(name, n,
-                                          NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX)
-            && !ngx_http_engagement_spool_is(name, n,
-                                          NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))
-        {
-            continue;
-        }
-
-        v = ngx_atoi(name, 13);
-        if (v == NGX_ERROR) {
-            continue;
-        }
-
-        ms = (uint64_t) v;
-
-        if (best == 0 || ms < best) {
-            best = ms;
-        }
-    }
-
-    ngx_close_dir(&dir);
-
-    return (time_t) (best / 1000);
+    return ms == NGX_ERROR ? 0 : (time_t) (ms / 1000);
 }
