@@ -52,55 +52,6 @@ static ngx_uint_t                     ngx_http_engagement_flush_on;
 #define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
 
 
-/*
- * The answer of the flush and read scripts: applied, views, engaged,
- * replays, unique viewers, then (read script) one count per reaction type.
- */
-
-ngx_int_t
-ngx_http_engagement_reply_totals(redisReply *reply,
-    ngx_http_engagement_counts_t *totals, uint64_t *uniques,
-    ngx_int_t *applied, uint64_t *reactions, ngx_uint_t nreactions)
-{
-    ngx_uint_t   i;
-    long long    v[5];
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 5 + nreactions)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < reply->elements; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
-            return NGX_ERROR;
-        }
-    }
-
-    for (i = 0; i < 5; i++) {
-        v[i] = reply->element[i]->integer;
-
-        if (v[i] < 0) {
-            return NGX_ERROR;
-        }
-    }
-
-    for (i = 0; i < nreactions; i++) {
-        /* a count driven below zero by hand reads as zero */
-        reactions[i] = reply->element[5 + i]->integer > 0
-                       ? (uint64_t) reply->element[5 + i]->integer : 0;
-    }
-
-    *applied = (ngx_int_t) v[0];
-    totals->views = v[1];
-    totals->engaged = v[2];
-    totals->replays = v[3];
-    *uniques = v[4];
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)
 {

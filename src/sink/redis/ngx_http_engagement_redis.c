@@ -387,13 +387,6 @@ ngx_http_engagement_redis_ready(void)
 }
 
 
-ngx_http_engagement_redis_state_e
-ngx_http_engagement_redis_state(void)
-{
-    return ngx_http_engagement_rstate;
-}
-
-
 static void
 ngx_http_engagement_redis_on_setup(redisReply *reply, void *data)
 {
@@ -708,9 +701,6 @@ ngx_int_t
 ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_redis_conf_t *rcf)
 {
-    /* a closed Redis socket must not kill the worker */
-    signal(SIGPIPE, SIG_IGN);
-
     ngx_http_engagement_rcf = rcf;
     ngx_http_engagement_rlog = cycle->log;
     ngx_http_engagement_ac = NULL;
