@@ -398,9 +398,58 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
 
 /*
- * Restores one zone's lines; called in the master at zone creation. A
- * malformed line, or a second line for one content, is skipped.
+ * A content's line. NGX_OK: restored; NGX_DECLINED: skipped (malformed,
+ * a second line for one content, or nothing to restore); NGX_ERROR: the
+ * zone is full.
  */
+
+static ngx_int_t
+ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
+    u_char *eol, ngx_log_t *log)
+{
+    uint64_t                               h;
+    ngx_int_t                              rc;
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+    ngx_http_engagement_state_line_t       line;
+
+    sh = z->sh;
+
+    rc = ngx_http_engagement_state_parse(p, eol, &line);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_OK) {
+        h = ngx_http_engagement_siphash(sh->head.hash_key, line.id.data,
+                                        line.id.len);
+
+        if (ngx_http_engagement_counters_lookup(sh, &line.id, h) == NULL) {
+            cn = ngx_http_engagement_counters_create(z, &line.id, h);
+
+            if (cn == NULL
+                || ngx_http_engagement_state_apply(z, cn, &line) != NGX_OK)
+            {
+                ngx_log_error(NGX_LOG_ALERT, log, 0,
+                              "engagement: zone \"%V\" is too small for its "
+                              "state file; the rest is lost", &z->name);
+                return NGX_ERROR;
+            }
+
+            return NGX_OK;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "engagement: invalid line in the state file of zone "
+                  "\"%V\" skipped", &z->name);
+
+    return NGX_DECLINED;
+}
+
+
+/* restores one zone's lines; called in the master at zone creation */
 
 static ngx_int_t
 ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
@@ -408,12 +457,9 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
 {
     u_char                                *t, *eol;
     size_t                                 len;
-    uint64_t                               h;
     ngx_int_t                              rc;
     ngx_uint_t                             n, mine;
-    ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
-    ngx_http_engagement_state_line_t       line;
 
     sh = z->sh;
     mine = 0;
@@ -437,41 +483,15 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
             continue;
         }
 
-        cn = NULL;
-        rc = ngx_http_engagement_state_parse(p, eol, &line);
+        rc = ngx_http_engagement_state_content(z, p, eol, log);
 
-        if (rc == NGX_DECLINED) {
-            continue;
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
         }
 
         if (rc == NGX_OK) {
-            h = ngx_http_engagement_siphash(sh->head.hash_key, line.id.data,
-                                            line.id.len);
-
-            if (ngx_http_engagement_counters_lookup(sh, &line.id, h) == NULL) {
-                cn = ngx_http_engagement_counters_create(z, &line.id, h);
-
-                if (cn == NULL
-                    || ngx_http_engagement_state_apply(z, cn, &line)
-                       != NGX_OK)
-                {
-                    ngx_log_error(NGX_LOG_ALERT, log, 0,
-                                  "engagement: zone \"%V\" is too small for "
-                                  "its state file; the rest is lost",
-                                  &z->name);
-                    return NGX_ERROR;
-                }
-            }
+            n++;
         }
-
-        if (cn == NULL) {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "engagement: invalid line in the state file of "
-                          "zone \"%V\" skipped", &z->name);
-            continue;
-        }
-
-        n++;
     }
 
     sh->stats[0].restored += n;

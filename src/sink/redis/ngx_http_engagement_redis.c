@@ -12,6 +12,10 @@
 #include "sink/redis/ngx_http_engagement_redis.h"
 
 
+/* a script's SHA1, in hex, as SCRIPT LOAD answers it */
+#define NGX_HTTP_ENGAGEMENT_SHA_LEN  40
+
+
 typedef struct {
     ngx_http_engagement_redis_cb_pt   cb;
     void                             *data;
@@ -35,7 +39,8 @@ static ngx_uint_t                          ngx_http_engagement_stopping;
 static ngx_uint_t                          ngx_http_engagement_failing;
 static ngx_msec_t                          ngx_http_engagement_down_at;
 static ngx_uint_t                          ngx_http_engagement_scripts;
-static char                                ngx_http_engagement_sha[NGX_HTTP_ENGAGEMENT_SCRIPTS][41];
+static char                                ngx_http_engagement_sha[
+    NGX_HTTP_ENGAGEMENT_SCRIPTS][NGX_HTTP_ENGAGEMENT_SHA_LEN + 1];
 static ngx_log_t                          *ngx_http_engagement_rlog;
 
 
@@ -244,42 +249,66 @@ static u_char                             *ngx_http_engagement_cmd;
 static size_t                              ngx_http_engagement_cmd_size;
 
 
+/* the smallest command buffer: most commands fit it */
+#define NGX_HTTP_ENGAGEMENT_CMD_MIN  4096
+
+
 /*
- * Sends one command: the RESP text is built here, in one allocation, and
- * handed to hiredis as formatted (hiredis's own argv formatting costs some
- * 5,000 instructions per flush command in sdscatfmt and sdscatlen). pre
- * and argv are the arguments, pre first (EVALSHA and its SHA, or none).
+ * The arguments of a command: pre (EVALSHA and its SHA, or none) then
+ * argv; one of them by index.
  */
+typedef struct {
+    int                                npre;
+    const char                       **pre;
+    const size_t                      *prelen;
+    int                                argc;
+    const char                       **argv;
+    const size_t                      *argvlen;
+} ngx_http_engagement_redis_args_t;
 
-static ngx_int_t
-ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
-    void *data, int npre, const char **pre, const size_t *prelen, int argc,
-    const char **argv, const size_t *argvlen)
+
+static ngx_inline const char *
+ngx_http_engagement_redis_arg(ngx_http_engagement_redis_args_t *a, int i,
+    size_t *len)
 {
-    int                                i, n;
-    u_char                            *cmd, *p;
-    size_t                             len, alen;
-    const char                        *arg;
-    ngx_int_t                          rc;
-    ngx_http_engagement_redis_call_t  *call;
-
-    if (ngx_http_engagement_ac == NULL || ngx_http_engagement_stopping) {
-        return NGX_DECLINED;
+    if (i < a->npre) {
+        *len = a->prelen[i];
+        return a->pre[i];
     }
 
-    n = npre + argc;
+    *len = a->argvlen[i - a->npre];
+    return a->argv[i - a->npre];
+}
+
+
+/*
+ * The command in RESP, in the worker's buffer, grown as needed: hiredis
+ * copies it into its output buffer. NULL: no memory.
+ */
+
+static u_char *
+ngx_http_engagement_redis_format(ngx_http_engagement_redis_args_t *a,
+    size_t *size)
+{
+    int          i, n;
+    u_char      *cmd, *p;
+    size_t       len, alen;
+    const char  *arg;
+
+    n = a->npre + a->argc;
     len = 1 + NGX_SIZE_T_LEN + 2;
 
     for (i = 0; i < n; i++) {
-        alen = i < npre ? prelen[i] : argvlen[i - npre];
+        (void) ngx_http_engagement_redis_arg(a, i, &alen);
         len += 1 + NGX_SIZE_T_LEN + 2 + alen + 2;
     }
 
-    /* one buffer per worker, grown as needed: hiredis copies from it */
     if (len > ngx_http_engagement_cmd_size) {
-        cmd = ngx_alloc(ngx_max(len, 4096), ngx_http_engagement_rlog);
+        len = ngx_max(len, NGX_HTTP_ENGAGEMENT_CMD_MIN);
+
+        cmd = ngx_alloc(len, ngx_http_engagement_rlog);
         if (cmd == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
 
         if (ngx_http_engagement_cmd) {
@@ -287,7 +316,53 @@ ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
         }
 
         ngx_http_engagement_cmd = cmd;
-        ngx_http_engagement_cmd_size = ngx_max(len, 4096);
+        ngx_http_engagement_cmd_size = len;
+    }
+
+    cmd = ngx_http_engagement_cmd;
+    p = cmd;
+
+    *p++ = '*';
+    p = ngx_http_engagement_put_uint(p, n);
+    *p++ = CR; *p++ = LF;
+
+    for (i = 0; i < n; i++) {
+        arg = ngx_http_engagement_redis_arg(a, i, &alen);
+
+        *p++ = '$';
+        p = ngx_http_engagement_put_uint(p, alen);
+        *p++ = CR; *p++ = LF;
+        p = ngx_cpymem(p, arg, alen);
+        *p++ = CR; *p++ = LF;
+    }
+
+    *size = p - cmd;
+
+    return cmd;
+}
+
+
+/*
+ * Sends one command: the RESP text is built here and handed to hiredis as
+ * formatted (hiredis's own argv formatting costs some 5,000 instructions
+ * per flush command in sdscatfmt and sdscatlen).
+ */
+
+static ngx_int_t
+ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
+    void *data, ngx_http_engagement_redis_args_t *a)
+{
+    u_char                            *cmd;
+    size_t                             len;
+    ngx_http_engagement_redis_call_t  *call;
+
+    if (ngx_http_engagement_ac == NULL || ngx_http_engagement_stopping) {
+        return NGX_DECLINED;
+    }
+
+    cmd = ngx_http_engagement_redis_format(a, &len);
+    if (cmd == NULL) {
+        return NGX_ERROR;
     }
 
     call = ngx_alloc(sizeof(ngx_http_engagement_redis_call_t),
@@ -299,35 +374,11 @@ ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
     call->cb = cb;
     call->data = data;
 
-    cmd = ngx_http_engagement_cmd;
-    p = cmd;
-
-    *p++ = '*';
-    p = ngx_http_engagement_put_uint(p, n);
-    *p++ = CR; *p++ = LF;
-
-    for (i = 0; i < n; i++) {
-        if (i < npre) {
-            arg = pre[i];
-            alen = prelen[i];
-
-        } else {
-            arg = argv[i - npre];
-            alen = argvlen[i - npre];
-        }
-
-        *p++ = '$';
-        p = ngx_http_engagement_put_uint(p, alen);
-        *p++ = CR; *p++ = LF;
-        p = ngx_cpymem(p, arg, alen);
-        *p++ = CR; *p++ = LF;
-    }
-
-    /* hiredis copies the command into its output buffer */
-    rc = redisAsyncFormattedCommand(ngx_http_engagement_ac,
-                                    ngx_http_engagement_redis_on_reply, call,
-                                    (const char *) cmd, p - cmd);
-    if (rc != REDIS_OK) {
+    if (redisAsyncFormattedCommand(ngx_http_engagement_ac,
+                                   ngx_http_engagement_redis_on_reply, call,
+                                   (const char *) cmd, len)
+        != REDIS_OK)
+    {
         ngx_free(call);
         return NGX_ERROR;
     }
@@ -348,8 +399,16 @@ ngx_int_t
 ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
     void *data, int argc, const char **argv, const size_t *argvlen)
 {
-    return ngx_http_engagement_redis_format_send(cb, data, 0, NULL, NULL,
-                                                 argc, argv, argvlen);
+    ngx_http_engagement_redis_args_t  a;
+
+    a.npre = 0;
+    a.pre = NULL;
+    a.prelen = NULL;
+    a.argc = argc;
+    a.argv = argv;
+    a.argvlen = argvlen;
+
+    return ngx_http_engagement_redis_format_send(cb, data, &a);
 }
 
 
@@ -358,8 +417,11 @@ ngx_http_engagement_redis_eval(ngx_uint_t script,
     ngx_http_engagement_redis_cb_pt cb, void *data, int argc,
     const char **argv, const size_t *argvlen)
 {
-    const char    *pre[2];
-    static size_t  prelen[2] = { sizeof("EVALSHA") - 1, 40 };
+    const char                        *pre[2];
+    ngx_http_engagement_redis_args_t   a;
+
+    static size_t  prelen[2] = { sizeof("EVALSHA") - 1,
+                                 NGX_HTTP_ENGAGEMENT_SHA_LEN };
 
     if (ngx_http_engagement_rstate != NGX_HTTP_ENGAGEMENT_REDIS_READY) {
         return NGX_DECLINED;
@@ -374,8 +436,14 @@ ngx_http_engagement_redis_eval(ngx_uint_t script,
     pre[0] = "EVALSHA";
     pre[1] = ngx_http_engagement_sha[script];
 
-    return ngx_http_engagement_redis_format_send(cb, data, 2, pre, prelen,
-                                                 argc, argv, argvlen);
+    a.npre = 2;
+    a.pre = pre;
+    a.prelen = prelen;
+    a.argc = argc;
+    a.argv = argv;
+    a.argvlen = argvlen;
+
+    return ngx_http_engagement_redis_format_send(cb, data, &a);
 }
 
 
@@ -419,13 +487,16 @@ ngx_http_engagement_redis_on_script(redisReply *reply, void *data)
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+    if (reply->type != REDIS_REPLY_STRING
+        || reply->len != NGX_HTTP_ENGAGEMENT_SHA_LEN)
+    {
         ngx_http_engagement_redis_fail("unexpected SCRIPT LOAD reply");
         return;
     }
 
-    ngx_memcpy(ngx_http_engagement_sha[n], reply->str, 40);
-    ngx_http_engagement_sha[n][40] = '\0';
+    ngx_memcpy(ngx_http_engagement_sha[n], reply->str,
+               NGX_HTTP_ENGAGEMENT_SHA_LEN);
+    ngx_http_engagement_sha[n][NGX_HTTP_ENGAGEMENT_SHA_LEN] = '\0';
 
     /* the last one loaded: the connection is ready */
     if (n != NGX_HTTP_ENGAGEMENT_SCRIPTS - 1) {
