@@ -353,7 +353,10 @@ ngx_http_engagement_limit_rule_check(ngx_conf_t *cf,
 }
 
 
-/* the rule joins its location's and the module's lists */
+/*
+ * The rule joins its location's list and the module's (whose rules find
+ * their zones once the http block is read, so any order works).
+ */
 
 static ngx_int_t
 ngx_http_engagement_limit_rule_add(ngx_conf_t *cf,
@@ -361,7 +364,7 @@ ngx_http_engagement_limit_rule_add(ngx_conf_t *cf,
     ngx_http_engagement_limit_rule_t *rule)
 {
     ngx_http_engagement_limit_conf_t   *lcf;
-    ngx_http_engagement_limit_rule_t  **rp;
+    ngx_http_engagement_limit_rule_t  **loc, **all;
 
     if (elcf->limits == NGX_CONF_UNSET_PTR) {
         elcf->limits = ngx_array_create(cf->pool, 2, sizeof(void *));
@@ -380,25 +383,20 @@ ngx_http_engagement_limit_rule_add(ngx_conf_t *cf,
     rule->file = cf->conf_file->file.name.data;
     rule->line = cf->conf_file->line;
 
-    rp = ngx_array_push(elcf->limits);
-    if (rp == NULL) {
-        return NGX_ERROR;
-    }
-
-    *rp = rule;
-
-    /* zones are resolved once the http block is read: any order works */
     lcf = ngx_http_engagement_limit_conf(cf);
     if (lcf == NULL) {
         return NGX_ERROR;
     }
 
-    rp = ngx_array_push(&lcf->rules);
-    if (rp == NULL) {
+    loc = ngx_array_push(elcf->limits);
+    all = ngx_array_push(&lcf->rules);
+
+    if (loc == NULL || all == NULL) {
         return NGX_ERROR;
     }
 
-    *rp = rule;
+    *loc = rule;
+    *all = rule;
 
     return NGX_OK;
 }

@@ -55,37 +55,27 @@ ngx_http_engagement_counters_cmp(uint64_t hash, ngx_str_t *id,
 }
 
 
+static ngx_uint_t
+ngx_http_engagement_counters_less(ngx_rbtree_node_t *a, ngx_rbtree_node_t *b)
+{
+    ngx_str_t                            id;
+    ngx_http_engagement_counter_node_t  *cn;
+
+    cn = (ngx_http_engagement_counter_node_t *) a;
+    id.len = cn->len;
+    id.data = cn->data;
+
+    return ngx_http_engagement_counters_cmp(ngx_http_engagement_cn_hash(cn),
+               &id, (ngx_http_engagement_counter_node_t *) b) < 0;
+}
+
+
 static void
 ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_str_t                            id;
-    ngx_rbtree_node_t                  **p;
-    ngx_http_engagement_counter_node_t  *cn, *cnt;
-
-    cn = (ngx_http_engagement_counter_node_t *) node;
-    id.len = cn->len;
-    id.data = cn->data;
-
-    for ( ;; ) {
-        cnt = (ngx_http_engagement_counter_node_t *) temp;
-
-        p = (ngx_http_engagement_counters_cmp(ngx_http_engagement_cn_hash(cn),
-                                              &id, cnt) < 0)
-            ? &temp->left : &temp->right;
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
+    ngx_http_engagement_rbtree_insert(temp, node, sentinel,
+                                      ngx_http_engagement_counters_less);
 }
 
 
@@ -246,22 +236,32 @@ ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
 }
 
 
-ngx_int_t
-ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
+/* a content's entry, made if missing; called with the zone locked */
+
+static ngx_http_engagement_counter_node_t *
+ngx_http_engagement_counters_find(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash)
 {
-    ngx_http_engagement_counter_node_t    *cn;
-    ngx_http_engagement_counters_shctx_t  *sh;
+    ngx_http_engagement_counter_node_t  *cn;
 
-    sh = z->sh;
+    cn = ngx_http_engagement_counters_lookup(z->sh, id, hash);
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    cn = ngx_http_engagement_counters_lookup(sh, id, hash);
     if (cn == NULL) {
         cn = ngx_http_engagement_counters_create(z, id, hash);
     }
 
+    return cn;
+}
+
+
+ngx_int_t
+ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash)
+{
+    ngx_http_engagement_counter_node_t  *cn;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    cn = ngx_http_engagement_counters_find(z, id, hash);
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     return (cn == NULL) ? NGX_ERROR : NGX_OK;
@@ -339,17 +339,11 @@ void
 ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, uint64_t *reactions)
 {
-    ngx_http_engagement_counter_node_t    *cn;
-    ngx_http_engagement_counters_shctx_t  *sh;
-
-    sh = z->sh;
+    ngx_http_engagement_counter_node_t  *cn;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    cn = ngx_http_engagement_counters_lookup(sh, id, hash);
-    if (cn == NULL) {
-        cn = ngx_http_engagement_counters_create(z, id, hash);
-    }
+    cn = ngx_http_engagement_counters_find(z, id, hash);
 
     if (cn) {
         ngx_http_engagement_counters_set_reactions(z, cn, reactions);
@@ -406,17 +400,15 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    cn = ngx_http_engagement_counters_lookup(sh, id, hash);
-    if (cn == NULL) {
-        cn = ngx_http_engagement_counters_create(z, id, hash);
-        if (cn == NULL) {
-            ngx_shmtx_unlock(&z->shpool->mutex);
-            return NGX_ERROR;
-        }
+    cn = ngx_http_engagement_counters_find(z, id, hash);
 
-    } else {
-        ngx_http_engagement_zone_touch(&sh->head, &cn->queue);
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_ERROR;
     }
+
+    /* a new entry is at the head already */
+    ngx_http_engagement_zone_touch(&sh->head, &cn->queue);
 
     if (!z->redis) {
         cn->counts.views += delta->views;
@@ -495,6 +487,40 @@ ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
 }
 
 
+/*
+ * Totals read from Redis, stored in an entry; called with the zone locked.
+ * A read that crossed a flush of this content may or may not include it;
+ * the flush's own answer will set the totals, so such a read is only
+ * shown.
+ */
+
+static void
+ngx_http_engagement_counters_store(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn,
+    ngx_http_engagement_counts_t *totals, uint64_t uniques,
+    uint64_t *reactions, ngx_http_engagement_view_t *result)
+{
+    cn->reading_at = 0;
+    ngx_http_engagement_counters_set_reactions(z, cn, reactions);
+
+    if (cn->seq == 0) {
+        cn->counts = *totals;
+        cn->uniques = (uint32_t) uniques;
+        cn->confirmed_at = ngx_http_engagement_now32();
+        ngx_http_engagement_counters_view(z, cn, result);
+        return;
+    }
+
+    ngx_http_engagement_counters_view(z, cn, result);
+    result->counts = *totals;
+    result->counts.views += cn->pending.views;
+    result->counts.engaged += cn->pending.engaged;
+    result->counts.replays += cn->pending.replays;
+    result->uniques = uniques;
+    result->known = 1;
+}
+
+
 /* totals read from Redis: cached unless a flush of this content is open */
 
 void
@@ -503,49 +529,20 @@ ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
     uint64_t uniques, uint64_t *reactions,
     ngx_http_engagement_view_t *result)
 {
-    ngx_http_engagement_counter_node_t    *cn;
-    ngx_http_engagement_counters_shctx_t  *sh;
-
-    sh = z->sh;
+    ngx_http_engagement_counter_node_t  *cn;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    cn = ngx_http_engagement_counters_lookup(sh, id, hash);
-    if (cn == NULL) {
-        cn = ngx_http_engagement_counters_create(z, id, hash);
-    }
+    cn = ngx_http_engagement_counters_find(z, id, hash);
 
-    if (cn == NULL) {
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        ngx_memzero(result, sizeof(ngx_http_engagement_view_t));
-        result->counts = *totals;
-        result->uniques = uniques;
-        result->known = 1;
-        result->nreactions = z->nreactions;
-        ngx_memcpy(result->reactions, reactions,
-                   z->nreactions * sizeof(uint64_t));
-        return;
-    }
-
-    cn->reading_at = 0;
-    ngx_http_engagement_counters_set_reactions(z, cn, reactions);
-
-    /*
-     * A read that crossed a flush of this content may or may not include
-     * it; the flush's own answer will set the totals, so do not store it.
-     */
-    if (cn->seq == 0) {
-        cn->counts = *totals;
-        cn->uniques = (uint32_t) uniques;
-        cn->confirmed_at = ngx_http_engagement_now32();
-        ngx_http_engagement_counters_view(z, cn, result);
+    if (cn) {
+        ngx_http_engagement_counters_store(z, cn, totals, uniques, reactions,
+                                           result);
 
     } else {
-        ngx_http_engagement_counters_view(z, cn, result);
+        /* no room: shown, not stored */
+        ngx_memzero(result, sizeof(ngx_http_engagement_view_t));
         result->counts = *totals;
-        result->counts.views += cn->pending.views;
-        result->counts.engaged += cn->pending.engaged;
-        result->counts.replays += cn->pending.replays;
         result->uniques = uniques;
         result->known = 1;
     }

@@ -118,6 +118,29 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
 }
 
 
+/*
+ * Locks the claim's zone and answers its entry, or NULL (and unlocked)
+ * when another worker has re-claimed and confirmed it already.
+ */
+
+static ngx_http_engagement_counter_node_t *
+ngx_http_engagement_counters_claimed(ngx_http_engagement_claim_t *cl)
+{
+    ngx_http_engagement_counter_node_t  *cn;
+
+    cn = cl->node;
+
+    ngx_shmtx_lock(&cl->zone->shpool->mutex);
+
+    if (cn->seq != cl->seq) {
+        ngx_shmtx_unlock(&cl->zone->shpool->mutex);
+        return NULL;
+    }
+
+    return cn;
+}
+
+
 void
 ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     ngx_http_engagement_counts_t *totals, uint64_t uniques,
@@ -127,17 +150,13 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
 
-    z = cl->zone;
-    sh = z->sh;
-    cn = cl->node;
-
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    /* another worker may have re-claimed and confirmed it already */
-    if (cn->seq != cl->seq) {
-        ngx_shmtx_unlock(&z->shpool->mutex);
+    cn = ngx_http_engagement_counters_claimed(cl);
+    if (cn == NULL) {
         return;
     }
+
+    z = cl->zone;
+    sh = z->sh;
 
     cn->counts = *totals;
     cn->uniques = (uint32_t) uniques;
@@ -171,12 +190,17 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
 }
 
 
+/* the earlier of two arrival times, 0 being none */
+#define ngx_http_engagement_earlier(a, b)                                     \
+    (((b) != 0 && ((a) == 0 || (b) < (a))) ? (b) : (a))
+
+
 /* the arrival time of the oldest delta not confirmed by Redis, or 0 */
 
 time_t
 ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z)
 {
-    time_t                                 t, oldest;
+    time_t                                 oldest;
     ngx_queue_t                           *q;
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
@@ -187,26 +211,20 @@ ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z)
     ngx_shmtx_lock(&z->shpool->mutex);
 
     /* both queues are in claim or arrival order, but resends move: scan */
-    for (q = ngx_queue_head(&sh->inflight);
-         q != ngx_queue_sentinel(&sh->inflight);
-         q = ngx_queue_next(q))
-    {
-        cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, flush);
-        t = cn->inflight_since;
+    q = ngx_queue_head(&sh->inflight);
 
-        if (t && (oldest == 0 || t < oldest)) {
-            oldest = t;
-        }
+    while (q != ngx_queue_sentinel(&sh->inflight)) {
+        cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, flush);
+        oldest = ngx_http_engagement_earlier(oldest,
+                                             (time_t) cn->inflight_since);
+        q = ngx_queue_next(q);
     }
 
     if (!ngx_queue_empty(&sh->dirty)) {
         cn = ngx_queue_data(ngx_queue_head(&sh->dirty),
                             ngx_http_engagement_counter_node_t, flush);
-        t = cn->pending_since;
-
-        if (t && (oldest == 0 || t < oldest)) {
-            oldest = t;
-        }
+        oldest = ngx_http_engagement_earlier(oldest,
+                                             (time_t) cn->pending_since);
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -220,21 +238,21 @@ ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z)
 void
 ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl)
 {
-    ngx_http_engagement_zone_t            *z;
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
 
-    z = cl->zone;
-    sh = z->sh;
-    cn = cl->node;
+    cn = ngx_http_engagement_counters_claimed(cl);
+    if (cn == NULL) {
+        return;
+    }
 
-    ngx_shmtx_lock(&z->shpool->mutex);
+    sh = cl->zone->sh;
 
-    if (cn->seq == cl->seq && cn->claimed_by == ngx_pid) {
+    if (cn->claimed_by == ngx_pid) {
         cn->claimed_by = 0;
         ngx_queue_remove(&cn->flush);
         ngx_queue_insert_head(&sh->inflight, &cn->flush);
     }
 
-    ngx_shmtx_unlock(&z->shpool->mutex);
+    ngx_shmtx_unlock(&cl->zone->shpool->mutex);
 }

@@ -221,6 +221,12 @@ typedef struct {
 
 
 /* hash.c */
+typedef ngx_uint_t (*ngx_http_engagement_less_pt)(ngx_rbtree_node_t *a,
+    ngx_rbtree_node_t *b);
+
+void ngx_http_engagement_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
+    ngx_http_engagement_less_pt less);
 uint64_t ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
     size_t len);
 void ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn,

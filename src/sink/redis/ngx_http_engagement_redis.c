@@ -44,113 +44,6 @@ static char                                ngx_http_engagement_sha[
 static ngx_log_t                          *ngx_http_engagement_rlog;
 
 
-/*
- * The flush script: applies one content's deltas at most once per
- * (edge, sequence) and answers the new totals. KEYS: totals, flush marks,
- * minute, hour and day buckets, the unique-viewer HyperLogLog. ARGV: edge,
- * sequence, views, engaged, replays, the three bucket TTLs, the number of
- * reaction types and the types, then viewer hashes for the HyperLogLog.
- * The answer: applied, views, engaged, replays, unique viewers, one count
- * per reaction type (so a flush refreshes the whole cached summary).
- * A bucket gets its TTL when a field of it is created (HINCRBY answers
- * exactly the delta): once per bucket, not at every flush, and again if
- * Redis lost the key. Counts only grow, so an existing field never
- * answers its delta.
- */
-static const char  ngx_http_engagement_flush_lua[] =
-    "local n = tonumber(ARGV[9])\n"
-    "local last = redis.call('HGET', KEYS[2], ARGV[1])\n"
-    "local applied = 0\n"
-    "if (not last) or tonumber(last) < tonumber(ARGV[2]) then\n"
-    "  local f = {'views', 'engaged', 'replays'}\n"
-    "  for i = 1, 4 do\n"
-    "    local k = KEYS[1]\n"
-    "    if i > 1 then k = KEYS[i + 1] end\n"
-    "    local fresh = false\n"
-    "    for j = 1, 3 do\n"
-    "      local d = ARGV[2 + j]\n"
-    "      if d ~= '0' and redis.call('HINCRBY', k, f[j], d) == tonumber(d)\n"
-    "      then fresh = true end\n"
-    "    end\n"
-    "    if i > 1 and fresh then redis.call('EXPIRE', k, ARGV[i + 4]) end\n"
-    "  end\n"
-    "  for i = 10 + n, #ARGV, 500 do\n"
-    "    redis.call('PFADD', KEYS[6], unpack(ARGV, i, math.min(i + 499, #ARGV)))\n"
-    "  end\n"
-    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
-    "  applied = 1\n"
-    "end\n"
-    "local q = {'views', 'engaged', 'replays'}\n"
-    "for i = 1, n do q[3 + i] = 'r:' .. ARGV[9 + i] end\n"
-    "local t = redis.call('HMGET', KEYS[1], unpack(q))\n"
-    "local r = {applied, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
-    "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[6])}\n"
-    "for i = 1, n do r[5 + i] = tonumber(t[3 + i]) or 0 end\n"
-    "return r\n";
-
-/*
- * The read script: totals, unique viewers and reaction counts of one
- * content, in the flush script's answer layout. KEYS: totals, HyperLogLog.
- * ARGV: the reaction types.
- */
-static const char  ngx_http_engagement_read_lua[] =
-    "local q = {'views', 'engaged', 'replays'}\n"
-    "for i = 1, #ARGV do q[3 + i] = 'r:' .. ARGV[i] end\n"
-    "local t = redis.call('HMGET', KEYS[1], unpack(q))\n"
-    "local r = {0, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
-    "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[2])}\n"
-    "for i = 1, #ARGV do r[5 + i] = tonumber(t[3 + i]) or 0 end\n"
-    "return r\n";
-
-/*
- * The reaction script: one user's reaction to one content moves from its
- * old state to the new one ('' is none) and the counts follow, atomically;
- * a request id seen in the last day changes nothing. KEYS: totals, the
- * user -> reaction hash, the request id's key. ARGV: user, new state,
- * '1' if there is a request id, then the reaction types. The answer:
- * applied, duplicate request, old state, new state, counts per type.
- */
-static const char  ngx_http_engagement_react_lua[] =
-    "local old = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
-    "local applied, dup = 0, 0\n"
-    "if ARGV[3] == '1' and\n"
-    "   not redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) then\n"
-    "  dup = 1\n"
-    "end\n"
-    "if dup == 0 and old ~= ARGV[2] then\n"
-    "  if old ~= '' then redis.call('HINCRBY', KEYS[1], 'r:' .. old, -1) end\n"
-    "  if ARGV[2] ~= '' then\n"
-    "    redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[2], 1)\n"
-    "    redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
-    "  else\n"
-    "    redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "  end\n"
-    "  applied = 1\n"
-    "end\n"
-    "local r = {applied, dup, old, redis.call('HGET', KEYS[2], ARGV[1]) or ''}\n"
-    "for i = 4, #ARGV do\n"
-    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
-    "end\n"
-    "return r\n";
-
-/* a user's state: the same answer as the reaction script, changing nothing */
-static const char  ngx_http_engagement_state_lua[] =
-    "local s = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
-    "local r = {0, 0, s, s}\n"
-    "for i = 2, #ARGV do\n"
-    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
-    "end\n"
-    "return r\n";
-
-
-static const char  *ngx_http_engagement_scripts_lua[] = {
-    ngx_http_engagement_flush_lua,
-    ngx_http_engagement_read_lua,
-    ngx_http_engagement_react_lua,
-    ngx_http_engagement_state_lua
-};
-
-
 #define ngx_http_engagement_rstat(f)                                          \
     if (ngx_http_engagement_global_sh) {                                      \
         ngx_http_engagement_inc(ngx_http_engagement_global_sh, f);            \
@@ -345,22 +238,32 @@ ngx_http_engagement_redis_format(ngx_http_engagement_redis_args_t *a,
 /*
  * Sends one command: the RESP text is built here and handed to hiredis as
  * formatted (hiredis's own argv formatting costs some 5,000 instructions
- * per flush command in sdscatfmt and sdscatlen).
+ * per flush command in sdscatfmt and sdscatlen). pre and argv are the
+ * arguments, pre first (EVALSHA and its SHA, or none).
  */
 
 static ngx_int_t
 ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
-    void *data, ngx_http_engagement_redis_args_t *a)
+    void *data, int npre, const char **pre, const size_t *prelen, int argc,
+    const char **argv, const size_t *argvlen)
 {
     u_char                            *cmd;
     size_t                             len;
+    ngx_http_engagement_redis_args_t   a;
     ngx_http_engagement_redis_call_t  *call;
 
     if (ngx_http_engagement_ac == NULL || ngx_http_engagement_stopping) {
         return NGX_DECLINED;
     }
 
-    cmd = ngx_http_engagement_redis_format(a, &len);
+    a.npre = npre;
+    a.pre = pre;
+    a.prelen = prelen;
+    a.argc = argc;
+    a.argv = argv;
+    a.argvlen = argvlen;
+
+    cmd = ngx_http_engagement_redis_format(&a, &len);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
@@ -399,16 +302,8 @@ ngx_int_t
 ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
     void *data, int argc, const char **argv, const size_t *argvlen)
 {
-    ngx_http_engagement_redis_args_t  a;
-
-    a.npre = 0;
-    a.pre = NULL;
-    a.prelen = NULL;
-    a.argc = argc;
-    a.argv = argv;
-    a.argvlen = argvlen;
-
-    return ngx_http_engagement_redis_format_send(cb, data, &a);
+    return ngx_http_engagement_redis_format_send(cb, data, 0, NULL, NULL,
+                                                 argc, argv, argvlen);
 }
 
 
@@ -417,8 +312,7 @@ ngx_http_engagement_redis_eval(ngx_uint_t script,
     ngx_http_engagement_redis_cb_pt cb, void *data, int argc,
     const char **argv, const size_t *argvlen)
 {
-    const char                        *pre[2];
-    ngx_http_engagement_redis_args_t   a;
+    const char    *pre[2];
 
     static size_t  prelen[2] = { sizeof("EVALSHA") - 1,
                                  NGX_HTTP_ENGAGEMENT_SHA_LEN };
@@ -436,14 +330,8 @@ ngx_http_engagement_redis_eval(ngx_uint_t script,
     pre[0] = "EVALSHA";
     pre[1] = ngx_http_engagement_sha[script];
 
-    a.npre = 2;
-    a.pre = pre;
-    a.prelen = prelen;
-    a.argc = argc;
-    a.argv = argv;
-    a.argvlen = argvlen;
-
-    return ngx_http_engagement_redis_format_send(cb, data, &a);
+    return ngx_http_engagement_redis_format_send(cb, data, 2, pre, prelen,
+                                                 argc, argv, argvlen);
 }
 
 
@@ -530,8 +418,8 @@ ngx_http_engagement_redis_load_scripts(void)
     lens[1] = 4;
 
     for (i = 0; i < NGX_HTTP_ENGAGEMENT_SCRIPTS; i++) {
-        argv[2] = ngx_http_engagement_scripts_lua[i];
-        lens[2] = ngx_strlen(ngx_http_engagement_scripts_lua[i]);
+        argv[2] = ngx_http_engagement_redis_scripts[i];
+        lens[2] = ngx_strlen(ngx_http_engagement_redis_scripts[i]);
 
         (void) ngx_http_engagement_redis_send(
                    ngx_http_engagement_redis_on_script, (void *) (uintptr_t) i,
@@ -768,6 +656,20 @@ ngx_http_engagement_redis_connect(void)
 }
 
 
+/* the connection's timers: cancelable, they never hold a worker at exit */
+
+static void
+ngx_http_engagement_redis_timer(ngx_event_t *ev, ngx_event_handler_pt handler,
+    ngx_log_t *log)
+{
+    ngx_memzero(ev, sizeof(ngx_event_t));
+    ev->handler = handler;
+    ev->log = log;
+    ev->data = ngx_http_engagement_rcf;
+    ev->cancelable = 1;
+}
+
+
 ngx_int_t
 ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_redis_conf_t *rcf)
@@ -782,19 +684,10 @@ ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_failing = 0;
     ngx_http_engagement_down_at = 0;
 
-    ngx_memzero(&ngx_http_engagement_reconnect_ev, sizeof(ngx_event_t));
-    ngx_http_engagement_reconnect_ev.handler =
-        ngx_http_engagement_redis_reconnect_handler;
-    ngx_http_engagement_reconnect_ev.log = cycle->log;
-    ngx_http_engagement_reconnect_ev.data = rcf;
-    ngx_http_engagement_reconnect_ev.cancelable = 1;
-
-    ngx_memzero(&ngx_http_engagement_timeout_ev, sizeof(ngx_event_t));
-    ngx_http_engagement_timeout_ev.handler =
-        ngx_http_engagement_redis_timeout_handler;
-    ngx_http_engagement_timeout_ev.log = cycle->log;
-    ngx_http_engagement_timeout_ev.data = rcf;
-    ngx_http_engagement_timeout_ev.cancelable = 1;
+    ngx_http_engagement_redis_timer(&ngx_http_engagement_reconnect_ev,
+        ngx_http_engagement_redis_reconnect_handler, cycle->log);
+    ngx_http_engagement_redis_timer(&ngx_http_engagement_timeout_ev,
+        ngx_http_engagement_redis_timeout_handler, cycle->log);
 
     ngx_http_engagement_redis_connect();
 

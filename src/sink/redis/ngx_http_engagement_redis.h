@@ -3,9 +3,9 @@
  * sink/redis/: the Redis side of the module. The per-worker connection
  * (redis.c, hiredis on nginx's event loop through redis_adapter.c), the
  * engagement_redis directive (redis_conf.c), the flush of the counters
- * zone's deltas (flush.c) and the reading of the scripts' replies
- * (redis_reply.c). It reaches the counters only through store/'s flush
- * queue, and knows nothing of requests.
+ * zone's deltas (flush.c), the Lua scripts (redis_scripts.c) and the
+ * reading of their replies (redis_reply.c). It takes the deltas only
+ * through store/'s flush queue, and knows nothing of requests.
  */
 
 
@@ -39,6 +39,20 @@ struct ngx_http_engagement_redis_conf_s {
     ngx_msec_t                    backoff_min;
     ngx_msec_t                    backoff_max;
 };
+
+
+/* the scripts, in their order in ngx_http_engagement_redis_scripts[] */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH = 0,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_READ,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_REACT,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_STATE,
+    NGX_HTTP_ENGAGEMENT_SCRIPTS
+} ngx_http_engagement_script_e;
+
+
+/* redis_scripts.c: the Lua source of each script */
+extern const char  *ngx_http_engagement_redis_scripts[];
 
 
 /* a reply callback: reply is NULL when the command failed or timed out */
@@ -76,11 +90,6 @@ ngx_int_t ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 void ngx_http_engagement_flush_stop(void);
 
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH  0
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_READ   1
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_REACT  2
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_STATE  3
-#define NGX_HTTP_ENGAGEMENT_SCRIPTS       4
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_ */
