@@ -45,6 +45,15 @@ static ngx_uint_t                     ngx_http_engagement_flush_on;
  */
 #define NGX_HTTP_ENGAGEMENT_EXIT_CHECK  250
 
+/* during the final flush, how often to look whether all is answered */
+#define NGX_HTTP_ENGAGEMENT_EXIT_POLL   20
+
+/*
+ * A claim is taken over by another worker when its flusher has not
+ * answered within two command timeouts and this much more (ms).
+ */
+#define NGX_HTTP_ENGAGEMENT_RECLAIM_SLACK  1000
+
 
 /*
  * The flush script's arguments: the number of keys, its 6 keys and its 9
@@ -388,7 +397,7 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
     round->started = ngx_current_msec;
     ngx_http_engagement_round = round;
 
-    reclaim = 2 * emcf->redis->timeout + 1000;
+    reclaim = 2 * emcf->redis->timeout + NGX_HTTP_ENGAGEMENT_RECLAIM_SLACK;
     full = 0;
 
     for (i = 0; i < emcf->zones.nelts; i++) {
@@ -542,7 +551,7 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
             return;
         }
 
-        ngx_http_engagement_flush_timer(20);
+        ngx_http_engagement_flush_timer(NGX_HTTP_ENGAGEMENT_EXIT_POLL);
         return;
     }
 
