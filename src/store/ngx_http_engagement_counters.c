@@ -447,40 +447,47 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
 }
 
 
+/*
+ * Redis totals older than the cache TTL are re-read by the caller, by one
+ * caller at a time; called with the zone locked.
+ */
+
+static void
+ngx_http_engagement_counters_refresh(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn, ngx_http_engagement_view_t *v)
+{
+    if (!z->redis || !v->known
+        || ngx_http_engagement_age32(cn->confirmed_at) < z->cache_ttl)
+    {
+        return;
+    }
+
+    if (cn->reading_at == 0
+        || ngx_http_engagement_age32(cn->reading_at) >= z->cache_ttl)
+    {
+        cn->reading_at = ngx_http_engagement_now32();
+        v->refresh = 1;
+    }
+}
+
+
 void
 ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_view_t *result)
 {
-    ngx_msec_t                             ttl;
-    ngx_http_engagement_counter_node_t    *cn;
-    ngx_http_engagement_counters_shctx_t  *sh;
-
-    sh = z->sh;
+    ngx_http_engagement_counter_node_t  *cn;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    cn = ngx_http_engagement_counters_lookup(sh, id, hash);
+    cn = ngx_http_engagement_counters_lookup(z->sh, id, hash);
 
-    if (cn == NULL) {
+    if (cn) {
+        ngx_http_engagement_counters_view(z, cn, result);
+        ngx_http_engagement_counters_refresh(z, cn, result);
+
+    } else {
         ngx_memzero(result, sizeof(ngx_http_engagement_view_t));
         result->known = !z->redis;
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        return;
-    }
-
-    ngx_http_engagement_counters_view(z, cn, result);
-
-    /* stale totals of content without local deltas: one re-read at a time */
-    if (z->redis && result->known) {
-        ttl = z->cache_ttl;
-
-        if (ngx_http_engagement_age32(cn->confirmed_at) >= ttl
-            && (cn->reading_at == 0
-                || ngx_http_engagement_age32(cn->reading_at) >= ttl))
-        {
-            cn->reading_at = ngx_http_engagement_now32();
-            result->refresh = 1;
-        }
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
