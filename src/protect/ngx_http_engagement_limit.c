@@ -1,45 +1,27 @@
 
 /*
- * Rate limits at the edge: engagement_limit_zone (a shared memory zone of
- * leaky buckets) and engagement_limit (a rule of a location: zone, key,
- * rate, burst, dry_run). The zone is laid out like limit_req's: a header
- * in the zone, an rbtree keyed by a 64-bit keyed hash of the key (the raw
- * key is never stored), an LRU queue, drained buckets reclaimed before
- * each allocation and a forced, counted eviction when the zone is full.
- * Excess is kept in milli-requests, in fixed point, and the whole
- * read-modify-write of a bucket runs under the zone lock; the key is
- * evaluated and hashed before the lock is taken.
+ * Rate limits at the edge, on the request path: each rule of a location
+ * (engagement_limit, read by limit_conf.c) is a leaky bucket per key in a
+ * zone (engagement_limit_zone), and the status endpoint shows each zone's
+ * figures. The zone is one of store/'s generic zones, laid out like
+ * limit_req's: a header in the zone, an rbtree keyed by a 64-bit keyed
+ * hash of the key (the raw key is never stored), an LRU queue, drained
+ * buckets reclaimed before each allocation and a forced, counted eviction
+ * when the zone is full. Excess is kept in milli-requests, in fixed point,
+ * and the whole read-modify-write of a bucket runs under the zone lock;
+ * the key is evaluated and hashed before the lock is taken.
  */
 
 
 #include "ngx_http_engagement_module.h"
 #include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
+#include "protect/ngx_http_engagement_limit.h"
 #include "http/ngx_http_engagement_http.h"
 
 
-#define NGX_HTTP_ENGAGEMENT_LIMIT_MAGIC    0x45474c31   /* "EGL1" */
-#define NGX_HTTP_ENGAGEMENT_LIMIT_MAX      100000       /* rate and burst */
-
-
-/* what the zone keeps first; magic and layout first, as in every zone */
-typedef struct {
-    uint32_t                      magic;
-    uint32_t                      layout;
-    size_t                        shctx_size;
-    ngx_rbtree_t                  rbtree;
-    ngx_rbtree_node_t             sentinel;
-    ngx_queue_t                   lru;
-    uint64_t                      hash_key[2];
-    time_t                        created;
-    ngx_atomic_t                  entries;
-    ngx_atomic_t                  passed;
-    ngx_atomic_t                  limited;
-    ngx_atomic_t                  dry_run;     /* would have been limited */
-    ngx_atomic_t                  expired;
-    ngx_atomic_t                  evictions;   /* live buckets dropped */
-    ngx_atomic_t                  alloc_failures;
-} ngx_http_engagement_limit_shctx_t;
+/* drained buckets reclaimed from the LRU tail per request, at most */
+#define NGX_HTTP_ENGAGEMENT_LIMIT_EXPIRE   2
 
 
 /*
@@ -58,55 +40,19 @@ typedef struct {
 } ngx_http_engagement_limit_node_t;
 
 
-typedef struct {
-    ngx_str_t                     name;
-    ngx_shm_zone_t               *shm_zone;
-    ngx_slab_pool_t              *shpool;
-    ngx_http_engagement_limit_shctx_t  *sh;
-    ngx_msec_t                    max_idle;    /* a bucket idle this long
-                                                  is empty for every rule */
-    ngx_msec_t                    last_full_log;
-} ngx_http_engagement_limit_zone_t;
-
-
-typedef struct {
-    ngx_str_t                     zone_name;
-    ngx_http_engagement_limit_zone_t  *zone;
-    ngx_http_complex_value_t      key;
-    ngx_uint_t                    rate;        /* requests per period */
-    ngx_msec_t                    period;      /* 1000 or 60000 */
-    ngx_uint_t                    burst;       /* milli-requests */
-    ngx_uint_t                    dry_run;
-    u_char                       *file;        /* where it was written */
-    ngx_uint_t                    line;
-} ngx_http_engagement_limit_rule_t;
-
-
-typedef struct {
-    ngx_array_t                   zones;       /* limit_zone_t * */
-    ngx_array_t                   rules;       /* limit_rule_t *, all */
-} ngx_http_engagement_limit_conf_t;
-
-
-static ngx_http_engagement_limit_conf_t *ngx_http_engagement_limit_conf(
-    ngx_conf_t *cf);
-
-
 static void
 ngx_http_engagement_limit_free(ngx_http_engagement_limit_zone_t *z,
     ngx_http_engagement_limit_node_t *ln)
 {
-    ngx_queue_remove(&ln->queue);
-    ngx_rbtree_delete(&z->sh->rbtree, &ln->node);
-    ngx_slab_free_locked(z->shpool, ln);
-    z->sh->entries--;
+    ngx_http_engagement_zone_unlink(z->shpool, &z->sh->head, &ln->node,
+                                    &ln->queue);
 }
 
 
 /*
- * Reclaims up to two drained buckets from the LRU tail; forced: the
- * oldest one whatever its state (a client then gets a fresh burst).
- * Returns 1 when a live bucket was evicted.
+ * Reclaims up to NGX_HTTP_ENGAGEMENT_LIMIT_EXPIRE drained buckets from the
+ * LRU tail; forced: the oldest one whatever its state (a client then gets
+ * a fresh burst). Returns 1 when a live bucket was evicted.
  */
 
 static ngx_uint_t
@@ -117,13 +63,13 @@ ngx_http_engagement_limit_expire(ngx_http_engagement_limit_zone_t *z,
     ngx_queue_t                        *q;
     ngx_http_engagement_limit_node_t   *ln;
 
-    for (n = 0; n < 2; n++) {
+    for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIMIT_EXPIRE; n++) {
 
-        if (ngx_queue_empty(&z->sh->lru)) {
+        if (ngx_queue_empty(&z->sh->head.lru)) {
             return 0;
         }
 
-        q = ngx_queue_last(&z->sh->lru);
+        q = ngx_queue_last(&z->sh->head.lru);
         ln = ngx_queue_data(q, ngx_http_engagement_limit_node_t, queue);
 
         if ((uint32_t) (now - ln->last) < z->max_idle) {
@@ -149,6 +95,60 @@ ngx_http_engagement_limit_expire(ngx_http_engagement_limit_zone_t *z,
 
 
 /*
+ * A first request's bucket, empty, which it always fits; a full zone
+ * evicts its oldest bucket once (*evicted). Called with the zone locked.
+ */
+
+static ngx_http_engagement_limit_node_t *
+ngx_http_engagement_limit_bucket(ngx_http_engagement_limit_zone_t *z,
+    uint64_t hash, uint32_t now, ngx_uint_t *evicted)
+{
+    ngx_http_engagement_limit_node_t  *ln;
+
+    ln = ngx_slab_alloc_locked(z->shpool,
+                               sizeof(ngx_http_engagement_limit_node_t));
+    if (ln == NULL) {
+        *evicted = ngx_http_engagement_limit_expire(z, now, 1);
+        ln = ngx_slab_alloc_locked(z->shpool,
+                                   sizeof(ngx_http_engagement_limit_node_t));
+    }
+
+    if (ln == NULL) {
+        z->sh->alloc_failures++;
+        return NULL;
+    }
+
+    ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) ln, hash);
+    ln->excess = 0;
+    ln->last = now;
+
+    ngx_http_engagement_zone_link(&z->sh->head, &ln->node, &ln->queue);
+
+    return ln;
+}
+
+
+/* a bucket's excess with this request: what leaked out since, plus one */
+
+static int64_t
+ngx_http_engagement_limit_excess(ngx_http_engagement_limit_rule_t *rule,
+    ngx_http_engagement_limit_node_t *ln, uint32_t now)
+{
+    int64_t   excess;
+    uint32_t  elapsed;
+
+    elapsed = now - ln->last;
+
+    excess = (int64_t) ln->excess
+             - (int64_t) ((uint64_t) elapsed * NGX_HTTP_ENGAGEMENT_LIMIT_ONE
+                          * rule->rate / rule->period)
+             + NGX_HTTP_ENGAGEMENT_LIMIT_ONE;
+
+    return (excess < 0) ? 0 : excess;
+}
+
+
+/*
  * One rule's leaky bucket for one key hash. NGX_OK: within the limit and
  * accounted; NGX_DONE: over it in a dry run (counted only); NGX_BUSY: over
  * it, *wait says for how many milliseconds (nothing accounted);
@@ -161,7 +161,8 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
     uint64_t hash, ngx_msec_t *wait, ngx_uint_t *evicted, ngx_uint_t *created)
 {
     int64_t                              excess;
-    uint32_t                             now, elapsed;
+    uint32_t                             now;
+    ngx_int_t                            rc;
     ngx_http_engagement_limit_zone_t    *z;
     ngx_http_engagement_limit_node_t    *ln;
 
@@ -169,6 +170,7 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
     now = (uint32_t) ngx_current_msec;
     *evicted = 0;
     *created = 0;
+    rc = NGX_OK;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
@@ -179,77 +181,49 @@ ngx_http_engagement_limit_account(ngx_http_engagement_limit_rule_t *rule,
     ngx_http_engagement_limit_expire(z, now, 0);
 
     ln = (ngx_http_engagement_limit_node_t *)
-         ngx_http_engagement_hnode_lookup(&z->sh->rbtree, hash);
+         ngx_http_engagement_hnode_lookup(&z->sh->head.rbtree, hash);
 
     if (ln == NULL) {
-        /* a first request: an empty bucket, which it always fits */
+        ln = ngx_http_engagement_limit_bucket(z, hash, now, evicted);
+        *created = (ln != NULL);
+        rc = (ln != NULL) ? NGX_OK : NGX_DECLINED;
 
-        ln = ngx_slab_alloc_locked(z->shpool,
-                                   sizeof(ngx_http_engagement_limit_node_t));
-        if (ln == NULL) {
-            *evicted = ngx_http_engagement_limit_expire(z, now, 1);
-            ln = ngx_slab_alloc_locked(z->shpool,
-                                  sizeof(ngx_http_engagement_limit_node_t));
+    } else {
+        excess = ngx_http_engagement_limit_excess(rule, ln, now);
+
+        if ((uint64_t) excess > rule->burst) {
+            /* when the excess will have leaked down to the burst */
+            *wait = (ngx_msec_t) (((uint64_t) excess - rule->burst)
+                                  * rule->period
+                                  / (NGX_HTTP_ENGAGEMENT_LIMIT_ONE
+                                     * rule->rate));
+            rc = rule->dry_run ? NGX_DONE : NGX_BUSY;
+
+        } else {
+            ln->excess = (uint32_t) excess;
+            ln->last = now;
+            ngx_http_engagement_zone_touch(&z->sh->head, &ln->queue);
         }
+    }
 
-        if (ln == NULL) {
-            z->sh->alloc_failures++;
-            ngx_shmtx_unlock(&z->shpool->mutex);
-            return NGX_DECLINED;
-        }
+    switch (rc) {
 
-        ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) ln,
-                                      hash);
-        ln->excess = 0;
-        ln->last = now;
-
-        ngx_rbtree_insert(&z->sh->rbtree, &ln->node);
-        ngx_queue_insert_head(&z->sh->lru, &ln->queue);
-        z->sh->entries++;
-        *created = 1;
-
+    case NGX_OK:
         z->sh->passed++;
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        return NGX_OK;
-    }
+        break;
 
-    elapsed = now - ln->last;
+    case NGX_DONE:
+        z->sh->dry_run++;
+        break;
 
-    /* what leaked out since the last accounted request, plus this one */
-    excess = (int64_t) ln->excess
-             - (int64_t) ((uint64_t) elapsed * 1000 * rule->rate
-                          / rule->period)
-             + 1000;
-
-    if (excess < 0) {
-        excess = 0;
-    }
-
-    if ((uint64_t) excess > rule->burst) {
-        /* when the excess will have leaked down to the burst */
-        *wait = (ngx_msec_t) (((uint64_t) excess - rule->burst)
-                              * rule->period / (1000 * rule->rate));
-
-        if (rule->dry_run) {
-            z->sh->dry_run++;
-            ngx_shmtx_unlock(&z->shpool->mutex);
-            return NGX_DONE;
-        }
-
+    case NGX_BUSY:
         z->sh->limited++;
-        ngx_shmtx_unlock(&z->shpool->mutex);
-        return NGX_BUSY;
+        break;
     }
 
-    ln->excess = (uint32_t) excess;
-    ln->last = now;
-    ngx_queue_remove(&ln->queue);
-    ngx_queue_insert_head(&z->sh->lru, &ln->queue);
-
-    z->sh->passed++;
     ngx_shmtx_unlock(&z->shpool->mutex);
 
-    return NGX_OK;
+    return rc;
 }
 
 
@@ -267,14 +241,14 @@ ngx_http_engagement_limit_undo(ngx_http_engagement_limit_rule_t *rule,
     ngx_shmtx_lock(&z->shpool->mutex);
 
     ln = (ngx_http_engagement_limit_node_t *)
-         ngx_http_engagement_hnode_lookup(&z->sh->rbtree, hash);
+         ngx_http_engagement_hnode_lookup(&z->sh->head.rbtree, hash);
 
     if (ln != NULL && created) {
         /* the bucket was made for this request: as if it never came */
         ngx_http_engagement_limit_free(z, ln);
 
-    } else if (ln != NULL && ln->excess >= 1000) {
-        ln->excess -= 1000;
+    } else if (ln != NULL && ln->excess >= NGX_HTTP_ENGAGEMENT_LIMIT_ONE) {
+        ln->excess -= NGX_HTTP_ENGAGEMENT_LIMIT_ONE;
 
     } else if (ln != NULL) {
         /*
@@ -282,8 +256,11 @@ ngx_http_engagement_limit_undo(ngx_http_engagement_limit_rule_t *rule,
          * whose last request lies further back, by the time the rest
          * takes to leak.
          */
-        ln->last -= (uint32_t) ((uint64_t) (1000 - ln->excess) * rule->period
-                                / (1000 * rule->rate));
+        ln->last -= (uint32_t) ((uint64_t) (NGX_HTTP_ENGAGEMENT_LIMIT_ONE
+                                            - ln->excess)
+                                * rule->period
+                                / (NGX_HTTP_ENGAGEMENT_LIMIT_ONE
+                                   * rule->rate));
         ln->excess = 0;
     }
 
@@ -345,6 +322,74 @@ ngx_http_engagement_limit_reject(ngx_http_request_t *r,
 
 
 /*
+ * The rules' keys, evaluated and hashed before any lock is taken. A rule
+ * whose key is empty (e.g. per viewer, without a viewerId) is skipped:
+ * done[i] is NGX_DECLINED for it, NGX_OK for the others.
+ */
+
+static ngx_int_t
+ngx_http_engagement_limit_keys(ngx_http_request_t *r, ngx_array_t *limits,
+    uint64_t *hashes, ngx_int_t *done)
+{
+    ngx_str_t                           key;
+    ngx_uint_t                          i;
+    ngx_http_engagement_limit_rule_t  **rules, *rule;
+
+    rules = limits->elts;
+
+    for (i = 0; i < limits->nelts; i++) {
+        rule = rules[i];
+        done[i] = NGX_DECLINED;
+        hashes[i] = 0;
+
+        if (ngx_http_complex_value(r, &rule->key, &key) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (key.len) {
+            hashes[i] = ngx_http_engagement_siphash(
+                            rule->zone->sh->head.hash_key, key.data, key.len);
+            done[i] = NGX_OK;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Rule n refused the request: the rules before it that accounted it give
+ * their share back, and the 429 goes out.
+ */
+
+static ngx_int_t
+ngx_http_engagement_limit_refuse(ngx_http_request_t *r, ngx_array_t *limits,
+    ngx_uint_t n, uint64_t *hashes, ngx_int_t *done, ngx_uint_t *created,
+    ngx_msec_t wait)
+{
+    ngx_uint_t                          j;
+    ngx_http_engagement_limit_rule_t  **rules;
+
+    rules = limits->elts;
+
+    for (j = 0; j < n; j++) {
+        if (done[j] == NGX_OK) {
+            ngx_http_engagement_limit_undo(rules[j], hashes[j], created[j]);
+        }
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "engagement: limiting requests by zone \"%V\"",
+                  &rules[n]->zone->name);
+
+    /* before the header goes out: add_header may show the variables */
+    ngx_http_engagement_set_outcome(r, "refused", "rate_limited", NULL);
+
+    return ngx_http_engagement_limit_reject(r, rules[n], wait);
+}
+
+
+/*
  * Runs the location's rules in order. NGX_DECLINED: go on; otherwise the
  * 429 was sent and this is its return code. A request refused by one rule
  * is accounted by none (earlier rules give their share back).
@@ -354,9 +399,8 @@ ngx_int_t
 ngx_http_engagement_limit_check(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
-    ngx_str_t                           key;
     ngx_int_t                           rc;
-    ngx_uint_t                          i, j, evicted;
+    ngx_uint_t                          i, evicted;
     ngx_uint_t                          created[NGX_HTTP_ENGAGEMENT_LIMITS];
     ngx_msec_t                          wait;
     ngx_http_engagement_limit_rule_t  **rules, *rule;
@@ -367,27 +411,13 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    rules = elcf->limits->elts;
-
-    /* keys are evaluated and hashed before any lock is taken */
-    for (i = 0; i < elcf->limits->nelts; i++) {
-        rule = rules[i];
-        done[i] = NGX_DECLINED;
-
-        if (ngx_http_complex_value(r, &rule->key, &key) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (key.len == 0) {
-            /* no key, no limit (e.g. a per-viewer rule, no viewerId) */
-            hashes[i] = 0;
-            continue;
-        }
-
-        hashes[i] = ngx_http_engagement_siphash(rule->zone->sh->hash_key,
-                                                key.data, key.len);
-        done[i] = NGX_OK;
+    if (ngx_http_engagement_limit_keys(r, elcf->limits, hashes, done)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    rules = elcf->limits->elts;
 
     for (i = 0; i < elcf->limits->nelts; i++) {
         rule = rules[i];
@@ -401,9 +431,8 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
                                                 &evicted, &created[i]);
 
         if (evicted
-            && ngx_current_msec - rule->zone->last_full_log >= 5000)
+            && ngx_http_engagement_zone_log_due(&rule->zone->last_full_log))
         {
-            rule->zone->last_full_log = ngx_current_msec;
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "engagement_limit_zone \"%V\" is full: the least "
                           "recently used bucket was evicted",
@@ -412,486 +441,26 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
 
         done[i] = rc;
 
-        if (rc != NGX_BUSY) {
-            continue;
+        if (rc == NGX_BUSY) {
+            return ngx_http_engagement_limit_refuse(r, elcf->limits, i,
+                                                    hashes, done, created,
+                                                    wait);
         }
-
-        for (j = 0; j < i; j++) {
-            if (done[j] == NGX_OK) {
-                ngx_http_engagement_limit_undo(rules[j], hashes[j],
-                                               created[j]);
-            }
-        }
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "engagement: limiting requests by zone \"%V\"",
-                      &rule->zone->name);
-
-        /* before the header goes out: add_header may show the variables */
-        ngx_http_engagement_set_outcome(r, "refused", "rate_limited", NULL);
-
-        return ngx_http_engagement_limit_reject(r, rule, wait);
     }
 
     return NGX_DECLINED;
 }
 
 
-static ngx_int_t
-ngx_http_engagement_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    size_t                              len;
-    ngx_slab_pool_t                    *shpool;
-    ngx_http_engagement_limit_zone_t   *z;
-    ngx_http_engagement_limit_shctx_t  *sh;
-
-    z = shm_zone->data;
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    z->shpool = shpool;
-
-    if (data || shm_zone->shm.exists) {
-        /* a zone kept over a reload: whatever wrote it puts magic first */
-        sh = shpool->data;
-
-        if (sh == NULL
-            || sh->magic != NGX_HTTP_ENGAGEMENT_LIMIT_MAGIC
-            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT
-            || sh->shctx_size != sizeof(ngx_http_engagement_limit_shctx_t))
-        {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "engagement_limit_zone \"%V\" was written by "
-                          "another zone kind or module version; stop and "
-                          "start nginx to recreate it", &shm_zone->shm.name);
-            return NGX_ERROR;
-        }
-
-        /* the old cycle's module may be unloaded: repoint the callback */
-        sh->rbtree.insert = ngx_http_engagement_hnode_insert;
-        z->sh = sh;
-
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_limit_shctx_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    sh->magic = NGX_HTTP_ENGAGEMENT_LIMIT_MAGIC;
-    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
-    sh->shctx_size = sizeof(ngx_http_engagement_limit_shctx_t);
-    sh->created = ngx_time();
-
-    ngx_rbtree_init(&sh->rbtree, &sh->sentinel,
-                    ngx_http_engagement_hnode_insert);
-    ngx_queue_init(&sh->lru);
-    ngx_http_engagement_random_key(sh->hash_key);
-
-    shpool->data = sh;
-    z->sh = sh;
-
-    len = sizeof(" in engagement_limit_zone \"\"") + shm_zone->shm.name.len;
-
-    shpool->log_ctx = ngx_slab_alloc(shpool, len);
-    if (shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(shpool->log_ctx, " in engagement_limit_zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    /* a full zone evicts, counted, and is logged at a limited rate */
-    shpool->log_nomem = 0;
-
-    return NGX_OK;
-}
-
-
-static ngx_http_engagement_limit_conf_t *
-ngx_http_engagement_limit_conf(ngx_conf_t *cf)
-{
-    ngx_http_engagement_limit_conf_t  *lcf;
-    ngx_http_engagement_main_conf_t   *emcf;
-
-    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
-
-    if (emcf->limit) {
-        return emcf->limit;
-    }
-
-    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_limit_conf_t));
-    if (lcf == NULL) {
-        return NULL;
-    }
-
-    if (ngx_array_init(&lcf->zones, cf->pool, 2, sizeof(void *)) != NGX_OK
-        || ngx_array_init(&lcf->rules, cf->pool, 4, sizeof(void *))
-           != NGX_OK)
-    {
-        return NULL;
-    }
-
-    emcf->limit = lcf;
-
-    return lcf;
-}
-
-
-/* engagement_limit_zone name:size; */
-
-char *
-ngx_http_engagement_limit_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    u_char                             *p;
-    ssize_t                             size;
-    ngx_str_t                          *value, name, s;
-    ngx_uint_t                          i;
-    ngx_shm_zone_t                     *shm_zone;
-    ngx_http_engagement_limit_conf_t   *lcf;
-    ngx_http_engagement_limit_zone_t   *z, **zp;
-
-    value = cf->args->elts;
-
-    p = (u_char *) ngx_strchr(value[1].data, ':');
-
-    if (p == NULL || p == value[1].data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid engagement_limit_zone \"%V\": expected "
-                           "name:size, e.g. per_ip:10m", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.data = value[1].data;
-    name.len = p - value[1].data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid engagement_limit_zone size \"%V\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_limit_zone \"%V\" is too small: at "
-                           "least %uzk", &value[1], 8 * ngx_pagesize / 1024);
-        return NGX_CONF_ERROR;
-    }
-
-    lcf = ngx_http_engagement_limit_conf(cf);
-    if (lcf == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    zp = lcf->zones.elts;
-
-    for (i = 0; i < lcf->zones.nelts; i++) {
-        if (zp[i]->name.len == name.len
-            && ngx_strncmp(zp[i]->name.data, name.data, name.len) == 0)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "engagement_limit_zone \"%V\" is already "
-                               "declared", &name);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    z = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_limit_zone_t));
-    if (z == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    /* the module's tag: a reload keeps a zone of the same name and size */
-    shm_zone = ngx_shared_memory_add(cf, &name, size,
-                                     &ngx_http_engagement_module);
-    if (shm_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "shared memory zone \"%V\" is already in use",
-                           &name);
-        return NGX_CONF_ERROR;
-    }
-
-    z->name = name;
-    z->shm_zone = shm_zone;
-    z->max_idle = 1000;
-
-    shm_zone->data = z;
-    shm_zone->init = ngx_http_engagement_limit_init_zone;
-
-    zp = ngx_array_push(&lcf->zones);
-    if (zp == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *zp = z;
-
-    return NGX_CONF_OK;
-}
-
-
-/* engagement_limit zone=name key=$var rate=Nr/s|Nr/m [burst=N] [dry_run]; */
-
-char *
-ngx_http_engagement_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_engagement_loc_conf_t *elcf = conf;
-
-    u_char                             *p;
-    size_t                              len;
-    ngx_int_t                           n;
-    ngx_str_t                          *value, s;
-    ngx_uint_t                          i, has_key;
-    ngx_http_engagement_limit_conf_t   *lcf;
-    ngx_http_engagement_limit_rule_t   *rule, **rp;
-    ngx_http_compile_complex_value_t    ccv;
-
-    value = cf->args->elts;
-
-    rule = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_limit_rule_t));
-    if (rule == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    has_key = 0;
-
-    for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "zone=", 5) == 0
-            && value[i].len > 5)
-        {
-            rule->zone_name.data = value[i].data + 5;
-            rule->zone_name.len = value[i].len - 5;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            s.data = value[i].data + 4;
-            s.len = value[i].len - 4;
-
-            if (s.len == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "engagement_limit: empty \"key=\"");
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-            ccv.cf = cf;
-            ccv.value = &s;
-            ccv.complex_value = &rule->key;
-
-            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-                return NGX_CONF_ERROR;
-            }
-
-            has_key = 1;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
-            len = value[i].len;
-
-            /* "rate=" + digits + "r/s" */
-            p = value[i].data + len - 3;
-
-            if (len > 8 && ngx_strncmp(p, "r/s", 3) == 0) {
-                rule->period = 1000;
-
-            } else if (len > 8 && ngx_strncmp(p, "r/m", 3) == 0) {
-                rule->period = 60000;
-
-            } else {
-                goto bad_rate;
-            }
-
-            n = ngx_atoi(value[i].data + 5, len - 8);
-
-            if (n == NGX_ERROR || n == 0 || n > NGX_HTTP_ENGAGEMENT_LIMIT_MAX)
-            {
-                goto bad_rate;
-            }
-
-            rule->rate = (ngx_uint_t) n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
-            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
-
-            if (n == NGX_ERROR || n > NGX_HTTP_ENGAGEMENT_LIMIT_MAX) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "engagement_limit: invalid burst \"%V\": "
-                                   "a number from 0 to %d", &value[i],
-                                   NGX_HTTP_ENGAGEMENT_LIMIT_MAX);
-                return NGX_CONF_ERROR;
-            }
-
-            rule->burst = (ngx_uint_t) n * 1000;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "dry_run") == 0) {
-            rule->dry_run = 1;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_limit: invalid parameter \"%V\"",
-                           &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (rule->zone_name.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_limit: \"zone=\" is required");
-        return NGX_CONF_ERROR;
-    }
-
-    if (!has_key) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_limit: \"key=\" is required, e.g. "
-                           "key=$binary_remote_addr");
-        return NGX_CONF_ERROR;
-    }
-
-    if (rule->rate == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_limit: \"rate=\" is required, e.g. "
-                           "rate=10r/s");
-        return NGX_CONF_ERROR;
-    }
-
-    /* bucket times are 32-bit milliseconds: a bucket must drain sooner */
-    if ((uint64_t) (rule->burst + 1000) * rule->period / rule->rate
-        > NGX_MAX_INT32_VALUE)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_limit: burst=%ui at this rate would "
-                           "take over 24 days to drain; use a higher rate or "
-                           "a smaller burst", rule->burst / 1000);
-        return NGX_CONF_ERROR;
-    }
-
-    if (elcf->limits == NGX_CONF_UNSET_PTR) {
-        elcf->limits = ngx_array_create(cf->pool, 2, sizeof(void *));
-        if (elcf->limits == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (elcf->limits->nelts == NGX_HTTP_ENGAGEMENT_LIMITS) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "at most %d engagement_limit rules per location",
-                           NGX_HTTP_ENGAGEMENT_LIMITS);
-        return NGX_CONF_ERROR;
-    }
-
-    rule->file = cf->conf_file->file.name.data;
-    rule->line = cf->conf_file->line;
-
-    rp = ngx_array_push(elcf->limits);
-    if (rp == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *rp = rule;
-
-    /* zones are resolved once the http block is read: any order works */
-    lcf = ngx_http_engagement_limit_conf(cf);
-    if (lcf == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    rp = ngx_array_push(&lcf->rules);
-    if (rp == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *rp = rule;
-
-    return NGX_CONF_OK;
-
-bad_rate:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "engagement_limit: invalid rate \"%V\": expected "
-                       "rate=Nr/s or rate=Nr/m, N from 1 to %d", &value[i],
-                       NGX_HTTP_ENGAGEMENT_LIMIT_MAX);
-    return NGX_CONF_ERROR;
-}
-
-
 /*
- * After the http block: each rule finds its zone, and each zone learns how
- * long a bucket may sit idle before it is empty for every rule that uses
- * it (the full burst plus one request, leaked at the slowest rate).
+ * The status endpoint: a snapshot of each zone taken under its lock, then
+ * rows rendered outside it. A row is at most this long, besides the
+ * zone's name and the number; the HELP and TYPE lines take at most the
+ * other figure.
  */
 
-ngx_int_t
-ngx_http_engagement_limit_postconf(ngx_conf_t *cf)
-{
-    ngx_msec_t                           idle;
-    ngx_uint_t                           i, j;
-    ngx_http_engagement_limit_conf_t    *lcf;
-    ngx_http_engagement_limit_zone_t   **zp;
-    ngx_http_engagement_limit_rule_t   **rp, *rule;
-    ngx_http_engagement_main_conf_t     *emcf;
-
-    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
-    lcf = emcf->limit;
-
-    if (lcf == NULL) {
-        return NGX_OK;
-    }
-
-    zp = lcf->zones.elts;
-    rp = lcf->rules.elts;
-
-    for (i = 0; i < lcf->rules.nelts; i++) {
-        rule = rp[i];
-
-        for (j = 0; j < lcf->zones.nelts; j++) {
-            if (zp[j]->name.len == rule->zone_name.len
-                && ngx_strncmp(zp[j]->name.data, rule->zone_name.data,
-                               rule->zone_name.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j == lcf->zones.nelts) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "engagement_limit: unknown engagement_limit_zone "
-                          "\"%V\" in %s:%ui", &rule->zone_name, rule->file,
-                          rule->line);
-            return NGX_ERROR;
-        }
-
-        rule->zone = zp[j];
-
-        idle = (ngx_msec_t) ((rule->burst + 1000) * rule->period
-                             / (1000 * rule->rate)) + 1;
-
-        if (idle > rule->zone->max_idle) {
-            rule->zone->max_idle = idle;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-/* the status endpoint: a snapshot of each zone, then rows */
+#define NGX_HTTP_ENGAGEMENT_LIMIT_ROW_LEN   128
+#define NGX_HTTP_ENGAGEMENT_LIMIT_HELP_LEN  4096
 
 typedef struct {
     ngx_str_t                     name;
@@ -974,7 +543,7 @@ size_t
 ngx_http_engagement_limit_status_len(ngx_http_engagement_main_conf_t *emcf)
 {
     size_t                              len;
-    ngx_uint_t                          i, n;
+    ngx_uint_t                          i, n, rows;
     ngx_http_engagement_limit_conf_t   *lcf;
     ngx_http_engagement_limit_zone_t  **zp;
 
@@ -987,45 +556,38 @@ ngx_http_engagement_limit_status_len(ngx_http_engagement_main_conf_t *emcf)
     lcf = emcf->limit;
     zp = lcf->zones.elts;
 
-    /* HELP and TYPE lines, then a row per metric and zone */
-    len = 4096;
+    /* a row per metric and zone, and (JSON) the zone's own */
+    rows = sizeof(ngx_http_engagement_limit_metrics)
+           / sizeof(ngx_http_engagement_limit_metric_t);
+
+    len = NGX_HTTP_ENGAGEMENT_LIMIT_HELP_LEN;
 
     for (i = 0; i < n; i++) {
-        len += 16 * (128 + zp[i]->name.len + NGX_INT64_LEN);
+        len += rows * (NGX_HTTP_ENGAGEMENT_LIMIT_ROW_LEN + zp[i]->name.len
+                       + NGX_INT64_LEN);
     }
 
     return len;
 }
 
 
-/* Prometheus rows (json 0) or JSON zone objects after the others */
-
-u_char *
-ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
-    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json,
-    ngx_uint_t first)
+static ngx_http_engagement_limit_snap_t *
+ngx_http_engagement_limit_snapshot(ngx_pool_t *pool,
+    ngx_http_engagement_limit_conf_t *lcf)
 {
-    ngx_uint_t                           i, n;
-    ngx_http_engagement_limit_conf_t    *lcf;
+    ngx_uint_t                           i;
     ngx_http_engagement_limit_zone_t   **zp, *z;
     ngx_http_engagement_limit_snap_t    *snaps, *s;
-    ngx_http_engagement_limit_metric_t  *m;
 
-    n = ngx_http_engagement_limit_nzones(emcf);
-
-    if (n == 0) {
-        return p;
-    }
-
-    lcf = emcf->limit;
     zp = lcf->zones.elts;
 
-    snaps = ngx_pcalloc(r->pool, n * sizeof(ngx_http_engagement_limit_snap_t));
+    snaps = ngx_pcalloc(pool, lcf->zones.nelts
+                              * sizeof(ngx_http_engagement_limit_snap_t));
     if (snaps == NULL) {
-        return p;
+        return NULL;
     }
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < lcf->zones.nelts; i++) {
         z = zp[i];
         s = &snaps[i];
 
@@ -1034,7 +596,7 @@ ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
 
         ngx_shmtx_lock(&z->shpool->mutex);
         s->used = s->size - z->shpool->pfree * ngx_pagesize;
-        s->entries = z->sh->entries;
+        s->entries = z->sh->head.entries;
         s->passed = z->sh->passed;
         s->limited = z->sh->limited;
         s->dry_run = z->sh->dry_run;
@@ -1044,26 +606,52 @@ ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
         ngx_shmtx_unlock(&z->shpool->mutex);
     }
 
-    if (json) {
-        for (i = 0; i < n; i++) {
-            s = &snaps[i];
+    return snaps;
+}
 
-            p = ngx_sprintf(p, "%s{\"zone\":\"%V\",\"kind\":\"limit\"",
-                            (first && i == 0) ? "" : ",", &s->name);
 
-            for (m = ngx_http_engagement_limit_metrics; m->family; m++) {
-                p = ngx_sprintf(p, ",\"%s%s%s\":%ui",
-                                m->family + sizeof("nginx_engagement_") - 1,
-                                m->result ? "_" : "",
-                                m->result ? m->result : "",
-                                *(ngx_uint_t *) ((u_char *) s + m->offset));
-            }
+#define ngx_http_engagement_limit_value(s, m)                                 \
+    (*(ngx_uint_t *) ((u_char *) (s) + (m)->offset))
 
-            *p++ = '}';
+
+/* JSON zone objects, after the status's other zones unless first */
+
+static u_char *
+ngx_http_engagement_limit_json(u_char *p,
+    ngx_http_engagement_limit_snap_t *snaps, ngx_uint_t n, ngx_uint_t first)
+{
+    ngx_uint_t                           i;
+    ngx_http_engagement_limit_snap_t    *s;
+    ngx_http_engagement_limit_metric_t  *m;
+
+    for (i = 0; i < n; i++) {
+        s = &snaps[i];
+
+        p = ngx_sprintf(p, "%s{\"zone\":\"%V\",\"kind\":\"limit\"",
+                        (first && i == 0) ? "" : ",", &s->name);
+
+        for (m = ngx_http_engagement_limit_metrics; m->family; m++) {
+            p = ngx_sprintf(p, ",\"%s%s%s\":%ui",
+                            m->family + sizeof("nginx_engagement_") - 1,
+                            m->result ? "_" : "",
+                            m->result ? m->result : "",
+                            ngx_http_engagement_limit_value(s, m));
         }
 
-        return p;
+        *p++ = '}';
     }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_engagement_limit_prometheus(u_char *p,
+    ngx_http_engagement_limit_snap_t *snaps, ngx_uint_t n)
+{
+    ngx_uint_t                           i;
+    ngx_http_engagement_limit_snap_t    *s;
+    ngx_http_engagement_limit_metric_t  *m;
 
     for (m = ngx_http_engagement_limit_metrics; m->family; m++) {
 
@@ -1082,9 +670,38 @@ ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
             }
 
             p = ngx_sprintf(p, "} %ui\n",
-                            *(ngx_uint_t *) ((u_char *) s + m->offset));
+                            ngx_http_engagement_limit_value(s, m));
         }
     }
 
     return p;
+}
+
+
+/* Prometheus rows (json 0) or JSON zone objects after the others */
+
+u_char *
+ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json,
+    ngx_uint_t first)
+{
+    ngx_uint_t                         n;
+    ngx_http_engagement_limit_snap_t  *snaps;
+
+    n = ngx_http_engagement_limit_nzones(emcf);
+
+    if (n == 0) {
+        return p;
+    }
+
+    snaps = ngx_http_engagement_limit_snapshot(r->pool, emcf->limit);
+    if (snaps == NULL) {
+        return p;
+    }
+
+    if (json) {
+        return ngx_http_engagement_limit_json(p, snaps, n, first);
+    }
+
+    return ngx_http_engagement_limit_prometheus(p, snaps, n);
 }

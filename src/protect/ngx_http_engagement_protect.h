@@ -34,7 +34,7 @@ ngx_int_t ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_str_t *token,
     ngx_str_t *content_id, ngx_str_t *user_id);
 
-/* limit.c: rate limits */
+/* limit.c (the request path, status) and limit_conf.c: rate limits */
 char *ngx_http_engagement_limit_zone_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_engagement_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,

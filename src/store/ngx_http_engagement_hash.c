@@ -132,18 +132,21 @@ ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn, uint64_t hash)
 }
 
 
+/*
+ * An rbtree insert for any node of ours: less says whether a node goes
+ * before another, so each kind of node brings its order.
+ */
+
 void
-ngx_http_engagement_hnode_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+ngx_http_engagement_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
+    ngx_http_engagement_less_pt less)
 {
-    uint64_t             h;
     ngx_rbtree_node_t  **p;
 
-    h = ngx_http_engagement_hnode_hash(node);
-
     for ( ;; ) {
-        p = (h < ngx_http_engagement_hnode_hash(temp)) ? &temp->left
-                                                       : &temp->right;
+        p = less(node, temp) ? &temp->left : &temp->right;
+
         if (*p == sentinel) {
             break;
         }
@@ -156,6 +159,23 @@ ngx_http_engagement_hnode_insert(ngx_rbtree_node_t *temp,
     node->left = sentinel;
     node->right = sentinel;
     ngx_rbt_red(node);
+}
+
+
+static ngx_uint_t
+ngx_http_engagement_hnode_less(ngx_rbtree_node_t *a, ngx_rbtree_node_t *b)
+{
+    return ngx_http_engagement_hnode_hash(a)
+           < ngx_http_engagement_hnode_hash(b);
+}
+
+
+void
+ngx_http_engagement_hnode_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_http_engagement_rbtree_insert(temp, node, sentinel,
+                                      ngx_http_engagement_hnode_less);
 }
 
 

@@ -1,9 +1,11 @@
 
 /*
- * store/: the shared memory zones. The generic zone header and its
- * rbtree/LRU (zone.c, hash.c), the counters of each content with their
- * flush queue (pending and in-flight deltas) and the state file that
- * carries them across a stop.
+ * store/: the shared memory zones. The generic zone header, its checks on
+ * reload, its rbtree/LRU and the zone directives (zone.c, hash.c), the
+ * counters of each content (counters.c) with their flush queue of pending
+ * and in-flight deltas (queue.c) and the state file that carries them
+ * across a stop (state.c). Nothing here knows of requests or sockets;
+ * every function that takes a zone lock returns with it released.
  */
 
 
@@ -17,6 +19,12 @@
 
 #define NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC 0x45474331   /* "EGC1" */
 #define NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC   0x45474431   /* "EGD1" */
+
+/* the smallest zone: the slab pool's own header takes a few pages */
+#define NGX_HTTP_ENGAGEMENT_ZONE_MIN_PAGES 8
+
+/* at most one "zone is full" line per worker this often, in ms */
+#define NGX_HTTP_ENGAGEMENT_FULL_LOG_EVERY 5000
 
 
 #define NGX_HTTP_ENGAGEMENT_SLOTS          32
@@ -132,8 +140,28 @@ struct ngx_http_engagement_zone_s {
     ngx_uint_t                    redis;       /* counts are flushed */
     ngx_uint_t                    nreactions;  /* reaction types (Redis) */
     ngx_str_t                     state_file;  /* full path, 0-terminated */
+    ngx_msec_t                    cache_ttl;   /* Redis totals kept this
+                                                  long before a re-read */
     ngx_msec_t                    last_full_log;
 };
+
+
+/* what a reload that changes a zone's size does to it */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE = 0,  /* the counts would be lost */
+    NGX_HTTP_ENGAGEMENT_RESIZE_WARN,        /* starts empty, with a warning */
+    NGX_HTTP_ENGAGEMENT_RESIZE_QUIET        /* starts empty */
+} ngx_http_engagement_resize_e;
+
+
+/* one kind of zone, as the generic zone code creates and checks it */
+typedef struct {
+    const char                   *directive;   /* names it in messages */
+    uint32_t                      magic;
+    size_t                        size;        /* its whole *_shctx_t */
+    ngx_rbtree_insert_pt          insert;
+    ngx_http_engagement_resize_e  resize;
+} ngx_http_engagement_zone_kind_t;
 
 
 typedef struct {
@@ -193,6 +221,12 @@ typedef struct {
 
 
 /* hash.c */
+typedef ngx_uint_t (*ngx_http_engagement_less_pt)(ngx_rbtree_node_t *a,
+    ngx_rbtree_node_t *b);
+
+void ngx_http_engagement_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
+    ngx_http_engagement_less_pt less);
 uint64_t ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
     size_t len);
 void ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn,
@@ -208,12 +242,37 @@ extern ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
 
 extern ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST];
 
-/* shm.c: zones in general, and the counters zone */
+/* zone.c: zones in general, their directives */
+ngx_http_engagement_shctx_head_t *ngx_http_engagement_zone_attach(
+    ngx_shm_zone_t *shm_zone, void *data,
+    const ngx_http_engagement_zone_kind_t *kind);
 ngx_int_t ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
     uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
     const char *directive);
+void ngx_http_engagement_zone_link(ngx_http_engagement_shctx_head_t *head,
+    ngx_rbtree_node_t *node, ngx_queue_t *lru);
+void ngx_http_engagement_zone_unlink(ngx_slab_pool_t *shpool,
+    ngx_http_engagement_shctx_head_t *head, ngx_rbtree_node_t *node,
+    ngx_queue_t *lru);
+void ngx_http_engagement_zone_touch(ngx_http_engagement_shctx_head_t *head,
+    ngx_queue_t *lru);
+ngx_uint_t ngx_http_engagement_zone_log_due(ngx_msec_t *last);
+void ngx_http_engagement_zone_log_full(ngx_http_engagement_zone_t *z,
+    ngx_log_t *log);
+ngx_int_t ngx_http_engagement_zone_parse(ngx_conf_t *cf, ngx_str_t *value,
+    const char *what, const char *example, ngx_str_t *name, ssize_t *size);
+ngx_shm_zone_t *ngx_http_engagement_zone_shm(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size, ngx_shm_zone_init_pt init, void *data);
+ngx_http_engagement_zone_t *ngx_http_engagement_zone_get(ngx_conf_t *cf,
+    ngx_str_t *name, size_t size, ngx_uint_t dedupe, ngx_uint_t declare);
+char *ngx_http_engagement_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* counters.c: the counters zone */
 ngx_int_t ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+uint64_t ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id);
 ngx_int_t ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash);
 ngx_int_t ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
@@ -227,6 +286,8 @@ void ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_view_t *result);
 void ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, uint64_t *reactions);
+
+/* queue.c: the flush queue of the counters zone */
 ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_claim_t *claims, ngx_uint_t max, ngx_msec_t reclaim);
 void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
@@ -234,14 +295,12 @@ void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     uint64_t *reactions);
 void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
 time_t ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z);
+
+/* state.c: the state file */
+void ngx_http_engagement_state_load(ngx_http_engagement_zone_t *z,
+    ngx_log_t *log);
 ngx_int_t ngx_http_engagement_state_save(ngx_cycle_t *cycle,
     ngx_http_engagement_zone_t *z, ngx_fd_t fd);
-ngx_int_t ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z,
-    u_char *p, u_char *end, ngx_log_t *log);
-uint64_t ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
-    ngx_str_t *id);
-void ngx_http_engagement_zone_log_full(ngx_http_engagement_zone_t *z,
-    ngx_log_t *log);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_STORE_H_INCLUDED_ */

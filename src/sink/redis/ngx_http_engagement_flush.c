@@ -45,60 +45,31 @@ static ngx_uint_t                     ngx_http_engagement_flush_on;
  */
 #define NGX_HTTP_ENGAGEMENT_EXIT_CHECK  250
 
+/* during the final flush, how often to look whether all is answered */
+#define NGX_HTTP_ENGAGEMENT_EXIT_POLL   20
+
+/*
+ * A claim is taken over by another worker when its flusher has not
+ * answered within two command timeouts and this much more (ms).
+ */
+#define NGX_HTTP_ENGAGEMENT_RECLAIM_SLACK  1000
+
+
+/*
+ * The flush script's arguments: the number of keys, its 6 keys and its 9
+ * arguments before the reaction types and the viewer hashes.
+ */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_KEYS  6
+#define NGX_HTTP_ENGAGEMENT_FLUSH_ARGS  (1 + NGX_HTTP_ENGAGEMENT_FLUSH_KEYS + 9)
+
+/* the numbers written as text: keys, sequence, 3 deltas, reaction types */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_NUMBERS  6
+
 
 /* bucket TTLs: minutes ~8 days, hours ~400 days, days ~3 years */
 #define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
 #define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
 #define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
-
-
-/*
- * The answer of the flush and read scripts: applied, views, engaged,
- * replays, unique viewers, then (read script) one count per reaction type.
- */
-
-ngx_int_t
-ngx_http_engagement_reply_totals(redisReply *reply,
-    ngx_http_engagement_counts_t *totals, uint64_t *uniques,
-    ngx_int_t *applied, uint64_t *reactions, ngx_uint_t nreactions)
-{
-    ngx_uint_t   i;
-    long long    v[5];
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 5 + nreactions)
-    {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < reply->elements; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
-            return NGX_ERROR;
-        }
-    }
-
-    for (i = 0; i < 5; i++) {
-        v[i] = reply->element[i]->integer;
-
-        if (v[i] < 0) {
-            return NGX_ERROR;
-        }
-    }
-
-    for (i = 0; i < nreactions; i++) {
-        /* a count driven below zero by hand reads as zero */
-        reactions[i] = reply->element[5 + i]->integer > 0
-                       ? (uint64_t) reply->element[5 + i]->integer : 0;
-    }
-
-    *applied = (ngx_int_t) v[0];
-    totals->views = v[1];
-    totals->engaged = v[2];
-    totals->replays = v[3];
-    *uniques = v[4];
-
-    return NGX_OK;
-}
 
 
 static void
@@ -193,133 +164,193 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
 }
 
 
+/*
+ * The arguments of one script call, in one allocation: the argv and
+ * length arrays, then the text of the arguments that are made here.
+ */
+typedef struct {
+    const char                   **argv;
+    size_t                        *lens;
+    u_char                        *p;         /* where the next text goes */
+    ngx_uint_t                     n;
+} ngx_http_engagement_args_t;
+
+
+static void
+ngx_http_engagement_args_str(ngx_http_engagement_args_t *a, const void *s,
+    size_t len)
+{
+    a->argv[a->n] = s;
+    a->lens[a->n++] = len;
+}
+
+
+/* the text written since start is the next argument */
+
+static void
+ngx_http_engagement_args_end(ngx_http_engagement_args_t *a, u_char *start)
+{
+    ngx_http_engagement_args_str(a, start, a->p - start);
+}
+
+
+static void
+ngx_http_engagement_args_uint(ngx_http_engagement_args_t *a, uint64_t n)
+{
+    u_char  *start;
+
+    start = a->p;
+    a->p = ngx_http_engagement_put_uint(a->p, n);
+    ngx_http_engagement_args_end(a, start);
+}
+
+
+/* a key of the content: eng:{c:<id>} and a suffix */
+
+static u_char *
+ngx_http_engagement_args_key(ngx_http_engagement_args_t *a, u_char *prefix,
+    size_t plen, const char *suffix)
+{
+    u_char  *start;
+
+    start = a->p;
+    a->p = ngx_cpymem(a->p, prefix, plen);
+    a->p = ngx_cpymem(a->p, suffix, ngx_strlen(suffix));
+
+    return start;
+}
+
+
+/*
+ * KEYS: the totals, flush marks, minute, hour and day buckets (of the
+ * time the oldest delta arrived) and the unique-viewer HyperLogLog; they
+ * share the hash tag eng:{c:<id>}, so a content's keys share a slot.
+ */
+
+static void
+ngx_http_engagement_flush_keys(ngx_http_engagement_args_t *a,
+    ngx_http_engagement_claim_t *cl)
+{
+    u_char    *prefix, *minute, *key;
+    size_t     plen;
+    ngx_tm_t   tm;
+
+    ngx_gmtime(cl->since ? cl->since : ngx_time(), &tm);
+
+    prefix = a->p;
+    a->p = ngx_cpymem(a->p, "eng:{c:", sizeof("eng:{c:") - 1);
+    a->p = ngx_cpymem(a->p, cl->id, cl->id_len);
+    *a->p++ = '}';
+    plen = a->p - prefix;
+    ngx_http_engagement_args_end(a, prefix);
+
+    key = ngx_http_engagement_args_key(a, prefix, plen, ":fl");
+    ngx_http_engagement_args_end(a, key);
+
+    minute = ngx_http_engagement_args_key(a, prefix, plen, ":m:");
+    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_year, 4);
+    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_mon, 2);
+    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_mday, 2);
+    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_hour, 2);
+    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_min, 2);
+    ngx_http_engagement_args_end(a, minute);
+
+    /* the hour and day keys are the minute key, shorter: YYYYMMDDHH[MM] */
+    key = a->p;
+    a->p = ngx_cpymem(a->p, minute, plen + sizeof(":m:") - 1 + 10);
+    key[plen + 1] = 'h';
+    ngx_http_engagement_args_end(a, key);
+
+    key = a->p;
+    a->p = ngx_cpymem(a->p, minute, plen + sizeof(":m:") - 1 + 8);
+    key[plen + 1] = 'd';
+    ngx_http_engagement_args_end(a, key);
+
+    key = ngx_http_engagement_args_key(a, prefix, plen, ":uv");
+    ngx_http_engagement_args_end(a, key);
+}
+
+
+/*
+ * ARGV: edge, sequence, the three deltas, the three bucket TTLs, the
+ * reaction types whose counts the answer carries, the viewer hashes.
+ */
+
+static void
+ngx_http_engagement_flush_values(ngx_http_engagement_args_t *a,
+    ngx_http_engagement_main_conf_t *emcf, ngx_http_engagement_claim_t *cl)
+{
+    u_char      *start;
+    ngx_str_t   *types;
+    ngx_uint_t   k;
+
+    ngx_http_engagement_args_str(a, emcf->edge_id.data, emcf->edge_id.len);
+
+    ngx_http_engagement_args_uint(a, cl->seq);
+    ngx_http_engagement_args_uint(a, cl->delta.views);
+    ngx_http_engagement_args_uint(a, cl->delta.engaged);
+    ngx_http_engagement_args_uint(a, cl->delta.replays);
+
+    ngx_http_engagement_args_str(a, NGX_HTTP_ENGAGEMENT_TTL_MINUTE,
+                                 sizeof(NGX_HTTP_ENGAGEMENT_TTL_MINUTE) - 1);
+    ngx_http_engagement_args_str(a, NGX_HTTP_ENGAGEMENT_TTL_HOUR,
+                                 sizeof(NGX_HTTP_ENGAGEMENT_TTL_HOUR) - 1);
+    ngx_http_engagement_args_str(a, NGX_HTTP_ENGAGEMENT_TTL_DAY,
+                                 sizeof(NGX_HTTP_ENGAGEMENT_TTL_DAY) - 1);
+
+    ngx_http_engagement_args_uint(a, cl->zone->nreactions);
+
+    types = cl->zone->nreactions ? emcf->reactions->elts : NULL;
+
+    for (k = 0; k < cl->zone->nreactions; k++) {
+        ngx_http_engagement_args_str(a, types[k].data, types[k].len);
+    }
+
+    for (k = 0; k < cl->uv_n; k++) {
+        start = a->p;
+        a->p = ngx_http_engagement_put_hex64(a->p, cl->uv[k]);
+        ngx_http_engagement_args_end(a, start);
+    }
+}
+
+
 static ngx_int_t
 ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     ngx_http_engagement_round_t *round, ngx_http_engagement_claim_t *cl)
 {
-    u_char                      *p, *buf, *prefix, *minute;
-    size_t                       size, plen;
+    u_char                      *buf;
+    size_t                       size;
     ngx_int_t                    rc;
-    ngx_uint_t                   i, k, argc;
-    ngx_tm_t                     tm;
-    ngx_str_t                   *types;
-    size_t                      *lens;
-    const char                 **argv;
+    ngx_uint_t                   argc;
+    ngx_http_engagement_args_t   a;
     ngx_http_engagement_call_t  *call;
 
-    argc = 1 + 6 + 9 + cl->zone->nreactions + cl->uv_n;
+    argc = NGX_HTTP_ENGAGEMENT_FLUSH_ARGS + cl->zone->nreactions + cl->uv_n;
 
     size = argc * (sizeof(char *) + sizeof(size_t))
-           + 6 * (sizeof("eng:{c:}:m:YYYYMMDDHHMM") + cl->id_len)
-           + emcf->edge_id.len + 5 * NGX_INT64_LEN + cl->uv_n * 16;
+           + NGX_HTTP_ENGAGEMENT_FLUSH_KEYS
+             * (sizeof("eng:{c:}:m:YYYYMMDDHHMM") + cl->id_len)
+           + NGX_HTTP_ENGAGEMENT_FLUSH_NUMBERS * NGX_INT64_LEN
+           + cl->uv_n * 16;
 
     buf = ngx_alloc(size, ngx_cycle->log);
     if (buf == NULL) {
         return NGX_ERROR;
     }
 
-    argv = (const char **) buf;
-    lens = (size_t *) (argv + argc);
-    p = (u_char *) (lens + argc);
+    a.argv = (const char **) buf;
+    a.lens = (size_t *) (a.argv + argc);
+    a.p = (u_char *) (a.lens + argc);
+    a.n = 0;
 
-#define ngx_http_engagement_arg(start)                                        \
-    argv[i] = (const char *) (start); lens[i] = p - (start); i++
+    ngx_http_engagement_args_uint(&a, NGX_HTTP_ENGAGEMENT_FLUSH_KEYS);
 
-    i = 0;
-
-    argv[i] = "6";
-    lens[i++] = 1;
-
-    /* the totals, flush marks and buckets of one content share a slot */
-    ngx_gmtime(cl->since ? cl->since : ngx_time(), &tm);
-
-    /* eng:{c:<id>} and the suffixes of the other keys */
-    prefix = p;
-    p = ngx_cpymem(p, "eng:{c:", sizeof("eng:{c:") - 1);
-    p = ngx_cpymem(p, cl->id, cl->id_len);
-    *p++ = '}';
-    plen = p - prefix;
-    ngx_http_engagement_arg(prefix);
-
-    buf = p;
-    p = ngx_cpymem(p, prefix, plen);
-    p = ngx_cpymem(p, ":fl", 3);
-    ngx_http_engagement_arg(buf);
-
-    buf = p;
-    p = ngx_cpymem(p, prefix, plen);
-    p = ngx_cpymem(p, ":m:", 3);
-    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_year, 4);
-    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_mon, 2);
-    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_mday, 2);
-    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_hour, 2);
-    p = ngx_http_engagement_put_digits(p, tm.ngx_tm_min, 2);
-    ngx_http_engagement_arg(buf);
-
-    /* the hour and day keys are the minute key, shorter */
-    minute = buf;
-
-    buf = p;
-    p = ngx_cpymem(p, minute, plen + 3 + 10);
-    buf[plen + 1] = 'h';
-    ngx_http_engagement_arg(buf);
-
-    buf = p;
-    p = ngx_cpymem(p, minute, plen + 3 + 8);
-    buf[plen + 1] = 'd';
-    ngx_http_engagement_arg(buf);
-
-    buf = p;
-    p = ngx_cpymem(p, prefix, plen);
-    p = ngx_cpymem(p, ":uv", 3);
-    ngx_http_engagement_arg(buf);
-
-    argv[i] = (const char *) emcf->edge_id.data;
-    lens[i++] = emcf->edge_id.len;
-
-    buf = p;
-    p = ngx_http_engagement_put_uint(p, cl->seq);
-    ngx_http_engagement_arg(buf);
-    buf = p;
-    p = ngx_http_engagement_put_uint(p, cl->delta.views);
-    ngx_http_engagement_arg(buf);
-    buf = p;
-    p = ngx_http_engagement_put_uint(p, cl->delta.engaged);
-    ngx_http_engagement_arg(buf);
-    buf = p;
-    p = ngx_http_engagement_put_uint(p, cl->delta.replays);
-    ngx_http_engagement_arg(buf);
-
-    argv[i] = NGX_HTTP_ENGAGEMENT_TTL_MINUTE;
-    lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_MINUTE) - 1;
-    argv[i] = NGX_HTTP_ENGAGEMENT_TTL_HOUR;
-    lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_HOUR) - 1;
-    argv[i] = NGX_HTTP_ENGAGEMENT_TTL_DAY;
-    lens[i++] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_DAY) - 1;
-
-    /* the reaction types whose counts the answer carries */
-    buf = p;
-    p = ngx_http_engagement_put_uint(p, cl->zone->nreactions);
-    ngx_http_engagement_arg(buf);
-
-    types = cl->zone->nreactions ? emcf->reactions->elts : NULL;
-
-    for (k = 0; k < cl->zone->nreactions; k++) {
-        argv[i] = (const char *) types[k].data;
-        lens[i++] = types[k].len;
-    }
-
-    for (size = 0; size < cl->uv_n; size++) {
-        buf = p;
-        p = ngx_http_engagement_put_hex64(p, cl->uv[size]);
-        ngx_http_engagement_arg(buf);
-    }
-
-#undef ngx_http_engagement_arg
+    ngx_http_engagement_flush_keys(&a, cl);
+    ngx_http_engagement_flush_values(&a, emcf, cl);
 
     call = ngx_alloc(sizeof(ngx_http_engagement_call_t), ngx_cycle->log);
     if (call == NULL) {
-        ngx_free(argv);
+        ngx_free(buf);
         return NGX_ERROR;
     }
 
@@ -328,10 +359,10 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
 
     rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH,
                                         ngx_http_engagement_flush_reply, call,
-                                        (int) argc, argv, lens);
+                                        (int) argc, a.argv, a.lens);
 
     /* hiredis has formatted the command into its own buffer */
-    ngx_free(argv);
+    ngx_free(buf);
 
     if (rc != NGX_OK) {
         ngx_free(call);
@@ -366,7 +397,7 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
     round->started = ngx_current_msec;
     ngx_http_engagement_round = round;
 
-    reclaim = 2 * emcf->redis->timeout + 1000;
+    reclaim = 2 * emcf->redis->timeout + NGX_HTTP_ENGAGEMENT_RECLAIM_SLACK;
     full = 0;
 
     for (i = 0; i < emcf->zones.nelts; i++) {
@@ -520,7 +551,7 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
             return;
         }
 
-        ngx_http_engagement_flush_timer(20);
+        ngx_http_engagement_flush_timer(NGX_HTTP_ENGAGEMENT_EXIT_POLL);
         return;
     }
 

@@ -12,6 +12,10 @@
 #include "sink/redis/ngx_http_engagement_redis.h"
 
 
+/* a script's SHA1, in hex, as SCRIPT LOAD answers it */
+#define NGX_HTTP_ENGAGEMENT_SHA_LEN  40
+
+
 typedef struct {
     ngx_http_engagement_redis_cb_pt   cb;
     void                             *data;
@@ -35,115 +39,9 @@ static ngx_uint_t                          ngx_http_engagement_stopping;
 static ngx_uint_t                          ngx_http_engagement_failing;
 static ngx_msec_t                          ngx_http_engagement_down_at;
 static ngx_uint_t                          ngx_http_engagement_scripts;
-static char                                ngx_http_engagement_sha[NGX_HTTP_ENGAGEMENT_SCRIPTS][41];
+static char                                ngx_http_engagement_sha[
+    NGX_HTTP_ENGAGEMENT_SCRIPTS][NGX_HTTP_ENGAGEMENT_SHA_LEN + 1];
 static ngx_log_t                          *ngx_http_engagement_rlog;
-
-
-/*
- * The flush script: applies one content's deltas at most once per
- * (edge, sequence) and answers the new totals. KEYS: totals, flush marks,
- * minute, hour and day buckets, the unique-viewer HyperLogLog. ARGV: edge,
- * sequence, views, engaged, replays, the three bucket TTLs, the number of
- * reaction types and the types, then viewer hashes for the HyperLogLog.
- * The answer: applied, views, engaged, replays, unique viewers, one count
- * per reaction type (so a flush refreshes the whole cached summary).
- * A bucket gets its TTL when a field of it is created (HINCRBY answers
- * exactly the delta): once per bucket, not at every flush, and again if
- * Redis lost the key. Counts only grow, so an existing field never
- * answers its delta.
- */
-static const char  ngx_http_engagement_flush_lua[] =
-    "local n = tonumber(ARGV[9])\n"
-    "local last = redis.call('HGET', KEYS[2], ARGV[1])\n"
-    "local applied = 0\n"
-    "if (not last) or tonumber(last) < tonumber(ARGV[2]) then\n"
-    "  local f = {'views', 'engaged', 'replays'}\n"
-    "  for i = 1, 4 do\n"
-    "    local k = KEYS[1]\n"
-    "    if i > 1 then k = KEYS[i + 1] end\n"
-    "    local fresh = false\n"
-    "    for j = 1, 3 do\n"
-    "      local d = ARGV[2 + j]\n"
-    "      if d ~= '0' and redis.call('HINCRBY', k, f[j], d) == tonumber(d)\n"
-    "      then fresh = true end\n"
-    "    end\n"
-    "    if i > 1 and fresh then redis.call('EXPIRE', k, ARGV[i + 4]) end\n"
-    "  end\n"
-    "  for i = 10 + n, #ARGV, 500 do\n"
-    "    redis.call('PFADD', KEYS[6], unpack(ARGV, i, math.min(i + 499, #ARGV)))\n"
-    "  end\n"
-    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
-    "  applied = 1\n"
-    "end\n"
-    "local q = {'views', 'engaged', 'replays'}\n"
-    "for i = 1, n do q[3 + i] = 'r:' .. ARGV[9 + i] end\n"
-    "local t = redis.call('HMGET', KEYS[1], unpack(q))\n"
-    "local r = {applied, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
-    "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[6])}\n"
-    "for i = 1, n do r[5 + i] = tonumber(t[3 + i]) or 0 end\n"
-    "return r\n";
-
-/*
- * The read script: totals, unique viewers and reaction counts of one
- * content, in the flush script's answer layout. KEYS: totals, HyperLogLog.
- * ARGV: the reaction types.
- */
-static const char  ngx_http_engagement_read_lua[] =
-    "local q = {'views', 'engaged', 'replays'}\n"
-    "for i = 1, #ARGV do q[3 + i] = 'r:' .. ARGV[i] end\n"
-    "local t = redis.call('HMGET', KEYS[1], unpack(q))\n"
-    "local r = {0, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
-    "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[2])}\n"
-    "for i = 1, #ARGV do r[5 + i] = tonumber(t[3 + i]) or 0 end\n"
-    "return r\n";
-
-/*
- * The reaction script: one user's reaction to one content moves from its
- * old state to the new one ('' is none) and the counts follow, atomically;
- * a request id seen in the last day changes nothing. KEYS: totals, the
- * user -> reaction hash, the request id's key. ARGV: user, new state,
- * '1' if there is a request id, then the reaction types. The answer:
- * applied, duplicate request, old state, new state, counts per type.
- */
-static const char  ngx_http_engagement_react_lua[] =
-    "local old = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
-    "local applied, dup = 0, 0\n"
-    "if ARGV[3] == '1' and\n"
-    "   not redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) then\n"
-    "  dup = 1\n"
-    "end\n"
-    "if dup == 0 and old ~= ARGV[2] then\n"
-    "  if old ~= '' then redis.call('HINCRBY', KEYS[1], 'r:' .. old, -1) end\n"
-    "  if ARGV[2] ~= '' then\n"
-    "    redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[2], 1)\n"
-    "    redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
-    "  else\n"
-    "    redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "  end\n"
-    "  applied = 1\n"
-    "end\n"
-    "local r = {applied, dup, old, redis.call('HGET', KEYS[2], ARGV[1]) or ''}\n"
-    "for i = 4, #ARGV do\n"
-    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
-    "end\n"
-    "return r\n";
-
-/* a user's state: the same answer as the reaction script, changing nothing */
-static const char  ngx_http_engagement_state_lua[] =
-    "local s = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
-    "local r = {0, 0, s, s}\n"
-    "for i = 2, #ARGV do\n"
-    "  r[#r + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
-    "end\n"
-    "return r\n";
-
-
-static const char  *ngx_http_engagement_scripts_lua[] = {
-    ngx_http_engagement_flush_lua,
-    ngx_http_engagement_read_lua,
-    ngx_http_engagement_react_lua,
-    ngx_http_engagement_state_lua
-};
 
 
 #define ngx_http_engagement_rstat(f)                                          \
@@ -244,42 +142,66 @@ static u_char                             *ngx_http_engagement_cmd;
 static size_t                              ngx_http_engagement_cmd_size;
 
 
+/* the smallest command buffer: most commands fit it */
+#define NGX_HTTP_ENGAGEMENT_CMD_MIN  4096
+
+
 /*
- * Sends one command: the RESP text is built here, in one allocation, and
- * handed to hiredis as formatted (hiredis's own argv formatting costs some
- * 5,000 instructions per flush command in sdscatfmt and sdscatlen). pre
- * and argv are the arguments, pre first (EVALSHA and its SHA, or none).
+ * The arguments of a command: pre (EVALSHA and its SHA, or none) then
+ * argv; one of them by index.
  */
+typedef struct {
+    int                                npre;
+    const char                       **pre;
+    const size_t                      *prelen;
+    int                                argc;
+    const char                       **argv;
+    const size_t                      *argvlen;
+} ngx_http_engagement_redis_args_t;
 
-static ngx_int_t
-ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
-    void *data, int npre, const char **pre, const size_t *prelen, int argc,
-    const char **argv, const size_t *argvlen)
+
+static ngx_inline const char *
+ngx_http_engagement_redis_arg(ngx_http_engagement_redis_args_t *a, int i,
+    size_t *len)
 {
-    int                                i, n;
-    u_char                            *cmd, *p;
-    size_t                             len, alen;
-    const char                        *arg;
-    ngx_int_t                          rc;
-    ngx_http_engagement_redis_call_t  *call;
-
-    if (ngx_http_engagement_ac == NULL || ngx_http_engagement_stopping) {
-        return NGX_DECLINED;
+    if (i < a->npre) {
+        *len = a->prelen[i];
+        return a->pre[i];
     }
 
-    n = npre + argc;
+    *len = a->argvlen[i - a->npre];
+    return a->argv[i - a->npre];
+}
+
+
+/*
+ * The command in RESP, in the worker's buffer, grown as needed: hiredis
+ * copies it into its output buffer. NULL: no memory.
+ */
+
+static u_char *
+ngx_http_engagement_redis_format(ngx_http_engagement_redis_args_t *a,
+    size_t *size)
+{
+    int          i, n;
+    u_char      *cmd, *p;
+    size_t       len, alen;
+    const char  *arg;
+
+    n = a->npre + a->argc;
     len = 1 + NGX_SIZE_T_LEN + 2;
 
     for (i = 0; i < n; i++) {
-        alen = i < npre ? prelen[i] : argvlen[i - npre];
+        (void) ngx_http_engagement_redis_arg(a, i, &alen);
         len += 1 + NGX_SIZE_T_LEN + 2 + alen + 2;
     }
 
-    /* one buffer per worker, grown as needed: hiredis copies from it */
     if (len > ngx_http_engagement_cmd_size) {
-        cmd = ngx_alloc(ngx_max(len, 4096), ngx_http_engagement_rlog);
+        len = ngx_max(len, NGX_HTTP_ENGAGEMENT_CMD_MIN);
+
+        cmd = ngx_alloc(len, ngx_http_engagement_rlog);
         if (cmd == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
 
         if (ngx_http_engagement_cmd) {
@@ -287,7 +209,63 @@ ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
         }
 
         ngx_http_engagement_cmd = cmd;
-        ngx_http_engagement_cmd_size = ngx_max(len, 4096);
+        ngx_http_engagement_cmd_size = len;
+    }
+
+    cmd = ngx_http_engagement_cmd;
+    p = cmd;
+
+    *p++ = '*';
+    p = ngx_http_engagement_put_uint(p, n);
+    *p++ = CR; *p++ = LF;
+
+    for (i = 0; i < n; i++) {
+        arg = ngx_http_engagement_redis_arg(a, i, &alen);
+
+        *p++ = '$';
+        p = ngx_http_engagement_put_uint(p, alen);
+        *p++ = CR; *p++ = LF;
+        p = ngx_cpymem(p, arg, alen);
+        *p++ = CR; *p++ = LF;
+    }
+
+    *size = p - cmd;
+
+    return cmd;
+}
+
+
+/*
+ * Sends one command: the RESP text is built here and handed to hiredis as
+ * formatted (hiredis's own argv formatting costs some 5,000 instructions
+ * per flush command in sdscatfmt and sdscatlen). pre and argv are the
+ * arguments, pre first (EVALSHA and its SHA, or none).
+ */
+
+static ngx_int_t
+ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
+    void *data, int npre, const char **pre, const size_t *prelen, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    u_char                            *cmd;
+    size_t                             len;
+    ngx_http_engagement_redis_args_t   a;
+    ngx_http_engagement_redis_call_t  *call;
+
+    if (ngx_http_engagement_ac == NULL || ngx_http_engagement_stopping) {
+        return NGX_DECLINED;
+    }
+
+    a.npre = npre;
+    a.pre = pre;
+    a.prelen = prelen;
+    a.argc = argc;
+    a.argv = argv;
+    a.argvlen = argvlen;
+
+    cmd = ngx_http_engagement_redis_format(&a, &len);
+    if (cmd == NULL) {
+        return NGX_ERROR;
     }
 
     call = ngx_alloc(sizeof(ngx_http_engagement_redis_call_t),
@@ -299,35 +277,11 @@ ngx_http_engagement_redis_format_send(ngx_http_engagement_redis_cb_pt cb,
     call->cb = cb;
     call->data = data;
 
-    cmd = ngx_http_engagement_cmd;
-    p = cmd;
-
-    *p++ = '*';
-    p = ngx_http_engagement_put_uint(p, n);
-    *p++ = CR; *p++ = LF;
-
-    for (i = 0; i < n; i++) {
-        if (i < npre) {
-            arg = pre[i];
-            alen = prelen[i];
-
-        } else {
-            arg = argv[i - npre];
-            alen = argvlen[i - npre];
-        }
-
-        *p++ = '$';
-        p = ngx_http_engagement_put_uint(p, alen);
-        *p++ = CR; *p++ = LF;
-        p = ngx_cpymem(p, arg, alen);
-        *p++ = CR; *p++ = LF;
-    }
-
-    /* hiredis copies the command into its output buffer */
-    rc = redisAsyncFormattedCommand(ngx_http_engagement_ac,
-                                    ngx_http_engagement_redis_on_reply, call,
-                                    (const char *) cmd, p - cmd);
-    if (rc != REDIS_OK) {
+    if (redisAsyncFormattedCommand(ngx_http_engagement_ac,
+                                   ngx_http_engagement_redis_on_reply, call,
+                                   (const char *) cmd, len)
+        != REDIS_OK)
+    {
         ngx_free(call);
         return NGX_ERROR;
     }
@@ -359,7 +313,9 @@ ngx_http_engagement_redis_eval(ngx_uint_t script,
     const char **argv, const size_t *argvlen)
 {
     const char    *pre[2];
-    static size_t  prelen[2] = { sizeof("EVALSHA") - 1, 40 };
+
+    static size_t  prelen[2] = { sizeof("EVALSHA") - 1,
+                                 NGX_HTTP_ENGAGEMENT_SHA_LEN };
 
     if (ngx_http_engagement_rstate != NGX_HTTP_ENGAGEMENT_REDIS_READY) {
         return NGX_DECLINED;
@@ -384,13 +340,6 @@ ngx_http_engagement_redis_ready(void)
 {
     return ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY
            && ngx_http_engagement_scripts;
-}
-
-
-ngx_http_engagement_redis_state_e
-ngx_http_engagement_redis_state(void)
-{
-    return ngx_http_engagement_rstate;
 }
 
 
@@ -426,13 +375,16 @@ ngx_http_engagement_redis_on_script(redisReply *reply, void *data)
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+    if (reply->type != REDIS_REPLY_STRING
+        || reply->len != NGX_HTTP_ENGAGEMENT_SHA_LEN)
+    {
         ngx_http_engagement_redis_fail("unexpected SCRIPT LOAD reply");
         return;
     }
 
-    ngx_memcpy(ngx_http_engagement_sha[n], reply->str, 40);
-    ngx_http_engagement_sha[n][40] = '\0';
+    ngx_memcpy(ngx_http_engagement_sha[n], reply->str,
+               NGX_HTTP_ENGAGEMENT_SHA_LEN);
+    ngx_http_engagement_sha[n][NGX_HTTP_ENGAGEMENT_SHA_LEN] = '\0';
 
     /* the last one loaded: the connection is ready */
     if (n != NGX_HTTP_ENGAGEMENT_SCRIPTS - 1) {
@@ -466,8 +418,8 @@ ngx_http_engagement_redis_load_scripts(void)
     lens[1] = 4;
 
     for (i = 0; i < NGX_HTTP_ENGAGEMENT_SCRIPTS; i++) {
-        argv[2] = ngx_http_engagement_scripts_lua[i];
-        lens[2] = ngx_strlen(ngx_http_engagement_scripts_lua[i]);
+        argv[2] = ngx_http_engagement_redis_scripts[i];
+        lens[2] = ngx_strlen(ngx_http_engagement_redis_scripts[i]);
 
         (void) ngx_http_engagement_redis_send(
                    ngx_http_engagement_redis_on_script, (void *) (uintptr_t) i,
@@ -704,13 +656,24 @@ ngx_http_engagement_redis_connect(void)
 }
 
 
+/* the connection's timers: cancelable, they never hold a worker at exit */
+
+static void
+ngx_http_engagement_redis_timer(ngx_event_t *ev, ngx_event_handler_pt handler,
+    ngx_log_t *log)
+{
+    ngx_memzero(ev, sizeof(ngx_event_t));
+    ev->handler = handler;
+    ev->log = log;
+    ev->data = ngx_http_engagement_rcf;
+    ev->cancelable = 1;
+}
+
+
 ngx_int_t
 ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_redis_conf_t *rcf)
 {
-    /* a closed Redis socket must not kill the worker */
-    signal(SIGPIPE, SIG_IGN);
-
     ngx_http_engagement_rcf = rcf;
     ngx_http_engagement_rlog = cycle->log;
     ngx_http_engagement_ac = NULL;
@@ -721,19 +684,10 @@ ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_failing = 0;
     ngx_http_engagement_down_at = 0;
 
-    ngx_memzero(&ngx_http_engagement_reconnect_ev, sizeof(ngx_event_t));
-    ngx_http_engagement_reconnect_ev.handler =
-        ngx_http_engagement_redis_reconnect_handler;
-    ngx_http_engagement_reconnect_ev.log = cycle->log;
-    ngx_http_engagement_reconnect_ev.data = rcf;
-    ngx_http_engagement_reconnect_ev.cancelable = 1;
-
-    ngx_memzero(&ngx_http_engagement_timeout_ev, sizeof(ngx_event_t));
-    ngx_http_engagement_timeout_ev.handler =
-        ngx_http_engagement_redis_timeout_handler;
-    ngx_http_engagement_timeout_ev.log = cycle->log;
-    ngx_http_engagement_timeout_ev.data = rcf;
-    ngx_http_engagement_timeout_ev.cancelable = 1;
+    ngx_http_engagement_redis_timer(&ngx_http_engagement_reconnect_ev,
+        ngx_http_engagement_redis_reconnect_handler, cycle->log);
+    ngx_http_engagement_redis_timer(&ngx_http_engagement_timeout_ev,
+        ngx_http_engagement_redis_timeout_handler, cycle->log);
 
     ngx_http_engagement_redis_connect();
 

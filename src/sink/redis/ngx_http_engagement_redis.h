@@ -1,7 +1,11 @@
 
 /*
- * The Redis side of the module: the per-worker connection (hiredis on
- * nginx's event loop) and the commands the flush and the reads send.
+ * sink/redis/: the Redis side of the module. The per-worker connection
+ * (redis.c, hiredis on nginx's event loop through redis_adapter.c), the
+ * engagement_redis directive (redis_conf.c), the flush of the counters
+ * zone's deltas (flush.c), the Lua scripts (redis_scripts.c) and the
+ * reading of their replies (redis_reply.c). It takes the deltas only
+ * through store/'s flush queue, and knows nothing of requests.
  */
 
 
@@ -37,19 +41,38 @@ struct ngx_http_engagement_redis_conf_s {
 };
 
 
+/* the scripts, in their order in ngx_http_engagement_redis_scripts[] */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH = 0,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_READ,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_REACT,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_STATE,
+    NGX_HTTP_ENGAGEMENT_SCRIPTS
+} ngx_http_engagement_script_e;
+
+
+/* redis_scripts.c: the Lua source of each script */
+extern const char  *ngx_http_engagement_redis_scripts[];
+
+
 /* a reply callback: reply is NULL when the command failed or timed out */
 typedef void (*ngx_http_engagement_redis_cb_pt)(redisReply *reply,
     void *data);
 
 
+/* redis_adapter.c */
 ngx_int_t ngx_http_engagement_redis_attach(redisAsyncContext *ac,
     ngx_log_t *log);
 
+/* redis_conf.c */
+char *ngx_http_engagement_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* redis.c: the connection */
 ngx_int_t ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_redis_conf_t *rcf);
 void ngx_http_engagement_redis_stop(void);
 ngx_uint_t ngx_http_engagement_redis_ready(void);
-ngx_http_engagement_redis_state_e ngx_http_engagement_redis_state(void);
 ngx_msec_t ngx_http_engagement_redis_down_for(void);
 ngx_int_t ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
     void *data, int argc, const char **argv, const size_t *argvlen);
@@ -57,6 +80,7 @@ ngx_int_t ngx_http_engagement_redis_eval(ngx_uint_t script,
     ngx_http_engagement_redis_cb_pt cb, void *data, int argc,
     const char **argv, const size_t *argvlen);
 
+/* redis_reply.c */
 ngx_int_t ngx_http_engagement_reply_totals(redisReply *reply,
     ngx_http_engagement_counts_t *totals, uint64_t *uniques,
     ngx_int_t *applied, uint64_t *reactions, ngx_uint_t nreactions);
@@ -66,11 +90,6 @@ ngx_int_t ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 void ngx_http_engagement_flush_stop(void);
 
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH  0
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_READ   1
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_REACT  2
-#define NGX_HTTP_ENGAGEMENT_SCRIPT_STATE  3
-#define NGX_HTTP_ENGAGEMENT_SCRIPTS       4
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_ */

@@ -40,18 +40,31 @@ ngx_http_engagement_redis_write_handler(ngx_event_t *ev)
 
 
 static void
+ngx_http_engagement_redis_add(ngx_event_t *ev, ngx_uint_t event,
+    const char *what)
+{
+    if (!ev->active && ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "engagement redis: could not add a %s event", what);
+    }
+}
+
+
+static void
+ngx_http_engagement_redis_del(ngx_event_t *ev, ngx_uint_t event)
+{
+    if (ev->active) {
+        (void) ngx_del_event(ev, event, 0);
+    }
+}
+
+
+static void
 ngx_http_engagement_redis_add_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "engagement redis: could not add a read event");
-        }
-    }
+    ngx_http_engagement_redis_add(c->read, NGX_READ_EVENT, "read");
 }
 
 
@@ -60,9 +73,7 @@ ngx_http_engagement_redis_del_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_http_engagement_redis_del(c->read, NGX_READ_EVENT);
 }
 
 
@@ -71,14 +82,7 @@ ngx_http_engagement_redis_add_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "engagement redis: could not add a write event");
-        }
-    }
+    ngx_http_engagement_redis_add(c->write, NGX_WRITE_EVENT, "write");
 }
 
 
@@ -87,9 +91,7 @@ ngx_http_engagement_redis_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_http_engagement_redis_del(c->write, NGX_WRITE_EVENT);
 }
 
 
@@ -104,13 +106,8 @@ ngx_http_engagement_redis_cleanup(void *privdata)
         return;
     }
 
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_http_engagement_redis_del(c->read, NGX_READ_EVENT);
+    ngx_http_engagement_redis_del(c->write, NGX_WRITE_EVENT);
 
     if (c->read->posted) {
         ngx_delete_posted_event(c->read);

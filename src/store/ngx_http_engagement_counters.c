@@ -1,0 +1,598 @@
+
+/*
+ * The counters zone: per-content totals (views, engaged views, replays) in
+ * shared memory, in an rbtree keyed by a keyed hash of the content id with
+ * the id stored inline, plus an LRU queue; with Redis, each entry also
+ * holds the local deltas not yet confirmed, the viewer hashes for the
+ * unique count and the reaction counts last read. The request path adds
+ * and reads here; the flush queue (queue.c) takes the deltas out.
+ */
+
+
+#include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_counters.h"
+
+
+/*
+ * With Redis, a full zone drops clean entries (a cache of Redis totals)
+ * from the LRU tail: at most this many are freed per try, looking at no
+ * more than this many, so an allocation under the lock stays short.
+ */
+#define NGX_HTTP_ENGAGEMENT_EVICT_FREE   2
+#define NGX_HTTP_ENGAGEMENT_EVICT_SCAN   64
+
+/* the first size of a content's list of pending viewer hashes */
+#define NGX_HTTP_ENGAGEMENT_UV_FIRST     4
+
+
+static void ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+
+static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_counters_kind
+    = {
+    "engagement_zone",
+    NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC,
+    sizeof(ngx_http_engagement_counters_shctx_t),
+    ngx_http_engagement_counters_insert,
+    NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE
+};
+
+
+static ngx_int_t
+ngx_http_engagement_counters_cmp(uint64_t hash, ngx_str_t *id,
+    ngx_http_engagement_counter_node_t *cn)
+{
+    if (hash != ngx_http_engagement_cn_hash(cn)) {
+        return (hash < ngx_http_engagement_cn_hash(cn)) ? -1 : 1;
+    }
+
+    if (id->len != cn->len) {
+        return (id->len < cn->len) ? -1 : 1;
+    }
+
+    return ngx_memcmp(id->data, cn->data, id->len);
+}
+
+
+static ngx_uint_t
+ngx_http_engagement_counters_less(ngx_rbtree_node_t *a, ngx_rbtree_node_t *b)
+{
+    ngx_str_t                            id;
+    ngx_http_engagement_counter_node_t  *cn;
+
+    cn = (ngx_http_engagement_counter_node_t *) a;
+    id.len = cn->len;
+    id.data = cn->data;
+
+    return ngx_http_engagement_counters_cmp(ngx_http_engagement_cn_hash(cn),
+               &id, (ngx_http_engagement_counter_node_t *) b) < 0;
+}
+
+
+static void
+ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_http_engagement_rbtree_insert(temp, node, sentinel,
+                                      ngx_http_engagement_counters_less);
+}
+
+
+ngx_http_engagement_counter_node_t *
+ngx_http_engagement_counters_lookup(ngx_http_engagement_counters_shctx_t *sh,
+    ngx_str_t *id, uint64_t hash)
+{
+    ngx_int_t                            rc;
+    ngx_rbtree_node_t                   *node, *sentinel;
+    ngx_http_engagement_counter_node_t  *cn;
+
+    node = sh->head.rbtree.root;
+    sentinel = sh->head.rbtree.sentinel;
+
+    while (node != sentinel) {
+        cn = (ngx_http_engagement_counter_node_t *) node;
+        rc = ngx_http_engagement_counters_cmp(hash, id, cn);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * With Redis, entries whose counts are all in Redis are only a cache:
+ * a few of the least recently used are dropped to make room.
+ */
+
+static ngx_uint_t
+ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *keep)
+{
+    ngx_uint_t                             n, freed;
+    ngx_queue_t                           *q, *prev;
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+    freed = 0;
+
+    if (!z->redis) {
+        return 0;
+    }
+
+    q = ngx_queue_last(&sh->head.lru);
+
+    for (n = 0;
+         n < NGX_HTTP_ENGAGEMENT_EVICT_SCAN
+         && q != ngx_queue_sentinel(&sh->head.lru);
+         n++)
+    {
+        prev = ngx_queue_prev(q);
+        cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, queue);
+
+        if (cn != keep && cn->seq == 0 && ngx_http_engagement_cn_clean(cn)) {
+
+            if (cn->uv) {
+                ngx_slab_free_locked(z->shpool, cn->uv);
+            }
+
+            if (cn->reactions) {
+                ngx_slab_free_locked(z->shpool, cn->reactions);
+            }
+
+            ngx_http_engagement_zone_unlink(z->shpool, &sh->head, &cn->node,
+                                            &cn->queue);
+            ngx_http_engagement_inc(sh, evicted_clean);
+
+            if (++freed == NGX_HTTP_ENGAGEMENT_EVICT_FREE) {
+                break;
+            }
+        }
+
+        q = prev;
+    }
+
+    return freed;
+}
+
+
+/*
+ * An allocation that may evict cached entries until it succeeds: freed
+ * chunks of one size class do not serve another, so one eviction is not
+ * always enough. Called with the zone locked.
+ */
+
+void *
+ngx_http_engagement_counters_alloc(ngx_http_engagement_zone_t *z,
+    size_t size, ngx_http_engagement_counter_node_t *keep)
+{
+    void  *p;
+
+    for ( ;; ) {
+        p = ngx_slab_calloc_locked(z->shpool, size);
+
+        if (p != NULL || !ngx_http_engagement_counters_evict(z, keep)) {
+            return p;
+        }
+    }
+}
+
+
+/* called with the zone locked */
+
+ngx_http_engagement_counter_node_t *
+ngx_http_engagement_counters_create(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash)
+{
+    size_t                                 size;
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+    size = offsetof(ngx_http_engagement_counter_node_t, data) + id->len;
+
+    /*
+     * Without Redis, counts are the only copy, so a full zone never evicts
+     * them: the caller answers 503 and the event can be retried.
+     */
+    cn = ngx_http_engagement_counters_alloc(z, size, NULL);
+
+    if (cn == NULL) {
+        ngx_http_engagement_inc(sh, alloc_failures);
+        sh->head.full = 1;
+        return NULL;
+    }
+
+    sh->head.full = 0;
+
+    cn->node.key = (ngx_rbtree_key_t) hash;
+#if (NGX_PTR_SIZE == 4)
+    cn->hash = hash;
+#endif
+    cn->len = (u_char) id->len;
+    ngx_memcpy(cn->data, id->data, id->len);
+
+    ngx_http_engagement_zone_link(&sh->head, &cn->node, &cn->queue);
+
+    return cn;
+}
+
+
+uint64_t
+ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id)
+{
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    return ngx_http_engagement_siphash(sh->head.hash_key, id->data, id->len);
+}
+
+
+/* a content's entry, made if missing; called with the zone locked */
+
+static ngx_http_engagement_counter_node_t *
+ngx_http_engagement_counters_find(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash)
+{
+    ngx_http_engagement_counter_node_t  *cn;
+
+    cn = ngx_http_engagement_counters_lookup(z->sh, id, hash);
+
+    if (cn == NULL) {
+        cn = ngx_http_engagement_counters_create(z, id, hash);
+    }
+
+    return cn;
+}
+
+
+ngx_int_t
+ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash)
+{
+    ngx_http_engagement_counter_node_t  *cn;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    cn = ngx_http_engagement_counters_find(z, id, hash);
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return (cn == NULL) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* called with the zone locked */
+
+static void
+ngx_http_engagement_counters_view(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn, ngx_http_engagement_view_t *v)
+{
+    v->counts = cn->counts;
+    v->uniques = cn->uniques;
+    v->known = 1;
+    v->refresh = 0;
+    v->pending = 0;
+
+    if (!z->redis) {
+        return;
+    }
+
+    /* the reaction block starts with its number of types */
+    v->nreactions = 0;
+
+    if (z->nreactions && cn->reactions && cn->reactions[0] == z->nreactions) {
+        v->nreactions = z->nreactions;
+        ngx_memcpy(v->reactions, &cn->reactions[1],
+                   z->nreactions * sizeof(uint64_t));
+    }
+
+    v->counts.views += cn->pending.views + cn->inflight.views;
+    v->counts.engaged += cn->pending.engaged + cn->inflight.engaged;
+    v->counts.replays += cn->pending.replays + cn->inflight.replays;
+    v->pending = cn->pending.views + cn->pending.engaged
+                 + cn->pending.replays + cn->inflight.views
+                 + cn->inflight.engaged + cn->inflight.replays;
+    v->known = (cn->confirmed_at != 0)
+               && (v->nreactions == z->nreactions);
+}
+
+
+/* stores reaction counts in an entry; called with the zone locked */
+
+void
+ngx_http_engagement_counters_set_reactions(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn, uint64_t *reactions)
+{
+    if (z->nreactions == 0) {
+        return;
+    }
+
+    if (cn->reactions == NULL || cn->reactions[0] != z->nreactions) {
+        if (cn->reactions) {
+            ngx_slab_free_locked(z->shpool, cn->reactions);
+        }
+
+        cn->reactions = ngx_http_engagement_counters_alloc(z,
+                            (z->nreactions + 1) * sizeof(uint64_t), cn);
+        if (cn->reactions == NULL) {
+            return;
+        }
+
+        cn->reactions[0] = z->nreactions;
+    }
+
+    ngx_memcpy(&cn->reactions[1], reactions,
+               z->nreactions * sizeof(uint64_t));
+}
+
+
+/* reaction counts answered by Redis after a reaction changed */
+
+void
+ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, uint64_t *reactions)
+{
+    ngx_http_engagement_counter_node_t  *cn;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    cn = ngx_http_engagement_counters_find(z, id, hash);
+
+    if (cn) {
+        ngx_http_engagement_counters_set_reactions(z, cn, reactions);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/* grows the pending viewer list; called with the zone locked */
+
+ngx_int_t
+ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn, uint64_t uv)
+{
+    uint32_t   cap;
+    uint64_t  *a;
+
+    if (cn->uv_n == cn->uv_cap) {
+        cap = cn->uv_cap ? cn->uv_cap * 2 : NGX_HTTP_ENGAGEMENT_UV_FIRST;
+
+        /* never evict the entry the list belongs to */
+        a = ngx_http_engagement_counters_alloc(z, cap * sizeof(uint64_t), cn);
+
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (cn->uv) {
+            ngx_memcpy(a, cn->uv, cn->uv_n * sizeof(uint64_t));
+            ngx_slab_free_locked(z->shpool, cn->uv);
+        }
+
+        cn->uv = a;
+        cn->uv_cap = cap;
+    }
+
+    cn->uv[cn->uv_n++] = uv;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
+    uint64_t uv, ngx_http_engagement_view_t *result)
+{
+    ngx_uint_t                             clean;
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    cn = ngx_http_engagement_counters_find(z, id, hash);
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    /* a new entry is at the head already */
+    ngx_http_engagement_zone_touch(&sh->head, &cn->queue);
+
+    if (!z->redis) {
+        cn->counts.views += delta->views;
+        cn->counts.engaged += delta->engaged;
+        cn->counts.replays += delta->replays;
+
+    } else {
+        clean = ngx_http_engagement_cn_clean(cn);
+
+        if (uv && ngx_http_engagement_counters_uv_add(z, cn, uv) != NGX_OK) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            ngx_http_engagement_inc(sh, alloc_failures);
+            return NGX_ERROR;
+        }
+
+        if (clean) {
+            cn->pending_since = (uint32_t) ngx_time();
+
+            /* newly dirty: queue it, unless a flush of it is in flight */
+            if (cn->seq == 0 && cn->flush.next == NULL) {
+                ngx_queue_insert_tail(&sh->dirty, &cn->flush);
+                sh->pending_nodes++;
+            }
+        }
+
+        cn->pending.views += delta->views;
+        cn->pending.engaged += delta->engaged;
+        cn->pending.replays += delta->replays;
+    }
+
+    ngx_http_engagement_counters_view(z, cn, result);
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Redis totals older than the cache TTL are re-read by the caller, by one
+ * caller at a time; called with the zone locked.
+ */
+
+static void
+ngx_http_engagement_counters_refresh(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn, ngx_http_engagement_view_t *v)
+{
+    if (!z->redis || !v->known
+        || ngx_http_engagement_age32(cn->confirmed_at) < z->cache_ttl)
+    {
+        return;
+    }
+
+    if (cn->reading_at == 0
+        || ngx_http_engagement_age32(cn->reading_at) >= z->cache_ttl)
+    {
+        cn->reading_at = ngx_http_engagement_now32();
+        v->refresh = 1;
+    }
+}
+
+
+void
+ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_view_t *result)
+{
+    ngx_http_engagement_counter_node_t  *cn;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    cn = ngx_http_engagement_counters_lookup(z->sh, id, hash);
+
+    if (cn) {
+        ngx_http_engagement_counters_view(z, cn, result);
+        ngx_http_engagement_counters_refresh(z, cn, result);
+
+    } else {
+        ngx_memzero(result, sizeof(ngx_http_engagement_view_t));
+        result->known = !z->redis;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/*
+ * Totals read from Redis, stored in an entry; called with the zone locked.
+ * A read that crossed a flush of this content may or may not include it;
+ * the flush's own answer will set the totals, so such a read is only
+ * shown.
+ */
+
+static void
+ngx_http_engagement_counters_store(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn,
+    ngx_http_engagement_counts_t *totals, uint64_t uniques,
+    uint64_t *reactions, ngx_http_engagement_view_t *result)
+{
+    cn->reading_at = 0;
+    ngx_http_engagement_counters_set_reactions(z, cn, reactions);
+
+    if (cn->seq == 0) {
+        cn->counts = *totals;
+        cn->uniques = (uint32_t) uniques;
+        cn->confirmed_at = ngx_http_engagement_now32();
+        ngx_http_engagement_counters_view(z, cn, result);
+        return;
+    }
+
+    ngx_http_engagement_counters_view(z, cn, result);
+    result->counts = *totals;
+    result->counts.views += cn->pending.views;
+    result->counts.engaged += cn->pending.engaged;
+    result->counts.replays += cn->pending.replays;
+    result->uniques = uniques;
+    result->known = 1;
+}
+
+
+/* totals read from Redis: cached unless a flush of this content is open */
+
+void
+ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *totals,
+    uint64_t uniques, uint64_t *reactions,
+    ngx_http_engagement_view_t *result)
+{
+    ngx_http_engagement_counter_node_t  *cn;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    cn = ngx_http_engagement_counters_find(z, id, hash);
+
+    if (cn) {
+        ngx_http_engagement_counters_store(z, cn, totals, uniques, reactions,
+                                           result);
+
+    } else {
+        /* no room: shown, not stored */
+        ngx_memzero(result, sizeof(ngx_http_engagement_view_t));
+        result->counts = *totals;
+        result->uniques = uniques;
+        result->known = 1;
+    }
+
+    /* shown even if the block could not be stored */
+    result->nreactions = z->nreactions;
+    ngx_memcpy(result->reactions, reactions,
+               z->nreactions * sizeof(uint64_t));
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/*
+ * A new zone of a module with Redis takes over what the last stop could
+ * not flush (the state file); a zone kept over a reload has it already.
+ */
+
+ngx_int_t
+ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_engagement_zone_t            *z;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    z = shm_zone->data;
+    z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    z->sh = ngx_http_engagement_zone_attach(shm_zone, data,
+                                            &ngx_http_engagement_counters_kind);
+    if (z->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (data || shm_zone->shm.exists) {
+        return NGX_OK;
+    }
+
+    sh = z->sh;
+    ngx_queue_init(&sh->dirty);
+    ngx_queue_init(&sh->inflight);
+
+    if (z->redis && !ngx_test_config && z->state_file.len) {
+        ngx_http_engagement_state_load(z, shm_zone->shm.log);
+    }
+
+    return NGX_OK;
+}

@@ -1,0 +1,88 @@
+
+/*
+ * Private to store/: the counters zone's node, shared by the counters
+ * (counters.c), their flush queue (queue.c) and the state file (state.c).
+ * Other folders see contents only through store.h.
+ */
+
+
+#ifndef _NGX_HTTP_ENGAGEMENT_COUNTERS_H_INCLUDED_
+#define _NGX_HTTP_ENGAGEMENT_COUNTERS_H_INCLUDED_
+
+
+#include "store/ngx_http_engagement_store.h"
+
+
+/*
+ * A content's entry. Without Redis, counts are the totals. With Redis,
+ * counts are the totals Redis last confirmed (valid when confirmed_at is
+ * set), pending the local deltas not yet claimed, inflight those claimed
+ * by a flusher under sequence seq; pending and inflight are never both
+ * sent at once, so each delta is applied by exactly one flush.
+ */
+typedef struct {
+    ngx_rbtree_node_t              node;      /* key: the hash */
+    ngx_queue_t                    queue;     /* LRU */
+    ngx_queue_t                    flush;     /* dirty or inflight queue */
+    ngx_http_engagement_counts_t   counts;
+    ngx_http_engagement_counts_t   pending;
+    ngx_http_engagement_counts_t   inflight;
+    uint64_t                       seq;       /* 0: nothing in flight */
+    uint64_t                      *uv;        /* pending viewer hashes */
+    uint64_t                      *uv_inflight;
+    uint64_t                      *reactions; /* counts per type, or NULL */
+    uint32_t                       uniques;
+    uint32_t                       uv_n;
+    uint32_t                       uv_cap;
+    uint32_t                       uv_inflight_n;
+    ngx_pid_t                      claimed_by;  /* 0: free to re-claim */
+    /* times kept in 32 bits (milliseconds modulo 2^32, seconds) for size */
+    uint32_t                       claimed_at;
+    uint32_t                       confirmed_at;  /* 0: totals unknown */
+    uint32_t                       reading_at;
+    uint32_t                       pending_since;
+    uint32_t                       inflight_since;
+#if (NGX_PTR_SIZE == 4)
+    uint64_t                       hash;
+#endif
+    u_char                         len;
+    u_char                         data[1];
+} ngx_http_engagement_counter_node_t;
+
+
+#define ngx_http_engagement_nonzero(c)                                        \
+    ((c)->views || (c)->engaged || (c)->replays)
+
+/* nothing waits to be sent: the entry is only a cache of Redis */
+#define ngx_http_engagement_cn_clean(cn)                                      \
+    (!ngx_http_engagement_nonzero(&(cn)->pending) && (cn)->uv_n == 0)
+
+#if (NGX_PTR_SIZE == 4)
+#define ngx_http_engagement_cn_hash(cn)  ((cn)->hash)
+#else
+/* on 64-bit platforms the rbtree key is the whole hash */
+#define ngx_http_engagement_cn_hash(cn)  ((uint64_t) (cn)->node.key)
+#endif
+
+/* a millisecond stamp in 32 bits; 0 is kept for "never" */
+#define ngx_http_engagement_now32()                                           \
+    ((uint32_t) ngx_current_msec ? (uint32_t) ngx_current_msec : 1)
+#define ngx_http_engagement_age32(t)                                          \
+    ((ngx_msec_t) (uint32_t) ((uint32_t) ngx_current_msec - (t)))
+
+
+/* counters.c; all called with the zone locked */
+ngx_http_engagement_counter_node_t *ngx_http_engagement_counters_lookup(
+    ngx_http_engagement_counters_shctx_t *sh, ngx_str_t *id, uint64_t hash);
+ngx_http_engagement_counter_node_t *ngx_http_engagement_counters_create(
+    ngx_http_engagement_zone_t *z, ngx_str_t *id, uint64_t hash);
+void *ngx_http_engagement_counters_alloc(ngx_http_engagement_zone_t *z,
+    size_t size, ngx_http_engagement_counter_node_t *keep);
+ngx_int_t ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn, uint64_t uv);
+void ngx_http_engagement_counters_set_reactions(
+    ngx_http_engagement_zone_t *z, ngx_http_engagement_counter_node_t *cn,
+    uint64_t *reactions);
+
+
+#endif /* _NGX_HTTP_ENGAGEMENT_COUNTERS_H_INCLUDED_ */

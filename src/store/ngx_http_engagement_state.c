@@ -1,0 +1,548 @@
+
+/*
+ * The state file: what Redis has not confirmed when nginx stops, one line
+ * per content, written by the master after the workers' final flush and
+ * read back when the zone is created at the next start. A zone's lines
+ * follow a line "zone <name> <last sequence>"; a content's line is
+ *   c <id> <seq> <in-flight v e r since> <pending v e r since> <nin> <np>
+ *     <nin + np viewer hashes, hex>
+ * In-flight deltas keep their sequence, so if Redis had applied them
+ * before the stop, the resend is recognised and not counted again.
+ */
+
+
+#include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_counters.h"
+
+
+/* a larger state file is not read back: it was not written by us */
+#define NGX_HTTP_ENGAGEMENT_STATE_FILE_MAX  (256 * 1024 * 1024)
+
+/* the save's buffer, and the room a line's fixed part and a hash need */
+#define NGX_HTTP_ENGAGEMENT_STATE_BUF       65536
+#define NGX_HTTP_ENGAGEMENT_STATE_LINE      512
+#define NGX_HTTP_ENGAGEMENT_STATE_HASH      32
+
+/* viewer hashes a line may carry, in flight and pending each */
+#define NGX_HTTP_ENGAGEMENT_STATE_UV_MAX    1000000
+
+
+/* the numbers of a content's line, in their order */
+enum {
+    NGX_HTTP_ENGAGEMENT_STATE_SEQ = 0,
+    NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS,
+    NGX_HTTP_ENGAGEMENT_STATE_IN_ENGAGED,
+    NGX_HTTP_ENGAGEMENT_STATE_IN_REPLAYS,
+    NGX_HTTP_ENGAGEMENT_STATE_IN_SINCE,
+    NGX_HTTP_ENGAGEMENT_STATE_VIEWS,
+    NGX_HTTP_ENGAGEMENT_STATE_ENGAGED,
+    NGX_HTTP_ENGAGEMENT_STATE_REPLAYS,
+    NGX_HTTP_ENGAGEMENT_STATE_SINCE,
+    NGX_HTTP_ENGAGEMENT_STATE_UV_IN,
+    NGX_HTTP_ENGAGEMENT_STATE_UV,
+    NGX_HTTP_ENGAGEMENT_STATE_NUMBERS
+};
+
+
+/* a content's line, checked whole before the zone is touched */
+typedef struct {
+    ngx_str_t                     id;
+    uint64_t                      v[NGX_HTTP_ENGAGEMENT_STATE_NUMBERS];
+    u_char                       *hashes;      /* the first viewer hash */
+    u_char                       *eol;
+} ngx_http_engagement_state_line_t;
+
+
+static u_char *
+ngx_http_engagement_state_flush(ngx_fd_t fd, u_char *buf, u_char *p,
+    ngx_int_t *rc)
+{
+    if (p > buf && ngx_write_fd(fd, buf, p - buf) != (ssize_t) (p - buf)) {
+        *rc = NGX_ERROR;
+    }
+
+    return buf;
+}
+
+
+/* one content's line, without its viewer hashes */
+
+static u_char *
+ngx_http_engagement_state_line(u_char *p,
+    ngx_http_engagement_counter_node_t *cn)
+{
+    return ngx_sprintf(p, "c %*s %uL %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
+                       (size_t) cn->len, cn->data, cn->seq,
+                       cn->inflight.views, cn->inflight.engaged,
+                       cn->inflight.replays, cn->inflight_since,
+                       cn->pending.views, cn->pending.engaged,
+                       cn->pending.replays, cn->pending_since,
+                       cn->seq ? cn->uv_inflight_n : 0, cn->uv_n);
+}
+
+
+static u_char *
+ngx_http_engagement_state_hashes(ngx_fd_t fd, u_char *buf, u_char *p,
+    uint64_t *uv, uint32_t n, ngx_int_t *rc)
+{
+    uint32_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (buf + NGX_HTTP_ENGAGEMENT_STATE_BUF - p
+            < NGX_HTTP_ENGAGEMENT_STATE_HASH)
+        {
+            p = ngx_http_engagement_state_flush(fd, buf, p, rc);
+        }
+
+        p = ngx_sprintf(p, " %016uxL", uv[i]);
+    }
+
+    return p;
+}
+
+
+/* called in the master, after the workers are gone: nobody holds a lock */
+
+ngx_int_t
+ngx_http_engagement_state_save(ngx_cycle_t *cycle,
+    ngx_http_engagement_zone_t *z, ngx_fd_t fd)
+{
+    u_char                                *buf, *p;
+    ngx_int_t                              rc, n;
+    ngx_queue_t                           *q;
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+    rc = NGX_OK;
+    n = 0;
+
+    buf = ngx_alloc(NGX_HTTP_ENGAGEMENT_STATE_BUF, cycle->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(buf, "zone %V %uL\n", &z->name, sh->seq);
+
+    for (q = ngx_queue_head(&sh->head.lru);
+         q != ngx_queue_sentinel(&sh->head.lru);
+         q = ngx_queue_next(q))
+    {
+        cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, queue);
+
+        if (cn->seq == 0 && ngx_http_engagement_cn_clean(cn)) {
+            continue;
+        }
+
+        if (buf + NGX_HTTP_ENGAGEMENT_STATE_BUF - p
+            < NGX_HTTP_ENGAGEMENT_STATE_LINE)
+        {
+            p = ngx_http_engagement_state_flush(fd, buf, p, &rc);
+        }
+
+        p = ngx_http_engagement_state_line(p, cn);
+
+        if (cn->seq) {
+            p = ngx_http_engagement_state_hashes(fd, buf, p, cn->uv_inflight,
+                                                 cn->uv_inflight_n, &rc);
+        }
+
+        p = ngx_http_engagement_state_hashes(fd, buf, p, cn->uv, cn->uv_n,
+                                             &rc);
+        *p++ = '\n';
+        n++;
+    }
+
+    p = ngx_http_engagement_state_flush(fd, buf, p, &rc);
+    ngx_free(buf);
+
+    if (rc == NGX_OK && n) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "engagement: saved %i unflushed entries of zone "
+                      "\"%V\"", n, &z->name);
+    }
+
+    return rc;
+}
+
+
+static u_char *
+ngx_http_engagement_state_token(u_char **pp, u_char *end, size_t *len)
+{
+    u_char  *p, *start;
+
+    p = *pp;
+
+    while (p < end && *p == ' ') {
+        p++;
+    }
+
+    start = p;
+
+    while (p < end && *p != ' ' && *p != '\n') {
+        p++;
+    }
+
+    *len = p - start;
+    *pp = p;
+
+    return *len ? start : NULL;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_state_number(u_char **pp, u_char *end, uint64_t *v,
+    ngx_uint_t hex)
+{
+    u_char  *t;
+    size_t   len;
+    off_t    n;
+
+    t = ngx_http_engagement_state_token(pp, end, &len);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (hex) {
+        if (len != 16) {
+            return NGX_ERROR;
+        }
+
+        /* two halves: ngx_hextoi works on ngx_int_t */
+        n = ngx_hextoi(t, 8);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+        *v = (uint64_t) n << 32;
+        n = ngx_hextoi(t + 8, 8);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+        *v |= (uint64_t) n;
+        return NGX_OK;
+    }
+
+    n = ngx_atoof(t, len);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *v = (uint64_t) n;
+    return NGX_OK;
+}
+
+
+/* "zone <name> <seq>": whether the lines after it are this zone's */
+
+static ngx_uint_t
+ngx_http_engagement_state_zone(ngx_http_engagement_zone_t *z, u_char *p,
+    u_char *eol)
+{
+    u_char                                *t;
+    size_t                                 len;
+    uint64_t                               seq;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    t = ngx_http_engagement_state_token(&p, eol, &len);
+
+    if (t == NULL || len != z->name.len
+        || ngx_strncmp(t, z->name.data, len) != 0)
+    {
+        return 0;
+    }
+
+    if (ngx_http_engagement_state_number(&p, eol, &seq, 0) == NGX_OK
+        && seq > sh->seq)
+    {
+        sh->seq = seq;
+    }
+
+    return 1;
+}
+
+
+/*
+ * Reads a content's line whole, the viewer hashes included: a line that
+ * is cut or malformed anywhere is skipped before anything is stored.
+ * NGX_DECLINED: a line with nothing to restore (not written by a save;
+ * as a clean entry in the flush queue it could be evicted from under it).
+ */
+
+static ngx_int_t
+ngx_http_engagement_state_parse(u_char *p, u_char *eol,
+    ngx_http_engagement_state_line_t *line)
+{
+    uint64_t    h;
+    ngx_uint_t  i, n;
+
+    line->id.data = ngx_http_engagement_state_token(&p, eol, &line->id.len);
+
+    if (line->id.data == NULL
+        || !ngx_http_engagement_id_valid(line->id.data, line->id.len))
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_STATE_NUMBERS; i++) {
+        if (ngx_http_engagement_state_number(&p, eol, &line->v[i], 0)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (line->v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]
+        > NGX_HTTP_ENGAGEMENT_STATE_UV_MAX
+        || line->v[NGX_HTTP_ENGAGEMENT_STATE_UV]
+           > NGX_HTTP_ENGAGEMENT_STATE_UV_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    line->hashes = p;
+    line->eol = eol;
+
+    n = line->v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]
+        + line->v[NGX_HTTP_ENGAGEMENT_STATE_UV];
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_engagement_state_number(&p, eol, &h, 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (line->v[NGX_HTTP_ENGAGEMENT_STATE_SEQ] == 0
+        && line->v[NGX_HTTP_ENGAGEMENT_STATE_VIEWS] == 0
+        && line->v[NGX_HTTP_ENGAGEMENT_STATE_ENGAGED] == 0
+        && line->v[NGX_HTTP_ENGAGEMENT_STATE_REPLAYS] == 0
+        && line->v[NGX_HTTP_ENGAGEMENT_STATE_UV] == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Stores a checked line; called in the master at zone creation, with no
+ * worker yet. The entry is queued before its viewer hashes are stored, so
+ * a zone that runs out of room still flushes the counts it holds.
+ * NGX_ERROR: the zone is full.
+ */
+
+static ngx_int_t
+ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_counter_node_t *cn,
+    ngx_http_engagement_state_line_t *line)
+{
+    u_char                                *p;
+    uint64_t                              *v, h;
+    ngx_uint_t                             i;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+    v = line->v;
+
+    cn->seq = v[NGX_HTTP_ENGAGEMENT_STATE_SEQ];
+    cn->inflight.views = v[NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS];
+    cn->inflight.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_IN_ENGAGED];
+    cn->inflight.replays = v[NGX_HTTP_ENGAGEMENT_STATE_IN_REPLAYS];
+    cn->inflight_since = (uint32_t) v[NGX_HTTP_ENGAGEMENT_STATE_IN_SINCE];
+    cn->pending.views = v[NGX_HTTP_ENGAGEMENT_STATE_VIEWS];
+    cn->pending.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_ENGAGED];
+    cn->pending.replays = v[NGX_HTTP_ENGAGEMENT_STATE_REPLAYS];
+    cn->pending_since = (uint32_t) v[NGX_HTTP_ENGAGEMENT_STATE_SINCE];
+
+    if (cn->seq) {
+        /* unowned: the first flush resends it with its sequence */
+        cn->claimed_by = 0;
+        ngx_queue_insert_tail(&sh->inflight, &cn->flush);
+        sh->inflight_nodes++;
+
+    } else {
+        ngx_queue_insert_tail(&sh->dirty, &cn->flush);
+        sh->pending_nodes++;
+    }
+
+    p = line->hashes;
+
+    if (v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]) {
+        cn->uv_inflight = ngx_slab_alloc_locked(z->shpool,
+                              v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]
+                              * sizeof(uint64_t));
+        if (cn->uv_inflight == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* the hashes were checked by the parse: no error is left but room */
+
+    for (i = 0; i < v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]; i++) {
+        (void) ngx_http_engagement_state_number(&p, line->eol, &h, 1);
+        cn->uv_inflight[cn->uv_inflight_n++] = h;
+    }
+
+    for (i = 0; i < v[NGX_HTTP_ENGAGEMENT_STATE_UV]; i++) {
+        (void) ngx_http_engagement_state_number(&p, line->eol, &h, 1);
+
+        if (ngx_http_engagement_counters_uv_add(z, cn, h) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A content's line. NGX_OK: restored; NGX_DECLINED: skipped (malformed,
+ * a second line for one content, or nothing to restore); NGX_ERROR: the
+ * zone is full.
+ */
+
+static ngx_int_t
+ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
+    u_char *eol, ngx_log_t *log)
+{
+    uint64_t                               h;
+    ngx_int_t                              rc;
+    ngx_http_engagement_counter_node_t    *cn;
+    ngx_http_engagement_counters_shctx_t  *sh;
+    ngx_http_engagement_state_line_t       line;
+
+    sh = z->sh;
+
+    rc = ngx_http_engagement_state_parse(p, eol, &line);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_OK) {
+        h = ngx_http_engagement_siphash(sh->head.hash_key, line.id.data,
+                                        line.id.len);
+
+        if (ngx_http_engagement_counters_lookup(sh, &line.id, h) == NULL) {
+            cn = ngx_http_engagement_counters_create(z, &line.id, h);
+
+            if (cn == NULL
+                || ngx_http_engagement_state_apply(z, cn, &line) != NGX_OK)
+            {
+                ngx_log_error(NGX_LOG_ALERT, log, 0,
+                              "engagement: zone \"%V\" is too small for its "
+                              "state file; the rest is lost", &z->name);
+                return NGX_ERROR;
+            }
+
+            return NGX_OK;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "engagement: invalid line in the state file of zone "
+                  "\"%V\" skipped", &z->name);
+
+    return NGX_DECLINED;
+}
+
+
+/* restores one zone's lines; called in the master at zone creation */
+
+static ngx_int_t
+ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
+    u_char *end, ngx_log_t *log)
+{
+    u_char                                *t, *eol;
+    size_t                                 len;
+    ngx_int_t                              rc;
+    ngx_uint_t                             n, mine;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+    mine = 0;
+    n = 0;
+
+    for ( /* void */ ; p < end; p = eol + 1) {
+
+        eol = ngx_strlchr(p, end, '\n');
+        if (eol == NULL) {
+            eol = end;
+        }
+
+        t = ngx_http_engagement_state_token(&p, eol, &len);
+
+        if (t != NULL && len == 4 && ngx_strncmp(t, "zone", 4) == 0) {
+            mine = ngx_http_engagement_state_zone(z, p, eol);
+            continue;
+        }
+
+        if (t == NULL || !mine || len != 1 || *t != 'c') {
+            continue;
+        }
+
+        rc = ngx_http_engagement_state_content(z, p, eol, log);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            n++;
+        }
+    }
+
+    sh->stats[0].restored += n;
+
+    if (n) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "engagement: restored %ui unflushed entries of zone "
+                      "\"%V\" from the state file", n, &z->name);
+    }
+
+    return NGX_OK;
+}
+
+
+/* reads the state file into a new zone; called in the master */
+
+void
+ngx_http_engagement_state_load(ngx_http_engagement_zone_t *z,
+    ngx_log_t *log)
+{
+    u_char           *buf;
+    size_t            size;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_file_info_t   fi;
+
+    fd = ngx_open_file(z->state_file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > NGX_HTTP_ENGAGEMENT_STATE_FILE_MAX)
+    {
+        ngx_close_file(fd);
+        return;
+    }
+
+    size = (size_t) ngx_file_size(&fi);
+
+    buf = ngx_alloc(size + 1, log);
+
+    if (buf) {
+        n = ngx_read_fd(fd, buf, size);
+
+        if (n == (ssize_t) size) {
+            (void) ngx_http_engagement_state_restore(z, buf, buf + n, log);
+        }
+
+        ngx_free(buf);
+    }
+
+    ngx_close_file(fd);
+}
