@@ -11,9 +11,45 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "input/ngx_http_engagement_input.h"
+#include "store/ngx_http_engagement_store.h"
 
 
-/* handler.c */
+/* a figure of the location's counters zone, by field or by its offset */
+#define ngx_http_engagement_stat(elcf, field)                                 \
+    ngx_http_engagement_inc(                                                  \
+        ((ngx_http_engagement_counters_shctx_t *) (elcf)->counters->sh), field)
+
+#define ngx_http_engagement_stat_at(elcf, offset)                             \
+    (void) ngx_atomic_fetch_add((ngx_atomic_t *) ((u_char *)                  \
+        ngx_http_engagement_slot((ngx_http_engagement_counters_shctx_t *)     \
+                                 (elcf)->counters->sh) + (offset)), 1)
+
+/* a figure offset that is counted nowhere */
+#define NGX_HTTP_ENGAGEMENT_NO_STAT  ((size_t) -1)
+
+#define ngx_http_engagement_stat_field(f)                                     \
+    offsetof(ngx_http_engagement_stats_t, f)
+
+
+/*
+ * An endpoint that takes a JSON body: the methods it accepts and the
+ * figures its refusals count in (NGX_HTTP_ENGAGEMENT_NO_STAT: none).
+ */
+typedef struct {
+    ngx_uint_t                        methods;
+    const char                       *allow;          /* the Allow header */
+    const char                       *method_message;
+    ngx_http_client_body_handler_pt   handler;        /* the body is in */
+    size_t                            bad_method;
+    size_t                            bad_content_type;
+    size_t                            too_large;      /* by Content-Length */
+    size_t                            too_large_read; /* found when read */
+    size_t                            invalid;
+} ngx_http_engagement_body_spec_t;
+
+
+/* response.c: dispatch, answers, body reading */
 ngx_int_t ngx_http_engagement_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *body, size_t len);
@@ -22,22 +58,44 @@ ngx_int_t ngx_http_engagement_send_json(ngx_http_request_t *r,
 ngx_int_t ngx_http_engagement_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *field,
     const char *message);
-u_char *ngx_http_engagement_json_escape(u_char *dst, u_char *end,
-    u_char *src, size_t len);
-u_char *ngx_http_engagement_reactions_json(u_char *p, uint64_t *counts,
-    ngx_uint_t n);
-ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r, size_t max,
-    u_char **data, size_t *len);
+ngx_int_t ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *field,
+    const char *message, u_char *detail, size_t detail_len);
 ngx_int_t ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message);
 ngx_int_t ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
     const char *allow, const char *message);
-ngx_int_t ngx_http_engagement_json_content_type(ngx_http_request_t *r);
-ngx_int_t ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *error, const char *field,
-    const char *message, u_char *detail, size_t detail_len);
+ngx_int_t ngx_http_engagement_read_only(ngx_http_request_t *r,
+    const char *message);
+ngx_int_t ngx_http_engagement_retry_after(ngx_http_request_t *r,
+    ngx_uint_t seconds);
 ngx_int_t ngx_http_engagement_unavailable(ngx_http_request_t *r,
     const char *message);
+ngx_int_t ngx_http_engagement_unavailable_writer(ngx_http_request_t *r,
+    ngx_str_t *content_id);
+ngx_int_t ngx_http_engagement_json_content_type(ngx_http_request_t *r);
+u_char *ngx_http_engagement_json_escape(u_char *dst, u_char *end,
+    u_char *src, size_t len);
+u_char *ngx_http_engagement_reactions_json(u_char *p, uint64_t *counts,
+    ngx_uint_t n);
+ngx_int_t ngx_http_engagement_body_read(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf,
+    const ngx_http_engagement_body_spec_t *spec);
+ngx_int_t ngx_http_engagement_body_take(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf,
+    const ngx_http_engagement_body_spec_t *spec, u_char **data, size_t *len);
+ngx_int_t ngx_http_engagement_body_invalid(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf,
+    const ngx_http_engagement_body_spec_t *spec,
+    ngx_http_engagement_error_t *err);
+
+/* view.c */
+ngx_int_t ngx_http_engagement_view_handler(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+
+/* summary.c */
+ngx_int_t ngx_http_engagement_summary_handler(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
 
 /* reaction.c */
 ngx_int_t ngx_http_engagement_reaction_handler(ngx_http_request_t *r);
