@@ -32,11 +32,19 @@
     offsetof(ngx_http_engagement_stats_t, f)
 
 
+/* the JSON bodies an endpoint can take */
+#define NGX_HTTP_ENGAGEMENT_BODY_EVENT     0   /* a view event */
+#define NGX_HTTP_ENGAGEMENT_BODY_REACTION  1   /* a like or reaction */
+
+
 /*
- * An endpoint that takes a JSON body: the methods it accepts and the
- * figures its refusals count in (NGX_HTTP_ENGAGEMENT_NO_STAT: none).
+ * An endpoint that takes a JSON body: the methods it accepts, what its
+ * body is, and the figures its refusals count in
+ * (NGX_HTTP_ENGAGEMENT_NO_STAT: none).
  */
 typedef struct {
+    size_t                            received;       /* every request */
+    ngx_uint_t                        body;
     ngx_uint_t                        methods;
     const char                       *allow;          /* the Allow header */
     const char                       *method_message;
@@ -47,6 +55,11 @@ typedef struct {
     size_t                            too_large_read; /* found when read */
     size_t                            invalid;
 } ngx_http_engagement_body_spec_t;
+
+
+/* what a GET endpoint answers, once the method is checked */
+typedef ngx_int_t (*ngx_http_engagement_read_pt)(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
 
 
 /* response.c: dispatch, answers, body reading */
@@ -66,7 +79,8 @@ ngx_int_t ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
     const char *allow, const char *message);
 ngx_int_t ngx_http_engagement_read_only(ngx_http_request_t *r,
-    const char *message);
+    ngx_http_engagement_loc_conf_t *elcf, const char *message,
+    ngx_http_engagement_read_pt handler);
 ngx_int_t ngx_http_engagement_retry_after(ngx_http_request_t *r,
     ngx_uint_t seconds);
 ngx_int_t ngx_http_engagement_unavailable(ngx_http_request_t *r,
@@ -81,23 +95,22 @@ u_char *ngx_http_engagement_reactions_json(u_char *p, uint64_t *counts,
 ngx_int_t ngx_http_engagement_body_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf,
     const ngx_http_engagement_body_spec_t *spec);
-ngx_int_t ngx_http_engagement_body_take(ngx_http_request_t *r,
+ngx_int_t ngx_http_engagement_body_parse(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf,
-    const ngx_http_engagement_body_spec_t *spec, u_char **data, size_t *len);
-ngx_int_t ngx_http_engagement_body_invalid(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf,
-    const ngx_http_engagement_body_spec_t *spec,
-    ngx_http_engagement_error_t *err);
+    const ngx_http_engagement_body_spec_t *spec, void *parsed);
 
 /* view.c */
-ngx_int_t ngx_http_engagement_view_handler(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf);
+extern const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec;
 
 /* summary.c */
-ngx_int_t ngx_http_engagement_summary_handler(ngx_http_request_t *r,
+ngx_int_t ngx_http_engagement_summary_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf);
 
 /* reaction.c */
+extern const ngx_http_engagement_body_spec_t
+    ngx_http_engagement_reaction_spec;
+ngx_int_t ngx_http_engagement_state_read(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
 ngx_int_t ngx_http_engagement_reaction_handler(ngx_http_request_t *r);
 
 /* status.c */

@@ -61,9 +61,9 @@ typedef struct {
 static void ngx_http_engagement_reaction_body(ngx_http_request_t *r);
 
 
-static const ngx_http_engagement_body_spec_t
-    ngx_http_engagement_reaction_spec =
-{
+const ngx_http_engagement_body_spec_t  ngx_http_engagement_reaction_spec = {
+    NGX_HTTP_ENGAGEMENT_NO_STAT,
+    NGX_HTTP_ENGAGEMENT_BODY_REACTION,
     NGX_HTTP_POST|NGX_HTTP_DELETE, "POST, DELETE",
     "react with POST, take a reaction back with DELETE",
     ngx_http_engagement_reaction_body,
@@ -488,28 +488,18 @@ ngx_http_engagement_reaction_state(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_engagement_reaction_process(ngx_http_request_t *r)
 {
-    u_char                          *data;
-    size_t                           len;
     ngx_int_t                        rc;
     ngx_str_t                        state;
-    ngx_http_engagement_error_t      err;
     ngx_http_engagement_reaction_t   re;
     ngx_http_engagement_loc_conf_t  *elcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
 
-    rc = ngx_http_engagement_body_take(r, elcf,
-                                       &ngx_http_engagement_reaction_spec,
-                                       &data, &len);
+    rc = ngx_http_engagement_body_parse(r, elcf,
+                                        &ngx_http_engagement_reaction_spec,
+                                        &re);
     if (rc != NGX_DECLINED) {
         return rc;
-    }
-
-    if (ngx_http_engagement_reaction_parse(r->pool, data, len, &re, &err)
-        != NGX_OK)
-    {
-        return ngx_http_engagement_body_invalid(r, elcf,
-                   &ngx_http_engagement_reaction_spec, &err);
     }
 
     /* rate limits (a key may use $engagement_viewer_id: the userId) */
@@ -556,17 +546,11 @@ ngx_http_engagement_reaction_body(ngx_http_request_t *r)
 
 /* GET ?contentId=&userId=: the user's reaction and the counts */
 
-static ngx_int_t
-ngx_http_engagement_state_handler(ngx_http_request_t *r,
+ngx_int_t
+ngx_http_engagement_state_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
-    ngx_int_t                       rc;
     ngx_http_engagement_reaction_t  re;
-
-    rc = ngx_http_engagement_read_only(r, "the state is read with GET");
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
 
     ngx_memzero(&re, sizeof(ngx_http_engagement_reaction_t));
 
@@ -597,17 +581,10 @@ ngx_http_engagement_state_handler(ngx_http_request_t *r,
 }
 
 
+/* like and state locations: the content handler dispatches them too */
+
 ngx_int_t
 ngx_http_engagement_reaction_handler(ngx_http_request_t *r)
 {
-    ngx_http_engagement_loc_conf_t  *elcf;
-
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
-
-    if (elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATE) {
-        return ngx_http_engagement_state_handler(r, elcf);
-    }
-
-    return ngx_http_engagement_body_read(r, elcf,
-                                         &ngx_http_engagement_reaction_spec);
+    return ngx_http_engagement_handler(r);
 }

@@ -24,6 +24,8 @@ static const char  ngx_http_engagement_too_large[] =
     "the body exceeds engagement_max_body_size";
 
 
+/* the content handler of every endpoint but status and health */
+
 ngx_int_t
 ngx_http_engagement_handler(ngx_http_request_t *r)
 {
@@ -31,11 +33,26 @@ ngx_http_engagement_handler(ngx_http_request_t *r)
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
 
-    if (elcf->endpoint == NGX_HTTP_ENGAGEMENT_SUMMARY) {
-        return ngx_http_engagement_summary_handler(r, elcf);
-    }
+    switch (elcf->endpoint) {
 
-    return ngx_http_engagement_view_handler(r, elcf);
+    case NGX_HTTP_ENGAGEMENT_SUMMARY:
+        return ngx_http_engagement_read_only(r, elcf,
+                                             "summaries are read with GET",
+                                             ngx_http_engagement_summary_read);
+
+    case NGX_HTTP_ENGAGEMENT_STATE:
+        return ngx_http_engagement_read_only(r, elcf,
+                                             "the state is read with GET",
+                                             ngx_http_engagement_state_read);
+
+    case NGX_HTTP_ENGAGEMENT_LIKE:
+        return ngx_http_engagement_body_read(r, elcf,
+                                            &ngx_http_engagement_reaction_spec);
+
+    default:
+        return ngx_http_engagement_body_read(r, elcf,
+                                             &ngx_http_engagement_view_spec);
+    }
 }
 
 
@@ -213,13 +230,12 @@ ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
 }
 
 
-/*
- * GET or HEAD only, the body (if any) discarded: NGX_DECLINED, or the
- * 405 sent.
- */
+/* GET or HEAD only, the body (if any) discarded; then the handler */
 
 ngx_int_t
-ngx_http_engagement_read_only(ngx_http_request_t *r, const char *message)
+ngx_http_engagement_read_only(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, const char *message,
+    ngx_http_engagement_read_pt handler)
 {
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_engagement_method_not_allowed(r, "GET, HEAD",
@@ -230,7 +246,7 @@ ngx_http_engagement_read_only(ngx_http_request_t *r, const char *message)
         r->keepalive = 0;
     }
 
-    return NGX_DECLINED;
+    return handler(r, elcf);
 }
 
 
@@ -376,6 +392,8 @@ ngx_http_engagement_body_read(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
+    ngx_http_engagement_body_stat(elcf, spec->received);
+
     if (!(r->method & spec->methods)) {
         ngx_http_engagement_body_stat(elcf, spec->bad_method);
         ngx_http_engagement_set_outcome(r, "refused", "method", NULL);
@@ -409,16 +427,22 @@ ngx_http_engagement_body_read(ngx_http_request_t *r,
 }
 
 
-/* the body that was read: NGX_DECLINED with it, or the answer sent */
+/*
+ * The body that was read, parsed into *parsed (an event or a reaction, as
+ * spec->body says): NGX_DECLINED, or the answer sent (413, 400).
+ */
 
 ngx_int_t
-ngx_http_engagement_body_take(ngx_http_request_t *r,
+ngx_http_engagement_body_parse(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf,
-    const ngx_http_engagement_body_spec_t *spec, u_char **data, size_t *len)
+    const ngx_http_engagement_body_spec_t *spec, void *parsed)
 {
-    ngx_int_t  rc;
+    u_char                       *data;
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_http_engagement_error_t   err;
 
-    rc = ngx_http_engagement_body_get(r, elcf->max_body_size, data, len);
+    rc = ngx_http_engagement_body_get(r, elcf->max_body_size, &data, &len);
 
     if (rc == NGX_DECLINED) {
         ngx_http_engagement_body_stat(elcf, spec->too_large_read);
@@ -432,25 +456,25 @@ ngx_http_engagement_body_take(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_DECLINED;
-}
+    if (spec->body == NGX_HTTP_ENGAGEMENT_BODY_REACTION) {
+        rc = ngx_http_engagement_reaction_parse(r->pool, data, len, parsed,
+                                                &err);
 
+    } else {
+        rc = ngx_http_engagement_event_parse(r->pool, data, len, parsed, &err);
+    }
 
-/* 400 for a body the parser refused, with its field and detail */
+    if (rc == NGX_OK) {
+        return NGX_DECLINED;
+    }
 
-ngx_int_t
-ngx_http_engagement_body_invalid(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf,
-    const ngx_http_engagement_body_spec_t *spec,
-    ngx_http_engagement_error_t *err)
-{
     ngx_http_engagement_body_stat(elcf, spec->invalid);
     ngx_http_engagement_set_outcome(r, "invalid",
-                                    err->field ? err->field : "body", NULL);
+                                    err.field ? err.field : "body", NULL);
 
     return ngx_http_engagement_send_error_detail(r, NGX_HTTP_BAD_REQUEST,
-               err->field ? "invalid_field" : "invalid_body", err->field,
-               err->message, err->detail, err->detail_len);
+               err.field ? "invalid_field" : "invalid_body", err.field,
+               err.message, err.detail, err.detail_len);
 }
 
 

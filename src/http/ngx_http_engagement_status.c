@@ -257,6 +257,10 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
      / sizeof(ngx_http_engagement_metric_t))
 
 
+typedef ngx_int_t (*ngx_http_engagement_status_pt)(ngx_http_request_t *r,
+    ngx_http_engagement_main_conf_t *emcf);
+
+
 static ngx_str_t  ngx_http_engagement_prometheus_type =
     ngx_string("text/plain; version=0.0.4; charset=utf-8");
 
@@ -601,40 +605,15 @@ ngx_http_engagement_status_json(u_char *p,
 }
 
 
-/* GET or HEAD, the body discarded: NGX_DECLINED, or what to finalize with */
-
 static ngx_int_t
-ngx_http_engagement_status_method(ngx_http_request_t *r)
-{
-    ngx_int_t  rc;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-
-    return (rc == NGX_OK) ? NGX_DECLINED : rc;
-}
-
-
-ngx_int_t
-ngx_http_engagement_status_handler(ngx_http_request_t *r)
+ngx_http_engagement_status_answer(ngx_http_request_t *r,
+    ngx_http_engagement_main_conf_t *emcf)
 {
     u_char                           *p, *body;
     size_t                            len;
-    ngx_int_t                         rc;
     ngx_uint_t                        i, n;
     ngx_http_engagement_zone_t      **zp;
     ngx_http_engagement_snapshot_t   *snaps;
-    ngx_http_engagement_main_conf_t  *emcf;
-
-    rc = ngx_http_engagement_status_method(r);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
 
     n = emcf->zones.nelts;
     zp = emcf->zones.elts;
@@ -704,24 +683,16 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
  * longer than engagement_health_grace (as seen by the answering worker).
  */
 
-ngx_int_t
-ngx_http_engagement_health_handler(ngx_http_request_t *r)
+static ngx_int_t
+ngx_http_engagement_health_answer(ngx_http_request_t *r,
+    ngx_http_engagement_main_conf_t *emcf)
 {
     u_char                                *p, *body;
-    ngx_int_t                              rc;
     ngx_msec_t                             down;
     ngx_uint_t                             i, pending;
     ngx_http_engagement_zone_t           **zp, *full;
-    ngx_http_engagement_main_conf_t       *emcf;
     ngx_http_engagement_shctx_head_t      *head;
     ngx_http_engagement_counters_shctx_t  *csh;
-
-    rc = ngx_http_engagement_status_method(r);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
-
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
 
     zp = emcf->zones.elts;
     pending = 0;
@@ -770,4 +741,42 @@ ngx_http_engagement_health_handler(ngx_http_request_t *r)
 
     return ngx_http_engagement_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          body, p - body);
+}
+
+
+/* GET or HEAD, the body discarded, then the answer */
+
+static ngx_int_t
+ngx_http_engagement_status_get(ngx_http_request_t *r,
+    ngx_http_engagement_status_pt answer)
+{
+    ngx_int_t  rc;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return answer(r, ngx_http_get_module_main_conf(r,
+                                                 ngx_http_engagement_module));
+}
+
+
+ngx_int_t
+ngx_http_engagement_status_handler(ngx_http_request_t *r)
+{
+    return ngx_http_engagement_status_get(r,
+                                          ngx_http_engagement_status_answer);
+}
+
+
+ngx_int_t
+ngx_http_engagement_health_handler(ngx_http_request_t *r)
+{
+    return ngx_http_engagement_status_get(r,
+                                          ngx_http_engagement_health_answer);
 }

@@ -550,16 +550,10 @@ ngx_http_engagement_summary_batch(ngx_http_request_t *r,
 
 
 ngx_int_t
-ngx_http_engagement_summary_handler(ngx_http_request_t *r,
+ngx_http_engagement_summary_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
-    ngx_int_t  rc;
     ngx_str_t  id;
-
-    rc = ngx_http_engagement_read_only(r, "summaries are read with GET");
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
 
     ngx_http_engagement_stat(elcf, summary_requests);
     ngx_http_engagement_set_outcome(r, "read", NULL, NULL);

@@ -26,7 +26,9 @@
 static void ngx_http_engagement_view_body(ngx_http_request_t *r);
 
 
-static const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec = {
+const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec = {
+    ngx_http_engagement_stat_field(received),
+    NGX_HTTP_ENGAGEMENT_BODY_EVENT,
     NGX_HTTP_POST, "POST", "view events are sent with POST",
     ngx_http_engagement_view_body,
     ngx_http_engagement_stat_field(bad_method),
@@ -35,17 +37,6 @@ static const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec = {
     ngx_http_engagement_stat_field(too_large),
     ngx_http_engagement_stat_field(invalid)
 };
-
-
-ngx_int_t
-ngx_http_engagement_view_handler(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf)
-{
-    ngx_http_engagement_stat(elcf, received);
-
-    return ngx_http_engagement_body_read(r, elcf,
-                                         &ngx_http_engagement_view_spec);
-}
 
 
 /* rate limits, then the guard: NGX_DECLINED, or the answer sent */
@@ -265,26 +256,15 @@ static ngx_int_t
 ngx_http_engagement_view_process(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
-    u_char                         *data;
-    size_t                          len;
     void                           *wev;
     ngx_int_t                       rc;
     ngx_http_engagement_event_t     ev;
-    ngx_http_engagement_error_t     err;
     ngx_http_engagement_outcome_t   out;
 
-    rc = ngx_http_engagement_body_take(r, elcf,
-                                       &ngx_http_engagement_view_spec,
-                                       &data, &len);
+    rc = ngx_http_engagement_body_parse(r, elcf,
+                                        &ngx_http_engagement_view_spec, &ev);
     if (rc != NGX_DECLINED) {
         return rc;
-    }
-
-    if (ngx_http_engagement_event_parse(r->pool, data, len, &ev, &err)
-        != NGX_OK)
-    {
-        return ngx_http_engagement_body_invalid(r, elcf,
-                   &ngx_http_engagement_view_spec, &err);
     }
 
     rc = ngx_http_engagement_view_protect(r, elcf, &ev);
