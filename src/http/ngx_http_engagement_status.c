@@ -80,7 +80,7 @@ typedef struct {
 
 /* a family by a label: its first row, then one line for each more value */
 #define ngx_http_engagement_by(family, label, value, offset, help)            \
-    { NGX_HTTP_ENGAGEMENT_PREFIX family, help, NGX_HTTP_ENGAGEMENT_COUNTER,          \
+    { NGX_HTTP_ENGAGEMENT_PREFIX family, help, NGX_HTTP_ENGAGEMENT_COUNTER,   \
       NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, label, value, offset }
 #define ngx_http_engagement_and(value, f)                                     \
     { NULL, NULL, 0, 0, NULL, value, ngx_http_engagement_s(f) }

@@ -115,9 +115,18 @@ ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
 }
 
 
+/* the read script's arguments: key count, 2 keys, the reaction types */
+#define NGX_HTTP_ENGAGEMENT_READ_ARGS                                         \
+    (3 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
+
+/* its longest key */
+#define NGX_HTTP_ENGAGEMENT_READ_KEY_LEN                                      \
+    (sizeof("eng:{c:}:uv") + NGX_HTTP_ENGAGEMENT_ID_MAX)
+
+/* one item of an answer at its longest */
 #define NGX_HTTP_ENGAGEMENT_ITEM_LEN                                          \
-    (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"                 \
-            "\"replays\":,\"uniqueViewers\":,\"pending\":},") - 1              \
+    (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"             \
+            "\"replays\":,\"uniqueViewers\":,\"pending\":},") - 1          \
      + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN                         \
      + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN)
 
@@ -202,14 +211,14 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
 {
     ngx_http_engagement_read_call_t  *call = data;
 
-    ngx_int_t                         applied;
-    uint64_t                          uniques;
-    ngx_str_t                         id;
-    ngx_http_engagement_read_t       *rd;
-    ngx_http_engagement_counts_t      totals;
-    ngx_http_engagement_view_t        view;
-    uint64_t                          reactions[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
+    ngx_int_t                              applied;
+    uint64_t                               uniques;
+    ngx_str_t                              id;
+    ngx_http_engagement_read_t            *rd;
+    ngx_http_engagement_counts_t           totals;
+    ngx_http_engagement_view_t             view;
     ngx_http_engagement_counters_shctx_t  *sh;
+    uint64_t        reactions[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
 
     rd = call->read;
     sh = rd->zone->sh;
@@ -269,10 +278,9 @@ ngx_http_engagement_read_send(ngx_http_engagement_read_t *rd,
     u_char                           *p;
     ngx_uint_t                        i, argc;
     ngx_str_t                        *types;
-    size_t                            lens[3 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
-    const char                       *argv[3 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
-    u_char                            keys[2][sizeof("eng:{c:}:uv")
-                                              + NGX_HTTP_ENGAGEMENT_ID_MAX];
+    size_t                            lens[NGX_HTTP_ENGAGEMENT_READ_ARGS];
+    const char                       *argv[NGX_HTTP_ENGAGEMENT_READ_ARGS];
+    u_char                            keys[2][NGX_HTTP_ENGAGEMENT_READ_KEY_LEN];
     ngx_http_engagement_read_call_t  *call;
     ngx_http_engagement_main_conf_t  *emcf;
 

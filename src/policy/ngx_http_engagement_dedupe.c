@@ -90,9 +90,9 @@ ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
 
 /* one check's marks as found, so that a failed check can be undone */
 typedef struct {
-    ngx_http_engagement_dedupe_node_t   *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_msec_t                           old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_uint_t                           created[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_http_engagement_dedupe_node_t  *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_msec_t                     old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_uint_t                     created[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
 } ngx_http_engagement_dedupe_set_t;
 
 
@@ -279,10 +279,10 @@ uint64_t
 ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, u_char kind,
     ngx_str_t *a, ngx_str_t *b)
 {
-    u_char                               *p;
-    size_t                                alen, blen;
-    u_char                                buf[2 + 2 * NGX_HTTP_ENGAGEMENT_KEY_MAX];
-    ngx_http_engagement_dedupe_shctx_t   *sh;
+    u_char                              *p;
+    size_t                               alen, blen;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+    u_char                   buf[2 + 2 * NGX_HTTP_ENGAGEMENT_KEY_MAX];
 
     sh = z->sh;
 
