@@ -24,8 +24,10 @@ static const char  ngx_http_engagement_too_large[] =
     "the body exceeds engagement_max_body_size";
 
 
-/* the content handler of every endpoint but status and health (module.c
- * sets theirs): view events, summaries, likes and the reaction state */
+/*
+ * The content handler of every endpoint but status and health (module.c
+ * sets theirs): view events, summaries, likes and the reaction state.
+ */
 
 ngx_int_t
 ngx_http_engagement_handler(ngx_http_request_t *r)

@@ -39,9 +39,9 @@ typedef struct {
 
 
 typedef enum {
-    NGX_HTTP_ENGAGEMENT_COUNTER = 0,
-    NGX_HTTP_ENGAGEMENT_GAUGE,
-    NGX_HTTP_ENGAGEMENT_HISTOGRAM
+    NGX_HTTP_ENGAGEMENT_METRIC_COUNTER = 0,
+    NGX_HTTP_ENGAGEMENT_METRIC_GAUGE,
+    NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM
 } ngx_http_engagement_metric_type_e;
 
 
@@ -72,33 +72,37 @@ typedef struct {
 #define ngx_http_engagement_d(f)                                              \
     offsetof(ngx_http_engagement_snapshot_t, f)
 
-#define NGX_HTTP_ENGAGEMENT_PREFIX  "nginx_engagement_"
+#define NGX_HTTP_ENGAGEMENT_METRIC_PREFIX  "nginx_engagement_"
 
 /* a family of one row */
-#define ngx_http_engagement_one(family, type, zones, offset, help)            \
-    { NGX_HTTP_ENGAGEMENT_PREFIX family, help, type, zones, NULL, NULL, offset }
+#define ngx_http_engagement_metric_row(family, type, zones, offset, help)     \
+    { NGX_HTTP_ENGAGEMENT_METRIC_PREFIX family, help, type, zones, NULL,      \
+      NULL, offset }
 
-/* a family by a label: its first row, then one line for each more value */
-#define ngx_http_engagement_by(family, label, value, offset, help)            \
-    { NGX_HTTP_ENGAGEMENT_PREFIX family, help, NGX_HTTP_ENGAGEMENT_COUNTER,   \
-      NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, label, value, offset }
-#define ngx_http_engagement_and(value, f)                                     \
+#define ngx_http_engagement_counter_row(family, f, help)                      \
+    ngx_http_engagement_metric_row(family, NGX_HTTP_ENGAGEMENT_METRIC_COUNTER,\
+        NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, ngx_http_engagement_s(f), help)
+#define ngx_http_engagement_gauge_row(family, offset, help)                   \
+    ngx_http_engagement_metric_row(family, NGX_HTTP_ENGAGEMENT_METRIC_GAUGE,  \
+        NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, offset, help)
+#define ngx_http_engagement_zone_row(family, type, f, help)                   \
+    ngx_http_engagement_metric_row(family, ngx_http_engagement_zone_##type,   \
+        NGX_HTTP_ENGAGEMENT_ALL_ZONES, ngx_http_engagement_d(f), help)
+#define ngx_http_engagement_dedupe_row(family, f, help)                       \
+    ngx_http_engagement_metric_row(family, NGX_HTTP_ENGAGEMENT_METRIC_COUNTER,\
+        NGX_HTTP_ENGAGEMENT_DEDUPE_ZONES, ngx_http_engagement_d(f), help)
+
+/* a counter by a label: its first row, then a line for each more value */
+#define ngx_http_engagement_by_row(family, label, value, f, help)             \
+    { NGX_HTTP_ENGAGEMENT_METRIC_PREFIX family, help,                         \
+      NGX_HTTP_ENGAGEMENT_METRIC_COUNTER, NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, \
+      label, value, ngx_http_engagement_s(f) }
+#define ngx_http_engagement_label_row(value, f)                               \
     { NULL, NULL, 0, 0, NULL, value, ngx_http_engagement_s(f) }
 
-#define ngx_http_engagement_counter(family, f, help)                          \
-    ngx_http_engagement_one(family, NGX_HTTP_ENGAGEMENT_COUNTER,              \
-                            NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES,               \
-                            ngx_http_engagement_s(f), help)
-#define ngx_http_engagement_gauge(family, offset, help)                       \
-    ngx_http_engagement_one(family, NGX_HTTP_ENGAGEMENT_GAUGE,                \
-                            NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, offset, help)
-#define ngx_http_engagement_zone(family, type, f, help)                       \
-    ngx_http_engagement_one(family, type, NGX_HTTP_ENGAGEMENT_ALL_ZONES,      \
-                            ngx_http_engagement_d(f), help)
-#define ngx_http_engagement_dedupe(family, f, help)                           \
-    ngx_http_engagement_one(family, NGX_HTTP_ENGAGEMENT_COUNTER,              \
-                            NGX_HTTP_ENGAGEMENT_DEDUPE_ZONES,                 \
-                            ngx_http_engagement_d(f), help)
+/* a zone figure's type, as ngx_http_engagement_zone_row() names it */
+#define ngx_http_engagement_zone_gauge    NGX_HTTP_ENGAGEMENT_METRIC_GAUGE
+#define ngx_http_engagement_zone_counter  NGX_HTTP_ENGAGEMENT_METRIC_COUNTER
 
 
 static const char  *ngx_http_engagement_metric_types[] = {
@@ -112,143 +116,141 @@ static const char  *ngx_http_engagement_zone_kinds[] = {
 
 static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
 
-    ngx_http_engagement_counter("view_events_total", received,
+    ngx_http_engagement_counter_row("view_events_total", received,
         "View events received, whatever their outcome."),
 
-    ngx_http_engagement_by("counted_total", "metric", "view",
-        ngx_http_engagement_s(counted_views), "Metrics counted, by metric."),
-    ngx_http_engagement_and("engaged", counted_engaged),
-    ngx_http_engagement_and("replay", counted_replays),
+    ngx_http_engagement_by_row("counted_total", "metric", "view",
+        counted_views, "Metrics counted, by metric."),
+    ngx_http_engagement_label_row("engaged", counted_engaged),
+    ngx_http_engagement_label_row("replay", counted_replays),
 
-    ngx_http_engagement_by("not_counted_total", "reason", "duplicate",
-        ngx_http_engagement_s(not_counted_duplicate),
+    ngx_http_engagement_by_row("not_counted_total", "reason", "duplicate",
+        not_counted_duplicate,
         "Valid events that counted nothing, by reason."),
-    ngx_http_engagement_and("duplicate_request",
-                            not_counted_duplicate_request),
-    ngx_http_engagement_and("below_policy", not_counted_below_policy),
-    ngx_http_engagement_and("too_old", late_too_old),
-    ngx_http_engagement_and("in_future", late_in_future),
-    ngx_http_engagement_and("bot", not_counted_bot),
-    ngx_http_engagement_and("opted_out", not_counted_opted_out),
+    ngx_http_engagement_label_row("duplicate_request",
+                                  not_counted_duplicate_request),
+    ngx_http_engagement_label_row("below_policy", not_counted_below_policy),
+    ngx_http_engagement_label_row("too_old", late_too_old),
+    ngx_http_engagement_label_row("in_future", late_in_future),
+    ngx_http_engagement_label_row("bot", not_counted_bot),
+    ngx_http_engagement_label_row("opted_out", not_counted_opted_out),
 
-    ngx_http_engagement_by("refused_total", "reason", "invalid",
-        ngx_http_engagement_s(invalid),
-        "Events refused before counting, by reason."),
-    ngx_http_engagement_and("too_large", too_large),
-    ngx_http_engagement_and("method", bad_method),
-    ngx_http_engagement_and("content_type", bad_content_type),
-    ngx_http_engagement_and("zone_full", unavailable),
-    ngx_http_engagement_and("rate_limited", rate_limited),
+    ngx_http_engagement_by_row("refused_total", "reason", "invalid",
+        invalid, "Events refused before counting, by reason."),
+    ngx_http_engagement_label_row("too_large", too_large),
+    ngx_http_engagement_label_row("method", bad_method),
+    ngx_http_engagement_label_row("content_type", bad_content_type),
+    ngx_http_engagement_label_row("zone_full", unavailable),
+    ngx_http_engagement_label_row("rate_limited", rate_limited),
 
-    ngx_http_engagement_by("token_refused_total", "reason", "missing",
-        ngx_http_engagement_s(token_refused[1]),
+    ngx_http_engagement_by_row("token_refused_total", "reason", "missing",
+        token_refused[1],
         "View events refused (403) for their view token, by reason."),
-    ngx_http_engagement_and("malformed", token_refused[2]),
-    ngx_http_engagement_and("expired", token_refused[3]),
-    ngx_http_engagement_and("wrong_content", token_refused[4]),
-    ngx_http_engagement_and("bad_signature", token_refused[5]),
+    ngx_http_engagement_label_row("malformed", token_refused[2]),
+    ngx_http_engagement_label_row("expired", token_refused[3]),
+    ngx_http_engagement_label_row("wrong_content", token_refused[4]),
+    ngx_http_engagement_label_row("bad_signature", token_refused[5]),
 
-    ngx_http_engagement_counter("anonymous_total", anonymous,
+    ngx_http_engagement_counter_row("anonymous_total", anonymous,
         "Opted-out events (Sec-GPC or optOut) handled without an identity."),
 
-    ngx_http_engagement_by("reaction_requests_total", "result", "changed",
-        ngx_http_engagement_s(reactions_changed),
+    ngx_http_engagement_by_row("reaction_requests_total", "result",
+        "changed", reactions_changed,
         "Like, reaction and unlike requests, by result."),
-    ngx_http_engagement_and("unchanged", reactions_unchanged),
-    ngx_http_engagement_and("duplicate_request", reactions_duplicate),
-    ngx_http_engagement_and("invalid", reactions_invalid),
-    ngx_http_engagement_and("unavailable", reactions_failed),
-    ngx_http_engagement_and("rate_limited", reactions_limited),
+    ngx_http_engagement_label_row("unchanged", reactions_unchanged),
+    ngx_http_engagement_label_row("duplicate_request", reactions_duplicate),
+    ngx_http_engagement_label_row("invalid", reactions_invalid),
+    ngx_http_engagement_label_row("unavailable", reactions_failed),
+    ngx_http_engagement_label_row("rate_limited", reactions_limited),
 
-    ngx_http_engagement_counter("read_requests_total", summary_requests,
+    ngx_http_engagement_counter_row("read_requests_total", summary_requests,
         "Summary (read) requests answered."),
 
-    ngx_http_engagement_counter("flushes_total", flushes,
+    ngx_http_engagement_counter_row("flushes_total", flushes,
         "Flush rounds that sent deltas to Redis."),
 
-    ngx_http_engagement_by("flush_commands_total", "result", "ok",
-        ngx_http_engagement_s(flush_ok),
-        "Per-content flush commands, by result."),
-    ngx_http_engagement_and("failed", flush_failed),
-    ngx_http_engagement_and("repeat", flush_repeats),
+    ngx_http_engagement_by_row("flush_commands_total", "result", "ok",
+        flush_ok, "Per-content flush commands, by result."),
+    ngx_http_engagement_label_row("failed", flush_failed),
+    ngx_http_engagement_label_row("repeat", flush_repeats),
 
-    ngx_http_engagement_one("flush_duration_seconds",
-        NGX_HTTP_ENGAGEMENT_HISTOGRAM, NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES,
+    ngx_http_engagement_metric_row("flush_duration_seconds",
+        NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM,
+        NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES,
         ngx_http_engagement_s(flush_latency_ms),
         "Time from sending a flush round to its last reply."),
 
-    ngx_http_engagement_gauge("oldest_pending_age_seconds",
+    ngx_http_engagement_gauge_row("oldest_pending_age_seconds",
         ngx_http_engagement_d(oldest_age),
         "Age of the oldest delta Redis has not confirmed (freshness)."),
 
-    ngx_http_engagement_gauge("redis_ready_workers",
+    ngx_http_engagement_gauge_row("redis_ready_workers",
         ngx_http_engagement_s(redis_ready),
         "Workers whose Redis connection is ready."),
 
-    ngx_http_engagement_gauge("start_time_seconds",
+    ngx_http_engagement_gauge_row("start_time_seconds",
         ngx_http_engagement_d(created),
         "When the zone was created (the first start; reloads keep it)."),
 
-    ngx_http_engagement_gauge("pending_contents",
+    ngx_http_engagement_gauge_row("pending_contents",
         ngx_http_engagement_d(pending_nodes),
         "Contents with deltas waiting for a flush."),
 
-    ngx_http_engagement_gauge("inflight_contents",
+    ngx_http_engagement_gauge_row("inflight_contents",
         ngx_http_engagement_d(inflight_nodes),
         "Contents with a flush sent and not yet confirmed."),
 
-    ngx_http_engagement_by("redis_reads_total", "result", "ok",
-        ngx_http_engagement_s(reads_ok), "Totals read from Redis, by result."),
-    ngx_http_engagement_and("failed", reads_failed),
-    ngx_http_engagement_and("unavailable", read_unavailable),
+    ngx_http_engagement_by_row("redis_reads_total", "result", "ok",
+        reads_ok, "Totals read from Redis, by result."),
+    ngx_http_engagement_label_row("failed", reads_failed),
+    ngx_http_engagement_label_row("unavailable", read_unavailable),
 
-    ngx_http_engagement_counter("redis_connects_total", redis_connects,
+    ngx_http_engagement_counter_row("redis_connects_total", redis_connects,
         "Redis connections made ready (all workers)."),
 
-    ngx_http_engagement_counter("redis_disconnects_total", redis_disconnects,
-        "Ready Redis connections lost."),
+    ngx_http_engagement_counter_row("redis_disconnects_total",
+        redis_disconnects, "Ready Redis connections lost."),
 
-    ngx_http_engagement_counter("redis_errors_total", redis_errors,
+    ngx_http_engagement_counter_row("redis_errors_total", redis_errors,
         "Error replies from Redis."),
 
-    ngx_http_engagement_counter("redis_timeouts_total", redis_timeouts,
+    ngx_http_engagement_counter_row("redis_timeouts_total", redis_timeouts,
         "Redis connects or commands that timed out."),
 
-    ngx_http_engagement_counter("restored_contents_total", restored,
+    ngx_http_engagement_counter_row("restored_contents_total", restored,
         "Contents restored from the state file at start."),
 
-    ngx_http_engagement_counter("cache_evictions_total", evicted_clean,
+    ngx_http_engagement_counter_row("cache_evictions_total", evicted_clean,
         "Cached totals dropped to make room (Redis mode)."),
 
-    ngx_http_engagement_zone("zone_size_bytes", NGX_HTTP_ENGAGEMENT_GAUGE,
-        size, "Size of each shared memory zone."),
+    ngx_http_engagement_zone_row("zone_size_bytes", gauge, size,
+        "Size of each shared memory zone."),
 
-    ngx_http_engagement_zone("zone_used_bytes", NGX_HTTP_ENGAGEMENT_GAUGE,
-        used, "Bytes of each shared memory zone in use (whole pages)."),
+    ngx_http_engagement_zone_row("zone_used_bytes", gauge, used,
+        "Bytes of each shared memory zone in use (whole pages)."),
 
-    ngx_http_engagement_zone("zone_full", NGX_HTTP_ENGAGEMENT_GAUGE,
-        full, "1 when the last allocation in a zone failed."),
+    ngx_http_engagement_zone_row("zone_full", gauge, full,
+        "1 when the last allocation in a zone failed."),
 
-    ngx_http_engagement_zone("zone_free_bytes", NGX_HTTP_ENGAGEMENT_GAUGE,
-        free, "Free pages of each shared memory zone, in bytes."),
+    ngx_http_engagement_zone_row("zone_free_bytes", gauge, free,
+        "Free pages of each shared memory zone, in bytes."),
 
-    ngx_http_engagement_zone("zone_entries", NGX_HTTP_ENGAGEMENT_GAUGE,
-        entries, "Entries stored in each zone."),
+    ngx_http_engagement_zone_row("zone_entries", gauge, entries,
+        "Entries stored in each zone."),
 
-    ngx_http_engagement_zone("zone_alloc_failures_total",
-        NGX_HTTP_ENGAGEMENT_COUNTER, alloc_failures,
-        "Allocations that failed because a zone was full."),
+    ngx_http_engagement_zone_row("zone_alloc_failures_total", counter,
+        alloc_failures, "Allocations that failed because a zone was full."),
 
-    ngx_http_engagement_dedupe("dedupe_inserts_total", inserts,
+    ngx_http_engagement_dedupe_row("dedupe_inserts_total", inserts,
         "Marks stored in a dedupe zone."),
 
-    ngx_http_engagement_dedupe("dedupe_hits_total", hits,
+    ngx_http_engagement_dedupe_row("dedupe_hits_total", hits,
         "Lookups that found a live mark (a repeat)."),
 
-    ngx_http_engagement_dedupe("dedupe_expired_total", expired,
+    ngx_http_engagement_dedupe_row("dedupe_expired_total", expired,
         "Marks reclaimed after their window."),
 
-    ngx_http_engagement_dedupe("dedupe_evictions_total", evictions,
+    ngx_http_engagement_dedupe_row("dedupe_evictions_total", evictions,
         "Live marks evicted because the zone was full.")
 };
 
@@ -336,7 +338,7 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
 
 /* the JSON name of a family */
 #define ngx_http_engagement_metric_name(fam)                                  \
-    ((fam)->family + sizeof(NGX_HTTP_ENGAGEMENT_PREFIX) - 1)
+    ((fam)->family + sizeof(NGX_HTTP_ENGAGEMENT_METRIC_PREFIX) - 1)
 
 
 #define NGX_HTTP_ENGAGEMENT_BUILD_INFO                                        \
@@ -475,7 +477,7 @@ ngx_http_engagement_status_len(ngx_http_engagement_snapshot_t *snaps,
                    + ngx_strlen(ngx_http_engagement_metric_types[m->type]);
         }
 
-        if (fam->type == NGX_HTTP_ENGAGEMENT_HISTOGRAM) {
+        if (fam->type == NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM) {
             lines = NGX_HTTP_ENGAGEMENT_HIST + 2;    /* buckets, sum, count */
             row = ngx_strlen(fam->family)
                   + sizeof("_bucket{zone=\"\",le=\"+Inf\"} .\n")
@@ -500,7 +502,7 @@ static u_char *
 ngx_http_engagement_status_row(u_char *p, ngx_http_engagement_metric_t *fam,
     ngx_http_engagement_metric_t *m, ngx_http_engagement_snapshot_t *s)
 {
-    if (fam->type == NGX_HTTP_ENGAGEMENT_HISTOGRAM) {
+    if (fam->type == NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM) {
         return ngx_http_engagement_histogram_text(p, fam->family, s);
     }
 
@@ -586,7 +588,7 @@ ngx_http_engagement_status_json(u_char *p,
                 continue;
             }
 
-            if (fam->type == NGX_HTTP_ENGAGEMENT_HISTOGRAM) {
+            if (fam->type == NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM) {
                 p = ngx_http_engagement_histogram_json(p,
                         ngx_http_engagement_metric_name(fam), s);
                 continue;

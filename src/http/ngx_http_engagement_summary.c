@@ -13,6 +13,53 @@
 #include "http/ngx_http_engagement_http.h"
 
 
+/* the read script's arguments: key count, 2 keys, the reaction types */
+#define NGX_HTTP_ENGAGEMENT_READ_ARGS                                         \
+    (3 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
+
+/* its longest key */
+#define NGX_HTTP_ENGAGEMENT_READ_KEY_LEN                                      \
+    (sizeof("eng:{c:}:uv") + NGX_HTTP_ENGAGEMENT_ID_MAX)
+
+/* one item of an answer at its longest */
+#define NGX_HTTP_ENGAGEMENT_ITEM_LEN                                          \
+    (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"             \
+            "\"replays\":,\"uniqueViewers\":,\"pending\":},") - 1          \
+     + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN                         \
+     + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN)
+
+
+/* an id asked for, and what it shows */
+typedef struct {
+    ngx_str_t                      id;
+    uint64_t                       hash;
+    ngx_http_engagement_view_t     view;
+    ngx_uint_t                     failed;
+} ngx_http_engagement_item_t;
+
+
+/* a summary waiting for Redis; outlives the request if it is aborted */
+typedef struct {
+    ngx_http_request_t            *request;     /* NULL: nobody waits */
+    ngx_pool_cleanup_t            *cleanup;     /* in the request's pool */
+    ngx_http_engagement_zone_t    *zone;
+    ngx_uint_t                     batch;
+    ngx_uint_t                     n;
+    ngx_uint_t                     outstanding;
+    ngx_http_engagement_item_t    *items;
+} ngx_http_engagement_read_t;
+
+
+/* one Redis read, of one id */
+typedef struct {
+    ngx_http_engagement_read_t    *read;
+    ngx_http_engagement_item_t    *item;
+    u_char                         id[NGX_HTTP_ENGAGEMENT_ID_MAX];
+    size_t                         id_len;
+    uint64_t                       hash;
+} ngx_http_engagement_read_call_t;
+
+
 /*
  * The content id of a summary request: the rest of the URI after a prefix
  * location's name ("/engagement/summary/abc" -> "abc"), or its last path
@@ -61,35 +108,6 @@ ngx_http_engagement_summary_id(ngx_http_request_t *r, ngx_str_t *id)
 }
 
 
-typedef struct {
-    ngx_str_t                      id;
-    uint64_t                       hash;
-    ngx_http_engagement_view_t     view;
-    ngx_uint_t                     failed;
-} ngx_http_engagement_item_t;
-
-
-/* a summary waiting for Redis; outlives the request if it is aborted */
-typedef struct {
-    ngx_http_request_t            *request;     /* NULL: nobody waits */
-    ngx_pool_cleanup_t            *cleanup;     /* in the request's pool */
-    ngx_http_engagement_zone_t    *zone;
-    ngx_uint_t                     batch;
-    ngx_uint_t                     n;
-    ngx_uint_t                     outstanding;
-    ngx_http_engagement_item_t    *items;
-} ngx_http_engagement_read_t;
-
-
-typedef struct {
-    ngx_http_engagement_read_t    *read;
-    ngx_http_engagement_item_t    *item;
-    u_char                         id[NGX_HTTP_ENGAGEMENT_ID_MAX];
-    size_t                         id_len;
-    uint64_t                       hash;
-} ngx_http_engagement_read_call_t;
-
-
 static u_char *
 ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
     ngx_str_t *id, ngx_http_engagement_view_t *v)
@@ -113,22 +131,6 @@ ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
 
     return p;
 }
-
-
-/* the read script's arguments: key count, 2 keys, the reaction types */
-#define NGX_HTTP_ENGAGEMENT_READ_ARGS                                         \
-    (3 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
-
-/* its longest key */
-#define NGX_HTTP_ENGAGEMENT_READ_KEY_LEN                                      \
-    (sizeof("eng:{c:}:uv") + NGX_HTTP_ENGAGEMENT_ID_MAX)
-
-/* one item of an answer at its longest */
-#define NGX_HTTP_ENGAGEMENT_ITEM_LEN                                          \
-    (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"             \
-            "\"replays\":,\"uniqueViewers\":,\"pending\":},") - 1          \
-     + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN                         \
-     + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN)
 
 
 static ngx_int_t
