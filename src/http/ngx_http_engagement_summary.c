@@ -38,15 +38,21 @@ typedef struct {
 } ngx_http_engagement_item_t;
 
 
+/* what a summary answers, in the request's pool */
+typedef struct {
+    ngx_http_engagement_item_t    *items;
+    ngx_uint_t                     n;
+    ngx_uint_t                     batch;       /* {"items":[...]} */
+} ngx_http_engagement_summary_t;
+
+
 /* a summary waiting for Redis; outlives the request if it is aborted */
 typedef struct {
     ngx_http_request_t            *request;     /* NULL: nobody waits */
     ngx_pool_cleanup_t            *cleanup;     /* in the request's pool */
     ngx_http_engagement_zone_t    *zone;
-    ngx_uint_t                     batch;
-    ngx_uint_t                     n;
+    ngx_http_engagement_summary_t *summary;
     ngx_uint_t                     outstanding;
-    ngx_http_engagement_item_t    *items;
 } ngx_http_engagement_read_t;
 
 
@@ -135,11 +141,14 @@ ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
 
 static ngx_int_t
 ngx_http_engagement_summary_send(ngx_http_request_t *r,
-    ngx_http_engagement_zone_t *z, ngx_uint_t batch,
-    ngx_http_engagement_item_t *items, ngx_uint_t n)
+    ngx_http_engagement_zone_t *z, ngx_http_engagement_summary_t *sm)
 {
-    u_char      *p, *body;
-    ngx_uint_t   i;
+    u_char                      *p, *body;
+    ngx_uint_t                   i, n;
+    ngx_http_engagement_item_t  *items;
+
+    items = sm->items;
+    n = sm->n;
 
     for (i = 0; i < n; i++) {
         if (items[i].failed) {
@@ -156,7 +165,7 @@ ngx_http_engagement_summary_send(ngx_http_request_t *r,
 
     p = body;
 
-    if (batch) {
+    if (sm->batch) {
         p = ngx_cpymem(p, "{\"items\":[", sizeof("{\"items\":[") - 1);
     }
 
@@ -169,7 +178,7 @@ ngx_http_engagement_summary_send(ngx_http_request_t *r,
                                              &items[i].view);
     }
 
-    if (batch) {
+    if (sm->batch) {
         *p++ = ']';
         *p++ = '}';
     }
@@ -194,17 +203,23 @@ ngx_http_engagement_read_done(ngx_http_engagement_read_t *rd)
         rd->cleanup->handler = NULL;
 
         c = r->connection;
-        rc = ngx_http_engagement_summary_send(r, rd->zone, rd->batch,
-                                              rd->items, rd->n);
+        rc = ngx_http_engagement_summary_send(r, rd->zone, rd->summary);
         ngx_http_finalize_request(r, rc);
         ngx_http_run_posted_requests(c);
     }
 
-    if (rd->items && rd->request == NULL) {
-        ngx_free(rd->items);
-    }
-
     ngx_free(rd);
+}
+
+
+static void
+ngx_http_engagement_read_cleanup(void *data)
+{
+    ngx_http_engagement_read_t  *rd = data;
+
+    /* the request is going away before Redis answered */
+    rd->request = NULL;
+    rd->summary = NULL;
 }
 
 
@@ -213,9 +228,9 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
 {
     ngx_http_engagement_read_call_t  *call = data;
 
+    ngx_str_t                              id;
     ngx_int_t                              applied;
     uint64_t                               uniques;
-    ngx_str_t                              id;
     ngx_http_engagement_read_t            *rd;
     ngx_http_engagement_counts_t           totals;
     ngx_http_engagement_view_t             view;
@@ -254,17 +269,6 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
     if (--rd->outstanding == 0) {
         ngx_http_engagement_read_done(rd);
     }
-}
-
-
-static void
-ngx_http_engagement_read_cleanup(void *data)
-{
-    ngx_http_engagement_read_t  *rd = data;
-
-    /* the request is going away before Redis answered */
-    rd->request = NULL;
-    rd->items = NULL;
 }
 
 
@@ -359,11 +363,11 @@ ngx_http_engagement_refresh(ngx_http_engagement_zone_t *z, ngx_str_t *id,
 
 static ngx_int_t
 ngx_http_engagement_summary_wait(ngx_http_request_t *r,
-    ngx_http_engagement_zone_t *z, ngx_http_engagement_item_t *items,
-    ngx_uint_t n, ngx_uint_t batch)
+    ngx_http_engagement_zone_t *z, ngx_http_engagement_summary_t *sm)
 {
     ngx_uint_t                   i;
     ngx_pool_cleanup_t          *cln;
+    ngx_http_engagement_item_t  *item;
     ngx_http_engagement_read_t  *rd;
 
     rd = ngx_calloc(sizeof(ngx_http_engagement_read_t), r->connection->log);
@@ -379,22 +383,21 @@ ngx_http_engagement_summary_wait(ngx_http_request_t *r,
 
     rd->request = r;
     rd->zone = z;
-    rd->batch = batch;
-    rd->n = n;
-    rd->items = items;
+    rd->summary = sm;
     rd->outstanding = 1;     /* held while sending */
 
     cln->handler = ngx_http_engagement_read_cleanup;
     cln->data = rd;
     rd->cleanup = cln;
 
-    for (i = 0; i < n; i++) {
-        if (!items[i].view.known
-            && ngx_http_engagement_read_send(rd, &items[i], &items[i].id,
-                                             items[i].hash)
+    for (i = 0; i < sm->n; i++) {
+        item = &sm->items[i];
+
+        if (!item->view.known
+            && ngx_http_engagement_read_send(rd, item, &item->id, item->hash)
                != NGX_OK)
         {
-            items[i].failed = 1;
+            item->failed = 1;
         }
     }
 
@@ -402,7 +405,7 @@ ngx_http_engagement_summary_wait(ngx_http_request_t *r,
         /* nothing could be sent: answer now */
         cln->handler = NULL;
         ngx_free(rd);
-        return ngx_http_engagement_summary_send(r, z, batch, items, n);
+        return ngx_http_engagement_summary_send(r, z, sm);
     }
 
     r->main->count++;
@@ -420,46 +423,69 @@ ngx_http_engagement_summary_wait(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_engagement_summary_answer(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_item_t *items,
-    ngx_uint_t n, ngx_uint_t batch)
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_summary_t *sm)
 {
     ngx_uint_t                   i, missing;
     ngx_http_engagement_zone_t  *z;
+    ngx_http_engagement_item_t  *item;
 
     z = elcf->counters;
     missing = 0;
 
-    for (i = 0; i < n; i++) {
-        items[i].hash = ngx_http_engagement_counters_hash(z, &items[i].id);
-        ngx_http_engagement_counters_get(z, &items[i].id, items[i].hash,
-                                         &items[i].view);
+    for (i = 0; i < sm->n; i++) {
+        item = &sm->items[i];
+        item->hash = ngx_http_engagement_counters_hash(z, &item->id);
+        ngx_http_engagement_counters_get(z, &item->id, item->hash,
+                                         &item->view);
 
-        if (!items[i].view.known) {
+        if (!item->view.known) {
             missing++;
 
-        } else if (items[i].view.refresh
-                   && ngx_http_engagement_redis_ready())
-        {
+        } else if (item->view.refresh && ngx_http_engagement_redis_ready()) {
             /* stale while revalidating: this answer does not wait */
-            ngx_http_engagement_refresh(z, &items[i].id, items[i].hash);
+            ngx_http_engagement_refresh(z, &item->id, item->hash);
         }
     }
 
     if (missing == 0) {
-        return ngx_http_engagement_summary_send(r, z, batch, items, n);
+        return ngx_http_engagement_summary_send(r, z, sm);
     }
 
     if (!ngx_http_engagement_redis_ready()) {
         ngx_http_engagement_stat(elcf, read_unavailable);
 
-        for (i = 0; i < n; i++) {
-            items[i].failed = !items[i].view.known;
+        for (i = 0; i < sm->n; i++) {
+            sm->items[i].failed = !sm->items[i].view.known;
         }
 
-        return ngx_http_engagement_summary_send(r, z, batch, items, n);
+        return ngx_http_engagement_summary_send(r, z, sm);
     }
 
-    return ngx_http_engagement_summary_wait(r, z, items, n, batch);
+    return ngx_http_engagement_summary_wait(r, z, sm);
+}
+
+
+/* room for n items of an answer */
+
+static ngx_http_engagement_summary_t *
+ngx_http_engagement_summary_new(ngx_http_request_t *r, ngx_uint_t n,
+    ngx_uint_t batch)
+{
+    ngx_http_engagement_summary_t  *sm;
+
+    sm = ngx_pcalloc(r->pool, sizeof(ngx_http_engagement_summary_t));
+    if (sm == NULL) {
+        return NULL;
+    }
+
+    sm->items = ngx_pcalloc(r->pool, n * sizeof(ngx_http_engagement_item_t));
+    if (sm->items == NULL) {
+        return NULL;
+    }
+
+    sm->batch = batch;
+
+    return sm;
 }
 
 
@@ -469,7 +495,7 @@ static ngx_int_t
 ngx_http_engagement_summary_one(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_str_t *id)
 {
-    ngx_http_engagement_item_t  *items;
+    ngx_http_engagement_summary_t  *sm;
 
     if (!ngx_http_engagement_id_valid(id->data, id->len)) {
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -477,14 +503,14 @@ ngx_http_engagement_summary_one(ngx_http_request_t *r,
                    "must be 1-128 bytes of [A-Za-z0-9._:-]");
     }
 
-    items = ngx_pcalloc(r->pool, sizeof(ngx_http_engagement_item_t));
-    if (items == NULL) {
+    sm = ngx_http_engagement_summary_new(r, 1, 0);
+    if (sm == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    items[0].id = *id;
+    sm->items[sm->n++].id = *id;
 
-    return ngx_http_engagement_summary_answer(r, elcf, items, 1, 0);
+    return ngx_http_engagement_summary_answer(r, elcf, sm);
 }
 
 
@@ -494,10 +520,10 @@ static ngx_int_t
 ngx_http_engagement_summary_batch(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
-    u_char                      *p, *q, *end, *dst;
-    ngx_str_t                    id, ids;
-    ngx_uint_t                   n;
-    ngx_http_engagement_item_t  *items;
+    u_char                         *p, *q, *end, *dst;
+    ngx_str_t                       id, ids;
+    ngx_uint_t                      n;
+    ngx_http_engagement_summary_t  *sm;
 
     if (ngx_http_arg(r, (u_char *) "ids", 3, &ids) != NGX_OK || ids.len == 0) {
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
@@ -530,12 +556,10 @@ ngx_http_engagement_summary_batch(ngx_http_request_t *r,
                    "lists more ids than engagement_batch_max allows");
     }
 
-    items = ngx_pcalloc(r->pool, n * sizeof(ngx_http_engagement_item_t));
-    if (items == NULL) {
+    sm = ngx_http_engagement_summary_new(r, n, 1);
+    if (sm == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    n = 0;
 
     for (q = ids.data; q <= end; q++) {
         id.data = q;
@@ -552,10 +576,10 @@ ngx_http_engagement_summary_batch(ngx_http_request_t *r,
                        "each id must be 1-128 bytes of [A-Za-z0-9._:-]");
         }
 
-        items[n++].id = id;
+        sm->items[sm->n++].id = id;
     }
 
-    return ngx_http_engagement_summary_answer(r, elcf, items, n, 1);
+    return ngx_http_engagement_summary_answer(r, elcf, sm);
 }
 
 
