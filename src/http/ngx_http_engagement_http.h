@@ -15,6 +15,11 @@
 #include "store/ngx_http_engagement_store.h"
 
 
+/* what a content or user id may be, as refusals say */
+#define NGX_HTTP_ENGAGEMENT_ID_RULE                                           \
+    "1-" ngx_value(NGX_HTTP_ENGAGEMENT_ID_MAX) " bytes of [A-Za-z0-9._:-]"
+
+
 /* a figure of the location's counters zone, by field or by its offset */
 #define ngx_http_engagement_stat(elcf, field)                                 \
     ngx_http_engagement_inc(                                                  \

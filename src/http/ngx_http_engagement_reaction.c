@@ -561,7 +561,7 @@ ngx_http_engagement_state_read(ngx_http_request_t *r,
         ngx_http_engagement_set_outcome(r, "invalid", "contentId", NULL);
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_field", "contentId",
-                   "is required: 1-128 bytes of [A-Za-z0-9._:-]");
+                   "is required: " NGX_HTTP_ENGAGEMENT_ID_RULE);
     }
 
     if (ngx_http_arg(r, (u_char *) "userId", 6, &re.user_id) != NGX_OK
@@ -570,7 +570,7 @@ ngx_http_engagement_state_read(ngx_http_request_t *r,
         ngx_http_engagement_set_outcome(r, "invalid", "userId", NULL);
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_field", "userId",
-                   "is required: 1-128 bytes of [A-Za-z0-9._:-]");
+                   "is required: " NGX_HTTP_ENGAGEMENT_ID_RULE);
     }
 
     ngx_http_engagement_set_outcome(r, "read", NULL, &re.content_id);

@@ -500,7 +500,7 @@ ngx_http_engagement_summary_one(ngx_http_request_t *r,
     if (!ngx_http_engagement_id_valid(id->data, id->len)) {
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_field", "contentId",
-                   "must be 1-128 bytes of [A-Za-z0-9._:-]");
+                   "must be " NGX_HTTP_ENGAGEMENT_ID_RULE);
     }
 
     sm = ngx_http_engagement_summary_new(r, 1, 0);
@@ -573,7 +573,7 @@ ngx_http_engagement_summary_batch(ngx_http_request_t *r,
         if (!ngx_http_engagement_id_valid(id.data, id.len)) {
             return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
                        "invalid_field", "ids",
-                       "each id must be 1-128 bytes of [A-Za-z0-9._:-]");
+                       "each id must be " NGX_HTTP_ENGAGEMENT_ID_RULE);
         }
 
         sm->items[sm->n++].id = id;
