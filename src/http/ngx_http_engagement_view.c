@@ -108,6 +108,7 @@ ngx_http_engagement_view_count(ngx_http_request_t *r,
     ngx_int_t                     rc;
     ngx_http_engagement_reason_e  late;
 
+    /* window.c names a late event's reason; the reason table has its enum */
     late = ngx_http_engagement_reason_find(
                ngx_http_engagement_ts_check(elcf, ev));
 
@@ -126,7 +127,7 @@ ngx_http_engagement_view_count(ngx_http_request_t *r,
 
     } else {
         ngx_http_engagement_writer_commit(wev, out->counted,
-            (const char *) ngx_http_engagement_reasons[out->reason].name.data);
+                              ngx_http_engagement_reason_name(out->reason));
     }
 
     if (rc == NGX_BUSY) {
@@ -183,9 +184,9 @@ ngx_http_engagement_view_answer(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out)
 {
-    u_char                        *p, *body;
-    ngx_uint_t                     status;
-    ngx_http_engagement_reason_t  *reason;
+    u_char                              *p, *body;
+    ngx_uint_t                           status;
+    const ngx_http_engagement_reason_t  *reason;
 
     body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_VIEW_ANSWER_LEN);
     if (body == NULL) {
@@ -219,8 +220,8 @@ ngx_http_engagement_view_answer(ngx_http_request_t *r,
         reason = &ngx_http_engagement_reasons[out->reason];
 
         ngx_http_engagement_set_outcome(r, "not_counted",
-                                        (const char *) reason->name.data,
-                                        &ev->content_id);
+                                  ngx_http_engagement_reason_name(out->reason),
+                                  &ev->content_id);
         ngx_http_engagement_stat_at(elcf, reason->stat);
 
         p = ngx_cpymem(body, "{\"counted\":false,\"reason\":\"",

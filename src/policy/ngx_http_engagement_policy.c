@@ -40,7 +40,7 @@ typedef struct {
 } ngx_http_engagement_marks_t;
 
 
-ngx_http_engagement_reason_t
+const ngx_http_engagement_reason_t
     ngx_http_engagement_reasons[NGX_HTTP_ENGAGEMENT_REASONS] =
 {
     { ngx_null_string, 0 },

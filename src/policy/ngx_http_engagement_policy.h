@@ -50,8 +50,12 @@ typedef struct {
 } ngx_http_engagement_outcome_t;
 
 
-extern ngx_http_engagement_reason_t
+extern const ngx_http_engagement_reason_t
     ngx_http_engagement_reasons[NGX_HTTP_ENGAGEMENT_REASONS];
+
+/* a reason as the writer and $engagement_reason take it; NONE: NULL */
+#define ngx_http_engagement_reason_name(reason)                               \
+    ((const char *) ngx_http_engagement_reasons[reason].name.data)
 
 
 /* dedupe.c */
