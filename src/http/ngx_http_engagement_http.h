@@ -11,9 +11,63 @@
 
 
 #include "ngx_http_engagement_module.h"
+#include "input/ngx_http_engagement_input.h"
+#include "store/ngx_http_engagement_store.h"
 
 
-/* handler.c */
+/* what a content or user id may be, as refusals say */
+#define NGX_HTTP_ENGAGEMENT_ID_RULE                                           \
+    "1-" ngx_value(NGX_HTTP_ENGAGEMENT_ID_MAX) " bytes of [A-Za-z0-9._:-]"
+
+
+/* a figure of the location's counters zone, by field or by its offset */
+#define ngx_http_engagement_stat(elcf, field)                                 \
+    ngx_http_engagement_inc(                                                  \
+        ((ngx_http_engagement_counters_shctx_t *) (elcf)->counters->sh), field)
+
+#define ngx_http_engagement_stat_at(elcf, offset)                             \
+    (void) ngx_atomic_fetch_add((ngx_atomic_t *) ((u_char *)                  \
+        ngx_http_engagement_slot((ngx_http_engagement_counters_shctx_t *)     \
+                                 (elcf)->counters->sh) + (offset)), 1)
+
+/* a figure offset that is counted nowhere */
+#define NGX_HTTP_ENGAGEMENT_NO_STAT  ((size_t) -1)
+
+#define ngx_http_engagement_stat_field(f)                                     \
+    offsetof(ngx_http_engagement_stats_t, f)
+
+
+/* the JSON bodies an endpoint can take */
+#define NGX_HTTP_ENGAGEMENT_BODY_EVENT     0   /* a view event */
+#define NGX_HTTP_ENGAGEMENT_BODY_REACTION  1   /* a like or reaction */
+
+
+/*
+ * An endpoint that takes a JSON body: the methods it accepts, what its
+ * body is, and the figures its refusals count in
+ * (NGX_HTTP_ENGAGEMENT_NO_STAT: none).
+ */
+typedef struct {
+    size_t                            received;       /* every request */
+    ngx_uint_t                        body;
+    ngx_uint_t                        methods;
+    const char                       *allow;          /* the Allow header */
+    const char                       *method_message;
+    ngx_http_client_body_handler_pt   handler;        /* the body is in */
+    size_t                            bad_method;
+    size_t                            bad_content_type;
+    size_t                            too_large;      /* by Content-Length */
+    size_t                            too_large_read; /* found when read */
+    size_t                            invalid;
+} ngx_http_engagement_body_spec_t;
+
+
+/* what a GET endpoint answers, once the method is checked */
+typedef ngx_int_t (*ngx_http_engagement_read_pt)(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+
+
+/* response.c: dispatch, answers, body reading */
 ngx_int_t ngx_http_engagement_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *body, size_t len);
@@ -22,24 +76,46 @@ ngx_int_t ngx_http_engagement_send_json(ngx_http_request_t *r,
 ngx_int_t ngx_http_engagement_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *field,
     const char *message);
-u_char *ngx_http_engagement_json_escape(u_char *dst, u_char *end,
-    u_char *src, size_t len);
-u_char *ngx_http_engagement_reactions_json(u_char *p, uint64_t *counts,
-    ngx_uint_t n);
-ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r, size_t max,
-    u_char **data, size_t *len);
+ngx_int_t ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *field,
+    const char *message, u_char *detail, size_t detail_len);
 ngx_int_t ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message);
 ngx_int_t ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
     const char *allow, const char *message);
-ngx_int_t ngx_http_engagement_json_content_type(ngx_http_request_t *r);
-ngx_int_t ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
-    ngx_uint_t status, const char *error, const char *field,
-    const char *message, u_char *detail, size_t detail_len);
+ngx_int_t ngx_http_engagement_read_only(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, const char *message,
+    ngx_http_engagement_read_pt handler);
+ngx_int_t ngx_http_engagement_retry_after(ngx_http_request_t *r,
+    ngx_uint_t seconds);
 ngx_int_t ngx_http_engagement_unavailable(ngx_http_request_t *r,
     const char *message);
+ngx_int_t ngx_http_engagement_unavailable_writer(ngx_http_request_t *r,
+    ngx_str_t *content_id);
+ngx_int_t ngx_http_engagement_json_content_type(ngx_http_request_t *r);
+u_char *ngx_http_engagement_json_escape(u_char *dst, u_char *end,
+    u_char *src, size_t len);
+u_char *ngx_http_engagement_reactions_json(u_char *p, uint64_t *counts,
+    ngx_uint_t n);
+ngx_int_t ngx_http_engagement_body_read(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf,
+    const ngx_http_engagement_body_spec_t *spec);
+ngx_int_t ngx_http_engagement_body_parse(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf,
+    const ngx_http_engagement_body_spec_t *spec, void *parsed);
+
+/* view.c */
+extern const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec;
+
+/* summary.c */
+ngx_int_t ngx_http_engagement_summary_read(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
 
 /* reaction.c */
+extern const ngx_http_engagement_body_spec_t
+    ngx_http_engagement_reaction_spec;
+ngx_int_t ngx_http_engagement_state_read(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
 ngx_int_t ngx_http_engagement_reaction_handler(ngx_http_request_t *r);
 
 /* status.c */

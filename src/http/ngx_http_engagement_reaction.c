@@ -13,10 +13,26 @@
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
-#include "policy/ngx_http_engagement_policy.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
+
+
+/* the script's keys and arguments: count, 3 keys, user, state, flag, types */
+#define NGX_HTTP_ENGAGEMENT_REACT_ARGS                                        \
+    (7 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
+
+/* the longest key a reaction script takes */
+#define NGX_HTTP_ENGAGEMENT_REACT_KEY_LEN                                     \
+    (sizeof("eng:{c:}:reactions:rq:") + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX)
+
+/* the answer at its longest */
+#define NGX_HTTP_ENGAGEMENT_REACT_ANSWER_LEN                                  \
+    (sizeof("{\"contentId\":\"\",\"userId\":\"\",\"reaction\":\"\","          \
+            "\"previous\":\"\",\"changed\":false,"                            \
+            "\"reason\":\"duplicate_request\"}\n")                            \
+     + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX + 2 * NGX_HTTP_ENGAGEMENT_REACTION_LEN  \
+     + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN)
 
 
 /* a request waiting for Redis; outlives the request if it is aborted */
@@ -34,12 +50,29 @@ typedef struct {
 } ngx_http_engagement_react_t;
 
 
+/* one script call's keys and arguments */
+typedef struct {
+    ngx_uint_t                     argc;
+    const char                    *argv[NGX_HTTP_ENGAGEMENT_REACT_ARGS];
+    size_t                         lens[NGX_HTTP_ENGAGEMENT_REACT_ARGS];
+} ngx_http_engagement_react_args_t;
+
+
 static void ngx_http_engagement_reaction_body(ngx_http_request_t *r);
 
 
-#define ngx_http_engagement_rinc(elcf, f)                                     \
-    ngx_http_engagement_inc(                                                  \
-        ((ngx_http_engagement_counters_shctx_t *) (elcf)->counters->sh), f)
+const ngx_http_engagement_body_spec_t  ngx_http_engagement_reaction_spec = {
+    NGX_HTTP_ENGAGEMENT_NO_STAT,
+    NGX_HTTP_ENGAGEMENT_BODY_REACTION,
+    NGX_HTTP_POST|NGX_HTTP_DELETE, "POST, DELETE",
+    "react with POST, take a reaction back with DELETE",
+    ngx_http_engagement_reaction_body,
+    NGX_HTTP_ENGAGEMENT_NO_STAT,
+    NGX_HTTP_ENGAGEMENT_NO_STAT,
+    NGX_HTTP_ENGAGEMENT_NO_STAT,
+    ngx_http_engagement_stat_field(reactions_invalid),
+    ngx_http_engagement_stat_field(reactions_invalid)
+};
 
 
 static void
@@ -64,19 +97,12 @@ ngx_http_engagement_state_json(u_char *p, redisReply *s)
 }
 
 
-static ngx_int_t
-ngx_http_engagement_react_answer(ngx_http_request_t *r,
-    ngx_http_engagement_react_t *rc, redisReply *reply)
-{
-    u_char                           *p, *body;
-    ngx_int_t                         applied, dup;
-    ngx_uint_t                        i, n;
-    ngx_str_t                         id;
-    uint64_t                          counts[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
-    ngx_http_engagement_loc_conf_t   *elcf;
+/* [applied, duplicate, previous, current, count...]: n counts */
 
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
-    n = rc->zone->nreactions;
+static ngx_int_t
+ngx_http_engagement_react_valid(redisReply *reply, ngx_uint_t n)
+{
+    ngx_uint_t  i;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 4 + n
@@ -87,13 +113,81 @@ ngx_http_engagement_react_answer(ngx_http_request_t *r,
         || reply->element[2]->len > NGX_HTTP_ENGAGEMENT_REACTION_LEN
         || reply->element[3]->len > NGX_HTTP_ENGAGEMENT_REACTION_LEN)
     {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (reply->element[4 + i]->type != REDIS_REPLY_INTEGER) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* ,"previous":..,"changed":..: what a change did, counted and logged */
+
+static u_char *
+ngx_http_engagement_react_change(ngx_http_request_t *r, u_char *p,
+    redisReply *reply)
+{
+    ngx_int_t                        applied, dup;
+    ngx_http_engagement_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+
+    applied = (ngx_int_t) reply->element[0]->integer;
+    dup = (ngx_int_t) reply->element[1]->integer;
+
+    p = ngx_cpymem(p, ",\"previous\":", sizeof(",\"previous\":") - 1);
+    p = ngx_http_engagement_state_json(p, reply->element[2]);
+    p = ngx_sprintf(p, ",\"changed\":%s", applied ? "true" : "false");
+
+    if (dup) {
+        p = ngx_cpymem(p, ",\"reason\":\"duplicate_request\"",
+                       sizeof(",\"reason\":\"duplicate_request\"") - 1);
+        ngx_http_engagement_stat(elcf, reactions_duplicate);
+        ngx_http_engagement_set_outcome(r, "not_counted",
+                                        "duplicate_request", NULL);
+
+    } else if (applied) {
+        ngx_http_engagement_stat(elcf, reactions_changed);
+        ngx_http_engagement_set_outcome(r, "counted", NULL, NULL);
+
+    } else {
+        ngx_http_engagement_stat(elcf, reactions_unchanged);
+        ngx_http_engagement_set_outcome(r, "not_counted", "unchanged", NULL);
+    }
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_react_answer(ngx_http_request_t *r,
+    ngx_http_engagement_react_t *rc, redisReply *reply)
+{
+    u_char                          *p, *body;
+    ngx_int_t                        valid;
+    ngx_uint_t                       i, n;
+    ngx_str_t                        id;
+    uint64_t                         counts[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
+    ngx_http_engagement_loc_conf_t  *elcf;
+
+    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
+    n = rc->zone->nreactions;
+
+    valid = ngx_http_engagement_react_valid(reply, n);
+
+    if (valid == NGX_DECLINED) {
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "engagement redis: reaction script failed: %s",
                           reply->str);
         }
 
-        ngx_http_engagement_rinc(elcf, reactions_failed);
+        ngx_http_engagement_stat(elcf, reactions_failed);
         ngx_http_engagement_set_outcome(r, "unavailable", "redis", NULL);
 
         return ngx_http_engagement_unavailable(r,
@@ -101,17 +195,14 @@ ngx_http_engagement_react_answer(ngx_http_request_t *r,
                    "unless a retry with the same requestId says so");
     }
 
-    for (i = 0; i < n; i++) {
-        if (reply->element[4 + i]->type != REDIS_REPLY_INTEGER) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (valid != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
+    for (i = 0; i < n; i++) {
         counts[i] = reply->element[4 + i]->integer > 0
                     ? (uint64_t) reply->element[4 + i]->integer : 0;
     }
-
-    applied = (ngx_int_t) reply->element[0]->integer;
-    dup = (ngx_int_t) reply->element[1]->integer;
 
     id.data = rc->content_id;
     id.len = rc->content_id_len;
@@ -119,9 +210,7 @@ ngx_http_engagement_react_answer(ngx_http_request_t *r,
     /* the answer refreshes this edge's cached counts */
     ngx_http_engagement_counters_reactions(rc->zone, &id, rc->hash, counts);
 
-    body = ngx_pnalloc(r->pool, 256 + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX
-                                + 2 * NGX_HTTP_ENGAGEMENT_REACTION_LEN
-                                + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN);
+    body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_REACT_ANSWER_LEN);
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -132,26 +221,7 @@ ngx_http_engagement_react_answer(ngx_http_request_t *r,
     p = ngx_http_engagement_state_json(p, reply->element[3]);
 
     if (!rc->state) {
-        p = ngx_cpymem(p, ",\"previous\":", sizeof(",\"previous\":") - 1);
-        p = ngx_http_engagement_state_json(p, reply->element[2]);
-        p = ngx_sprintf(p, ",\"changed\":%s", applied ? "true" : "false");
-
-        if (dup) {
-            p = ngx_cpymem(p, ",\"reason\":\"duplicate_request\"",
-                           sizeof(",\"reason\":\"duplicate_request\"") - 1);
-            ngx_http_engagement_rinc(elcf, reactions_duplicate);
-            ngx_http_engagement_set_outcome(r, "not_counted",
-                                            "duplicate_request", NULL);
-
-        } else if (applied) {
-            ngx_http_engagement_rinc(elcf, reactions_changed);
-            ngx_http_engagement_set_outcome(r, "counted", NULL, NULL);
-
-        } else {
-            ngx_http_engagement_rinc(elcf, reactions_unchanged);
-            ngx_http_engagement_set_outcome(r, "not_counted", "unchanged",
-                                            NULL);
-        }
+        p = ngx_http_engagement_react_change(r, p, reply);
     }
 
     p = ngx_http_engagement_reactions_json(p, counts, n);
@@ -160,8 +230,6 @@ ngx_http_engagement_react_answer(ngx_http_request_t *r,
 
     return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
 }
-
-
 static void
 ngx_http_engagement_react_reply(redisReply *reply, void *data)
 {
@@ -211,103 +279,81 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
 }
 
 
-/* sends one script call for r; the request then waits (NGX_DONE) */
+
+/* the script's keys and arguments, in the request's pool */
 
 static ngx_int_t
-ngx_http_engagement_react_send(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf, ngx_uint_t script,
-    ngx_http_engagement_reaction_t *re, ngx_str_t *state)
+ngx_http_engagement_react_args(ngx_http_request_t *r, ngx_uint_t script,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state,
+    ngx_http_engagement_react_args_t *a)
 {
     u_char                           *p, *keys;
-    ngx_uint_t                        i, argc;
     ngx_str_t                        *types;
-    ngx_pool_cleanup_t               *cln;
-    void                             *wres;
-    size_t                            lens[8 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
-    const char                       *argv[8 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
-    ngx_http_engagement_react_t      *rc;
+    ngx_uint_t                        i;
     ngx_http_engagement_main_conf_t  *emcf;
 
-    if (!ngx_http_engagement_redis_ready()) {
-        ngx_http_engagement_rinc(elcf, reactions_failed);
-        ngx_http_engagement_set_outcome(r, "unavailable", "redis",
-                                        &re->content_id);
-        return ngx_http_engagement_unavailable(r,
-                   "Redis is unavailable; nothing changed, retry later");
-    }
-
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
-    types = emcf->reactions->elts;
-
-    wres = NULL;
-
-    if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT
-        && ngx_http_engagement_record_reaction(r, re, state, &wres)
-           == NGX_BUSY)
-    {
-        ngx_http_engagement_set_outcome(r, "unavailable", "writer_full",
-                                        &re->content_id);
-        return ngx_http_engagement_unavailable(r, "the durable writer's "
-                                               "queue or spool is full; "
-                                               "retry later");
-    }
-
-    keys = ngx_pnalloc(r->pool, 3 * (sizeof("eng:{c:}:reactions:rq:")
-                                     + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX));
+    keys = ngx_pnalloc(r->pool, 3 * NGX_HTTP_ENGAGEMENT_REACT_KEY_LEN);
     if (keys == NULL) {
-        ngx_http_engagement_writer_cancel(wres);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     /* every key of one content shares its hash tag, so one slot */
-    argc = 0;
-    argv[argc++] = (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) ? "3" : "2";
-    lens[0] = 1;
+    a->argc = 0;
+    a->argv[a->argc] = (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) ? "3" : "2";
+    a->lens[a->argc++] = 1;
 
     p = ngx_sprintf(keys, "eng:{c:%V}", &re->content_id);
-    argv[argc] = (const char *) keys;
-    lens[argc++] = p - keys;
+    a->argv[a->argc] = (const char *) keys;
+    a->lens[a->argc++] = p - keys;
 
     keys = p;
     p = ngx_sprintf(keys, "eng:{c:%V}:reactions", &re->content_id);
-    argv[argc] = (const char *) keys;
-    lens[argc++] = p - keys;
+    a->argv[a->argc] = (const char *) keys;
+    a->lens[a->argc++] = p - keys;
 
     if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) {
         keys = p;
         p = ngx_sprintf(keys, "eng:{c:%V}:rq:%V", &re->content_id,
                         re->request_id.len ? &re->request_id
                                            : &re->content_id);
-        argv[argc] = (const char *) keys;
-        lens[argc++] = p - keys;
+        a->argv[a->argc] = (const char *) keys;
+        a->lens[a->argc++] = p - keys;
     }
 
-    argv[argc] = (const char *) re->user_id.data;
-    lens[argc++] = re->user_id.len;
+    a->argv[a->argc] = (const char *) re->user_id.data;
+    a->lens[a->argc++] = re->user_id.len;
 
     if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) {
-        argv[argc] = state->len ? (const char *) state->data : "";
-        lens[argc++] = state->len;
-        argv[argc] = re->request_id.len ? "1" : "0";
-        lens[argc++] = 1;
+        a->argv[a->argc] = state->len ? (const char *) state->data : "";
+        a->lens[a->argc++] = state->len;
+        a->argv[a->argc] = re->request_id.len ? "1" : "0";
+        a->lens[a->argc++] = 1;
     }
 
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    types = emcf->reactions->elts;
+
     for (i = 0; i < emcf->reactions->nelts; i++) {
-        argv[argc] = (const char *) types[i].data;
-        lens[argc++] = types[i].len;
+        a->argv[a->argc] = (const char *) types[i].data;
+        a->lens[a->argc++] = types[i].len;
     }
+
+    return NGX_OK;
+}
+
+
+/* what the reply needs to answer r: copied, since r may go first */
+
+static ngx_http_engagement_react_t *
+ngx_http_engagement_react_new(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_uint_t script,
+    ngx_http_engagement_reaction_t *re, void *wres)
+{
+    ngx_http_engagement_react_t  *rc;
 
     rc = ngx_calloc(sizeof(ngx_http_engagement_react_t), r->connection->log);
     if (rc == NULL) {
-        ngx_http_engagement_writer_cancel(wres);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_http_engagement_writer_cancel(wres);
-        ngx_free(rc);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     rc->wres = wres;
@@ -322,14 +368,67 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
     rc->user_id_len = re->user_id.len;
     ngx_memcpy(rc->user_id, re->user_id.data, re->user_id.len);
 
+    return rc;
+}
+
+
+/* sends one script call for r; the request then waits (NGX_DONE) */
+
+static ngx_int_t
+ngx_http_engagement_react_send(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_uint_t script,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state)
+{
+    void                              *wres;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_engagement_react_t       *rc;
+    ngx_http_engagement_react_args_t   args;
+
+    if (!ngx_http_engagement_redis_ready()) {
+        ngx_http_engagement_stat(elcf, reactions_failed);
+        ngx_http_engagement_set_outcome(r, "unavailable", "redis",
+                                        &re->content_id);
+        return ngx_http_engagement_unavailable(r,
+                   "Redis is unavailable; nothing changed, retry later");
+    }
+
+    wres = NULL;
+
+    if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT
+        && ngx_http_engagement_record_reaction(r, re, state, &wres)
+           == NGX_BUSY)
+    {
+        return ngx_http_engagement_unavailable_writer(r, &re->content_id);
+    }
+
+    if (ngx_http_engagement_react_args(r, script, re, state, &args)
+        != NGX_OK)
+    {
+        ngx_http_engagement_writer_cancel(wres);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_engagement_react_new(r, elcf, script, re, wres);
+    if (rc == NULL) {
+        ngx_http_engagement_writer_cancel(wres);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_http_engagement_writer_cancel(wres);
+        ngx_free(rc);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (ngx_http_engagement_redis_eval(script,
                                        ngx_http_engagement_react_reply, rc,
-                                       (int) argc, argv, lens)
+                                       (int) args.argc, args.argv, args.lens)
         != NGX_OK)
     {
         ngx_http_engagement_writer_cancel(wres);
         ngx_free(rc);
-        ngx_http_engagement_rinc(elcf, reactions_failed);
+        ngx_http_engagement_stat(elcf, reactions_failed);
         return ngx_http_engagement_unavailable(r,
                    "Redis is unavailable; nothing changed, retry later");
     }
@@ -344,45 +443,63 @@ ngx_http_engagement_react_send(ngx_http_request_t *r,
 }
 
 
+/*
+ * The state a POST asks for: a like, unless another configured reaction
+ * is named. NGX_DECLINED with *state set, or the 400 sent.
+ */
+
+static ngx_int_t
+ngx_http_engagement_reaction_state(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_reaction_t *re,
+    ngx_str_t *state)
+{
+    ngx_str_t                        *types;
+    ngx_uint_t                        i;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    types = emcf->reactions->elts;
+
+    if (re->reaction.len == 0) {
+        *state = types[0];
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < emcf->reactions->nelts; i++) {
+        if (types[i].len == re->reaction.len
+            && ngx_strncmp(types[i].data, re->reaction.data,
+                           re->reaction.len) == 0)
+        {
+            *state = types[i];
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_http_engagement_stat(elcf, reactions_invalid);
+    ngx_http_engagement_set_outcome(r, "invalid", "reaction",
+                                    &re->content_id);
+
+    return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+               "invalid_field", "reaction",
+               "is not one of the types in engagement_reactions");
+}
+
+
 static ngx_int_t
 ngx_http_engagement_reaction_process(ngx_http_request_t *r)
 {
-    u_char                          *data;
-    size_t                           len;
     ngx_int_t                        rc;
-    ngx_str_t                        state, *types;
-    ngx_uint_t                       i;
-    ngx_http_engagement_error_t      err;
+    ngx_str_t                        state;
     ngx_http_engagement_reaction_t   re;
     ngx_http_engagement_loc_conf_t  *elcf;
-    ngx_http_engagement_main_conf_t *emcf;
 
     elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
 
-    rc = ngx_http_engagement_body_get(r, elcf->max_body_size, &data, &len);
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_engagement_rinc(elcf, reactions_invalid);
-        ngx_http_engagement_set_outcome(r, "refused", "too_large", NULL);
-        return ngx_http_engagement_send_error(r,
-                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large", NULL,
-                   "the body exceeds engagement_max_body_size");
-    }
-
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_engagement_reaction_parse(r->pool, data, len, &re, &err)
-        != NGX_OK)
-    {
-        ngx_http_engagement_rinc(elcf, reactions_invalid);
-        ngx_http_engagement_set_outcome(r, "invalid",
-                                        err.field ? err.field : "body", NULL);
-        return ngx_http_engagement_send_error_detail(r, NGX_HTTP_BAD_REQUEST,
-                   err.field ? "invalid_field" : "invalid_body", err.field,
-                   err.message, err.detail, err.detail_len);
+    rc = ngx_http_engagement_body_parse(r, elcf,
+                                        &ngx_http_engagement_reaction_spec,
+                                        &re);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     /* rate limits (a key may use $engagement_viewer_id: the userId) */
@@ -391,7 +508,7 @@ ngx_http_engagement_reaction_process(ngx_http_request_t *r)
     rc = ngx_http_engagement_limit_check(r, elcf);
 
     if (rc != NGX_DECLINED) {
-        ngx_http_engagement_rinc(elcf, reactions_limited);
+        ngx_http_engagement_stat(elcf, reactions_limited);
         return rc;
     }
 
@@ -407,30 +524,10 @@ ngx_http_engagement_reaction_process(ngx_http_request_t *r)
     ngx_str_null(&state);
 
     if (r->method == NGX_HTTP_POST) {
-        /* a like, unless another configured reaction is named */
-        types = emcf->reactions->elts;
-        state = types[0];
+        rc = ngx_http_engagement_reaction_state(r, elcf, &re, &state);
 
-        if (re.reaction.len) {
-            for (i = 0; i < emcf->reactions->nelts; i++) {
-                if (types[i].len == re.reaction.len
-                    && ngx_strncmp(types[i].data, re.reaction.data,
-                                   re.reaction.len) == 0)
-                {
-                    break;
-                }
-            }
-
-            if (i == emcf->reactions->nelts) {
-                ngx_http_engagement_rinc(elcf, reactions_invalid);
-                ngx_http_engagement_set_outcome(r, "invalid", "reaction",
-                                                &re.content_id);
-                return ngx_http_engagement_send_error(r,
-                           NGX_HTTP_BAD_REQUEST, "invalid_field", "reaction",
-                           "is not one of the types in engagement_reactions");
-            }
-
-            state = types[i];
+        if (rc != NGX_DECLINED) {
+            return rc;
         }
     }
 
@@ -449,20 +546,11 @@ ngx_http_engagement_reaction_body(ngx_http_request_t *r)
 
 /* GET ?contentId=&userId=: the user's reaction and the counts */
 
-static ngx_int_t
-ngx_http_engagement_state_handler(ngx_http_request_t *r,
+ngx_int_t
+ngx_http_engagement_state_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
     ngx_http_engagement_reaction_t  re;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_engagement_method_not_allowed(r, "GET, HEAD",
-                   "the state is read with GET");
-    }
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
 
     ngx_memzero(&re, sizeof(ngx_http_engagement_reaction_t));
 
@@ -473,7 +561,7 @@ ngx_http_engagement_state_handler(ngx_http_request_t *r,
         ngx_http_engagement_set_outcome(r, "invalid", "contentId", NULL);
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_field", "contentId",
-                   "is required: 1-128 bytes of [A-Za-z0-9._:-]");
+                   "is required: " NGX_HTTP_ENGAGEMENT_ID_RULE);
     }
 
     if (ngx_http_arg(r, (u_char *) "userId", 6, &re.user_id) != NGX_OK
@@ -482,7 +570,7 @@ ngx_http_engagement_state_handler(ngx_http_request_t *r,
         ngx_http_engagement_set_outcome(r, "invalid", "userId", NULL);
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_field", "userId",
-                   "is required: 1-128 bytes of [A-Za-z0-9._:-]");
+                   "is required: " NGX_HTTP_ENGAGEMENT_ID_RULE);
     }
 
     ngx_http_engagement_set_outcome(r, "read", NULL, &re.content_id);
@@ -493,44 +581,10 @@ ngx_http_engagement_state_handler(ngx_http_request_t *r,
 }
 
 
+/* like and state locations: the content handler dispatches them too */
+
 ngx_int_t
 ngx_http_engagement_reaction_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                        rc;
-    ngx_http_engagement_loc_conf_t  *elcf;
-
-    elcf = ngx_http_get_module_loc_conf(r, ngx_http_engagement_module);
-
-    if (elcf->endpoint == NGX_HTTP_ENGAGEMENT_STATE) {
-        return ngx_http_engagement_state_handler(r, elcf);
-    }
-
-    if (!(r->method & (NGX_HTTP_POST|NGX_HTTP_DELETE))) {
-        ngx_http_engagement_set_outcome(r, "refused", "method", NULL);
-        return ngx_http_engagement_method_not_allowed(r, "POST, DELETE",
-                   "react with POST, take a reaction back with DELETE");
-    }
-
-    if (!ngx_http_engagement_json_content_type(r)) {
-        ngx_http_engagement_set_outcome(r, "refused", "content_type", NULL);
-        return ngx_http_engagement_refuse(r,
-                   NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                   "Content-Type must be application/json");
-    }
-
-    if (r->headers_in.content_length_n > (off_t) elcf->max_body_size) {
-        ngx_http_engagement_set_outcome(r, "refused", "too_large", NULL);
-        return ngx_http_engagement_refuse(r,
-                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large",
-                   "the body exceeds engagement_max_body_size");
-    }
-
-    rc = ngx_http_read_client_request_body(r,
-                                           ngx_http_engagement_reaction_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
+    return ngx_http_engagement_handler(r);
 }

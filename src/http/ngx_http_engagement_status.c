@@ -38,15 +38,31 @@ typedef struct {
 } ngx_http_engagement_snapshot_t;
 
 
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_METRIC_COUNTER = 0,
+    NGX_HTTP_ENGAGEMENT_METRIC_GAUGE,
+    NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM
+} ngx_http_engagement_metric_type_e;
+
+
+/* which zones show a metric: the values of a snapshot's dedupe, or both */
+#define NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES  0
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_ZONES    1
+#define NGX_HTTP_ENGAGEMENT_ALL_ZONES       2
+
+
+/*
+ * A row of the status: a family's first row names it (with its HELP and
+ * TYPE), the rows after it with no family are more values of its label.
+ */
 typedef struct {
     const char                   *family;
-    const char                   *type;
     const char                   *help;
+    ngx_uint_t                    type;
+    ngx_uint_t                    zones;
     const char                   *label;          /* NULL: no extra label */
     const char                   *value;
     size_t                        offset;         /* in the snapshot */
-    ngx_uint_t                    dedupe;         /* which zones */
-    ngx_uint_t                    ms;             /* shown as seconds */
 } ngx_http_engagement_metric_t;
 
 
@@ -56,206 +72,195 @@ typedef struct {
 #define ngx_http_engagement_d(f)                                              \
     offsetof(ngx_http_engagement_snapshot_t, f)
 
+#define NGX_HTTP_ENGAGEMENT_METRIC_PREFIX  "nginx_engagement_"
 
-/* rows of one family are consecutive: HELP and TYPE appear once */
+/* a family of one row */
+#define ngx_http_engagement_metric_row(family, type, zones, offset, help)     \
+    { NGX_HTTP_ENGAGEMENT_METRIC_PREFIX family, help, type, zones, NULL,      \
+      NULL, offset }
+
+#define ngx_http_engagement_counter_row(family, f, help)                      \
+    ngx_http_engagement_metric_row(family, NGX_HTTP_ENGAGEMENT_METRIC_COUNTER,\
+        NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, ngx_http_engagement_s(f), help)
+#define ngx_http_engagement_gauge_row(family, offset, help)                   \
+    ngx_http_engagement_metric_row(family, NGX_HTTP_ENGAGEMENT_METRIC_GAUGE,  \
+        NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, offset, help)
+#define ngx_http_engagement_zone_row(family, type, f, help)                   \
+    ngx_http_engagement_metric_row(family, ngx_http_engagement_zone_##type,   \
+        NGX_HTTP_ENGAGEMENT_ALL_ZONES, ngx_http_engagement_d(f), help)
+#define ngx_http_engagement_dedupe_row(family, f, help)                       \
+    ngx_http_engagement_metric_row(family, NGX_HTTP_ENGAGEMENT_METRIC_COUNTER,\
+        NGX_HTTP_ENGAGEMENT_DEDUPE_ZONES, ngx_http_engagement_d(f), help)
+
+/* a counter by a label: its first row, then a line for each more value */
+#define ngx_http_engagement_by_row(family, label, value, f, help)             \
+    { NGX_HTTP_ENGAGEMENT_METRIC_PREFIX family, help,                         \
+      NGX_HTTP_ENGAGEMENT_METRIC_COUNTER, NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES, \
+      label, value, ngx_http_engagement_s(f) }
+#define ngx_http_engagement_label_row(value, f)                               \
+    { NULL, NULL, 0, 0, NULL, value, ngx_http_engagement_s(f) }
+
+/* a zone figure's type, as ngx_http_engagement_zone_row() names it */
+#define ngx_http_engagement_zone_gauge    NGX_HTTP_ENGAGEMENT_METRIC_GAUGE
+#define ngx_http_engagement_zone_counter  NGX_HTTP_ENGAGEMENT_METRIC_COUNTER
+
+
+static const char  *ngx_http_engagement_metric_types[] = {
+    "counter", "gauge", "histogram"
+};
+
+static const char  *ngx_http_engagement_zone_kinds[] = {
+    "counters", "dedupe"
+};
+
+
 static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
 
-    { "nginx_engagement_view_events_total", "counter",
-      "View events received, whatever their outcome.",
-      NULL, NULL, ngx_http_engagement_s(received), 0, 0 },
+    ngx_http_engagement_counter_row("view_events_total", received,
+        "View events received, whatever their outcome."),
 
-    { "nginx_engagement_counted_total", "counter",
-      "Metrics counted, by metric.",
-      "metric", "view", ngx_http_engagement_s(counted_views), 0, 0 },
-    { "nginx_engagement_counted_total", NULL, NULL,
-      "metric", "engaged", ngx_http_engagement_s(counted_engaged), 0, 0 },
-    { "nginx_engagement_counted_total", NULL, NULL,
-      "metric", "replay", ngx_http_engagement_s(counted_replays), 0, 0 },
+    ngx_http_engagement_by_row("counted_total", "metric", "view",
+        counted_views, "Metrics counted, by metric."),
+    ngx_http_engagement_label_row("engaged", counted_engaged),
+    ngx_http_engagement_label_row("replay", counted_replays),
 
-    { "nginx_engagement_not_counted_total", "counter",
-      "Valid events that counted nothing, by reason.",
-      "reason", "duplicate", ngx_http_engagement_s(not_counted_duplicate),
-      0, 0 },
-    { "nginx_engagement_not_counted_total", NULL, NULL,
-      "reason", "duplicate_request",
-      ngx_http_engagement_s(not_counted_duplicate_request), 0, 0 },
-    { "nginx_engagement_not_counted_total", NULL, NULL,
-      "reason", "below_policy",
-      ngx_http_engagement_s(not_counted_below_policy), 0, 0 },
-    { "nginx_engagement_not_counted_total", NULL, NULL,
-      "reason", "too_old", ngx_http_engagement_s(late_too_old), 0, 0 },
-    { "nginx_engagement_not_counted_total", NULL, NULL,
-      "reason", "in_future", ngx_http_engagement_s(late_in_future), 0, 0 },
-    { "nginx_engagement_not_counted_total", NULL, NULL,
-      "reason", "bot", ngx_http_engagement_s(not_counted_bot), 0, 0 },
-    { "nginx_engagement_not_counted_total", NULL, NULL,
-      "reason", "opted_out",
-      ngx_http_engagement_s(not_counted_opted_out), 0, 0 },
+    ngx_http_engagement_by_row("not_counted_total", "reason", "duplicate",
+        not_counted_duplicate,
+        "Valid events that counted nothing, by reason."),
+    ngx_http_engagement_label_row("duplicate_request",
+                                  not_counted_duplicate_request),
+    ngx_http_engagement_label_row("below_policy", not_counted_below_policy),
+    ngx_http_engagement_label_row("too_old", late_too_old),
+    ngx_http_engagement_label_row("in_future", late_in_future),
+    ngx_http_engagement_label_row("bot", not_counted_bot),
+    ngx_http_engagement_label_row("opted_out", not_counted_opted_out),
 
-    { "nginx_engagement_refused_total", "counter",
-      "Events refused before counting, by reason.",
-      "reason", "invalid", ngx_http_engagement_s(invalid), 0, 0 },
-    { "nginx_engagement_refused_total", NULL, NULL,
-      "reason", "too_large", ngx_http_engagement_s(too_large), 0, 0 },
-    { "nginx_engagement_refused_total", NULL, NULL,
-      "reason", "method", ngx_http_engagement_s(bad_method), 0, 0 },
-    { "nginx_engagement_refused_total", NULL, NULL,
-      "reason", "content_type", ngx_http_engagement_s(bad_content_type), 0, 0 },
-    { "nginx_engagement_refused_total", NULL, NULL,
-      "reason", "zone_full", ngx_http_engagement_s(unavailable), 0, 0 },
-    { "nginx_engagement_refused_total", NULL, NULL,
-      "reason", "rate_limited", ngx_http_engagement_s(rate_limited), 0, 0 },
+    ngx_http_engagement_by_row("refused_total", "reason", "invalid",
+        invalid, "Events refused before counting, by reason."),
+    ngx_http_engagement_label_row("too_large", too_large),
+    ngx_http_engagement_label_row("method", bad_method),
+    ngx_http_engagement_label_row("content_type", bad_content_type),
+    ngx_http_engagement_label_row("zone_full", unavailable),
+    ngx_http_engagement_label_row("rate_limited", rate_limited),
 
-    { "nginx_engagement_token_refused_total", "counter",
-      "View events refused (403) for their view token, by reason.",
-      "reason", "missing", ngx_http_engagement_s(token_refused[1]), 0, 0 },
-    { "nginx_engagement_token_refused_total", NULL, NULL,
-      "reason", "malformed", ngx_http_engagement_s(token_refused[2]), 0, 0 },
-    { "nginx_engagement_token_refused_total", NULL, NULL,
-      "reason", "expired", ngx_http_engagement_s(token_refused[3]), 0, 0 },
-    { "nginx_engagement_token_refused_total", NULL, NULL,
-      "reason", "wrong_content", ngx_http_engagement_s(token_refused[4]),
-      0, 0 },
-    { "nginx_engagement_token_refused_total", NULL, NULL,
-      "reason", "bad_signature", ngx_http_engagement_s(token_refused[5]),
-      0, 0 },
+    ngx_http_engagement_by_row("token_refused_total", "reason", "missing",
+        token_refused[1],
+        "View events refused (403) for their view token, by reason."),
+    ngx_http_engagement_label_row("malformed", token_refused[2]),
+    ngx_http_engagement_label_row("expired", token_refused[3]),
+    ngx_http_engagement_label_row("wrong_content", token_refused[4]),
+    ngx_http_engagement_label_row("bad_signature", token_refused[5]),
 
-    { "nginx_engagement_anonymous_total", "counter",
-      "Opted-out events (Sec-GPC or optOut) handled without an identity.",
-      NULL, NULL, ngx_http_engagement_s(anonymous), 0, 0 },
+    ngx_http_engagement_counter_row("anonymous_total", anonymous,
+        "Opted-out events (Sec-GPC or optOut) handled without an identity."),
 
-    { "nginx_engagement_reaction_requests_total", "counter",
-      "Like, reaction and unlike requests, by result.",
-      "result", "changed", ngx_http_engagement_s(reactions_changed), 0, 0 },
-    { "nginx_engagement_reaction_requests_total", NULL, NULL,
-      "result", "unchanged", ngx_http_engagement_s(reactions_unchanged), 0,
-      0 },
-    { "nginx_engagement_reaction_requests_total", NULL, NULL,
-      "result", "duplicate_request",
-      ngx_http_engagement_s(reactions_duplicate), 0, 0 },
-    { "nginx_engagement_reaction_requests_total", NULL, NULL,
-      "result", "invalid", ngx_http_engagement_s(reactions_invalid), 0, 0 },
-    { "nginx_engagement_reaction_requests_total", NULL, NULL,
-      "result", "unavailable", ngx_http_engagement_s(reactions_failed), 0,
-      0 },
-    { "nginx_engagement_reaction_requests_total", NULL, NULL,
-      "result", "rate_limited", ngx_http_engagement_s(reactions_limited), 0,
-      0 },
+    ngx_http_engagement_by_row("reaction_requests_total", "result",
+        "changed", reactions_changed,
+        "Like, reaction and unlike requests, by result."),
+    ngx_http_engagement_label_row("unchanged", reactions_unchanged),
+    ngx_http_engagement_label_row("duplicate_request", reactions_duplicate),
+    ngx_http_engagement_label_row("invalid", reactions_invalid),
+    ngx_http_engagement_label_row("unavailable", reactions_failed),
+    ngx_http_engagement_label_row("rate_limited", reactions_limited),
 
-    { "nginx_engagement_read_requests_total", "counter",
-      "Summary (read) requests answered.",
-      NULL, NULL, ngx_http_engagement_s(summary_requests), 0, 0 },
+    ngx_http_engagement_counter_row("read_requests_total", summary_requests,
+        "Summary (read) requests answered."),
 
-    { "nginx_engagement_flushes_total", "counter",
-      "Flush rounds that sent deltas to Redis.",
-      NULL, NULL, ngx_http_engagement_s(flushes), 0, 0 },
+    ngx_http_engagement_counter_row("flushes_total", flushes,
+        "Flush rounds that sent deltas to Redis."),
 
-    { "nginx_engagement_flush_commands_total", "counter",
-      "Per-content flush commands, by result.",
-      "result", "ok", ngx_http_engagement_s(flush_ok), 0, 0 },
-    { "nginx_engagement_flush_commands_total", NULL, NULL,
-      "result", "failed", ngx_http_engagement_s(flush_failed), 0, 0 },
-    { "nginx_engagement_flush_commands_total", NULL, NULL,
-      "result", "repeat", ngx_http_engagement_s(flush_repeats), 0, 0 },
+    ngx_http_engagement_by_row("flush_commands_total", "result", "ok",
+        flush_ok, "Per-content flush commands, by result."),
+    ngx_http_engagement_label_row("failed", flush_failed),
+    ngx_http_engagement_label_row("repeat", flush_repeats),
 
-    { "nginx_engagement_flush_duration_seconds", "histogram",
-      "Time from sending a flush round to its last reply.",
-      NULL, NULL, ngx_http_engagement_s(flush_latency_ms), 0, 1 },
+    ngx_http_engagement_metric_row("flush_duration_seconds",
+        NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM,
+        NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES,
+        ngx_http_engagement_s(flush_latency_ms),
+        "Time from sending a flush round to its last reply."),
 
-    { "nginx_engagement_oldest_pending_age_seconds", "gauge",
-      "Age of the oldest delta Redis has not confirmed (freshness).",
-      NULL, NULL, ngx_http_engagement_d(oldest_age), 0, 0 },
+    ngx_http_engagement_gauge_row("oldest_pending_age_seconds",
+        ngx_http_engagement_d(oldest_age),
+        "Age of the oldest delta Redis has not confirmed (freshness)."),
 
-    { "nginx_engagement_redis_ready_workers", "gauge",
-      "Workers whose Redis connection is ready.",
-      NULL, NULL, ngx_http_engagement_s(redis_ready), 0, 0 },
+    ngx_http_engagement_gauge_row("redis_ready_workers",
+        ngx_http_engagement_s(redis_ready),
+        "Workers whose Redis connection is ready."),
 
-    { "nginx_engagement_start_time_seconds", "gauge",
-      "When the zone was created (the first start; reloads keep it).",
-      NULL, NULL, ngx_http_engagement_d(created), 0, 0 },
+    ngx_http_engagement_gauge_row("start_time_seconds",
+        ngx_http_engagement_d(created),
+        "When the zone was created (the first start; reloads keep it)."),
 
-    { "nginx_engagement_pending_contents", "gauge",
-      "Contents with deltas waiting for a flush.",
-      NULL, NULL, ngx_http_engagement_d(pending_nodes), 0, 0 },
+    ngx_http_engagement_gauge_row("pending_contents",
+        ngx_http_engagement_d(pending_nodes),
+        "Contents with deltas waiting for a flush."),
 
-    { "nginx_engagement_inflight_contents", "gauge",
-      "Contents with a flush sent and not yet confirmed.",
-      NULL, NULL, ngx_http_engagement_d(inflight_nodes), 0, 0 },
+    ngx_http_engagement_gauge_row("inflight_contents",
+        ngx_http_engagement_d(inflight_nodes),
+        "Contents with a flush sent and not yet confirmed."),
 
-    { "nginx_engagement_redis_reads_total", "counter",
-      "Totals read from Redis, by result.",
-      "result", "ok", ngx_http_engagement_s(reads_ok), 0, 0 },
-    { "nginx_engagement_redis_reads_total", NULL, NULL,
-      "result", "failed", ngx_http_engagement_s(reads_failed), 0, 0 },
-    { "nginx_engagement_redis_reads_total", NULL, NULL,
-      "result", "unavailable", ngx_http_engagement_s(read_unavailable), 0, 0 },
+    ngx_http_engagement_by_row("redis_reads_total", "result", "ok",
+        reads_ok, "Totals read from Redis, by result."),
+    ngx_http_engagement_label_row("failed", reads_failed),
+    ngx_http_engagement_label_row("unavailable", read_unavailable),
 
-    { "nginx_engagement_redis_connects_total", "counter",
-      "Redis connections made ready (all workers).",
-      NULL, NULL, ngx_http_engagement_s(redis_connects), 0, 0 },
+    ngx_http_engagement_counter_row("redis_connects_total", redis_connects,
+        "Redis connections made ready (all workers)."),
 
-    { "nginx_engagement_redis_disconnects_total", "counter",
-      "Ready Redis connections lost.",
-      NULL, NULL, ngx_http_engagement_s(redis_disconnects), 0, 0 },
+    ngx_http_engagement_counter_row("redis_disconnects_total",
+        redis_disconnects, "Ready Redis connections lost."),
 
-    { "nginx_engagement_redis_errors_total", "counter",
-      "Error replies from Redis.",
-      NULL, NULL, ngx_http_engagement_s(redis_errors), 0, 0 },
+    ngx_http_engagement_counter_row("redis_errors_total", redis_errors,
+        "Error replies from Redis."),
 
-    { "nginx_engagement_redis_timeouts_total", "counter",
-      "Redis connects or commands that timed out.",
-      NULL, NULL, ngx_http_engagement_s(redis_timeouts), 0, 0 },
+    ngx_http_engagement_counter_row("redis_timeouts_total", redis_timeouts,
+        "Redis connects or commands that timed out."),
 
-    { "nginx_engagement_restored_contents_total", "counter",
-      "Contents restored from the state file at start.",
-      NULL, NULL, ngx_http_engagement_s(restored), 0, 0 },
+    ngx_http_engagement_counter_row("restored_contents_total", restored,
+        "Contents restored from the state file at start."),
 
-    { "nginx_engagement_cache_evictions_total", "counter",
-      "Cached totals dropped to make room (Redis mode).",
-      NULL, NULL, ngx_http_engagement_s(evicted_clean), 0, 0 },
+    ngx_http_engagement_counter_row("cache_evictions_total", evicted_clean,
+        "Cached totals dropped to make room (Redis mode)."),
 
-    { "nginx_engagement_zone_size_bytes", "gauge",
-      "Size of each shared memory zone.",
-      NULL, NULL, ngx_http_engagement_d(size), 2, 0 },
+    ngx_http_engagement_zone_row("zone_size_bytes", gauge, size,
+        "Size of each shared memory zone."),
 
-    { "nginx_engagement_zone_used_bytes", "gauge",
-      "Bytes of each shared memory zone in use (whole pages).",
-      NULL, NULL, ngx_http_engagement_d(used), 2, 0 },
+    ngx_http_engagement_zone_row("zone_used_bytes", gauge, used,
+        "Bytes of each shared memory zone in use (whole pages)."),
 
-    { "nginx_engagement_zone_full", "gauge",
-      "1 when the last allocation in a zone failed.",
-      NULL, NULL, ngx_http_engagement_d(full), 2, 0 },
+    ngx_http_engagement_zone_row("zone_full", gauge, full,
+        "1 when the last allocation in a zone failed."),
 
-    { "nginx_engagement_zone_free_bytes", "gauge",
-      "Free pages of each shared memory zone, in bytes.",
-      NULL, NULL, ngx_http_engagement_d(free), 2, 0 },
+    ngx_http_engagement_zone_row("zone_free_bytes", gauge, free,
+        "Free pages of each shared memory zone, in bytes."),
 
-    { "nginx_engagement_zone_entries", "gauge",
-      "Entries stored in each zone.",
-      NULL, NULL, ngx_http_engagement_d(entries), 2, 0 },
+    ngx_http_engagement_zone_row("zone_entries", gauge, entries,
+        "Entries stored in each zone."),
 
-    { "nginx_engagement_zone_alloc_failures_total", "counter",
-      "Allocations that failed because a zone was full.",
-      NULL, NULL, ngx_http_engagement_d(alloc_failures), 2, 0 },
+    ngx_http_engagement_zone_row("zone_alloc_failures_total", counter,
+        alloc_failures, "Allocations that failed because a zone was full."),
 
-    { "nginx_engagement_dedupe_inserts_total", "counter",
-      "Marks stored in a dedupe zone.",
-      NULL, NULL, ngx_http_engagement_d(inserts), 1, 0 },
+    ngx_http_engagement_dedupe_row("dedupe_inserts_total", inserts,
+        "Marks stored in a dedupe zone."),
 
-    { "nginx_engagement_dedupe_hits_total", "counter",
-      "Lookups that found a live mark (a repeat).",
-      NULL, NULL, ngx_http_engagement_d(hits), 1, 0 },
+    ngx_http_engagement_dedupe_row("dedupe_hits_total", hits,
+        "Lookups that found a live mark (a repeat)."),
 
-    { "nginx_engagement_dedupe_expired_total", "counter",
-      "Marks reclaimed after their window.",
-      NULL, NULL, ngx_http_engagement_d(expired), 1, 0 },
+    ngx_http_engagement_dedupe_row("dedupe_expired_total", expired,
+        "Marks reclaimed after their window."),
 
-    { "nginx_engagement_dedupe_evictions_total", "counter",
-      "Live marks evicted because the zone was full.",
-      NULL, NULL, ngx_http_engagement_d(evictions), 1, 0 },
-
-    { NULL, NULL, NULL, NULL, NULL, 0, 0, 0 }
+    ngx_http_engagement_dedupe_row("dedupe_evictions_total", evictions,
+        "Live marks evicted because the zone was full.")
 };
+
+#define NGX_HTTP_ENGAGEMENT_METRICS                                           \
+    (sizeof(ngx_http_engagement_metrics)                                      \
+     / sizeof(ngx_http_engagement_metric_t))
+
+
+typedef ngx_int_t (*ngx_http_engagement_status_pt)(ngx_http_request_t *r,
+    ngx_http_engagement_main_conf_t *emcf);
 
 
 static ngx_str_t  ngx_http_engagement_prometheus_type =
@@ -324,6 +329,27 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
 }
 
 
+#define ngx_http_engagement_metric_value(s, m)                                \
+    (*(ngx_uint_t *) ((u_char *) (s) + (m)->offset))
+
+#define ngx_http_engagement_metric_shown(fam, s)                              \
+    ((fam)->zones == NGX_HTTP_ENGAGEMENT_ALL_ZONES                            \
+     || (fam)->zones == (s)->dedupe)
+
+/* the JSON name of a family */
+#define ngx_http_engagement_metric_name(fam)                                  \
+    ((fam)->family + sizeof(NGX_HTTP_ENGAGEMENT_METRIC_PREFIX) - 1)
+
+
+#define NGX_HTTP_ENGAGEMENT_BUILD_INFO                                        \
+    "# HELP nginx_engagement_build_info Module and nginx versions.\n"         \
+    "# TYPE nginx_engagement_build_info gauge\n"                              \
+    "nginx_engagement_build_info{version=\"%s\",nginx=\"%s\"} 1\n"
+
+#define NGX_HTTP_ENGAGEMENT_JSON_HEAD                                         \
+    "{\"version\":\"%s\",\"nginx\":\"%s\",\"zones\":["
+
+
 /* Prometheus histograms are cumulative: each bucket counts all below it */
 
 static u_char *
@@ -358,18 +384,16 @@ ngx_http_engagement_histogram_text(u_char *p, const char *family,
 
 
 static u_char *
-ngx_http_engagement_histogram_json(u_char *p,
+ngx_http_engagement_histogram_json(u_char *p, const char *name,
     ngx_http_engagement_snapshot_t *s)
 {
-    ngx_uint_t  i, cum;
+    ngx_uint_t  i, cum, b;
 
-    ngx_uint_t  b;
-
-    p = ngx_sprintf(p, ",\"flush_duration_seconds_sum\":%ui.%03ui,"
-                    "\"flush_duration_seconds_count\":%ui,"
-                    "\"flush_duration_seconds_bucket\":{",
+    p = ngx_sprintf(p, ",\"%s_sum\":%ui.%03ui,\"%s_count\":%ui,"
+                    "\"%s_bucket\":{", name,
                     s->stats.flush_latency_ms / 1000,
-                    s->stats.flush_latency_ms % 1000, s->stats.flush_rounds);
+                    s->stats.flush_latency_ms % 1000, name,
+                    s->stats.flush_rounds, name);
     cum = 0;
 
     for (i = 0; i < NGX_HTTP_ENGAGEMENT_HIST; i++) {
@@ -416,33 +440,188 @@ ngx_http_engagement_status_wants_json(ngx_http_request_t *r)
 }
 
 
-ngx_int_t
-ngx_http_engagement_status_handler(ngx_http_request_t *r)
+/*
+ * An upper bound of either format: a row of the text format is longer
+ * than its JSON form (the histogram's lines as well), so both fit.
+ */
+
+static size_t
+ngx_http_engagement_status_len(ngx_http_engagement_snapshot_t *snaps,
+    ngx_uint_t n)
+{
+    size_t                         len, row, names, lines;
+    ngx_uint_t                     i;
+    ngx_http_engagement_metric_t  *m, *fam;
+
+    names = 0;
+
+    for (i = 0; i < n; i++) {
+        names += snaps[i].name.len;
+    }
+
+    len = sizeof(NGX_HTTP_ENGAGEMENT_BUILD_INFO)
+          + sizeof(NGX_HTTP_ENGAGEMENT_JSON_HEAD)
+          + 2 * (sizeof(NGX_HTTP_ENGAGEMENT_VERSION) + sizeof(NGINX_VERSION))
+          + n * sizeof(",{\"zone\":\"\",\"kind\":\"counters\"}") + names
+          + sizeof("]}\n");
+
+    fam = NULL;
+
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_METRICS; i++) {
+        m = &ngx_http_engagement_metrics[i];
+
+        if (m->family) {
+            fam = m;
+            len += sizeof("# HELP  \n# TYPE  \n") + 2 * ngx_strlen(m->family)
+                   + ngx_strlen(m->help)
+                   + ngx_strlen(ngx_http_engagement_metric_types[m->type]);
+        }
+
+        if (fam->type == NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM) {
+            lines = NGX_HTTP_ENGAGEMENT_HIST + 2;    /* buckets, sum, count */
+            row = ngx_strlen(fam->family)
+                  + sizeof("_bucket{zone=\"\",le=\"+Inf\"} .\n")
+                  + 3 * NGX_INT_T_LEN;
+
+        } else {
+            lines = 1;
+            row = ngx_strlen(fam->family)
+                  + sizeof("{zone=\"\",kind=\"counters\",=\"\"} \n")
+                  + (fam->label ? ngx_strlen(fam->label) : 0)
+                  + (m->value ? ngx_strlen(m->value) : 0) + NGX_INT_T_LEN;
+        }
+
+        len += lines * (n * row + names);
+    }
+
+    return len;
+}
+
+
+static u_char *
+ngx_http_engagement_status_row(u_char *p, ngx_http_engagement_metric_t *fam,
+    ngx_http_engagement_metric_t *m, ngx_http_engagement_snapshot_t *s)
+{
+    if (fam->type == NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM) {
+        return ngx_http_engagement_histogram_text(p, fam->family, s);
+    }
+
+    p = ngx_sprintf(p, "%s{zone=\"%V\"", fam->family, &s->name);
+
+    if (fam->zones == NGX_HTTP_ENGAGEMENT_ALL_ZONES) {
+        p = ngx_sprintf(p, ",kind=\"%s\"",
+                        ngx_http_engagement_zone_kinds[s->dedupe]);
+    }
+
+    if (fam->label) {
+        p = ngx_sprintf(p, ",%s=\"%s\"", fam->label, m->value);
+    }
+
+    return ngx_sprintf(p, "} %ui\n", ngx_http_engagement_metric_value(s, m));
+}
+
+
+/* the Prometheus text format: a family at a time, a row for each zone */
+
+static u_char *
+ngx_http_engagement_status_text(u_char *p,
+    ngx_http_engagement_snapshot_t *snaps, ngx_uint_t n)
+{
+    ngx_uint_t                     i, j;
+    ngx_http_engagement_metric_t  *m, *fam;
+
+    p = ngx_sprintf(p, NGX_HTTP_ENGAGEMENT_BUILD_INFO,
+                    NGX_HTTP_ENGAGEMENT_VERSION, NGINX_VERSION);
+
+    fam = NULL;
+
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_METRICS; i++) {
+        m = &ngx_http_engagement_metrics[i];
+
+        if (m->family) {
+            fam = m;
+            p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n",
+                            fam->family, fam->help, fam->family,
+                            ngx_http_engagement_metric_types[fam->type]);
+        }
+
+        for (j = 0; j < n; j++) {
+            if (ngx_http_engagement_metric_shown(fam, &snaps[j])) {
+                p = ngx_http_engagement_status_row(p, fam, m, &snaps[j]);
+            }
+        }
+    }
+
+    return p;
+}
+
+
+/* JSON: a zone at a time, each of its figures by name */
+
+static u_char *
+ngx_http_engagement_status_json(u_char *p,
+    ngx_http_engagement_snapshot_t *snaps, ngx_uint_t n)
+{
+    ngx_uint_t                       i, j;
+    ngx_http_engagement_metric_t    *m, *fam;
+    ngx_http_engagement_snapshot_t  *s;
+
+    p = ngx_sprintf(p, NGX_HTTP_ENGAGEMENT_JSON_HEAD,
+                    NGX_HTTP_ENGAGEMENT_VERSION, NGINX_VERSION);
+
+    for (j = 0; j < n; j++) {
+        s = &snaps[j];
+        p = ngx_sprintf(p, "%s{\"zone\":\"%V\",\"kind\":\"%s\"",
+                        j ? "," : "", &s->name,
+                        ngx_http_engagement_zone_kinds[s->dedupe]);
+
+        fam = NULL;
+
+        for (i = 0; i < NGX_HTTP_ENGAGEMENT_METRICS; i++) {
+            m = &ngx_http_engagement_metrics[i];
+
+            if (m->family) {
+                fam = m;
+            }
+
+            if (!ngx_http_engagement_metric_shown(fam, s)) {
+                continue;
+            }
+
+            if (fam->type == NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM) {
+                p = ngx_http_engagement_histogram_json(p,
+                        ngx_http_engagement_metric_name(fam), s);
+                continue;
+            }
+
+            p = ngx_sprintf(p, ",\"%s%s%s\":%ui",
+                            ngx_http_engagement_metric_name(fam),
+                            m->value ? "_" : "", m->value ? m->value : "",
+                            ngx_http_engagement_metric_value(s, m));
+        }
+
+        *p++ = '}';
+    }
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_engagement_status_answer(ngx_http_request_t *r,
+    ngx_http_engagement_main_conf_t *emcf)
 {
     u_char                           *p, *body;
     size_t                            len;
-    ngx_int_t                         rc;
-    ngx_uint_t                        i, n, v, json;
+    ngx_uint_t                        i, n;
     ngx_http_engagement_zone_t      **zp;
-    ngx_http_engagement_metric_t     *m;
-    ngx_http_engagement_snapshot_t   *snaps, *s;
-    ngx_http_engagement_main_conf_t  *emcf;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    ngx_http_engagement_snapshot_t   *snaps;
 
     n = emcf->zones.nelts;
     zp = emcf->zones.elts;
 
-    snaps = ngx_palloc(r->pool, (n + 1) * sizeof(ngx_http_engagement_snapshot_t));
+    snaps = ngx_palloc(r->pool,
+                       (n + 1) * sizeof(ngx_http_engagement_snapshot_t));
     if (snaps == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -451,54 +630,17 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
         ngx_http_engagement_snapshot(zp[i], &snaps[i]);
     }
 
-    json = ngx_http_engagement_status_wants_json(r);
-
-    /* an upper bound: every metric row for every zone, plus headers */
-    len = 1024;
-    for (m = ngx_http_engagement_metrics; m->family; m++) {
-        len += 256 + n * (160 + 64 + NGX_INT64_LEN)
-               + (m->type && m->type[0] == 'h'
-                  ? n * NGX_HTTP_ENGAGEMENT_HIST * (160 + NGX_INT64_LEN) : 0);
-    }
-
-    len += ngx_http_engagement_limit_status_len(emcf);
-    len += ngx_http_engagement_writer_status_len(emcf);
+    len = ngx_http_engagement_status_len(snaps, n)
+          + ngx_http_engagement_limit_status_len(emcf)
+          + ngx_http_engagement_writer_status_len(emcf);
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (json) {
-        p = ngx_sprintf(body, "{\"version\":\"%s\",\"nginx\":\"%s\","
-                        "\"zones\":[", NGX_HTTP_ENGAGEMENT_VERSION,
-                        NGINX_VERSION);
-
-        for (i = 0; i < n; i++) {
-            s = &snaps[i];
-            p = ngx_sprintf(p, "%s{\"zone\":\"%V\",\"kind\":\"%s\"",
-                            i ? "," : "", &s->name,
-                            s->dedupe ? "dedupe" : "counters");
-
-            for (m = ngx_http_engagement_metrics; m->family; m++) {
-                if (m->dedupe != 2 && m->dedupe != s->dedupe) {
-                    continue;
-                }
-
-                if (m->type && m->type[0] == 'h') {
-                    p = ngx_http_engagement_histogram_json(p, s);
-                    continue;
-                }
-
-                p = ngx_sprintf(p, ",\"%s%s%s\":%ui",
-                                m->family + sizeof("nginx_engagement_") - 1,
-                                m->value ? "_" : "",
-                                m->value ? m->value : "",
-                                *(ngx_uint_t *) ((u_char *) s + m->offset));
-            }
-
-            *p++ = '}';
-        }
+    if (ngx_http_engagement_status_wants_json(r)) {
+        p = ngx_http_engagement_status_json(body, snaps, n);
 
         /* the rate limit zones, kind "limit" */
         p = ngx_http_engagement_limit_status(r, p, emcf, 1, n == 0);
@@ -510,53 +652,7 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
     }
 
-    p = ngx_sprintf(body,
-            "# HELP nginx_engagement_build_info Module and nginx versions.\n"
-            "# TYPE nginx_engagement_build_info gauge\n"
-            "nginx_engagement_build_info{version=\"%s\",nginx=\"%s\"} 1\n",
-            NGX_HTTP_ENGAGEMENT_VERSION, NGINX_VERSION);
-
-    for (m = ngx_http_engagement_metrics; m->family; m++) {
-
-        if (m->help) {
-            p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s %s\n",
-                            m->family, m->help, m->family, m->type);
-        }
-
-        for (i = 0; i < n; i++) {
-            s = &snaps[i];
-
-            if (m->dedupe != 2 && m->dedupe != s->dedupe) {
-                continue;
-            }
-
-            if (m->type && m->type[0] == 'h') {
-                p = ngx_http_engagement_histogram_text(p, m->family, s);
-                continue;
-            }
-
-            p = ngx_sprintf(p, "%s{zone=\"%V\"", m->family, &s->name);
-
-            if (m->dedupe == 2) {
-                p = ngx_sprintf(p, ",kind=\"%s\"",
-                                s->dedupe ? "dedupe" : "counters");
-            }
-
-            if (m->label) {
-                p = ngx_sprintf(p, ",%s=\"%s\"", m->label, m->value);
-            }
-
-            v = *(ngx_uint_t *) ((u_char *) s + m->offset);
-
-            if (m->ms) {
-                p = ngx_sprintf(p, "} %ui.%03ui\n", v / 1000, v % 1000);
-
-            } else {
-                p = ngx_sprintf(p, "} %ui\n", v);
-            }
-        }
-    }
-
+    p = ngx_http_engagement_status_text(body, snaps, n);
     p = ngx_http_engagement_limit_status(r, p, emcf, 0, 0);
     p = ngx_http_engagement_writer_status(p, emcf, 0);
 
@@ -566,24 +662,97 @@ ngx_http_engagement_status_handler(ngx_http_request_t *r)
 }
 
 
+#define NGX_HTTP_ENGAGEMENT_HEALTH_FULL                                       \
+    "{\"status\":\"unavailable\",\"reason\":\"zone_full\",\"zone\":\"%V\"}\n"
+#define NGX_HTTP_ENGAGEMENT_HEALTH_DOWN                                       \
+    "{\"status\":\"unavailable\",\"reason\":\"redis_unavailable\","         \
+    "\"downForMs\":%M}\n"
+#define NGX_HTTP_ENGAGEMENT_HEALTH_OK                                         \
+    "{\"status\":\"ok\",\"redis\":\"%s\",\"pendingContents\":%ui}\n"
+
+/* any of the answers above, but for the zone's name */
+#define NGX_HTTP_ENGAGEMENT_HEALTH_LEN                                        \
+    (ngx_max(sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_FULL),                         \
+             ngx_max(sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_DOWN),                 \
+                     sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_OK)                    \
+                     + sizeof("ready")))                                      \
+     + NGX_INT_T_LEN)
+
+
 /*
  * The health check for load balancers: 200 when events can be accepted,
  * 503 with the reason when a zone is full or Redis has been unusable for
  * longer than engagement_health_grace (as seen by the answering worker).
  */
 
-ngx_int_t
-ngx_http_engagement_health_handler(ngx_http_request_t *r)
+static ngx_int_t
+ngx_http_engagement_health_answer(ngx_http_request_t *r,
+    ngx_http_engagement_main_conf_t *emcf)
 {
     u_char                                *p, *body;
-    ngx_int_t                              rc;
     ngx_msec_t                             down;
     ngx_uint_t                             i, pending;
-    ngx_table_elt_t                       *h;
-    ngx_http_engagement_zone_t           **zp;
-    ngx_http_engagement_main_conf_t       *emcf;
+    ngx_http_engagement_zone_t           **zp, *full;
     ngx_http_engagement_shctx_head_t      *head;
     ngx_http_engagement_counters_shctx_t  *csh;
+
+    zp = emcf->zones.elts;
+    pending = 0;
+    full = NULL;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        head = zp[i]->sh;
+
+        if (!zp[i]->dedupe) {
+            csh = zp[i]->sh;
+            pending += csh->pending_nodes + csh->inflight_nodes;
+        }
+
+        if (head->full && full == NULL) {
+            full = zp[i];
+        }
+    }
+
+    down = emcf->redis ? ngx_http_engagement_redis_down_for() : 0;
+
+    body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_HEALTH_LEN
+                                + (full ? full->name.len : 0));
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (full) {
+        p = ngx_sprintf(body, NGX_HTTP_ENGAGEMENT_HEALTH_FULL, &full->name);
+
+    } else if (emcf->redis && down > emcf->health_grace) {
+        p = ngx_sprintf(body, NGX_HTTP_ENGAGEMENT_HEALTH_DOWN, down);
+
+    } else {
+        p = ngx_sprintf(body, NGX_HTTP_ENGAGEMENT_HEALTH_OK,
+                        emcf->redis == NULL ? "off"
+                                            : (down ? "down" : "ready"),
+                        pending);
+
+        return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+    }
+
+    /* a balancer may ask again sooner than it would a dead node */
+    if (ngx_http_engagement_retry_after(r, 5) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_engagement_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         body, p - body);
+}
+
+
+/* GET or HEAD, the body discarded, then the answer */
+
+static ngx_int_t
+ngx_http_engagement_status_get(ngx_http_request_t *r,
+    ngx_http_engagement_status_pt answer)
+{
+    ngx_int_t  rc;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -594,58 +763,22 @@ ngx_http_engagement_health_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    return answer(r, ngx_http_get_module_main_conf(r,
+                                                 ngx_http_engagement_module));
+}
 
-    body = ngx_pnalloc(r->pool, 256 + NGX_HTTP_ENGAGEMENT_ID_MAX);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
-    zp = emcf->zones.elts;
-    pending = 0;
-    p = NULL;
+ngx_int_t
+ngx_http_engagement_status_handler(ngx_http_request_t *r)
+{
+    return ngx_http_engagement_status_get(r,
+                                          ngx_http_engagement_status_answer);
+}
 
-    for (i = 0; i < emcf->zones.nelts; i++) {
-        head = zp[i]->sh;
 
-        if (!zp[i]->dedupe) {
-            csh = zp[i]->sh;
-            pending += csh->pending_nodes + csh->inflight_nodes;
-        }
-
-        if (head->full && p == NULL) {
-            p = ngx_sprintf(body, "{\"status\":\"unavailable\","
-                            "\"reason\":\"zone_full\",\"zone\":\"%V\"}\n",
-                            &zp[i]->name);
-        }
-    }
-
-    down = emcf->redis ? ngx_http_engagement_redis_down_for() : 0;
-
-    if (p == NULL && emcf->redis && down > emcf->health_grace) {
-        p = ngx_sprintf(body, "{\"status\":\"unavailable\","
-                        "\"reason\":\"redis_unavailable\",\"downForMs\":%M}\n",
-                        down);
-    }
-
-    if (p) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "5");
-
-        return ngx_http_engagement_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                             body, p - body);
-    }
-
-    p = ngx_sprintf(body, "{\"status\":\"ok\",\"redis\":\"%s\","
-                    "\"pendingContents\":%ui}\n",
-                    emcf->redis == NULL ? "off" : (down ? "down" : "ready"),
-                    pending);
-
-    return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
+ngx_int_t
+ngx_http_engagement_health_handler(ngx_http_request_t *r)
+{
+    return ngx_http_engagement_status_get(r,
+                                          ngx_http_engagement_health_answer);
 }

@@ -18,9 +18,10 @@
 #include "http/ngx_http_engagement_http.h"
 
 
+/* what the variables show; an empty string is not found */
 typedef struct {
-    const char   *outcome;
-    const char   *reason;
+    ngx_str_t     outcome;
+    ngx_str_t     reason;
     ngx_str_t     content_id;
     ngx_str_t     viewer_id;
     ngx_str_t     session_id;
@@ -31,29 +32,19 @@ static ngx_int_t ngx_http_engagement_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
+/* a variable showing a field of the context */
+#define ngx_http_engagement_var(name, field)                                  \
+    { ngx_string(name), NULL, ngx_http_engagement_variable,                   \
+      offsetof(ngx_http_engagement_ctx_t, field), NGX_HTTP_VAR_NOCACHEABLE, 0 }
+
+
 static ngx_http_variable_t  ngx_http_engagement_vars[] = {
-
-    { ngx_string("engagement_outcome"), NULL,
-      ngx_http_engagement_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("engagement_reason"), NULL,
-      ngx_http_engagement_variable, 1,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("engagement_content_id"), NULL,
-      ngx_http_engagement_variable, 2,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("engagement_viewer_id"), NULL,
-      ngx_http_engagement_variable, 3,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("engagement_session_id"), NULL,
-      ngx_http_engagement_variable, 4,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-      ngx_http_null_variable
+    ngx_http_engagement_var("engagement_outcome", outcome),
+    ngx_http_engagement_var("engagement_reason", reason),
+    ngx_http_engagement_var("engagement_content_id", content_id),
+    ngx_http_engagement_var("engagement_viewer_id", viewer_id),
+    ngx_http_engagement_var("engagement_session_id", session_id),
+    ngx_http_null_variable
 };
 
 
@@ -140,8 +131,16 @@ ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
         return;
     }
 
-    ctx->outcome = outcome;
-    ctx->reason = reason;
+    ctx->outcome.data = (u_char *) outcome;
+    ctx->outcome.len = ngx_strlen(outcome);
+
+    if (reason) {
+        ctx->reason.data = (u_char *) reason;
+        ctx->reason.len = ngx_strlen(reason);
+
+    } else {
+        ngx_str_null(&ctx->reason);
+    }
 
     if (content_id) {
         ctx->content_id = *content_id;
@@ -149,12 +148,13 @@ ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
 }
 
 
+/* data: the offset of the field shown in the context */
+
 static ngx_int_t
 ngx_http_engagement_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                  *id;
-    const char                 *s;
+    ngx_str_t                  *s;
     ngx_http_engagement_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_engagement_module);
@@ -164,30 +164,15 @@ ngx_http_engagement_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (data >= 2) {
-        id = (data == 2) ? &ctx->content_id
-             : (data == 3) ? &ctx->viewer_id : &ctx->session_id;
+    s = (ngx_str_t *) ((u_char *) ctx + data);
 
-        if (id->len == 0) {
-            v->not_found = 1;
-            return NGX_OK;
-        }
-
-        v->data = id->data;
-        v->len = id->len;
-
-    } else {
-        s = (data == 0) ? ctx->outcome : ctx->reason;
-
-        if (s == NULL) {
-            v->not_found = 1;
-            return NGX_OK;
-        }
-
-        v->data = (u_char *) s;
-        v->len = ngx_strlen(s);
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
     }
 
+    v->data = s->data;
+    v->len = s->len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -14,7 +14,8 @@
 #include "policy/ngx_http_engagement_policy.h"
 
 
-#define NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH  4
+/* expired marks reclaimed before each allocation */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_EXPIRE  2
 
 
 /* starts as an ngx_http_engagement_hnode_t */
@@ -44,7 +45,7 @@ ngx_http_engagement_dedupe_free(ngx_http_engagement_zone_t *z,
 }
 
 
-/* reclaims up to two expired entries, or the oldest one when forced */
+/* reclaims a few expired entries, or the oldest one when forced */
 
 static void
 ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
@@ -57,7 +58,7 @@ ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
 
     sh = z->sh;
 
-    for (n = 0; n < 2; n++) {
+    for (n = 0; n < NGX_HTTP_ENGAGEMENT_DEDUPE_EXPIRE; n++) {
 
         if (ngx_queue_empty(&sh->head.lru)) {
             return;
@@ -87,6 +88,113 @@ ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
 }
 
 
+/* one check's marks as found, so that a failed check can be undone */
+typedef struct {
+    ngx_http_engagement_dedupe_node_t  *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_msec_t                     old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_uint_t                     created[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+} ngx_http_engagement_dedupe_set_t;
+
+
+/*
+ * A new node, after reclaiming expired ones; when the zone is full, the
+ * oldest mark is evicted, unless the first i marks of this set made it.
+ */
+
+static ngx_http_engagement_dedupe_node_t *
+ngx_http_engagement_dedupe_alloc(ngx_http_engagement_zone_t *z,
+    ngx_msec_t now, ngx_http_engagement_dedupe_set_t *set, ngx_uint_t i)
+{
+    ngx_uint_t                           j;
+    ngx_http_engagement_dedupe_node_t   *dn;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    sh = z->sh;
+
+    ngx_http_engagement_dedupe_expire(z, now, 0);
+
+    dn = ngx_slab_alloc_locked(z->shpool,
+                               sizeof(ngx_http_engagement_dedupe_node_t));
+    if (dn != NULL || ngx_queue_empty(&sh->head.lru)) {
+        return dn;
+    }
+
+    dn = ngx_queue_data(ngx_queue_last(&sh->head.lru),
+                        ngx_http_engagement_dedupe_node_t, queue);
+
+    for (j = 0; j < i; j++) {
+        if (set->nodes[j] == dn) {
+            return NULL;
+        }
+    }
+
+    ngx_http_engagement_dedupe_expire(z, now, 1);
+
+    return ngx_slab_alloc_locked(z->shpool,
+                                 sizeof(ngx_http_engagement_dedupe_node_t));
+}
+
+
+/* mark i of the set, under the lock; NGX_ERROR: no room for it */
+
+static ngx_int_t
+ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
+    uint64_t hash, ngx_msec_t now, ngx_msec_t window,
+    ngx_http_engagement_dedupe_set_t *set, ngx_uint_t i, ngx_uint_t *fresh)
+{
+    ngx_http_engagement_dedupe_node_t   *dn;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    sh = z->sh;
+
+    dn = (ngx_http_engagement_dedupe_node_t *)
+        ngx_http_engagement_hnode_lookup(&sh->head.rbtree, hash);
+
+    if (dn != NULL) {
+        set->nodes[i] = dn;
+        set->created[i] = 0;
+        set->old_expire[i] = dn->expire;
+
+        if ((ngx_msec_int_t) (dn->expire - now) > 0) {
+            *fresh = 0;
+            sh->hits++;
+            return NGX_OK;
+        }
+
+        /* seen before, but the window has passed: a new mark */
+        *fresh = 1;
+        dn->expire = now + window;
+        ngx_queue_remove(&dn->queue);
+        ngx_queue_insert_head(&sh->head.lru, &dn->queue);
+        return NGX_OK;
+    }
+
+    dn = ngx_http_engagement_dedupe_alloc(z, now, set, i);
+
+    if (dn == NULL) {
+        sh->alloc_failures++;
+        sh->head.full = 1;
+        return NGX_ERROR;
+    }
+
+    sh->head.full = 0;
+
+    ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) dn, hash);
+    dn->expire = now + window;
+
+    ngx_rbtree_insert(&sh->head.rbtree, &dn->node);
+    ngx_queue_insert_head(&sh->head.lru, &dn->queue);
+    sh->head.entries++;
+    sh->inserts++;
+
+    set->nodes[i] = dn;
+    set->created[i] = 1;
+    *fresh = 1;
+
+    return NGX_OK;
+}
+
+
 /*
  * Checks n marks and sets those not seen within the window, atomically
  * for the whole set: fresh[i] says whether mark i was new. NGX_ERROR when
@@ -98,91 +206,25 @@ ngx_int_t
 ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
     uint64_t *hashes, ngx_uint_t n, ngx_msec_t window, ngx_uint_t *fresh)
 {
-    ngx_uint_t                           i, j;
-    ngx_msec_t                           now;
-    ngx_msec_t                           old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_http_engagement_dedupe_node_t   *dn;
-    ngx_http_engagement_dedupe_node_t   *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_uint_t                           created[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_http_engagement_dedupe_shctx_t  *sh;
+    ngx_uint_t                        i, j;
+    ngx_msec_t                        now;
+    ngx_http_engagement_dedupe_set_t  set;
 
     if (n > NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH) {
         return NGX_ERROR;
     }
 
-    sh = z->sh;
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
     for (i = 0; i < n; i++) {
-
-        dn = (ngx_http_engagement_dedupe_node_t *)
-            ngx_http_engagement_hnode_lookup(&sh->head.rbtree, hashes[i]);
-
-        if (dn != NULL) {
-            nodes[i] = dn;
-            created[i] = 0;
-            old_expire[i] = dn->expire;
-
-            if ((ngx_msec_int_t) (dn->expire - now) > 0) {
-                fresh[i] = 0;
-                sh->hits++;
-                continue;
-            }
-
-            /* seen before, but the window has passed: a new mark */
-            fresh[i] = 1;
-            dn->expire = now + window;
-            ngx_queue_remove(&dn->queue);
-            ngx_queue_insert_head(&sh->head.lru, &dn->queue);
-            continue;
-        }
-
-        ngx_http_engagement_dedupe_expire(z, now, 0);
-
-        dn = ngx_slab_alloc_locked(z->shpool,
-                                   sizeof(ngx_http_engagement_dedupe_node_t));
-        if (dn == NULL && !ngx_queue_empty(&sh->head.lru)) {
-            /* never evict a mark this very set has just made */
-            dn = ngx_queue_data(ngx_queue_last(&sh->head.lru),
-                                ngx_http_engagement_dedupe_node_t, queue);
-
-            for (j = 0; j < i; j++) {
-                if (nodes[j] == dn) {
-                    break;
-                }
-            }
-
-            dn = NULL;
-
-            if (j == i) {
-                ngx_http_engagement_dedupe_expire(z, now, 1);
-                dn = ngx_slab_alloc_locked(z->shpool,
-                                  sizeof(ngx_http_engagement_dedupe_node_t));
-            }
-        }
-
-        if (dn == NULL) {
-            sh->alloc_failures++;
-            sh->head.full = 1;
+        if (ngx_http_engagement_dedupe_mark(z, hashes[i], now, window, &set,
+                                            i, &fresh[i])
+            != NGX_OK)
+        {
             goto failed;
         }
-
-        sh->head.full = 0;
-
-        ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) dn,
-                                      hashes[i]);
-        dn->expire = now + window;
-
-        ngx_rbtree_insert(&sh->head.rbtree, &dn->node);
-        ngx_queue_insert_head(&sh->head.lru, &dn->queue);
-        sh->head.entries++;
-        sh->inserts++;
-
-        nodes[i] = dn;
-        created[i] = 1;
-        fresh[i] = 1;
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -197,11 +239,11 @@ failed:
             continue;
         }
 
-        if (created[j]) {
-            ngx_http_engagement_dedupe_free(z, nodes[j]);
+        if (set.created[j]) {
+            ngx_http_engagement_dedupe_free(z, set.nodes[j]);
 
         } else {
-            nodes[j]->expire = old_expire[j];
+            set.nodes[j]->expire = set.old_expire[j];
         }
     }
 
@@ -237,10 +279,10 @@ uint64_t
 ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, u_char kind,
     ngx_str_t *a, ngx_str_t *b)
 {
-    u_char                               *p;
-    size_t                                alen, blen;
-    u_char                                buf[2 + 2 * NGX_HTTP_ENGAGEMENT_KEY_MAX];
-    ngx_http_engagement_dedupe_shctx_t   *sh;
+    u_char                              *p;
+    size_t                               alen, blen;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+    u_char                   buf[2 + 2 * NGX_HTTP_ENGAGEMENT_KEY_MAX];
 
     sh = z->sh;
 

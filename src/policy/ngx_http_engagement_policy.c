@@ -22,68 +22,77 @@
 #define NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS (NGX_HTTP_ENGAGEMENT_KEY_CLIENT + 1)
 
 
+/* what the client identity hashes: family, address prefix, agent's hash */
+#define NGX_HTTP_ENGAGEMENT_NET_LEN       (1 + 16 + sizeof(uint64_t))
+
+
+/* an event's hashes and marks, worked out before any zone lock */
+typedef struct {
+    uint64_t                       chash;      /* its counter entry */
+    uint64_t                       rhash;      /* its request id */
+    uint64_t                       hashes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_uint_t                     marked[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
+    ngx_uint_t                     n;          /* marks of the current salt */
+    ngx_uint_t                     m;          /* with the previous salt's */
+    ngx_str_t                      ident;
+    u_char                         ibuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
+    u_char                         pbuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
+} ngx_http_engagement_marks_t;
+
+
+const ngx_http_engagement_reason_t
+    ngx_http_engagement_reasons[NGX_HTTP_ENGAGEMENT_REASONS] =
+{
+    { ngx_null_string, 0 },
+    { ngx_string("duplicate"),
+      offsetof(ngx_http_engagement_stats_t, not_counted_duplicate) },
+    { ngx_string("duplicate_request"),
+      offsetof(ngx_http_engagement_stats_t, not_counted_duplicate_request) },
+    { ngx_string("below_policy"),
+      offsetof(ngx_http_engagement_stats_t, not_counted_below_policy) },
+    { ngx_string("too_old"),
+      offsetof(ngx_http_engagement_stats_t, late_too_old) },
+    { ngx_string("in_future"),
+      offsetof(ngx_http_engagement_stats_t, late_in_future) }
+};
+
+
+/* the reason another concern names (the ts window); NONE: not one */
+
+ngx_http_engagement_reason_e
+ngx_http_engagement_reason_find(const char *name)
+{
+    ngx_uint_t  i;
+
+    if (name == NULL) {
+        return NGX_HTTP_ENGAGEMENT_REASON_NONE;
+    }
+
+    for (i = 1; i < NGX_HTTP_ENGAGEMENT_REASONS; i++) {
+        if (ngx_strcmp(ngx_http_engagement_reasons[i].name.data, name) == 0) {
+            return (ngx_http_engagement_reason_e) i;
+        }
+    }
+
+    return NGX_HTTP_ENGAGEMENT_REASON_NONE;
+}
+
+
 /*
- * The identity an event is deduplicated on, as "<kind>:<hex>": a hash,
- * with the rotating salt, of "v:<viewer>", "s:<session>", "a:<session>"
- * (opted out: anonymous, never the viewer) or, for "c", of the client's
- * truncated address (IPv4 /24, IPv6 /48) and user agent, so that no raw
- * id or address appears in any key or leaves the node.
+ * The client's truncated address (IPv4 /24, IPv6 /48) and user agent,
+ * hashed with the salt: the identity when no id may be used.
  */
 
-static void
-ngx_http_engagement_identity(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
-    uint64_t *salt, ngx_str_t *id, u_char *buf)
+static uint64_t
+ngx_http_engagement_identity_client(ngx_http_request_t *r, uint64_t *salt)
 {
-    u_char                              *p;
-    size_t                               n;
-    uint64_t                             h;
-    ngx_str_t                           *src;
-    u_char                               net[1 + 16 + 8];
-    struct sockaddr_in                  *sin;
+    size_t                n;
+    uint64_t              h;
+    u_char                net[NGX_HTTP_ENGAGEMENT_NET_LEN];
+    struct sockaddr_in   *sin;
 #if (NGX_HAVE_INET6)
-    struct sockaddr_in6                 *sin6;
+    struct sockaddr_in6  *sin6;
 #endif
-
-    src = NULL;
-
-    switch (ev->anonymous ? NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS
-                          : elcf->dedupe_key)
-    {
-
-    case NGX_HTTP_ENGAGEMENT_KEY_VIEWER:
-        if (ev->viewer_id.len) {
-            buf[0] = 'v';
-            src = &ev->viewer_id;
-            break;
-        }
-
-        /* fall through */
-
-    case NGX_HTTP_ENGAGEMENT_KEY_SESSION:
-        buf[0] = 's';
-        src = &ev->session_id;
-        break;
-
-    case NGX_HTTP_ENGAGEMENT_KEY_CLIENT:
-        break;
-
-    default: /* NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS: the session alone */
-        buf[0] = 'a';
-        src = &ev->session_id;
-        break;
-    }
-
-    if (src) {
-        buf[1] = ':';
-        p = ngx_cpymem(buf + 2, src->data, src->len);
-        h = ngx_http_engagement_siphash(salt, buf, p - buf);
-        buf[1] = ':';
-        p = ngx_http_engagement_put_hex64(buf + 2, h);
-        id->data = buf;
-        id->len = p - buf;
-        return;
-    }
 
     n = 1;
 
@@ -130,10 +139,67 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
     ngx_memcpy(net + n, &h, sizeof(uint64_t));
     n += sizeof(uint64_t);
 
-    h = ngx_http_engagement_siphash(salt, net, n);
+    return ngx_http_engagement_siphash(salt, net, n);
+}
 
-    buf[0] = 'c';
+
+/*
+ * The identity an event is deduplicated on, as "<kind>:<hex>": a hash,
+ * with the rotating salt, of "v:<viewer>", "s:<session>", "a:<session>"
+ * (opted out: anonymous, never the viewer) or, for "c", of the client
+ * (see above), so that no raw id or address appears in any key or
+ * leaves the node.
+ */
+
+static void
+ngx_http_engagement_identity(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    uint64_t *salt, ngx_str_t *id, u_char *buf)
+{
+    u_char     *p;
+    uint64_t    h;
+    ngx_str_t  *src;
+
+    src = NULL;
+
+    switch (ev->anonymous ? NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS
+                          : elcf->dedupe_key)
+    {
+
+    case NGX_HTTP_ENGAGEMENT_KEY_VIEWER:
+        if (ev->viewer_id.len) {
+            buf[0] = 'v';
+            src = &ev->viewer_id;
+            break;
+        }
+
+        /* fall through */
+
+    case NGX_HTTP_ENGAGEMENT_KEY_SESSION:
+        buf[0] = 's';
+        src = &ev->session_id;
+        break;
+
+    case NGX_HTTP_ENGAGEMENT_KEY_CLIENT:
+        buf[0] = 'c';
+        break;
+
+    default: /* NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS: the session alone */
+        buf[0] = 'a';
+        src = &ev->session_id;
+        break;
+    }
+
     buf[1] = ':';
+
+    if (src) {
+        p = ngx_cpymem(buf + 2, src->data, src->len);
+        h = ngx_http_engagement_siphash(salt, buf, p - buf);
+
+    } else {
+        h = ngx_http_engagement_identity_client(r, salt);
+    }
+
     p = ngx_http_engagement_put_hex64(buf + 2, h);
     id->data = buf;
     id->len = p - buf;
@@ -175,92 +241,77 @@ ngx_http_engagement_marks(ngx_http_engagement_loc_conf_t *elcf,
 }
 
 
-/*
- * NGX_OK: *out says what was counted or why not.
- * NGX_BUSY: a zone had no room; nothing was counted or marked.
- */
+/* the hashes of the event's entry, identity and marks */
 
-ngx_int_t
-ngx_http_engagement_policy_apply(ngx_http_request_t *r,
+static void
+ngx_http_engagement_policy_hash(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
-    ngx_http_engagement_outcome_t *out)
+    ngx_http_engagement_marks_t *mk)
 {
-    uint64_t                       chash, rhash, uv, hashes[4];
-    ngx_str_t                      ident, pident;
-    ngx_uint_t                     i, n, m, fresh[2], marked[4];
-    ngx_http_engagement_zone_t    *cz, *dz;
-    ngx_http_engagement_salt_t     salt;
-    ngx_http_engagement_counts_t   delta;
-    u_char                         ibuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
-    u_char                         pbuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
+    ngx_str_t                   pident;
+    ngx_http_engagement_salt_t  salt;
 
-    ngx_memzero(out, sizeof(ngx_http_engagement_outcome_t));
+    mk->chash = ngx_http_engagement_counters_hash(elcf->counters,
+                                                  &ev->content_id);
+    mk->rhash = 0;
 
-    cz = elcf->counters;
-    dz = elcf->dedupe;
-
-    /* hashing and formatting happen before any lock is taken */
-
-    chash = ngx_http_engagement_counters_hash(cz, &ev->content_id);
+    if (ev->request_id.len) {
+        mk->rhash = ngx_http_engagement_dedupe_hash(elcf->dedupe,
+                        NGX_HTTP_ENGAGEMENT_MARK_REQUEST, &ev->request_id,
+                        NULL);
+    }
 
     ngx_http_engagement_salt_get(&elcf->guard, elcf->dedupe_window, &salt);
-    ngx_http_engagement_identity(r, elcf, ev, salt.cur, &ident, ibuf);
+    ngx_http_engagement_identity(r, elcf, ev, salt.cur, &mk->ident, mk->ibuf);
 
-    n = ngx_http_engagement_marks(elcf, ev, &ident, hashes);
-    m = n;
+    mk->n = ngx_http_engagement_marks(elcf, ev, &mk->ident, mk->hashes);
+    mk->m = mk->n;
 
     /*
      * In the first window after a salt rotation, a mark made under the
      * previous salt still makes a repeat: both are checked (and set).
      */
-    if (salt.has_prev && n) {
-        ngx_http_engagement_identity(r, elcf, ev, salt.prev, &pident, pbuf);
-        m += ngx_http_engagement_marks(elcf, ev, &pident, hashes + n);
+    if (salt.has_prev && mk->n) {
+        ngx_http_engagement_identity(r, elcf, ev, salt.prev, &pident,
+                                     mk->pbuf);
+        mk->m += ngx_http_engagement_marks(elcf, ev, &pident,
+                                           mk->hashes + mk->n);
     }
+}
 
-    /* a counter entry first: a full zone must refuse before any mark */
-    if (ngx_http_engagement_counters_ensure(cz, &ev->content_id, chash)
-        != NGX_OK)
-    {
-        ngx_http_engagement_zone_log_full(cz, r->connection->log);
-        return NGX_BUSY;
-    }
 
-    rhash = 0;
+/*
+ * Sets the event's marks and adds what they let count. NGX_OK: counted;
+ * NGX_DECLINED: every mark was a repeat; NGX_BUSY: a zone had no room,
+ * and the marks set here are taken back.
+ */
 
-    if (ev->request_id.len) {
-        rhash = ngx_http_engagement_dedupe_hash(dz,
-                    NGX_HTTP_ENGAGEMENT_MARK_REQUEST, &ev->request_id, NULL);
+static ngx_int_t
+ngx_http_engagement_policy_count(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    ngx_http_engagement_marks_t *mk, ngx_http_engagement_outcome_t *out)
+{
+    uint64_t                       uv;
+    ngx_uint_t                     i, m, fresh[2];
+    ngx_http_engagement_zone_t    *cz, *dz;
+    ngx_http_engagement_counts_t   delta;
 
-        if (ngx_http_engagement_dedupe_check_set(dz, &rhash, 1,
-                                                 elcf->dedupe_window, fresh)
-            != NGX_OK)
-        {
-            ngx_http_engagement_zone_log_full(dz, r->connection->log);
-            return NGX_BUSY;
-        }
+    cz = elcf->counters;
+    dz = elcf->dedupe;
 
-        if (!fresh[0]) {
-            out->reason = "duplicate_request";
-            goto counts;
-        }
-    }
-
-    if (n == 0) {
-        out->reason = "below_policy";
-        goto counts;
-    }
-
-    if (ngx_http_engagement_dedupe_check_set(dz, hashes, m,
-                                             elcf->dedupe_window, marked)
+    if (ngx_http_engagement_dedupe_check_set(dz, mk->hashes, mk->m,
+                                             elcf->dedupe_window, mk->marked)
         != NGX_OK)
     {
         ngx_http_engagement_zone_log_full(dz, r->connection->log);
-        goto busy;
+        return NGX_BUSY;
     }
 
-    for (i = 0; i < n; i++) {
-        fresh[i] = marked[i] && (m == n || marked[n + i]);
+    fresh[0] = 0;
+    fresh[1] = 0;
+
+    for (i = 0; i < mk->n; i++) {
+        fresh[i] = mk->marked[i] && (mk->m == mk->n || mk->marked[mk->n + i]);
     }
 
     ngx_memzero(&delta, sizeof(ngx_http_engagement_counts_t));
@@ -273,54 +324,116 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
         delta.views = fresh[0];
         out->view = fresh[0];
 
-        if (n == 2) {
+        if (mk->n == 2) {
             delta.engaged = fresh[1];
             out->engaged = fresh[1];
         }
     }
 
     if (delta.views == 0 && delta.engaged == 0 && delta.replays == 0) {
-        out->reason = "duplicate";
-        goto counts;
+        return NGX_DECLINED;
     }
 
     /* the viewer's salted hash feeds the unique-viewer count in Redis */
     uv = 0;
 
     if (cz->redis && delta.views && !ev->anonymous) {
-        uv = ngx_http_engagement_counters_hash(cz, &ident) | 1;
+        uv = ngx_http_engagement_counters_hash(cz, &mk->ident) | 1;
     }
 
-    if (ngx_http_engagement_counters_add(cz, &ev->content_id, chash, &delta,
-                                         uv, &out->shown)
+    if (ngx_http_engagement_counters_add(cz, &ev->content_id, mk->chash,
+                                         &delta, uv, &out->shown)
         != NGX_OK)
     {
-        /* the entry made above was taken meanwhile: undo the marks */
-        while (m--) {
-            if (marked[m]) {
-                ngx_http_engagement_dedupe_remove(dz, hashes[m]);
+        /* the entry made before was taken meanwhile: undo the marks */
+        for (m = mk->m; m--; /* void */) {
+            if (mk->marked[m]) {
+                ngx_http_engagement_dedupe_remove(dz, mk->hashes[m]);
             }
         }
 
         ngx_http_engagement_zone_log_full(cz, r->connection->log);
-        goto busy;
+        return NGX_BUSY;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * NGX_OK: *out says what was counted or why not.
+ * NGX_BUSY: a zone had no room; nothing was counted or marked.
+ */
+
+ngx_int_t
+ngx_http_engagement_policy_apply(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    ngx_http_engagement_outcome_t *out)
+{
+    ngx_int_t                    rc;
+    ngx_uint_t                   fresh;
+    ngx_http_engagement_zone_t  *cz, *dz;
+    ngx_http_engagement_marks_t  mk;
+
+    ngx_memzero(out, sizeof(ngx_http_engagement_outcome_t));
+
+    cz = elcf->counters;
+    dz = elcf->dedupe;
+
+    /* hashing and formatting happen before any lock is taken */
+    ngx_http_engagement_policy_hash(r, elcf, ev, &mk);
+
+    /* a counter entry first: a full zone must refuse before any mark */
+    if (ngx_http_engagement_counters_ensure(cz, &ev->content_id, mk.chash)
+        != NGX_OK)
+    {
+        ngx_http_engagement_zone_log_full(cz, r->connection->log);
+        return NGX_BUSY;
+    }
+
+    if (ev->request_id.len) {
+        if (ngx_http_engagement_dedupe_check_set(dz, &mk.rhash, 1,
+                                                 elcf->dedupe_window, &fresh)
+            != NGX_OK)
+        {
+            ngx_http_engagement_zone_log_full(dz, r->connection->log);
+            return NGX_BUSY;
+        }
+
+        if (!fresh) {
+            out->reason = NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE_REQUEST;
+            goto counts;
+        }
+    }
+
+    if (mk.n == 0) {
+        out->reason = NGX_HTTP_ENGAGEMENT_REASON_BELOW_POLICY;
+        goto counts;
+    }
+
+    rc = ngx_http_engagement_policy_count(r, elcf, ev, &mk, out);
+
+    if (rc == NGX_DECLINED) {
+        out->reason = NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE;
+        goto counts;
+    }
+
+    if (rc != NGX_OK) {
+        /* a retry must not find its request id taken */
+        if (ev->request_id.len) {
+            ngx_http_engagement_dedupe_remove(dz, mk.rhash);
+        }
+
+        return NGX_BUSY;
     }
 
     out->counted = 1;
 
     return NGX_OK;
 
-busy:
-
-    if (ev->request_id.len) {
-        ngx_http_engagement_dedupe_remove(dz, rhash);
-    }
-
-    return NGX_BUSY;
-
 counts:
 
-    ngx_http_engagement_counters_get(cz, &ev->content_id, chash,
+    ngx_http_engagement_counters_get(cz, &ev->content_id, mk.chash,
                                      &out->shown);
 
     return NGX_OK;

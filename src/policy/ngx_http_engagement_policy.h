@@ -17,15 +17,45 @@
 /* an id with a short type prefix, as hashed into dedupe keys */
 #define NGX_HTTP_ENGAGEMENT_KEY_MAX        (NGX_HTTP_ENGAGEMENT_ID_MAX + 8)
 
+/* the most marks one check takes: a view and an engaged view, two salts */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH   4
+
+
+/* why a valid view event counted nothing */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_REASON_NONE = 0,       /* it counted */
+    NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE,
+    NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE_REQUEST,
+    NGX_HTTP_ENGAGEMENT_REASON_BELOW_POLICY,
+    NGX_HTTP_ENGAGEMENT_REASON_TOO_OLD,        /* ts before the window */
+    NGX_HTTP_ENGAGEMENT_REASON_IN_FUTURE,      /* ts after the window */
+    NGX_HTTP_ENGAGEMENT_REASONS
+} ngx_http_engagement_reason_e;
+
+
+/* a reason as answers, $engagement_reason and the writer name it */
+typedef struct {
+    ngx_str_t                     name;
+    size_t                        stat;        /* its not-counted figure */
+} ngx_http_engagement_reason_t;
+
 
 typedef struct {
     ngx_uint_t                    counted;     /* 1: at least one metric */
     ngx_uint_t                    view;
     ngx_uint_t                    engaged;
     ngx_uint_t                    replay;
-    const char                   *reason;      /* when not counted */
+    ngx_http_engagement_reason_e  reason;      /* when not counted */
     ngx_http_engagement_view_t    shown;
 } ngx_http_engagement_outcome_t;
+
+
+extern const ngx_http_engagement_reason_t
+    ngx_http_engagement_reasons[NGX_HTTP_ENGAGEMENT_REASONS];
+
+/* a reason as the writer and $engagement_reason take it; NONE: NULL */
+#define ngx_http_engagement_reason_name(reason)                               \
+    ((const char *) ngx_http_engagement_reasons[reason].name.data)
 
 
 /* dedupe.c */
@@ -42,6 +72,8 @@ uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
 ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out);
+ngx_http_engagement_reason_e ngx_http_engagement_reason_find(
+    const char *name);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_POLICY_H_INCLUDED_ */
