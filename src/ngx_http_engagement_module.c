@@ -55,11 +55,6 @@ typedef struct {
 
 ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
 
-/* flush latency histogram bounds, in milliseconds (the last is +Inf) */
-ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST] = {
-    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 0
-};
-
 
 static void *ngx_http_engagement_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_engagement_create_loc_conf(ngx_conf_t *cf);
@@ -87,9 +82,9 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
     { ngx_string("health"), NGX_HTTP_ENGAGEMENT_HEALTH,
       ngx_http_engagement_health_handler },
     { ngx_string("like"), NGX_HTTP_ENGAGEMENT_LIKE,
-      ngx_http_engagement_reaction_handler },
+      ngx_http_engagement_handler },
     { ngx_string("state"), NGX_HTTP_ENGAGEMENT_STATE,
-      ngx_http_engagement_reaction_handler },
+      ngx_http_engagement_handler },
     { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
 };
 
@@ -680,7 +675,6 @@ ngx_http_engagement_first_counters(ngx_http_engagement_main_conf_t *emcf)
 static ngx_int_t
 ngx_http_engagement_init_module(ngx_cycle_t *cycle)
 {
-    u_char                           *to;
     ngx_http_engagement_main_conf_t  *emcf;
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle,
@@ -692,28 +686,7 @@ ngx_http_engagement_init_module(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_file_info(emcf->state_file.data, &(ngx_file_info_t) { 0 })
-        == NGX_FILE_ERROR)
-    {
-        return NGX_OK;
-    }
-
-    to = ngx_pnalloc(cycle->pool, emcf->state_file.len
-                                  + sizeof(".restored"));
-    if (to == NULL) {
-        return NGX_ERROR;
-    }
-
-    (void) ngx_sprintf(to, "%V.restored%Z", &emcf->state_file);
-
-    if (ngx_rename_file(emcf->state_file.data, to) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                      "engagement: could not rename the state file \"%V\"; "
-                      "it would be restored twice", &emcf->state_file);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_engagement_state_claim(cycle, &emcf->state_file);
 }
 
 
@@ -765,12 +738,7 @@ ngx_http_engagement_exit_process(ngx_cycle_t *cycle)
 static void
 ngx_http_engagement_exit_master(ngx_cycle_t *cycle)
 {
-    u_char                           *tmp;
-    ngx_fd_t                          fd;
-    ngx_uint_t                        i, any;
-    ngx_http_engagement_zone_t      **zp;
     ngx_http_engagement_main_conf_t  *emcf;
-    ngx_http_engagement_counters_shctx_t  *sh;
 
     emcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_engagement_module);
@@ -779,62 +747,7 @@ ngx_http_engagement_exit_master(ngx_cycle_t *cycle)
         return;
     }
 
-    zp = emcf->zones.elts;
-    any = 0;
-
-    for (i = 0; i < emcf->zones.nelts; i++) {
-        if (zp[i]->dedupe || zp[i]->sh == NULL) {
-            continue;
-        }
-
-        sh = zp[i]->sh;
-        any |= (sh->pending_nodes || sh->inflight_nodes);
-    }
-
-    if (!any) {
-        return;
-    }
-
-    tmp = ngx_alloc(emcf->state_file.len + sizeof(".tmp"), cycle->log);
-    if (tmp == NULL) {
-        return;
-    }
-
-    (void) ngx_sprintf(tmp, "%V.tmp%Z", &emcf->state_file);
-
-    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                       NGX_FILE_DEFAULT_ACCESS);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                      "engagement: could not write the state file \"%s\": "
-                      "unflushed counts are lost", tmp);
-        ngx_free(tmp);
-        return;
-    }
-
-    for (i = 0; i < emcf->zones.nelts; i++) {
-        if (zp[i]->dedupe || zp[i]->sh == NULL) {
-            continue;
-        }
-
-        if (ngx_http_engagement_state_save(cycle, zp[i], fd) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                          "engagement: could not write the state file "
-                          "\"%s\"", tmp);
-        }
-    }
-
-    if (fsync(fd) == -1
-        || ngx_close_file(fd) == NGX_FILE_ERROR
-        || ngx_rename_file(tmp, emcf->state_file.data) == NGX_FILE_ERROR)
-    {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
-                      "engagement: could not save the state file \"%V\"",
-                      &emcf->state_file);
-    }
-
-    ngx_free(tmp);
+    ngx_http_engagement_state_write(cycle, &emcf->zones, &emcf->state_file);
 }
 
 

@@ -64,6 +64,21 @@ typedef enum {
 } ngx_http_engagement_key_e;
 
 
+/*
+ * Why a valid view event counted nothing: decided by protect/ (the ts
+ * window) and policy/, named by policy/'s reason table.
+ */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_REASON_NONE = 0,       /* it counted */
+    NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE,
+    NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE_REQUEST,
+    NGX_HTTP_ENGAGEMENT_REASON_BELOW_POLICY,
+    NGX_HTTP_ENGAGEMENT_REASON_TOO_OLD,        /* ts before the window */
+    NGX_HTTP_ENGAGEMENT_REASON_IN_FUTURE,      /* ts after the window */
+    NGX_HTTP_ENGAGEMENT_REASONS
+} ngx_http_engagement_reason_e;
+
+
 typedef struct ngx_http_engagement_redis_conf_s
     ngx_http_engagement_redis_conf_t;
 typedef struct ngx_http_engagement_writer_conf_s

@@ -15,11 +15,6 @@
 #include "store/ngx_http_engagement_store.h"
 
 
-/* what a content or user id may be, as refusals say */
-#define NGX_HTTP_ENGAGEMENT_ID_RULE                                           \
-    "1-" ngx_value(NGX_HTTP_ENGAGEMENT_ID_MAX) " bytes of [A-Za-z0-9._:-]"
-
-
 /* a figure of the location's counters zone, by field or by its offset */
 #define ngx_http_engagement_stat(elcf, field)                                 \
     ngx_http_engagement_inc(                                                  \
@@ -116,7 +111,16 @@ extern const ngx_http_engagement_body_spec_t
     ngx_http_engagement_reaction_spec;
 ngx_int_t ngx_http_engagement_state_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf);
-ngx_int_t ngx_http_engagement_reaction_handler(ngx_http_request_t *r);
+
+/*
+ * record.c: a view or a reaction becomes the writer's plain record (the
+ * viewer's id hashed with the rotating salt) and is reserved in the
+ * writer; the same return values as ngx_http_engagement_writer_reserve.
+ */
+ngx_int_t ngx_http_engagement_record_view(ngx_http_request_t *r,
+    ngx_http_engagement_event_t *ev, void **res);
+ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
+    ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);

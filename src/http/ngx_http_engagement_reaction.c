@@ -579,12 +579,3 @@ ngx_http_engagement_state_read(ngx_http_request_t *r,
                                           NGX_HTTP_ENGAGEMENT_SCRIPT_STATE,
                                           &re, NULL);
 }
-
-
-/* like and state locations: the content handler dispatches them too */
-
-ngx_int_t
-ngx_http_engagement_reaction_handler(ngx_http_request_t *r)
-{
-    return ngx_http_engagement_handler(r);
-}

@@ -108,9 +108,7 @@ ngx_http_engagement_view_count(ngx_http_request_t *r,
     ngx_int_t                     rc;
     ngx_http_engagement_reason_e  late;
 
-    /* window.c names a late event's reason; the reason table has its enum */
-    late = ngx_http_engagement_reason_find(
-               ngx_http_engagement_ts_check(elcf, ev));
+    late = ngx_http_engagement_ts_check(elcf, ev);
 
     if (late != NGX_HTTP_ENGAGEMENT_REASON_NONE) {
         /* valid and accepted, not counted: the sink still gets it */

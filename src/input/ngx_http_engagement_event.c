@@ -102,10 +102,6 @@ static ngx_http_engagement_form_t  ngx_http_engagement_reaction_form = {
 };
 
 
-#define NGX_HTTP_ENGAGEMENT_ID_RULE                                           \
-    "1-" ngx_value(NGX_HTTP_ENGAGEMENT_ID_MAX) " bytes of [A-Za-z0-9._:-]"
-
-
 /* 1 for the bytes allowed in identifiers: [A-Za-z0-9._:-] */
 static const u_char  ngx_http_engagement_id_chars[256] = {
     ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,

@@ -15,6 +15,9 @@
 
 
 #define NGX_HTTP_ENGAGEMENT_ID_MAX         128
+/* what a content, session, viewer or user id may be, as refusals say */
+#define NGX_HTTP_ENGAGEMENT_ID_RULE                                           \
+    "1-" ngx_value(NGX_HTTP_ENGAGEMENT_ID_MAX) " bytes of [A-Za-z0-9._:-]"
 
 /* the longest watch a single event may report: 7 days (written plain: the
  * error message prints it) */

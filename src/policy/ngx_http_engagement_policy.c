@@ -57,27 +57,6 @@ const ngx_http_engagement_reason_t
 };
 
 
-/* the reason another concern names (the ts window); NONE: not one */
-
-ngx_http_engagement_reason_e
-ngx_http_engagement_reason_find(const char *name)
-{
-    ngx_uint_t  i;
-
-    if (name == NULL) {
-        return NGX_HTTP_ENGAGEMENT_REASON_NONE;
-    }
-
-    for (i = 1; i < NGX_HTTP_ENGAGEMENT_REASONS; i++) {
-        if (ngx_strcmp(ngx_http_engagement_reasons[i].name.data, name) == 0) {
-            return (ngx_http_engagement_reason_e) i;
-        }
-    }
-
-    return NGX_HTTP_ENGAGEMENT_REASON_NONE;
-}
-
-
 /*
  * The client's truncated address (IPv4 /24, IPv6 /48) and user agent,
  * hashed with the salt: the identity when no id may be used.

@@ -21,18 +21,6 @@
 #define NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH   4
 
 
-/* why a valid view event counted nothing */
-typedef enum {
-    NGX_HTTP_ENGAGEMENT_REASON_NONE = 0,       /* it counted */
-    NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE,
-    NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE_REQUEST,
-    NGX_HTTP_ENGAGEMENT_REASON_BELOW_POLICY,
-    NGX_HTTP_ENGAGEMENT_REASON_TOO_OLD,        /* ts before the window */
-    NGX_HTTP_ENGAGEMENT_REASON_IN_FUTURE,      /* ts after the window */
-    NGX_HTTP_ENGAGEMENT_REASONS
-} ngx_http_engagement_reason_e;
-
-
 /* a reason as answers, $engagement_reason and the writer name it */
 typedef struct {
     ngx_str_t                     name;
@@ -72,8 +60,6 @@ uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
 ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out);
-ngx_http_engagement_reason_e ngx_http_engagement_reason_find(
-    const char *name);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_POLICY_H_INCLUDED_ */

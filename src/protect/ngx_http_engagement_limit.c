@@ -276,9 +276,8 @@ static ngx_int_t
 ngx_http_engagement_limit_reject(ngx_http_request_t *r,
     ngx_http_engagement_limit_rule_t *rule, ngx_msec_t wait)
 {
-    u_char           *body, *p;
-    ngx_uint_t        secs;
-    ngx_table_elt_t  *h;
+    u_char      *body, *p;
+    ngx_uint_t   secs;
 
     /* whole seconds, rounded up: a retry at that time fits */
     secs = (wait + 999) / 1000;
@@ -286,20 +285,9 @@ ngx_http_engagement_limit_reject(ngx_http_request_t *r,
         secs = 1;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_engagement_retry_after(r, secs) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Retry-After");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%ui", secs) - p;
 
     body = ngx_pnalloc(r->pool, sizeof("{\"error\":\"rate_limited\","
                                        "\"zone\":\"\",\"retryAfter\":,"

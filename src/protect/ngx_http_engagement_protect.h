@@ -53,8 +53,8 @@ u_char *ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
 
 char *ngx_http_engagement_ts_window_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-const char *ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
-    ngx_http_engagement_event_t *ev);
+ngx_http_engagement_reason_e ngx_http_engagement_ts_check(
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev);
 
 /* bot.c: the built-in user agent list */
 ngx_int_t ngx_http_engagement_bot_init(ngx_conf_t *cf);

@@ -68,9 +68,9 @@ ngx_http_engagement_ts_window_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* NULL: within the window (or no ts); else the reason */
+/* REASON_NONE: within the window (or no ts); else too old or in future */
 
-const char *
+ngx_http_engagement_reason_e
 ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
     ngx_http_engagement_event_t *ev)
 {
@@ -78,7 +78,7 @@ ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
     ngx_time_t  *tp;
 
     if (ev->ts < 0) {
-        return NULL;
+        return NGX_HTTP_ENGAGEMENT_REASON_NONE;
     }
 
     tp = ngx_timeofday();
@@ -87,14 +87,14 @@ ngx_http_engagement_ts_check(ngx_http_engagement_loc_conf_t *elcf,
     if (elcf->ts_back != NGX_HTTP_ENGAGEMENT_TS_ANY
         && ev->ts < now - (int64_t) elcf->ts_back)
     {
-        return "too_old";
+        return NGX_HTTP_ENGAGEMENT_REASON_TOO_OLD;
     }
 
     if (elcf->ts_ahead != NGX_HTTP_ENGAGEMENT_TS_ANY
         && ev->ts > now + (int64_t) elcf->ts_ahead)
     {
-        return "in_future";
+        return NGX_HTTP_ENGAGEMENT_REASON_IN_FUTURE;
     }
 
-    return NULL;
+    return NGX_HTTP_ENGAGEMENT_REASON_NONE;
 }

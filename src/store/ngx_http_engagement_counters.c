@@ -13,6 +13,12 @@
 #include "store/ngx_http_engagement_counters.h"
 
 
+/* flush latency histogram bounds, in milliseconds (the last is +Inf) */
+ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 0
+};
+
+
 /*
  * With Redis, a full zone drops clean entries (a cache of Redis totals)
  * from the LRU tail: at most this many are freed per try, looking at no

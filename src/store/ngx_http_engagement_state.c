@@ -546,3 +546,111 @@ ngx_http_engagement_state_load(ngx_http_engagement_zone_t *z,
 
     ngx_close_file(fd);
 }
+
+
+/*
+ * A state file found at start is renamed before any worker reads it, so
+ * that a second start (or a reload) cannot restore the same counts twice.
+ */
+
+ngx_int_t
+ngx_http_engagement_state_claim(ngx_cycle_t *cycle, ngx_str_t *state_file)
+{
+    u_char  *to;
+
+    if (ngx_file_info(state_file->data, &(ngx_file_info_t) { 0 })
+        == NGX_FILE_ERROR)
+    {
+        return NGX_OK;
+    }
+
+    to = ngx_pnalloc(cycle->pool, state_file->len + sizeof(".restored"));
+    if (to == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_sprintf(to, "%V.restored%Z", state_file);
+
+    if (ngx_rename_file(state_file->data, to) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "engagement: could not rename the state file \"%V\"; "
+                      "it would be restored twice", state_file);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * At the master's exit, after the workers are gone: every counters zone's
+ * unflushed deltas go to the state file (write, fsync, rename).
+ */
+
+void
+ngx_http_engagement_state_write(ngx_cycle_t *cycle, ngx_array_t *zones,
+    ngx_str_t *state_file)
+{
+    u_char                                *tmp;
+    ngx_fd_t                               fd;
+    ngx_uint_t                             i, any;
+    ngx_http_engagement_zone_t           **zp;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    zp = zones->elts;
+    any = 0;
+
+    for (i = 0; i < zones->nelts; i++) {
+        if (zp[i]->dedupe || zp[i]->sh == NULL) {
+            continue;
+        }
+
+        sh = zp[i]->sh;
+        any |= (sh->pending_nodes || sh->inflight_nodes);
+    }
+
+    if (!any) {
+        return;
+    }
+
+    tmp = ngx_alloc(state_file->len + sizeof(".tmp"), cycle->log);
+    if (tmp == NULL) {
+        return;
+    }
+
+    (void) ngx_sprintf(tmp, "%V.tmp%Z", state_file);
+
+    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "engagement: could not write the state file \"%s\": "
+                      "unflushed counts are lost", tmp);
+        ngx_free(tmp);
+        return;
+    }
+
+    for (i = 0; i < zones->nelts; i++) {
+        if (zp[i]->dedupe || zp[i]->sh == NULL) {
+            continue;
+        }
+
+        if (ngx_http_engagement_state_save(cycle, zp[i], fd) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                          "engagement: could not write the state file "
+                          "\"%s\"", tmp);
+        }
+    }
+
+    if (fsync(fd) == -1
+        || ngx_close_file(fd) == NGX_FILE_ERROR
+        || ngx_rename_file(tmp, state_file->data) == NGX_FILE_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "engagement: could not save the state file \"%V\"",
+                      state_file);
+    }
+
+    ngx_free(tmp);
+}

@@ -301,6 +301,10 @@ void ngx_http_engagement_state_load(ngx_http_engagement_zone_t *z,
     ngx_log_t *log);
 ngx_int_t ngx_http_engagement_state_save(ngx_cycle_t *cycle,
     ngx_http_engagement_zone_t *z, ngx_fd_t fd);
+ngx_int_t ngx_http_engagement_state_claim(ngx_cycle_t *cycle,
+    ngx_str_t *state_file);
+void ngx_http_engagement_state_write(ngx_cycle_t *cycle, ngx_array_t *zones,
+    ngx_str_t *state_file);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_STORE_H_INCLUDED_ */

@@ -89,16 +89,4 @@ u_char *ngx_http_engagement_writer_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
 
-/*
- * The request side (http/ngx_http_engagement_record.c, not part of the
- * writer): a view or a reaction becomes a record, the viewer's id hashed
- * with the rotating salt, and is reserved in the writer. The same return
- * values as writer_reserve.
- */
-ngx_int_t ngx_http_engagement_record_view(ngx_http_request_t *r,
-    ngx_http_engagement_event_t *ev, void **res);
-ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
-    ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
-
-
 #endif /* _NGX_HTTP_ENGAGEMENT_WRITER_H_INCLUDED_ */
