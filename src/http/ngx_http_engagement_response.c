@@ -258,7 +258,7 @@ ngx_http_engagement_read_only(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_engagement_json_content_type(ngx_http_request_t *r)
 {
-    u_char      c;
+    u_char     *p, *end;
     ngx_str_t  *ct, *json;
 
     if (r->headers_in.content_type == NULL) {
@@ -274,13 +274,15 @@ ngx_http_engagement_json_content_type(ngx_http_request_t *r)
         return 0;
     }
 
-    if (ct->len == json->len) {
-        return 1;
+    /* after the type, only whitespace, then parameters or the end */
+    p = ct->data + json->len;
+    end = ct->data + ct->len;
+
+    while (p < end && (*p == ' ' || *p == '\t')) {
+        p++;
     }
 
-    c = ct->data[json->len];
-
-    return (c == ';' || c == ' ' || c == '\t');
+    return (p == end || *p == ';');
 }
 
 

@@ -755,7 +755,9 @@ ngx_http_engagement_status_get(ngx_http_request_t *r,
     ngx_int_t  rc;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        /* a JSON 405 with Allow, like every other endpoint's */
+        return ngx_http_engagement_method_not_allowed(r, "GET, HEAD",
+                   "this endpoint answers GET and HEAD only");
     }
 
     rc = ngx_http_discard_request_body(r);

@@ -514,6 +514,31 @@ ngx_http_engagement_summary_one(ngx_http_request_t *r,
 }
 
 
+/* every "%" in s starts a percent-escape: two hex digits follow it */
+
+static ngx_uint_t
+ngx_http_engagement_summary_escapes(ngx_str_t *s)
+{
+    u_char  *p, *end;
+
+    end = s->data + s->len;
+
+    for (p = s->data; p < end; p++) {
+        if (*p != '%') {
+            continue;
+        }
+
+        if (end - p < 3 || !isxdigit(p[1]) || !isxdigit(p[2])) {
+            return 0;
+        }
+
+        p += 2;
+    }
+
+    return 1;
+}
+
+
 /* ?ids=a,b: a batch, answered as {"items":[...]} */
 
 static ngx_int_t
@@ -531,7 +556,18 @@ ngx_http_engagement_summary_batch(ngx_http_request_t *r,
                    "is required: a comma-separated list of content ids");
     }
 
-    /* ids may arrive percent-encoded, commas included */
+    /*
+     * ids may arrive percent-encoded, commas included; a "%" that does not
+     * start an escape is refused, as ngx_unescape_uri would drop it and
+     * answer for another id than the one asked for
+     */
+    if (!ngx_http_engagement_summary_escapes(&ids)) {
+        return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_field", "ids",
+                   "each id must be " NGX_HTTP_ENGAGEMENT_ID_RULE
+                   "; a % must start a percent-escape");
+    }
+
     dst = ngx_pnalloc(r->pool, ids.len);
     if (dst == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
