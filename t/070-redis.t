@@ -11,9 +11,11 @@
 use strict;
 use warnings;
 use FindBin;
-use Test::Nginx::Socket 'no_plan';
+# our helpers first: their END (which stops our servers) then runs after
+# the runner's END has stopped nginx
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
 use Engagement::Proxy;
 use POSIX qw(strftime);
 use Time::HiRes qw(sleep time);

@@ -12,9 +12,11 @@
 use strict;
 use warnings;
 use FindBin;
-use Test::Nginx::Socket 'no_plan';
+# our helpers first: their END (which stops our servers) then runs after
+# the runner's END has stopped nginx
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep time);
 
 our $port = nginx_port();

@@ -10,9 +10,11 @@
 use strict;
 use warnings;
 use FindBin;
-use Test::Nginx::Socket 'no_plan';
+# our helpers first: their END (which stops our servers) then runs after
+# the runner's END has stopped nginx
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
 
 our $rport = free_ports(400, 50, 1);
 start_redis($rport);

@@ -9,11 +9,13 @@ package Engagement::Test;
 # start a private nginx (new_prefix, write_conf, start_nginx) stay for the
 # files that still use them.
 #
-# A Test::Nginx::Socket file loads this after the runner, with
+# A Test::Nginx::Socket file finds this with
 #     BEGIN { push @INC, "$FindBin::Bin/lib" }
-# so that the Test::Nginx::Socket found first (t/lib's bundled runner under
-# `prove -I t/lib`, or the real one under `prove -I <test-nginx>/lib`)
-# stays the one in use.
+# (appended, so that the Test::Nginx::Socket found first stays the one in
+# use: t/lib's bundled runner under `prove -I t/lib`, the real one under
+# `prove -I <test-nginx>/lib`), and loads it before the runner, so that
+# our END (which stops the servers we started) runs after the runner's
+# END has stopped nginx.
 
 use strict;
 use warnings;
