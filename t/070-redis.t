@@ -563,6 +563,7 @@ GET /status
     ok($took < 3, sprintf("the old workers' exit took %.2f s, not the interval", $took));
     is(rtotal('li'), 20, "and their final flush sent all 20");
     post_view($port, qq({"contentId":"li","sessionId":"s21"}));
+    no_alerts('long interval');
 --- no_shutdown_error_log eval
 [qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
  qr/engagement: saved \d+ unflushed entries/]

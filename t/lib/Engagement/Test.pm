@@ -107,9 +107,10 @@ sub free_ports {
 # one port for a test's nginx (TEST_NGINX_PORT + 10..59)
 sub free_port { free_ports(10, 50, 1) }
 
+# a private nginx prefix, outside servroot (see scratch_dir)
 sub new_prefix {
     my ($name) = @_;
-    my $dir = root_dir() . "/t/servroot/$name";
+    my $dir = scratch_dir() . "/nginx-$name";
     remove_tree($dir);
     make_path("$dir/conf", "$dir/logs", "$dir/temp", "$dir/html", "$dir/modules");
     symlink(module_path(), "$dir/modules/ngx_http_engagement_module.so");
