@@ -316,7 +316,8 @@ GET /status
     ok($pending >= 1, "status shows deltas waiting for Redis");
     my ($st) = http_request($port, 'GET', '/engagement/summary/unknown-while-down');
     is($st, 503, "unknown content while Redis is down: 503");
-    # the outage lasts a while: the workers notice it and retry
+    # the outage lasts a while (0.5 s once noticed: its length, not a wait),
+    # so that the workers retry several times
     wait_until { error_log_text() =~ /\[error\].*engagement redis: (?:connection to|connect to)/ };
     sleep 0.5;
     start_redis($rport, keep => 1);
@@ -402,7 +403,8 @@ GET /status
         open my $o, '>', $count; print $o $ok; close $o;
         POSIX::_exit(0);
     }
-    # three reloads while the traffic goes on, one after the other
+    # three reloads 0.3 s apart while the traffic goes on (pacing, not a
+    # wait: each reload itself is waited for)
     for (1 .. 3) { sleep 0.3; reload_nginx(2) }
     waitpid($kid, 0);
     our $accepted = slurp($count);
