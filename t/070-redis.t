@@ -3,48 +3,61 @@
 # a cut connection after Redis applied a flush (no double count), reloads
 # during traffic, a stop with Redis down and a start with it up (the state
 # file), and Redis answering errors (wrong password, OOM, wrong type).
+#
+# Each block gets its own redis-server (started by the block preprocessor
+# on a free port, data in a private temporary directory, passed to the
+# config as $TEST_NGINX_REDIS_PORT); the steps after the block's request
+# (traffic, faults, checks) are the Perl of its "--- post_check" section.
 use strict;
 use warnings;
-use Test::More;
 use FindBin;
-use lib "$FindBin::Bin/lib";
+# our helpers first: their END (which stops our servers) then runs after
+# the runner's END has stopped nginx
+BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
 use Engagement::Proxy;
 use POSIX qw(strftime);
 use Time::HiRes qw(sleep time);
 
-my $port = free_port();
-my $rport = free_ports(300, 50, 1);
-my $pport = $rport + 60;
+our $port = nginx_port();
+our ($rport, $ppid, $ctl, %state_file);
 
-my $loc = <<'EOC';
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
-EOC
+master_on();
+workers(2);
+log_level('info');
+no_shuffle();
+timeout(10);
+add_response_body_check(post_check_hook());
 
-sub http_conf {
-    my (%o) = @_;
-    my $target = $o{target} // $rport;
-    my $extra = $o{redis_args} // '';
-    return <<"EOC";
-engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$target timeout=500ms connect_timeout=500ms backoff=50ms:400ms $extra;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id test-edge;
-EOC
-}
-
-sub start_ng {
-    my ($prefix, %o) = @_;
-    write_conf($prefix, port => $port, workers => 2, http => http_conf(%o),
-               server => $loc);
-    my $pid = start_nginx($prefix, $port);
-    ok($pid, "nginx started") or diag(slurp("$prefix/logs/stderr.log") . slurp("$prefix/logs/error.log"));
-    return $pid;
-}
+# "--- redis: fresh [password=X]" starts a new redis-server for the block;
+# "--- redis: same" keeps the previous block's port (its hook restarts it);
+# "--- proxy: N" puts our fault proxy (answers delayed N ms) in front of it;
+# "--- state: name" names the block's state file (kept outside servroot)
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    workers($block->{nginx_workers} ? $block->{nginx_workers}[0] + 0 : 2);
+    my $r = $block->{redis} ? $block->{redis}[0] : 'fresh';
+    if ($r =~ /^fresh/) {
+        my ($pw) = $r =~ /password=(\S+)/;
+        $rport = free_ports(300, 50, 1);
+        start_redis($rport, $pw ? (password => $pw) : ());
+    }
+    $ENV{TEST_NGINX_REDIS_PORT} = $rport;
+    $ENV{TEST_NGINX_TARGET_PORT} = $rport;
+    if ($block->{proxy}) {
+        $ctl = scratch_dir('proxy') . "/ctl-" . $block->seq_num;
+        open my $fh, '>', $ctl or die $!; print $fh "0"; close $fh;
+        my $pport = free_ports(360, 50, 1);
+        $ppid = Engagement::Proxy::start($pport, $rport, $ctl,
+                                         $block->{proxy}[0] || 0);
+        $ENV{TEST_NGINX_TARGET_PORT} = $pport;
+    }
+    my $tag = $block->{state} ? $block->{state}[0] : 'block' . $block->seq_num;
+    $tag =~ s/\s+//g;
+    $state_file{$tag} = scratch_dir('state') . "/$tag.state";
+    $ENV{TEST_NGINX_STATE_FILE} = $state_file{$tag};
+});
 
 sub status {
     my (undef, $text) = http_request($port, 'GET', '/status');
@@ -60,14 +73,11 @@ sub metric {
 # waits until no delta is pending or in flight
 sub wait_flushed {
     my ($secs) = @_;
-    my $deadline = time + ($secs // 10);
-    while (time < $deadline) {
+    return wait_until {
         my $t = status();
-        return 1 if $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
-                 && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
-        sleep 0.05;
-    }
-    return 0;
+        $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
+            && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
+    } $secs // 10;
 }
 
 sub rtotal {
@@ -77,18 +87,42 @@ sub rtotal {
 }
 
 sub no_alerts {
-    my ($prefix, $name) = @_;
-    my $log = slurp("$prefix/logs/error.log") . slurp("$prefix/logs/stderr.log");
-    unlike($log, qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
+    my ($name) = @_;
+    unlike(error_log_text(), qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
            "$name: no alert, crash or sanitizer report");
 }
 
-# --- N distinct events -> exactly N in Redis, totals and buckets ----------
-{
-    my $rpid = start_redis($rport);
-    my $prefix = new_prefix('redis-exact');
-    my $pid = start_ng($prefix);
+sub stop_proxy {
+    return unless $ppid;
+    kill 'TERM', $ppid;
+    waitpid($ppid, 0);
+    undef $ppid;
+}
 
+END { local $?; stop_proxy() }
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: N distinct events -> exactly N in Redis, totals and buckets
+--- state: exact
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
     my $minute0 = strftime("%Y%m%d%H%M", gmtime);
     my (%sent, $ok);
     for my $i (1 .. 250) {
@@ -143,7 +177,7 @@ sub no_alerts {
         my $t = redis_cli($rport, undef, 'INFO', 'commandstats');
         return $t =~ /^cmdstat_expire:calls=(\d+)/m ? $1 : 0;
     };
-    my ($m, $e0, $e1, $again) = ('', 0, 0, 0);
+    my ($m, $e0, $e1) = ('', 0, 0);
     for my $try (1 .. 3) {
         $m = strftime("%Y%m%d%H%M", gmtime);
         post_view($port, qq({"contentId":"ttl","sessionId":"ttl$try-a"}));
@@ -184,18 +218,32 @@ sub no_alerts {
     http_request($port, 'GET', '/engagement/summary/other') for 1 .. 20;
     my $reads2 = metric('nginx_engagement_redis_reads_total{zone="engagement",result="ok"}');
     ok($reads2 - $reads <= 2, "hot content is served from the cache (" . ($reads2 - $reads) . " Redis reads for 20 requests)");
+    no_alerts('exact');
+--- no_shutdown_error_log eval
+[qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
+ qr/engagement: saved \d+ unflushed entries/]
 
-    stop_nginx($pid);
-    no_alerts($prefix, 'exact');
-    ok(!-e "$prefix/logs/engagement.state", "a stop with Redis up leaves no state file");
-    stop_redis($rpid);
-}
 
-# --- freshness, and a worker killed by SIGKILL loses nothing --------------
-{
-    my $rpid = start_redis($rport);
-    my $prefix = new_prefix('redis-crash');
-    my $pid = start_ng($prefix);
+
+=== TEST 2: freshness, and a worker killed by SIGKILL loses nothing
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # TEST 1's nginx has stopped by now: with Redis up, it saved nothing
+    ok(!-e $state_file{exact}, "a stop with Redis up leaves no state file");
 
     # freshness: visible in Redis within the flush interval plus a round trip
     my @lag;
@@ -218,31 +266,44 @@ sub no_alerts {
             $ok++ if $st == 202;
         }
         # kill one worker hard; the master starts another
-        my @workers = grep { /^\d+$/ } split /\s+/,
-            slurp("/proc/$pid/task/$pid/children");
+        my @workers = worker_pids();
         kill 'KILL', $workers[0] if @workers;
-        sleep 0.2;
+        wait_workers(2, $workers[0]);
     }
     is($ok, 90, "90 events accepted around three worker kills");
     ok(wait_flushed(15), "everything flushed, orphaned claims included");
     is(rtotal('k'), 90, "exact after SIGKILLed workers: 90");
-    stop_nginx($pid);
-    like(slurp("$prefix/logs/error.log"), qr/exited on signal 9/, "the workers were indeed killed");
-    stop_redis($rpid);
-}
+    like(error_log_text(), qr/exited on signal 9/, "the workers were indeed killed");
+--- error_log
+[alert]
+exited on signal 9
 
-# --- Redis down under traffic, then back: exact ----------------------------
-{
-    my $rpid = start_redis($rport);
-    my $prefix = new_prefix('redis-outage');
-    my $pid = start_ng($prefix);
+
+
+=== TEST 3: Redis down under traffic, then back: exact
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my $rpid = redis_pid($rport);
     my $ok = 0;
     for my $i (1 .. 60) {
         if ($i == 30) {
             # a flush confirms the first 29, so their totals are known
             ok(wait_flushed(), "first part flushed");
             stop_redis($rpid);
-            $rpid = undef;
         }
         my ($st) = post_view($port, qq({"contentId":"o","sessionId":"s$i"}));
         $ok++ if $st == 202;
@@ -255,51 +316,83 @@ sub no_alerts {
     ok($pending >= 1, "status shows deltas waiting for Redis");
     my ($st) = http_request($port, 'GET', '/engagement/summary/unknown-while-down');
     is($st, 503, "unknown content while Redis is down: 503");
+    # the outage lasts a while (0.5 s once noticed: its length, not a wait),
+    # so that the workers retry several times
+    wait_until { error_log_text() =~ /\[error\].*engagement redis: (?:connection to|connect to)/ };
     sleep 0.5;
-    $rpid = start_redis($rport, keep => 1);
+    start_redis($rport, keep => 1);
     ok(wait_flushed(), "flushed after Redis is back");
     is(rtotal('o'), 60, "totals exact after the outage: 60");
-    stop_nginx($pid);
-    my $log = slurp("$prefix/logs/error.log");
+    my $log = error_log_text();
     my $lost = () = $log =~ /\[error\].*engagement redis: (?:connection to|connect to)/g;
     ok($lost >= 1 && $lost <= 4, "the outage is logged once per worker, not per retry ($lost error lines)");
     like($log, qr/engagement redis: connected to/, "the recovery is logged");
-    no_alerts($prefix, 'outage');
-    stop_redis($rpid);
-}
+    no_alerts('outage');
+--- no_shutdown_error_log eval
+qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
-# --- a flush applied by Redis whose reply is cut: counted once -------------
-{
-    my $rpid = start_redis($rport);
-    my $ctl = root_dir() . "/t/servroot/proxy.ctl";
-    open my $fh, '>', $ctl; print $fh "0"; close $fh;
-    my $ppid = Engagement::Proxy::start($pport, $rport, $ctl);
-    my $prefix = new_prefix('redis-cut');
-    my $pid = start_ng($prefix, target => $pport);
-    sleep 0.3;
 
-    open $fh, '>', $ctl; print $fh "3"; close $fh;
+
+=== TEST 4: a flush applied by Redis whose reply is cut: counted once
+--- proxy: 0
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    ok(wait_until { (metric('nginx_engagement_redis_ready_workers{zone="engagement"}') // 0) == 2 },
+       "both workers connected through the proxy");
+    open my $fh, '>', $ctl; print $fh "3"; close $fh;
     for my $i (1 .. 10) {
         post_view($port, qq({"contentId":"p","sessionId":"s$i"}));
-        sleep 0.25 if $i % 3 == 0;
+        # every third event: let a flush round (and maybe a cut) happen
+        if ($i % 3 == 0) {
+            my $before = slurp($ctl);
+            wait_until { slurp($ctl) ne $before || rtotal('p') >= $i } 3;
+        }
     }
     ok(wait_flushed(15), "flushed despite three cut connections");
     is(slurp($ctl), "0", "the proxy cut three flushes after Redis applied them");
     is(rtotal('p'), 10, "no double count: exactly 10 in Redis");
     my $rep = metric('nginx_engagement_flush_commands_total{zone="engagement",result="repeat"}');
     ok($rep >= 1, "resent flushes were recognised as already applied ($rep)");
-    stop_nginx($pid);
-    kill 'TERM', $ppid; waitpid($ppid, 0);
-    no_alerts($prefix, 'cut');
-    stop_redis($rpid);
-}
+    no_alerts('cut');
+--- no_shutdown_error_log eval
+qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
-# --- reloads during traffic; stop with Redis down, start with it up -------
-{
-    my $rpid = start_redis($rport);
-    my $prefix = new_prefix('redis-reload');
-    my $pid = start_ng($prefix);
 
+
+=== TEST 5: reloads during traffic; a stop with Redis down saves the rest
+--- state: reload
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    stop_proxy();
+    my $count = scratch_dir('reload') . '/count';
     my $kid = fork() // die;
     if ($kid == 0) {
         my $ok = 0;
@@ -307,51 +400,87 @@ sub no_alerts {
             my ($st) = post_view($port, qq({"contentId":"rl","sessionId":"s$i"}));
             $ok++ if $st == 202;
         }
-        open my $o, '>', root_dir() . "/t/servroot/reload.count"; print $o $ok; close $o;
+        open my $o, '>', $count; print $o $ok; close $o;
         POSIX::_exit(0);
     }
-    for (1 .. 3) { sleep 0.3; kill 'HUP', $pid }
+    # three reloads 0.3 s apart while the traffic goes on (pacing, not a
+    # wait: each reload itself is waited for)
+    for (1 .. 3) { sleep 0.3; reload_nginx(2) }
     waitpid($kid, 0);
-    my $accepted = slurp(root_dir() . "/t/servroot/reload.count");
+    our $accepted = slurp($count);
     ok($accepted > 250, "most events accepted during reloads ($accepted)");
     ok(wait_flushed(), "flushed after the reloads");
     is(rtotal('rl'), $accepted, "Redis total equals the accepted events across 3 reloads");
 
-    # stop with Redis down: the rest goes to the state file
-    stop_redis($rpid);
+    # stop with Redis down: the rest goes to the state file (the runner
+    # stops this nginx; TEST 6 starts the next one with the same file)
+    stop_redis(redis_pid($rport));
     my $ok = 0;
     for my $i (1 .. 40) {
         my ($st) = post_view($port, qq({"contentId":"rl","sessionId":"down$i"}));
         $ok++ if $st == 202;
     }
     is($ok, 40, "40 more accepted with Redis down");
-    stop_nginx($pid);
-    like(slurp("$prefix/logs/engagement.state"), qr/^c rl /m, "the state file holds the unflushed deltas");
-    like(slurp("$prefix/logs/error.log"), qr/engagement: saved 1 unflushed entries/, "and says so");
+--- shutdown_error_log
+engagement: saved 1 unflushed entries
 
-    $rpid = start_redis($rport, keep => 1);
-    $pid = start_nginx($prefix, $port);
-    ok($pid, "restarted");
+
+
+=== TEST 6: a start with Redis up restores the state file: exact
+--- redis: same
+--- state: reload
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # the state file TEST 5's stop wrote, as this start found it
+    like(slurp("$state_file{reload}.restored"), qr/^c rl /m, "the state file holds the unflushed deltas");
+    start_redis($rport, keep => 1);
     ok(wait_flushed(), "restored deltas flushed");
-    is(rtotal('rl'), $accepted + 40, "exact after stop with Redis down and start with it up");
-    like(slurp("$prefix/logs/error.log"), qr/restored 1 unflushed entries/, "the restore is logged");
-    ok(!-e "$prefix/logs/engagement.state" && -e "$prefix/logs/engagement.state.restored",
+    is(rtotal('rl'), $main::accepted + 40, "exact after stop with Redis down and start with it up");
+    like(error_log_text(), qr/restored 1 unflushed entries/, "the restore is logged");
+    ok(!-e $state_file{reload} && -e "$state_file{reload}.restored",
        "the state file is consumed (kept as .restored)");
-    stop_nginx($pid);
-    no_alerts($prefix, 'reload');
-    stop_redis($rpid);
-}
+    no_alerts('reload');
+--- no_shutdown_error_log eval
+qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
-# --- Redis answering errors -------------------------------------------------
-{
-    # wrong password
-    my $rpid = start_redis($rport, password => 'right');
-    my $prefix = new_prefix('redis-errors');
-    my $pid = start_ng($prefix, redis_args => 'password=wrong');
+
+
+=== TEST 7: Redis answering errors: wrong password, OOM, wrong type
+--- redis: fresh password=right
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms password=wrong;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
     my ($st) = post_view($port, q({"contentId":"e","sessionId":"s1"}));
     is($st, 202, "wrong password: events still accepted");
-    sleep 0.6;
-    like(slurp("$prefix/logs/error.log"), qr/engagement redis: AUTH failed: WRONGPASS|engagement redis: AUTH failed/,
+    ok(wait_until { error_log_text() =~ /engagement redis: AUTH failed/ }, "a flush was tried");
+    like(error_log_text(), qr/engagement redis: AUTH failed: WRONGPASS|engagement redis: AUTH failed/,
          "wrong password is logged");
     ok(metric('nginx_engagement_redis_errors_total{zone="engagement"}') >= 1, "and counted");
     ($st) = post_view($port, q({"contentId":"e2","sessionId":"s1"}));
@@ -359,9 +488,11 @@ sub no_alerts {
     ($st) = http_request($port, 'GET', '/engagement/summary/e');
     is($st, 503, "a summary it cannot complete is an honest 503");
     # fix the password with a reload: the pending delta arrives
-    write_conf($prefix, port => $port, workers => 2,
-               http => http_conf(redis_args => 'password=right'), server => $loc);
-    kill 'HUP', $pid;
+    my $conf = servroot() . '/conf/nginx.conf';
+    my $text = slurp($conf);
+    $text =~ s/password=wrong/password=right/ or die "no password in $conf";
+    open my $fh, '>', $conf or die $!; print $fh $text; close $fh;
+    reload_nginx(2);
     ok(wait_flushed(), "flushed after the fix");
     is(redis_cli($rport, 'right', 'HGET', 'eng:{c:e}', 'views'), 1, "exact after the password fix");
     is(redis_cli($rport, 'right', 'HGET', 'eng:{c:e2}', 'views'), 1, "both contents");
@@ -370,8 +501,8 @@ sub no_alerts {
     redis_cli($rport, 'right', 'CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
     redis_cli($rport, 'right', 'CONFIG', 'SET', 'maxmemory', '1');
     post_view($port, qq({"contentId":"e","sessionId":"oom$_"})) for 1 .. 5;
-    sleep 0.8;
-    like(slurp("$prefix/logs/error.log"), qr/flush of "e" failed: OOM/, "OOM is logged");
+    wait_until { error_log_text() =~ /flush of "e" failed: OOM/ };
+    like(error_log_text(), qr/flush of "e" failed: OOM/, "OOM is logged");
     is(redis_cli($rport, 'right', 'HGET', 'eng:{c:e}', 'views'), 1, "nothing applied while OOM");
     redis_cli($rport, 'right', 'CONFIG', 'SET', 'maxmemory', '0');
     ok(wait_flushed(), "flushed once Redis has memory again");
@@ -381,28 +512,42 @@ sub no_alerts {
     redis_cli($rport, 'right', 'SET', 'eng:{c:wt}', 'not-a-hash');
     post_view($port, q({"contentId":"wt","sessionId":"s1"}));
     post_view($port, q({"contentId":"fine","sessionId":"s1"}));
-    sleep 0.8;
-    like(slurp("$prefix/logs/error.log"), qr/flush of "wt" failed: .*WRONGTYPE/, "WRONGTYPE is logged");
+    wait_until {
+        error_log_text() =~ /flush of "wt" failed: .*WRONGTYPE/
+            && (metric('nginx_engagement_flush_commands_total{zone="engagement",result="failed"}') // 0) >= 2
+            && redis_cli($rport, 'right', 'HGET', 'eng:{c:fine}', 'views') eq '1'
+    };
+    like(error_log_text(), qr/flush of "wt" failed: .*WRONGTYPE/, "WRONGTYPE is logged");
     is(redis_cli($rport, 'right', 'HGET', 'eng:{c:fine}', 'views'), 1, "other content is flushed meanwhile");
     ok(metric('nginx_engagement_flush_commands_total{zone="engagement",result="failed"}') >= 2,
        "failed flush commands are counted");
     redis_cli($rport, 'right', 'DEL', 'eng:{c:wt}');
     ok(wait_flushed(), "flushed once the key is fixed");
     is(redis_cli($rport, 'right', 'HGET', 'eng:{c:wt}', 'views'), 1, "exact after WRONGTYPE: 1");
-    stop_nginx($pid);
-    no_alerts($prefix, 'errors');
-    stop_redis($rpid);
-}
+    no_alerts('errors');
+--- no_shutdown_error_log eval
+qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
-# --- a long flush interval does not hold a stop: the final flush starts at once
-{
-    my $rpid = start_redis($rport);
-    my $prefix = new_prefix('redis-long-interval');
-    my $conf = http_conf();
-    $conf =~ s/engagement_flush_interval 200ms;/engagement_flush_interval 60s;/ or die;
-    write_conf($prefix, port => $port, workers => 2, http => $conf, server => $loc);
-    my $pid = start_nginx($prefix, $port);
-    ok($pid, "nginx started with a 60 s flush interval");
+
+
+=== TEST 8: a long flush interval does not hold a stop or reload: the final flush starts at once
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 60s;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    our ($li_state, $li_rport) = ($ENV{TEST_NGINX_STATE_FILE}, $rport);
     my $ok = 0;
     for my $i (1 .. 20) {
         my ($st) = post_view($port, qq({"contentId":"li","sessionId":"s$i"}));
@@ -410,29 +555,49 @@ sub no_alerts {
     }
     is($ok, 20, "20 events accepted");
     is(rtotal('li'), 0, "nothing flushed yet: the interval is 60 s");
+    # the workers' final flush is the same at a stop and at a reload: the
+    # old workers flush and exit at once, not after the interval
+    my @old = worker_pids();
     my $t0 = time;
-    stop_nginx($pid);
+    kill 'HUP', master_pid();
+    wait_until { !grep { -e "/proc/$_" && slurp("/proc/$_/stat") !~ /^\d+ \(.*?\) Z/ } @old } 10;
     my $took = time - $t0;
-    ok($took < 3, sprintf("the stop took %.2f s, not the interval", $took));
-    is(rtotal('li'), 20, "and its final flush sent all 20");
-    no_alerts($prefix, 'long interval');
-    stop_redis($rpid);
-}
+    ok($took < 3, sprintf("the old workers' exit took %.2f s, not the interval", $took));
+    is(rtotal('li'), 20, "and their final flush sent all 20");
+    post_view($port, qq({"contentId":"li","sessionId":"s21"}));
+    no_alerts('long interval');
+--- no_shutdown_error_log eval
+[qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
+ qr/engagement: saved \d+ unflushed entries/]
 
-# --- a backlog of many flush rounds drains round after round, not a round per
-#     timer step (ngx_add_timer's lazy delay once kept 250 ms between rounds)
-{
-    my $rpid = start_redis($rport);
-    # Redis answers 20 ms late, so a round takes longer than a timer tick
-    my $ctl = root_dir() . "/t/servroot/proxy-delay.ctl";
-    open my $fh, '>', $ctl; print $fh "0"; close $fh;
-    my $ppid = Engagement::Proxy::start($pport, $rport, $ctl, 20);
-    my $prefix = new_prefix('redis-backlog');
-    my $conf = http_conf(target => $pport);
-    $conf =~ s/engagement_flush_interval 200ms;/engagement_flush_interval 1s;\n    engagement_flush_batch 10;/ or die;
-    write_conf($prefix, port => $port, workers => 1, http => $conf, server => $loc);
-    my $pid = start_nginx($prefix, $port);
-    ok($pid, "nginx started with rounds of 10 contents");
+
+
+=== TEST 9: a backlog of many flush rounds drains round after round, not a round per timer step
+--- proxy: 20
+--- nginx_workers: 1
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 1s;
+    engagement_flush_batch 10;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # TEST 8's stop flushed the 21st event at once: nothing left to save
+    is(redis_cli($li_rport, undef, 'HGET', 'eng:{c:li}', 'views'), 21,
+       "the stop with a 60 s interval flushed the last event");
+    ok(!-e $li_state, "and saved nothing");
+    # (ngx_add_timer's lazy delay once kept 250 ms between rounds; Redis
+    # answers 20 ms late here, so a round takes longer than a timer tick)
     my $ok = 0;
     for my $i (1 .. 400) {
         my ($st) = post_view($port, qq({"contentId":"bl$i","sessionId":"s"}));
@@ -448,10 +613,6 @@ sub no_alerts {
     my $sum = 0;
     $sum += rtotal("bl$_") for 1 .. 400;
     is($sum, 400, "400 views in Redis");
-    no_alerts($prefix, 'backlog');
-    stop_nginx($pid);
-    kill 'TERM', $ppid; waitpid($ppid, 0);
-    stop_redis($rpid);
-}
-
-done_testing();
+    no_alerts('backlog');
+--- no_shutdown_error_log eval
+qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/

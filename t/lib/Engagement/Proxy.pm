@@ -20,6 +20,8 @@ sub start {
     my $pid = fork() // die;
     if ($pid) { close $srv; return $pid }
 
+    # not the test's handlers (a test runner's would stop its nginx)
+    $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP PIPE QUIT);
     $SIG{CHLD} = 'IGNORE';
     while (my $c = $srv->accept) {
         my $kid = fork();

@@ -1,14 +1,27 @@
 package Engagement::Test;
 
-# Helpers for the suite's plain-Perl tests (reloads, timing, concurrency,
-# config checks): run nginx in the foreground as our own child with a
-# private prefix, talk HTTP/1.1 over raw sockets, stop everything by PID.
-# The Test::Nginx::Socket-format files do not need this.
+# Helpers for the suite's tests: talk HTTP/1.1 over raw sockets, run
+# redis-server (and other servers) as our own children on free loopback
+# ports with their data in private temporary directories (never in the
+# runner's servroot), wait on conditions instead of sleeping, and find,
+# signal and wait for the nginx that Test::Nginx::Socket started for a
+# block (its pid file, its workers, its error log). The older helpers that
+# start a private nginx (new_prefix, write_conf, start_nginx) stay for the
+# files that still use them.
+#
+# A Test::Nginx::Socket file finds this with
+#     BEGIN { push @INC, "$FindBin::Bin/lib" }
+# (appended, so that the Test::Nginx::Socket found first stays the one in
+# use: t/lib's bundled runner under `prove -I t/lib`, the real one under
+# `prove -I <test-nginx>/lib`), and loads it before the runner, so that
+# our END (which stops the servers we started) runs after the runner's
+# END has stopped nginx.
 
 use strict;
 use warnings;
 use Cwd qw(abs_path);
 use File::Path qw(make_path remove_tree);
+use File::Temp ();
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
@@ -16,7 +29,10 @@ use Exporter 'import';
 
 our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf free_ports
                  start_nginx stop_nginx nginx_signal http_request post_view
-                 wait_for_port free_port slurp reap_children);
+                 wait_for_port free_port slurp reap_children
+                 scratch_dir wait_until nginx_port servroot master_pid
+                 worker_pids wait_workers reload_nginx error_log_text
+                 status_text status_metric post_check_hook);
 
 # a child subreaper: nginx's orphans come back to us, not to a slow PID 1
 syscall(157, 36, 1, 0, 0, 0) if $^O eq 'linux';
@@ -91,9 +107,10 @@ sub free_ports {
 # one port for a test's nginx (TEST_NGINX_PORT + 10..59)
 sub free_port { free_ports(10, 50, 1) }
 
+# a private nginx prefix, outside servroot (see scratch_dir)
 sub new_prefix {
     my ($name) = @_;
-    my $dir = root_dir() . "/t/servroot/$name";
+    my $dir = scratch_dir() . "/nginx-$name";
     remove_tree($dir);
     make_path("$dir/conf", "$dir/logs", "$dir/temp", "$dir/html", "$dir/modules");
     symlink(module_path(), "$dir/modules/ngx_http_engagement_module.so");
@@ -213,6 +230,108 @@ sub stop_nginx {
 
 sub reap_children { 1 while waitpid(-1, WNOHANG) > 0 }
 
+# --- for Test::Nginx::Socket-format files ----------------------------------
+
+# a private directory outside servroot (the real runner refuses to remove
+# a servroot holding files it did not make), removed at exit
+my $Scratch;
+sub scratch_dir {
+    my ($name) = @_;
+    $Scratch //= File::Temp::tempdir('engagement-test-XXXXXX', TMPDIR => 1,
+                                     CLEANUP => 1);
+    return $Scratch unless defined $name;
+    make_path("$Scratch/$name");
+    return "$Scratch/$name";
+}
+
+# polls $cond until it returns true or $secs pass (longer under a
+# sanitizer); returns the last value of $cond
+sub wait_until(&;$) {
+    my ($cond, $secs) = @_;
+    $secs = ($secs // 10) * ($ENV{TEST_NGINX_ASAN} ? 3 : 1);
+    my $deadline = time + $secs;
+    while (1) {
+        my $v = $cond->();
+        return $v if $v || time >= $deadline;
+        sleep 0.02;
+    }
+}
+
+# the runner's port and server root (both runners: TEST_NGINX_PORT, and
+# TEST_NGINX_SERVROOT or t/servroot under the current directory)
+sub nginx_port {
+    return $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984;
+}
+
+sub servroot {
+    my $r = main->can('server_root');
+    return $r ? $r->() : abs_path($ENV{TEST_NGINX_SERVROOT} // 't/servroot');
+}
+
+sub error_log_text { slurp(servroot() . '/logs/error.log') }
+
+# the master of the block's nginx (its pid file) and its workers
+sub master_pid { _pid_in(servroot() . '/logs/nginx.pid') }
+
+sub worker_pids {
+    my ($m) = @_;
+    $m //= master_pid() or return ();
+    return grep { /^\d+$/ } split /\s+/,
+        slurp("/proc/$m/task/$m/children");
+}
+
+# waits until the master has $n workers, none of them in @old
+sub wait_workers {
+    my ($n, @old) = @_;
+    my %old = map { $_ => 1 } @old;
+    return wait_until {
+        my @w = worker_pids();
+        @w == $n && !grep { $old{$_} } @w;
+    } 10;
+}
+
+# a reload (SIGHUP): done when $n new workers serve and the old ones are gone
+sub reload_nginx {
+    my ($n) = @_;
+    my @old = worker_pids();
+    kill 'HUP', master_pid();
+    return wait_workers($n, @old);
+}
+
+sub status_text { (http_request(nginx_port(), 'GET', '/status'))[1] }
+
+# one figure of the text status, undef when absent
+sub status_metric {
+    my ($name) = @_;
+    my $t = status_text();
+    return $t =~ /^\Q$name\E (\S+)$/m ? $1 : undef;
+}
+
+# A response check for add_response_body_check: a block's "--- post_check"
+# section is Perl (Test::More checks, fault steps) run in package main
+# after the block's last response. Both runners call the check with the
+# block and the request index.
+sub post_check_hook {
+    return sub {
+        my ($block, $body, $i) = @_;
+        my $code = _section($block, 'post_check');
+        return unless defined $code;
+        my $n = _section($block, 'request');
+        my $reqs = ref $n eq 'ARRAY' ? scalar @$n : 1;
+        return unless ($i // 0) == $reqs - 1;
+        local $main::Body = $body;
+        my $ok = eval "package main; no strict; no warnings 'once'; $code; 1";
+        Test::More::ok(0, $block->name . " - post_check ran")
+            or Test::More::diag($@) unless $ok;
+    };
+}
+
+sub _section {
+    my ($block, $name) = @_;
+    my $v = $block->{$name};
+    return ref $v eq 'ARRAY' ? $v->[0] : $v;
+}
+
 # one request on its own connection: (status, body, headers hashref)
 sub http_request {
     my ($port, $method, $uri, $body, %h) = @_;
@@ -254,10 +373,14 @@ sub slurp {
 
 package Engagement::Test;
 
+# the redis-server this process runs on $port
+our %RedisPid;
+sub redis_pid { $RedisPid{$_[0]} }
+
 # a private redis-server on its own port and directory, in the foreground
 sub start_redis {
     my ($port, %o) = @_;
-    my $dir = root_dir() . "/t/servroot/redis-$port";
+    my $dir = $o{dir} // scratch_dir("redis-$port");
     File::Path::remove_tree($dir) unless $o{keep};
     File::Path::make_path($dir);
     # an append-only file, so that data survives a stop and start
@@ -272,6 +395,7 @@ sub start_redis {
         exit 127;
     }
     _started($pid);
+    $RedisPid{$port} = $pid;
     for (1 .. 250) {
         return $pid if redis_cli($port, $o{password}, 'PING') =~ /PONG|NOAUTH/;
         Time::HiRes::sleep(0.02);
@@ -283,6 +407,7 @@ sub stop_redis {
     my ($pid) = @_;
     return unless $pid;
     _stopped($pid);
+    delete $RedisPid{$_} for grep { $RedisPid{$_} == $pid } keys %RedisPid;
     kill 'TERM', $pid;
     waitpid($pid, 0);
 }
@@ -301,6 +426,6 @@ sub redis_cli {
     return $out;
 }
 
-push @EXPORT, qw(start_redis stop_redis redis_cli);
+push @EXPORT, qw(start_redis stop_redis redis_cli redis_pid);
 
 1;
