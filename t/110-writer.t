@@ -142,13 +142,12 @@ sub ch {
     return $b;
 }
 
+# the schema goes in as the README says: conf-examples/clickhouse/load-schema.sh
 sub ch_schema {
-    my $sql = slurp(root_dir() . '/conf-examples/clickhouse/schema.sql');
-    $sql =~ s/--[^\n]*//g;
-    for my $q (split /;\s*\n/, $sql) {
-        next unless $q =~ /\S/;
-        ch($q);
-    }
+    my $out = `sh ${\ root_dir()}/conf-examples/clickhouse/load-schema.sh http://127.0.0.1:$chp/ 2>&1`;
+    die "load-schema.sh failed: $out" if $?;
+    $out =~ /(\d+) statements applied/ or die "load-schema.sh: $out";
+    return $1;
 }
 
 # -- a fault server in front of ClickHouse -----------------------------------
