@@ -48,6 +48,7 @@ my $WorkerConnections = 1024;
 my $NoRootLocation    = 0;
 my $NoNginxManager    = 0;
 my $Timeout           = $ENV{TEST_NGINX_TIMEOUT} || 3;
+my $Sleep             = $ENV{TEST_NGINX_SLEEP} || 0.015;
 my @EnvToNginx;
 my @BlockPreprocessors;
 my @ResponseBodyChecks;
@@ -126,7 +127,7 @@ sub no_nginx_manager   { $NoNginxManager = 1 }
 sub add_block_preprocessor  { push @BlockPreprocessors, @_ }
 sub add_response_body_check { push @ResponseBodyChecks, @_ }
 sub add_cleanup_handler     { push @CleanupHandlers, @_ }
-sub check_accum_error_log   { }   # accepted, no effect (logs are per block)
+sub check_accum_error_log   { }   # accepted, no effect (slices are per request)
 sub no_check_leak           { }   # accepted, no effect
 sub use_hup                 { }   # accepted, no effect (always a fresh nginx)
 sub bail_out                { Test::More::BAIL_OUT(@_) }
@@ -367,6 +368,12 @@ sub _group_members {
         push @pids, $pid;
     }
     return @pids;
+}
+
+sub _pid_in {
+    my ($file) = @_;
+    my ($pid) = _slurp($file) =~ /^(\d+)/;
+    return $pid || 0;
 }
 
 sub _reap_zombies {
@@ -1141,11 +1148,6 @@ sub _run_block {
 sub _run_block_body {
     my ($block, $name, $sfx) = @_;
 
-    if (defined(my $init = _sec($block, 'init'))) {
-        if (ref $init eq 'CODE') { $init->() }
-        else { eval "package main; no strict; $init; 1" or die "init failed: $@" }
-    }
-
     my $must_die = _sec($block, 'must_die');
     my @reqs;
     if (!defined $must_die) {
@@ -1201,8 +1203,8 @@ sub _run_block_body {
         my $errlog = _slurp($ErrorLog, $err_pos);
         my $stderr = _slurp($StderrLog);
         my $text = $stderr . ($stderr =~ /\n\z|\A\z/ ? '' : "\n") . $errlog;
-        _check_log($name, $sfx, $text, _expand_env(_sec($block, 'error_log')), 0, 'error.log');
-        _check_log($name, $sfx, $text, _expand_env(_sec($block, 'no_error_log')), 1, 'error.log');
+        _check_log($name, $sfx, $text, _sec($block, 'error_log'), 0, 'error.log');
+        _check_log($name, $sfx, $text, _sec($block, 'no_error_log'), 1, 'error.log');
         _auto_checks($block, $name, $sfx, $errlog, $stderr, 1);
         return;
     }
@@ -1213,7 +1215,10 @@ sub _run_block_body {
         my $state = 'timeout';
         while (1) {
             if (_poll_exit($proc)) { $state = 'exited'; last }
-            if (_port_listening($ServerPort)) { $state = 'up'; last }
+            # up: our master wrote its pid file (after it opened the
+            # listening sockets) and the port listens
+            if (_pid_in("$LogDir/nginx.pid") == $proc->{pid}
+                && _port_listening($ServerPort)) { $state = 'up'; last }
             last if _now() >= $deadline;
             Time::HiRes::sleep(0.02);
         }
@@ -1231,6 +1236,13 @@ sub _run_block_body {
         }
     }
 
+    # --- init runs once nginx is up, before the first request (like the
+    # real runner, which evals it after starting nginx)
+    if (defined(my $init = _sec($block, 'init'))) {
+        if (ref $init eq 'CODE') { $init->() }
+        else { eval "package main; no strict; $init; 1" or die "init failed: $@" }
+    }
+
     my $timeout = _trimmed(_sec($block, 'timeout'));
     $timeout = $Timeout unless defined $timeout && $timeout =~ /^\d+(?:\.\d*)?\z/ && $timeout > 0;
     $timeout *= 5 if $UseValgrind;
@@ -1239,6 +1251,13 @@ sub _run_block_body {
     my $abort = defined _sec($block, 'abort');
     my $multi = @reqs > 1;
 
+    my $wait = _trimmed(_sec($block, 'wait'));
+    $wait = 0 unless defined $wait && $wait =~ /^\d+(?:\.\d*)?\z/;
+
+    # Each request's error_log/no_error_log/grep_error_log checks see the
+    # slice of error.log written since the previous request's checks (the
+    # first slice starts with nginx's startup), as in the real runner.
+    my $slice_pos = $err_pos;
     my $client_gave_up = 0;
     for my $i (0 .. $#reqs) {
         my $rsfx = ($multi ? " (req $i)" : '') . $sfx;
@@ -1251,14 +1270,15 @@ sub _run_block_body {
             Test::More::diag("$name - $res->{error}$rsfx");
         }
         Test::More::diag("$name - $res->{read_error}$rsfx") if $res->{read_error};
-        next if defined _sec($block, 'ignore_response');
-        _check_response($block, $res, $i, $name, $rsfx);
+        _check_response($block, $res, $i, $name, $rsfx)
+            unless defined _sec($block, 'ignore_response');
+        # the real runner sleeps --- wait after every request, then looks
+        # at the log
+        Time::HiRes::sleep($wait) if $wait > 0;
+        $slice_pos = _check_request_log($block, $name, $rsfx, $slice_pos);
     }
 
-    my $wait = _trimmed(_sec($block, 'wait'));
-    Time::HiRes::sleep($wait) if defined $wait && $wait =~ /^\d+(?:\.\d*)?\z/ && $wait > 0;
-
-    # Stop nginx before looking at the logs, so that shutdown messages,
+    # Stop nginx before the automatic checks, so that shutdown messages,
     # sanitizer reports and leak reports are included.
     if ($proc) {
         my $died = _poll_exit($proc);
@@ -1283,28 +1303,57 @@ sub _run_block_body {
         }
     }
 
-    my $errlog = _slurp($ErrorLog, $err_pos);
-    my $stderr = _slurp($StderrLog);
-    for my $s ([ 'error_log', 0 ], [ 'no_error_log', 1 ],
-               [ 'shutdown_error_log', 0 ], [ 'no_shutdown_error_log', 1 ]) {
-        _check_log($name, $sfx, $errlog, _expand_env(_sec($block, $s->[0])), $s->[1], 'error.log');
+    # shutdown_error_log: what was written after the last request's slice
+    my $shutdown_log = _slurp($ErrorLog, $slice_pos);
+    for my $s ([ 'shutdown_error_log', 0 ], [ 'no_shutdown_error_log', 1 ]) {
+        _check_log($name, $sfx, $shutdown_log, _sec($block, $s->[0]), $s->[1], 'error.log');
     }
 
+    # the automatic checks look at the whole block, shutdown included
+    my $errlog = _slurp($ErrorLog, $err_pos);
+    my $stderr = _slurp($StderrLog);
+    _auto_checks($block, $name, $sfx, $errlog, $stderr, 0);
+}
+
+# The slice of error.log after $pos, up to its last complete line, once
+# the log phase of the request had a moment to write (TEST_NGINX_SLEEP * 3,
+# like the real runner). Returns the slice and the new position.
+sub _log_slice {
+    my ($pos) = @_;
+    Time::HiRes::sleep($Sleep * 3);
+    my $text = _slurp($ErrorLog, $pos);
+    my $end = rindex($text, "\n") + 1;
+    return (substr($text, 0, $end), $pos + $end);
+}
+
+# error_log, no_error_log and grep_error_log of one request, against the
+# slice of error.log that request wrote; returns the new log position.
+sub _check_request_log {
+    my ($block, $name, $rsfx, $pos) = @_;
+    (my $slice, $pos) = _log_slice($pos);
+    # patterns are taken literally, as the real runner does ($TEST_NGINX_*
+    # is expanded only in grep_error_log_out)
+    _check_log($name, $rsfx, $slice, _sec($block, 'error_log'), 0, 'error.log');
+    _check_log($name, $rsfx, $slice, _sec($block, 'no_error_log'), 1, 'error.log');
     if (defined(my $g = _sec($block, 'grep_error_log'))) {
-        my $re = ref $g eq 'Regexp' ? $g : do { my $t = _expand_env($g); $t =~ s/\n\z//; qr/\Q$t\E/ };
+        $g = _pick($g, 0);
+        my $re = ref $g eq 'Regexp' ? $g : do { (my $t = $g) =~ s/\n\z//; qr/\Q$t\E/ };
         my $out = '';
-        while ($errlog =~ /$re/g) { $out .= "$&\n" }
+        for my $line (split /^/, $slice) {
+            next unless $line =~ $re;
+            my $m = $&;
+            $out .= "$m\n" unless $m =~ /\n/;
+        }
         my $exp = _expand_env(_pick(_sec($block, 'grep_error_log_out'), 0));
         if (defined $exp) {
             if (ref $exp eq 'Regexp') {
-                Test::More::like($out, $exp, "$name - grep_error_log_out (req 0)$sfx");
+                Test::More::like($out, $exp, "$name - grep_error_log_out$rsfx");
             } else {
-                _check_string($out, $exp, "$name - grep_error_log_out (req 0)$sfx");
+                _check_string($out, $exp, "$name - grep_error_log_out$rsfx");
             }
         }
     }
-
-    _auto_checks($block, $name, $sfx, $errlog, $stderr, 0);
+    return $pos;
 }
 
 sub _die_of_signal {
