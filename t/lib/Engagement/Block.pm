@@ -19,6 +19,10 @@ package Engagement::Block;
 #       each pattern must be in the part of error.log written since the
 #       previous request's check (waits for it: a line may come after the
 #       answer, e.g. "client prematurely closed connection").
+#   block_error_log_section()  registers "--- block_error_log": patterns
+#       (lines, or an eval array) that must be somewhere in the error.log of
+#       the whole block, checked after its last request (waits for them):
+#       for a line some request of many writes, no matter which.
 #   master_pid()          the running master's pid (waits for the pid file)
 #   wait_until($code, $secs)  polls $code until true; returns its value
 #   error_log_text($from) error.log from byte $from
@@ -31,7 +35,8 @@ use Exporter 'import';
 use IO::Socket::INET ();
 use Time::HiRes ();
 
-our @EXPORT = qw(request_error_log_section master_pid wait_until
+our @EXPORT = qw(request_error_log_section block_error_log_section
+                 master_pid wait_until
                  error_log_text error_log_path http);
 
 # sanitizer builds start and answer slowly
@@ -127,8 +132,43 @@ sub _check_request_error_log {
     }
 }
 
+sub _requests {
+    my ($block) = @_;
+    my $r = _section($block, 'request');
+    return ref $r eq 'ARRAY' ? scalar @$r : 1;
+}
+
+# --- block_error_log: patterns that must be somewhere in the error.log of
+# the whole block (startup included), checked after its last request
+sub _check_block_error_log {
+    my ($block, $body, $req_idx) = @_;
+    my $spec = _section($block, 'block_error_log');
+    return unless defined $spec && $req_idx == _requests($block) - 1;
+    my @pats = ref $spec eq 'ARRAY' ? @$spec
+             : ref $spec ? ($spec) : grep { /\S/ } split /\n/, $spec;
+    my $match = sub {
+        my ($text, $p) = @_;
+        return ref $p eq 'Regexp' ? $text =~ $p : index($text, $p) >= 0;
+    };
+    my $text = '';
+    wait_until(sub {
+        $text = error_log_text(0);
+        return !grep { !$match->($text, $_) } @pats;
+    }, 5);
+    my $name = $block->name;
+    for my $p (@pats) {
+        Test::More::ok($match->($text, $p),
+            "$name - pattern \"$p\" matches a line in the error.log of the block")
+            or Test::More::diag("error.log:\n$text");
+    }
+}
+
 sub request_error_log_section {
     Test::Nginx::Socket::add_response_body_check(\&_check_request_error_log);
+}
+
+sub block_error_log_section {
+    Test::Nginx::Socket::add_response_body_check(\&_check_block_error_log);
 }
 
 1;

@@ -48,7 +48,7 @@ my $WorkerConnections = 1024;
 my $NoRootLocation    = 0;
 my $NoNginxManager    = 0;
 my $Timeout           = $ENV{TEST_NGINX_TIMEOUT} || 3;
-my $Sleep             = $ENV{TEST_NGINX_SLEEP} || 0.015;
+my $Sleep             = $ENV{TEST_NGINX_SLEEP} || 0;
 my @EnvToNginx;
 my @BlockPreprocessors;
 my @ResponseBodyChecks;
@@ -66,7 +66,9 @@ my $LogDir   = "$ServRoot/logs";
 my $ConfDir  = "$ServRoot/conf";
 my $ErrorLog = "$LogDir/error.log";
 my $StderrLog = "$LogDir/stderr.log";
-$ENV{TEST_NGINX_HTML_DIR} = $HtmlDir;
+# as the real runner: configs may say $TEST_NGINX_SERVER_ROOT (there is no
+# TEST_NGINX_HTML_DIR there; `root html;` is the html dir in both)
+$ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
 
 my @ServRootSubdirs = qw(conf logs html client_body_temp proxy_temp
                          fastcgi_temp uwsgi_temp scgi_temp);
@@ -1315,12 +1317,14 @@ sub _run_block_body {
     _auto_checks($block, $name, $sfx, $errlog, $stderr, 0);
 }
 
-# The slice of error.log after $pos, up to its last complete line, once
-# the log phase of the request had a moment to write (TEST_NGINX_SLEEP * 3,
-# like the real runner). Returns the slice and the new position.
+# The slice of error.log after $pos, up to its last complete line. The
+# response was read to its end (nginx runs the log phase before it closes
+# the connection), so there is no sleep unless TEST_NGINX_SLEEP is set;
+# then it sleeps TEST_NGINX_SLEEP * 3 like the real runner. Returns the
+# slice and the new position.
 sub _log_slice {
     my ($pos) = @_;
-    Time::HiRes::sleep($Sleep * 3);
+    Time::HiRes::sleep($Sleep * 3) if $Sleep;
     my $text = _slurp($ErrorLog, $pos);
     my $end = rindex($text, "\n") + 1;
     return (substr($text, 0, $end), $pos + $end);
