@@ -24,6 +24,14 @@ package Engagement::Block;
 #       the whole block, checked after its last request (waits for them):
 #       for a line some request of many writes, no matter which.
 #   master_pid()          the running master's pid (waits for the pid file)
+#   workers_of($pid)      the live children of $pid (its worker processes)
+#   reload(edit => sub { my $conf = shift; ...; return $conf }, probe => $uri)
+#                         rewrites the running nginx.conf through edit
+#                         (from the text the block started with), sends
+#                         HUP, then waits until $uri answers 200 and the old
+#                         workers are gone; returns (probe ok, old gone,
+#                         [old worker pids]).
+#                         Without probe it returns after the HUP.
 #   wait_until($code, $secs)  polls $code until true; returns its value
 #   error_log_text($from) error.log from byte $from
 #   http($method, $uri, $body, %headers)  one request to the block's nginx
@@ -36,7 +44,7 @@ use IO::Socket::INET ();
 use Time::HiRes ();
 
 our @EXPORT = qw(request_error_log_section block_error_log_section
-                 master_pid wait_until
+                 master_pid workers_of reload reload_reset wait_until
                  error_log_text error_log_path http);
 
 # sanitizer builds start and answer slowly
@@ -73,6 +81,51 @@ sub master_pid {
         return $pid && kill(0, $pid) ? $pid : 0;
     });
 }
+
+sub workers_of {
+    my ($ppid) = @_;
+    my @kids;
+    opendir my $dh, '/proc' or return ();
+    for my $pid (grep { /^\d+\z/ } readdir $dh) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my $st = <$fh> // next;
+        $st =~ s/\A.*\)\s+//s;               # after "pid (comm) "
+        my ($state, $parent) = split ' ', $st;
+        push @kids, $pid if $parent == $ppid && $state ne 'Z' && $state ne 'X';
+    }
+    return @kids;
+}
+
+my %Conf;    # block name => nginx.conf as the block started it
+
+sub reload {
+    my (%o) = @_;
+    my $file = Test::Nginx::Socket::server_root() . '/conf/nginx.conf';
+    my $block = $o{block} // '';
+    if (!defined $Conf{$block}) {
+        open my $in, '<', $file or die "$file: $!";
+        local $/;
+        $Conf{$block} = <$in>;
+    }
+    my $conf = $o{edit} ? $o{edit}->($Conf{$block}) : $Conf{$block};
+    open my $out, '>', "$file.new" or die "$file.new: $!";
+    print {$out} $conf;
+    close $out or die "$file.new: $!";
+    rename "$file.new", $file or die "$file: $!";
+    my $master = master_pid() or return (0, 0);
+    my @old = workers_of($master);
+    kill 'HUP', $master;
+    return (1, 1, \@old) unless defined $o{probe};
+    my $served = wait_until(sub { (http('GET', $o{probe}))[0] == 200 });
+    my $gone = wait_until(sub {
+        my %now = map { $_ => 1 } workers_of($master);
+        return !grep { $now{$_} } @old;
+    }, 10);
+    return ($served ? 1 : 0, $gone ? 1 : 0, \@old);
+}
+
+# forget the configurations of a block (call at its first request)
+sub reload_reset { %Conf = () }
 
 sub http {
     my ($method, $uri, $body, %h) = @_;
