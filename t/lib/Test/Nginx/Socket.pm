@@ -1424,8 +1424,10 @@ Test::Nginx::Socket - small self-written runner for Test::Nginx::Socket style te
     --- no_error_log
     [alert]
 
-Run with C<prove -I t/lib t/>. If the real Test::Nginx (openresty/test-nginx)
-is installed, the same files run under it by leaving out C<-I t/lib>.
+Run with C<prove -I t/lib -r t/>. The same files run unchanged under the
+real Test::Nginx (openresty/test-nginx): C<prove -I /path/to/test-nginx/lib
+-r t/> (test files that need the suite's helpers add t/lib to @INC after
+loading Test::Nginx::Socket, so the real one wins).
 
 =head1 SUPPORTED
 
@@ -1444,10 +1446,16 @@ Environment: TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_PORT /
 TEST_NGINX_SERVER_PORT (default 1984), TEST_NGINX_SERVROOT (default
 t/servroot), TEST_NGINX_WORKERS, TEST_NGINX_LOG_LEVEL, TEST_NGINX_TIMEOUT,
 TEST_NGINX_NO_SHUFFLE, TEST_NGINX_PRELOAD (LD_PRELOAD for nginx only; the
-ASAN/UBSAN/LSAN_OPTIONS variables are inherited), TEST_NGINX_USE_VALGRIND.
-C<$TEST_NGINX_FOO> in config sections, requests, more_headers and expected
-output is replaced with the environment value (unknown ones are left alone).
-TEST_NGINX_SERVER_PORT and TEST_NGINX_HTML_DIR are set by this module.
+ASAN/UBSAN/LSAN_OPTIONS variables are inherited), TEST_NGINX_USE_VALGRIND,
+TEST_NGINX_SLEEP (if set, sleep 3 times that before reading each request's
+slice of error.log, as the real runner always does; default: no sleep).
+C<$TEST_NGINX_FOO> in config sections, requests, more_headers, user_files
+and expected responses and grep_error_log_out is replaced with the
+environment value (unknown ones are left alone); error_log, no_error_log and
+grep_error_log patterns are taken literally, as in the real runner.
+TEST_NGINX_SERVER_PORT and TEST_NGINX_SERVER_ROOT are set by this module,
+as by the real one (there is no TEST_NGINX_HTML_DIR in either: nginx runs
+with C<-p servroot/>, so C<root html;> is the html dir).
 
 Sections: main_config, http_config, config, request (also C<eval> returning an
 array of requests, each sent on its own connection; an element may itself be
@@ -1457,10 +1465,26 @@ error_code, error_code_like, response_body, response_body_like,
 response_body_unlike, response_headers (C<!Name> = absent),
 response_headers_like, raw_response_headers_like/unlike, error_log,
 no_error_log, shutdown_error_log, no_shutdown_error_log, grep_error_log,
-grep_error_log_out, must_die, wait, timeout, abort (a timeout is not a
-failure), ignore_response, ignore_response_body, user_files, init, log_level,
-skip_nginx, skip_eval, todo. Expected-response sections may be arrays with one
-entry per request.
+grep_error_log_out, must_die, wait (slept after every request, before its
+log checks), timeout, abort (a timeout is not a failure), ignore_response,
+ignore_response_body, user_files, init (Perl run once nginx is up, i.e. its
+pid file names our master and the port listens, before the first request;
+not for must_die blocks), log_level, skip_nginx, skip_eval, todo.
+Expected-response sections may be arrays with one entry per request.
+
+=head1 ERROR LOG CHECKS
+
+As in the real runner, error_log, no_error_log and grep_error_log are
+checked after each request of a block, on the slice of F<logs/error.log>
+written since the previous request's check (the first slice starts with
+nginx's startup). The same patterns apply to every request's slice (they
+are not arrays per request), so in a block of several requests an
+error_log pattern must be written by every request; a test that wants a
+line from one request of many checks it otherwise (t/lib/Engagement/Block.pm
+has request_error_log and block_error_log sections for that).
+shutdown_error_log and no_shutdown_error_log are checked on what was
+written after the last request's slice, once nginx stopped. The automatic
+checks below look at the whole block, shutdown included.
 
 =head1 DIFFERENCES FROM THE REAL Test::Nginx::Socket
 
@@ -1502,6 +1526,18 @@ request timeouts are multiplied by 5.
 
 =item * must_die: the error_log patterns are matched against nginx's stderr
 plus error.log; nginx is started normally (not with -t).
+
+=item * Defaults that differ: here C<master_process on> (the real runner:
+off unless master_on() or use_hup), worker_connections 1024 (real: 64),
+C<listen 127.0.0.1:port> (real: C<listen port>), keepalive_timeout 68 s
+(real: 68000 ms). A test that reloads (HUP) or needs several workers calls
+master_on() so that it means the same under both.
+
+=item * The real runner prefixes block names with the script's path
+(C<t/x.t TEST 1: ...>), evals C<--- init> in its own package (call
+C<main::f()>, not C<f()>), bails out on an unknown C<$TEST_NGINX_*> variable,
+and refuses to remove a server root that holds anything but conf/, html/,
+logs/, *_temp/ and *_cache/: write other files elsewhere (File::Temp).
 
 =item * The response is read until EOF, or until its framing
 (Content-Length/chunked) is complete plus 100 ms. Default status expected
