@@ -130,6 +130,7 @@ sub reload_reset { %Conf = () }
 sub http {
     my ($method, $uri, $body, %h) = @_;
     my $port = Test::Nginx::Socket::server_port();
+    local $SIG{PIPE} = 'IGNORE';    # nginx may close first; that is an answer
     my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                   Timeout => 5 * $Slow)
         or return (0, "connect: $!", {});
