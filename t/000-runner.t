@@ -118,10 +118,21 @@ X-Foo: bar
 Content-Type: text/plain
 Content-Length: 3
 !X-Absent
---- response_headers_like
-Server: nginx(/[\d.]+)?
 --- response_body
 ok
+
+
+
+=== TEST 2b: response_headers_like (the real runner ignores it when a block has response_headers)
+--- config
+    location = /h {
+        return 200 "ok\n";
+    }
+--- request
+GET /h
+--- response_headers_like
+Server: nginx(/[\d.]+)?
+Content-Length: \d+
 
 
 
