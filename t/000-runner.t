@@ -1,67 +1,67 @@
-# Self-test of the bundled test runner (t/lib/Test/Nginx/Socket.pm).
-# Only core nginx features are used; no module is loaded.
+# Self-test of the bundled test runner (t/lib/Test/Nginx/Socket.pm). The
+# blocks use core nginx only and pass under both runners; the checks after
+# run_tests() run the bundled runner in child perls.
 use Test::Nginx::Socket 'no_plan';
 use Cwd ();
 use File::Temp ();
+use POSIX ();
 
 repeat_each(1);
 no_shuffle();
 log_level('info');
 run_tests();
 
+# The bundled runner is tested in child perls that load it (-I t/lib), so
+# this file checks it whichever runner runs the blocks below (the bundled
+# one, or the real Test::Nginx::Socket).
+my $lib = Cwd::abs_path('t/lib');
+
+sub run_child {
+    my ($script, $port, $servroot) = @_;
+    local $ENV{TEST_NGINX_PORT}        = $port;
+    local $ENV{TEST_NGINX_SERVER_PORT} = $port;
+    local $ENV{TEST_NGINX_SERVROOT}    = $servroot;
+    delete local $ENV{TEST_NGINX_LOAD_MODULES};
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDERR, '>&', \*STDOUT;
+        exec $^X, "-I$lib", $script or POSIX::_exit(127);
+    }
+    my $out = do { local $/; <$fh> };
+    close $fh;
+    return ($out, $?);
+}
+
 # --- Unit checks of helpers -----------------------------------------------
+# t/data/runner-units.pl checks the request builder, env expansion and the
+# response parser; each of its results is one test here.
 {
-    local $ENV{TEST_NGINX_RUNNER_SELFTEST} = 'v1';
-    delete local $ENV{TEST_NGINX_NO_SUCH_VAR_XYZ};
-    is(Test::Nginx::Socket::_expand_env(
-           'a $TEST_NGINX_RUNNER_SELFTEST $TEST_NGINX_NO_SUCH_VAR_XYZ $server_port'),
-       'a v1 $TEST_NGINX_NO_SUCH_VAR_XYZ $server_port',
-       'runner: known $TEST_NGINX_ vars expanded, unknown ones kept');
-    my $r = Test::Nginx::Socket::_build_request("POST /x\n  body \n", "X-A: 1");
-    is($r->{pieces}[0],
-       "POST /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-A: 1\r\n"
-       . "Content-Length: 4\r\n\r\nbody",
-       'runner: request building (Host, Connection: close, more_headers, Content-Length)');
-    $r = Test::Nginx::Socket::_build_request("POST /x\nabc", "Transfer-Encoding: chunked");
-    unlike($r->{pieces}[0], qr/Content-Length/,
-           'runner: no Content-Length when more_headers sets the framing');
-    my $res = Test::Nginx::Socket::_parse_response(
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n", 'GET');
-    is($res->{body}, 'abcde', 'runner: chunked decoding');
-    ok($res->{complete}, 'runner: chunked response complete');
+    my $tmp = File::Temp->newdir('runner-servroot-XXXXXX', TMPDIR => 1);
+    my ($out, $status) = run_child('t/data/runner-units.pl', server_port() + 1, "$tmp");
+    my @results = $out =~ /^((?:not )?ok \d+ - .*)$/mg;
+    is(scalar(@results), 5, 'runner: the 5 unit checks ran') or diag($out);
+    for my $r (@results) {
+        my ($not, $what) = $r =~ /^(not )?ok \d+ - (.*)$/;
+        ok(!$not, $what) or diag($out);
+    }
+    is($status, 0, 'runner: unit checks exit 0');
 }
 
 # --- The runner must report failures -------------------------------------
 # Run t/data/runner-must-fail.pl (every block has one wrong expectation)
 # in a child perl on another port and server root, and check its TAP.
 {
-    my $port    = server_port() + 1;
-    my $tmp     = File::Temp->newdir('runner-servroot-XXXXXX', TMPDIR => 1);
-    my $lib     = Cwd::abs_path('t/lib');
-    my $fixture = 't/data/runner-must-fail.pl';
-
-    local $ENV{TEST_NGINX_PORT}        = $port;
-    local $ENV{TEST_NGINX_SERVER_PORT} = $port;
-    local $ENV{TEST_NGINX_SERVROOT}    = "$tmp";
-    delete local $ENV{TEST_NGINX_LOAD_MODULES};
-
-    my $pid = open(my $fh, '-|');
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        open STDERR, '>&', \*STDOUT;
-        exec $^X, "-I$lib", $fixture or POSIX::_exit(127);
-    }
-    my $out = do { local $/; <$fh> };
-    close $fh;
-    my $status = $?;
-    my $exit   = $status >> 8;
+    my $tmp = File::Temp->newdir('runner-servroot-XXXXXX', TMPDIR => 1);
+    my ($out, $status) = run_child('t/data/runner-must-fail.pl', server_port() + 1, "$tmp");
+    my $exit = $status >> 8;
 
     my @not_ok = $out =~ /^(not ok \d+ .*)$/mg;
     ok($status != 0, 'runner: failing blocks give a non-zero exit status')
         or diag($out);
-    is(scalar(@not_ok), 6, 'runner: exactly the 6 wrong expectations fail')
+    is(scalar(@not_ok), 7, 'runner: exactly the 7 wrong expectations fail')
         or diag($out);
-    is($exit, 6, 'runner: exit status counts the failures');
+    is($exit, 7, 'runner: exit status counts the failures');
 
     for my $re (
         qr/^not ok \d+ - TEST 1: wrong body - response_body - response is expected$/m,
@@ -70,6 +70,8 @@ run_tests();
         qr/^not ok \d+ - TEST 4: wrong error_log - pattern "this line is never logged" matches a line in error.log$/m,
         qr/^not ok \d+ - TEST 5: unexpected startup failure - nginx started$/m,
         qr/^not ok \d+ - TEST 6: must_die but nginx starts - nginx must die$/m,
+        # error_log is checked on each request's own slice of error.log
+        qr/^not ok \d+ - TEST 7: error_log per request - pattern "access forbidden by rule" matches a line in error.log \(req 1\)$/m,
     ) {
         like($out, $re, "runner: reports $re");
     }
@@ -78,6 +80,8 @@ run_tests();
          'runner: correct status code in a failing block passes');
     like($out, qr/^ok \d+ - TEST 3: wrong no_error_log - status code ok$/m,
          'runner: status 403 expectation passes');
+    like($out, qr/^ok \d+ - TEST 7: error_log per request - pattern "access forbidden by rule" matches a line in error.log \(req 0\)$/m,
+         'runner: the request that wrote the line passes its error_log check');
     like($out, qr/got: "hi\\n"/, 'runner: body mismatch shows what was received');
     unlike($out, qr/^not ok \d+ .*(?:runner error|still running|exits cleanly)/m,
            'runner: no spurious process-management failures');
@@ -114,10 +118,21 @@ X-Foo: bar
 Content-Type: text/plain
 Content-Length: 3
 !X-Absent
---- response_headers_like
-Server: nginx(/[\d.]+)?
 --- response_body
 ok
+
+
+
+=== TEST 2b: response_headers_like (the real runner ignores it when a block has response_headers)
+--- config
+    location = /h {
+        return 200 "ok\n";
+    }
+--- request
+GET /h
+--- response_headers_like
+Server: nginx(/[\d.]+)?
+Content-Length: \d+
 
 
 
@@ -231,7 +246,7 @@ hello <!--# echo var="arg_a" --> world
 --- config
     location = /ssi.html {
         ssi on;
-        root $TEST_NGINX_HTML_DIR;
+        root html;
     }
 --- request
 GET /ssi.html?a=42
@@ -258,11 +273,13 @@ raw
 === TEST 12: raw keep-alive request is framed by Content-Length
 --- config
     location = /t {
+        # the real runner reads until nginx closes the idle connection
+        keepalive_timeout 1s;
         return 200 "kept\n";
     }
 --- raw_request eval
 "GET /t HTTP/1.1\r\nHost: localhost\r\n\r\n"
---- timeout: 2
+--- timeout: 3
 --- response_headers
 Connection: keep-alive
 --- response_body
@@ -314,3 +331,19 @@ mapped
 GET /
 --- response_body
 <p>index</p>
+
+
+
+=== TEST 16: grep_error_log sees each request's own slice of error.log
+--- config
+    location = /deny {
+        deny all;
+    }
+--- request eval
+["GET /deny?a=1", "GET /deny?a=2"]
+--- error_code eval
+[403, 403]
+--- grep_error_log chomp
+access forbidden by rule
+--- grep_error_log_out
+access forbidden by rule

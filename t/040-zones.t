@@ -3,243 +3,68 @@
 # counts it; dedupe windows expire; the client identity uses the user
 # agent; counts and marks survive `nginx -s reload` (HUP); a reload that
 # would resize the counters zone is refused; two workers count exactly.
-use strict;
-use warnings;
-use Test::More;
+# Bulk traffic (filling a zone, concurrent clients) runs in --- init, once
+# nginx is up; reloads run between requests (add_response_body_check) and
+# the next request waits until the new configuration answers and the old
+# workers are gone.
+use Test::Nginx::Socket 'no_plan';
 use FindBin;
-use lib "$FindBin::Bin/lib";
-use Engagement::Test;
-use Time::HiRes qw(sleep);
+use lib "$FindBin::Bin/lib";    # after Test::Nginx::Socket: the real one wins
+use Engagement::Block;
+use POSIX ();
 
-my $port = free_port();
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+master_on();    # the real runner's default is master_process off: no reloads
+workers(2);
 
-sub start {
-    my ($name, %o) = @_;
-    my $prefix = new_prefix($name);
-    write_conf($prefix, port => $port, %o);
-    my $pid = start_nginx($prefix, $port);
-    ok($pid, "$name: nginx started") or diag(slurp("$prefix/logs/stderr.log")
-                                             . slurp("$prefix/logs/error.log"));
-    return ($prefix, $pid);
-}
+sub view { return "POST $_[1]\n$_[0]" if $_[1]; return "POST /engagement/view\n$_[0]" }
+sub post { return (http('POST', '/engagement/view', $_[0], 'Content-Type' => 'application/json'))[0] }
 
-sub views {
-    my ($id) = @_;
-    my ($st, $body) = http_request($port, 'GET', "/engagement/summary/$id");
-    return $body =~ /"views":(\d+)/ ? $1 : -1;
-}
-
-sub no_alerts {
-    my ($prefix, $name) = @_;
-    my $log = slurp("$prefix/logs/error.log") . slurp("$prefix/logs/stderr.log");
-    unlike($log, qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
-           "$name: no alert, crash or sanitizer report");
-}
-
-my $loc = <<'EOC';
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
-EOC
-
-# --- a full counters zone --------------------------------------------------
-{
-    my ($prefix, $pid) = start('zones-counters-full',
-        http => "engagement_zone engagement:32k;",
-        server => $loc);
-
-    my ($n, $st, $body, $h) = (0);
+# --- init of TEST 1: new content until the zone is full
+sub fill {
+    my $n = 0;
     for my $i (1 .. 3000) {
-        ($st, $body, $h) = post_view($port,
-            qq({"contentId":"content-$i","sessionId":"s"}));
-        last if $st != 202;
+        last if post(qq({"contentId":"content-$i","sessionId":"s"})) != 202;
         $n++;
     }
-    ok($n > 10 && $n < 3000, "a 32k zone holds some content ($n) and then fills");
-    is($st, 503, "a full counters zone answers 503");
-    is($h->{'retry-after'}, '1', "with Retry-After");
-    like($body, qr/^\{"error":"zone_full",/, "and a JSON error");
-
-    # more refusals, then check nothing of them counted and the log is calm
-    post_view($port, qq({"contentId":"new-$_","sessionId":"s"})) for 1 .. 20;
-    is(views("new-1"), 0, "refused content has no count");
-    is(views("content-1"), 1, "content stored before still reads 1");
-    ($st) = post_view($port, q({"contentId":"content-1","sessionId":"s2"}));
-    is($st, 202, "content already in the zone still counts");
-    is(views("content-1"), 2, "and reads 2");
-
-    my ($s2, $status) = http_request($port, 'GET', '/status');
-    like($status, qr/nginx_engagement_refused_total\{zone="engagement",reason="zone_full"\} 21\n/,
-         "status counts the 21 refusals");
-    like($status, qr/nginx_engagement_zone_alloc_failures_total\{zone="engagement",kind="counters"\} [1-9]/,
-         "status counts allocation failures");
-
-    stop_nginx($pid);
-    my $log = slurp("$prefix/logs/error.log");
-    my $full = () = $log =~ /engagement zone "engagement" is full/g;
-    ok($full >= 1 && $full <= 2, "the full zone is logged at a limited rate ($full lines for 22 refusals)");
-    no_alerts($prefix, 'counters-full');
+    Test::More::ok($n > 10 && $n < 3000, "a 32k zone holds some content ($n) and then fills");
 }
 
-# --- a full dedupe zone evicts the oldest marks, and says so --------------
-{
-    my ($prefix, $pid) = start('zones-dedupe-full',
-        http => "engagement_dedupe_zone engagement_dedupe:32k;",
-        server => $loc);
-
-    my $ok = 0;
-    for my $i (1 .. 1500) {
-        my ($st) = post_view($port, qq({"contentId":"v","sessionId":"s$i"}));
-        $ok++ if $st == 202;
-    }
-    is($ok, 1500, "every new session counts while the dedupe zone evicts");
-    is(views("v"), 1500, "views equal the sessions");
-
-    my (undef, $status) = http_request($port, 'GET', '/status');
-    my ($ev) = $status =~ /nginx_engagement_dedupe_evictions_total\{zone="engagement_dedupe"\} (\d+)/;
-    ok(defined $ev && $ev > 0, "evictions are counted (" . ($ev // 'none') . ")");
-    my ($entries) = $status =~ /nginx_engagement_zone_entries\{zone="engagement_dedupe",kind="dedupe"\} (\d+)/;
-    ok($entries < 1500, "the zone stays bounded ($entries entries)");
-
-    # the newest mark is still there: a repeat of the last session is a duplicate
-    my ($st, $body) = post_view($port, q({"contentId":"v","sessionId":"s1500"}));
-    like($body, qr/"reason":"duplicate"/, "recent marks survive eviction");
-    # the oldest was evicted: its repeat counts again (the documented cost)
-    ($st, $body) = post_view($port, q({"contentId":"v","sessionId":"s1"}));
-    is($st, 202, "an evicted mark lets a repeat count again, as documented");
-
-    stop_nginx($pid);
-    no_alerts($prefix, 'dedupe-full');
+# --- init of TEST 2: 1,499 sessions of one content
+sub sessions {
+    my $ok = grep { post(qq({"contentId":"v","sessionId":"s$_"})) == 202 } 1 .. 1499;
+    Test::More::is($ok, 1499, "every new session counts while the dedupe zone evicts");
 }
 
-# --- windows expire; the client identity includes the user agent ----------
-{
-    my ($prefix, $pid) = start('zones-window',
-        server => <<'EOC');
-    location = /engagement/view {
-        engagement view;
-        engagement_dedupe_window 300ms;
-    }
-    location = /engagement/client {
-        engagement view;
-        engagement_dedupe_key client;
-    }
-    location /engagement/summary { engagement summary; }
-EOC
-    my ($st, $body);
-    ($st) = post_view($port, q({"contentId":"w","sessionId":"s","requestId":"r1"}));
-    is($st, 202, "first view");
-    ($st) = post_view($port, q({"contentId":"w","sessionId":"s"}));
-    is($st, 200, "repeat inside the window");
-    sleep 0.45;
-    ($st) = post_view($port, q({"contentId":"w","sessionId":"s"}));
-    is($st, 202, "the same session counts again after the window");
-    ($st, $body) = post_view($port, q({"contentId":"w","sessionId":"s9","requestId":"r1"}));
-    is($st, 202, "a request id is forgotten after the window too");
-
-    my %ua1 = ('Content-Type' => 'application/json', 'User-Agent' => 'player/1');
-    my %ua2 = ('Content-Type' => 'application/json', 'User-Agent' => 'player/2');
-    ($st) = http_request($port, 'POST', '/engagement/client', q({"contentId":"c","sessionId":"a"}), %ua1);
-    is($st, 202, "client identity: first");
-    ($st) = http_request($port, 'POST', '/engagement/client', q({"contentId":"c","sessionId":"b"}), %ua1);
-    is($st, 200, "client identity: same address and agent, other session: duplicate");
-    ($st) = http_request($port, 'POST', '/engagement/client', q({"contentId":"c","sessionId":"a"}), %ua2);
-    is($st, 202, "client identity: another user agent counts");
-    stop_nginx($pid);
-    no_alerts($prefix, 'window');
+# --- init of TEST 5: 3 views, then a reload that resizes the counters zone
+sub refused_reload {
+    post(qq({"contentId":"r","sessionId":"s$_"})) for 1 .. 3;
+    reload_reset();
+    reload(edit => sub {
+        my $c = shift;
+        $c =~ s/engagement_zone engagement:1m;/engagement_zone engagement:2m;/ or die;
+        $c =~ s{# probe}{location = /new2 { return 200; }} or die;
+        return $c;
+    });
+    my $refused = wait_until(sub { error_log_text(0) =~
+        /engagement_zone "engagement" cannot change size on reload \(1048576 to 2097152 bytes\)/ });
+    Test::More::ok($refused, "the resize is refused with a clear message");
+    Test::More::is((http('GET', '/new2'))[0], 404, "the old configuration keeps serving");
 }
 
-# --- reload (HUP) keeps counts and marks; a resize is refused --------------
-{
-    my $http = "engagement_zone engagement:1m;\n    engagement_dedupe_zone engagement_dedupe:1m;";
-    my ($prefix, $pid) = start('zones-reload', http => $http, server => $loc);
-
-    post_view($port, qq({"contentId":"r","sessionId":"s$_"})) for 1 .. 5;
-    is(views("r"), 5, "five views before the reload");
-
-    # change something harmless, reload, and make sure new workers serve
-    write_conf($prefix, port => $port, http => $http,
-               server => $loc . "    location = /new { return 200 \"reloaded\\n\"; }\n");
-    for my $round (1 .. 2) {
-        kill 'HUP', $pid;
-        my $ok = 0;
-        for (1 .. 250) {
-            my ($st, $b) = http_request($port, 'GET', '/new');
-            if ($st == 200) { $ok = 1; last }
-            sleep 0.02;
-        }
-        ok($ok, "reload $round: the new configuration serves");
-        is(views("r"), 5, "reload $round: counts survive");
-    }
-    my ($st, $body) = post_view($port, q({"contentId":"r","sessionId":"s1"}));
-    like($body, qr/"reason":"duplicate"/, "dedupe marks survive the reloads");
-    ($st) = post_view($port, q({"contentId":"r","sessionId":"s6"}));
-    is($st, 202, "new views count after the reloads");
-    is(views("r"), 6, "and the count goes on from 5");
-
-    # a reload that resizes the counters zone is refused
-    write_conf($prefix, port => $port,
-               http => "engagement_zone engagement:2m;\n    engagement_dedupe_zone engagement_dedupe:1m;",
-               server => $loc . "    location = /new2 { return 200; }\n");
-    kill 'HUP', $pid;
-    my $refused = 0;
-    for (1 .. 250) {
-        if (slurp("$prefix/logs/error.log") =~ /engagement_zone "engagement" cannot change size on reload \(1048576 to 2097152 bytes\)/) {
-            $refused = 1; last;
-        }
-        sleep 0.02;
-    }
-    ok($refused, "the resize is refused with a clear message");
-    ($st) = http_request($port, 'GET', '/new2');
-    is($st, 404, "the old configuration keeps serving");
-    is(views("r"), 6, "counts are intact after the refused reload");
-
-    # resizing only the dedupe zone is allowed, with a warning: it starts empty
-    write_conf($prefix, port => $port,
-               http => "engagement_zone engagement:1m;\n    engagement_dedupe_zone engagement_dedupe:2m;",
-               server => $loc . "    location = /new3 { return 200; }\n");
-    kill 'HUP', $pid;
-    my $ok = 0;
-    for (1 .. 250) {
-        ($st) = http_request($port, 'GET', '/new3');
-        if ($st == 200) { $ok = 1; last }
-        sleep 0.02;
-    }
-    ok($ok, "a reload that resizes the dedupe zone is accepted");
-    like(slurp("$prefix/logs/error.log"),
-         qr/\[warn\].*engagement_dedupe_zone "engagement_dedupe" changed size on reload \(1048576 to 2097152 bytes\) and starts empty/,
-         "with a warning that the marks start empty");
-    is(views("r"), 6, "counts are intact after the dedupe resize");
-    # an old worker may still take a connection for a moment after the HUP
-    for (1 .. 50) {
-        ($st) = post_view($port, q({"contentId":"r","sessionId":"s1"}));
-        last if $st == 202;
-        sleep 0.05;
-    }
-    is($st, 202, "as warned, a repeat from before the resize counts again");
-
-    stop_nginx($pid);
-    my $log = slurp("$prefix/logs/error.log");
-    unlike($log, qr/\[alert\]|exited on signal|AddressSanitizer/, "no alert or crash over the reloads");
-}
-
-# --- two workers, many concurrent clients: exact counts --------------------
-{
-    my ($prefix, $pid) = start('zones-concurrency', workers => 2,
-        http => "engagement_zone engagement:1m;", server => $loc);
-
-    my $clients = 6;
-    my $per = 100;
+# --- init of TEST 6: 6 clients x 100 unique sessions, each event sent twice
+sub concurrent {
     my @kids;
-    for my $c (1 .. $clients) {
-        my $kid = fork() // die;
+    for my $c (1 .. 6) {
+        my $kid = fork() // die "fork: $!";
         if ($kid == 0) {
             my $bad = 0;
-            for my $i (1 .. $per) {
-                # every client also repeats each event once (a retry)
-                for my $try (1, 2) {
-                    my ($st) = post_view($port,
-                        qq({"contentId":"hot","sessionId":"c$c-$i","durationMs":31000}));
+            for my $i (1 .. 100) {
+                for my $try (1, 2) {    # every event is repeated once (a retry)
+                    my $st = post(qq({"contentId":"hot","sessionId":"c$c-$i","durationMs":31000}));
                     $bad++ unless $st == ($try == 1 ? 202 : 200);
                 }
             }
@@ -249,12 +74,246 @@ EOC
     }
     my $fails = 0;
     for (@kids) { waitpid($_, 0); $fails++ if $? != 0 }
-    is($fails, 0, "every first event was counted and every repeat was a duplicate");
-    my (undef, $body) = http_request($port, 'GET', '/engagement/summary/hot');
-    is($body, qq({"contentId":"hot","views":600,"engagedViews":600,"replays":0}\n),
-       "2 workers x 6 clients x 100 unique sessions (+100% repeats) = exactly 600");
-    stop_nginx($pid);
-    no_alerts($prefix, 'concurrency');
+    Test::More::is($fails, 0, "every first event was counted and every repeat was a duplicate");
 }
 
-done_testing();
+# reloads of TEST 4 and the checks that follow requests
+sub reload_to {
+    my ($name, $what, %o) = @_;
+    my ($served, $gone) = reload(block => $name, edit => sub {
+        my $c = shift;
+        $c =~ s/engagement_dedupe_zone engagement_dedupe:1m;/engagement_dedupe_zone engagement_dedupe:2m;/
+            or die if $o{dedupe_2m};
+        $c =~ s{# probe}{location = $o{probe} { return 200 "reloaded\\n"; }} or die;
+        return $c;
+    }, probe => $o{probe});
+    Test::More::ok($served, "$name - $what");
+    Test::More::ok($gone, "$name - the workers from before are gone");
+}
+
+add_response_body_check(sub {
+    my ($block, $body, $i) = @_;
+    my $name = $block->name;
+    my $last = ref $block->request eq 'ARRAY' ? $#{ $block->request } : 0;
+    if ($name =~ /\bTEST 1:/ && $i == $last) {
+        my $full = () = error_log_text(0) =~ /engagement zone "engagement" is full/g;
+        Test::More::ok($full >= 1 && $full <= 2,
+            "the full zone is logged at a limited rate ($full lines for 21 refusals)");
+    }
+    if ($name =~ /\bTEST 3:/ && $i == 1) {
+        # the dedupe window is what is tested: let its 300 ms pass
+        Time::HiRes::sleep(0.45);
+    }
+    if ($name =~ /\bTEST 4:/) {
+        reload_reset() if $i == 0;
+        reload_to($name, 'reload 1: the new configuration serves', probe => '/new') if $i == 5;
+        reload_to($name, 'reload 2: the new configuration serves', probe => '/new') if $i == 6;
+        if ($i == 10) {
+            reload_to($name, 'a reload that resizes the dedupe zone is accepted',
+                      probe => '/new3', dedupe_2m => 1);
+            Test::More::like(error_log_text(0),
+                qr/\[warn\].*engagement_dedupe_zone "engagement_dedupe" changed size on reload \(1048576 to 2097152 bytes\) and starts empty/,
+                "$name - with a warning that the marks start empty");
+        }
+    }
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a full counters zone answers 503 with Retry-After, refuses new content, counts the old
+--- http_config
+    engagement_zone engagement:32k;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- init
+main::fill();
+--- more_headers
+Content-Type: application/json
+--- request eval
+[ (map { main::view(qq({"contentId":"new-$_","sessionId":"s"})) } 0 .. 19),
+  "GET /engagement/summary/new-1",
+  "GET /engagement/summary/content-1",
+  main::view(q({"contentId":"content-1","sessionId":"s2"})),
+  "GET /engagement/summary/content-1",
+  "GET /status", "GET /status" ]
+--- error_code eval
+[ (503) x 20, 200, 200, 202, 200, 200, 200 ]
+--- response_headers eval
+[ ("Retry-After: 1") x 20, ("") x 6 ]
+--- response_body_like eval
+[ (qr/^\{"error":"zone_full",/) x 20,
+  qr/"views":0,/, qr/"views":1,/, qr/"counted":true/, qr/"views":2,/,
+  qr/nginx_engagement_refused_total\{zone="engagement",reason="zone_full"\} 21\n/,
+  qr/nginx_engagement_zone_alloc_failures_total\{zone="engagement",kind="counters"\} [1-9]/ ]
+--- no_error_log
+[alert]
+[emerg]
+exited on signal
+AddressSanitizer
+runtime error
+
+
+
+=== TEST 2: a full dedupe zone evicts the oldest marks, and says so
+--- http_config
+    engagement_dedupe_zone engagement_dedupe:32k;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- init
+main::sessions();
+--- more_headers
+Content-Type: application/json
+--- request eval
+[ main::view(q({"contentId":"v","sessionId":"s1500"})),
+  "GET /engagement/summary/v",
+  "GET /status", "GET /status",
+  main::view(q({"contentId":"v","sessionId":"s1500"})),
+  main::view(q({"contentId":"v","sessionId":"s1"})) ]
+--- error_code eval
+[ 202, 200, 200, 200, 200, 202 ]
+--- response_body_like eval
+[ qr/"counted":true/,
+  qr/"views":1500,/,
+  # evictions are counted
+  qr/nginx_engagement_dedupe_evictions_total\{zone="engagement_dedupe"\} [1-9]\d*\n/,
+  # the zone stays bounded: fewer than 1500 entries
+  qr/nginx_engagement_zone_entries\{zone="engagement_dedupe",kind="dedupe"\} (?:\d{1,3}|1[0-4]\d\d)\n/,
+  # recent marks survive eviction: a repeat of the last session is a duplicate
+  qr/"reason":"duplicate"/,
+  # the oldest was evicted: its repeat counts again (the documented cost)
+  qr/"counted":true/ ]
+--- no_error_log
+[alert]
+[emerg]
+exited on signal
+AddressSanitizer
+runtime error
+
+
+
+=== TEST 3: windows expire; the client identity includes the user agent
+--- config
+    location = /engagement/view {
+        engagement view;
+        engagement_dedupe_window 300ms;
+    }
+    location = /engagement/client {
+        engagement view;
+        engagement_dedupe_key client;
+    }
+    location /engagement/summary { engagement summary; }
+--- more_headers eval
+[ ("Content-Type: application/json") x 4,
+  "Content-Type: application/json\nUser-Agent: player/1",
+  "Content-Type: application/json\nUser-Agent: player/1",
+  "Content-Type: application/json\nUser-Agent: player/2" ]
+--- request eval
+[ main::view(q({"contentId":"w","sessionId":"s","requestId":"r1"})),
+  main::view(q({"contentId":"w","sessionId":"s"})),
+  main::view(q({"contentId":"w","sessionId":"s"})),
+  main::view(q({"contentId":"w","sessionId":"s9","requestId":"r1"})),
+  main::view(q({"contentId":"c","sessionId":"a"}), "/engagement/client"),
+  main::view(q({"contentId":"c","sessionId":"b"}), "/engagement/client"),
+  main::view(q({"contentId":"c","sessionId":"a"}), "/engagement/client") ]
+--- error_code eval
+[ 202, 200, 202, 202, 202, 200, 202 ]
+--- no_error_log
+[alert]
+[emerg]
+exited on signal
+AddressSanitizer
+runtime error
+
+
+
+=== TEST 4: reloads (HUP) keep counts and marks; resizing the dedupe zone empties it, with a warning
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_dedupe_zone engagement_dedupe:1m;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+    # probe
+--- more_headers
+Content-Type: application/json
+--- request eval
+[ (map { main::view(qq({"contentId":"r","sessionId":"s$_"})) } 1 .. 5),
+  "GET /engagement/summary/r",
+  "GET /engagement/summary/r",
+  "GET /engagement/summary/r",
+  main::view(q({"contentId":"r","sessionId":"s1"})),
+  main::view(q({"contentId":"r","sessionId":"s6"})),
+  "GET /engagement/summary/r",
+  "GET /engagement/summary/r",
+  main::view(q({"contentId":"r","sessionId":"s1"})) ]
+--- error_code eval
+[ (202) x 5, 200, 200, 200, 200, 202, 200, 200, 202 ]
+--- response_body_like eval
+[ (qr/"counted":true/) x 5,
+  qr/"views":5,/,                   # five views before the reloads
+  qr/"views":5,/,                   # reload 1: counts survive
+  qr/"views":5,/,                   # reload 2: counts survive
+  qr/"reason":"duplicate"/,         # dedupe marks survive the reloads
+  qr/"counted":true/,               # new views count after the reloads
+  qr/"views":6,/,                   # and the count goes on from 5
+  qr/"views":6,/,                   # counts are intact after the dedupe resize
+  qr/"counted":true/ ]              # as warned, a repeat from before the resize counts again
+--- no_error_log
+[alert]
+[emerg]
+exited on signal
+AddressSanitizer
+runtime error
+
+
+
+=== TEST 5: a reload that would resize the counters zone is refused; the old one keeps serving
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_dedupe_zone engagement_dedupe:1m;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    # probe
+--- init
+main::refused_reload();
+--- request
+GET /engagement/summary/r
+--- response_body
+{"contentId":"r","views":3,"engagedViews":0,"replays":0}
+--- error_log
+[emerg]
+engagement_zone "engagement" cannot change size on reload (1048576 to 2097152 bytes)
+--- no_error_log
+[alert]
+exited on signal
+AddressSanitizer
+runtime error
+
+
+
+=== TEST 6: two workers, many concurrent clients: exact counts
+--- http_config
+    engagement_zone engagement:1m;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+--- init
+main::concurrent();
+--- request
+GET /engagement/summary/hot
+--- response_body
+{"contentId":"hot","views":600,"engagedViews":600,"replays":0}
+--- no_error_log
+[alert]
+[emerg]
+exited on signal
+AddressSanitizer
+runtime error

@@ -1,71 +1,39 @@
 # Guards the status endpoint: Prometheus text that passes
 # `promtool check metrics` fresh and after traffic, one HELP/TYPE per
 # family, JSON on request with the same numbers, and figures that move
-# exactly with a scripted mix of requests.
-use strict;
-use warnings;
-use Test::More;
-use FindBin;
-use lib "$FindBin::Bin/lib";
-use Engagement::Test;
-use JSON::PP;
+# exactly with a scripted mix of requests. One block: the status reads
+# before and after the mix are checked by add_response_body_check.
+use Test::Nginx::Socket 'no_plan';
+use File::Temp ();
+use JSON::PP ();
 
-my $port = free_port();
-my $prefix = new_prefix('status');
-write_conf($prefix, port => $port,
-    http => "engagement_zone engagement:1m;\n    engagement_dedupe_zone engagement_dedupe:1m;",
-    server => <<'EOC');
-    location = /engagement/view { engagement view; engagement_view_after 1s; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
-EOC
-my $pid = start_nginx($prefix, $port);
-ok($pid, 'nginx started') or BAIL_OUT(slurp("$prefix/logs/stderr.log"));
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+
+sub view { return "POST /engagement/view\n$_[0]" }
+
+sub metric {
+    my ($text, $name) = @_;
+    return $text =~ /^\Q$name\E (\d+)$/m ? $1 : undef;
+}
 
 sub promtool_ok {
     my ($text, $name) = @_;
     SKIP: {
-        skip 'promtool not installed', 1 unless -x '/usr/bin/promtool';
-        open my $fh, '|-', '/usr/bin/promtool check metrics > ' . "$prefix/logs/promtool.out 2>&1" or die;
-        print $fh $text;
-        close $fh;
-        is($?, 0, "promtool check metrics: $name") or diag(slurp("$prefix/logs/promtool.out"));
+        Test::More::skip('promtool not installed', 1) unless -x '/usr/bin/promtool';
+        # outside the server root, which the real runner removes only when
+        # it holds nothing it did not make
+        my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
+        print $tmp $text;
+        close $tmp;
+        my $out = `/usr/bin/promtool check metrics < $tmp 2>&1`;
+        Test::More::is($?, 0, "promtool check metrics: $name") or Test::More::diag($out);
     }
 }
 
-sub metric {
-    my ($text, $re) = @_;
-    return $text =~ /^\Q$re\E (\d+)$/m ? $1 : undef;
-}
-
-my ($st, $text, $h) = http_request($port, 'GET', '/status');
-is($st, 200, 'status answers');
-like($h->{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'Prometheus text content type');
-promtool_ok($text, 'fresh server');
-
-my %seen;
-for ($text =~ /^# (?:HELP|TYPE) (\S+)/mg) { $seen{$_}++ }
-is(scalar(grep { $_ != 2 } values %seen), 0, 'each family has exactly one HELP and one TYPE');
-
-# a scripted mix
-post_view($port, q({"contentId":"m","sessionId":"s1","durationMs":1000}));        # counted view
-post_view($port, q({"contentId":"m","sessionId":"s1","durationMs":1000}));        # duplicate
-post_view($port, q({"contentId":"m","sessionId":"s2","durationMs":40000}));       # view + engaged
-post_view($port, q({"contentId":"m","sessionId":"s3"}));                          # below policy
-post_view($port, q({"contentId":"m","sessionId":"s4","requestId":"q","durationMs":2000}));  # counted
-post_view($port, q({"contentId":"m","sessionId":"s5","requestId":"q","durationMs":2000}));  # duplicate_request
-post_view($port, q({"contentId":"m","sessionId":"s1","replay":true}));            # replay
-post_view($port, q({"contentId":"m"}));                                            # invalid
-post_view($port, 'x' x 9000);                                                      # too large
-http_request($port, 'GET', '/engagement/view');                                    # method
-http_request($port, 'POST', '/engagement/view', '{}', 'Content-Type' => 'text/plain');  # content type
-http_request($port, 'GET', '/engagement/summary/m');
-http_request($port, 'GET', '/engagement/summary?ids=m,n');
-
-($st, $text) = http_request($port, 'GET', '/status');
-promtool_ok($text, 'after traffic');
-
-my %want = (
+our %Want = (
     'nginx_engagement_view_events_total{zone="engagement"}' => 11,
     'nginx_engagement_counted_total{zone="engagement",metric="view"}' => 3,
     'nginx_engagement_counted_total{zone="engagement",metric="engaged"}' => 1,
@@ -88,32 +56,83 @@ my %want = (
     'nginx_engagement_dedupe_hits_total{zone="engagement_dedupe"}' => 2,
     'nginx_engagement_dedupe_evictions_total{zone="engagement_dedupe"}' => 0,
 );
-for my $k (sort keys %want) {
-    is(metric($text, $k), $want{$k}, "$k = $want{$k}");
-}
-my $free = metric($text, 'nginx_engagement_zone_free_bytes{zone="engagement",kind="counters"}');
-ok($free > 0 && $free < 1048576, "free bytes of the counters zone is plausible ($free)");
 
-# the JSON form carries the same numbers
-my ($st2, $json, $h2) = http_request($port, 'GET', '/status?format=json');
-is($st2, 200, 'JSON status answers');
-like($h2->{'content-type'}, qr{^application/json}, 'JSON content type');
-my $doc = eval { decode_json($json) };
-ok($doc, 'JSON status parses') or diag($json);
-my ($cz) = grep { $_->{zone} eq 'engagement' } @{ $doc->{zones} // [] };
-is($cz->{counted_total_view}, 3, 'JSON: counted views');
-is($cz->{not_counted_total_duplicate_request}, 1, 'JSON: duplicate requests');
-is($cz->{refused_total_too_large}, 1, 'JSON: too large');
-is($cz->{view_events_total}, 11, 'JSON: events received');
-my ($dz) = grep { $_->{zone} eq 'engagement_dedupe' } @{ $doc->{zones} // [] };
-is($dz->{zone_entries}, 6, 'JSON: dedupe entries');
-my ($st3, $json2) = http_request($port, 'GET', '/status', undef, 'Accept' => 'application/json');
-ok(eval { decode_json($json2) }, 'Accept: application/json selects JSON');
+# requests of TEST 1: 0 the fresh text, 14 the text after the mix, 15 and 16
+# the JSON form (by ?format=json, by Accept)
+add_response_body_check(sub {
+    my ($block, $text, $i) = @_;
+    return unless $block->name =~ /\bTEST 1:/;    # the real runner prefixes $0
+    if ($i == 0) {
+        promtool_ok($text, 'fresh server');
+        my %seen;
+        $seen{$_}++ for $text =~ /^# (?:HELP|TYPE) (\S+)/mg;
+        Test::More::is(scalar(grep { $_ != 2 } values %seen), 0,
+                       'each family has exactly one HELP and one TYPE');
+    } elsif ($i == 14) {
+        promtool_ok($text, 'after traffic');
+        for my $k (sort keys %Want) {
+            Test::More::is(metric($text, $k), $Want{$k}, "$k = $Want{$k}");
+        }
+        my $free = metric($text, 'nginx_engagement_zone_free_bytes{zone="engagement",kind="counters"}') // -1;
+        Test::More::ok($free > 0 && $free < 1048576,
+                       "free bytes of the counters zone is plausible ($free)");
+    } elsif ($i == 15) {
+        my $doc = eval { JSON::PP::decode_json($text) };
+        Test::More::ok($doc, 'JSON status parses') or Test::More::diag($text);
+        my ($cz) = grep { $_->{zone} eq 'engagement' } @{ $doc->{zones} // [] };
+        Test::More::is($cz->{counted_total_view}, 3, 'JSON: counted views');
+        Test::More::is($cz->{not_counted_total_duplicate_request}, 1, 'JSON: duplicate requests');
+        Test::More::is($cz->{refused_total_too_large}, 1, 'JSON: too large');
+        Test::More::is($cz->{view_events_total}, 11, 'JSON: events received');
+        my ($dz) = grep { $_->{zone} eq 'engagement_dedupe' } @{ $doc->{zones} // [] };
+        Test::More::is($dz->{zone_entries}, 6, 'JSON: dedupe entries');
+    } elsif ($i == 16) {
+        Test::More::ok(eval { JSON::PP::decode_json($text) }, 'Accept: application/json selects JSON');
+    }
+});
 
-($st) = http_request($port, 'POST', '/status', '');
-is($st, 405, 'status refuses POST');
+run_tests();
 
-stop_nginx($pid);
-unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal|AddressSanitizer/, 'no alert or crash');
+__DATA__
 
-done_testing();
+=== TEST 1: status figures: fresh, after a scripted mix, as JSON
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_dedupe_zone engagement_dedupe:1m;
+--- config
+    location = /engagement/view { engagement view; engagement_view_after 1s; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- more_headers eval
+[ "", ("Content-Type: application/json") x 9, "", "Content-Type: text/plain",
+  "", "", "", "", "Accept: application/json", "Content-Length: 0" ]
+--- request eval
+[ "GET /status",
+  main::view('{"contentId":"m","sessionId":"s1","durationMs":1000}'),     # counted view
+  main::view('{"contentId":"m","sessionId":"s1","durationMs":1000}'),     # duplicate
+  main::view('{"contentId":"m","sessionId":"s2","durationMs":40000}'),    # view + engaged
+  main::view('{"contentId":"m","sessionId":"s3"}'),                       # below policy
+  main::view('{"contentId":"m","sessionId":"s4","requestId":"q","durationMs":2000}'),  # counted
+  main::view('{"contentId":"m","sessionId":"s5","requestId":"q","durationMs":2000}'),  # duplicate_request
+  main::view('{"contentId":"m","sessionId":"s1","replay":true}'),         # replay
+  main::view('{"contentId":"m"}'),                                        # invalid
+  main::view('x' x 9000),                                                 # too large
+  "GET /engagement/view",                                                 # method
+  main::view('{}'),                                                       # content type
+  "GET /engagement/summary/m",
+  "GET /engagement/summary?ids=m,n",
+  "GET /status",
+  "GET /status?format=json",
+  "GET /status",
+  "POST /status" ]
+--- error_code eval
+[ 200, 202, 200, 202, 200, 202, 200, 202, 400, 413, 405, 415, 200, 200, 200, 200, 200, 405 ]
+--- response_headers_like eval
+[ "Content-Type: text/plain; version=0\\.0\\.4.*", ("") x 14,
+  "Content-Type: application/json.*", "Content-Type: application/json.*", "" ]
+--- no_error_log
+[alert]
+[emerg]
+exited on signal
+AddressSanitizer
+runtime error

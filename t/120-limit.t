@@ -5,6 +5,10 @@
 # like endpoint, the access-log variables, directive errors at start, and
 # client timestamps on both sides of engagement_ts_window.
 use Test::Nginx::Socket 'no_plan';
+use File::Temp ();
+use FindBin;
+use lib "$FindBin::Bin/lib";    # after Test::Nginx::Socket: the real one wins
+use Engagement::Block;
 
 repeat_each(1);
 no_shuffle();
@@ -52,16 +56,19 @@ add_response_body_check(sub {
     return unless $block->name =~ /promtool/ && $body =~ /^# HELP/;
     SKIP: {
         Test::More::skip('promtool not installed', 1) unless -x '/usr/bin/promtool';
-        my $f = "$ENV{TEST_NGINX_SERVROOT}/promtool.in";
-        $f = "t/servroot/promtool.in" unless $ENV{TEST_NGINX_SERVROOT};
-        open my $fh, '>', $f or die $!;
-        print $fh $body;
-        close $fh;
-        my $out = `/usr/bin/promtool check metrics < $f 2>&1`;
+        # a temporary file outside the server root, which the real
+        # Test::Nginx removes only when it holds nothing it did not make
+        my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
+        print $tmp $body;
+        close $tmp;
+        my $out = `/usr/bin/promtool check metrics < $tmp 2>&1`;
         Test::More::is($?, 0, $block->name . " - promtool check metrics")
             or Test::More::diag($out);
     }
 });
+
+# a line that one of many requests writes (--- block_error_log)
+block_error_log_section();
 
 run_tests();
 
@@ -326,7 +333,7 @@ __DATA__
 --- response_body_like eval
 [ (qr/"counted":true/) x 600, qr/"counted":true/, qr/"zone":"tiny"/,
   qr/"zone":"tiny","kind":"limit","limit_requests_total_passed":601,"limit_requests_total_limited":1,"limit_requests_total_dry_run":0,"limit_entries":[1-5]\d\d,"limit_expired_total":0,"limit_evictions_total":[1-9]\d*,"limit_alloc_failures_total":0,/ ]
---- error_log
+--- block_error_log
 engagement_limit_zone "tiny" is full: the least recently used bucket was evicted
 --- no_error_log
 [error]

@@ -1,5 +1,5 @@
 # Fixture for t/000-runner.t: EVERY block here has exactly one wrong
-# expectation, so this file must fail (6 failing tests). Not a .t file on
+# expectation, so this file must fail (7 failing tests). Not a .t file on
 # purpose, so that prove never runs it directly.
 use Test::Nginx::Socket 'no_plan';
 
@@ -63,3 +63,16 @@ GET /t
     location = /t { return 200; }
 --- must_die
 --- error_log
+
+
+
+=== TEST 7: error_log per request
+--- config
+    location = /t { deny all; }
+    location = /ok { return 200 "ok\n"; }
+--- request eval
+["GET /t", "GET /ok"]
+--- error_code eval
+[403, 200]
+--- error_log
+access forbidden by rule

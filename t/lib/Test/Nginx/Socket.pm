@@ -48,6 +48,7 @@ my $WorkerConnections = 1024;
 my $NoRootLocation    = 0;
 my $NoNginxManager    = 0;
 my $Timeout           = $ENV{TEST_NGINX_TIMEOUT} || 3;
+my $Sleep             = $ENV{TEST_NGINX_SLEEP} || 0;
 my @EnvToNginx;
 my @BlockPreprocessors;
 my @ResponseBodyChecks;
@@ -65,7 +66,9 @@ my $LogDir   = "$ServRoot/logs";
 my $ConfDir  = "$ServRoot/conf";
 my $ErrorLog = "$LogDir/error.log";
 my $StderrLog = "$LogDir/stderr.log";
-$ENV{TEST_NGINX_HTML_DIR} = $HtmlDir;
+# as the real runner: configs may say $TEST_NGINX_SERVER_ROOT (there is no
+# TEST_NGINX_HTML_DIR there; `root html;` is the html dir in both)
+$ENV{TEST_NGINX_SERVER_ROOT} = $ServRoot;
 
 my @ServRootSubdirs = qw(conf logs html client_body_temp proxy_temp
                          fastcgi_temp uwsgi_temp scgi_temp);
@@ -126,7 +129,7 @@ sub no_nginx_manager   { $NoNginxManager = 1 }
 sub add_block_preprocessor  { push @BlockPreprocessors, @_ }
 sub add_response_body_check { push @ResponseBodyChecks, @_ }
 sub add_cleanup_handler     { push @CleanupHandlers, @_ }
-sub check_accum_error_log   { }   # accepted, no effect (logs are per block)
+sub check_accum_error_log   { }   # accepted, no effect (slices are per request)
 sub no_check_leak           { }   # accepted, no effect
 sub use_hup                 { }   # accepted, no effect (always a fresh nginx)
 sub bail_out                { Test::More::BAIL_OUT(@_) }
@@ -367,6 +370,12 @@ sub _group_members {
         push @pids, $pid;
     }
     return @pids;
+}
+
+sub _pid_in {
+    my ($file) = @_;
+    my ($pid) = _slurp($file) =~ /^(\d+)/;
+    return $pid || 0;
 }
 
 sub _reap_zombies {
@@ -1029,7 +1038,8 @@ sub _check_response {
         Test::More::unlike($res->{raw_headers}, qr/$pat/s, "$name - raw resp headers unlike$sfx");
     }
 
-    if (defined(my $hs = _expand_expected(_pick(_sec($block, 'response_headers'), $i)))) {
+    if (defined _sec($block, 'response_headers')) {
+        my $hs = _expand_expected(_pick(_sec($block, 'response_headers'), $i));
         for my $h (_split_lines_headers($hs)) {
             my ($k, $v) = @$h;
             if ($k =~ s/^!\s*//) {
@@ -1041,7 +1051,10 @@ sub _check_response {
             Test::More::is(defined $got ? $got : '', $v, "$name - header $k ok$sfx");
         }
     }
-    if (defined(my $hs = _expand_expected(_pick(_sec($block, 'response_headers_like'), $i)))) {
+    # as in the real runner, response_headers_like is only looked at in a
+    # block without response_headers
+    elsif (defined _sec($block, 'response_headers_like')) {
+        my $hs = _expand_expected(_pick(_sec($block, 'response_headers_like'), $i));
         for my $h (_split_lines_headers($hs)) {
             my ($k, $v) = @$h;
             if ($k =~ s/^!\s*//) {
@@ -1141,11 +1154,6 @@ sub _run_block {
 sub _run_block_body {
     my ($block, $name, $sfx) = @_;
 
-    if (defined(my $init = _sec($block, 'init'))) {
-        if (ref $init eq 'CODE') { $init->() }
-        else { eval "package main; no strict; $init; 1" or die "init failed: $@" }
-    }
-
     my $must_die = _sec($block, 'must_die');
     my @reqs;
     if (!defined $must_die) {
@@ -1192,17 +1200,18 @@ sub _run_block_body {
                 Test::More::ok(0, "$name - nginx must die (by exiting, not by a crash)$sfx");
                 Test::More::diag('nginx ' . _describe_status($st));
             } elsif (defined $want && $want =~ /^\d+\z/) {
-                Test::More::is($st >> 8, $want, "$name - nginx exit code$sfx") unless $st >> 8 == $want;
-            } elsif ($st >> 8 == 0) {
-                Test::More::ok(0, "$name - nginx must die (exit non-zero)$sfx");
+                Test::More::is($st >> 8, $want, "$name - die with the expected exit code$sfx");
+            } else {
+                # one test either way, like the real runner's "die as expected"
+                Test::More::ok($st >> 8 != 0, "$name - die as expected$sfx");
             }
         }
         _reap_zombies();
         my $errlog = _slurp($ErrorLog, $err_pos);
         my $stderr = _slurp($StderrLog);
         my $text = $stderr . ($stderr =~ /\n\z|\A\z/ ? '' : "\n") . $errlog;
-        _check_log($name, $sfx, $text, _expand_env(_sec($block, 'error_log')), 0, 'error.log');
-        _check_log($name, $sfx, $text, _expand_env(_sec($block, 'no_error_log')), 1, 'error.log');
+        _check_log($name, $sfx, $text, _sec($block, 'error_log'), 0, 'error.log');
+        _check_log($name, $sfx, $text, _sec($block, 'no_error_log'), 1, 'error.log');
         _auto_checks($block, $name, $sfx, $errlog, $stderr, 1);
         return;
     }
@@ -1213,7 +1222,10 @@ sub _run_block_body {
         my $state = 'timeout';
         while (1) {
             if (_poll_exit($proc)) { $state = 'exited'; last }
-            if (_port_listening($ServerPort)) { $state = 'up'; last }
+            # up: our master wrote its pid file (after it opened the
+            # listening sockets) and the port listens
+            if (_pid_in("$LogDir/nginx.pid") == $proc->{pid}
+                && _port_listening($ServerPort)) { $state = 'up'; last }
             last if _now() >= $deadline;
             Time::HiRes::sleep(0.02);
         }
@@ -1231,6 +1243,13 @@ sub _run_block_body {
         }
     }
 
+    # --- init runs once nginx is up, before the first request (like the
+    # real runner, which evals it after starting nginx)
+    if (defined(my $init = _sec($block, 'init'))) {
+        if (ref $init eq 'CODE') { $init->() }
+        else { eval "package main; no strict; $init; 1" or die "init failed: $@" }
+    }
+
     my $timeout = _trimmed(_sec($block, 'timeout'));
     $timeout = $Timeout unless defined $timeout && $timeout =~ /^\d+(?:\.\d*)?\z/ && $timeout > 0;
     $timeout *= 5 if $UseValgrind;
@@ -1239,6 +1258,13 @@ sub _run_block_body {
     my $abort = defined _sec($block, 'abort');
     my $multi = @reqs > 1;
 
+    my $wait = _trimmed(_sec($block, 'wait'));
+    $wait = 0 unless defined $wait && $wait =~ /^\d+(?:\.\d*)?\z/;
+
+    # Each request's error_log/no_error_log/grep_error_log checks see the
+    # slice of error.log written since the previous request's checks (the
+    # first slice starts with nginx's startup), as in the real runner.
+    my $slice_pos = $err_pos;
     my $client_gave_up = 0;
     for my $i (0 .. $#reqs) {
         my $rsfx = ($multi ? " (req $i)" : '') . $sfx;
@@ -1251,14 +1277,15 @@ sub _run_block_body {
             Test::More::diag("$name - $res->{error}$rsfx");
         }
         Test::More::diag("$name - $res->{read_error}$rsfx") if $res->{read_error};
-        next if defined _sec($block, 'ignore_response');
-        _check_response($block, $res, $i, $name, $rsfx);
+        _check_response($block, $res, $i, $name, $rsfx)
+            unless defined _sec($block, 'ignore_response');
+        # the real runner sleeps --- wait after every request, then looks
+        # at the log
+        Time::HiRes::sleep($wait) if $wait > 0;
+        $slice_pos = _check_request_log($block, $name, $rsfx, $slice_pos);
     }
 
-    my $wait = _trimmed(_sec($block, 'wait'));
-    Time::HiRes::sleep($wait) if defined $wait && $wait =~ /^\d+(?:\.\d*)?\z/ && $wait > 0;
-
-    # Stop nginx before looking at the logs, so that shutdown messages,
+    # Stop nginx before the automatic checks, so that shutdown messages,
     # sanitizer reports and leak reports are included.
     if ($proc) {
         my $died = _poll_exit($proc);
@@ -1283,28 +1310,59 @@ sub _run_block_body {
         }
     }
 
-    my $errlog = _slurp($ErrorLog, $err_pos);
-    my $stderr = _slurp($StderrLog);
-    for my $s ([ 'error_log', 0 ], [ 'no_error_log', 1 ],
-               [ 'shutdown_error_log', 0 ], [ 'no_shutdown_error_log', 1 ]) {
-        _check_log($name, $sfx, $errlog, _expand_env(_sec($block, $s->[0])), $s->[1], 'error.log');
+    # shutdown_error_log: what was written after the last request's slice
+    my $shutdown_log = _slurp($ErrorLog, $slice_pos);
+    for my $s ([ 'shutdown_error_log', 0 ], [ 'no_shutdown_error_log', 1 ]) {
+        _check_log($name, $sfx, $shutdown_log, _sec($block, $s->[0]), $s->[1], 'error.log');
     }
 
+    # the automatic checks look at the whole block, shutdown included
+    my $errlog = _slurp($ErrorLog, $err_pos);
+    my $stderr = _slurp($StderrLog);
+    _auto_checks($block, $name, $sfx, $errlog, $stderr, 0);
+}
+
+# The slice of error.log after $pos, up to its last complete line. The
+# response was read to its end (nginx runs the log phase before it closes
+# the connection), so there is no sleep unless TEST_NGINX_SLEEP is set;
+# then it sleeps TEST_NGINX_SLEEP * 3 like the real runner. Returns the
+# slice and the new position.
+sub _log_slice {
+    my ($pos) = @_;
+    Time::HiRes::sleep($Sleep * 3) if $Sleep;
+    my $text = _slurp($ErrorLog, $pos);
+    my $end = rindex($text, "\n") + 1;
+    return (substr($text, 0, $end), $pos + $end);
+}
+
+# error_log, no_error_log and grep_error_log of one request, against the
+# slice of error.log that request wrote; returns the new log position.
+sub _check_request_log {
+    my ($block, $name, $rsfx, $pos) = @_;
+    (my $slice, $pos) = _log_slice($pos);
+    # patterns are taken literally, as the real runner does ($TEST_NGINX_*
+    # is expanded only in grep_error_log_out)
+    _check_log($name, $rsfx, $slice, _sec($block, 'error_log'), 0, 'error.log');
+    _check_log($name, $rsfx, $slice, _sec($block, 'no_error_log'), 1, 'error.log');
     if (defined(my $g = _sec($block, 'grep_error_log'))) {
-        my $re = ref $g eq 'Regexp' ? $g : do { my $t = _expand_env($g); $t =~ s/\n\z//; qr/\Q$t\E/ };
+        $g = _pick($g, 0);
+        my $re = ref $g eq 'Regexp' ? $g : do { (my $t = $g) =~ s/\n\z//; qr/\Q$t\E/ };
         my $out = '';
-        while ($errlog =~ /$re/g) { $out .= "$&\n" }
+        for my $line (split /^/, $slice) {
+            next unless $line =~ $re;
+            my $m = $&;
+            $out .= "$m\n" unless $m =~ /\n/;
+        }
         my $exp = _expand_env(_pick(_sec($block, 'grep_error_log_out'), 0));
         if (defined $exp) {
             if (ref $exp eq 'Regexp') {
-                Test::More::like($out, $exp, "$name - grep_error_log_out (req 0)$sfx");
+                Test::More::like($out, $exp, "$name - grep_error_log_out$rsfx");
             } else {
-                _check_string($out, $exp, "$name - grep_error_log_out (req 0)$sfx");
+                _check_string($out, $exp, "$name - grep_error_log_out$rsfx");
             }
         }
     }
-
-    _auto_checks($block, $name, $sfx, $errlog, $stderr, 0);
+    return $pos;
 }
 
 sub _die_of_signal {
@@ -1371,8 +1429,10 @@ Test::Nginx::Socket - small self-written runner for Test::Nginx::Socket style te
     --- no_error_log
     [alert]
 
-Run with C<prove -I t/lib t/>. If the real Test::Nginx (openresty/test-nginx)
-is installed, the same files run under it by leaving out C<-I t/lib>.
+Run with C<prove -I t/lib -r t/>. The same files run unchanged under the
+real Test::Nginx (openresty/test-nginx): C<prove -I /path/to/test-nginx/lib
+-r t/> (test files that need the suite's helpers add t/lib to @INC after
+loading Test::Nginx::Socket, so the real one wins).
 
 =head1 SUPPORTED
 
@@ -1391,10 +1451,16 @@ Environment: TEST_NGINX_BINARY, TEST_NGINX_LOAD_MODULES, TEST_NGINX_PORT /
 TEST_NGINX_SERVER_PORT (default 1984), TEST_NGINX_SERVROOT (default
 t/servroot), TEST_NGINX_WORKERS, TEST_NGINX_LOG_LEVEL, TEST_NGINX_TIMEOUT,
 TEST_NGINX_NO_SHUFFLE, TEST_NGINX_PRELOAD (LD_PRELOAD for nginx only; the
-ASAN/UBSAN/LSAN_OPTIONS variables are inherited), TEST_NGINX_USE_VALGRIND.
-C<$TEST_NGINX_FOO> in config sections, requests, more_headers and expected
-output is replaced with the environment value (unknown ones are left alone).
-TEST_NGINX_SERVER_PORT and TEST_NGINX_HTML_DIR are set by this module.
+ASAN/UBSAN/LSAN_OPTIONS variables are inherited), TEST_NGINX_USE_VALGRIND,
+TEST_NGINX_SLEEP (if set, sleep 3 times that before reading each request's
+slice of error.log, as the real runner always does; default: no sleep).
+C<$TEST_NGINX_FOO> in config sections, requests, more_headers, user_files
+and expected responses and grep_error_log_out is replaced with the
+environment value (unknown ones are left alone); error_log, no_error_log and
+grep_error_log patterns are taken literally, as in the real runner.
+TEST_NGINX_SERVER_PORT and TEST_NGINX_SERVER_ROOT are set by this module,
+as by the real one (there is no TEST_NGINX_HTML_DIR in either: nginx runs
+with C<-p servroot/>, so C<root html;> is the html dir).
 
 Sections: main_config, http_config, config, request (also C<eval> returning an
 array of requests, each sent on its own connection; an element may itself be
@@ -1404,10 +1470,26 @@ error_code, error_code_like, response_body, response_body_like,
 response_body_unlike, response_headers (C<!Name> = absent),
 response_headers_like, raw_response_headers_like/unlike, error_log,
 no_error_log, shutdown_error_log, no_shutdown_error_log, grep_error_log,
-grep_error_log_out, must_die, wait, timeout, abort (a timeout is not a
-failure), ignore_response, ignore_response_body, user_files, init, log_level,
-skip_nginx, skip_eval, todo. Expected-response sections may be arrays with one
-entry per request.
+grep_error_log_out, must_die, wait (slept after every request, before its
+log checks), timeout, abort (a timeout is not a failure), ignore_response,
+ignore_response_body, user_files, init (Perl run once nginx is up, i.e. its
+pid file names our master and the port listens, before the first request;
+not for must_die blocks), log_level, skip_nginx, skip_eval, todo.
+Expected-response sections may be arrays with one entry per request.
+
+=head1 ERROR LOG CHECKS
+
+As in the real runner, error_log, no_error_log and grep_error_log are
+checked after each request of a block, on the slice of F<logs/error.log>
+written since the previous request's check (the first slice starts with
+nginx's startup). The same patterns apply to every request's slice (they
+are not arrays per request), so in a block of several requests an
+error_log pattern must be written by every request; a test that wants a
+line from one request of many checks it otherwise (t/lib/Engagement/Block.pm
+has request_error_log and block_error_log sections for that).
+shutdown_error_log and no_shutdown_error_log are checked on what was
+written after the last request's slice, once nginx stopped. The automatic
+checks below look at the whole block, shutdown included.
 
 =head1 DIFFERENCES FROM THE REAL Test::Nginx::Socket
 
@@ -1448,7 +1530,23 @@ F<valgrind.suppress> or F<t/valgrind.suppress>; startup may take 30 s and
 request timeouts are multiplied by 5.
 
 =item * must_die: the error_log patterns are matched against nginx's stderr
-plus error.log; nginx is started normally (not with -t).
+plus error.log; nginx is started normally (not with -t). One test says
+whether it died as expected, as in the real runner.
+
+=item * As in the real runner, response_headers_like is ignored in a block
+that has response_headers.
+
+=item * Defaults that differ: here C<master_process on> (the real runner:
+off unless master_on() or use_hup), worker_connections 1024 (real: 64),
+C<listen 127.0.0.1:port> (real: C<listen port>), keepalive_timeout 68 s
+(real: 68000 ms). A test that reloads (HUP) or needs several workers calls
+master_on() so that it means the same under both.
+
+=item * The real runner prefixes block names with the script's path
+(C<t/x.t TEST 1: ...>), evals C<--- init> in its own package (call
+C<main::f()>, not C<f()>), bails out on an unknown C<$TEST_NGINX_*> variable,
+and refuses to remove a server root that holds anything but conf/, html/,
+logs/, *_temp/ and *_cache/: write other files elsewhere (File::Temp).
 
 =item * The response is read until EOF, or until its framing
 (Content-Length/chunked) is complete plus 100 ms. Default status expected
