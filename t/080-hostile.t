@@ -399,8 +399,7 @@ Content-Type: application/json;charset=utf-7
 [ (main::json_err('unsupported_media_type')) x 7, main::zero() ]
 
 === TEST 20: Content-Type: a list of types or junk after the type is not application/json
---- SKIP
-# BUG: the module accepts any Content-Type that starts with "application/json"
+# Was a bug (fixed): the module accepts any Content-Type that starts with "application/json"
 # followed by a space or tab, whatever comes next (ngx_http_engagement_json_content_type
 # checks only the byte after the type). "Content-Type: application/json , text/plain"
 # and "Content-Type: application/json garbage" are answered 202 and the view is
@@ -833,8 +832,7 @@ client sent invalid request while reading client request line, client: 127.0.0.1
   main::bad_field('ids', qr/lists more ids than engagement_batch_max allows/), main::zero() ]
 
 === TEST 52: summary: malformed percent-escapes in ids= are refused, not repaired
---- SKIP
-# BUG: the batch form decodes ids= with ngx_unescape_uri, which silently drops
+# Was a bug (fixed): the batch form decodes ids= with ngx_unescape_uri, which silently drops
 # a "%" that does not start a valid escape: "GET /engagement/summary?ids=v%zz"
 # answers 200 {"items":[{"contentId":"vzz",...}]}, and "?ids=v%" and "?ids=v%2"
 # answer 200 for "v": a different id than the one asked for. (In the path
@@ -907,8 +905,7 @@ client sent invalid request while reading client request line, client: 127.0.0.1
 [ (main::json_err('method_not_allowed')) x 4, main::zero() ]
 
 === TEST 58: status: methods other than GET and HEAD are a JSON 405 with Allow
---- SKIP
-# BUG: the status handler returns NGX_HTTP_NOT_ALLOWED, so "POST /engagement/status"
+# Was a bug (fixed): the status handler returns NGX_HTTP_NOT_ALLOWED, so "POST /engagement/status"
 # (and DELETE, PUT, ...) get nginx's HTML 405 page, without the Allow header
 # RFC 9110 requires on a 405, unlike the view and summary endpoints, while the
 # README says every answer is JSON, refusals included. Expected: 405,
