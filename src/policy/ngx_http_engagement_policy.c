@@ -18,6 +18,13 @@
 #define NGX_HTTP_ENGAGEMENT_MARK_ENGAGED  'E'
 #define NGX_HTTP_ENGAGEMENT_MARK_REPLAY   'P'
 
+/*
+ * With Redis, a count that found no room tries again this many times, in
+ * as many critical sections of the counters zone: each may evict a few
+ * cached entries (store/ bounds that), and other workers get in between.
+ */
+#define NGX_HTTP_ENGAGEMENT_ADD_TRIES     4
+
 /* an opted-out event's identity, whatever engagement_dedupe_key says */
 #define NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS (NGX_HTTP_ENGAGEMENT_KEY_CLIENT + 1)
 
@@ -275,6 +282,7 @@ ngx_http_engagement_policy_add(ngx_http_engagement_loc_conf_t *elcf,
 {
     uint64_t                     uv;
     ngx_int_t                    rc;
+    ngx_uint_t                   n;
     ngx_http_engagement_zone_t  *cz;
 
     cz = elcf->counters;
@@ -286,18 +294,22 @@ ngx_http_engagement_policy_add(ngx_http_engagement_loc_conf_t *elcf,
         uv = ngx_http_engagement_counters_hash(cz, &mk->ident) | 1;
     }
 
-    ngx_shmtx_lock(&cz->shpool->mutex);
+    for (n = 1; /* void */; n++) {
+        ngx_shmtx_lock(&cz->shpool->mutex);
 
-    rc = ngx_http_engagement_counters_add_locked(cz, &ev->content_id,
-                                                 mk->chash, delta, uv,
-                                                 &out->shown);
-    if (rc == NGX_OK) {
-        ngx_http_engagement_dedupe_commit(&mk->set);
+        rc = ngx_http_engagement_counters_add_locked(cz, &ev->content_id,
+                                                     mk->chash, delta, uv,
+                                                     &out->shown);
+        if (rc == NGX_OK) {
+            ngx_http_engagement_dedupe_commit(&mk->set);
+        }
+
+        ngx_shmtx_unlock(&cz->shpool->mutex);
+
+        if (rc == NGX_OK || !cz->redis || n == NGX_HTTP_ENGAGEMENT_ADD_TRIES) {
+            return rc;
+        }
     }
-
-    ngx_shmtx_unlock(&cz->shpool->mutex);
-
-    return rc;
 }
 
 

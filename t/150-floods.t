@@ -1,0 +1,171 @@
+# Guards the counters zone against floods (issue 12, items 8 and 10):
+# events that count nothing make no entry, so a flood of below-policy
+# events with random content ids cannot fill the zone and refuse everyone;
+# a full zone still counts content it holds; with Redis, making room for
+# one event evicts a bounded number of cached entries, never the cache.
+use strict;
+use warnings;
+use FindBin;
+BEGIN { push @INC, "$FindBin::Bin/lib" }
+use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
+
+our $port = nginx_port();
+our $rport;
+
+master_on();
+workers(1);
+log_level('warn');
+no_shuffle();
+timeout(10);
+add_response_body_check(post_check_hook());
+
+# "--- redis: fresh" starts a redis-server for the block
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    return unless $block->{redis};
+    $rport = free_ports(300, 50, 1);
+    start_redis($rport);
+    $ENV{TEST_NGINX_REDIS_PORT} = $rport;
+});
+
+# (status, reason or 'counted') of one view
+sub fl_view {
+    my ($c, $who, $ms, $more) = @_;
+    my ($st, $body) = post_view($port,
+        qq({"contentId":"$c","sessionId":"s$who","viewerId":"u$who","durationMs":$ms)
+        . ($more // '') . '}');
+    my $r = $body =~ /"counted":true/ ? 'counted'
+          : $body =~ /"(?:reason|error)":"(\w+)"/ ? $1 : $body;
+    return ($st, $r);
+}
+
+# a figure of the counters zone (its labels: zone, then kind for some)
+sub fl_metric {
+    my ($name) = @_;
+    my $t = status_text();
+    return $t =~ /^nginx_engagement_$name\{zone="engagement"(?:,kind="counters")?\} (\d+)$/m
+           ? $1 : -1;
+}
+
+sub fl_flushed {
+    return wait_until {
+        my $t = status_text();
+        $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
+            && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
+    } 15;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: without Redis, a flood of below-policy events with random content ids makes no entry; a full zone still counts the content it holds
+--- http_config
+    engagement_zone engagement:32k;
+    engagement_dedupe_zone engagement_dedupe:1m;
+--- config
+    location = /engagement/view {
+        engagement view;
+        engagement_view_after 10s;
+        engagement_engaged_after 30s;
+    }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my @r = fl_view('present', 'p1', 20000);
+    is("@r", '202 counted', 'a view of the present content counts');
+
+    my %answers;
+    for my $i (1 .. 600) {
+        my ($st, $r) = fl_view("flood-$i-" . int(rand 1e9), "f$i", 1000);
+        $answers{"$st $r"}++;
+    }
+    is(join(', ', map { "$_: $answers{$_}" } sort keys %answers),
+       '200 below_policy: 600', 'every flood event is answered below_policy');
+    is(fl_metric('zone_entries'), 1, 'the flood made no entry');
+
+    @r = fl_view('fresh', 'n1', 20000);
+    is("@r", '202 counted', 'a new content still counts after the flood');
+
+    # counted views of new content do fill it: counts are the only copy
+    my ($full, $i) = (0, 0);
+    while (!$full && $i < 2000) {
+        $i++;
+        my ($st) = fl_view("fill-$i", "g$i", 20000);
+        $full = $st == 503;
+    }
+    ok($full, "counted views of $i new contents fill the zone: 503");
+
+    my $counted = 0;
+    for my $j (2 .. 6) {
+        my ($st, $r) = fl_view('present', "p$j", 20000);
+        $counted++ if $st == 202 && $r eq 'counted';
+    }
+    is($counted, 5, 'the full zone still counts the content it holds');
+    my ($st, $r) = fl_view('present', 'p2', 20000);
+    is("$st $r", '200 duplicate', 'and still deduplicates it');
+    my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/present');
+    like($sum, qr/"views":6,/, 'present: 6 views in the summary');
+    is(fl_metric('cache_evictions_total'), 0, 'nothing counted was evicted');
+--- error_log
+is full
+
+
+
+=== TEST 2: with Redis, room for one event is made by evicting a bounded number of cached entries, not the cache
+--- redis: fresh
+--- http_config
+    engagement_zone engagement:256k;
+    engagement_dedupe_zone engagement_dedupe:1m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 100ms;
+    engagement_edge_id flood-edge;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # short ids fill the zone with clean (flushed) entries of one size
+    # (replays: no unique-viewer list, entries of one size only)
+    my $n = 0;
+    while (fl_metric('cache_evictions_total') == 0 && $n < 1000) {
+        for (1 .. 50) {
+            $n++;
+            fl_view("a$n", "a$n", 0, ',"replay":true');
+        }
+        fl_flushed();
+    }
+    ok(fl_metric('cache_evictions_total') > 0, "$n contents fill the zone");
+    # every other one used again: the LRU tail holds one entry of each
+    # page, so a page for a bigger entry frees only after half the cache
+    for (my $i = 2; $i <= $n; $i += 2) {
+        fl_view("a$i", "b$i", 0, ',"replay":true');
+    }
+    ok(fl_flushed(), 'flushed');
+    my $entries = fl_metric('zone_entries');
+    my $ev0 = fl_metric('cache_evictions_total');
+    my $long = 'L' x 120;
+    # the bound: 4 tries of 4 rounds of at most 2 entries
+    my ($tries, $most, $answer) = (0, 0, '');
+    while ($answer ne '202 counted' && $tries < 100) {
+        $tries++;
+        my $ev0 = fl_metric('cache_evictions_total');
+        $answer = join ' ', fl_view($long, 'l1', 0, ',"replay":true');
+        my $ev = fl_metric('cache_evictions_total') - $ev0;
+        $most = $ev if $ev > $most;
+    }
+    is($answer, '202 counted', "a bigger entry counts after $tries tries");
+    ok($most <= 32, "each try evicted at most 32 cached entries ($most)");
+    ok(fl_metric('zone_entries') > $entries / 2,
+       "the cache was not emptied ($entries entries before, "
+       . fl_metric('zone_entries') . " after)");
+    ok(fl_flushed(), 'flushed');
+    is(redis_cli($rport, undef, 'HGET', "eng:{c:$long}", 'replays'), 1,
+       'the event counted once in Redis');
