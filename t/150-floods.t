@@ -169,3 +169,67 @@ GET /status
     ok(fl_flushed(), 'flushed');
     is(redis_cli($rport, undef, 'HGET', "eng:{c:$long}", 'replays'), 1,
        'the event counted once in Redis');
+
+
+
+=== TEST 3: a short dedupe window elsewhere does not wipe the previous salt a longer window still needs
+--- http_config
+    engagement_salt_rotate 2s;
+--- config
+    location = /long/view { engagement view; engagement_dedupe_window 1m; }
+    location = /short/view { engagement view; engagement_dedupe_window 100ms; }
+--- request
+GET /status
+--- error_code: 404
+--- post_check
+    # views at chosen points of the 2 s salt periods: waits for the clock
+    my $at = sub {
+        my ($phase) = @_;
+        my $now = Time::HiRes::time();
+        my $d = $phase - ($now - int($now / 2) * 2);
+        $d += 2 if $d <= 0.05;
+        Time::HiRes::sleep($d);
+    };
+    my $view = sub {
+        my ($loc, $c) = @_;
+        my ($st, $body) = post_view($port, qq({"contentId":"$c","sessionId":"s1"}),
+                                    "/$loc/view");
+        return $st;
+    };
+    $at->(1.5);
+    is($view->('long', 'w'), 202, 'a view with the 1 min window, before a rotation');
+    # (the salt's clock counts whole seconds)
+    $at->(1.3);
+    is($view->('short', 'other'), 202,
+       'a view with the 100 ms window, 1.3 s after the rotation');
+    is($view->('long', 'w'), 200,
+       'the first view repeated: still a duplicate (the previous salt is kept for 1 min)');
+
+
+
+=== TEST 4: a zone named engagement_salt is refused
+--- http_config
+    engagement_zone engagement_salt:32k;
+--- config
+    location = /v { engagement view zone=engagement_salt; }
+--- must_die
+--- error_log
+zone name "engagement_salt" is reserved for the module's identity salt
+
+
+
+=== TEST 5: an enum directive's error lists its choices
+--- config
+    location = /v { engagement view; engagement_dedupe_key cookie; }
+--- must_die
+--- error_log
+invalid value "cookie" of "engagement_dedupe_key": must be viewer, session or client
+
+
+
+=== TEST 6: engagement_opt_out lists its choices
+--- config
+    location = /v { engagement view; engagement_opt_out maybe; }
+--- must_die
+--- error_log
+invalid value "maybe" of "engagement_opt_out": must be off, anonymous or drop
