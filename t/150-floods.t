@@ -20,13 +20,16 @@ no_shuffle();
 timeout(10);
 add_response_body_check(post_check_hook());
 
-# "--- redis: fresh" starts a redis-server for the block
+# "--- redis: fresh <size>" starts a redis-server for the block, and its
+# http_config is a counters zone of that size flushed there
 add_block_preprocessor(sub {
     my ($block) = @_;
     return unless $block->{redis};
     $rport = free_ports(300, 50, 1);
     start_redis($rport);
-    $ENV{TEST_NGINX_REDIS_PORT} = $rport;
+    my $http = dd_redis_http($rport, $block->{redis}[0] =~ /(\d+k)/, 'flood-edge');
+    $block->can('set_value') ? $block->set_value(http_config => $http)
+                             : ($block->{http_config} = [$http]);
 });
 
 # (status, reason or 'counted') of one view
@@ -46,14 +49,6 @@ sub fl_metric {
     my $t = status_text();
     return $t =~ /^nginx_engagement_$name\{zone="engagement"(?:,kind="counters")?\} (\d+)$/m
            ? $1 : -1;
-}
-
-sub fl_flushed {
-    return wait_until {
-        my $t = status_text();
-        $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
-            && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
-    } 15;
 }
 
 run_tests();
@@ -117,13 +112,7 @@ is full
 
 
 === TEST 2: with Redis, room for one event is made by evicting a bounded number of cached entries, not the cache
---- redis: fresh
---- http_config
-    engagement_zone engagement:256k;
-    engagement_dedupe_zone engagement_dedupe:1m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 100ms;
-    engagement_edge_id flood-edge;
+--- redis: fresh 256k
 --- config
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
@@ -140,7 +129,7 @@ GET /status
             $n++;
             fl_view("a$n", "a$n", 0, ',"replay":true');
         }
-        fl_flushed();
+        dd_flushed();
     }
     ok(fl_metric('cache_evictions_total') > 0, "$n contents fill the zone");
     # every other one used again: the LRU tail holds one entry of each
@@ -148,7 +137,7 @@ GET /status
     for (my $i = 2; $i <= $n; $i += 2) {
         fl_view("a$i", "b$i", 0, ',"replay":true');
     }
-    ok(fl_flushed(), 'flushed');
+    ok(dd_flushed(), 'flushed');
     my $entries = fl_metric('zone_entries');
     my $ev0 = fl_metric('cache_evictions_total');
     my $long = 'L' x 120;
@@ -166,7 +155,7 @@ GET /status
     ok(fl_metric('zone_entries') > $entries / 2,
        "the cache was not emptied ($entries entries before, "
        . fl_metric('zone_entries') . " after)");
-    ok(fl_flushed(), 'flushed');
+    ok(dd_flushed(), 'flushed');
     is(redis_cli($rport, undef, 'HGET', "eng:{c:$long}", 'replays'), 1,
        'the event counted once in Redis');
 

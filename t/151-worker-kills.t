@@ -1,7 +1,8 @@
 # Guards exactness under worker kills (issue 12, item 3): several clients
 # post views with request ids and retry each event until it is answered,
 # while workers are killed with SIGKILL again and again (12 times, or
-# $DD_KILLS), with a real redis-server. Then every event answered counted,
+# $DD_KILLS), with a real redis-server (the blocks' http_config is
+# dd_redis_http's). Then every event answered counted,
 # and every event whose retry was answered duplicate_request, is in the
 # totals of the summary and of Redis, and nothing is counted twice.
 #
@@ -36,7 +37,9 @@ add_block_preprocessor(sub {
     workers($block->{dd_workers} ? $block->{dd_workers}[0] + 0 : $nworkers);
     $rport = free_ports(300, 50, 1);
     start_redis($rport);
-    $ENV{TEST_NGINX_REDIS_PORT} = $rport;
+    my $http = dd_redis_http($rport, '4m', 'kill-edge');
+    $block->can('set_value') ? $block->set_value(http_config => $http)
+                             : ($block->{http_config} = [$http]);
 });
 
 # one attempt: 'counted', a not-counted reason, or undef (no answer: the
@@ -130,13 +133,6 @@ run_tests();
 __DATA__
 
 === TEST 1: 12 worker kills under load: every event answered counted or duplicate_request is counted, once
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id kill-edge;
 --- config
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
@@ -200,12 +196,7 @@ GET /status
                       . "every repeat duplicate_request")
         or diag($bad);
 
-    my $flushed = wait_until {
-        my $t = status_text();
-        $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
-            && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
-    } 20;
-    ok($flushed, "everything flushed");
+    ok(dd_flushed(20), "everything flushed");
 
     for my $c (map { "k$_" } 0 .. 3) {
         my $want = $expect{$c} // 0;
@@ -226,13 +217,6 @@ exited on signal 9
 
 === TEST 2: a worker killed between its marks and its count, and between its count and its answer (gdb): the retry counts the first, not the second
 --- dd_workers: 1
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id kill-edge;
 --- config
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
@@ -273,12 +257,7 @@ GET /status
             }
             is($retry, $want, "$name: the retry is answered $want");
         }
-        my $flushed = wait_until {
-            my $t = status_text();
-            $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
-                && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
-        } 20;
-        ok($flushed, "everything flushed");
+        ok(dd_flushed(20), "everything flushed");
         for my $name (qw(marks answer)) {
             my (undef, $sum) = http_request($port, 'GET', "/engagement/summary/g-$name");
             my ($views) = $sum =~ /"views":(\d+)/;
