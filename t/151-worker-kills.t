@@ -226,7 +226,7 @@ GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     SKIP: {
-        skip "no gdb", 12 unless grep { -x "$_/gdb" } split /:/, $ENV{PATH};
+        skip "no gdb", 13 unless grep { -x "$_/gdb" } split /:/, $ENV{PATH};
         my $dir = scratch_dir('gdb');
         # the count (counters_add before the fix); the answer
         my @points = (
