@@ -107,6 +107,10 @@ static ngx_str_t  ngx_http_engagement_default_reactions[] = {
 };
 
 
+/* the longest list of an enum directive's choices, as its error says it */
+#define NGX_HTTP_ENGAGEMENT_ENUM_TEXT  128
+
+
 static ngx_conf_enum_t  ngx_http_engagement_dedupe_keys[] = {
     { ngx_string("viewer"), NGX_HTTP_ENGAGEMENT_KEY_VIEWER },
     { ngx_string("session"), NGX_HTTP_ENGAGEMENT_KEY_SESSION },
@@ -210,7 +214,7 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
 
     { ngx_string("engagement_dedupe_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_engagement_conf_set_enum,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_engagement_loc_conf_t, dedupe_key),
       &ngx_http_engagement_dedupe_keys },
@@ -583,12 +587,17 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_engagement_loc_conf_t *prev = parent;
     ngx_http_engagement_loc_conf_t *conf = child;
 
-    ngx_uint_t  view;
+    ngx_uint_t                        view;
+    ngx_http_engagement_main_conf_t  *emcf;
 
     ngx_conf_merge_uint_value(conf->dedupe_key, prev->dedupe_key,
                               NGX_HTTP_ENGAGEMENT_KEY_VIEWER);
     ngx_conf_merge_msec_value(conf->dedupe_window, prev->dedupe_window,
                               NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW);
+
+    /* a rotated salt is kept as long as any location's marks made with it */
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+    emcf->salt_grace = ngx_max(emcf->salt_grace, conf->dedupe_window);
     ngx_conf_merge_msec_value(conf->view_after, prev->view_after, 0);
     ngx_conf_merge_msec_value(conf->engaged_after, prev->engaged_after,
                               NGX_HTTP_ENGAGEMENT_ENGAGED_AFTER);
@@ -903,4 +912,55 @@ ngx_http_engagement_reactions_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * An enum directive (cmd->post lists the choices), as
+ * ngx_conf_set_enum_slot, but an unknown value is answered with the
+ * choices: "must be viewer, session or client".
+ */
+
+char *
+ngx_http_engagement_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    u_char           *p, *last;
+    ngx_uint_t        i, *np;
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e;
+    u_char            buf[NGX_HTTP_ENGAGEMENT_ENUM_TEXT];
+
+    np = (ngx_uint_t *) ((u_char *) conf + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    e = cmd->post;
+
+    for (i = 0; e[i].name.len; i++) {
+        if (e[i].name.len == value[1].len
+            && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
+        {
+            *np = e[i].value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    p = buf;
+    last = buf + sizeof(buf);
+
+    for (i = 0; e[i].name.len; i++) {
+        p = ngx_slprintf(p, last, "%s%V",
+                         i == 0 ? "" : (e[i + 1].name.len ? ", " : " or "),
+                         &e[i].name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" of \"%V\": must be %*s",
+                       &value[1], &cmd->name, p - buf, buf);
+
+    return NGX_CONF_ERROR;
 }

@@ -25,12 +25,14 @@
  * reload that finds a zone written with another layout is refused.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
-#define NGX_HTTP_ENGAGEMENT_LAYOUT         4
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         5
 #endif
 
 
 #define NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE   "engagement"
 #define NGX_HTTP_ENGAGEMENT_DEFAULT_DEDUPE "engagement_dedupe"
+/* the salt zone's name, which no zone directive may take */
+#define NGX_HTTP_ENGAGEMENT_SALT_ZONE      "engagement_salt"
 #define NGX_HTTP_ENGAGEMENT_DEFAULT_ZSIZE  (8 * 1024 * 1024)
 #define NGX_HTTP_ENGAGEMENT_DEFAULT_DSIZE  (16 * 1024 * 1024)
 
@@ -100,6 +102,7 @@ typedef struct {
     ngx_uint_t                    opt_out;     /* _opt_out_e */
     time_t                        salt_rotate;
     ngx_shm_zone_t               *salt_zone;
+    ngx_msec_t                   *salt_grace;  /* the main conf's */
 } ngx_http_engagement_guard_conf_t;
 
 
@@ -117,6 +120,8 @@ typedef struct {
     ngx_str_t                     state_file;
     void                         *limit;       /* limit.c: zones, rules */
     ngx_http_engagement_writer_conf_t  *writer;
+    ngx_msec_t                    salt_grace;  /* the longest dedupe window:
+                                                  a rotated salt lives on */
 } ngx_http_engagement_main_conf_t;
 
 
@@ -140,6 +145,11 @@ typedef struct {
 
 
 extern ngx_module_t  ngx_http_engagement_module;
+
+
+/* ngx_conf_set_enum_slot whose error lists the choices */
+char *ngx_http_engagement_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 /*

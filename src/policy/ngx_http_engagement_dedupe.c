@@ -1,10 +1,16 @@
-
 /*
  * The dedupe zone: "seen within the window" marks for (metric, content,
  * identity) and for request ids, laid out like limit_req's zone: an rbtree
  * keyed by a 64-bit keyed hash, an LRU queue ordered by expiry, a few
  * expired entries reclaimed before each allocation, and a forced (counted)
  * eviction of the oldest entry when the zone is full. An entry is 64 bytes.
+ *
+ * An event's marks are taken as a set, under the zone lock from
+ * ngx_http_engagement_dedupe_begin() to ngx_http_engagement_dedupe_end():
+ * a mark set is pending until committed, and end() takes back every mark
+ * still pending. Nobody else sees a pending mark while its owner lives
+ * (the owner holds the lock); one found later was left by a worker killed
+ * before its event was counted, and counts as not seen.
  */
 
 
@@ -17,11 +23,15 @@
 /* expired marks reclaimed before each allocation */
 #define NGX_HTTP_ENGAGEMENT_DEDUPE_EXPIRE  2
 
+/* a mark's state, in the rbtree node's spare byte */
+#define NGX_HTTP_ENGAGEMENT_MARK_SEEN      0
+#define NGX_HTTP_ENGAGEMENT_MARK_PENDING   1
+
 
 /* starts as an ngx_http_engagement_hnode_t */
 typedef struct {
     ngx_rbtree_node_t    node;        /* key: the hash (its low half on
-                                         32-bit platforms) */
+                                         32-bit platforms); data: state */
     ngx_queue_t          queue;
 #if (NGX_PTR_SIZE == 4)
     uint32_t             hash_hi;
@@ -88,22 +98,14 @@ ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
 }
 
 
-/* one check's marks as found, so that a failed check can be undone */
-typedef struct {
-    ngx_http_engagement_dedupe_node_t  *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_msec_t                     old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_uint_t                     created[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-} ngx_http_engagement_dedupe_set_t;
-
-
 /*
  * A new node, after reclaiming expired ones; when the zone is full, the
- * oldest mark is evicted, unless the first i marks of this set made it.
+ * oldest mark is evicted, unless this set made it.
  */
 
 static ngx_http_engagement_dedupe_node_t *
 ngx_http_engagement_dedupe_alloc(ngx_http_engagement_zone_t *z,
-    ngx_msec_t now, ngx_http_engagement_dedupe_set_t *set, ngx_uint_t i)
+    ngx_msec_t now, ngx_http_engagement_dedupe_set_t *set)
 {
     ngx_uint_t                           j;
     ngx_http_engagement_dedupe_node_t   *dn;
@@ -122,7 +124,7 @@ ngx_http_engagement_dedupe_alloc(ngx_http_engagement_zone_t *z,
     dn = ngx_queue_data(ngx_queue_last(&sh->head.lru),
                         ngx_http_engagement_dedupe_node_t, queue);
 
-    for (j = 0; j < i; j++) {
+    for (j = 0; j < set->n; j++) {
         if (set->nodes[j] == dn) {
             return NULL;
         }
@@ -135,144 +137,138 @@ ngx_http_engagement_dedupe_alloc(ngx_http_engagement_zone_t *z,
 }
 
 
-/* mark i of the set, under the lock; NGX_ERROR: no room for it */
+/* the set's marks are checked and set under the zone lock, until end() */
 
-static ngx_int_t
-ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
-    uint64_t hash, ngx_msec_t now, ngx_msec_t window,
-    ngx_http_engagement_dedupe_set_t *set, ngx_uint_t i, ngx_uint_t *fresh)
+void
+ngx_http_engagement_dedupe_begin(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_dedupe_set_t *set)
 {
+    set->n = 0;
+    set->now = ngx_current_msec;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+}
+
+
+/*
+ * One mark of the set: *fresh is 0 when it was seen within the window
+ * (and it is left as it is), else it is set, pending. NGX_ERROR: no room.
+ */
+
+ngx_int_t
+ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_dedupe_set_t *set, uint64_t hash, ngx_msec_t window,
+    ngx_uint_t *fresh)
+{
+    ngx_uint_t                           i;
     ngx_http_engagement_dedupe_node_t   *dn;
     ngx_http_engagement_dedupe_shctx_t  *sh;
 
     sh = z->sh;
+    i = set->n;
+
+    if (i == NGX_HTTP_ENGAGEMENT_DEDUPE_SET) {
+        return NGX_ERROR;
+    }
 
     dn = (ngx_http_engagement_dedupe_node_t *)
         ngx_http_engagement_hnode_lookup(&sh->head.rbtree, hash);
 
     if (dn != NULL) {
-        set->nodes[i] = dn;
-        set->created[i] = 0;
-        set->old_expire[i] = dn->expire;
 
-        if ((ngx_msec_int_t) (dn->expire - now) > 0) {
+        if (dn->node.data == NGX_HTTP_ENGAGEMENT_MARK_SEEN
+            && (ngx_msec_int_t) (dn->expire - set->now) > 0)
+        {
             *fresh = 0;
             sh->hits++;
             return NGX_OK;
         }
 
-        /* seen before, but the window has passed: a new mark */
-        *fresh = 1;
-        dn->expire = now + window;
+        /* the window has passed, or its event was never counted */
+        set->created[i] = 0;
+        set->old_state[i] = dn->node.data;
+        set->old_expire[i] = dn->expire;
         ngx_queue_remove(&dn->queue);
-        ngx_queue_insert_head(&sh->head.lru, &dn->queue);
-        return NGX_OK;
+
+    } else {
+        dn = ngx_http_engagement_dedupe_alloc(z, set->now, set);
+
+        if (dn == NULL) {
+            sh->alloc_failures++;
+            sh->head.full = 1;
+            return NGX_ERROR;
+        }
+
+        sh->head.full = 0;
+
+        ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) dn,
+                                      hash);
+        ngx_rbtree_insert(&sh->head.rbtree, &dn->node);
+        sh->head.entries++;
+        sh->inserts++;
+
+        set->created[i] = 1;
     }
 
-    dn = ngx_http_engagement_dedupe_alloc(z, now, set, i);
-
-    if (dn == NULL) {
-        sh->alloc_failures++;
-        sh->head.full = 1;
-        return NGX_ERROR;
-    }
-
-    sh->head.full = 0;
-
-    ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) dn, hash);
-    dn->expire = now + window;
-
-    ngx_rbtree_insert(&sh->head.rbtree, &dn->node);
+    dn->node.data = NGX_HTTP_ENGAGEMENT_MARK_PENDING;
+    dn->expire = set->now + window;
     ngx_queue_insert_head(&sh->head.lru, &dn->queue);
-    sh->head.entries++;
-    sh->inserts++;
 
     set->nodes[i] = dn;
-    set->created[i] = 1;
+    set->n++;
     *fresh = 1;
 
     return NGX_OK;
 }
 
 
+/* the set's pending marks are seen from now on; the lock is still held */
+
+void
+ngx_http_engagement_dedupe_commit(ngx_http_engagement_dedupe_set_t *set)
+{
+    ngx_uint_t                          i;
+    ngx_http_engagement_dedupe_node_t  *dn;
+
+    for (i = 0; i < set->n; i++) {
+        dn = set->nodes[i];
+        dn->node.data = NGX_HTTP_ENGAGEMENT_MARK_SEEN;
+    }
+
+    set->n = 0;
+}
+
+
 /*
- * Checks n marks and sets those not seen within the window, atomically
- * for the whole set: fresh[i] says whether mark i was new. NGX_ERROR when
- * a mark could not be stored even after an eviction; then nothing of the
- * set is changed.
+ * Marks still pending are taken back, newest first, so that the retry
+ * of an event that was not counted is not a repeat; then the lock is
+ * released. No other worker has seen them: the lock was held throughout.
  */
 
-ngx_int_t
-ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
-    uint64_t *hashes, ngx_uint_t n, ngx_msec_t window, ngx_uint_t *fresh)
+void
+ngx_http_engagement_dedupe_end(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_dedupe_set_t *set)
 {
-    ngx_uint_t                        i, j;
-    ngx_msec_t                        now;
-    ngx_http_engagement_dedupe_set_t  set;
+    ngx_uint_t                          i;
+    ngx_http_engagement_dedupe_node_t  *dn;
 
-    if (n > NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH) {
-        return NGX_ERROR;
-    }
+    for (i = set->n; i--; /* void */) {
+        dn = set->nodes[i];
 
-    now = ngx_current_msec;
-
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    for (i = 0; i < n; i++) {
-        if (ngx_http_engagement_dedupe_mark(z, hashes[i], now, window, &set,
-                                            i, &fresh[i])
-            != NGX_OK)
-        {
-            goto failed;
-        }
-    }
-
-    ngx_shmtx_unlock(&z->shpool->mutex);
-
-    return NGX_OK;
-
-failed:
-
-    /* undo this set's marks, so that a retry of the event is not a repeat */
-    for (j = 0; j < i; j++) {
-        if (!fresh[j]) {
+        if (set->created[i]) {
+            ngx_http_engagement_dedupe_free(z, dn);
             continue;
         }
 
-        if (set.created[j]) {
-            ngx_http_engagement_dedupe_free(z, set.nodes[j]);
-
-        } else {
-            set.nodes[j]->expire = set.old_expire[j];
-        }
+        /* its place in the LRU is kept: the queue is only approximate */
+        dn->node.data = set->old_state[i];
+        dn->expire = set->old_expire[i];
     }
 
-    ngx_shmtx_unlock(&z->shpool->mutex);
-
-    return NGX_ERROR;
-}
-
-
-void
-ngx_http_engagement_dedupe_remove(ngx_http_engagement_zone_t *z,
-    uint64_t hash)
-{
-    ngx_http_engagement_dedupe_node_t  *dn;
-
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    dn = (ngx_http_engagement_dedupe_node_t *)
-            ngx_http_engagement_hnode_lookup(
-                &((ngx_http_engagement_dedupe_shctx_t *) z->sh)->head.rbtree,
-                hash);
-    if (dn != NULL) {
-        ngx_http_engagement_dedupe_free(z, dn);
-    }
+    set->n = 0;
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 }
-
-
 /* the hash of kind | a | 0 | b, keyed with the zone's secret */
 
 uint64_t

@@ -18,6 +18,13 @@
 #define NGX_HTTP_ENGAGEMENT_MARK_ENGAGED  'E'
 #define NGX_HTTP_ENGAGEMENT_MARK_REPLAY   'P'
 
+/*
+ * With Redis, a count that found no room tries again this many times, in
+ * as many critical sections of the counters zone: each may evict a few
+ * cached entries (store/ bounds that), and other workers get in between.
+ */
+#define NGX_HTTP_ENGAGEMENT_ADD_TRIES     4
+
 /* an opted-out event's identity, whatever engagement_dedupe_key says */
 #define NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS (NGX_HTTP_ENGAGEMENT_KEY_CLIENT + 1)
 
@@ -34,6 +41,7 @@ typedef struct {
     ngx_uint_t                     marked[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
     ngx_uint_t                     n;          /* marks of the current salt */
     ngx_uint_t                     m;          /* with the previous salt's */
+    ngx_http_engagement_dedupe_set_t  set;     /* the marks set, pending */
     ngx_str_t                      ident;
     u_char                         ibuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
     u_char                         pbuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
@@ -260,30 +268,75 @@ ngx_http_engagement_policy_hash(ngx_http_request_t *r,
 
 
 /*
- * Sets the event's marks and adds what they let count. NGX_OK: counted;
- * NGX_DECLINED: every mark was a repeat; NGX_BUSY: a zone had no room,
- * and the marks set here are taken back.
+ * Adds what the event's fresh marks let count, and commits the marks
+ * while the counters zone is locked too: with the dedupe lock held from
+ * the first mark to here, an event is counted and marked together or not
+ * at all, whenever its worker is killed. The one nested lock: always
+ * dedupe, then counters. NGX_ERROR: no room in the counters zone.
  */
 
 static ngx_int_t
-ngx_http_engagement_policy_count(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
-    ngx_http_engagement_marks_t *mk, ngx_http_engagement_outcome_t *out)
+ngx_http_engagement_policy_add(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev, ngx_http_engagement_marks_t *mk,
+    ngx_http_engagement_counts_t *delta, ngx_http_engagement_outcome_t *out)
 {
-    uint64_t                       uv;
-    ngx_uint_t                     i, m, fresh[2];
-    ngx_http_engagement_zone_t    *cz, *dz;
-    ngx_http_engagement_counts_t   delta;
+    uint64_t                     uv;
+    ngx_int_t                    rc;
+    ngx_uint_t                   n;
+    ngx_http_engagement_zone_t  *cz;
 
     cz = elcf->counters;
-    dz = elcf->dedupe;
 
-    if (ngx_http_engagement_dedupe_check_set(dz, mk->hashes, mk->m,
-                                             elcf->dedupe_window, mk->marked)
-        != NGX_OK)
-    {
-        ngx_http_engagement_zone_log_full(dz, r->connection->log);
-        return NGX_BUSY;
+    /* the viewer's salted hash feeds the unique-viewer count in Redis */
+    uv = 0;
+
+    if (cz->redis && delta->views && !ev->anonymous) {
+        uv = ngx_http_engagement_counters_hash(cz, &mk->ident) | 1;
+    }
+
+    for (n = 1; /* void */; n++) {
+        ngx_shmtx_lock(&cz->shpool->mutex);
+
+        rc = ngx_http_engagement_counters_add_locked(cz, &ev->content_id,
+                                                     mk->chash, delta, uv,
+                                                     &out->shown);
+        if (rc == NGX_OK) {
+            ngx_http_engagement_dedupe_commit(&mk->set);
+        }
+
+        ngx_shmtx_unlock(&cz->shpool->mutex);
+
+        if (rc == NGX_OK || !cz->redis || n == NGX_HTTP_ENGAGEMENT_ADD_TRIES) {
+            return rc;
+        }
+    }
+}
+
+
+/*
+ * Sets the event's marks and adds what they let count; called with the
+ * dedupe zone locked. NGX_OK: counted; NGX_DECLINED: every mark was a
+ * repeat; NGX_BUSY: *full had no room, and end() takes the marks back.
+ */
+
+static ngx_int_t
+ngx_http_engagement_policy_count(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev, ngx_http_engagement_marks_t *mk,
+    ngx_http_engagement_outcome_t *out, ngx_http_engagement_zone_t **full)
+{
+    ngx_uint_t                     i, fresh[2];
+    ngx_http_engagement_counts_t   delta;
+
+    for (i = 0; i < mk->m; i++) {
+        if (ngx_http_engagement_dedupe_mark(elcf->dedupe, &mk->set,
+                                            mk->hashes[i],
+                                            elcf->dedupe_window,
+                                            &mk->marked[i])
+            != NGX_OK)
+        {
+            *full = elcf->dedupe;
+            return NGX_BUSY;
+        }
     }
 
     fresh[0] = 0;
@@ -310,32 +363,63 @@ ngx_http_engagement_policy_count(ngx_http_request_t *r,
     }
 
     if (delta.views == 0 && delta.engaged == 0 && delta.replays == 0) {
+        /* what was marked (the request id, a previous salt's mark) stays */
+        ngx_http_engagement_dedupe_commit(&mk->set);
         return NGX_DECLINED;
     }
 
-    /* the viewer's salted hash feeds the unique-viewer count in Redis */
-    uv = 0;
-
-    if (cz->redis && delta.views && !ev->anonymous) {
-        uv = ngx_http_engagement_counters_hash(cz, &mk->ident) | 1;
-    }
-
-    if (ngx_http_engagement_counters_add(cz, &ev->content_id, mk->chash,
-                                         &delta, uv, &out->shown)
-        != NGX_OK)
-    {
-        /* the entry made before was taken meanwhile: undo the marks */
-        for (m = mk->m; m--; /* void */) {
-            if (mk->marked[m]) {
-                ngx_http_engagement_dedupe_remove(dz, mk->hashes[m]);
-            }
-        }
-
-        ngx_http_engagement_zone_log_full(cz, r->connection->log);
+    if (ngx_http_engagement_policy_add(elcf, ev, mk, &delta, out) != NGX_OK) {
+        *full = elcf->counters;
         return NGX_BUSY;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The request id first, then the policy, under the dedupe lock; an event
+ * that counts nothing makes no counter entry. NGX_OK, NGX_DECLINED (not
+ * counted: out->reason), NGX_BUSY (*full had no room; nothing was
+ * counted or marked).
+ */
+
+static ngx_int_t
+ngx_http_engagement_policy_decide(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev, ngx_http_engagement_marks_t *mk,
+    ngx_http_engagement_outcome_t *out, ngx_http_engagement_zone_t **full)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  fresh;
+
+    if (ev->request_id.len) {
+        if (ngx_http_engagement_dedupe_mark(elcf->dedupe, &mk->set, mk->rhash,
+                                            elcf->dedupe_window, &fresh)
+            != NGX_OK)
+        {
+            *full = elcf->dedupe;
+            return NGX_BUSY;
+        }
+
+        if (!fresh) {
+            out->reason = NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE_REQUEST;
+            return NGX_DECLINED;
+        }
+    }
+
+    if (mk->n == 0) {
+        ngx_http_engagement_dedupe_commit(&mk->set);
+        out->reason = NGX_HTTP_ENGAGEMENT_REASON_BELOW_POLICY;
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_engagement_policy_count(elcf, ev, mk, out, full);
+
+    if (rc == NGX_DECLINED) {
+        out->reason = NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE;
+    }
+
+    return rc;
 }
 
 
@@ -349,71 +433,33 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out)
 {
-    ngx_int_t                    rc;
-    ngx_uint_t                   fresh;
-    ngx_http_engagement_zone_t  *cz, *dz;
-    ngx_http_engagement_marks_t  mk;
+    ngx_int_t                     rc;
+    ngx_http_engagement_zone_t   *full;
+    ngx_http_engagement_marks_t   mk;
 
     ngx_memzero(out, sizeof(ngx_http_engagement_outcome_t));
-
-    cz = elcf->counters;
-    dz = elcf->dedupe;
 
     /* hashing and formatting happen before any lock is taken */
     ngx_http_engagement_policy_hash(r, elcf, ev, &mk);
 
-    /* a counter entry first: a full zone must refuse before any mark */
-    if (ngx_http_engagement_counters_ensure(cz, &ev->content_id, mk.chash)
-        != NGX_OK)
-    {
-        ngx_http_engagement_zone_log_full(cz, r->connection->log);
+    full = NULL;
+
+    ngx_http_engagement_dedupe_begin(elcf->dedupe, &mk.set);
+    rc = ngx_http_engagement_policy_decide(elcf, ev, &mk, out, &full);
+    ngx_http_engagement_dedupe_end(elcf->dedupe, &mk.set);
+
+    if (rc == NGX_BUSY) {
+        ngx_http_engagement_zone_log_full(full, r->connection->log);
         return NGX_BUSY;
     }
 
-    if (ev->request_id.len) {
-        if (ngx_http_engagement_dedupe_check_set(dz, &mk.rhash, 1,
-                                                 elcf->dedupe_window, &fresh)
-            != NGX_OK)
-        {
-            ngx_http_engagement_zone_log_full(dz, r->connection->log);
-            return NGX_BUSY;
-        }
-
-        if (!fresh) {
-            out->reason = NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE_REQUEST;
-            goto counts;
-        }
+    if (rc == NGX_OK) {
+        out->counted = 1;
+        return NGX_OK;
     }
 
-    if (mk.n == 0) {
-        out->reason = NGX_HTTP_ENGAGEMENT_REASON_BELOW_POLICY;
-        goto counts;
-    }
-
-    rc = ngx_http_engagement_policy_count(r, elcf, ev, &mk, out);
-
-    if (rc == NGX_DECLINED) {
-        out->reason = NGX_HTTP_ENGAGEMENT_REASON_DUPLICATE;
-        goto counts;
-    }
-
-    if (rc != NGX_OK) {
-        /* a retry must not find its request id taken */
-        if (ev->request_id.len) {
-            ngx_http_engagement_dedupe_remove(dz, mk.rhash);
-        }
-
-        return NGX_BUSY;
-    }
-
-    out->counted = 1;
-
-    return NGX_OK;
-
-counts:
-
-    ngx_http_engagement_counters_get(cz, &ev->content_id, mk.chash,
-                                     &out->shown);
+    ngx_http_engagement_counters_get(elcf->counters, &ev->content_id,
+                                     mk.chash, &out->shown);
 
     return NGX_OK;
 }

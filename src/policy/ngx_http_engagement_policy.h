@@ -20,12 +20,26 @@
 /* the most marks one check takes: a view and an engaged view, two salts */
 #define NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH   4
 
+/* the most marks one event takes: its request id, then a batch */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_SET    (NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH + 1)
+
 
 /* a reason as answers, $engagement_reason and the writer name it */
 typedef struct {
     ngx_str_t                     name;
     size_t                        stat;        /* its not-counted figure */
 } ngx_http_engagement_reason_t;
+
+
+/* an event's marks set so far, pending, with what to restore */
+typedef struct {
+    void                         *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
+    ngx_msec_t                    old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
+    u_char                        old_state[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
+    u_char                        created[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
+    ngx_uint_t                    n;
+    ngx_msec_t                    now;
+} ngx_http_engagement_dedupe_set_t;
 
 
 typedef struct {
@@ -49,10 +63,14 @@ extern const ngx_http_engagement_reason_t
 /* dedupe.c */
 ngx_int_t ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-ngx_int_t ngx_http_engagement_dedupe_check_set(ngx_http_engagement_zone_t *z,
-    uint64_t *hashes, ngx_uint_t n, ngx_msec_t window, ngx_uint_t *fresh);
-void ngx_http_engagement_dedupe_remove(ngx_http_engagement_zone_t *z,
-    uint64_t hash);
+void ngx_http_engagement_dedupe_begin(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_dedupe_set_t *set);
+ngx_int_t ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_dedupe_set_t *set, uint64_t hash, ngx_msec_t window,
+    ngx_uint_t *fresh);
+void ngx_http_engagement_dedupe_commit(ngx_http_engagement_dedupe_set_t *set);
+void ngx_http_engagement_dedupe_end(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_dedupe_set_t *set);
 uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
     u_char kind, ngx_str_t *a, ngx_str_t *b);
 

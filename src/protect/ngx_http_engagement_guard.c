@@ -90,6 +90,8 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     ngx_http_engagement_guard_conf_t *conf, ngx_uint_t view,
     ngx_uint_t salted)
 {
+    ngx_http_engagement_main_conf_t  *emcf;
+
     if (conf->token_secret.data == NULL) {
         conf->token_secret = prev->token_secret;
         conf->token_key = prev->token_key;
@@ -143,6 +145,9 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
     if (conf->salt_zone == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+    conf->salt_grace = &emcf->salt_grace;
 
     return NGX_CONF_OK;
 }

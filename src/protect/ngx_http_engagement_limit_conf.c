@@ -483,7 +483,9 @@ ngx_http_engagement_limit_postconf(ngx_conf_t *cf)
             return NGX_ERROR;
         }
 
-        idle = (ngx_msec_t) ((rule->burst + NGX_HTTP_ENGAGEMENT_LIMIT_ONE)
+        /* in 64 bits: burst times a minute's period overflows 32 */
+        idle = (ngx_msec_t) ((uint64_t) (rule->burst
+                                         + NGX_HTTP_ENGAGEMENT_LIMIT_ONE)
                              * rule->period
                              / (NGX_HTTP_ENGAGEMENT_LIMIT_ONE * rule->rate))
                + 1;

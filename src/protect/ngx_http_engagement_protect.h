@@ -131,7 +131,7 @@ void ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
                                                                               \
     { ngx_string("engagement_opt_out"),                                       \
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,  \
-      ngx_conf_set_enum_slot,                                                 \
+      ngx_http_engagement_conf_set_enum,                                      \
       NGX_HTTP_LOC_CONF_OFFSET,                                               \
       NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(opt_out),                              \
       &ngx_http_engagement_opt_out_modes },                                   \

@@ -33,7 +33,7 @@ static ngx_int_t ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone,
 
 
 static ngx_str_t  ngx_http_engagement_salt_zone_name =
-    ngx_string("engagement_salt");
+    ngx_string(NGX_HTTP_ENGAGEMENT_SALT_ZONE);
 
 
 /* the one salt zone of the configuration, declared by its first user */
@@ -47,6 +47,15 @@ ngx_http_engagement_salt_zone(ngx_conf_t *cf)
                                  * ngx_pagesize,
                                  &ngx_http_engagement_module);
     if (zone == NULL) {
+        return NULL;
+    }
+
+    /* another zone of the module (e.g. the writer's) took the name */
+    if (zone->init && zone->init != ngx_http_engagement_salt_init_zone) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone name \"%V\" is reserved for the module's "
+                           "identity salt; give the zone another name",
+                           &ngx_http_engagement_salt_zone_name);
         return NULL;
     }
 
@@ -106,8 +115,9 @@ ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
  * first request of a new period ratchets the salt forward: the new one is
  * a keyed hash of the old one, nginx's random() and the time, so the old
  * salt cannot be worked out from the new one, and no syscall is needed.
- * The previous salt is handed out for one dedupe window after the end of
- * its period (the marks made with it live no longer), then wiped.
+ * The previous salt is handed out for one dedupe window (the caller's)
+ * after the end of its period (the marks made with it live no longer),
+ * and wiped after the longest window of any location.
  */
 
 void
@@ -116,6 +126,7 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
 {
     time_t                             now;
     uint64_t                           period, in[4];
+    ngx_msec_t                         past;
     ngx_slab_pool_t                   *shpool;
     ngx_http_engagement_salt_shctx_t  *sh;
 
@@ -154,13 +165,16 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
     salt->cur[0] = sh->cur[0];
     salt->cur[1] = sh->cur[1];
 
-    if (sh->has_prev && (ngx_msec_t) (now - sh->prev_end) * 1000 >= window) {
-        /* past the grace: the old salt is forgotten */
+    past = (ngx_msec_t) (now - sh->prev_end) * 1000;
+
+    if (sh->has_prev && past >= *gc->salt_grace) {
+        /* past the longest window of any location: the old salt is gone */
         sh->has_prev = 0;
         ngx_memzero(sh->prev, sizeof(sh->prev));
     }
 
-    salt->has_prev = sh->has_prev;
+    /* this location's marks made with it live no longer than its window */
+    salt->has_prev = sh->has_prev && past < window;
 
     if (salt->has_prev) {
         salt->prev[0] = sh->prev[0];

@@ -20,12 +20,16 @@ ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST] = {
 
 
 /*
- * With Redis, a full zone drops clean entries (a cache of Redis totals)
- * from the LRU tail: at most this many are freed per try, looking at no
- * more than this many, so an allocation under the lock stays short.
+ * A full zone drops clean entries (with Redis a cache of Redis totals,
+ * without it entries that count nothing) from the LRU tail: at most this
+ * many are freed per try, looking at no more than this many, and an
+ * allocation makes no more than this many tries, so that one critical
+ * section frees at most 8 entries and looks at no more than 256; a
+ * failed allocation is a 503, and the next event evicts some more.
  */
 #define NGX_HTTP_ENGAGEMENT_EVICT_FREE   2
 #define NGX_HTTP_ENGAGEMENT_EVICT_SCAN   64
+#define NGX_HTTP_ENGAGEMENT_EVICT_TRIES  4
 
 /* the first size of a content's list of pending viewer hashes */
 #define NGX_HTTP_ENGAGEMENT_UV_FIRST     4
@@ -112,8 +116,9 @@ ngx_http_engagement_counters_lookup(ngx_http_engagement_counters_shctx_t *sh,
 
 
 /*
- * With Redis, entries whose counts are all in Redis are only a cache:
- * a few of the least recently used are dropped to make room.
+ * Entries that hold nothing not kept elsewhere (with Redis, counts all
+ * in Redis: a cache; without it, no counts at all) are dropped to make
+ * room, a few of the least recently used.
  */
 
 static ngx_uint_t
@@ -128,10 +133,6 @@ ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z,
     sh = z->sh;
     freed = 0;
 
-    if (!z->redis) {
-        return 0;
-    }
-
     q = ngx_queue_last(&sh->head.lru);
 
     for (n = 0;
@@ -142,7 +143,9 @@ ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z,
         prev = ngx_queue_prev(q);
         cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, queue);
 
-        if (cn != keep && cn->seq == 0 && ngx_http_engagement_cn_clean(cn)) {
+        if (cn != keep && cn->seq == 0 && ngx_http_engagement_cn_clean(cn)
+            && (z->redis || !ngx_http_engagement_nonzero(&cn->counts)))
+        {
 
             if (cn->uv) {
                 ngx_slab_free_locked(z->shpool, cn->uv);
@@ -169,21 +172,25 @@ ngx_http_engagement_counters_evict(ngx_http_engagement_zone_t *z,
 
 
 /*
- * An allocation that may evict cached entries until it succeeds: freed
- * chunks of one size class do not serve another, so one eviction is not
- * always enough. Called with the zone locked.
+ * An allocation that may evict clean entries, a bounded number of times:
+ * freed chunks of one size class do not serve another, so one eviction
+ * is not always enough, but emptying the cache under the lock for one
+ * allocation is worse than a refusal. Called with the zone locked.
  */
 
 void *
 ngx_http_engagement_counters_alloc(ngx_http_engagement_zone_t *z,
     size_t size, ngx_http_engagement_counter_node_t *keep)
 {
-    void  *p;
+    void        *p;
+    ngx_uint_t   n;
 
-    for ( ;; ) {
+    for (n = 0; /* void */; n++) {
         p = ngx_slab_calloc_locked(z->shpool, size);
 
-        if (p != NULL || !ngx_http_engagement_counters_evict(z, keep)) {
+        if (p != NULL || n == NGX_HTTP_ENGAGEMENT_EVICT_TRIES
+            || !ngx_http_engagement_counters_evict(z, keep))
+        {
             return p;
         }
     }
@@ -205,7 +212,9 @@ ngx_http_engagement_counters_create(ngx_http_engagement_zone_t *z,
 
     /*
      * Without Redis, counts are the only copy, so a full zone never evicts
-     * them: the caller answers 503 and the event can be retried.
+     * them: the caller answers 503 and the event can be retried. Only
+     * events that count make entries there, so content already present
+     * keeps counting.
      */
     cn = ngx_http_engagement_counters_alloc(z, size, NULL);
 
@@ -257,20 +266,6 @@ ngx_http_engagement_counters_find(ngx_http_engagement_zone_t *z,
     }
 
     return cn;
-}
-
-
-ngx_int_t
-ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
-    ngx_str_t *id, uint64_t hash)
-{
-    ngx_http_engagement_counter_node_t  *cn;
-
-    ngx_shmtx_lock(&z->shpool->mutex);
-    cn = ngx_http_engagement_counters_find(z, id, hash);
-    ngx_shmtx_unlock(&z->shpool->mutex);
-
-    return (cn == NULL) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -393,8 +388,13 @@ ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
 }
 
 
+/*
+ * Adds an event's counts, making the content's entry if missing; called
+ * with the zone locked (the policy commits its marks under the same lock).
+ */
+
 ngx_int_t
-ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
+ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
     uint64_t uv, ngx_http_engagement_view_t *result)
 {
@@ -404,12 +404,9 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
 
     sh = z->sh;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
     cn = ngx_http_engagement_counters_find(z, id, hash);
 
     if (cn == NULL) {
-        ngx_shmtx_unlock(&z->shpool->mutex);
         return NGX_ERROR;
     }
 
@@ -425,7 +422,6 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
         clean = ngx_http_engagement_cn_clean(cn);
 
         if (uv && ngx_http_engagement_counters_uv_add(z, cn, uv) != NGX_OK) {
-            ngx_shmtx_unlock(&z->shpool->mutex);
             ngx_http_engagement_inc(sh, alloc_failures);
             return NGX_ERROR;
         }
@@ -446,8 +442,6 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
     }
 
     ngx_http_engagement_counters_view(z, cn, result);
-
-    ngx_shmtx_unlock(&z->shpool->mutex);
 
     return NGX_OK;
 }

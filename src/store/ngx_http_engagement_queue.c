@@ -190,6 +190,15 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
 }
 
 
+/*
+ * In-flight entries /status looks at for the oldest delta: the queue is
+ * in claim order, so the oldest is near its head unless resends moved it;
+ * a bounded look keeps a status request from walking every claim under
+ * the lock.
+ */
+#define NGX_HTTP_ENGAGEMENT_OLDEST_SCAN  64
+
+
 /* the earlier of two arrival times, 0 being none */
 #define ngx_http_engagement_earlier(a, b)                                     \
     (((b) != 0 && ((a) == 0 || (b) < (a))) ? (b) : (a))
@@ -201,6 +210,7 @@ time_t
 ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z)
 {
     time_t                                 oldest;
+    ngx_uint_t                             n;
     ngx_queue_t                           *q;
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
@@ -210,10 +220,14 @@ ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z)
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
-    /* both queues are in claim or arrival order, but resends move: scan */
+    /* both queues are in claim or arrival order, but resends move */
     q = ngx_queue_head(&sh->inflight);
 
-    while (q != ngx_queue_sentinel(&sh->inflight)) {
+    for (n = 0;
+         n < NGX_HTTP_ENGAGEMENT_OLDEST_SCAN
+         && q != ngx_queue_sentinel(&sh->inflight);
+         n++)
+    {
         cn = ngx_queue_data(q, ngx_http_engagement_counter_node_t, flush);
         oldest = ngx_http_engagement_earlier(oldest,
                                              (time_t) cn->inflight_since);

@@ -273,11 +273,10 @@ ngx_int_t ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 uint64_t ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
     ngx_str_t *id);
-ngx_int_t ngx_http_engagement_counters_ensure(ngx_http_engagement_zone_t *z,
-    ngx_str_t *id, uint64_t hash);
-ngx_int_t ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
-    ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
-    uint64_t uv, ngx_http_engagement_view_t *result);
+ngx_int_t ngx_http_engagement_counters_add_locked(
+    ngx_http_engagement_zone_t *z, ngx_str_t *id, uint64_t hash,
+    ngx_http_engagement_counts_t *delta, uint64_t uv,
+    ngx_http_engagement_view_t *result);
 void ngx_http_engagement_counters_get(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_view_t *result);
 void ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,

@@ -340,6 +340,16 @@ ngx_http_engagement_zone_shm(ngx_conf_t *cf, ngx_str_t *name, size_t size,
 {
     ngx_shm_zone_t  *shm_zone;
 
+    if (name->len == sizeof(NGX_HTTP_ENGAGEMENT_SALT_ZONE) - 1
+        && ngx_strncmp(name->data, NGX_HTTP_ENGAGEMENT_SALT_ZONE,
+                       name->len) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone name \"%V\" is reserved for the module's "
+                           "identity salt; give the zone another name", name);
+        return NULL;
+    }
+
     shm_zone = ngx_shared_memory_add(cf, name, size,
                                      &ngx_http_engagement_module);
     if (shm_zone == NULL) {

@@ -428,4 +428,28 @@ sub redis_cli {
 
 push @EXPORT, qw(start_redis stop_redis redis_cli redis_pid);
 
+# --- dedupe and flood tests (t/150, t/151): dd_ helpers -------------------
+
+# an http block's lines for a counters zone flushed to the Redis on $port
+sub dd_redis_http {
+    my ($port, $size, $edge) = @_;
+    return join "\n", "engagement_zone engagement:$size;",
+        'engagement_dedupe_zone engagement_dedupe:1m;',
+        "engagement_redis 127.0.0.1:$port timeout=500ms connect_timeout=500ms"
+        . ' backoff=50ms:400ms;',
+        'engagement_flush_interval 100ms;', "engagement_edge_id $edge;", '';
+}
+
+# waits until the zone "engagement" has nothing pending or in flight
+sub dd_flushed {
+    my ($secs) = @_;
+    return wait_until {
+        my $t = status_text();
+        $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
+            && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
+    } $secs // 15;
+}
+
+push @EXPORT, qw(dd_redis_http dd_flushed);
+
 1;
