@@ -247,7 +247,7 @@ case "$cmd" in
     deps)  deps ;;
     build) deps; build_default ;;
     asan)  deps; build_asan ;;
-    test)  deps clang libclang-rt-14-dev
+    test)  deps clang libclang-rt-14-dev gdb
            run_tests "$@"
            # the whole suite ends with a short, bounded fuzz of every parser
            # (FUZZ_SECONDS=0 skips it; ./build.sh fuzz runs longer)
