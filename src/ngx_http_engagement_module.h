@@ -25,7 +25,7 @@
  * reload that finds a zone written with another layout is refused.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
-#define NGX_HTTP_ENGAGEMENT_LAYOUT         4
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         5
 #endif
 
 

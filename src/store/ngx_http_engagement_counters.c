@@ -572,11 +572,13 @@ ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
 /*
  * A new zone of a module with Redis takes over what the last stop could
  * not flush (the state file); a zone kept over a reload has it already.
+ * A new zone draws its stream, the name of its flush batches in Redis.
  */
 
 ngx_int_t
 ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
+    uint64_t                               key[2];
     ngx_http_engagement_zone_t            *z;
     ngx_http_engagement_counters_shctx_t  *sh;
 
@@ -595,6 +597,9 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh = z->sh;
     ngx_queue_init(&sh->dirty);
     ngx_queue_init(&sh->inflight);
+
+    ngx_http_engagement_random_key(key);
+    sh->stream = key[0] ? key[0] : key[1] | 1;
 
     if (z->redis && !ngx_test_config && z->state_file.len) {
         ngx_http_engagement_state_load(z, shm_zone->shm.log);

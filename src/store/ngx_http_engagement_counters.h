@@ -17,8 +17,8 @@
  * A content's entry. Without Redis, counts are the totals. With Redis,
  * counts are the totals Redis last confirmed (valid when confirmed_at is
  * set), pending the local deltas not yet claimed, inflight those claimed
- * by a flusher under sequence seq; pending and inflight are never both
- * sent at once, so each delta is applied by exactly one flush.
+ * by a flusher as batch (stream, seq); pending and inflight are never
+ * both sent at once, so each delta is applied by exactly one flush.
  */
 typedef struct {
     ngx_rbtree_node_t              node;      /* key: the hash */
@@ -28,6 +28,7 @@ typedef struct {
     ngx_http_engagement_counts_t   pending;
     ngx_http_engagement_counts_t   inflight;
     uint64_t                       seq;       /* 0: nothing in flight */
+    uint64_t                       stream;    /* of the batch in flight */
     uint64_t                      *uv;        /* pending viewer hashes */
     uint64_t                      *uv_inflight;
     uint64_t                      *reactions; /* counts per type, or NULL */

@@ -4,10 +4,13 @@
  * per content, written by the master after the workers' final flush and
  * read back when the zone is created at the next start. A zone's lines
  * follow a line "zone <name> <last sequence>"; a content's line is
- *   c <id> <seq> <in-flight v e r since> <pending v e r since> <nin> <np>
- *     <nin + np viewer hashes, hex>
- * In-flight deltas keep their sequence, so if Redis had applied them
- * before the stop, the resend is recognised and not counted again.
+ *   b <id> <stream> <seq> <in-flight v e r since> <pending v e r since>
+ *     <nin> <np> <nin + np viewer hashes, hex>
+ * (the stream in hex). In-flight deltas keep their batch (stream and
+ * sequence), so if Redis had applied them before the stop, the resend is
+ * recognised and not counted again. Lines "c" of earlier versions have no
+ * stream: their batch is the sequence under the edge id, as they were
+ * sent then.
  */
 
 
@@ -47,6 +50,7 @@ enum {
 /* a content's line, checked whole before the zone is touched */
 typedef struct {
     ngx_str_t                     id;
+    uint64_t                      stream;      /* 0: a "c" line */
     uint64_t                      v[NGX_HTTP_ENGAGEMENT_STATE_NUMBERS];
     u_char                       *hashes;      /* the first viewer hash */
     u_char                       *eol;
@@ -71,8 +75,9 @@ static u_char *
 ngx_http_engagement_state_line(u_char *p,
     ngx_http_engagement_counter_node_t *cn)
 {
-    return ngx_sprintf(p, "c %*s %uL %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
-                       (size_t) cn->len, cn->data, cn->seq,
+    return ngx_sprintf(p, "b %*s %016uxL %uL %uL %uL %uL %uD %uL %uL %uL %uD "
+                       "%uD %uD", (size_t) cn->len, cn->data,
+                       cn->seq ? cn->stream : 0, cn->seq,
                        cn->inflight.views, cn->inflight.engaged,
                        cn->inflight.replays, cn->inflight_since,
                        cn->pending.views, cn->pending.engaged,
@@ -271,7 +276,7 @@ ngx_http_engagement_state_zone(ngx_http_engagement_zone_t *z, u_char *p,
  */
 
 static ngx_int_t
-ngx_http_engagement_state_parse(u_char *p, u_char *eol,
+ngx_http_engagement_state_parse(u_char *p, u_char *eol, ngx_uint_t batch,
     ngx_http_engagement_state_line_t *line)
 {
     uint64_t    h;
@@ -281,6 +286,15 @@ ngx_http_engagement_state_parse(u_char *p, u_char *eol,
 
     if (line->id.data == NULL
         || !ngx_http_engagement_id_valid(line->id.data, line->id.len))
+    {
+        return NGX_ERROR;
+    }
+
+    line->stream = 0;
+
+    if (batch
+        && ngx_http_engagement_state_number(&p, eol, &line->stream, 1)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -347,6 +361,7 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
     v = line->v;
 
     cn->seq = v[NGX_HTTP_ENGAGEMENT_STATE_SEQ];
+    cn->stream = line->stream;
     cn->inflight.views = v[NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS];
     cn->inflight.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_IN_ENGAGED];
     cn->inflight.replays = v[NGX_HTTP_ENGAGEMENT_STATE_IN_REPLAYS];
@@ -405,7 +420,7 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
 static ngx_int_t
 ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
-    u_char *eol, ngx_log_t *log)
+    u_char *eol, ngx_uint_t batch, ngx_log_t *log)
 {
     uint64_t                               h;
     ngx_int_t                              rc;
@@ -415,7 +430,7 @@ ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
 
     sh = z->sh;
 
-    rc = ngx_http_engagement_state_parse(p, eol, &line);
+    rc = ngx_http_engagement_state_parse(p, eol, batch, &line);
 
     if (rc == NGX_DECLINED) {
         return NGX_DECLINED;
@@ -479,11 +494,11 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
             continue;
         }
 
-        if (t == NULL || !mine || len != 1 || *t != 'c') {
+        if (t == NULL || !mine || len != 1 || (*t != 'b' && *t != 'c')) {
             continue;
         }
 
-        rc = ngx_http_engagement_state_content(z, p, eol, log);
+        rc = ngx_http_engagement_state_content(z, p, eol, *t == 'b', log);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;

@@ -114,6 +114,7 @@ typedef struct {
     ngx_queue_t                       dirty;      /* pending, not in flight */
     ngx_queue_t                       inflight;   /* claimed by a flusher */
     uint64_t                          seq;        /* last flush sequence */
+    uint64_t                          stream;     /* this zone's start */
     ngx_atomic_t                      pending_nodes;
     ngx_atomic_t                      inflight_nodes;
     ngx_http_engagement_stats_t       stats[NGX_HTTP_ENGAGEMENT_SLOTS];
@@ -196,6 +197,7 @@ typedef struct {
 typedef struct {
     void                         *node;
     ngx_http_engagement_zone_t   *zone;
+    uint64_t                      stream;
     uint64_t                      seq;
     ngx_http_engagement_counts_t  delta;
     time_t                        since;

@@ -1,0 +1,296 @@
+# Exactness of the Redis flush where the batch identity used to fail
+# (issue 12): two counters zones seeing one content, two nginx instances
+# sharing an edge id on one Redis, a clock that steps back between two
+# runs; a reload that adds or removes engagement_redis.
+#
+# Each block gets its own redis-server (started by the block preprocessor
+# on a free port, data in a private temporary directory, passed to the
+# config as $TEST_NGINX_REDIS_PORT); a second nginx, when a block needs
+# one, runs from a private prefix (new_prefix). The steps after the
+# block's request are the Perl of its "--- post_check" section.
+use strict;
+use warnings;
+use FindBin;
+BEGIN { push @INC, "$FindBin::Bin/lib" }
+use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
+use Time::HiRes qw(sleep);
+use Engagement::Proxy;
+
+our $port = nginx_port();
+our ($rport, $state);
+
+master_on();
+workers(2);
+log_level('info');
+no_shuffle();
+timeout(10);
+add_response_body_check(post_check_hook());
+
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $rport = free_ports(300, 50, 1);
+    start_redis($rport);
+    $ENV{TEST_NGINX_REDIS_PORT} = $rport;
+    $state = scratch_dir('state') . "/block" . $block->seq_num . ".state";
+    unlink $state, "$state.restored";
+    $ENV{TEST_NGINX_STATE_FILE} = $state;
+});
+
+# the Redis total of one content
+sub rviews {
+    my ($id, $field) = @_;
+    my $v = redis_cli($rport, undef, 'HGET', "eng:{c:$id}", $field // 'views');
+    return $v eq '' ? 0 : $v;
+}
+
+# nothing pending or in flight in any zone of the nginx on $p
+sub flushed_on {
+    my ($p) = @_;
+    my (undef, $t) = http_request($p, 'GET', '/status');
+    return $t =~ /^nginx_engagement_pending_contents/m
+        && $t !~ /^nginx_engagement_(pending|inflight)_contents\{[^}]*\} [1-9]/m;
+}
+
+# a second nginx on its own port and prefix, sharing the block's Redis
+sub flush_second_nginx {
+    my ($name, $http) = @_;
+    my $prefix = new_prefix($name);
+    my $p = free_port();
+    write_conf($prefix, port => $p, workers => 1, http => $http,
+               server => 'location = /engagement/view { engagement view; }
+                          location = /status { engagement status; }');
+    my $pid = start_nginx($prefix, $p);
+    return ($pid, $p, $prefix);
+}
+
+# a library that sets the wall clock $secs ahead (the monotonic clock is
+# left alone), as a clock later stepped back by NTP would have been
+sub flush_clock_shim {
+    my ($secs) = @_;
+    my $dir = scratch_dir('shim');
+    open my $fh, '>', "$dir/shim.c" or die $!;
+    print $fh <<"EOC";
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/time.h>
+#include <time.h>
+int gettimeofday(struct timeval *tv, void *tz) {
+    int (*f)(struct timeval *, void *) = dlsym(RTLD_NEXT, "gettimeofday");
+    int r = f(tv, tz);
+    if (r == 0 && tv) tv->tv_sec += $secs;
+    return r;
+}
+time_t time(time_t *t) {
+    struct timeval tv;
+    gettimeofday(&tv, 0);
+    if (t) *t = tv.tv_sec;
+    return tv.tv_sec;
+}
+int clock_gettime(clockid_t c, struct timespec *ts) {
+    int (*f)(clockid_t, struct timespec *) = dlsym(RTLD_NEXT, "clock_gettime");
+    int r = f(c, ts);
+    if (r == 0 && (c == CLOCK_REALTIME || c == CLOCK_REALTIME_COARSE))
+        ts->tv_sec += $secs;
+    return r;
+}
+EOC
+    close $fh;
+    system('cc', '-shared', '-fPIC', '-O1', '-o', "$dir/shim.so",
+           "$dir/shim.c", '-ldl') == 0 or die "cc failed";
+    return "$dir/shim.so";
+}
+
+sub no_alerts {
+    my ($name) = @_;
+    unlike(error_log_text(), qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
+           "$name: no alert, crash or sanitizer report");
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: two counters zones see the same content: Redis has both zones' views
+--- http_config
+    engagement_zone za:4m;
+    engagement_zone zb:4m;
+    engagement_dedupe_zone dd:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 50ms;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /a/view { engagement view zone=za dedupe=dd; }
+    location = /b/view { engagement view zone=zb dedupe=dd; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my %ok;
+    for my $i (1 .. 60) {
+        for my $z ('a', 'b') {
+            my ($st) = post_view($port,
+                qq({"contentId":"shared","sessionId":"$z$i","viewerId":"u$z$i"}),
+                "/$z/view");
+            $ok{$z}++ if $st == 202;
+        }
+        sleep 0.02 if $i % 10 == 0;
+    }
+    is($ok{a} + $ok{b}, 120, "zones: every view counted locally");
+    ok(scalar(wait_until { rviews('shared') >= 120 } 10), "zones: all flushed");
+    sleep 0.3;   # a pacing: any late, wrong flush would show now
+    is(rviews('shared'), 120, "zones: Redis has the views of both zones, exactly");
+    no_alerts("zones");
+
+
+
+=== TEST 2: two nginx instances sharing an edge id on one Redis: exact
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 50ms;
+    engagement_edge_id same-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my ($pid, $p2, $prefix) = flush_second_nginx('shared-edge', "
+        engagement_zone engagement:4m;
+        engagement_dedupe_zone engagement_dedupe:4m;
+        engagement_redis 127.0.0.1:$rport timeout=500ms;
+        engagement_flush_interval 50ms;
+        engagement_edge_id same-edge;
+        engagement_state_file " . scratch_dir('state') . "/second.state;");
+    ok($pid, "edge: a second nginx with the same edge id runs");
+    my $ok = 0;
+    for my $i (1 .. 60) {
+        for my $pp ($port, $p2) {
+            my ($st) = post_view($pp,
+                qq({"contentId":"both","sessionId":"s$pp-$i","viewerId":"u$pp-$i"}));
+            $ok++ if $st == 202;
+        }
+        sleep 0.02 if $i % 10 == 0;
+    }
+    is($ok, 120, "edge: every view counted locally");
+    ok(scalar(wait_until { flushed_on($port) && flushed_on($p2) } 10),
+       "edge: both instances flushed");
+    is(stop_nginx($pid), 0, "edge: the second nginx stops");
+    is(rviews('both'), 120, "edge: Redis has the views of both instances, exactly");
+    unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|\[emerg\]/,
+           "edge: no alert in the second nginx");
+    no_alerts("edge");
+
+
+
+=== TEST 3: a clock that steps back between two runs: the later run's views count
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 50ms;
+    engagement_edge_id clock-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # the first run's clock is a day ahead; then the clock is set right
+    # (the block's own nginx) and the same edge counts the same content
+    my $shim = flush_clock_shim(86400);
+    my ($pid, $p2);
+    {
+        local $ENV{TEST_NGINX_PRELOAD} =
+            join(' ', grep { $_ } $ENV{TEST_NGINX_PRELOAD}, $shim);
+        ($pid, $p2) = flush_second_nginx('clock-ahead', "
+            engagement_zone engagement:4m;
+            engagement_dedupe_zone engagement_dedupe:4m;
+            engagement_redis 127.0.0.1:$rport timeout=500ms;
+            engagement_flush_interval 50ms;
+            engagement_edge_id clock-edge;
+            engagement_state_file " . scratch_dir('state') . "/ahead.state;");
+    }
+    ok($pid, "clock: the run with its clock ahead starts");
+    for my $i (1 .. 20) {
+        post_view($p2, qq({"contentId":"tick","sessionId":"a$i","viewerId":"a$i"}));
+    }
+    ok(scalar(wait_until { rviews('tick') == 20 } 10), "clock: the first run's views in Redis");
+    is(stop_nginx($pid), 0, "clock: the first run stops");
+    my $ok = 0;
+    for my $i (1 .. 20) {
+        my ($st) = post_view($port, qq({"contentId":"tick","sessionId":"b$i","viewerId":"b$i"}));
+        $ok++ if $st == 202;
+        sleep 0.06 if $i % 5 == 0;   # a pacing: several flushes
+    }
+    is($ok, 20, "clock: the later run counts its views");
+    ok(scalar(wait_until { flushed_on($port) } 10), "clock: the later run flushed");
+    is(rviews('tick'), 40, "clock: Redis has both runs' views, exactly");
+    no_alerts("clock");
+
+
+
+=== TEST 4: the edge id changes while a batch Redis applied is in flight: applied once
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_edge_id block-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # a run with edge id "before" flushes through our proxy, which cuts the
+    # connection right after Redis applied the flush; the proxy then goes,
+    # so the batch is still in flight at the stop and goes to the state
+    # file; the next run, with edge id "after", resends it
+    my $ctl = scratch_dir('proxy') . "/ctl-edge";
+    open my $fh, '>', $ctl or die $!; print $fh "1"; close $fh;
+    my $pport = free_ports(360, 50, 1);
+    my $ppid = Engagement::Proxy::start($pport, $rport, $ctl, 0);
+    my $sf = scratch_dir('state') . "/edge-change.state";
+    unlink $sf, "$sf.restored";
+    my $http = sub {
+        my ($to, $edge) = @_;
+        return "
+        engagement_zone engagement:4m;
+        engagement_dedupe_zone engagement_dedupe:4m;
+        engagement_redis 127.0.0.1:$to timeout=500ms connect_timeout=500ms backoff=5s:5s;
+        engagement_flush_interval 50ms;
+        engagement_flush_deadline 300ms;
+        engagement_edge_id $edge;
+        engagement_state_file $sf;";
+    };
+    my ($pid, $p2, $prefix) = flush_second_nginx('edge-before', $http->($pport, 'before'));
+    ok($pid, "edge change: the first run starts");
+    my $ready = wait_until {
+        my (undef, $t) = http_request($p2, 'GET', '/status');
+        $t =~ /^nginx_engagement_redis_ready_workers\{[^}]*\} 1$/m;
+    } 10;
+    ok($ready, "edge change: connected through the proxy");
+    for my $i (1 .. 7) {
+        post_view($p2, qq({"contentId":"moved","sessionId":"s$i","viewerId":"u$i"}));
+    }
+    ok(scalar(wait_until { slurp($ctl) eq "0" } 10), "edge change: the proxy cut the flush's reply");
+    kill 'TERM', $ppid;
+    waitpid($ppid, 0);
+    is(rviews('moved'), 7, "edge change: Redis applied the batch once");
+    is(stop_nginx($pid), 0, "edge change: the first run stops");
+    like(slurp($sf), qr/ moved /, "edge change: the batch in flight is in the state file");
+    ($pid, $p2, $prefix) = flush_second_nginx('edge-after', $http->($rport, 'after'));
+    ok($pid, "edge change: the second run, another edge id, starts");
+    ok(scalar(wait_until { flushed_on($p2) } 10), "edge change: the restored batch is flushed");
+    is(stop_nginx($pid), 0, "edge change: the second run stops");
+    is(rviews('moved'), 7, "edge change: the resent batch is not applied twice");
+    no_alerts("edge change");
