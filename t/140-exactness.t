@@ -294,3 +294,107 @@ GET /status
     is(stop_nginx($pid), 0, "edge change: the second run stops");
     is(rviews('moved'), 7, "edge change: the resent batch is not applied twice");
     no_alerts("edge change");
+
+
+
+=== TEST 5: a reload that adds engagement_redis to a zone with local totals is refused; the totals stay
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my $prefix = new_prefix('redis-on');
+    my $p = free_port();
+    my $server = 'location = /engagement/view { engagement view; }
+                  location /engagement/summary { engagement summary; }
+                  location = /status { engagement status; }';
+    my $zones = "engagement_zone engagement:4m;
+                 engagement_dedupe_zone engagement_dedupe:4m;
+                 engagement_state_file " . scratch_dir('state') . "/on.state;";
+    write_conf($prefix, port => $p, workers => 2, http => $zones, server => $server);
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "adding Redis: nginx without Redis starts");
+    for my $i (1 .. 9) {
+        post_view($p, qq({"contentId":"local","sessionId":"s$i"}));
+    }
+    my (undef, $b) = http_request($p, 'GET', '/engagement/summary/local');
+    like($b, qr/"views":9\b/, "adding Redis: 9 local views");
+    my @old = worker_pids($pid);
+    write_conf($prefix, port => $p, workers => 2, server => $server,
+               http => "$zones
+                        engagement_redis 127.0.0.1:$rport timeout=500ms;
+                        engagement_flush_interval 50ms;");
+    kill 'HUP', $pid;
+    # the reload is over when it was refused, or new workers serve
+    my $done = wait_until {
+        my $log = slurp("$prefix/logs/error.log");
+        $log =~ /reload refused/
+            || (!grep { my $o = $_; grep { $_ == $o } worker_pids($pid) } @old);
+    } 10;
+    ok($done, "adding Redis: the reload is over");
+    like(slurp("$prefix/logs/error.log"),
+         qr/\[emerg\].*engagement_zone "engagement" holds 1 contents counted without Redis: a reload that adds "engagement_redis" would overwrite them/,
+         "adding Redis: the refusal says why");
+    sleep 0.3;   # a pacing: a flush or a read would have happened by now
+    (undef, $b) = http_request($p, 'GET', '/engagement/summary/local');
+    like($b, qr/"views":9\b/, "adding Redis: the local totals are still there");
+    is(rviews('local'), 0, "adding Redis: nothing was sent to Redis");
+    is(stop_nginx($pid), 0, "adding Redis: nginx stops");
+    no_alerts("adding Redis");
+
+
+
+=== TEST 6: a reload that removes engagement_redis while deltas are unflushed is refused; the stop saves them
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my $prefix = new_prefix('redis-off');
+    my $p = free_port();
+    my $sf = scratch_dir('state') . "/off.state";
+    unlink $sf, "$sf.restored";
+    my $server = 'location = /engagement/view { engagement view; }
+                  location /engagement/summary { engagement summary; }
+                  location = /status { engagement status; }';
+    my $zones = "engagement_zone engagement:4m;
+                 engagement_dedupe_zone engagement_dedupe:4m;
+                 engagement_flush_deadline 200ms;
+                 engagement_state_file $sf;";
+    # Redis is down for this nginx: every delta stays pending
+    my $down = free_ports(400, 50, 1);
+    write_conf($prefix, port => $p, workers => 2, server => $server,
+               http => "$zones
+                        engagement_redis 127.0.0.1:$down timeout=200ms connect_timeout=200ms backoff=50ms:100ms;");
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "removing Redis: nginx with Redis (down) starts");
+    for my $i (1 .. 6) {
+        post_view($p, qq({"contentId":"unsent","sessionId":"s$i"}));
+    }
+    my (undef, $t) = http_request($p, 'GET', '/status');
+    like($t, qr/^nginx_engagement_pending_contents\{zone="engagement"\} 1$/m,
+         "removing Redis: the content is pending");
+    my @old = worker_pids($pid);
+    write_conf($prefix, port => $p, workers => 2, server => $server, http => $zones);
+    kill 'HUP', $pid;
+    my $done = wait_until {
+        my $log = slurp("$prefix/logs/error.log");
+        $log =~ /reload refused/
+            || (!grep { my $o = $_; grep { $_ == $o } worker_pids($pid) } @old);
+    } 10;
+    ok($done, "removing Redis: the reload is over");
+    like(slurp("$prefix/logs/error.log"),
+         qr/\[emerg\].*engagement_zone "engagement" holds 1 contents not yet flushed to Redis: a reload that removes "engagement_redis" would never send them/,
+         "removing Redis: the refusal says why");
+    is(stop_nginx($pid), 0, "removing Redis: nginx stops");
+    like(slurp($sf), qr/^[bc] unsent (\S+ ){5,6}6 /m,
+         "removing Redis: the 6 pending views are in the state file");
+    no_alerts("removing Redis");

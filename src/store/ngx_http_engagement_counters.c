@@ -570,6 +570,54 @@ ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
 
 
 /*
+ * A zone kept over a reload that adds or removes engagement_redis: with
+ * Redis its counts would be taken for a cache of Redis's totals and
+ * overwritten by the first read, though without Redis they are the only
+ * copy; without Redis its unflushed deltas would never be sent nor saved.
+ * Such a reload is refused while the zone holds either; an empty zone
+ * (adding) or a flushed one (removing) changes mode. A stop and start
+ * keeps unflushed deltas in the state file instead.
+ */
+
+static ngx_int_t
+ngx_http_engagement_counters_mode(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_zone_t *old, ngx_log_t *log)
+{
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    if (old->redis == z->redis
+        || (z->redis && sh->head.entries == 0)
+        || (!z->redis && sh->pending_nodes == 0 && sh->inflight_nodes == 0))
+    {
+        return NGX_OK;
+    }
+
+    if (z->redis) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "engagement_zone \"%V\" holds %uA contents counted "
+                      "without Redis: a reload that adds \"engagement_redis\" "
+                      "would overwrite them with Redis's totals; reload "
+                      "refused (stop and start nginx to add Redis: the "
+                      "local totals are then dropped)", &z->name,
+                      sh->head.entries);
+
+    } else {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "engagement_zone \"%V\" holds %uA contents not yet "
+                      "flushed to Redis: a reload that removes "
+                      "\"engagement_redis\" would never send them; reload "
+                      "refused (stop nginx: its final flush and state file "
+                      "keep them, for the next start with Redis)", &z->name,
+                      sh->pending_nodes + sh->inflight_nodes);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
  * A new zone of a module with Redis takes over what the last stop could
  * not flush (the state file); a zone kept over a reload has it already.
  * A new zone draws its stream, the name of its flush batches in Redis.
@@ -590,7 +638,11 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    if (data || shm_zone->shm.exists) {
+    if (data) {
+        return ngx_http_engagement_counters_mode(z, data, shm_zone->shm.log);
+    }
+
+    if (shm_zone->shm.exists) {
         return NGX_OK;
     }
 
