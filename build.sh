@@ -84,6 +84,10 @@ build() {
 
 build_default() { build "$ROOT/build"; }
 
+# for t/140-exactness.t: a module for which each reload is a new layout
+# (every zone it finds must be refused)
+build_layout() { build "$ROOT/build-layout" "-DNGX_HTTP_ENGAGEMENT_TEST_LAYOUT=1"; }
+
 build_asan() {
     build "$ROOT/build-asan" \
         "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
@@ -247,6 +251,7 @@ case "$cmd" in
     deps)  deps ;;
     build) deps; build_default ;;
     asan)  deps; build_asan ;;
+    layout) build_layout ;;
     test)  deps clang libclang-rt-14-dev
            run_tests "$@"
            # the whole suite ends with a short, bounded fuzz of every parser
@@ -256,5 +261,5 @@ case "$cmd" in
            fi ;;
     run)   deps; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token]|deps]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|layout|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token]|deps]" >&2; exit 2 ;;
 esac

@@ -398,3 +398,85 @@ GET /status
     like(slurp($sf), qr/^[bc] unsent (\S+ ){5,6}6 /m,
          "removing Redis: the 6 pending views are in the state file");
     no_alerts("removing Redis");
+
+
+
+=== TEST 7: zones written with another layout are refused by a reload, each kind
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # a build for which every reading of the configuration is a new layout
+    # (build.sh layout: -DNGX_HTTP_ENGAGEMENT_TEST_LAYOUT=1), so each zone
+    # a reload finds was written with another: each must be refused (one
+    # per reload, nginx stops at the first), then renamed, until the
+    # reload passes; the salt zone, whose name is fixed, goes with the
+    # view location that uses it
+    my $variant = $ENV{TEST_NGINX_LAYOUT_MODULE};
+    unless ($variant) {
+        system('nice', root_dir() . '/build.sh', 'layout') == 0 or die "build.sh layout";
+        $variant = root_dir() . '/build-layout/ngx_http_engagement_module.so';
+    }
+    my $prefix = new_prefix('layout');
+    unlink "$prefix/modules/ngx_http_engagement_module.so";
+    symlink($variant, "$prefix/modules/ngx_http_engagement_module.so");
+    my $spool = scratch_dir('layout-spool');
+    my $dead = free_ports(400, 50, 1);
+    my $p = free_port();
+    my %gen = map { $_ => 0 } qw(counters dedupe limit salt writer);
+    my $conf = sub {
+        my $view = $gen{salt} ? '' :
+            "location = /engagement/view { engagement view zone=c$gen{counters} dedupe=d$gen{dedupe};
+                                           engagement_limit zone=l$gen{limit} key=\$binary_remote_addr rate=100r/s; }";
+        write_conf($prefix, port => $p, workers => 1,
+            http => "engagement_zone c$gen{counters}:1m;
+                     engagement_dedupe_zone d$gen{dedupe}:1m;
+                     engagement_limit_zone l$gen{limit}:1m;
+                     engagement_writer http://127.0.0.1:$dead/ zone=w$gen{writer}:1m spool=$spool;",
+            server => $view);
+    };
+    $conf->();
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "layout: nginx starts")
+        or diag(slurp("$prefix/logs/stderr.log"));
+    return unless $pid;
+    post_view($p, qq({"contentId":"lay","sessionId":"s1"}));
+    my %refused;
+    my $kinds = qr/(engagement_zone|engagement_dedupe_zone|engagement_limit_zone|engagement_writer zone|zone) "([^"]+)" was written by/;
+    my %of = (c => 'counters', d => 'dedupe', l => 'limit', w => 'writer');
+    my $passed = 0;
+    for my $try (1 .. 7) {
+        $conf->();
+        my @old = worker_pids($pid);
+        my $before = () = slurp("$prefix/logs/error.log") =~ /\[emerg\]/g;
+        kill 'HUP', $pid;
+        my $r = wait_until {
+            my $n = () = slurp("$prefix/logs/error.log") =~ /\[emerg\]/g;
+            return 'refused' if $n > $before;
+            my @w = worker_pids($pid);
+            return 'passed' if @w && !grep { my $o = $_; grep { $_ == $o } @w } @old;
+            return '';
+        } 10;
+        last unless $r;
+        if ($r eq 'passed') { $passed = $try; last }
+        my @lines = grep { /\[emerg\]/ } split /\n/, slurp("$prefix/logs/error.log");
+        my ($kind, $name) = $lines[-1] =~ $kinds or last;
+        my $k = $name eq 'engagement_salt' ? 'salt' : $of{substr($name, 0, 1)};
+        $refused{$k} = $lines[-1];
+        $gen{$k}++;
+    }
+    is($passed, 6, "layout: the sixth reload, with no old zone left, passes");
+    for my $k (qw(counters dedupe limit salt writer)) {
+        ok($refused{$k}, "layout: the $k zone is refused")
+            or diag(slurp("$prefix/logs/error.log"));
+    }
+    like($refused{counters} // '', qr/layout [0-9a-f]{8}, this module uses [0-9a-f]{8}/,
+         "layout: the refusal shows both layouts");
+    is(stop_nginx($pid), 0, "layout: nginx stops");
+    unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal/,
+           "layout: no alert or crash");

@@ -35,13 +35,57 @@ static void ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
 
+/* what a counters zone keeps, for its layout */
+static const size_t  ngx_http_engagement_counters_shape[] = {
+    NGX_HTTP_ENGAGEMENT_HEAD_SHAPE,
+    sizeof(ngx_http_engagement_counters_shctx_t),
+    offsetof(ngx_http_engagement_counters_shctx_t, dirty),
+    offsetof(ngx_http_engagement_counters_shctx_t, inflight),
+    offsetof(ngx_http_engagement_counters_shctx_t, seq),
+    offsetof(ngx_http_engagement_counters_shctx_t, stream),
+    offsetof(ngx_http_engagement_counters_shctx_t, pending_nodes),
+    offsetof(ngx_http_engagement_counters_shctx_t, inflight_nodes),
+    offsetof(ngx_http_engagement_counters_shctx_t, stats),
+    sizeof(ngx_http_engagement_stats_t),
+    offsetof(ngx_http_engagement_stats_t, flush_hist),
+    offsetof(ngx_http_engagement_stats_t, redis_ready),
+    offsetof(ngx_http_engagement_stats_t, token_refused),
+    sizeof(ngx_http_engagement_counts_t),
+    sizeof(ngx_http_engagement_counter_node_t),
+    offsetof(ngx_http_engagement_counter_node_t, queue),
+    offsetof(ngx_http_engagement_counter_node_t, flush),
+    offsetof(ngx_http_engagement_counter_node_t, counts),
+    offsetof(ngx_http_engagement_counter_node_t, pending),
+    offsetof(ngx_http_engagement_counter_node_t, inflight),
+    offsetof(ngx_http_engagement_counter_node_t, seq),
+    offsetof(ngx_http_engagement_counter_node_t, stream),
+    offsetof(ngx_http_engagement_counter_node_t, uv),
+    offsetof(ngx_http_engagement_counter_node_t, uv_inflight),
+    offsetof(ngx_http_engagement_counter_node_t, reactions),
+    offsetof(ngx_http_engagement_counter_node_t, uniques),
+    offsetof(ngx_http_engagement_counter_node_t, uv_n),
+    offsetof(ngx_http_engagement_counter_node_t, uv_cap),
+    offsetof(ngx_http_engagement_counter_node_t, uv_inflight_n),
+    offsetof(ngx_http_engagement_counter_node_t, claimed_by),
+    offsetof(ngx_http_engagement_counter_node_t, claimed_at),
+    offsetof(ngx_http_engagement_counter_node_t, confirmed_at),
+    offsetof(ngx_http_engagement_counter_node_t, reading_at),
+    offsetof(ngx_http_engagement_counter_node_t, pending_since),
+    offsetof(ngx_http_engagement_counter_node_t, inflight_since),
+    offsetof(ngx_http_engagement_counter_node_t, len),
+    offsetof(ngx_http_engagement_counter_node_t, data)
+};
+
+
 static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_counters_kind
     = {
     "engagement_zone",
     NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC,
     sizeof(ngx_http_engagement_counters_shctx_t),
     ngx_http_engagement_counters_insert,
-    NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE
+    NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE,
+    ngx_http_engagement_counters_shape,
+    sizeof(ngx_http_engagement_counters_shape) / sizeof(size_t)
 };
 
 

@@ -109,6 +109,18 @@ typedef struct {
 } ngx_http_engagement_shctx_head_t;
 
 
+/* the head's part of every shape (see NGX_HTTP_ENGAGEMENT_LAYOUT) */
+#define NGX_HTTP_ENGAGEMENT_HEAD_SHAPE                                        \
+    sizeof(ngx_http_engagement_shctx_head_t),                                 \
+    offsetof(ngx_http_engagement_shctx_head_t, rbtree),                       \
+    offsetof(ngx_http_engagement_shctx_head_t, sentinel),                     \
+    offsetof(ngx_http_engagement_shctx_head_t, lru),                          \
+    offsetof(ngx_http_engagement_shctx_head_t, hash_key),                     \
+    offsetof(ngx_http_engagement_shctx_head_t, entries),                      \
+    offsetof(ngx_http_engagement_shctx_head_t, full),                         \
+    sizeof(ngx_rbtree_node_t), sizeof(ngx_queue_t)
+
+
 typedef struct {
     ngx_http_engagement_shctx_head_t  head;
     ngx_queue_t                       dirty;      /* pending, not in flight */
@@ -162,6 +174,8 @@ typedef struct {
     size_t                        size;        /* its whole *_shctx_t */
     ngx_rbtree_insert_pt          insert;
     ngx_http_engagement_resize_e  resize;
+    const size_t                 *shape;       /* sizes and offsets kept */
+    ngx_uint_t                    nshape;
 } ngx_http_engagement_zone_kind_t;
 
 
@@ -249,8 +263,7 @@ ngx_http_engagement_shctx_head_t *ngx_http_engagement_zone_attach(
     ngx_shm_zone_t *shm_zone, void *data,
     const ngx_http_engagement_zone_kind_t *kind);
 ngx_int_t ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
-    uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
-    const char *directive);
+    const ngx_http_engagement_zone_kind_t *kind);
 void ngx_http_engagement_zone_link(ngx_http_engagement_shctx_head_t *head,
     ngx_rbtree_node_t *node, ngx_queue_t *lru);
 void ngx_http_engagement_zone_unlink(ngx_slab_pool_t *shpool,
