@@ -480,3 +480,91 @@ GET /status
     is(stop_nginx($pid), 0, "layout: nginx stops");
     unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal/,
            "layout: no alert or crash");
+
+
+
+=== TEST 8: a state file with a malformed line and a repeated one: the good lines flush exactly, nothing is orphaned
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my $prefix = new_prefix('bad-state');
+    my $sf = scratch_dir('state') . "/bad-lines.state";
+    my $t = time;
+    open my $fh, '>', $sf or die $!;
+    print $fh "zone engagement 0\n",
+              "c good 0 0 0 0 0 5 0 0 $t 0 0\n",
+              # its one viewer hash is not hex: the whole line is bad
+              "c bad 0 0 0 0 0 3 0 0 $t 0 1 zzzzzzzzzzzzzzzz\n",
+              "c dup 0 0 0 0 0 4 0 0 $t 0 0\n",
+              "c dup 0 0 0 0 0 4 0 0 $t 0 0\n",
+              "c tail 0 0 0 0 0 2 0 0 $t 0 0\n";
+    close $fh;
+    my $p = free_port();
+    write_conf($prefix, port => $p, workers => 2,
+        http => "engagement_zone engagement:4m;
+                 engagement_dedupe_zone engagement_dedupe:4m;
+                 engagement_redis 127.0.0.1:$rport timeout=500ms;
+                 engagement_flush_interval 50ms;
+                 engagement_state_file $sf;",
+        server => 'location /engagement/summary { engagement summary; }
+                   location = /status { engagement status; }');
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "bad lines: nginx starts");
+    ok(scalar(wait_until { flushed_on($p) } 10), "bad lines: everything restored is flushed");
+    sleep 0.2;   # a pacing: a second flush of a repeated line would show now
+    is(rviews('good'), 5, "bad lines: the good line, exactly");
+    is(rviews('dup'), 4, "bad lines: the repeated line, once");
+    is(rviews('tail'), 2, "bad lines: the line after them, exactly");
+    is(rviews('bad'), 0, "bad lines: nothing of the malformed line");
+    my (undef, $b) = http_request($p, 'GET', '/engagement/summary/bad');
+    like($b, qr/"pending":0\b/, "bad lines: no orphaned pending counts");
+    my $log = slurp("$prefix/logs/error.log");
+    my $n = () = $log =~ /invalid line in the state file of zone "engagement" skipped/g;
+    is($n, 2, "bad lines: the malformed and the repeated line are logged as skipped");
+    like($log, qr/restored 3 unflushed entries/, "bad lines: three contents restored");
+    is(stop_nginx($pid), 0, "bad lines: nginx stops");
+    unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal/,
+           "bad lines: no alert or crash");
+
+
+
+=== TEST 9: a zone too small for a state file's viewer hashes: the counts flush, the shortage is not "invalid"
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my $prefix = new_prefix('small-state');
+    my $sf = scratch_dir('state') . "/small.state";
+    my $t = time;
+    open my $fh, '>', $sf or die $!;
+    print $fh "zone engagement 0\n",
+              "c big 0 0 0 0 0 7 0 0 $t 0 20000",
+              (map { sprintf(" %016x", $_ * 7919 + 1) } 1 .. 20000), "\n";
+    close $fh;
+    my $p = free_port();
+    write_conf($prefix, port => $p, workers => 1,
+        http => "engagement_zone engagement:64k;
+                 engagement_dedupe_zone engagement_dedupe:1m;
+                 engagement_redis 127.0.0.1:$rport timeout=500ms;
+                 engagement_flush_interval 50ms;
+                 engagement_state_file $sf;",
+        server => 'location = /status { engagement status; }');
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "small zone: nginx starts");
+    ok(scalar(wait_until { rviews('big') == 7 } 10), "small zone: the content's 7 views reach Redis");
+    my $log = slurp("$prefix/logs/error.log");
+    like($log, qr/zone "engagement" is too small for its state file/,
+         "small zone: the shortage is said as such");
+    unlike($log, qr/invalid line/, "small zone: the line is not called invalid");
+    is(stop_nginx($pid), 0, "small zone: nginx stops");
