@@ -16,6 +16,7 @@ use Engagement::Test;
 use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep);
 use Engagement::Proxy;
+use IO::Socket::INET;
 
 our $port = nginx_port();
 our ($rport, $state);
@@ -41,6 +42,13 @@ add_block_preprocessor(sub {
 sub rviews {
     my ($id, $field) = @_;
     my $v = redis_cli($rport, undef, 'HGET', "eng:{c:$id}", $field // 'views');
+    return $v eq '' ? 0 : $v;
+}
+
+# the Redis total of one content in the Redis on $rp
+sub rviews_on {
+    my ($rp, $id) = @_;
+    my $v = redis_cli($rp, undef, 'HGET', "eng:{c:$id}", 'views');
     return $v eq '' ? 0 : $v;
 }
 
@@ -99,6 +107,38 @@ EOC
     system('cc', '-shared', '-fPIC', '-O1', '-o', "$dir/shim.so",
            "$dir/shim.c", '-ldl') == 0 or die "cc failed";
     return "$dir/shim.so";
+}
+
+# the test build (build.sh test-build), or TEST_NGINX_TEST_MODULE
+sub flush_test_module {
+    return $ENV{TEST_NGINX_TEST_MODULE} if $ENV{TEST_NGINX_TEST_MODULE};
+    system('nice', root_dir() . '/build.sh', 'test-build') == 0
+        or die "build.sh test-build failed";
+    return root_dir() . '/build-test/ngx_http_engagement_module.so';
+}
+
+# views over one keep-alive connection; answers the count of each status
+sub flush_views {
+    my ($p, @bodies) = @_;
+    my %st;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5) or return {};
+    for my $b (@bodies) {
+        print $s "POST /engagement/view HTTP/1.1\r\nHost: x\r\n"
+            . "Content-Type: application/json\r\nContent-Length: "
+            . length($b) . "\r\n\r\n$b";
+        my ($head, $line) = ('', '');
+        while (defined($line = <$s>)) { last if $line eq "\r\n"; $head .= $line }
+        my ($code) = $head =~ m{^HTTP/1\.1 (\d+)};
+        my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+        read($s, my $body, $len // 0);
+        $st{$code // 0}++;
+        if ($head =~ /^Connection: close/mi) {
+            close $s;
+            $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5) or last;
+        }
+    }
+    close $s if $s;
+    return \%st;
 }
 
 sub no_alerts {
@@ -412,16 +452,12 @@ GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     # a build for which every reading of the configuration is a new layout
-    # (build.sh layout: -DNGX_HTTP_ENGAGEMENT_TEST_LAYOUT=1), so each zone
+    # (build.sh test-build: -DNGX_HTTP_ENGAGEMENT_TEST_LAYOUT=1), so each zone
     # a reload finds was written with another: each must be refused (one
     # per reload, nginx stops at the first), then renamed, until the
     # reload passes; the salt zone, whose name is fixed, goes with the
     # view location that uses it
-    my $variant = $ENV{TEST_NGINX_LAYOUT_MODULE};
-    unless ($variant) {
-        system('nice', root_dir() . '/build.sh', 'layout') == 0 or die "build.sh layout";
-        $variant = root_dir() . '/build-layout/ngx_http_engagement_module.so';
-    }
+    my $variant = flush_test_module();
     my $prefix = new_prefix('layout');
     unlink "$prefix/modules/ngx_http_engagement_module.so";
     symlink($variant, "$prefix/modules/ngx_http_engagement_module.so");
@@ -568,3 +604,88 @@ GET /status
          "small zone: the shortage is said as such");
     unlike($log, qr/invalid line/, "small zone: the line is not called invalid");
     is(stop_nginx($pid), 0, "small zone: nginx stops");
+
+
+
+=== TEST 10: the viewer list of a content is bounded while Redis is down; what is left out is counted
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # the test build keeps 64 viewer hashes per content and flush
+    my $prefix = new_prefix('uv-bound');
+    symlink(flush_test_module(), "$prefix/modules/test.so");
+    my $down = free_ports(400, 50, 1);
+    my $p = free_port();
+    write_conf($prefix, port => $p, workers => 1,
+        http => "engagement_zone engagement:4m;
+                 engagement_dedupe_zone engagement_dedupe:4m;
+                 engagement_redis 127.0.0.1:$down timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
+                 engagement_flush_interval 50ms;
+                 engagement_state_file " . scratch_dir('state') . "/uv.state;",
+        server => 'location = /engagement/view { engagement view; }
+                   location = /status { engagement status; }');
+    my $f = "$prefix/conf/nginx.conf";
+    my $c = slurp($f);
+    $c =~ s{modules/ngx_http_engagement_module\.so}{modules/test.so};
+    open my $fh, '>', $f or die $!; print $fh $c; close $fh;
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "uv bound: nginx (test build) starts");
+    my $st = flush_views($p, map { qq({"contentId":"hot","sessionId":"s$_","viewerId":"v$_"}) } 1 .. 100);
+    is($st->{202}, 100, "uv bound: every view is counted");
+    my (undef, $t) = http_request($p, 'GET', '/status');
+    like($t, qr/^nginx_engagement_unique_viewers_dropped_total\{zone="engagement"\} 36$/m,
+         "uv bound: the 36 viewers beyond the bound are counted as dropped");
+    my $rpid = start_redis($down);
+    ok(scalar(wait_until { rviews_on($down, 'hot') == 100 } 10),
+       "uv bound: once Redis is back, all 100 views are flushed");
+    my $uv = redis_cli($down, undef, 'PFCOUNT', 'eng:{c:hot}:uv');
+    ok($uv >= 60 && $uv <= 64, "uv bound: the unique count has the bounded list ($uv)");
+    is(stop_nginx($pid), 0, "uv bound: nginx stops");
+    stop_redis($rpid);
+    unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal/,
+           "uv bound: no alert or crash");
+
+
+
+=== TEST 11: a hot content's viewers fill a small zone while Redis is down: its views still count, never 503
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my $prefix = new_prefix('uv-full');
+    my $down = free_ports(400, 50, 1);
+    my $p = free_port();
+    write_conf($prefix, port => $p, workers => 1,
+        http => "engagement_zone engagement:64k;
+                 engagement_dedupe_zone engagement_dedupe:4m;
+                 engagement_redis 127.0.0.1:$down timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
+                 engagement_flush_interval 50ms;
+                 engagement_state_file " . scratch_dir('state') . "/uv-full.state;",
+        server => 'location = /engagement/view { engagement view; }
+                   location = /status { engagement status; }');
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "uv full: nginx starts");
+    my $st = flush_views($p, map { qq({"contentId":"viral","sessionId":"s$_","viewerId":"v$_"}) } 1 .. 6000);
+    is($st->{202}, 6000, "uv full: all 6000 views counted, none refused")
+        or diag(join ' ', %$st);
+    my (undef, $t) = http_request($p, 'GET', '/status');
+    my ($dropped) = $t =~ /^nginx_engagement_unique_viewers_dropped_total\{zone="engagement"\} (\d+)$/m;
+    ok(($dropped // 0) > 0, "uv full: the viewers the zone had no room for are counted (" . ($dropped // 'none') . ")");
+    my $rpid = start_redis($down);
+    ok(scalar(wait_until { rviews_on($down, 'viral') == 6000 } 10),
+       "uv full: once Redis is back, all 6000 views are flushed");
+    is(stop_nginx($pid), 0, "uv full: nginx stops");
+    stop_redis($rpid);
+    unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal/,
+           "uv full: no alert or crash");

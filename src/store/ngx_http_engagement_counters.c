@@ -403,7 +403,11 @@ ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
 }
 
 
-/* grows the pending viewer list; called with the zone locked */
+/*
+ * Grows the pending viewer list; called with the zone locked.
+ * NGX_DECLINED: the list is at NGX_HTTP_ENGAGEMENT_UV_MAX; NGX_ERROR: no
+ * room in the zone.
+ */
 
 ngx_int_t
 ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
@@ -412,8 +416,13 @@ ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
     uint32_t   cap;
     uint64_t  *a;
 
+    if (cn->uv_n >= NGX_HTTP_ENGAGEMENT_UV_MAX) {
+        return NGX_DECLINED;
+    }
+
     if (cn->uv_n == cn->uv_cap) {
         cap = cn->uv_cap ? cn->uv_cap * 2 : NGX_HTTP_ENGAGEMENT_UV_FIRST;
+        cap = ngx_min(cap, NGX_HTTP_ENGAGEMENT_UV_MAX);
 
         /* never evict the entry the list belongs to */
         a = ngx_http_engagement_counters_alloc(z, cap * sizeof(uint64_t), cn);
@@ -442,6 +451,7 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
     uint64_t uv, ngx_http_engagement_view_t *result)
 {
+    ngx_int_t                              rc;
     ngx_uint_t                             clean;
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
@@ -468,10 +478,15 @@ ngx_http_engagement_counters_add(ngx_http_engagement_zone_t *z,
     } else {
         clean = ngx_http_engagement_cn_clean(cn);
 
-        if (uv && ngx_http_engagement_counters_uv_add(z, cn, uv) != NGX_OK) {
-            ngx_shmtx_unlock(&z->shpool->mutex);
-            ngx_http_engagement_inc(sh, alloc_failures);
-            return NGX_ERROR;
+        /* a viewer the list has no room for is dropped, never the view */
+        rc = uv ? ngx_http_engagement_counters_uv_add(z, cn, uv) : NGX_OK;
+
+        if (rc != NGX_OK) {
+            ngx_http_engagement_inc(sh, uv_dropped);
+
+            if (rc == NGX_ERROR) {
+                ngx_http_engagement_inc(sh, alloc_failures);
+            }
         }
 
         if (clean) {

@@ -51,6 +51,18 @@ typedef struct {
 } ngx_http_engagement_counter_node_t;
 
 
+/*
+ * The most viewer hashes a content keeps for one flush (512 KB): enough
+ * for a hot content's viewers between two flushes, bounded while Redis is
+ * down. Viewers beyond it, or beyond the zone's room, are left out of the
+ * unique count (counted in /status as dropped); their views still count.
+ * It also bounds a flush command's size.
+ */
+#ifndef NGX_HTTP_ENGAGEMENT_UV_MAX
+#define NGX_HTTP_ENGAGEMENT_UV_MAX     65536
+#endif
+
+
 #define ngx_http_engagement_nonzero(c)                                        \
     ((c)->views || (c)->engaged || (c)->replays)
 

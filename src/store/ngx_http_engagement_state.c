@@ -354,7 +354,8 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 {
     u_char                                *p;
     uint64_t                              *v, h;
-    ngx_uint_t                             i;
+    ngx_int_t                              rc;
+    ngx_uint_t                             i, n;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     sh = z->sh;
@@ -384,10 +385,12 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
     p = line->hashes;
 
-    if (v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]) {
+    /* a batch in flight keeps at most the bound a flush command has */
+    n = ngx_min(v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN], NGX_HTTP_ENGAGEMENT_UV_MAX);
+
+    if (n) {
         cn->uv_inflight = ngx_slab_alloc_locked(z->shpool,
-                              v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]
-                              * sizeof(uint64_t));
+                                                n * sizeof(uint64_t));
         if (cn->uv_inflight == NULL) {
             return NGX_ERROR;
         }
@@ -397,14 +400,24 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
     for (i = 0; i < v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]; i++) {
         (void) ngx_http_engagement_state_number(&p, line->eol, &h, 1);
-        cn->uv_inflight[cn->uv_inflight_n++] = h;
+
+        if (i < n) {
+            cn->uv_inflight[cn->uv_inflight_n++] = h;
+        }
     }
 
     for (i = 0; i < v[NGX_HTTP_ENGAGEMENT_STATE_UV]; i++) {
         (void) ngx_http_engagement_state_number(&p, line->eol, &h, 1);
 
-        if (ngx_http_engagement_counters_uv_add(z, cn, h) != NGX_OK) {
+        rc = ngx_http_engagement_counters_uv_add(z, cn, h);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            /* a file of a version without the bound: the rest is left out */
+            break;
         }
     }
 

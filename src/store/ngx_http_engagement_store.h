@@ -77,6 +77,7 @@ typedef struct {
     ngx_atomic_t                  not_counted_bot;
     ngx_atomic_t                  not_counted_opted_out;
     ngx_atomic_t                  anonymous;
+    ngx_atomic_t                  uv_dropped;  /* viewers left out */
 } ngx_http_engagement_stats_t;
 
 
