@@ -17,6 +17,7 @@ use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep);
 use Engagement::Proxy;
 use IO::Socket::INET;
+use POSIX ();
 
 our $port = nginx_port();
 our ($rport, $state);
@@ -689,3 +690,90 @@ GET /status
     stop_redis($rpid);
     unlike(slurp("$prefix/logs/error.log"), qr/\[alert\]|exited on signal/,
            "uv full: no alert or crash");
+
+
+
+=== TEST 12: a peer that is not Redis (an HTTP server on the port) is logged, not silent
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    my $hport = free_ports(400, 50, 1);
+    my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$hport", Listen => 16,
+                                    ReuseAddr => 1) or die "listen: $!";
+    my $hpid = fork() // die;
+    if ($hpid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP PIPE QUIT);
+        while (my $c = $srv->accept) {
+            sysread($c, my $buf, 65536);
+            print $c "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $srv;
+    my $prefix = new_prefix('not-redis');
+    my $p = free_port();
+    write_conf($prefix, port => $p, workers => 1,
+        http => "engagement_zone engagement:4m;
+                 engagement_dedupe_zone engagement_dedupe:4m;
+                 engagement_redis 127.0.0.1:$hport timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
+                 engagement_state_file " . scratch_dir('state') . "/not-redis.state;",
+        server => 'location = /status { engagement status; }');
+    my $pid = start_nginx($prefix, $p);
+    ok($pid, "not redis: nginx starts");
+    wait_until { slurp("$prefix/logs/error.log") =~ /engagement redis: setting up/ } 5;
+    my $log = slurp("$prefix/logs/error.log");
+    like($log, qr/\[error\].*engagement redis: setting up the connection to 127\.0\.0\.1:$hport failed: Protocol error.*is it a Redis server\? retrying with backoff/,
+         "not redis: the protocol error is logged as an error");
+    ok(scalar(wait_until { (() = slurp("$prefix/logs/error.log") =~ /setting up the connection/g) >= 3 } 5),
+       "not redis: each retry says it again");
+    my @err = slurp("$prefix/logs/error.log") =~ /\[error\].*setting up the connection/g;
+    is(scalar @err, 1, "not redis: at the error level once per outage");
+    is(stop_nginx($pid), 0, "not redis: nginx stops");
+    kill 'TERM', $hpid;
+    waitpid($hpid, 0);
+
+
+
+=== TEST 13: a unique count above 2^32 is shown whole
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 50ms;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # a dense HyperLogLog whose 16384 six-bit registers all hold 30: its
+    # estimate is far above 2^32 (written over a socket: it holds NULs)
+    my $regs = '';
+    my $bits = join '', map { scalar reverse sprintf('%06b', 30) } 1 .. 16384;
+    $regs .= pack('b*', $bits);
+    my $hll = "HYLL" . "\0\0\0\0" . "\0" x 7 . "\x80" . $regs;
+    my $key = 'eng:{c:huge}:uv';
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$rport") or die $!;
+    print $s "*3\r\n\$3\r\nSET\r\n\$" . length($key) . "\r\n$key\r\n\$" . length($hll) . "\r\n$hll\r\n";
+    my $ans = <$s>;
+    close $s;
+    is($ans, "+OK\r\n", "huge: the HyperLogLog is stored");
+    my $pf = redis_cli($rport, undef, 'PFCOUNT', $key);
+    ok($pf > 4294967295, "huge: Redis counts more than 2^32 ($pf)");
+    post_view($port, qq({"contentId":"huge","sessionId":"s1","viewerId":"u1"}));
+    ok(scalar(wait_until { flushed_on($port) } 10), "huge: flushed");
+    $pf = redis_cli($rport, undef, 'PFCOUNT', $key);
+    my (undef, $b) = http_request($port, 'GET', '/engagement/summary/huge');
+    like($b, qr/"uniqueViewers":$pf\b/, "huge: the summary shows Redis's count whole ($pf)");
+    no_alerts("huge");

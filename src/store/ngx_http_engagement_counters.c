@@ -577,7 +577,7 @@ ngx_http_engagement_counters_store(ngx_http_engagement_zone_t *z,
 
     if (cn->seq == 0) {
         cn->counts = *totals;
-        cn->uniques = (uint32_t) uniques;
+        cn->uniques = uniques;
         cn->confirmed_at = ngx_http_engagement_now32();
         ngx_http_engagement_counters_view(z, cn, result);
         return;

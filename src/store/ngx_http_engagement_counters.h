@@ -32,7 +32,7 @@ typedef struct {
     uint64_t                      *uv;        /* pending viewer hashes */
     uint64_t                      *uv_inflight;
     uint64_t                      *reactions; /* counts per type, or NULL */
-    uint32_t                       uniques;
+    uint64_t                       uniques;
     uint32_t                       uv_n;
     uint32_t                       uv_cap;
     uint32_t                       uv_inflight_n;

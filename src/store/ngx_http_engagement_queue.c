@@ -157,7 +157,7 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     sh = z->sh;
 
     cn->counts = *totals;
-    cn->uniques = (uint32_t) uniques;
+    cn->uniques = uniques;
     cn->confirmed_at = ngx_http_engagement_now32();
     cn->reading_at = 0;
     cn->seq = 0;
