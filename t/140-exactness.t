@@ -61,16 +61,67 @@ sub flushed_on {
         && $t !~ /^nginx_engagement_(pending|inflight)_contents\{[^}]*\} [1-9]/m;
 }
 
-# a second nginx on its own port and prefix, sharing the block's Redis
-sub flush_second_nginx {
-    my ($name, $http) = @_;
-    my $prefix = new_prefix($name);
-    my $p = free_port();
-    write_conf($prefix, port => $p, workers => 1, http => $http,
-               server => 'location = /engagement/view { engagement view; }
-                          location = /status { engagement status; }');
-    my $pid = start_nginx($prefix, $p);
-    return ($pid, $p, $prefix);
+# the locations of a private nginx, unless a block says otherwise
+our $locations = 'location = /engagement/view { engagement view; }
+                  location /engagement/summary { engagement summary; }
+                  location = /status { engagement status; }';
+
+# a private nginx's configuration, written (again) in its prefix: http,
+# server (default: $locations), workers (1), module (a file in modules/
+# to load instead of the module under test)
+sub flush_conf {
+    my (%o) = @_;
+    write_conf($o{prefix}, port => $o{port}, workers => $o{workers} // 1,
+               http => $o{http}, server => $o{server} // $locations);
+    return unless $o{module};
+    my $f = "$o{prefix}/conf/nginx.conf";
+    my $c = slurp($f);
+    $c =~ s{modules/ngx_http_engagement_module\.so}{modules/$o{module}};
+    open my $fh, '>', $f or die $!;
+    print $fh $c;
+    close $fh;
+}
+
+# a private nginx on its own port and prefix, started: (pid, port,
+# prefix); module => 'test.so' loads the test build
+sub flush_nginx {
+    my ($name, %o) = @_;
+    $o{prefix} = new_prefix($name);
+    $o{port} = free_port();
+    symlink(flush_test_module(), "$o{prefix}/modules/test.so")
+        if ($o{module} // '') eq 'test.so';
+    flush_conf(%o);
+    my $pid = start_nginx($o{prefix}, $o{port});
+    return ($pid, $o{port}, $o{prefix});
+}
+
+# a reload (HUP) of a private nginx: 'refused' (one more [emerg] in its
+# log), 'passed' (its workers are all new) or '' (neither within 10 s)
+sub flush_reload {
+    my ($pid, $prefix) = @_;
+    my $log = "$prefix/logs/error.log";
+    my @old = worker_pids($pid);
+    my $before = () = slurp($log) =~ /\[emerg\]/g;
+    kill 'HUP', $pid;
+    return wait_until {
+        my $n = () = slurp($log) =~ /\[emerg\]/g;
+        return 'refused' if $n > $before;
+        my @w = worker_pids($pid);
+        return 'passed' if @w && !grep { my $o = $_; grep { $_ == $o } @w } @old;
+        return '';
+    } 10;
+}
+
+# the http{} of a private nginx flushing to the Redis on port $to, with
+# a counters zone of $size and the state file $name under scratch_dir
+sub flush_http {
+    my ($to, $size, $name, $more) = @_;
+    return "engagement_zone engagement:$size;
+            engagement_dedupe_zone engagement_dedupe:4m;
+            engagement_redis 127.0.0.1:$to timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
+            engagement_flush_interval 50ms;
+            engagement_state_file " . scratch_dir('state') . "/$name.state;
+            " . ($more // '');
 }
 
 # a library that sets the wall clock $secs ahead (the monotonic clock is
@@ -202,13 +253,8 @@ GET /status
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
-    my ($pid, $p2, $prefix) = flush_second_nginx('shared-edge', "
-        engagement_zone engagement:4m;
-        engagement_dedupe_zone engagement_dedupe:4m;
-        engagement_redis 127.0.0.1:$rport timeout=500ms;
-        engagement_flush_interval 50ms;
-        engagement_edge_id same-edge;
-        engagement_state_file " . scratch_dir('state') . "/second.state;");
+    my ($pid, $p2, $prefix) = flush_nginx('shared-edge',
+        http => flush_http($rport, '4m', 'second', 'engagement_edge_id same-edge;'));
     ok($pid, "edge: a second nginx with the same edge id runs");
     my $ok = 0;
     for my $i (1 .. 60) {
@@ -252,13 +298,8 @@ GET /status
     {
         local $ENV{TEST_NGINX_PRELOAD} =
             join(' ', grep { $_ } $ENV{TEST_NGINX_PRELOAD}, $shim);
-        ($pid, $p2) = flush_second_nginx('clock-ahead', "
-            engagement_zone engagement:4m;
-            engagement_dedupe_zone engagement_dedupe:4m;
-            engagement_redis 127.0.0.1:$rport timeout=500ms;
-            engagement_flush_interval 50ms;
-            engagement_edge_id clock-edge;
-            engagement_state_file " . scratch_dir('state') . "/ahead.state;");
+        ($pid, $p2) = flush_nginx('clock-ahead',
+            http => flush_http($rport, '4m', 'ahead', 'engagement_edge_id clock-edge;'));
     }
     ok($pid, "clock: the run with its clock ahead starts");
     for my $i (1 .. 20) {
@@ -302,18 +343,15 @@ GET /status
     my $ppid = Engagement::Proxy::start($pport, $rport, $ctl, 0);
     my $sf = scratch_dir('state') . "/edge-change.state";
     unlink $sf, "$sf.restored";
+    # a long backoff: no reconnection to the proxy before the stop
     my $http = sub {
         my ($to, $edge) = @_;
-        return "
-        engagement_zone engagement:4m;
-        engagement_dedupe_zone engagement_dedupe:4m;
-        engagement_redis 127.0.0.1:$to timeout=500ms connect_timeout=500ms backoff=5s:5s;
-        engagement_flush_interval 50ms;
-        engagement_flush_deadline 300ms;
-        engagement_edge_id $edge;
-        engagement_state_file $sf;";
+        my $h = flush_http($to, '4m', 'edge-change',
+                           "engagement_flush_deadline 300ms; engagement_edge_id $edge;");
+        $h =~ s/backoff=\S+;/backoff=5s:5s;/;
+        return $h;
     };
-    my ($pid, $p2, $prefix) = flush_second_nginx('edge-before', $http->($pport, 'before'));
+    my ($pid, $p2, $prefix) = flush_nginx('edge-before', http => $http->($pport, 'before'));
     ok($pid, "edge change: the first run starts");
     my $ready = wait_until {
         my (undef, $t) = http_request($p2, 'GET', '/status');
@@ -329,7 +367,7 @@ GET /status
     is(rviews('moved'), 7, "edge change: Redis applied the batch once");
     is(stop_nginx($pid), 0, "edge change: the first run stops");
     like(slurp($sf), qr/ moved /, "edge change: the batch in flight is in the state file");
-    ($pid, $p2, $prefix) = flush_second_nginx('edge-after', $http->($rport, 'after'));
+    ($pid, $p2, $prefix) = flush_nginx('edge-after', http => $http->($rport, 'after'));
     ok($pid, "edge change: the second run, another edge id, starts");
     ok(scalar(wait_until { flushed_on($p2) } 10), "edge change: the restored batch is flushed");
     is(stop_nginx($pid), 0, "edge change: the second run stops");
@@ -348,35 +386,21 @@ GET /status
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
-    my $prefix = new_prefix('redis-on');
-    my $p = free_port();
-    my $server = 'location = /engagement/view { engagement view; }
-                  location /engagement/summary { engagement summary; }
-                  location = /status { engagement status; }';
     my $zones = "engagement_zone engagement:4m;
                  engagement_dedupe_zone engagement_dedupe:4m;
                  engagement_state_file " . scratch_dir('state') . "/on.state;";
-    write_conf($prefix, port => $p, workers => 2, http => $zones, server => $server);
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('redis-on', workers => 2, http => $zones);
     ok($pid, "adding Redis: nginx without Redis starts");
     for my $i (1 .. 9) {
         post_view($p, qq({"contentId":"local","sessionId":"s$i"}));
     }
     my (undef, $b) = http_request($p, 'GET', '/engagement/summary/local');
     like($b, qr/"views":9\b/, "adding Redis: 9 local views");
-    my @old = worker_pids($pid);
-    write_conf($prefix, port => $p, workers => 2, server => $server,
+    flush_conf(prefix => $prefix, port => $p, workers => 2,
                http => "$zones
                         engagement_redis 127.0.0.1:$rport timeout=500ms;
                         engagement_flush_interval 50ms;");
-    kill 'HUP', $pid;
-    # the reload is over when it was refused, or new workers serve
-    my $done = wait_until {
-        my $log = slurp("$prefix/logs/error.log");
-        $log =~ /reload refused/
-            || (!grep { my $o = $_; grep { $_ == $o } worker_pids($pid) } @old);
-    } 10;
-    ok($done, "adding Redis: the reload is over");
+    is(flush_reload($pid, $prefix), 'refused', "adding Redis: the reload is refused");
     like(slurp("$prefix/logs/error.log"),
          qr/\[emerg\].*engagement_zone "engagement" holds 1 contents counted without Redis: a reload that adds "engagement_redis" would overwrite them/,
          "adding Redis: the refusal says why");
@@ -399,23 +423,12 @@ GET /status
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
-    my $prefix = new_prefix('redis-off');
-    my $p = free_port();
     my $sf = scratch_dir('state') . "/off.state";
     unlink $sf, "$sf.restored";
-    my $server = 'location = /engagement/view { engagement view; }
-                  location /engagement/summary { engagement summary; }
-                  location = /status { engagement status; }';
-    my $zones = "engagement_zone engagement:4m;
-                 engagement_dedupe_zone engagement_dedupe:4m;
-                 engagement_flush_deadline 200ms;
-                 engagement_state_file $sf;";
     # Redis is down for this nginx: every delta stays pending
     my $down = free_ports(400, 50, 1);
-    write_conf($prefix, port => $p, workers => 2, server => $server,
-               http => "$zones
-                        engagement_redis 127.0.0.1:$down timeout=200ms connect_timeout=200ms backoff=50ms:100ms;");
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('redis-off', workers => 2,
+        http => flush_http($down, '4m', 'off', 'engagement_flush_deadline 200ms;'));
     ok($pid, "removing Redis: nginx with Redis (down) starts");
     for my $i (1 .. 6) {
         post_view($p, qq({"contentId":"unsent","sessionId":"s$i"}));
@@ -423,15 +436,10 @@ GET /status
     my (undef, $t) = http_request($p, 'GET', '/status');
     like($t, qr/^nginx_engagement_pending_contents\{zone="engagement"\} 1$/m,
          "removing Redis: the content is pending");
-    my @old = worker_pids($pid);
-    write_conf($prefix, port => $p, workers => 2, server => $server, http => $zones);
-    kill 'HUP', $pid;
-    my $done = wait_until {
-        my $log = slurp("$prefix/logs/error.log");
-        $log =~ /reload refused/
-            || (!grep { my $o = $_; grep { $_ == $o } worker_pids($pid) } @old);
-    } 10;
-    ok($done, "removing Redis: the reload is over");
+    my $without = flush_http($down, '4m', 'off', 'engagement_flush_deadline 200ms;');
+    $without =~ s/engagement_redis [^;]*;//;
+    flush_conf(prefix => $prefix, port => $p, workers => 2, http => $without);
+    is(flush_reload($pid, $prefix), 'refused', "removing Redis: the reload is refused");
     like(slurp("$prefix/logs/error.log"),
          qr/\[emerg\].*engagement_zone "engagement" holds 1 contents not yet flushed to Redis: a reload that removes "engagement_redis" would never send them/,
          "removing Redis: the refusal says why");
@@ -458,27 +466,20 @@ GET /status
     # per reload, nginx stops at the first), then renamed, until the
     # reload passes; the salt zone, whose name is fixed, goes with the
     # view location that uses it
-    my $variant = flush_test_module();
-    my $prefix = new_prefix('layout');
-    unlink "$prefix/modules/ngx_http_engagement_module.so";
-    symlink($variant, "$prefix/modules/ngx_http_engagement_module.so");
     my $spool = scratch_dir('layout-spool');
     my $dead = free_ports(400, 50, 1);
-    my $p = free_port();
     my %gen = map { $_ => 0 } qw(counters dedupe limit salt writer);
     my $conf = sub {
-        my $view = $gen{salt} ? '' :
-            "location = /engagement/view { engagement view zone=c$gen{counters} dedupe=d$gen{dedupe};
-                                           engagement_limit zone=l$gen{limit} key=\$binary_remote_addr rate=100r/s; }";
-        write_conf($prefix, port => $p, workers => 1,
+        return (module => 'test.so',
             http => "engagement_zone c$gen{counters}:1m;
                      engagement_dedupe_zone d$gen{dedupe}:1m;
                      engagement_limit_zone l$gen{limit}:1m;
                      engagement_writer http://127.0.0.1:$dead/ zone=w$gen{writer}:1m spool=$spool;",
-            server => $view);
+            server => $gen{salt} ? '' :
+            "location = /engagement/view { engagement view zone=c$gen{counters} dedupe=d$gen{dedupe};
+                                           engagement_limit zone=l$gen{limit} key=\$binary_remote_addr rate=100r/s; }");
     };
-    $conf->();
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('layout', $conf->());
     ok($pid, "layout: nginx starts")
         or diag(slurp("$prefix/logs/stderr.log"));
     return unless $pid;
@@ -488,17 +489,8 @@ GET /status
     my %of = (c => 'counters', d => 'dedupe', l => 'limit', w => 'writer');
     my $passed = 0;
     for my $try (1 .. 7) {
-        $conf->();
-        my @old = worker_pids($pid);
-        my $before = () = slurp("$prefix/logs/error.log") =~ /\[emerg\]/g;
-        kill 'HUP', $pid;
-        my $r = wait_until {
-            my $n = () = slurp("$prefix/logs/error.log") =~ /\[emerg\]/g;
-            return 'refused' if $n > $before;
-            my @w = worker_pids($pid);
-            return 'passed' if @w && !grep { my $o = $_; grep { $_ == $o } @w } @old;
-            return '';
-        } 10;
+        flush_conf(prefix => $prefix, port => $p, $conf->());
+        my $r = flush_reload($pid, $prefix);
         last unless $r;
         if ($r eq 'passed') { $passed = $try; last }
         my @lines = grep { /\[emerg\]/ } split /\n/, slurp("$prefix/logs/error.log");
@@ -530,7 +522,6 @@ GET /status
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
-    my $prefix = new_prefix('bad-state');
     my $sf = scratch_dir('state') . "/bad-lines.state";
     my $t = time;
     open my $fh, '>', $sf or die $!;
@@ -542,16 +533,8 @@ GET /status
               "c dup 0 0 0 0 0 4 0 0 $t 0 0\n",
               "c tail 0 0 0 0 0 2 0 0 $t 0 0\n";
     close $fh;
-    my $p = free_port();
-    write_conf($prefix, port => $p, workers => 2,
-        http => "engagement_zone engagement:4m;
-                 engagement_dedupe_zone engagement_dedupe:4m;
-                 engagement_redis 127.0.0.1:$rport timeout=500ms;
-                 engagement_flush_interval 50ms;
-                 engagement_state_file $sf;",
-        server => 'location /engagement/summary { engagement summary; }
-                   location = /status { engagement status; }');
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('bad-state', workers => 2,
+                                         http => flush_http($rport, '4m', 'bad-lines'));
     ok($pid, "bad lines: nginx starts");
     ok(scalar(wait_until { flushed_on($p) } 10), "bad lines: everything restored is flushed");
     sleep 0.2;   # a pacing: a second flush of a repeated line would show now
@@ -581,7 +564,6 @@ GET /status
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
-    my $prefix = new_prefix('small-state');
     my $sf = scratch_dir('state') . "/small.state";
     my $t = time;
     open my $fh, '>', $sf or die $!;
@@ -589,15 +571,8 @@ GET /status
               "c big 0 0 0 0 0 7 0 0 $t 0 20000",
               (map { sprintf(" %016x", $_ * 7919 + 1) } 1 .. 20000), "\n";
     close $fh;
-    my $p = free_port();
-    write_conf($prefix, port => $p, workers => 1,
-        http => "engagement_zone engagement:64k;
-                 engagement_dedupe_zone engagement_dedupe:1m;
-                 engagement_redis 127.0.0.1:$rport timeout=500ms;
-                 engagement_flush_interval 50ms;
-                 engagement_state_file $sf;",
-        server => 'location = /status { engagement status; }');
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('small-state',
+                                         http => flush_http($rport, '64k', 'small'));
     ok($pid, "small zone: nginx starts");
     ok(scalar(wait_until { rviews('big') == 7 } 10), "small zone: the content's 7 views reach Redis");
     my $log = slurp("$prefix/logs/error.log");
@@ -619,23 +594,9 @@ GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     # the test build keeps 64 viewer hashes per content and flush
-    my $prefix = new_prefix('uv-bound');
-    symlink(flush_test_module(), "$prefix/modules/test.so");
     my $down = free_ports(400, 50, 1);
-    my $p = free_port();
-    write_conf($prefix, port => $p, workers => 1,
-        http => "engagement_zone engagement:4m;
-                 engagement_dedupe_zone engagement_dedupe:4m;
-                 engagement_redis 127.0.0.1:$down timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
-                 engagement_flush_interval 50ms;
-                 engagement_state_file " . scratch_dir('state') . "/uv.state;",
-        server => 'location = /engagement/view { engagement view; }
-                   location = /status { engagement status; }');
-    my $f = "$prefix/conf/nginx.conf";
-    my $c = slurp($f);
-    $c =~ s{modules/ngx_http_engagement_module\.so}{modules/test.so};
-    open my $fh, '>', $f or die $!; print $fh $c; close $fh;
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('uv-bound', module => 'test.so',
+                                         http => flush_http($down, '4m', 'uv'));
     ok($pid, "uv bound: nginx (test build) starts");
     my $st = flush_views($p, map { qq({"contentId":"hot","sessionId":"s$_","viewerId":"v$_"}) } 1 .. 100);
     is($st->{202}, 100, "uv bound: every view is counted");
@@ -664,18 +625,9 @@ GET /status
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
-    my $prefix = new_prefix('uv-full');
     my $down = free_ports(400, 50, 1);
-    my $p = free_port();
-    write_conf($prefix, port => $p, workers => 1,
-        http => "engagement_zone engagement:64k;
-                 engagement_dedupe_zone engagement_dedupe:4m;
-                 engagement_redis 127.0.0.1:$down timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
-                 engagement_flush_interval 50ms;
-                 engagement_state_file " . scratch_dir('state') . "/uv-full.state;",
-        server => 'location = /engagement/view { engagement view; }
-                   location = /status { engagement status; }');
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('uv-full',
+                                         http => flush_http($down, '64k', 'uv-full'));
     ok($pid, "uv full: nginx starts");
     my $st = flush_views($p, map { qq({"contentId":"viral","sessionId":"s$_","viewerId":"v$_"}) } 1 .. 6000);
     is($st->{202}, 6000, "uv full: all 6000 views counted, none refused")
@@ -717,15 +669,8 @@ GET /status
         POSIX::_exit(0);
     }
     close $srv;
-    my $prefix = new_prefix('not-redis');
-    my $p = free_port();
-    write_conf($prefix, port => $p, workers => 1,
-        http => "engagement_zone engagement:4m;
-                 engagement_dedupe_zone engagement_dedupe:4m;
-                 engagement_redis 127.0.0.1:$hport timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
-                 engagement_state_file " . scratch_dir('state') . "/not-redis.state;",
-        server => 'location = /status { engagement status; }');
-    my $pid = start_nginx($prefix, $p);
+    my ($pid, $p, $prefix) = flush_nginx('not-redis',
+                                         http => flush_http($hport, '4m', 'not-redis'));
     ok($pid, "not redis: nginx starts");
     wait_until { slurp("$prefix/logs/error.log") =~ /engagement redis: setting up/ } 5;
     my $log = slurp("$prefix/logs/error.log");
