@@ -367,7 +367,8 @@ GET /status
     waitpid($ppid, 0);
     is(rviews('moved'), 7, "edge change: Redis applied the batch once");
     is(stop_nginx($pid), 0, "edge change: the first run stops");
-    like(slurp($sf), qr/ moved /, "edge change: the batch in flight is in the state file");
+    like(slurp($sf), qr/^c moved \d+:[0-9a-f]{16} 7 /m,
+         "edge change: the batch in flight is in the state file, with its stream");
     ($pid, $p2, $prefix) = flush_nginx('edge-after', http => $http->($rport, 'after'));
     ok($pid, "edge change: the second run, another edge id, starts");
     ok(scalar(wait_until { flushed_on($p2) } 10), "edge change: the restored batch is flushed");
@@ -445,7 +446,7 @@ GET /status
          qr/\[emerg\].*engagement_zone "engagement" holds 1 contents not yet flushed to Redis: a reload that removes "engagement_redis" would never send them/,
          "removing Redis: the refusal says why");
     is(stop_nginx($pid), 0, "removing Redis: nginx stops");
-    like(slurp($sf), qr/^[bc] unsent (\S+ ){5,6}6 /m,
+    like(slurp($sf), qr/^c unsent 0 (\S+ ){4}6 /m,
          "removing Redis: the 6 pending views are in the state file");
     no_alerts("removing Redis");
 

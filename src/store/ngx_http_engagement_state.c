@@ -4,13 +4,13 @@
  * per content, written by the master after the workers' final flush and
  * read back when the zone is created at the next start. A zone's lines
  * follow a line "zone <name> <last sequence>"; a content's line is
- *   b <id> <stream> <seq> <in-flight v e r since> <pending v e r since>
- *     <nin> <np> <nin + np viewer hashes, hex>
- * (the stream in hex). In-flight deltas keep their batch (stream and
- * sequence), so if Redis had applied them before the stop, the resend is
- * recognised and not counted again. Lines "c" of earlier versions have no
- * stream: their batch is the sequence under the edge id, as they were
- * sent then.
+ *   c <id> <batch> <in-flight v e r since> <pending v e r since> <nin> <np>
+ *     <nin + np viewer hashes, hex>
+ * where the batch is "<seq>:<stream, 16 hex digits>" while deltas are in
+ * flight, else 0. In-flight deltas keep their batch, so if Redis had
+ * applied them before the stop, the resend is recognised and not counted
+ * again. A batch without a stream (a file of an earlier version) is the
+ * sequence under the edge id, as it was sent then.
  */
 
 
@@ -50,7 +50,7 @@ enum {
 /* a content's line, checked whole before the zone is touched */
 typedef struct {
     ngx_str_t                     id;
-    uint64_t                      stream;      /* 0: a "c" line */
+    uint64_t                      stream;      /* 0: none in the file */
     uint64_t                      v[NGX_HTTP_ENGAGEMENT_STATE_NUMBERS];
     u_char                       *hashes;      /* the first viewer hash */
     u_char                       *eol;
@@ -75,9 +75,13 @@ static u_char *
 ngx_http_engagement_state_line(u_char *p,
     ngx_http_engagement_counter_node_t *cn)
 {
-    return ngx_sprintf(p, "b %*s %016uxL %uL %uL %uL %uL %uD %uL %uL %uL %uD "
-                       "%uD %uD", (size_t) cn->len, cn->data,
-                       cn->seq ? cn->stream : 0, cn->seq,
+    p = ngx_sprintf(p, "c %*s %uL", (size_t) cn->len, cn->data, cn->seq);
+
+    if (cn->seq) {
+        p = ngx_sprintf(p, ":%016uxL", cn->stream);
+    }
+
+    return ngx_sprintf(p, " %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
                        cn->inflight.views, cn->inflight.engaged,
                        cn->inflight.replays, cn->inflight_since,
                        cn->pending.views, cn->pending.engaged,
@@ -237,6 +241,50 @@ ngx_http_engagement_state_number(u_char **pp, u_char *end, uint64_t *v,
 }
 
 
+/*
+ * A line's batch: "<seq>", or "<seq>:<stream>" with the stream in 16 hex
+ * digits (no stream: a file of an earlier version).
+ */
+
+static ngx_int_t
+ngx_http_engagement_state_batch(u_char **pp, u_char *end, uint64_t *seq,
+    uint64_t *stream)
+{
+    u_char  *t, *colon, *p;
+    size_t   len;
+    off_t    n;
+
+    t = ngx_http_engagement_state_token(pp, end, &len);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    *stream = 0;
+    colon = ngx_strlchr(t, t + len, ':');
+
+    if (colon) {
+        p = colon + 1;
+
+        if (ngx_http_engagement_state_number(&p, t + len, stream, 1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        len = colon - t;
+    }
+
+    n = ngx_atoof(t, len);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *seq = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
 /* "zone <name> <seq>": whether the lines after it are this zone's */
 
 static ngx_uint_t
@@ -276,7 +324,7 @@ ngx_http_engagement_state_zone(ngx_http_engagement_zone_t *z, u_char *p,
  */
 
 static ngx_int_t
-ngx_http_engagement_state_parse(u_char *p, u_char *eol, ngx_uint_t batch,
+ngx_http_engagement_state_parse(u_char *p, u_char *eol,
     ngx_http_engagement_state_line_t *line)
 {
     uint64_t    h;
@@ -290,16 +338,18 @@ ngx_http_engagement_state_parse(u_char *p, u_char *eol, ngx_uint_t batch,
         return NGX_ERROR;
     }
 
-    line->stream = 0;
-
-    if (batch
-        && ngx_http_engagement_state_number(&p, eol, &line->stream, 1)
-           != NGX_OK)
+    if (ngx_http_engagement_state_batch(&p, eol,
+                                        &line->v[NGX_HTTP_ENGAGEMENT_STATE_SEQ],
+                                        &line->stream)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_STATE_NUMBERS; i++) {
+    for (i = NGX_HTTP_ENGAGEMENT_STATE_SEQ + 1;
+         i < NGX_HTTP_ENGAGEMENT_STATE_NUMBERS;
+         i++)
+    {
         if (ngx_http_engagement_state_number(&p, eol, &line->v[i], 0)
             != NGX_OK)
         {
@@ -433,7 +483,7 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
 static ngx_int_t
 ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
-    u_char *eol, ngx_uint_t batch, ngx_log_t *log)
+    u_char *eol, ngx_log_t *log)
 {
     uint64_t                               h;
     ngx_int_t                              rc;
@@ -443,7 +493,7 @@ ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
 
     sh = z->sh;
 
-    rc = ngx_http_engagement_state_parse(p, eol, batch, &line);
+    rc = ngx_http_engagement_state_parse(p, eol, &line);
 
     if (rc == NGX_DECLINED) {
         return NGX_DECLINED;
@@ -507,11 +557,11 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
             continue;
         }
 
-        if (t == NULL || !mine || len != 1 || (*t != 'b' && *t != 'c')) {
+        if (t == NULL || !mine || len != 1 || *t != 'c') {
             continue;
         }
 
-        rc = ngx_http_engagement_state_content(z, p, eol, *t == 'b', log);
+        rc = ngx_http_engagement_state_content(z, p, eol, log);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
