@@ -84,6 +84,14 @@ build() {
 
 build_default() { build "$ROOT/build"; }
 
+# for t/140-exactness.t: a module for which each reload is a new layout
+# (every zone it finds must be refused) and a content's viewer list for
+# one flush holds 64 hashes, not 65536
+build_test() {
+    build "$ROOT/build-test" \
+        "-DNGX_HTTP_ENGAGEMENT_TEST_LAYOUT=1 -DNGX_HTTP_ENGAGEMENT_UV_MAX=64"
+}
+
 build_asan() {
     build "$ROOT/build-asan" \
         "-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
@@ -247,6 +255,7 @@ case "$cmd" in
     deps)  deps ;;
     build) deps; build_default ;;
     asan)  deps; build_asan ;;
+    test-build) build_test ;;
     test)  deps clang libclang-rt-14-dev gdb
            run_tests "$@"
            # the whole suite ends with a short, bounded fuzz of every parser
@@ -256,5 +265,5 @@ case "$cmd" in
            fi ;;
     run)   deps; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token]|deps]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token]|deps]" >&2; exit 2 ;;
 esac

@@ -322,6 +322,10 @@ ngx_http_engagement_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+#if (NGX_HTTP_ENGAGEMENT_TEST_LAYOUT)
+    ngx_http_engagement_test_generation++;
+#endif
+
     if (ngx_array_init(&emcf->zones, cf->pool, 4,
                        sizeof(ngx_http_engagement_zone_t *))
         != NGX_OK)

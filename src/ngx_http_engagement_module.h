@@ -21,12 +21,30 @@
 #define NGX_HTTP_ENGAGEMENT_VERSION        "0.1.0"
 
 /*
- * Bumped whenever a structure kept in a shared memory zone changes; a
- * reload that finds a zone written with another layout is refused.
+ * A zone's layout is a fingerprint made by the compiler's numbers: the
+ * sizes of the structures the zone keeps and the offsets of their fields
+ * (each kind of zone lists its own "shape"), mixed with this number,
+ * bumped by hand only when a field keeps its place but changes meaning.
+ * A reload that finds a zone written with another layout is refused.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
-#define NGX_HTTP_ENGAGEMENT_LAYOUT         5
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         6
 #endif
+
+/*
+ * For the tests only (build.sh layout): a build with
+ * -DNGX_HTTP_ENGAGEMENT_TEST_LAYOUT counts each reading of the
+ * configuration as another layout, so every zone a reload finds was
+ * written with a layout other than its own. (A reload cannot load another
+ * build of the module: nginx reuses a zone only for the same module copy,
+ * whose symbols a new copy's resolve to.)
+ */
+#if (NGX_HTTP_ENGAGEMENT_TEST_LAYOUT)
+extern ngx_uint_t  ngx_http_engagement_test_generation;
+#endif
+
+#define ngx_http_engagement_layout_of(shape)                                  \
+    ngx_http_engagement_layout(shape, sizeof(shape) / sizeof(size_t))
 
 
 #define NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE   "engagement"
@@ -150,6 +168,9 @@ extern ngx_module_t  ngx_http_engagement_module;
 /* ngx_conf_set_enum_slot whose error lists the choices */
 char *ngx_http_engagement_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* store/zone.c: the layout fingerprint of a zone's shape */
+uint32_t ngx_http_engagement_layout(const size_t *shape, ngx_uint_t n);
 
 
 /*

@@ -220,6 +220,10 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
     ngx_http_engagement_counter_row("restored_contents_total", restored,
         "Contents restored from the state file at start."),
 
+    ngx_http_engagement_counter_row("unique_viewers_dropped_total",
+        uv_dropped, "Viewers left out of the unique count: a content's "
+        "list for one flush was full."),
+
     ngx_http_engagement_counter_row("cache_evictions_total", evicted_clean,
         "Cached totals dropped to make room (Redis mode)."),
 

@@ -298,11 +298,31 @@ ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, u_char kind,
 }
 
 
+/* what a dedupe zone keeps, for its layout */
+static const size_t  ngx_http_engagement_dedupe_shape[] = {
+    NGX_HTTP_ENGAGEMENT_HEAD_SHAPE,
+    sizeof(ngx_http_engagement_dedupe_shctx_t),
+    sizeof(ngx_http_engagement_dedupe_node_t),
+    offsetof(ngx_http_engagement_dedupe_node_t, queue),
+    offsetof(ngx_http_engagement_dedupe_node_t, expire)
+};
+
+
+static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_dedupe_kind
+    = {
+    "engagement_dedupe_zone",
+    NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC,
+    sizeof(ngx_http_engagement_dedupe_shctx_t),
+    ngx_http_engagement_hnode_insert,
+    NGX_HTTP_ENGAGEMENT_RESIZE_WARN,
+    ngx_http_engagement_dedupe_shape,
+    sizeof(ngx_http_engagement_dedupe_shape) / sizeof(size_t)
+};
+
+
 ngx_int_t
 ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     return ngx_http_engagement_zone_init(shm_zone, data,
-               NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC,
-               sizeof(ngx_http_engagement_dedupe_shctx_t),
-               ngx_http_engagement_hnode_insert, "engagement_dedupe_zone");
+                                         &ngx_http_engagement_dedupe_kind);
 }

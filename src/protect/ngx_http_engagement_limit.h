@@ -18,6 +18,22 @@
 
 
 /* the zone's header: the generic one first, then this kind's figures */
+/*
+ * One bucket: 64 bytes on 64-bit platforms (the slab's 64-byte class);
+ * starts as an ngx_http_engagement_hnode_t.
+ */
+typedef struct {
+    ngx_rbtree_node_t             node;        /* key: the hash (its low
+                                                  half on 32-bit ones) */
+    ngx_queue_t                   queue;
+#if (NGX_PTR_SIZE == 4)
+    uint32_t                      hash_hi;
+#endif
+    uint32_t                      excess;      /* milli-requests */
+    uint32_t                      last;        /* ngx_current_msec, low 32 */
+} ngx_http_engagement_limit_node_t;
+
+
 typedef struct {
     ngx_http_engagement_shctx_head_t  head;
     ngx_atomic_t                  passed;

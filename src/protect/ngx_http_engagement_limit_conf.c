@@ -17,13 +17,26 @@
 #define NGX_HTTP_ENGAGEMENT_LIMIT_MAX      100000       /* rate and burst */
 
 
+/* what a limit zone keeps, for its layout */
+static const size_t  ngx_http_engagement_limit_shape[] = {
+    NGX_HTTP_ENGAGEMENT_HEAD_SHAPE,
+    sizeof(ngx_http_engagement_limit_shctx_t),
+    sizeof(ngx_http_engagement_limit_node_t),
+    offsetof(ngx_http_engagement_limit_node_t, queue),
+    offsetof(ngx_http_engagement_limit_node_t, excess),
+    offsetof(ngx_http_engagement_limit_node_t, last)
+};
+
+
 static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_limit_kind
     = {
     "engagement_limit_zone",
     NGX_HTTP_ENGAGEMENT_LIMIT_MAGIC,
     sizeof(ngx_http_engagement_limit_shctx_t),
     ngx_http_engagement_hnode_insert,
-    NGX_HTTP_ENGAGEMENT_RESIZE_QUIET       /* buckets refill on their own */
+    NGX_HTTP_ENGAGEMENT_RESIZE_QUIET,      /* buckets refill on their own */
+    ngx_http_engagement_limit_shape,
+    sizeof(ngx_http_engagement_limit_shape) / sizeof(size_t)
 };
 
 

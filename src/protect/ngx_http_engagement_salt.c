@@ -28,6 +28,17 @@ typedef struct {
 } ngx_http_engagement_salt_shctx_t;
 
 
+/* what the salt zone keeps, for its layout */
+static const size_t  ngx_http_engagement_salt_shape[] = {
+    sizeof(ngx_http_engagement_salt_shctx_t),
+    offsetof(ngx_http_engagement_salt_shctx_t, period),
+    offsetof(ngx_http_engagement_salt_shctx_t, cur),
+    offsetof(ngx_http_engagement_salt_shctx_t, prev),
+    offsetof(ngx_http_engagement_salt_shctx_t, prev_end),
+    offsetof(ngx_http_engagement_salt_shctx_t, has_prev)
+};
+
+
 static ngx_int_t ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
@@ -68,6 +79,7 @@ ngx_http_engagement_salt_zone(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
+    uint32_t                           layout;
     ngx_slab_pool_t                   *shpool;
     ngx_http_engagement_salt_shctx_t  *sh;
 
@@ -76,14 +88,17 @@ ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a reload keeps the salts: dedupe within the window keeps working */
     sh = data ? data : (shm_zone->shm.exists ? shpool->data : NULL);
 
+    layout = ngx_http_engagement_layout_of(ngx_http_engagement_salt_shape);
+
     if (sh) {
         if (sh->magic != NGX_HTTP_ENGAGEMENT_SALT_MAGIC
-            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT)
+            || sh->layout != layout)
         {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                           "zone \"%V\" was written by another version of "
-                          "the module: stop nginx and start it again",
-                          &shm_zone->shm.name);
+                          "the module (layout %08xD, this module uses "
+                          "%08xD): stop nginx and start it again",
+                          &shm_zone->shm.name, sh->layout, layout);
             return NGX_ERROR;
         }
 
@@ -97,7 +112,7 @@ ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     sh->magic = NGX_HTTP_ENGAGEMENT_SALT_MAGIC;
-    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+    sh->layout = layout;
 
     /* in the master, at configuration time: no syscall on requests */
     ngx_http_engagement_random_key(sh->cur);

@@ -39,13 +39,57 @@ static void ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
 
+/* what a counters zone keeps, for its layout */
+static const size_t  ngx_http_engagement_counters_shape[] = {
+    NGX_HTTP_ENGAGEMENT_HEAD_SHAPE,
+    sizeof(ngx_http_engagement_counters_shctx_t),
+    offsetof(ngx_http_engagement_counters_shctx_t, dirty),
+    offsetof(ngx_http_engagement_counters_shctx_t, inflight),
+    offsetof(ngx_http_engagement_counters_shctx_t, seq),
+    offsetof(ngx_http_engagement_counters_shctx_t, stream),
+    offsetof(ngx_http_engagement_counters_shctx_t, pending_nodes),
+    offsetof(ngx_http_engagement_counters_shctx_t, inflight_nodes),
+    offsetof(ngx_http_engagement_counters_shctx_t, stats),
+    sizeof(ngx_http_engagement_stats_t),
+    offsetof(ngx_http_engagement_stats_t, flush_hist),
+    offsetof(ngx_http_engagement_stats_t, redis_ready),
+    offsetof(ngx_http_engagement_stats_t, token_refused),
+    sizeof(ngx_http_engagement_counts_t),
+    sizeof(ngx_http_engagement_counter_node_t),
+    offsetof(ngx_http_engagement_counter_node_t, queue),
+    offsetof(ngx_http_engagement_counter_node_t, flush),
+    offsetof(ngx_http_engagement_counter_node_t, counts),
+    offsetof(ngx_http_engagement_counter_node_t, pending),
+    offsetof(ngx_http_engagement_counter_node_t, inflight),
+    offsetof(ngx_http_engagement_counter_node_t, seq),
+    offsetof(ngx_http_engagement_counter_node_t, stream),
+    offsetof(ngx_http_engagement_counter_node_t, uv),
+    offsetof(ngx_http_engagement_counter_node_t, uv_inflight),
+    offsetof(ngx_http_engagement_counter_node_t, reactions),
+    offsetof(ngx_http_engagement_counter_node_t, uniques),
+    offsetof(ngx_http_engagement_counter_node_t, uv_n),
+    offsetof(ngx_http_engagement_counter_node_t, uv_cap),
+    offsetof(ngx_http_engagement_counter_node_t, uv_inflight_n),
+    offsetof(ngx_http_engagement_counter_node_t, claimed_by),
+    offsetof(ngx_http_engagement_counter_node_t, claimed_at),
+    offsetof(ngx_http_engagement_counter_node_t, confirmed_at),
+    offsetof(ngx_http_engagement_counter_node_t, reading_at),
+    offsetof(ngx_http_engagement_counter_node_t, pending_since),
+    offsetof(ngx_http_engagement_counter_node_t, inflight_since),
+    offsetof(ngx_http_engagement_counter_node_t, len),
+    offsetof(ngx_http_engagement_counter_node_t, data)
+};
+
+
 static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_counters_kind
     = {
     "engagement_zone",
     NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC,
     sizeof(ngx_http_engagement_counters_shctx_t),
     ngx_http_engagement_counters_insert,
-    NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE
+    NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE,
+    ngx_http_engagement_counters_shape,
+    sizeof(ngx_http_engagement_counters_shape) / sizeof(size_t)
 };
 
 
@@ -354,7 +398,11 @@ ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
 }
 
 
-/* grows the pending viewer list; called with the zone locked */
+/*
+ * Grows the pending viewer list; called with the zone locked.
+ * NGX_DECLINED: the list is at NGX_HTTP_ENGAGEMENT_UV_MAX; NGX_ERROR: no
+ * room in the zone.
+ */
 
 ngx_int_t
 ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
@@ -363,8 +411,13 @@ ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
     uint32_t   cap;
     uint64_t  *a;
 
+    if (cn->uv_n >= NGX_HTTP_ENGAGEMENT_UV_MAX) {
+        return NGX_DECLINED;
+    }
+
     if (cn->uv_n == cn->uv_cap) {
         cap = cn->uv_cap ? cn->uv_cap * 2 : NGX_HTTP_ENGAGEMENT_UV_FIRST;
+        cap = ngx_min(cap, NGX_HTTP_ENGAGEMENT_UV_MAX);
 
         /* never evict the entry the list belongs to */
         a = ngx_http_engagement_counters_alloc(z, cap * sizeof(uint64_t), cn);
@@ -398,6 +451,7 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, ngx_http_engagement_counts_t *delta,
     uint64_t uv, ngx_http_engagement_view_t *result)
 {
+    ngx_int_t                              rc;
     ngx_uint_t                             clean;
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
@@ -421,9 +475,15 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
     } else {
         clean = ngx_http_engagement_cn_clean(cn);
 
-        if (uv && ngx_http_engagement_counters_uv_add(z, cn, uv) != NGX_OK) {
-            ngx_http_engagement_inc(sh, alloc_failures);
-            return NGX_ERROR;
+        /* a viewer the list has no room for is dropped, never the view */
+        rc = uv ? ngx_http_engagement_counters_uv_add(z, cn, uv) : NGX_OK;
+
+        if (rc != NGX_OK) {
+            ngx_http_engagement_inc(sh, uv_dropped);
+
+            if (rc == NGX_ERROR) {
+                ngx_http_engagement_inc(sh, alloc_failures);
+            }
         }
 
         if (clean) {
@@ -512,7 +572,7 @@ ngx_http_engagement_counters_store(ngx_http_engagement_zone_t *z,
 
     if (cn->seq == 0) {
         cn->counts = *totals;
-        cn->uniques = (uint32_t) uniques;
+        cn->uniques = uniques;
         cn->confirmed_at = ngx_http_engagement_now32();
         ngx_http_engagement_counters_view(z, cn, result);
         return;
@@ -564,13 +624,63 @@ ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
 
 
 /*
+ * A zone kept over a reload that adds or removes engagement_redis: with
+ * Redis its counts would be taken for a cache of Redis's totals and
+ * overwritten by the first read, though without Redis they are the only
+ * copy; without Redis its unflushed deltas would never be sent nor saved.
+ * Such a reload is refused while the zone holds either; an empty zone
+ * (adding) or a flushed one (removing) changes mode. A stop and start
+ * keeps unflushed deltas in the state file instead.
+ */
+
+static ngx_int_t
+ngx_http_engagement_counters_mode(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_zone_t *old, ngx_log_t *log)
+{
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    if (old->redis == z->redis
+        || (z->redis && sh->head.entries == 0)
+        || (!z->redis && sh->pending_nodes == 0 && sh->inflight_nodes == 0))
+    {
+        return NGX_OK;
+    }
+
+    if (z->redis) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "engagement_zone \"%V\" holds %uA contents counted "
+                      "without Redis: a reload that adds \"engagement_redis\" "
+                      "would overwrite them with Redis's totals; reload "
+                      "refused (stop and start nginx to add Redis: the "
+                      "local totals are then dropped)", &z->name,
+                      sh->head.entries);
+
+    } else {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "engagement_zone \"%V\" holds %uA contents not yet "
+                      "flushed to Redis: a reload that removes "
+                      "\"engagement_redis\" would never send them; reload "
+                      "refused (stop nginx: its final flush and state file "
+                      "keep them, for the next start with Redis)", &z->name,
+                      sh->pending_nodes + sh->inflight_nodes);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
  * A new zone of a module with Redis takes over what the last stop could
  * not flush (the state file); a zone kept over a reload has it already.
+ * A new zone draws its stream, the name of its flush batches in Redis.
  */
 
 ngx_int_t
 ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
+    uint64_t                               key[2];
     ngx_http_engagement_zone_t            *z;
     ngx_http_engagement_counters_shctx_t  *sh;
 
@@ -582,13 +692,20 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_ERROR;
     }
 
-    if (data || shm_zone->shm.exists) {
+    if (data) {
+        return ngx_http_engagement_counters_mode(z, data, shm_zone->shm.log);
+    }
+
+    if (shm_zone->shm.exists) {
         return NGX_OK;
     }
 
     sh = z->sh;
     ngx_queue_init(&sh->dirty);
     ngx_queue_init(&sh->inflight);
+
+    ngx_http_engagement_random_key(key);
+    sh->stream = key[0] ? key[0] : key[1] | 1;
 
     if (z->redis && !ngx_test_config && z->state_file.len) {
         ngx_http_engagement_state_load(z, shm_zone->shm.log);

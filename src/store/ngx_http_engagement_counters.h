@@ -17,8 +17,8 @@
  * A content's entry. Without Redis, counts are the totals. With Redis,
  * counts are the totals Redis last confirmed (valid when confirmed_at is
  * set), pending the local deltas not yet claimed, inflight those claimed
- * by a flusher under sequence seq; pending and inflight are never both
- * sent at once, so each delta is applied by exactly one flush.
+ * by a flusher as batch (stream, seq); pending and inflight are never
+ * both sent at once, so each delta is applied by exactly one flush.
  */
 typedef struct {
     ngx_rbtree_node_t              node;      /* key: the hash */
@@ -28,10 +28,11 @@ typedef struct {
     ngx_http_engagement_counts_t   pending;
     ngx_http_engagement_counts_t   inflight;
     uint64_t                       seq;       /* 0: nothing in flight */
+    uint64_t                       stream;    /* of the batch in flight */
     uint64_t                      *uv;        /* pending viewer hashes */
     uint64_t                      *uv_inflight;
     uint64_t                      *reactions; /* counts per type, or NULL */
-    uint32_t                       uniques;
+    uint64_t                       uniques;
     uint32_t                       uv_n;
     uint32_t                       uv_cap;
     uint32_t                       uv_inflight_n;
@@ -48,6 +49,18 @@ typedef struct {
     u_char                         len;
     u_char                         data[1];
 } ngx_http_engagement_counter_node_t;
+
+
+/*
+ * The most viewer hashes a content keeps for one flush (512 KB): enough
+ * for a hot content's viewers between two flushes, bounded while Redis is
+ * down. Viewers beyond it, or beyond the zone's room, are left out of the
+ * unique count (counted in /status as dropped); their views still count.
+ * It also bounds a flush command's size.
+ */
+#ifndef NGX_HTTP_ENGAGEMENT_UV_MAX
+#define NGX_HTTP_ENGAGEMENT_UV_MAX     65536
+#endif
 
 
 #define ngx_http_engagement_nonzero(c)                                        \

@@ -2,7 +2,7 @@
 /*
  * The flush queue of the counters zone: contents with local deltas wait
  * in the dirty queue; a flusher claims them (claim), which moves their
- * deltas to in flight under a new sequence, and Redis's answer confirms
+ * deltas to in flight as a new batch, and Redis's answer confirms
  * them (confirm) or gives them back to be resent as they are (release).
  * A claim whose flusher vanished is taken over after a while. Both queues
  * live in the zone, so a delta outlives any worker until it is confirmed.
@@ -19,6 +19,7 @@ ngx_http_engagement_counters_claim_one(ngx_http_engagement_zone_t *z,
 {
     cl->node = cn;
     cl->zone = z;
+    cl->stream = cn->stream;
     cl->seq = cn->seq;
     cl->delta = cn->inflight;
     cl->since = cn->inflight_since;
@@ -33,27 +34,24 @@ ngx_http_engagement_counters_claim_one(ngx_http_engagement_zone_t *z,
 
 
 /*
- * A content's pending deltas go in flight under a new sequence; called
- * with the zone locked. The sequence grows across restarts too: it starts
- * from the time in seconds times a million, above the sequences of an
- * earlier start unless that one claimed over a million a second.
+ * A content's pending deltas go in flight as a new batch; called with the
+ * zone locked. A batch is named by the zone's stream (random, drawn when
+ * the zone was created: one per nginx instance, zone and start) and a
+ * sequence that only counts up within it, so no clock, edge id or other
+ * zone can make two batches look alike to Redis.
  */
 
 static void
 ngx_http_engagement_counters_take(ngx_http_engagement_counters_shctx_t *sh,
     ngx_http_engagement_counter_node_t *cn)
 {
-    uint64_t  seq;
-
     ngx_queue_remove(&cn->flush);
     ngx_queue_insert_tail(&sh->inflight, &cn->flush);
     sh->pending_nodes--;
     sh->inflight_nodes++;
 
-    seq = (uint64_t) ngx_time() * 1000000;
-    sh->seq = (sh->seq < seq) ? seq : sh->seq + 1;
-
-    cn->seq = sh->seq;
+    cn->seq = ++sh->seq;
+    cn->stream = sh->stream;
     cn->inflight = cn->pending;
     cn->inflight_since = cn->pending_since;
     cn->uv_inflight = cn->uv;
@@ -67,8 +65,8 @@ ngx_http_engagement_counters_take(ngx_http_engagement_counters_shctx_t *sh,
 
 /*
  * Takes up to max contents to flush: first those whose flush failed or
- * whose flusher vanished (resent with the same sequence, so Redis applies
- * them once), then fresh deltas, which get a new sequence.
+ * whose flusher vanished (resent as the same batch, so Redis applies
+ * them once), then fresh deltas, which make a new batch.
  */
 
 ngx_uint_t
@@ -132,7 +130,7 @@ ngx_http_engagement_counters_claimed(ngx_http_engagement_claim_t *cl)
 
     ngx_shmtx_lock(&cl->zone->shpool->mutex);
 
-    if (cn->seq != cl->seq) {
+    if (cn->seq != cl->seq || cn->stream != cl->stream) {
         ngx_shmtx_unlock(&cl->zone->shpool->mutex);
         return NULL;
     }
@@ -159,7 +157,7 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     sh = z->sh;
 
     cn->counts = *totals;
-    cn->uniques = (uint32_t) uniques;
+    cn->uniques = uniques;
     cn->confirmed_at = ngx_http_engagement_now32();
     cn->reading_at = 0;
     cn->seq = 0;

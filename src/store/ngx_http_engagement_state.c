@@ -4,10 +4,13 @@
  * per content, written by the master after the workers' final flush and
  * read back when the zone is created at the next start. A zone's lines
  * follow a line "zone <name> <last sequence>"; a content's line is
- *   c <id> <seq> <in-flight v e r since> <pending v e r since> <nin> <np>
+ *   c <id> <batch> <in-flight v e r since> <pending v e r since> <nin> <np>
  *     <nin + np viewer hashes, hex>
- * In-flight deltas keep their sequence, so if Redis had applied them
- * before the stop, the resend is recognised and not counted again.
+ * where the batch is "<seq>:<stream, 16 hex digits>" while deltas are in
+ * flight, else 0. In-flight deltas keep their batch, so if Redis had
+ * applied them before the stop, the resend is recognised and not counted
+ * again. A batch without a stream (a file of an earlier version) is the
+ * sequence under the edge id, as it was sent then.
  */
 
 
@@ -47,6 +50,7 @@ enum {
 /* a content's line, checked whole before the zone is touched */
 typedef struct {
     ngx_str_t                     id;
+    uint64_t                      stream;      /* 0: none in the file */
     uint64_t                      v[NGX_HTTP_ENGAGEMENT_STATE_NUMBERS];
     u_char                       *hashes;      /* the first viewer hash */
     u_char                       *eol;
@@ -71,8 +75,13 @@ static u_char *
 ngx_http_engagement_state_line(u_char *p,
     ngx_http_engagement_counter_node_t *cn)
 {
-    return ngx_sprintf(p, "c %*s %uL %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
-                       (size_t) cn->len, cn->data, cn->seq,
+    p = ngx_sprintf(p, "c %*s %uL", (size_t) cn->len, cn->data, cn->seq);
+
+    if (cn->seq) {
+        p = ngx_sprintf(p, ":%016uxL", cn->stream);
+    }
+
+    return ngx_sprintf(p, " %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
                        cn->inflight.views, cn->inflight.engaged,
                        cn->inflight.replays, cn->inflight_since,
                        cn->pending.views, cn->pending.engaged,
@@ -232,6 +241,50 @@ ngx_http_engagement_state_number(u_char **pp, u_char *end, uint64_t *v,
 }
 
 
+/*
+ * A line's batch: "<seq>", or "<seq>:<stream>" with the stream in 16 hex
+ * digits (no stream: a file of an earlier version).
+ */
+
+static ngx_int_t
+ngx_http_engagement_state_batch(u_char **pp, u_char *end, uint64_t *seq,
+    uint64_t *stream)
+{
+    u_char  *t, *colon, *p;
+    size_t   len;
+    off_t    n;
+
+    t = ngx_http_engagement_state_token(pp, end, &len);
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    *stream = 0;
+    colon = ngx_strlchr(t, t + len, ':');
+
+    if (colon) {
+        p = colon + 1;
+
+        if (ngx_http_engagement_state_number(&p, t + len, stream, 1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        len = colon - t;
+    }
+
+    n = ngx_atoof(t, len);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *seq = (uint64_t) n;
+
+    return NGX_OK;
+}
+
+
 /* "zone <name> <seq>": whether the lines after it are this zone's */
 
 static ngx_uint_t
@@ -285,7 +338,18 @@ ngx_http_engagement_state_parse(u_char *p, u_char *eol,
         return NGX_ERROR;
     }
 
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_STATE_NUMBERS; i++) {
+    if (ngx_http_engagement_state_batch(&p, eol,
+                                        &line->v[NGX_HTTP_ENGAGEMENT_STATE_SEQ],
+                                        &line->stream)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = NGX_HTTP_ENGAGEMENT_STATE_SEQ + 1;
+         i < NGX_HTTP_ENGAGEMENT_STATE_NUMBERS;
+         i++)
+    {
         if (ngx_http_engagement_state_number(&p, eol, &line->v[i], 0)
             != NGX_OK)
         {
@@ -340,13 +404,15 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 {
     u_char                                *p;
     uint64_t                              *v, h;
-    ngx_uint_t                             i;
+    ngx_int_t                              rc;
+    ngx_uint_t                             i, n;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     sh = z->sh;
     v = line->v;
 
     cn->seq = v[NGX_HTTP_ENGAGEMENT_STATE_SEQ];
+    cn->stream = line->stream;
     cn->inflight.views = v[NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS];
     cn->inflight.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_IN_ENGAGED];
     cn->inflight.replays = v[NGX_HTTP_ENGAGEMENT_STATE_IN_REPLAYS];
@@ -369,10 +435,12 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
     p = line->hashes;
 
-    if (v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]) {
+    /* a batch in flight keeps at most the bound a flush command has */
+    n = ngx_min(v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN], NGX_HTTP_ENGAGEMENT_UV_MAX);
+
+    if (n) {
         cn->uv_inflight = ngx_slab_alloc_locked(z->shpool,
-                              v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]
-                              * sizeof(uint64_t));
+                                                n * sizeof(uint64_t));
         if (cn->uv_inflight == NULL) {
             return NGX_ERROR;
         }
@@ -382,14 +450,24 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
     for (i = 0; i < v[NGX_HTTP_ENGAGEMENT_STATE_UV_IN]; i++) {
         (void) ngx_http_engagement_state_number(&p, line->eol, &h, 1);
-        cn->uv_inflight[cn->uv_inflight_n++] = h;
+
+        if (i < n) {
+            cn->uv_inflight[cn->uv_inflight_n++] = h;
+        }
     }
 
     for (i = 0; i < v[NGX_HTTP_ENGAGEMENT_STATE_UV]; i++) {
         (void) ngx_http_engagement_state_number(&p, line->eol, &h, 1);
 
-        if (ngx_http_engagement_counters_uv_add(z, cn, h) != NGX_OK) {
+        rc = ngx_http_engagement_counters_uv_add(z, cn, h);
+
+        if (rc == NGX_ERROR) {
             return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            /* a file of a version without the bound: the rest is left out */
+            break;
         }
     }
 

@@ -77,6 +77,7 @@ typedef struct {
     ngx_atomic_t                  not_counted_bot;
     ngx_atomic_t                  not_counted_opted_out;
     ngx_atomic_t                  anonymous;
+    ngx_atomic_t                  uv_dropped;  /* viewers left out */
 } ngx_http_engagement_stats_t;
 
 
@@ -109,11 +110,24 @@ typedef struct {
 } ngx_http_engagement_shctx_head_t;
 
 
+/* the head's part of every shape (see NGX_HTTP_ENGAGEMENT_LAYOUT) */
+#define NGX_HTTP_ENGAGEMENT_HEAD_SHAPE                                        \
+    sizeof(ngx_http_engagement_shctx_head_t),                                 \
+    offsetof(ngx_http_engagement_shctx_head_t, rbtree),                       \
+    offsetof(ngx_http_engagement_shctx_head_t, sentinel),                     \
+    offsetof(ngx_http_engagement_shctx_head_t, lru),                          \
+    offsetof(ngx_http_engagement_shctx_head_t, hash_key),                     \
+    offsetof(ngx_http_engagement_shctx_head_t, entries),                      \
+    offsetof(ngx_http_engagement_shctx_head_t, full),                         \
+    sizeof(ngx_rbtree_node_t), sizeof(ngx_queue_t)
+
+
 typedef struct {
     ngx_http_engagement_shctx_head_t  head;
     ngx_queue_t                       dirty;      /* pending, not in flight */
     ngx_queue_t                       inflight;   /* claimed by a flusher */
     uint64_t                          seq;        /* last flush sequence */
+    uint64_t                          stream;     /* this zone's start */
     ngx_atomic_t                      pending_nodes;
     ngx_atomic_t                      inflight_nodes;
     ngx_http_engagement_stats_t       stats[NGX_HTTP_ENGAGEMENT_SLOTS];
@@ -161,6 +175,8 @@ typedef struct {
     size_t                        size;        /* its whole *_shctx_t */
     ngx_rbtree_insert_pt          insert;
     ngx_http_engagement_resize_e  resize;
+    const size_t                 *shape;       /* sizes and offsets kept */
+    ngx_uint_t                    nshape;
 } ngx_http_engagement_zone_kind_t;
 
 
@@ -196,6 +212,7 @@ typedef struct {
 typedef struct {
     void                         *node;
     ngx_http_engagement_zone_t   *zone;
+    uint64_t                      stream;
     uint64_t                      seq;
     ngx_http_engagement_counts_t  delta;
     time_t                        since;
@@ -247,8 +264,7 @@ ngx_http_engagement_shctx_head_t *ngx_http_engagement_zone_attach(
     ngx_shm_zone_t *shm_zone, void *data,
     const ngx_http_engagement_zone_kind_t *kind);
 ngx_int_t ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
-    uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
-    const char *directive);
+    const ngx_http_engagement_zone_kind_t *kind);
 void ngx_http_engagement_zone_link(ngx_http_engagement_shctx_head_t *head,
     ngx_rbtree_node_t *node, ngx_queue_t *lru);
 void ngx_http_engagement_zone_unlink(ngx_slab_pool_t *shpool,

@@ -80,33 +80,71 @@ ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone,
 }
 
 
+#if (NGX_HTTP_ENGAGEMENT_TEST_LAYOUT)
+ngx_uint_t  ngx_http_engagement_test_generation;
+#endif
+
+
+/*
+ * The layout of a shape: FNV-1a over its numbers, seeded with the manual
+ * NGX_HTTP_ENGAGEMENT_LAYOUT, so any change of a size or an offset the
+ * shape lists gives another layout.
+ */
+
+uint32_t
+ngx_http_engagement_layout(const size_t *shape, ngx_uint_t n)
+{
+    uint32_t    h;
+    uint64_t    v;
+    ngx_uint_t  i, k;
+
+    h = 2166136261u ^ NGX_HTTP_ENGAGEMENT_LAYOUT;
+
+#if (NGX_HTTP_ENGAGEMENT_TEST_LAYOUT)
+    h ^= (uint32_t) ngx_http_engagement_test_generation << 16;
+#endif
+
+    for (i = 0; i < n; i++) {
+        v = shape[i];
+
+        for (k = 0; k < sizeof(uint64_t); k++) {
+            h = (h ^ (u_char) (v >> (8 * k))) * 16777619u;
+        }
+    }
+
+    return h;
+}
+
+
 /*
  * A zone kept over a reload: its header must carry this kind's magic and
- * this module's layout, or the reload is refused rather than have the new
- * workers misread it.
+ * layout, or the reload is refused rather than have the new workers
+ * misread it.
  */
 
 static ngx_http_engagement_shctx_head_t *
 ngx_http_engagement_zone_adopt(ngx_shm_zone_t *shm_zone,
     const ngx_http_engagement_zone_kind_t *kind)
 {
+    uint32_t                           layout;
     ngx_slab_pool_t                   *shpool;
     ngx_http_engagement_shctx_head_t  *head;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     head = shpool->data;
+    layout = ngx_http_engagement_layout(kind->shape, kind->nshape);
 
     if (head == NULL
         || head->magic != kind->magic
-        || head->layout != NGX_HTTP_ENGAGEMENT_LAYOUT
+        || head->layout != layout
         || head->shctx_size != kind->size)
     {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                       "%s \"%V\" was written by another kind of zone or an "
-                      "incompatible module version (layout %uD, this module "
-                      "uses %d); stop and start nginx to recreate it",
-                      kind->directive, &shm_zone->shm.name,
-                      head ? head->layout : 0, NGX_HTTP_ENGAGEMENT_LAYOUT);
+                      "incompatible module version (layout %08xD, this "
+                      "module uses %08xD); stop and start nginx to recreate "
+                      "it", kind->directive, &shm_zone->shm.name,
+                      head ? head->layout : 0, layout);
         return NULL;
     }
 
@@ -133,7 +171,7 @@ ngx_http_engagement_zone_create(ngx_shm_zone_t *shm_zone,
     }
 
     head->magic = kind->magic;
-    head->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+    head->layout = ngx_http_engagement_layout(kind->shape, kind->nshape);
     head->shctx_size = kind->size;
     head->created = ngx_time();
 
@@ -186,23 +224,14 @@ ngx_http_engagement_zone_attach(ngx_shm_zone_t *shm_zone, void *data,
 
 ngx_int_t
 ngx_http_engagement_zone_init(ngx_shm_zone_t *shm_zone, void *data,
-    uint32_t magic, size_t size, ngx_rbtree_insert_pt insert,
-    const char *directive)
+    const ngx_http_engagement_zone_kind_t *kind)
 {
-    ngx_http_engagement_zone_t       *z;
-    ngx_http_engagement_zone_kind_t   kind;
+    ngx_http_engagement_zone_t  *z;
 
     z = shm_zone->data;
 
-    kind.directive = directive;
-    kind.magic = magic;
-    kind.size = size;
-    kind.insert = insert;
-    kind.resize = z->dedupe ? NGX_HTTP_ENGAGEMENT_RESIZE_WARN
-                            : NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE;
-
     z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-    z->sh = ngx_http_engagement_zone_attach(shm_zone, data, &kind);
+    z->sh = ngx_http_engagement_zone_attach(shm_zone, data, kind);
 
     return (z->sh != NULL) ? NGX_OK : NGX_ERROR;
 }

@@ -4,8 +4,8 @@
  * shared-memory zones and sends them to Redis, one script call per content
  * (all of its events aggregated), pipelined on the worker's connection.
  * A delta leaves shared memory only when Redis confirms it; a failed or
- * orphaned claim is resent with the same sequence, which the script
- * applies at most once. On a graceful stop the timer turns into a final
+ * orphaned claim is resent as the same batch (stream and sequence), which
+ * the script applies at most once. On a graceful stop the timer turns into a final
  * flush with a deadline; what is left is saved by the master at exit.
  */
 
@@ -272,8 +272,10 @@ ngx_http_engagement_flush_keys(ngx_http_engagement_args_t *a,
 
 
 /*
- * ARGV: edge, sequence, the three deltas, the three bucket TTLs, the
- * reaction types whose counts the answer carries, the viewer hashes.
+ * ARGV: the batch's stream (its field in the flush marks), sequence, the
+ * three deltas, the three bucket TTLs, the reaction types whose counts the
+ * answer carries, the viewer hashes. A batch restored from a state file of
+ * an earlier version has no stream: it was sent under the edge id then.
  */
 
 static void
@@ -284,7 +286,16 @@ ngx_http_engagement_flush_values(ngx_http_engagement_args_t *a,
     ngx_str_t   *types;
     ngx_uint_t   k;
 
-    ngx_http_engagement_args_str(a, emcf->edge_id.data, emcf->edge_id.len);
+    if (cl->stream) {
+        start = a->p;
+        a->p = ngx_cpymem(a->p, "s:", 2);
+        a->p = ngx_http_engagement_put_hex64(a->p, cl->stream);
+        ngx_http_engagement_args_end(a, start);
+
+    } else {
+        ngx_http_engagement_args_str(a, emcf->edge_id.data,
+                                     emcf->edge_id.len);
+    }
 
     ngx_http_engagement_args_uint(a, cl->seq);
     ngx_http_engagement_args_uint(a, cl->delta.views);
@@ -331,6 +342,7 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
            + NGX_HTTP_ENGAGEMENT_FLUSH_KEYS
              * (sizeof("eng:{c:}:m:YYYYMMDDHHMM") + cl->id_len)
            + NGX_HTTP_ENGAGEMENT_FLUSH_NUMBERS * NGX_INT64_LEN
+           + sizeof("s:") + 16
            + cl->uv_n * 16;
 
     buf = ngx_alloc(size, ngx_cycle->log);

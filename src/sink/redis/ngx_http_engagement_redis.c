@@ -490,6 +490,21 @@ ngx_http_engagement_redis_on_disconnect(const redisAsyncContext *ac,
                       (status == REDIS_OK) ? "closed"
                       : (ac->errstr ? ac->errstr : "error"));
         ngx_http_engagement_rstat(redis_disconnects);
+
+    } else if (status != REDIS_OK) {
+        /*
+         * The setup failed on the peer's answer: a peer that is not Redis
+         * (an HTTP server on the port) says so here, once per outage at
+         * the error level, then at each retry at info.
+         */
+        ngx_log_error(ngx_http_engagement_level(),
+                      ngx_http_engagement_rlog, 0,
+                      "engagement redis: setting up the connection to %V "
+                      "failed: %s%s", &ngx_http_engagement_rcf->url,
+                      ac->errstr ? ac->errstr : "error",
+                      ngx_http_engagement_failing ? ""
+                      : "; is it a Redis server? retrying with backoff");
+        ngx_http_engagement_failing = 1;
     }
 
     ngx_http_engagement_redis_set_state(NGX_HTTP_ENGAGEMENT_REDIS_FAILED);

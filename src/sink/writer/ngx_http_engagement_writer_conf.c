@@ -502,11 +502,32 @@ ngx_http_engagement_writer_init_conf(ngx_http_engagement_main_conf_t *emcf)
 }
 
 
+/* what the writer's queue zone keeps, for its layout */
+static const size_t  ngx_http_engagement_writer_shape[] = {
+    sizeof(ngx_http_engagement_writer_sh_t),
+    offsetof(ngx_http_engagement_writer_sh_t, pending),
+    offsetof(ngx_http_engagement_writer_sh_t, inflight),
+    offsetof(ngx_http_engagement_writer_sh_t, batch_seq),
+    offsetof(ngx_http_engagement_writer_sh_t, created_ms),
+    offsetof(ngx_http_engagement_writer_sh_t, event_seq),
+    offsetof(ngx_http_engagement_writer_sh_t, down_until),
+    offsetof(ngx_http_engagement_writer_sh_t, last_full_log),
+    sizeof(ngx_http_engagement_wevent_t),
+    offsetof(ngx_http_engagement_wevent_t, link),
+    offsetof(ngx_http_engagement_wevent_t, batch),
+    offsetof(ngx_http_engagement_wevent_t, claimed),
+    offsetof(ngx_http_engagement_wevent_t, len),
+    offsetof(ngx_http_engagement_wevent_t, size),
+    offsetof(ngx_http_engagement_wevent_t, data)
+};
+
+
 static ngx_int_t
 ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_engagement_writer_conf_t  *owcf = data;
 
+    uint32_t                            layout;
     ngx_time_t                         *tp;
     ngx_slab_pool_t                    *shpool;
     ngx_http_engagement_writer_sh_t    *sh;
@@ -515,17 +536,20 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     wcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
     wcf->shpool = shpool;
+    layout = ngx_http_engagement_layout_of(ngx_http_engagement_writer_shape);
 
     if (owcf || shm_zone->shm.exists) {
         sh = owcf ? owcf->sh : shpool->data;
 
         if (sh == NULL || sh->magic != NGX_HTTP_ENGAGEMENT_WRITER_MAGIC
-            || sh->layout != NGX_HTTP_ENGAGEMENT_LAYOUT)
+            || sh->layout != layout)
         {
             ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                           "engagement_writer zone \"%V\" was written by an "
-                          "incompatible module version; stop and start "
-                          "nginx to recreate it", &shm_zone->shm.name);
+                          "incompatible module version (layout %08xD, this "
+                          "module uses %08xD); stop and start nginx to "
+                          "recreate it", &shm_zone->shm.name,
+                          sh ? sh->layout : 0, layout);
             return NGX_ERROR;
         }
 
@@ -539,7 +563,7 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     sh->magic = NGX_HTTP_ENGAGEMENT_WRITER_MAGIC;
-    sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+    sh->layout = layout;
     ngx_queue_init(&sh->pending);
     ngx_queue_init(&sh->inflight);
 
