@@ -13,8 +13,6 @@
 #include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
-#include "sink/redis/ngx_http_engagement_redis.h"
-#include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
 
 
