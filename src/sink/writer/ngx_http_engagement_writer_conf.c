@@ -530,6 +530,10 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         wcf->sh = sh;
+
+        /* a reload: this configuration's workers are a new generation */
+        sh->cycle_gen++;
+
         return NGX_OK;
     }
 
@@ -540,6 +544,7 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     sh->magic = NGX_HTTP_ENGAGEMENT_WRITER_MAGIC;
     sh->layout = NGX_HTTP_ENGAGEMENT_LAYOUT;
+    sh->cycle_gen = 1;
     ngx_queue_init(&sh->pending);
     ngx_queue_init(&sh->inflight);
 
