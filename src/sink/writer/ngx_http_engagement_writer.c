@@ -217,24 +217,27 @@ ngx_http_engagement_writer_tick(ngx_event_t *ev)
         goto next;
     }
 
-    if (sh->spool_files) {
-        rc = ngx_http_engagement_spool_claim(wcf, w->path, w->id, &w->id_len,
-                                             &w->file_body, &w->file_len,
-                                             ev->log);
-        if (rc == NGX_OK) {
-            w->batch = 0;
-            w->nevents = 0;
+    /*
+     * the spool is looked at even when it counts no file: a reload that
+     * made a new queue zone did not count the files its old workers were
+     * writing or replaying, and those come back to the spool later
+     */
+    rc = ngx_http_engagement_spool_claim(wcf, w->path, w->id, &w->id_len,
+                                         &w->file_body, &w->file_len,
+                                         ev->log);
+    if (rc == NGX_OK) {
+        w->batch = 0;
+        w->nevents = 0;
 
-            if (wcf->check.len) {
-                /* was it delivered before its answer got lost? */
-                ngx_http_engagement_writer_send_check(w);
+        if (wcf->check.len) {
+            /* was it delivered before its answer got lost? */
+            ngx_http_engagement_writer_send_check(w);
 
-            } else {
-                ngx_http_engagement_writer_send(w);
-            }
-
-            goto next;
+        } else {
+            ngx_http_engagement_writer_send(w);
         }
+
+        goto next;
     }
 
     /* with claims outstanding, claim() also takes back a dead worker's */

@@ -202,6 +202,7 @@ u_char *ngx_http_engagement_writer_line_batch(u_char *p,
     ngx_http_engagement_wevent_t *e, u_char *id, size_t id_len);
 
 /* writer_queue.c: a batch's claim (the lines in w->req) and its end */
+ngx_uint_t ngx_http_engagement_writer_alive(ngx_pid_t pid);
 ngx_int_t ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w);
 void ngx_http_engagement_writer_confirm(
     ngx_http_engagement_writer_conf_t *wcf, uint64_t batch);

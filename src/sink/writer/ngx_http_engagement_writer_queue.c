@@ -238,9 +238,12 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 }
 
 
-/* a claimer is alive while its pid is (a zombie too, until it is reaped) */
+/*
+ * A claimer (a spool file's writer) is alive while its pid is: a zombie
+ * too, until it is reaped.
+ */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_engagement_writer_alive(ngx_pid_t pid)
 {
     return pid == ngx_pid || kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
