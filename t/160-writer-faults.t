@@ -58,7 +58,38 @@ add_response_body_check(post_check_hook());
 add_block_preprocessor(sub {
     my ($block) = @_;
     $ENV{TEST_NGINX_SPOOL} = scratch_dir('spool-' . $block->seq_num);
+    $ENV{TEST_NGINX_WRCONF} = scratch_dir() . '/writer-' . $block->seq_num . '.conf';
+    wr_conf('1m');
+    wr_spooled($block->{spooled}[0]) if $block->{spooled};
 });
+
+# "--- spooled: N": the spool holds a batch of N rows when nginx starts,
+# and the upstream answers 3 s late (within timeout=5s)
+sub wr_spooled {
+    my ($n) = @_;
+    fault_mode('slow 3');
+    my $ms = int(time * 1000) - 1000;
+    my $rows = join '', map {
+        qq({"event_id":"spooled-$_","type":"view","content_id":"c-sp","viewer_id":"","session_id":"s$_",)
+        . qq("ts":1765000000,"received_at":1765000000,"duration_ms":0,"country":"","device":"",)
+        . qq("source":"","channel_id":"","category":"","reaction":"","edge":"test-edge",)
+        . qq("counted":true,"views":1,"engaged":0,"replays":0,"reason":""}\n)
+    } 1 .. $n;
+    open my $fh, '>', "$ENV{TEST_NGINX_SPOOL}/${ms}_test-edge.1.b1.ndjson" or die $!;
+    print $fh $rows;
+    close $fh;
+}
+
+# the block's engagement_writer line, in an included file (outside
+# servroot) that a block may rewrite before a reload: its zone's size
+sub wr_conf {
+    my ($size) = @_;
+    open my $fh, '>', $ENV{TEST_NGINX_WRCONF} or die $!;
+    print $fh "engagement_writer http://127.0.0.1:$fport/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow"
+            . " zone=engagement_writer_q:$size batch=100 interval=100ms connect_timeout=300ms"
+            . " timeout=5s retry=200ms spool=$ENV{TEST_NGINX_SPOOL};\n";
+    close $fh;
+}
 
 # -- ClickHouse ------------------------------------------------------------
 
@@ -466,3 +497,45 @@ GET /engagement/health
     (undef, $b) = http_request($port, 'GET', '/engagement/health');
     like($b, qr/^\{"status":"unavailable","reason":"writer_unavailable","downForMs":\d+,"spooledBatches":[1-9]\d*\}\n\z/,
          "with the reason, how long, the spooled batches");
+    # (TEST 5 starts with rows in its spool: empty tables before it)
+    ch_truncate();
+
+
+
+=== TEST 5: a reload that makes a new queue zone leaves the old workers' spool files in work alone
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_edge_id test-edge;
+    include $TEST_NGINX_WRCONF;
+--- spooled: 5
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: \nnginx_engagement_writer_up 1\n
+--- post_check
+    my $spool = $ENV{TEST_NGINX_SPOOL};
+    # (the spooled batch of 5 rows is replayed through a slow upstream);
+    # and a batch some live process is writing (this test's pid)
+    my $tmp = "$spool/.tmp_${$}_" . int(time * 1000) . "_test-edge.1.b2.ndjson";
+    open my $fh, '>', $tmp or die $!;
+    print $fh "{}\n";
+    close $fh;
+    ok(wait_until { grep { /\.sending$/ } glob("$spool/*") }, "a worker replays the spooled batch");
+    my @old = worker_pids();
+    # a new queue zone: its start takes stock of the spool
+    wr_conf('2m');
+    kill 'HUP', master_pid();
+    ok(wait_workers(2, @old), "the reload is done, the old workers have exited");
+    ok(-e $tmp, "the live process's half-written batch is still there");
+    unlink $tmp;
+    fault_mode('pass');
+    my $empty = wait_until { !glob("$spool/*") } 20;
+    ok($empty, "the spool empties");
+    my ($n, $ids) = wr_rows();
+    is($ids, 5, "the spooled batch is in ClickHouse");
+    is($n, 5, "once: the new workers did not send the old one's claimed file again");
+--- no_error_log
+[alert]
