@@ -227,7 +227,8 @@ ngx_http_engagement_spool_owner(u_char *name, size_t len, size_t *base,
         *base = end + 1 - name;
         *base_len = name + len - (end + 1);
 
-        return pid > 0 ? (ngx_pid_t) pid : 0;
+        /* an earlier version's ".tmp_<ms>_...": no pid */
+        return (pid > 0 && pid <= NGX_MAX_INT32_VALUE) ? (ngx_pid_t) pid : 0;
     }
 
     if (!ngx_http_engagement_spool_is(name, len,
@@ -246,7 +247,7 @@ ngx_http_engagement_spool_owner(u_char *name, size_t len, size_t *base,
 
     pid = (p > name) ? ngx_atoi(p, end - p) : NGX_ERROR;
 
-    if (pid <= 0) {
+    if (pid <= 0 || pid > NGX_MAX_INT32_VALUE) {
         return 0;
     }
 
