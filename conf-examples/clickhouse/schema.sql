@@ -18,10 +18,26 @@
 -- first and does not resend it. Without check=, rebuild a day from
 -- eng.events FINAL where exact figures matter (see the README).
 --
+-- What a view counted is in views, engaged and replays (1 or 0 each: an
+-- engaged-only event or a replay counted no view), the fields of Redis's
+-- totals. The rollups sum them per minute, hour and day of received_at,
+-- the time the edge accepted the event, which is the time Redis files a
+-- flush's deltas under; ts, the player's time, stays in eng.events.
+--
 -- Upgrading a table made by an earlier version of this file:
 --   ALTER TABLE eng.events ADD COLUMN previous_reaction String AFTER reaction;
 --   ALTER TABLE eng.events ADD COLUMN batch_id String DEFAULT '' AFTER edge;
--- then run this file again for eng.batches and eng.batches_mv.
+--   ALTER TABLE eng.events ADD COLUMN views UInt8 AFTER counted;
+--   ALTER TABLE eng.events ADD COLUMN engaged UInt8 AFTER views;
+--   ALTER TABLE eng.events ADD COLUMN replays UInt8 AFTER engaged;
+-- and, for rollups without views, engaged and replays (their sums and
+-- their minutes change: the views are made again, and the tables too,
+-- since a SummingMergeTree's summed columns are fixed at creation):
+--   DROP TABLE eng.views_minute_mv; DROP TABLE eng.views_minute;
+--   DROP TABLE eng.views_hour_mv;   DROP TABLE eng.views_hour;
+--   DROP TABLE eng.views_day_mv;    DROP TABLE eng.views_day;
+-- then run this file again (and refill the rollups from eng.events FINAL
+-- if need be; rows written before the upgrade have views = 0).
 
 CREATE DATABASE IF NOT EXISTS eng;
 
@@ -36,6 +52,9 @@ CREATE TABLE IF NOT EXISTS eng.events
     received_at  DateTime,
     duration_ms  Int64,
     counted      UInt8,
+    views        UInt8,
+    engaged      UInt8,
+    replays      UInt8,
     reason       String,
     country      String,
     device       String,
@@ -52,7 +71,8 @@ ENGINE = ReplacingMergeTree(counted)
 PARTITION BY toYYYYMM(event_date)
 ORDER BY (content_id, event_id);
 
--- rollups: events and counted events per content, country, device, source
+-- rollups: events, counted events and what they counted per content,
+-- country, device, source, by the time the edge received them
 CREATE TABLE IF NOT EXISTS eng.views_minute
 (
     minute       DateTime,
@@ -62,9 +82,13 @@ CREATE TABLE IF NOT EXISTS eng.views_minute
     source       String,
     events       UInt64,
     counted      UInt64,
+    views        UInt64,
+    engaged      UInt64,
+    replays      UInt64,
     duration_ms  Int64
 )
-ENGINE = SummingMergeTree((events, counted, duration_ms))
+ENGINE = SummingMergeTree((events, counted, views, engaged, replays,
+                           duration_ms))
 PARTITION BY toYYYYMM(minute)
 ORDER BY (content_id, minute, country, device, source);
 
@@ -77,9 +101,13 @@ CREATE TABLE IF NOT EXISTS eng.views_hour
     source       String,
     events       UInt64,
     counted      UInt64,
+    views        UInt64,
+    engaged      UInt64,
+    replays      UInt64,
     duration_ms  Int64
 )
-ENGINE = SummingMergeTree((events, counted, duration_ms))
+ENGINE = SummingMergeTree((events, counted, views, engaged, replays,
+                           duration_ms))
 PARTITION BY toYYYYMM(hour)
 ORDER BY (content_id, hour, country, device, source);
 
@@ -92,33 +120,40 @@ CREATE TABLE IF NOT EXISTS eng.views_day
     source       String,
     events       UInt64,
     counted      UInt64,
+    views        UInt64,
+    engaged      UInt64,
+    replays      UInt64,
     duration_ms  Int64
 )
-ENGINE = SummingMergeTree((events, counted, duration_ms))
+ENGINE = SummingMergeTree((events, counted, views, engaged, replays,
+                           duration_ms))
 PARTITION BY toYear(day)
 ORDER BY (content_id, day, country, device, source);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS eng.views_minute_mv
 TO eng.views_minute AS
-SELECT toStartOfMinute(ts) AS minute, content_id, country, device, source,
-       count() AS events, sum(counted) AS counted,
-       sum(duration_ms) AS duration_ms
+SELECT toStartOfMinute(received_at) AS minute, content_id, country, device,
+       source, count() AS events, sum(counted) AS counted,
+       sum(views) AS views, sum(engaged) AS engaged,
+       sum(replays) AS replays, sum(duration_ms) AS duration_ms
 FROM eng.events WHERE type = 'view'
 GROUP BY minute, content_id, country, device, source;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS eng.views_hour_mv
 TO eng.views_hour AS
-SELECT toStartOfHour(ts) AS hour, content_id, country, device, source,
-       count() AS events, sum(counted) AS counted,
-       sum(duration_ms) AS duration_ms
+SELECT toStartOfHour(received_at) AS hour, content_id, country, device,
+       source, count() AS events, sum(counted) AS counted,
+       sum(views) AS views, sum(engaged) AS engaged,
+       sum(replays) AS replays, sum(duration_ms) AS duration_ms
 FROM eng.events WHERE type = 'view'
 GROUP BY hour, content_id, country, device, source;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS eng.views_day_mv
 TO eng.views_day AS
-SELECT toDate(ts) AS day, content_id, country, device, source,
-       count() AS events, sum(counted) AS counted,
-       sum(duration_ms) AS duration_ms
+SELECT toDate(received_at) AS day, content_id, country, device,
+       source, count() AS events, sum(counted) AS counted,
+       sum(views) AS views, sum(engaged) AS engaged,
+       sum(replays) AS replays, sum(duration_ms) AS duration_ms
 FROM eng.events WHERE type = 'view'
 GROUP BY day, content_id, country, device, source;
 

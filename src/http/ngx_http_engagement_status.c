@@ -671,22 +671,37 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
 #define NGX_HTTP_ENGAGEMENT_HEALTH_DOWN                                       \
     "{\"status\":\"unavailable\",\"reason\":\"redis_unavailable\","         \
     "\"downForMs\":%M}\n"
+#define NGX_HTTP_ENGAGEMENT_HEALTH_SPOOL                                      \
+    "{\"status\":\"unavailable\",\"reason\":\"%s\","                        \
+    "\"downForMs\":%M,\"spooledBatches\":%ui}\n"
 #define NGX_HTTP_ENGAGEMENT_HEALTH_OK                                         \
-    "{\"status\":\"ok\",\"redis\":\"%s\",\"pendingContents\":%ui}\n"
+    "{\"status\":\"%s\",\"redis\":\"%s\",\"pendingContents\":%ui"
+#define NGX_HTTP_ENGAGEMENT_HEALTH_WRITER                                     \
+    ",\"writer\":\"%s\",\"spooledBatches\":%ui"
 
 /* any of the answers above, but for the zone's name */
 #define NGX_HTTP_ENGAGEMENT_HEALTH_LEN                                        \
     (ngx_max(sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_FULL),                         \
-             ngx_max(sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_DOWN),                 \
+             ngx_max(sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_SPOOL)                 \
+                     + sizeof("writer_unavailable"),                          \
                      sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_OK)                    \
-                     + sizeof("ready")))                                      \
-     + NGX_INT_T_LEN)
+                     + sizeof("degraded") + sizeof("ready")                   \
+                     + sizeof(NGX_HTTP_ENGAGEMENT_HEALTH_WRITER)              \
+                     + sizeof("down") + sizeof("}\n")))                       \
+     + 2 * NGX_INT_T_LEN)
+
+
+static u_char *ngx_http_engagement_health_ok(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_msec_t down,
+    ngx_http_engagement_writer_health_t *wh);
 
 
 /*
  * The health check for load balancers: 200 when events can be accepted,
- * 503 with the reason when a zone is full or Redis has been unusable for
- * longer than engagement_health_grace (as seen by the answering worker).
+ * 503 with the reason when a zone is full, when Redis or the durable
+ * writer's upstream has been unusable for longer than
+ * engagement_health_grace (as seen by the answering worker; the writer's
+ * as all workers see it), or while the writer's spool is full.
  */
 
 static ngx_int_t
@@ -695,22 +710,16 @@ ngx_http_engagement_health_answer(ngx_http_request_t *r,
 {
     u_char                                *p, *body;
     ngx_msec_t                             down;
-    ngx_uint_t                             i, pending;
+    ngx_uint_t                             i;
     ngx_http_engagement_zone_t           **zp, *full;
     ngx_http_engagement_shctx_head_t      *head;
-    ngx_http_engagement_counters_shctx_t  *csh;
+    ngx_http_engagement_writer_health_t    wh;
 
     zp = emcf->zones.elts;
-    pending = 0;
     full = NULL;
 
     for (i = 0; i < emcf->zones.nelts; i++) {
         head = zp[i]->sh;
-
-        if (!zp[i]->dedupe) {
-            csh = zp[i]->sh;
-            pending += csh->pending_nodes + csh->inflight_nodes;
-        }
 
         if (head->full && full == NULL) {
             full = zp[i];
@@ -718,6 +727,8 @@ ngx_http_engagement_health_answer(ngx_http_request_t *r,
     }
 
     down = emcf->redis ? ngx_http_engagement_redis_down_for() : 0;
+
+    ngx_http_engagement_writer_health(emcf, &wh);
 
     body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_HEALTH_LEN
                                 + (full ? full->name.len : 0));
@@ -731,11 +742,13 @@ ngx_http_engagement_health_answer(ngx_http_request_t *r,
     } else if (emcf->redis && down > emcf->health_grace) {
         p = ngx_sprintf(body, NGX_HTTP_ENGAGEMENT_HEALTH_DOWN, down);
 
+    } else if (wh.full || (wh.down && wh.down_ms > emcf->health_grace)) {
+        p = ngx_sprintf(body, NGX_HTTP_ENGAGEMENT_HEALTH_SPOOL,
+                        wh.full ? "spool_full" : "writer_unavailable",
+                        wh.down_ms, wh.spooled);
+
     } else {
-        p = ngx_sprintf(body, NGX_HTTP_ENGAGEMENT_HEALTH_OK,
-                        emcf->redis == NULL ? "off"
-                                            : (down ? "down" : "ready"),
-                        pending);
+        p = ngx_http_engagement_health_ok(body, emcf, down, &wh);
 
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
     }
@@ -747,6 +760,47 @@ ngx_http_engagement_health_answer(ngx_http_request_t *r,
 
     return ngx_http_engagement_send_json(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                          body, p - body);
+}
+
+
+/*
+ * The 200: "ok", or "degraded" while the writer's upstream fails within
+ * the grace (events are accepted, and pile up in the spool meanwhile).
+ */
+
+static u_char *
+ngx_http_engagement_health_ok(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_msec_t down,
+    ngx_http_engagement_writer_health_t *wh)
+{
+    ngx_uint_t                             i, pending;
+    ngx_http_engagement_zone_t           **zp;
+    ngx_http_engagement_counters_shctx_t  *csh;
+
+    zp = emcf->zones.elts;
+    pending = 0;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        if (!zp[i]->dedupe) {
+            csh = zp[i]->sh;
+            pending += csh->pending_nodes + csh->inflight_nodes;
+        }
+    }
+
+    p = ngx_sprintf(p, NGX_HTTP_ENGAGEMENT_HEALTH_OK,
+                    wh->down ? "degraded" : "ok",
+                    emcf->redis == NULL ? "off" : (down ? "down" : "ready"),
+                    pending);
+
+    if (wh->on) {
+        p = ngx_sprintf(p, NGX_HTTP_ENGAGEMENT_HEALTH_WRITER,
+                        wh->down ? "down" : "up", wh->spooled);
+    }
+
+    *p++ = '}';
+    *p++ = '\n';
+
+    return p;
 }
 
 

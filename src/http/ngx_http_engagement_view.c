@@ -124,7 +124,8 @@ ngx_http_engagement_view_count(ngx_http_request_t *r,
         ngx_http_engagement_writer_cancel(wev);
 
     } else {
-        ngx_http_engagement_writer_commit(wev, out->counted,
+        ngx_http_engagement_writer_commit(wev,
+                              ngx_http_engagement_record_metrics(out),
                               ngx_http_engagement_reason_name(out->reason));
     }
 

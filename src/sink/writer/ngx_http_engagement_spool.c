@@ -2,11 +2,14 @@
 /*
  * The writer's spool: batches the upstream did not take, one file each in
  * the spool directory, named "<ms since the epoch>_<batch id>.ndjson" so
- * that a name sort is oldest first. A file is written as ".tmp_<name>",
- * fsynced and renamed, so a half-written batch is never replayed. A worker
- * replaying a file claims it by renaming it to "<name>.sending" (only one
- * rename can win); a failed replay renames it back, a crash leaves the
- * ".sending" name, which the next start renames back.
+ * that a name sort is oldest first. A file is written as
+ * ".tmp_<pid>_<name>", fsynced and renamed, so a half-written batch is
+ * never replayed. A worker replaying a file claims it by renaming it to
+ * "<name>.<pid>.sending" (only one rename can win); a failed replay
+ * renames it back. The writer's pid in both names tells a file in work
+ * from one a crash left: a new queue zone (a start, or a reload that
+ * changed the zone) removes and renames back only those of dead
+ * processes; the old workers of a reload finish theirs.
  */
 
 
@@ -14,12 +17,12 @@
 
 
 #define NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX   ".ndjson"
-#define NGX_HTTP_ENGAGEMENT_SPOOL_SENDING  ".ndjson.sending"
+#define NGX_HTTP_ENGAGEMENT_SPOOL_SENDING  ".sending"
 #define NGX_HTTP_ENGAGEMENT_SPOOL_TMP      ".tmp_"
 /* a file name's "<13 digits of ms>_" before the batch id */
 #define NGX_HTTP_ENGAGEMENT_SPOOL_MS_LEN   13
-/* room a claimed name needs in a path beside the spool directory */
-#define NGX_HTTP_ENGAGEMENT_SPOOL_ROOM     16
+/* room a claimed name (".<pid>.sending") needs beside the directory */
+#define NGX_HTTP_ENGAGEMENT_SPOOL_ROOM     (NGX_INT_T_LEN + 16)
 
 
 static ngx_int_t ngx_http_engagement_spool_dir(
@@ -27,9 +30,13 @@ static ngx_int_t ngx_http_engagement_spool_dir(
 static off_t ngx_http_engagement_spool_take_stock(
     ngx_http_engagement_writer_conf_t *wcf, u_char *name, size_t len,
     ngx_log_t *log);
+static ngx_pid_t ngx_http_engagement_spool_owner(u_char *name, size_t len,
+    size_t *base, size_t *base_len);
 static ngx_int_t ngx_http_engagement_spool_first(
     ngx_http_engagement_writer_conf_t *wcf, ngx_uint_t sending, u_char *best,
     size_t *best_len);
+static void ngx_http_engagement_spool_sub(ngx_atomic_t *v,
+    ngx_atomic_uint_t n);
 static ngx_int_t ngx_http_engagement_spool_read(u_char *path, u_char **body,
     size_t *len, ngx_log_t *log);
 
@@ -142,23 +149,29 @@ ngx_http_engagement_spool_take_stock(ngx_http_engagement_writer_conf_t *wcf,
     u_char *name, size_t len, ngx_log_t *log)
 {
     u_char           from[NGX_MAX_PATH], to[NGX_MAX_PATH];
+    size_t           base, base_len;
+    ngx_pid_t        pid;
     ngx_file_info_t  fi;
 
     (void) ngx_sprintf(from, "%V/%*s%Z", &wcf->spool, len, name);
 
-    if (len > sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1
-        && ngx_strncmp(name, NGX_HTTP_ENGAGEMENT_SPOOL_TMP,
-                       sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1) == 0)
-    {
+    pid = ngx_http_engagement_spool_owner(name, len, &base, &base_len);
+
+    if (pid > 0 && ngx_http_engagement_writer_alive(pid)) {
+        /* an old worker of a reload writes or replays it: its own work */
+        return -1;
+    }
+
+    if (pid != NGX_INVALID_PID && name[0] == '.') {
+        /* half-written by a process that is gone */
         (void) ngx_delete_file(from);
         return -1;
     }
 
-    if (ngx_http_engagement_spool_is(name, len,
-                                     NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))
-    {
-        (void) ngx_sprintf(to, "%V/%*s%Z", &wcf->spool,
-                           len - sizeof(".sending") + 1, name);
+    if (pid != NGX_INVALID_PID) {
+        /* claimed by a replay that did not end */
+        (void) ngx_sprintf(to, "%V/%*s%Z", &wcf->spool, base_len,
+                           name + base);
 
         if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
             ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
@@ -180,6 +193,67 @@ ngx_http_engagement_spool_take_stock(ngx_http_engagement_writer_conf_t *wcf,
     }
 
     return ngx_file_size(&fi);
+}
+
+
+/*
+ * A name in work: ".tmp_<pid>_<name>" or "<name>[.<pid>].sending" (a
+ * claim by an earlier version has no pid). Its writer's pid (0: not
+ * known) and where its batch's name is in it; NGX_INVALID_PID for any
+ * other name.
+ */
+
+static ngx_pid_t
+ngx_http_engagement_spool_owner(u_char *name, size_t len, size_t *base,
+    size_t *base_len)
+{
+    u_char     *p, *end;
+    ngx_int_t   pid;
+
+    if (len > sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1
+        && ngx_strncmp(name, NGX_HTTP_ENGAGEMENT_SPOOL_TMP,
+                       sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1) == 0)
+    {
+        p = name + sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1;
+        end = ngx_strlchr(p, name + len, '_');
+
+        if (end == NULL) {
+            *base = 0;
+            *base_len = 0;
+            return 0;
+        }
+
+        pid = ngx_atoi(p, end - p);
+        *base = end + 1 - name;
+        *base_len = name + len - (end + 1);
+
+        /* an earlier version's ".tmp_<ms>_...": no pid */
+        return (pid > 0 && pid <= NGX_MAX_INT32_VALUE) ? (ngx_pid_t) pid : 0;
+    }
+
+    if (!ngx_http_engagement_spool_is(name, len,
+                                      NGX_HTTP_ENGAGEMENT_SPOOL_SENDING))
+    {
+        return NGX_INVALID_PID;
+    }
+
+    *base = 0;
+    *base_len = len - (sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_SENDING) - 1);
+
+    /* the pid between the batch's name and ".sending" */
+    end = name + *base_len;
+
+    for (p = end; p > name && p[-1] != '.'; p--) { /* void */ }
+
+    pid = (p > name) ? ngx_atoi(p, end - p) : NGX_ERROR;
+
+    if (pid <= 0 || pid > NGX_MAX_INT32_VALUE) {
+        return 0;
+    }
+
+    *base_len = p - 1 - name;
+
+    return (ngx_pid_t) pid;
 }
 
 
@@ -212,13 +286,12 @@ ngx_http_engagement_spool_prepare(ngx_http_engagement_writer_conf_t *wcf,
 
     tp = ngx_timeofday();
 
-    (void) ngx_sprintf(tmp, "%V/" NGX_HTTP_ENGAGEMENT_SPOOL_TMP
+    (void) ngx_sprintf(path, "%V/"
                        "%0" ngx_value(NGX_HTTP_ENGAGEMENT_SPOOL_MS_LEN) "M_%*s"
                        NGX_HTTP_ENGAGEMENT_SPOOL_SUFFIX "%Z", &wcf->spool,
                        (ngx_msec_t) tp->sec * 1000 + tp->msec, id_len, id);
-    (void) ngx_sprintf(path, "%V/%s%Z", &wcf->spool,
-                       tmp + wcf->spool.len
-                       + sizeof("/" NGX_HTTP_ENGAGEMENT_SPOOL_TMP) - 1);
+    (void) ngx_sprintf(tmp, "%V/" NGX_HTTP_ENGAGEMENT_SPOOL_TMP "%P_%s%Z",
+                       &wcf->spool, ngx_pid, path + wcf->spool.len + 1);
 
     return NGX_OK;
 }
@@ -276,8 +349,7 @@ ngx_http_engagement_spool_commit(ngx_http_engagement_writer_conf_t *wcf,
         (void) ngx_atomic_fetch_add(&wcf->sh->spool_files, 1);
 
     } else {
-        (void) ngx_atomic_fetch_add(&wcf->sh->spool_bytes,
-                                    -(ngx_atomic_int_t) len);
+        ngx_http_engagement_spool_sub(&wcf->sh->spool_bytes, len);
     }
 }
 
@@ -300,7 +372,8 @@ ngx_http_engagement_spool_claim(ngx_http_engagement_writer_conf_t *wcf,
     }
 
     (void) ngx_sprintf(from, "%V/%*s%Z", &wcf->spool, best_len, best);
-    (void) ngx_sprintf(path, "%V/%*s.sending%Z", &wcf->spool, best_len, best);
+    (void) ngx_sprintf(path, "%V/%*s.%P" NGX_HTTP_ENGAGEMENT_SPOOL_SENDING
+                       "%Z", &wcf->spool, best_len, best, ngx_pid);
 
     if (ngx_rename_file(from, path) == NGX_FILE_ERROR) {
         /* another worker has claimed it */
@@ -428,8 +501,20 @@ ngx_http_engagement_spool_done(ngx_http_engagement_writer_conf_t *wcf,
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&wcf->sh->spool_bytes, -(ngx_atomic_int_t) len);
-    (void) ngx_atomic_fetch_add(&wcf->sh->spool_files, -1);
+    /* a file of a reload's old workers was not counted: never below 0 */
+    ngx_http_engagement_spool_sub(&wcf->sh->spool_bytes, len);
+    ngx_http_engagement_spool_sub(&wcf->sh->spool_files, 1);
+}
+
+
+static void
+ngx_http_engagement_spool_sub(ngx_atomic_t *v, ngx_atomic_uint_t n)
+{
+    ngx_atomic_uint_t  old;
+
+    do {
+        old = *v;
+    } while (!ngx_atomic_cmp_set(v, old, old > n ? old - n : 0));
 }
 
 
@@ -441,9 +526,14 @@ ngx_http_engagement_spool_release(u_char *path, ngx_log_t *log)
     u_char  to[NGX_MAX_PATH];
     size_t  len;
 
-    len = ngx_strlen(path) - (sizeof(".sending") - 1);
+    /* "<name>.<pid>.sending" back to "<name>" */
+    len = ngx_strlen(path) - (sizeof(NGX_HTTP_ENGAGEMENT_SPOOL_SENDING) - 1);
 
-    (void) ngx_sprintf(to, "%*s%Z", len, path);
+    while (len && path[len - 1] != '.') {
+        len--;
+    }
+
+    (void) ngx_sprintf(to, "%*s%Z", len ? len - 1 : 0, path);
 
     if (ngx_rename_file(path, to) == NGX_FILE_ERROR) {
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,

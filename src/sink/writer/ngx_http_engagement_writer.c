@@ -20,6 +20,9 @@
 #define NGX_HTTP_ENGAGEMENT_WRITER_CHECK_HEAD  256
 
 
+static void ngx_http_engagement_writer_join(ngx_http_engagement_writer_t *w);
+static ngx_uint_t ngx_http_engagement_writer_leave(
+    ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_tick(ngx_event_t *ev);
 static u_char *ngx_http_engagement_writer_head(u_char *p,
     ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *uri,
@@ -60,6 +63,8 @@ ngx_http_engagement_writer_start(ngx_cycle_t *cycle,
     w->wcf = emcf->writer;
     w->on = 1;
 
+    ngx_http_engagement_writer_join(w);
+
     w->tick.handler = ngx_http_engagement_writer_tick;
     w->tick.data = w;
     w->tick.log = cycle->log;
@@ -79,8 +84,11 @@ ngx_http_engagement_writer_start(ngx_cycle_t *cycle,
 
 
 /*
- * At a worker's exit (a stop or a reload): a batch still in flight and
- * everything still queued go to the spool, beyond its cap if need be.
+ * At a worker's exit (a stop or a reload): a batch still in flight goes
+ * to the spool, beyond its cap if need be, and so does everything still
+ * queued, unless workers of a newer configuration share the queue zone
+ * (a reload that kept it): those send it, and a reload costs the old
+ * workers only their own batches.
  */
 
 void
@@ -107,7 +115,10 @@ ngx_http_engagement_writer_stop(ngx_cycle_t *cycle)
     }
 
     ngx_http_engagement_writer_close(w);
-    ngx_http_engagement_writer_spool_queue(w, 1);
+
+    if (!ngx_http_engagement_writer_leave(w)) {
+        ngx_http_engagement_writer_spool_queue(w, 1);
+    }
 
     if (w->req) {
         ngx_free(w->req);
@@ -115,6 +126,64 @@ ngx_http_engagement_writer_stop(ngx_cycle_t *cycle)
     }
 
     w->on = 0;
+}
+
+
+/* a worker's start: its generation is the zone's configuration count */
+
+static void
+ngx_http_engagement_writer_join(ngx_http_engagement_writer_t *w)
+{
+    ngx_http_engagement_writer_sh_t    *sh;
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    wcf = w->wcf;
+    sh = wcf->sh;
+
+    ngx_shmtx_lock(&wcf->shpool->mutex);
+
+    w->gen = sh->cycle_gen;
+
+    if (w->gen > sh->running_gen) {
+        sh->running_gen = w->gen;
+        sh->gen_live = 0;
+    }
+
+    if (w->gen == sh->running_gen) {
+        sh->gen_live++;
+    }
+
+    ngx_shmtx_unlock(&wcf->shpool->mutex);
+}
+
+
+/*
+ * A worker's exit: 1 when live workers of a newer generation share the
+ * queue (the queue is theirs to send), 0 when this is a stop. A worker
+ * killed is still counted, but the master starts another in its place.
+ */
+
+static ngx_uint_t
+ngx_http_engagement_writer_leave(ngx_http_engagement_writer_t *w)
+{
+    ngx_uint_t                          newer;
+    ngx_http_engagement_writer_sh_t    *sh;
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    wcf = w->wcf;
+    sh = wcf->sh;
+
+    ngx_shmtx_lock(&wcf->shpool->mutex);
+
+    if (w->gen == sh->running_gen && sh->gen_live) {
+        sh->gen_live--;
+    }
+
+    newer = (sh->running_gen > w->gen && sh->gen_live);
+
+    ngx_shmtx_unlock(&wcf->shpool->mutex);
+
+    return newer;
 }
 
 
@@ -148,24 +217,27 @@ ngx_http_engagement_writer_tick(ngx_event_t *ev)
         goto next;
     }
 
-    if (sh->spool_files) {
-        rc = ngx_http_engagement_spool_claim(wcf, w->path, w->id, &w->id_len,
-                                             &w->file_body, &w->file_len,
-                                             ev->log);
-        if (rc == NGX_OK) {
-            w->batch = 0;
-            w->nevents = 0;
+    /*
+     * the spool is looked at even when it counts no file: a reload that
+     * made a new queue zone did not count the files its old workers were
+     * writing or replaying, and those come back to the spool later
+     */
+    rc = ngx_http_engagement_spool_claim(wcf, w->path, w->id, &w->id_len,
+                                         &w->file_body, &w->file_len,
+                                         ev->log);
+    if (rc == NGX_OK) {
+        w->batch = 0;
+        w->nevents = 0;
 
-            if (wcf->check.len) {
-                /* was it delivered before its answer got lost? */
-                ngx_http_engagement_writer_send_check(w);
+        if (wcf->check.len) {
+            /* was it delivered before its answer got lost? */
+            ngx_http_engagement_writer_send_check(w);
 
-            } else {
-                ngx_http_engagement_writer_send(w);
-            }
-
-            goto next;
+        } else {
+            ngx_http_engagement_writer_send(w);
         }
+
+        goto next;
     }
 
     /* with claims outstanding, claim() also takes back a dead worker's */
@@ -385,6 +457,7 @@ ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
 
     sh = w->wcf->sh;
     sh->down_until = ngx_current_msec;
+    sh->down_since = 0;
     ngx_http_engagement_spool_done(w->wcf, w->path, w->file_len,
                                    ngx_cycle->log);
     (void) ngx_atomic_fetch_add(&sh->batches_delivered, 1);
@@ -502,6 +575,7 @@ ngx_http_engagement_writer_delivered(ngx_http_engagement_writer_t *w)
     sh = w->wcf->sh;
 
     sh->down_until = ngx_current_msec;
+    sh->down_since = 0;
     sh->spool_blocked = 0;
 
     if (w->batch) {
@@ -564,6 +638,10 @@ ngx_http_engagement_writer_later(ngx_http_engagement_writer_t *w)
 
     ngx_http_engagement_writer_close(w);
     sh->down_until = ngx_current_msec + w->wcf->retry;
+
+    /* the outage's start, for the health check (0 means up) */
+    (void) ngx_atomic_cmp_set(&sh->down_since, 0,
+                              ngx_max(ngx_current_msec, 1));
 
     if (w->batch == 0) {
         (void) ngx_atomic_fetch_add(&sh->replay_failed, 1);

@@ -30,6 +30,22 @@ typedef enum {
 
 
 /*
+ * What a view counted, as a view's commit takes it (0: nothing): the
+ * line's "views", "engaged" and "replays", the fields of Redis's totals
+ * and buckets, so that the sink's rollups sum to the same figures.
+ */
+#define NGX_HTTP_ENGAGEMENT_RECORD_VIEWS     0x01
+#define NGX_HTTP_ENGAGEMENT_RECORD_ENGAGED   0x02
+#define NGX_HTTP_ENGAGEMENT_RECORD_REPLAYS   0x04
+
+/* the metrics of a policy outcome (any struct with view, engaged, replay) */
+#define ngx_http_engagement_record_metrics(out)                               \
+    (((out)->view ? NGX_HTTP_ENGAGEMENT_RECORD_VIEWS : 0)                     \
+     | ((out)->engaged ? NGX_HTTP_ENGAGEMENT_RECORD_ENGAGED : 0)              \
+     | ((out)->replay ? NGX_HTTP_ENGAGEMENT_RECORD_REPLAYS : 0))
+
+
+/*
  * One accepted event as the writer takes it. The strings are validated
  * ids or configured names (no JSON escaping needed) and need to live only
  * until writer_reserve returns: the line is formatted there.
@@ -69,20 +85,33 @@ void ngx_http_engagement_writer_stop(ngx_cycle_t *cycle);
  * worker. reserve: before the event is counted, its line is made and room
  * for it taken in the queue (NGX_BUSY: the queue or the spool is full,
  * and the event must be refused, not counted; NGX_DECLINED: no writer).
- * commit: the outcome is known, the line is queued (a reaction's line
- * also names the reaction the user had before). cancel: the event had no
- * effect.
+ * commit: the outcome is known, the line is queued with what the view
+ * counted (NGX_HTTP_ENGAGEMENT_RECORD_VIEWS...; 0: not counted); a
+ * reaction's line says whether it counted and names the reaction the user
+ * had before. cancel: the event had no effect.
  */
 ngx_uint_t ngx_http_engagement_writer_enabled(void);
 ngx_int_t ngx_http_engagement_writer_reserve(
     ngx_http_engagement_record_t *rec, ngx_log_t *log, void **res);
-void ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
+void ngx_http_engagement_writer_commit(void *res, ngx_uint_t metrics,
     const char *reason);
 void ngx_http_engagement_writer_commit_reaction(void *res,
     ngx_uint_t counted, const char *reason, ngx_str_t *previous);
 void ngx_http_engagement_writer_cancel(void *res);
 
+/* what the health check needs of the writer (on: a writer runs) */
+typedef struct {
+    ngx_uint_t                    on;
+    ngx_uint_t                    down;        /* its sends fail */
+    ngx_msec_t                    down_ms;     /* since the first failure */
+    ngx_uint_t                    spooled;     /* batches in the spool */
+    ngx_uint_t                    full;        /* events refused: spool full */
+} ngx_http_engagement_writer_health_t;
+
+
 /* writer_status.c: the writer's figures for the status endpoint */
+void ngx_http_engagement_writer_health(ngx_http_engagement_main_conf_t *emcf,
+    ngx_http_engagement_writer_health_t *wh);
 size_t ngx_http_engagement_writer_status_len(
     ngx_http_engagement_main_conf_t *emcf);
 u_char *ngx_http_engagement_writer_status(u_char *p,

@@ -512,10 +512,11 @@ static const size_t  ngx_http_engagement_writer_shape[] = {
     offsetof(ngx_http_engagement_writer_sh_t, event_seq),
     offsetof(ngx_http_engagement_writer_sh_t, down_until),
     offsetof(ngx_http_engagement_writer_sh_t, last_full_log),
+    offsetof(ngx_http_engagement_writer_sh_t, cycle_gen),
     sizeof(ngx_http_engagement_wevent_t),
     offsetof(ngx_http_engagement_wevent_t, link),
     offsetof(ngx_http_engagement_wevent_t, batch),
-    offsetof(ngx_http_engagement_wevent_t, claimed),
+    offsetof(ngx_http_engagement_wevent_t, pid),
     offsetof(ngx_http_engagement_wevent_t, len),
     offsetof(ngx_http_engagement_wevent_t, size),
     offsetof(ngx_http_engagement_wevent_t, data)
@@ -554,6 +555,10 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         wcf->sh = sh;
+
+        /* a reload: this configuration's workers are a new generation */
+        sh->cycle_gen++;
+
         return NGX_OK;
     }
 
@@ -564,6 +569,7 @@ ngx_http_engagement_writer_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     sh->magic = NGX_HTTP_ENGAGEMENT_WRITER_MAGIC;
     sh->layout = layout;
+    sh->cycle_gen = 1;
     ngx_queue_init(&sh->pending);
     ngx_queue_init(&sh->inflight);
 

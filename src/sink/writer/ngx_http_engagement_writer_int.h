@@ -26,10 +26,13 @@
 #endif
 
 
-#define NGX_HTTP_ENGAGEMENT_WRITER_MAGIC   0x45475731   /* "EGW1" */
+#define NGX_HTTP_ENGAGEMENT_WRITER_MAGIC   0x45475732   /* "EGW2" */
 
-/* room a reserved line keeps for ,"counted":..,"reason":".."}\n */
-#define NGX_HTTP_ENGAGEMENT_WRITER_TAIL    128
+/*
+ * room a reserved line keeps for its outcome: ,"previous_reaction":"..",
+ * "counted":..,"views":..,"engaged":..,"replays":..,"reason":".."}\n
+ */
+#define NGX_HTTP_ENGAGEMENT_WRITER_TAIL    192
 /* the longest reason a line carries (the tail has room for it) */
 #define NGX_HTTP_ENGAGEMENT_WRITER_REASON_MAX  32
 /* a line's longest: seven ids, the edge id, numbers, the tail */
@@ -59,7 +62,7 @@
 typedef struct {
     ngx_queue_t                   link;
     uint64_t                      batch;       /* 0: pending */
-    ngx_msec_t                    claimed;
+    ngx_pid_t                     pid;         /* the claimer */
     uint32_t                      len;
     uint32_t                      size;        /* room in data */
     u_char                        data[1];
@@ -79,6 +82,7 @@ typedef struct {
     ngx_atomic_t                  spool_bytes;
     ngx_atomic_t                  spool_files;
     ngx_atomic_t                  down_until;  /* ngx_current_msec */
+    ngx_atomic_t                  down_since;  /* the first failure, or 0 */
     ngx_atomic_t                  spool_blocked; /* a batch was declined */
     ngx_atomic_t                  accepted;
     ngx_atomic_t                  batches_sent;
@@ -96,6 +100,9 @@ typedef struct {
     ngx_atomic_t                  reclaimed;   /* orphaned claims */
     ngx_atomic_t                  connects;
     ngx_msec_t                    last_full_log;
+    ngx_uint_t                    cycle_gen;   /* configurations using it */
+    ngx_uint_t                    running_gen; /* the newest with workers */
+    ngx_uint_t                    gen_live;    /* and their workers */
 } ngx_http_engagement_writer_sh_t;
 
 
@@ -134,6 +141,7 @@ typedef struct {
     ngx_uint_t                   reused;
     ngx_uint_t                   retried;
     ngx_uint_t                   stopping;
+    ngx_uint_t                   gen;         /* the zone's cycle_gen */
     ngx_uint_t                   spooling;    /* a batch on its way to disk */
     ngx_uint_t                   checking;    /* asking the sink about one */
     u_char                       ans[NGX_HTTP_ENGAGEMENT_WRITER_ANSWER];
@@ -188,12 +196,13 @@ u_char *ngx_http_engagement_writer_line(u_char *p,
     ngx_http_engagement_writer_conf_t *wcf,
     ngx_http_engagement_record_t *rec);
 u_char *ngx_http_engagement_writer_line_end(u_char *p, ngx_uint_t counted,
-    const char *reason, ngx_str_t *previous);
+    ngx_uint_t metrics, const char *reason, ngx_str_t *previous);
 size_t ngx_http_engagement_writer_line_batch_len(size_t id_len);
 u_char *ngx_http_engagement_writer_line_batch(u_char *p,
     ngx_http_engagement_wevent_t *e, u_char *id, size_t id_len);
 
 /* writer_queue.c: a batch's claim (the lines in w->req) and its end */
+ngx_uint_t ngx_http_engagement_writer_alive(ngx_pid_t pid);
 ngx_int_t ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w);
 void ngx_http_engagement_writer_confirm(
     ngx_http_engagement_writer_conf_t *wcf, uint64_t batch);

@@ -2,8 +2,9 @@
 /*
  * The durable writer's NDJSON line, made from an event record alone. At
  * reserve the line is written up to its "edge" field; at commit the
- * outcome (,"counted":..,"reason":".."}\n) is appended in the room the
- * reservation kept; with check=, a claimed line also names its batch.
+ * outcome (,"counted":..,"views":..,...,"reason":".."}\n) is appended in
+ * the room the reservation kept; with check=, a claimed line also names
+ * its batch.
  * The record's strings are validated ids and configured names: they need
  * no JSON escaping.
  */
@@ -92,11 +93,15 @@ ngx_http_engagement_writer_line(u_char *p,
 }
 
 
-/* the outcome, at the line's end p (a reaction's names the one before) */
+/*
+ * The outcome, at the line's end p (a reaction's names the one before):
+ * whether the event counted, and what: 1 or 0 for each of Redis's view
+ * metrics (a reaction's are 0), so that a rollup's sums are Redis's.
+ */
 
 u_char *
 ngx_http_engagement_writer_line_end(u_char *p, ngx_uint_t counted,
-    const char *reason, ngx_str_t *previous)
+    ngx_uint_t metrics, const char *reason, ngx_str_t *previous)
 {
     size_t  n;
 
@@ -111,8 +116,16 @@ ngx_http_engagement_writer_line_end(u_char *p, ngx_uint_t counted,
                         previous->data);
     }
 
-    return ngx_sprintf(p, ",\"counted\":%s,\"reason\":\"%*s\"}\n",
-                       counted ? "true" : "false", n, reason ? reason : "");
+    return ngx_sprintf(p, ",\"counted\":%s,\"views\":%ui,\"engaged\":%ui,"
+                       "\"replays\":%ui,\"reason\":\"%*s\"}\n",
+                       counted ? "true" : "false",
+                       (ngx_uint_t) !!(metrics
+                                       & NGX_HTTP_ENGAGEMENT_RECORD_VIEWS),
+                       (ngx_uint_t) !!(metrics
+                                       & NGX_HTTP_ENGAGEMENT_RECORD_ENGAGED),
+                       (ngx_uint_t) !!(metrics
+                                       & NGX_HTTP_ENGAGEMENT_RECORD_REPLAYS),
+                       n, reason ? reason : "");
 }
 
 

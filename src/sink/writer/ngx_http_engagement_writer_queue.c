@@ -4,26 +4,30 @@
  * reserves a line (room taken, the record formatted), then commits it to
  * the pending list or cancels it. A worker's sender claims a batch of
  * pending lines into its buffer, moving them to the in-flight list under
- * the batch's number; the batch is then confirmed (delivered or spooled:
- * the lines leave the zone) or released (back to the head of the queue).
- * A claim older than any send can take is taken back: its worker died.
+ * the batch's number and its worker's pid; the batch is then confirmed
+ * (delivered or spooled: the lines leave the zone) or released (back to
+ * the head of the queue). A claim is taken back only when its worker is
+ * dead, never for its age: a live worker's send may be slow (a thread's
+ * fsync, a stalled process), and a claim taken back from it would be sent
+ * twice. The zone lock covers list moves only: the lines of a claim are
+ * the claimer's until it ends the claim, and are copied after the unlock.
  */
 
 
 #include "sink/writer/ngx_http_engagement_writer_int.h"
 
 
-/* a claim older than any send can take, beyond the timeouts: in ms */
-#define NGX_HTTP_ENGAGEMENT_WRITER_STALE_EXTRA  5000
-
-
 static ngx_uint_t ngx_http_engagement_writer_log_now(
     ngx_http_engagement_writer_sh_t *sh);
+static void ngx_http_engagement_writer_queue_line(void *res,
+    ngx_uint_t counted, ngx_uint_t metrics, const char *reason,
+    ngx_str_t *previous);
 static void ngx_http_engagement_writer_reclaim_locked(
-    ngx_http_engagement_writer_conf_t *wcf, ngx_msec_t now);
-static ngx_uint_t ngx_http_engagement_writer_take_locked(
-    ngx_http_engagement_writer_t *w, uint64_t batch, ngx_msec_t now,
-    u_char **end);
+    ngx_http_engagement_writer_conf_t *wcf);
+static ngx_queue_t *ngx_http_engagement_writer_take_locked(
+    ngx_http_engagement_writer_t *w, uint64_t batch, ngx_uint_t *n);
+static u_char *ngx_http_engagement_writer_copy(ngx_http_engagement_writer_t *w,
+    ngx_queue_t *q, ngx_uint_t n);
 static void ngx_http_engagement_writer_unclaim(
     ngx_http_engagement_writer_conf_t *wcf, uint64_t batch,
     ngx_uint_t requeue);
@@ -90,7 +94,7 @@ ngx_http_engagement_writer_reserve(ngx_http_engagement_record_t *rec,
 
     e->size = len;
     e->batch = 0;
-    e->claimed = 0;
+    e->pid = 0;
     e->len = ngx_http_engagement_writer_line(e->data, wcf, rec) - e->data;
 
     *res = e;
@@ -119,16 +123,27 @@ ngx_http_engagement_writer_log_now(ngx_http_engagement_writer_sh_t *sh)
 
 
 void
-ngx_http_engagement_writer_commit(void *res, ngx_uint_t counted,
+ngx_http_engagement_writer_commit(void *res, ngx_uint_t metrics,
     const char *reason)
 {
-    ngx_http_engagement_writer_commit_reaction(res, counted, reason, NULL);
+    ngx_http_engagement_writer_queue_line(res, metrics != 0, metrics, reason,
+                                          NULL);
 }
 
 
 void
 ngx_http_engagement_writer_commit_reaction(void *res, ngx_uint_t counted,
     const char *reason, ngx_str_t *previous)
+{
+    ngx_http_engagement_writer_queue_line(res, counted, 0, reason, previous);
+}
+
+
+/* the reserved line ends with its outcome and joins the pending queue */
+
+static void
+ngx_http_engagement_writer_queue_line(void *res, ngx_uint_t counted,
+    ngx_uint_t metrics, const char *reason, ngx_str_t *previous)
 {
     ngx_http_engagement_wevent_t       *e = res;
     ngx_http_engagement_writer_conf_t  *wcf;
@@ -140,7 +155,7 @@ ngx_http_engagement_writer_commit_reaction(void *res, ngx_uint_t counted,
     }
 
     e->len = ngx_http_engagement_writer_line_end(e->data + e->len, counted,
-                                                 reason, previous)
+                                                 metrics, reason, previous)
              - e->data;
 
     ngx_shmtx_lock(&wcf->shpool->mutex);
@@ -176,11 +191,10 @@ ngx_http_engagement_writer_cancel(void *res)
 ngx_int_t
 ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 {
-    u_char                             *end;
     size_t                              need;
     uint64_t                            batch;
-    ngx_msec_t                          now;
     ngx_uint_t                          n;
+    ngx_queue_t                        *first;
     ngx_http_engagement_writer_sh_t    *sh;
     ngx_http_engagement_writer_conf_t  *wcf;
 
@@ -197,11 +211,9 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
         return NGX_ERROR;
     }
 
-    now = ngx_current_msec;
-
     ngx_shmtx_lock(&wcf->shpool->mutex);
 
-    ngx_http_engagement_writer_reclaim_locked(wcf, now);
+    ngx_http_engagement_writer_reclaim_locked(wcf);
 
     batch = ++sh->batch_seq;
 
@@ -209,7 +221,7 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
                             batch)
                 - w->id;
 
-    n = ngx_http_engagement_writer_take_locked(w, batch, now, &end);
+    first = ngx_http_engagement_writer_take_locked(w, batch, &n);
 
     ngx_shmtx_unlock(&wcf->shpool->mutex);
 
@@ -219,56 +231,93 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 
     w->batch = batch;
     w->nevents = n;
-    w->file_len = end - (w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD);
+    w->file_len = ngx_http_engagement_writer_copy(w, first, n)
+                  - (w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD);
 
     return NGX_OK;
 }
 
 
-/* claims of a dead worker go back to the queue */
+/*
+ * A claimer (a spool file's writer) is alive while its pid is: a zombie
+ * too, until it is reaped.
+ */
+
+ngx_uint_t
+ngx_http_engagement_writer_alive(ngx_pid_t pid)
+{
+    return pid == ngx_pid || kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
+}
+
+
+/*
+ * The claims of dead workers at the head of the in-flight list go back
+ * to the queue. A live worker's claim stops the walk: it ends its claim
+ * itself (confirm or release), and the claims behind it, if dead, are
+ * taken back then; the walk is bounded by the claims it takes back.
+ */
 
 static void
 ngx_http_engagement_writer_reclaim_locked(
-    ngx_http_engagement_writer_conf_t *wcf, ngx_msec_t now)
+    ngx_http_engagement_writer_conf_t *wcf)
 {
-    ngx_msec_t                        stale;
+    uint64_t                          batch;
     ngx_queue_t                      *q;
     ngx_http_engagement_wevent_t     *e;
     ngx_http_engagement_writer_sh_t  *sh;
 
     sh = wcf->sh;
 
-    stale = wcf->connect_timeout + 2 * wcf->timeout + wcf->interval
-            + NGX_HTTP_ENGAGEMENT_WRITER_STALE_EXTRA;
-
     while (!ngx_queue_empty(&sh->inflight)) {
         q = ngx_queue_head(&sh->inflight);
         e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
 
-        if (now - e->claimed < stale) {
+        if (ngx_http_engagement_writer_alive(e->pid)) {
             break;
         }
 
-        ngx_queue_remove(q);
-        e->batch = 0;
-        ngx_queue_insert_tail(&sh->pending, q);
-        sh->inflight_n--;
-        sh->queued++;
-        sh->reclaimed++;
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "engagement_writer: batch %uL of worker %P, which "
+                      "died, is queued again", e->batch, e->pid);
+
+        /* a claim's lines are adjacent: they were appended together */
+        batch = e->batch;
+
+        do {
+            ngx_queue_remove(q);
+            e->batch = 0;
+            e->pid = 0;
+            ngx_queue_insert_tail(&sh->pending, q);
+            sh->inflight_n--;
+            sh->queued++;
+            sh->reclaimed++;
+
+            if (ngx_queue_empty(&sh->inflight)) {
+                break;
+            }
+
+            q = ngx_queue_head(&sh->inflight);
+            e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
+
+        } while (e->batch == batch);
     }
 }
 
 
-/* pending lines into the buffer, in flight under batch: how many */
+/*
+ * Pending lines that fit the buffer move to the in-flight list under
+ * batch and this worker's pid: the first of them, and how many in *n.
+ * Under the lock only list moves, at most wcf->batch of them; the lines
+ * are copied after it (writer_copy).
+ */
 
-static ngx_uint_t
+static ngx_queue_t *
 ngx_http_engagement_writer_take_locked(ngx_http_engagement_writer_t *w,
-    uint64_t batch, ngx_msec_t now, u_char **end)
+    uint64_t batch, ngx_uint_t *n)
 {
-    u_char                             *p, *id;
     size_t                              room, extra;
-    ngx_uint_t                          n;
-    ngx_queue_t                        *q;
+    ngx_uint_t                          i;
+    ngx_queue_t                        *q, *first;
     ngx_http_engagement_wevent_t       *e;
     ngx_http_engagement_writer_sh_t    *sh;
     ngx_http_engagement_writer_conf_t  *wcf;
@@ -276,14 +325,15 @@ ngx_http_engagement_writer_take_locked(ngx_http_engagement_writer_t *w,
     wcf = w->wcf;
     sh = wcf->sh;
 
-    p = w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD;
     room = w->req_size - NGX_HTTP_ENGAGEMENT_WRITER_HEAD;
 
     /* with checks, every line names its batch */
-    id = wcf->check.len ? w->id : NULL;
-    extra = id ? ngx_http_engagement_writer_line_batch_len(w->id_len) : 0;
+    extra = wcf->check.len
+            ? ngx_http_engagement_writer_line_batch_len(w->id_len) : 0;
 
-    for (n = 0; n < wcf->batch && !ngx_queue_empty(&sh->pending); n++) {
+    first = NULL;
+
+    for (i = 0; i < wcf->batch && !ngx_queue_empty(&sh->pending); i++) {
         q = ngx_queue_head(&sh->pending);
         e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
 
@@ -291,21 +341,50 @@ ngx_http_engagement_writer_take_locked(ngx_http_engagement_writer_t *w,
             break;
         }
 
-        p = ngx_http_engagement_writer_line_batch(p, e, id, w->id_len);
         room -= e->len + extra;
 
         ngx_queue_remove(q);
         e->batch = batch;
-        e->claimed = now;
+        e->pid = ngx_pid;
         ngx_queue_insert_tail(&sh->inflight, q);
+
+        if (first == NULL) {
+            first = q;
+        }
     }
 
-    sh->queued -= n;
-    sh->inflight_n += n;
+    sh->queued -= i;
+    sh->inflight_n += i;
 
-    *end = p;
+    *n = i;
 
-    return n;
+    return first;
+}
+
+
+/*
+ * The n claimed lines from q into the buffer, without the lock: they stay
+ * this worker's (nobody takes back a live worker's claim), and only their
+ * own links to each other are followed; the end is returned.
+ */
+
+static u_char *
+ngx_http_engagement_writer_copy(ngx_http_engagement_writer_t *w,
+    ngx_queue_t *q, ngx_uint_t n)
+{
+    u_char                        *p, *id;
+    ngx_http_engagement_wevent_t  *e;
+
+    p = w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD;
+    id = w->wcf->check.len ? w->id : NULL;
+
+    while (n--) {
+        e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
+        p = ngx_http_engagement_writer_line_batch(p, e, id, w->id_len);
+        q = ngx_queue_next(q);
+    }
+
+    return p;
 }
 
 

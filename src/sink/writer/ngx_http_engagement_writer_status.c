@@ -242,3 +242,35 @@ ngx_http_engagement_writer_status(u_char *p,
 
     return p;
 }
+
+
+/*
+ * For the health check: the upstream is down from its first failed send
+ * (or check) until a send succeeds; the spool's fill meanwhile.
+ */
+
+void
+ngx_http_engagement_writer_health(ngx_http_engagement_main_conf_t *emcf,
+    ngx_http_engagement_writer_health_t *wh)
+{
+    ngx_msec_t                          since;
+    ngx_http_engagement_writer_sh_t    *sh;
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    ngx_memzero(wh, sizeof(ngx_http_engagement_writer_health_t));
+
+    wcf = emcf->writer;
+
+    if (wcf == NULL || wcf->sh == NULL) {
+        return;
+    }
+
+    sh = wcf->sh;
+    since = sh->down_since;
+
+    wh->on = 1;
+    wh->down = (since != 0);
+    wh->down_ms = since ? ngx_current_msec - since : 0;
+    wh->spooled = sh->spool_files;
+    wh->full = sh->spool_blocked || (off_t) sh->spool_bytes >= wcf->spool_max;
+}
