@@ -171,7 +171,8 @@ GET /status
     waitpid($_, 0) for @kids;
     ok($killed >= 10, "$killed workers killed with SIGKILL under load");
 
-    my (%expect, %answers, $events, $bad, $retried);
+    my (%expect, %answers, $events, $bad);
+    my $retried = 0;
     for my $n (1 .. $clients) {
         open my $fh, '<', "$dir/client$n" or die $!;
         while (<$fh>) {
