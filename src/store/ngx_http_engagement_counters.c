@@ -49,6 +49,9 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counters_shctx_t, stream),
     offsetof(ngx_http_engagement_counters_shctx_t, pending_nodes),
     offsetof(ngx_http_engagement_counters_shctx_t, inflight_nodes),
+    offsetof(ngx_http_engagement_counters_shctx_t, cycle_gen),
+    offsetof(ngx_http_engagement_counters_shctx_t, running_gen),
+    offsetof(ngx_http_engagement_counters_shctx_t, gen_live),
     offsetof(ngx_http_engagement_counters_shctx_t, stats),
     sizeof(ngx_http_engagement_stats_t),
     offsetof(ngx_http_engagement_stats_t, flush_hist),
@@ -675,6 +678,8 @@ ngx_http_engagement_counters_mode(ngx_http_engagement_zone_t *z,
  * A new zone of a module with Redis takes over what the last stop could
  * not flush (the state file); a zone kept over a reload has it already.
  * A new zone draws its stream, the name of its flush batches in Redis.
+ * A reload that keeps a zone flushed to Redis starts a new generation
+ * of flushers (see ngx_http_engagement_counters_join).
  */
 
 ngx_int_t
@@ -693,7 +698,19 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     if (data) {
-        return ngx_http_engagement_counters_mode(z, data, shm_zone->shm.log);
+        if (ngx_http_engagement_counters_mode(z, data, shm_zone->shm.log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (z->redis) {
+            /* this configuration's flushers are a new generation */
+            sh = z->sh;
+            sh->cycle_gen++;
+        }
+
+        return NGX_OK;
     }
 
     if (shm_zone->shm.exists) {
@@ -703,6 +720,7 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh = z->sh;
     ngx_queue_init(&sh->dirty);
     ngx_queue_init(&sh->inflight);
+    sh->cycle_gen = 1;
 
     ngx_http_engagement_random_key(key);
     sh->stream = key[0] ? key[0] : key[1] | 1;
