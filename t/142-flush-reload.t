@@ -64,6 +64,43 @@ sub no_alerts {
            "$name: no alert, crash or sanitizer report");
 }
 
+# a library that moves the wall clock $secs ahead (the monotonic clock is
+# left alone), so that a minute boundary comes when the test wants it
+sub minute_clock_shim {
+    my ($secs) = @_;
+    my $dir = scratch_dir('minute-shim');
+    open my $fh, '>', "$dir/shim.c" or die $!;
+    print $fh <<"EOC";
+#define _GNU_SOURCE
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+/* by system calls, not dlsym: a sanitizer's runtime may call these first */
+int gettimeofday(struct timeval *tv, void *tz) {
+    int r = syscall(SYS_gettimeofday, tv, tz);
+    if (r == 0 && tv) tv->tv_sec += $secs;
+    return r;
+}
+time_t time(time_t *t) {
+    struct timeval tv;
+    gettimeofday(&tv, 0);
+    if (t) *t = tv.tv_sec;
+    return tv.tv_sec;
+}
+int clock_gettime(clockid_t c, struct timespec *ts) {
+    int r = syscall(SYS_clock_gettime, c, ts);
+    if (r == 0 && (c == CLOCK_REALTIME || c == CLOCK_REALTIME_COARSE))
+        ts->tv_sec += $secs;
+    return r;
+}
+EOC
+    close $fh;
+    system('cc', '-shared', '-fPIC', '-O1', '-o', "$dir/shim.so",
+           "$dir/shim.c") == 0 or die "cc failed";
+    return "$dir/shim.so";
+}
+
 run_tests();
 
 __DATA__
@@ -144,5 +181,75 @@ GET /status
     is($bad, 0, "Redis totals equal the accepted events of each content");
     is($sbad, 0, "the summaries equal the accepted events of each content");
     no_alerts('reload');
+--- no_shutdown_error_log eval
+qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
+
+
+
+=== TEST 2: one content's events straddling a minute boundary land in their own minute buckets
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+--- config
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    # a private nginx whose clock reaches a minute boundary 1.5 s after
+    # it starts; its flush interval (3 s) holds the events of both sides
+    # of the boundary pending together
+    # (times below are the shimmed clock's: the real one plus $off)
+    my $now = time;
+    my $off = int(58.5 - ($now - int($now / 60) * 60));
+    $off += 60 if $off < 0;
+    my $boundary = (int(($now + $off) / 60) + 1) * 60;
+    my $shim = minute_clock_shim($off);
+    my $prefix = new_prefix('minutes');
+    my $p = free_port();
+    write_conf($prefix, port => $p, http => "
+        engagement_zone engagement:4m;
+        engagement_dedupe_zone engagement_dedupe:4m;
+        engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+        engagement_flush_interval 3s;
+        engagement_state_file " . scratch_dir('state') . "/minutes.state;",
+        server => 'location = /engagement/view { engagement view; }
+                   location = /status { engagement status; }');
+    my $pid = do {
+        local $ENV{TEST_NGINX_PRELOAD} =
+            join(' ', grep { $_ } $ENV{TEST_NGINX_PRELOAD}, $shim);
+        start_nginx($prefix, $p);
+    };
+    ok($pid, "minutes: nginx with its clock near a minute boundary starts");
+    my $before = 0;
+    for my $i (1 .. 3) {
+        my ($st) = post_view($p, qq({"contentId":"mb","sessionId":"a$i"}));
+        $before++ if $st == 202;
+    }
+    my $sent_at = time + $off;
+    ok($sent_at < $boundary, sprintf("minutes: the first events came %.2f s "
+                                     . "before the boundary", $boundary - $sent_at));
+    # the real clock is the shimmed one less $off: wait past the boundary
+    wait_until { time + $off > $boundary + 0.2 } 5;
+    my $after = 0;
+    for my $i (1 .. 2) {
+        my ($st) = post_view($p, qq({"contentId":"mb","sessionId":"b$i"}));
+        $after++ if $st == 202;
+    }
+    is($before + $after, 5, "minutes: 5 events accepted");
+    ok(scalar(wait_until { redis_cli($rport, undef, 'HGET', 'eng:{c:mb}', 'views') eq '5' } 15),
+       "minutes: all 5 flushed to Redis");
+    my $m1 = strftime('%Y%m%d%H%M', gmtime($boundary - 30));
+    my $m2 = strftime('%Y%m%d%H%M', gmtime($boundary + 30));
+    is(redis_cli($rport, undef, 'HGET', "eng:{c:mb}:m:$m1", 'views'), 3,
+       "minutes: the minute before the boundary has its 3 events");
+    is(redis_cli($rport, undef, 'HGET', "eng:{c:mb}:m:$m2", 'views'), 2,
+       "minutes: the minute after the boundary has its 2 events");
+    my $ttl = redis_cli($rport, undef, 'TTL', "eng:{c:mb}:m:$m2");
+    ok($ttl > 0, "minutes: the later minute's bucket has its TTL ($ttl)");
+    is(stop_nginx($pid), 0, "minutes: nginx stops");
+    unlike(slurp("$prefix/logs/error.log"),
+           qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
+           "minutes: no alert, crash or sanitizer report");
 --- no_shutdown_error_log eval
 qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/

@@ -63,6 +63,7 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counter_node_t, flush),
     offsetof(ngx_http_engagement_counter_node_t, counts),
     offsetof(ngx_http_engagement_counter_node_t, pending),
+    offsetof(ngx_http_engagement_counter_node_t, later),
     offsetof(ngx_http_engagement_counter_node_t, inflight),
     offsetof(ngx_http_engagement_counter_node_t, seq),
     offsetof(ngx_http_engagement_counter_node_t, stream),
@@ -78,6 +79,7 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counter_node_t, confirmed_at),
     offsetof(ngx_http_engagement_counter_node_t, reading_at),
     offsetof(ngx_http_engagement_counter_node_t, pending_since),
+    offsetof(ngx_http_engagement_counter_node_t, later_since),
     offsetof(ngx_http_engagement_counter_node_t, inflight_since),
     offsetof(ngx_http_engagement_counter_node_t, len),
     offsetof(ngx_http_engagement_counter_node_t, data)
@@ -341,12 +343,14 @@ ngx_http_engagement_counters_view(ngx_http_engagement_zone_t *z,
                    z->nreactions * sizeof(uint64_t));
     }
 
-    v->counts.views += cn->pending.views + cn->inflight.views;
-    v->counts.engaged += cn->pending.engaged + cn->inflight.engaged;
-    v->counts.replays += cn->pending.replays + cn->inflight.replays;
+    ngx_http_engagement_counts_add(&v->counts, &cn->pending);
+    ngx_http_engagement_counts_add(&v->counts, &cn->later);
+    ngx_http_engagement_counts_add(&v->counts, &cn->inflight);
     v->pending = cn->pending.views + cn->pending.engaged
-                 + cn->pending.replays + cn->inflight.views
-                 + cn->inflight.engaged + cn->inflight.replays;
+                 + cn->pending.replays + cn->later.views
+                 + cn->later.engaged + cn->later.replays
+                 + cn->inflight.views + cn->inflight.engaged
+                 + cn->inflight.replays;
     v->known = (cn->confirmed_at != 0)
                && (v->nreactions == z->nreactions);
 }
@@ -445,6 +449,41 @@ ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
 
 
 /*
+ * A delta goes to the minute it arrives in: pending if that is pending's
+ * minute, else later. A third minute (Redis down, or a flush behind by
+ * more than a minute) merges later into pending, filed under the older
+ * minute, so the latest minute stays exact and a node holds two at most.
+ */
+
+static void
+ngx_http_engagement_counters_pend(ngx_http_engagement_counter_node_t *cn,
+    ngx_http_engagement_counts_t *delta)
+{
+    uint32_t  now;
+
+    now = (uint32_t) ngx_time();
+
+    if (now / 60 == cn->pending_since / 60) {
+        ngx_http_engagement_counts_add(&cn->pending, delta);
+        return;
+    }
+
+    if (ngx_http_engagement_nonzero(&cn->later)
+        && now / 60 != cn->later_since / 60)
+    {
+        ngx_http_engagement_counts_add(&cn->pending, &cn->later);
+        ngx_memzero(&cn->later, sizeof(ngx_http_engagement_counts_t));
+    }
+
+    if (!ngx_http_engagement_nonzero(&cn->later)) {
+        cn->later_since = now;
+    }
+
+    ngx_http_engagement_counts_add(&cn->later, delta);
+}
+
+
+/*
  * Adds an event's counts, making the content's entry if missing; called
  * with the zone locked (the policy commits its marks under the same lock).
  */
@@ -490,6 +529,7 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
         }
 
         if (clean) {
+            ngx_memzero(&cn->later, sizeof(ngx_http_engagement_counts_t));
             cn->pending_since = (uint32_t) ngx_time();
 
             /* newly dirty: queue it, unless a flush of it is in flight */
@@ -499,9 +539,7 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
             }
         }
 
-        cn->pending.views += delta->views;
-        cn->pending.engaged += delta->engaged;
-        cn->pending.replays += delta->replays;
+        ngx_http_engagement_counters_pend(cn, delta);
     }
 
     ngx_http_engagement_counters_view(z, cn, result);
@@ -583,9 +621,8 @@ ngx_http_engagement_counters_store(ngx_http_engagement_zone_t *z,
 
     ngx_http_engagement_counters_view(z, cn, result);
     result->counts = *totals;
-    result->counts.views += cn->pending.views;
-    result->counts.engaged += cn->pending.engaged;
-    result->counts.replays += cn->pending.replays;
+    ngx_http_engagement_counts_add(&result->counts, &cn->pending);
+    ngx_http_engagement_counts_add(&result->counts, &cn->later);
     result->uniques = uniques;
     result->known = 1;
 }

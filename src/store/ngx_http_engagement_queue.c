@@ -34,7 +34,8 @@ ngx_http_engagement_counters_claim_one(ngx_http_engagement_zone_t *z,
 
 
 /*
- * A content's pending deltas go in flight as a new batch; called with the
+ * A content's pending deltas (one minute's) go in flight as a new batch;
+ * those of a later minute become pending. Called with the
  * zone locked. A batch is named by the zone's stream (random, drawn when
  * the zone was created: one per nginx instance, zone and start) and a
  * sequence that only counts up within it, so no clock, edge id or other
@@ -56,7 +57,11 @@ ngx_http_engagement_counters_take(ngx_http_engagement_counters_shctx_t *sh,
     cn->inflight_since = cn->pending_since;
     cn->uv_inflight = cn->uv;
     cn->uv_inflight_n = cn->uv_n;
-    ngx_memzero(&cn->pending, sizeof(ngx_http_engagement_counts_t));
+
+    /* a later minute's deltas wait for the next batch, filed under it */
+    cn->pending = cn->later;
+    cn->pending_since = cn->later_since;
+    ngx_memzero(&cn->later, sizeof(ngx_http_engagement_counts_t));
     cn->uv = NULL;
     cn->uv_n = 0;
     cn->uv_cap = 0;

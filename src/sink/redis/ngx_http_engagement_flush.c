@@ -225,8 +225,8 @@ ngx_http_engagement_args_key(ngx_http_engagement_args_t *a, u_char *prefix,
 
 /*
  * KEYS: the totals, flush marks, minute, hour and day buckets (of the
- * time the oldest delta arrived) and the unique-viewer HyperLogLog; they
- * share the hash tag eng:{c:<id>}, so a content's keys share a slot.
+ * minute the batch's deltas arrived in) and the unique-viewer HyperLogLog;
+ * they share the hash tag eng:{c:<id>}, so a content's keys share a slot.
  */
 
 static void
