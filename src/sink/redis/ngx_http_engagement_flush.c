@@ -7,8 +7,8 @@
  * orphaned claim is resent as the same batch (stream and sequence), which
  * the script applies at most once. On a graceful stop the timer turns
  * into a final flush with a deadline; what is left is saved by the master
- * at exit. At a reload an old worker only waits for its own claims: the
- * zone's pending deltas are the new workers' to send.
+ * at exit. At a reload an old worker sends one round and waits for its
+ * own claims only: the zone's later deltas are the new workers' to send.
  */
 
 
@@ -39,6 +39,7 @@ static ngx_http_engagement_round_t   *ngx_http_engagement_round;
 static ngx_msec_t                     ngx_http_engagement_exit_at;
 static ngx_msec_t                     ngx_http_engagement_flush_due;
 static ngx_uint_t                     ngx_http_engagement_flush_on;
+static ngx_uint_t                     ngx_http_engagement_exit_sent;
 
 
 /*
@@ -388,11 +389,12 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
 
 
 /*
- * The zones this worker flushes: those with Redis; once it is exiting,
- * only those no newer generation of flushers shares. At a reload the old
- * worker's final flush then waits only for its own claims (answered or
- * released) and leaves pending deltas to the new workers, which the zone
- * outlives the reload for; at a stop it flushes all it can.
+ * The zones this worker flushes: those with Redis; once it is exiting and
+ * has sent its first final round, only those no newer generation of
+ * flushers shares. At a reload the old worker's final flush is then one
+ * round and a wait for its own claims (answered or released): what is
+ * pending later is the new workers' to send, the zone outliving the
+ * reload; at a stop it flushes all it can.
  */
 
 static ngx_uint_t
@@ -402,7 +404,8 @@ ngx_http_engagement_flush_mine(ngx_http_engagement_zone_t *z)
         return 0;
     }
 
-    return !ngx_exiting || !ngx_http_engagement_counters_leave(z);
+    return !ngx_exiting || !ngx_http_engagement_exit_sent
+           || !ngx_http_engagement_counters_leave(z);
 }
 
 
@@ -574,6 +577,8 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
     }
 
     if (ngx_exiting) {
+        ngx_http_engagement_exit_sent = 1;
+
         if (ngx_current_msec >= ngx_http_engagement_exit_at
             || (ngx_http_engagement_round == NULL
                 && ngx_http_engagement_flush_idle(emcf)))
@@ -621,6 +626,7 @@ ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
 
     ngx_http_engagement_round = NULL;
     ngx_http_engagement_exit_at = 0;
+    ngx_http_engagement_exit_sent = 0;
     ngx_http_engagement_flush_on = 1;
 
     zp = emcf->zones.elts;
