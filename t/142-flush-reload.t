@@ -64,43 +64,6 @@ sub no_alerts {
            "$name: no alert, crash or sanitizer report");
 }
 
-# a library that moves the wall clock $secs ahead (the monotonic clock is
-# left alone), so that a minute boundary comes when the test wants it
-sub minute_clock_shim {
-    my ($secs) = @_;
-    my $dir = scratch_dir('minute-shim');
-    open my $fh, '>', "$dir/shim.c" or die $!;
-    print $fh <<"EOC";
-#define _GNU_SOURCE
-#include <sys/syscall.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
-/* by system calls, not dlsym: a sanitizer's runtime may call these first */
-int gettimeofday(struct timeval *tv, void *tz) {
-    int r = syscall(SYS_gettimeofday, tv, tz);
-    if (r == 0 && tv) tv->tv_sec += $secs;
-    return r;
-}
-time_t time(time_t *t) {
-    struct timeval tv;
-    gettimeofday(&tv, 0);
-    if (t) *t = tv.tv_sec;
-    return tv.tv_sec;
-}
-int clock_gettime(clockid_t c, struct timespec *ts) {
-    int r = syscall(SYS_clock_gettime, c, ts);
-    if (r == 0 && (c == CLOCK_REALTIME || c == CLOCK_REALTIME_COARSE))
-        ts->tv_sec += $secs;
-    return r;
-}
-EOC
-    close $fh;
-    system('cc', '-shared', '-fPIC', '-O1', '-o', "$dir/shim.so",
-           "$dir/shim.c") == 0 or die "cc failed";
-    return "$dir/shim.so";
-}
-
 run_tests();
 
 __DATA__
@@ -204,7 +167,7 @@ GET /status
     my $off = int(58.5 - ($now - int($now / 60) * 60));
     $off += 60 if $off < 0;
     my $boundary = (int(($now + $off) / 60) + 1) * 60;
-    my $shim = minute_clock_shim($off);
+    my $shim = flush_wallclock_shim($off);
     my $prefix = new_prefix('minutes');
     my $p = free_port();
     write_conf($prefix, port => $p, http => "
