@@ -49,6 +49,9 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counters_shctx_t, stream),
     offsetof(ngx_http_engagement_counters_shctx_t, pending_nodes),
     offsetof(ngx_http_engagement_counters_shctx_t, inflight_nodes),
+    offsetof(ngx_http_engagement_counters_shctx_t, cycle_gen),
+    offsetof(ngx_http_engagement_counters_shctx_t, running_gen),
+    offsetof(ngx_http_engagement_counters_shctx_t, gen_live),
     offsetof(ngx_http_engagement_counters_shctx_t, stats),
     sizeof(ngx_http_engagement_stats_t),
     offsetof(ngx_http_engagement_stats_t, flush_hist),
@@ -60,6 +63,7 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counter_node_t, flush),
     offsetof(ngx_http_engagement_counter_node_t, counts),
     offsetof(ngx_http_engagement_counter_node_t, pending),
+    offsetof(ngx_http_engagement_counter_node_t, later),
     offsetof(ngx_http_engagement_counter_node_t, inflight),
     offsetof(ngx_http_engagement_counter_node_t, seq),
     offsetof(ngx_http_engagement_counter_node_t, stream),
@@ -75,6 +79,7 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counter_node_t, confirmed_at),
     offsetof(ngx_http_engagement_counter_node_t, reading_at),
     offsetof(ngx_http_engagement_counter_node_t, pending_since),
+    offsetof(ngx_http_engagement_counter_node_t, later_since),
     offsetof(ngx_http_engagement_counter_node_t, inflight_since),
     offsetof(ngx_http_engagement_counter_node_t, len),
     offsetof(ngx_http_engagement_counter_node_t, data)
@@ -338,12 +343,14 @@ ngx_http_engagement_counters_view(ngx_http_engagement_zone_t *z,
                    z->nreactions * sizeof(uint64_t));
     }
 
-    v->counts.views += cn->pending.views + cn->inflight.views;
-    v->counts.engaged += cn->pending.engaged + cn->inflight.engaged;
-    v->counts.replays += cn->pending.replays + cn->inflight.replays;
+    ngx_http_engagement_counts_add(&v->counts, &cn->pending);
+    ngx_http_engagement_counts_add(&v->counts, &cn->later);
+    ngx_http_engagement_counts_add(&v->counts, &cn->inflight);
     v->pending = cn->pending.views + cn->pending.engaged
-                 + cn->pending.replays + cn->inflight.views
-                 + cn->inflight.engaged + cn->inflight.replays;
+                 + cn->pending.replays + cn->later.views
+                 + cn->later.engaged + cn->later.replays
+                 + cn->inflight.views + cn->inflight.engaged
+                 + cn->inflight.replays;
     v->known = (cn->confirmed_at != 0)
                && (v->nreactions == z->nreactions);
 }
@@ -442,6 +449,41 @@ ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
 
 
 /*
+ * A delta goes to the minute it arrives in: pending if that is pending's
+ * minute, else later. A third minute (Redis down, or a flush behind by
+ * more than a minute) merges later into pending, filed under the older
+ * minute, so the latest minute stays exact and a node holds two at most.
+ */
+
+static void
+ngx_http_engagement_counters_pend(ngx_http_engagement_counter_node_t *cn,
+    ngx_http_engagement_counts_t *delta)
+{
+    uint32_t  now;
+
+    now = (uint32_t) ngx_time();
+
+    if (now / 60 == cn->pending_since / 60) {
+        ngx_http_engagement_counts_add(&cn->pending, delta);
+        return;
+    }
+
+    if (ngx_http_engagement_nonzero(&cn->later)
+        && now / 60 != cn->later_since / 60)
+    {
+        ngx_http_engagement_counts_add(&cn->pending, &cn->later);
+        ngx_memzero(&cn->later, sizeof(ngx_http_engagement_counts_t));
+    }
+
+    if (!ngx_http_engagement_nonzero(&cn->later)) {
+        cn->later_since = now;
+    }
+
+    ngx_http_engagement_counts_add(&cn->later, delta);
+}
+
+
+/*
  * Adds an event's counts, making the content's entry if missing; called
  * with the zone locked (the policy commits its marks under the same lock).
  */
@@ -487,6 +529,7 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
         }
 
         if (clean) {
+            ngx_memzero(&cn->later, sizeof(ngx_http_engagement_counts_t));
             cn->pending_since = (uint32_t) ngx_time();
 
             /* newly dirty: queue it, unless a flush of it is in flight */
@@ -496,9 +539,7 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
             }
         }
 
-        cn->pending.views += delta->views;
-        cn->pending.engaged += delta->engaged;
-        cn->pending.replays += delta->replays;
+        ngx_http_engagement_counters_pend(cn, delta);
     }
 
     ngx_http_engagement_counters_view(z, cn, result);
@@ -580,9 +621,8 @@ ngx_http_engagement_counters_store(ngx_http_engagement_zone_t *z,
 
     ngx_http_engagement_counters_view(z, cn, result);
     result->counts = *totals;
-    result->counts.views += cn->pending.views;
-    result->counts.engaged += cn->pending.engaged;
-    result->counts.replays += cn->pending.replays;
+    ngx_http_engagement_counts_add(&result->counts, &cn->pending);
+    ngx_http_engagement_counts_add(&result->counts, &cn->later);
     result->uniques = uniques;
     result->known = 1;
 }
@@ -675,6 +715,8 @@ ngx_http_engagement_counters_mode(ngx_http_engagement_zone_t *z,
  * A new zone of a module with Redis takes over what the last stop could
  * not flush (the state file); a zone kept over a reload has it already.
  * A new zone draws its stream, the name of its flush batches in Redis.
+ * A reload that keeps a zone flushed to Redis starts a new generation
+ * of flushers (see ngx_http_engagement_counters_join).
  */
 
 ngx_int_t
@@ -693,7 +735,19 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     if (data) {
-        return ngx_http_engagement_counters_mode(z, data, shm_zone->shm.log);
+        if (ngx_http_engagement_counters_mode(z, data, shm_zone->shm.log)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (z->redis) {
+            /* this configuration's flushers are a new generation */
+            sh = z->sh;
+            sh->cycle_gen++;
+        }
+
+        return NGX_OK;
     }
 
     if (shm_zone->shm.exists) {
@@ -703,6 +757,7 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh = z->sh;
     ngx_queue_init(&sh->dirty);
     ngx_queue_init(&sh->inflight);
+    sh->cycle_gen = 1;
 
     ngx_http_engagement_random_key(key);
     sh->stream = key[0] ? key[0] : key[1] | 1;

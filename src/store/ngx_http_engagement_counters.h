@@ -19,6 +19,9 @@
  * set), pending the local deltas not yet claimed, inflight those claimed
  * by a flusher as batch (stream, seq); pending and inflight are never
  * both sent at once, so each delta is applied by exactly one flush.
+ * A batch is filed in Redis under one minute (its since): pending holds
+ * the deltas of the minute pending_since, later those of a later minute
+ * (later_since), which become pending when pending goes in flight.
  */
 typedef struct {
     ngx_rbtree_node_t              node;      /* key: the hash */
@@ -26,6 +29,7 @@ typedef struct {
     ngx_queue_t                    flush;     /* dirty or inflight queue */
     ngx_http_engagement_counts_t   counts;
     ngx_http_engagement_counts_t   pending;
+    ngx_http_engagement_counts_t   later;     /* pending, a later minute */
     ngx_http_engagement_counts_t   inflight;
     uint64_t                       seq;       /* 0: nothing in flight */
     uint64_t                       stream;    /* of the batch in flight */
@@ -42,6 +46,7 @@ typedef struct {
     uint32_t                       confirmed_at;  /* 0: totals unknown */
     uint32_t                       reading_at;
     uint32_t                       pending_since;
+    uint32_t                       later_since;
     uint32_t                       inflight_since;
 #if (NGX_PTR_SIZE == 4)
     uint64_t                       hash;
@@ -65,6 +70,11 @@ typedef struct {
 
 #define ngx_http_engagement_nonzero(c)                                        \
     ((c)->views || (c)->engaged || (c)->replays)
+
+#define ngx_http_engagement_counts_add(a, b)                                  \
+    (a)->views += (b)->views;                                                 \
+    (a)->engaged += (b)->engaged;                                             \
+    (a)->replays += (b)->replays
 
 /* nothing waits to be sent: the entry is only a cache of Redis */
 #define ngx_http_engagement_cn_clean(cn)                                      \

@@ -34,7 +34,8 @@ ngx_http_engagement_counters_claim_one(ngx_http_engagement_zone_t *z,
 
 
 /*
- * A content's pending deltas go in flight as a new batch; called with the
+ * A content's pending deltas (one minute's) go in flight as a new batch;
+ * those of a later minute become pending. Called with the
  * zone locked. A batch is named by the zone's stream (random, drawn when
  * the zone was created: one per nginx instance, zone and start) and a
  * sequence that only counts up within it, so no clock, edge id or other
@@ -56,7 +57,11 @@ ngx_http_engagement_counters_take(ngx_http_engagement_counters_shctx_t *sh,
     cn->inflight_since = cn->pending_since;
     cn->uv_inflight = cn->uv;
     cn->uv_inflight_n = cn->uv_n;
-    ngx_memzero(&cn->pending, sizeof(ngx_http_engagement_counts_t));
+
+    /* a later minute's deltas wait for the next batch, filed under it */
+    cn->pending = cn->later;
+    cn->pending_since = cn->later_since;
+    ngx_memzero(&cn->later, sizeof(ngx_http_engagement_counts_t));
     cn->uv = NULL;
     cn->uv_n = 0;
     cn->uv_cap = 0;
@@ -267,4 +272,70 @@ ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl)
     }
 
     ngx_shmtx_unlock(&cl->zone->shpool->mutex);
+}
+
+
+/*
+ * A flusher's start: its generation is the zone's configuration count
+ * (a reload that keeps the zone counts one more); the newest generation
+ * counts its live flushers.
+ */
+
+void
+ngx_http_engagement_counters_join(ngx_http_engagement_zone_t *z)
+{
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    z->gen = sh->cycle_gen;
+    z->left = 0;
+
+    if (z->gen > sh->running_gen) {
+        sh->running_gen = z->gen;
+        sh->gen_live = 0;
+    }
+
+    if (z->gen == sh->running_gen) {
+        sh->gen_live++;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/*
+ * An exiting flusher (called at each look during its final flush; it is
+ * counted out once): 1 when live flushers of a newer generation share the
+ * zone, so that its pending deltas are theirs to send (a reload), 0 when
+ * none do (a stop, or the new workers have not started yet: asked again
+ * at the next look). A killed flusher stays counted, but the master
+ * starts another in its place.
+ */
+
+ngx_uint_t
+ngx_http_engagement_counters_leave(ngx_http_engagement_zone_t *z)
+{
+    ngx_uint_t                             newer;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    sh = z->sh;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    if (!z->left) {
+        z->left = 1;
+
+        if (z->gen == sh->running_gen && sh->gen_live) {
+            sh->gen_live--;
+        }
+    }
+
+    newer = (sh->running_gen > z->gen && sh->gen_live);
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return newer;
 }

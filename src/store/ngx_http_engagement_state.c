@@ -69,12 +69,20 @@ ngx_http_engagement_state_flush(ngx_fd_t fd, u_char *buf, u_char *p,
 }
 
 
-/* one content's line, without its viewer hashes */
+/*
+ * One content's line, without its viewer hashes. Pending deltas of a
+ * later minute are saved with those of pending's minute, under it.
+ */
 
 static u_char *
 ngx_http_engagement_state_line(u_char *p,
     ngx_http_engagement_counter_node_t *cn)
 {
+    ngx_http_engagement_counts_t  pending;
+
+    pending = cn->pending;
+    ngx_http_engagement_counts_add(&pending, &cn->later);
+
     p = ngx_sprintf(p, "c %*s %uL", (size_t) cn->len, cn->data, cn->seq);
 
     if (cn->seq) {
@@ -84,8 +92,8 @@ ngx_http_engagement_state_line(u_char *p,
     return ngx_sprintf(p, " %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
                        cn->inflight.views, cn->inflight.engaged,
                        cn->inflight.replays, cn->inflight_since,
-                       cn->pending.views, cn->pending.engaged,
-                       cn->pending.replays, cn->pending_since,
+                       pending.views, pending.engaged,
+                       pending.replays, cn->pending_since,
                        cn->seq ? cn->uv_inflight_n : 0, cn->uv_n);
 }
 

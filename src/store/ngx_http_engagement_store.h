@@ -130,6 +130,14 @@ typedef struct {
     uint64_t                          stream;     /* this zone's start */
     ngx_atomic_t                      pending_nodes;
     ngx_atomic_t                      inflight_nodes;
+    /*
+     * Generations of flushing workers (under the lock): a reload that
+     * keeps the zone and flushes it counts a new configuration; the
+     * newest generation that started and how many of its workers live.
+     */
+    ngx_uint_t                        cycle_gen;
+    ngx_uint_t                        running_gen;
+    ngx_uint_t                        gen_live;
     ngx_http_engagement_stats_t       stats[NGX_HTTP_ENGAGEMENT_SLOTS];
 } ngx_http_engagement_counters_shctx_t;
 
@@ -157,6 +165,8 @@ struct ngx_http_engagement_zone_s {
     ngx_msec_t                    cache_ttl;   /* Redis totals kept this
                                                   long before a re-read */
     ngx_msec_t                    last_full_log;
+    ngx_uint_t                    gen;         /* this worker's generation */
+    ngx_uint_t                    left;        /* exiting, left it */
 };
 
 
@@ -310,6 +320,8 @@ void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     uint64_t *reactions);
 void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
 time_t ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z);
+void ngx_http_engagement_counters_join(ngx_http_engagement_zone_t *z);
+ngx_uint_t ngx_http_engagement_counters_leave(ngx_http_engagement_zone_t *z);
 
 /* state.c: the state file */
 void ngx_http_engagement_state_load(ngx_http_engagement_zone_t *z,

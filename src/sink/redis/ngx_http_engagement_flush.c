@@ -5,8 +5,10 @@
  * (all of its events aggregated), pipelined on the worker's connection.
  * A delta leaves shared memory only when Redis confirms it; a failed or
  * orphaned claim is resent as the same batch (stream and sequence), which
- * the script applies at most once. On a graceful stop the timer turns into a final
- * flush with a deadline; what is left is saved by the master at exit.
+ * the script applies at most once. On a graceful stop the timer turns
+ * into a final flush with a deadline; what is left is saved by the master
+ * at exit. At a reload an old worker sends one round and waits for its
+ * own claims only: the zone's later deltas are the new workers' to send.
  */
 
 
@@ -37,6 +39,7 @@ static ngx_http_engagement_round_t   *ngx_http_engagement_round;
 static ngx_msec_t                     ngx_http_engagement_exit_at;
 static ngx_msec_t                     ngx_http_engagement_flush_due;
 static ngx_uint_t                     ngx_http_engagement_flush_on;
+static ngx_uint_t                     ngx_http_engagement_exit_sent;
 
 
 /*
@@ -223,8 +226,8 @@ ngx_http_engagement_args_key(ngx_http_engagement_args_t *a, u_char *prefix,
 
 /*
  * KEYS: the totals, flush marks, minute, hour and day buckets (of the
- * time the oldest delta arrived) and the unique-viewer HyperLogLog; they
- * share the hash tag eng:{c:<id>}, so a content's keys share a slot.
+ * minute the batch's deltas arrived in) and the unique-viewer HyperLogLog;
+ * they share the hash tag eng:{c:<id>}, so a content's keys share a slot.
  */
 
 static void
@@ -385,6 +388,27 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
 }
 
 
+/*
+ * The zones this worker flushes: those with Redis; once it is exiting and
+ * has sent its first final round, only those no newer generation of
+ * flushers shares. At a reload the old worker's final flush is then one
+ * round and a wait for its own claims (answered or released): what is
+ * pending later is the new workers' to send, the zone outliving the
+ * reload; at a stop it flushes all it can.
+ */
+
+static ngx_uint_t
+ngx_http_engagement_flush_mine(ngx_http_engagement_zone_t *z)
+{
+    if (z->dedupe || !z->redis) {
+        return 0;
+    }
+
+    return !ngx_exiting || !ngx_http_engagement_exit_sent
+           || !ngx_http_engagement_counters_leave(z);
+}
+
+
 static ngx_uint_t
 ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
 {
@@ -415,7 +439,7 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
     for (i = 0; i < emcf->zones.nelts; i++) {
         z = zp[i];
 
-        if (z->dedupe || !z->redis) {
+        if (!ngx_http_engagement_flush_mine(z)) {
             continue;
         }
 
@@ -467,7 +491,7 @@ ngx_http_engagement_flush_idle(ngx_http_engagement_main_conf_t *emcf)
     zp = emcf->zones.elts;
 
     for (i = 0; i < emcf->zones.nelts; i++) {
-        if (zp[i]->dedupe || !zp[i]->redis) {
+        if (!ngx_http_engagement_flush_mine(zp[i])) {
             continue;
         }
 
@@ -553,6 +577,8 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
     }
 
     if (ngx_exiting) {
+        ngx_http_engagement_exit_sent = 1;
+
         if (ngx_current_msec >= ngx_http_engagement_exit_at
             || (ngx_http_engagement_round == NULL
                 && ngx_http_engagement_flush_idle(emcf)))
@@ -589,6 +615,9 @@ ngx_int_t
 ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf)
 {
+    ngx_uint_t                    i;
+    ngx_http_engagement_zone_t  **zp;
+
     ngx_memzero(&ngx_http_engagement_flush_ev, sizeof(ngx_event_t));
 
     ngx_http_engagement_flush_ev.handler = ngx_http_engagement_flush_handler;
@@ -597,7 +626,16 @@ ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
 
     ngx_http_engagement_round = NULL;
     ngx_http_engagement_exit_at = 0;
+    ngx_http_engagement_exit_sent = 0;
     ngx_http_engagement_flush_on = 1;
+
+    zp = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        if (!zp[i]->dedupe && zp[i]->redis) {
+            ngx_http_engagement_counters_join(zp[i]);
+        }
+    }
 
     if (ngx_http_engagement_redis_start(cycle, emcf->redis) != NGX_OK) {
         return NGX_ERROR;

@@ -63,7 +63,8 @@ ngx_http_engagement_redis_set_state(ngx_http_engagement_redis_state_e s)
 {
     ngx_http_engagement_stats_t  *st;
 
-    if (s != NGX_HTTP_ENGAGEMENT_REDIS_READY && ngx_http_engagement_down_at == 0)
+    if (s != NGX_HTTP_ENGAGEMENT_REDIS_READY
+        && ngx_http_engagement_down_at == 0)
     {
         ngx_http_engagement_down_at = ngx_current_msec ? ngx_current_msec : 1;
 

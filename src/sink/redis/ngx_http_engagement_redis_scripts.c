@@ -13,9 +13,10 @@
  * The flush script: applies one content's deltas at most once per batch
  * (stream, sequence): the flush marks keep per stream the last sequence
  * applied, and a stream's sequences only grow. KEYS: totals, flush marks,
- * minute, hour and day buckets, the unique-viewer HyperLogLog. ARGV:
- * stream, sequence, views, engaged, replays, the three bucket TTLs, the number of
- * reaction types and the types, then viewer hashes for the HyperLogLog.
+ * minute, hour and day buckets (a batch holds the deltas of one minute),
+ * the unique-viewer HyperLogLog. ARGV: stream, sequence, views, engaged,
+ * replays, the three bucket TTLs, the number of reaction types and the
+ * types, then viewer hashes for the HyperLogLog.
  * The answer: applied, views, engaged, replays, unique viewers, one count
  * per reaction type (so a flush refreshes the whole cached summary).
  * A bucket gets its TTL when a field of it is created (HINCRBY answers

@@ -452,4 +452,27 @@ sub dd_flushed {
 
 push @EXPORT, qw(dd_redis_http dd_flushed);
 
+# --- flush tests (t/142): flush_ helpers ---------------------------------
+
+# a library for LD_PRELOAD that moves gettimeofday(), where nginx reads the
+# wall clock for its cached time, $secs ahead; its monotonic clock (timers)
+# is left alone
+sub flush_wallclock_shim {
+    my ($secs) = @_;
+    my $dir = scratch_dir('wallclock');
+    open my $fh, '>', "$dir/wallclock.c" or die $!;
+    print $fh "#define _GNU_SOURCE\n#include <sys/syscall.h>\n"
+        . "#include <sys/time.h>\n#include <unistd.h>\n"
+        # a system call, not dlsym: a sanitizer's runtime may call it first
+        . "int gettimeofday(struct timeval *tv, void *tz)\n"
+        . "{ int r = syscall(SYS_gettimeofday, tv, tz);\n"
+        . "  if (r == 0 && tv) tv->tv_sec += $secs; return r; }\n";
+    close $fh;
+    system('cc', '-shared', '-fPIC', '-O1', '-o', "$dir/wallclock.so",
+           "$dir/wallclock.c") == 0 or die "cc failed";
+    return "$dir/wallclock.so";
+}
+
+push @EXPORT, qw(flush_wallclock_shim);
+
 1;
