@@ -29,16 +29,10 @@
 #define CUTS_TAKEN   16
 
 
+/* how a run ended: the parser's figures, and what it returned */
 typedef struct {
-    ngx_int_t     rc;
-    ngx_uint_t    status;
-    ngx_uint_t    close;
-    ngx_uint_t    framing;
-    off_t         end;
-    off_t         body;
-    const char   *error;
-    size_t        ans_n;
-    u_char        ans[NGX_HTTP_ENGAGEMENT_WRITER_ANSWER];
+    ngx_int_t                            rc;
+    ngx_http_engagement_writer_answer_t  a;
 } outcome_t;
 
 
@@ -147,21 +141,18 @@ run(const uint8_t *data, size_t size, feed_e how, size_t k, outcome_t *o)
     }
 
     o->rc = rc;
-    o->status = answer->status;
-    o->close = answer->close;
-    o->framing = answer->framing;
-    o->end = answer->end;
-    o->body = answer->body;
-    o->error = answer->error;
-    o->ans_n = answer->ans_n;
-    memcpy(o->ans, answer->ans, answer->ans_n);
+    o->a = *answer;
 }
 
 
+/* the same end, however the input came (extra and the head's copy aside) */
+
 static void
-same(outcome_t *a, outcome_t *b)
+same(outcome_t *x, outcome_t *y)
 {
-    if (a->rc != b->rc || a->status != b->status || a->close != b->close
+    ngx_http_engagement_writer_answer_t  *a = &x->a, *b = &y->a;
+
+    if (x->rc != y->rc || a->status != b->status || a->close != b->close
         || a->framing != b->framing || a->end != b->end || a->body != b->body
         || a->ans_n != b->ans_n || memcmp(a->ans, b->ans, a->ans_n) != 0
         || (a->error == NULL) != (b->error == NULL)
@@ -175,11 +166,11 @@ same(outcome_t *a, outcome_t *b)
 /* a body that is not chunked is the input's bytes right after the head */
 
 static void
-check_body(const uint8_t *data, size_t size, outcome_t *o)
+check_body(const uint8_t *data, outcome_t *o)
 {
     const u_char  *end;
 
-    if (o->rc != NGX_OK || o->framing == NGX_HTTP_ENGAGEMENT_W_CHUNKED) {
+    if (o->rc != NGX_OK || o->a.framing == NGX_HTTP_ENGAGEMENT_W_CHUNKED) {
         return;
     }
 
@@ -190,9 +181,9 @@ check_body(const uint8_t *data, size_t size, outcome_t *o)
 
     end += 4;
 
-    if ((off_t) (end - answer->head) + o->body != o->end
-        || o->ans_n != (size_t) ngx_min(o->body, (off_t) sizeof(o->ans))
-        || memcmp(o->ans, data + (end - answer->head), o->ans_n) != 0)
+    if ((off_t) (end - answer->head) + o->a.body != o->a.end
+        || o->a.ans_n != (size_t) ngx_min(o->a.body, (off_t) sizeof(o->a.ans))
+        || memcmp(o->a.ans, data + (end - answer->head), o->a.ans_n) != 0)
     {
         abort();
     }
@@ -284,7 +275,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     run(data, size, FEED_WHOLE, 0, &whole);
-    check_body(data, size, &whole);
+    check_body(data, &whole);
 
     for (k = 1; k <= PIECES_MAX && k < size; k++) {
         run(data, size, FEED_FIXED, k, &other);
