@@ -54,6 +54,8 @@ static u_char *ngx_http_engagement_writer_http_find(u_char *p, size_t n,
 static off_t ngx_http_engagement_writer_http_number(u_char *p, u_char *end);
 static ngx_int_t ngx_http_engagement_writer_http_head(
     ngx_http_engagement_writer_answer_t *a);
+static void ngx_http_engagement_writer_http_framing(
+    ngx_http_engagement_writer_answer_t *a, ngx_uint_t chunked, off_t length);
 static ngx_int_t ngx_http_engagement_writer_http_header(
     ngx_http_engagement_writer_answer_t *a, u_char *p, u_char *eol,
     off_t *length, ngx_uint_t *chunked);
@@ -83,6 +85,7 @@ ngx_http_engagement_writer_http_init(ngx_http_engagement_writer_answer_t *a)
     a->body_n = 0;
     a->ans_n = 0;
     a->head_n = 0;
+    a->scan = 0;
 }
 
 
@@ -274,13 +277,24 @@ ngx_http_engagement_writer_http_head(ngx_http_engagement_writer_answer_t *a)
 {
     u_char      *p, *end, *eol;
     off_t        n, length;
+    size_t       size;
     ngx_uint_t   chunked;
 
-    end = ngx_http_engagement_writer_http_find(a->head, a->head_n,
-                                               "\r\n\r\n");
+    if (a->scan > a->head_n) {
+        /* a zero byte came before the head's end: it fills and fails */
+        return a->head_n < sizeof(a->head) ? NGX_AGAIN : NGX_ERROR;
+    }
+
+    p = a->head + a->scan;
+    size = a->head_n - a->scan;
+
+    end = ngx_http_engagement_writer_http_find(p, size, "\r\n\r\n");
 
     if (end == NULL) {
-        /* a zero byte stops the search: the head then fills and fails */
+        /* the next search starts where a match could still begin */
+        a->scan = memchr(p, '\0', size) ? sizeof(a->head) + 1
+                                        : ngx_max(a->head_n, 3) - 3;
+
         return a->head_n < sizeof(a->head) ? NGX_AGAIN : NGX_ERROR;
     }
 
@@ -324,6 +338,18 @@ ngx_http_engagement_writer_http_head(ngx_http_engagement_writer_answer_t *a)
         p = eol;
     }
 
+    ngx_http_engagement_writer_http_framing(a, chunked, length);
+
+    return NGX_OK;
+}
+
+
+/* how the body ends: by its length, its last chunk or the close */
+
+static void
+ngx_http_engagement_writer_http_framing(
+    ngx_http_engagement_writer_answer_t *a, ngx_uint_t chunked, off_t length)
+{
     if (a->status == 204 || a->status == 304) {
         a->framing = NGX_HTTP_ENGAGEMENT_W_LENGTH;
         a->rest = 0;
@@ -341,8 +367,6 @@ ngx_http_engagement_writer_http_head(ngx_http_engagement_writer_answer_t *a)
         a->framing = NGX_HTTP_ENGAGEMENT_W_CLOSE;
         a->close = 1;
     }
-
-    return NGX_OK;
 }
 
 

@@ -44,6 +44,7 @@ typedef struct {
     size_t                       ans_n;
     u_char                       ans[NGX_HTTP_ENGAGEMENT_WRITER_ANSWER];
     size_t                       head_n;
+    size_t                       scan;        /* where the search goes on */
     /* last: a read past it leaves the structure */
     u_char                       head[NGX_HTTP_ENGAGEMENT_WRITER_HTTP_HEAD];
 } ngx_http_engagement_writer_answer_t;
