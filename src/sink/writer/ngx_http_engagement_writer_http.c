@@ -72,20 +72,8 @@ static ngx_int_t ngx_http_engagement_writer_http_chunk_end(
 void
 ngx_http_engagement_writer_http_init(ngx_http_engagement_writer_answer_t *a)
 {
-    a->framing = NGX_HTTP_ENGAGEMENT_W_HEAD;
-    a->cstate = NGX_HTTP_ENGAGEMENT_C_SIZE;
-    a->rest = 0;
-    a->status = 0;
-    a->close = 0;
-    a->extra = 0;
-    a->body = 0;
-    a->end = 0;
-    a->error = NULL;
-    a->body_start = NULL;
-    a->body_n = 0;
-    a->ans_n = 0;
-    a->head_n = 0;
-    a->scan = 0;
+    /* all but the head buffer: no figure, NGX_HTTP_ENGAGEMENT_W_HEAD */
+    ngx_memzero(a, offsetof(ngx_http_engagement_writer_answer_t, head));
 }
 
 
