@@ -9,8 +9,9 @@
 #   ./build.sh run        build, then serve conf-examples/quickstart.conf on
 #                         127.0.0.1:${PORT:-8080} in the foreground with a
 #                         private redis-server (REDIS_PORT=N: use that one)
-#   ./build.sh fuzz [s] [event|token]  fuzz the event parser and the view
-#                         token format with libFuzzer (default 60 s each)
+#   ./build.sh fuzz [s] [event|token|http]  fuzz the event parser, the view
+#                         token format and the writer's parser of HTTP
+#                         answers with libFuzzer (default 60 s each)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
 
@@ -130,8 +131,9 @@ run_tests() {
     prove -I "$ROOT/t/lib" -r "${files[@]}"
 }
 
-# the libFuzzer targets: fuzz_event (the event parser) and fuzz_token (the
-# view token format); each runs for ${1:-60} seconds; ${2:-all} picks one
+# the libFuzzer targets: fuzz_event (the event parser), fuzz_token (the
+# view token format) and fuzz_http (the writer's parser of the upstream's
+# answers); each runs for ${1:-60} seconds; ${2:-all} picks one
 fuzz() {
     local secs="${1:-60}" which="${2:-all}" bdir="$ROOT/build/fuzz"
     build_default
@@ -143,8 +145,8 @@ fuzz() {
     done
     local cc=(clang -g -O1 -fsanitize=fuzzer,address,undefined
               -fno-sanitize-recover=undefined "${inc[@]}")
-    local rc=0 t corpus
-    for t in event token; do
+    local rc=0 t corpus maxlen
+    for t in event token http; do
         [ "$which" = all ] || [ "$which" = "$t" ] || continue
         case "$t" in
             event)
@@ -158,10 +160,18 @@ fuzz() {
                     "$ROOT/src/input/ngx_http_engagement_token.c" \
                     -lcrypto -o "$bdir/fuzz_token"
                 corpus="$ROOT/fuzz/corpus-token" ;;
+            http)
+                "${cc[@]}" "$ROOT/fuzz/fuzz_http.c" \
+                    "$ROOT/src/sink/writer/ngx_http_engagement_writer_http.c" \
+                    -o "$bdir/fuzz_http"
+                corpus="$ROOT/fuzz/corpus-http" ;;
         esac
+        # the answer's head buffer is 4096 bytes: room to fill it and more
+        maxlen=4096
+        [ "$t" = http ] && maxlen=4400
         mkdir -p "$ROOT/fuzz/corpus-run/$t"
         log "fuzzing fuzz_$t for ${secs}s"
-        "$bdir/fuzz_$t" -max_total_time="$secs" -max_len=4096 \
+        "$bdir/fuzz_$t" -max_total_time="$secs" -max_len="$maxlen" \
             -print_final_stats=1 "$ROOT/fuzz/corpus-run/$t" "$corpus" \
             >"$bdir/fuzz_$t.log" 2>&1 || rc=$?
         grep -E '^(stat::number_of_executed_units|stat::peak_rss|==|SUMMARY)' \
@@ -265,5 +275,5 @@ case "$cmd" in
            fi ;;
     run)   deps; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token]|deps]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token|http]|deps]" >&2; exit 2 ;;
 esac

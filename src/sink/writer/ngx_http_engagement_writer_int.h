@@ -8,6 +8,7 @@
  *   writer_queue.c   reserve/commit/cancel; a batch's claim and its end
  *   writer.c         a worker's sender: start, tick, send, check, stop
  *   writer_client.c  the HTTP/1.1 client: connect, send, read the answer
+ *   writer_http.c    the answer's parser (writer_http.h: nginx's core only)
  *   writer_spool.c   a claimed batch to the spool, in a thread or here
  *   spool.c          the spool directory: files, names, replay claims
  *   writer_status.c  the status figures
@@ -20,6 +21,7 @@
 
 #include "store/ngx_http_engagement_store.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
+#include "sink/writer/ngx_http_engagement_writer_http.h"
 
 #if (NGX_THREADS)
 #include <ngx_thread_pool.h>
@@ -40,10 +42,8 @@
 /* a claim buffer's largest: a batch ends early when its lines fill it */
 #define NGX_HTTP_ENGAGEMENT_WRITER_BUF_MAX   (16 * 1024 * 1024)
 #define NGX_HTTP_ENGAGEMENT_BATCH_ID_LEN   (NGX_HTTP_ENGAGEMENT_ID_MAX + 48)
-/* a request's head room before the lines, and the answer's head buffer */
+/* a request's head room before the lines */
 #define NGX_HTTP_ENGAGEMENT_WRITER_HEAD    4096
-/* the first bytes of an answer's body kept: a check's answer */
-#define NGX_HTTP_ENGAGEMENT_WRITER_ANSWER  32
 /* the bytes of a refusing answer's body that go to the log */
 #define NGX_HTTP_ENGAGEMENT_WRITER_ANSWER_LOG  200
 /* at most one "queue or spool full" warning in this many ms */
@@ -144,8 +144,6 @@ typedef struct {
     ngx_uint_t                   gen;         /* the zone's cycle_gen */
     ngx_uint_t                   spooling;    /* a batch on its way to disk */
     ngx_uint_t                   checking;    /* asking the sink about one */
-    u_char                       ans[NGX_HTTP_ENGAGEMENT_WRITER_ANSWER];
-    size_t                       ans_n;
 #if (NGX_THREADS)
     ngx_thread_pool_t           *tp;
     ngx_thread_task_t           *task;
@@ -164,15 +162,16 @@ typedef struct {
     u_char                       id[NGX_HTTP_ENGAGEMENT_BATCH_ID_LEN];
     size_t                       id_len;
 
-    /* the answer, as writer_client.c reads it */
-    ngx_uint_t                   state;
-    ngx_uint_t                   cstate;
+    /* the answer as writer_client.c read it so far (the parser's outcome) */
     ngx_uint_t                   status;
-    ngx_uint_t                   close;
-    off_t                        rest;
-    u_char                      *body_start;
+    ngx_uint_t                   close;       /* the link is not reused */
+    u_char                      *body_start;  /* the body's first bytes */
     size_t                       body_n;
-    size_t                       head_n;
+    size_t                       head_n;      /* 0: nothing came */
+    u_char                       ans[NGX_HTTP_ENGAGEMENT_WRITER_ANSWER];
+    size_t                       ans_n;
+    ngx_http_engagement_writer_answer_t  answer;
+    /* writer.c writes a request's head here first */
     u_char                       head[NGX_HTTP_ENGAGEMENT_WRITER_HEAD];
 } ngx_http_engagement_writer_t;
 
