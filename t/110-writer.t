@@ -24,6 +24,7 @@ use FindBin;
 # the runner's END has stopped nginx
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
+use Engagement::ClickHouse;
 use Test::Nginx::Socket;
 use IO::Socket::INET;
 use IO::Select;
@@ -31,9 +32,7 @@ use POSIX qw(_exit);
 use Time::HiRes qw(sleep time);
 use File::Path qw(make_path remove_tree);
 
-our $ch_bin = '/usr/bin/clickhouse-server';
-$ch_bin = '/usr/sbin/clickhouse-server' unless -x $ch_bin;
-if (-x $ch_bin) {
+if (ch_bin()) {
     Test::More::plan('no_plan');
 } else {
     Test::More::plan(skip_all => 'clickhouse-server is not installed (./build.sh installs it)');
@@ -46,6 +45,7 @@ our $chdir = scratch_dir("clickhouse-$chp");
 our $ctl = scratch_dir() . "/fault";
 our $rport = free_ports(100, 20, 1);
 our ($ch, $fp);
+ch_setup(port => $chp, dir => $chdir, fault_port => $fport, ctl => $ctl);
 our $n_sent = 0;     # events answered 2xx, over the whole file
 
 $ENV{TEST_NGINX_CH_PORT} = $chp;
@@ -66,175 +66,6 @@ add_block_preprocessor(sub {
     $s =~ s/\s+//g;
     $ENV{TEST_NGINX_SPOOL} = scratch_dir("spool-$s");
 });
-
-# -- ClickHouse ------------------------------------------------------------
-
-sub ch_start {
-    my (%o) = @_;
-    remove_tree($chdir) if $o{fresh};
-    make_path("$chdir/data", "$chdir/tmp");
-    open my $fh, '>', "$chdir/config.xml" or die $!;
-    print $fh <<"EOX";
-<yandex>
-  <logger><level>warning</level><log>$chdir/ch.log</log>
-    <errorlog>$chdir/ch.err</errorlog><console>0</console></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <http_port>$chp</http_port>
-  <tcp_port>@{[ $chp + 1 ]}</tcp_port>
-  <path>$chdir/data/</path>
-  <tmp_path>$chdir/tmp/</tmp_path>
-  <mark_cache_size>5368709</mark_cache_size>
-  <uncompressed_cache_size>5368709</uncompressed_cache_size>
-  <max_concurrent_queries>20</max_concurrent_queries>
-  <timezone>UTC</timezone>
-  <users><default><password></password>
-    <networks><ip>127.0.0.1</ip></networks>
-    <profile>default</profile><quota>default</quota></default></users>
-  <profiles><default></default></profiles>
-  <quotas><default></default></quotas>
-</yandex>
-EOX
-    close $fh;
-    my $pid = fork() // die;
-    if ($pid == 0) {
-        open STDOUT, '>>', "$chdir/stdout.log";
-        open STDERR, '>>', "$chdir/stdout.log";
-        exec $ch_bin, "--config-file=$chdir/config.xml";
-        exit 127;
-    }
-    Engagement::Test::_started($pid);
-    for (1 .. 500) {
-        my ($st, $b) = http_request($chp, 'GET', '/?query=SELECT%201');
-        return $pid if $st && $st == 200;
-        sleep 0.02;
-    }
-    diag(slurp("$chdir/stdout.log") . slurp("$chdir/ch.err"));
-    return $pid;
-}
-
-sub ch_stop {
-    my ($pid) = @_;
-    return unless $pid;
-    Engagement::Test::_stopped($pid);
-    kill 'TERM', $pid;
-    my $deadline = time + 10;
-    while (time < $deadline) {
-        return if waitpid($pid, POSIX::WNOHANG()) == $pid;
-        sleep 0.02;
-    }
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-}
-
-# a query over HTTP/1.0: ClickHouse answers without chunks
-sub ch {
-    my ($sql) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$chp", Timeout => 10)
-        or die "clickhouse: $!";
-    print $s "POST / HTTP/1.0\r\nContent-Length: " . length($sql)
-             . "\r\n\r\n$sql";
-    local $/;
-    my $resp = <$s> // '';
-    close $s;
-    my ($head, $b) = split /\r\n\r\n/, $resp, 2;
-    die "clickhouse: $resp ($sql)" unless $head =~ m{^HTTP/1\.\d 200};
-    $b =~ s/\s+\z//;
-    return $b;
-}
-
-# the schema goes in as the README says: conf-examples/clickhouse/load-schema.sh
-sub ch_schema {
-    my $out = `sh ${\ root_dir()}/conf-examples/clickhouse/load-schema.sh http://127.0.0.1:$chp/ 2>&1`;
-    die "load-schema.sh failed: $out" if $?;
-    $out =~ /(\d+) statements applied/ or die "load-schema.sh: $out";
-    return $1;
-}
-
-# -- a fault server in front of ClickHouse -----------------------------------
-# modes (re-read per request from $ctl): pass, 500, hang, cut
-
-sub fault_start {
-    my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$fport",
-                                    Listen => 16, ReuseAddr => 1)
-        or die "fault server: $!";
-    my $pid = fork() // die;
-    if ($pid) { close $srv; Engagement::Test::_started($pid); return $pid }
-    $SIG{$_} = 'DEFAULT' for qw(INT HUP PIPE QUIT);
-    $SIG{CHLD} = 'IGNORE';
-    $SIG{TERM} = sub { _exit(0) };
-    while (1) {
-        my $c = $srv->accept or next;
-        my $kid = fork();
-        if (!defined $kid || $kid) { close $c; next }
-        close $srv;
-        _fault_serve($c);
-        _exit(0);
-    }
-}
-
-sub _read_request {
-    my ($c) = @_;
-    my $buf = '';
-    while ($buf !~ /\r\n\r\n/) {
-        my $n = sysread($c, $buf, 65536, length $buf);
-        return undef unless $n;
-    }
-    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
-    my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
-    $len //= 0;
-    while (length($body) < $len) {
-        my $n = sysread($c, $body, 65536, length $body);
-        return undef unless $n;
-    }
-    return ($head, $body);
-}
-
-sub _fault_serve {
-    my ($c) = @_;
-    while (1) {
-        my ($head, $body) = _read_request($c);
-        return unless defined $head;
-        my $mode = slurp($ctl) || 'pass';
-        $mode =~ s/\s+//g;
-        if ($mode eq '500') {
-            syswrite($c, "HTTP/1.1 500 Internal Server Error\r\n"
-                         . "Content-Length: 6\r\n\r\nbroken");
-            next;
-        }
-        if ($mode eq 'hang') {
-            sleep 3;
-            return;
-        }
-        # pass and cut: ClickHouse takes the batch
-        $head =~ s/^Connection:[^\r\n]*/Connection: close/mi;
-        my $u = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$chp") or return;
-        syswrite($u, "$head\r\n\r\n$body");
-        my $resp = '';
-        1 while sysread($u, $resp, 65536, length $resp);
-        close $u;
-        if ($mode eq 'cut') {
-            # ClickHouse inserted; nginx never sees the end of the answer
-            syswrite($c, substr($resp, 0, 60));
-            return;
-        }
-        syswrite($c, $resp);
-        return;
-    }
-}
-
-sub fault_mode {
-    open my $fh, '>', $ctl or die $!;
-    print $fh $_[0];
-    close $fh;
-}
-
-sub fault_stop {
-    return unless $fp;
-    kill 'TERM', $fp;
-    waitpid($fp, 0);
-    Engagement::Test::_stopped($fp);
-    undef $fp;
-}
 
 our $spool;
 sub spool_dir { $ENV{TEST_NGINX_SPOOL} }
@@ -561,7 +392,8 @@ GET /status
     like(error_log_text(), qr/timed out/, "the timeout was logged");
     # the next block's upstream is down: ClickHouse and the fault server stop
     ch_stop($ch);
-    fault_stop();
+    fault_stop($fp);
+    undef $fp;
 --- error_log
 [alert]
 exited on signal 9
