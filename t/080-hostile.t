@@ -88,14 +88,14 @@ sub json_err { my $e = shift; return qr/\A\{"error":"$e","message":"[^"]+"\}\n\z
 sub ngx_page { my $title = shift; return qr{\A<html>\r\n<head><title>\Q$title\E</title></head>} }
 
 # raw HTTP/1.1 pieces
-sub http {
+sub raw_http {
     my ($line, $headers, $body) = @_;
     $body //= '';
     return "$line\r\n" . CORE::join('', map { "$_\r\n" } @$headers) . "\r\n" . $body;
 }
 sub post_raw {
     my ($body, @headers) = @_;
-    return http("POST /engagement/view HTTP/1.1",
+    return raw_http("POST /engagement/view HTTP/1.1",
                 [ "Host: localhost", @headers, "Content-Length: " . length($body) ], $body);
 }
 sub chunked {
@@ -531,7 +531,7 @@ Content-Type: application/json;charset=utf-7
 
 === TEST 28: headers: obs-fold continuation of Content-Type (nginx refuses the line)
 --- raw_request eval
-main::http("POST /engagement/view HTTP/1.1",
+main::raw_http("POST /engagement/view HTTP/1.1",
            [ "Host: localhost", "Connection: close", "Content-Type: text/plain;", " application/json",
              "Content-Length: 33" ], main::ev())
 --- error_code: 400
@@ -579,10 +579,10 @@ client sent invalid header line: "\x20..."
     . main::post_raw(main::ev('y', ',"pad":"' . ('p' x 9000) . '"'), "Content-Type: application/json")
     . main::post_raw(main::ev('z', ',"durationMs":-1'), "Content-Type: application/json")
     . main::post_raw('{"contentId":"v",', "Content-Type: application/json")
-    . main::http("POST /engagement/view HTTP/1.1", [ "Host: localhost", "Content-Type: application/json",
+    . main::raw_http("POST /engagement/view HTTP/1.1", [ "Host: localhost", "Content-Type: application/json",
                  "Transfer-Encoding: chunked" ], main::chunked(main::ev('w', ',"durationMs":"x"'), 7))
     . main::post_raw(main::ev('e'), "Content-Type: text/plain", "Expect: 100-continue")
-    . main::http("GET /engagement/summary/v HTTP/1.1", [ "Host: localhost", "Content-Type: application/json",
+    . main::raw_http("GET /engagement/summary/v HTTP/1.1", [ "Host: localhost", "Content-Type: application/json",
                  "Content-Length: 33" ], main::ev('g'))
     . main::post_raw(main::ev('b'), "Content-Type: application/json", "Connection: close")),
   $main::Sum ]
