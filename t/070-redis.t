@@ -34,8 +34,27 @@ add_response_body_check(post_check_hook());
 # "--- redis: same" keeps the previous block's port (its hook restarts it);
 # "--- proxy: N" puts our fault proxy (answers delayed N ms) in front of it;
 # "--- state: name" names the block's state file (kept outside servroot)
+# the blocks' nginx configuration unless a block gives its own
+our $DefaultHttpConfig = <<'EOC';
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_flush_interval 200ms;
+    engagement_flush_deadline 2s;
+    engagement_edge_id test-edge;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
+EOC
+our $DefaultConfig = <<'EOC';
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+EOC
+
 add_block_preprocessor(sub {
     my ($block) = @_;
+    $block->set_value('http_config', $DefaultHttpConfig)
+        unless defined $block->http_config;
+    $block->set_value('config', $DefaultConfig) unless defined $block->config;
     workers($block->{nginx_workers} ? $block->{nginx_workers}[0] + 0 : 2);
     my $r = $block->{redis} ? $block->{redis}[0] : 'fresh';
     if ($r =~ /^fresh/) {
@@ -107,18 +126,6 @@ __DATA__
 
 === TEST 1: N distinct events -> exactly N in Redis, totals and buckets
 --- state: exact
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id test-edge;
-    engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -226,18 +233,6 @@ GET /status
 
 
 === TEST 2: freshness, and a worker killed by SIGKILL loses nothing
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id test-edge;
-    engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -281,18 +276,6 @@ exited on signal 9
 
 
 === TEST 3: Redis down under traffic, then back: exact
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id test-edge;
-    engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -335,18 +318,6 @@ qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
 === TEST 4: a flush applied by Redis whose reply is cut: counted once
 --- proxy: 0
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id test-edge;
-    engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -375,18 +346,6 @@ qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
 === TEST 5: reloads during traffic; a stop with Redis down saves the rest
 --- state: reload
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id test-edge;
-    engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -429,18 +388,6 @@ engagement: saved 1 unflushed entries
 === TEST 6: a start with Redis up restores the state file: exact
 --- redis: same
 --- state: reload
---- http_config
-    engagement_zone engagement:4m;
-    engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
-    engagement_flush_interval 200ms;
-    engagement_flush_deadline 2s;
-    engagement_edge_id test-edge;
-    engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -469,10 +416,6 @@ qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
     engagement_flush_deadline 2s;
     engagement_edge_id test-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -539,10 +482,6 @@ qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
     engagement_flush_deadline 2s;
     engagement_edge_id test-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
@@ -584,10 +523,6 @@ GET /status
     engagement_flush_deadline 2s;
     engagement_edge_id test-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;
---- config
-    location = /engagement/view { engagement view; }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
 --- request
 GET /status
 --- response_body_like: ^# HELP nginx_engagement_
