@@ -60,8 +60,14 @@ no_shuffle();
 timeout(10);
 add_response_body_check(post_check_hook());
 
+our $DefaultConfig = <<'EOC';
+    location = /status { engagement status; }
+EOC
+
+# the blocks' usual nginx configuration, unless a block gives its own
 add_block_preprocessor(sub {
     my ($block) = @_;
+    $block->set_value('config', $DefaultConfig) unless defined $block->config;
     my $s = $block->{spool} ? $block->{spool}[0] : 'block' . $block->seq_num;
     $s =~ s/\s+//g;
     $ENV{TEST_NGINX_SPOOL} = scratch_dir("spool-$s");
@@ -581,8 +587,6 @@ exited on signal 9
 === TEST 10: bad value: an upstream that is not http://
 --- http_config
     engagement_writer ftp://127.0.0.1/;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -592,8 +596,6 @@ engagement_writer
 === TEST 11: bad value: batch=0
 --- http_config
     engagement_writer http://127.0.0.1:1/ batch=0;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -603,8 +605,6 @@ engagement_writer
 === TEST 12: bad value: interval=0
 --- http_config
     engagement_writer http://127.0.0.1:1/ interval=0;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -614,8 +614,6 @@ engagement_writer
 === TEST 13: bad value: spool_max=1
 --- http_config
     engagement_writer http://127.0.0.1:1/ spool_max=1;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -625,8 +623,6 @@ engagement_writer
 === TEST 14: bad value: zone=w:1k
 --- http_config
     engagement_writer http://127.0.0.1:1/ zone=w:1k;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -636,8 +632,6 @@ engagement_writer
 === TEST 15: bad value: an unknown parameter
 --- http_config
     engagement_writer http://127.0.0.1:1/ bogus=1;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -647,8 +641,6 @@ engagement_writer
 === TEST 16: bad value: a host that does not resolve
 --- http_config
     engagement_writer http://no-such-host.invalid/;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -658,8 +650,6 @@ engagement_writer
 === TEST 17: bad value: check=x
 --- http_config
     engagement_writer http://127.0.0.1:1/ check=x;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
@@ -669,8 +659,6 @@ engagement_writer
 === TEST 18: bad value: check= (empty)
 --- http_config
     engagement_writer http://127.0.0.1:1/ check=;
---- config
-    location = /status { engagement status; }
 --- must_die
 --- error_log
 engagement_writer
