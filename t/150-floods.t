@@ -222,3 +222,30 @@ invalid value "cookie" of "engagement_dedupe_key": must be viewer, session or cl
 --- must_die
 --- error_log
 invalid value "maybe" of "engagement_opt_out": must be off, anonymous or drop
+
+
+
+=== TEST 7: /health names a full zone whatever the length of its name (the answer is sized from the name)
+--- http_config eval
+"    engagement_zone " . ('z' x 4000) . ":32k;\n"
+. "    engagement_dedupe_zone engagement_dedupe:1m;\n"
+--- config eval
+"    location = /engagement/view { engagement view zone=" . ('z' x 4000) . "; engagement_view_after 10s; }\n"
+. "    location = /health { engagement health; }\n"
+--- request
+GET /health
+--- response_body_like: ^\{"status":"ok"
+--- post_check
+    my ($full, $i) = (0, 0);
+    while (!$full && $i < 2000) {
+        $i++;
+        my ($st) = fl_view("fill-$i", "h$i", 20000);
+        $full = $st == 503;
+    }
+    ok($full, "counted views of $i new contents fill the zone: 503");
+    my ($st, $body) = http_request($port, 'GET', '/health');
+    is($st, 503, 'health is 503 while the zone is full');
+    is($body, '{"status":"unavailable","reason":"zone_full","zone":"' . ('z' x 4000) . "\"}\n",
+       'and names the zone, all 4,000 characters of it');
+--- error_log eval
+qr/engagement zone "z{100}/

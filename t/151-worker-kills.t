@@ -101,25 +101,7 @@ sub dd_client {
 sub dd_kill_at {
     my ($out, @syms) = @_;
     my ($w) = worker_pids();
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open STDOUT, '>', $out or POSIX::_exit(1);
-        open STDERR, '>&', \*STDOUT;
-        no warnings 'exec';
-        exec 'gdb', '-q', '-nx', '-batch',
-             '-iex', 'set debuginfod enabled off', '-p', $w,
-             '-ex', 'set breakpoint pending off',
-             (map { ('-ex', "break $_") } @syms),
-             '-ex', 'continue', '-ex', 'kill';
-        POSIX::_exit(1);
-    }
-    # traced, and running again (gdb's output comes at its exit)
-    wait_until {
-        my $st = slurp("/proc/$w/status");
-        $st =~ /^TracerPid:\s*[1-9]/m && $st !~ /^State:\s*t/m;
-    } 30;
-    return $pid;
+    return gdb_at($w, $out, \@syms, 'kill');
 }
 
 sub rtotal {
@@ -227,7 +209,7 @@ GET /status
 --- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     SKIP: {
-        skip "no gdb", 13 unless grep { -x "$_/gdb" } split /:/, $ENV{PATH};
+        skip "no gdb", 13 unless have_gdb();
         my $dir = scratch_dir('gdb');
         # the count (counters_add before the fix); the answer
         my @points = (

@@ -389,3 +389,47 @@ GET /status
     is($n, 5, "once: the new workers did not send the old one's claimed file again");
 --- no_error_log
 [alert]
+
+
+
+=== TEST 6: a worker stopped while it copies its claimed lines holds no lock: the other worker still answers views (gdb)
+--- http_config
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_edge_id test-edge;
+    engagement_writer http://127.0.0.1:$TEST_NGINX_DEAD_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=10 interval=100ms
+        connect_timeout=300ms timeout=800ms retry=200ms spool=$TEST_NGINX_SPOOL;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: \nnginx_engagement_writer_up 1\n
+--- post_check
+    SKIP: {
+        skip "no gdb", 4 unless have_gdb();
+        my $out = scratch_dir() . '/gdb-copy.out';
+        my ($a) = worker_pids();
+        # stopped at its first claimed line, held 4 s, then let go
+        my $gdb = gdb_at($a, $out, ['ngx_http_engagement_writer_line_batch'],
+                         'shell sleep 4', 'delete', 'detach');
+        # views from a child until then, so that a batch is claimed
+        my $load = fork();
+        die "fork: $!" unless defined $load;
+        if (!$load) {
+            wr_views(1, "g$_") for 1 .. 400;
+            POSIX::_exit(0);
+        }
+        my $stopped = wait_until { slurp("/proc/$a/status") =~ /^State:\s*t/m } 20;
+        ok($stopped, "worker $a stopped while copying a batch it claimed");
+        my $t0 = time;
+        my ($st) = post_view($port, q({"contentId":"c-during","sessionId":"s-during"}));
+        is($st, 202, 'a view during the stop is answered 202 by the other worker');
+        ok(time - $t0 < 2, sprintf('at once (%.2f s), not after the stop', time - $t0));
+        waitpid($gdb, 0);
+        kill 'KILL', $load;
+        waitpid($load, 0);
+        like(slurp($out), qr/Breakpoint \d+, ngx_http_engagement_writer_line_batch /, 'gdb saw the breakpoint');
+    }
+--- no_error_log
+[alert]

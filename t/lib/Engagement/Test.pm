@@ -32,7 +32,8 @@ our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf free_ports
                  wait_for_port free_port slurp reap_children
                  scratch_dir wait_until nginx_port servroot master_pid
                  worker_pids wait_workers reload_nginx error_log_text
-                 status_text status_metric post_check_hook);
+                 status_text status_metric post_check_hook gdb_at
+                 have_gdb);
 
 # a child subreaper: nginx's orphans come back to us, not to a slow PID 1
 syscall(157, 36, 1, 0, 0, 0) if $^O eq 'linux';
@@ -474,5 +475,35 @@ sub flush_wallclock_shim {
 }
 
 push @EXPORT, qw(flush_wallclock_shim);
+
+
+# gdb attached to process $pid (batch mode, its output in $out): at the
+# first call of one of @$syms it runs the gdb commands @then (e.g.
+# 'kill'; or 'shell sleep 3', 'delete', 'detach' to hold the process
+# stopped a while). Returns gdb's pid once the process is traced and
+# running again; gdb's output comes at its exit.
+sub gdb_at {
+    my ($pid, $out, $syms, @then) = @_;
+    my $gdb = fork();
+    die "fork: $!" unless defined $gdb;
+    if ($gdb == 0) {
+        open STDOUT, '>', $out or POSIX::_exit(1);
+        open STDERR, '>&', \*STDOUT;
+        no warnings 'exec';
+        exec 'gdb', '-q', '-nx', '-batch',
+             '-iex', 'set debuginfod enabled off', '-p', $pid,
+             '-ex', 'set breakpoint pending off',
+             (map { ('-ex', "break $_") } @$syms),
+             '-ex', 'continue', (map { ('-ex', $_) } @then);
+        POSIX::_exit(1);
+    }
+    wait_until {
+        my $st = slurp("/proc/$pid/status");
+        $st =~ /^TracerPid:\s*[1-9]/m && $st !~ /^State:\s*t/m;
+    } 30;
+    return $gdb;
+}
+
+sub have_gdb { return grep { -x "$_/gdb" } split /:/, $ENV{PATH} }
 
 1;

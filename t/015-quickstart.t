@@ -1,0 +1,110 @@
+# Guards the README's quick start, `./build.sh run`, as a user runs it:
+# on free ports it serves the demo, counts a view into its private Redis
+# and stops everything it started on SIGTERM; when the port of its private
+# Redis is taken (here by a listener that is not Redis) it refuses to start
+# with a message naming the port, instead of talking to whatever holds it.
+# PORT is a free port of the test's range; the private Redis is PORT+1000.
+use strict;
+use warnings;
+use FindBin;
+BEGIN { push @INC, "$FindBin::Bin/lib" }
+use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
+use IO::Socket::INET;
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+no_shuffle();
+log_level('warn');
+timeout(10);
+add_response_body_check(post_check_hook());
+
+# a port P of ours with P+1000 free as well
+sub qs_ports {
+    for (1 .. 50) {
+        my $p = free_ports(500, 40, 1);
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:' . ($p + 1000),
+                                      Listen => 1, ReuseAddr => 1) or next;
+        close $s;
+        return $p;
+    }
+    die "no free pair of ports\n";
+}
+
+# `./build.sh run` in the background, its output in $out: its pid
+sub qs_start {
+    my ($p, $out) = @_;
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDOUT, '>', $out or POSIX::_exit(1);
+        open STDERR, '>&', \*STDOUT;
+        chdir root_dir() or POSIX::_exit(1);
+        $ENV{PORT} = $p;
+        delete $ENV{REDIS_PORT};
+        exec './build.sh', 'run' or POSIX::_exit(1);
+    }
+    return $pid;
+}
+
+# waits for $pid to exit within $secs: its exit status, or undef
+sub qs_exit {
+    my ($pid, $secs) = @_;
+    my $deadline = time + $secs;
+    while (time < $deadline) {
+        return $? >> 8 if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        sleep 0.1;
+    }
+    return undef;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: the quick start serves the demo, counts a view into its private Redis, and stops what it started
+--- config
+    location = /t { return 204; }
+--- request
+GET /t
+--- error_code: 204
+--- post_check
+    my $p = qs_ports();
+    my $out = scratch_dir() . '/quickstart-1.out';
+    my $pid = qs_start($p, $out);
+    my $up = wait_until { (http_request($p, 'GET', '/'))[0] == 200 } 180;
+    ok($up, "the demo page answers 200 on port $p");
+    like(slurp($out), qr/redis-server on 127\.0\.0\.1:@{[ $p + 1000 ]} \(pid \d+/,
+         'it says where its private Redis runs');
+    my ($st, $body) = post_view($p, q({"contentId":"qs-1","sessionId":"s1"}));
+    is($st, 202, 'a view is answered 202');
+    like($body, qr/"counted":true/, 'and counted');
+    my $in = wait_until { redis_cli($p + 1000, undef, 'HGET', 'eng:{c:qs-1}', 'views') =~ /^1\s*\z/ } 10;
+    ok($in, 'the view reaches the private Redis');
+    kill 'TERM', $pid;
+    is(qs_exit($pid, 20), 0, 'SIGTERM stops the quick start, exit status 0');
+    ok(!wait_for_port($p), 'nginx no longer listens');
+    ok(!wait_for_port($p + 1000), 'its Redis no longer listens');
+
+
+
+=== TEST 2: the port of the private Redis is taken by something else: a clear refusal, nothing started
+--- config
+    location = /t { return 204; }
+--- request
+GET /t
+--- error_code: 204
+--- post_check
+    my $p = qs_ports();
+    my $squat = IO::Socket::INET->new(LocalAddr => '127.0.0.1:' . ($p + 1000),
+                                      Listen => 5, ReuseAddr => 1) or die $!;
+    my $out = scratch_dir() . '/quickstart-2.out';
+    my $pid = qs_start($p, $out);
+    my $rc = qs_exit($pid, 180);
+    if (!defined $rc) { kill 'TERM', $pid; qs_exit($pid, 20) }
+    is($rc, 1, 'the quick start exits with status 1');
+    like(slurp($out), qr/127\.0\.0\.1:@{[ $p + 1000 ]} \(the demo's private Redis\) is already in use/,
+         'naming the taken port');
+    unlike(slurp($out), qr/redis-server on /, 'it does not say its Redis started');
+    ok(!wait_for_port($p), 'no nginx was started');
+    close $squat;
