@@ -76,10 +76,12 @@ GET /t
     ok($up, "the demo page answers 200 on port $p");
     like(slurp($out), qr/redis-server on 127\.0\.0\.1:@{[ $p + 1000 ]} \(pid \d+/,
          'it says where its private Redis runs');
-    my ($st, $body) = post_view($p, q({"contentId":"qs-1","sessionId":"s1"}));
+    # (the private Redis keeps its data across runs: a content of this run)
+    my $c = 'qs-' . int(time * 1000);
+    my ($st, $body) = post_view($p, qq({"contentId":"$c","sessionId":"s1"}));
     is($st, 202, 'a view is answered 202');
     like($body, qr/"counted":true/, 'and counted');
-    my $in = wait_until { redis_cli($p + 1000, undef, 'HGET', 'eng:{c:qs-1}', 'views') =~ /^1\s*\z/ } 10;
+    my $in = wait_until { redis_cli($p + 1000, undef, 'HGET', "eng:{c:$c}", 'views') =~ /^1\s*\z/ } 10;
     ok($in, 'the view reaches the private Redis');
     kill 'TERM', $pid;
     is(qs_exit($pid, 20), 0, 'SIGTERM stops the quick start, exit status 0');
