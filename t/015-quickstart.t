@@ -4,6 +4,8 @@
 # Redis is taken (here by a listener that is not Redis) it refuses to start
 # with a message naming the port, instead of talking to whatever holds it.
 # PORT is a free port of the test's range; the private Redis is PORT+1000.
+# "Not listening" is read from /proc/net/tcp: connecting in a loop to a
+# closed port in the ephemeral range can connect a socket to itself.
 use strict;
 use warnings;
 use FindBin;
@@ -85,8 +87,8 @@ GET /t
     ok($in, 'the view reaches the private Redis');
     kill 'TERM', $pid;
     is(qs_exit($pid, 20), 0, 'SIGTERM stops the quick start, exit status 0');
-    ok(!wait_for_port($p), 'nginx no longer listens');
-    ok(!wait_for_port($p + 1000), 'its Redis no longer listens');
+    ok(!port_listening($p), 'nginx no longer listens');
+    ok(!port_listening($p + 1000), 'its Redis no longer listens');
 
 
 
@@ -108,5 +110,5 @@ GET /t
     like(slurp($out), qr/127\.0\.0\.1:@{[ $p + 1000 ]} \(the demo's private Redis\) is already in use/,
          'naming the taken port');
     unlike(slurp($out), qr/redis-server on /, 'it does not say its Redis started');
-    ok(!wait_for_port($p), 'no nginx was started');
+    ok(!port_listening($p), 'no nginx was started');
     close $squat;

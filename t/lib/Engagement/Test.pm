@@ -32,7 +32,7 @@ our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf free_ports
                  wait_for_port free_port slurp reap_children
                  scratch_dir wait_until nginx_port servroot master_pid
                  worker_pids wait_workers reload_nginx error_log_text
-                 status_text status_metric post_check_hook gdb_at
+                 status_text status_metric post_check_hook gdb_at port_listening
                  have_gdb);
 
 # a child subreaper: nginx's orphans come back to us, not to a slow PID 1
