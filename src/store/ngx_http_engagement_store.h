@@ -142,13 +142,21 @@ typedef struct {
 } ngx_http_engagement_counters_shctx_t;
 
 
+/*
+ * A dedupe zone: its marks in one open-addressing table of fixed entries
+ * (policy/dedupe.c), allocated whole when the zone is made; head.rbtree
+ * and head.lru stay empty. head.entries counts the slots in use.
+ */
 typedef struct {
     ngx_http_engagement_shctx_head_t  head;
-    ngx_atomic_t                  inserts;
-    ngx_atomic_t                  hits;
-    ngx_atomic_t                  expired;
-    ngx_atomic_t                  evictions;
+    ngx_atomic_t                  inserts;     /* marks set */
+    ngx_atomic_t                  hits;        /* marks found live */
+    ngx_atomic_t                  expired;     /* lapsed entries reused */
+    ngx_atomic_t                  evictions;   /* live entries reused */
     ngx_atomic_t                  alloc_failures;
+    void                         *table;       /* the entries */
+    ngx_uint_t                    slots;       /* homes: the table holds
+                                                  slots + probe - 1 */
 } ngx_http_engagement_dedupe_shctx_t;
 
 
