@@ -359,7 +359,8 @@ ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, ngx_str_t *id)
 
     sh = z->sh;
 
-    return ngx_http_engagement_siphash(sh->head.hash_key, id->data, id->len);
+    return ngx_http_engagement_siphash13(sh->head.hash_key, id->data,
+                                         id->len);
 }
 
 
