@@ -1,17 +1,21 @@
 
 /*
  * The dedupe zone: "seen within the window" marks for (content, identity)
- * and for request ids, in one open-addressing table of fixed 32-byte
- * entries allocated whole when the zone is made (no allocation per mark).
- * An entry is keyed by a 64-bit keyed hash and holds every kind of mark
- * of its key (view, engaged, replay). A key lives within a bounded probe
- * window of NGX_HTTP_ENGAGEMENT_DEDUPE_PROBE slots from its home slot; a
- * new key takes the first never-used or lapsed slot there, else evicts
- * the entry of the window whose marks lapse first (the oldest; counted):
- * a full table never refuses a mark.
+ * and for request ids, in one table of fixed 32-byte entries allocated
+ * whole when the zone is made (no allocation per mark). An entry is keyed
+ * by a 64-bit keyed hash and holds every kind of mark of its key (view,
+ * engaged, replay). The table is cut into buckets of
+ * NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET entries; a key has two, chosen by
+ * either half of it, and goes to the one with fewer live entries (two
+ * choices keep the buckets even: the first eviction comes at ~70 % of the
+ * table, against ~20 % for one run of 8 slots). A new key takes the first
+ * never-used or lapsed slot there, else evicts the entry of the two
+ * buckets whose marks lapse first (the oldest; counted): a full table
+ * never refuses a mark, and a lookup reads 16 entries at most.
  *
- * Slots are never emptied once used (lapsed ones are reused), so a lookup
- * stops at the first never-used slot of the window.
+ * Slots are never emptied once used (lapsed ones are reused) and a bucket
+ * fills from its start, so a lookup leaves a bucket at its first
+ * never-used slot.
  *
  * An event's marks are taken as a set, under the zone lock from
  * ngx_http_engagement_dedupe_begin() to ngx_http_engagement_dedupe_end():
@@ -29,8 +33,8 @@
 #include "policy/ngx_http_engagement_policy.h"
 
 
-/* the slots a key may live in, from its home slot on */
-#define NGX_HTTP_ENGAGEMENT_DEDUPE_PROBE   8
+/* the entries of a bucket (256 bytes: four cache lines) */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET  8
 
 /* tries at allocating the table, one page smaller each */
 #define NGX_HTTP_ENGAGEMENT_DEDUPE_TRIES   4
@@ -39,10 +43,11 @@
 typedef ngx_http_engagement_dedupe_entry_t  ngx_http_engagement_dentry_t;
 
 
-/* a key's home slot: the high half of the key scaled to the slots */
-#define ngx_http_engagement_dedupe_home(sh, key)                              \
+/* a bucket of the table, by 32 bits of a key scaled to the buckets */
+#define ngx_http_engagement_dedupe_bucket(sh, h32)                            \
     ((ngx_http_engagement_dentry_t *) (sh)->table                             \
-     + (((key) >> 32) * (uint64_t) (sh)->slots >> 32))
+     + ((uint64_t) (h32) * (sh)->buckets >> 32)                               \
+       * NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET)
 
 
 /* the kinds of an entry whose marks are live now, committed ones only */
@@ -91,22 +96,24 @@ ngx_http_engagement_dedupe_left(ngx_http_engagement_dentry_t *e,
 
 
 /*
- * When the window of a new key is full: the entry whose marks lapse first,
- * never one of this set's.
+ * When both buckets of a new key are full: the entry whose marks lapse
+ * first, never one of this set's.
  */
 
 static ngx_http_engagement_dentry_t *
-ngx_http_engagement_dedupe_victim(ngx_http_engagement_dentry_t *e,
+ngx_http_engagement_dedupe_victim(ngx_http_engagement_dentry_t **b,
     ngx_http_engagement_dedupe_set_t *set)
 {
     ngx_uint_t                     i, j;
     ngx_msec_int_t                 left, least;
-    ngx_http_engagement_dentry_t  *victim;
+    ngx_http_engagement_dentry_t  *e, *victim;
 
     victim = NULL;
     least = 0;
 
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_DEDUPE_PROBE; i++, e++) {
+    for (i = 0; i < 2 * NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET; i++) {
+        e = b[i / NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET]
+            + i % NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
 
         for (j = 0; j < set->n; j++) {
             if (set->entries[j] == e) {
@@ -131,37 +138,54 @@ ngx_http_engagement_dedupe_victim(ngx_http_engagement_dentry_t *e,
 
 
 /*
- * The entry of a key: its own, else the slot it may take (the first
- * never-used or lapsed one of its window, else a victim). NULL: none.
+ * The entry of a key: its own, else the slot it may take: a never-used or
+ * lapsed one of the bucket with fewer live entries (two choices keep the
+ * buckets even), else a victim. NULL: none.
  */
 
 static ngx_http_engagement_dentry_t *
 ngx_http_engagement_dedupe_find(ngx_http_engagement_dedupe_shctx_t *sh,
     ngx_http_engagement_dedupe_set_t *set, uint64_t key)
 {
-    ngx_uint_t                     i;
-    ngx_http_engagement_dentry_t  *e, *home, *free;
+    ngx_uint_t                     i, j, live, least;
+    ngx_http_engagement_dentry_t  *e, *free, *take, *b[2];
 
-    home = ngx_http_engagement_dedupe_home(sh, key);
-    free = NULL;
+    b[0] = ngx_http_engagement_dedupe_bucket(sh, key >> 32);
+    b[1] = ngx_http_engagement_dedupe_bucket(sh, (uint32_t) key);
+    take = NULL;
+    least = NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
 
-    for (i = 0, e = home; i < NGX_HTTP_ENGAGEMENT_DEDUPE_PROBE; i++, e++) {
+    for (j = 0; j < 2; j++) {
+        free = NULL;
+        live = 0;
 
-        if (e->key == key) {
-            return e;
-        }
-
-        if (e->key == 0) {
-            return free ? free : e;
-        }
-
-        if (free == NULL && ngx_http_engagement_dedupe_left(e, set->now) <= 0)
+        for (i = 0, e = b[j]; i < NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET; i++, e++)
         {
-            free = e;
+            if (e->key == key) {
+                return e;
+            }
+
+            if (e->key == 0) {
+                /* the rest of the bucket is unused too */
+                free = free ? free : e;
+                break;
+            }
+
+            if (ngx_http_engagement_dedupe_left(e, set->now) > 0) {
+                live++;
+
+            } else if (free == NULL) {
+                free = e;
+            }
+        }
+
+        if (free && live < least) {
+            take = free;
+            least = live;
         }
     }
 
-    return free ? free : ngx_http_engagement_dedupe_victim(home, set);
+    return take ? take : ngx_http_engagement_dedupe_victim(b, set);
 }
 
 
@@ -369,13 +393,13 @@ static const size_t  ngx_http_engagement_dedupe_shape[] = {
     NGX_HTTP_ENGAGEMENT_HEAD_SHAPE,
     sizeof(ngx_http_engagement_dedupe_shctx_t),
     offsetof(ngx_http_engagement_dedupe_shctx_t, table),
-    offsetof(ngx_http_engagement_dedupe_shctx_t, slots),
+    offsetof(ngx_http_engagement_dedupe_shctx_t, buckets),
     sizeof(ngx_http_engagement_dentry_t),
     offsetof(ngx_http_engagement_dentry_t, base),
     offsetof(ngx_http_engagement_dentry_t, expire),
     offsetof(ngx_http_engagement_dentry_t, pending),
     NGX_HTTP_ENGAGEMENT_MARK_KINDS,
-    NGX_HTTP_ENGAGEMENT_DEDUPE_PROBE
+    NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET
 };
 
 
@@ -419,9 +443,10 @@ ngx_http_engagement_dedupe_table(ngx_http_engagement_zone_t *z,
         }
     }
 
-    n = size / sizeof(ngx_http_engagement_dentry_t);
+    n = size / (NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET
+                * sizeof(ngx_http_engagement_dentry_t));
 
-    if (sh->table == NULL || n < 2 * NGX_HTTP_ENGAGEMENT_DEDUPE_PROBE) {
+    if (sh->table == NULL || n < 2) {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
                       "engagement_dedupe_zone \"%V\" has no room for its "
                       "table", &z->name);
@@ -433,9 +458,8 @@ ngx_http_engagement_dedupe_table(ngx_http_engagement_zone_t *z,
     ngx_memzero(sh->table, size);
 #endif
 
-    /* the home slot is the high half of a key scaled: 32 bits at most */
-    sh->slots = (ngx_uint_t) ngx_min(n - (NGX_HTTP_ENGAGEMENT_DEDUPE_PROBE - 1),
-                                     (uint64_t) 0xffffffff);
+    /* a bucket is chosen by 32 bits of a key, scaled */
+    sh->buckets = (ngx_uint_t) ngx_min(n, (uint64_t) 0xffffffff);
 
     return NGX_OK;
 }

@@ -155,8 +155,7 @@ typedef struct {
     ngx_atomic_t                  evictions;   /* live entries reused */
     ngx_atomic_t                  alloc_failures;
     void                         *table;       /* the entries */
-    ngx_uint_t                    slots;       /* homes: the table holds
-                                                  slots + probe - 1 */
+    ngx_uint_t                    buckets;     /* of 8 entries */
 } ngx_http_engagement_dedupe_shctx_t;
 
 
