@@ -151,6 +151,15 @@ ngx_http_engagement_dedupe_find(ngx_http_engagement_dedupe_shctx_t *sh,
     ngx_http_engagement_dentry_t  *e, *free, *take, *b[2];
 
     b[0] = ngx_http_engagement_dedupe_bucket(sh, key >> 32);
+
+    if (b[0]->key == 0) {
+        /*
+         * A first bucket never used: a key goes to the second only when
+         * the first has more live entries, so it is in neither.
+         */
+        return b[0];
+    }
+
     b[1] = ngx_http_engagement_dedupe_bucket(sh, (uint32_t) key);
     take = NULL;
     least = NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
