@@ -24,6 +24,27 @@ no_shuffle();
 timeout(20);
 add_response_body_check(post_check_hook());
 
+# every block: a view location (view after 10 s, engaged after 30 s, plus
+# its "--- view" directives), summary and status; the block's request
+# reads the status, and its post_check does the rest
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    my $view = $block->{view} ? $block->{view}[0] : '';
+    $block->set_value('config', <<"CONF") unless defined $block->config;
+    location = /engagement/view {
+        engagement view;
+        engagement_view_after 10s;
+        engagement_engaged_after 30s;
+        $view
+    }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+CONF
+    $block->set_value('request', 'GET /status') unless defined $block->request;
+    $block->set_value('response_body_like', '^# HELP nginx_engagement_')
+        unless defined $block->response_body_like;
+});
+
 # (status, what it counted as "view,engaged" or its reason) of one event
 sub dt_view {
     my ($c, $who, $more) = @_;
@@ -48,33 +69,23 @@ run_tests();
 __DATA__
 
 === TEST 1: view, engaged, replay and request id marks answer as before, with one entry per (content, identity)
---- config
-    location = /engagement/view {
-        engagement view;
-        engagement_view_after 10s;
-        engagement_engaged_after 30s;
-    }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
-    my @steps = (
-        [ 'c', 1, ',"durationMs":5000',  '200 below_policy' ],
-        [ 'c', 1, ',"durationMs":12000', '202 view' ],
-        [ 'c', 1, ',"durationMs":15000', '200 duplicate' ],
-        [ 'c', 1, ',"durationMs":40000', '202 engaged' ],
-        [ 'c', 1, ',"durationMs":40000', '200 duplicate' ],
-        [ 'c', 1, ',"replay":true',      '202 replay' ],
-        [ 'c', 1, ',"replay":true',      '200 duplicate' ],
-        [ 'c', 2, ',"durationMs":40000', '202 view,engaged' ],
-        [ 'c', 3, ',"durationMs":40000,"requestId":"r1"', '202 view,engaged' ],
-        [ 'c', 3, ',"durationMs":40000,"requestId":"r1"', '200 duplicate_request' ],
-        [ 'c', 4, ',"durationMs":40000,"requestId":"r1"', '200 duplicate_request' ],
-        [ 'c', 3, ',"durationMs":40000,"requestId":"r2"', '200 duplicate' ],
-        [ 'd', 1, ',"durationMs":12000', '202 view' ],
-    );
+    # content | session | more of the body | the answer
+    my @steps = map { [ split / \| / ] } split /\n/, <<~'STEPS';
+        c | 1 | ,"durationMs":5000 | 200 below_policy
+        c | 1 | ,"durationMs":12000 | 202 view
+        c | 1 | ,"durationMs":15000 | 200 duplicate
+        c | 1 | ,"durationMs":40000 | 202 engaged
+        c | 1 | ,"durationMs":40000 | 200 duplicate
+        c | 1 | ,"replay":true | 202 replay
+        c | 1 | ,"replay":true | 200 duplicate
+        c | 2 | ,"durationMs":40000 | 202 view,engaged
+        c | 3 | ,"durationMs":40000,"requestId":"r1" | 202 view,engaged
+        c | 3 | ,"durationMs":40000,"requestId":"r1" | 200 duplicate_request
+        c | 4 | ,"durationMs":40000,"requestId":"r1" | 200 duplicate_request
+        c | 3 | ,"durationMs":40000,"requestId":"r2" | 200 duplicate
+        d | 1 | ,"durationMs":12000 | 202 view
+        STEPS
     my $n = 0;
     for my $s (@steps) {
         $n++;
@@ -95,17 +106,8 @@ GET /status
 
 
 === TEST 2: each kind of mark keeps its own window within the entry
---- config
-    location = /engagement/view {
-        engagement view;
-        engagement_view_after 10s;
-        engagement_engaged_after 30s;
-        engagement_dedupe_window 1500ms;
-    }
-    location = /status { engagement status; }
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
+--- view
+engagement_dedupe_window 1500ms;
 --- post_check
     # each step at its time; a step the machine delayed past its slot is
     # skipped, not failed (the windows are short)
@@ -139,19 +141,9 @@ GET /status
 === TEST 3: a table fills evenly, evicts the oldest marks of a key's two buckets, never refuses, and keeps recent marks
 --- http_config
     engagement_dedupe_zone engagement_dedupe:32k;
---- config
-    location = /engagement/view {
-        engagement view;
-        engagement_view_after 10s;
-    }
-    location /engagement/summary { engagement summary; }
-    location = /status { engagement status; }
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     my $n = 2500;
-    my ($counted, $at_first, $max) = (0, 0, 0);
+    my ($counted, $at_first) = (0, 0);
     for my $i (1 .. $n) {
         $counted++ if dt_view('v', $i, ',"durationMs":12000') eq '202 view';
         next if $at_first || $i % 10;
@@ -185,16 +177,6 @@ GET /status
 
 
 === TEST 4: a reload keeps the table and its marks
---- config
-    location = /engagement/view {
-        engagement view;
-        engagement_view_after 10s;
-        engagement_engaged_after 30s;
-    }
-    location = /status { engagement status; }
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     is(dt_view('k', 1, ',"durationMs":40000,"requestId":"q1"'), '202 view,engaged', 'counted');
     is(dt_view('k', 2, ',"durationMs":12000'), '202 view', 'counted');
