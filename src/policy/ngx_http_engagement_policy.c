@@ -423,7 +423,14 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_zone_t   *full;
     ngx_http_engagement_marks_t   mk;
 
-    ngx_memzero(out, sizeof(ngx_http_engagement_outcome_t));
+    /* store/ fills out->shown, all but the reactions it has none of */
+    out->counted = 0;
+    out->view = 0;
+    out->engaged = 0;
+    out->replay = 0;
+    out->reason = NGX_HTTP_ENGAGEMENT_REASON_NONE;
+    out->shown.known = 0;
+    out->shown.nreactions = 0;
 
     /* hashing and formatting happen before any lock is taken */
     ngx_http_engagement_policy_hash(r, elcf, ev, &mk);
