@@ -1,16 +1,29 @@
+
 /*
- * The dedupe zone: "seen within the window" marks for (metric, content,
- * identity) and for request ids, laid out like limit_req's zone: an rbtree
- * keyed by a 64-bit keyed hash, an LRU queue ordered by expiry, a few
- * expired entries reclaimed before each allocation, and a forced (counted)
- * eviction of the oldest entry when the zone is full. An entry is 64 bytes.
+ * The dedupe zone: "seen within the window" marks for (content, identity)
+ * and for request ids, in one table of fixed 32-byte entries allocated
+ * whole when the zone is made (no allocation per mark). An entry is keyed
+ * by a 64-bit keyed hash and holds every kind of mark of its key (view,
+ * engaged, replay). The table is cut into buckets of
+ * NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET entries; a key has two, chosen by
+ * either half of it, and goes to the one with fewer live entries (two
+ * choices keep the buckets even: the first eviction comes at ~70 % of the
+ * table, against ~20 % for one run of 8 slots). A new key takes the first
+ * never-used or lapsed slot there, else evicts the entry of the two
+ * buckets whose marks lapse first (the oldest; counted): a full table
+ * never refuses a mark, and a lookup reads 16 entries at most.
+ *
+ * Slots are never emptied once used (lapsed ones are reused) and a bucket
+ * fills from its start, so a lookup leaves a bucket at its first
+ * never-used slot.
  *
  * An event's marks are taken as a set, under the zone lock from
  * ngx_http_engagement_dedupe_begin() to ngx_http_engagement_dedupe_end():
- * a mark set is pending until committed, and end() takes back every mark
- * still pending. Nobody else sees a pending mark while its owner lives
- * (the owner holds the lock); one found later was left by a worker killed
- * before its event was counted, and counts as not seen.
+ * a mark set is pending until committed, and end() restores every entry
+ * the set changed and did not commit. Nobody else sees a pending mark
+ * while its owner lives (the owner holds the lock); one found later was
+ * left by a worker killed before its event was counted, and counts as
+ * not seen.
  */
 
 
@@ -20,120 +33,229 @@
 #include "policy/ngx_http_engagement_policy.h"
 
 
-/* expired marks reclaimed before each allocation */
-#define NGX_HTTP_ENGAGEMENT_DEDUPE_EXPIRE  2
+/* the entries of a bucket (256 bytes: four cache lines) */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET  8
 
-/* a mark's state, in the rbtree node's spare byte */
-#define NGX_HTTP_ENGAGEMENT_MARK_SEEN      0
-#define NGX_HTTP_ENGAGEMENT_MARK_PENDING   1
-
-
-/* starts as an ngx_http_engagement_hnode_t */
-typedef struct {
-    ngx_rbtree_node_t    node;        /* key: the hash (its low half on
-                                         32-bit platforms); data: state */
-    ngx_queue_t          queue;
-#if (NGX_PTR_SIZE == 4)
-    uint32_t             hash_hi;
-#endif
-    ngx_msec_t           expire;
-} ngx_http_engagement_dedupe_node_t;
+/* tries at allocating the table, one page smaller each */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_TRIES   4
 
 
-static void
-ngx_http_engagement_dedupe_free(ngx_http_engagement_zone_t *z,
-    ngx_http_engagement_dedupe_node_t *dn)
+typedef ngx_http_engagement_dedupe_entry_t  ngx_http_engagement_dentry_t;
+
+
+/* a bucket of the table, by 32 bits of a key scaled to the buckets */
+#define ngx_http_engagement_dedupe_bucket(sh, h32)                            \
+    ((ngx_http_engagement_dentry_t *) (sh)->table                             \
+     + ((uint64_t) (h32) * (sh)->buckets >> 32)                               \
+       * NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET)
+
+
+/* the kinds of an entry whose marks are live now, committed ones only */
+
+static ngx_uint_t
+ngx_http_engagement_dedupe_live(ngx_http_engagement_dentry_t *e,
+    ngx_msec_t now)
 {
-    ngx_http_engagement_dedupe_shctx_t  *sh;
+    ngx_uint_t      k, live;
+    ngx_msec_int_t  age;
 
-    sh = z->sh;
+    age = (ngx_msec_int_t) (now - e->base);
+    live = 0;
 
-    ngx_queue_remove(&dn->queue);
-    ngx_rbtree_delete(&sh->head.rbtree, &dn->node);
-    ngx_slab_free_locked(z->shpool, dn);
-    sh->head.entries--;
+    for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
+        if (e->expire[k] && (ngx_msec_int_t) e->expire[k] > age) {
+            live |= (ngx_uint_t) 1 << k;
+        }
+    }
+
+    return live & ~e->pending;
 }
 
 
-/* reclaims a few expired entries, or the oldest one when forced */
+/* ms until the last mark of an entry lapses, pending ones too; <= 0: none */
 
-static void
-ngx_http_engagement_dedupe_expire(ngx_http_engagement_zone_t *z,
-    ngx_msec_t now, ngx_uint_t force)
+static ngx_msec_int_t
+ngx_http_engagement_dedupe_left(ngx_http_engagement_dentry_t *e,
+    ngx_msec_t now)
 {
-    ngx_uint_t                           n;
-    ngx_queue_t                         *q;
-    ngx_http_engagement_dedupe_node_t   *dn;
-    ngx_http_engagement_dedupe_shctx_t  *sh;
+    uint32_t    last;
+    ngx_uint_t  k;
 
-    sh = z->sh;
+    last = 0;
 
-    for (n = 0; n < NGX_HTTP_ENGAGEMENT_DEDUPE_EXPIRE; n++) {
-
-        if (ngx_queue_empty(&sh->head.lru)) {
-            return;
-        }
-
-        q = ngx_queue_last(&sh->head.lru);
-        dn = ngx_queue_data(q, ngx_http_engagement_dedupe_node_t, queue);
-
-        if ((ngx_msec_int_t) (dn->expire - now) > 0) {
-            if (!force) {
-                return;
-            }
-
-            /* a live mark is lost: a repeat may count again; said so */
-            sh->evictions++;
-            ngx_http_engagement_dedupe_free(z, dn);
-            return;
-        }
-
-        sh->expired++;
-        ngx_http_engagement_dedupe_free(z, dn);
-
-        if (force) {
-            return;
-        }
+    for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
+        last = ngx_max(last, e->expire[k]);
     }
+
+    if (last == 0) {
+        return 0;
+    }
+
+    return (ngx_msec_int_t) last - (ngx_msec_int_t) (now - e->base);
 }
 
 
 /*
- * A new node, after reclaiming expired ones; when the zone is full, the
- * oldest mark is evicted, unless this set made it.
+ * When both buckets of a new key are full: the entry whose marks lapse
+ * first, never one of this set's.
  */
 
-static ngx_http_engagement_dedupe_node_t *
-ngx_http_engagement_dedupe_alloc(ngx_http_engagement_zone_t *z,
-    ngx_msec_t now, ngx_http_engagement_dedupe_set_t *set)
+static ngx_http_engagement_dentry_t *
+ngx_http_engagement_dedupe_victim(ngx_http_engagement_dentry_t **b,
+    ngx_http_engagement_dedupe_set_t *set)
 {
-    ngx_uint_t                           j;
-    ngx_http_engagement_dedupe_node_t   *dn;
-    ngx_http_engagement_dedupe_shctx_t  *sh;
+    ngx_uint_t                     i, j;
+    ngx_msec_int_t                 left, least;
+    ngx_http_engagement_dentry_t  *e, *victim;
 
-    sh = z->sh;
+    victim = NULL;
+    least = 0;
 
-    ngx_http_engagement_dedupe_expire(z, now, 0);
+    for (i = 0; i < 2 * NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET; i++) {
+        e = b[i / NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET]
+            + i % NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
 
-    dn = ngx_slab_alloc_locked(z->shpool,
-                               sizeof(ngx_http_engagement_dedupe_node_t));
-    if (dn != NULL || ngx_queue_empty(&sh->head.lru)) {
-        return dn;
-    }
+        for (j = 0; j < set->n; j++) {
+            if (set->entries[j] == e) {
+                break;
+            }
+        }
 
-    dn = ngx_queue_data(ngx_queue_last(&sh->head.lru),
-                        ngx_http_engagement_dedupe_node_t, queue);
+        if (j < set->n) {
+            continue;
+        }
 
-    for (j = 0; j < set->n; j++) {
-        if (set->nodes[j] == dn) {
-            return NULL;
+        left = ngx_http_engagement_dedupe_left(e, set->now);
+
+        if (victim == NULL || left < least) {
+            victim = e;
+            least = left;
         }
     }
 
-    ngx_http_engagement_dedupe_expire(z, now, 1);
+    return victim;
+}
 
-    return ngx_slab_alloc_locked(z->shpool,
-                                 sizeof(ngx_http_engagement_dedupe_node_t));
+
+/*
+ * The entry of a key: its own, else the slot it may take: a never-used or
+ * lapsed one of the bucket with fewer live entries (two choices keep the
+ * buckets even), else a victim. NULL: none.
+ */
+
+static ngx_http_engagement_dentry_t *
+ngx_http_engagement_dedupe_find(ngx_http_engagement_dedupe_shctx_t *sh,
+    ngx_http_engagement_dedupe_set_t *set, uint64_t key)
+{
+    ngx_uint_t                     i, j, live, least;
+    ngx_http_engagement_dentry_t  *e, *free, *take, *b[2];
+
+    b[0] = ngx_http_engagement_dedupe_bucket(sh, key >> 32);
+
+    if (b[0]->key == 0) {
+        /*
+         * A first bucket never used: a key goes to the second only when
+         * the first has more live entries, so it is in neither.
+         */
+        return b[0];
+    }
+
+    b[1] = ngx_http_engagement_dedupe_bucket(sh, (uint32_t) key);
+    take = NULL;
+    least = NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
+
+    for (j = 0; j < 2; j++) {
+        free = NULL;
+        live = 0;
+
+        for (i = 0, e = b[j]; i < NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET; i++, e++)
+        {
+            if (e->key == key) {
+                return e;
+            }
+
+            if (e->key == 0) {
+                /* the rest of the bucket is unused too */
+                free = free ? free : e;
+                break;
+            }
+
+            if (ngx_http_engagement_dedupe_left(e, set->now) > 0) {
+                live++;
+
+            } else if (free == NULL) {
+                free = e;
+            }
+        }
+
+        if (free && live < least) {
+            take = free;
+            least = live;
+        }
+    }
+
+    return take ? take : ngx_http_engagement_dedupe_victim(b, set);
+}
+
+
+/* a slot taken for a new key, with what it held counted */
+
+static void
+ngx_http_engagement_dedupe_take(ngx_http_engagement_dedupe_shctx_t *sh,
+    ngx_http_engagement_dentry_t *e, uint64_t key, ngx_msec_t now)
+{
+    if (e->key == 0) {
+        sh->head.entries++;
+        sh->head.full = 0;
+
+    } else if (ngx_http_engagement_dedupe_left(e, now) <= 0) {
+        sh->expired++;
+        sh->head.full = 0;
+
+    } else {
+        /* a live mark is lost: a repeat may count again; said so */
+        sh->evictions++;
+        sh->head.full = 1;
+    }
+
+    ngx_memzero(e, sizeof(ngx_http_engagement_dentry_t));
+    e->key = key;
+    e->base = now;
+}
+
+
+/* marks kinds pending in an entry, from now on for window ms */
+
+static void
+ngx_http_engagement_dedupe_set(ngx_http_engagement_dentry_t *e,
+    ngx_uint_t kinds, ngx_msec_t now, ngx_msec_t window)
+{
+    uint32_t        w;
+    ngx_uint_t      k;
+    ngx_msec_int_t  age;
+
+    /* another worker's clock may be a few ms ahead: the later counts */
+    age = (ngx_msec_int_t) (now - e->base);
+
+    if (age > 0) {
+        /* the offsets count from now */
+        for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
+            e->expire[k] = ((ngx_msec_int_t) e->expire[k] > age)
+                           ? (uint32_t) (e->expire[k] - age) : 0;
+        }
+
+        e->base = now;
+    }
+
+    w = (uint32_t) ngx_min(window, NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX);
+
+    for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
+        if (kinds & ((ngx_uint_t) 1 << k)) {
+            e->expire[k] = w;
+        }
+    }
+
+    e->pending |= kinds;
 }
 
 
@@ -151,72 +273,63 @@ ngx_http_engagement_dedupe_begin(ngx_http_engagement_zone_t *z,
 
 
 /*
- * One mark of the set: *fresh is 0 when it was seen within the window
- * (and it is left as it is), else it is set, pending. NGX_ERROR: no room.
+ * The marks of kinds under one key: *fresh gets the kinds not seen within
+ * their window, which are set, pending; the others are left as they are.
+ * NGX_ERROR: the set is full, or no slot (only this set's in the window).
  */
 
 ngx_int_t
 ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
-    ngx_http_engagement_dedupe_set_t *set, uint64_t hash, ngx_msec_t window,
-    ngx_uint_t *fresh)
+    ngx_http_engagement_dedupe_set_t *set, uint64_t key, ngx_uint_t kinds,
+    ngx_msec_t window, ngx_uint_t *fresh)
 {
-    ngx_uint_t                           i;
-    ngx_http_engagement_dedupe_node_t   *dn;
+    ngx_uint_t                           i, seen, f;
+    ngx_http_engagement_dentry_t        *e;
     ngx_http_engagement_dedupe_shctx_t  *sh;
 
     sh = z->sh;
-    i = set->n;
 
-    if (i == NGX_HTTP_ENGAGEMENT_DEDUPE_SET) {
+    /* 0 marks a never-used slot */
+    key += (key == 0);
+
+    e = (set->n < NGX_HTTP_ENGAGEMENT_DEDUPE_SET)
+        ? ngx_http_engagement_dedupe_find(sh, set, key) : NULL;
+
+    if (e == NULL) {
+        sh->alloc_failures++;
         return NGX_ERROR;
     }
 
-    dn = (ngx_http_engagement_dedupe_node_t *)
-        ngx_http_engagement_hnode_lookup(&sh->head.rbtree, hash);
+    f = kinds;
 
-    if (dn != NULL) {
+    if (e->key == key) {
+        seen = ngx_http_engagement_dedupe_live(e, set->now) & kinds;
+        f &= ~seen;
 
-        if (dn->node.data == NGX_HTTP_ENGAGEMENT_MARK_SEEN
-            && (ngx_msec_int_t) (dn->expire - set->now) > 0)
-        {
-            *fresh = 0;
+        for ( /* void */ ; seen; seen &= seen - 1) {
             sh->hits++;
+        }
+
+        if (f == 0) {
+            *fresh = 0;
             return NGX_OK;
         }
-
-        /* the window has passed, or its event was never counted */
-        set->created[i] = 0;
-        set->old_state[i] = dn->node.data;
-        set->old_expire[i] = dn->expire;
-        ngx_queue_remove(&dn->queue);
-
-    } else {
-        dn = ngx_http_engagement_dedupe_alloc(z, set->now, set);
-
-        if (dn == NULL) {
-            sh->alloc_failures++;
-            sh->head.full = 1;
-            return NGX_ERROR;
-        }
-
-        sh->head.full = 0;
-
-        ngx_http_engagement_hnode_set((ngx_http_engagement_hnode_t *) dn,
-                                      hash);
-        ngx_rbtree_insert(&sh->head.rbtree, &dn->node);
-        sh->head.entries++;
-        sh->inserts++;
-
-        set->created[i] = 1;
     }
 
-    dn->node.data = NGX_HTTP_ENGAGEMENT_MARK_PENDING;
-    dn->expire = set->now + window;
-    ngx_queue_insert_head(&sh->head.lru, &dn->queue);
+    i = set->n++;
+    set->entries[i] = e;
+    set->saved[i] = *e;
+    set->kinds[i] = (uint32_t) f;
 
-    set->nodes[i] = dn;
-    set->n++;
-    *fresh = 1;
+    if (e->key != key) {
+        ngx_http_engagement_dedupe_take(sh, e, key, set->now);
+    }
+
+    ngx_http_engagement_dedupe_set(e, f, set->now, window);
+
+    for (*fresh = f; f; f &= f - 1) {
+        sh->inserts++;
+    }
 
     return NGX_OK;
 }
@@ -227,12 +340,10 @@ ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
 void
 ngx_http_engagement_dedupe_commit(ngx_http_engagement_dedupe_set_t *set)
 {
-    ngx_uint_t                          i;
-    ngx_http_engagement_dedupe_node_t  *dn;
+    ngx_uint_t  i;
 
     for (i = 0; i < set->n; i++) {
-        dn = set->nodes[i];
-        dn->node.data = NGX_HTTP_ENGAGEMENT_MARK_SEEN;
+        set->entries[i]->pending &= ~set->kinds[i];
     }
 
     set->n = 0;
@@ -240,61 +351,49 @@ ngx_http_engagement_dedupe_commit(ngx_http_engagement_dedupe_set_t *set)
 
 
 /*
- * Marks still pending are taken back, newest first, so that the retry
- * of an event that was not counted is not a repeat; then the lock is
- * released. No other worker has seen them: the lock was held throughout.
+ * Entries with marks still pending are restored, newest first, so that
+ * the retry of an event that was not counted is not a repeat; then the
+ * lock is released. No other worker has seen them: the lock was held
+ * throughout.
  */
 
 void
 ngx_http_engagement_dedupe_end(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_dedupe_set_t *set)
 {
-    ngx_uint_t                          i;
-    ngx_http_engagement_dedupe_node_t  *dn;
+    ngx_uint_t                           i;
+    ngx_http_engagement_dentry_t        *e;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    sh = z->sh;
 
     for (i = set->n; i--; /* void */) {
-        dn = set->nodes[i];
+        e = set->entries[i];
 
-        if (set->created[i]) {
-            ngx_http_engagement_dedupe_free(z, dn);
-            continue;
+        if (set->saved[i].key == 0 && e->key != 0) {
+            sh->head.entries--;
         }
 
-        /* its place in the LRU is kept: the queue is only approximate */
-        dn->node.data = set->old_state[i];
-        dn->expire = set->old_expire[i];
+        *e = set->saved[i];
     }
 
     set->n = 0;
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 }
-/* the hash of kind | a | 0 | b, keyed with the zone's secret */
+
+
+/* the key of a request id, keyed with the zone's secret */
 
 uint64_t
-ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, u_char kind,
-    ngx_str_t *a, ngx_str_t *b)
+ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, ngx_str_t *id)
 {
-    u_char                              *p;
-    size_t                               alen, blen;
     ngx_http_engagement_dedupe_shctx_t  *sh;
-    u_char                   buf[2 + 2 * NGX_HTTP_ENGAGEMENT_KEY_MAX];
 
     sh = z->sh;
 
-    alen = ngx_min(a->len, NGX_HTTP_ENGAGEMENT_KEY_MAX);
-    blen = b ? ngx_min(b->len, NGX_HTTP_ENGAGEMENT_KEY_MAX) : 0;
-
-    p = buf;
-    *p++ = kind;
-    p = ngx_cpymem(p, a->data, alen);
-    *p++ = '\0';
-
-    if (blen) {
-        p = ngx_cpymem(p, b->data, blen);
-    }
-
-    return ngx_http_engagement_siphash(sh->head.hash_key, buf, p - buf);
+    return ngx_http_engagement_siphash13(sh->head.hash_key, id->data,
+                                         id->len);
 }
 
 
@@ -302,9 +401,14 @@ ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z, u_char kind,
 static const size_t  ngx_http_engagement_dedupe_shape[] = {
     NGX_HTTP_ENGAGEMENT_HEAD_SHAPE,
     sizeof(ngx_http_engagement_dedupe_shctx_t),
-    sizeof(ngx_http_engagement_dedupe_node_t),
-    offsetof(ngx_http_engagement_dedupe_node_t, queue),
-    offsetof(ngx_http_engagement_dedupe_node_t, expire)
+    offsetof(ngx_http_engagement_dedupe_shctx_t, table),
+    offsetof(ngx_http_engagement_dedupe_shctx_t, buckets),
+    sizeof(ngx_http_engagement_dentry_t),
+    offsetof(ngx_http_engagement_dentry_t, base),
+    offsetof(ngx_http_engagement_dentry_t, expire),
+    offsetof(ngx_http_engagement_dentry_t, pending),
+    NGX_HTTP_ENGAGEMENT_MARK_KINDS,
+    NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET
 };
 
 
@@ -320,9 +424,77 @@ static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_dedupe_kind
 };
 
 
+/*
+ * The table of a new zone: the zone's free pages in one allocation (a
+ * few tries, one page less each, should they not be contiguous), fresh
+ * from mmap(), hence zero: every slot never used.
+ */
+
+static ngx_int_t
+ngx_http_engagement_dedupe_table(ngx_http_engagement_zone_t *z,
+    ngx_log_t *log)
+{
+    size_t                               size;
+    uint64_t                             n;
+    ngx_uint_t                           pages, i;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    sh = z->sh;
+    pages = z->shpool->pfree;
+    size = 0;
+
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_DEDUPE_TRIES && i < pages; i++) {
+        size = (pages - i) * ngx_pagesize;
+        sh->table = ngx_slab_alloc(z->shpool, size);
+
+        if (sh->table) {
+            break;
+        }
+    }
+
+    n = size / (NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET
+                * sizeof(ngx_http_engagement_dentry_t));
+
+    if (sh->table == NULL || n < 2) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "engagement_dedupe_zone \"%V\" has no room for its "
+                      "table", &z->name);
+        return NGX_ERROR;
+    }
+
+#if (NGX_DEBUG_MALLOC)
+    /* the slab pool junks its pages in these builds */
+    ngx_memzero(sh->table, size);
+#endif
+
+    /* a bucket is chosen by 32 bits of a key, scaled */
+    sh->buckets = (ngx_uint_t) ngx_min(n, (uint64_t) 0xffffffff);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    return ngx_http_engagement_zone_init(shm_zone, data,
-                                         &ngx_http_engagement_dedupe_kind);
+    ngx_http_engagement_zone_t          *z;
+    ngx_http_engagement_dedupe_shctx_t  *sh;
+
+    z = shm_zone->data;
+
+    if (ngx_http_engagement_zone_init(shm_zone, data,
+                                      &ngx_http_engagement_dedupe_kind)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sh = z->sh;
+
+    /* a zone kept over a reload keeps its table and marks */
+    if (sh->table) {
+        return NGX_OK;
+    }
+
+    return ngx_http_engagement_dedupe_table(z, shm_zone->shm.log);
 }

@@ -13,11 +13,6 @@
 #include "policy/ngx_http_engagement_policy.h"
 
 
-#define NGX_HTTP_ENGAGEMENT_MARK_REQUEST  'r'
-#define NGX_HTTP_ENGAGEMENT_MARK_VIEW     'V'
-#define NGX_HTTP_ENGAGEMENT_MARK_ENGAGED  'E'
-#define NGX_HTTP_ENGAGEMENT_MARK_REPLAY   'P'
-
 /*
  * With Redis, a count that found no room tries again this many times, in
  * as many critical sections of the counters zone: each may evict a few
@@ -32,19 +27,21 @@
 /* what the client identity hashes: family, address prefix, agent's hash */
 #define NGX_HTTP_ENGAGEMENT_NET_LEN       (1 + 16 + sizeof(uint64_t))
 
+/* "<kind>:<identity>\0<content id>", as hashed into an entry's key */
+#define NGX_HTTP_ENGAGEMENT_IDENT_MAX                                         \
+    (2 + ngx_max(NGX_HTTP_ENGAGEMENT_ID_MAX, NGX_HTTP_ENGAGEMENT_NET_LEN)     \
+     + 1 + NGX_HTTP_ENGAGEMENT_ID_MAX)
+
 
 /* an event's hashes and marks, worked out before any zone lock */
 typedef struct {
     uint64_t                       chash;      /* its counter entry */
     uint64_t                       rhash;      /* its request id */
-    uint64_t                       hashes[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_uint_t                     marked[NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH];
-    ngx_uint_t                     n;          /* marks of the current salt */
-    ngx_uint_t                     m;          /* with the previous salt's */
+    uint64_t                       keys[2];    /* current, previous salt */
+    ngx_uint_t                     nkeys;
+    ngx_uint_t                     kinds;      /* the marks it would set */
+    uint64_t                       uv;         /* the viewer, for Redis */
     ngx_http_engagement_dedupe_set_t  set;     /* the marks set, pending */
-    ngx_str_t                      ident;
-    u_char                         ibuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
-    u_char                         pbuf[NGX_HTTP_ENGAGEMENT_KEY_MAX];
 } ngx_http_engagement_marks_t;
 
 
@@ -66,30 +63,26 @@ const ngx_http_engagement_reason_t
 
 
 /*
- * The client's truncated address (IPv4 /24, IPv6 /48) and user agent,
- * hashed with the salt: the identity when no id may be used.
+ * The client's truncated address (IPv4 /24, IPv6 /48) and the salted hash
+ * of its user agent: the identity when no id may be used. Returns the end.
  */
 
-static uint64_t
-ngx_http_engagement_identity_client(ngx_http_request_t *r, uint64_t *salt)
+static u_char *
+ngx_http_engagement_identity_client(ngx_http_request_t *r, uint64_t *salt,
+    u_char *net)
 {
-    size_t                n;
     uint64_t              h;
-    u_char                net[NGX_HTTP_ENGAGEMENT_NET_LEN];
     struct sockaddr_in   *sin;
 #if (NGX_HAVE_INET6)
     struct sockaddr_in6  *sin6;
 #endif
 
-    n = 1;
-
     switch (r->connection->sockaddr->sa_family) {
 
     case AF_INET:
         sin = (struct sockaddr_in *) r->connection->sockaddr;
-        net[0] = 4;
-        ngx_memcpy(net + 1, &sin->sin_addr, 3);
-        n += 3;
+        *net++ = 4;
+        net = ngx_cpymem(net, &sin->sin_addr, 3);
         break;
 
 #if (NGX_HAVE_INET6)
@@ -97,21 +90,19 @@ ngx_http_engagement_identity_client(ngx_http_request_t *r, uint64_t *salt)
         sin6 = (struct sockaddr_in6 *) r->connection->sockaddr;
 
         if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            net[0] = 4;
-            ngx_memcpy(net + 1, &sin6->sin6_addr.s6_addr[12], 3);
-            n += 3;
+            *net++ = 4;
+            net = ngx_cpymem(net, &sin6->sin6_addr.s6_addr[12], 3);
 
         } else {
-            net[0] = 6;
-            ngx_memcpy(net + 1, sin6->sin6_addr.s6_addr, 6);
-            n += 6;
+            *net++ = 6;
+            net = ngx_cpymem(net, sin6->sin6_addr.s6_addr, 6);
         }
 
         break;
 #endif
 
     default:
-        net[0] = 0;
+        *net++ = 0;
         break;
     }
 
@@ -123,31 +114,24 @@ ngx_http_engagement_identity_client(ngx_http_request_t *r, uint64_t *salt)
         h = 0;
     }
 
-    ngx_memcpy(net + n, &h, sizeof(uint64_t));
-    n += sizeof(uint64_t);
-
-    return ngx_http_engagement_siphash(salt, net, n);
+    return ngx_cpymem(net, &h, sizeof(uint64_t));
 }
 
 
 /*
- * The identity an event is deduplicated on, as "<kind>:<hex>": a hash,
- * with the rotating salt, of "v:<viewer>", "s:<session>", "a:<session>"
- * (opted out: anonymous, never the viewer) or, for "c", of the client
- * (see above), so that no raw id or address appears in any key or
- * leaves the node.
+ * The identity an event is deduplicated on, as "<kind>:<identity>":
+ * "v:<viewer>", "s:<session>", "a:<session>" (opted out: anonymous, never
+ * the viewer) or "c:<client>" (see above). It is only ever hashed with
+ * the rotating salt, so that no raw id or address appears in any key or
+ * leaves the node. Returns the end.
  */
 
-static void
+static u_char *
 ngx_http_engagement_identity(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
-    uint64_t *salt, ngx_str_t *id, u_char *buf)
+    uint64_t *salt, u_char *buf)
 {
-    u_char     *p;
-    uint64_t    h;
     ngx_str_t  *src;
-
-    src = NULL;
 
     switch (ev->anonymous ? NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS
                           : elcf->dedupe_key)
@@ -169,7 +153,8 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
 
     case NGX_HTTP_ENGAGEMENT_KEY_CLIENT:
         buf[0] = 'c';
-        break;
+        buf[1] = ':';
+        return ngx_http_engagement_identity_client(r, salt, buf + 2);
 
     default: /* NGX_HTTP_ENGAGEMENT_KEY_ANONYMOUS: the session alone */
         buf[0] = 'a';
@@ -179,64 +164,71 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
 
     buf[1] = ':';
 
-    if (src) {
-        p = ngx_cpymem(buf + 2, src->data, src->len);
-        h = ngx_http_engagement_siphash(salt, buf, p - buf);
-
-    } else {
-        h = ngx_http_engagement_identity_client(r, salt);
-    }
-
-    p = ngx_http_engagement_put_hex64(buf + 2, h);
-    id->data = buf;
-    id->len = p - buf;
+    return ngx_cpymem(buf + 2, src->data, src->len);
 }
 
 
-/* the dedupe marks an event would set for one identity: 0, 1 or 2 */
+/*
+ * The key of the event's entry for one salt: one hash, with the salt, of
+ * its identity and content; *uv (when asked) gets the identity's own.
+ */
+
+static uint64_t
+ngx_http_engagement_policy_key(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    uint64_t *salt, uint64_t *uv)
+{
+    u_char  *p, buf[NGX_HTTP_ENGAGEMENT_IDENT_MAX];
+
+    p = ngx_http_engagement_identity(r, elcf, ev, salt, buf);
+
+    if (uv) {
+        *uv = ngx_http_engagement_siphash(salt, buf, p - buf) | 1;
+    }
+
+    *p++ = '\0';
+    p = ngx_cpymem(p, ev->content_id.data, ev->content_id.len);
+
+    /* the key stays in the zone: the cheaper hash */
+    return ngx_http_engagement_siphash13(salt, buf, p - buf);
+}
+
+
+/* the kinds of mark an event would set: none, one or two */
 
 static ngx_uint_t
-ngx_http_engagement_marks(ngx_http_engagement_loc_conf_t *elcf,
-    ngx_http_engagement_event_t *ev, ngx_str_t *ident, uint64_t *hashes)
+ngx_http_engagement_policy_kinds(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev)
 {
-    int64_t                      duration;
-    ngx_uint_t                   n;
-    ngx_http_engagement_zone_t  *dz;
+    int64_t  duration;
 
-    dz = elcf->dedupe;
     duration = (ev->duration_ms < 0) ? 0 : ev->duration_ms;
-    n = 0;
 
     if (ev->replay) {
-        hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
-                          NGX_HTTP_ENGAGEMENT_MARK_REPLAY, &ev->content_id,
-                          ident);
-
-    } else if ((ngx_msec_t) duration >= elcf->view_after) {
-        hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
-                          NGX_HTTP_ENGAGEMENT_MARK_VIEW, &ev->content_id,
-                          ident);
-
-        if ((ngx_msec_t) duration >= elcf->engaged_after) {
-            hashes[n++] = ngx_http_engagement_dedupe_hash(dz,
-                              NGX_HTTP_ENGAGEMENT_MARK_ENGAGED,
-                              &ev->content_id, ident);
-        }
+        return NGX_HTTP_ENGAGEMENT_MARK_REPLAY;
     }
 
-    return n;
+    if ((ngx_msec_t) duration < elcf->view_after) {
+        return 0;
+    }
+
+    if ((ngx_msec_t) duration < elcf->engaged_after) {
+        return NGX_HTTP_ENGAGEMENT_MARK_VIEW;
+    }
+
+    return NGX_HTTP_ENGAGEMENT_MARK_VIEW | NGX_HTTP_ENGAGEMENT_MARK_ENGAGED;
 }
 
 
-/* the hashes of the event's entry, identity and marks */
+/* the hashes of the event's counter entry, request id and marks */
 
 static void
 ngx_http_engagement_policy_hash(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_marks_t *mk)
 {
-    ngx_str_t                   pident;
-    ngx_http_engagement_salt_t  salt;
+    uint64_t                    *uv;
+    ngx_http_engagement_salt_t   salt;
 
     mk->chash = ngx_http_engagement_counters_hash(elcf->counters,
                                                   &ev->content_id);
@@ -244,25 +236,35 @@ ngx_http_engagement_policy_hash(ngx_http_request_t *r,
 
     if (ev->request_id.len) {
         mk->rhash = ngx_http_engagement_dedupe_hash(elcf->dedupe,
-                        NGX_HTTP_ENGAGEMENT_MARK_REQUEST, &ev->request_id,
-                        NULL);
+                                                    &ev->request_id);
     }
 
-    ngx_http_engagement_salt_get(&elcf->guard, elcf->dedupe_window, &salt);
-    ngx_http_engagement_identity(r, elcf, ev, salt.cur, &mk->ident, mk->ibuf);
+    mk->kinds = ngx_http_engagement_policy_kinds(elcf, ev);
+    mk->nkeys = 0;
+    mk->uv = 0;
 
-    mk->n = ngx_http_engagement_marks(elcf, ev, &mk->ident, mk->hashes);
-    mk->m = mk->n;
+    if (mk->kinds == 0) {
+        return;
+    }
+
+    /* the viewer's salted hash feeds the unique-viewer count in Redis */
+    uv = (elcf->counters->redis && !ev->anonymous
+          && (mk->kinds & NGX_HTTP_ENGAGEMENT_MARK_VIEW))
+         ? &mk->uv : NULL;
+
+    ngx_http_engagement_salt_get(&elcf->guard, elcf->dedupe_window, &salt);
+
+    mk->keys[mk->nkeys++] = ngx_http_engagement_policy_key(r, elcf, ev,
+                                                           salt.cur, uv);
 
     /*
      * In the first window after a salt rotation, a mark made under the
      * previous salt still makes a repeat: both are checked (and set).
      */
-    if (salt.has_prev && mk->n) {
-        ngx_http_engagement_identity(r, elcf, ev, salt.prev, &pident,
-                                     mk->pbuf);
-        mk->m += ngx_http_engagement_marks(elcf, ev, &pident,
-                                           mk->hashes + mk->n);
+    if (salt.has_prev) {
+        mk->keys[mk->nkeys++] = ngx_http_engagement_policy_key(r, elcf, ev,
+                                                               salt.prev,
+                                                               NULL);
     }
 }
 
@@ -286,13 +288,7 @@ ngx_http_engagement_policy_add(ngx_http_engagement_loc_conf_t *elcf,
     ngx_http_engagement_zone_t  *cz;
 
     cz = elcf->counters;
-
-    /* the viewer's salted hash feeds the unique-viewer count in Redis */
-    uv = 0;
-
-    if (cz->redis && delta->views && !ev->anonymous) {
-        uv = ngx_http_engagement_counters_hash(cz, &mk->ident) | 1;
-    }
+    uv = delta->views ? mk->uv : 0;
 
     for (n = 1; /* void */; n++) {
         ngx_shmtx_lock(&cz->shpool->mutex);
@@ -324,43 +320,32 @@ ngx_http_engagement_policy_count(ngx_http_engagement_loc_conf_t *elcf,
     ngx_http_engagement_event_t *ev, ngx_http_engagement_marks_t *mk,
     ngx_http_engagement_outcome_t *out, ngx_http_engagement_zone_t **full)
 {
-    ngx_uint_t                     i, fresh[2];
+    ngx_uint_t                     i, fresh, marked;
     ngx_http_engagement_counts_t   delta;
 
-    for (i = 0; i < mk->m; i++) {
+    /* a kind counts when it is fresh under every salt's key */
+    fresh = mk->kinds;
+
+    for (i = 0; i < mk->nkeys; i++) {
         if (ngx_http_engagement_dedupe_mark(elcf->dedupe, &mk->set,
-                                            mk->hashes[i],
-                                            elcf->dedupe_window,
-                                            &mk->marked[i])
+                                            mk->keys[i], mk->kinds,
+                                            elcf->dedupe_window, &marked)
             != NGX_OK)
         {
             *full = elcf->dedupe;
             return NGX_BUSY;
         }
+
+        fresh &= marked;
     }
 
-    fresh[0] = 0;
-    fresh[1] = 0;
+    delta.replays = (fresh & NGX_HTTP_ENGAGEMENT_MARK_REPLAY) != 0;
+    delta.views = (fresh & NGX_HTTP_ENGAGEMENT_MARK_VIEW) != 0;
+    delta.engaged = (fresh & NGX_HTTP_ENGAGEMENT_MARK_ENGAGED) != 0;
 
-    for (i = 0; i < mk->n; i++) {
-        fresh[i] = mk->marked[i] && (mk->m == mk->n || mk->marked[mk->n + i]);
-    }
-
-    ngx_memzero(&delta, sizeof(ngx_http_engagement_counts_t));
-
-    if (ev->replay) {
-        delta.replays = fresh[0];
-        out->replay = fresh[0];
-
-    } else {
-        delta.views = fresh[0];
-        out->view = fresh[0];
-
-        if (mk->n == 2) {
-            delta.engaged = fresh[1];
-            out->engaged = fresh[1];
-        }
-    }
+    out->replay = delta.replays;
+    out->view = delta.views;
+    out->engaged = delta.engaged;
 
     if (delta.views == 0 && delta.engaged == 0 && delta.replays == 0) {
         /* what was marked (the request id, a previous salt's mark) stays */
@@ -394,6 +379,7 @@ ngx_http_engagement_policy_decide(ngx_http_engagement_loc_conf_t *elcf,
 
     if (ev->request_id.len) {
         if (ngx_http_engagement_dedupe_mark(elcf->dedupe, &mk->set, mk->rhash,
+                                            NGX_HTTP_ENGAGEMENT_MARK_REQUEST,
                                             elcf->dedupe_window, &fresh)
             != NGX_OK)
         {
@@ -407,7 +393,7 @@ ngx_http_engagement_policy_decide(ngx_http_engagement_loc_conf_t *elcf,
         }
     }
 
-    if (mk->n == 0) {
+    if (mk->kinds == 0) {
         ngx_http_engagement_dedupe_commit(&mk->set);
         out->reason = NGX_HTTP_ENGAGEMENT_REASON_BELOW_POLICY;
         return NGX_DECLINED;
@@ -437,7 +423,14 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_zone_t   *full;
     ngx_http_engagement_marks_t   mk;
 
-    ngx_memzero(out, sizeof(ngx_http_engagement_outcome_t));
+    /* store/ fills out->shown, all but the reactions it has none of */
+    out->counted = 0;
+    out->view = 0;
+    out->engaged = 0;
+    out->replay = 0;
+    out->reason = NGX_HTTP_ENGAGEMENT_REASON_NONE;
+    out->shown.known = 0;
+    out->shown.nreactions = 0;
 
     /* hashing and formatting happen before any lock is taken */
     ngx_http_engagement_policy_hash(r, elcf, ev, &mk);

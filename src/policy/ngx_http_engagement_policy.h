@@ -14,14 +14,47 @@
 #include "store/ngx_http_engagement_store.h"
 
 
-/* an id with a short type prefix, as hashed into dedupe keys */
-#define NGX_HTTP_ENGAGEMENT_KEY_MAX        (NGX_HTTP_ENGAGEMENT_ID_MAX + 8)
+/*
+ * The kinds of mark an entry of the dedupe table holds, as bits: the
+ * entry of a (content, identity) holds its view, engaged and replay
+ * marks; the entry of a request id uses the first.
+ */
+#define NGX_HTTP_ENGAGEMENT_MARK_VIEW      0x01
+#define NGX_HTTP_ENGAGEMENT_MARK_ENGAGED   0x02
+#define NGX_HTTP_ENGAGEMENT_MARK_REPLAY    0x04
+#define NGX_HTTP_ENGAGEMENT_MARK_REQUEST   0x01
+#define NGX_HTTP_ENGAGEMENT_MARK_KINDS     3
 
-/* the most marks one check takes: a view and an engaged view, two salts */
-#define NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH   4
+/* the most entries one event marks: its request id, two salts' */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_SET     3
 
-/* the most marks one event takes: its request id, then a batch */
-#define NGX_HTTP_ENGAGEMENT_DEDUPE_SET    (NGX_HTTP_ENGAGEMENT_DEDUPE_BATCH + 1)
+/* the longest window a mark keeps (~24.8 days): its offset is 31 bits */
+#define NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX  0x7fffffff
+
+
+/*
+ * An entry of the dedupe table, 32 bytes: a key and, per kind, when its
+ * mark lapses, in ms after base (0: no mark). A pending kind was marked
+ * by an event not yet committed: live for nobody.
+ */
+typedef struct {
+    uint64_t                      key;         /* 0: never used */
+    ngx_msec_t                    base;        /* when last marked */
+    uint32_t                      expire[NGX_HTTP_ENGAGEMENT_MARK_KINDS];
+    uint32_t                      pending;
+} ngx_http_engagement_dedupe_entry_t;
+
+
+/* an event's entries marked so far, pending, with what to restore */
+typedef struct {
+    ngx_http_engagement_dedupe_entry_t
+                                 *entries[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
+    ngx_http_engagement_dedupe_entry_t
+                                  saved[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
+    uint32_t                      kinds[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
+    ngx_uint_t                    n;
+    ngx_msec_t                    now;
+} ngx_http_engagement_dedupe_set_t;
 
 
 /* a reason as answers, $engagement_reason and the writer name it */
@@ -29,17 +62,6 @@ typedef struct {
     ngx_str_t                     name;
     size_t                        stat;        /* its not-counted figure */
 } ngx_http_engagement_reason_t;
-
-
-/* an event's marks set so far, pending, with what to restore */
-typedef struct {
-    void                         *nodes[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
-    ngx_msec_t                    old_expire[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
-    u_char                        old_state[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
-    u_char                        created[NGX_HTTP_ENGAGEMENT_DEDUPE_SET];
-    ngx_uint_t                    n;
-    ngx_msec_t                    now;
-} ngx_http_engagement_dedupe_set_t;
 
 
 typedef struct {
@@ -66,13 +88,13 @@ ngx_int_t ngx_http_engagement_dedupe_init_zone(ngx_shm_zone_t *shm_zone,
 void ngx_http_engagement_dedupe_begin(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_dedupe_set_t *set);
 ngx_int_t ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
-    ngx_http_engagement_dedupe_set_t *set, uint64_t hash, ngx_msec_t window,
-    ngx_uint_t *fresh);
+    ngx_http_engagement_dedupe_set_t *set, uint64_t key, ngx_uint_t kinds,
+    ngx_msec_t window, ngx_uint_t *fresh);
 void ngx_http_engagement_dedupe_commit(ngx_http_engagement_dedupe_set_t *set);
 void ngx_http_engagement_dedupe_end(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_dedupe_set_t *set);
 uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
-    u_char kind, ngx_str_t *a, ngx_str_t *b);
+    ngx_str_t *id);
 
 /* policy.c */
 ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,

@@ -28,6 +28,25 @@ typedef struct {
 } ngx_http_engagement_salt_shctx_t;
 
 
+/*
+ * A worker's copy of the salt zone within one period: within a period the
+ * current salt never changes and the previous one only goes, so requests
+ * read the copy, without the zone lock.
+ */
+typedef struct {
+    ngx_http_engagement_salt_shctx_t  *sh;     /* of which zone */
+    time_t                        rotate;
+    uint64_t                      period;      /* 0: none yet */
+    uint64_t                      cur[2];
+    uint64_t                      prev[2];
+    time_t                        prev_end;
+    ngx_uint_t                    has_prev;
+} ngx_http_engagement_salt_cache_t;
+
+
+static ngx_http_engagement_salt_cache_t  ngx_http_engagement_salt_cache;
+
+
 /* what the salt zone keeps, for its layout */
 static const size_t  ngx_http_engagement_salt_shape[] = {
     sizeof(ngx_http_engagement_salt_shctx_t),
@@ -125,35 +144,24 @@ ngx_http_engagement_salt_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
- * The salts for now. Periods are aligned on multiples of
- * engagement_salt_rotate since the epoch (midnight UTC for 24h). The
- * first request of a new period ratchets the salt forward: the new one is
- * a keyed hash of the old one, nginx's random() and the time, so the old
- * salt cannot be worked out from the new one, and no syscall is needed.
- * The previous salt is handed out for one dedupe window (the caller's)
- * after the end of its period (the marks made with it live no longer),
- * and wiped after the longest window of any location.
+ * Brings a worker's copy of the salts to the period: the first request of
+ * a new period ratchets the salt forward, under the zone lock. The new
+ * salt is a keyed hash of the old one, nginx's random() and the time, so
+ * the old salt cannot be worked out from the new one, and no syscall is
+ * needed. Periods are aligned on multiples of engagement_salt_rotate
+ * since the epoch (midnight UTC for 24h).
  */
 
-void
-ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
-    ngx_msec_t window, ngx_http_engagement_salt_t *salt)
+static void
+ngx_http_engagement_salt_fetch(ngx_http_engagement_guard_conf_t *gc,
+    uint64_t period, ngx_http_engagement_salt_cache_t *c)
 {
-    time_t                             now;
-    uint64_t                           period, in[4];
-    ngx_msec_t                         past;
+    uint64_t                           in[4];
     ngx_slab_pool_t                   *shpool;
     ngx_http_engagement_salt_shctx_t  *sh;
 
     shpool = (ngx_slab_pool_t *) gc->salt_zone->shm.addr;
     sh = gc->salt_zone->data;
-
-    now = ngx_time();
-    period = (uint64_t) (now / gc->salt_rotate) + 1;
-
-    in[0] = period;
-    in[1] = (uint64_t) ngx_random();
-    in[2] = (uint64_t) ngx_current_msec;
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -166,6 +174,10 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
             sh->prev[0] = sh->cur[0];
             sh->prev[1] = sh->cur[1];
 
+            in[0] = period;
+            in[1] = (uint64_t) ngx_random();
+            in[2] = (uint64_t) ngx_current_msec;
+
             in[3] = 0;
             sh->cur[0] = ngx_http_engagement_siphash(sh->prev, (u_char *) in,
                                                      sizeof(in));
@@ -177,24 +189,89 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
         sh->period = period;
     }
 
-    salt->cur[0] = sh->cur[0];
-    salt->cur[1] = sh->cur[1];
+    c->sh = sh;
+    c->rotate = gc->salt_rotate;
+    c->period = period;
+    c->cur[0] = sh->cur[0];
+    c->cur[1] = sh->cur[1];
+    c->prev[0] = sh->prev[0];
+    c->prev[1] = sh->prev[1];
+    c->prev_end = sh->prev_end;
+    c->has_prev = sh->has_prev;
 
-    past = (ngx_msec_t) (now - sh->prev_end) * 1000;
+    ngx_shmtx_unlock(&shpool->mutex);
+}
 
-    if (sh->has_prev && past >= *gc->salt_grace) {
-        /* past the longest window of any location: the old salt is gone */
+
+/* the previous salt is gone: from the worker's copy and from the zone */
+
+static void
+ngx_http_engagement_salt_wipe(ngx_http_engagement_guard_conf_t *gc,
+    ngx_http_engagement_salt_cache_t *c)
+{
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_engagement_salt_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) gc->salt_zone->shm.addr;
+    sh = c->sh;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (sh->period == c->period && sh->has_prev) {
         sh->has_prev = 0;
         ngx_memzero(sh->prev, sizeof(sh->prev));
     }
 
-    /* this location's marks made with it live no longer than its window */
-    salt->has_prev = sh->has_prev && past < window;
+    ngx_shmtx_unlock(&shpool->mutex);
 
-    if (salt->has_prev) {
-        salt->prev[0] = sh->prev[0];
-        salt->prev[1] = sh->prev[1];
+    c->has_prev = 0;
+    ngx_memzero(c->prev, sizeof(c->prev));
+}
+
+
+/*
+ * The salts for now, from the worker's copy: the zone is locked only
+ * when the period changes (or the copy is of another zone or rotation).
+ * The previous salt is handed out for one dedupe window (the caller's)
+ * after the end of its period (the marks made with it live no longer),
+ * and wiped after the longest window of any location.
+ */
+
+void
+ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
+    ngx_msec_t window, ngx_http_engagement_salt_t *salt)
+{
+    time_t                             now;
+    uint64_t                           period;
+    ngx_msec_t                         past;
+    ngx_http_engagement_salt_cache_t  *c;
+
+    c = &ngx_http_engagement_salt_cache;
+
+    now = ngx_time();
+    period = (uint64_t) (now / gc->salt_rotate) + 1;
+
+    if (c->period != period || c->sh != gc->salt_zone->data
+        || c->rotate != gc->salt_rotate)
+    {
+        ngx_http_engagement_salt_fetch(gc, period, c);
     }
 
-    ngx_shmtx_unlock(&shpool->mutex);
+    salt->cur[0] = c->cur[0];
+    salt->cur[1] = c->cur[1];
+
+    past = (ngx_msec_t) (now - c->prev_end) * 1000;
+
+    if (c->has_prev && past >= *gc->salt_grace) {
+        /* past the longest window of any location: the old salt is gone */
+        ngx_http_engagement_salt_wipe(gc, c);
+    }
+
+    /* this location's marks made with it live no longer than its window */
+    salt->has_prev = c->has_prev && past < window;
+
+    if (salt->has_prev) {
+        salt->prev[0] = c->prev[0];
+        salt->prev[1] = c->prev[1];
+    }
 }

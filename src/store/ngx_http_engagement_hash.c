@@ -1,8 +1,9 @@
 
 /*
- * Keyed hashing for the module: SipHash-2-4 (Aumasson and Bernstein) over
+ * Keyed hashing for the module: SipHash (Aumasson and Bernstein) over
  * identifiers, with a random key kept in each zone, so that nobody outside
- * can aim collisions at dedupe or counter keys.
+ * can aim collisions at dedupe or counter keys: SipHash-2-4, and
+ * SipHash-1-3 for keys that never leave the node.
  */
 
 
@@ -23,6 +24,14 @@
 static ngx_inline uint64_t
 ngx_http_engagement_load64(const u_char *p)
 {
+#if (NGX_HAVE_LITTLE_ENDIAN && NGX_HAVE_NONALIGNED)
+    uint64_t  m;
+
+    /* one load: SipHash reads its input as little-endian words */
+    ngx_memcpy(&m, p, sizeof(uint64_t));
+
+    return m;
+#else
     return (uint64_t) p[0]
            | (uint64_t) p[1] << 8
            | (uint64_t) p[2] << 16
@@ -31,15 +40,44 @@ ngx_http_engagement_load64(const u_char *p)
            | (uint64_t) p[5] << 40
            | (uint64_t) p[6] << 48
            | (uint64_t) p[7] << 56;
+#endif
 }
 
 
-uint64_t
-ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
-    size_t len)
+/* the last len % 8 bytes of the input (left of them, at in), as a word */
+
+static ngx_inline uint64_t
+ngx_http_engagement_tail(const u_char *in, size_t left, size_t len)
 {
-    size_t          i, left;
+    size_t    i;
+    uint64_t  t;
+
+#if (NGX_HAVE_LITTLE_ENDIAN && NGX_HAVE_NONALIGNED)
+    if (len >= 8) {
+        /* the input's last word, less the bytes before the tail */
+        return ngx_http_engagement_load64(in + left - 8) >> (64 - 8 * left);
+    }
+#endif
+
+    t = 0;
+
+    for (i = 0; i < left; i++) {
+        t |= ((uint64_t) in[i]) << (8 * i);
+    }
+
+    return t;
+}
+
+
+/* SipHash-c-d: c rounds per word of input, d to finish */
+
+static ngx_inline uint64_t
+ngx_http_engagement_sip(const uint64_t key[2], const u_char *in, size_t len,
+    ngx_uint_t c, ngx_uint_t d)
+{
+    size_t          left;
     uint64_t        v0, v1, v2, v3, m, b;
+    ngx_uint_t      r;
     const u_char   *end;
 
     v0 = 0x736f6d6570736575ULL ^ key[0];
@@ -54,27 +92,57 @@ ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
     for ( /* void */ ; in != end; in += 8) {
         m = ngx_http_engagement_load64(in);
         v3 ^= m;
-        ngx_http_engagement_sipround(v0, v1, v2, v3);
-        ngx_http_engagement_sipround(v0, v1, v2, v3);
+
+        for (r = 0; r < c; r++) {
+            ngx_http_engagement_sipround(v0, v1, v2, v3);
+        }
+
         v0 ^= m;
     }
 
-    for (i = 0; i < left; i++) {
-        b |= ((uint64_t) in[i]) << (8 * i);
+    if (left) {
+        b |= ngx_http_engagement_tail(in, left, len);
     }
 
     v3 ^= b;
-    ngx_http_engagement_sipround(v0, v1, v2, v3);
-    ngx_http_engagement_sipround(v0, v1, v2, v3);
+
+    for (r = 0; r < c; r++) {
+        ngx_http_engagement_sipround(v0, v1, v2, v3);
+    }
+
     v0 ^= b;
 
     v2 ^= 0xff;
-    ngx_http_engagement_sipround(v0, v1, v2, v3);
-    ngx_http_engagement_sipround(v0, v1, v2, v3);
-    ngx_http_engagement_sipround(v0, v1, v2, v3);
-    ngx_http_engagement_sipround(v0, v1, v2, v3);
+
+    for (r = 0; r < d; r++) {
+        ngx_http_engagement_sipround(v0, v1, v2, v3);
+    }
 
     return v0 ^ v1 ^ v2 ^ v3;
+}
+
+
+/* SipHash-2-4: for hashes that leave the node or stand for an identity */
+
+uint64_t
+ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
+    size_t len)
+{
+    return ngx_http_engagement_sip(key, in, len, 2, 4);
+}
+
+
+/*
+ * SipHash-1-3, about half the rounds: for keys of a zone's own table,
+ * which stay in the node, where the secret key only has to keep anyone
+ * from aiming collisions.
+ */
+
+uint64_t
+ngx_http_engagement_siphash13(const uint64_t key[2], const u_char *in,
+    size_t len)
+{
+    return ngx_http_engagement_sip(key, in, len, 1, 3);
 }
 
 

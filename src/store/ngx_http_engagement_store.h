@@ -142,13 +142,20 @@ typedef struct {
 } ngx_http_engagement_counters_shctx_t;
 
 
+/*
+ * A dedupe zone: its marks in one open-addressing table of fixed entries
+ * (policy/dedupe.c), allocated whole when the zone is made; head.rbtree
+ * and head.lru stay empty. head.entries counts the slots in use.
+ */
 typedef struct {
     ngx_http_engagement_shctx_head_t  head;
-    ngx_atomic_t                  inserts;
-    ngx_atomic_t                  hits;
-    ngx_atomic_t                  expired;
-    ngx_atomic_t                  evictions;
+    ngx_atomic_t                  inserts;     /* marks set */
+    ngx_atomic_t                  hits;        /* marks found live */
+    ngx_atomic_t                  expired;     /* lapsed entries reused */
+    ngx_atomic_t                  evictions;   /* live entries reused */
     ngx_atomic_t                  alloc_failures;
+    void                         *table;       /* the entries */
+    ngx_uint_t                    buckets;     /* of 8 entries */
 } ngx_http_engagement_dedupe_shctx_t;
 
 
@@ -255,6 +262,8 @@ void ngx_http_engagement_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
     ngx_http_engagement_less_pt less);
 uint64_t ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
+    size_t len);
+uint64_t ngx_http_engagement_siphash13(const uint64_t key[2], const u_char *in,
     size_t len);
 void ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn,
     uint64_t hash);
