@@ -43,6 +43,8 @@ const USAGE = `usage: bench/run [options]
   --docs / --no-docs   write docs/benchmarks.md (default: yes, except with --quick)
   --no-instructions    skip the instruction count (callgrind, one nginx worker)
   --instructions-requests N   requests of the instruction count (default 20000; --quick 3000)
+  --ports LO-HI        take every port of the run (Redis, each system) from this
+                       range, checked free (default: free ephemeral ports)
   --list               list the systems and exit
   --no-install, --no-build   (bench/run itself) skip apt-get/npm, skip ./build.sh build`;
 
@@ -80,6 +82,7 @@ function parseArgs(argv) {
       case '--instructions': o.instructions = true; break;
       case '--instructions-requests':
         o.instructionsRequests = num(i++); o.instructionsRequestsSet = true; break;
+      case '--ports': o.ports = String(argv[++i] || ''); setPortRange(o.ports); break;
       case '--list': o.list = true; break;
       case '--no-install': case '--no-build': break;   // bench/run's
       case '-h': case '--help': console.log(USAGE); process.exit(0); break;
@@ -237,15 +240,58 @@ function treeCpu(pid) {
   return ticks / CLK_TCK;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports. Without --ports, the kernel picks a free ephemeral port for each
+// server. With --ports LO-HI, every port of the run (Redis, each system, the
+// node server) is taken from that range: a port is used only if nothing
+// accepts a connection on it (any address: 127.0.0.1 reaches a wildcard
+// listener too) and binding 127.0.0.1 to it works, and no port is handed out
+// twice in one run. Runs given disjoint ranges can sit side by side.
+const ports = { lo: 0, hi: 0, next: 0, used: new Set() };
+
+function setPortRange(spec) {
+  const m = /^(\d+)-(\d+)$/.exec(spec || '');
+  if (!m || Number(m[1]) < 1024 || Number(m[2]) > 65535 || Number(m[1]) > Number(m[2])) {
+    die(`--ports needs a range LO-HI within 1024-65535, e.g. 23000-23999 (not ${spec})`);
+  }
+  ports.lo = Number(m[1]);
+  ports.hi = Number(m[2]);
+  ports.next = ports.lo;
+}
+
+function canBind(port) {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => resolve(true)));
   });
+}
+
+async function portFree(port) {
+  return !(await canConnect(port)) && canBind(port);
+}
+
+async function freePort() {
+  if (!ports.lo) {
+    return new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.on('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
+    });
+  }
+  const span = ports.hi - ports.lo + 1;
+  for (let k = 0; k < span; k++) {
+    const port = ports.next;
+    ports.next = port >= ports.hi ? ports.lo : port + 1;
+    if (ports.used.has(port)) continue;
+    if (await portFree(port)) {
+      ports.used.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port left in --ports ${ports.lo}-${ports.hi}`);
 }
 
 function canConnect(port) {
@@ -369,6 +415,26 @@ function render(sys, vars) {
   return s;
 }
 
+// the system's nginx.conf for its current port
+function writeConf(sys, ctx) {
+  const conf = path.join(sys.dir, 'nginx.conf');
+  fs.writeFileSync(conf, render(sys, {
+    PORT: sys.port, REDIS_PORT: ctx.redis ? ctx.redis.port : 0, MODULE: ctx.moduleSo,
+    NGINX_MODULES, BENCH,
+  }));
+  sys.args = ['-p', sys.dir + '/', '-c', conf, '-e', path.join(sys.dir, 'error.log')];
+}
+
+// the system's port is still free (another server may have taken it since
+// the last round): else a new one
+async function checkPort(sys, ctx) {
+  if (await portFree(sys.port)) return;
+  const old = sys.port;
+  sys.port = await freePort();
+  log(`${sys.name}: port ${old} is taken now: ${sys.port} instead`);
+  if (sys.kind === 'nginx') writeConf(sys, ctx);
+}
+
 async function prepare(sys, ctx) {
   const dir = path.join(ctx.tmp, sys.name);
   fs.mkdirSync(dir, { recursive: true });
@@ -381,12 +447,7 @@ async function prepare(sys, ctx) {
     for (const t of ['client_body_temp', 'proxy_temp', 'fastcgi_temp', 'uwsgi_temp', 'scgi_temp', 'logs']) {
       fs.mkdirSync(path.join(dir, t), { recursive: true });
     }
-    const conf = path.join(dir, 'nginx.conf');
-    fs.writeFileSync(conf, render(sys, {
-      PORT: sys.port, REDIS_PORT: ctx.redis ? ctx.redis.port : 0, MODULE: ctx.moduleSo,
-      NGINX_MODULES, BENCH,
-    }));
-    sys.args = ['-p', dir + '/', '-c', conf, '-e', path.join(dir, 'error.log')];
+    writeConf(sys, ctx);
     const t = spawnSync(NGINX, ['-t', ...sys.args], { encoding: 'utf8' });
     if (t.status !== 0) {
       const msg = (t.stderr || '').split('\n').filter((l) => /emerg|alert|crit|error/.test(l))
@@ -400,6 +461,7 @@ async function prepare(sys, ctx) {
 async function startSystem(sys, ctx) {
   const logFile = path.join(sys.dir, 'stdout.log');
   let c;
+  await checkPort(sys, ctx);
   if (sys.kind === 'nginx') {
     // every round starts from nothing: no state file of the module's
     // (unflushed deltas saved at the previous stop) may be restored
@@ -999,6 +1061,7 @@ async function instructions(active, ctx) {
     const errLog = path.join(sys.dir, 'error.log');
     const errOffset = logSize(errLog);
     try {
+      await checkPort(sys, ctx);
       // the system's configuration with one worker
       const main = path.join(sys.dir, 'nginx-main-1worker.conf');
       fs.writeFileSync(main, fs.readFileSync(path.join(BENCH, 'systems', 'nginx-main.conf'), 'utf8')
