@@ -1108,13 +1108,15 @@ async function instructions(active, ctx) {
     if (le.first) r.logged_error_example = le.first.slice(0, 300);
     res.systems.push(r);
   }
-  const ceil = res.systems.find((x) => x.ok && systems.find((s) => s.name === x.system).ceiling);
-  if (ceil) {
+  // x.ratios: against each ceiling (ceiling, ceiling-json)
+  const ceils = res.systems.filter((x) => x.ok && systems.find((s) => s.name === x.system).ceiling);
+  for (const c of ceils) {
     for (const x of res.systems) {
-      if (x.ok && x !== ceil) x.ratio = x.ir_per_req / ceil.ir_per_req;
+      if (x.ok && x !== c) (x.ratios = x.ratios || {})[c.system] = x.ir_per_req / c.ir_per_req;
     }
-    const rs = res.systems.filter((x) => x.ratio).map((x) => `${x.system} ${x.ratio.toFixed(2)}x`);
-    if (rs.length) log(`  instructions per request against the ceiling: ${rs.join(', ')}`);
+    const rs = res.systems.filter((x) => x.ratios && x.ratios[c.system])
+      .map((x) => `${x.system} ${x.ratios[c.system].toFixed(2)}x`);
+    if (rs.length) log(`  instructions per request against ${c.system}: ${rs.join(', ')}`);
   }
   return res;
 }

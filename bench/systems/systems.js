@@ -14,7 +14,8 @@
 //   redis      uses the run's Redis server (flushed before each round)
 //   optional   when `nginx -t` rejects the configuration, the system is
 //              skipped with a note in the results instead of failing
-//   ceiling    the reference the ratios are computed against
+//   ceiling    a reference the ratios are computed against (every
+//              system's figures are given against each ceiling)
 //   viewPath   where view events are POSTed
 //   readPath   prefix of the summary GET of the read mix (+ content id)
 //   counts     where the counts are read back, for exactness and freshness:
@@ -41,6 +42,16 @@ module.exports = [
     viewPath: '/ceiling',
     instructions: true,
     readPath: '/ceiling/summary/',
+  },
+  {
+    name: 'ceiling-json',
+    title: 'JSON ceiling: nginx answers the module\'s 202 JSON, same URI and locations',
+    kind: 'nginx',
+    conf: 'ceiling-json.conf',
+    ceiling: true,
+    viewPath: '/engagement/view',
+    instructions: true,
+    readPath: '/engagement/summary/',
   },
   {
     name: 'module',
