@@ -250,6 +250,86 @@ function instructionsMd(run, { functions }) {
 }
 
 
+// the paced (open-loop) part (harness.js, paced()): one table per rate
+function pacedMd(run) {
+  const pc = run.paced;
+  if (!pc) return [];
+  const L = [];
+  L.push('### Paced view events (open loop, the same events at the same rate to every system)');
+  L.push('');
+  if (pc.error) {
+    L.push(`Not measured: ${clean(pc.error, run.root)}`);
+    L.push('');
+    return L;
+  }
+  const idle = summary(pc.idle.map((x) => x.redis_cpu_us_per_s));
+  L.push(`${pc.rounds} interleaved round(s); in each, for each rate and system: a fresh server,`
+    + ` ${pc.warmup} s of paced warmup on other ids, then ${pc.duration} s of the view workload`
+    + ` (seed ${pc.seed}) sent by \`bench/paced/paced.c\` on ${pc.connections} connections, each event at`
+    + ' its scheduled time whatever the answers (pipelined behind the answers outstanding when every'
+    + ' connection is busy); latency from the scheduled time. Redis CPU per event is `INFO cpu`'
+    + ' (user + sys) over the load and the drain, minus Redis\'s idle rate measured at the start of'
+    + ` the same round (${idle ? `${cell(idle, 0)} µs of CPU per second` : 'no Redis'}) times that interval,`
+    + ' divided by the accepted events (2xx). Exactness: the views read back minus the truth of the'
+    + ' events sent; answered vs stored: the views read back minus the 202 answers that counted a view.'
+    + ' Cells: median (min–max) over the rounds.');
+  L.push('');
+  for (const rate of pc.rates) {
+    L.push(`#### ${num(rate, 0)} events/s`);
+    L.push('');
+    L.push('| system | sent /s | answered /s | p50 / p99 ms | server CPU µs/event | Redis CPU µs/event | Redis cmds/event | exactness | answered vs stored | freshness p50 / p99 ms |');
+    L.push('|---|---|---|---|---|---|---|---|---|---|');
+    for (const name of pc.systems) {
+      const rs = pc.results.filter((x) => x.system === name && x.rate === rate);
+      const ok = rs.filter((x) => x.ok);
+      if (!ok.length) {
+        L.push(`| ${name} | failed: ${clean((rs[0] || {}).error || 'not run', run.root, 200)} | | | | | | | | |`);
+        continue;
+      }
+      const pick = (f) => summary(ok.map(f).filter((x) => x !== undefined && x !== null));
+      const v = (x) => x.views;
+      const p50 = pick((x) => v(x).sender.latency_us.p50 / 1000);
+      const p99 = pick((x) => v(x).sender.latency_us.p99 / 1000);
+      const list = (f) => {
+        const xs = ok.map(f).filter((x) => x !== undefined);
+        if (!xs.length) return 'n/a';
+        return xs.every((x) => x === xs[0])
+          ? `${signed(xs[0])}${xs.length > 1 ? ' (all rounds)' : ''}` : xs.map(signed).join(' / ');
+      };
+      const fresh = [].concat(...ok.map((x) => v(x).freshness_ms || []));
+      const timeouts = ok.reduce((a, x) => a + (v(x).freshness_timeouts || 0), 0);
+      const d = (x) => (x < 10 ? num(x, 1) : num(x, 0));
+      const fr = fresh.length ? `${d(quantile(fresh, 0.5))} / ${d(quantile(fresh, 0.99))}`
+        + `${timeouts ? ` (${timeouts} never seen)` : ''}` : (timeouts ? 'never' : 'n/a');
+      const bad = rs.length > ok.length || ok.some((x) => x.logged_errors
+        || v(x).sender.lost || v(x).sender.unanswered);
+      L.push(`| ${name}${bad ? ' ⚠' : ''} | ${cell(pick((x) => v(x).achieved_rate), 0)} `
+        + `| ${cell(pick((x) => v(x).answered_rate), 0)} | ${cell(p50, 2)} / ${cell(p99, 2)} `
+        + `| ${cell(pick((x) => v(x).server_cpu_us_per_event), 1)} `
+        + `| ${cell(pick((x) => v(x).redis_cpu_us_per_event), 2)} `
+        + `| ${cell(pick((x) => v(x).redis_cmds_per_event), 3)} `
+        + `| ${list((x) => v(x).exactness)} | ${list((x) => v(x).answered_vs_stored)} | ${fr} |`);
+    }
+    L.push('');
+  }
+  const notes = [];
+  for (const x of pc.results) {
+    const where = `${x.system} at ${num(x.rate, 0)}/s, round ${x.round}`;
+    if (!x.ok) { notes.push(`${where}: failed: ${x.error}`); continue; }
+    const s = x.views.sender;
+    if (s.lost || s.unanswered) {
+      notes.push(`${where}: ${num(s.lost, 0)} requests lost to broken connections,`
+        + ` ${num(s.unanswered, 0)} not answered within the sender's drain`);
+    }
+    if (x.logged_errors) notes.push(`${where}: the server logged ${x.logged_errors} error line(s), e.g.: ${x.logged_error_example}`);
+    if (x.views.drained === false) notes.push(`${where}: the flush was not done after ${num(x.views.drain_s, 0)} s`);
+  }
+  for (const n of notes.slice(0, 20)) L.push(`- ${clean(n, run.root)}`);
+  if (notes.length > 20) L.push(`- … and ${notes.length - 20} more (results.json)`);
+  if (notes.length) L.push('');
+  return L;
+}
+
 // every system against each ceiling: throughput, CPU per request
 // (paired by round) and instructions per request
 function ceilingsMd(run, rows, ceilings) {
@@ -367,6 +447,8 @@ function markdown(run, rows, { plotLink, runLink, readmeLink, functions = true }
     }
     L.push('');
   }
+
+  L.push(...pacedMd(run));
 
   L.push(...instructionsMd(run, { functions }));
 

@@ -65,7 +65,7 @@ static struct {
     uint64_t    sent, answered, lost, reconnects, views_answered;
     uint64_t    status[6];   /* 1xx..5xx, [0] other */
     uint64_t    s200, s202, s204, s400;
-    double      t0, send_end, max_lag;
+    double      t0, send_end, max_lag, last_answer;
 } P;
 
 static double
@@ -295,6 +295,7 @@ answered(conn_t *c, int status, const char *body, size_t blen, double t)
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
     P.lat_us[i] = (int64_t) ((t - (P.t0 + i / P.rate)) * 1e6);
+    P.last_answer = t;
     P.answered++;
     P.status[status >= 100 && status < 600 ? status / 100 : 0]++;
     P.s200 += status == 200;
@@ -419,7 +420,8 @@ report(void)
     printf("BENCH {\"rate\":%.0f,\"duration_s\":%.3f,\"connections\":%d,"
            "\"events\":%zu,\"sent\":%llu,\"send_s\":%.6f,"
            "\"achieved_rate\":%.1f,\"max_lag_ms\":%.3f,"
-           "\"answered\":%llu,\"lost\":%llu,\"unanswered\":%llu,"
+           "\"answered\":%llu,\"answered_s\":%.6f,"
+           "\"lost\":%llu,\"unanswered\":%llu,"
            "\"reconnects\":%llu,"
            "\"status\":{\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu,"
            "\"other\":%llu,\"200\":%llu,\"202\":%llu,\"204\":%llu,"
@@ -430,7 +432,9 @@ report(void)
            "\"p999\":%lld,\"max\":%lld}}\n",
            P.rate, P.duration, P.conns, P.n, (unsigned long long) P.sent,
            span, span > 0 ? P.sent / span : 0, P.max_lag * 1e3,
-           (unsigned long long) P.answered, (unsigned long long) P.lost,
+           (unsigned long long) P.answered,
+           P.last_answer > 0 ? P.last_answer - P.t0 : 0,
+           (unsigned long long) P.lost,
            (unsigned long long) (P.sent - P.answered - P.lost),
            (unsigned long long) P.reconnects,
            (unsigned long long) P.status[2], (unsigned long long) P.status[3],
