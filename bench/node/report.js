@@ -274,16 +274,22 @@ function pacedMd(run) {
     + ' events sent; answered vs stored: the views read back minus the 202 answers that counted a view.'
     + ' Cells: median (min–max) over the rounds.');
   L.push('');
+  // server CPU against a ceiling at the same rate, paired by round
+  const ceil = ['ceiling-json', 'ceiling'].find((c) => pc.systems.includes(c));
+  const cpuOf = (name, rate, round) => {
+    const x = pc.results.find((y) => y.ok && y.system === name && y.rate === rate && y.round === round);
+    return x ? x.views.server_cpu_us_per_event : undefined;
+  };
   for (const rate of pc.rates) {
     L.push(`#### ${num(rate, 0)} events/s`);
     L.push('');
-    L.push('| system | sent /s | answered /s | p50 / p99 ms | server CPU µs/event | Redis CPU µs/event | Redis cmds/event | exactness | answered vs stored | freshness p50 / p99 ms |');
-    L.push('|---|---|---|---|---|---|---|---|---|---|');
+    L.push(`| system | sent /s | answered /s | p50 / p99 ms | server CPU µs/event |${ceil ? ` × ${ceil} |` : ''} Redis CPU µs/event | Redis cmds/event | exactness | answered vs stored | freshness p50 / p99 ms |`);
+    L.push(`|---|---|---|---|---|${ceil ? '---|' : ''}---|---|---|---|---|`);
     for (const name of pc.systems) {
       const rs = pc.results.filter((x) => x.system === name && x.rate === rate);
       const ok = rs.filter((x) => x.ok);
       if (!ok.length) {
-        L.push(`| ${name} | failed: ${clean((rs[0] || {}).error || 'not run', run.root, 200)} | | | | | | | | |`);
+        L.push(`| ${name} | failed: ${clean((rs[0] || {}).error || 'not run', run.root, 200)} | | | |${ceil ? ' |' : ''} | | | | |`);
         continue;
       }
       const pick = (f) => summary(ok.map(f).filter((x) => x !== undefined && x !== null));
@@ -306,6 +312,8 @@ function pacedMd(run) {
       L.push(`| ${name}${bad ? ' ⚠' : ''} | ${cell(pick((x) => v(x).achieved_rate), 0)} `
         + `| ${cell(pick((x) => v(x).answered_rate), 0)} | ${cell(p50, 2)} / ${cell(p99, 2)} `
         + `| ${cell(pick((x) => v(x).server_cpu_us_per_event), 1)} `
+        + (!ceil ? '' : name === ceil ? '| 1× '
+          : `| ${ratioCell(pick((x) => v(x).server_cpu_us_per_event / cpuOf(ceil, rate, x.round)))} `)
         + `| ${cell(pick((x) => v(x).redis_cpu_us_per_event), 2)} `
         + `| ${cell(pick((x) => v(x).redis_cmds_per_event), 3)} `
         + `| ${list((x) => v(x).exactness)} | ${list((x) => v(x).answered_vs_stored)} | ${fr} |`);
