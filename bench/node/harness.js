@@ -1460,7 +1460,7 @@ async function main() {
       why = e.message;
     }
     const entry = { name: s.name, title: s.title, ceiling: !!s.ceiling, async: !!s.quiet,
-                    counts: !!s.counts, port: s.port };
+                    counts: !!s.counts, port: s.port, only: s.only };
     if (why && s.optional) {
       entry.skipped = why;
       log(`${s.name}: skipped: ${why}`);
@@ -1473,9 +1473,11 @@ async function main() {
     run.systems.push(entry);
   }
 
+  // the systems of the load rounds and the paced part
+  const loaded = active.filter((s) => !s.only);
   const per = 1.5 + opt.warmup + opt.duration + 1.5 + opt.reads;
-  const est = Math.round((per * active.length * opt.rounds) / 60 * 10) / 10;
-  log(`${opt.rounds} round(s) x ${active.length} system(s) [${active.map((s) => s.name).join(' ')}]`
+  const est = Math.round((per * loaded.length * opt.rounds) / 60 * 10) / 10;
+  log(`${opt.rounds} round(s) x ${loaded.length} system(s) [${loaded.map((s) => s.name).join(' ')}]`
       + `, ${opt.duration} s views + ${opt.reads} s reads each: about ${est} min`
       + ' plus the time asynchronous flushes take to drain'
       + (opt.instructions && active.some((s) => s.instructions)
@@ -1484,7 +1486,7 @@ async function main() {
                                   * (3 + opt.instructionsRequests * 0.0008)) / 6) / 10} min)` : ''));
 
   for (let r = 1; r <= opt.rounds && !aborting; r++) {
-    for (const s of active) {
+    for (const s of loaded) {
       if (aborting) break;
       log(`round ${r}/${opt.rounds}: ${s.name} on 127.0.0.1:${s.port}`);
       const res = await runOne(s, r, ctx);
@@ -1504,7 +1506,7 @@ async function main() {
   }
 
   if (opt.rates.length && !aborting) {
-    run.paced = await paced(active, ctx);
+    run.paced = await paced(loaded, ctx);
   }
 
   // after the rounds (their servers are stopped), Redis still up

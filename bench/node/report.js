@@ -71,7 +71,7 @@ function aggregate(run) {
   }
   const ceilings = run.systems.filter((s) => s.ceiling);
   const rows = [];
-  for (const sys of run.systems) {
+  for (const sys of run.systems.filter((x) => !x.only)) {
     const rs = run.results.filter((r) => r.system === sys.name);
     const ok = rs.filter((r) => r.ok);
     const row = { sys, rounds: rs, ok };
@@ -225,6 +225,16 @@ function instructionsMd(run, { functions }) {
   }
   const jc = ceils.find((c) => c.system === 'ceiling-json');
   const jm = ins.systems.find((x) => x.ok && x.system === 'module');
+  const c204 = ceils.find((c) => c.system === 'ceiling');
+  const cd = ins.systems.find((x) => x.ok && x.system === 'ceiling-discard');
+  if (c204 && cd) {
+    const read = c204.ir_per_req - cd.ir_per_req;
+    L.push(`Reading the body into a buffer (ceiling, \`echo_read_request_body\`) instead of discarding it`
+      + ` (ceiling-discard, \`return 204\`) costs ${num(read, 0)} instructions per request.`
+      + (jc && jm ? ` ceiling-json discards the body too; a JSON ceiling that read it would be about`
+        + ` ${num(jc.ir_per_req + read, 0)}, and the module ${num(jm.ir_per_req / (jc.ir_per_req + read), 2)}× that.` : ''));
+    L.push('');
+  }
   if (jc && jm) {
     const r = jm.ir_per_req / jc.ir_per_req;
     L.push(`Issue 13's target for the view path: ≤ 1.3× ceiling-json's instructions (stretch ≤ 1.15×):`

@@ -28,6 +28,8 @@
 //   quiet      (redis systems) the load is over and flushed once Redis has
 //              run no command for this many seconds: longer than the
 //              system's flush interval; default 1 (bounded by --drain-max)
+//   only       'instructions': measured by the instruction count alone
+//              (no load rounds, no paced part)
 //   instructions  (nginx systems) measured by the instruction count too:
 //              one worker under callgrind serving a fixed workload
 //              (bench/README.md, "Instructions per request")
@@ -52,6 +54,16 @@ module.exports = [
     viewPath: '/engagement/view',
     instructions: true,
     readPath: '/engagement/summary/',
+  },
+  {
+    name: 'ceiling-discard',
+    title: 'ceiling with return 204 (discards the body): what reading it costs',
+    kind: 'nginx',
+    conf: 'ceiling-discard.conf',
+    only: 'instructions',
+    viewPath: '/ceiling',
+    instructions: true,
+    readPath: '/ceiling/summary/',
   },
   {
     name: 'module',
