@@ -27,7 +27,8 @@ const ALL_SYSTEMS = require(process.env.BENCH_SYSTEMS
 
 const USAGE = `usage: bench/run [options]
 
-  --quick              smoke test: 1 round, 3 s, 1 s warmup, 2 s reads, docs untouched
+  --quick              smoke test: 1 round, 3 s, 1 s warmup, 2 s reads, paced 2000/s for
+                       2 s, 3000 requests under callgrind; docs untouched
   --rounds N           interleaved rounds (default 3)
   --duration S         seconds of measured view load per system and round (default 10)
   --warmup S           seconds of warmup load before each measurement (default 2)
@@ -1407,7 +1408,7 @@ function stamp() {
 async function main() {
   const opt = parseArgs(process.argv.slice(2));
   if (opt.list) {
-    for (const s of ALL_SYSTEMS) console.log(`${s.name.padEnd(14)} ${s.title}${s.optional ? ' (optional)' : ''}`);
+    for (const s of ALL_SYSTEMS) console.log(`${s.name.padEnd(16)} ${s.title}${s.optional ? ' (optional)' : ''}`);
     return;
   }
   let systems = ALL_SYSTEMS.map((s) => ({ ...s }));
