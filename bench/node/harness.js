@@ -12,6 +12,7 @@ const http = require('http');
 const { spawn, spawnSync } = require('child_process');
 const { createClient } = require('redis');
 const report = require('./report');
+const { paced } = require('./paced');
 
 const BENCH = path.resolve(__dirname, '..');
 const ROOT = path.resolve(BENCH, '..');
@@ -27,7 +28,8 @@ const ALL_SYSTEMS = require(process.env.BENCH_SYSTEMS
 
 const USAGE = `usage: bench/run [options]
 
-  --quick              smoke test: 1 round, 3 s, 1 s warmup, 2 s reads, docs untouched
+  --quick              smoke test: 1 round, 3 s, 1 s warmup, 2 s reads, paced 2000/s for
+                       2 s, 3000 requests under callgrind; docs untouched
   --rounds N           interleaved rounds (default 3)
   --duration S         seconds of measured view load per system and round (default 10)
   --warmup S           seconds of warmup load before each measurement (default 2)
@@ -40,9 +42,22 @@ const USAGE = `usage: bench/run [options]
   --probe-poll MS      freshness probe: shortest poll interval (default 2)
   --probe-timeout S    freshness probe: give an event up after S (default: --drain-max)
   --drain-max S        longest wait for an asynchronous flush after the load (default 180)
+  --rates R1,R2,...    paced (open-loop) part: events/s sent to each system on
+                       schedule whatever the answers (default 2000,10000,40000;
+                       --quick 2000; 0 skips the paced part)
+  --paced-rounds N     interleaved rounds of the paced part (default 5; --quick 1)
+  --paced-duration S   seconds of paced events per system, rate and round (default 10;
+                       --quick 2)
+  --paced-warmup S     seconds of paced warmup events (other ids) first (default 1)
+  --paced-connections N  connections of the paced sender (default 64)
+  --paced-systems a,b  systems of the paced part (default: every system run)
+  --redis-idle S       seconds Redis's idle CPU is measured before each paced round
+                       (default 3; --quick 1)
   --docs / --no-docs   write docs/benchmarks.md (default: yes, except with --quick)
   --no-instructions    skip the instruction count (callgrind, one nginx worker)
   --instructions-requests N   requests of the instruction count (default 20000; --quick 3000)
+  --ports LO-HI        take every port of the run (Redis, each system) from this
+                       range, checked free (default: free ephemeral ports)
   --list               list the systems and exit
   --no-install, --no-build   (bench/run itself) skip apt-get/npm, skip ./build.sh build`;
 
@@ -52,6 +67,8 @@ function parseArgs(argv) {
     seed: 42, probeInterval: 100, probePoll: 2, probeTimeout: null, drainMax: 180,
     systems: null, docs: null, quick: false, list: false,
     instructions: true, instructionsRequests: 20000,
+    rates: [2000, 10000, 40000], pacedRounds: 5, pacedDuration: 10, pacedWarmup: 1,
+    pacedConnections: 64, pacedSystems: null, redisIdle: 3,
   };
   const num = (i) => {
     const v = Number(argv[i + 1]);
@@ -80,6 +97,19 @@ function parseArgs(argv) {
       case '--instructions': o.instructions = true; break;
       case '--instructions-requests':
         o.instructionsRequests = num(i++); o.instructionsRequestsSet = true; break;
+      case '--rates':
+        o.rates = String(argv[++i] || '').split(',').filter(Boolean).map(Number)
+          .filter((x) => x !== 0);
+        if (o.rates.some((x) => !(x > 0))) die(`--rates needs events/s, e.g. 2000,10000,40000\n\n${USAGE}`);
+        o.ratesSet = true;
+        break;
+      case '--paced-rounds': o.pacedRounds = num(i++); o.pacedRoundsSet = true; break;
+      case '--paced-duration': o.pacedDuration = num(i++); o.pacedDurationSet = true; break;
+      case '--paced-warmup': o.pacedWarmup = num(i++); break;
+      case '--paced-connections': o.pacedConnections = num(i++); break;
+      case '--paced-systems': o.pacedSystems = String(argv[++i] || '').split(',').filter(Boolean); break;
+      case '--redis-idle': o.redisIdle = num(i++); o.redisIdleSet = true; break;
+      case '--ports': o.ports = String(argv[++i] || ''); setPortRange(o.ports); break;
       case '--list': o.list = true; break;
       case '--no-install': case '--no-build': break;   // bench/run's
       case '-h': case '--help': console.log(USAGE); process.exit(0); break;
@@ -92,10 +122,15 @@ function parseArgs(argv) {
     if (!o.warmupSet) o.warmup = 1;
     if (!o.readsSet) o.reads = 2;
     if (!o.instructionsRequestsSet) o.instructionsRequests = 3000;
+    if (!o.ratesSet) o.rates = [2000];
+    if (!o.pacedRoundsSet) o.pacedRounds = 1;
+    if (!o.pacedDurationSet) o.pacedDuration = 2;
+    if (!o.redisIdleSet) o.redisIdle = 1;
   }
   if (o.docs === null) o.docs = !o.quick;
   if (o.probeTimeout === null) o.probeTimeout = o.drainMax * 1000;
-  for (const k of ['rounds', 'duration', 'connections', 'threads', 'instructionsRequests']) {
+  for (const k of ['rounds', 'duration', 'connections', 'threads', 'instructionsRequests',
+                   'pacedRounds', 'pacedConnections']) {
     if (!(o[k] >= 1) || !Number.isInteger(o[k])) die(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a whole number >= 1`);
   }
   for (const k of ['warmup', 'reads']) {
@@ -227,25 +262,85 @@ function procStat(pid) {
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout) || 100;
 
-// CPU seconds (utime + stime) of a process and everything below it
-function treeCpu(pid) {
-  let ticks = 0;
-  for (const p of [pid, ...descendants(pid)]) {
-    const st = procStat(p);
-    if (st) ticks += st.ticks;
+// CPU seconds of one process: its threads' time on a CPU from the
+// scheduler (/proc/<pid>/task/*/schedstat, nanoseconds), or, where that is
+// missing, utime + stime (/proc/<pid>/stat, clock ticks of 10 ms: too
+// coarse for a paced run of a few thousand events)
+const SCHEDSTAT = fs.existsSync('/proc/self/schedstat');
+
+function procCpu(pid) {
+  if (SCHEDSTAT) {
+    try {
+      let ns = 0;
+      for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+        ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+      }
+      return ns / 1e9;
+    } catch (e) { /* gone, or a thread ended while read */ }
   }
-  return ticks / CLK_TCK;
+  const st = procStat(pid);
+  return st ? st.ticks / CLK_TCK : 0;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+// CPU seconds of a process and everything below it
+function treeCpu(pid) {
+  let cpu = 0;
+  for (const p of [pid, ...descendants(pid)]) cpu += procCpu(p);
+  return cpu;
+}
+
+// Ports. Without --ports, the kernel picks a free ephemeral port for each
+// server. With --ports LO-HI, every port of the run (Redis, each system, the
+// node server) is taken from that range: a port is used only if nothing
+// accepts a connection on it (any address: 127.0.0.1 reaches a wildcard
+// listener too) and binding 127.0.0.1 to it works, and no port is handed out
+// twice in one run. Runs given disjoint ranges can sit side by side.
+const ports = { lo: 0, hi: 0, next: 0, used: new Set() };
+
+function setPortRange(spec) {
+  const m = /^(\d+)-(\d+)$/.exec(spec || '');
+  if (!m || Number(m[1]) < 1024 || Number(m[2]) > 65535 || Number(m[1]) > Number(m[2])) {
+    die(`--ports needs a range LO-HI within 1024-65535, e.g. 23000-23999 (not ${spec})`);
+  }
+  ports.lo = Number(m[1]);
+  ports.hi = Number(m[2]);
+  ports.next = ports.lo;
+}
+
+function canBind(port) {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => resolve(true)));
   });
+}
+
+async function portFree(port) {
+  return !(await canConnect(port)) && canBind(port);
+}
+
+async function freePort() {
+  if (!ports.lo) {
+    return new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.on('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const { port } = s.address();
+        s.close(() => resolve(port));
+      });
+    });
+  }
+  const span = ports.hi - ports.lo + 1;
+  for (let k = 0; k < span; k++) {
+    const port = ports.next;
+    ports.next = port >= ports.hi ? ports.lo : port + 1;
+    if (ports.used.has(port)) continue;
+    if (await portFree(port)) {
+      ports.used.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port left in --ports ${ports.lo}-${ports.hi}`);
 }
 
 function canConnect(port) {
@@ -329,6 +424,14 @@ function parseInfo(s) {
   return o;
 }
 
+// commands processed so far (all of them, the harness's too): one cheap
+// INFO, for polling
+const REDIS_POLL_MS = 250;
+
+async function redisProcessed(admin) {
+  return Number(parseInfo(await admin.info('stats')).total_commands_processed);
+}
+
 // cumulative CPU seconds and commands (by name, harness commands excluded)
 async function redisStats(admin) {
   const cpu = parseInfo(await admin.info('cpu'));
@@ -369,6 +472,26 @@ function render(sys, vars) {
   return s;
 }
 
+// the system's nginx.conf for its current port
+function writeConf(sys, ctx) {
+  const conf = path.join(sys.dir, 'nginx.conf');
+  fs.writeFileSync(conf, render(sys, {
+    PORT: sys.port, REDIS_PORT: ctx.redis ? ctx.redis.port : 0, MODULE: ctx.moduleSo,
+    NGINX_MODULES, BENCH,
+  }));
+  sys.args = ['-p', sys.dir + '/', '-c', conf, '-e', path.join(sys.dir, 'error.log')];
+}
+
+// the system's port is still free (another server may have taken it since
+// the last round): else a new one
+async function checkPort(sys, ctx) {
+  if (await portFree(sys.port)) return;
+  const old = sys.port;
+  sys.port = await freePort();
+  log(`${sys.name}: port ${old} is taken now: ${sys.port} instead`);
+  if (sys.kind === 'nginx') writeConf(sys, ctx);
+}
+
 async function prepare(sys, ctx) {
   const dir = path.join(ctx.tmp, sys.name);
   fs.mkdirSync(dir, { recursive: true });
@@ -381,12 +504,7 @@ async function prepare(sys, ctx) {
     for (const t of ['client_body_temp', 'proxy_temp', 'fastcgi_temp', 'uwsgi_temp', 'scgi_temp', 'logs']) {
       fs.mkdirSync(path.join(dir, t), { recursive: true });
     }
-    const conf = path.join(dir, 'nginx.conf');
-    fs.writeFileSync(conf, render(sys, {
-      PORT: sys.port, REDIS_PORT: ctx.redis ? ctx.redis.port : 0, MODULE: ctx.moduleSo,
-      NGINX_MODULES, BENCH,
-    }));
-    sys.args = ['-p', dir + '/', '-c', conf, '-e', path.join(dir, 'error.log')];
+    writeConf(sys, ctx);
     const t = spawnSync(NGINX, ['-t', ...sys.args], { encoding: 'utf8' });
     if (t.status !== 0) {
       const msg = (t.stderr || '').split('\n').filter((l) => /emerg|alert|crit|error/.test(l))
@@ -400,6 +518,7 @@ async function prepare(sys, ctx) {
 async function startSystem(sys, ctx) {
   const logFile = path.join(sys.dir, 'stdout.log');
   let c;
+  await checkPort(sys, ctx);
   if (sys.kind === 'nginx') {
     // every round starts from nothing: no state file of the module's
     // (unflushed deltas saved at the previous stop) may be restored
@@ -568,18 +687,16 @@ async function drain(sys, ctx, probe, loadEnd) {
   if (probe) await probe.finish();
   if (sys.redis) {
     const quiet = (sys.quiet || 1) * 1000;
-    const total = async () => {
-      const st = await redisStats(ctx.redis.admin);
-      return Object.values(st.calls).reduce((a, b) => a + b, 0);
-    };
-    let last = await total();
+    let last = await redisProcessed(ctx.redis.admin);
     let changed = Date.now();
     for (;;) {
-      await sleep(250);
-      const t = await total();
+      await sleep(REDIS_POLL_MS);
+      const t = await redisProcessed(ctx.redis.admin);
       const now = Date.now();
-      if (t !== last) {
-        last = t;
+      // the poll's own INFO is one command
+      const busy = t - last > 1;
+      last = t;
+      if (busy) {
         changed = now;
       } else if (now - changed >= quiet && now - loadEnd >= min) {
         return { drain_s: (changed - loadEnd) / 1000, drained: true };
@@ -999,6 +1116,7 @@ async function instructions(active, ctx) {
     const errLog = path.join(sys.dir, 'error.log');
     const errOffset = logSize(errLog);
     try {
+      await checkPort(sys, ctx);
       // the system's configuration with one worker
       const main = path.join(sys.dir, 'nginx-main-1worker.conf');
       fs.writeFileSync(main, fs.readFileSync(path.join(BENCH, 'systems', 'nginx-main.conf'), 'utf8')
@@ -1045,13 +1163,15 @@ async function instructions(active, ctx) {
     if (le.first) r.logged_error_example = le.first.slice(0, 300);
     res.systems.push(r);
   }
-  const ceil = res.systems.find((x) => x.ok && systems.find((s) => s.name === x.system).ceiling);
-  if (ceil) {
+  // x.ratios: against each ceiling (ceiling, ceiling-json)
+  const ceils = res.systems.filter((x) => x.ok && systems.find((s) => s.name === x.system).ceiling);
+  for (const c of ceils) {
     for (const x of res.systems) {
-      if (x.ok && x !== ceil) x.ratio = x.ir_per_req / ceil.ir_per_req;
+      if (x.ok && x !== c) (x.ratios = x.ratios || {})[c.system] = x.ir_per_req / c.ir_per_req;
     }
-    const rs = res.systems.filter((x) => x.ratio).map((x) => `${x.system} ${x.ratio.toFixed(2)}x`);
-    if (rs.length) log(`  instructions per request against the ceiling: ${rs.join(', ')}`);
+    const rs = res.systems.filter((x) => x.ratios && x.ratios[c.system])
+      .map((x) => `${x.system} ${x.ratios[c.system].toFixed(2)}x`);
+    if (rs.length) log(`  instructions per request against ${c.system}: ${rs.join(', ')}`);
   }
   return res;
 }
@@ -1091,7 +1211,7 @@ function stamp() {
 async function main() {
   const opt = parseArgs(process.argv.slice(2));
   if (opt.list) {
-    for (const s of ALL_SYSTEMS) console.log(`${s.name.padEnd(14)} ${s.title}${s.optional ? ' (optional)' : ''}`);
+    for (const s of ALL_SYSTEMS) console.log(`${s.name.padEnd(16)} ${s.title}${s.optional ? ' (optional)' : ''}`);
     return;
   }
   let systems = ALL_SYSTEMS.map((s) => ({ ...s }));
@@ -1100,6 +1220,9 @@ async function main() {
       if (!systems.find((s) => s.name === n)) die(`unknown system ${n} (see --list)`);
     }
     systems = systems.filter((s) => opt.systems.includes(s.name));
+  }
+  for (const n of opt.pacedSystems || []) {
+    if (!systems.find((s) => s.name === n)) die(`--paced-systems: ${n} is not a system of this run (see --list)`);
   }
 
   const ts = stamp();
@@ -1144,7 +1267,7 @@ async function main() {
       why = e.message;
     }
     const entry = { name: s.name, title: s.title, ceiling: !!s.ceiling, async: !!s.quiet,
-                    counts: !!s.counts, port: s.port };
+                    counts: !!s.counts, port: s.port, only: s.only };
     if (why && s.optional) {
       entry.skipped = why;
       log(`${s.name}: skipped: ${why}`);
@@ -1157,9 +1280,11 @@ async function main() {
     run.systems.push(entry);
   }
 
+  // the systems of the load rounds and the paced part
+  const loaded = active.filter((s) => !s.only);
   const per = 1.5 + opt.warmup + opt.duration + 1.5 + opt.reads;
-  const est = Math.round((per * active.length * opt.rounds) / 60 * 10) / 10;
-  log(`${opt.rounds} round(s) x ${active.length} system(s) [${active.map((s) => s.name).join(' ')}]`
+  const est = Math.round((per * loaded.length * opt.rounds) / 60 * 10) / 10;
+  log(`${opt.rounds} round(s) x ${loaded.length} system(s) [${loaded.map((s) => s.name).join(' ')}]`
       + `, ${opt.duration} s views + ${opt.reads} s reads each: about ${est} min`
       + ' plus the time asynchronous flushes take to drain'
       + (opt.instructions && active.some((s) => s.instructions)
@@ -1168,7 +1293,7 @@ async function main() {
                                   * (3 + opt.instructionsRequests * 0.0008)) / 6) / 10} min)` : ''));
 
   for (let r = 1; r <= opt.rounds && !aborting; r++) {
-    for (const s of active) {
+    for (const s of loaded) {
       if (aborting) break;
       log(`round ${r}/${opt.rounds}: ${s.name} on 127.0.0.1:${s.port}`);
       const res = await runOne(s, r, ctx);
@@ -1185,6 +1310,14 @@ async function main() {
         log(`  failed: ${res.error}`);
       }
     }
+  }
+
+  if (opt.rates.length && !aborting) {
+    run.paced = await paced(loaded, ctx, {
+      log, sleep, nowMs, spawnChild, tail, startSystem, stopSystem, startProbe, drain,
+      readTotal, redisStats, redisDelta, redisProcessed, REDIS_POLL_MS, treeCpu, logSize,
+      loggedErrors, aborting: () => aborting,
+    });
   }
 
   // after the rounds (their servers are stopped), Redis still up

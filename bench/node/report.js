@@ -58,14 +58,20 @@ function signed(x) {
 
 // ------------------------------------------------------------ aggregation
 
+// the ceiling of the main tables' ratio columns: the JSON ceiling (issue
+// 13's targets are stated against it) when the run has it
+function mainCeiling(ceilings) {
+  return ceilings.find((c) => (c.sys || c).name === 'ceiling-json') || ceilings[0];
+}
+
 function aggregate(run) {
   const byRound = {};
   for (const r of run.results) {
     if (r.ok) (byRound[r.round] = byRound[r.round] || {})[r.system] = r;
   }
-  const ceiling = run.systems.find((s) => s.ceiling);
+  const ceilings = run.systems.filter((s) => s.ceiling);
   const rows = [];
-  for (const sys of run.systems) {
+  for (const sys of run.systems.filter((x) => !x.only)) {
     const rs = run.results.filter((r) => r.system === sys.name);
     const ok = rs.filter((r) => r.ok);
     const row = { sys, rounds: rs, ok };
@@ -89,8 +95,10 @@ function aggregate(run) {
       redisCmds: summary(pick((r) => r.reads && r.reads.redis_cmds_per_req)),
       redisCpu: summary(pick((r) => r.reads && r.reads.redis_cpu_us_per_req)),
     };
-    // paired ratios: this system and the ceiling in the same round
-    if (ceiling && !sys.ceiling) {
+    // paired ratios: this system and each ceiling in the same round
+    row.vs = {};
+    for (const ceiling of ceilings) {
+      if (ceiling === sys) continue;
       const rr = [];
       const cr = [];
       const rrr = [];
@@ -101,9 +109,14 @@ function aggregate(run) {
         cr.push(r.views.cpu_us_per_req / c.views.cpu_us_per_req);
         if (r.reads && c.reads) rrr.push(r.reads.rps / c.reads.rps);
       }
-      row.rpsRatio = summary(rr);
-      row.cpuRatio = summary(cr);
-      row.readsRatio = summary(rrr);
+      row.vs[ceiling.name] = { rps: summary(rr), cpu: summary(cr), reads: summary(rrr) };
+    }
+    // the main ceiling's, for the columns of the main tables
+    const first = mainCeiling(ceilings);
+    if (first && first !== sys) {
+      row.rpsRatio = row.vs[first.name].rps;
+      row.cpuRatio = row.vs[first.name].cpu;
+      row.readsRatio = row.vs[first.name].reads;
     }
     const zones = ok.map((r) => r.zone).filter(Boolean);
     if (zones.length) {
@@ -182,33 +195,50 @@ function instructionsMd(run, { functions }) {
     + ' machine\'s load or clock: a change of a few percent shows even on a busy machine'
     + ' (they are not time: cache misses, locks and system calls\' kernel work are not in them).');
   L.push('');
-  const ceil = ins.systems.find((x) => x.ok && run.systems.some((s) => s.ceiling && s.name === x.system));
+  const ceils = ins.systems.filter((x) => x.ok && run.systems.some((s) => s.ceiling && s.name === x.system));
   const red = ins.systems.some((x) => x.redis_cmds_per_req !== undefined);
-  L.push(`| system | instructions / request | × ceiling | by object (instructions / request) | answers |${red ? ' Redis cmds / request |' : ''} wall time |`);
-  L.push(`|---|---|---|---|---|${red ? '---|' : ''}---|`);
+  const ch = ceils.map((c) => ` × ${c.system} |`).join('');
+  L.push(`| system | instructions / request |${ch} by object (instructions / request) | answers |${red ? ' Redis cmds / request |' : ''} wall time |`);
+  L.push(`|---|---|${ceils.map(() => '---|').join('')}---|---|${red ? '---|' : ''}---|`);
   for (const x of ins.systems) {
     if (!x.ok) {
-      L.push(`| ${x.system} | failed: ${clean(x.error, run.root, 200)} | | | |${red ? ' |' : ''} ${num(x.wall_s, 1)} s |`);
+      L.push(`| ${x.system} | failed: ${clean(x.error, run.root, 200)} |${ceils.map(() => ' |').join('')} | |${red ? ' |' : ''} ${num(x.wall_s, 1)} s |`);
       continue;
     }
-    const ratio = ceil ? x.ir_per_req / ceil.ir_per_req : NaN;
+    const rc = ceils.map((c) => ` ${x === c ? '1×' : `${num(x.ir_per_req / c.ir_per_req, 2)}×`} |`).join('');
     const objs = (x.objects || []).filter((o) => o.ir_per_req >= 1).slice(0, 5)
       .map((o) => `${o.object.replace(/\.so(\.[\d.]+)?$/, '')} ${num(o.ir_per_req, 0)}`).join(', ');
     const answers = Object.entries(x.load.status).sort()
       .map(([k, v]) => `${k}: ${num(v, 0)}`).join(', ');
-    L.push(`| ${x.system}${x.logged_errors || x.warning ? ' ⚠' : ''} | ${num(x.ir_per_req, 0)} `
-      + `| ${x === ceil ? '1×' : Number.isFinite(ratio) ? `${num(ratio, 2)}×` : '–'} `
-      + `| ${objs || '–'} | ${answers} |`
+    L.push(`| ${x.system}${x.logged_errors || x.warning ? ' ⚠' : ''} | ${num(x.ir_per_req, 0)} |${rc}`
+      + ` ${objs || '–'} | ${answers} |`
       + `${red ? ` ${x.redis_cmds_per_req !== undefined ? num(x.redis_cmds_per_req, 3) : '–'} |` : ''}`
       + ` ${num(x.wall_s, 1)} s |`);
   }
   L.push('');
-  const mod = ins.systems.find((x) => x.ok && x.system === 'module');
-  if (mod && ceil) {
-    const r = mod.ir_per_req / ceil.ir_per_req;
-    L.push(`The module (shared memory only) executes ${num(r, 2)}× the ceiling's instructions per request,`
-      + ` ${num(mod.ir_per_req - ceil.ir_per_req, 0)} more; for comparison, the target for CPU time per`
-      + ` request is ≤ 1.3× the ceiling's${r <= 1.3 ? ', which these instructions are within' : ''}.`);
+  for (const name of ['module', 'module-redis']) {
+    const mod = ins.systems.find((x) => x.ok && x.system === name);
+    if (!mod || !ceils.length) continue;
+    L.push(`${name}: ${ceils.map((c) => `${num(mod.ir_per_req / c.ir_per_req, 2)}× ${c.system}'s`
+      + ` instructions per request (${num(mod.ir_per_req - c.ir_per_req, 0)} more)`).join(', ')}.`);
+    L.push('');
+  }
+  const jc = ceils.find((c) => c.system === 'ceiling-json');
+  const jm = ins.systems.find((x) => x.ok && x.system === 'module');
+  const c204 = ceils.find((c) => c.system === 'ceiling');
+  const cd = ins.systems.find((x) => x.ok && x.system === 'ceiling-discard');
+  if (c204 && cd) {
+    const read = c204.ir_per_req - cd.ir_per_req;
+    L.push(`Reading the body into a buffer (ceiling, \`echo_read_request_body\`) instead of discarding it`
+      + ` (ceiling-discard, \`return 204\`) costs ${num(read, 0)} instructions per request.`
+      + (jc && jm ? ` ceiling-json discards the body too; a JSON ceiling that read it would be about`
+        + ` ${num(jc.ir_per_req + read, 0)}, and the module ${num(jm.ir_per_req / (jc.ir_per_req + read), 2)}× that.` : ''));
+    L.push('');
+  }
+  if (jc && jm) {
+    const r = jm.ir_per_req / jc.ir_per_req;
+    L.push(`Issue 13's target for the view path: ≤ 1.3× ceiling-json's instructions (stretch ≤ 1.15×):`
+      + ` ${num(r, 2)}×, ${r <= 1.15 ? 'stretch met' : r <= 1.3 ? 'met' : 'not met'}.`);
     L.push('');
   }
   for (const x of ins.systems) {
@@ -235,6 +265,133 @@ function instructionsMd(run, { functions }) {
   return L;
 }
 
+
+// the paced (open-loop) part (harness.js, paced()): one table per rate
+function pacedMd(run) {
+  const pc = run.paced;
+  if (!pc) return [];
+  const L = [];
+  L.push('### Paced view events (open loop, the same events at the same rate to every system)');
+  L.push('');
+  if (pc.error) {
+    L.push(`Not measured: ${clean(pc.error, run.root)}`);
+    L.push('');
+    return L;
+  }
+  const idle = summary(pc.idle.map((x) => x.redis_cpu_us_per_s));
+  L.push(`${pc.rounds} interleaved round(s); in each, for each rate and system: a fresh server,`
+    + ` ${pc.warmup} s of paced warmup on other ids, then ${pc.duration} s of the view workload`
+    + ` (seed ${pc.seed}) sent by \`bench/paced/paced.c\` on ${pc.connections} connections, each event at`
+    + ' its scheduled time whatever the answers (pipelined behind the answers outstanding when every'
+    + ' connection is busy); latency from the scheduled time. Redis CPU per event is `INFO cpu`'
+    + ' (user + sys) over the load and the drain, minus Redis\'s idle rate measured at the start of'
+    + ` the same round (${idle ? `${cell(idle, 0)} µs of CPU per second` : 'no Redis'}) times that interval,`
+    + ' divided by the accepted events (2xx). Exactness: the views read back minus the truth of the'
+    + ' events sent; answered vs stored: the views read back minus the 202 answers that counted a view.'
+    + ' Cells: median (min–max) over the rounds.');
+  L.push('');
+  // server CPU against a ceiling at the same rate, paired by round
+  const ceil = ['ceiling-json', 'ceiling'].find((c) => pc.systems.includes(c));
+  const cpuOf = (name, rate, round) => {
+    const x = pc.results.find((y) => y.ok && y.system === name && y.rate === rate && y.round === round);
+    return x ? x.views.server_cpu_us_per_event : undefined;
+  };
+  for (const rate of pc.rates) {
+    L.push(`#### ${num(rate, 0)} events/s`);
+    L.push('');
+    L.push(`| system | sent /s | answered /s | p50 / p99 ms | server CPU µs/event |${ceil ? ` × ${ceil} |` : ''} Redis CPU µs/event | Redis cmds/event | exactness | answered vs stored | freshness p50 / p99 ms |`);
+    L.push(`|---|---|---|---|---|${ceil ? '---|' : ''}---|---|---|---|---|`);
+    for (const name of pc.systems) {
+      const rs = pc.results.filter((x) => x.system === name && x.rate === rate);
+      const ok = rs.filter((x) => x.ok);
+      if (!ok.length) {
+        L.push(`| ${name} | failed: ${clean((rs[0] || {}).error || 'not run', run.root, 200)} | | | |${ceil ? ' |' : ''} | | | | |`);
+        continue;
+      }
+      const pick = (f) => summary(ok.map(f).filter((x) => x !== undefined && x !== null));
+      const v = (x) => x.views;
+      const p50 = pick((x) => v(x).sender.latency_us.p50 / 1000);
+      const p99 = pick((x) => v(x).sender.latency_us.p99 / 1000);
+      const list = (f) => {
+        const xs = ok.map(f).filter((x) => x !== undefined);
+        if (!xs.length) return 'n/a';
+        return xs.every((x) => x === xs[0])
+          ? `${signed(xs[0])}${xs.length > 1 ? ' (all rounds)' : ''}` : xs.map(signed).join(' / ');
+      };
+      const fresh = [].concat(...ok.map((x) => v(x).freshness_ms || []));
+      const timeouts = ok.reduce((a, x) => a + (v(x).freshness_timeouts || 0), 0);
+      const d = (x) => (x < 10 ? num(x, 1) : num(x, 0));
+      const fr = fresh.length ? `${d(quantile(fresh, 0.5))} / ${d(quantile(fresh, 0.99))}`
+        + `${timeouts ? ` (${timeouts} never seen)` : ''}` : (timeouts ? 'never' : 'n/a');
+      const bad = rs.length > ok.length || ok.some((x) => x.logged_errors
+        || v(x).sender.lost || v(x).sender.unanswered);
+      L.push(`| ${name}${bad ? ' ⚠' : ''} | ${cell(pick((x) => v(x).achieved_rate), 0)} `
+        + `| ${cell(pick((x) => v(x).answered_rate), 0)} | ${cell(p50, 2)} / ${cell(p99, 2)} `
+        + `| ${cell(pick((x) => v(x).server_cpu_us_per_event), 1)} `
+        + (!ceil ? '' : name === ceil ? '| 1× '
+          : `| ${ratioCell(pick((x) => v(x).server_cpu_us_per_event / cpuOf(ceil, rate, x.round)))} `)
+        + `| ${cell(pick((x) => v(x).redis_cpu_us_per_event), 2)} `
+        + `| ${cell(pick((x) => v(x).redis_cmds_per_event), 3)} `
+        + `| ${list((x) => v(x).exactness)} | ${list((x) => v(x).answered_vs_stored)} | ${fr} |`);
+    }
+    L.push('');
+  }
+  const notes = [];
+  for (const x of pc.results) {
+    const where = `${x.system} at ${num(x.rate, 0)}/s, round ${x.round}`;
+    if (!x.ok) { notes.push(`${where}: failed: ${x.error}`); continue; }
+    const s = x.views.sender;
+    if (s.lost || s.unanswered) {
+      notes.push(`${where}: ${num(s.lost, 0)} requests lost to broken connections,`
+        + ` ${num(s.unanswered, 0)} not answered within the sender's drain`);
+    }
+    if (x.logged_errors) notes.push(`${where}: the server logged ${x.logged_errors} error line(s), e.g.: ${x.logged_error_example}`);
+    if (x.views.drained === false) notes.push(`${where}: the flush was not done after ${num(x.views.drain_s, 0)} s`);
+  }
+  for (const n of notes.slice(0, 20)) L.push(`- ${clean(n, run.root)}`);
+  if (notes.length > 20) L.push(`- … and ${notes.length - 20} more (results.json)`);
+  if (notes.length) L.push('');
+  return L;
+}
+
+// every system against each ceiling: throughput, CPU per request
+// (paired by round) and instructions per request
+function ceilingsMd(run, rows, ceilings) {
+  const L = [];
+  if (ceilings.length < 1) return L;
+  const ins = (run.instructions && run.instructions.systems) || [];
+  const ir = (name) => (ins.find((x) => x.ok && x.system === name) || {}).ir_per_req;
+  L.push('### Against the ceilings');
+  L.push('');
+  L.push('`ceiling`: nginx reads the body and answers 204. `ceiling-json`: nginx answers the'
+    + ' module\'s own 202 JSON (same status, headers, body length, URI and locations). Throughput'
+    + ' and CPU ratios are paired (the system and the ceiling of the same round; median, min–max);'
+    + ' instructions from the callgrind count below.');
+  L.push('');
+  const h = (what) => ceilings.map((c) => ` ${what} × ${c} |`).join('');
+  L.push(`| system |${h('req/s')}${h('CPU µs/req')}${h('instructions/req')}`);
+  L.push(`|---|${ceilings.map(() => '---|---|---|').join('')}`);
+  for (const r of rows) {
+    if (!r.ok.length && !ir(r.sys.name)) continue;
+    const cells = (f) => ceilings.map((c) => ` ${c === r.sys.name ? '1×' : f(c)} |`).join('');
+    const irc = (c) => (ir(r.sys.name) && ir(c) ? `${num(ir(r.sys.name) / ir(c), 2)}×` : '–');
+    L.push(`| ${r.sys.name} |${cells((c) => ratioCell(r.vs && r.vs[c] && r.vs[c].rps))}`
+      + `${cells((c) => ratioCell(r.vs && r.vs[c] && r.vs[c].cpu))}${cells(irc)}`);
+  }
+  L.push('');
+  const mod = rows.find((r) => r.sys.name === 'module');
+  const j = ceilings.includes('ceiling-json') ? 'ceiling-json' : ceilings[0];
+  const v = mod && mod.vs && mod.vs[j];
+  if (v && v.rps && v.cpu) {
+    const okR = v.rps.med >= 0.85;
+    const okC = v.cpu.med <= 1.3;
+    L.push(`Targets for the module (shared memory only) against ${j} of the same round: `
+      + `throughput ${num(v.rps.med, 2)}× (target ≥ 0.85×: ${okR ? 'met' : 'not met'}), `
+      + `CPU per request ${num(v.cpu.med, 2)}× (target ≤ 1.3×: ${okC ? 'met' : 'not met'}).`);
+    L.push('');
+  }
+  return L;
+}
 
 function markdown(run, rows, { plotLink, runLink, readmeLink, functions = true }) {
   const m = run.machine;
@@ -270,7 +427,9 @@ function markdown(run, rows, { plotLink, runLink, readmeLink, functions = true }
 
   L.push('### View events (POST)');
   L.push('');
-  L.push('| system | req/s | × ceiling | p50 ms | p99 ms | server CPU µs/req | × ceiling | Redis cmds/event | Redis CPU µs/event | server+Redis CPU µs/req | exactness | freshness p50 / p99 ms |');
+  const ceilings = rows.filter((r) => r.sys.ceiling).map((r) => r.sys.name);
+  const c0 = ceilings.includes('ceiling-json') ? 'ceiling-json' : ceilings[0] || 'ceiling';
+  L.push(`| system | req/s | × ${c0} | p50 ms | p99 ms | server CPU µs/req | × ${c0} | Redis cmds/event | Redis CPU µs/event | server+Redis CPU µs/req | exactness | freshness p50 / p99 ms |`);
   L.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const st = status(r);
@@ -279,21 +438,13 @@ function markdown(run, rows, { plotLink, runLink, readmeLink, functions = true }
       continue;
     }
     const red = r.redisCmds !== null;
-    L.push(`| ${r.sys.name}${st ? ' ⚠' : ''} | ${cell(r.rps, 1, true)} | ${r.sys.ceiling ? '1×' : ratioCell(r.rpsRatio)} `
-      + `| ${cell(r.p50, 2)} | ${cell(r.p99, 2)} | ${cell(r.cpu, 1)} | ${r.sys.ceiling ? '1×' : ratioCell(r.cpuRatio)} `
+    L.push(`| ${r.sys.name}${st ? ' ⚠' : ''} | ${cell(r.rps, 1, true)} | ${r.sys.name === c0 ? '1×' : ratioCell(r.rpsRatio)} `
+      + `| ${cell(r.p50, 2)} | ${cell(r.p99, 2)} | ${cell(r.cpu, 1)} | ${r.sys.name === c0 ? '1×' : ratioCell(r.cpuRatio)} `
       + `| ${red ? cell(r.redisCmds, 3) : '–'} | ${red ? cell(r.redisCpu, 2) : '–'} | ${cell(r.totalCpu, 1)} `
       + `| ${exactCell(r)} | ${freshCell(r)} |`);
   }
   L.push('');
-  const mod = rows.find((r) => r.sys.name === 'module');
-  if (mod && mod.rpsRatio && mod.cpuRatio) {
-    const okR = mod.rpsRatio.med >= 0.85;
-    const okC = mod.cpuRatio.med <= 1.3;
-    L.push(`Targets for the module (shared memory only) against the ceiling of the same round: `
-      + `throughput ${num(mod.rpsRatio.med, 2)}× (target ≥ 0.85×: ${okR ? 'met' : 'not met'}), `
-      + `CPU per request ${num(mod.cpuRatio.med, 2)}× (target ≤ 1.3×: ${okC ? 'met' : 'not met'}).`);
-    L.push('');
-  }
+  L.push(...ceilingsMd(run, rows, ceilings));
   const notes = rows.map((r) => [r.sys.name, status(r)]).filter((x) => x[1]);
   for (const r of rows) {
     const errs = r.rounds.filter((x) => x.logged_errors);
@@ -309,17 +460,19 @@ function markdown(run, rows, { plotLink, runLink, readmeLink, functions = true }
   if (o.reads > 0) {
     L.push('### Read mix (GET the summary of hot content)');
     L.push('');
-    L.push('| system | req/s | × ceiling | p50 ms | p99 ms | server CPU µs/req | Redis cmds/read | Redis CPU µs/read |');
+    L.push(`| system | req/s | × ${c0} | p50 ms | p99 ms | server CPU µs/req | Redis cmds/read | Redis CPU µs/read |`);
     L.push('|---|---|---|---|---|---|---|---|');
     for (const r of shown) {
       const x = r.reads;
       if (!x.rps) continue;
-      L.push(`| ${r.sys.name} | ${cell(x.rps, 1, true)} | ${r.sys.ceiling ? '1×' : ratioCell(r.readsRatio)} `
+      L.push(`| ${r.sys.name} | ${cell(x.rps, 1, true)} | ${r.sys.name === c0 ? '1×' : ratioCell(r.readsRatio)} `
         + `| ${cell(x.p50, 2)} | ${cell(x.p99, 2)} | ${cell(x.cpu, 1)} `
         + `| ${x.redisCmds ? cell(x.redisCmds, 2) : '–'} | ${x.redisCpu ? cell(x.redisCpu, 2) : '–'} |`);
     }
     L.push('');
   }
+
+  L.push(...pacedMd(run));
 
   L.push(...instructionsMd(run, { functions }));
 
@@ -499,13 +652,16 @@ function write(run, { ROOT }) {
     fs.writeFileSync(doc, `# Benchmarks
 
 The latest figures of \`bench/run\`, the benchmark harness: this module's
-view endpoint against a ceiling (the same nginx reading the same bodies and
-doing nothing else) and against the designs people build today (OpenResty
-Lua with Redis per request, Lua with batched flushes, Node.js with Redis).
-How the harness works, what each system is and how each figure is
-measured: [bench/README.md](../bench/README.md). Besides the times, the
-instructions per request of one nginx worker under callgrind, a figure
-that does not move with the machine's load. This page is written by
+view endpoint against two ceilings (the same nginx reading the same bodies
+and answering 204; the same nginx answering the module's own JSON answer
+on the same URI and locations) and against the designs people build today
+(OpenResty Lua with Redis per request, Lua with batched flushes, Node.js
+with Redis): closed-loop under wrk, paced (open-loop: the same events at
+the same rates to every system, with Redis's CPU per event net of its idle
+rate), and in instructions per request of one nginx worker under
+callgrind, a figure that does not move with the machine's load. How the
+harness works, what each system is and how each figure is measured:
+[bench/README.md](../bench/README.md). This page is written by
 \`bench/run\` (full runs only; \`--quick\` leaves it alone): re-run it rather
 than editing by hand.
 

@@ -14,7 +14,8 @@
 //   redis      uses the run's Redis server (flushed before each round)
 //   optional   when `nginx -t` rejects the configuration, the system is
 //              skipped with a note in the results instead of failing
-//   ceiling    the reference the ratios are computed against
+//   ceiling    a reference the ratios are computed against (every
+//              system's figures are given against each ceiling)
 //   viewPath   where view events are POSTed
 //   readPath   prefix of the summary GET of the read mix (+ content id)
 //   counts     where the counts are read back, for exactness and freshness:
@@ -27,6 +28,8 @@
 //   quiet      (redis systems) the load is over and flushed once Redis has
 //              run no command for this many seconds: longer than the
 //              system's flush interval; default 1 (bounded by --drain-max)
+//   only       'instructions': measured by the instruction count alone
+//              (no load rounds, no paced part)
 //   instructions  (nginx systems) measured by the instruction count too:
 //              one worker under callgrind serving a fixed workload
 //              (bench/README.md, "Instructions per request")
@@ -38,6 +41,26 @@ module.exports = [
     kind: 'nginx',
     conf: 'ceiling.conf',
     ceiling: true,
+    viewPath: '/ceiling',
+    instructions: true,
+    readPath: '/ceiling/summary/',
+  },
+  {
+    name: 'ceiling-json',
+    title: 'JSON ceiling: nginx answers the module\'s 202 JSON, same URI and locations',
+    kind: 'nginx',
+    conf: 'ceiling-json.conf',
+    ceiling: true,
+    viewPath: '/engagement/view',
+    instructions: true,
+    readPath: '/engagement/summary/',
+  },
+  {
+    name: 'ceiling-discard',
+    title: 'ceiling with return 204 (discards the body): what reading it costs',
+    kind: 'nginx',
+    conf: 'ceiling-discard.conf',
+    only: 'instructions',
     viewPath: '/ceiling',
     instructions: true,
     readPath: '/ceiling/summary/',

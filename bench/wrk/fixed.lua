@@ -30,9 +30,23 @@ local o = gen.options({
 })
 local g = gen.new(o, tonumber(os.getenv("BENCH_FIXED_THREAD") or "1"))
 
+-- BENCH_FIXED_MARK=1 (the paced sender's file, bench/paced/paced.c):
+-- each line is "<kind><unique>\t<body>", kind the first letter of new,
+-- retry, progress or malformed, unique 1 when the event is the first valid
+-- one of its (content, viewer) (the truth of the replay in gen.lua)
+local mark = os.getenv("BENCH_FIXED_MARK") == "1"
+local seen = {}
 local f = assert(io.open(out, "w"))
 for _ = 1, n do
-    local _, body = g:next()
+    local kind, body, key = g:next()
+    if mark then
+        local u = "0"
+        if key and not seen[key] then
+            seen[key] = true
+            u = "1"
+        end
+        f:write(kind:sub(1, 1), u, "\t")
+    end
     f:write(body, "\n")
 end
 f:close()
