@@ -679,6 +679,8 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
         zp[i]->cache_ttl = emcf->cache_ttl;
     }
 
+    emcf->vars_used = ngx_http_engagement_variables_used(cf);
+
     return ngx_http_engagement_limit_postconf(cf);
 }
 
