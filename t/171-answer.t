@@ -7,17 +7,8 @@
 # at nginx -t with the choices.
 use Test::Nginx::Socket 'no_plan';
 
-repeat_each(1);
 no_shuffle();
-no_long_string();
-log_level('info');
 workers(2);
-
-our $HttpConfig = <<'_EOC_';
-    engagement_zone engagement:1m;
-    engagement_dedupe_zone engagement_dedupe:1m;
-    log_format eng '$request_method $uri $status $engagement_outcome $engagement_reason $engagement_content_id';
-_EOC_
 
 # a view location answering in mode $_[0] (undef: the default), its
 # summary, and the access log of the views served back as a file
@@ -43,15 +34,27 @@ sub loc {
 _EOC_
 }
 
-sub view { my ($body) = @_; return "POST /engagement/view\n$body" }
+sub view { "POST /engagement/view\n$_[0]" }
+
+# what a block does not say: the zones and the log format, a JSON
+# Content-Type, and no error logged (but where nginx -t must refuse)
+our %Default = (
+    http_config => join("\n",
+        '    engagement_zone engagement:1m;',
+        '    engagement_dedupe_zone engagement_dedupe:1m;',
+        q(    log_format eng '$request_method $uri $status $engagement_outcome ) .
+            q($engagement_reason $engagement_content_id';), ''),
+    more_headers => 'Content-Type: application/json',
+    no_error_log => "[error]\n[warn]\n[alert]",
+);
 
 add_block_preprocessor(sub {
     my $block = shift;
-    $block->set_value("http_config", $HttpConfig) unless defined $block->http_config;
-    $block->set_value("more_headers", "Content-Type: application/json")
-        unless defined $block->more_headers;
-    $block->set_value("no_error_log", "[error]\n[warn]\n[alert]")
-        unless defined $block->no_error_log || defined $block->must_die;
+    for my $k (sort keys %Default) {
+        next if defined $block->$k;
+        next if $k eq 'no_error_log' && defined $block->must_die;
+        $block->set_value($k, $Default{$k});
+    }
 });
 
 run_tests();
@@ -131,43 +134,36 @@ main::loc('none')
   "!Content-Type\n!Content-Length\nCache-Control: no-store",
   "Content-Type: application/json" ]
 
-=== TEST 5: minimal: errors are the same JSON 4xx answers as in full
+=== TEST 5: minimal and none: errors are the same JSON 4xx answers as in full
 --- config eval
-main::loc('minimal')
+main::loc('minimal') . <<'_EOC_'
+    location = /engagement/beacon {
+        engagement view;
+        engagement_answer none;
+    }
+_EOC_
 --- request eval
 [ main::view('{"contentId":"a"}'),
   main::view('{"contentId":"a",'),
   main::view('{"contentId":"a b","sessionId":"s"}'),
-  "GET /engagement/view" ]
+  "GET /engagement/view",
+  "POST /engagement/beacon\n" . '{"contentId":"a"}',
+  "POST /engagement/beacon\n[1,2]",
+  "GET /engagement/beacon" ]
 --- error_code eval
-[400, 400, 400, 405]
+[400, 400, 400, 405, 400, 400, 405]
 --- response_body eval
 [ qq({"error":"invalid_field","field":"sessionId","message":"is required"}\n),
   qq({"error":"invalid_body","message":"body is not valid JSON","detail":"unexpected end of the body at offset 17"}\n),
   qq({"error":"invalid_field","field":"contentId","message":"must be 1-128 bytes of [A-Za-z0-9._:-]"}\n),
-  qq({"error":"method_not_allowed","message":"view events are sent with POST"}\n) ]
---- response_headers eval
-[ "Content-Type: application/json", "Content-Type: application/json",
-  "Content-Type: application/json", "Content-Type: application/json" ]
-
-=== TEST 6: none: errors are the same JSON 4xx answers as in full
---- config eval
-main::loc('none')
---- request eval
-[ main::view('{"contentId":"a"}'),
-  main::view('[1,2]'),
-  "GET /engagement/view" ]
---- error_code eval
-[400, 400, 405]
---- response_body eval
-[ qq({"error":"invalid_field","field":"sessionId","message":"is required"}\n),
+  qq({"error":"method_not_allowed","message":"view events are sent with POST"}\n),
+  qq({"error":"invalid_field","field":"sessionId","message":"is required"}\n),
   qq({"error":"invalid_body","message":"body must be a JSON object"}\n),
   qq({"error":"method_not_allowed","message":"view events are sent with POST"}\n) ]
 --- response_headers eval
-[ "Content-Type: application/json", "Content-Type: application/json",
-  "Content-Type: application/json" ]
+[ ("Content-Type: application/json") x 7 ]
 
-=== TEST 7: none: a wrong Content-Type is still a JSON 415
+=== TEST 6: none: a wrong Content-Type is still a JSON 415
 --- config eval
 main::loc('none')
 --- more_headers
@@ -180,7 +176,7 @@ main::view('{"contentId":"a","sessionId":"s1"}')
 --- response_headers
 Content-Type: application/json
 
-=== TEST 8: none: a too large body is still a JSON 413
+=== TEST 7: none: a too large body is still a JSON 413
 --- config eval
 main::loc('none') . "    engagement_max_body_size 64;\n"
 --- request eval
@@ -189,7 +185,7 @@ main::view('{"contentId":"a","sessionId":"s1","source":"' . ('x' x 80) . '"}')
 --- response_body
 {"error":"body_too_large","message":"the body exceeds engagement_max_body_size"}
 
-=== TEST 9: none: the access log says what full says (outcome, reason, content)
+=== TEST 8: none: the access log says what full says (outcome, reason, content)
 --- config eval
 main::loc('none')
 --- request eval
@@ -209,7 +205,7 @@ POST /engagement/view 400 invalid sessionId -
 GET /engagement/view 405 refused method -
 " ]
 
-=== TEST 10: minimal: the access log says what full says
+=== TEST 9: minimal: the access log says what full says
 --- config eval
 main::loc('minimal')
 --- request eval
@@ -224,7 +220,7 @@ main::loc('minimal')
 POST /engagement/view 200 not_counted duplicate log2
 " ]
 
-=== TEST 11: set at the server level, a location inherits it or sets its own
+=== TEST 10: set at the server level, a location inherits it or sets its own
 --- config
     engagement_answer none;
     location = /engagement/view { engagement view; }
@@ -240,7 +236,7 @@ POST /engagement/view 200 not_counted duplicate log2
 --- response_body eval
 [ "", qq({"counted":true}\n) ]
 
-=== TEST 12: an unknown mode is refused at nginx -t, naming the choices
+=== TEST 11: an unknown mode is refused at nginx -t, naming the choices
 --- config
     location = /engagement/view {
         engagement view;
@@ -250,7 +246,7 @@ POST /engagement/view 200 not_counted duplicate log2
 --- error_log
 invalid value "brief" of "engagement_answer": must be full, minimal or none
 
-=== TEST 13: engagement_answer twice in one place is refused
+=== TEST 12: engagement_answer twice in one place is refused
 --- config
     location = /engagement/view {
         engagement view;

@@ -917,8 +917,40 @@ ngx_http_engagement_json_next(ngx_http_engagement_json_t *j, u_char close)
 
 
 /*
- * An object. At the top (depth 1) a wanted key is found by its length and
- * first byte and marked in a bit (a second one is a duplicate); other
+ * The key at j->p: at the top, a wanted key written plainly is found with
+ * no scan; any other is scanned as a string, then looked up among the
+ * wanted ones. Its index if wanted, NGX_DECLINED if not, or NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_key(ngx_http_engagement_json_t *j, ngx_uint_t depth,
+    ngx_str_t *key)
+{
+    ngx_int_t  i;
+
+    if (depth != 1) {
+        return (ngx_http_engagement_json_string(j, key) == NGX_OK)
+               ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    i = ngx_http_engagement_json_key_known(j->ks, j->p + 1, j->end, key);
+
+    if (i != NGX_DECLINED) {
+        j->p = key->data + key->len + 1;
+        return i;
+    }
+
+    if (ngx_http_engagement_json_string(j, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_engagement_json_wanted(j->ks, key);
+}
+
+
+/*
+ * An object. At the top (depth 1) a wanted key is found by its first
+ * byte and length and marked in a bit (a second one is a duplicate); other
  * keys, and all keys deeper down, go to the object's own key set.
  */
 
@@ -949,12 +981,11 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
         kat = j->p;
         members++;
 
-        if (ngx_http_engagement_json_string(j, &key) != NGX_OK) {
+        i = ngx_http_engagement_json_key(j, depth, &key);
+
+        if (i == NGX_ERROR) {
             return NGX_ERROR;
         }
-
-        i = (depth == 1) ? ngx_http_engagement_json_wanted(j->ks, &key)
-                         : NGX_DECLINED;
 
         if (i != NGX_DECLINED) {
             added = (j->found & (1u << i)) ? NGX_DECLINED : NGX_OK;

@@ -54,14 +54,15 @@ typedef struct {
 } ngx_http_engagement_json_key_t;
 
 
-/* the wanted keys, by length and first byte (made once, by keyset_init) */
-#define NGX_HTTP_ENGAGEMENT_JSON_BUCKETS    64
-
+/*
+ * The wanted keys by first byte, then length (made once, by
+ * keyset_init). Their names are plain ASCII: no '"', no '\\'.
+ */
 typedef struct {
     ngx_http_engagement_json_key_t *keys;
     ngx_uint_t                      nkeys;
-    /* index + 1 of a bucket's first key, and of the next in its bucket */
-    u_char                          bucket[NGX_HTTP_ENGAGEMENT_JSON_BUCKETS];
+    /* index + 1 of the first key of a first byte, and of the next one */
+    u_char                          first[256];
     u_char                          next[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
 } ngx_http_engagement_json_keyset_t;
 
@@ -94,6 +95,9 @@ void ngx_http_engagement_json_keyset_init(
     ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys);
 ngx_int_t ngx_http_engagement_json_wanted(
     ngx_http_engagement_json_keyset_t *ks, ngx_str_t *key);
+ngx_int_t ngx_http_engagement_json_key_known(
+    ngx_http_engagement_json_keyset_t *ks, u_char *p, u_char *end,
+    ngx_str_t *key);
 ngx_uint_t ngx_http_engagement_json_fits(ngx_str_t *s, const u_char *chars,
     size_t max);
 ngx_int_t ngx_http_engagement_json_key_add(ngx_pool_t *pool,

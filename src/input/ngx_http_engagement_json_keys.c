@@ -165,32 +165,28 @@ ngx_http_engagement_json_same(const u_char *a, const u_char *b, size_t len)
 }
 
 
-#define ngx_http_engagement_json_bucket(len, c)                               \
-    ((((len) << 3) ^ (c)) & (NGX_HTTP_ENGAGEMENT_JSON_BUCKETS - 1))
-
-
 void
 ngx_http_engagement_json_keyset_init(ngx_http_engagement_json_keyset_t *ks,
     ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys)
 {
-    ngx_uint_t  i, b;
+    ngx_uint_t  i;
+    u_char      c;
 
     ngx_memzero(ks, sizeof(ngx_http_engagement_json_keyset_t));
 
     ks->keys = keys;
     ks->nkeys = nkeys;
 
-    /* each key is put first in its bucket; the chains hold the rest */
-    for (i = 0; i < nkeys; i++) {
-        b = ngx_http_engagement_json_bucket(keys[i].name.len,
-                                            keys[i].name.data[0]);
-        ks->next[i] = ks->bucket[b];
-        ks->bucket[b] = (u_char) (i + 1);
+    /* a chain in the keys' order (the callers' likeliest first) */
+    for (i = nkeys; i-- > 0; /* void */) {
+        c = keys[i].name.data[0];
+        ks->next[i] = ks->first[c];
+        ks->first[c] = (u_char) (i + 1);
     }
 }
 
 
-/* the index of a wanted top-level key, by its length and first byte */
+/* the index of a wanted top-level key, by its first byte, then length */
 ngx_int_t
 ngx_http_engagement_json_wanted(ngx_http_engagement_json_keyset_t *ks,
     ngx_str_t *key)
@@ -202,17 +198,49 @@ ngx_http_engagement_json_wanted(ngx_http_engagement_json_keyset_t *ks,
         return NGX_DECLINED;
     }
 
-    for (i = ks->bucket[ngx_http_engagement_json_bucket(key->len,
-                                                        key->data[0])];
-         i;
-         i = ks->next[i - 1])
-    {
+    for (i = ks->first[key->data[0]]; i; i = ks->next[i - 1]) {
         k = &ks->keys[i - 1];
 
         if (k->name.len == key->len
             && ngx_http_engagement_json_same(k->name.data, key->data,
                                              key->len))
         {
+            return i - 1;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A wanted key written plainly at p (just past its opening quote, end
+ * the body's end): its index, key set to it, found without a scan (its
+ * name, then its closing quote, compared). NGX_DECLINED for any other
+ * key, which the caller scans as any string.
+ */
+
+ngx_int_t
+ngx_http_engagement_json_key_known(ngx_http_engagement_json_keyset_t *ks,
+    u_char *p, u_char *end, ngx_str_t *key)
+{
+    size_t                           len;
+    ngx_uint_t                       i;
+    ngx_http_engagement_json_key_t  *k;
+
+    if (p == end) {
+        return NGX_DECLINED;
+    }
+
+    for (i = ks->first[*p]; i; i = ks->next[i - 1]) {
+        k = &ks->keys[i - 1];
+        len = k->name.len;
+
+        if ((size_t) (end - p) > len && p[len] == '"'
+            && ngx_http_engagement_json_same(k->name.data, p, len))
+        {
+            key->data = p;
+            key->len = len;
             return i - 1;
         }
     }
