@@ -279,20 +279,23 @@ static const u_char  ngx_http_engagement_json_plain[256] = {
 
 
 #if (NGX_HAVE_LITTLE_ENDIAN && NGX_PTR_SIZE == 8 && defined __GNUC__)
-
+#define NGX_HTTP_ENGAGEMENT_JSON_WORDS  1
 #define NGX_HTTP_ENGAGEMENT_JSON_ONES   0x0101010101010101ULL
 #define NGX_HTTP_ENGAGEMENT_JSON_HIGHS  0x8080808080808080ULL
+#endif
+
 
 /*
- * The end of a run of plain bytes at p, 8 bytes at a time: in each word,
- * the high bit of a byte is set by '"', '\\', a byte below 0x20 or one
- * above 0x7f (a borrow can mark a byte falsely, but only above a byte
- * marked rightly, so the lowest mark is the first such byte).
+ * The end of a run of plain bytes at p, 8 bytes at a time where words
+ * allow: in each word, the high bit of a byte is set by '"', '\\', a byte
+ * below 0x20 or one above 0x7f (a borrow can mark a byte falsely, but only
+ * above a byte marked rightly, so the lowest mark is the first such byte).
  */
 
 static ngx_inline u_char *
 ngx_http_engagement_json_plain_run(u_char *p, u_char *end)
 {
+#if (NGX_HTTP_ENGAGEMENT_JSON_WORDS)
     uint64_t  w, q, b, hit;
 
     while (end - p >= 8) {
@@ -314,27 +317,14 @@ ngx_http_engagement_json_plain_run(u_char *p, u_char *end)
 
         p += 8;
     }
-
-    while (p < end && ngx_http_engagement_json_plain[*p]) {
-        p++;
-    }
-
-    return p;
-}
-
-#else
-
-static ngx_inline u_char *
-ngx_http_engagement_json_plain_run(u_char *p, u_char *end)
-{
-    while (p < end && ngx_http_engagement_json_plain[*p]) {
-        p++;
-    }
-
-    return p;
-}
-
 #endif
+
+    while (p < end && ngx_http_engagement_json_plain[*p]) {
+        p++;
+    }
+
+    return p;
+}
 
 
 /*
@@ -735,21 +725,18 @@ ngx_http_engagement_json_integer(ngx_http_engagement_json_t *j,
 
 
 /*
- * A number: integers must fit in 64 bits; other numbers (a fraction or an
- * exponent) are reals and must be finite as doubles.
+ * A number other than the common integer: integers must fit in 64 bits;
+ * other numbers (a fraction or an exponent) are reals and must be finite
+ * as doubles.
  */
 
 static ngx_int_t
-ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
+ngx_http_engagement_json_number_full(ngx_http_engagement_json_t *j,
     ngx_http_engagement_jv_t *v)
 {
     u_char      *p, *begin;
     uint64_t     n, max;
     ngx_uint_t   neg, real;
-
-    if (ngx_http_engagement_json_integer(j, v) == NGX_OK) {
-        return NGX_OK;
-    }
 
     begin = j->p;
     neg = (*begin == '-');
@@ -791,6 +778,19 @@ ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
     }
 
     return NGX_OK;
+}
+
+
+/* a number: the common integer inline, any other by the full path */
+static ngx_inline ngx_int_t
+ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jv_t *v)
+{
+    if (ngx_http_engagement_json_integer(j, v) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    return ngx_http_engagement_json_number_full(j, v);
 }
 
 
