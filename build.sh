@@ -153,6 +153,7 @@ fuzz() {
                 "${cc[@]}" "$ROOT/fuzz/fuzz_event.c" \
                     "$ROOT/src/input/ngx_http_engagement_event.c" \
                     "$ROOT/src/input/ngx_http_engagement_json.c" \
+                    "$ROOT/src/input/ngx_http_engagement_json_keys.c" \
                     -ljansson -o "$bdir/fuzz_event"
                 corpus="$ROOT/fuzz/corpus" ;;
             token)

@@ -119,6 +119,14 @@ static ngx_conf_enum_t  ngx_http_engagement_dedupe_keys[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_engagement_answers[] = {
+    { ngx_string("full"), NGX_HTTP_ENGAGEMENT_ANSWER_FULL },
+    { ngx_string("minimal"), NGX_HTTP_ENGAGEMENT_ANSWER_MINIMAL },
+    { ngx_string("none"), NGX_HTTP_ENGAGEMENT_ANSWER_NONE },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_engagement_commands[] = {
 
     { ngx_string("engagement_zone"),
@@ -274,6 +282,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_engagement_loc_conf_t, batch_max),
       NULL },
+
+    { ngx_string("engagement_answer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_conf_set_enum,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, answer),
+      &ngx_http_engagement_answers },
 
     NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
 
@@ -470,6 +485,7 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->limits = NGX_CONF_UNSET_PTR;
     elcf->ts_back = NGX_CONF_UNSET_MSEC;
     elcf->ts_ahead = NGX_CONF_UNSET_MSEC;
+    elcf->answer = NGX_CONF_UNSET_UINT;
 
     ngx_http_engagement_guard_create(&elcf->guard);
 
@@ -614,6 +630,8 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_ENGAGEMENT_TS_BACK_DEFAULT);
     ngx_conf_merge_msec_value(conf->ts_ahead, prev->ts_ahead,
                               NGX_HTTP_ENGAGEMENT_TS_AHEAD_DEFAULT);
+    ngx_conf_merge_uint_value(conf->answer, prev->answer,
+                              NGX_HTTP_ENGAGEMENT_ANSWER_FULL);
 
     /* views and likes hash identities: they need the salt */
     view = (conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW);
@@ -660,6 +678,8 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
         zp[i]->nreactions = emcf->redis ? emcf->reactions->nelts : 0;
         zp[i]->cache_ttl = emcf->cache_ttl;
     }
+
+    emcf->vars_used = ngx_http_engagement_variables_used(cf);
 
     return ngx_http_engagement_limit_postconf(cf);
 }

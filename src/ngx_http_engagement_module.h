@@ -66,6 +66,14 @@ typedef enum {
 } ngx_http_engagement_opt_out_e;
 
 
+/* engagement_answer: what a view event's answer carries */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_ANSWER_FULL = 0,    /* the outcome, ids, totals */
+    NGX_HTTP_ENGAGEMENT_ANSWER_MINIMAL,     /* counted, or why not */
+    NGX_HTTP_ENGAGEMENT_ANSWER_NONE         /* 204, no body (beacons) */
+} ngx_http_engagement_answer_e;
+
+
 typedef enum {
     NGX_HTTP_ENGAGEMENT_NONE = 0,
     NGX_HTTP_ENGAGEMENT_VIEW,
@@ -140,6 +148,7 @@ typedef struct {
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */
+    ngx_uint_t                    vars_used;   /* $engagement_* are used */
 } ngx_http_engagement_main_conf_t;
 
 
@@ -158,6 +167,7 @@ typedef struct {
     ngx_array_t                    *limits;        /* engagement_limit */
     ngx_msec_t                      ts_back;       /* engagement_ts_window */
     ngx_msec_t                      ts_ahead;
+    ngx_uint_t                      answer;        /* _answer_e */
     ngx_http_engagement_guard_conf_t  guard;
 } ngx_http_engagement_loc_conf_t;
 

@@ -253,29 +253,52 @@ ngx_http_engagement_read_only(ngx_http_request_t *r,
 }
 
 
-/* application/json, with parameters (charset) or none */
+/*
+ * "application/json" in lower case, and what folds a byte to it: 0x20
+ * turns an upper-case letter into its lower case and nothing else into a
+ * letter; the '/' must be itself.
+ */
+static const u_char  ngx_http_engagement_json_type_lc[16] = {
+    'a', 'p', 'p', 'l', 'i', 'c', 'a', 't',
+    'i', 'o', 'n', '/', 'j', 's', 'o', 'n'
+};
+
+static const u_char  ngx_http_engagement_json_type_fold[16] = {
+    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+    0x20, 0x20, 0x20, 0x00, 0x20, 0x20, 0x20, 0x20
+};
+
+
+/* application/json in any case, with parameters (charset) or none */
 
 ngx_int_t
 ngx_http_engagement_json_content_type(ngx_http_request_t *r)
 {
     u_char     *p, *end;
-    ngx_str_t  *ct, *json;
+    uint64_t    w[2], fold[2], lc[2];
+    ngx_str_t  *ct;
 
     if (r->headers_in.content_type == NULL) {
         return 0;
     }
 
     ct = &r->headers_in.content_type->value;
-    json = &ngx_http_engagement_json_type;
 
-    if (ct->len < json->len
-        || ngx_strncasecmp(ct->data, json->data, json->len) != 0)
-    {
+    if (ct->len < sizeof(ngx_http_engagement_json_type_lc)) {
+        return 0;
+    }
+
+    /* two words compared, case folded, rather than byte by byte */
+    ngx_memcpy(w, ct->data, sizeof(w));
+    ngx_memcpy(fold, ngx_http_engagement_json_type_fold, sizeof(fold));
+    ngx_memcpy(lc, ngx_http_engagement_json_type_lc, sizeof(lc));
+
+    if (((w[0] | fold[0]) ^ lc[0]) | ((w[1] | fold[1]) ^ lc[1])) {
         return 0;
     }
 
     /* after the type, only whitespace, then parameters or the end */
-    p = ct->data + json->len;
+    p = ct->data + sizeof(ngx_http_engagement_json_type_lc);
     end = ct->data + ct->len;
 
     while (p < end && (*p == ' ' || *p == '\t')) {

@@ -5,6 +5,8 @@
  * there is a why) and $engagement_content_id, so that a log line can be
  * reconciled with the counts; $engagement_viewer_id and
  * $engagement_session_id expose the parsed event (keys of rate limits).
+ * A configuration that uses none of them (by name: in a log format, a
+ * map, a limit's key) has nothing kept for them on any request.
  */
 
 
@@ -69,12 +71,53 @@ ngx_http_engagement_add_variables(ngx_conf_t *cf)
 }
 
 
-/* strings given here must live as long as the request (static or pool) */
+/*
+ * At postconfiguration, when every use of a variable has indexed it:
+ * whether one of ours is among them.
+ */
+
+ngx_uint_t
+ngx_http_engagement_variables_used(ngx_conf_t *cf)
+{
+    ngx_uint_t                  i;
+    ngx_http_variable_t        *v, *var;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    var = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        for (v = ngx_http_engagement_vars; v->name.len; v++) {
+            if (var[i].name.len == v->name.len
+                && ngx_strncmp(var[i].name.data, v->name.data, v->name.len)
+                   == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The request's context, made at first use; NULL when no variable of ours
+ * is used. Strings given here must live as long as the request (static or
+ * pool).
+ */
 
 static ngx_http_engagement_ctx_t *
 ngx_http_engagement_ctx(ngx_http_request_t *r)
 {
-    ngx_http_engagement_ctx_t  *ctx;
+    ngx_http_engagement_ctx_t        *ctx;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+
+    if (!emcf->vars_used) {
+        return NULL;
+    }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_engagement_module);
 

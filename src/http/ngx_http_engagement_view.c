@@ -178,22 +178,16 @@ ngx_http_engagement_view_metrics(u_char *p, ngx_http_engagement_outcome_t *out)
 }
 
 
-static ngx_int_t
-ngx_http_engagement_view_answer(ngx_http_request_t *r,
+/* the figures and the access log's outcome of an event; its status */
+
+static ngx_uint_t
+ngx_http_engagement_view_tally(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out)
 {
-    u_char                              *p, *body;
-    ngx_uint_t                           status;
     const ngx_http_engagement_reason_t  *reason;
 
-    body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_VIEW_ANSWER_LEN);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     if (out->counted) {
-        status = NGX_HTTP_ACCEPTED;
         ngx_http_engagement_set_outcome(r, "counted", NULL, &ev->content_id);
 
         if (out->view) {
@@ -208,32 +202,74 @@ ngx_http_engagement_view_answer(ngx_http_request_t *r,
             ngx_http_engagement_stat(elcf, counted_replays);
         }
 
-        p = ngx_cpymem(body, "{\"counted\":true,\"contentId\":\"",
-                       sizeof("{\"counted\":true,\"contentId\":\"") - 1);
-        p = ngx_cpymem(p, ev->content_id.data, ev->content_id.len);
-        *p++ = '"';
-        p = ngx_http_engagement_view_metrics(p, out);
+        return NGX_HTTP_ACCEPTED;
+    }
 
-    } else {
-        status = NGX_HTTP_OK;
-        reason = &ngx_http_engagement_reasons[out->reason];
+    reason = &ngx_http_engagement_reasons[out->reason];
 
-        ngx_http_engagement_set_outcome(r, "not_counted",
+    ngx_http_engagement_set_outcome(r, "not_counted",
                                   ngx_http_engagement_reason_name(out->reason),
                                   &ev->content_id);
-        ngx_http_engagement_stat_at(elcf, reason->stat);
+    ngx_http_engagement_stat_at(elcf, reason->stat);
+
+    return NGX_HTTP_OK;
+}
+
+
+/*
+ * The answer, as engagement_answer says: full (the outcome, the content,
+ * what it counted, the totals when known), minimal (the outcome alone) or
+ * none (204: a beacon's answer is never read).
+ */
+
+static ngx_int_t
+ngx_http_engagement_view_answer(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    ngx_http_engagement_outcome_t *out)
+{
+    u_char           *p, *body;
+    ngx_uint_t        status, full;
+    const ngx_str_t  *name;
+
+    status = ngx_http_engagement_view_tally(r, elcf, ev, out);
+
+    if (elcf->answer == NGX_HTTP_ENGAGEMENT_ANSWER_NONE) {
+        return ngx_http_engagement_send_json(r, NGX_HTTP_NO_CONTENT, NULL, 0);
+    }
+
+    full = (elcf->answer == NGX_HTTP_ENGAGEMENT_ANSWER_FULL);
+
+    body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_VIEW_ANSWER_LEN);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (out->counted) {
+        p = ngx_cpymem(body, "{\"counted\":true",
+                       sizeof("{\"counted\":true") - 1);
+
+    } else {
+        name = &ngx_http_engagement_reasons[out->reason].name;
 
         p = ngx_cpymem(body, "{\"counted\":false,\"reason\":\"",
                        sizeof("{\"counted\":false,\"reason\":\"") - 1);
-        p = ngx_cpymem(p, reason->name.data, reason->name.len);
-        p = ngx_cpymem(p, "\",\"contentId\":\"",
-                       sizeof("\",\"contentId\":\"") - 1);
-        p = ngx_cpymem(p, ev->content_id.data, ev->content_id.len);
+        p = ngx_cpymem(p, name->data, name->len);
         *p++ = '"';
     }
 
+    if (full) {
+        p = ngx_cpymem(p, ",\"contentId\":\"",
+                       sizeof(",\"contentId\":\"") - 1);
+        p = ngx_cpymem(p, ev->content_id.data, ev->content_id.len);
+        *p++ = '"';
+
+        if (out->counted) {
+            p = ngx_http_engagement_view_metrics(p, out);
+        }
+    }
+
     /* with Redis, totals not read yet are left out rather than guessed */
-    if (out->shown.known) {
+    if (full && out->shown.known) {
         p = ngx_cpymem(p, ",\"views\":", sizeof(",\"views\":") - 1);
         p = ngx_http_engagement_put_uint(p, out->shown.counts.views);
         p = ngx_cpymem(p, ",\"engagedViews\":",

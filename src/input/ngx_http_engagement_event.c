@@ -33,6 +33,8 @@ typedef struct {
     ngx_http_engagement_field_t       *fields;
     ngx_uint_t                         nfields;
     ngx_http_engagement_json_key_t     keys[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
+    ngx_http_engagement_json_keyset_t  keyset;
+    uint32_t                           required;  /* a bit per field */
     ngx_uint_t                         ready;
 } ngx_http_engagement_form_t;
 
@@ -91,14 +93,14 @@ _Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields)
 static ngx_http_engagement_form_t  ngx_http_engagement_view_form = {
     ngx_http_engagement_view_fields,
     ngx_http_engagement_nfields(ngx_http_engagement_view_fields),
-    { { ngx_null_string, 0 } }, 0
+    { { ngx_null_string, NULL, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
 };
 
 
 static ngx_http_engagement_form_t  ngx_http_engagement_reaction_form = {
     ngx_http_engagement_reaction_fields,
     ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields),
-    { { ngx_null_string, 0 } }, 0
+    { { ngx_null_string, NULL, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
 };
 
 
@@ -181,7 +183,8 @@ ngx_http_engagement_field_set(ngx_http_engagement_field_t *f,
                        "must be a string of " NGX_HTTP_ENGAGEMENT_ID_RULE);
         }
 
-        if (!ngx_http_engagement_id_valid(v->str.data, v->str.len)) {
+        /* checked by the parser while it scanned the string */
+        if (!v->fits) {
             return ngx_http_engagement_field_error(err, f,
                        "must be " NGX_HTTP_ENGAGEMENT_ID_RULE);
         }
@@ -245,33 +248,45 @@ ngx_http_engagement_form_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     ngx_http_engagement_form_t *form, void *out,
     ngx_http_engagement_error_t *err)
 {
+    uint32_t                      found, todo;
     ngx_uint_t                    i;
     ngx_http_engagement_jv_t      vals[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
     ngx_http_engagement_field_t  *f;
 
     if (!form->ready) {
-        /* the keys' hashes, once per form */
+        /* the keys, indexed once per form; ids are checked in the scan */
         for (i = 0; i < form->nfields; i++) {
             f = &form->fields[i];
             form->keys[i].name = f->name;
-            form->keys[i].hash = ngx_http_engagement_json_hash(f->name.data,
-                                                               f->name.len);
+
+            if (f->required) {
+                form->required |= 1u << i;
+            }
+
+            if (f->type == NGX_HTTP_ENGAGEMENT_FIELD_ID) {
+                form->keys[i].chars = ngx_http_engagement_id_chars;
+                form->keys[i].max = NGX_HTTP_ENGAGEMENT_ID_MAX;
+            }
         }
 
+        ngx_http_engagement_json_keyset_init(&form->keyset, form->keys,
+                                             form->nfields);
         form->ready = 1;
     }
 
-    if (ngx_http_engagement_json_parse(pool, buf, len, form->keys,
-                                       form->nfields, vals, err)
+    if (ngx_http_engagement_json_parse(pool, buf, len, &form->keyset, vals,
+                                       &found, err)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < form->nfields; i++) {
+    /* the fields found or required, in the table's order */
+    for (todo = found | form->required; todo; todo &= todo - 1) {
+        i = __builtin_ctz(todo);
         f = &form->fields[i];
 
-        if (vals[i].type != NGX_HTTP_ENGAGEMENT_JV_ABSENT) {
+        if (found & (1u << i)) {
             if (ngx_http_engagement_field_set(f, &vals[i], out, err)
                 != NGX_OK)
             {

@@ -21,30 +21,11 @@
 /* deeper nesting is refused: no field of ours is nested at all */
 #define NGX_HTTP_ENGAGEMENT_JSON_DEPTH      64
 
-/* keys of one object kept for the duplicate check before hashing them */
-#define NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW   8
+/* integers of up to this many digits fit in 63 bits, unchecked */
+#define NGX_HTTP_ENGAGEMENT_JSON_SAFE       18
 
 /* the longest part of a key quoted in an error's detail */
 #define NGX_HTTP_ENGAGEMENT_JSON_QUOTE_MAX  40
-
-
-/* one key of an object, for the duplicate check */
-typedef struct {
-    u_char                         *data;
-    size_t                          len;
-    uint32_t                        hash;
-} ngx_http_engagement_jkey_t;
-
-
-/* the keys of the object being parsed at one level */
-typedef struct {
-    ngx_http_engagement_jkey_t      few[NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW];
-    ngx_http_engagement_jkey_t     *all;      /* after "few": all the keys */
-    ngx_uint_t                      n;
-    ngx_uint_t                      cap;
-    uint32_t                       *slots;    /* index + 1; 0: empty */
-    ngx_uint_t                      nslots;
-} ngx_http_engagement_jkeys_t;
 
 
 typedef struct {
@@ -53,10 +34,10 @@ typedef struct {
     u_char                         *end;
     ngx_pool_t                     *pool;
 
-    /* the wanted top-level keys and their values */
-    ngx_http_engagement_json_key_t *keys;
-    ngx_uint_t                      nkeys;
+    /* the wanted top-level keys, their values, a bit for each found */
+    ngx_http_engagement_json_keyset_t  *ks;
     ngx_http_engagement_jv_t       *vals;
+    uint32_t                        found;
 
     /* the error: what and where (detail written once, at the first) */
     const char                     *what;
@@ -180,6 +161,11 @@ ngx_http_engagement_json_unexpected(ngx_http_engagement_json_t *j,
 static ngx_inline void
 ngx_http_engagement_json_ws(ngx_http_engagement_json_t *j)
 {
+    /* most tokens follow one another with no whitespace */
+    if (j->p < j->end && *j->p > ' ') {
+        return;
+    }
+
     while (j->p < j->end
            && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r'
                || *j->p == '\t'))
@@ -292,6 +278,55 @@ static const u_char  ngx_http_engagement_json_plain[256] = {
 };
 
 
+#if (NGX_HAVE_LITTLE_ENDIAN && NGX_PTR_SIZE == 8 && defined __GNUC__)
+#define NGX_HTTP_ENGAGEMENT_JSON_WORDS  1
+#define NGX_HTTP_ENGAGEMENT_JSON_ONES   0x0101010101010101ULL
+#define NGX_HTTP_ENGAGEMENT_JSON_HIGHS  0x8080808080808080ULL
+#endif
+
+
+/*
+ * The end of a run of plain bytes at p, 8 bytes at a time where words
+ * allow: in each word, the high bit of a byte is set by '"', '\\', a byte
+ * below 0x20 or one above 0x7f (a borrow can mark a byte falsely, but only
+ * above a byte marked rightly, so the lowest mark is the first such byte).
+ */
+
+static ngx_inline u_char *
+ngx_http_engagement_json_plain_run(u_char *p, u_char *end)
+{
+#if (NGX_HTTP_ENGAGEMENT_JSON_WORDS)
+    uint64_t  w, q, b, hit;
+
+    while (end - p >= 8) {
+        ngx_memcpy(&w, p, 8);
+
+        q = w ^ (NGX_HTTP_ENGAGEMENT_JSON_ONES * '"');
+        b = w ^ (NGX_HTTP_ENGAGEMENT_JSON_ONES * '\\');
+
+        hit = ((q - NGX_HTTP_ENGAGEMENT_JSON_ONES) & ~q)
+              | ((b - NGX_HTTP_ENGAGEMENT_JSON_ONES) & ~b)
+              | ((w - NGX_HTTP_ENGAGEMENT_JSON_ONES * 0x20) & ~w)
+              | w;
+
+        hit &= NGX_HTTP_ENGAGEMENT_JSON_HIGHS;
+
+        if (hit) {
+            return p + (__builtin_ctzll(hit) >> 3);
+        }
+
+        p += 8;
+    }
+#endif
+
+    while (p < end && ngx_http_engagement_json_plain[*p]) {
+        p++;
+    }
+
+    return p;
+}
+
+
 /*
  * The length of the escape at p (its backslash, with a byte after it): 2,
  * 6 for \uXXXX, 12 for a surrogate pair; 0 when it is refused (the error
@@ -370,9 +405,7 @@ ngx_http_engagement_json_string_end(ngx_http_engagement_json_t *j,
     for (p = begin; /* void */; p += n) {
 
         /* the common case: a run of plain printable ASCII */
-        while (p < j->end && ngx_http_engagement_json_plain[*p]) {
-            p++;
-        }
+        p = ngx_http_engagement_json_plain_run(p, j->end);
 
         if (p < j->end && *p == '\\' && p + 1 < j->end) {
             if (*esc == NULL) {
@@ -502,20 +535,14 @@ ngx_http_engagement_json_unescape(ngx_http_engagement_json_t *j,
 }
 
 
-/*
- * A string at j->p (its opening quote). Checks it and leaves its value in
- * s: pointing into the body when it has no escapes, else decoded into the
- * pool. Decoded values never contain NUL (\u0000 is refused).
- */
-
+/* the string at begin past its plain bytes up to p: see json_string() */
 static ngx_int_t
-ngx_http_engagement_json_string(ngx_http_engagement_json_t *j, ngx_str_t *s)
+ngx_http_engagement_json_string_rest(ngx_http_engagement_json_t *j,
+    u_char *begin, u_char *p, ngx_str_t *s)
 {
-    u_char  *begin, *end, *esc;
+    u_char  *end, *esc;
 
-    begin = j->p + 1;
-
-    end = ngx_http_engagement_json_string_end(j, begin, &esc);
+    end = ngx_http_engagement_json_string_end(j, p, &esc);
     if (end == NULL) {
         return NGX_ERROR;
     }
@@ -529,6 +556,33 @@ ngx_http_engagement_json_string(ngx_http_engagement_json_t *j, ngx_str_t *s)
     }
 
     return ngx_http_engagement_json_unescape(j, begin, esc, end, s);
+}
+
+
+/*
+ * A string at j->p (its opening quote). Checks it and leaves its value in
+ * s: pointing into the body when it has no escapes, else decoded into the
+ * pool. Decoded values never contain NUL (\u0000 is refused). Inline: the
+ * common string, plain bytes alone, costs no call.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_engagement_json_string(ngx_http_engagement_json_t *j, ngx_str_t *s)
+{
+    u_char  *begin, *end;
+
+    begin = j->p + 1;
+    end = ngx_http_engagement_json_plain_run(begin, j->end);
+
+    if (end == j->end || *end != '"') {
+        return ngx_http_engagement_json_string_rest(j, begin, end, s);
+    }
+
+    j->p = end + 1;
+    s->data = begin;
+    s->len = end - begin;
+
+    return NGX_OK;
 }
 
 
@@ -630,12 +684,54 @@ ngx_http_engagement_json_real(ngx_http_engagement_json_t *j, u_char *begin)
 
 
 /*
- * A number: integers must fit in 64 bits; other numbers (a fraction or an
- * exponent) are reals and must be finite as doubles.
+ * The common number at j->p, in one pass: an integer of 1 to
+ * NGX_HTTP_ENGAGEMENT_JSON_SAFE digits (it fits), no leading zero, no
+ * fraction nor exponent. NGX_DECLINED: any other, left to the full path.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_engagement_json_integer(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jv_t *v)
+{
+    u_char      *p, *digits, d;
+    uint64_t     n;
+    ngx_uint_t   neg;
+
+    neg = (*j->p == '-');
+    digits = j->p + neg;
+    n = 0;
+
+    /* a longer run wraps n harmlessly: it is declined below */
+    for (p = digits; p < j->end && (d = (u_char) (*p - '0')) <= 9; p++) {
+        n = n * 10 + d;
+    }
+
+    if ((size_t) (p - digits) - 1 >= NGX_HTTP_ENGAGEMENT_JSON_SAFE
+        || (*digits == '0' && p - digits > 1)
+        || (p < j->end && (*p == '.' || (*p | 0x20) == 'e')))
+    {
+        return NGX_DECLINED;
+    }
+
+    j->p = p;
+
+    if (v) {
+        v->type = NGX_HTTP_ENGAGEMENT_JV_INTEGER;
+        v->num = neg ? - (int64_t) n : (int64_t) n;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A number other than the common integer: integers must fit in 64 bits;
+ * other numbers (a fraction or an exponent) are reals and must be finite
+ * as doubles.
  */
 
 static ngx_int_t
-ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
+ngx_http_engagement_json_number_full(ngx_http_engagement_json_t *j,
     ngx_http_engagement_jv_t *v)
 {
     u_char      *p, *begin;
@@ -685,6 +781,19 @@ ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
 }
 
 
+/* a number: the common integer inline, any other by the full path */
+static ngx_inline ngx_int_t
+ngx_http_engagement_json_number(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jv_t *v)
+{
+    if (ngx_http_engagement_json_integer(j, v) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    return ngx_http_engagement_json_number_full(j, v);
+}
+
+
 static ngx_int_t
 ngx_http_engagement_json_literal(ngx_http_engagement_json_t *j,
     const char *word, size_t len)
@@ -702,141 +811,65 @@ ngx_http_engagement_json_literal(ngx_http_engagement_json_t *j,
 }
 
 
-uint32_t
-ngx_http_engagement_json_hash(const u_char *p, size_t len)
-{
-    uint32_t  h;
-
-    /* FNV-1a; the body limit bounds how many keys can collide */
-    for (h = 2166136261u; len; len--) {
-        h = (h ^ *p++) * 16777619u;
-    }
-
-    return h;
-}
-
-
 /*
- * Moves an object's keys to a pool array twice as large (the first time,
- * from "few"), and indexes them in an open hash table of twice that.
+ * The value of wanted key i, at j->p. A string whose key has chars is
+ * first scanned for those bytes alone, which checks it in the same pass;
+ * one that has others (an escape, a byte not allowed) is scanned again as
+ * any string, then checked whole.
  */
 
 static ngx_int_t
-ngx_http_engagement_json_keys_grow(ngx_http_engagement_json_t *j,
-    ngx_http_engagement_jkeys_t *ks)
+ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, ngx_uint_t i)
 {
-    uint32_t                    *slots;
-    ngx_uint_t                   i, k, cap, nslots;
-    ngx_http_engagement_jkey_t  *all;
-
-    cap = ks->all ? ks->cap * 2 : 4 * NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW;
-
-    all = ngx_palloc(j->pool, cap * sizeof(ngx_http_engagement_jkey_t));
-    nslots = 2 * cap;
-    slots = ngx_pcalloc(j->pool, nslots * sizeof(uint32_t));
-
-    if (all == NULL || slots == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(all, ks->all ? ks->all : ks->few,
-               ks->n * sizeof(ngx_http_engagement_jkey_t));
-
-    ks->all = all;
-    ks->cap = cap;
-    ks->slots = slots;
-    ks->nslots = nslots;
-
-    for (i = 0; i < ks->n; i++) {
-        for (k = all[i].hash & (nslots - 1); slots[k];
-             k = (k + 1) & (nslots - 1))
-        {
-            /* void */
-        }
-
-        slots[k] = (uint32_t) i + 1;
-    }
-
-    return NGX_OK;
-}
-
-
-/* adds a key of one object; NGX_DECLINED if the object has it already */
-static ngx_int_t
-ngx_http_engagement_json_key_add(ngx_http_engagement_json_t *j,
-    ngx_http_engagement_jkeys_t *ks, ngx_str_t *key, uint32_t h)
-{
-    ngx_uint_t                   i, k, mask;
-    ngx_http_engagement_jkey_t  *e;
-
-    if (ks->all == NULL) {
-        for (i = 0; i < ks->n; i++) {
-            e = &ks->few[i];
-            if (e->hash == h && e->len == key->len
-                && ngx_memcmp(e->data, key->data, key->len) == 0)
-            {
-                return NGX_DECLINED;
-            }
-        }
-
-        if (ks->n < NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW) {
-            e = &ks->few[ks->n++];
-            e->data = key->data;
-            e->len = key->len;
-            e->hash = h;
-            return NGX_OK;
-        }
-    }
-
-    /* many keys: all of them in an array, indexed by an open hash table */
-
-    if ((ks->all == NULL || ks->n == ks->cap)
-        && ngx_http_engagement_json_keys_grow(j, ks) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    mask = ks->nslots - 1;
-
-    for (k = h & mask; ks->slots[k]; k = (k + 1) & mask) {
-        e = &ks->all[ks->slots[k] - 1];
-
-        if (e->hash == h && e->len == key->len
-            && ngx_memcmp(e->data, key->data, key->len) == 0)
-        {
-            return NGX_DECLINED;
-        }
-    }
-
-    e = &ks->all[ks->n];
-    e->data = key->data;
-    e->len = key->len;
-    e->hash = h;
-    ks->slots[k] = (uint32_t) ++ks->n;
-
-    return NGX_OK;
-}
-
-
-/* the value slot of a wanted top-level key, or NULL */
-static ngx_http_engagement_jv_t *
-ngx_http_engagement_json_wanted(ngx_http_engagement_json_t *j, ngx_str_t *key,
-    uint32_t h)
-{
-    ngx_uint_t                       i;
+    u_char                          *p, *begin;
+    ngx_http_engagement_jv_t        *v;
     ngx_http_engagement_json_key_t  *k;
 
-    for (i = 0; i < j->nkeys; i++) {
-        k = &j->keys[i];
+    v = &j->vals[i];
+    k = &j->ks->keys[i];
+    v->fits = 0;
 
-        if (k->hash == h && k->name.len == key->len
-            && ngx_memcmp(k->name.data, key->data, key->len) == 0)
-        {
-            return &j->vals[i];
-        }
+    if (j->p < j->end && (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))) {
+        return ngx_http_engagement_json_number(j, v);
     }
 
-    return NULL;
+    if (k->chars == NULL || j->p == j->end || *j->p != '"') {
+        return ngx_http_engagement_json_value(j, 1, v);
+    }
+
+    begin = j->p + 1;
+
+    /* four bytes a step while four are left, then one */
+    for (p = begin;
+         j->end - p >= 4
+         && (k->chars[p[0]] & k->chars[p[1]] & k->chars[p[2]]
+             & k->chars[p[3]]);
+         p += 4)
+    {
+        /* void */
+    }
+
+    while (p < j->end && k->chars[*p]) {
+        p++;
+    }
+
+    v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
+
+    if (p < j->end && *p == '"') {
+        v->str.data = begin;
+        v->str.len = p - begin;
+        v->fits = (p > begin && (size_t) (p - begin) <= k->max);
+        j->p = p + 1;
+        return NGX_OK;
+    }
+
+    if (ngx_http_engagement_json_string(j, &v->str) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v->fits = ngx_http_engagement_json_fits(&v->str, k->chars, k->max);
+
+    return NGX_OK;
 }
 
 
@@ -846,7 +879,7 @@ ngx_http_engagement_json_wanted(ngx_http_engagement_json_t *j, ngx_str_t *key,
  * member: NGX_AGAIN after a ',', NGX_OK at the closing byte.
  */
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_engagement_json_open(ngx_http_engagement_json_t *j, u_char close)
 {
     j->p++;
@@ -861,7 +894,7 @@ ngx_http_engagement_json_open(ngx_http_engagement_json_t *j, u_char close)
 }
 
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_engagement_json_next(ngx_http_engagement_json_t *j, u_char close)
 {
     ngx_http_engagement_json_ws(j);
@@ -883,19 +916,57 @@ ngx_http_engagement_json_next(ngx_http_engagement_json_t *j, u_char close)
 }
 
 
+/*
+ * The key at j->p: at the top, a wanted key written plainly is found with
+ * no scan; any other is scanned as a string, then looked up among the
+ * wanted ones. Its index if wanted, NGX_DECLINED if not, or NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_key(ngx_http_engagement_json_t *j, ngx_uint_t depth,
+    ngx_str_t *key)
+{
+    ngx_int_t  i;
+
+    if (depth != 1) {
+        return (ngx_http_engagement_json_string(j, key) == NGX_OK)
+               ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    i = ngx_http_engagement_json_key_known(j->ks, j->p + 1, j->end, key);
+
+    if (i != NGX_DECLINED) {
+        j->p = key->data + key->len + 1;
+        return i;
+    }
+
+    if (ngx_http_engagement_json_string(j, key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_engagement_json_wanted(j->ks, key);
+}
+
+
+/*
+ * An object. At the top (depth 1) a wanted key is found by its first
+ * byte and length and marked in a bit (a second one is a duplicate); other
+ * keys, and all keys deeper down, go to the object's own key set.
+ */
+
 static ngx_int_t
 ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
     ngx_uint_t depth)
 {
     u_char                       *kat;
-    uint32_t                      h;
-    ngx_int_t                     rc, added;
+    ngx_int_t                     rc, added, i;
     ngx_str_t                     key;
-    ngx_http_engagement_jv_t     *v;
-    ngx_http_engagement_jkeys_t   ks;
+    ngx_uint_t                    members;
+    ngx_http_engagement_jkeys_t   seen;
 
-    ks.all = NULL;
-    ks.n = 0;
+    seen.all = NULL;
+    seen.n = 0;
+    members = 0;
 
     for (rc = ngx_http_engagement_json_open(j, '}');
          rc == NGX_AGAIN;
@@ -903,19 +974,26 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
     {
         if (j->p == j->end || *j->p != '"') {
             return ngx_http_engagement_json_unexpected(j,
-                       ks.n ? "a key (a string) expected, found"
-                            : "a key (a string) or '}' expected, found");
+                       members ? "a key (a string) expected, found"
+                               : "a key (a string) or '}' expected, found");
         }
 
         kat = j->p;
+        members++;
 
-        if (ngx_http_engagement_json_string(j, &key) != NGX_OK) {
+        i = ngx_http_engagement_json_key(j, depth, &key);
+
+        if (i == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        h = ngx_http_engagement_json_hash(key.data, key.len);
+        if (i != NGX_DECLINED) {
+            added = (j->found & (1u << i)) ? NGX_DECLINED : NGX_OK;
+            j->found |= 1u << i;
 
-        added = ngx_http_engagement_json_key_add(j, &ks, &key, h);
+        } else {
+            added = ngx_http_engagement_json_key_add(j->pool, &seen, &key);
+        }
 
         if (added == NGX_DECLINED) {
             return ngx_http_engagement_json_fail_at(j, "duplicate key", kat,
@@ -936,10 +1014,11 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
         j->p++;
         ngx_http_engagement_json_ws(j);
 
-        v = (depth == 1) ? ngx_http_engagement_json_wanted(j, &key, h)
-                         : NULL;
+        rc = (i != NGX_DECLINED)
+             ? ngx_http_engagement_json_member(j, i)
+             : ngx_http_engagement_json_value(j, depth, NULL);
 
-        if (ngx_http_engagement_json_value(j, depth, v) != NGX_OK) {
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -1048,14 +1127,15 @@ ngx_http_engagement_json_value(ngx_http_engagement_json_t *j,
 
 /*
  * Checks the whole body, which must be one JSON object, and leaves in
- * vals[i] the value of its top-level key keys[i] (type ABSENT when the
- * object lacks it). Other keys are checked and skipped.
+ * vals[i] the value of its top-level key ks->keys[i], bit i of *found set
+ * (vals[i] is left as it was when the object lacks the key). Other keys
+ * are checked and skipped.
  */
 
 ngx_int_t
 ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
-    ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys,
-    ngx_http_engagement_jv_t *vals, ngx_http_engagement_error_t *err)
+    ngx_http_engagement_json_keyset_t *ks, ngx_http_engagement_jv_t *vals,
+    uint32_t *found, ngx_http_engagement_error_t *err)
 {
     ngx_uint_t                  object;
     ngx_http_engagement_json_t  j;
@@ -1068,15 +1148,15 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
         return NGX_ERROR;
     }
 
-    ngx_memzero(vals, nkeys * sizeof(ngx_http_engagement_jv_t));
+    *found = 0;
 
     j.start = buf;
     j.p = buf;
     j.end = buf + len;
     j.pool = pool;
-    j.keys = keys;
-    j.nkeys = nkeys;
+    j.ks = ks;
     j.vals = vals;
+    j.found = 0;
     j.err = err;
 
     ngx_http_engagement_json_ws(&j);
@@ -1106,6 +1186,8 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
         err->message = "body must be a JSON object";
         return NGX_ERROR;
     }
+
+    *found = j.found;
 
     return NGX_OK;
 }

@@ -2,7 +2,8 @@
 /*
  * input/ inside: the JSON parser as the events use it. A body is checked
  * whole (strict RFC 8259) and the values of the top-level keys a caller
- * asks for are handed back; everything else is only checked. Not for use
+ * asks for are handed back (found: a bit per key, in the keys' order);
+ * everything else is only checked. Not for use
  * outside input/: the other folders get events, not JSON.
  */
 
@@ -36,20 +37,77 @@ typedef struct {
     ngx_http_engagement_jv_type_e   type;
     ngx_str_t                       str;
     int64_t                         num;
+    ngx_uint_t                      fits;     /* a string of the key's chars */
 } ngx_http_engagement_jv_t;
 
 
-/* a top-level key whose value is wanted, with its hash */
+/*
+ * A top-level key whose value is wanted. With chars (256 entries, 1: the
+ * byte is allowed; never '"', '\\', a control byte or a byte above 0x7f),
+ * a string value is checked while it is scanned: "fits" says that it is
+ * 1 to max bytes, each of them allowed.
+ */
 typedef struct {
     ngx_str_t                       name;
-    uint32_t                        hash;
+    const u_char                   *chars;
+    size_t                          max;
 } ngx_http_engagement_json_key_t;
 
 
-uint32_t ngx_http_engagement_json_hash(const u_char *p, size_t len);
+/*
+ * The wanted keys by first byte, then length (made once, by
+ * keyset_init). Their names are plain ASCII: no '"', no '\\'.
+ */
+typedef struct {
+    ngx_http_engagement_json_key_t *keys;
+    ngx_uint_t                      nkeys;
+    /* index + 1 of the first key of a first byte, and of the next one */
+    u_char                          first[256];
+    u_char                          next[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
+} ngx_http_engagement_json_keyset_t;
+
+
+/* keys of one object kept for the duplicate check before hashing them */
+#define NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW   8
+
+/* one key of an object, for the duplicate check */
+typedef struct {
+    u_char                         *data;
+    size_t                          len;
+    uint32_t                        hash;
+} ngx_http_engagement_jkey_t;
+
+
+/* the keys of the object being parsed at one level */
+typedef struct {
+    ngx_http_engagement_jkey_t      few[NGX_HTTP_ENGAGEMENT_JSON_KEYS_FEW];
+    ngx_http_engagement_jkey_t     *all;      /* after "few": all the keys */
+    ngx_uint_t                      n;
+    ngx_uint_t                      cap;
+    uint32_t                       *slots;    /* index + 1; 0: empty */
+    ngx_uint_t                      nslots;
+} ngx_http_engagement_jkeys_t;
+
+
+/* json_keys.c */
+void ngx_http_engagement_json_keyset_init(
+    ngx_http_engagement_json_keyset_t *ks,
+    ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys);
+ngx_int_t ngx_http_engagement_json_wanted(
+    ngx_http_engagement_json_keyset_t *ks, ngx_str_t *key);
+ngx_int_t ngx_http_engagement_json_key_known(
+    ngx_http_engagement_json_keyset_t *ks, u_char *p, u_char *end,
+    ngx_str_t *key);
+ngx_uint_t ngx_http_engagement_json_fits(ngx_str_t *s, const u_char *chars,
+    size_t max);
+ngx_int_t ngx_http_engagement_json_key_add(ngx_pool_t *pool,
+    ngx_http_engagement_jkeys_t *ks, ngx_str_t *key);
+
+/* json.c */
 ngx_int_t ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf,
-    size_t len, ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys,
-    ngx_http_engagement_jv_t *vals, ngx_http_engagement_error_t *err);
+    size_t len, ngx_http_engagement_json_keyset_t *ks,
+    ngx_http_engagement_jv_t *vals, uint32_t *found,
+    ngx_http_engagement_error_t *err);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_JSON_H_INCLUDED_ */
