@@ -1,0 +1,86 @@
+# Review of issue 13 (dedupe table): a worker killed inside the dedupe
+# set's write of a mark, after the entry's expiry offsets are stored but
+# before its pending bit is (dedupe.c, ngx_http_engagement_dedupe_set,
+# "e->pending |= kinds"), leaves a committed-looking live mark for an
+# event that was never counted: its retry is answered "duplicate" and the
+# view is lost. README (engagement_dedupe_window) promises "a worker
+# killed at any point leaves the event counted and marked, or neither".
+use strict;
+use warnings;
+use FindBin;
+BEGIN { push @INC, "$FindBin::Bin/lib" }
+use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
+
+our $port = nginx_port();
+
+master_on();
+workers(1);
+log_level('warn');
+no_shuffle();
+timeout(20);
+add_response_body_check(post_check_hook());
+
+sub rk_attempt {
+    my ($json) = @_;
+    my $resp = '';
+    eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        alarm 5;
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                      Timeout => 2) or die "connect\n";
+        print $s "POST /engagement/view HTTP/1.1\r\nHost: localhost\r\n"
+                 . "Connection: close\r\nContent-Type: application/json\r\n"
+                 . "Content-Length: " . length($json) . "\r\n\r\n$json";
+        local $/;
+        $resp = <$s> // '';
+        alarm 0;
+    };
+    alarm 0;
+    return undef unless $resp =~ m{^HTTP/1\.\d (\d+)};
+    return 'counted' if $1 == 202 && $resp =~ /"counted":true/;
+    return $1 if $resp =~ /"reason":"(\w+)"/;
+    return undef;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: killed between a mark's expiry and its pending bit: the retry of the uncounted event counts
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    SKIP: {
+        skip "no gdb", 5 unless have_gdb();
+        my $dir = scratch_dir('gdb');
+        my ($old) = worker_pids();
+        my $gdb = gdb_at($old, "$dir/set.out",
+                         [ 'ngx_http_engagement_dedupe.c:258' ], 'kill');
+        my $json = qq({"contentId":"kset","sessionId":"s1","durationMs":40000});
+        my $first = rk_attempt($json);
+        waitpid($gdb, 0);
+        like(slurp("$dir/set.out"), qr/^Breakpoint \d+, /m,
+             'the worker stopped before the pending bit was stored');
+        ok(!defined $first, 'the worker died before answering');
+        ok(wait_workers(1, $old), 'the master started another');
+        my $retry;
+        for (1 .. 50) {
+            $retry = rk_attempt($json);
+            last if defined $retry;
+            sleep 0.05;
+        }
+        is($retry, 'counted', 'the retry of the event that was not counted counts');
+        my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/kset');
+        like($sum, qr/"views":1,/, 'counted once');
+    }
+--- error_log
+[alert]
+exited on signal 9
