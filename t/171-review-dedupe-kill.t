@@ -62,13 +62,19 @@ GET /status
         skip "no gdb", 5 unless have_gdb();
         my $dir = scratch_dir('gdb');
         my ($old) = worker_pids();
+        # the store of an expiry offset in dedupe_set(): its second hit
+        # (the engaged mark's), after the view mark's offset is stored
+        my $src = root_dir() . '/src/policy/ngx_http_engagement_dedupe.c';
+        my @src = split /\n/, slurp($src);
+        my ($line) = grep { $src[$_ - 1] =~ /^\s*e->expire\[k\] = w;/ } 1 .. @src;
         my $gdb = gdb_at($old, "$dir/set.out",
-                         [ 'ngx_http_engagement_dedupe.c:258' ], 'kill');
+                         [ "ngx_http_engagement_dedupe.c:$line" ],
+                         'continue', 'kill');
         my $json = qq({"contentId":"kset","sessionId":"s1","durationMs":40000});
         my $first = rk_attempt($json);
         waitpid($gdb, 0);
-        like(slurp("$dir/set.out"), qr/^Breakpoint \d+, /m,
-             'the worker stopped before the pending bit was stored');
+        like(slurp("$dir/set.out"), qr/^Breakpoint \d+, (?s:.*)^Breakpoint \d+, /m,
+             'the worker stopped at the second expiry store');
         ok(!defined $first, 'the worker died before answering');
         ok(wait_workers(1, $old), 'the master started another');
         my $retry;
@@ -79,7 +85,7 @@ GET /status
         }
         is($retry, 'counted', 'the retry of the event that was not counted counts');
         my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/kset');
-        like($sum, qr/"views":1,/, 'counted once');
+        like($sum, qr/"views":1,"engagedViews":1,/, 'view and engaged counted, once');
     }
 --- error_log
 [alert]
