@@ -218,7 +218,15 @@ ngx_http_engagement_dedupe_take(ngx_http_engagement_dedupe_shctx_t *sh,
         sh->head.full = 1;
     }
 
-    ngx_memzero(e, sizeof(ngx_http_engagement_dentry_t));
+    /*
+     * The old key's marks go first, then the key: a worker killed in
+     * between leaves no mark of one key under the other, and never a key
+     * 0 (a never-used slot) in the middle of a bucket.
+     */
+    ngx_memzero(e->expire, sizeof(e->expire));
+    e->pending = 0;
+    ngx_memory_barrier();
+
     e->key = key;
     e->base = now;
 }
@@ -233,6 +241,14 @@ ngx_http_engagement_dedupe_set(ngx_http_engagement_dentry_t *e,
     uint32_t        w;
     ngx_uint_t      k;
     ngx_msec_int_t  age;
+
+    /*
+     * Pending before any expiry is written: a worker killed from here on
+     * leaves marks that nobody sees, never a live mark of an event that
+     * was not counted.
+     */
+    e->pending |= kinds;
+    ngx_memory_barrier();
 
     /* another worker's clock may be a few ms ahead: the later counts */
     age = (ngx_msec_int_t) (now - e->base);
@@ -254,8 +270,6 @@ ngx_http_engagement_dedupe_set(ngx_http_engagement_dentry_t *e,
             e->expire[k] = w;
         }
     }
-
-    e->pending |= kinds;
 }
 
 
