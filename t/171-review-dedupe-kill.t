@@ -90,3 +90,60 @@ GET /status
 --- error_log
 [alert]
 exited on signal 9
+
+
+
+=== TEST 2: killed while another kind's offsets are moved to a new base: a live view mark must not lapse early
+--- config
+    location = /engagement/view {
+        engagement view;
+        engagement_view_after 10s;
+        engagement_engaged_after 30s;
+        engagement_dedupe_window 6s;
+    }
+    location /engagement/summary { engagement summary; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    SKIP: {
+        skip "no gdb", 5 unless have_gdb();
+        my $dir = scratch_dir('gdb');
+        is(rk_attempt(qq({"contentId":"kbase","sessionId":"s1","durationMs":12000})),
+           'counted', 'a view at 0 s (its mark lives until 6 s)');
+        sleep 3;
+        my ($old) = worker_pids();
+        # "e->base = now;" in dedupe_set(): the other kinds' offsets are
+        # moved to now, the base not yet
+        my $src = root_dir() . '/src/policy/ngx_http_engagement_dedupe.c';
+        my @src = split /\n/, slurp($src);
+        my ($line) = grep { $src[$_ - 1] =~ /^ {8}e->base = now;/ } 1 .. @src;
+        my $gdb = gdb_at($old, "$dir/base.out",
+                         [ "ngx_http_engagement_dedupe.c:$line" ], 'kill');
+        my $json = qq({"contentId":"kbase","sessionId":"s1","durationMs":40000});
+        my $first = rk_attempt($json);
+        my $died = !defined $first;
+        # no stop (a fix that moves no offsets): gdb, interrupted, kills
+        # the worker it waits in (its breakpoint must not outlive gdb)
+        kill 'INT', $gdb unless $died;
+        waitpid($gdb, 0);
+        if ($died) {
+            ok(wait_workers(1, $old), 'the master started another');
+            my $retry;
+            for (1 .. 50) {
+                $retry = rk_attempt($json);
+                last if defined $retry;
+                sleep 0.05;
+            }
+            is($retry, 'counted', 'the retry at 3 s counts its engaged view');
+        } else {
+            is($first, 'counted', 'the engaged view at 3 s counts (no stop)');
+        }
+        my (undef, $sum) = http_request($port, 'GET', '/engagement/summary/kbase');
+        like($sum, qr/"views":1,"engagedViews":1,/,
+             'the view mark of 0 s was still live at 3 s: one view, one engaged');
+    }
+--- error_log
+[alert]
+exited on signal 9
