@@ -66,7 +66,9 @@ GET /status
         # (the engaged mark's), after the view mark's offset is stored
         my $src = root_dir() . '/src/policy/ngx_http_engagement_dedupe.c';
         my @src = split /\n/, slurp($src);
-        my ($line) = grep { $src[$_ - 1] =~ /^\s*e->expire\[k\] = w;/ } 1 .. @src;
+        my ($line) = grep { $src[$_ - 1] =~ /^\s*e->expire\[k\] = (?:w|\(uint32_t\) \(age \+ w\));$/ }
+                     1 .. @src;
+        die "no expiry store in $src\n" unless $line;
         my $gdb = gdb_at($old, "$dir/set.out",
                          [ "ngx_http_engagement_dedupe.c:$line" ],
                          'continue', 'kill');
@@ -119,6 +121,7 @@ GET /status
         my $src = root_dir() . '/src/policy/ngx_http_engagement_dedupe.c';
         my @src = split /\n/, slurp($src);
         my ($line) = grep { $src[$_ - 1] =~ /^ {8}e->base = now;/ } 1 .. @src;
+        die "no base store in $src\n" unless $line;
         my $gdb = gdb_at($old, "$dir/base.out",
                          [ "ngx_http_engagement_dedupe.c:$line" ], 'kill');
         my $json = qq({"contentId":"kbase","sessionId":"s1","durationMs":40000});
