@@ -250,24 +250,32 @@ ngx_http_engagement_dedupe_set(ngx_http_engagement_dentry_t *e,
     e->pending |= kinds;
     ngx_memory_barrier();
 
+    w = (uint32_t) ngx_min(window, NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX);
+
     /* another worker's clock may be a few ms ahead: the later counts */
     age = (ngx_msec_int_t) (now - e->base);
+    age = ngx_max(age, 0);
 
-    if (age > 0) {
-        /* the offsets count from now */
+    /*
+     * The new marks count from the entry's base, so that the other kinds'
+     * offsets are left alone (a worker killed while moving them to another
+     * base would leave them shorter or longer). Only when the offset would
+     * outgrow 31 bits (an entry marked again and again for ~24.8 days) do
+     * the offsets move to now.
+     */
+    if (age > (ngx_msec_int_t) (NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX - w)) {
         for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
             e->expire[k] = ((ngx_msec_int_t) e->expire[k] > age)
                            ? (uint32_t) (e->expire[k] - age) : 0;
         }
 
         e->base = now;
+        age = 0;
     }
-
-    w = (uint32_t) ngx_min(window, NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX);
 
     for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
         if (kinds & ((ngx_uint_t) 1 << k)) {
-            e->expire[k] = w;
+            e->expire[k] = (uint32_t) (age + w);
         }
     }
 }
