@@ -218,7 +218,15 @@ ngx_http_engagement_dedupe_take(ngx_http_engagement_dedupe_shctx_t *sh,
         sh->head.full = 1;
     }
 
-    ngx_memzero(e, sizeof(ngx_http_engagement_dentry_t));
+    /*
+     * The old key's marks go first, then the key: a worker killed in
+     * between leaves no mark of one key under the other, and never a key
+     * 0 (a never-used slot) in the middle of a bucket.
+     */
+    ngx_memzero(e->expire, sizeof(e->expire));
+    e->pending = 0;
+    ngx_memory_barrier();
+
     e->key = key;
     e->base = now;
 }
@@ -234,28 +242,42 @@ ngx_http_engagement_dedupe_set(ngx_http_engagement_dentry_t *e,
     ngx_uint_t      k;
     ngx_msec_int_t  age;
 
+    /*
+     * Pending before any expiry is written: a worker killed from here on
+     * leaves marks that nobody sees, never a live mark of an event that
+     * was not counted.
+     */
+    e->pending |= kinds;
+    ngx_memory_barrier();
+
+    w = (uint32_t) ngx_min(window, NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX);
+
     /* another worker's clock may be a few ms ahead: the later counts */
     age = (ngx_msec_int_t) (now - e->base);
+    age = ngx_max(age, 0);
 
-    if (age > 0) {
-        /* the offsets count from now */
+    /*
+     * The new marks count from the entry's base, so that the other kinds'
+     * offsets are left alone (a worker killed while moving them to another
+     * base would leave them shorter or longer). Only when the offset would
+     * outgrow 31 bits (an entry marked again and again for ~24.8 days) do
+     * the offsets move to now.
+     */
+    if (age > (ngx_msec_int_t) (NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX - w)) {
         for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
             e->expire[k] = ((ngx_msec_int_t) e->expire[k] > age)
                            ? (uint32_t) (e->expire[k] - age) : 0;
         }
 
         e->base = now;
+        age = 0;
     }
-
-    w = (uint32_t) ngx_min(window, NGX_HTTP_ENGAGEMENT_DEDUPE_WINDOW_MAX);
 
     for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
         if (kinds & ((ngx_uint_t) 1 << k)) {
-            e->expire[k] = w;
+            e->expire[k] = (uint32_t) (age + w);
         }
     }
-
-    e->pending |= kinds;
 }
 
 

@@ -39,7 +39,7 @@
  */
 typedef struct {
     uint64_t                      key;         /* 0: never used */
-    ngx_msec_t                    base;        /* when last marked */
+    ngx_msec_t                    base;        /* what the offsets count from */
     uint32_t                      expire[NGX_HTTP_ENGAGEMENT_MARK_KINDS];
     uint32_t                      pending;
 } ngx_http_engagement_dedupe_entry_t;

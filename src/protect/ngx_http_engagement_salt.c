@@ -25,6 +25,7 @@ typedef struct {
     uint64_t                      prev[2];
     time_t                        prev_end;    /* when prev stopped */
     ngx_uint_t                    has_prev;
+    time_t                        rotate;      /* period's unit */
 } ngx_http_engagement_salt_shctx_t;
 
 
@@ -54,7 +55,8 @@ static const size_t  ngx_http_engagement_salt_shape[] = {
     offsetof(ngx_http_engagement_salt_shctx_t, cur),
     offsetof(ngx_http_engagement_salt_shctx_t, prev),
     offsetof(ngx_http_engagement_salt_shctx_t, prev_end),
-    offsetof(ngx_http_engagement_salt_shctx_t, has_prev)
+    offsetof(ngx_http_engagement_salt_shctx_t, has_prev),
+    offsetof(ngx_http_engagement_salt_shctx_t, rotate)
 };
 
 
@@ -165,7 +167,14 @@ ngx_http_engagement_salt_fetch(ngx_http_engagement_guard_conf_t *gc,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (sh->period != period) {
+    /*
+     * The salt only goes forward: a zone ahead of this worker's clock (its
+     * cached time lags behind another worker's that rotated, or the clock
+     * stepped back) hands out its salts as they are. Turning it back would
+     * rotate it twice, and leave workers with copies of different salts
+     * for a whole period. A new engagement_salt_rotate starts a new one.
+     */
+    if (sh->period < period || sh->rotate != gc->salt_rotate) {
 
         if (sh->period) {
             /* period p covers [(p - 1) * rotate, p * rotate) */
@@ -187,11 +196,14 @@ ngx_http_engagement_salt_fetch(ngx_http_engagement_guard_conf_t *gc,
         }
 
         sh->period = period;
+        sh->rotate = gc->salt_rotate;
     }
 
     c->sh = sh;
     c->rotate = gc->salt_rotate;
-    c->period = period;
+
+    /* a worker behind the zone fetches again until its time catches up */
+    c->period = sh->period;
     c->cur[0] = sh->cur[0];
     c->cur[1] = sh->cur[1];
     c->prev[0] = sh->prev[0];
@@ -260,7 +272,8 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
     salt->cur[0] = c->cur[0];
     salt->cur[1] = c->cur[1];
 
-    past = (ngx_msec_t) (now - c->prev_end) * 1000;
+    /* a worker whose time lags behind the rotation is still in the grace */
+    past = (now > c->prev_end) ? (ngx_msec_t) (now - c->prev_end) * 1000 : 0;
 
     if (c->has_prev && past >= *gc->salt_grace) {
         /* past the longest window of any location: the old salt is gone */
