@@ -360,7 +360,7 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_claim_t *claims, ngx_http_engagement_claim_conf_t *cc)
 {
     uint64_t                               seq;
-    ngx_uint_t                             n;
+    ngx_uint_t                             n, force;
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
 
@@ -379,6 +379,13 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
 
     seq = sh->seq + 1;
 
+    /*
+     * A full zone (an allocation failed since the last success) writes
+     * buckets and viewers now: the entries become clean, and evictable.
+     */
+    force = cc->force;
+    cc->force |= sh->head.full;
+
     while (n < cc->max && !ngx_queue_empty(&sh->dirty)) {
         cn = ngx_queue_data(ngx_queue_head(&sh->dirty),
                             ngx_http_engagement_counter_node_t, flush);
@@ -388,6 +395,7 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     }
 
     n = ngx_http_engagement_counters_slow(z, claims, n, seq, cc);
+    cc->force = force;
 
     if (n) {
         sh->seq = seq;
