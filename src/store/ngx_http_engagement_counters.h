@@ -111,8 +111,13 @@ typedef struct {
 /* a millisecond stamp in 32 bits; 0 is kept for "never" */
 #define ngx_http_engagement_now32()                                           \
     ((uint32_t) ngx_current_msec ? (uint32_t) ngx_current_msec : 1)
+/*
+ * The age of a stamp; one taken by another worker whose cached time runs
+ * ahead of this one's reads as 0, not as 49 days (which took a claim over
+ * while its flusher was still waiting for Redis's answer).
+ */
 #define ngx_http_engagement_age32(t)                                          \
-    ((ngx_msec_t) (uint32_t) ((uint32_t) ngx_current_msec - (t)))
+    ((ngx_msec_t) ngx_max((int32_t) ((uint32_t) ngx_current_msec - (t)), 0))
 
 
 /* counters.c and queue.c; all called with the zone locked */

@@ -371,6 +371,7 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     ngx_shmtx_lock(&z->shpool->mutex);
 
     n = ngx_http_engagement_counters_reclaim(z, claims, cc);
+    cc->resend = (n != 0);
 
     if (n || cc->need) {
         ngx_shmtx_unlock(&z->shpool->mutex);

@@ -338,6 +338,7 @@ typedef struct {
     ngx_uint_t                    max;         /* new contents per round */
     ngx_uint_t                    cap;         /* room in the claims array */
     ngx_uint_t                    need;        /* out: room a resend needs */
+    ngx_uint_t                    resend;      /* out: a round resent */
     ngx_uint_t                    uv_left;     /* viewer hashes left */
     ngx_msec_t                    reclaim;     /* a silent claim is taken */
     ngx_msec_t                    buckets;     /* bucket write interval */

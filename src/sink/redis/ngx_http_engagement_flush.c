@@ -677,11 +677,15 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
 
             total += n;
 
-            if (ngx_http_engagement_flush_group(emcf, round, n) == NGX_OK) {
-                sent++;
-
-            } else {
+            if (ngx_http_engagement_flush_group(emcf, round, n) != NGX_OK) {
                 /* released: a later round resends it */
+                break;
+            }
+
+            sent++;
+
+            if (!cc.resend) {
+                /* the zone's new round is out: one per turn */
                 break;
             }
         }
