@@ -277,3 +277,31 @@ GET /status
     }
     is($m, $sent, "and so do the minute buckets");
     fr_no_alerts('redis kill');
+
+
+
+=== TEST 5: a content Redis refuses in a round whose answer is lost stays refused on the resend: counted once the key is fixed
+--- proxy
+--- intervals: buckets=0 uniques=0
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    ok(fr_ready(), "both workers connected through the proxy");
+    redis_cli($rport, undef, 'SET', 'eng:{c:wt}', 'not-a-hash');
+    open my $fh, '>', $ctl; print $fh "1"; close $fh;
+    post_view($port, q({"contentId":"wt","sessionId":"s1"}));
+    post_view($port, qq({"contentId":"ok$_","sessionId":"s1"})) for 1 .. 5;
+    ok(scalar(wait_until { slurp($ctl) eq "0" } 10), "the round's answer was cut");
+    ok(scalar(wait_until { error_log_text() =~ /flush of "wt" failed: .*(?:WRONGTYPE|refused)/ } 10),
+       "the refusal is logged");
+    ok(scalar(wait_until { fr_total('eng:{c:ok5}') == 1 } 10), "the other contents are applied");
+    my $sum = 0;
+    $sum += fr_total("eng:{c:ok$_}") for 1 .. 5;
+    is($sum, 5, "once each");
+    ok(fr_metric('pending_contents') + fr_metric('inflight_contents') >= 1,
+       "the refused content is still held, not taken for applied");
+    redis_cli($rport, undef, 'DEL', 'eng:{c:wt}');
+    ok(fr_settled(10), "flushed once the key is fixed");
+    is(fr_total('eng:{c:wt}'), 1, "exact after the fix: 1");
+    fr_stop_proxy();

@@ -552,10 +552,16 @@ ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z)
 }
 
 
-/* a failed flush: the claim is given up, to be resent as it is */
+/*
+ * A failed flush: the claim is given up, to be resent as it is. Or, with
+ * renumber, Redis refused the content in a round it applied (its key
+ * holds another type): nothing of the content was applied and the round's
+ * key is set, so the content becomes a round of its own.
+ */
 
 void
-ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl)
+ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl,
+    ngx_uint_t renumber)
 {
     ngx_http_engagement_counter_node_t    *cn;
     ngx_http_engagement_counters_shctx_t  *sh;
@@ -566,6 +572,12 @@ ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl)
     }
 
     sh = cl->zone->sh;
+
+    if (renumber) {
+        cn->seq = ++sh->seq;
+        cn->stream = sh->stream;
+        cn->claimed_by = ngx_pid;
+    }
 
     /* at the head, first to be resent, its round together */
     if (cn->claimed_by == ngx_pid) {
@@ -573,35 +585,6 @@ ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl)
         ngx_queue_remove(&cn->flush);
         ngx_queue_insert_head(&sh->inflight, &cn->flush);
     }
-
-    ngx_shmtx_unlock(&cl->zone->shpool->mutex);
-}
-
-
-/*
- * Redis refused a content of a round it applied (its key holds another
- * type): nothing of the content was applied, and the round's key is set,
- * so it becomes a round of its own, sent again at the next round.
- */
-
-void
-ngx_http_engagement_counters_renumber(ngx_http_engagement_claim_t *cl)
-{
-    ngx_http_engagement_counter_node_t    *cn;
-    ngx_http_engagement_counters_shctx_t  *sh;
-
-    cn = ngx_http_engagement_counters_claimed(cl);
-    if (cn == NULL) {
-        return;
-    }
-
-    sh = cl->zone->sh;
-
-    cn->seq = ++sh->seq;
-    cn->stream = sh->stream;
-    cn->claimed_by = 0;
-    ngx_queue_remove(&cn->flush);
-    ngx_queue_insert_head(&sh->inflight, &cn->flush);
 
     ngx_shmtx_unlock(&cl->zone->shpool->mutex);
 }

@@ -360,8 +360,8 @@ ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_claim_t *claims, ngx_http_engagement_claim_conf_t *cc);
 void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     ngx_http_engagement_answer_t *a);
-void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
-void ngx_http_engagement_counters_renumber(ngx_http_engagement_claim_t *cl);
+void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl,
+    ngx_uint_t renumber);
 time_t ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z);
 void ngx_http_engagement_counters_join(ngx_http_engagement_zone_t *z);
 ngx_uint_t ngx_http_engagement_counters_leave(ngx_http_engagement_zone_t *z);

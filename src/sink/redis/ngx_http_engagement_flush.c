@@ -260,7 +260,7 @@ ngx_http_engagement_flush_confirm(redisReply *reply,
                       call->claims[k].id, a[k].error);
 
         /* sent again as a round of its own: this one's key is set */
-        ngx_http_engagement_counters_renumber(&call->claims[k]);
+        ngx_http_engagement_counters_release(&call->claims[k], 1);
         ngx_http_engagement_inc(
             sh, flush_failed);
     }
@@ -292,7 +292,7 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
         }
 
         for (k = 0; k < call->n; k++) {
-            ngx_http_engagement_counters_release(&call->claims[k]);
+            ngx_http_engagement_counters_release(&call->claims[k], 0);
         }
 
         ngx_http_engagement_add(
@@ -619,7 +619,8 @@ ngx_http_engagement_flush_group(ngx_http_engagement_main_conf_t *emcf,
     }
 
     for (k = 0; k < n; k++) {
-        ngx_http_engagement_counters_release(&ngx_http_engagement_claims[k]);
+        ngx_http_engagement_counters_release(&ngx_http_engagement_claims[k],
+                                               0);
     }
 
     return NGX_ERROR;

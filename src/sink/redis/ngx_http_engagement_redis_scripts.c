@@ -26,7 +26,10 @@
  * reads the totals instead. A content whose totals Redis refuses (a key
  * of another type) is skipped whole, its first total then being the
  * error's text: the round goes on for the others, and that content is
- * sent again in a round of its own. The hour and day buckets get the minute's
+ * sent again in a round of its own. The batch key keeps the refused
+ * contents (their keys), so that a resend of the round answers
+ * them as refused again, not as applied (a resend may list the round's
+ * contents in another order). The hour and day buckets get the minute's
  * deltas when it is written; a bucket gets its TTL when a field of it is
  * created (HINCRBY answers exactly the delta): once per bucket.
  */
@@ -34,7 +37,12 @@ static const char  ngx_http_engagement_flush_lua[] =
     "local f = {'views', 'engaged', 'replays'}\n"
     "local nr = tonumber(ARGV[5])\n"
     "local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])\n"
-    "local r = {fresh and 1 or 0}\n"
+    "local r, refused, was = {fresh and 1 or 0}, {}, {}\n"
+    "if not fresh then\n"
+    "  for x in string.gmatch(redis.call('GET', KEYS[1]) or '', '%S+') do\n"
+    "    was[x] = true\n"
+    "  end\n"
+    "end\n"
     "local p = 6 + nr\n"
     "local function add(k, p, t)\n"
     "  local new = false\n"
@@ -52,6 +60,8 @@ static const char  ngx_http_engagement_flush_lua[] =
     "  local k, fl = KEYS[i], tonumber(ARGV[p])\n"
     "  local t, e = {-1, -1, -1}, nil\n"
     "  if fresh then e = add(k, p, t) end\n"
+    "  if e then refused[#refused + 1] = k end\n"
+    "  if was[k] then e = 'refused when the round was applied' end\n"
     "  if e then t[1] = e end\n"
     "  p = p + 4\n"
     "  if fl % 4 >= 2 then\n"
@@ -88,6 +98,9 @@ static const char  ngx_http_engagement_flush_lua[] =
     "    end\n"
     "  end\n"
     "  for j = 1, #t do r[#r + 1] = t[j] end\n"
+    "end\n"
+    "if #refused > 0 then\n"
+    "  redis.call('SET', KEYS[1], table.concat(refused, ' '), 'KEEPTTL')\n"
     "end\n"
     "return r\n";
 
