@@ -448,6 +448,34 @@ ngx_http_engagement_state_counts(ngx_http_engagement_counts_t *c,
 }
 
 
+/* a restored entry's flush queue; the slow queue looks at it first */
+
+static void
+ngx_http_engagement_state_queue(ngx_http_engagement_counters_shctx_t *sh,
+    ngx_http_engagement_counter_node_t *cn)
+{
+    if (cn->seq) {
+        /* unowned: the first flush resends its round with its sequence */
+        cn->claimed_by = 0;
+        ngx_queue_insert_tail(&sh->inflight, &cn->flush);
+        cn->where = NGX_HTTP_ENGAGEMENT_Q_INFLIGHT;
+        sh->inflight_nodes++;
+        return;
+    }
+
+    ngx_http_engagement_counters_queue(sh, cn);
+
+    if (cn->where == NGX_HTTP_ENGAGEMENT_Q_NONE) {
+        /* only viewer hashes, stored after this */
+        ngx_queue_insert_tail(&sh->slow, &cn->flush);
+        cn->where = NGX_HTTP_ENGAGEMENT_Q_SLOW;
+        sh->slow_nodes++;
+    }
+
+    cn->slow_at = 1;
+}
+
+
 static ngx_int_t
 ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_counter_node_t *cn,
@@ -464,14 +492,10 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
     cn->seq = v[NGX_HTTP_ENGAGEMENT_STATE_SEQ];
     cn->stream = line->stream;
-    cn->inflight.views = v[NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS];
-    cn->inflight.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_IN_ENGAGED];
-    cn->inflight.replays = v[NGX_HTTP_ENGAGEMENT_STATE_IN_REPLAYS];
-    cn->inflight_since = (uint32_t) v[NGX_HTTP_ENGAGEMENT_STATE_IN_SINCE];
-    cn->pending.views = v[NGX_HTTP_ENGAGEMENT_STATE_VIEWS];
-    cn->pending.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_ENGAGED];
-    cn->pending.replays = v[NGX_HTTP_ENGAGEMENT_STATE_REPLAYS];
-    cn->pending_since = (uint32_t) v[NGX_HTTP_ENGAGEMENT_STATE_SINCE];
+    ngx_http_engagement_state_counts(&cn->inflight, &cn->inflight_since,
+                                     &v[NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS]);
+    ngx_http_engagement_state_counts(&cn->pending, &cn->pending_since,
+                                     &v[NGX_HTTP_ENGAGEMENT_STATE_VIEWS]);
     ngx_http_engagement_state_counts(&cn->filing, &cn->filing_since,
                                      &v[NGX_HTTP_ENGAGEMENT_STATE_FILING]);
     ngx_http_engagement_state_counts(&cn->acc, &cn->acc_since,
@@ -483,25 +507,7 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
         cn->filing_since = cn->inflight_since;
     }
 
-    if (cn->seq) {
-        /* unowned: the first flush resends its round with its sequence */
-        cn->claimed_by = 0;
-        ngx_queue_insert_tail(&sh->inflight, &cn->flush);
-        cn->where = NGX_HTTP_ENGAGEMENT_Q_INFLIGHT;
-        sh->inflight_nodes++;
-
-    } else {
-        /* dirty, or slow: due at the first look */
-        ngx_http_engagement_counters_queue(sh, cn);
-
-        if (cn->where == NGX_HTTP_ENGAGEMENT_Q_NONE) {
-            ngx_queue_insert_tail(&sh->slow, &cn->flush);
-            cn->where = NGX_HTTP_ENGAGEMENT_Q_SLOW;
-            sh->slow_nodes++;
-        }
-
-        cn->slow_at = 1;
-    }
+    ngx_http_engagement_state_queue(sh, cn);
 
     p = line->hashes;
 
