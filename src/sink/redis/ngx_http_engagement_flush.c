@@ -727,7 +727,7 @@ ngx_http_engagement_flush_idle(ngx_http_engagement_main_conf_t *emcf)
 
         sh = zp[i]->sh;
 
-        if (sh->pending_nodes || sh->inflight_nodes) {
+        if (sh->pending_nodes || sh->inflight_nodes || sh->slow_nodes) {
             return 0;
         }
     }
@@ -896,5 +896,10 @@ ngx_http_engagement_flush_stop(void)
     if (ngx_http_engagement_flush_on) {
         ngx_http_engagement_redis_stop();
         ngx_http_engagement_flush_on = 0;
+    }
+
+    if (ngx_http_engagement_claims) {
+        ngx_free(ngx_http_engagement_claims);
+        ngx_http_engagement_claims = NULL;
     }
 }
