@@ -43,6 +43,8 @@ EOC
 add_block_preprocessor(sub {
     my ($block) = @_;
     $block->set_value('http_config', $HttpConfig);
+    $block->set_value('request', 'GET /status');
+    $block->set_value('response_body_like', '^# HELP nginx_engagement_');
     $block->set_value('config', '
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
@@ -124,9 +126,6 @@ __DATA__
 
 === TEST 1: a round of many contents is one Redis call; buckets and uniques wait for their interval
 --- intervals: buckets=60s uniques=60s
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     ok(fr_ready(), "both workers ready");
     sleep 0.3;
@@ -170,9 +169,6 @@ GET /status
 === TEST 2: a round whose answer is lost is resent whole and applied once
 --- proxy
 --- intervals: buckets=0 uniques=0
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     ok(fr_ready(), "both workers connected through the proxy");
     open my $fh, '>', $ctl; print $fh "2"; close $fh;
@@ -205,9 +201,6 @@ GET /status
 
 === TEST 3: buckets equal the totals after their interval; uniques right on read
 --- intervals: buckets=1s uniques=1s
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     ok(fr_ready(), "both workers ready");
     my %n;
@@ -245,9 +238,6 @@ GET /status
 
 === TEST 4: a kill -9 of Redis while rounds are in flight loses nothing
 --- intervals: buckets=0 uniques=0
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     ok(fr_ready(), "both workers ready");
     my $sent = 0;
@@ -283,9 +273,6 @@ GET /status
 === TEST 5: a content Redis refuses in a round whose answer is lost stays refused on the resend: counted once the key is fixed
 --- proxy
 --- intervals: buckets=0 uniques=0
---- request
-GET /status
---- response_body_like: ^# HELP nginx_engagement_
 --- post_check
     ok(fr_ready(), "both workers connected through the proxy");
     redis_cli($rport, undef, 'SET', 'eng:{c:wt}', 'not-a-hash');
