@@ -21,7 +21,7 @@ use POSIX qw(strftime);
 use Engagement::Proxy;
 
 our $port = nginx_port();
-our ($rport, $ctl, $ppid);
+our ($rport, $ctl, $ppid, $state);
 
 master_on();
 workers(2);
@@ -38,6 +38,7 @@ our $HttpConfig = <<'EOC';
     engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:200ms $TEST_NGINX_INTERVALS;
     engagement_flush_interval 200ms;
     engagement_flush_deadline 2s;
+    engagement_state_file $TEST_NGINX_STATE_FILE;
 EOC
 
 add_block_preprocessor(sub {
@@ -54,6 +55,14 @@ add_block_preprocessor(sub {
     $ENV{TEST_NGINX_REDIS_PORT} = $rport;
     $ENV{TEST_NGINX_TARGET_PORT} = $rport;
     $ENV{TEST_NGINX_INTERVALS} = $block->{intervals} ? $block->{intervals}[0] : '';
+    $state = scratch_dir('state') . "/fr-block" . $block->seq_num . ".state";
+    unlink $state, "$state.restored";
+    $ENV{TEST_NGINX_STATE_FILE} = $state;
+    # "--- before": Perl run before nginx starts (Redis is up)
+    if ($block->{before}) {
+        eval $block->{before}[0];
+        die $@ if $@;
+    }
     if ($block->{proxy}) {
         $ctl = scratch_dir('proxy') . "/ctl172-" . $block->seq_num;
         open my $fh, '>', $ctl or die $!; print $fh "0"; close $fh;
@@ -292,3 +301,28 @@ __DATA__
     ok(fr_settled(10), "flushed once the key is fixed");
     is(fr_total('eng:{c:wt}'), 1, "exact after the fix: 1");
     fr_stop_proxy();
+
+
+
+=== TEST 6: a state file of the earlier version: its in-flight batches are checked against the old flush marks
+--- intervals: buckets=0 uniques=0
+--- before
+    my $t = int(time);
+    redis_cli($rport, undef, 'HSET', 'eng:{c:old1}', 'views', 2);
+    # Redis had applied old1's batch (3 of stream aa) before the stop
+    redis_cli($rport, undef, 'HSET', 'eng:{c:old1}:fl', 's:00000000000000aa', 3);
+    open my $fh, '>', $state or die $!;
+    print $fh "zone engagement 7\n",
+              "c old1 3:00000000000000aa 2 0 0 $t 0 0 0 $t 0 0\n",
+              "c old2 4:00000000000000aa 5 0 0 $t 1 0 0 $t 0 0\n";
+    close $fh;
+--- post_check
+    ok(fr_ready(), "both workers ready");
+    ok(fr_settled(10), "the restored batches are flushed");
+    is(fr_total('eng:{c:old1}'), 2, "a batch Redis had applied under the old marks: not again");
+    is(fr_total('eng:{c:old2}'), 6, "one it had not: applied, with the pending delta");
+    my $m = 0;
+    $m += fr_total($_) for split /\n/, redis_cli($rport, undef, 'KEYS', 'eng:{c:old2}:m:*');
+    is($m, 6, "and its buckets");
+    like(slurp("$state.restored"), qr/^c old2 /m, "the file was restored");
+    fr_no_alerts('old state file');

@@ -92,6 +92,7 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counter_node_t, slow_at),
     offsetof(ngx_http_engagement_counter_node_t, where),
     offsetof(ngx_http_engagement_counter_node_t, stale),
+    offsetof(ngx_http_engagement_counter_node_t, legacy),
     offsetof(ngx_http_engagement_counter_node_t, len),
     offsetof(ngx_http_engagement_counter_node_t, data)
 };

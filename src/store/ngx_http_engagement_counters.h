@@ -68,6 +68,9 @@ typedef struct {
     u_char                         where;     /* NGX_HTTP_ENGAGEMENT_Q_* */
     u_char                         stale;     /* uniques changed since
                                                  they were counted */
+    u_char                         legacy;    /* in flight: a batch of an
+                                                 earlier version (state
+                                                 file), marked in :fl */
     u_char                         len;
     u_char                         data[1];
 } ngx_http_engagement_counter_node_t;

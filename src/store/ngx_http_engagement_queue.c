@@ -113,6 +113,7 @@ ngx_http_engagement_counters_claim_one(ngx_http_engagement_zone_t *z,
     cl->bucket_since = cn->filing_since;
     cl->uv = cn->uv_inflight;
     cl->uv_n = cn->uv_inflight_n;
+    cl->legacy = cn->legacy;
     cl->id_len = cn->len;
     ngx_memcpy(cl->id, cn->data, cn->len);
 
@@ -477,6 +478,7 @@ ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
     }
 
     cn->seq = 0;
+    cn->legacy = 0;
     cn->claimed_by = 0;
     ngx_memzero(&cn->inflight, sizeof(ngx_http_engagement_counts_t));
     ngx_memzero(&cn->filing, sizeof(ngx_http_engagement_counts_t));

@@ -502,9 +502,13 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
                                      &v[NGX_HTTP_ENGAGEMENT_STATE_ACC]);
 
     if (cn->seq && !buckets) {
-        /* an earlier version's batch carried its minute's buckets */
+        /*
+         * An earlier version's batch: it carried its minute's buckets,
+         * and Redis marked it applied in the content's :fl hash
+         */
         cn->filing = cn->inflight;
         cn->filing_since = cn->inflight_since;
+        cn->legacy = 1;
     }
 
     ngx_http_engagement_state_queue(sh, cn);

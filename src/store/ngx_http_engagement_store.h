@@ -249,6 +249,7 @@ typedef struct {
     uint64_t                     *uv;
     ngx_uint_t                    uv_n;
     ngx_uint_t                    full;        /* totals to be read whole */
+    ngx_uint_t                    legacy;      /* an earlier version's batch */
     u_char                        id[NGX_HTTP_ENGAGEMENT_ID_MAX];
     size_t                        id_len;
 } ngx_http_engagement_claim_t;

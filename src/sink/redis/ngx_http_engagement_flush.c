@@ -68,17 +68,21 @@ static ngx_uint_t                     ngx_http_engagement_exit_sent;
  */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_HEAD   7
 
-/* per content at most: key, flags, 3 deltas, minute, 3 bucket deltas, n */
-#define NGX_HTTP_ENGAGEMENT_FLUSH_ARGS   10
+/*
+ * per content at most: key, flags, 3 deltas, old mark and sequence,
+ * minute, 3 bucket deltas, n
+ */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_ARGS   12
 
 /* the bytes of those arguments made here, beyond the id and the hashes */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_TEXT                                        \
-    (sizeof("eng:{c:}") + 8 * NGX_INT64_LEN + 16)
+    (sizeof("eng:{c:}") + 9 * NGX_INT64_LEN + 16 + sizeof("s:") + 16)
 
 /* a content's flags in the script's arguments */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_FULL     1   /* read the totals whole */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET   2   /* bucket deltas follow */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_UV       4   /* viewer hashes follow */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY   8   /* an earlier version's batch */
 
 
 /*
@@ -422,7 +426,7 @@ ngx_http_engagement_flush_counts(ngx_http_engagement_args_t *a,
 
 static void
 ngx_http_engagement_flush_content(ngx_http_engagement_args_t *a,
-    ngx_http_engagement_claim_t *cl)
+    ngx_http_engagement_main_conf_t *emcf, ngx_http_engagement_claim_t *cl)
 {
     u_char      *start;
     ngx_tm_t     tm;
@@ -431,10 +435,27 @@ ngx_http_engagement_flush_content(ngx_http_engagement_args_t *a,
     flags = (cl->full ? NGX_HTTP_ENGAGEMENT_FLUSH_FULL : 0)
             | (ngx_http_engagement_nonzero(&cl->bucket)
                ? NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET : 0)
-            | (cl->uv_n ? NGX_HTTP_ENGAGEMENT_FLUSH_UV : 0);
+            | (cl->uv_n ? NGX_HTTP_ENGAGEMENT_FLUSH_UV : 0)
+            | (cl->legacy ? NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY : 0);
 
     ngx_http_engagement_args_uint(a, flags);
     ngx_http_engagement_flush_counts(a, &cl->delta);
+
+    if (flags & NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY) {
+        /* its field in the old marks: the stream, or the edge id before */
+        if (cl->stream) {
+            start = a->p;
+            a->p = ngx_cpymem(a->p, "s:", 2);
+            a->p = ngx_http_engagement_put_hex64(a->p, cl->stream);
+            ngx_http_engagement_args_end(a, start);
+
+        } else {
+            ngx_http_engagement_args_str(a, emcf->edge_id.data,
+                                         emcf->edge_id.len);
+        }
+
+        ngx_http_engagement_args_uint(a, cl->seq);
+    }
 
     if (flags & NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET) {
         ngx_gmtime(cl->bucket_since ? cl->bucket_since : ngx_time(), &tm);
@@ -506,7 +527,7 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     ngx_http_engagement_flush_head(&a, emcf, call);
 
     for (k = 0; k < call->n; k++) {
-        ngx_http_engagement_flush_content(&a, &call->claims[k]);
+        ngx_http_engagement_flush_content(&a, emcf, &call->claims[k]);
     }
 
     rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH,

@@ -18,8 +18,11 @@
  * share its hash tag). ARGV: the batch TTL, the minute, hour and day
  * bucket TTLs, the number of reaction types and the types, then per
  * content: flags (1: read the totals whole, 2: bucket deltas follow,
- * 4: viewer hashes follow), the three deltas, [the minute YYYYMMDDHHMM
- * and its three deltas], [the number of hashes and the hashes].
+ * 4: viewer hashes follow, 8: a batch of an earlier version follows),
+ * the three deltas, [its field in the content's old flush marks (:fl)
+ * and its sequence: applied already if the mark has reached it], [the
+ * minute YYYYMMDDHHMM and its three deltas], [the number of hashes and
+ * the hashes].
  * The answer: applied, then per content its three totals (HINCRBY's
  * answers; -1 for a field not changed), and the reaction counts when it
  * was read whole. A resend that finds the batch key applies nothing and
@@ -59,13 +62,21 @@ static const char  ngx_http_engagement_flush_lua[] =
     "for i = 2, #KEYS do\n"
     "  local k, fl = KEYS[i], tonumber(ARGV[p])\n"
     "  local t, e = {-1, -1, -1}, nil\n"
-    "  if fresh then e = add(k, p, t) end\n"
+    "  local d, apply = p, fresh\n"
+    "  p = p + 4\n"
+    "  if fl >= 8 then\n"
+    "    local last = redis.call('HGET', k .. ':fl', ARGV[p])\n"
+    "    if last and tonumber(last) >= tonumber(ARGV[p + 1]) then\n"
+    "      apply = false\n"
+    "    end\n"
+    "    p, fl = p + 2, fl - 8\n"
+    "  end\n"
+    "  if apply then e = add(k, d, t) end\n"
     "  if e then refused[#refused + 1] = k end\n"
     "  if was[k] then e = 'refused when the round was applied' end\n"
     "  if e then t[1] = e end\n"
-    "  p = p + 4\n"
     "  if fl % 4 >= 2 then\n"
-    "    if fresh and not e then\n"
+    "    if apply and not e then\n"
     "      local m = ARGV[p]\n"
     "      local b = {k .. ':m:' .. m, k .. ':h:' .. string.sub(m, 1, 10),\n"
     "                 k .. ':d:' .. string.sub(m, 1, 8)}\n"
@@ -79,7 +90,7 @@ static const char  ngx_http_engagement_flush_lua[] =
     "  end\n"
     "  if fl >= 4 then\n"
     "    local n = tonumber(ARGV[p])\n"
-    "    if fresh and not e then\n"
+    "    if apply and not e then\n"
     "      for s = p + 1, p + n, 500 do\n"
     "        redis.pcall('PFADD', k .. ':uv',"
     " unpack(ARGV, s, math.min(s + 499, p + n)))\n"
@@ -88,7 +99,7 @@ static const char  ngx_http_engagement_flush_lua[] =
     "    p = p + 1 + n\n"
     "  end\n"
     "  if fl % 2 == 1 then for j = 1, nr do t[3 + j] = 0 end end\n"
-    "  if not e and (fl % 2 == 1 or not fresh) then\n"
+    "  if not e and (fl % 2 == 1 or not apply) then\n"
     "    local q = {'views', 'engaged', 'replays'}\n"
     "    for j = 1, nr do q[3 + j] = 'r:' .. ARGV[5 + j] end\n"
     "    local h = redis.pcall('HMGET', k, unpack(q))\n"
