@@ -879,9 +879,8 @@ ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_exit_at = 0;
 
     ngx_http_engagement_claims_cap = emcf->flush_batch;
-    ngx_http_engagement_claims = ngx_alloc(emcf->flush_batch
-                                           * sizeof(ngx_http_engagement_claim_t),
-                                           cycle->log);
+    ngx_http_engagement_claims = ngx_alloc(
+        emcf->flush_batch * sizeof(ngx_http_engagement_claim_t), cycle->log);
     if (ngx_http_engagement_claims == NULL) {
         return NGX_ERROR;
     }

@@ -99,22 +99,33 @@ ngx_http_engagement_redis_set_str(ngx_http_engagement_redis_conf_t *rcf,
 }
 
 
-/* a positive time */
+/* a time from min to max ms */
 
 static ngx_int_t
-ngx_http_engagement_redis_set_msec(ngx_http_engagement_redis_conf_t *rcf,
-    ngx_str_t *value, size_t offset)
+ngx_http_engagement_redis_time(ngx_http_engagement_redis_conf_t *rcf,
+    ngx_str_t *value, size_t offset, ngx_int_t min, ngx_int_t max)
 {
     ngx_int_t  n;
 
     n = ngx_parse_time(value, 0);
-    if (n == NGX_ERROR || n == 0) {
+    if (n == NGX_ERROR || n < min || n > max) {
         return NGX_ERROR;
     }
 
     *(ngx_msec_t *) ((u_char *) rcf + offset) = (ngx_msec_t) n;
 
     return NGX_OK;
+}
+
+
+/* a positive time */
+
+static ngx_int_t
+ngx_http_engagement_redis_set_msec(ngx_http_engagement_redis_conf_t *rcf,
+    ngx_str_t *value, size_t offset)
+{
+    return ngx_http_engagement_redis_time(rcf, value, offset, 1,
+                                          NGX_MAX_INT_T_VALUE);
 }
 
 
@@ -127,16 +138,8 @@ static ngx_int_t
 ngx_http_engagement_redis_set_interval(ngx_http_engagement_redis_conf_t *rcf,
     ngx_str_t *value, size_t offset)
 {
-    ngx_int_t  n;
-
-    n = ngx_parse_time(value, 0);
-    if (n == NGX_ERROR || n > NGX_HTTP_ENGAGEMENT_REDIS_INTERVAL_MAX) {
-        return NGX_ERROR;
-    }
-
-    *(ngx_msec_t *) ((u_char *) rcf + offset) = (ngx_msec_t) n;
-
-    return NGX_OK;
+    return ngx_http_engagement_redis_time(rcf, value, offset, 0,
+               NGX_HTTP_ENGAGEMENT_REDIS_INTERVAL_MAX);
 }
 
 
