@@ -81,7 +81,6 @@ static ngx_uint_t                     ngx_http_engagement_exit_sent;
 /* a content's flags in the script's arguments */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_FULL     1   /* read the totals whole */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET   2   /* bucket deltas follow */
-#define NGX_HTTP_ENGAGEMENT_FLUSH_UV       4   /* viewer hashes follow */
 #define NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY   8   /* an earlier version's batch */
 
 
@@ -430,12 +429,11 @@ ngx_http_engagement_flush_content(ngx_http_engagement_args_t *a,
 {
     u_char      *start;
     ngx_tm_t     tm;
-    ngx_uint_t   k, flags;
+    ngx_uint_t   flags;
 
     flags = (cl->full ? NGX_HTTP_ENGAGEMENT_FLUSH_FULL : 0)
             | (ngx_http_engagement_nonzero(&cl->bucket)
                ? NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET : 0)
-            | (cl->uv_n ? NGX_HTTP_ENGAGEMENT_FLUSH_UV : 0)
             | (cl->legacy ? NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY : 0);
 
     ngx_http_engagement_args_uint(a, flags);
@@ -470,16 +468,68 @@ ngx_http_engagement_flush_content(ngx_http_engagement_args_t *a,
 
         ngx_http_engagement_flush_counts(a, &cl->bucket);
     }
+}
 
-    if (flags & NGX_HTTP_ENGAGEMENT_FLUSH_UV) {
-        ngx_http_engagement_args_uint(a, cl->uv_n);
 
-        for (k = 0; k < cl->uv_n; k++) {
-            start = a->p;
-            a->p = ngx_http_engagement_put_hex64(a->p, cl->uv[k]);
-            ngx_http_engagement_args_end(a, start);
-        }
+/* a viewer batch's answer: adding a hash again changes nothing */
+
+static void
+ngx_http_engagement_flush_viewers_reply(redisReply *reply, void *data)
+{
+    return;
+}
+
+
+/*
+ * A content's viewer hashes, one plain PFADD sent before the round's
+ * script on the same connection: a HyperLogLog counts a hash once however
+ * often it is added, so viewers need no batch key, and outside the script
+ * they cost Redis less than half. A resent round sends them again.
+ */
+
+static ngx_int_t
+ngx_http_engagement_flush_viewers(ngx_http_engagement_claim_t *cl)
+{
+    u_char                      *buf, *start;
+    ngx_int_t                    rc;
+    ngx_uint_t                   argc, k;
+    ngx_http_engagement_args_t   a;
+
+    argc = 2 + cl->uv_n;
+
+    buf = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
+                    + sizeof("eng:{c:}:uv") + cl->id_len + cl->uv_n * 16,
+                    ngx_cycle->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
     }
+
+    a.argv = (const char **) buf;
+    a.lens = (size_t *) (a.argv + argc);
+    a.p = (u_char *) (a.lens + argc);
+    a.n = 0;
+
+    ngx_http_engagement_args_str(&a, "PFADD", sizeof("PFADD") - 1);
+
+    start = a.p;
+    a.p = ngx_cpymem(a.p, "eng:{c:", sizeof("eng:{c:") - 1);
+    a.p = ngx_cpymem(a.p, cl->id, cl->id_len);
+    a.p = ngx_cpymem(a.p, "}:uv", sizeof("}:uv") - 1);
+    ngx_http_engagement_args_end(&a, start);
+
+    for (k = 0; k < cl->uv_n; k++) {
+        start = a.p;
+        a.p = ngx_http_engagement_put_hex64(a.p, cl->uv[k]);
+        ngx_http_engagement_args_end(&a, start);
+    }
+
+    rc = ngx_http_engagement_redis_send(
+             ngx_http_engagement_flush_viewers_reply, NULL, (int) a.n, a.argv,
+             a.lens);
+
+    ngx_free(buf);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -492,27 +542,22 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     u_char                       *buf;
     size_t                        size;
     ngx_int_t                     rc;
-    ngx_uint_t                    argc, k, nuv;
+    ngx_uint_t                    argc, k;
     ngx_http_engagement_args_t    a;
-    ngx_http_engagement_claim_t  *cl;
 
-    nuv = 0;
     size = 0;
 
     for (k = 0; k < call->n; k++) {
-        cl = &call->claims[k];
-        nuv += cl->uv_n;
-        size += cl->id_len;
+        size += call->claims[k].id_len;
     }
 
     argc = NGX_HTTP_ENGAGEMENT_FLUSH_HEAD + call->claims[0].zone->nreactions
-           + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_ARGS + nuv;
+           + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_ARGS;
 
     size += argc * (sizeof(char *) + sizeof(size_t))
             + NGX_HTTP_ENGAGEMENT_FLUSH_HEAD * NGX_INT64_LEN
             + sizeof("eng:b::") + 16
-            + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_TEXT
-            + nuv * 16;
+            + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_TEXT;
 
     buf = ngx_alloc(size, ngx_cycle->log);
     if (buf == NULL) {
@@ -523,6 +568,15 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     a.lens = (size_t *) (a.argv + argc);
     a.p = (u_char *) (a.lens + argc);
     a.n = 0;
+
+    for (k = 0; k < call->n; k++) {
+        if (call->claims[k].uv_n
+            && ngx_http_engagement_flush_viewers(&call->claims[k]) != NGX_OK)
+        {
+            ngx_free(buf);
+            return NGX_ERROR;
+        }
+    }
 
     ngx_http_engagement_flush_head(&a, emcf, call);
 

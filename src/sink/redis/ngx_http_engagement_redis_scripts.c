@@ -18,11 +18,11 @@
  * share its hash tag). ARGV: the batch TTL, the minute, hour and day
  * bucket TTLs, the number of reaction types and the types, then per
  * content: flags (1: read the totals whole, 2: bucket deltas follow,
- * 4: viewer hashes follow, 8: a batch of an earlier version follows),
- * the three deltas, [its field in the content's old flush marks (:fl)
- * and its sequence: applied already if the mark has reached it], [the
- * minute YYYYMMDDHHMM and its three deltas], [the number of hashes and
- * the hashes].
+ * 8: a batch of an earlier version follows), the three deltas, [its
+ * field in the content's old flush marks (:fl) and its sequence: applied
+ * already if the mark has reached it], [the minute YYYYMMDDHHMM and its
+ * three deltas]. Viewer hashes are not the script's: they go as plain
+ * PFADDs before it (adding a hash twice changes nothing).
  * The answer: applied, then per content its three totals (HINCRBY's
  * answers; -1 for a field not changed), and the reaction counts when it
  * was read whole. A resend that finds the batch key applies nothing and
@@ -88,16 +88,7 @@ static const char  ngx_http_engagement_flush_lua[] =
     "    end\n"
     "    p = p + 4\n"
     "  end\n"
-    "  if fl >= 4 then\n"
-    "    local n = tonumber(ARGV[p])\n"
-    "    if apply and not e then\n"
-    "      for s = p + 1, p + n, 500 do\n"
-    "        redis.pcall('PFADD', k .. ':uv',"
-    " unpack(ARGV, s, math.min(s + 499, p + n)))\n"
-    "      end\n"
-    "    end\n"
-    "    p = p + 1 + n\n"
-    "  end\n"
+
     "  if fl % 2 == 1 then for j = 1, nr do t[3 + j] = 0 end end\n"
     "  if not e and (fl % 2 == 1 or not apply) then\n"
     "    local q = {'views', 'engaged', 'replays'}\n"
