@@ -38,7 +38,7 @@ add_response_body_check(post_check_hook());
 our $DefaultHttpConfig = <<'EOC';
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 200ms;
     engagement_flush_deadline 2s;
     engagement_edge_id test-edge;
@@ -411,7 +411,7 @@ qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms password=wrong;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms password=wrong buckets=0 uniques=0;
     engagement_flush_interval 200ms;
     engagement_flush_deadline 2s;
     engagement_edge_id test-edge;
@@ -477,7 +477,7 @@ qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 60s;
     engagement_flush_deadline 2s;
     engagement_edge_id test-edge;
@@ -517,7 +517,7 @@ GET /status
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_TARGET_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 1s;
     engagement_flush_batch 10;
     engagement_flush_deadline 2s;

@@ -31,7 +31,7 @@ __DATA__
 
 === TEST 1: opted-out views count without a viewer; nothing raw reaches Redis
 --- http_config
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms buckets=0 uniques=0;
     engagement_flush_interval 100ms;
 --- config
     location = /engagement/view { engagement view; }

@@ -119,7 +119,7 @@ sub flush_http {
     my ($to, $size, $name, $more) = @_;
     return "engagement_zone engagement:$size;
             engagement_dedupe_zone engagement_dedupe:4m;
-            engagement_redis 127.0.0.1:$to timeout=300ms connect_timeout=300ms backoff=50ms:100ms;
+            engagement_redis 127.0.0.1:$to timeout=300ms connect_timeout=300ms backoff=50ms:100ms buckets=0 uniques=0;
             engagement_flush_interval 50ms;
             engagement_state_file " . scratch_dir('state') . "/$name.state;
             " . ($more // '');
@@ -209,7 +209,7 @@ __DATA__
     engagement_zone za:4m;
     engagement_zone zb:4m;
     engagement_dedupe_zone dd:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 50ms;
     engagement_edge_id test-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;
@@ -243,7 +243,7 @@ GET /status
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 50ms;
     engagement_edge_id same-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;
@@ -281,7 +281,7 @@ GET /status
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 50ms;
     engagement_edge_id clock-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;
@@ -325,7 +325,7 @@ GET /status
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_edge_id block-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;
 --- config
@@ -400,7 +400,7 @@ GET /status
     like($b, qr/"views":9\b/, "adding Redis: 9 local views");
     flush_conf(prefix => $prefix, port => $p, workers => 2,
                http => "$zones
-                        engagement_redis 127.0.0.1:$rport timeout=500ms;
+                        engagement_redis 127.0.0.1:$rport timeout=500ms buckets=0 uniques=0;
                         engagement_flush_interval 50ms;");
     is(flush_reload($pid, $prefix), 'refused', "adding Redis: the reload is refused");
     like(slurp("$prefix/logs/error.log"),
@@ -692,7 +692,7 @@ GET /status
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 50ms;
     engagement_edge_id test-edge;
     engagement_state_file $TEST_NGINX_STATE_FILE;

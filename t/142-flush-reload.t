@@ -72,7 +72,7 @@ __DATA__
 --- http_config
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
     engagement_flush_interval 100ms;
     engagement_flush_deadline 10s;
     engagement_edge_id reload-edge;
@@ -173,7 +173,7 @@ GET /status
     write_conf($prefix, port => $p, http => "
         engagement_zone engagement:4m;
         engagement_dedupe_zone engagement_dedupe:4m;
-        engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms backoff=50ms:400ms;
+        engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
         engagement_flush_interval 3s;
         engagement_state_file " . scratch_dir('state') . "/minutes.state;",
         server => 'location = /engagement/view { engagement view; }

@@ -154,7 +154,7 @@ __DATA__
     engagement_dedupe_zone engagement_dedupe:4m;
     engagement_edge_id test-edge;
     engagement_flush_interval 200ms;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms buckets=0 uniques=0;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
         spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;

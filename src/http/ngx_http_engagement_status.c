@@ -31,6 +31,7 @@ typedef struct {
     ngx_uint_t                    alloc_failures;
     ngx_uint_t                    pending_nodes;
     ngx_uint_t                    inflight_nodes;
+    ngx_uint_t                    slow_nodes;
     ngx_uint_t                    oldest_age;
     ngx_uint_t                    created;
     ngx_uint_t                    full;
@@ -174,6 +175,18 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
     ngx_http_engagement_label_row("failed", flush_failed),
     ngx_http_engagement_label_row("repeat", flush_repeats),
 
+    ngx_http_engagement_counter_row("flush_calls_total", flush_calls,
+        "Redis calls of the flush: one per round of a zone."),
+
+    ngx_http_engagement_counter_row("flush_contents_total", flush_contents,
+        "Contents sent in flush rounds."),
+
+    ngx_http_engagement_counter_row("flush_bucket_writes_total",
+        flush_buckets, "Minute buckets (with their hour and day) written."),
+
+    ngx_http_engagement_counter_row("flush_unique_writes_total",
+        flush_uniques, "Viewer hash batches added to HyperLogLogs."),
+
     ngx_http_engagement_metric_row("flush_duration_seconds",
         NGX_HTTP_ENGAGEMENT_METRIC_HISTOGRAM,
         NGX_HTTP_ENGAGEMENT_COUNTERS_ZONES,
@@ -199,6 +212,10 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
     ngx_http_engagement_gauge_row("inflight_contents",
         ngx_http_engagement_d(inflight_nodes),
         "Contents with a flush sent and not yet confirmed."),
+
+    ngx_http_engagement_gauge_row("waiting_contents",
+        ngx_http_engagement_d(slow_nodes),
+        "Contents whose buckets or viewers wait for their interval."),
 
     ngx_http_engagement_by_row("redis_reads_total", "result", "ok",
         reads_ok, "Totals read from Redis, by result."),
@@ -308,6 +325,7 @@ ngx_http_engagement_snapshot(ngx_http_engagement_zone_t *z,
     s->entries = csh->head.entries;
     s->pending_nodes = csh->pending_nodes;
     s->inflight_nodes = csh->inflight_nodes;
+    s->slow_nodes = csh->slow_nodes;
     s->created = csh->head.created;
     s->full = csh->head.full;
 

@@ -260,7 +260,8 @@ ngx_http_engagement_read_reply(redisReply *reply, void *data)
         ngx_http_engagement_inc(sh, reads_failed);
 
         if (rd->request && call->item) {
-            call->item->failed = 1;
+            /* a stale unique count is still an answer */
+            call->item->failed = !call->item->view.known;
         }
     }
 
@@ -393,7 +394,7 @@ ngx_http_engagement_summary_wait(ngx_http_request_t *r,
     for (i = 0; i < sm->n; i++) {
         item = &sm->items[i];
 
-        if (!item->view.known
+        if ((!item->view.known || item->view.stale)
             && ngx_http_engagement_read_send(rd, item, &item->id, item->hash)
                != NGX_OK)
         {
@@ -438,7 +439,10 @@ ngx_http_engagement_summary_answer(ngx_http_request_t *r,
         ngx_http_engagement_counters_get(z, &item->id, item->hash,
                                          &item->view);
 
-        if (!item->view.known) {
+        /* viewers sent since the unique count was read: read it now */
+        if (!item->view.known
+            || (item->view.stale && ngx_http_engagement_redis_ready()))
+        {
             missing++;
 
         } else if (item->view.refresh && ngx_http_engagement_redis_ready()) {

@@ -45,6 +45,8 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     sizeof(ngx_http_engagement_counters_shctx_t),
     offsetof(ngx_http_engagement_counters_shctx_t, dirty),
     offsetof(ngx_http_engagement_counters_shctx_t, inflight),
+    offsetof(ngx_http_engagement_counters_shctx_t, slow),
+    offsetof(ngx_http_engagement_counters_shctx_t, slow_nodes),
     offsetof(ngx_http_engagement_counters_shctx_t, seq),
     offsetof(ngx_http_engagement_counters_shctx_t, stream),
     offsetof(ngx_http_engagement_counters_shctx_t, pending_nodes),
@@ -57,6 +59,7 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_stats_t, flush_hist),
     offsetof(ngx_http_engagement_stats_t, redis_ready),
     offsetof(ngx_http_engagement_stats_t, token_refused),
+    offsetof(ngx_http_engagement_stats_t, flush_calls),
     sizeof(ngx_http_engagement_counts_t),
     sizeof(ngx_http_engagement_counter_node_t),
     offsetof(ngx_http_engagement_counter_node_t, queue),
@@ -65,6 +68,8 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counter_node_t, pending),
     offsetof(ngx_http_engagement_counter_node_t, later),
     offsetof(ngx_http_engagement_counter_node_t, inflight),
+    offsetof(ngx_http_engagement_counter_node_t, acc),
+    offsetof(ngx_http_engagement_counter_node_t, filing),
     offsetof(ngx_http_engagement_counter_node_t, seq),
     offsetof(ngx_http_engagement_counter_node_t, stream),
     offsetof(ngx_http_engagement_counter_node_t, uv),
@@ -81,6 +86,13 @@ static const size_t  ngx_http_engagement_counters_shape[] = {
     offsetof(ngx_http_engagement_counter_node_t, pending_since),
     offsetof(ngx_http_engagement_counter_node_t, later_since),
     offsetof(ngx_http_engagement_counter_node_t, inflight_since),
+    offsetof(ngx_http_engagement_counter_node_t, acc_since),
+    offsetof(ngx_http_engagement_counter_node_t, filing_since),
+    offsetof(ngx_http_engagement_counter_node_t, uv_since),
+    offsetof(ngx_http_engagement_counter_node_t, slow_at),
+    offsetof(ngx_http_engagement_counter_node_t, where),
+    offsetof(ngx_http_engagement_counter_node_t, stale),
+    offsetof(ngx_http_engagement_counter_node_t, legacy),
     offsetof(ngx_http_engagement_counter_node_t, len),
     offsetof(ngx_http_engagement_counter_node_t, data)
 };
@@ -329,6 +341,7 @@ ngx_http_engagement_counters_view(ngx_http_engagement_zone_t *z,
     v->known = 1;
     v->refresh = 0;
     v->pending = 0;
+    v->stale = cn->stale;
 
     if (!z->redis) {
         return;
@@ -420,6 +433,11 @@ ngx_http_engagement_counters_uv_add(ngx_http_engagement_zone_t *z,
 
     if (cn->uv_n >= NGX_HTTP_ENGAGEMENT_UV_MAX) {
         return NGX_DECLINED;
+    }
+
+    if (cn->uv_n == 0) {
+        /* the list waits the uniques interval from its first hash */
+        cn->uv_since = ngx_http_engagement_now32();
     }
 
     if (cn->uv_n == cn->uv_cap) {
@@ -515,7 +533,7 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
         cn->counts.replays += delta->replays;
 
     } else {
-        clean = ngx_http_engagement_cn_clean(cn);
+        clean = !ngx_http_engagement_nonzero(&cn->pending);
 
         /* a viewer the list has no room for is dropped, never the view */
         rc = uv ? ngx_http_engagement_counters_uv_add(z, cn, uv) : NGX_OK;
@@ -533,10 +551,7 @@ ngx_http_engagement_counters_add_locked(ngx_http_engagement_zone_t *z,
             cn->pending_since = (uint32_t) ngx_time();
 
             /* newly dirty: queue it, unless a flush of it is in flight */
-            if (cn->seq == 0 && cn->flush.next == NULL) {
-                ngx_queue_insert_tail(&sh->dirty, &cn->flush);
-                sh->pending_nodes++;
-            }
+            ngx_http_engagement_counters_dirty(sh, cn);
         }
 
         ngx_http_engagement_counters_pend(cn, delta);
@@ -614,6 +629,7 @@ ngx_http_engagement_counters_store(ngx_http_engagement_zone_t *z,
     if (cn->seq == 0) {
         cn->counts = *totals;
         cn->uniques = uniques;
+        cn->stale = 0;
         cn->confirmed_at = ngx_http_engagement_now32();
         ngx_http_engagement_counters_view(z, cn, result);
         return;
@@ -683,7 +699,8 @@ ngx_http_engagement_counters_mode(ngx_http_engagement_zone_t *z,
 
     if (old->redis == z->redis
         || (z->redis && sh->head.entries == 0)
-        || (!z->redis && sh->pending_nodes == 0 && sh->inflight_nodes == 0))
+        || (!z->redis && sh->pending_nodes == 0 && sh->inflight_nodes == 0
+            && sh->slow_nodes == 0))
     {
         return NGX_OK;
     }
@@ -704,7 +721,8 @@ ngx_http_engagement_counters_mode(ngx_http_engagement_zone_t *z,
                       "\"engagement_redis\" would never send them; reload "
                       "refused (stop nginx: its final flush and state file "
                       "keep them, for the next start with Redis)", &z->name,
-                      sh->pending_nodes + sh->inflight_nodes);
+                      sh->pending_nodes + sh->inflight_nodes
+                      + sh->slow_nodes);
     }
 
     return NGX_ERROR;
@@ -757,6 +775,7 @@ ngx_http_engagement_counters_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh = z->sh;
     ngx_queue_init(&sh->dirty);
     ngx_queue_init(&sh->inflight);
+    ngx_queue_init(&sh->slow);
     sh->cycle_gen = 1;
 
     ngx_http_engagement_random_key(key);

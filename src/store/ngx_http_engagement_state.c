@@ -3,14 +3,16 @@
  * The state file: what Redis has not confirmed when nginx stops, one line
  * per content, written by the master after the workers' final flush and
  * read back when the zone is created at the next start. A zone's lines
- * follow a line "zone <name> <last sequence>"; a content's line is
- *   c <id> <batch> <in-flight v e r since> <pending v e r since> <nin> <np>
- *     <nin + np viewer hashes, hex>
+ * follow a line "zone <name> <last sequence> 2"; a content's line is
+ *   c <id> <batch> <in-flight v e r since> <pending v e r since>
+ *     <buckets in flight v e r since> <buckets unwritten v e r since>
+ *     <nin> <np> <nin + np viewer hashes, hex>
  * where the batch is "<seq>:<stream, 16 hex digits>" while deltas are in
- * flight, else 0. In-flight deltas keep their batch, so if Redis had
- * applied them before the stop, the resend is recognised and not counted
- * again. A batch without a stream (a file of an earlier version) is the
- * sequence under the edge id, as it was sent then.
+ * flight, else 0. In-flight deltas keep their batch (the round they were
+ * sent in), so if Redis had applied the round before the stop, the resend
+ * is recognised and not counted again. The lines of a zone line without
+ * the 2 (an earlier version) have no bucket fields; their deltas are
+ * filed under their minute.
  */
 
 
@@ -25,6 +27,9 @@
 #define NGX_HTTP_ENGAGEMENT_STATE_BUF       65536
 #define NGX_HTTP_ENGAGEMENT_STATE_LINE      512
 #define NGX_HTTP_ENGAGEMENT_STATE_HASH      32
+
+/* the version of the lines a zone line announces: 2, with buckets */
+#define NGX_HTTP_ENGAGEMENT_STATE_VERSION   2
 
 /* viewer hashes a line may carry, in flight and pending each */
 #define NGX_HTTP_ENGAGEMENT_STATE_UV_MAX    1000000
@@ -41,7 +46,9 @@ enum {
     NGX_HTTP_ENGAGEMENT_STATE_ENGAGED,
     NGX_HTTP_ENGAGEMENT_STATE_REPLAYS,
     NGX_HTTP_ENGAGEMENT_STATE_SINCE,
-    NGX_HTTP_ENGAGEMENT_STATE_UV_IN,
+    NGX_HTTP_ENGAGEMENT_STATE_FILING,     /* 4 numbers: v e r since */
+    NGX_HTTP_ENGAGEMENT_STATE_ACC = NGX_HTTP_ENGAGEMENT_STATE_FILING + 4,
+    NGX_HTTP_ENGAGEMENT_STATE_UV_IN = NGX_HTTP_ENGAGEMENT_STATE_ACC + 4,
     NGX_HTTP_ENGAGEMENT_STATE_UV,
     NGX_HTTP_ENGAGEMENT_STATE_NUMBERS
 };
@@ -71,7 +78,8 @@ ngx_http_engagement_state_flush(ngx_fd_t fd, u_char *buf, u_char *p,
 
 /*
  * One content's line, without its viewer hashes. Pending deltas of a
- * later minute are saved with those of pending's minute, under it.
+ * later minute are saved with those of pending's minute, under it; the
+ * buckets in flight and those not yet written, each under its minute.
  */
 
 static u_char *
@@ -89,12 +97,20 @@ ngx_http_engagement_state_line(u_char *p,
         p = ngx_sprintf(p, ":%016uxL", cn->stream);
     }
 
-    return ngx_sprintf(p, " %uL %uL %uL %uD %uL %uL %uL %uD %uD %uD",
-                       cn->inflight.views, cn->inflight.engaged,
-                       cn->inflight.replays, cn->inflight_since,
-                       pending.views, pending.engaged,
-                       pending.replays, cn->pending_since,
-                       cn->seq ? cn->uv_inflight_n : 0, cn->uv_n);
+    p = ngx_sprintf(p, " %uL %uL %uL %uD %uL %uL %uL %uD",
+                    cn->inflight.views, cn->inflight.engaged,
+                    cn->inflight.replays, cn->inflight_since,
+                    pending.views, pending.engaged,
+                    pending.replays, cn->pending_since);
+
+    p = ngx_sprintf(p, " %uL %uL %uL %uD %uL %uL %uL %uD",
+                    cn->filing.views, cn->filing.engaged,
+                    cn->filing.replays, cn->filing_since,
+                    cn->acc.views, cn->acc.engaged,
+                    cn->acc.replays, cn->acc_since);
+
+    return ngx_sprintf(p, " %uD %uD", cn->seq ? cn->uv_inflight_n : 0,
+                       cn->uv_n);
 }
 
 
@@ -139,7 +155,8 @@ ngx_http_engagement_state_save(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(buf, "zone %V %uL\n", &z->name, sh->seq);
+    p = ngx_sprintf(buf, "zone %V %uL %d\n", &z->name, sh->seq,
+                    NGX_HTTP_ENGAGEMENT_STATE_VERSION);
 
     for (q = ngx_queue_head(&sh->head.lru);
          q != ngx_queue_sentinel(&sh->head.lru);
@@ -293,15 +310,18 @@ ngx_http_engagement_state_batch(u_char **pp, u_char *end, uint64_t *seq,
 }
 
 
-/* "zone <name> <seq>": whether the lines after it are this zone's */
+/*
+ * "zone <name> <seq> [<version>]": whether the lines after it are this
+ * zone's, and whether they have bucket fields
+ */
 
 static ngx_uint_t
 ngx_http_engagement_state_zone(ngx_http_engagement_zone_t *z, u_char *p,
-    u_char *eol)
+    u_char *eol, ngx_uint_t *buckets)
 {
     u_char                                *t;
     size_t                                 len;
-    uint64_t                               seq;
+    uint64_t                               seq, version;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     sh = z->sh;
@@ -320,6 +340,10 @@ ngx_http_engagement_state_zone(ngx_http_engagement_zone_t *z, u_char *p,
         sh->seq = seq;
     }
 
+    *buckets = (ngx_http_engagement_state_number(&p, eol, &version, 0)
+                == NGX_OK
+                && version >= NGX_HTTP_ENGAGEMENT_STATE_VERSION);
+
     return 1;
 }
 
@@ -333,7 +357,7 @@ ngx_http_engagement_state_zone(ngx_http_engagement_zone_t *z, u_char *p,
 
 static ngx_int_t
 ngx_http_engagement_state_parse(u_char *p, u_char *eol,
-    ngx_http_engagement_state_line_t *line)
+    ngx_http_engagement_state_line_t *line, ngx_uint_t buckets)
 {
     uint64_t    h;
     ngx_uint_t  i, n;
@@ -358,6 +382,11 @@ ngx_http_engagement_state_parse(u_char *p, u_char *eol,
          i < NGX_HTTP_ENGAGEMENT_STATE_NUMBERS;
          i++)
     {
+        if (!buckets && i == NGX_HTTP_ENGAGEMENT_STATE_FILING) {
+            /* a line of an earlier version: no bucket fields */
+            i = NGX_HTTP_ENGAGEMENT_STATE_UV_IN;
+        }
+
         if (ngx_http_engagement_state_number(&p, eol, &line->v[i], 0)
             != NGX_OK)
         {
@@ -389,6 +418,9 @@ ngx_http_engagement_state_parse(u_char *p, u_char *eol,
         && line->v[NGX_HTTP_ENGAGEMENT_STATE_VIEWS] == 0
         && line->v[NGX_HTTP_ENGAGEMENT_STATE_ENGAGED] == 0
         && line->v[NGX_HTTP_ENGAGEMENT_STATE_REPLAYS] == 0
+        && line->v[NGX_HTTP_ENGAGEMENT_STATE_ACC] == 0
+        && line->v[NGX_HTTP_ENGAGEMENT_STATE_ACC + 1] == 0
+        && line->v[NGX_HTTP_ENGAGEMENT_STATE_ACC + 2] == 0
         && line->v[NGX_HTTP_ENGAGEMENT_STATE_UV] == 0)
     {
         return NGX_DECLINED;
@@ -405,10 +437,49 @@ ngx_http_engagement_state_parse(u_char *p, u_char *eol,
  * NGX_ERROR: the zone is full.
  */
 
+static void
+ngx_http_engagement_state_counts(ngx_http_engagement_counts_t *c,
+    uint32_t *since, uint64_t *v)
+{
+    c->views = v[0];
+    c->engaged = v[1];
+    c->replays = v[2];
+    *since = (uint32_t) v[3];
+}
+
+
+/* a restored entry's flush queue; the slow queue looks at it first */
+
+static void
+ngx_http_engagement_state_queue(ngx_http_engagement_counters_shctx_t *sh,
+    ngx_http_engagement_counter_node_t *cn)
+{
+    if (cn->seq) {
+        /* unowned: the first flush resends its round with its sequence */
+        cn->claimed_by = 0;
+        ngx_queue_insert_tail(&sh->inflight, &cn->flush);
+        cn->where = NGX_HTTP_ENGAGEMENT_Q_INFLIGHT;
+        sh->inflight_nodes++;
+        return;
+    }
+
+    ngx_http_engagement_counters_queue(sh, cn);
+
+    if (cn->where == NGX_HTTP_ENGAGEMENT_Q_NONE) {
+        /* only viewer hashes, stored after this */
+        ngx_queue_insert_tail(&sh->slow, &cn->flush);
+        cn->where = NGX_HTTP_ENGAGEMENT_Q_SLOW;
+        sh->slow_nodes++;
+    }
+
+    cn->slow_at = 1;
+}
+
+
 static ngx_int_t
 ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
     ngx_http_engagement_counter_node_t *cn,
-    ngx_http_engagement_state_line_t *line)
+    ngx_http_engagement_state_line_t *line, ngx_uint_t buckets)
 {
     u_char                                *p;
     uint64_t                              *v, h;
@@ -421,25 +492,26 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
     cn->seq = v[NGX_HTTP_ENGAGEMENT_STATE_SEQ];
     cn->stream = line->stream;
-    cn->inflight.views = v[NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS];
-    cn->inflight.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_IN_ENGAGED];
-    cn->inflight.replays = v[NGX_HTTP_ENGAGEMENT_STATE_IN_REPLAYS];
-    cn->inflight_since = (uint32_t) v[NGX_HTTP_ENGAGEMENT_STATE_IN_SINCE];
-    cn->pending.views = v[NGX_HTTP_ENGAGEMENT_STATE_VIEWS];
-    cn->pending.engaged = v[NGX_HTTP_ENGAGEMENT_STATE_ENGAGED];
-    cn->pending.replays = v[NGX_HTTP_ENGAGEMENT_STATE_REPLAYS];
-    cn->pending_since = (uint32_t) v[NGX_HTTP_ENGAGEMENT_STATE_SINCE];
+    ngx_http_engagement_state_counts(&cn->inflight, &cn->inflight_since,
+                                     &v[NGX_HTTP_ENGAGEMENT_STATE_IN_VIEWS]);
+    ngx_http_engagement_state_counts(&cn->pending, &cn->pending_since,
+                                     &v[NGX_HTTP_ENGAGEMENT_STATE_VIEWS]);
+    ngx_http_engagement_state_counts(&cn->filing, &cn->filing_since,
+                                     &v[NGX_HTTP_ENGAGEMENT_STATE_FILING]);
+    ngx_http_engagement_state_counts(&cn->acc, &cn->acc_since,
+                                     &v[NGX_HTTP_ENGAGEMENT_STATE_ACC]);
 
-    if (cn->seq) {
-        /* unowned: the first flush resends it with its sequence */
-        cn->claimed_by = 0;
-        ngx_queue_insert_tail(&sh->inflight, &cn->flush);
-        sh->inflight_nodes++;
-
-    } else {
-        ngx_queue_insert_tail(&sh->dirty, &cn->flush);
-        sh->pending_nodes++;
+    if (cn->seq && !buckets) {
+        /*
+         * An earlier version's batch: it carried its minute's buckets,
+         * and Redis marked it applied in the content's :fl hash
+         */
+        cn->filing = cn->inflight;
+        cn->filing_since = cn->inflight_since;
+        cn->legacy = 1;
     }
+
+    ngx_http_engagement_state_queue(sh, cn);
 
     p = line->hashes;
 
@@ -491,7 +563,7 @@ ngx_http_engagement_state_apply(ngx_http_engagement_zone_t *z,
 
 static ngx_int_t
 ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
-    u_char *eol, ngx_log_t *log)
+    u_char *eol, ngx_uint_t buckets, ngx_log_t *log)
 {
     uint64_t                               h;
     ngx_int_t                              rc;
@@ -501,7 +573,9 @@ ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
 
     sh = z->sh;
 
-    rc = ngx_http_engagement_state_parse(p, eol, &line);
+    ngx_memzero(&line, sizeof(ngx_http_engagement_state_line_t));
+
+    rc = ngx_http_engagement_state_parse(p, eol, &line, buckets);
 
     if (rc == NGX_DECLINED) {
         return NGX_DECLINED;
@@ -515,7 +589,8 @@ ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
             cn = ngx_http_engagement_counters_create(z, &line.id, h);
 
             if (cn == NULL
-                || ngx_http_engagement_state_apply(z, cn, &line) != NGX_OK)
+                || ngx_http_engagement_state_apply(z, cn, &line, buckets)
+                   != NGX_OK)
             {
                 ngx_log_error(NGX_LOG_ALERT, log, 0,
                               "engagement: zone \"%V\" is too small for its "
@@ -544,11 +619,12 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
     u_char                                *t, *eol;
     size_t                                 len;
     ngx_int_t                              rc;
-    ngx_uint_t                             n, mine;
+    ngx_uint_t                             n, mine, buckets;
     ngx_http_engagement_counters_shctx_t  *sh;
 
     sh = z->sh;
     mine = 0;
+    buckets = 0;
     n = 0;
 
     for ( /* void */ ; p < end; p = eol + 1) {
@@ -561,7 +637,7 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
         t = ngx_http_engagement_state_token(&p, eol, &len);
 
         if (t != NULL && len == 4 && ngx_strncmp(t, "zone", 4) == 0) {
-            mine = ngx_http_engagement_state_zone(z, p, eol);
+            mine = ngx_http_engagement_state_zone(z, p, eol, &buckets);
             continue;
         }
 
@@ -569,7 +645,7 @@ ngx_http_engagement_state_restore(ngx_http_engagement_zone_t *z, u_char *p,
             continue;
         }
 
-        rc = ngx_http_engagement_state_content(z, p, eol, log);
+        rc = ngx_http_engagement_state_content(z, p, eol, buckets, log);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
@@ -692,7 +768,7 @@ ngx_http_engagement_state_write(ngx_cycle_t *cycle, ngx_array_t *zones,
         }
 
         sh = zp[i]->sh;
-        any |= (sh->pending_nodes || sh->inflight_nodes);
+        any |= (sh->pending_nodes || sh->inflight_nodes || sh->slow_nodes);
     }
 
     if (!any) {

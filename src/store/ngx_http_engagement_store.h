@@ -78,6 +78,10 @@ typedef struct {
     ngx_atomic_t                  not_counted_opted_out;
     ngx_atomic_t                  anonymous;
     ngx_atomic_t                  uv_dropped;  /* viewers left out */
+    ngx_atomic_t                  flush_calls;       /* round commands */
+    ngx_atomic_t                  flush_contents;    /* contents sent */
+    ngx_atomic_t                  flush_buckets;     /* bucket writes */
+    ngx_atomic_t                  flush_uniques;     /* viewer writes */
 } ngx_http_engagement_stats_t;
 
 
@@ -126,10 +130,13 @@ typedef struct {
     ngx_http_engagement_shctx_head_t  head;
     ngx_queue_t                       dirty;      /* pending, not in flight */
     ngx_queue_t                       inflight;   /* claimed by a flusher */
-    uint64_t                          seq;        /* last flush sequence */
+    ngx_queue_t                       slow;       /* only buckets or
+                                                     viewers wait */
+    uint64_t                          seq;        /* last round sequence */
     uint64_t                          stream;     /* this zone's start */
     ngx_atomic_t                      pending_nodes;
     ngx_atomic_t                      inflight_nodes;
+    ngx_atomic_t                      slow_nodes;
     /*
      * Generations of flushing workers (under the lock): a reload that
      * keeps the zone and flushes it counts a new configuration; the
@@ -204,6 +211,10 @@ typedef struct {
 } ngx_http_engagement_counts_t;
 
 
+#define ngx_http_engagement_nonzero(c)                                        \
+    ((c)->views || (c)->engaged || (c)->replays)
+
+
 #define NGX_HTTP_ENGAGEMENT_REACTIONS_MAX  16
 #define NGX_HTTP_ENGAGEMENT_REACTION_LEN   32
 /* ,"likes":n,"reactions":{...} at its longest */
@@ -219,22 +230,33 @@ typedef struct {
     uint64_t                      uniques;
     uint64_t                      pending;    /* local deltas not in Redis */
     ngx_uint_t                    known;      /* Redis totals are known */
+    ngx_uint_t                    stale;      /* uniques to be re-read */
     ngx_uint_t                    refresh;    /* caller should re-read */
     ngx_uint_t                    nreactions; /* 0: none shown */
     uint64_t                      reactions[NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
 } ngx_http_engagement_view_t;
 
 
-/* one content's deltas claimed for a flush */
+/*
+ * One content's part of a flush round: its totals' deltas, and, when
+ * they are due, one minute's bucket deltas (bucket, of the minute
+ * bucket_since) and the viewer hashes. A round is a group of claims of
+ * one zone under one batch (stream, seq), applied by Redis at most once;
+ * a resend sends the same group.
+ */
 typedef struct {
     void                         *node;
     ngx_http_engagement_zone_t   *zone;
     uint64_t                      stream;
     uint64_t                      seq;
     ngx_http_engagement_counts_t  delta;
+    ngx_http_engagement_counts_t  bucket;
     time_t                        since;
+    time_t                        bucket_since;
     uint64_t                     *uv;
     ngx_uint_t                    uv_n;
+    ngx_uint_t                    full;        /* totals to be read whole */
+    ngx_uint_t                    legacy;      /* an earlier version's batch */
     u_char                        id[NGX_HTTP_ENGAGEMENT_ID_MAX];
     size_t                        id_len;
 } ngx_http_engagement_claim_t;
@@ -321,13 +343,35 @@ void ngx_http_engagement_counters_cache(ngx_http_engagement_zone_t *z,
 void ngx_http_engagement_counters_reactions(ngx_http_engagement_zone_t *z,
     ngx_str_t *id, uint64_t hash, uint64_t *reactions);
 
+/* how a flusher claims: its limits and intervals */
+typedef struct {
+    ngx_uint_t                    max;         /* new contents per round */
+    ngx_uint_t                    cap;         /* room in the claims array */
+    ngx_uint_t                    need;        /* out: room a resend needs */
+    ngx_uint_t                    resend;      /* out: a round resent */
+    ngx_uint_t                    uv_left;     /* viewer hashes left */
+    ngx_msec_t                    reclaim;     /* a silent claim is taken */
+    ngx_msec_t                    buckets;     /* bucket write interval */
+    ngx_msec_t                    uniques;     /* viewer write interval */
+    ngx_uint_t                    force;       /* all is due (final flush) */
+} ngx_http_engagement_claim_conf_t;
+
+
+/* a round's answer for one content: the totals it knows, -1 unknown */
+typedef struct {
+    int64_t                       totals[3];
+    uint64_t                     *reactions;   /* NULL: none answered */
+    char                         *error;       /* refused by Redis */
+} ngx_http_engagement_answer_t;
+
+
 /* queue.c: the flush queue of the counters zone */
 ngx_uint_t ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
-    ngx_http_engagement_claim_t *claims, ngx_uint_t max, ngx_msec_t reclaim);
+    ngx_http_engagement_claim_t *claims, ngx_http_engagement_claim_conf_t *cc);
 void ngx_http_engagement_counters_confirm(ngx_http_engagement_claim_t *cl,
-    ngx_http_engagement_counts_t *totals, uint64_t uniques,
-    uint64_t *reactions);
-void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl);
+    ngx_http_engagement_answer_t *a);
+void ngx_http_engagement_counters_release(ngx_http_engagement_claim_t *cl,
+    ngx_uint_t renumber);
 time_t ngx_http_engagement_counters_oldest(ngx_http_engagement_zone_t *z);
 void ngx_http_engagement_counters_join(ngx_http_engagement_zone_t *z);
 ngx_uint_t ngx_http_engagement_counters_leave(ngx_http_engagement_zone_t *z);

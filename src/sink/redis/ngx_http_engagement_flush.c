@@ -16,18 +16,20 @@
 #include "sink/redis/ngx_http_engagement_redis.h"
 
 
+/* a round: the calls of one flush timer's turn, one per claimed group */
 typedef struct {
-    ngx_uint_t                     n;
+    ngx_uint_t                     n;           /* contents */
     ngx_uint_t                     outstanding;
     ngx_uint_t                     full;        /* a zone had more */
     ngx_msec_t                     started;
-    ngx_http_engagement_claim_t    claims[1];
 } ngx_http_engagement_round_t;
 
 
+/* one script call: a group of claims of one zone, one batch */
 typedef struct {
     ngx_http_engagement_round_t   *round;
-    ngx_http_engagement_claim_t   *claim;
+    ngx_uint_t                     n;
+    ngx_http_engagement_claim_t    claims[1];
 } ngx_http_engagement_call_t;
 
 
@@ -36,6 +38,8 @@ static void ngx_http_engagement_flush_timer(ngx_msec_t t);
 
 static ngx_event_t                    ngx_http_engagement_flush_ev;
 static ngx_http_engagement_round_t   *ngx_http_engagement_round;
+static ngx_http_engagement_claim_t   *ngx_http_engagement_claims;
+static ngx_uint_t                     ngx_http_engagement_claims_cap;
 static ngx_msec_t                     ngx_http_engagement_exit_at;
 static ngx_msec_t                     ngx_http_engagement_flush_due;
 static ngx_uint_t                     ngx_http_engagement_flush_on;
@@ -59,17 +63,33 @@ static ngx_uint_t                     ngx_http_engagement_exit_sent;
 
 
 /*
- * The flush script's arguments: the number of keys, its 6 keys and its 9
- * arguments before the reaction types and the viewer hashes.
+ * The flush script's arguments before the contents: the number of keys,
+ * the batch key, the batch and bucket TTLs, the number of reaction types.
  */
-#define NGX_HTTP_ENGAGEMENT_FLUSH_KEYS  6
-#define NGX_HTTP_ENGAGEMENT_FLUSH_ARGS  (1 + NGX_HTTP_ENGAGEMENT_FLUSH_KEYS + 9)
+#define NGX_HTTP_ENGAGEMENT_FLUSH_HEAD   7
 
-/* the numbers written as text: keys, sequence, 3 deltas, reaction types */
-#define NGX_HTTP_ENGAGEMENT_FLUSH_NUMBERS  6
+/*
+ * per content at most: key, flags, 3 deltas, old mark and sequence,
+ * minute, 3 bucket deltas, n
+ */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_ARGS   12
+
+/* the bytes of those arguments made here, beyond the id and the hashes */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_TEXT                                        \
+    (sizeof("eng:{c:}") + 9 * NGX_INT64_LEN + 16 + sizeof("s:") + 16)
+
+/* a content's flags in the script's arguments */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_FULL     1   /* read the totals whole */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET   2   /* bucket deltas follow */
+#define NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY   8   /* an earlier version's batch */
 
 
-/* bucket TTLs: minutes ~8 days, hours ~400 days, days ~3 years */
+/*
+ * TTLs: a batch key lives a day (a round resent later than that, from a
+ * state file of a longer stop, is not recognised); buckets: minutes ~8
+ * days, hours ~400 days, days ~3 years.
+ */
+#define NGX_HTTP_ENGAGEMENT_TTL_BATCH   "86400"
 #define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
 #define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
 #define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
@@ -118,45 +138,169 @@ ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)
 }
 
 
+/*
+ * One content's part of the answer: its three totals (-1: not touched by
+ * the round, the cached one stands), then, when it was read whole, one
+ * count per reaction type. NGX_ERROR: the answer is not what was asked.
+ */
+
+static ngx_int_t
+ngx_http_engagement_flush_answer(redisReply *reply, ngx_uint_t *i,
+    ngx_http_engagement_claim_t *cl, ngx_http_engagement_answer_t *a,
+    uint64_t *reactions)
+{
+    ngx_uint_t    j, n;
+    redisReply  **e;
+
+    n = 3 + (cl->full ? cl->zone->nreactions : 0);
+
+    if (*i + n > reply->elements) {
+        return NGX_ERROR;
+    }
+
+    e = &reply->element[*i];
+    *i += n;
+
+    for (j = (e[0]->type == REDIS_REPLY_STRING); j < n; j++) {
+        if (e[j]->type != REDIS_REPLY_INTEGER) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (e[0]->type == REDIS_REPLY_STRING) {
+        /* Redis refused this content's totals: nothing of it applied */
+        a->error = e[0]->str;
+        return NGX_OK;
+    }
+
+    a->error = NULL;
+
+    for (j = 0; j < 3; j++) {
+        a->totals[j] = (e[j]->integer >= 0) ? e[j]->integer : -1;
+    }
+
+    a->reactions = NULL;
+
+    if (cl->full && cl->zone->nreactions && a->totals[0] >= 0) {
+        for (j = 0; j < cl->zone->nreactions; j++) {
+            /* a count driven below zero by hand reads as zero */
+            reactions[j] = (e[3 + j]->integer > 0) ? e[3 + j]->integer : 0;
+        }
+
+        a->reactions = reactions;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The answer of a round: applied (0: a resend Redis had applied already),
+ * then each content's part. Confirmed all, or released all to be resent
+ * as the same batch: a round is applied whole or not at all.
+ */
+
+static ngx_int_t
+ngx_http_engagement_flush_confirm(redisReply *reply,
+    ngx_http_engagement_call_t *call)
+{
+    uint64_t                              *r;
+    ngx_uint_t                             i, k, nr;
+    ngx_http_engagement_answer_t          *a;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+    {
+        return NGX_ERROR;
+    }
+
+    nr = call->claims[0].zone->nreactions;
+
+    a = ngx_alloc(call->n * (sizeof(ngx_http_engagement_answer_t)
+                             + nr * sizeof(uint64_t)),
+                  ngx_cycle->log);
+    if (a == NULL) {
+        return NGX_ERROR;
+    }
+
+    r = (uint64_t *) &a[call->n];
+    sh = call->claims[0].zone->sh;
+
+    /* checked whole before anything is confirmed */
+    for (i = 1, k = 0; k < call->n; k++) {
+        if (ngx_http_engagement_flush_answer(reply, &i, &call->claims[k],
+                                             &a[k], &r[k * nr])
+            != NGX_OK)
+        {
+            ngx_free(a);
+            return NGX_ERROR;
+        }
+    }
+
+    if (i != reply->elements) {
+        ngx_free(a);
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < call->n; k++) {
+        if (a[k].error == NULL) {
+            ngx_http_engagement_counters_confirm(&call->claims[k], &a[k]);
+            ngx_http_engagement_inc(sh, flush_ok);
+
+            if (reply->element[0]->integer == 0) {
+                /* a resent round Redis had applied already: counted once */
+                ngx_http_engagement_inc(sh, flush_repeats);
+            }
+
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "engagement redis: flush of \"%*s\" failed: %s; it "
+                      "will be retried", call->claims[k].id_len,
+                      call->claims[k].id, a[k].error);
+
+        /* sent again as a round of its own: this one's key is set */
+        ngx_http_engagement_counters_release(&call->claims[k], 1);
+        ngx_http_engagement_inc(
+            sh, flush_failed);
+    }
+
+    ngx_free(a);
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_engagement_flush_reply(redisReply *reply, void *data)
 {
     ngx_http_engagement_call_t             *call = data;
-    ngx_int_t                               applied;
-    uint64_t                                uniques;
-    uint64_t                                reactions[
-                                         NGX_HTTP_ENGAGEMENT_REACTIONS_MAX];
-    ngx_http_engagement_claim_t            *cl;
+    ngx_uint_t                              k;
     ngx_http_engagement_round_t            *round;
-    ngx_http_engagement_counts_t            totals;
-    ngx_http_engagement_counters_shctx_t   *sh;
+    ngx_http_engagement_claim_t            *cl;
 
-    cl = call->claim;
     round = call->round;
-    sh = cl->zone->sh;
+    cl = &call->claims[0];
 
-    if (ngx_http_engagement_reply_totals(reply, &totals, &uniques, &applied,
-                                         reactions, cl->zone->nreactions)
-        == NGX_OK)
-    {
-        ngx_http_engagement_counters_confirm(cl, &totals, uniques, reactions);
-        ngx_http_engagement_inc(sh, flush_ok);
-
-        if (!applied) {
-            /* a resent batch Redis had applied already: counted once */
-            ngx_http_engagement_inc(sh, flush_repeats);
-        }
-
-    } else {
+    if (ngx_http_engagement_flush_confirm(reply, call) != NGX_OK) {
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "engagement redis: flush of \"%*s\" failed: %s; "
-                          "it will be retried", cl->id_len, cl->id,
-                          reply->str);
+                          "engagement redis: flush of \"%*s\"%s failed: %s; "
+                          "it will be retried (%ui contents)", cl->id_len,
+                          cl->id, call->n > 1 ? " and others" : "",
+                          reply->str, call->n);
         }
 
-        ngx_http_engagement_counters_release(cl);
-        ngx_http_engagement_inc(sh, flush_failed);
+        for (k = 0; k < call->n; k++) {
+            ngx_http_engagement_counters_release(&call->claims[k], 0);
+        }
+
+        ngx_http_engagement_add(
+            (ngx_http_engagement_counters_shctx_t *) cl->zone->sh,
+            flush_failed, call->n);
     }
 
     ngx_free(call);
@@ -208,103 +352,44 @@ ngx_http_engagement_args_uint(ngx_http_engagement_args_t *a, uint64_t n)
 }
 
 
-/* a key of the content: eng:{c:<id>} and a suffix */
+/*
+ * The round's head: KEYS[1] is the batch key, eng:b:<stream>:<seq> (one
+ * per round: Redis applies the round only if it sets it); ARGV: the
+ * batch and bucket TTLs, the reaction types whose counts a content read
+ * whole answers.
+ */
 
-static u_char *
-ngx_http_engagement_args_key(ngx_http_engagement_args_t *a, u_char *prefix,
-    size_t plen, const char *suffix)
+static void
+ngx_http_engagement_flush_head(ngx_http_engagement_args_t *a,
+    ngx_http_engagement_main_conf_t *emcf, ngx_http_engagement_call_t *call)
 {
-    u_char  *start;
+    u_char                       *start;
+    ngx_str_t                    *types;
+    ngx_uint_t                    k, nr;
+    ngx_http_engagement_claim_t  *cl;
+
+    cl = &call->claims[0];
+    nr = cl->zone->nreactions;
+
+    ngx_http_engagement_args_uint(a, 1 + call->n);
 
     start = a->p;
-    a->p = ngx_cpymem(a->p, prefix, plen);
-    a->p = ngx_cpymem(a->p, suffix, ngx_strlen(suffix));
+    a->p = ngx_cpymem(a->p, "eng:b:", sizeof("eng:b:") - 1);
+    a->p = ngx_http_engagement_put_hex64(a->p, cl->stream);
+    *a->p++ = ':';
+    a->p = ngx_http_engagement_put_uint(a->p, cl->seq);
+    ngx_http_engagement_args_end(a, start);
 
-    return start;
-}
-
-
-/*
- * KEYS: the totals, flush marks, minute, hour and day buckets (of the
- * minute the batch's deltas arrived in) and the unique-viewer HyperLogLog;
- * they share the hash tag eng:{c:<id>}, so a content's keys share a slot.
- */
-
-static void
-ngx_http_engagement_flush_keys(ngx_http_engagement_args_t *a,
-    ngx_http_engagement_claim_t *cl)
-{
-    u_char    *prefix, *minute, *key;
-    size_t     plen;
-    ngx_tm_t   tm;
-
-    ngx_gmtime(cl->since ? cl->since : ngx_time(), &tm);
-
-    prefix = a->p;
-    a->p = ngx_cpymem(a->p, "eng:{c:", sizeof("eng:{c:") - 1);
-    a->p = ngx_cpymem(a->p, cl->id, cl->id_len);
-    *a->p++ = '}';
-    plen = a->p - prefix;
-    ngx_http_engagement_args_end(a, prefix);
-
-    key = ngx_http_engagement_args_key(a, prefix, plen, ":fl");
-    ngx_http_engagement_args_end(a, key);
-
-    minute = ngx_http_engagement_args_key(a, prefix, plen, ":m:");
-    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_year, 4);
-    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_mon, 2);
-    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_mday, 2);
-    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_hour, 2);
-    a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_min, 2);
-    ngx_http_engagement_args_end(a, minute);
-
-    /* the hour and day keys are the minute key, shorter: YYYYMMDDHH[MM] */
-    key = a->p;
-    a->p = ngx_cpymem(a->p, minute, plen + sizeof(":m:") - 1 + 10);
-    key[plen + 1] = 'h';
-    ngx_http_engagement_args_end(a, key);
-
-    key = a->p;
-    a->p = ngx_cpymem(a->p, minute, plen + sizeof(":m:") - 1 + 8);
-    key[plen + 1] = 'd';
-    ngx_http_engagement_args_end(a, key);
-
-    key = ngx_http_engagement_args_key(a, prefix, plen, ":uv");
-    ngx_http_engagement_args_end(a, key);
-}
-
-
-/*
- * ARGV: the batch's stream (its field in the flush marks), sequence, the
- * three deltas, the three bucket TTLs, the reaction types whose counts the
- * answer carries, the viewer hashes. A batch restored from a state file of
- * an earlier version has no stream: it was sent under the edge id then.
- */
-
-static void
-ngx_http_engagement_flush_values(ngx_http_engagement_args_t *a,
-    ngx_http_engagement_main_conf_t *emcf, ngx_http_engagement_claim_t *cl)
-{
-    u_char      *start;
-    ngx_str_t   *types;
-    ngx_uint_t   k;
-
-    if (cl->stream) {
+    for (k = 0; k < call->n; k++) {
         start = a->p;
-        a->p = ngx_cpymem(a->p, "s:", 2);
-        a->p = ngx_http_engagement_put_hex64(a->p, cl->stream);
+        a->p = ngx_cpymem(a->p, "eng:{c:", sizeof("eng:{c:") - 1);
+        a->p = ngx_cpymem(a->p, call->claims[k].id, call->claims[k].id_len);
+        *a->p++ = '}';
         ngx_http_engagement_args_end(a, start);
-
-    } else {
-        ngx_http_engagement_args_str(a, emcf->edge_id.data,
-                                     emcf->edge_id.len);
     }
 
-    ngx_http_engagement_args_uint(a, cl->seq);
-    ngx_http_engagement_args_uint(a, cl->delta.views);
-    ngx_http_engagement_args_uint(a, cl->delta.engaged);
-    ngx_http_engagement_args_uint(a, cl->delta.replays);
-
+    ngx_http_engagement_args_str(a, NGX_HTTP_ENGAGEMENT_TTL_BATCH,
+                                 sizeof(NGX_HTTP_ENGAGEMENT_TTL_BATCH) - 1);
     ngx_http_engagement_args_str(a, NGX_HTTP_ENGAGEMENT_TTL_MINUTE,
                                  sizeof(NGX_HTTP_ENGAGEMENT_TTL_MINUTE) - 1);
     ngx_http_engagement_args_str(a, NGX_HTTP_ENGAGEMENT_TTL_HOUR,
@@ -312,41 +397,167 @@ ngx_http_engagement_flush_values(ngx_http_engagement_args_t *a,
     ngx_http_engagement_args_str(a, NGX_HTTP_ENGAGEMENT_TTL_DAY,
                                  sizeof(NGX_HTTP_ENGAGEMENT_TTL_DAY) - 1);
 
-    ngx_http_engagement_args_uint(a, cl->zone->nreactions);
+    ngx_http_engagement_args_uint(a, nr);
 
-    types = cl->zone->nreactions ? emcf->reactions->elts : NULL;
+    types = nr ? emcf->reactions->elts : NULL;
 
-    for (k = 0; k < cl->zone->nreactions; k++) {
+    for (k = 0; k < nr; k++) {
         ngx_http_engagement_args_str(a, types[k].data, types[k].len);
-    }
-
-    for (k = 0; k < cl->uv_n; k++) {
-        start = a->p;
-        a->p = ngx_http_engagement_put_hex64(a->p, cl->uv[k]);
-        ngx_http_engagement_args_end(a, start);
     }
 }
 
 
+static void
+ngx_http_engagement_flush_counts(ngx_http_engagement_args_t *a,
+    ngx_http_engagement_counts_t *c)
+{
+    ngx_http_engagement_args_uint(a, c->views);
+    ngx_http_engagement_args_uint(a, c->engaged);
+    ngx_http_engagement_args_uint(a, c->replays);
+}
+
+
+/*
+ * A content's arguments: flags, the totals' deltas; with a bucket, its
+ * minute (UTC, YYYYMMDDHHMM: the hour and day keys are its prefixes) and
+ * deltas; with viewers, their number and hashes.
+ */
+
+static void
+ngx_http_engagement_flush_content(ngx_http_engagement_args_t *a,
+    ngx_http_engagement_main_conf_t *emcf, ngx_http_engagement_claim_t *cl)
+{
+    u_char      *start;
+    ngx_tm_t     tm;
+    ngx_uint_t   flags;
+
+    flags = (cl->full ? NGX_HTTP_ENGAGEMENT_FLUSH_FULL : 0)
+            | (ngx_http_engagement_nonzero(&cl->bucket)
+               ? NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET : 0)
+            | (cl->legacy ? NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY : 0);
+
+    ngx_http_engagement_args_uint(a, flags);
+    ngx_http_engagement_flush_counts(a, &cl->delta);
+
+    if (flags & NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY) {
+        /* its field in the old marks: the stream, or the edge id before */
+        if (cl->stream) {
+            start = a->p;
+            a->p = ngx_cpymem(a->p, "s:", 2);
+            a->p = ngx_http_engagement_put_hex64(a->p, cl->stream);
+            ngx_http_engagement_args_end(a, start);
+
+        } else {
+            ngx_http_engagement_args_str(a, emcf->edge_id.data,
+                                         emcf->edge_id.len);
+        }
+
+        ngx_http_engagement_args_uint(a, cl->seq);
+    }
+
+    if (flags & NGX_HTTP_ENGAGEMENT_FLUSH_BUCKET) {
+        ngx_gmtime(cl->bucket_since ? cl->bucket_since : ngx_time(), &tm);
+
+        start = a->p;
+        a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_year, 4);
+        a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_mon, 2);
+        a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_mday, 2);
+        a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_hour, 2);
+        a->p = ngx_http_engagement_put_digits(a->p, tm.ngx_tm_min, 2);
+        ngx_http_engagement_args_end(a, start);
+
+        ngx_http_engagement_flush_counts(a, &cl->bucket);
+    }
+}
+
+
+/* a viewer batch's answer: adding a hash again changes nothing */
+
+static void
+ngx_http_engagement_flush_viewers_reply(redisReply *reply, void *data)
+{
+    return;
+}
+
+
+/*
+ * A content's viewer hashes, one plain PFADD sent before the round's
+ * script on the same connection: a HyperLogLog counts a hash once however
+ * often it is added, so viewers need no batch key, and outside the script
+ * they cost Redis less than half. A resent round sends them again.
+ */
+
+static ngx_int_t
+ngx_http_engagement_flush_viewers(ngx_http_engagement_claim_t *cl)
+{
+    u_char                      *buf, *start;
+    ngx_int_t                    rc;
+    ngx_uint_t                   argc, k;
+    ngx_http_engagement_args_t   a;
+
+    argc = 2 + cl->uv_n;
+
+    buf = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
+                    + sizeof("eng:{c:}:uv") + cl->id_len + cl->uv_n * 16,
+                    ngx_cycle->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    a.argv = (const char **) buf;
+    a.lens = (size_t *) (a.argv + argc);
+    a.p = (u_char *) (a.lens + argc);
+    a.n = 0;
+
+    ngx_http_engagement_args_str(&a, "PFADD", sizeof("PFADD") - 1);
+
+    start = a.p;
+    a.p = ngx_cpymem(a.p, "eng:{c:", sizeof("eng:{c:") - 1);
+    a.p = ngx_cpymem(a.p, cl->id, cl->id_len);
+    a.p = ngx_cpymem(a.p, "}:uv", sizeof("}:uv") - 1);
+    ngx_http_engagement_args_end(&a, start);
+
+    for (k = 0; k < cl->uv_n; k++) {
+        start = a.p;
+        a.p = ngx_http_engagement_put_hex64(a.p, cl->uv[k]);
+        ngx_http_engagement_args_end(&a, start);
+    }
+
+    rc = ngx_http_engagement_redis_send(
+             ngx_http_engagement_flush_viewers_reply, NULL, (int) a.n, a.argv,
+             a.lens);
+
+    ngx_free(buf);
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
+}
+
+
+/* one script call for the group: the whole round of one zone */
+
 static ngx_int_t
 ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
-    ngx_http_engagement_round_t *round, ngx_http_engagement_claim_t *cl)
+    ngx_http_engagement_call_t *call)
 {
-    u_char                      *buf;
-    size_t                       size;
-    ngx_int_t                    rc;
-    ngx_uint_t                   argc;
-    ngx_http_engagement_args_t   a;
-    ngx_http_engagement_call_t  *call;
+    u_char                       *buf;
+    size_t                        size;
+    ngx_int_t                     rc;
+    ngx_uint_t                    argc, k;
+    ngx_http_engagement_args_t    a;
 
-    argc = NGX_HTTP_ENGAGEMENT_FLUSH_ARGS + cl->zone->nreactions + cl->uv_n;
+    size = 0;
 
-    size = argc * (sizeof(char *) + sizeof(size_t))
-           + NGX_HTTP_ENGAGEMENT_FLUSH_KEYS
-             * (sizeof("eng:{c:}:m:YYYYMMDDHHMM") + cl->id_len)
-           + NGX_HTTP_ENGAGEMENT_FLUSH_NUMBERS * NGX_INT64_LEN
-           + sizeof("s:") + 16
-           + cl->uv_n * 16;
+    for (k = 0; k < call->n; k++) {
+        size += call->claims[k].id_len;
+    }
+
+    argc = NGX_HTTP_ENGAGEMENT_FLUSH_HEAD + call->claims[0].zone->nreactions
+           + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_ARGS;
+
+    size += argc * (sizeof(char *) + sizeof(size_t))
+            + NGX_HTTP_ENGAGEMENT_FLUSH_HEAD * NGX_INT64_LEN
+            + sizeof("eng:b::") + 16
+            + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_TEXT;
 
     buf = ngx_alloc(size, ngx_cycle->log);
     if (buf == NULL) {
@@ -358,33 +569,29 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     a.p = (u_char *) (a.lens + argc);
     a.n = 0;
 
-    ngx_http_engagement_args_uint(&a, NGX_HTTP_ENGAGEMENT_FLUSH_KEYS);
-
-    ngx_http_engagement_flush_keys(&a, cl);
-    ngx_http_engagement_flush_values(&a, emcf, cl);
-
-    call = ngx_alloc(sizeof(ngx_http_engagement_call_t), ngx_cycle->log);
-    if (call == NULL) {
-        ngx_free(buf);
-        return NGX_ERROR;
+    for (k = 0; k < call->n; k++) {
+        if (call->claims[k].uv_n
+            && ngx_http_engagement_flush_viewers(&call->claims[k]) != NGX_OK)
+        {
+            ngx_free(buf);
+            return NGX_ERROR;
+        }
     }
 
-    call->round = round;
-    call->claim = cl;
+    ngx_http_engagement_flush_head(&a, emcf, call);
+
+    for (k = 0; k < call->n; k++) {
+        ngx_http_engagement_flush_content(&a, emcf, &call->claims[k]);
+    }
 
     rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_FLUSH,
                                         ngx_http_engagement_flush_reply, call,
-                                        (int) argc, a.argv, a.lens);
+                                        (int) a.n, a.argv, a.lens);
 
-    /* hiredis has formatted the command into its own buffer */
+    /* hiredis has the command in its own buffer */
     ngx_free(buf);
 
-    if (rc != NGX_OK) {
-        ngx_free(call);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -409,20 +616,108 @@ ngx_http_engagement_flush_mine(ngx_http_engagement_zone_t *z)
 }
 
 
+/*
+ * Claims a group of a zone into the worker's claims array, grown when a
+ * round to resend is larger than it. 0: nothing (or no memory).
+ */
+
+static ngx_uint_t
+ngx_http_engagement_flush_claim(ngx_http_engagement_zone_t *z,
+    ngx_http_engagement_claim_conf_t *cc)
+{
+    ngx_uint_t                    n;
+    ngx_http_engagement_claim_t  *claims;
+
+    for ( ;; ) {
+        cc->cap = ngx_http_engagement_claims_cap;
+
+        n = ngx_http_engagement_counters_claim(z, ngx_http_engagement_claims,
+                                               cc);
+        if (cc->need == 0) {
+            return n;
+        }
+
+        claims = ngx_alloc(cc->need * sizeof(ngx_http_engagement_claim_t),
+                           ngx_cycle->log);
+        if (claims == NULL) {
+            return 0;
+        }
+
+        ngx_free(ngx_http_engagement_claims);
+        ngx_http_engagement_claims = claims;
+        ngx_http_engagement_claims_cap = cc->need;
+    }
+}
+
+
+/* a claimed group becomes a call of the round, sent or released */
+
+static ngx_int_t
+ngx_http_engagement_flush_group(ngx_http_engagement_main_conf_t *emcf,
+    ngx_http_engagement_round_t *round, ngx_uint_t n)
+{
+    ngx_uint_t                             k;
+    ngx_http_engagement_call_t            *call;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    call = ngx_alloc(offsetof(ngx_http_engagement_call_t, claims)
+                     + n * sizeof(ngx_http_engagement_claim_t),
+                     ngx_cycle->log);
+
+    if (call != NULL) {
+        call->round = round;
+        call->n = n;
+        ngx_memcpy(call->claims, ngx_http_engagement_claims,
+                   n * sizeof(ngx_http_engagement_claim_t));
+
+        if (ngx_http_engagement_flush_send(emcf, call) == NGX_OK) {
+            sh = call->claims[0].zone->sh;
+            ngx_http_engagement_inc(sh, flush_calls);
+            ngx_http_engagement_add(sh, flush_contents, n);
+
+            for (k = 0; k < n; k++) {
+                if (ngx_http_engagement_nonzero(&call->claims[k].bucket)) {
+                    ngx_http_engagement_inc(sh, flush_buckets);
+                }
+
+                if (call->claims[k].uv_n) {
+                    ngx_http_engagement_inc(sh, flush_uniques);
+                }
+            }
+
+            round->outstanding++;
+            round->n += n;
+            return NGX_OK;
+        }
+
+        ngx_free(call);
+    }
+
+    for (k = 0; k < n; k++) {
+        ngx_http_engagement_counters_release(&ngx_http_engagement_claims[k],
+                                               0);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A round: per zone, the rounds to resend and one new round of up to
+ * engagement_flush_batch contents, each one script call.
+ */
+
 static ngx_uint_t
 ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
 {
-    ngx_uint_t                    i, j, n, sent, full;
-    ngx_msec_t                    reclaim;
-    ngx_http_engagement_zone_t  **zp, *z;
-    ngx_http_engagement_round_t  *round;
+    ngx_uint_t                         i, n, sent, total, full;
+    ngx_http_engagement_zone_t       **zp, *z;
+    ngx_http_engagement_round_t       *round;
+    ngx_http_engagement_claim_conf_t   cc;
 
     zp = emcf->zones.elts;
 
-    round = ngx_alloc(sizeof(ngx_http_engagement_round_t)
-                      + emcf->flush_batch * emcf->zones.nelts
-                        * sizeof(ngx_http_engagement_claim_t),
-                      ngx_cycle->log);
+    round = ngx_alloc(sizeof(ngx_http_engagement_round_t), ngx_cycle->log);
     if (round == NULL) {
         return 0;
     }
@@ -433,8 +728,10 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
     round->started = ngx_current_msec;
     ngx_http_engagement_round = round;
 
-    reclaim = 2 * emcf->redis->timeout + NGX_HTTP_ENGAGEMENT_RECLAIM_SLACK;
-    full = 0;
+    cc.reclaim = 2 * emcf->redis->timeout + NGX_HTTP_ENGAGEMENT_RECLAIM_SLACK;
+    cc.buckets = emcf->redis->buckets;
+    cc.uniques = emcf->redis->uniques;
+    cc.force = ngx_exiting;
 
     for (i = 0; i < emcf->zones.nelts; i++) {
         z = zp[i];
@@ -443,35 +740,43 @@ ngx_http_engagement_flush_round(ngx_http_engagement_main_conf_t *emcf)
             continue;
         }
 
-        n = ngx_http_engagement_counters_claim(z, &round->claims[round->n],
-                                               emcf->flush_batch, reclaim);
-        if (n == emcf->flush_batch) {
-            full = 1;
+        sent = 0;
+        total = 0;
+
+        while (total < emcf->flush_batch) {
+            cc.max = emcf->flush_batch - total;
+
+            n = ngx_http_engagement_flush_claim(z, &cc);
+            if (n == 0) {
+                break;
+            }
+
+            total += n;
+
+            if (ngx_http_engagement_flush_group(emcf, round, n) != NGX_OK) {
+                /* released: a later round resends it */
+                break;
+            }
+
+            sent++;
+
+            if (!cc.resend) {
+                /* the zone's new round is out: one per turn */
+                break;
+            }
         }
 
-        sent = 0;
-
-        for (j = round->n; j < round->n + n; j++) {
-            if (ngx_http_engagement_flush_send(emcf, round, &round->claims[j])
-                == NGX_OK)
-            {
-                round->outstanding++;
-                sent++;
-
-            } else {
-                ngx_http_engagement_counters_release(&round->claims[j]);
-            }
+        if (total >= emcf->flush_batch) {
+            round->full = 1;
         }
 
         if (sent) {
             ngx_http_engagement_inc(
                 (ngx_http_engagement_counters_shctx_t *) z->sh, flushes);
         }
-
-        round->n += n;
     }
 
-    round->full = full;
+    full = round->full;
 
     if (--round->outstanding == 0) {
         ngx_http_engagement_round_done(round);
@@ -497,7 +802,7 @@ ngx_http_engagement_flush_idle(ngx_http_engagement_main_conf_t *emcf)
 
         sh = zp[i]->sh;
 
-        if (sh->pending_nodes || sh->inflight_nodes) {
+        if (sh->pending_nodes || sh->inflight_nodes || sh->slow_nodes) {
             return 0;
         }
     }
@@ -626,6 +931,14 @@ ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
 
     ngx_http_engagement_round = NULL;
     ngx_http_engagement_exit_at = 0;
+
+    ngx_http_engagement_claims_cap = emcf->flush_batch;
+    ngx_http_engagement_claims = ngx_alloc(
+        emcf->flush_batch * sizeof(ngx_http_engagement_claim_t), cycle->log);
+    if (ngx_http_engagement_claims == NULL) {
+        return NGX_ERROR;
+    }
+
     ngx_http_engagement_exit_sent = 0;
     ngx_http_engagement_flush_on = 1;
 
@@ -657,5 +970,10 @@ ngx_http_engagement_flush_stop(void)
     if (ngx_http_engagement_flush_on) {
         ngx_http_engagement_redis_stop();
         ngx_http_engagement_flush_on = 0;
+    }
+
+    if (ngx_http_engagement_claims) {
+        ngx_free(ngx_http_engagement_claims);
+        ngx_http_engagement_claims = NULL;
     }
 }

@@ -38,6 +38,8 @@ struct ngx_http_engagement_redis_conf_s {
     ngx_msec_t                    timeout;
     ngx_msec_t                    backoff_min;
     ngx_msec_t                    backoff_max;
+    ngx_msec_t                    buckets;      /* bucket write interval */
+    ngx_msec_t                    uniques;      /* viewer write interval */
 };
 
 

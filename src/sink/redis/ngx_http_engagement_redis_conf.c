@@ -2,7 +2,8 @@
 /*
  * The engagement_redis directive:
  *   engagement_redis host:port [db=N] [password=secret]
- *                    [connect_timeout=1s] [timeout=1s] [backoff=100ms:5s];
+ *                    [connect_timeout=1s] [timeout=1s] [backoff=100ms:5s]
+ *                    [buckets=60s] [uniques=10s];
  * The host is resolved here, once: no blocking lookup ever runs in a
  * worker. The optional parameters are a table of name=value setters.
  */
@@ -13,6 +14,11 @@
 
 #define NGX_HTTP_ENGAGEMENT_REDIS_PORT     6379
 #define NGX_HTTP_ENGAGEMENT_REDIS_DB_MAX   1000
+
+/* buckets= and uniques=: their defaults and bound (ms) */
+#define NGX_HTTP_ENGAGEMENT_REDIS_BUCKETS       60000
+#define NGX_HTTP_ENGAGEMENT_REDIS_UNIQUES       10000
+#define NGX_HTTP_ENGAGEMENT_REDIS_INTERVAL_MAX  3600000
 
 
 /* a parameter's value (after "name="): NGX_OK or NGX_ERROR */
@@ -33,6 +39,8 @@ static ngx_int_t ngx_http_engagement_redis_set_str(
     ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *value, size_t offset);
 static ngx_int_t ngx_http_engagement_redis_set_msec(
     ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *value, size_t offset);
+static ngx_int_t ngx_http_engagement_redis_set_interval(
+    ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *value, size_t offset);
 static ngx_int_t ngx_http_engagement_redis_set_backoff(
     ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *value, size_t offset);
 
@@ -50,6 +58,10 @@ static ngx_http_engagement_redis_param_t  ngx_http_engagement_redis_params[]
     { ngx_string("timeout="), ngx_http_engagement_redis_set_msec,
       ngx_http_engagement_rc(timeout) },
     { ngx_string("backoff="), ngx_http_engagement_redis_set_backoff, 0 },
+    { ngx_string("buckets="), ngx_http_engagement_redis_set_interval,
+      ngx_http_engagement_rc(buckets) },
+    { ngx_string("uniques="), ngx_http_engagement_redis_set_interval,
+      ngx_http_engagement_rc(uniques) },
     { ngx_null_string, NULL, 0 }
 };
 
@@ -87,22 +99,47 @@ ngx_http_engagement_redis_set_str(ngx_http_engagement_redis_conf_t *rcf,
 }
 
 
-/* a positive time */
+/* a time from min to max ms */
 
 static ngx_int_t
-ngx_http_engagement_redis_set_msec(ngx_http_engagement_redis_conf_t *rcf,
-    ngx_str_t *value, size_t offset)
+ngx_http_engagement_redis_time(ngx_http_engagement_redis_conf_t *rcf,
+    ngx_str_t *value, size_t offset, ngx_int_t min, ngx_int_t max)
 {
     ngx_int_t  n;
 
     n = ngx_parse_time(value, 0);
-    if (n == NGX_ERROR || n == 0) {
+    if (n == NGX_ERROR || n < min || n > max) {
         return NGX_ERROR;
     }
 
     *(ngx_msec_t *) ((u_char *) rcf + offset) = (ngx_msec_t) n;
 
     return NGX_OK;
+}
+
+
+/* a positive time */
+
+static ngx_int_t
+ngx_http_engagement_redis_set_msec(ngx_http_engagement_redis_conf_t *rcf,
+    ngx_str_t *value, size_t offset)
+{
+    return ngx_http_engagement_redis_time(rcf, value, offset, 1,
+                                          NGX_MAX_INT_T_VALUE);
+}
+
+
+/*
+ * How long bucket deltas or viewer hashes may wait in shared memory
+ * before a flush writes them: 0 (with every flush) to an hour.
+ */
+
+static ngx_int_t
+ngx_http_engagement_redis_set_interval(ngx_http_engagement_redis_conf_t *rcf,
+    ngx_str_t *value, size_t offset)
+{
+    return ngx_http_engagement_redis_time(rcf, value, offset, 0,
+               NGX_HTTP_ENGAGEMENT_REDIS_INTERVAL_MAX);
 }
 
 
@@ -240,6 +277,8 @@ ngx_http_engagement_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     rcf->timeout = 1000;
     rcf->backoff_min = 100;
     rcf->backoff_max = 5000;
+    rcf->buckets = NGX_HTTP_ENGAGEMENT_REDIS_BUCKETS;
+    rcf->uniques = NGX_HTTP_ENGAGEMENT_REDIS_UNIQUES;
 
     if (ngx_http_engagement_redis_address(cf, rcf, &value[1]) != NGX_OK) {
         return NGX_CONF_ERROR;

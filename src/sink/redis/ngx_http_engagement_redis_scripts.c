@@ -2,7 +2,8 @@
 /*
  * The Lua scripts the module runs in Redis, loaded once per connection
  * (SCRIPT LOAD) and called by SHA; indexed by NGX_HTTP_ENGAGEMENT_SCRIPT_*.
- * Each applies or reads one content's keys atomically.
+ * Each applies or reads its keys atomically: the flush script a round
+ * of many contents, the others one content.
  */
 
 
@@ -10,50 +11,99 @@
 
 
 /*
- * The flush script: applies one content's deltas at most once per batch
- * (stream, sequence): the flush marks keep per stream the last sequence
- * applied, and a stream's sequences only grow. KEYS: totals, flush marks,
- * minute, hour and day buckets (a batch holds the deltas of one minute),
- * the unique-viewer HyperLogLog. ARGV: stream, sequence, views, engaged,
- * replays, the three bucket TTLs, the number of reaction types and the
- * types, then viewer hashes for the HyperLogLog.
- * The answer: applied, views, engaged, replays, unique viewers, one count
- * per reaction type (so a flush refreshes the whole cached summary).
- * A bucket gets its TTL when a field of it is created (HINCRBY answers
- * exactly the delta): once per bucket, not at every flush, and again if
- * Redis lost the key. Counts only grow, so an existing field never
- * answers its delta.
+ * The flush script: applies a round of one zone, many contents, at most
+ * once: the round's batch key (KEYS[1], eng:b:<stream>:<seq>) is set if
+ * absent, with a TTL, and only then are the deltas applied. KEYS[2..]:
+ * each content's totals hash, eng:{c:<id>} (its buckets and HyperLogLog
+ * share its hash tag). ARGV: the batch TTL, the minute, hour and day
+ * bucket TTLs, the number of reaction types and the types, then per
+ * content: flags (1: read the totals whole, 2: bucket deltas follow,
+ * 8: a batch of an earlier version follows), the three deltas, [its
+ * field in the content's old flush marks (:fl) and its sequence: applied
+ * already if the mark has reached it], [the minute YYYYMMDDHHMM and its
+ * three deltas]. Viewer hashes are not the script's: they go as plain
+ * PFADDs before it (adding a hash twice changes nothing).
+ * The answer: applied, then per content its three totals (HINCRBY's
+ * answers; -1 for a field not changed), and the reaction counts when it
+ * was read whole. A resend that finds the batch key applies nothing and
+ * reads the totals instead. A content whose totals Redis refuses (a key
+ * of another type) is skipped whole, its first total then being the
+ * error's text: the round goes on for the others, and that content is
+ * sent again in a round of its own. The batch key keeps the refused
+ * contents (their keys), so that a resend of the round answers
+ * them as refused again, not as applied (a resend may list the round's
+ * contents in another order). The hour and day buckets get the minute's
+ * deltas when it is written; a bucket gets its TTL when a field of it is
+ * created (HINCRBY answers exactly the delta): once per bucket.
  */
 static const char  ngx_http_engagement_flush_lua[] =
-    "local n = tonumber(ARGV[9])\n"
-    "local last = redis.call('HGET', KEYS[2], ARGV[1])\n"
-    "local applied = 0\n"
-    "if (not last) or tonumber(last) < tonumber(ARGV[2]) then\n"
-    "  local f = {'views', 'engaged', 'replays'}\n"
-    "  for i = 1, 4 do\n"
-    "    local k = KEYS[1]\n"
-    "    if i > 1 then k = KEYS[i + 1] end\n"
-    "    local fresh = false\n"
-    "    for j = 1, 3 do\n"
-    "      local d = ARGV[2 + j]\n"
-    "      if d ~= '0' and redis.call('HINCRBY', k, f[j], d) == tonumber(d)\n"
-    "      then fresh = true end\n"
-    "    end\n"
-    "    if i > 1 and fresh then redis.call('EXPIRE', k, ARGV[i + 4]) end\n"
+    "local f = {'views', 'engaged', 'replays'}\n"
+    "local nr = tonumber(ARGV[5])\n"
+    "local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])\n"
+    "local r, refused, was = {fresh and 1 or 0}, {}, {}\n"
+    "if not fresh then\n"
+    "  for x in string.gmatch(redis.call('GET', KEYS[1]) or '', '%S+') do\n"
+    "    was[x] = true\n"
     "  end\n"
-    "  for i = 10 + n, #ARGV, 500 do\n"
-    "    redis.call('PFADD', KEYS[6],"
-    " unpack(ARGV, i, math.min(i + 499, #ARGV)))\n"
-    "  end\n"
-    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
-    "  applied = 1\n"
     "end\n"
-    "local q = {'views', 'engaged', 'replays'}\n"
-    "for i = 1, n do q[3 + i] = 'r:' .. ARGV[9 + i] end\n"
-    "local t = redis.call('HMGET', KEYS[1], unpack(q))\n"
-    "local r = {applied, tonumber(t[1]) or 0, tonumber(t[2]) or 0,\n"
-    "           tonumber(t[3]) or 0, redis.call('PFCOUNT', KEYS[6])}\n"
-    "for i = 1, n do r[5 + i] = tonumber(t[3 + i]) or 0 end\n"
+    "local p = 6 + nr\n"
+    "local function add(k, p, t)\n"
+    "  local new = false\n"
+    "  for j = 1, 3 do\n"
+    "    local d = ARGV[p + j]\n"
+    "    if d ~= '0' then\n"
+    "      local v = redis.pcall('HINCRBY', k, f[j], d)\n"
+    "      if type(v) == 'table' then return v.err end\n"
+    "      if t then t[j] = v elseif v == tonumber(d) then new = true end\n"
+    "    end\n"
+    "  end\n"
+    "  return new\n"
+    "end\n"
+    "for i = 2, #KEYS do\n"
+    "  local k, fl = KEYS[i], tonumber(ARGV[p])\n"
+    "  local t, e = {-1, -1, -1}, nil\n"
+    "  local d, apply = p, fresh\n"
+    "  p = p + 4\n"
+    "  if fl >= 8 then\n"
+    "    local last = redis.call('HGET', k .. ':fl', ARGV[p])\n"
+    "    if last and tonumber(last) >= tonumber(ARGV[p + 1]) then\n"
+    "      apply = false\n"
+    "    end\n"
+    "    p, fl = p + 2, fl - 8\n"
+    "  end\n"
+    "  if apply then e = add(k, d, t) end\n"
+    "  if e then refused[#refused + 1] = k end\n"
+    "  if was[k] then e = 'refused when the round was applied' end\n"
+    "  if e then t[1] = e end\n"
+    "  if fl % 4 >= 2 then\n"
+    "    if apply and not e then\n"
+    "      local m = ARGV[p]\n"
+    "      local b = {k .. ':m:' .. m, k .. ':h:' .. string.sub(m, 1, 10),\n"
+    "                 k .. ':d:' .. string.sub(m, 1, 8)}\n"
+    "      for x = 1, 3 do\n"
+    "        if add(b[x], p) == true then\n"
+    "          redis.call('EXPIRE', b[x], ARGV[1 + x])\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    p = p + 4\n"
+    "  end\n"
+
+    "  if fl % 2 == 1 then for j = 1, nr do t[3 + j] = 0 end end\n"
+    "  if not e and (fl % 2 == 1 or not apply) then\n"
+    "    local q = {'views', 'engaged', 'replays'}\n"
+    "    for j = 1, nr do q[3 + j] = 'r:' .. ARGV[5 + j] end\n"
+    "    local h = redis.pcall('HMGET', k, unpack(q))\n"
+    "    if h.err == nil then\n"
+    "      for j = 1, #q do t[j] = tonumber(h[j]) or 0 end\n"
+    "      if fl % 2 == 0 then t = {t[1], t[2], t[3]} end\n"
+    "    end\n"
+    "  end\n"
+    "  for j = 1, #t do r[#r + 1] = t[j] end\n"
+    "end\n"
+    "if #refused > 0 then\n"
+    "  redis.call('SET', KEYS[1], table.concat(refused, ' '), 'KEEPTTL')\n"
+    "end\n"
     "return r\n";
 
 /*

@@ -62,8 +62,8 @@ sub _serve {
             my $n = sysread($fh, $buf, 65536);
             return unless $n;
             if ($fh == $c) {
-                # a flush command (it names the flush marks key) may be cut
-                $cut = 1 if $buf =~ /:fl\r\n/ && _take_cut($ctl);
+                # a flush command (it names a round's batch key) may be cut
+                $cut = 1 if $buf =~ /\neng:b:[0-9a-f]+:\d+\r\n/ && _take_cut($ctl);
                 syswrite($r, $buf);
             } else {
                 if ($cut) {
