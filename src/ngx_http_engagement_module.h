@@ -28,7 +28,7 @@
  * A reload that finds a zone written with another layout is refused.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
-#define NGX_HTTP_ENGAGEMENT_LAYOUT         7
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         8
 #endif
 
 /*

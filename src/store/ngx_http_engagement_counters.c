@@ -296,7 +296,9 @@ ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
 
     sh = z->sh;
 
-    return ngx_http_engagement_siphash(sh->head.hash_key, id->data, id->len);
+    /* the key stays in the zone (the state file is rehashed on load) */
+    return ngx_http_engagement_siphash13(sh->head.hash_key, id->data,
+                                         id->len);
 }
 
 
