@@ -149,6 +149,7 @@ typedef struct {
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */
     ngx_uint_t                    vars_used;   /* $engagement_* are used */
+    ngx_uint_t                    body_vars;   /* $request_body* used */
 } ngx_http_engagement_main_conf_t;
 
 

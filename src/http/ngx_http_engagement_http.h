@@ -129,6 +129,7 @@ ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);
 /* variables.c: what the access log can say about a request */
 ngx_int_t ngx_http_engagement_add_variables(ngx_conf_t *cf);
 ngx_uint_t ngx_http_engagement_variables_used(ngx_conf_t *cf);
+ngx_uint_t ngx_http_engagement_body_vars_used(ngx_conf_t *cf);
 void ngx_http_engagement_set_outcome(ngx_http_request_t *r,
     const char *outcome, const char *reason, ngx_str_t *content_id);
 void ngx_http_engagement_set_ids(ngx_http_request_t *r,
