@@ -192,16 +192,22 @@ uint32_t ngx_http_engagement_layout(const size_t *shape, ngx_uint_t n);
 static ngx_inline u_char *
 ngx_http_engagement_put_uint(u_char *p, uint64_t n)
 {
-    u_char   tmp[NGX_INT64_LEN], *t;
+    u_char    *end;
+    uint64_t   m;
 
-    t = tmp + sizeof(tmp);
+    /* the digits counted first, then written in place: no copy */
+    for (end = p + 1, m = n; m >= 10; m /= 10) {
+        end++;
+    }
+
+    p = end;
 
     do {
-        *--t = (u_char) ('0' + n % 10);
+        *--p = (u_char) ('0' + n % 10);
         n /= 10;
     } while (n);
 
-    return ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
+    return end;
 }
 
 
