@@ -38,6 +38,14 @@
 
 
 /*
+ * What an endpoint answers (a GET endpoint once the method is checked, a
+ * view event once its body is in)
+ */
+typedef ngx_int_t (*ngx_http_engagement_read_pt)(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+
+
+/*
  * An endpoint that takes a JSON body: the methods it accepts, what its
  * body is, and the figures its refusals count in
  * (NGX_HTTP_ENGAGEMENT_NO_STAT: none).
@@ -49,17 +57,15 @@ typedef struct {
     const char                       *allow;          /* the Allow header */
     const char                       *method_message;
     ngx_http_client_body_handler_pt   handler;        /* the body is in */
+    ngx_http_engagement_read_pt       process;        /* the body came with
+                                                         the header (NULL:
+                                                         read it always) */
     size_t                            bad_method;
     size_t                            bad_content_type;
     size_t                            too_large;      /* by Content-Length */
     size_t                            too_large_read; /* found when read */
     size_t                            invalid;
 } ngx_http_engagement_body_spec_t;
-
-
-/* what a GET endpoint answers, once the method is checked */
-typedef ngx_int_t (*ngx_http_engagement_read_pt)(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf);
 
 
 /* response.c: dispatch, answers, body reading */

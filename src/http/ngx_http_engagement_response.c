@@ -18,10 +18,10 @@ static ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r,
 
 
 /*
- * A view event's body that came whole with the header, for the handler
- * that body_read() calls at once (never kept past that call): it is
- * parsed where it lies, and nginx only steps over it (discards it)
- * rather than copying it into a request body of its own.
+ * A view event's body that came whole with the header, for the
+ * spec->process that body_read() calls at once (never kept past that
+ * call): it is parsed where it lies, and nginx only steps over it
+ * (discards it) rather than copying it into a request body of its own.
  */
 static ngx_http_request_t  *ngx_http_engagement_preread_r;
 static ngx_str_t            ngx_http_engagement_preread;
@@ -451,12 +451,13 @@ ngx_http_engagement_body_preread(ngx_http_request_t *r)
 /*
  * The body is in the header's buffer: nginx steps over it (the discard
  * finds it all there and returns at once; the bytes stay in place for the
- * request's life), and the handler runs now with it, as nginx would run
- * it from ngx_http_read_client_request_body() for a body all pre-read.
+ * request's life), and the event is processed now, its answer returned
+ * to the content phase, which finalizes the request once.
  */
 
 static ngx_int_t
 ngx_http_engagement_body_in_header(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf,
     const ngx_http_engagement_body_spec_t *spec)
 {
     ngx_int_t  rc;
@@ -474,13 +475,11 @@ ngx_http_engagement_body_in_header(ngx_http_request_t *r,
     ngx_http_engagement_preread_r = r;
     ngx_http_engagement_preread = body;
 
-    /* the handler finalizes the request: one more reference, as nginx's */
-    r->main->count++;
-    spec->handler(r);
+    rc = spec->process(r, elcf);
 
     ngx_http_engagement_preread_r = NULL;
 
-    return NGX_DONE;
+    return rc;
 }
 
 
@@ -521,10 +520,8 @@ ngx_http_engagement_body_read(ngx_http_request_t *r,
                    ngx_http_engagement_too_large);
     }
 
-    if (spec->body == NGX_HTTP_ENGAGEMENT_BODY_EVENT
-        && ngx_http_engagement_body_preread(r))
-    {
-        return ngx_http_engagement_body_in_header(r, spec);
+    if (spec->process && ngx_http_engagement_body_preread(r)) {
+        return ngx_http_engagement_body_in_header(r, elcf, spec);
     }
 
     rc = ngx_http_read_client_request_body(r, spec->handler);
