@@ -123,7 +123,10 @@ ngx_http_engagement_view_count(ngx_http_request_t *r,
         rc = ngx_http_engagement_policy_apply(r, elcf, ev, out);
     }
 
-    if (rc != NGX_OK) {
+    if (wev == NULL) {
+        /* no durable writer */
+
+    } else if (rc != NGX_OK) {
         ngx_http_engagement_writer_cancel(wev);
 
     } else {
