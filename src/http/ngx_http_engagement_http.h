@@ -136,10 +136,39 @@ ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_add_variables(ngx_conf_t *cf);
 ngx_uint_t ngx_http_engagement_variables_used(ngx_conf_t *cf);
 ngx_uint_t ngx_http_engagement_body_vars_used(ngx_conf_t *cf);
-void ngx_http_engagement_set_outcome(ngx_http_request_t *r,
+void ngx_http_engagement_ctx_outcome(ngx_http_request_t *r,
     const char *outcome, const char *reason, ngx_str_t *content_id);
-void ngx_http_engagement_set_ids(ngx_http_request_t *r,
+void ngx_http_engagement_ctx_ids(ngx_http_request_t *r,
     ngx_str_t *content_id, ngx_str_t *viewer_id, ngx_str_t *session_id);
+
+
+/* whether the configuration uses one of our variables */
+#define ngx_http_engagement_vars_on(r)                                        \
+    (((ngx_http_engagement_main_conf_t *)                                     \
+      ngx_http_get_module_main_conf(r, ngx_http_engagement_module))          \
+     ->vars_used)
+
+
+/* the access log's values; no call when no variable of ours is used */
+
+static ngx_inline void
+ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
+    const char *reason, ngx_str_t *content_id)
+{
+    if (ngx_http_engagement_vars_on(r)) {
+        ngx_http_engagement_ctx_outcome(r, outcome, reason, content_id);
+    }
+}
+
+
+static ngx_inline void
+ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
+    ngx_str_t *viewer_id, ngx_str_t *session_id)
+{
+    if (ngx_http_engagement_vars_on(r)) {
+        ngx_http_engagement_ctx_ids(r, content_id, viewer_id, session_id);
+    }
+}
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_HTTP_H_INCLUDED_ */

@@ -168,7 +168,7 @@ ngx_http_engagement_ctx(ngx_http_request_t *r)
 /* the parsed event's ids, once it parsed; NULL leaves one unset */
 
 void
-ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
+ngx_http_engagement_ctx_ids(ngx_http_request_t *r, ngx_str_t *content_id,
     ngx_str_t *viewer_id, ngx_str_t *session_id)
 {
     ngx_http_engagement_ctx_t  *ctx;
@@ -193,7 +193,7 @@ ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
 
 
 void
-ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
+ngx_http_engagement_ctx_outcome(ngx_http_request_t *r, const char *outcome,
     const char *reason, ngx_str_t *content_id)
 {
     ngx_http_engagement_ctx_t  *ctx;
