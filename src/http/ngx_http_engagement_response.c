@@ -421,12 +421,15 @@ ngx_http_engagement_body_stat(ngx_http_engagement_loc_conf_t *elcf,
 /*
  * Whether the whole body (by its Content-Length) came in the buffer that
  * holds the header: HTTP/1, the main request, nothing read or discarded
- * yet, no temporary file asked for, no $request_body* in use.
+ * yet, no temporary file asked for, no $request_body* in use, and nothing
+ * that may pass the request on with its body afterwards (error_page,
+ * post_action).
  */
 
 static ngx_uint_t
 ngx_http_engagement_body_preread(ngx_http_request_t *r)
 {
+    ngx_http_core_loc_conf_t         *clcf;
     ngx_http_engagement_main_conf_t  *emcf;
 
     if (r != r->main
@@ -443,8 +446,11 @@ ngx_http_engagement_body_preread(ngx_http_request_t *r)
     }
 
     emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    return !emcf->body_vars;
+    return !emcf->body_vars
+           && clcf->error_pages == NULL
+           && clcf->post_action.data == NULL;
 }
 
 
