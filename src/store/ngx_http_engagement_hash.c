@@ -54,11 +54,36 @@ ngx_http_engagement_tail(const u_char *in, size_t left, size_t len)
     uint64_t  t;
 
 #if (NGX_HAVE_LITTLE_ENDIAN && NGX_HAVE_NONALIGNED)
+    uint16_t  h;
+    uint32_t  w;
+
     if (len >= 8) {
         /* the input's last word, less the bytes before the tail */
         return ngx_http_engagement_load64(in + left - 8) >> (64 - 8 * left);
     }
-#endif
+
+    /* a short input: four, two and one bytes, never past its end */
+    t = 0;
+    i = 0;
+
+    if (left & 4) {
+        ngx_memcpy(&w, in, 4);
+        t = w;
+        i = 4;
+    }
+
+    if (left & 2) {
+        ngx_memcpy(&h, in + i, 2);
+        t |= (uint64_t) h << (8 * i);
+        i += 2;
+    }
+
+    if (left & 1) {
+        t |= (uint64_t) in[i] << (8 * i);
+    }
+
+    return t;
+#else
 
     t = 0;
 
@@ -67,6 +92,7 @@ ngx_http_engagement_tail(const u_char *in, size_t left, size_t len)
     }
 
     return t;
+#endif
 }
 
 
