@@ -680,6 +680,7 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     }
 
     emcf->vars_used = ngx_http_engagement_variables_used(cf);
+    emcf->body_vars = ngx_http_engagement_body_vars_used(cf);
 
     return ngx_http_engagement_limit_postconf(cf);
 }

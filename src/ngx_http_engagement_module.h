@@ -28,7 +28,7 @@
  * A reload that finds a zone written with another layout is refused.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_LAYOUT
-#define NGX_HTTP_ENGAGEMENT_LAYOUT         7
+#define NGX_HTTP_ENGAGEMENT_LAYOUT         8
 #endif
 
 /*
@@ -149,6 +149,7 @@ typedef struct {
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */
     ngx_uint_t                    vars_used;   /* $engagement_* are used */
+    ngx_uint_t                    body_vars;   /* $request_body* used */
 } ngx_http_engagement_main_conf_t;
 
 
@@ -191,16 +192,22 @@ uint32_t ngx_http_engagement_layout(const size_t *shape, ngx_uint_t n);
 static ngx_inline u_char *
 ngx_http_engagement_put_uint(u_char *p, uint64_t n)
 {
-    u_char   tmp[NGX_INT64_LEN], *t;
+    u_char    *end;
+    uint64_t   m;
 
-    t = tmp + sizeof(tmp);
+    /* the digits counted first, then written in place: no copy */
+    for (end = p + 1, m = n; m >= 10; m /= 10) {
+        end++;
+    }
+
+    p = end;
 
     do {
-        *--t = (u_char) ('0' + n % 10);
+        *--p = (u_char) ('0' + n % 10);
         n /= 10;
     } while (n);
 
-    return ngx_cpymem(p, t, tmp + sizeof(tmp) - t);
+    return end;
 }
 
 

@@ -38,6 +38,14 @@
 
 
 /*
+ * What an endpoint answers (a GET endpoint once the method is checked, a
+ * view event once its body is in)
+ */
+typedef ngx_int_t (*ngx_http_engagement_read_pt)(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
+
+
+/*
  * An endpoint that takes a JSON body: the methods it accepts, what its
  * body is, and the figures its refusals count in
  * (NGX_HTTP_ENGAGEMENT_NO_STAT: none).
@@ -49,17 +57,15 @@ typedef struct {
     const char                       *allow;          /* the Allow header */
     const char                       *method_message;
     ngx_http_client_body_handler_pt   handler;        /* the body is in */
+    ngx_http_engagement_read_pt       process;        /* the body came with
+                                                         the header (NULL:
+                                                         read it always) */
     size_t                            bad_method;
     size_t                            bad_content_type;
     size_t                            too_large;      /* by Content-Length */
     size_t                            too_large_read; /* found when read */
     size_t                            invalid;
 } ngx_http_engagement_body_spec_t;
-
-
-/* what a GET endpoint answers, once the method is checked */
-typedef ngx_int_t (*ngx_http_engagement_read_pt)(ngx_http_request_t *r,
-    ngx_http_engagement_loc_conf_t *elcf);
 
 
 /* response.c: dispatch, answers, body reading */
@@ -129,10 +135,40 @@ ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);
 /* variables.c: what the access log can say about a request */
 ngx_int_t ngx_http_engagement_add_variables(ngx_conf_t *cf);
 ngx_uint_t ngx_http_engagement_variables_used(ngx_conf_t *cf);
-void ngx_http_engagement_set_outcome(ngx_http_request_t *r,
+ngx_uint_t ngx_http_engagement_body_vars_used(ngx_conf_t *cf);
+void ngx_http_engagement_ctx_outcome(ngx_http_request_t *r,
     const char *outcome, const char *reason, ngx_str_t *content_id);
-void ngx_http_engagement_set_ids(ngx_http_request_t *r,
+void ngx_http_engagement_ctx_ids(ngx_http_request_t *r,
     ngx_str_t *content_id, ngx_str_t *viewer_id, ngx_str_t *session_id);
+
+
+/* whether the configuration uses one of our variables */
+#define ngx_http_engagement_vars_on(r)                                        \
+    (((ngx_http_engagement_main_conf_t *)                                     \
+      ngx_http_get_module_main_conf(r, ngx_http_engagement_module))          \
+     ->vars_used)
+
+
+/* the access log's values; no call when no variable of ours is used */
+
+static ngx_inline void
+ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
+    const char *reason, ngx_str_t *content_id)
+{
+    if (ngx_http_engagement_vars_on(r)) {
+        ngx_http_engagement_ctx_outcome(r, outcome, reason, content_id);
+    }
+}
+
+
+static ngx_inline void
+ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
+    ngx_str_t *viewer_id, ngx_str_t *session_id)
+{
+    if (ngx_http_engagement_vars_on(r)) {
+        ngx_http_engagement_ctx_ids(r, content_id, viewer_id, session_id);
+    }
+}
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_HTTP_H_INCLUDED_ */

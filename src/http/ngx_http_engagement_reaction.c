@@ -67,6 +67,7 @@ const ngx_http_engagement_body_spec_t  ngx_http_engagement_reaction_spec = {
     NGX_HTTP_POST|NGX_HTTP_DELETE, "POST, DELETE",
     "react with POST, take a reaction back with DELETE",
     ngx_http_engagement_reaction_body,
+    NULL,
     NGX_HTTP_ENGAGEMENT_NO_STAT,
     NGX_HTTP_ENGAGEMENT_NO_STAT,
     NGX_HTTP_ENGAGEMENT_NO_STAT,

@@ -17,6 +17,16 @@ static ngx_int_t ngx_http_engagement_body_get(ngx_http_request_t *r,
     size_t max, u_char **data, size_t *len);
 
 
+/*
+ * A view event's body that came whole with the header, for the
+ * spec->process that body_read() calls at once (never kept past that
+ * call): it is parsed where it lies, and nginx only steps over it
+ * (discards it) rather than copying it into a request body of its own.
+ */
+static ngx_http_request_t  *ngx_http_engagement_preread_r;
+static ngx_str_t            ngx_http_engagement_preread;
+
+
 static ngx_str_t  ngx_http_engagement_json_type =
     ngx_string("application/json");
 
@@ -409,6 +419,77 @@ ngx_http_engagement_body_stat(ngx_http_engagement_loc_conf_t *elcf,
 
 
 /*
+ * Whether the whole body (by its Content-Length) came in the buffer that
+ * holds the header: HTTP/1, the main request, nothing read or discarded
+ * yet, no temporary file asked for, no $request_body* in use, and nothing
+ * that may pass the request on with its body afterwards (error_page,
+ * post_action).
+ */
+
+static ngx_uint_t
+ngx_http_engagement_body_preread(ngx_http_request_t *r)
+{
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    if (r != r->main
+        || r->http_version > NGX_HTTP_VERSION_11
+        || r->request_body
+        || r->discard_body
+        || r->request_body_in_file_only
+        || r->headers_in.chunked
+        || r->headers_in.content_length_n <= 0
+        || r->header_in->last - r->header_in->pos
+           < r->headers_in.content_length_n)
+    {
+        return 0;
+    }
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    return !emcf->body_vars
+           && clcf->error_pages == NULL
+           && clcf->post_action.data == NULL;
+}
+
+
+/*
+ * The body is in the header's buffer: nginx steps over it (the discard
+ * finds it all there and returns at once; the bytes stay in place for the
+ * request's life), and the event is processed now, its answer returned
+ * to the content phase, which finalizes the request once.
+ */
+
+static ngx_int_t
+ngx_http_engagement_body_in_header(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf,
+    const ngx_http_engagement_body_spec_t *spec)
+{
+    ngx_int_t  rc;
+    ngx_str_t  body;
+
+    body.data = r->header_in->pos;
+    body.len = (size_t) r->headers_in.content_length_n;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_engagement_preread_r = r;
+    ngx_http_engagement_preread = body;
+
+    rc = spec->process(r, elcf);
+
+    ngx_http_engagement_preread_r = NULL;
+
+    return rc;
+}
+
+
+/*
  * The checks before a JSON body is read (method, Content-Type, declared
  * length), then the read: spec->handler runs when the body is in.
  */
@@ -443,6 +524,10 @@ ngx_http_engagement_body_read(ngx_http_request_t *r,
         return ngx_http_engagement_refuse(r,
                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "body_too_large",
                    ngx_http_engagement_too_large);
+    }
+
+    if (spec->process && ngx_http_engagement_body_preread(r)) {
+        return ngx_http_engagement_body_in_header(r, elcf, spec);
     }
 
     rc = ngx_http_read_client_request_body(r, spec->handler);
@@ -521,6 +606,13 @@ ngx_http_engagement_body_get(ngx_http_request_t *r, size_t max,
     ssize_t       n;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
+
+    if (ngx_http_engagement_preread_r == r) {
+        ngx_http_engagement_preread_r = NULL;
+        *data = ngx_http_engagement_preread.data;
+        *len = ngx_http_engagement_preread.len;
+        return NGX_OK;
+    }
 
     *data = (u_char *) "";
     *len = 0;

@@ -71,6 +71,30 @@ ngx_http_engagement_add_variables(ngx_conf_t *cf)
 }
 
 
+/* at postconfiguration: whether the variable called name is indexed */
+
+static ngx_uint_t
+ngx_http_engagement_variable_indexed(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_uint_t                  i;
+    ngx_http_variable_t        *var;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    var = cmcf->variables.elts;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        if (var[i].name.len == name->len
+            && ngx_strncmp(var[i].name.data, name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
  * At postconfiguration, when every use of a variable has indexed it:
  * whether one of ours is among them.
@@ -79,25 +103,32 @@ ngx_http_engagement_add_variables(ngx_conf_t *cf)
 ngx_uint_t
 ngx_http_engagement_variables_used(ngx_conf_t *cf)
 {
-    ngx_uint_t                  i;
-    ngx_http_variable_t        *v, *var;
-    ngx_http_core_main_conf_t  *cmcf;
+    ngx_http_variable_t  *v;
 
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-    var = cmcf->variables.elts;
-
-    for (i = 0; i < cmcf->variables.nelts; i++) {
-        for (v = ngx_http_engagement_vars; v->name.len; v++) {
-            if (var[i].name.len == v->name.len
-                && ngx_strncmp(var[i].name.data, v->name.data, v->name.len)
-                   == 0)
-            {
-                return 1;
-            }
+    for (v = ngx_http_engagement_vars; v->name.len; v++) {
+        if (ngx_http_engagement_variable_indexed(cf, &v->name)) {
+            return 1;
         }
     }
 
     return 0;
+}
+
+
+/*
+ * Whether the configuration reads the request body through a variable
+ * ($request_body, $request_body_file): then a view event's body is read
+ * the usual way, into r->request_body, even when it came with the header.
+ */
+
+ngx_uint_t
+ngx_http_engagement_body_vars_used(ngx_conf_t *cf)
+{
+    static ngx_str_t  body = ngx_string("request_body");
+    static ngx_str_t  file = ngx_string("request_body_file");
+
+    return ngx_http_engagement_variable_indexed(cf, &body)
+           || ngx_http_engagement_variable_indexed(cf, &file);
 }
 
 
@@ -137,7 +168,7 @@ ngx_http_engagement_ctx(ngx_http_request_t *r)
 /* the parsed event's ids, once it parsed; NULL leaves one unset */
 
 void
-ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
+ngx_http_engagement_ctx_ids(ngx_http_request_t *r, ngx_str_t *content_id,
     ngx_str_t *viewer_id, ngx_str_t *session_id)
 {
     ngx_http_engagement_ctx_t  *ctx;
@@ -162,7 +193,7 @@ ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
 
 
 void
-ngx_http_engagement_set_outcome(ngx_http_request_t *r, const char *outcome,
+ngx_http_engagement_ctx_outcome(ngx_http_request_t *r, const char *outcome,
     const char *reason, ngx_str_t *content_id)
 {
     ngx_http_engagement_ctx_t  *ctx;

@@ -23,6 +23,8 @@
      + NGX_HTTP_ENGAGEMENT_ID_MAX + 3 * NGX_INT64_LEN)
 
 
+static ngx_int_t ngx_http_engagement_view_process(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf);
 static void ngx_http_engagement_view_body(ngx_http_request_t *r);
 
 
@@ -31,6 +33,7 @@ const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec = {
     NGX_HTTP_ENGAGEMENT_BODY_EVENT,
     NGX_HTTP_POST, "POST", "view events are sent with POST",
     ngx_http_engagement_view_body,
+    ngx_http_engagement_view_process,
     ngx_http_engagement_stat_field(bad_method),
     ngx_http_engagement_stat_field(bad_content_type),
     ngx_http_engagement_stat_field(too_large),
@@ -120,7 +123,10 @@ ngx_http_engagement_view_count(ngx_http_request_t *r,
         rc = ngx_http_engagement_policy_apply(r, elcf, ev, out);
     }
 
-    if (rc != NGX_OK) {
+    if (wev == NULL) {
+        /* no durable writer */
+
+    } else if (rc != NGX_OK) {
         ngx_http_engagement_writer_cancel(wev);
 
     } else {

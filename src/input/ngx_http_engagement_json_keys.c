@@ -129,42 +129,6 @@ ngx_http_engagement_json_key_add(ngx_pool_t *pool,
 }
 
 
-/*
- * The same bytes: of 8 or more, a word at a time, the last word ending at
- * the last byte (it may overlap the one before); of fewer, byte by byte.
- */
-
-static ngx_inline ngx_uint_t
-ngx_http_engagement_json_same(const u_char *a, const u_char *b, size_t len)
-{
-    uint64_t  x, y;
-
-    if (len >= 8) {
-        for ( /* void */ ; len > 8; a += 8, b += 8, len -= 8) {
-            ngx_memcpy(&x, a, 8);
-            ngx_memcpy(&y, b, 8);
-
-            if (x != y) {
-                return 0;
-            }
-        }
-
-        ngx_memcpy(&x, a + len - 8, 8);
-        ngx_memcpy(&y, b + len - 8, 8);
-
-        return (x == y);
-    }
-
-    while (len--) {
-        if (*a++ != *b++) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 void
 ngx_http_engagement_json_keyset_init(ngx_http_engagement_json_keyset_t *ks,
     ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys)
@@ -205,42 +169,6 @@ ngx_http_engagement_json_wanted(ngx_http_engagement_json_keyset_t *ks,
             && ngx_http_engagement_json_same(k->name.data, key->data,
                                              key->len))
         {
-            return i - 1;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * A wanted key written plainly at p (just past its opening quote, end
- * the body's end): its index, key set to it, found without a scan (its
- * name, then its closing quote, compared). NGX_DECLINED for any other
- * key, which the caller scans as any string.
- */
-
-ngx_int_t
-ngx_http_engagement_json_key_known(ngx_http_engagement_json_keyset_t *ks,
-    u_char *p, u_char *end, ngx_str_t *key)
-{
-    size_t                           len;
-    ngx_uint_t                       i;
-    ngx_http_engagement_json_key_t  *k;
-
-    if (p == end) {
-        return NGX_DECLINED;
-    }
-
-    for (i = ks->first[*p]; i; i = ks->next[i - 1]) {
-        k = &ks->keys[i - 1];
-        len = k->name.len;
-
-        if ((size_t) (end - p) > len && p[len] == '"'
-            && ngx_http_engagement_json_same(k->name.data, p, len))
-        {
-            key->data = p;
-            key->len = len;
             return i - 1;
         }
     }

@@ -451,8 +451,11 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    ngx_http_engagement_counters_get(elcf->counters, &ev->content_id,
-                                     mk.chash, &out->shown);
+    /* the totals of an event not counted: only the full answer shows them */
+    if (elcf->answer == NGX_HTTP_ENGAGEMENT_ANSWER_FULL) {
+        ngx_http_engagement_counters_get(elcf->counters, &ev->content_id,
+                                         mk.chash, &out->shown);
+    }
 
     return NGX_OK;
 }

@@ -453,9 +453,10 @@ ngx_http_engagement_token_keys(ngx_http_engagement_guard_conf_t *gc,
 
 
 /*
- * One pass over the request headers: the X-Engagement-Token header when
- * *token is still empty (the body's field comes first), and, when gpc is
- * set, whether Sec-GPC is "1".
+ * One pass over the request headers: when token is set, the
+ * X-Engagement-Token header if *token is still empty (the body's field
+ * comes first), and, when gpc is set, whether Sec-GPC is "1". None when
+ * neither is wanted.
  */
 
 static void
@@ -465,6 +466,15 @@ ngx_http_engagement_guard_headers(ngx_http_request_t *r, ngx_str_t *token,
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
+
+    if (token != NULL && token->len) {
+        /* the body's token comes first: the header is not looked for */
+        token = NULL;
+    }
+
+    if (token == NULL && gpc == NULL) {
+        return;
+    }
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -491,7 +501,8 @@ ngx_http_engagement_guard_headers(ngx_http_request_t *r, ngx_str_t *token,
                 *gpc = 1;
             }
 
-        } else if (token->len == 0
+        } else if (token
+                   && token->len == 0
                    && h[i].key.len
                       == sizeof(NGX_HTTP_ENGAGEMENT_TOKEN_HEADER) - 1
                    && ngx_strncasecmp(h[i].key.data,
@@ -582,7 +593,8 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
 {
     ngx_int_t                              bot;
     ngx_str_t                              token;
-    ngx_uint_t                             gpc;
+    ngx_str_t                             *want_token;
+    ngx_uint_t                             gpc, *want_gpc;
     ngx_http_engagement_guard_conf_t      *gc;
     ngx_http_engagement_token_rc_e         rc;
     ngx_http_engagement_counters_shctx_t  *sh;
@@ -593,7 +605,11 @@ ngx_http_engagement_guard_check(ngx_http_request_t *r,
     token = ev->token;
     gpc = 0;
 
-    ngx_http_engagement_guard_headers(r, &token, &gpc);
+    /* the headers only the features in use need */
+    want_token = gc->require_token ? &token : NULL;
+    want_gpc = (gc->opt_out != NGX_HTTP_ENGAGEMENT_OPT_OUT_OFF) ? &gpc : NULL;
+
+    ngx_http_engagement_guard_headers(r, want_token, want_gpc);
 
     if (gc->require_token) {
         rc = ngx_http_engagement_token_keys(gc, &token, &ev->content_id,

@@ -368,7 +368,7 @@ ngx_http_engagement_limit_refuse(ngx_http_request_t *r, ngx_array_t *limits,
  */
 
 ngx_int_t
-ngx_http_engagement_limit_check(ngx_http_request_t *r,
+ngx_http_engagement_limit_run(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
     ngx_int_t                           rc;
@@ -378,10 +378,6 @@ ngx_http_engagement_limit_check(ngx_http_request_t *r,
     ngx_http_engagement_limit_rule_t  **rules, *rule;
     uint64_t                            hashes[NGX_HTTP_ENGAGEMENT_LIMITS];
     ngx_int_t                           done[NGX_HTTP_ENGAGEMENT_LIMITS];
-
-    if (elcf->limits == NULL) {
-        return NGX_DECLINED;
-    }
 
     if (ngx_http_engagement_limit_keys(r, elcf->limits, hashes, done)
         != NGX_OK)

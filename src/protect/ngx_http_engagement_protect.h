@@ -40,12 +40,22 @@ char *ngx_http_engagement_limit_zone_directive(ngx_conf_t *cf,
 char *ngx_http_engagement_limit_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_engagement_limit_postconf(ngx_conf_t *cf);
-ngx_int_t ngx_http_engagement_limit_check(ngx_http_request_t *r,
+ngx_int_t ngx_http_engagement_limit_run(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf);
 size_t ngx_http_engagement_limit_status_len(
     ngx_http_engagement_main_conf_t *emcf);
 u_char *ngx_http_engagement_limit_status(ngx_http_request_t *r, u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json, ngx_uint_t first);
+
+/* a location's rate limits: NGX_DECLINED (none refuses) or the answer */
+static ngx_inline ngx_int_t
+ngx_http_engagement_limit_check(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf)
+{
+    /* most locations have none: no call */
+    return (elcf->limits == NULL) ? NGX_DECLINED
+                                  : ngx_http_engagement_limit_run(r, elcf);
+}
 
 /* window.c: late events; engagement_ts_window's defaults, in ms */
 #define NGX_HTTP_ENGAGEMENT_TS_BACK_DEFAULT    (24 * 60 * 60 * 1000)

@@ -308,7 +308,8 @@ ngx_http_engagement_counters_hash(ngx_http_engagement_zone_t *z,
 
     sh = z->sh;
 
-    return ngx_http_engagement_siphash(sh->head.hash_key, id->data, id->len);
+    /* the tree's key: see idhash() for why a plain hash will do */
+    return ngx_http_engagement_idhash(sh->head.hash_key, id->data, id->len);
 }
 
 

@@ -2,8 +2,9 @@
 /*
  * Keyed hashing for the module: SipHash (Aumasson and Bernstein) over
  * identifiers, with a random key kept in each zone, so that nobody outside
- * can aim collisions at dedupe or counter keys: SipHash-2-4, and
- * SipHash-1-3 for keys that never leave the node.
+ * can aim collisions at dedupe keys: SipHash-2-4, and SipHash-1-3 for keys
+ * that never leave the node; and a plain word hash for the counters' tree,
+ * where a collision is harmless.
  */
 
 
@@ -53,11 +54,36 @@ ngx_http_engagement_tail(const u_char *in, size_t left, size_t len)
     uint64_t  t;
 
 #if (NGX_HAVE_LITTLE_ENDIAN && NGX_HAVE_NONALIGNED)
+    uint16_t  h;
+    uint32_t  w;
+
     if (len >= 8) {
         /* the input's last word, less the bytes before the tail */
         return ngx_http_engagement_load64(in + left - 8) >> (64 - 8 * left);
     }
-#endif
+
+    /* a short input: four, two and one bytes, never past its end */
+    t = 0;
+    i = 0;
+
+    if (left & 4) {
+        ngx_memcpy(&w, in, 4);
+        t = w;
+        i = 4;
+    }
+
+    if (left & 2) {
+        ngx_memcpy(&h, in + i, 2);
+        t |= (uint64_t) h << (8 * i);
+        i += 2;
+    }
+
+    if (left & 1) {
+        t |= (uint64_t) in[i] << (8 * i);
+    }
+
+    return t;
+#else
 
     t = 0;
 
@@ -66,6 +92,7 @@ ngx_http_engagement_tail(const u_char *in, size_t left, size_t len)
     }
 
     return t;
+#endif
 }
 
 
@@ -143,6 +170,43 @@ ngx_http_engagement_siphash13(const uint64_t key[2], const u_char *in,
     size_t len)
 {
     return ngx_http_engagement_sip(key, in, len, 1, 3);
+}
+
+
+/*
+ * The counters' tree key of a content id: the tree orders entries by this
+ * hash, then by the id itself, so two ids of one hash cost a comparison
+ * of the ids, never a wrong entry or an unbalanced tree; no secrecy is
+ * needed, a few multiplications do (the zone's key only seeds it). It
+ * never leaves the zone; a state file is hashed again when loaded.
+ */
+
+uint64_t
+ngx_http_engagement_idhash(const uint64_t key[2], const u_char *in,
+    size_t len)
+{
+    size_t         left;
+    uint64_t       h;
+    const u_char  *end;
+
+    h = key[0] ^ ((uint64_t) len * 0x9e3779b97f4a7c15ULL);
+    end = in + (len & ~(size_t) 7);
+    left = len & 7;
+
+    for ( /* void */ ; in != end; in += 8) {
+        h = (h ^ ngx_http_engagement_load64(in)) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+
+    if (left) {
+        h = (h ^ ngx_http_engagement_tail(in, left, len))
+            * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+
+    h = (h ^ key[1]) * 0xc4ceb9fe1a85ec53ULL;
+
+    return h ^ (h >> 29);
 }
 
 

@@ -582,8 +582,7 @@ ngx_http_engagement_state_content(ngx_http_engagement_zone_t *z, u_char *p,
     }
 
     if (rc == NGX_OK) {
-        h = ngx_http_engagement_siphash(sh->head.hash_key, line.id.data,
-                                        line.id.len);
+        h = ngx_http_engagement_counters_hash(z, &line.id);
 
         if (ngx_http_engagement_counters_lookup(sh, &line.id, h) == NULL) {
             cn = ngx_http_engagement_counters_create(z, &line.id, h);

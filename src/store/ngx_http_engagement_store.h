@@ -287,6 +287,8 @@ uint64_t ngx_http_engagement_siphash(const uint64_t key[2], const u_char *in,
     size_t len);
 uint64_t ngx_http_engagement_siphash13(const uint64_t key[2], const u_char *in,
     size_t len);
+uint64_t ngx_http_engagement_idhash(const uint64_t key[2], const u_char *in,
+    size_t len);
 void ngx_http_engagement_hnode_set(ngx_http_engagement_hnode_t *hn,
     uint64_t hash);
 void ngx_http_engagement_hnode_insert(ngx_rbtree_node_t *temp,
