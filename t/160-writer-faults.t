@@ -438,23 +438,24 @@ GET /status
 
 === TEST 7: workers killed after ClickHouse stored their batches, before the answers: the batches are checked under their own ids, not stored twice
 --- http_config
+    engagement_edge_id test-edge;
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
         connect_timeout=300ms timeout=10s retry=200ms
         spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
 --- config
-    location = /engagement/view { engagement view; }
     location = /status { engagement status; }
+    location = /engagement/view { engagement view; }
 --- request
 GET /status
 --- response_body_like: \nnginx_engagement_writer_up 1\n
 --- post_check
-    ch_truncate();
     # ClickHouse takes each batch at once; its answer comes 6 s later
     fault_mode('slow 6');
-    is(wr_views(30, 'killed'), 30, "30 events accepted");
+    ch_truncate();
+    my $accepted = wr_views(30, 'killed');
+    is($accepted, 30, "30 events accepted");
     # every claimed batch is in ClickHouse, its sender waiting for the answer
     my $stored = wait_until {
         my $inflight = metric('nginx_engagement_writer_inflight_events');
@@ -481,18 +482,19 @@ is taken back to be sent again
 
 === TEST 8: an answer cut after ClickHouse stored the batch, and the spool too small for it: the batch waits in memory under its id and is checked, not stored twice
 --- http_config
+    engagement_edge_id test-edge;
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=1s
         connect_timeout=300ms timeout=2s retry=200ms spool=$TEST_NGINX_SPOOL spool_max=4k
         check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
 --- config
-    location = /engagement/view { engagement view; }
     location = /status { engagement status; }
+    location = /engagement/view { engagement view; }
 --- request
 GET /status
---- response_body_like: \nnginx_engagement_writer_up 1\n
+--- error_code: 200
+--- response_body_like: \nnginx_engagement_writer_spool_files 0\n
 --- post_check
     ch_truncate();
     # ClickHouse takes each batch; its answer is cut. Long ids: a batch of
