@@ -468,12 +468,13 @@ ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
         return;
     }
 
+    /* a batch from the queue zone counts its lines, a spooled one not */
     lines = w->nevents;
 
-    for (p = w->file_body; w->batch == 0 && p < w->file_body + w->file_len;
-         p++)
-    {
-        lines += (*p == '\n');
+    if (w->batch == 0) {
+        for (p = w->file_body; p < w->file_body + w->file_len; p++) {
+            lines += (*p == '\n');
+        }
     }
 
     if ((size_t) rows < lines) {
