@@ -433,3 +433,86 @@ GET /status
     }
 --- no_error_log
 [alert]
+
+
+
+=== TEST 7: workers killed after ClickHouse stored their batches, before the answers: the batches are checked under their own ids, not stored twice
+--- http_config
+    engagement_edge_id test-edge;
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
+        connect_timeout=300ms timeout=15s retry=200ms
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+--- config
+    location = /status { engagement status; }
+    location = /engagement/view { engagement view; }
+--- request
+GET /status
+--- response_body_like: \nnginx_engagement_writer_up 1\n
+--- post_check
+    # ClickHouse takes each batch at once; its answer comes 10 s later
+    fault_mode('slow 10');
+    ch_truncate();
+    my $accepted = wr_views(30, 'killed');
+    is($accepted, 30, "30 events accepted");
+    # every claimed batch is in ClickHouse, its sender waiting for the answer
+    my $stored = wait_until {
+        my $inflight = metric('nginx_engagement_writer_inflight_events');
+        $inflight && ch("SELECT count() FROM eng.events") == $inflight;
+    } 8;
+    ok($stored, "the batches in flight are stored, their answers not yet come");
+    my @old = worker_pids();
+    kill 'KILL', @old;
+    fault_mode('pass');
+    ok(wait_workers(2, @old), "new workers serve");
+    ok(wait_drained(), "the dead workers' claims are taken back and drained");
+    my ($rows, $ids) = wr_rows();
+    is($ids, 30, "every event in ClickHouse");
+    is($rows, 30, "no batch stored twice (rows as inserted: $rows)");
+    ok(metric('nginx_engagement_writer_reclaimed_total'), "the taken back events are counted");
+    ok((metric('nginx_engagement_writer_batches_total{result="already_delivered"}') // 0) > 0,
+       "the check found the dead workers' batches in ClickHouse");
+--- error_log
+[alert]
+exited on signal 9
+is taken back to be sent again
+
+
+
+=== TEST 8: an answer cut after ClickHouse stored the batch, and the spool too small for it: the batch waits in memory under its id and is checked, not stored twice
+--- http_config
+    engagement_edge_id test-edge;
+    engagement_zone engagement:4m;
+    engagement_dedupe_zone engagement_dedupe:4m;
+    engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=2s
+        connect_timeout=300ms timeout=2s retry=200ms spool=$TEST_NGINX_SPOOL spool_max=4k
+        check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+--- config
+    location = /status { engagement status; }
+    location = /engagement/view { engagement view; }
+--- request
+GET /status
+--- error_code: 200
+--- response_body_like: \nnginx_engagement_writer_spool_files 0\n
+--- post_check
+    ch_truncate();
+    # ClickHouse takes each batch; its answer is cut. Long ids: a batch of
+    # a few lines is larger than the spool's 4k, so it is not spooled (the
+    # first send comes 1 s after the start, when the views are queued).
+    fault_mode('cut');
+    my $ok = wr_views(30, 'cut-' . ('x' x 100));
+    ok($ok > 0, "events accepted ($ok; a full spool refuses the rest)");
+    ok(wait_until { (metric('nginx_engagement_writer_spool_full_total') // 0) > 0 },
+       "a batch whose answer was cut does not fit in the spool");
+    # (the length of the fault: batches taken back meet it again)
+    sleep 1;
+    fault_mode('pass');
+    ok(wait_drained(), "the queue drains once the answers come");
+    my ($rows, $ids) = wr_rows();
+    is($ids, $ok, "every accepted event in ClickHouse");
+    is($rows, $ok, "no batch stored twice (rows as inserted: $rows)");
+    ok((metric('nginx_engagement_writer_batches_total{result="already_delivered"}') // 0) > 0,
+       "the check found the batch in ClickHouse");
+--- no_error_log
+[alert]

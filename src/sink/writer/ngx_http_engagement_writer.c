@@ -5,9 +5,12 @@
  * to the upstream (writer_client.c) on a keep-alive connection of its
  * own; one batch is in flight at a time. The lines leave shared memory
  * only when the upstream answered 2xx or the batch is safely in the spool
- * (writer_spool.c). Each batch carries an id (X-Engagement-Batch) that a
- * replay keeps; with check=, the sink is asked before a spooled batch is
- * sent again. At the worker's exit what is left goes to the spool.
+ * (writer_spool.c). Each batch carries an id (X-Engagement-Batch) that
+ * it keeps for good once it may have reached the sink (a send without an
+ * answer): spooled, or taken back from the queue zone (a dead worker's
+ * claim, a batch the spool could not take). With check=, the sink is
+ * asked before such a batch is sent again. At the worker's exit what is
+ * left goes to the spool.
  */
 
 
@@ -24,6 +27,7 @@ static void ngx_http_engagement_writer_join(ngx_http_engagement_writer_t *w);
 static ngx_uint_t ngx_http_engagement_writer_leave(
     ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_tick(ngx_event_t *ev);
+static void ngx_http_engagement_writer_go(ngx_http_engagement_writer_t *w);
 static u_char *ngx_http_engagement_writer_head(u_char *p,
     ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *uri,
     const char *type, size_t len);
@@ -35,6 +39,9 @@ static void ngx_http_engagement_writer_checked(
     ngx_http_engagement_writer_t *w, ngx_uint_t ok, const char *why);
 static ngx_int_t ngx_http_engagement_writer_check_rows(
     ngx_http_engagement_writer_t *w);
+static void ngx_http_engagement_writer_in_sink(
+    ngx_http_engagement_writer_t *w, ngx_int_t rows);
+static void ngx_http_engagement_writer_up(ngx_http_engagement_writer_sh_t *sh);
 static void ngx_http_engagement_writer_delivered(
     ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_failed(ngx_http_engagement_writer_t *w,
@@ -228,29 +235,40 @@ ngx_http_engagement_writer_tick(ngx_event_t *ev)
     if (rc == NGX_OK) {
         w->batch = 0;
         w->nevents = 0;
-
-        if (wcf->check.len) {
-            /* was it delivered before its answer got lost? */
-            ngx_http_engagement_writer_send_check(w);
-
-        } else {
-            ngx_http_engagement_writer_send(w);
-        }
-
+        w->exposed = 1;
+        ngx_http_engagement_writer_go(w);
         goto next;
     }
 
-    /* with claims outstanding, claim() also takes back a dead worker's */
+    /*
+     * with claims outstanding, claim() also takes back a batch released
+     * after a send, or a dead worker's
+     */
     if ((sh->queued || sh->inflight_n)
         && ngx_http_engagement_writer_claim(w) == NGX_OK)
     {
-        ngx_http_engagement_writer_send(w);
+        ngx_http_engagement_writer_go(w);
     }
 
 next:
 
     if (!ev->timer_set) {
         ngx_add_timer(ev, wcf->interval);
+    }
+}
+
+
+/* a batch that may be in the sink already is checked first (check=) */
+
+static void
+ngx_http_engagement_writer_go(ngx_http_engagement_writer_t *w)
+{
+    if (w->exposed && w->wcf->check.len) {
+        /* was it delivered before its answer got lost? */
+        ngx_http_engagement_writer_send_check(w);
+
+    } else {
+        ngx_http_engagement_writer_send(w);
     }
 }
 
@@ -368,6 +386,8 @@ ngx_http_engagement_writer_request(ngx_http_engagement_writer_t *w)
  * been stored. The check POSTs the batch id, quoted ('<id>'), to the check
  * path of the same upstream and expects the number of rows it holds with
  * that batch_id. ClickHouse appends the body to the query in the URL.
+ * A batch from the queue zone keeps its lines after the head room of
+ * w->req: the check is written in that room.
  */
 
 static void
@@ -381,6 +401,16 @@ ngx_http_engagement_writer_send_check(ngx_http_engagement_writer_t *w)
 
     need = wcf->check.len + wcf->host.len + w->id_len
            + NGX_HTTP_ENGAGEMENT_WRITER_CHECK_HEAD;
+
+    if (w->batch && need > NGX_HTTP_ENGAGEMENT_WRITER_HEAD) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "engagement_writer: the check of batch %*s does not "
+                      "fit in %uz bytes; the batch is sent again unchecked",
+                      w->id_len, w->id,
+                      (size_t) NGX_HTTP_ENGAGEMENT_WRITER_HEAD);
+        ngx_http_engagement_writer_send(w);
+        return;
+    }
 
     w->checking = 1;
 
@@ -408,10 +438,9 @@ static void
 ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
     ngx_uint_t ok, const char *why)
 {
-    u_char                           *p;
-    size_t                            lines;
-    ngx_int_t                         rows;
-    ngx_http_engagement_writer_sh_t  *sh;
+    u_char     *p;
+    size_t      lines;
+    ngx_int_t   rows;
 
     if (!ok) {
         /* no answer: the upstream is still down, the batch waits */
@@ -439,10 +468,13 @@ ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
         return;
     }
 
-    lines = 0;
+    /* a batch from the queue zone counts its lines, a spooled one not */
+    lines = w->nevents;
 
-    for (p = w->file_body; p < w->file_body + w->file_len; p++) {
-        lines += (*p == '\n');
+    if (w->batch == 0) {
+        for (p = w->file_body; p < w->file_body + w->file_len; p++) {
+            lines += (*p == '\n');
+        }
     }
 
     if ((size_t) rows < lines) {
@@ -451,19 +483,50 @@ ngx_http_engagement_writer_checked(ngx_http_engagement_writer_t *w,
         return;
     }
 
+    ngx_http_engagement_writer_in_sink(w, rows);
+}
+
+
+/* the sink holds the batch: it leaves the queue zone, or the spool */
+
+static void
+ngx_http_engagement_writer_in_sink(ngx_http_engagement_writer_t *w,
+    ngx_int_t rows)
+{
+    ngx_http_engagement_writer_sh_t  *sh;
+
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "engagement_writer: batch %*s is in the sink already "
                   "(%i rows): not sent again", w->id_len, w->id, rows);
 
     sh = w->wcf->sh;
+    ngx_http_engagement_writer_up(sh);
+
+    if (w->batch) {
+        ngx_http_engagement_writer_confirm(w->wcf, w->batch);
+        w->batch = 0;
+
+    } else {
+        ngx_http_engagement_spool_done(w->wcf, w->path, w->file_len,
+                                       ngx_cycle->log);
+        ngx_http_engagement_writer_free_file(w);
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->batches_delivered, 1);
+
+    ngx_http_engagement_writer_soon(w, sh->queued >= w->wcf->batch
+                                       || sh->inflight_n || sh->spool_files);
+}
+
+
+/* the upstream answered: it is up, and the spool may take batches again */
+
+static void
+ngx_http_engagement_writer_up(ngx_http_engagement_writer_sh_t *sh)
+{
     sh->down_until = ngx_current_msec;
     sh->down_since = 0;
-    ngx_http_engagement_spool_done(w->wcf, w->path, w->file_len,
-                                   ngx_cycle->log);
-    (void) ngx_atomic_fetch_add(&sh->batches_delivered, 1);
-    ngx_http_engagement_writer_free_file(w);
-
-    ngx_http_engagement_writer_soon(w, sh->spool_files);
+    sh->spool_blocked = 0;
 }
 
 
@@ -516,6 +579,11 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
 
     if (!w->busy) {
         return;
+    }
+
+    if (w->sent && !w->checking) {
+        /* bytes of the batch went out: the sink may have it */
+        w->exposed = 1;
     }
 
     if (c) {
@@ -574,9 +642,7 @@ ngx_http_engagement_writer_delivered(ngx_http_engagement_writer_t *w)
 
     sh = w->wcf->sh;
 
-    sh->down_until = ngx_current_msec;
-    sh->down_since = 0;
-    sh->spool_blocked = 0;
+    ngx_http_engagement_writer_up(sh);
 
     if (w->batch) {
         ngx_http_engagement_writer_confirm(w->wcf, w->batch);

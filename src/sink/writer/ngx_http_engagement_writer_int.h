@@ -28,7 +28,8 @@
 #endif
 
 
-#define NGX_HTTP_ENGAGEMENT_WRITER_MAGIC   0x45475732   /* "EGW2" */
+/* "EGW3": an in-flight line with no claimer (pid 0) is a released batch */
+#define NGX_HTTP_ENGAGEMENT_WRITER_MAGIC   0x45475733
 
 /*
  * room a reserved line keeps for its outcome: ,"previous_reaction":"..",
@@ -62,7 +63,7 @@
 typedef struct {
     ngx_queue_t                   link;
     uint64_t                      batch;       /* 0: pending */
-    ngx_pid_t                     pid;         /* the claimer */
+    ngx_pid_t                     pid;         /* the claimer, 0: none */
     uint32_t                      len;
     uint32_t                      size;        /* room in data */
     u_char                        data[1];
@@ -155,6 +156,7 @@ typedef struct {
     size_t                       head_len;
     size_t                       sent;
     uint64_t                     batch;       /* 0: a spooled batch */
+    ngx_uint_t                   exposed;     /* it may be in the sink */
     ngx_uint_t                   nevents;
     u_char                      *file_body;
     size_t                       file_len;
@@ -205,8 +207,7 @@ ngx_uint_t ngx_http_engagement_writer_alive(ngx_pid_t pid);
 ngx_int_t ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w);
 void ngx_http_engagement_writer_confirm(
     ngx_http_engagement_writer_conf_t *wcf, uint64_t batch);
-void ngx_http_engagement_writer_release(
-    ngx_http_engagement_writer_conf_t *wcf, uint64_t batch);
+void ngx_http_engagement_writer_release(ngx_http_engagement_writer_t *w);
 
 /* writer_client.c: one request on the worker's connection */
 void ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w);

@@ -5,12 +5,17 @@
  * the pending list or cancels it. A worker's sender claims a batch of
  * pending lines into its buffer, moving them to the in-flight list under
  * the batch's number and its worker's pid; the batch is then confirmed
- * (delivered or spooled: the lines leave the zone) or released (back to
- * the head of the queue). A claim is taken back only when its worker is
- * dead, never for its age: a live worker's send may be slow (a thread's
- * fsync, a stalled process), and a claim taken back from it would be sent
- * twice. The zone lock covers list moves only: the lines of a claim are
- * the claimer's until it ends the claim, and are copied after the unlock.
+ * (delivered or spooled: the lines leave the zone) or released. A batch
+ * that may have reached the sink (a send without an answer, a dead
+ * worker's claim) keeps its number for good: released, it stays in the
+ * in-flight list with no claimer (pid 0), and the next claim takes it
+ * back whole, as the same batch, to be checked before it is sent again
+ * (writer.c). A batch never sent goes back to the head of the queue.
+ * A claim is taken back only when its worker is dead, never for its age:
+ * a live worker's send may be slow (a thread's fsync, a stalled process),
+ * and a claim taken back from it would be sent twice. The zone lock
+ * covers list moves only: the lines of a claim are the claimer's until it
+ * ends the claim, and are copied after the unlock.
  */
 
 
@@ -22,15 +27,19 @@ static ngx_uint_t ngx_http_engagement_writer_log_now(
 static void ngx_http_engagement_writer_queue_line(void *res,
     ngx_uint_t counted, ngx_uint_t metrics, const char *reason,
     ngx_str_t *previous);
-static void ngx_http_engagement_writer_reclaim_locked(
-    ngx_http_engagement_writer_conf_t *wcf);
+static ngx_int_t ngx_http_engagement_writer_adopt_locked(
+    ngx_http_engagement_writer_t *w, ngx_queue_t **first, ngx_uint_t *n,
+    size_t *need);
+static void ngx_http_engagement_writer_batch_id(
+    ngx_http_engagement_writer_t *w, uint64_t batch);
+static size_t ngx_http_engagement_writer_extra(
+    ngx_http_engagement_writer_t *w);
 static ngx_queue_t *ngx_http_engagement_writer_take_locked(
     ngx_http_engagement_writer_t *w, uint64_t batch, ngx_uint_t *n);
 static u_char *ngx_http_engagement_writer_copy(ngx_http_engagement_writer_t *w,
     ngx_queue_t *q, ngx_uint_t n);
 static void ngx_http_engagement_writer_unclaim(
-    ngx_http_engagement_writer_conf_t *wcf, uint64_t batch,
-    ngx_uint_t requeue);
+    ngx_http_engagement_writer_conf_t *wcf, uint64_t batch, ngx_queue_t *to);
 
 
 ngx_uint_t
@@ -183,9 +192,11 @@ ngx_http_engagement_writer_cancel(void *res)
 
 
 /*
- * A batch of pending lines into w->req after its head room: NGX_OK with
- * w->batch, w->nevents, w->file_len and the batch id (edge, zone birth,
- * sequence; a replay keeps it), NGX_DECLINED when nothing is pending.
+ * A batch into w->req after its head room: NGX_OK with w->batch,
+ * w->nevents, w->file_len, the batch id (edge, zone birth, sequence; a
+ * replay keeps it) and w->exposed (the batch may be in the sink already:
+ * it is checked before it is sent); NGX_DECLINED when nothing is pending.
+ * A batch with no claimer at the head of the in-flight list comes first.
  */
 
 ngx_int_t
@@ -193,8 +204,10 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 {
     size_t                              need;
     uint64_t                            batch;
+    ngx_int_t                           rc;
     ngx_uint_t                          n;
     ngx_queue_t                        *first;
+    ngx_http_engagement_wevent_t       *e;
     ngx_http_engagement_writer_sh_t    *sh;
     ngx_http_engagement_writer_conf_t  *wcf;
 
@@ -207,21 +220,32 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
                      * NGX_HTTP_ENGAGEMENT_WRITER_LINE_MAX,
                      NGX_HTTP_ENGAGEMENT_WRITER_BUF_MAX);
 
-    if (ngx_http_engagement_writer_room(w, need) != NGX_OK) {
-        return NGX_ERROR;
+    for ( ;; ) {
+        if (ngx_http_engagement_writer_room(w, need) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ngx_shmtx_lock(&wcf->shpool->mutex);
+
+        rc = ngx_http_engagement_writer_adopt_locked(w, &first, &n, &need);
+
+        if (rc != NGX_AGAIN) {
+            break;
+        }
+
+        /* the batch taken back is larger than the buffer */
+        ngx_shmtx_unlock(&wcf->shpool->mutex);
     }
 
-    ngx_shmtx_lock(&wcf->shpool->mutex);
+    if (rc == NGX_OK) {
+        e = ngx_queue_data(first, ngx_http_engagement_wevent_t, link);
+        batch = e->batch;
 
-    ngx_http_engagement_writer_reclaim_locked(wcf);
-
-    batch = ++sh->batch_seq;
-
-    w->id_len = ngx_sprintf(w->id, "%V.%uL.b%uL", &wcf->edge, sh->created_ms,
-                            batch)
-                - w->id;
-
-    first = ngx_http_engagement_writer_take_locked(w, batch, &n);
+    } else {
+        batch = ++sh->batch_seq;
+        ngx_http_engagement_writer_batch_id(w, batch);
+        first = ngx_http_engagement_writer_take_locked(w, batch, &n);
+    }
 
     ngx_shmtx_unlock(&wcf->shpool->mutex);
 
@@ -231,6 +255,7 @@ ngx_http_engagement_writer_claim(ngx_http_engagement_writer_t *w)
 
     w->batch = batch;
     w->nevents = n;
+    w->exposed = (rc == NGX_OK);
     w->file_len = ngx_http_engagement_writer_copy(w, first, n)
                   - (w->req + NGX_HTTP_ENGAGEMENT_WRITER_HEAD);
 
@@ -251,56 +276,105 @@ ngx_http_engagement_writer_alive(ngx_pid_t pid)
 
 
 /*
- * The claims of dead workers at the head of the in-flight list go back
- * to the queue. A live worker's claim stops the walk: it ends its claim
- * itself (confirm or release), and the claims behind it, if dead, are
- * taken back then; the walk is bounded by the claims it takes back.
+ * The batch at the head of the in-flight list, when it has no claimer (a
+ * batch released after a send) or its worker is dead, becomes this
+ * worker's claim, whole and under its own number: it may be in the sink.
+ * NGX_OK: *first, *n and w->id; NGX_DECLINED: the head is a live worker's
+ * claim, or nothing is in flight (such batches behind a live claim wait
+ * until it ends); NGX_AGAIN: the buffer must hold *need bytes first.
  */
 
-static void
-ngx_http_engagement_writer_reclaim_locked(
-    ngx_http_engagement_writer_conf_t *wcf)
+static ngx_int_t
+ngx_http_engagement_writer_adopt_locked(ngx_http_engagement_writer_t *w,
+    ngx_queue_t **first, ngx_uint_t *n, size_t *need)
 {
+    size_t                            len, extra;
     uint64_t                          batch;
+    ngx_pid_t                         pid;
+    ngx_uint_t                        i;
     ngx_queue_t                      *q;
     ngx_http_engagement_wevent_t     *e;
     ngx_http_engagement_writer_sh_t  *sh;
 
-    sh = wcf->sh;
+    sh = w->wcf->sh;
 
-    while (!ngx_queue_empty(&sh->inflight)) {
-        q = ngx_queue_head(&sh->inflight);
+    if (ngx_queue_empty(&sh->inflight)) {
+        return NGX_DECLINED;
+    }
+
+    q = ngx_queue_head(&sh->inflight);
+    e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
+    pid = e->pid;
+
+    if (pid && ngx_http_engagement_writer_alive(pid)) {
+        return NGX_DECLINED;
+    }
+
+    batch = e->batch;
+    ngx_http_engagement_writer_batch_id(w, batch);
+    extra = ngx_http_engagement_writer_extra(w);
+
+    /* a claim's lines are adjacent: they were appended together */
+    len = 0;
+
+    for (i = 0; q != ngx_queue_sentinel(&sh->inflight); i++) {
         e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
 
-        if (ngx_http_engagement_writer_alive(e->pid)) {
+        if (e->batch != batch) {
             break;
         }
 
+        len += e->len + extra;
+        q = ngx_queue_next(q);
+    }
+
+    if (len > w->req_size - NGX_HTTP_ENGAGEMENT_WRITER_HEAD) {
+        *need = NGX_HTTP_ENGAGEMENT_WRITER_HEAD + len;
+        return NGX_AGAIN;
+    }
+
+    if (pid) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "engagement_writer: batch %uL of worker %P, which "
-                      "died, is queued again", e->batch, e->pid);
-
-        /* a claim's lines are adjacent: they were appended together */
-        batch = e->batch;
-
-        do {
-            ngx_queue_remove(q);
-            e->batch = 0;
-            e->pid = 0;
-            ngx_queue_insert_tail(&sh->pending, q);
-            sh->inflight_n--;
-            sh->queued++;
-            sh->reclaimed++;
-
-            if (ngx_queue_empty(&sh->inflight)) {
-                break;
-            }
-
-            q = ngx_queue_head(&sh->inflight);
-            e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
-
-        } while (e->batch == batch);
+                      "died, is taken back to be sent again", batch, pid);
+        sh->reclaimed += i;
     }
+
+    *first = ngx_queue_head(&sh->inflight);
+    *n = i;
+
+    /* to the tail, in their order, under this worker's pid */
+    while (i--) {
+        q = ngx_queue_head(&sh->inflight);
+        e = ngx_queue_data(q, ngx_http_engagement_wevent_t, link);
+        e->pid = ngx_pid;
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&sh->inflight, q);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a batch's id: the edge, the zone's birth, the batch's number */
+
+static void
+ngx_http_engagement_writer_batch_id(ngx_http_engagement_writer_t *w,
+    uint64_t batch)
+{
+    w->id_len = ngx_sprintf(w->id, "%V.%uL.b%uL", &w->wcf->edge,
+                            w->wcf->sh->created_ms, batch)
+                - w->id;
+}
+
+
+/* with checks, every line names its batch: the bytes that adds to a line */
+
+static size_t
+ngx_http_engagement_writer_extra(ngx_http_engagement_writer_t *w)
+{
+    return w->wcf->check.len
+           ? ngx_http_engagement_writer_line_batch_len(w->id_len) : 0;
 }
 
 
@@ -326,10 +400,7 @@ ngx_http_engagement_writer_take_locked(ngx_http_engagement_writer_t *w,
     sh = wcf->sh;
 
     room = w->req_size - NGX_HTTP_ENGAGEMENT_WRITER_HEAD;
-
-    /* with checks, every line names its batch */
-    extra = wcf->check.len
-            ? ngx_http_engagement_writer_line_batch_len(w->id_len) : 0;
+    extra = ngx_http_engagement_writer_extra(w);
 
     first = NULL;
 
@@ -394,17 +465,29 @@ void
 ngx_http_engagement_writer_confirm(ngx_http_engagement_writer_conf_t *wcf,
     uint64_t batch)
 {
-    ngx_http_engagement_writer_unclaim(wcf, batch, 0);
+    ngx_http_engagement_writer_unclaim(wcf, batch, NULL);
 }
 
 
-/* the batch could not be sent nor spooled: back to the queue's head */
+/*
+ * The batch (w->batch) could not be sent nor spooled. If it may be in the
+ * sink (w->exposed) it keeps its number and waits with no claimer at the
+ * head of the in-flight list, for a claim to take it back and check it;
+ * otherwise its lines go back to the head of the queue.
+ */
 
 void
-ngx_http_engagement_writer_release(ngx_http_engagement_writer_conf_t *wcf,
-    uint64_t batch)
+ngx_http_engagement_writer_release(ngx_http_engagement_writer_t *w)
 {
-    ngx_http_engagement_writer_unclaim(wcf, batch, 1);
+    ngx_http_engagement_writer_sh_t  *sh;
+
+    sh = w->wcf->sh;
+
+    ngx_http_engagement_writer_unclaim(w->wcf, w->batch,
+                                       w->exposed ? &sh->inflight
+                                                  : &sh->pending);
+    w->batch = 0;
+    w->exposed = 0;
 }
 
 
@@ -430,11 +513,16 @@ ngx_http_engagement_writer_find(ngx_http_engagement_writer_sh_t *sh,
 }
 
 
-/* the lines of a claim leave the in-flight list: freed, or requeued */
+/*
+ * The lines of a claim end it, in their order: freed (to is NULL), at the
+ * head of the queue (to is sh->pending, ahead of what was queued
+ * meanwhile), or at the head of the in-flight list with no claimer (to is
+ * sh->inflight).
+ */
 
 static void
 ngx_http_engagement_writer_unclaim(ngx_http_engagement_writer_conf_t *wcf,
-    uint64_t batch, ngx_uint_t requeue)
+    uint64_t batch, ngx_queue_t *to)
 {
     ngx_queue_t                      *q, *next, *at;
     ngx_http_engagement_wevent_t     *e;
@@ -444,7 +532,7 @@ ngx_http_engagement_writer_unclaim(ngx_http_engagement_writer_conf_t *wcf,
 
     ngx_shmtx_lock(&wcf->shpool->mutex);
 
-    at = ngx_queue_sentinel(&sh->pending);
+    at = to;
 
     /* a claim's lines are adjacent: they were appended together */
     for (q = ngx_http_engagement_writer_find(sh, batch);
@@ -459,18 +547,22 @@ ngx_http_engagement_writer_unclaim(ngx_http_engagement_writer_conf_t *wcf,
         }
 
         ngx_queue_remove(q);
-        sh->inflight_n--;
 
-        if (!requeue) {
+        if (to == NULL) {
+            sh->inflight_n--;
             ngx_slab_free_locked(wcf->shpool, e);
             continue;
         }
 
-        /* in their order, ahead of what was queued meanwhile */
-        e->batch = 0;
         ngx_queue_insert_after(at, q);
         at = q;
-        sh->queued++;
+        e->pid = 0;
+
+        if (to == &sh->pending) {
+            e->batch = 0;
+            sh->inflight_n--;
+            sh->queued++;
+        }
     }
 
     ngx_shmtx_unlock(&wcf->shpool->mutex);

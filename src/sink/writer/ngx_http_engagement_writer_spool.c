@@ -107,8 +107,7 @@ ngx_http_engagement_writer_spool_wait(ngx_http_engagement_writer_t *w,
                   "engagement_writer: a spool write did not end in %ui s; "
                   "its batch is spooled again",
                   (ngx_uint_t) NGX_HTTP_ENGAGEMENT_WRITER_STOP_WAIT / 1000);
-    ngx_http_engagement_writer_release(w->wcf, w->batch);
-    w->batch = 0;
+    ngx_http_engagement_writer_release(w);
 #endif
 }
 
@@ -124,7 +123,8 @@ ngx_http_engagement_writer_spool_queue(ngx_http_engagement_writer_t *w,
 
     wcf = w->wcf;
 
-    while (wcf->sh->queued && !w->spooling
+    /* in flight: batches released with no claimer, or a dead worker's */
+    while ((wcf->sh->queued || wcf->sh->inflight_n) && !w->spooling
            && ngx_http_engagement_writer_claim(w) == NGX_OK)
     {
         rc = ngx_http_engagement_writer_spool_batch(w, force);
@@ -190,8 +190,7 @@ ngx_http_engagement_writer_spool_batch(ngx_http_engagement_writer_t *w,
     if (rc == NGX_DECLINED) {
         wcf->sh->spool_blocked = 1;
         (void) ngx_atomic_fetch_add(&wcf->sh->spool_full, 1);
-        ngx_http_engagement_writer_release(wcf, w->batch);
-        w->batch = 0;
+        ngx_http_engagement_writer_release(w);
         return NGX_DECLINED;
     }
 
@@ -244,7 +243,7 @@ ngx_http_engagement_writer_spool_finish(ngx_http_engagement_writer_t *w,
 
     } else {
         (void) ngx_atomic_fetch_add(&wcf->sh->spool_errors, 1);
-        ngx_http_engagement_writer_release(wcf, w->batch);
+        ngx_http_engagement_writer_release(w);
     }
 
     w->batch = 0;
