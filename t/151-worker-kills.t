@@ -44,28 +44,7 @@ add_block_preprocessor(sub {
 
 # one attempt: 'counted', a not-counted reason, or undef (no answer: the
 # connection was cut, refused or timed out, or a 5xx)
-sub dd_attempt {
-    my ($json) = @_;
-    my $resp = '';
-    eval {
-        local $SIG{ALRM} = sub { die "timeout\n" };
-        alarm 3;
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                      Timeout => 2) or die "connect\n";
-        print $s "POST /engagement/view HTTP/1.1\r\nHost: localhost\r\n"
-                 . "Connection: close\r\nContent-Type: application/json\r\n"
-                 . "Content-Length: " . length($json) . "\r\n\r\n$json";
-        local $/;
-        $resp = <$s> // '';
-        alarm 0;
-    };
-    alarm 0;
-    return undef unless $resp =~ m{^HTTP/1\.\d (\d+)};
-    my $st = $1;
-    return 'counted' if $st == 202 && $resp =~ /"counted":true/;
-    return $1 if $st == 200 && $resp =~ /"reason":"(\w+)"/;
-    return undef;
-}
+sub dd_attempt { view_attempt($port, $_[0], 3) }
 
 # a client: posts its events until $stop exists, each retried until it
 # is answered; writes "event content answer tries" lines to $out
@@ -227,7 +206,7 @@ GET /status
                        . qq("sessionId":"s-$name","durationMs":40000,)
                        . qq("requestId":"r-$name"});
             my $first = dd_attempt($json);
-            waitpid($gdb, 0);
+            gdb_wait($gdb, 30);
             like(slurp("$dir/$name.out"), qr/^Breakpoint \d+, /m,
                  "$name: the worker stopped at the point");
             ok(!defined $first, "$name: the worker died before answering");

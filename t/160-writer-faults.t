@@ -426,7 +426,7 @@ GET /status
         my ($st) = post_view($port, q({"contentId":"c-during","sessionId":"s-during"}));
         is($st, 202, 'a view during the stop is answered 202 by the other worker');
         ok(time - $t0 < 2, sprintf('at once (%.2f s), not after the stop', time - $t0));
-        waitpid($gdb, 0);
+        gdb_wait($gdb, 30);
         kill 'KILL', $load;
         waitpid($load, 0);
         like(slurp($out), qr/Breakpoint \d+, ngx_http_engagement_writer_line_batch /, 'gdb saw the breakpoint');

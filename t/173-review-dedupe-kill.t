@@ -5,6 +5,8 @@
 # event that was never counted: its retry is answered "duplicate" and the
 # view is lost. README (engagement_dedupe_window) promises "a worker
 # killed at any point leaves the event counted and marked, or neither".
+# TEST 1 stops at the second hit of a source line; the sanitizer's build
+# stores both offsets at one hit, so the block is skipped in that mode.
 use strict;
 use warnings;
 use FindBin;
@@ -23,33 +25,14 @@ no_shuffle();
 timeout(20);
 add_response_body_check(post_check_hook());
 
-sub rk_attempt {
-    my ($json) = @_;
-    my $resp = '';
-    eval {
-        local $SIG{ALRM} = sub { die "timeout\n" };
-        alarm 5;
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                      Timeout => 2) or die "connect\n";
-        print $s "POST /engagement/view HTTP/1.1\r\nHost: localhost\r\n"
-                 . "Connection: close\r\nContent-Type: application/json\r\n"
-                 . "Content-Length: " . length($json) . "\r\n\r\n$json";
-        local $/;
-        $resp = <$s> // '';
-        alarm 0;
-    };
-    alarm 0;
-    return undef unless $resp =~ m{^HTTP/1\.\d (\d+)};
-    return 'counted' if $1 == 202 && $resp =~ /"counted":true/;
-    return $1 if $resp =~ /"reason":"(\w+)"/;
-    return undef;
-}
+sub rk_attempt { view_attempt($port, $_[0], 5) }
 
 run_tests();
 
 __DATA__
 
 === TEST 1: killed between a mark's expiry and its pending bit: the retry of the uncounted event counts
+--- skip_eval: 8: $ENV{TEST_NGINX_ASAN}
 --- config
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
@@ -74,7 +57,7 @@ GET /status
                          'continue', 'kill');
         my $json = qq({"contentId":"kset","sessionId":"s1","durationMs":40000});
         my $first = rk_attempt($json);
-        waitpid($gdb, 0);
+        gdb_wait($gdb);
         like(slurp("$dir/set.out"), qr/^Breakpoint \d+, (?s:.*)^Breakpoint \d+, /m,
              'the worker stopped at the second expiry store');
         ok(!defined $first, 'the worker died before answering');

@@ -105,7 +105,7 @@ GET /status
             if (defined $a && $a->[0] == $w2) { $w2seen = 1; last }
         }
         ok($w2seen, 'w2 counted in period P + 1 while w1 was held');
-        waitpid($gdb, 0);
+        gdb_wait($gdb, 30);
         # both workers, still in P + 1: one viewer's view, again and again
         my (%by, $counted);
         for my $i (1 .. 30) {

@@ -32,7 +32,8 @@ our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf free_ports
                  wait_for_port free_port slurp reap_children
                  scratch_dir wait_until nginx_port servroot master_pid
                  worker_pids wait_workers reload_nginx error_log_text
-                 status_text status_metric post_check_hook gdb_at port_listening
+                 status_text status_metric post_check_hook gdb_at gdb_wait port_listening
+                 view_attempt
                  have_gdb);
 
 # a child subreaper: nginx's orphans come back to us, not to a slow PID 1
@@ -489,6 +490,8 @@ sub gdb_at {
     if ($gdb == 0) {
         open STDOUT, '>', $out or POSIX::_exit(1);
         open STDERR, '>&', \*STDOUT;
+        # gdb itself runs without the sanitizer the runner preloads
+        delete $ENV{LD_PRELOAD};
         no warnings 'exec';
         exec 'gdb', '-q', '-nx', '-batch',
              '-iex', 'set debuginfod enabled off', '-p', $pid,
@@ -504,6 +507,44 @@ sub gdb_at {
     return $gdb;
 }
 
+# waits up to $secs (10) for gdb to exit; one still waiting for its
+# breakpoint is interrupted (it then runs its next commands, e.g. kill)
+sub gdb_wait {
+    my ($gdb, $secs) = @_;
+    my $done = wait_until { waitpid($gdb, WNOHANG) == $gdb } $secs // 10;
+    return 1 if $done;
+    kill 'INT', $gdb;
+    waitpid($gdb, 0);
+    return 0;
+}
+
 sub have_gdb { return grep { -x "$_/gdb" } split /:/, $ENV{PATH} }
+
+
+# one POST of $json to /engagement/view on $port, given $secs (3) to
+# answer: 'counted', the reason of a 200 not counted, or undef (no answer:
+# the connection was cut, refused or timed out, or another status)
+sub view_attempt {
+    my ($port, $json, $secs) = @_;
+    my $resp = '';
+    eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        alarm($secs // 3);
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                      Timeout => 2) or die "connect\n";
+        print $s "POST /engagement/view HTTP/1.1\r\nHost: localhost\r\n"
+                 . "Connection: close\r\nContent-Type: application/json\r\n"
+                 . "Content-Length: " . length($json) . "\r\n\r\n$json";
+        local $/;
+        $resp = <$s> // '';
+        alarm 0;
+    };
+    alarm 0;
+    return undef unless $resp =~ m{^HTTP/1\.\d (\d+)};
+    my $st = $1;
+    return 'counted' if $st == 202 && $resp =~ /"counted":true/;
+    return $1 if $st == 200 && $resp =~ /"reason":"(\w+)"/;
+    return undef;
+}
 
 1;
