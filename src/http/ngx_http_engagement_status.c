@@ -257,22 +257,22 @@ static ngx_http_engagement_metric_t  ngx_http_engagement_metrics[] = {
         "Free pages of each shared memory zone, in bytes."),
 
     ngx_http_engagement_zone_row("zone_entries", gauge, entries,
-        "Entries stored in each zone."),
+        "Entries in each zone (dedupe: slots ever used)."),
 
     ngx_http_engagement_zone_row("zone_alloc_failures_total", counter,
         alloc_failures, "Allocations that failed because a zone was full."),
 
     ngx_http_engagement_dedupe_row("dedupe_inserts_total", inserts,
-        "Marks stored in a dedupe zone."),
+        "Marks set in a dedupe zone."),
 
     ngx_http_engagement_dedupe_row("dedupe_hits_total", hits,
         "Lookups that found a live mark (a repeat)."),
 
     ngx_http_engagement_dedupe_row("dedupe_expired_total", expired,
-        "Marks reclaimed after their window."),
+        "Lapsed entries reused for a new key."),
 
     ngx_http_engagement_dedupe_row("dedupe_evictions_total", evictions,
-        "Live marks evicted because the zone was full.")
+        "Entries with live marks evicted for room (both buckets full).")
 };
 
 #define NGX_HTTP_ENGAGEMENT_METRICS                                           \

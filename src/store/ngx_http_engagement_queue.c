@@ -22,6 +22,9 @@
  */
 #define NGX_HTTP_ENGAGEMENT_SLOW_CHECK  10000
 
+/* a zone with less than 1/4 of its pages free writes what waits */
+#define NGX_HTTP_ENGAGEMENT_PRESSURE    4
+
 /* viewer hashes one round carries at most, about 1.7 MB of command */
 #define NGX_HTTP_ENGAGEMENT_ROUND_UV    100000
 
@@ -382,11 +385,16 @@ ngx_http_engagement_counters_claim(ngx_http_engagement_zone_t *z,
     seq = sh->seq + 1;
 
     /*
-     * A full zone (an allocation failed since the last success) writes
-     * buckets and viewers now: the entries become clean, and evictable.
+     * A full or nearly full zone (an allocation failed since the last
+     * success, or less than 1/NGX_HTTP_ENGAGEMENT_PRESSURE of its pages
+     * left) writes buckets and viewers now: the entries become clean, and
+     * evictable, before new content is refused.
      */
     force = cc->force;
-    cc->force |= sh->head.full;
+    cc->force |= sh->head.full
+                 || z->shpool->pfree
+                    < ((size_t) (z->shpool->end - z->shpool->start)
+                       >> ngx_pagesize_shift) / NGX_HTTP_ENGAGEMENT_PRESSURE;
 
     while (n < cc->max && !ngx_queue_empty(&sh->dirty)) {
         cn = ngx_queue_data(ngx_queue_head(&sh->dirty),
