@@ -417,7 +417,7 @@ GET /status
         my $load = fork();
         die "fork: $!" unless defined $load;
         if (!$load) {
-            wr_views(1, "g$_") for 1 .. 400;
+            wr_views(1, "g$_") for 1 .. 20000;   # until killed
             POSIX::_exit(0);
         }
         my $stopped = wait_until { slurp("/proc/$a/status") =~ /^State:\s*t/m } 20;

@@ -757,6 +757,15 @@ function loggedErrors(sys, file, offset) {
   return { n: lines.length, first: lines[0] };
 }
 
+// a run's end: its server stopped, the errors it logged since errOffset
+// counted into res (and the first kept)
+async function endRun(sys, c, res, errLog, errOffset) {
+  if (c) await stopSystem(sys, c);
+  const le = loggedErrors(sys, errLog, errOffset);
+  res.logged_errors = le.n;
+  if (le.first) res.logged_error_example = le.first.slice(0, 300);
+}
+
 async function runOne(sys, round, ctx) {
   const res = { system: sys.name, round, ok: false };
   const o = ctx.opt;
@@ -872,10 +881,7 @@ async function runOne(sys, round, ctx) {
   } catch (e) {
     res.error = e.message;
   } finally {
-    if (c) await stopSystem(sys, c);
-    const le = loggedErrors(sys, errLog, errOffset);
-    res.logged_errors = le.n;
-    if (le.first) res.logged_error_example = le.first.slice(0, 300);
+    await endRun(sys, c, res, errLog, errOffset);
   }
   return res;
 }
@@ -1314,9 +1320,9 @@ async function main() {
 
   if (opt.rates.length && !aborting) {
     run.paced = await paced(loaded, ctx, {
-      log, sleep, nowMs, spawnChild, tail, startSystem, stopSystem, startProbe, drain,
+      log, sleep, nowMs, spawnChild, tail, startSystem, startProbe, drain,
       readTotal, redisStats, redisDelta, redisProcessed, REDIS_POLL_MS, treeCpu, logSize,
-      loggedErrors, aborting: () => aborting,
+      endRun, aborting: () => aborting,
     });
   }
 

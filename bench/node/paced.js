@@ -22,9 +22,9 @@ const BENCH = path.resolve(__dirname, '..');
 
 // the harness's helpers (servers, probe, drain, Redis figures, logging),
 // given to paced(); aborting() says whether the run is being stopped
-let log; let sleep; let nowMs; let spawnChild; let tail; let startSystem; let stopSystem;
+let log; let sleep; let nowMs; let spawnChild; let tail; let startSystem;
 let startProbe; let drain; let readTotal; let redisStats; let redisDelta; let redisProcessed;
-let REDIS_POLL_MS; let treeCpu; let logSize; let loggedErrors; let aborting;
+let REDIS_POLL_MS; let treeCpu; let logSize; let endRun; let aborting;
 
 function buildPaced(ctx) {
   const bin = path.join(ctx.tmp, 'paced');
@@ -162,18 +162,15 @@ async function runPacedOne(sys, round, rate, idle, ctx, files) {
   } catch (e) {
     res.error = e.message;
   } finally {
-    if (c) await stopSystem(sys, c);
-    const le = loggedErrors(sys, errLog, errOffset);
-    res.logged_errors = le.n;
-    if (le.first) res.logged_error_example = le.first.slice(0, 300);
+    await endRun(sys, c, res, errLog, errOffset);
   }
   return res;
 }
 
 async function paced(active, ctx, helpers) {
-  ({ log, sleep, nowMs, spawnChild, tail, startSystem, stopSystem, startProbe, drain,
+  ({ log, sleep, nowMs, spawnChild, tail, startSystem, startProbe, drain,
      readTotal, redisStats, redisDelta, redisProcessed, REDIS_POLL_MS, treeCpu, logSize,
-     loggedErrors, aborting } = helpers);
+     endRun, aborting } = helpers);
   const o = ctx.opt;
   const out = { rates: o.rates, rounds: o.pacedRounds, duration: o.pacedDuration,
                 warmup: o.pacedWarmup, connections: o.pacedConnections, seed: o.seed,
