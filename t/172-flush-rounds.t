@@ -168,7 +168,11 @@ __DATA__
     post_view($port, qq({"contentId":"r$_","sessionId":"t$_"})) for 1 .. 40;
     ok(fr_flushed(), "flushed again");
     is(fr_calls('hmget') + 0, 0, "known totals are not read back");
-    is(fr_calls('hincrby') + 0, 40, "one HINCRBY per content and field changed");
+    SKIP: {
+        # a minute's end writes the contents' buckets (3 HINCRBY more each)
+        skip "a minute boundary passed", 1 if strftime("%Y%m%d%H%M", gmtime) ne $m;
+        is(fr_calls('hincrby') + 0, 40, "one HINCRBY per content and field changed");
+    }
     my (undef, $b) = http_request($port, 'GET', '/engagement/summary/r7');
     like($b, qr/"views":2,/, "the summary shows the new total");
     fr_no_alerts('round');
