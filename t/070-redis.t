@@ -105,11 +105,6 @@ sub rtotal {
     return $v eq '' ? 0 : $v;
 }
 
-sub no_alerts {
-    my ($name) = @_;
-    unlike(error_log_text(), qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
-           "$name: no alert, crash or sanitizer report");
-}
 
 sub stop_proxy {
     return unless $ppid;
@@ -225,7 +220,7 @@ GET /status
     http_request($port, 'GET', '/engagement/summary/other') for 1 .. 20;
     my $reads2 = metric('nginx_engagement_redis_reads_total{zone="engagement",result="ok"}');
     ok($reads2 - $reads <= 2, "hot content is served from the cache (" . ($reads2 - $reads) . " Redis reads for 20 requests)");
-    no_alerts('exact');
+    log_is_clean('exact');
 --- no_shutdown_error_log eval
 [qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
  qr/engagement: saved \d+ unflushed entries/]
@@ -310,7 +305,7 @@ GET /status
     my $lost = () = $log =~ /\[error\].*engagement redis: (?:connection to|connect to)/g;
     ok($lost >= 1 && $lost <= 4, "the outage is logged once per worker, not per retry ($lost error lines)");
     like($log, qr/engagement redis: connected to/, "the recovery is logged");
-    no_alerts('outage');
+    log_is_clean('outage');
 --- no_shutdown_error_log eval
 qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
@@ -338,7 +333,7 @@ GET /status
     is(rtotal('p'), 10, "no double count: exactly 10 in Redis");
     my $rep = metric('nginx_engagement_flush_commands_total{zone="engagement",result="repeat"}');
     ok($rep >= 1, "resent flushes were recognised as already applied ($rep)");
-    no_alerts('cut');
+    log_is_clean('cut');
 --- no_shutdown_error_log eval
 qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
@@ -400,7 +395,7 @@ GET /status
     like(error_log_text(), qr/restored 1 unflushed entries/, "the restore is logged");
     ok(!-e $state_file{reload} && -e "$state_file{reload}.restored",
        "the state file is consumed (kept as .restored)");
-    no_alerts('reload');
+    log_is_clean('reload');
 --- no_shutdown_error_log eval
 qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
@@ -467,7 +462,7 @@ GET /status
     redis_cli($rport, 'right', 'DEL', 'eng:{c:wt}');
     ok(wait_flushed(), "flushed once the key is fixed");
     is(redis_cli($rport, 'right', 'HGET', 'eng:{c:wt}', 'views'), 1, "exact after WRONGTYPE: 1");
-    no_alerts('errors');
+    log_is_clean('errors');
 --- no_shutdown_error_log eval
 qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 
@@ -504,7 +499,7 @@ GET /status
     ok($took < 3, sprintf("the old workers' exit took %.2f s, not the interval", $took));
     is(rtotal('li'), 20, "and their final flush sent all 20");
     post_view($port, qq({"contentId":"li","sessionId":"s21"}));
-    no_alerts('long interval');
+    log_is_clean('long interval');
 --- no_shutdown_error_log eval
 [qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
  qr/engagement: saved \d+ unflushed entries/]
@@ -548,6 +543,6 @@ GET /status
     my $sum = 0;
     $sum += rtotal("bl$_") for 1 .. 400;
     is($sum, 400, "400 views in Redis");
-    no_alerts('backlog');
+    log_is_clean('backlog');
 --- no_shutdown_error_log eval
 qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/

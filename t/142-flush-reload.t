@@ -57,12 +57,6 @@ sub alive {
     return $st ne '' && $st !~ /^\d+ \(.*?\) Z/;
 }
 
-sub no_alerts {
-    my ($name) = @_;
-    unlike(error_log_text(),
-           qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
-           "$name: no alert, crash or sanitizer report");
-}
 
 run_tests();
 
@@ -143,7 +137,7 @@ GET /status
     }
     is($bad, 0, "Redis totals equal the accepted events of each content");
     is($sbad, 0, "the summaries equal the accepted events of each content");
-    no_alerts('reload');
+    log_is_clean('reload');
 --- no_shutdown_error_log eval
 qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/
 

@@ -32,7 +32,7 @@ our @EXPORT = qw(nginx_bin module_path root_dir new_prefix write_conf free_ports
                  wait_for_port free_port slurp reap_children
                  scratch_dir wait_until nginx_port servroot master_pid
                  worker_pids wait_workers reload_nginx error_log_text
-                 status_text status_metric post_check_hook gdb_at gdb_wait port_listening
+                 status_text status_metric post_check_hook gdb_at gdb_wait port_listening log_is_clean
                  view_attempt
                  have_gdb);
 
@@ -516,6 +516,14 @@ sub gdb_wait {
     kill 'INT', $gdb;
     waitpid($gdb, 0);
     return 0;
+}
+
+# the block's error log holds no alert, crash or sanitizer report
+sub log_is_clean {
+    my ($name) = @_;
+    Test::More::unlike(error_log_text(),
+        qr/\[alert\]|\[emerg\]|exited on signal|AddressSanitizer|runtime error/,
+        "$name: no alert, crash or sanitizer report");
 }
 
 sub have_gdb { return grep { -x "$_/gdb" } split /:/, $ENV{PATH} }
