@@ -166,3 +166,25 @@ POST /engagement/view
 {"contentId":"v","sessionId":"s","durationMs":1000}
 --- error_code: 200
 --- response_body_like: "reason":"below_policy"
+
+
+
+=== TEST 19: engagement_redis buckets= beyond its bound is refused at nginx -t
+--- http_config
+    engagement_redis 127.0.0.1:6379 buckets=2h;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- error_log
+invalid parameter "buckets=2h" of engagement_redis
+
+
+
+=== TEST 20: engagement_redis uniques= that is not a time is refused at nginx -t
+--- http_config
+    engagement_redis 127.0.0.1:6379 uniques=often;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- error_log
+invalid parameter "uniques=often" of engagement_redis
