@@ -286,7 +286,12 @@ function pacedMd(run) {
     + ' connection is busy); latency from the scheduled time. Redis CPU per event is `INFO cpu`'
     + ' (user + sys) over the load and the drain, minus Redis\'s idle rate measured at the start of'
     + ` the same round (${idle ? `${cell(idle, 0)} µs of CPU per second` : 'no Redis'}) times that interval,`
-    + ' divided by the accepted events (2xx). Exactness: the views read back minus the truth of the'
+    + ' divided by the accepted events (2xx). The window is shorter than the module\'s `buckets=` (60 s)'
+    + ' and about its `uniques=` (10 s), and the drain ends when Redis is quiet, not when shared memory'
+    + ' is empty: the module\'s figure covers the totals and only the minute buckets and viewer hashes that'
+    + ' came due in the window, so it understates a steady state, which writes each content\'s buckets'
+    + ' about once a minute and its viewer hashes about once every 10 s (the closed-loop table by command'
+    + ' shows their share). Exactness: the views read back minus the truth of the'
     + ' events sent; answered vs stored: the views read back minus the 202 answers that counted a view.'
     + ' Cells: median (min–max) over the rounds.');
   L.push('');
