@@ -93,14 +93,14 @@ _Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields)
 static ngx_http_engagement_form_t  ngx_http_engagement_view_form = {
     ngx_http_engagement_view_fields,
     ngx_http_engagement_nfields(ngx_http_engagement_view_fields),
-    { { ngx_null_string, NULL, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
+    { { ngx_null_string, NULL, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
 };
 
 
 static ngx_http_engagement_form_t  ngx_http_engagement_reaction_form = {
     ngx_http_engagement_reaction_fields,
     ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields),
-    { { ngx_null_string, NULL, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
+    { { ngx_null_string, NULL, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
 };
 
 
