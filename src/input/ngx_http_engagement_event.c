@@ -286,15 +286,19 @@ ngx_http_engagement_form_parse(ngx_pool_t *pool, u_char *buf, size_t len,
         i = __builtin_ctz(todo);
         f = &form->fields[i];
 
-        if (found & (1u << i)) {
-            if (ngx_http_engagement_field_set(f, &vals[i], out, err)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-
-        } else if (f->required) {
+        if (!(found & (1u << i))) {
+            /* required: only those are in todo without being found */
             return ngx_http_engagement_field_error(err, f, "is required");
+        }
+
+        if (vals[i].fits) {
+            /* an id the parser checked as it scanned it (only ids fit) */
+            *(ngx_str_t *) ((u_char *) out + f->offset) = vals[i].str;
+            continue;
+        }
+
+        if (ngx_http_engagement_field_set(f, &vals[i], out, err) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 

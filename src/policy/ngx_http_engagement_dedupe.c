@@ -43,6 +43,19 @@
 typedef ngx_http_engagement_dedupe_entry_t  ngx_http_engagement_dentry_t;
 
 
+/* the number of kinds in a set of kinds (three bits) */
+static const u_char  ngx_http_engagement_dedupe_nkinds[8] = {
+    0, 1, 1, 2, 1, 2, 2, 3
+};
+
+
+_Static_assert(NGX_HTTP_ENGAGEMENT_MARK_KINDS == 3
+               && NGX_HTTP_ENGAGEMENT_MARK_VIEW == 1
+               && NGX_HTTP_ENGAGEMENT_MARK_ENGAGED == 2
+               && NGX_HTTP_ENGAGEMENT_MARK_REPLAY == 4,
+               "dedupe.c writes the three kinds out");
+
+
 /* a bucket of the table, by 32 bits of a key scaled to the buckets */
 #define ngx_http_engagement_dedupe_bucket(sh, h32)                            \
     ((ngx_http_engagement_dentry_t *) (sh)->table                             \
@@ -273,10 +286,18 @@ ngx_http_engagement_dedupe_set(ngx_http_engagement_dentry_t *e,
         age = 0;
     }
 
-    for (k = 0; k < NGX_HTTP_ENGAGEMENT_MARK_KINDS; k++) {
-        if (kinds & ((ngx_uint_t) 1 << k)) {
-            e->expire[k] = (uint32_t) (age + w);
-        }
+    w = (uint32_t) (age + w);
+
+    if (kinds & NGX_HTTP_ENGAGEMENT_MARK_VIEW) {
+        e->expire[0] = w;
+    }
+
+    if (kinds & NGX_HTTP_ENGAGEMENT_MARK_ENGAGED) {
+        e->expire[1] = w;
+    }
+
+    if (kinds & NGX_HTTP_ENGAGEMENT_MARK_REPLAY) {
+        e->expire[2] = w;
     }
 }
 
@@ -327,10 +348,7 @@ ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
     if (e->key == key) {
         seen = ngx_http_engagement_dedupe_live(e, set->now) & kinds;
         f &= ~seen;
-
-        for ( /* void */ ; seen; seen &= seen - 1) {
-            sh->hits++;
-        }
+        sh->hits += ngx_http_engagement_dedupe_nkinds[seen];
 
         if (f == 0) {
             *fresh = 0;
@@ -349,9 +367,8 @@ ngx_http_engagement_dedupe_mark(ngx_http_engagement_zone_t *z,
 
     ngx_http_engagement_dedupe_set(e, f, set->now, window);
 
-    for (*fresh = f; f; f &= f - 1) {
-        sh->inserts++;
-    }
+    *fresh = f;
+    sh->inserts += ngx_http_engagement_dedupe_nkinds[f];
 
     return NGX_OK;
 }

@@ -102,6 +102,10 @@ ngx_http_engagement_tail(const u_char *in, size_t left, size_t len)
  * (a loop of them cost its counter and branches on every call)
  */
 
+#if (defined __GNUC__)
+/* each caller gets its own copy, c and d folded: a shared one costs more */
+__attribute__((always_inline))
+#endif
 static ngx_inline uint64_t
 ngx_http_engagement_sip(const uint64_t key[2], const u_char *in, size_t len,
     ngx_uint_t c, ngx_uint_t d)
