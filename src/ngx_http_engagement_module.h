@@ -195,6 +195,12 @@ ngx_http_engagement_put_uint(u_char *p, uint64_t n)
     u_char    *end;
     uint64_t   m;
 
+    if (n < 10) {
+        /* the common 0 of an answer's totals, and other single digits */
+        *p = (u_char) ('0' + n);
+        return p + 1;
+    }
+
     /* the digits counted first, then written in place: no copy */
     for (end = p + 1, m = n; m >= 10; m /= 10) {
         end++;

@@ -93,14 +93,14 @@ _Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields)
 static ngx_http_engagement_form_t  ngx_http_engagement_view_form = {
     ngx_http_engagement_view_fields,
     ngx_http_engagement_nfields(ngx_http_engagement_view_fields),
-    { { ngx_null_string, NULL, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
+    { { ngx_null_string, NULL, 0, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
 };
 
 
 static ngx_http_engagement_form_t  ngx_http_engagement_reaction_form = {
     ngx_http_engagement_reaction_fields,
     ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields),
-    { { ngx_null_string, NULL, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
+    { { ngx_null_string, NULL, 0, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
 };
 
 
@@ -248,7 +248,7 @@ ngx_http_engagement_form_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     ngx_http_engagement_form_t *form, void *out,
     ngx_http_engagement_error_t *err)
 {
-    uint32_t                      found, todo;
+    uint32_t                      found, stored, todo;
     ngx_uint_t                    i;
     ngx_http_engagement_jv_t      vals[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
     ngx_http_engagement_field_t  *f;
@@ -264,8 +264,10 @@ ngx_http_engagement_form_parse(ngx_pool_t *pool, u_char *buf, size_t len,
             }
 
             if (f->type == NGX_HTTP_ENGAGEMENT_FIELD_ID) {
+                /* an id the parser finds valid, it stores in the event */
                 form->keys[i].chars = ngx_http_engagement_id_chars;
                 form->keys[i].max = NGX_HTTP_ENGAGEMENT_ID_MAX;
+                form->keys[i].offset = f->offset;
             }
         }
 
@@ -275,14 +277,20 @@ ngx_http_engagement_form_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     }
 
     if (ngx_http_engagement_json_parse(pool, buf, len, &form->keyset, vals,
-                                       &found, err)
+                                       out, &found, &stored, err)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    /* the fields found or required, in the table's order */
-    for (todo = found | form->required; todo; todo &= todo - 1) {
+    /*
+     * The fields found or required, in the table's order, but for the ids
+     * the parser stored (checked as it scanned them: they are valid)
+     */
+    for (todo = (found & ~stored) | (form->required & ~found);
+         todo;
+         todo &= todo - 1)
+    {
         i = __builtin_ctz(todo);
         f = &form->fields[i];
 

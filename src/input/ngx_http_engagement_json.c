@@ -34,10 +34,15 @@ typedef struct {
     u_char                         *end;
     ngx_pool_t                     *pool;
 
-    /* the wanted top-level keys, their values, a bit for each found */
+    /*
+     * the wanted top-level keys, their values, a bit for each found, the
+     * values that fit stored in out (a bit for each)
+     */
     ngx_http_engagement_json_keyset_t  *ks;
     ngx_http_engagement_jv_t       *vals;
+    u_char                         *out;
     uint32_t                        found;
+    uint32_t                        stored;
 
     /* the error: what and where (detail written once, at the first) */
     const char                     *what;
@@ -971,23 +976,25 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
 /*
  * The value of wanted key k at p, kept in v: its end, or NULL (the error
  * set). A string whose key has chars is scanned for those bytes alone,
- * which checks it in the same pass; one that has others (an escape, a
- * byte not allowed) is scanned again as any string, then checked whole.
- * The common integer is read here too; any other value goes to the
- * general functions.
+ * which checks it in the same pass: if it fits, it is stored in out and
+ * *stored set; one that has other bytes (an escape, a byte not allowed)
+ * is scanned again as any string, then checked whole. The common integer
+ * is read here too; any other value goes to the general functions.
  */
 
 static ngx_inline u_char *
 ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
-    ngx_http_engagement_json_key_t *k, ngx_http_engagement_jv_t *v)
+    ngx_http_engagement_json_key_t *k, ngx_http_engagement_jv_t *v,
+    uint32_t *stored, uint32_t bit)
 {
     u_char        *q, *end;
+    size_t         len;
     int64_t        n;
+    ngx_str_t     *s;
     const u_char  *chars;
 
     end = j->end;
     chars = k->chars;
-    v->fits = 0;
 
     if (p == end) {
         /* void */
@@ -1006,12 +1013,22 @@ ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
             q++;
         }
 
-        v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
-
         if (q < end && *q == '"') {
+            len = q - (p + 1);
+
+            if (len - 1 < k->max) {
+                /* 1 to max bytes: fits */
+                s = (ngx_str_t *) (j->out + k->offset);
+                s->data = p + 1;
+                s->len = len;
+                *stored |= bit;
+                return q + 1;
+            }
+
+            v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
             v->str.data = p + 1;
-            v->str.len = q - (p + 1);
-            v->fits = (q > p + 1 && (size_t) (q - (p + 1)) <= k->max);
+            v->str.len = len;
+            v->fits = 0;
             return q + 1;
         }
 
@@ -1021,11 +1038,13 @@ ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
             return NULL;
         }
 
+        v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
         v->fits = ngx_http_engagement_json_fits(&v->str, chars, k->max);
 
         return j->p;
 
     } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+        v->fits = 0;
         q = ngx_http_engagement_json_int_end(p, end, &n);
 
         if (q) {
@@ -1040,6 +1059,7 @@ ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
                ? j->p : NULL;
     }
 
+    v->fits = 0;
     j->p = p;
 
     return (ngx_http_engagement_json_value(j, 1, v) == NGX_OK) ? j->p : NULL;
@@ -1058,18 +1078,25 @@ ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
 static ngx_int_t
 ngx_http_engagement_json_top(ngx_http_engagement_json_t *j)
 {
-    u_char                       *p, *end, *kat;
-    uint32_t                      found;
-    ngx_int_t                     i, added;
-    ngx_str_t                     key;
-    ngx_uint_t                    members;
-    ngx_http_engagement_jkeys_t   seen;
+    u_char                             *p, *end, *kat;
+    uint32_t                            found, stored;
+    ngx_int_t                           i, added;
+    ngx_str_t                           key;
+    ngx_uint_t                          members;
+    ngx_http_engagement_jv_t           *vals;
+    ngx_http_engagement_jkeys_t         seen;
+    ngx_http_engagement_json_key_t     *keys;
+    ngx_http_engagement_json_keyset_t  *ks;
 
     seen.all = NULL;
     seen.n = 0;
     members = 0;
     found = 0;
+    stored = 0;
     end = j->end;
+    ks = j->ks;
+    keys = ks->keys;
+    vals = j->vals;
 
     p = ngx_http_engagement_json_skip(j->p + 1, end);
 
@@ -1092,7 +1119,7 @@ ngx_http_engagement_json_top(ngx_http_engagement_json_t *j)
         kat = p;
         members++;
 
-        i = ngx_http_engagement_json_key_known(j->ks, p + 1, end, &key);
+        i = ngx_http_engagement_json_key_known(ks, p + 1, end, &key);
 
         if (i != NGX_DECLINED) {
             p = key.data + key.len + 1;
@@ -1105,19 +1132,24 @@ ngx_http_engagement_json_top(ngx_http_engagement_json_t *j)
             }
 
             p = j->p;
-            i = ngx_http_engagement_json_wanted(j->ks, &key);
+            i = ngx_http_engagement_json_wanted(ks, &key);
         }
 
         if (i != NGX_DECLINED) {
-            added = (found & (1u << i)) ? NGX_DECLINED : NGX_OK;
+            if (found & (1u << i)) {
+                return ngx_http_engagement_json_key_added(j, NGX_DECLINED,
+                                                          kat, &key);
+            }
+
             found |= 1u << i;
 
         } else {
             added = ngx_http_engagement_json_key_add(j->pool, &seen, &key);
-        }
 
-        if (added != NGX_OK) {
-            return ngx_http_engagement_json_key_added(j, added, kat, &key);
+            if (added != NGX_OK) {
+                return ngx_http_engagement_json_key_added(j, added, kat,
+                                                          &key);
+            }
         }
 
         if (p == end || *p != ':') {
@@ -1133,8 +1165,8 @@ ngx_http_engagement_json_top(ngx_http_engagement_json_t *j)
         p = ngx_http_engagement_json_skip(p + 1, end);
 
         if (i != NGX_DECLINED) {
-            p = ngx_http_engagement_json_member(j, p, &j->ks->keys[i],
-                                                &j->vals[i]);
+            p = ngx_http_engagement_json_member(j, p, &keys[i], &vals[i],
+                                                &stored, (uint32_t) 1 << i);
 
         } else {
             j->p = p;
@@ -1161,13 +1193,14 @@ ngx_http_engagement_json_top(ngx_http_engagement_json_t *j)
         if (p < end && *p == '}') {
             j->p = p + 1;
             j->found = found;
+            j->stored = stored;
             return NGX_OK;
         }
 
         j->p = p;
 
         return ngx_http_engagement_json_unexpected(j,
-                                                   "',' or '}' expected, found");
+                   "',' or '}' expected, found");
     }
 }
 
@@ -1273,14 +1306,17 @@ ngx_http_engagement_json_value(ngx_http_engagement_json_t *j,
 /*
  * Checks the whole body, which must be one JSON object, and leaves in
  * vals[i] the value of its top-level key ks->keys[i], bit i of *found set
- * (vals[i] is left as it was when the object lacks the key). Other keys
- * are checked and skipped.
+ * (vals[i] is left as it was when the object lacks the key); a value
+ * stored in out instead (see ngx_http_engagement_json_key_t) has bit i of
+ * *stored set too. Other keys are checked and skipped. On an error, out
+ * may hold some values: the caller drops it.
  */
 
 ngx_int_t
 ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     ngx_http_engagement_json_keyset_t *ks, ngx_http_engagement_jv_t *vals,
-    uint32_t *found, ngx_http_engagement_error_t *err)
+    void *out, uint32_t *found, uint32_t *stored,
+    ngx_http_engagement_error_t *err)
 {
     ngx_uint_t                  object;
     ngx_http_engagement_json_t  j;
@@ -1294,6 +1330,7 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     }
 
     *found = 0;
+    *stored = 0;
 
     j.start = buf;
     j.p = buf;
@@ -1301,7 +1338,9 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     j.pool = pool;
     j.ks = ks;
     j.vals = vals;
+    j.out = out;
     j.found = 0;
+    j.stored = 0;
     j.err = err;
 
     ngx_http_engagement_json_ws(&j);
@@ -1333,6 +1372,7 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     }
 
     *found = j.found;
+    *stored = j.stored;
 
     return NGX_OK;
 }

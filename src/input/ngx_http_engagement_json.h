@@ -45,12 +45,15 @@ typedef struct {
  * A top-level key whose value is wanted. With chars (256 entries, 1: the
  * byte is allowed; never '"', '\\', a control byte or a byte above 0x7f),
  * a string value is checked while it is scanned: "fits" says that it is
- * 1 to max bytes, each of them allowed.
+ * 1 to max bytes, each of them allowed. A value written plainly that fits
+ * is not handed back in vals: it is stored as an ngx_str_t at offset in
+ * the caller's out, its bit set in *stored too.
  */
 typedef struct {
     ngx_str_t                       name;
     const u_char                   *chars;
     size_t                          max;
+    size_t                          offset;
     /* made by keyset_init: the name's first and last 8 bytes as words */
     uint64_t                        head;
     uint64_t                        tail;
@@ -218,8 +221,8 @@ ngx_int_t ngx_http_engagement_json_key_add(ngx_pool_t *pool,
 /* json.c */
 ngx_int_t ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_json_keyset_t *ks,
-    ngx_http_engagement_jv_t *vals, uint32_t *found,
-    ngx_http_engagement_error_t *err);
+    ngx_http_engagement_jv_t *vals, void *out, uint32_t *found,
+    uint32_t *stored, ngx_http_engagement_error_t *err);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_JSON_H_INCLUDED_ */

@@ -488,8 +488,8 @@ ngx_http_engagement_guard_headers(ngx_http_request_t *r, ngx_str_t *token,
             if (h[i].key.len == sizeof(NGX_HTTP_ENGAGEMENT_GPC_HEADER) - 1) {
                 if (gpc
                     && ngx_strncasecmp(h[i].key.data,
-                                       (u_char *) NGX_HTTP_ENGAGEMENT_GPC_HEADER,
-                                       h[i].key.len) == 0
+                                (u_char *) NGX_HTTP_ENGAGEMENT_GPC_HEADER,
+                                h[i].key.len) == 0
                     && h[i].value.len == 1 && h[i].value.data[0] == '1')
                 {
                     *gpc = 1;
