@@ -272,7 +272,8 @@ ngx_http_engagement_view_answer(ngx_http_request_t *r,
     if (full) {
         p = ngx_cpymem(p, ",\"contentId\":\"",
                        sizeof(",\"contentId\":\"") - 1);
-        p = ngx_cpymem(p, ev->content_id.data, ev->content_id.len);
+        p = ngx_http_engagement_cpy_short(p, ev->content_id.data,
+                                          ev->content_id.len);
         *p++ = '"';
 
         if (out->counted) {

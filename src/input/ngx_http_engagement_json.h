@@ -15,6 +15,12 @@
 #include "input/ngx_http_engagement_input.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* the most top-level keys one parse hands back */
 #define NGX_HTTP_ENGAGEMENT_JSON_FIELDS     16
 
@@ -223,6 +229,11 @@ ngx_int_t ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_json_keyset_t *ks,
     ngx_http_engagement_jv_t *vals, void *out, uint32_t *found,
     uint32_t *stored, ngx_http_engagement_error_t *err);
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_JSON_H_INCLUDED_ */
