@@ -987,7 +987,7 @@ ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
     ngx_http_engagement_json_key_t *k, ngx_http_engagement_jv_t *v,
     uint32_t *stored, uint32_t bit)
 {
-    u_char        *q, *end;
+    u_char        *q, *end, *last;
     size_t         len;
     int64_t        n;
     ngx_str_t     *s;
@@ -1000,17 +1000,31 @@ ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
         /* void */
 
     } else if (*p == '"' && chars) {
-        /* four bytes a step while four are left, then one */
+        /*
+         * Four bytes a step while four are left (p is 5 bytes or more
+         * into the body: end - 4 is inside it), then one; a step that
+         * stopped short of the end has a byte not allowed in its four,
+         * where the single steps stop without looking for the end.
+         */
+        last = end - 4;
+
         for (q = p + 1;
-             end - q >= 4
+             q <= last
              && (chars[q[0]] & chars[q[1]] & chars[q[2]] & chars[q[3]]);
              q += 4)
         {
             /* void */
         }
 
-        while (q < end && chars[*q]) {
-            q++;
+        if (q <= last) {
+            while (chars[*q]) {
+                q++;
+            }
+
+        } else {
+            while (q < end && chars[*q]) {
+                q++;
+            }
         }
 
         if (q < end && *q == '"') {

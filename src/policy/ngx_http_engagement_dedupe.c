@@ -114,7 +114,8 @@ ngx_http_engagement_dedupe_left(ngx_http_engagement_dentry_t *e,
  */
 
 static ngx_http_engagement_dentry_t *
-ngx_http_engagement_dedupe_victim(ngx_http_engagement_dentry_t **b,
+ngx_http_engagement_dedupe_victim(ngx_http_engagement_dentry_t *b0,
+    ngx_http_engagement_dentry_t *b1,
     ngx_http_engagement_dedupe_set_t *set)
 {
     ngx_uint_t                     i, j;
@@ -125,7 +126,7 @@ ngx_http_engagement_dedupe_victim(ngx_http_engagement_dentry_t **b,
     least = 0;
 
     for (i = 0; i < 2 * NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET; i++) {
-        e = b[i / NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET]
+        e = (i < NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET ? b0 : b1)
             + i % NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
 
         for (j = 0; j < set->n; j++) {
@@ -161,19 +162,20 @@ ngx_http_engagement_dedupe_find(ngx_http_engagement_dedupe_shctx_t *sh,
     ngx_http_engagement_dedupe_set_t *set, uint64_t key)
 {
     ngx_uint_t                     i, j, live, least;
-    ngx_http_engagement_dentry_t  *e, *free, *take, *b[2];
+    ngx_http_engagement_dentry_t  *e, *free, *take, *b0, *b1;
 
-    b[0] = ngx_http_engagement_dedupe_bucket(sh, key >> 32);
+    /* two pointers, not an array: no stack guard on every mark */
+    b0 = ngx_http_engagement_dedupe_bucket(sh, key >> 32);
 
-    if (b[0]->key == 0) {
+    if (b0->key == 0) {
         /*
          * A first bucket never used: a key goes to the second only when
          * the first has more live entries, so it is in neither.
          */
-        return b[0];
+        return b0;
     }
 
-    b[1] = ngx_http_engagement_dedupe_bucket(sh, (uint32_t) key);
+    b1 = ngx_http_engagement_dedupe_bucket(sh, (uint32_t) key);
     take = NULL;
     least = NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
 
@@ -181,7 +183,9 @@ ngx_http_engagement_dedupe_find(ngx_http_engagement_dedupe_shctx_t *sh,
         free = NULL;
         live = 0;
 
-        for (i = 0, e = b[j]; i < NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET; i++, e++)
+        for (i = 0, e = j ? b1 : b0;
+             i < NGX_HTTP_ENGAGEMENT_DEDUPE_BUCKET;
+             i++, e++)
         {
             if (e->key == key) {
                 return e;
@@ -207,7 +211,7 @@ ngx_http_engagement_dedupe_find(ngx_http_engagement_dedupe_shctx_t *sh,
         }
     }
 
-    return take ? take : ngx_http_engagement_dedupe_victim(b, set);
+    return take ? take : ngx_http_engagement_dedupe_victim(b0, b1, set);
 }
 
 
