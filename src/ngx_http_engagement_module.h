@@ -18,6 +18,12 @@
 #include "input/ngx_http_engagement_input.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 #define NGX_HTTP_ENGAGEMENT_VERSION        "0.1.0"
 
 /*
@@ -185,6 +191,91 @@ uint32_t ngx_http_engagement_layout(const size_t *shape, ngx_uint_t n);
 
 
 /*
+ * Copies and comparisons of ids (most are a few bytes) inline, by words
+ * that may overlap; a libc call cost more than the bytes. Longer copies
+ * go to ngx_cpymem().
+ */
+
+static ngx_inline u_char *
+ngx_http_engagement_cpy_short(u_char *dst, const u_char *src, size_t n)
+{
+    uint16_t  h0, h1;
+    uint32_t  w0, w1;
+    uint64_t  q0, q1;
+
+    if (n > 16) {
+        return ngx_cpymem(dst, src, n);
+    }
+
+    if (n >= 8) {
+        ngx_memcpy(&q0, src, 8);
+        ngx_memcpy(&q1, src + n - 8, 8);
+        ngx_memcpy(dst, &q0, 8);
+        ngx_memcpy(dst + n - 8, &q1, 8);
+
+    } else if (n >= 4) {
+        ngx_memcpy(&w0, src, 4);
+        ngx_memcpy(&w1, src + n - 4, 4);
+        ngx_memcpy(dst, &w0, 4);
+        ngx_memcpy(dst + n - 4, &w1, 4);
+
+    } else if (n >= 2) {
+        ngx_memcpy(&h0, src, 2);
+        ngx_memcpy(&h1, src + n - 2, 2);
+        ngx_memcpy(dst, &h0, 2);
+        ngx_memcpy(dst + n - 2, &h1, 2);
+
+    } else if (n) {
+        *dst = *src;
+    }
+
+    return dst + n;
+}
+
+
+/* whether the n bytes at a and at b are the same */
+static ngx_inline ngx_uint_t
+ngx_http_engagement_same(const u_char *a, const u_char *b, size_t n)
+{
+    uint32_t  x0, x1, y0, y1;
+    uint64_t  x, y;
+
+    if (n >= 8) {
+        for ( /* void */ ; n > 8; a += 8, b += 8, n -= 8) {
+            ngx_memcpy(&x, a, 8);
+            ngx_memcpy(&y, b, 8);
+
+            if (x != y) {
+                return 0;
+            }
+        }
+
+        ngx_memcpy(&x, a + n - 8, 8);
+        ngx_memcpy(&y, b + n - 8, 8);
+
+        return (x == y);
+    }
+
+    if (n >= 4) {
+        ngx_memcpy(&x0, a, 4);
+        ngx_memcpy(&x1, a + n - 4, 4);
+        ngx_memcpy(&y0, b, 4);
+        ngx_memcpy(&y1, b + n - 4, 4);
+
+        return (x0 == y0) & (x1 == y1);
+    }
+
+    while (n--) {
+        if (*a++ != *b++) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
  * Number writers for the request and flush paths, where ngx_sprintf's
  * format parsing was a tenth of the module's own instructions.
  */
@@ -194,6 +285,12 @@ ngx_http_engagement_put_uint(u_char *p, uint64_t n)
 {
     u_char    *end;
     uint64_t   m;
+
+    if (n < 10) {
+        /* the common 0 of an answer's totals, and other single digits */
+        *p = (u_char) ('0' + n);
+        return p + 1;
+    }
 
     /* the digits counted first, then written in place: no copy */
     for (end = p + 1, m = n; m >= 10; m /= 10) {
@@ -238,6 +335,11 @@ ngx_http_engagement_put_hex64(u_char *p, uint64_t h)
 
     return p + 16;
 }
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_MODULE_H_INCLUDED_ */

@@ -15,6 +15,12 @@
 #include "store/ngx_http_engagement_store.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* a figure of the location's counters zone, by field or by its offset */
 #define ngx_http_engagement_stat(elcf, field)                                 \
     ngx_http_engagement_inc(                                                  \
@@ -169,6 +175,11 @@ ngx_http_engagement_set_ids(ngx_http_request_t *r, ngx_str_t *content_id,
         ngx_http_engagement_ctx_ids(r, content_id, viewer_id, session_id);
     }
 }
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_HTTP_H_INCLUDED_ */

@@ -86,6 +86,12 @@ ngx_http_engagement_view_reserve(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
+    if (!ngx_http_engagement_writer_enabled()) {
+        /* no durable writer: no call to make a record for it */
+        *wev = NULL;
+        return NGX_DECLINED;
+    }
+
     /* the durable writer takes room for the event before it is counted */
     rc = ngx_http_engagement_record_view(r, ev, wev);
 
@@ -266,7 +272,8 @@ ngx_http_engagement_view_answer(ngx_http_request_t *r,
     if (full) {
         p = ngx_cpymem(p, ",\"contentId\":\"",
                        sizeof(",\"contentId\":\"") - 1);
-        p = ngx_cpymem(p, ev->content_id.data, ev->content_id.len);
+        p = ngx_http_engagement_cpy_short(p, ev->content_id.data,
+                                          ev->content_id.len);
         *p++ = '"';
 
         if (out->counted) {

@@ -14,6 +14,12 @@
 #include <ngx_core.h>
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 #define NGX_HTTP_ENGAGEMENT_ID_MAX         128
 /* what a content, session, viewer or user id may be, as refusals say */
 #define NGX_HTTP_ENGAGEMENT_ID_RULE                                           \
@@ -122,6 +128,11 @@ size_t ngx_http_engagement_token_mint(u_char *buf,
 ngx_http_engagement_token_rc_e ngx_http_engagement_token_verify(
     ngx_http_engagement_token_key_t *key, u_char *p, size_t len,
     ngx_str_t *content, ngx_str_t *session, int64_t now);
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_INPUT_H_INCLUDED_ */

@@ -34,10 +34,15 @@ typedef struct {
     u_char                         *end;
     ngx_pool_t                     *pool;
 
-    /* the wanted top-level keys, their values, a bit for each found */
+    /*
+     * the wanted top-level keys, their values, a bit for each found, the
+     * values that fit stored in out (a bit for each)
+     */
     ngx_http_engagement_json_keyset_t  *ks;
     ngx_http_engagement_jv_t       *vals;
+    u_char                         *out;
     uint32_t                        found;
+    uint32_t                        stored;
 
     /* the error: what and where (detail written once, at the first) */
     const char                     *what;
@@ -158,20 +163,28 @@ ngx_http_engagement_json_unexpected(ngx_http_engagement_json_t *j,
 }
 
 
+/* the end of the whitespace at p */
+static ngx_inline u_char *
+ngx_http_engagement_json_skip(u_char *p, u_char *end)
+{
+    /* most tokens follow one another with no whitespace */
+    if (p < end && *p > ' ') {
+        return p;
+    }
+
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    {
+        p++;
+    }
+
+    return p;
+}
+
+
 static ngx_inline void
 ngx_http_engagement_json_ws(ngx_http_engagement_json_t *j)
 {
-    /* most tokens follow one another with no whitespace */
-    if (j->p < j->end && *j->p > ' ') {
-        return;
-    }
-
-    while (j->p < j->end
-           && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r'
-               || *j->p == '\t'))
-    {
-        j->p++;
-    }
+    j->p = ngx_http_engagement_json_skip(j->p, j->end);
 }
 
 
@@ -276,13 +289,6 @@ static const u_char  ngx_http_engagement_json_plain[256] = {
 
     /* 0x80-0xff: 0, UTF-8 is checked byte by byte */
 };
-
-
-#if (NGX_HAVE_LITTLE_ENDIAN && NGX_PTR_SIZE == 8 && defined __GNUC__)
-#define NGX_HTTP_ENGAGEMENT_JSON_WORDS  1
-#define NGX_HTTP_ENGAGEMENT_JSON_ONES   0x0101010101010101ULL
-#define NGX_HTTP_ENGAGEMENT_JSON_HIGHS  0x8080808080808080ULL
-#endif
 
 
 /*
@@ -684,32 +690,51 @@ ngx_http_engagement_json_real(ngx_http_engagement_json_t *j, u_char *begin)
 
 
 /*
- * The common number at j->p, in one pass: an integer of 1 to
+ * The common number at p, in one pass: an integer of 1 to
  * NGX_HTTP_ENGAGEMENT_JSON_SAFE digits (it fits), no leading zero, no
- * fraction nor exponent. NGX_DECLINED: any other, left to the full path.
+ * fraction nor exponent. Its end, its value in *num; NULL for any other,
+ * left to the full path.
  */
 
-static ngx_inline ngx_int_t
-ngx_http_engagement_json_integer(ngx_http_engagement_json_t *j,
-    ngx_http_engagement_jv_t *v)
+static ngx_inline u_char *
+ngx_http_engagement_json_int_end(u_char *p, u_char *end, int64_t *num)
 {
-    u_char      *p, *digits, d;
+    u_char      *digits, d;
     uint64_t     n;
     ngx_uint_t   neg;
 
-    neg = (*j->p == '-');
-    digits = j->p + neg;
+    neg = (*p == '-');
+    digits = p + neg;
     n = 0;
 
     /* a longer run wraps n harmlessly: it is declined below */
-    for (p = digits; p < j->end && (d = (u_char) (*p - '0')) <= 9; p++) {
+    for (p = digits; p < end && (d = (u_char) (*p - '0')) <= 9; p++) {
         n = n * 10 + d;
     }
 
     if ((size_t) (p - digits) - 1 >= NGX_HTTP_ENGAGEMENT_JSON_SAFE
         || (*digits == '0' && p - digits > 1)
-        || (p < j->end && (*p == '.' || (*p | 0x20) == 'e')))
+        || (p < end && (*p == '.' || (*p | 0x20) == 'e')))
     {
+        return NULL;
+    }
+
+    *num = neg ? - (int64_t) n : (int64_t) n;
+
+    return p;
+}
+
+
+/* the common integer at j->p (see int_end); NGX_DECLINED: any other */
+static ngx_inline ngx_int_t
+ngx_http_engagement_json_integer(ngx_http_engagement_json_t *j,
+    ngx_http_engagement_jv_t *v)
+{
+    u_char   *p;
+    int64_t   n;
+
+    p = ngx_http_engagement_json_int_end(j->p, j->end, &n);
+    if (p == NULL) {
         return NGX_DECLINED;
     }
 
@@ -717,7 +742,7 @@ ngx_http_engagement_json_integer(ngx_http_engagement_json_t *j,
 
     if (v) {
         v->type = NGX_HTTP_ENGAGEMENT_JV_INTEGER;
-        v->num = neg ? - (int64_t) n : (int64_t) n;
+        v->num = n;
     }
 
     return NGX_OK;
@@ -812,68 +837,6 @@ ngx_http_engagement_json_literal(ngx_http_engagement_json_t *j,
 
 
 /*
- * The value of wanted key i, at j->p. A string whose key has chars is
- * first scanned for those bytes alone, which checks it in the same pass;
- * one that has others (an escape, a byte not allowed) is scanned again as
- * any string, then checked whole.
- */
-
-static ngx_int_t
-ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, ngx_uint_t i)
-{
-    u_char                          *p, *begin;
-    ngx_http_engagement_jv_t        *v;
-    ngx_http_engagement_json_key_t  *k;
-
-    v = &j->vals[i];
-    k = &j->ks->keys[i];
-    v->fits = 0;
-
-    if (j->p < j->end && (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))) {
-        return ngx_http_engagement_json_number(j, v);
-    }
-
-    if (k->chars == NULL || j->p == j->end || *j->p != '"') {
-        return ngx_http_engagement_json_value(j, 1, v);
-    }
-
-    begin = j->p + 1;
-
-    /* four bytes a step while four are left, then one */
-    for (p = begin;
-         j->end - p >= 4
-         && (k->chars[p[0]] & k->chars[p[1]] & k->chars[p[2]]
-             & k->chars[p[3]]);
-         p += 4)
-    {
-        /* void */
-    }
-
-    while (p < j->end && k->chars[*p]) {
-        p++;
-    }
-
-    v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
-
-    if (p < j->end && *p == '"') {
-        v->str.data = begin;
-        v->str.len = p - begin;
-        v->fits = (p > begin && (size_t) (p - begin) <= k->max);
-        j->p = p + 1;
-        return NGX_OK;
-    }
-
-    if (ngx_http_engagement_json_string(j, &v->str) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v->fits = ngx_http_engagement_json_fits(&v->str, k->chars, k->max);
-
-    return NGX_OK;
-}
-
-
-/*
  * A container's frame: open() steps over '{' or '[' and answers NGX_OK if
  * the container is empty, NGX_AGAIN if a member follows; next() follows a
  * member: NGX_AGAIN after a ',', NGX_OK at the closing byte.
@@ -916,50 +879,50 @@ ngx_http_engagement_json_next(ngx_http_engagement_json_t *j, u_char close)
 }
 
 
-/*
- * The key at j->p: at the top, a wanted key written plainly is found with
- * no scan; any other is scanned as a string, then looked up among the
- * wanted ones. Its index if wanted, NGX_DECLINED if not, or NGX_ERROR.
- */
-
+/* the start of a key at j->p: NGX_OK, or the error set */
 static ngx_int_t
-ngx_http_engagement_json_key(ngx_http_engagement_json_t *j, ngx_uint_t depth,
-    ngx_str_t *key)
+ngx_http_engagement_json_key_start(ngx_http_engagement_json_t *j,
+    ngx_uint_t members)
 {
-    ngx_int_t  i;
-
-    if (depth != 1) {
-        return (ngx_http_engagement_json_string(j, key) == NGX_OK)
-               ? NGX_DECLINED : NGX_ERROR;
+    if (j->p == j->end || *j->p != '"') {
+        return ngx_http_engagement_json_unexpected(j,
+                   members ? "a key (a string) expected, found"
+                           : "a key (a string) or '}' expected, found");
     }
 
-    i = ngx_http_engagement_json_key_known(j->ks, j->p + 1, j->end, key);
-
-    if (i != NGX_DECLINED) {
-        j->p = key->data + key->len + 1;
-        return i;
-    }
-
-    if (ngx_http_engagement_json_string(j, key) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_engagement_json_wanted(j->ks, key);
+    return NGX_OK;
 }
 
 
 /*
- * An object. At the top (depth 1) a wanted key is found by its first
- * byte and length and marked in a bit (a second one is a duplicate); other
- * keys, and all keys deeper down, go to the object's own key set.
+ * A key just added to an object's keys (added: what key_add or the
+ * wanted keys' bits said): NGX_OK, or the error set.
  */
 
+static ngx_int_t
+ngx_http_engagement_json_key_added(ngx_http_engagement_json_t *j,
+    ngx_int_t added, u_char *kat, ngx_str_t *key)
+{
+    if (added == NGX_DECLINED) {
+        return ngx_http_engagement_json_fail_at(j, "duplicate key", kat,
+                                                key->data, key->len, 1);
+    }
+
+    if (added != NGX_OK) {
+        return ngx_http_engagement_json_fail(j, "out of memory", kat);
+    }
+
+    return NGX_OK;
+}
+
+
+/* an object nested in the top-level one: its keys go to its own key set */
 static ngx_int_t
 ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
     ngx_uint_t depth)
 {
     u_char                       *kat;
-    ngx_int_t                     rc, added, i;
+    ngx_int_t                     rc;
     ngx_str_t                     key;
     ngx_uint_t                    members;
     ngx_http_engagement_jkeys_t   seen;
@@ -972,36 +935,23 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
          rc == NGX_AGAIN;
          rc = ngx_http_engagement_json_next(j, '}'))
     {
-        if (j->p == j->end || *j->p != '"') {
-            return ngx_http_engagement_json_unexpected(j,
-                       members ? "a key (a string) expected, found"
-                               : "a key (a string) or '}' expected, found");
+        if (ngx_http_engagement_json_key_start(j, members) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         kat = j->p;
         members++;
 
-        i = ngx_http_engagement_json_key(j, depth, &key);
-
-        if (i == NGX_ERROR) {
+        if (ngx_http_engagement_json_string(j, &key) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        if (i != NGX_DECLINED) {
-            added = (j->found & (1u << i)) ? NGX_DECLINED : NGX_OK;
-            j->found |= 1u << i;
-
-        } else {
-            added = ngx_http_engagement_json_key_add(j->pool, &seen, &key);
-        }
-
-        if (added == NGX_DECLINED) {
-            return ngx_http_engagement_json_fail_at(j, "duplicate key", kat,
-                                                    key.data, key.len, 1);
-        }
-
-        if (added != NGX_OK) {
-            return ngx_http_engagement_json_fail(j, "out of memory", kat);
+        if (ngx_http_engagement_json_key_added(j,
+                ngx_http_engagement_json_key_add(j->pool, &seen, &key),
+                kat, &key)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         ngx_http_engagement_json_ws(j);
@@ -1014,16 +964,258 @@ ngx_http_engagement_json_object(ngx_http_engagement_json_t *j,
         j->p++;
         ngx_http_engagement_json_ws(j);
 
-        rc = (i != NGX_DECLINED)
-             ? ngx_http_engagement_json_member(j, i)
-             : ngx_http_engagement_json_value(j, depth, NULL);
-
-        if (rc != NGX_OK) {
+        if (ngx_http_engagement_json_value(j, depth, NULL) != NGX_OK) {
             return NGX_ERROR;
         }
     }
 
     return rc;
+}
+
+
+/*
+ * The value of wanted key k at p, kept in v: its end, or NULL (the error
+ * set). A string whose key has chars is scanned for those bytes alone,
+ * which checks it in the same pass: if it fits, it is stored in out and
+ * *stored set; one that has other bytes (an escape, a byte not allowed)
+ * is scanned again as any string, then checked whole. The common integer
+ * is read here too; any other value goes to the general functions.
+ */
+
+static ngx_inline u_char *
+ngx_http_engagement_json_member(ngx_http_engagement_json_t *j, u_char *p,
+    ngx_http_engagement_json_key_t *k, ngx_http_engagement_jv_t *v,
+    uint32_t *stored, uint32_t bit)
+{
+    u_char        *q, *end, *last;
+    size_t         len;
+    int64_t        n;
+    ngx_str_t     *s;
+    const u_char  *chars;
+
+    end = j->end;
+    chars = k->chars;
+
+    if (p == end) {
+        /* void */
+
+    } else if (*p == '"' && chars) {
+        /*
+         * Four bytes a step while four are left (p is 5 bytes or more
+         * into the body: end - 4 is inside it), then one; a step that
+         * stopped short of the end has a byte not allowed in its four,
+         * where the single steps stop without looking for the end.
+         */
+        last = end - 4;
+
+        for (q = p + 1;
+             q <= last
+             && (chars[q[0]] & chars[q[1]] & chars[q[2]] & chars[q[3]]);
+             q += 4)
+        {
+            /* void */
+        }
+
+        if (q <= last) {
+            while (chars[*q]) {
+                q++;
+            }
+
+        } else {
+            while (q < end && chars[*q]) {
+                q++;
+            }
+        }
+
+        if (q < end && *q == '"') {
+            len = q - (p + 1);
+
+            if (len - 1 < k->max) {
+                /* 1 to max bytes: fits */
+                s = (ngx_str_t *) (j->out + k->offset);
+                s->data = p + 1;
+                s->len = len;
+                *stored |= bit;
+                return q + 1;
+            }
+
+            v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
+            v->str.data = p + 1;
+            v->str.len = len;
+            v->fits = 0;
+            return q + 1;
+        }
+
+        j->p = p;
+
+        if (ngx_http_engagement_json_string(j, &v->str) != NGX_OK) {
+            return NULL;
+        }
+
+        v->type = NGX_HTTP_ENGAGEMENT_JV_STRING;
+        v->fits = ngx_http_engagement_json_fits(&v->str, chars, k->max);
+
+        return j->p;
+
+    } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+        v->fits = 0;
+        q = ngx_http_engagement_json_int_end(p, end, &n);
+
+        if (q) {
+            v->type = NGX_HTTP_ENGAGEMENT_JV_INTEGER;
+            v->num = n;
+            return q;
+        }
+
+        j->p = p;
+
+        return (ngx_http_engagement_json_number_full(j, v) == NGX_OK)
+               ? j->p : NULL;
+    }
+
+    v->fits = 0;
+    j->p = p;
+
+    return (ngx_http_engagement_json_value(j, 1, v) == NGX_OK) ? j->p : NULL;
+}
+
+
+/*
+ * The top-level object (depth 1), on local pointers: a wanted key
+ * written plainly is found by its first byte and length with no scan and
+ * marked in a bit (a second one is a duplicate); any other key is
+ * scanned as a string, then looked up among the wanted ones, and the
+ * keys not wanted go to the object's own key set. The general functions
+ * take over at j->p wherever the body is not the common case.
+ */
+
+static ngx_int_t
+ngx_http_engagement_json_top(ngx_http_engagement_json_t *j)
+{
+    u_char                             *p, *end, *kat;
+    uint32_t                            found, stored;
+    ngx_int_t                           i, added;
+    ngx_str_t                           key;
+    ngx_uint_t                          members;
+    ngx_http_engagement_jv_t           *vals;
+    ngx_http_engagement_jkeys_t         seen;
+    ngx_http_engagement_json_key_t     *keys;
+    ngx_http_engagement_json_keyset_t  *ks;
+
+    seen.all = NULL;
+    seen.n = 0;
+    members = 0;
+    found = 0;
+    stored = 0;
+    end = j->end;
+    ks = j->ks;
+    keys = ks->keys;
+    vals = j->vals;
+
+    p = ngx_http_engagement_json_skip(j->p + 1, end);
+
+    if (p < end && *p == '}') {
+        j->p = p + 1;
+        return NGX_OK;
+    }
+
+    /* whitespace is looked for only where the expected byte is not */
+    for ( ;; ) {
+        if (p == end || *p != '"') {
+            p = ngx_http_engagement_json_skip(p, end);
+
+            if (p == end || *p != '"') {
+                j->p = p;
+                return ngx_http_engagement_json_key_start(j, members);
+            }
+        }
+
+        kat = p;
+        members++;
+
+        i = ngx_http_engagement_json_key_known(ks, p + 1, end, &key);
+
+        if (i != NGX_DECLINED) {
+            p = key.data + key.len + 1;
+
+        } else {
+            j->p = p;
+
+            if (ngx_http_engagement_json_string(j, &key) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            p = j->p;
+            i = ngx_http_engagement_json_wanted(ks, &key);
+        }
+
+        if (i != NGX_DECLINED) {
+            if (found & (1u << i)) {
+                return ngx_http_engagement_json_key_added(j, NGX_DECLINED,
+                                                          kat, &key);
+            }
+
+            found |= 1u << i;
+
+        } else {
+            added = ngx_http_engagement_json_key_add(j->pool, &seen, &key);
+
+            if (added != NGX_OK) {
+                return ngx_http_engagement_json_key_added(j, added, kat,
+                                                          &key);
+            }
+        }
+
+        if (p == end || *p != ':') {
+            p = ngx_http_engagement_json_skip(p, end);
+
+            if (p == end || *p != ':') {
+                j->p = p;
+                return ngx_http_engagement_json_unexpected(j,
+                           "':' expected after a key, found");
+            }
+        }
+
+        p = ngx_http_engagement_json_skip(p + 1, end);
+
+        if (i != NGX_DECLINED) {
+            p = ngx_http_engagement_json_member(j, p, &keys[i], &vals[i],
+                                                &stored, (uint32_t) 1 << i);
+
+        } else {
+            j->p = p;
+            p = (ngx_http_engagement_json_value(j, 1, NULL) == NGX_OK)
+                ? j->p : NULL;
+        }
+
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+
+        p = ngx_http_engagement_json_skip(p, end);
+
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+
+        if (p < end && *p == '}') {
+            j->p = p + 1;
+            j->found = found;
+            j->stored = stored;
+            return NGX_OK;
+        }
+
+        j->p = p;
+
+        return ngx_http_engagement_json_unexpected(j,
+                   "',' or '}' expected, found");
+    }
 }
 
 
@@ -1128,14 +1320,17 @@ ngx_http_engagement_json_value(ngx_http_engagement_json_t *j,
 /*
  * Checks the whole body, which must be one JSON object, and leaves in
  * vals[i] the value of its top-level key ks->keys[i], bit i of *found set
- * (vals[i] is left as it was when the object lacks the key). Other keys
- * are checked and skipped.
+ * (vals[i] is left as it was when the object lacks the key); a value
+ * stored in out instead (see ngx_http_engagement_json_key_t) has bit i of
+ * *stored set too. Other keys are checked and skipped. On an error, out
+ * may hold some values: the caller drops it.
  */
 
 ngx_int_t
 ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     ngx_http_engagement_json_keyset_t *ks, ngx_http_engagement_jv_t *vals,
-    uint32_t *found, ngx_http_engagement_error_t *err)
+    void *out, uint32_t *found, uint32_t *stored,
+    ngx_http_engagement_error_t *err)
 {
     ngx_uint_t                  object;
     ngx_http_engagement_json_t  j;
@@ -1149,6 +1344,7 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     }
 
     *found = 0;
+    *stored = 0;
 
     j.start = buf;
     j.p = buf;
@@ -1156,7 +1352,9 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     j.pool = pool;
     j.ks = ks;
     j.vals = vals;
+    j.out = out;
     j.found = 0;
+    j.stored = 0;
     j.err = err;
 
     ngx_http_engagement_json_ws(&j);
@@ -1165,7 +1363,7 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
 
     /* a top-level object is at depth 1: its keys are the wanted ones */
     if (j.p < j.end && *j.p == '{') {
-        if (ngx_http_engagement_json_object(&j, 1) != NGX_OK) {
+        if (ngx_http_engagement_json_top(&j) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -1188,6 +1386,7 @@ ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     }
 
     *found = j.found;
+    *stored = j.stored;
 
     return NGX_OK;
 }

@@ -15,6 +15,12 @@
 #include "input/ngx_http_engagement_input.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* the most top-level keys one parse hands back */
 #define NGX_HTTP_ENGAGEMENT_JSON_FIELDS     16
 
@@ -45,13 +51,26 @@ typedef struct {
  * A top-level key whose value is wanted. With chars (256 entries, 1: the
  * byte is allowed; never '"', '\\', a control byte or a byte above 0x7f),
  * a string value is checked while it is scanned: "fits" says that it is
- * 1 to max bytes, each of them allowed.
+ * 1 to max bytes, each of them allowed. A value written plainly that fits
+ * is not handed back in vals: it is stored as an ngx_str_t at offset in
+ * the caller's out, its bit set in *stored too.
  */
 typedef struct {
     ngx_str_t                       name;
     const u_char                   *chars;
     size_t                          max;
+    size_t                          offset;
+    /* made by keyset_init: the name's first and last 8 bytes as words */
+    uint64_t                        head;
+    uint64_t                        tail;
 } ngx_http_engagement_json_key_t;
+
+
+#if (NGX_HAVE_LITTLE_ENDIAN && NGX_PTR_SIZE == 8 && defined __GNUC__)
+#define NGX_HTTP_ENGAGEMENT_JSON_WORDS  1
+#define NGX_HTTP_ENGAGEMENT_JSON_ONES   0x0101010101010101ULL
+#define NGX_HTTP_ENGAGEMENT_JSON_HIGHS  0x8080808080808080ULL
+#endif
 
 
 /*
@@ -128,9 +147,40 @@ ngx_http_engagement_json_same(const u_char *a, const u_char *b, size_t len)
 
 
 /*
+ * Whether the len bytes at p (end - p > len) are key k's name: with
+ * words, its first and last 8 bytes (they may overlap), or its bytes
+ * under a mask when it is shorter and 8 bytes can be read.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_engagement_json_is_key(ngx_http_engagement_json_key_t *k,
+    const u_char *p, const u_char *end, size_t len)
+{
+#if (NGX_HTTP_ENGAGEMENT_JSON_WORDS)
+    uint64_t  x, y;
+
+    if (len >= 8) {
+        ngx_memcpy(&x, p, 8);
+        ngx_memcpy(&y, p + len - 8, 8);
+
+        return (x == k->head) & (y == k->tail);
+    }
+
+    if (end - p >= 8) {
+        ngx_memcpy(&x, p, 8);
+
+        return ((x ^ k->head) & ((1ULL << (8 * len)) - 1)) == 0;
+    }
+#endif
+
+    return ngx_http_engagement_json_same(k->name.data, p, len);
+}
+
+
+/*
  * A wanted key written plainly at p (just past its opening quote, end
  * the body's end): its index, key set to it, found without a scan (its
- * name, then its closing quote, compared). NGX_DECLINED for any other
+ * closing quote, then its name, compared). NGX_DECLINED for any other
  * key, which the caller scans as any string.
  */
 
@@ -151,7 +201,7 @@ ngx_http_engagement_json_key_known(ngx_http_engagement_json_keyset_t *ks,
         len = k->name.len;
 
         if ((size_t) (end - p) > len && p[len] == '"'
-            && ngx_http_engagement_json_same(k->name.data, p, len))
+            && ngx_http_engagement_json_is_key(k, p, end, len))
         {
             key->data = p;
             key->len = len;
@@ -177,8 +227,13 @@ ngx_int_t ngx_http_engagement_json_key_add(ngx_pool_t *pool,
 /* json.c */
 ngx_int_t ngx_http_engagement_json_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_json_keyset_t *ks,
-    ngx_http_engagement_jv_t *vals, uint32_t *found,
-    ngx_http_engagement_error_t *err);
+    ngx_http_engagement_jv_t *vals, void *out, uint32_t *found,
+    uint32_t *stored, ngx_http_engagement_error_t *err);
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_JSON_H_INCLUDED_ */

@@ -129,12 +129,41 @@ ngx_http_engagement_json_key_add(ngx_pool_t *pool,
 }
 
 
+/*
+ * A key's name as is_key() compares it: little-endian words of its first
+ * and last 8 bytes, or of all of it (the rest zero) when shorter.
+ */
+
+static void
+ngx_http_engagement_json_key_words(ngx_http_engagement_json_key_t *k)
+{
+    size_t   i, len;
+    u_char  *p;
+
+    p = k->name.data;
+    len = k->name.len;
+    k->head = 0;
+    k->tail = 0;
+
+    for (i = 0; i < ngx_min(len, 8); i++) {
+        k->head |= (uint64_t) p[i] << (8 * i);
+    }
+
+    if (len >= 8) {
+        for (i = 0; i < 8; i++) {
+            k->tail |= (uint64_t) p[len - 8 + i] << (8 * i);
+        }
+    }
+}
+
+
 void
 ngx_http_engagement_json_keyset_init(ngx_http_engagement_json_keyset_t *ks,
     ngx_http_engagement_json_key_t *keys, ngx_uint_t nkeys)
 {
-    ngx_uint_t  i;
-    u_char      c;
+    u_char                           c;
+    ngx_uint_t                       i;
+    ngx_http_engagement_json_key_t  *k;
 
     ngx_memzero(ks, sizeof(ngx_http_engagement_json_keyset_t));
 
@@ -143,7 +172,10 @@ ngx_http_engagement_json_keyset_init(ngx_http_engagement_json_keyset_t *ks,
 
     /* a chain in the keys' order (the callers' likeliest first) */
     for (i = nkeys; i-- > 0; /* void */) {
-        c = keys[i].name.data[0];
+        k = &keys[i];
+        ngx_http_engagement_json_key_words(k);
+
+        c = k->name.data[0];
         ks->next[i] = ks->first[c];
         ks->first[c] = (u_char) (i + 1);
     }

@@ -164,7 +164,7 @@ ngx_http_engagement_identity(ngx_http_request_t *r,
 
     buf[1] = ':';
 
-    return ngx_cpymem(buf + 2, src->data, src->len);
+    return ngx_http_engagement_cpy_short(buf + 2, src->data, src->len);
 }
 
 
@@ -187,7 +187,8 @@ ngx_http_engagement_policy_key(ngx_http_request_t *r,
     }
 
     *p++ = '\0';
-    p = ngx_cpymem(p, ev->content_id.data, ev->content_id.len);
+    p = ngx_http_engagement_cpy_short(p, ev->content_id.data,
+                                      ev->content_id.len);
 
     /* the key stays in the zone: the cheaper hash */
     return ngx_http_engagement_siphash13(salt, buf, p - buf);

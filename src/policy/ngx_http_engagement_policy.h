@@ -14,6 +14,12 @@
 #include "store/ngx_http_engagement_store.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /*
  * The kinds of mark an entry of the dedupe table holds, as bits: the
  * entry of a (content, identity) holds its view, engaged and replay
@@ -100,6 +106,11 @@ uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
 ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
     ngx_http_engagement_outcome_t *out);
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_POLICY_H_INCLUDED_ */

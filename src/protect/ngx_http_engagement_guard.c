@@ -476,40 +476,35 @@ ngx_http_engagement_guard_headers(ngx_http_request_t *r, ngx_str_t *token,
         return;
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    /*
+     * A header of neither length is passed over on that alone, in a loop
+     * of its own per part of the list (most requests have one part)
+     */
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
 
-    for (i = 0; /* void */ ; i++) {
+        for (i = 0; i < part->nelts; i++) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+            if (h[i].key.len == sizeof(NGX_HTTP_ENGAGEMENT_GPC_HEADER) - 1) {
+                if (gpc
+                    && ngx_strncasecmp(h[i].key.data,
+                                (u_char *) NGX_HTTP_ENGAGEMENT_GPC_HEADER,
+                                h[i].key.len) == 0
+                    && h[i].value.len == 1 && h[i].value.data[0] == '1')
+                {
+                    *gpc = 1;
+                }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (gpc
-            && h[i].key.len == sizeof(NGX_HTTP_ENGAGEMENT_GPC_HEADER) - 1
-            && ngx_strncasecmp(h[i].key.data,
-                               (u_char *) NGX_HTTP_ENGAGEMENT_GPC_HEADER,
-                               h[i].key.len) == 0)
-        {
-            if (h[i].value.len == 1 && h[i].value.data[0] == '1') {
-                *gpc = 1;
-            }
-
-        } else if (token
-                   && token->len == 0
-                   && h[i].key.len
-                      == sizeof(NGX_HTTP_ENGAGEMENT_TOKEN_HEADER) - 1
-                   && ngx_strncasecmp(h[i].key.data,
+            } else if (h[i].key.len
+                       == sizeof(NGX_HTTP_ENGAGEMENT_TOKEN_HEADER) - 1
+                       && token
+                       && token->len == 0
+                       && ngx_strncasecmp(h[i].key.data,
                                 (u_char *) NGX_HTTP_ENGAGEMENT_TOKEN_HEADER,
                                 h[i].key.len) == 0)
-        {
-            *token = h[i].value;
+            {
+                *token = h[i].value;
+            }
         }
     }
 }

@@ -13,6 +13,12 @@
 #include "store/ngx_http_engagement_store.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /* one request, in the milli-requests excess is kept in */
 #define NGX_HTTP_ENGAGEMENT_LIMIT_ONE      1000
 
@@ -73,6 +79,11 @@ typedef struct {
     ngx_array_t                   zones;       /* limit_zone_t * */
     ngx_array_t                   rules;       /* limit_rule_t *, all */
 } ngx_http_engagement_limit_conf_t;
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_LIMIT_H_INCLUDED_ */

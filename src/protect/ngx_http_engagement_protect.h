@@ -17,6 +17,12 @@
 #include "input/ngx_http_engagement_input.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 
 
 /* the salts an identity is hashed with, as copied out of the salt zone */
@@ -152,6 +158,11 @@ void ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
       NGX_HTTP_LOC_CONF_OFFSET,                                               \
       NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(salt_rotate),                          \
       NULL },
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_PROTECT_H_INCLUDED_ */

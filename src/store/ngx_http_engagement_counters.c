@@ -122,31 +122,52 @@ ngx_http_engagement_counters_cmp(uint64_t hash, ngx_str_t *id,
         return (id->len < cn->len) ? -1 : 1;
     }
 
+    /* the same id, the common case, without a call; else their order */
+    if (ngx_http_engagement_same(id->data, cn->data, id->len)) {
+        return 0;
+    }
+
     return ngx_memcmp(id->data, cn->data, id->len);
 }
 
 
-static ngx_uint_t
-ngx_http_engagement_counters_less(ngx_rbtree_node_t *a, ngx_rbtree_node_t *b)
-{
-    ngx_str_t                            id;
-    ngx_http_engagement_counter_node_t  *cn;
-
-    cn = (ngx_http_engagement_counter_node_t *) a;
-    id.len = cn->len;
-    id.data = cn->data;
-
-    return ngx_http_engagement_counters_cmp(ngx_http_engagement_cn_hash(cn),
-               &id, (ngx_http_engagement_counter_node_t *) b) < 0;
-}
-
+/*
+ * The tree's insert: nodes in the order of counters_cmp(), inline (the
+ * shared insert's call of less() through a pointer at every level cost
+ * more than the comparison)
+ */
 
 static void
 ngx_http_engagement_counters_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
 {
-    ngx_http_engagement_rbtree_insert(temp, node, sentinel,
-                                      ngx_http_engagement_counters_less);
+    uint64_t                             hash;
+    ngx_str_t                            id;
+    ngx_rbtree_node_t                  **p;
+    ngx_http_engagement_counter_node_t  *cn;
+
+    cn = (ngx_http_engagement_counter_node_t *) node;
+    id.len = cn->len;
+    id.data = cn->data;
+    hash = ngx_http_engagement_cn_hash(cn);
+
+    for ( ;; ) {
+        p = (ngx_http_engagement_counters_cmp(hash, &id,
+                 (ngx_http_engagement_counter_node_t *) temp) < 0)
+            ? &temp->left : &temp->right;
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
 }
 
 

@@ -13,6 +13,12 @@
 #include "store/ngx_http_engagement_store.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 /*
  * A content's entry. Without Redis, counts are the totals. With Redis,
  * counts are the totals Redis last answered (all known when confirmed_at
@@ -141,6 +147,11 @@ void ngx_http_engagement_counters_queue(
 void ngx_http_engagement_counters_set_reactions(
     ngx_http_engagement_zone_t *z, ngx_http_engagement_counter_node_t *cn,
     uint64_t *reactions);
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_COUNTERS_H_INCLUDED_ */

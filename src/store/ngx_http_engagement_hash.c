@@ -96,15 +96,22 @@ ngx_http_engagement_tail(const u_char *in, size_t left, size_t len)
 }
 
 
-/* SipHash-c-d: c rounds per word of input, d to finish */
+/*
+ * SipHash-c-d: c rounds per word of input, d to finish; c is 1 or 2, d
+ * 3 or 4, constants where it is inlined, so the rounds are written out
+ * (a loop of them cost its counter and branches on every call)
+ */
 
+#if (defined __GNUC__)
+/* each caller gets its own copy, c and d folded: a shared one costs more */
+__attribute__((always_inline))
+#endif
 static ngx_inline uint64_t
 ngx_http_engagement_sip(const uint64_t key[2], const u_char *in, size_t len,
     ngx_uint_t c, ngx_uint_t d)
 {
     size_t          left;
     uint64_t        v0, v1, v2, v3, m, b;
-    ngx_uint_t      r;
     const u_char   *end;
 
     v0 = 0x736f6d6570736575ULL ^ key[0];
@@ -120,7 +127,9 @@ ngx_http_engagement_sip(const uint64_t key[2], const u_char *in, size_t len,
         m = ngx_http_engagement_load64(in);
         v3 ^= m;
 
-        for (r = 0; r < c; r++) {
+        ngx_http_engagement_sipround(v0, v1, v2, v3);
+
+        if (c == 2) {
             ngx_http_engagement_sipround(v0, v1, v2, v3);
         }
 
@@ -133,7 +142,9 @@ ngx_http_engagement_sip(const uint64_t key[2], const u_char *in, size_t len,
 
     v3 ^= b;
 
-    for (r = 0; r < c; r++) {
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+
+    if (c == 2) {
         ngx_http_engagement_sipround(v0, v1, v2, v3);
     }
 
@@ -141,7 +152,11 @@ ngx_http_engagement_sip(const uint64_t key[2], const u_char *in, size_t len,
 
     v2 ^= 0xff;
 
-    for (r = 0; r < d; r++) {
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+    ngx_http_engagement_sipround(v0, v1, v2, v3);
+
+    if (d == 4) {
         ngx_http_engagement_sipround(v0, v1, v2, v3);
     }
 

@@ -17,6 +17,12 @@
 #include "input/ngx_http_engagement_input.h"
 
 
+/* the module's own symbols: called within the .so directly, not via the PLT */
+#if (defined __GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
+
 #define NGX_HTTP_ENGAGEMENT_COUNTERS_MAGIC 0x45474331   /* "EGC1" */
 #define NGX_HTTP_ENGAGEMENT_DEDUPE_MAGIC   0x45474431   /* "EGD1" */
 
@@ -387,6 +393,11 @@ ngx_int_t ngx_http_engagement_state_claim(ngx_cycle_t *cycle,
     ngx_str_t *state_file);
 void ngx_http_engagement_state_write(ngx_cycle_t *cycle, ngx_array_t *zones,
     ngx_str_t *state_file);
+
+
+#if (defined __GNUC__)
+#pragma GCC visibility pop
+#endif
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_STORE_H_INCLUDED_ */
