@@ -165,12 +165,15 @@ ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
     const char *message, u_char *detail, size_t detail_len)
 {
     u_char  *p, *last, *body;
-    size_t   len;
+    size_t   len, field_len, message_len;
+
+    /* the message and field are ours, escaped all the same */
+    field_len = field ? ngx_strlen(field) : 0;
+    message_len = ngx_strlen(message);
 
     len = sizeof("{\"error\":\"\",\"field\":\"\",\"message\":\"\","
                  "\"detail\":\"\"}\n")
-          + ngx_strlen(error) + ngx_strlen(message)
-          + (field ? ngx_strlen(field) : 0) + detail_len * 6;
+          + ngx_strlen(error) + (message_len + field_len + detail_len) * 6;
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -182,10 +185,16 @@ ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
     p = ngx_sprintf(body, "{\"error\":\"%s\"", error);
 
     if (field) {
-        p = ngx_sprintf(p, ",\"field\":\"%s\"", field);
+        p = ngx_cpymem(p, ",\"field\":\"", sizeof(",\"field\":\"") - 1);
+        p = ngx_http_engagement_json_escape(p, last, (u_char *) field,
+                                            field_len);
+        *p++ = '"';
     }
 
-    p = ngx_sprintf(p, ",\"message\":\"%s\"", message);
+    p = ngx_cpymem(p, ",\"message\":\"", sizeof(",\"message\":\"") - 1);
+    p = ngx_http_engagement_json_escape(p, last, (u_char *) message,
+                                        message_len);
+    *p++ = '"';
 
     if (detail_len) {
         p = ngx_cpymem(p, ",\"detail\":\"", sizeof(",\"detail\":\"") - 1);
