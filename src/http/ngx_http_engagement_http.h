@@ -35,6 +35,7 @@
 /* the JSON bodies an endpoint can take */
 #define NGX_HTTP_ENGAGEMENT_BODY_EVENT     0   /* a view event */
 #define NGX_HTTP_ENGAGEMENT_BODY_REACTION  1   /* a like or reaction */
+#define NGX_HTTP_ENGAGEMENT_BODY_HEARTBEAT 2   /* a heartbeat */
 
 
 /*
@@ -127,6 +128,11 @@ ngx_int_t ngx_http_engagement_record_view(ngx_http_request_t *r,
     ngx_http_engagement_event_t *ev, void **res);
 ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
     ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
+
+/* heartbeat.c and sse.c: heartbeats, live counts, the live stream */
+ngx_int_t ngx_http_engagement_heartbeat_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_live_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_sse_start(ngx_http_request_t *r, ngx_str_t *id);
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);
