@@ -133,6 +133,10 @@ ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
 ngx_int_t ngx_http_engagement_heartbeat_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_live_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_sse_start(ngx_http_request_t *r, ngx_str_t *id);
+size_t ngx_http_engagement_live_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_live_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);

@@ -1,0 +1,190 @@
+# Guards live concurrent viewers (issue 15): N sessions heartbeating are
+# N live viewers on both workers' answers; a session that stops drops out
+# between 1.5 and 2 intervals after its last heartbeat (never before,
+# never after), while the others stay; the minute's peak keeps the
+# highest count; a full live zone refuses new sessions with 503 and
+# keeps serving the ones it has; the status figures count each outcome.
+# The heartbeat interval is 1 s here, so a test takes seconds.
+use strict;
+use warnings;
+use FindBin;
+BEGIN { push @INC, "$FindBin::Bin/lib" }
+use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
+use Time::HiRes qw(sleep time);
+use File::Temp ();
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+workers(2);
+add_response_body_check(post_check_hook());
+
+our $HttpConfig = <<'_EOC_';
+    engagement_zone engagement:1m;
+    engagement_heartbeat_interval 1s;
+_EOC_
+
+our $Loc = <<'_EOC_';
+    location = /engagement/heartbeat { engagement heartbeat; }
+    location /engagement/live { engagement live; }
+    location = /status { engagement status; }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value("http_config", $HttpConfig) unless defined $block->http_config;
+    $block->set_value("config", $Loc) unless defined $block->config;
+    $block->set_value("no_error_log", "[error]\n[alert]")
+        unless defined $block->no_error_log;
+});
+
+# one heartbeat on its own connection (connections spread over workers)
+sub beat {
+    my ($c, $s) = @_;
+    my ($st, $b) = http_request(nginx_port(), 'POST', '/engagement/heartbeat',
+        qq({"contentId":"$c","sessionId":"$s","state":"playing"}),
+        'Content-Type' => 'application/json');
+    return ($st, $b);
+}
+
+sub live_of {
+    my ($c) = @_;
+    my ($st, $b) = http_request(nginx_port(), 'GET', "/engagement/live?contentId=$c");
+    return $b =~ /"live":(\d+),"peak":(\d+)/ ? ($1, $2) : (-1, -1);
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: N sessions heartbeating are N live viewers; when they stop, 0 within two intervals
+--- request
+GET /engagement/live?contentId=t1
+--- response_body
+{"contentId":"t1","live":0,"peak":0}
+--- post_check
+    my $n = 7;
+    my ($ok, $last) = (1, 0);
+    my @seen;
+    # three rounds, one heartbeat per session each interval
+    for my $round (1 .. 3) {
+        for my $i (1 .. $n) {
+            my ($st) = main::beat('t1', "s$i");
+            $ok &&= $st == 200;
+        }
+        $last = time;
+        # read on fresh connections: both workers answer the same
+        push @seen, map { (main::live_of('t1'))[0] } 1 .. 4;
+        sleep 1 - (time - $last) if time - $last < 1;
+    }
+    Test::More::ok($ok, 'TEST 1 - every heartbeat is accepted');
+    Test::More::is(join(',', @seen), join(',', ($n) x 12),
+                   "TEST 1 - live is $n on every read while $n sessions heartbeat");
+    my $minute = int(time / 60);
+    # not gone before 1.5 intervals (a late heartbeat is not a departure)
+    sleep 1.3 - (time - $last);
+    my ($live, $peak) = main::live_of('t1');
+    Test::More::is($live, $n, "TEST 1 - still $n live 1.3 s after the last heartbeat");
+    # gone within 2 intervals
+    my $gone = wait_until(sub { (main::live_of('t1'))[0] == 0 }, 3);
+    my $after = time - $last;
+    Test::More::ok($gone && $after <= 2.15,
+                   sprintf("TEST 1 - 0 live %.2f s after the last heartbeat (<= 2 intervals)", $after));
+    ($live, $peak) = main::live_of('t1');
+    SKIP: {
+        Test::More::skip('a minute began during the test: the peak restarted', 1)
+            if int(time / 60) != $minute;
+        Test::More::is($peak, $n, "TEST 1 - this minute's peak is still $n");
+    }
+
+=== TEST 2: a session that stops drops out while the one that keeps heartbeating stays
+--- request
+GET /engagement/live?contentId=t2
+--- response_body
+{"contentId":"t2","live":0,"peak":0}
+--- post_check
+    my $t0 = time;
+    my @live;
+    main::beat('t2', 'stays');
+    main::beat('t2', 'stops');
+    push @live, (main::live_of('t2'))[0];
+    for my $k (1 .. 4) {
+        sleep 0.6;
+        main::beat('t2', 'stays');
+        push @live, (main::live_of('t2'))[0];
+    }
+    # 2.4 s after "stops" last heartbeated: only "stays" is left
+    Test::More::is($live[0], 2, 'TEST 2 - two live at first');
+    Test::More::is($live[-1], 1, 'TEST 2 - one live once the other stopped for 2 intervals');
+
+=== TEST 3: a repeated heartbeat within an interval changes nothing; heartbeats of other content do not count here
+--- request
+GET /engagement/live?contentId=t3
+--- response_body
+{"contentId":"t3","live":0,"peak":0}
+--- post_check
+    my @b;
+    for (1 .. 5) { push @b, (main::beat('t3', 'same'))[1] }
+    main::beat('t3-other', 'x');
+    main::beat('t3-other', 'y');
+    Test::More::is(scalar(grep { /"live":1,/ } @b), 5, 'TEST 3 - five heartbeats of one session: live 1 each time');
+    Test::More::is((main::live_of('t3'))[0], 1, 'TEST 3 - live 1');
+    Test::More::is((main::live_of('t3-other'))[0], 2, 'TEST 3 - the other content has its own 2');
+
+=== TEST 4: a full live zone: new content is refused with 503 and Retry-After, known content goes on
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_heartbeat_interval 1s;
+    engagement_live_zone 128k;
+--- request
+GET /engagement/live?contentId=t4
+--- response_body
+{"contentId":"t4","live":0,"peak":0}
+--- no_error_log
+[error]
+[alert]
+--- post_check
+    my ($full, $ok, $ra, $body) = (0, 0, '', '');
+    main::beat('t4', 'first');
+    for my $i (1 .. 800) {
+        my ($st, $b, $h) = http_request(nginx_port(), 'POST', '/engagement/heartbeat',
+            qq({"contentId":"t4-$i","sessionId":"s$i"}), 'Content-Type' => 'application/json');
+        if ($st == 503) { $full++; $ra = $h->{'retry-after'}; $body = $b }
+        $ok++ if $st == 200;
+    }
+    Test::More::ok($full > 0 && $ok > 300, "TEST 4 - $ok contents recorded, then $full refused");
+    Test::More::is($ra, '1', 'TEST 4 - Retry-After: 1');
+    Test::More::is($body, qq({"error":"zone_full","message":"no room in the live zone now; retry later"}\n),
+                   'TEST 4 - the 503 says why');
+    my ($st, $b) = main::beat('t4', 'first');
+    Test::More::is($st, 200, 'TEST 4 - a session already known still heartbeats');
+    Test::More::like(error_log_text(), qr/live zone "engagement_live" is full: heartbeats are refused with 503/,
+                     'TEST 4 - logged');
+
+=== TEST 5: the status figures count heartbeats by outcome (text and JSON)
+--- request eval
+[ "POST /engagement/heartbeat\n{\"contentId\":\"t5\",\"sessionId\":\"a\"}",
+  "POST /engagement/heartbeat\n{\"contentId\":\"t5\"}",
+  "GET /status",
+  "GET /status?format=json" ]
+--- more_headers
+Content-Type: application/json
+--- error_code eval
+[200, 400, 200, 200]
+--- response_body_like eval
+[ qr/"live":1,/, qr/"field":"sessionId"/,
+  qr/nginx_engagement_live_heartbeats_total 2\n(?s:.*)nginx_engagement_live_heartbeat_outcomes_total\{outcome="accepted"\} 1\nnginx_engagement_live_heartbeat_outcomes_total\{outcome="invalid"\} 1\n/,
+  qr/"live":\{"heartbeats":2,"accepted":1,"invalid":1,"limited":0,"notCounted":0,"full":0,"subscribers":0,"streams":0,"pushes":0,"skipped":0\}\}/ ]
+--- post_check
+    SKIP: {
+        Test::More::skip('promtool not installed', 1) unless -x '/usr/bin/promtool';
+        my (undef, $text) = http_request(nginx_port(), 'GET', '/status');
+        my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
+        print $tmp $text;
+        close $tmp;
+        my $out = `/usr/bin/promtool check metrics < $tmp 2>&1`;
+        Test::More::is($?, 0, 'TEST 5 - promtool check metrics passes with the live figures')
+            or Test::More::diag($out);
+    }
