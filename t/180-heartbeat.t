@@ -68,7 +68,7 @@ add_block_preprocessor(sub {
     $block->set_value("config", $Loc) unless defined $block->config;
     $block->set_value("more_headers", "Content-Type: application/json")
         unless defined $block->more_headers;
-    $block->set_value("no_error_log", "[error]\n[alert]")
+    $block->set_value("no_error_log", "[error]\n[alert]\nexited on signal\nAddressSanitizer\nLeakSanitizer\nruntime error")
         unless defined $block->no_error_log;
 });
 

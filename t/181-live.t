@@ -36,7 +36,7 @@ add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value("http_config", $HttpConfig) unless defined $block->http_config;
     $block->set_value("config", $Loc) unless defined $block->config;
-    $block->set_value("no_error_log", "[error]\n[alert]")
+    $block->set_value("no_error_log", "[error]\n[alert]\nexited on signal\nAddressSanitizer\nLeakSanitizer\nruntime error")
         unless defined $block->no_error_log;
 });
 

@@ -128,6 +128,9 @@ ngx_http_engagement_sse_event(ngx_http_engagement_sse_t *sub,
     ngx_http_engagement_view_t   view;
     ngx_http_engagement_live_t   live;
 
+    /* as the summary's items: what counters_get leaves alone is zero */
+    ngx_memzero(&view, sizeof(ngx_http_engagement_view_t));
+
     ngx_http_engagement_counters_get(sub->counters, &sub->id, sub->hash,
                                      &view);
     ngx_http_engagement_live_get(lc, &sub->id, &live);

@@ -1,0 +1,210 @@
+# Guards the live stream (issue 15): GET /engagement/live/{contentId} as
+# Server-Sent Events. A subscriber gets the counts at once, then within
+# 1.5 s of a heartbeat or a view (every subscriber, on both workers);
+# nothing is sent while nothing changes; a client that goes is dropped;
+# a reload (HUP) ends every stream cleanly (the last chunk, then the
+# connection closed) without holding the old workers, and a new stream on
+# the new workers carries on with the same counts (shared memory).
+use strict;
+use warnings;
+use FindBin;
+BEGIN { push @INC, "$FindBin::Bin/lib" }
+use Engagement::Test;
+use Test::Nginx::Socket 'no_plan';
+use IO::Select;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep time);
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+master_on();    # reloads need a master
+workers(2);
+add_response_body_check(post_check_hook());
+
+our $HttpConfig = <<'_EOC_';
+    engagement_zone engagement:1m;
+    engagement_dedupe_zone engagement_dedupe:1m;
+    engagement_heartbeat_interval 10s;
+_EOC_
+
+our $Loc = <<'_EOC_';
+    location = /engagement/heartbeat { engagement heartbeat; }
+    location = /engagement/view { engagement view; }
+    location /engagement/live { engagement live; }
+    location = /status { engagement status; }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value("http_config", $HttpConfig) unless defined $block->http_config;
+    $block->set_value("config", $Loc) unless defined $block->config;
+    $block->set_value("no_error_log", "[error]\n[alert]\nexited on signal\nAddressSanitizer\nLeakSanitizer\nruntime error")
+        unless defined $block->no_error_log;
+});
+
+# a stream: its socket and what it has read so far
+sub sse_open {
+    my ($id) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . nginx_port(), Timeout => 5)
+        or die "connect: $!";
+    print $s "GET /engagement/live/$id HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    return { sock => $s, buf => '', events => [], eof => 0 };
+}
+
+# reads for up to $secs; returns when $until (a sub of the stream) holds
+sub sse_read {
+    my ($st, $secs, $until) = @_;
+    my $sel = IO::Select->new($st->{sock});
+    my $deadline = time + $secs;
+    while (!$st->{eof}) {
+        return 1 if $until && $until->($st);
+        my $left = $deadline - time;
+        last if $left <= 0;
+        next unless $sel->can_read($left);
+        my $n = sysread($st->{sock}, my $chunk, 65536);
+        if (!$n) { $st->{eof} = 1; last }
+        $st->{buf} .= $chunk;
+        push @{$st->{events}}, $1 while $st->{buf} =~ s/^.*?data: (\{[^\n]*\})\n\n//s;
+    }
+    return $until ? $until->($st) : 0;
+}
+
+sub last_event { my ($st) = @_; return $st->{events}[-1] // '' }
+
+sub post {
+    my ($uri, $json) = @_;
+    return (http_request(nginx_port(), 'POST', $uri, $json,
+                         'Content-Type' => 'application/json'))[0];
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a subscriber gets the headers, a retry time and the counts at once
+--- request
+GET /engagement/live?contentId=x1
+--- response_body
+{"contentId":"x1","live":0,"peak":0}
+--- post_check
+    my $st = main::sse_open('x1');
+    my $got = main::sse_read($st, 2, sub { @{$_[0]{events}} >= 1 });
+    Test::More::ok($got, 'TEST 1 - the first event came');
+    Test::More::is(main::last_event($st), '{"contentId":"x1","views":0,"engagedViews":0,"replays":0,"live":0,"peak":0}',
+                   'TEST 1 - the counts now');
+    close $st->{sock};
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . nginx_port()) or die;
+    print $s "GET /engagement/live/x1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    my $raw = '';
+    my $sel = IO::Select->new($s);
+    my $t0 = time;
+    while (time - $t0 < 2 && $raw !~ /data: /) {
+        last unless $sel->can_read(0.5);
+        sysread($s, my $c, 4096) or last;
+        $raw .= $c;
+    }
+    close $s;
+    Test::More::like($raw, qr{^HTTP/1\.1 200 OK\r\n}, 'TEST 1 - 200');
+    Test::More::like($raw, qr{\r\nContent-Type: text/event-stream\r\n}, 'TEST 1 - text/event-stream');
+    Test::More::like($raw, qr{\r\nCache-Control: no-store\r\n}, 'TEST 1 - no-store');
+    Test::More::like($raw, qr{\r\nX-Accel-Buffering: no\r\n}, 'TEST 1 - no proxy buffering');
+    Test::More::like($raw, qr{\r\nTransfer-Encoding: chunked\r\n}, 'TEST 1 - chunked');
+    Test::More::like($raw, qr{\r\n\r\n[0-9a-f]+\r\nretry: 1000\n\ndata: \{}, 'TEST 1 - retry: 1000, then the counts');
+
+=== TEST 2: every subscriber (both workers) gets a heartbeat's and a view's counts within 1.5 s
+--- request
+GET /engagement/live?contentId=x2
+--- response_body
+{"contentId":"x2","live":0,"peak":0}
+--- post_check
+    my @subs = map { main::sse_open('x2') } 1 .. 12;
+    main::sse_read($_, 2, sub { @{$_[0]{events}} >= 1 }) for @subs;
+    my $t0 = time;
+    Test::More::is(main::post('/engagement/heartbeat', '{"contentId":"x2","sessionId":"s1"}'), 200,
+                   'TEST 2 - heartbeat');
+    my $all = 1;
+    for my $st (@subs) {
+        $all &&= main::sse_read($st, 3, sub { main::last_event($_[0]) =~ /"live":1,/ });
+    }
+    my $lat = time - $t0;
+    Test::More::ok($all && $lat <= 1.5, sprintf('TEST 2 - 12 subscribers saw live 1 within %.2f s (<= 1.5)', $lat));
+    $t0 = time;
+    Test::More::is(main::post('/engagement/view', '{"contentId":"x2","sessionId":"s1"}'), 202, 'TEST 2 - view');
+    $all = 1;
+    for my $st (@subs) {
+        $all &&= main::sse_read($st, 3, sub { main::last_event($_[0]) =~ /"views":1,/ });
+    }
+    $lat = time - $t0;
+    Test::More::ok($all && $lat <= 1.5, sprintf('TEST 2 - 12 subscribers saw views 1 within %.2f s (<= 1.5)', $lat));
+    Test::More::is(main::last_event($subs[0]),
+                   '{"contentId":"x2","views":1,"engagedViews":0,"replays":0,"live":1,"peak":1}',
+                   'TEST 2 - the whole event');
+    my $status = (http_request(nginx_port(), 'GET', '/status'))[1];
+    Test::More::like($status, qr/^nginx_engagement_live_subscribers 12$/m, 'TEST 2 - 12 subscribers in /status');
+    close $_->{sock} for @subs;
+    my $gone = wait_until(sub {
+        (http_request(nginx_port(), 'GET', '/status'))[1] =~ /^nginx_engagement_live_subscribers 0$/m
+    }, 5);
+    Test::More::ok($gone, 'TEST 2 - the gauge is back to 0 once the clients closed');
+
+=== TEST 3: nothing changes, nothing is sent; other content's events are not sent to this stream
+--- request
+GET /engagement/live?contentId=x3
+--- response_body
+{"contentId":"x3","live":0,"peak":0}
+--- post_check
+    my $st = main::sse_open('x3');
+    main::sse_read($st, 2, sub { @{$_[0]{events}} >= 1 });
+    my $before = (http_request(nginx_port(), 'GET', '/status'))[1] =~ /^nginx_engagement_live_pushes_total (\d+)$/m ? $1 : -1;
+    main::post('/engagement/heartbeat', '{"contentId":"x3-other","sessionId":"s1"}');
+    main::sse_read($st, 2.5);
+    Test::More::is(scalar @{$st->{events}}, 1, 'TEST 3 - no event in 2.5 s but the first');
+    my $after = (http_request(nginx_port(), 'GET', '/status'))[1] =~ /^nginx_engagement_live_pushes_total (\d+)$/m ? $1 : -1;
+    Test::More::is($after, $before, "TEST 3 - no event sent anywhere ($after pushes)");
+    close $st->{sock};
+
+=== TEST 4: a reload ends the streams cleanly and promptly; a new stream has the same counts
+--- request
+GET /engagement/live?contentId=x4
+--- response_body
+{"contentId":"x4","live":0,"peak":0}
+--- post_check
+    main::post('/engagement/heartbeat', '{"contentId":"x4","sessionId":"s1"}');
+    main::post('/engagement/view', '{"contentId":"x4","sessionId":"s1"}');
+    my @subs = map { main::sse_open('x4') } 1 .. 4;
+    main::sse_read($_, 2, sub { @{$_[0]{events}} >= 1 }) for @subs;
+    my @old = worker_pids();
+    my $t0 = time;
+    kill 'HUP', master_pid();
+    my $clean = 1;
+    for my $st (@subs) {
+        main::sse_read($st, 10);
+        $clean &&= $st->{eof} && $st->{buf} =~ /\r\n0\r\n\r\n$/;
+    }
+    my $ended = time - $t0;
+    Test::More::ok($clean, 'TEST 4 - every stream ended with the last chunk, then EOF');
+    Test::More::ok($ended < 3, sprintf('TEST 4 - within %.2f s of the HUP (< 3)', $ended));
+    Test::More::ok(wait_workers(2, @old), 'TEST 4 - the old workers are gone, two new ones serve');
+    my $log = '';
+    my $exited = wait_until(sub {
+        $log = error_log_text();
+        return !grep { $log !~ /worker process $_ exited with code 0/ } @old;
+    });
+    Test::More::ok($exited, "TEST 4 - the old workers (@old) exited with code 0");
+    my $st = main::sse_open('x4');
+    main::sse_read($st, 2, sub { @{$_[0]{events}} >= 1 });
+    Test::More::is(main::last_event($st),
+                   '{"contentId":"x4","views":1,"engagedViews":0,"replays":0,"live":1,"peak":1}',
+                   'TEST 4 - a new stream after the reload: the same counts');
+    close $st->{sock};
+
+=== TEST 5: a stream of an invalid id: 400; POST: 405
+--- request eval
+[ "GET /engagement/live/a%20b", "POST /engagement/live/x5" ]
+--- error_code eval
+[400, 405]
+--- response_body eval
+[ qq({"error":"invalid_field","field":"contentId","message":"must be 1-128 bytes of [A-Za-z0-9._:-]"}\n),
+  qq({"error":"method_not_allowed","message":"live counts are read with GET"}\n) ]
