@@ -2,6 +2,7 @@
 # Server-Sent Events. A subscriber gets the counts at once, then within
 # 1.5 s of a heartbeat or a view (every subscriber, on both workers);
 # nothing is sent while nothing changes; a client that goes is dropped;
+# with Redis, likes and reactions and flushed totals are pushed too;
 # a reload (HUP) ends every stream cleanly (the last chunk, then the
 # connection closed) without holding the old workers, and a new stream on
 # the new workers carries on with the same counts (shared memory).
@@ -14,6 +15,11 @@ use Test::Nginx::Socket 'no_plan';
 use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
+
+# for TEST 6: counts with Redis (likes and reactions, flushed totals)
+our $rport = free_ports(600, 50, 1);
+start_redis($rport);
+$ENV{TEST_NGINX_REDIS_PORT} = $rport;
 
 repeat_each(1);
 no_shuffle();
@@ -208,3 +214,40 @@ GET /engagement/live?contentId=x4
 --- response_body eval
 [ qq({"error":"invalid_field","field":"contentId","message":"must be 1-128 bytes of [A-Za-z0-9._:-]"}\n),
   qq({"error":"method_not_allowed","message":"live counts are read with GET"}\n) ]
+
+=== TEST 6: with Redis: a like, then a view (once flushed), reach the stream within 1.5 s each
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_dedupe_zone engagement_dedupe:1m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms;
+    engagement_flush_interval 100ms;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /engagement/like { engagement like; }
+    location /engagement/live { engagement live; }
+--- request
+GET /engagement/live?contentId=x6
+--- response_body
+{"contentId":"x6","live":0,"peak":0}
+--- post_check
+    my $st = main::sse_open('x6');
+    main::sse_read($st, 2, sub { @{$_[0]{events}} >= 1 });
+    Test::More::is(main::last_event($st), '{"contentId":"x6","live":0,"peak":0}',
+                   'TEST 6 - content Redis has not answered for: no totals guessed');
+    my $t0 = time;
+    Test::More::is(main::post('/engagement/like', '{"contentId":"x6","userId":"u1","reaction":"love"}'), 200,
+                   'TEST 6 - like');
+    my $got = main::sse_read($st, 3, sub { main::last_event($_[0]) =~ /"love":1/ });
+    my $lat = time - $t0;
+    Test::More::ok($got && $lat <= 1.5, sprintf('TEST 6 - the reaction reached the stream in %.2f s', $lat))
+        or Test::More::diag(join "\n", @{$st->{events}});
+    $t0 = time;
+    Test::More::is(main::post('/engagement/view', '{"contentId":"x6","sessionId":"s1"}'), 202, 'TEST 6 - view');
+    $got = main::sse_read($st, 3, sub { main::last_event($_[0]) =~ /"views":1,/ });
+    $lat = time - $t0;
+    Test::More::ok($got && $lat <= 1.5, sprintf('TEST 6 - the view reached the stream in %.2f s', $lat))
+        or Test::More::diag(join "\n", @{$st->{events}});
+    Test::More::like(main::last_event($st),
+        qr/^\{"contentId":"x6","views":1,"engagedViews":0,"replays":0,"likes":0,"reactions":\{"like":0,"love":1,"laugh":0,"wow":0,"sad":0,"angry":0\},"live":0,"peak":0\}$/,
+        'TEST 6 - the whole event');
+    close $st->{sock};

@@ -112,6 +112,9 @@ extern const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec;
 /* summary.c */
 ngx_int_t ngx_http_engagement_summary_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf);
+/* a read of one content's totals from Redis into the zone, no one waits */
+void ngx_http_engagement_refresh(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash);
 
 /* reaction.c */
 extern const ngx_http_engagement_body_spec_t

@@ -30,6 +30,7 @@
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
 #include "store/ngx_http_engagement_live.h"
+#include "sink/redis/ngx_http_engagement_redis.h"
 #include "http/ngx_http_engagement_http.h"
 
 
@@ -42,6 +43,10 @@
             "\"replays\":,\"live\":,\"peak\":}\n\n")                          \
      + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN                         \
      + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN)
+
+/* contents whose totals a worker read from Redis lately, and how lately */
+#define NGX_HTTP_ENGAGEMENT_SSE_READS     64
+#define NGX_HTTP_ENGAGEMENT_SSE_READ_GAP  1000
 
 #define NGX_HTTP_ENGAGEMENT_SSE_HELLO     "retry: 1000\n\n"
 #define NGX_HTTP_ENGAGEMENT_SSE_PING_TEXT ": ping\n\n"
@@ -71,6 +76,12 @@ static ngx_uint_t    ngx_http_engagement_sse_n;
 static ngx_event_t   ngx_http_engagement_sse_timer;
 static uint64_t      ngx_http_engagement_sse_version;
 static ngx_msec_t    ngx_http_engagement_sse_pinged;
+
+
+static struct {
+    uint64_t                      hash;
+    ngx_msec_t                    at;
+} ngx_http_engagement_sse_reads[NGX_HTTP_ENGAGEMENT_SSE_READS];
 
 
 static ngx_str_t  ngx_http_engagement_sse_type =
@@ -118,6 +129,41 @@ ngx_http_engagement_sse_state(ngx_http_engagement_live_conf_t *lc)
 }
 
 
+/*
+ * With Redis, totals this edge has not read yet (or read longer than
+ * engagement_cache_ttl ago) are read in the background, once a second at
+ * most per content and worker however many subscribers it has; the
+ * answer lands in the zone and the next tick sends it.
+ */
+
+static void
+ngx_http_engagement_sse_read(ngx_http_engagement_sse_t *sub,
+    ngx_http_engagement_view_t *view)
+{
+    ngx_uint_t  i;
+
+    if (!sub->counters->redis || (view->known && !view->refresh)
+        || !ngx_http_engagement_redis_ready())
+    {
+        return;
+    }
+
+    i = sub->hash % NGX_HTTP_ENGAGEMENT_SSE_READS;
+
+    if (ngx_http_engagement_sse_reads[i].hash == sub->hash
+        && ngx_current_msec - ngx_http_engagement_sse_reads[i].at
+           < NGX_HTTP_ENGAGEMENT_SSE_READ_GAP)
+    {
+        return;
+    }
+
+    ngx_http_engagement_sse_reads[i].hash = sub->hash;
+    ngx_http_engagement_sse_reads[i].at = ngx_current_msec;
+
+    ngx_http_engagement_refresh(sub->counters, &sub->id, sub->hash);
+}
+
+
 /* "data: {...}\n\n": the subscriber's counts now; its length */
 
 static size_t
@@ -133,6 +179,7 @@ ngx_http_engagement_sse_event(ngx_http_engagement_sse_t *sub,
 
     ngx_http_engagement_counters_get(sub->counters, &sub->id, sub->hash,
                                      &view);
+    ngx_http_engagement_sse_read(sub, &view);
     ngx_http_engagement_live_get(lc, &sub->id, &live);
 
     p = ngx_cpymem(buf, "data: {\"contentId\":\"",

@@ -338,7 +338,7 @@ ngx_http_engagement_read_send(ngx_http_engagement_read_t *rd,
 }
 
 
-static void
+void
 ngx_http_engagement_refresh(ngx_http_engagement_zone_t *z, ngx_str_t *id,
     uint64_t hash)
 {
