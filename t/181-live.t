@@ -2,7 +2,7 @@
 # N live viewers on both workers' answers; a session that stops drops out
 # between 1.5 and 2 intervals after its last heartbeat (never before,
 # never after), while the others stay; the minute's peak keeps the
-# highest count; a full live zone refuses new sessions with 503 and
+# highest count; the summary carries live and peak; a full live zone refuses new sessions with 503 and
 # keeps serving the ones it has; the status figures count each outcome.
 # The heartbeat interval is 1 s here, so a test takes seconds.
 use strict;
@@ -30,6 +30,8 @@ our $Loc = <<'_EOC_';
     location = /engagement/heartbeat { engagement heartbeat; }
     location /engagement/live { engagement live; }
     location = /status { engagement status; }
+    location /engagement/summary { engagement summary; }
+    location = /engagement/view { engagement view; }
 _EOC_
 
 add_block_preprocessor(sub {
@@ -188,3 +190,21 @@ Content-Type: application/json
         Test::More::is($?, 0, 'TEST 5 - promtool check metrics passes with the live figures')
             or Test::More::diag($out);
     }
+
+=== TEST 6: where heartbeats are taken, the summary carries live and peak (one and the batch form)
+--- more_headers
+Content-Type: application/json
+--- request eval
+[ "POST /engagement/view\n{\"contentId\":\"t6\",\"sessionId\":\"a\"}",
+  "POST /engagement/heartbeat\n{\"contentId\":\"t6\",\"sessionId\":\"a\"}",
+  "POST /engagement/heartbeat\n{\"contentId\":\"t6\",\"sessionId\":\"b\"}",
+  "GET /engagement/summary/t6",
+  "GET /engagement/summary?ids=t6,t6-none" ]
+--- error_code eval
+[202, 200, 200, 200, 200]
+--- response_body eval
+[ qq({"counted":true,"contentId":"t6","metrics":["view"],"views":1,"engagedViews":0,"replays":0}\n),
+  qq({"counted":true,"contentId":"t6","live":1,"peak":1,"intervalMs":1000}\n),
+  qq({"counted":true,"contentId":"t6","live":2,"peak":2,"intervalMs":1000}\n),
+  qq({"contentId":"t6","views":1,"engagedViews":0,"replays":0,"live":2,"peak":2}\n),
+  qq({"items":[{"contentId":"t6","views":1,"engagedViews":0,"replays":0,"live":2,"peak":2},{"contentId":"t6-none","views":0,"engagedViews":0,"replays":0,"live":0,"peak":0}]}\n) ]
