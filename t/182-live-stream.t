@@ -3,7 +3,8 @@
 # 1.5 s of a heartbeat or a view (every subscriber, on both workers);
 # nothing is sent while nothing changes; a client that goes is dropped;
 # with Redis, likes and reactions and flushed totals are pushed too;
-# a reload (HUP) ends every stream cleanly (the last chunk, then the
+# a client that does not read falls behind without piling events up, and
+# gets the latest counts once it reads; a reload (HUP) ends every stream cleanly (the last chunk, then the
 # connection closed) without holding the old workers, and a new stream on
 # the new workers carries on with the same counts (shared memory).
 use strict;
@@ -15,11 +16,14 @@ use Test::Nginx::Socket 'no_plan';
 use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
+use Socket qw(PF_INET SOCK_STREAM SOL_SOCKET SO_RCVBUF pack_sockaddr_in inet_aton);
 
 # for TEST 6: counts with Redis (likes and reactions, flushed totals)
 our $rport = free_ports(600, 50, 1);
 start_redis($rport);
 $ENV{TEST_NGINX_REDIS_PORT} = $rport;
+# for TEST 7: a server with a small send buffer
+$ENV{TEST_NGINX_SLOW_PORT} = free_ports(700, 50, 1);
 
 repeat_each(1);
 no_shuffle();
@@ -225,11 +229,16 @@ GET /engagement/live?contentId=x4
     location = /engagement/view { engagement view; }
     location = /engagement/like { engagement like; }
     location /engagement/live { engagement live; }
+    location = /status { engagement status; }
 --- request
 GET /engagement/live?contentId=x6
 --- response_body
 {"contentId":"x6","live":0,"peak":0}
 --- post_check
+    # both workers connected to Redis first (a like is refused until then)
+    Test::More::ok(wait_until(sub {
+        (http_request(nginx_port(), 'GET', '/status'))[1] =~ /^nginx_engagement_redis_ready_workers\{[^}]*\} 2$/m
+    }, 10), 'TEST 6 - both workers have Redis');
     my $st = main::sse_open('x6');
     main::sse_read($st, 2, sub { @{$_[0]{events}} >= 1 });
     Test::More::is(main::last_event($st), '{"contentId":"x6","live":0,"peak":0}',
@@ -251,3 +260,49 @@ GET /engagement/live?contentId=x6
         qr/^\{"contentId":"x6","views":1,"engagedViews":0,"replays":0,"likes":0,"reactions":\{"like":0,"love":1,"laugh":0,"wow":0,"sad":0,"angry":0\},"live":0,"peak":0\}$/,
         'TEST 6 - the whole event');
     close $st->{sock};
+
+=== TEST 7: a client that does not read: events wait (skipped), then it gets the latest counts
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_dedupe_zone engagement_dedupe:1m;
+    engagement_live_push 100ms;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SLOW_PORT sndbuf=4k;
+        location /engagement/live { engagement live; }
+    }
+--- config
+    location = /engagement/view { engagement view; }
+    location /engagement/live { engagement live; }
+    location = /status { engagement status; }
+--- request
+GET /engagement/live?contentId=x7
+--- response_body
+{"contentId":"x7","live":0,"peak":0}
+--- post_check
+    # a long id makes events large; a small receive buffer, set before
+    # the connection is made, fills in a few seconds
+    my $id = 'x7' . ('y' x 120);
+    socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+    setsockopt($s, SOL_SOCKET, SO_RCVBUF, pack('i', 1024)) or die;
+    connect($s, pack_sockaddr_in($ENV{TEST_NGINX_SLOW_PORT}, inet_aton('127.0.0.1')))
+        or die "connect: $!";
+    syswrite($s, "GET /engagement/live/$id HTTP/1.1\r\nHost: x\r\n\r\n");
+    my $k = 0;
+    my $t0 = time;
+    while (time - $t0 < 6) {
+        $k++;
+        main::post('/engagement/view', qq({"contentId":"$id","sessionId":"s$k"}));
+        sleep 0.05;
+    }
+    my $status = (http_request(nginx_port(), 'GET', '/status'))[1];
+    my ($skipped) = $status =~ /^nginx_engagement_live_skipped_total (\d+)$/m;
+    my ($subs) = $status =~ /^nginx_engagement_live_subscribers (\d+)$/m;
+    Test::More::ok($skipped > 0, "TEST 7 - events waited for the client ($skipped skipped)");
+    Test::More::is($subs, 1, 'TEST 7 - the slow subscriber is still there');
+    my $st = { sock => $s, buf => '', events => [], eof => 0 };
+    my $got = main::sse_read($st, 5, sub { main::last_event($_[0]) =~ /"views":$k,/ });
+    Test::More::ok($got, "TEST 7 - once it reads, the latest counts (views $k) come")
+        or Test::More::diag(main::last_event($st));
+    Test::More::ok(@{$st->{events}} < $k, sprintf('TEST 7 - %d events for %d views: none piled up per change',
+                                                  scalar @{$st->{events}}, $k));
+    close $s;
