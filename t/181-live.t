@@ -68,10 +68,11 @@ GET /engagement/live?contentId=t1
 {"contentId":"t1","live":0,"peak":0}
 --- post_check
     my $n = 7;
-    my ($ok, $last) = (1, 0);
+    my ($ok, $first, $last) = (1, 0, 0);
     my @seen;
     # three rounds, one heartbeat per session each interval
     for my $round (1 .. 3) {
+        $first = time;
         for my $i (1 .. $n) {
             my ($st) = main::beat('t1', "s$i");
             $ok &&= $st == 200;
@@ -85,10 +86,16 @@ GET /engagement/live?contentId=t1
     Test::More::is(join(',', @seen), join(',', ($n) x 12),
                    "TEST 1 - live is $n on every read while $n sessions heartbeat");
     my $minute = int(time / 60);
-    # not gone before 1.5 intervals (a late heartbeat is not a departure)
-    sleep 1.3 - (time - $last);
-    my ($live, $peak) = main::live_of('t1');
-    Test::More::is($live, $n, "TEST 1 - still $n live 1.3 s after the last heartbeat");
+    # not gone before 1.5 intervals after any session's last heartbeat (a
+    # late heartbeat is not a departure): read 1.35 s after the round began
+    my ($live, $peak);
+    SKIP: {
+        Test::More::skip('the last round took too long to tell', 1) if $last - $first > 1.2;
+        sleep $first + 1.35 - time if time < $first + 1.35;
+        ($live, $peak) = main::live_of('t1');
+        Test::More::is($live, $n, sprintf("TEST 1 - still $n live %.2f s after the last heartbeat",
+                                          time - $last));
+    }
     # gone within 2 intervals
     my $gone = wait_until(sub { (main::live_of('t1'))[0] == 0 }, 3);
     my $after = time - $last;

@@ -306,3 +306,19 @@ GET /engagement/live?contentId=x7
     Test::More::ok(@{$st->{events}} < $k, sprintf('TEST 7 - %d events for %d views: none piled up per change',
                                                   scalar @{$st->{events}}, $k));
     close $s;
+
+=== TEST 8: an idle stream gets a comment line every 15 s (no event), so proxies keep it open
+--- request
+GET /engagement/live?contentId=x8
+--- response_body
+{"contentId":"x8","live":0,"peak":0}
+--- post_check
+    my $st = main::sse_open('x8');
+    main::sse_read($st, 2, sub { @{$_[0]{events}} >= 1 });
+    my $t0 = time;
+    my $got = main::sse_read($st, 18, sub { $_[0]{buf} =~ /: ping\n\n/ });
+    my $after = time - $t0;
+    Test::More::ok($got && $after > 13 && $after < 17,
+                   sprintf('TEST 8 - ": ping" after %.1f s', $after));
+    Test::More::is(scalar @{$st->{events}}, 1, 'TEST 8 - and no event');
+    close $st->{sock};

@@ -616,6 +616,11 @@ ngx_http_engagement_sse_start(ngx_http_request_t *r, ngx_str_t *id)
     ngx_queue_insert_tail(&ngx_http_engagement_sse_subs, &sub->queue);
     ngx_http_engagement_sse_n++;
     ngx_http_engagement_live_inc(lc, subscribers);
+
+    if (ngx_http_engagement_sse_n == 1) {
+        /* the first ping a full period after the first subscriber */
+        ngx_http_engagement_sse_pinged = ngx_current_msec;
+    }
     ngx_http_engagement_live_inc(lc, streams);
 
     r->read_event_handler = ngx_http_test_reading;
