@@ -369,7 +369,7 @@ ngx_http_engagement_sse_tick(ngx_event_t *ev)
 {
     uint64_t                          version;
     ngx_uint_t                        ping;
-    ngx_queue_t                      *q, *next;
+    ngx_queue_t                       todo, *q;
     ngx_http_engagement_sse_t        *sub;
     ngx_http_engagement_live_conf_t  *lc;
 
@@ -396,11 +396,23 @@ ngx_http_engagement_sse_tick(ngx_event_t *ev)
     if (version != ngx_http_engagement_sse_version || ping) {
         ngx_http_engagement_sse_version = version;
 
-        for (q = ngx_queue_head(&ngx_http_engagement_sse_subs);
-             q != ngx_queue_sentinel(&ngx_http_engagement_sse_subs);
-             q = next)
-        {
-            next = ngx_queue_next(q);
+        /*
+         * Each subscriber is moved back to the list before it is served:
+         * ending one stream may end others (streams of one HTTP/2
+         * connection), whose cleanup takes them off whichever list
+         * they are in.
+         */
+        ngx_queue_init(&todo);
+
+        if (!ngx_queue_empty(&ngx_http_engagement_sse_subs)) {
+            ngx_queue_add(&todo, &ngx_http_engagement_sse_subs);
+            ngx_queue_init(&ngx_http_engagement_sse_subs);
+        }
+
+        while (!ngx_queue_empty(&todo)) {
+            q = ngx_queue_head(&todo);
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&ngx_http_engagement_sse_subs, q);
             sub = ngx_queue_data(q, ngx_http_engagement_sse_t, queue);
 
             if (ngx_http_engagement_sse_push(sub, lc, ping) != NGX_OK) {
