@@ -18,6 +18,7 @@ repeat_each(1);
 no_shuffle();
 no_long_string();
 log_level('info');
+master_on();    # two workers under the real runner too
 workers(2);
 add_response_body_check(post_check_hook());
 
