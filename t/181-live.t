@@ -216,3 +216,21 @@ Content-Type: application/json
   qq({"counted":true,"contentId":"t6","live":2,"peak":2,"intervalMs":1000}\n),
   qq({"contentId":"t6","views":1,"engagedViews":0,"replays":0,"live":2,"peak":2}\n),
   qq({"items":[{"contentId":"t6","views":1,"engagedViews":0,"replays":0,"live":2,"peak":2},{"contentId":"t6-none","views":0,"engagedViews":0,"replays":0,"live":0,"peak":0}]}\n) ]
+
+=== TEST 7: a reload keeps the live zone (same size): the sessions are still live on the new workers
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_heartbeat_interval 10s;
+--- request
+GET /engagement/live?contentId=t7
+--- response_body
+{"contentId":"t7","live":0,"peak":0}
+--- post_check
+    main::beat('t7', "s$_") for 1 .. 3;
+    Test::More::is((main::live_of('t7'))[0], 3, 'TEST 7 - 3 live before');
+    my @old = worker_pids();
+    kill 'HUP', master_pid();
+    Test::More::ok(wait_workers(2, @old), 'TEST 7 - new workers serve, the old ones are gone');
+    Test::More::is((main::live_of('t7'))[0], 3, 'TEST 7 - 3 live after the reload');
+    my ($st, $b) = main::beat('t7', 's1');
+    Test::More::like($b, qr/"live":3,/, 'TEST 7 - a known session heartbeating again is still one of 3');
