@@ -13,6 +13,7 @@ use Engagement::Test;
 use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep time);
 use File::Temp ();
+use POSIX ();
 
 repeat_each(1);
 no_shuffle();
@@ -234,3 +235,67 @@ GET /engagement/live?contentId=t7
     Test::More::is((main::live_of('t7'))[0], 3, 'TEST 7 - 3 live after the reload');
     my ($st, $b) = main::beat('t7', 's1');
     Test::More::like($b, qr/"live":3,/, 'TEST 7 - a known session heartbeating again is still one of 3');
+
+=== TEST 8: the live zone's name is reserved; a reload onto a zone of another kind named engagement_live is refused, the master lives
+--- request
+GET /engagement/live?contentId=t8
+--- response_body
+{"contentId":"t8","live":0,"peak":0}
+--- post_check
+    # review #1: a counters zone named engagement_live, then a reload to a
+    # live zone of the same size. Either the first config is refused with
+    # a clear error (the name is reserved) or, if it ran, the reload must
+    # not kill the master.
+    my $pre = new_prefix('t8-name');
+    my $nport = free_port();
+    my $conf = write_conf($pre, port => $nport,
+        http => 'engagement_zone engagement_live:256k;',
+        server => 'location = /engagement/view { engagement view zone=engagement_live; }');
+    my $out = `@{[ nginx_bin() ]} -t -p $pre/ -c $conf 2>&1`;
+    Test::More::like($out, qr/zone name "engagement_live" is reserved for the module's live zone/,
+                     'TEST 8 - nginx -t refuses a counters zone named engagement_live, saying why');
+    my $npid = start_nginx($pre, $nport);
+    if ($npid) {
+        write_conf($pre, port => $nport,
+            http => "engagement_zone engagement:1m;\nengagement_live_zone 256k;",
+            server => 'location = /engagement/heartbeat { engagement heartbeat; }');
+        my @w = worker_pids($npid);
+        kill 'HUP', $npid;
+        sleep 1;
+        my $alive = waitpid($npid, POSIX::WNOHANG()) == 0;
+        Test::More::ok($alive, 'TEST 8 - the master survives a reload from that zone to the live zone');
+        if ($alive) { stop_nginx($npid) } else { kill 'QUIT', @w }   # orphans
+    } else {
+        Test::More::pass('TEST 8 - nginx does not start with a counters zone named engagement_live');
+    }
+    # a zone that bypasses that check (the writer's queue) of the same
+    # name and size is handed to the live zone by a reload: refused with
+    # an [emerg], the master and the old workers go on
+    $pre = new_prefix('t8-reload');
+    my $port = free_port();
+    my $dead = free_ports(700, 50, 1);
+    write_conf($pre, port => $port, workers => 1,
+        http => "engagement_zone engagement:1m;\n"
+              . "engagement_writer http://127.0.0.1:$dead/?query=INSERT%20INTO%20e%20FORMAT%20JSONEachRow"
+              . " zone=engagement_live:256k;",
+        server => 'location = /engagement/view { engagement view; }');
+    my $pid = start_nginx($pre, $port);
+    Test::More::ok($pid, 'TEST 8 - nginx with a writer queue named engagement_live starts');
+    SKIP: {
+        Test::More::skip('nginx did not start: ' . slurp("$pre/logs/stderr.log"), 5) unless $pid;
+        my @old = worker_pids($pid);
+        write_conf($pre, port => $port, workers => 1,
+            http => "engagement_zone engagement:1m;\nengagement_live_zone 256k;",
+            server => 'location = /engagement/heartbeat { engagement heartbeat; }');
+        kill 'HUP', $pid;
+        my $log = "$pre/logs/error.log";
+        my $refused = wait_until { slurp($log) =~ /live zone "engagement_live" was written by another kind of zone/ } 10;
+        Test::More::ok($refused, 'TEST 8 - the reload is refused with a clear [emerg]');
+        sleep 0.3;
+        Test::More::ok(kill(0, $pid) && waitpid($pid, POSIX::WNOHANG()) == 0, 'TEST 8 - the master is alive');
+        Test::More::is(join(',', worker_pids($pid)), join(',', @old), 'TEST 8 - the old worker still serves');
+        my $text = slurp($log);
+        Test::More::unlike($text, qr/exited on signal|runtime error|AddressSanitizer/,
+                           'TEST 8 - no crash, no sanitizer report');
+        Test::More::is(stop_nginx($pid), 0, 'TEST 8 - nginx stops cleanly');
+    }

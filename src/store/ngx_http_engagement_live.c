@@ -90,10 +90,6 @@ static const size_t  ngx_http_engagement_live_shape[] = {
 };
 
 
-static ngx_int_t ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
-
-
 static ngx_http_engagement_live_conf_t *
 ngx_http_engagement_live_conf_get(ngx_conf_t *cf)
 {
@@ -289,11 +285,41 @@ ngx_http_engagement_live_tables(ngx_http_engagement_live_sh_t *sh,
 }
 
 
-static ngx_int_t
+/*
+ * The header a reload hands over (or an existing zone has): read from the
+ * zone itself, never through the old cycle's data, whose type is not
+ * ours to trust (a zone of another kind of the module, same name and size,
+ * is handed over too). NULL: not a live zone of this build.
+ */
+
+static ngx_http_engagement_live_sh_t *
+ngx_http_engagement_live_adopt(ngx_shm_zone_t *shm_zone, uint32_t layout)
+{
+    ngx_slab_pool_t                *shpool;
+    ngx_http_engagement_live_sh_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    sh = shpool->data;
+
+    /* magic and layout are the first two words of every module zone */
+    if (sh == NULL
+        || sh->magic != NGX_HTTP_ENGAGEMENT_LIVE_MAGIC
+        || sh->layout != layout)
+    {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "live zone \"%V\" was written by another kind of "
+                      "zone or an incompatible module version: stop and "
+                      "start nginx to recreate it", &shm_zone->shm.name);
+        return NULL;
+    }
+
+    return sh;
+}
+
+
+ngx_int_t
 ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_engagement_live_conf_t  *olc = data;
-
     uint32_t                          layout;
     ngx_slab_pool_t                  *shpool;
     ngx_http_engagement_live_sh_t    *sh;
@@ -305,16 +331,9 @@ ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     layout = ngx_http_engagement_layout_of(ngx_http_engagement_live_shape);
 
-    if (olc) {
-        sh = olc->sh;
-
-        if (sh->magic != NGX_HTTP_ENGAGEMENT_LIVE_MAGIC
-            || sh->layout != layout)
-        {
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "live zone \"%V\" was written with another "
-                          "layout: stop and start nginx to use this build",
-                          &shm_zone->shm.name);
+    if (data || shm_zone->shm.exists) {
+        sh = ngx_http_engagement_live_adopt(shm_zone, layout);
+        if (sh == NULL) {
             return NGX_ERROR;
         }
 
@@ -334,11 +353,6 @@ ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             ngx_shmtx_unlock(&shpool->mutex);
         }
 
-        return NGX_OK;
-    }
-
-    if (shm_zone->shm.exists) {
-        lc->sh = shpool->data;
         return NGX_OK;
     }
 

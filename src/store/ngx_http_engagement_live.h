@@ -62,6 +62,8 @@ char *ngx_http_engagement_live_msec_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 ngx_http_engagement_live_conf_t *ngx_http_engagement_live_use(ngx_conf_t *cf);
 ngx_http_engagement_live_conf_t *ngx_http_engagement_live_conf(void);
+ngx_int_t ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
 
 /* the request path */
 ngx_int_t ngx_http_engagement_live_beat(ngx_http_engagement_live_conf_t *lc,
