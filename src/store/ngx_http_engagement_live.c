@@ -70,6 +70,7 @@ typedef struct {
     uint32_t                      layout;
     uint64_t                      key[2];
     ngx_msec_t                    interval;
+    uint32_t                      now_slot;    /* the latest slot used */
     ngx_uint_t                    nsessions;
     ngx_uint_t                    ncontents;
     ngx_http_engagement_live_session_t  *sessions;
@@ -349,6 +350,7 @@ ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                         sh->ncontents
                         * sizeof(ngx_http_engagement_live_content_t));
             sh->interval = lc->interval;
+            sh->now_slot = 0;
             sh->seq++;
             ngx_shmtx_unlock(&shpool->mutex);
         }
@@ -399,12 +401,42 @@ ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-/* the current slot: half intervals of the monotonic clock */
+/*
+ * The current slot: half intervals of the monotonic clock (the same for
+ * every process of the host; ngx_current_msec is wall-clock in nginx
+ * 1.22 and each worker's copy lags by its own amount).
+ */
 
-static ngx_inline uint32_t
+static uint32_t
 ngx_http_engagement_live_slot(ngx_http_engagement_live_sh_t *sh)
 {
-    return (uint32_t) (ngx_current_msec / (sh->interval / 2));
+    uint64_t         ms;
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        ms = ngx_current_msec;
+
+    } else {
+        ms = (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+
+    return (uint32_t) (ms / (sh->interval / 2));
+}
+
+
+/*
+ * Under the lock: the slot to use, never before one already used (a
+ * process that read the clock earlier must not write into the past).
+ */
+
+static ngx_inline uint32_t
+ngx_http_engagement_live_now(ngx_http_engagement_live_sh_t *sh, uint32_t k)
+{
+    if ((int32_t) (k - sh->now_slot) > 0) {
+        sh->now_slot = k;
+    }
+
+    return sh->now_slot;
 }
 
 
@@ -418,7 +450,8 @@ ngx_http_engagement_live_minute(void)
 static ngx_inline ngx_uint_t
 ngx_http_engagement_live_lapsed(uint32_t slot, uint32_t k)
 {
-    return (uint32_t) (k - slot) >= NGX_HTTP_ENGAGEMENT_LIVE_SLOTS;
+    /* a slot after k (another process's clock ran ahead) is live */
+    return (int32_t) (k - slot) >= NGX_HTTP_ENGAGEMENT_LIVE_SLOTS;
 }
 
 
@@ -632,6 +665,8 @@ ngx_http_engagement_live_beat(ngx_http_engagement_live_conf_t *lc,
 
     ngx_shmtx_lock(&lc->shpool->mutex);
 
+    k = ngx_http_engagement_live_now(sh, k);
+
     s = ngx_http_engagement_live_session(sh, sh_hash, k, &found);
 
     if (s == NULL) {
@@ -714,6 +749,8 @@ ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
     out->peak = 0;
 
     ngx_shmtx_lock(&lc->shpool->mutex);
+
+    k = ngx_http_engagement_live_now(sh, k);
 
     ci = ngx_http_engagement_live_content(sh, ch, content_id, k, minute, 0);
 
