@@ -300,7 +300,7 @@ invalid time "50ms" of "engagement_heartbeat_interval": between 100ms and 1h, e.
     location /engagement/live { engagement live; }
 --- must_die
 --- error_log
-invalid time "often" of "engagement_live_push": between 100ms and 1h, e.g. 10s
+invalid time "often" of "engagement_live_push": between 100ms and 10s, e.g. 1s
 
 === TEST 17: engagement_live_zone too small
 --- http_config
@@ -318,3 +318,12 @@ invalid size "4k" of "engagement_live_zone": at least 128k, e.g. 4m
 --- must_die
 --- error_log
 "engagement_require_token" needs "engagement_token_secret"
+
+=== TEST 19: engagement_live_push beyond 10 s is refused (a reload would wait for it)
+--- http_config
+    engagement_live_push 11s;
+--- config
+    location /engagement/live { engagement live; }
+--- must_die
+--- error_log
+invalid time "11s" of "engagement_live_push": between 100ms and 10s, e.g. 1s

@@ -322,3 +322,31 @@ GET /engagement/live?contentId=x8
                    sprintf('TEST 8 - ": ping" after %.1f s', $after));
     Test::More::is(scalar @{$st->{events}}, 1, 'TEST 8 - and no event');
     close $st->{sock};
+
+=== TEST 9: engagement_live_push 10s: the ping still comes after 15 s, and a reload ends the stream within about a second
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_heartbeat_interval 10s;
+    engagement_live_push 10s;
+--- request
+GET /engagement/live?contentId=x9
+--- response_body
+{"contentId":"x9","live":0,"peak":0}
+--- post_check
+    my $slow = $ENV{TEST_NGINX_ASAN} ? 2 : 1;
+    my $st = main::sse_open('x9');
+    main::sse_read($st, 2, sub { @{$_[0]{events}} >= 1 });
+    my $t0 = time;
+    my $got = main::sse_read($st, 22, sub { $_[0]{buf} =~ /: ping\n\n/ });
+    my $after = time - $t0;
+    Test::More::ok($got && $after > 13 && $after < 16.5 * $slow,
+                   sprintf('TEST 9 - ": ping" after %.1f s (not at the 20 s push)', $after));
+    my @old = worker_pids();
+    $t0 = time;
+    kill 'HUP', master_pid();
+    main::sse_read($st, 12);
+    my $ended = time - $t0;
+    Test::More::ok($st->{eof} && $st->{buf} =~ /\r\n0\r\n\r\n$/, 'TEST 9 - the stream ended with the last chunk');
+    Test::More::ok($ended < 2 * $slow, sprintf('TEST 9 - %.2f s after the HUP (< %d, the push is 10 s)', $ended, 2 * $slow));
+    Test::More::ok(wait_workers(2, @old), 'TEST 9 - the old workers are gone');
+    close $st->{sock};

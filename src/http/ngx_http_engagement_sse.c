@@ -18,11 +18,13 @@
  * A subscriber's answer is written from one buffer of its own, reused:
  * a slow client is skipped while its last event is still on its way (the
  * counts are sent once it has taken it), so memory per subscriber is
- * bounded. The timer is not cancelable while there are subscribers: when
- * the worker shuts down (reload, quit), the next tick ends every stream
- * cleanly (the last chunk, the connection closed) instead of leaving
- * them to be cut when the process exits; EventSource then reconnects to
- * the new workers (the stream asks for a retry after 1 s).
+ * bounded. The timer is not cancelable while there are subscribers and
+ * wakes at least once a second (the push is done only when its period,
+ * at most 10 s, has passed): when the worker shuts down (reload, quit),
+ * within a second every stream is ended cleanly (the last chunk, the
+ * connection closed) instead of being cut when the process exits;
+ * EventSource then reconnects to the new workers (the stream asks for a
+ * retry after 1 s).
  */
 
 
@@ -36,6 +38,9 @@
 
 /* a comment line to every stream this often when nothing else is sent */
 #define NGX_HTTP_ENGAGEMENT_SSE_PING      15000
+
+/* the timer's longest sleep: a shutdown or a ping waits no longer */
+#define NGX_HTTP_ENGAGEMENT_SSE_STEP      1000
 
 /* one event at its longest */
 #define NGX_HTTP_ENGAGEMENT_SSE_EVENT_LEN                                     \
@@ -76,6 +81,7 @@ static ngx_uint_t    ngx_http_engagement_sse_n;
 static ngx_event_t   ngx_http_engagement_sse_timer;
 static uint64_t      ngx_http_engagement_sse_version;
 static ngx_msec_t    ngx_http_engagement_sse_pinged;
+static ngx_msec_t    ngx_http_engagement_sse_pushed;
 
 
 static struct {
@@ -344,6 +350,7 @@ ngx_http_engagement_sse_end(ngx_http_engagement_sse_t *sub, ngx_int_t rc)
 static void
 ngx_http_engagement_sse_arm(ngx_http_engagement_live_conf_t *lc)
 {
+    ngx_msec_t    left;
     ngx_event_t  *ev;
 
     ev = &ngx_http_engagement_sse_timer;
@@ -357,10 +364,14 @@ ngx_http_engagement_sse_arm(ngx_http_engagement_live_conf_t *lc)
     ev->data = NULL;
 
     /* not cancelable: a shutting down worker waits for the tick that ends
-     * the streams cleanly (at most one period) */
+     * the streams cleanly (at most a step) */
     ev->cancelable = 0;
 
-    ngx_add_timer(ev, lc->push);
+    /* to the next push, in steps of at most a second */
+    left = ngx_current_msec - ngx_http_engagement_sse_pushed;
+    left = (left < lc->push) ? lc->push - left : lc->push;
+
+    ngx_add_timer(ev, ngx_min(left, NGX_HTTP_ENGAGEMENT_SSE_STEP));
 }
 
 
@@ -368,7 +379,7 @@ static void
 ngx_http_engagement_sse_tick(ngx_event_t *ev)
 {
     uint64_t                          version;
-    ngx_uint_t                        ping;
+    ngx_uint_t                        ping, due;
     ngx_queue_t                       todo, *q;
     ngx_http_engagement_sse_t        *sub;
     ngx_http_engagement_live_conf_t  *lc;
@@ -385,13 +396,23 @@ ngx_http_engagement_sse_tick(ngx_event_t *ev)
         return;
     }
 
-    version = ngx_http_engagement_sse_state(lc);
     ping = (ngx_current_msec - ngx_http_engagement_sse_pinged
             >= NGX_HTTP_ENGAGEMENT_SSE_PING);
+    due = (ngx_current_msec - ngx_http_engagement_sse_pushed >= lc->push);
+
+    if (!due && !ping) {
+        /* a step of a longer push period */
+        ngx_http_engagement_sse_arm(lc);
+        return;
+    }
+
+    ngx_http_engagement_sse_pushed = ngx_current_msec;
 
     if (ping) {
         ngx_http_engagement_sse_pinged = ngx_current_msec;
     }
+
+    version = ngx_http_engagement_sse_state(lc);
 
     if (version != ngx_http_engagement_sse_version || ping) {
         ngx_http_engagement_sse_version = version;
@@ -632,6 +653,7 @@ ngx_http_engagement_sse_start(ngx_http_request_t *r, ngx_str_t *id)
     if (ngx_http_engagement_sse_n == 1) {
         /* the first ping a full period after the first subscriber */
         ngx_http_engagement_sse_pinged = ngx_current_msec;
+        ngx_http_engagement_sse_pushed = ngx_current_msec;
     }
     ngx_http_engagement_live_inc(lc, streams);
 

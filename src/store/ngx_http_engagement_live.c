@@ -178,6 +178,22 @@ ngx_http_engagement_live_msec_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
     *mp = ngx_parse_time(&value[1], 0);
 
+    if (cmd->offset == offsetof(ngx_http_engagement_live_conf_t, push)) {
+        /* streams wait for the push: a reload, a ping, a change no longer */
+        if (*mp == (ngx_msec_t) NGX_ERROR || *mp < 100
+            || *mp > NGX_HTTP_ENGAGEMENT_LIVE_PUSH_MAX)
+        {
+            *mp = 0;
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time \"%V\" of \"%V\": between "
+                               "100ms and 10s, e.g. 1s", &value[1],
+                               &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
     if (*mp == (ngx_msec_t) NGX_ERROR || *mp < 100 || *mp > 3600000) {
         *mp = 0;
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -20,6 +20,7 @@
 #define NGX_HTTP_ENGAGEMENT_LIVE_ZSIZE      (4 * 1024 * 1024)
 #define NGX_HTTP_ENGAGEMENT_LIVE_INTERVAL   10000     /* ms */
 #define NGX_HTTP_ENGAGEMENT_LIVE_PUSH       1000      /* ms */
+#define NGX_HTTP_ENGAGEMENT_LIVE_PUSH_MAX   10000     /* ms */
 
 
 /* the live zone's figures, atomics (no lock) */
