@@ -53,6 +53,10 @@
 #define NGX_HTTP_ENGAGEMENT_SSE_READS     64
 #define NGX_HTTP_ENGAGEMENT_SSE_READ_GAP  1000
 
+/* contents whose event a fan-out keeps, to read each content once */
+#define NGX_HTTP_ENGAGEMENT_SSE_MEMO      256
+#define NGX_HTTP_ENGAGEMENT_SSE_MEMO_PROBES  8
+
 #define NGX_HTTP_ENGAGEMENT_SSE_HELLO     "retry: 1000\n\n"
 #define NGX_HTTP_ENGAGEMENT_SSE_PING_TEXT ": ping\n\n"
 
@@ -72,6 +76,16 @@ typedef struct {
 } ngx_http_engagement_sse_t;
 
 
+/* a content's event, made once per fan-out for all its subscribers */
+typedef struct {
+    ngx_uint_t                    round;      /* 0: empty */
+    ngx_http_engagement_zone_t   *counters;
+    uint64_t                      hash;
+    size_t                        len;
+    u_char                        event[NGX_HTTP_ENGAGEMENT_SSE_EVENT_LEN];
+} ngx_http_engagement_sse_memo_t;
+
+
 static void ngx_http_engagement_sse_tick(ngx_event_t *ev);
 
 
@@ -82,6 +96,8 @@ static ngx_event_t   ngx_http_engagement_sse_timer;
 static uint64_t      ngx_http_engagement_sse_version;
 static ngx_msec_t    ngx_http_engagement_sse_pinged;
 static ngx_msec_t    ngx_http_engagement_sse_pushed;
+static ngx_uint_t    ngx_http_engagement_sse_round;
+static ngx_http_engagement_sse_memo_t  *ngx_http_engagement_sse_memo;
 
 
 static struct {
@@ -221,6 +237,71 @@ ngx_http_engagement_sse_event(ngx_http_engagement_sse_t *sub,
 }
 
 
+/*
+ * In a fan-out: the subscriber's counts, read once per content (both
+ * zones' locks, and a background Redis read if due, once per content and
+ * fan-out however many subscribers it has). A content whose entry is
+ * taken by others within the probes is read for each of its subscribers.
+ */
+
+static size_t
+ngx_http_engagement_sse_event_once(ngx_http_engagement_sse_t *sub,
+    ngx_http_engagement_live_conf_t *lc, u_char *buf)
+{
+    size_t                           len, pre;
+    ngx_uint_t                       i, n;
+    ngx_http_engagement_sse_memo_t  *m, *free;
+
+    if (ngx_http_engagement_sse_memo == NULL) {
+        ngx_http_engagement_sse_memo = ngx_calloc(
+                                   NGX_HTTP_ENGAGEMENT_SSE_MEMO
+                                   * sizeof(ngx_http_engagement_sse_memo_t),
+                                   ngx_cycle->log);
+        if (ngx_http_engagement_sse_memo == NULL) {
+            return ngx_http_engagement_sse_event(sub, lc, buf);
+        }
+    }
+
+    pre = sizeof("data: {\"contentId\":\"") - 1;
+    free = NULL;
+
+    for (n = 0; n < NGX_HTTP_ENGAGEMENT_SSE_MEMO_PROBES; n++) {
+        i = (sub->hash + n) % NGX_HTTP_ENGAGEMENT_SSE_MEMO;
+        m = &ngx_http_engagement_sse_memo[i];
+
+        if (m->round != ngx_http_engagement_sse_round) {
+            if (free == NULL) {
+                free = m;
+            }
+
+            continue;
+        }
+
+        /* the same zone and id: the id is in the event, after its key */
+        if (m->counters == sub->counters && m->hash == sub->hash
+            && m->len > pre + sub->id.len
+            && m->event[pre + sub->id.len] == '"'
+            && ngx_memcmp(m->event + pre, sub->id.data, sub->id.len) == 0)
+        {
+            ngx_memcpy(buf, m->event, m->len);
+            return m->len;
+        }
+    }
+
+    len = ngx_http_engagement_sse_event(sub, lc, buf);
+
+    if (free) {
+        free->round = ngx_http_engagement_sse_round;
+        free->counters = sub->counters;
+        free->hash = sub->hash;
+        free->len = len;
+        ngx_memcpy(free->event, buf, len);
+    }
+
+    return len;
+}
+
+
 /* the subscriber's last event is still being written to its client */
 
 static ngx_inline ngx_uint_t
@@ -284,7 +365,7 @@ ngx_http_engagement_sse_write(ngx_http_engagement_sse_t *sub, size_t len)
 
 static ngx_int_t
 ngx_http_engagement_sse_push(ngx_http_engagement_sse_t *sub,
-    ngx_http_engagement_live_conf_t *lc, ngx_uint_t ping)
+    ngx_http_engagement_live_conf_t *lc, ngx_uint_t ping, ngx_uint_t fanout)
 {
     size_t   len;
     u_char   event[NGX_HTTP_ENGAGEMENT_SSE_EVENT_LEN];
@@ -297,7 +378,8 @@ ngx_http_engagement_sse_push(ngx_http_engagement_sse_t *sub,
 
     sub->dirty = 0;
 
-    len = ngx_http_engagement_sse_event(sub, lc, event);
+    len = fanout ? ngx_http_engagement_sse_event_once(sub, lc, event)
+                 : ngx_http_engagement_sse_event(sub, lc, event);
 
     if (len == sub->last_len && ngx_memcmp(event, sub->last, len) == 0) {
         if (!ping) {
@@ -417,6 +499,11 @@ ngx_http_engagement_sse_tick(ngx_event_t *ev)
     if (version != ngx_http_engagement_sse_version || ping) {
         ngx_http_engagement_sse_version = version;
 
+        /* a new round of the memo: every content read again, once */
+        if (++ngx_http_engagement_sse_round == 0) {
+            ngx_http_engagement_sse_round = 1;
+        }
+
         /*
          * Each subscriber is moved back to the list before it is served:
          * ending one stream may end others (streams of one HTTP/2
@@ -436,7 +523,7 @@ ngx_http_engagement_sse_tick(ngx_event_t *ev)
             ngx_queue_insert_tail(&ngx_http_engagement_sse_subs, q);
             sub = ngx_queue_data(q, ngx_http_engagement_sse_t, queue);
 
-            if (ngx_http_engagement_sse_push(sub, lc, ping) != NGX_OK) {
+            if (ngx_http_engagement_sse_push(sub, lc, ping, 1) != NGX_OK) {
                 ngx_http_engagement_sse_end(sub, NGX_ERROR);
             }
         }
@@ -549,7 +636,7 @@ ngx_http_engagement_sse_writable(ngx_http_request_t *r)
     lc = ngx_http_engagement_live_conf();
 
     if (sub->dirty && lc
-        && ngx_http_engagement_sse_push(sub, lc, 0) != NGX_OK)
+        && ngx_http_engagement_sse_push(sub, lc, 0, 0) != NGX_OK)
     {
         ngx_http_engagement_sse_end(sub, NGX_ERROR);
     }
