@@ -778,6 +778,8 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         ngx_http_engagement_global_sh = z->sh;
     }
 
+    ngx_http_engagement_live_worker_start(cycle);
+
     if (ngx_http_engagement_writer_start(cycle, emcf) != NGX_OK) {
         return NGX_ERROR;
     }

@@ -350,3 +350,35 @@ GET /engagement/live?contentId=x9
     Test::More::ok($ended < 2 * $slow, sprintf('TEST 9 - %.2f s after the HUP (< %d, the push is 10 s)', $ended, 2 * $slow));
     Test::More::ok(wait_workers(2, @old), 'TEST 9 - the old workers are gone');
     close $st->{sock};
+
+=== TEST 10: killed workers' streams do not stay in the subscribers gauge
+--- no_error_log
+AddressSanitizer
+runtime error
+--- error_log
+[alert]
+exited on signal 9
+left open in worker slot
+--- request
+GET /engagement/live?contentId=x10
+--- response_body
+{"contentId":"x10","live":0,"peak":0}
+--- post_check
+    my @subs = map { main::sse_open('x10') } 1 .. 6;
+    main::sse_read($_, 2, sub { @{$_[0]{events}} >= 1 }) for @subs;
+    my $n = wait_until(sub { status_text() =~ /^nginx_engagement_live_subscribers 6$/m }, 5);
+    Test::More::ok($n, 'TEST 10 - 6 subscribers in /status');
+    my @old = worker_pids();
+    kill 'KILL', @old;
+    Test::More::ok(wait_workers(2, @old), 'TEST 10 - both workers killed and respawned');
+    main::sse_read($_, 3) for @subs;
+    Test::More::ok(!grep({ !$_->{eof} } @subs), 'TEST 10 - the streams were cut');
+    close $_->{sock} for @subs;
+    # a new worker clears its slot as it starts (its pid shows before that)
+    my $zero = wait_until(sub { status_text() =~ /^nginx_engagement_live_subscribers 0$/m }, 5);
+    Test::More::ok($zero, 'TEST 10 - the gauge is 0 once the killed workers were replaced')
+        or Test::More::diag(status_text() =~ /^(nginx_engagement_live_subscribers \d+)$/m);
+    my $one = main::sse_open('x10');
+    main::sse_read($one, 2, sub { @{$_[0]{events}} >= 1 });
+    Test::More::like(status_text(), qr/^nginx_engagement_live_subscribers 1$/m, 'TEST 10 - a new stream: 1');
+    close $one->{sock};

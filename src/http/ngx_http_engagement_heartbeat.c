@@ -436,7 +436,11 @@ ngx_http_engagement_live_status(u_char *p,
                                    ngx_http_engagement_live_stats(lc)
                                    + row->offset);
 
-        /* a gauge counted up and down by workers of two generations */
+        /* the gauge: the sum of the workers' own counts */
+        if (row->offset == ngx_http_engagement_live_field(subscribers)) {
+            v = (ngx_atomic_int_t) ngx_http_engagement_live_subscribers(lc);
+        }
+
         if (v < 0) {
             v = 0;
         }

@@ -551,8 +551,7 @@ ngx_http_engagement_sse_cleanup(void *data)
     lc = ngx_http_engagement_live_conf();
 
     if (lc) {
-        (void) ngx_atomic_fetch_add(
-                   &ngx_http_engagement_live_stats(lc)->subscribers, -1);
+        ngx_http_engagement_live_subscribed(lc, -1);
     }
 
     if (ngx_http_engagement_sse_n == 0
@@ -735,7 +734,7 @@ ngx_http_engagement_sse_start(ngx_http_request_t *r, ngx_str_t *id)
 
     ngx_queue_insert_tail(&ngx_http_engagement_sse_subs, &sub->queue);
     ngx_http_engagement_sse_n++;
-    ngx_http_engagement_live_inc(lc, subscribers);
+    ngx_http_engagement_live_subscribed(lc, 1);
 
     if (ngx_http_engagement_sse_n == 1) {
         /* the first ping a full period after the first subscriber */

@@ -77,6 +77,9 @@ typedef struct {
     ngx_http_engagement_live_content_t  *contents;
     ngx_atomic_t                  seq;         /* bumped on every change */
     ngx_http_engagement_live_stats_t     stats;
+    /* open streams by worker slot: a killed worker's are dropped when its
+     * slot is taken again (a respawn takes the same) */
+    ngx_atomic_t                  subscribers[NGX_MAX_PROCESSES];
 } ngx_http_engagement_live_sh_t;
 
 
@@ -87,7 +90,8 @@ static const size_t  ngx_http_engagement_live_shape[] = {
     sizeof(ngx_http_engagement_live_session_t),
     sizeof(ngx_http_engagement_live_content_t),
     sizeof(ngx_http_engagement_live_stats_t),
-    NGX_HTTP_ENGAGEMENT_LIVE_SLOTS
+    NGX_HTTP_ENGAGEMENT_LIVE_SLOTS,
+    NGX_MAX_PROCESSES
 };
 
 
@@ -797,6 +801,76 @@ ngx_http_engagement_live_version(ngx_http_engagement_live_conf_t *lc)
     return (uint64_t) sh->seq
            ^ ((uint64_t) ngx_http_engagement_live_slot(sh) << 32)
            ^ ((uint64_t) ngx_http_engagement_live_minute() << 48);
+}
+
+
+/* this worker's open streams, up or down by one */
+
+void
+ngx_http_engagement_live_subscribed(ngx_http_engagement_live_conf_t *lc,
+    ngx_int_t delta)
+{
+    ngx_http_engagement_live_sh_t  *sh;
+
+    sh = lc->sh;
+
+    if (ngx_process_slot >= 0 && ngx_process_slot < NGX_MAX_PROCESSES) {
+        (void) ngx_atomic_fetch_add(&sh->subscribers[ngx_process_slot],
+                                    delta);
+    }
+}
+
+
+/* a worker starts: what its slot's last holder left open is gone */
+
+void
+ngx_http_engagement_live_worker_start(ngx_cycle_t *cycle)
+{
+    ngx_http_engagement_live_sh_t    *sh;
+    ngx_http_engagement_main_conf_t  *emcf;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_engagement_module);
+    if (emcf == NULL || emcf->live == NULL) {
+        return;
+    }
+
+    lc = emcf->live;
+    sh = lc->sh;
+
+    if (sh && ngx_process_slot >= 0 && ngx_process_slot < NGX_MAX_PROCESSES)
+    {
+        if (sh->subscribers[ngx_process_slot]) {
+            ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                          "live streams: %A left open in worker slot %i "
+                          "by a worker that did not close them",
+                          sh->subscribers[ngx_process_slot],
+                          ngx_process_slot);
+            sh->subscribers[ngx_process_slot] = 0;
+        }
+    }
+}
+
+
+/* the open streams of all workers */
+
+ngx_atomic_uint_t
+ngx_http_engagement_live_subscribers(ngx_http_engagement_live_conf_t *lc)
+{
+    ngx_int_t                       i;
+    ngx_atomic_int_t                v, n;
+    ngx_http_engagement_live_sh_t  *sh;
+
+    sh = lc->sh;
+    n = 0;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        v = (ngx_atomic_int_t) sh->subscribers[i];
+        n += v;
+    }
+
+    return n > 0 ? (ngx_atomic_uint_t) n : 0;
 }
 
 

@@ -31,7 +31,7 @@ typedef struct {
     ngx_atomic_t                  limited;         /* 429 */
     ngx_atomic_t                  not_counted;     /* token, bot, opt-out */
     ngx_atomic_t                  full;            /* 503: no room */
-    ngx_atomic_t                  subscribers;     /* open streams */
+    ngx_atomic_t                  subscribers;     /* unused: by worker */
     ngx_atomic_t                  streams;         /* opened, ever */
     ngx_atomic_t                  pushes;          /* events sent */
     ngx_atomic_t                  skipped;         /* a slow client's */
@@ -75,6 +75,11 @@ void ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
 uint64_t ngx_http_engagement_live_version(
     ngx_http_engagement_live_conf_t *lc);
 ngx_http_engagement_live_stats_t *ngx_http_engagement_live_stats(
+    ngx_http_engagement_live_conf_t *lc);
+void ngx_http_engagement_live_subscribed(ngx_http_engagement_live_conf_t *lc,
+    ngx_int_t delta);
+void ngx_http_engagement_live_worker_start(ngx_cycle_t *cycle);
+ngx_atomic_uint_t ngx_http_engagement_live_subscribers(
     ngx_http_engagement_live_conf_t *lc);
 
 
