@@ -382,3 +382,23 @@ GET /engagement/live?contentId=x10
     main::sse_read($one, 2, sub { @{$_[0]{events}} >= 1 });
     Test::More::like(status_text(), qr/^nginx_engagement_live_subscribers 1$/m, 'TEST 10 - a new stream: 1');
     close $one->{sock};
+
+=== TEST 11: a stream request with a body (even one still coming) is answered 400 at once, never streamed
+--- request
+GET /engagement/live?contentId=x11
+--- response_body
+{"contentId":"x11","live":0,"peak":0}
+--- post_check
+    for my $case (['Content-Length: 10', 'abc'], ['Transfer-Encoding: chunked', "3\r\nabc\r\n"]) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . nginx_port(), Timeout => 5) or die $!;
+        print $s "GET /engagement/live/x11 HTTP/1.1\r\nHost: localhost\r\n$case->[0]\r\n\r\n$case->[1]";
+        my $st = { sock => $s, buf => '', events => [], eof => 0 };
+        my $t0 = time;
+        main::sse_read($st, 3, sub { $_[0]{buf} =~ /\}\n/ });
+        my $took = time - $t0;
+        Test::More::like($st->{buf}, qr{^HTTP/1\.1 400 .*\r\n\r\n\{"error":"invalid_body","message":"a live stream request has no body"\}\n}s,
+                         "TEST 11 - $case->[0], body unfinished: 400 invalid_body");
+        Test::More::ok($took < 1, sprintf("TEST 11 - $case->[0]: answered in %.2f s, not after the body", $took));
+        Test::More::unlike($st->{buf}, qr/text\/event-stream/, "TEST 11 - $case->[0]: no stream");
+        close $s;
+    }

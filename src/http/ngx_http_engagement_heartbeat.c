@@ -309,6 +309,16 @@ ngx_http_engagement_live_handler(ngx_http_request_t *r)
     }
 
     if (stream && r->method == NGX_HTTP_GET) {
+
+        /* a body still coming would hide the client's leaving from the
+         * stream (its reads would go to the body) */
+        if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+            r->keepalive = 0;
+            return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid_body", NULL,
+                       "a live stream request has no body");
+        }
+
         return ngx_http_engagement_sse_start(r, &id);
     }
 
