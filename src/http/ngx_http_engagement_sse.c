@@ -10,10 +10,12 @@
  * the worker's subscribers, and only while it has some. Each tick first
  * compares a version of everything a count depends on (the live zone's
  * changes, slot and minute; the counters zones' counted, flushed and read
- * figures): when nothing changed, no subscriber is looked at. When it
- * changed, each subscriber's counts are read and sent only if they differ
- * from what it was sent last. A comment line every 15 s keeps proxies
- * from closing idle streams.
+ * figures): when nothing changed, no subscriber is looked at (the slot
+ * is in the version: every half heartbeat interval they all are). When
+ * it changed, each content's counts are read once (a memo per fan-out)
+ * and sent to a subscriber only if they differ from what it was sent
+ * last. A comment line every 15 s keeps proxies from closing idle
+ * streams.
  *
  * A subscriber's answer is written from one buffer of its own, reused:
  * a slow client is skipped while its last event is still on its way (the
