@@ -717,6 +717,8 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     emcf->vars_used = ngx_http_engagement_variables_used(cf);
     emcf->body_vars = ngx_http_engagement_body_vars_used(cf);
 
+    ngx_http_engagement_live_postconf(cf);
+
     return ngx_http_engagement_limit_postconf(cf);
 }
 

@@ -327,3 +327,15 @@ invalid size "4k" of "engagement_live_zone": at least 128k, e.g. 4m
 --- must_die
 --- error_log
 invalid time "11s" of "engagement_live_push": between 100ms and 10s, e.g. 1s
+
+=== TEST 20: live directives with no heartbeat or live location: a warning at nginx -t, nginx runs
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_heartbeat_interval 5s;
+--- config
+    location = /engagement/view { engagement view; }
+--- request
+GET /engagement/view
+--- error_code: 405
+--- error_log
+engagement_live_zone, engagement_heartbeat_interval and engagement_live_push are ignored: no location has "engagement heartbeat" or "engagement live"

@@ -251,6 +251,28 @@ ngx_http_engagement_live_use(ngx_conf_t *cf)
 }
 
 
+/* live directives with no location to use them: said at nginx -t */
+
+void
+ngx_http_engagement_live_postconf(ngx_conf_t *cf)
+{
+    ngx_http_engagement_main_conf_t  *emcf;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+    lc = emcf->live;
+
+    if (lc == NULL || lc->shm_zone) {
+        return;
+    }
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "engagement_live_zone, engagement_heartbeat_interval "
+                       "and engagement_live_push are ignored: no location "
+                       "has \"engagement heartbeat\" or \"engagement live\"");
+}
+
+
 /* the live configuration of the running cycle, NULL: none */
 
 ngx_http_engagement_live_conf_t *

@@ -63,6 +63,7 @@ char *ngx_http_engagement_live_msec_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 ngx_http_engagement_live_conf_t *ngx_http_engagement_live_use(ngx_conf_t *cf);
 ngx_http_engagement_live_conf_t *ngx_http_engagement_live_conf(void);
+void ngx_http_engagement_live_postconf(ngx_conf_t *cf);
 ngx_int_t ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
