@@ -178,7 +178,7 @@ Cache-Control: no-store
   qr/^\{"error":"invalid_body","message":"empty body: a JSON object is expected"\}$/,
   qr/^\{"contentId":"c6","live":0,"peak":0\}$/ ]
 
-=== TEST 7: wrong method, content type, size: 405, 415, 413 with a JSON error
+=== TEST 7: wrong method, size: 405, 413 with a JSON error, nothing recorded (the content type, 415: TEST 8)
 --- request eval
 [ "GET /engagement/heartbeat",
   "POST /engagement/heartbeat\n" . '{"contentId":"c7","sessionId":"s","pad":"' . ('x' x 9000) . '"}',

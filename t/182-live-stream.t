@@ -6,7 +6,10 @@
 # a client that does not read falls behind without piling events up, and
 # gets the latest counts once it reads; a reload (HUP) ends every stream cleanly (the last chunk, then the
 # connection closed) without holding the old workers, and a new stream on
-# the new workers carries on with the same counts (shared memory).
+# the new workers carries on with the same counts (shared memory); with a
+# 10 s push the ping still comes at 15 s and a reload ends streams within
+# about a second; killed workers' streams leave the subscribers gauge; a
+# stream request with a body is refused with 400.
 use strict;
 use warnings;
 use FindBin;
@@ -159,7 +162,7 @@ GET /engagement/live?contentId=x2
     }, 5);
     Test::More::ok($gone, 'TEST 2 - the gauge is back to 0 once the clients closed');
 
-=== TEST 3: nothing changes, nothing is sent; other content's events are not sent to this stream
+=== TEST 3: nothing changes for this content: no event is sent to it, and none anywhere (pushes unchanged; subscribers are still looked at when the version changes)
 --- request
 GET /engagement/live?contentId=x3
 --- response_body
