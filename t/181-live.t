@@ -264,6 +264,8 @@ GET /engagement/live?contentId=t8
     my $conf = write_conf($pre, port => $nport,
         http => 'engagement_zone engagement_live:256k;',
         server => 'location = /engagement/view { engagement view zone=engagement_live; }');
+    # under ASan the sanitizer's runtime must be preloaded, as for servers
+    local $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_PRELOAD} if $ENV{TEST_NGINX_PRELOAD};
     my $out = `@{[ nginx_bin() ]} -t -p $pre/ -c $conf 2>&1`;
     Test::More::like($out, qr/zone name "engagement_live" is reserved for the module's live zone/,
                      'TEST 8 - nginx -t refuses a counters zone named engagement_live, saying why');
