@@ -17,6 +17,7 @@
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
+#include "store/ngx_http_engagement_live.h"
 
 
 /* main configuration: defaults and bounds */
@@ -85,6 +86,10 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
       ngx_http_engagement_handler },
     { ngx_string("state"), NGX_HTTP_ENGAGEMENT_STATE,
       ngx_http_engagement_handler },
+    { ngx_string("heartbeat"), NGX_HTTP_ENGAGEMENT_HEARTBEAT,
+      ngx_http_engagement_heartbeat_handler },
+    { ngx_string("live"), NGX_HTTP_ENGAGEMENT_LIVE,
+      ngx_http_engagement_live_handler },
     { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
 };
 
@@ -289,6 +294,27 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_engagement_loc_conf_t, answer),
       &ngx_http_engagement_answers },
+
+    { ngx_string("engagement_live_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_live_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_heartbeat_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_live_msec_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_live_conf_t, interval),
+      NULL },
+
+    { ngx_string("engagement_live_push"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_live_msec_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_engagement_live_conf_t, push),
+      NULL },
 
     NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
 
@@ -633,8 +659,10 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->answer, prev->answer,
                               NGX_HTTP_ENGAGEMENT_ANSWER_FULL);
 
-    /* views and likes hash identities: they need the salt */
-    view = (conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW);
+    /* views and likes hash identities: they need the salt; heartbeats
+     * are guarded as views are */
+    view = (conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW
+            || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEARTBEAT);
 
     if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard, view,
                                         view || conf->endpoint
@@ -652,6 +680,13 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_engagement_loc_check(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if ((conf->endpoint == NGX_HTTP_ENGAGEMENT_HEARTBEAT
+         || conf->endpoint == NGX_HTTP_ENGAGEMENT_LIVE)
+        && ngx_http_engagement_live_use(cf) == NULL)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -681,6 +716,8 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
 
     emcf->vars_used = ngx_http_engagement_variables_used(cf);
     emcf->body_vars = ngx_http_engagement_body_vars_used(cf);
+
+    ngx_http_engagement_live_postconf(cf);
 
     return ngx_http_engagement_limit_postconf(cf);
 }
@@ -742,6 +779,8 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
     if (z) {
         ngx_http_engagement_global_sh = z->sh;
     }
+
+    ngx_http_engagement_live_worker_start(cycle);
 
     if (ngx_http_engagement_writer_start(cycle, emcf) != NGX_OK) {
         return NGX_ERROR;
@@ -839,7 +878,8 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ep->name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
-                           "view, summary, like, state, status or health",
+                           "view, summary, like, state, heartbeat, live, "
+                           "status or health",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

@@ -87,7 +87,9 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_STATUS,
     NGX_HTTP_ENGAGEMENT_HEALTH,
     NGX_HTTP_ENGAGEMENT_LIKE,
-    NGX_HTTP_ENGAGEMENT_STATE
+    NGX_HTTP_ENGAGEMENT_STATE,
+    NGX_HTTP_ENGAGEMENT_HEARTBEAT,
+    NGX_HTTP_ENGAGEMENT_LIVE
 } ngx_http_engagement_endpoint_e;
 
 
@@ -151,6 +153,7 @@ typedef struct {
     ngx_str_t                     edge_id;
     ngx_str_t                     state_file;
     void                         *limit;       /* limit.c: zones, rules */
+    void                         *live;        /* live.c: heartbeats */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */

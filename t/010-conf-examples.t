@@ -98,3 +98,13 @@ __DATA__
 [ "GET /nginx-t-status.txt", "GET /nginx-t-output.txt" ]
 --- response_body_like eval
 [ qr/\A0\n\z/, qr/test is successful/ ]
+
+
+
+=== TEST 6: nginx -t accepts conf-examples/live.conf
+--- conf_example: live.conf
+--- config
+--- request eval
+[ "GET /nginx-t-status.txt", "GET /nginx-t-output.txt" ]
+--- response_body_like eval
+[ qr/\A0\n\z/, qr/test is successful/ ]

@@ -41,6 +41,7 @@
 /* the JSON bodies an endpoint can take */
 #define NGX_HTTP_ENGAGEMENT_BODY_EVENT     0   /* a view event */
 #define NGX_HTTP_ENGAGEMENT_BODY_REACTION  1   /* a like or reaction */
+#define NGX_HTTP_ENGAGEMENT_BODY_HEARTBEAT 2   /* a heartbeat */
 
 
 /*
@@ -117,6 +118,9 @@ extern const ngx_http_engagement_body_spec_t  ngx_http_engagement_view_spec;
 /* summary.c */
 ngx_int_t ngx_http_engagement_summary_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf);
+/* a read of one content's totals from Redis into the zone, no one waits */
+void ngx_http_engagement_refresh(ngx_http_engagement_zone_t *z,
+    ngx_str_t *id, uint64_t hash);
 
 /* reaction.c */
 extern const ngx_http_engagement_body_spec_t
@@ -133,6 +137,15 @@ ngx_int_t ngx_http_engagement_record_view(ngx_http_request_t *r,
     ngx_http_engagement_event_t *ev, void **res);
 ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
     ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
+
+/* heartbeat.c and sse.c: heartbeats, live counts, the live stream */
+ngx_int_t ngx_http_engagement_heartbeat_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_live_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_sse_start(ngx_http_request_t *r, ngx_str_t *id);
+size_t ngx_http_engagement_live_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_live_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);

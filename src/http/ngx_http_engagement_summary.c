@@ -11,6 +11,7 @@
 #include "store/ngx_http_engagement_store.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "http/ngx_http_engagement_http.h"
+#include "store/ngx_http_engagement_live.h"
 
 
 /* the read script's arguments: key count, 2 keys, the reaction types */
@@ -26,7 +27,8 @@
     (sizeof("{\"contentId\":\"\",\"views\":,\"engagedViews\":,"             \
             "\"replays\":,\"uniqueViewers\":,\"pending\":},") - 1          \
      + NGX_HTTP_ENGAGEMENT_ID_MAX + 5 * NGX_INT64_LEN                         \
-     + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN)
+     + NGX_HTTP_ENGAGEMENT_REACTIONS_LEN                                      \
+     + sizeof(",\"live\":,\"peak\":") + 2 * NGX_INT64_LEN)
 
 
 /* an id asked for, and what it shows */
@@ -118,6 +120,9 @@ static u_char *
 ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
     ngx_str_t *id, ngx_http_engagement_view_t *v)
 {
+    ngx_http_engagement_live_t        live;
+    ngx_http_engagement_live_conf_t  *lc;
+
     p = ngx_sprintf(p, "{\"contentId\":\"%V\",\"views\":%uL,"
                     "\"engagedViews\":%uL,\"replays\":%uL",
                     id, v->counts.views, v->counts.engaged,
@@ -131,6 +136,15 @@ ngx_http_engagement_summary_item(u_char *p, ngx_http_engagement_zone_t *z,
     if (v->nreactions) {
         p = ngx_http_engagement_reactions_json(p, v->reactions,
                                                v->nreactions);
+    }
+
+    /* live viewers, where heartbeats are taken */
+    lc = ngx_http_engagement_live_conf();
+
+    if (lc) {
+        ngx_http_engagement_live_get(lc, id, &live);
+        p = ngx_sprintf(p, ",\"live\":%ui,\"peak\":%ui", live.live,
+                        live.peak);
     }
 
     *p++ = '}';
@@ -338,7 +352,7 @@ ngx_http_engagement_read_send(ngx_http_engagement_read_t *rd,
 }
 
 
-static void
+void
 ngx_http_engagement_refresh(ngx_http_engagement_zone_t *z, ngx_str_t *id,
     uint64_t hash)
 {

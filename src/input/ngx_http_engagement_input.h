@@ -69,6 +69,25 @@ typedef struct {
 } ngx_http_engagement_reaction_t;
 
 
+/* a heartbeat's player state */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_PLAYING = 0,
+    NGX_HTTP_ENGAGEMENT_PAUSED,
+    NGX_HTTP_ENGAGEMENT_BUFFERING
+} ngx_http_engagement_play_state_e;
+
+
+/*
+ * A heartbeat after parsing: the view event's fields the guard and the
+ * rate limits read (ids, token, optOut), the position and player state
+ */
+typedef struct {
+    ngx_http_engagement_event_t   ev;
+    int64_t                       position_ms;     /* -1: absent */
+    ngx_uint_t                    state;           /* _play_state_e */
+} ngx_http_engagement_heartbeat_t;
+
+
 /* why an event was refused as malformed: the field and a message */
 typedef struct {
     const char                   *field;       /* NULL: the body itself */
@@ -114,6 +133,11 @@ ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
     ngx_http_engagement_error_t *err);
 ngx_int_t ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_reaction_t *re,
+    ngx_http_engagement_error_t *err);
+
+/* heartbeat_input.c: a heartbeat's body */
+ngx_int_t ngx_http_engagement_heartbeat_parse(ngx_pool_t *pool, u_char *buf,
+    size_t len, ngx_http_engagement_heartbeat_t *hb,
     ngx_http_engagement_error_t *err);
 
 /* token.c: the token format, free of nginx's request machinery */

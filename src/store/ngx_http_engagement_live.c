@@ -1,0 +1,903 @@
+
+/*
+ * The live zone: live concurrent viewers from heartbeats.
+ *
+ * Time is cut in slots of half a heartbeat interval. A session is live
+ * while the last slot it was seen in is one of the current four (the
+ * current slot and the three before): a session that heartbeats every
+ * interval stays live, one that stops drops out between 1.5 and 2
+ * intervals after its last heartbeat. Each content keeps, for those four
+ * slots, how many sessions were last seen in each; a heartbeat moves its
+ * session from its last slot to the current one, so a content's live
+ * count is the sum of its four slots, found without a scan and with no
+ * timer sweeping the sessions. A repeated heartbeat in the same slot
+ * changes nothing (heartbeats are idempotent).
+ *
+ * Two fixed open-addressing tables, made whole when the zone is made
+ * (bounded memory, no allocation on the request path): sessions by the
+ * keyed hash of their id (the id itself is not kept), and contents by
+ * the hash of their id, with the id kept to tell collisions apart. An
+ * entry whose slots all lapsed is free for reuse. When no entry is free
+ * within a few probes, the heartbeat is refused (the caller answers 503)
+ * rather than a live session evicted.
+ */
+
+
+#include "ngx_http_engagement_module.h"
+#include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_live.h"
+
+
+#define NGX_HTTP_ENGAGEMENT_LIVE_MAGIC   0x45474c31   /* "EGL1" */
+
+/* slots a session stays live in (the current one included), and a ring */
+#define NGX_HTTP_ENGAGEMENT_LIVE_SLOTS   4
+
+/* entries looked at for a free one before a heartbeat is refused */
+#define NGX_HTTP_ENGAGEMENT_LIVE_PROBES  16
+
+/* sessions per content entry the zone is cut for */
+#define NGX_HTTP_ENGAGEMENT_LIVE_RATIO   4
+
+
+typedef struct {
+    uint64_t                      hash;        /* 0: never used */
+    uint64_t                      content;     /* its content's hash */
+    uint32_t                      cidx;        /* its content's entry */
+    uint32_t                      slot;        /* last seen in */
+} ngx_http_engagement_live_session_t;
+
+
+typedef struct {
+    uint32_t                      slot;
+    uint32_t                      count;       /* sessions last seen then */
+} ngx_http_engagement_live_ring_t;
+
+
+typedef struct {
+    uint64_t                      hash;        /* 0: never used */
+    ngx_http_engagement_live_ring_t
+                                  ring[NGX_HTTP_ENGAGEMENT_LIVE_SLOTS];
+    uint32_t                      peak_minute;
+    uint32_t                      peak;
+    u_char                        len;
+    u_char                        data[NGX_HTTP_ENGAGEMENT_ID_MAX];
+} ngx_http_engagement_live_content_t;
+
+
+typedef struct {
+    uint32_t                      magic;
+    uint32_t                      layout;
+    uint64_t                      key[2];
+    ngx_msec_t                    interval;
+    uint32_t                      now_slot;    /* the latest slot used */
+    ngx_uint_t                    nsessions;
+    ngx_uint_t                    ncontents;
+    ngx_http_engagement_live_session_t  *sessions;
+    ngx_http_engagement_live_content_t  *contents;
+    ngx_atomic_t                  seq;         /* bumped on every change */
+    ngx_http_engagement_live_stats_t     stats;
+    /* open streams by worker slot: a killed worker's are dropped when its
+     * slot is taken again (a respawn takes the same) */
+    ngx_atomic_t                  subscribers[NGX_MAX_PROCESSES];
+} ngx_http_engagement_live_sh_t;
+
+
+static const size_t  ngx_http_engagement_live_shape[] = {
+    sizeof(ngx_http_engagement_live_sh_t),
+    offsetof(ngx_http_engagement_live_sh_t, sessions),
+    offsetof(ngx_http_engagement_live_sh_t, stats),
+    sizeof(ngx_http_engagement_live_session_t),
+    sizeof(ngx_http_engagement_live_content_t),
+    sizeof(ngx_http_engagement_live_stats_t),
+    NGX_HTTP_ENGAGEMENT_LIVE_SLOTS,
+    NGX_MAX_PROCESSES
+};
+
+
+static ngx_http_engagement_live_conf_t *
+ngx_http_engagement_live_conf_get(ngx_conf_t *cf)
+{
+    ngx_http_engagement_main_conf_t  *emcf;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+
+    if (emcf->live) {
+        return emcf->live;
+    }
+
+    lc = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_live_conf_t));
+    if (lc == NULL) {
+        return NULL;
+    }
+
+    lc->size = NGX_CONF_UNSET;
+    lc->interval = NGX_CONF_UNSET_MSEC;
+    lc->push = NGX_CONF_UNSET_MSEC;
+
+    emcf->live = lc;
+
+    return lc;
+}
+
+
+/* engagement_live_zone size; */
+
+char *
+ngx_http_engagement_live_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ssize_t                           size;
+    ngx_str_t                        *value;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    lc = ngx_http_engagement_live_conf_get(cf);
+    if (lc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (lc->size != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (32 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid size \"%V\" of \"%V\": at least %uzk, "
+                           "e.g. 4m", &value[1], &cmd->name,
+                           32 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    lc->size = size;
+
+    return NGX_CONF_OK;
+}
+
+
+/* engagement_heartbeat_interval and engagement_live_push: a time */
+
+char *
+ngx_http_engagement_live_msec_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_msec_t                       *mp;
+    ngx_str_t                        *value;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    lc = ngx_http_engagement_live_conf_get(cf);
+    if (lc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mp = (ngx_msec_t *) ((u_char *) lc + cmd->offset);
+
+    if (*mp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    *mp = ngx_parse_time(&value[1], 0);
+
+    if (cmd->offset == offsetof(ngx_http_engagement_live_conf_t, push)) {
+        /* streams wait for the push: a reload, a ping, a change no longer */
+        if (*mp == (ngx_msec_t) NGX_ERROR || *mp < 100
+            || *mp > NGX_HTTP_ENGAGEMENT_LIVE_PUSH_MAX)
+        {
+            *mp = 0;
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time \"%V\" of \"%V\": between "
+                               "100ms and 10s, e.g. 1s", &value[1],
+                               &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (*mp == (ngx_msec_t) NGX_ERROR || *mp < 100 || *mp > 3600000) {
+        *mp = 0;
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time \"%V\" of \"%V\": between 100ms "
+                           "and 1h, e.g. 10s", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A location with "engagement heartbeat" or "engagement live": the live
+ * zone, declared once (its directives are read by now: locations are
+ * merged after the whole http block).
+ */
+
+ngx_http_engagement_live_conf_t *
+ngx_http_engagement_live_use(ngx_conf_t *cf)
+{
+    ngx_str_t                         name;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    lc = ngx_http_engagement_live_conf_get(cf);
+    if (lc == NULL) {
+        return NULL;
+    }
+
+    if (lc->shm_zone) {
+        return lc;
+    }
+
+    if (lc->size == NGX_CONF_UNSET) {
+        lc->size = NGX_HTTP_ENGAGEMENT_LIVE_ZSIZE;
+    }
+
+    ngx_conf_init_msec_value(lc->interval, NGX_HTTP_ENGAGEMENT_LIVE_INTERVAL);
+    ngx_conf_init_msec_value(lc->push, NGX_HTTP_ENGAGEMENT_LIVE_PUSH);
+
+    ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_LIVE_ZONE);
+
+    lc->shm_zone = ngx_http_engagement_zone_shm(cf, &name, lc->size,
+                                            ngx_http_engagement_live_init_zone,
+                                            lc);
+    if (lc->shm_zone == NULL) {
+        return NULL;
+    }
+
+    return lc;
+}
+
+
+/* live directives with no location to use them: said at nginx -t */
+
+void
+ngx_http_engagement_live_postconf(ngx_conf_t *cf)
+{
+    ngx_http_engagement_main_conf_t  *emcf;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+    lc = emcf->live;
+
+    if (lc == NULL || lc->shm_zone) {
+        return;
+    }
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "engagement_live_zone, engagement_heartbeat_interval "
+                       "and engagement_live_push are ignored: no location "
+                       "has \"engagement heartbeat\" or \"engagement live\"");
+}
+
+
+/* the live configuration of the running cycle, NULL: none */
+
+ngx_http_engagement_live_conf_t *
+ngx_http_engagement_live_conf(void)
+{
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_engagement_module);
+    if (emcf == NULL || emcf->live == NULL) {
+        return NULL;
+    }
+
+    return ((ngx_http_engagement_live_conf_t *) emcf->live)->shm_zone
+           ? emcf->live : NULL;
+}
+
+
+/* the tables, cut from what the slab pool has free; NGX_ERROR: no room */
+
+static ngx_int_t
+ngx_http_engagement_live_tables(ngx_http_engagement_live_sh_t *sh,
+    ngx_slab_pool_t *shpool, size_t size)
+{
+    size_t      unit, units, ss, cs;
+
+    ss = sizeof(ngx_http_engagement_live_session_t);
+    cs = sizeof(ngx_http_engagement_live_content_t);
+    unit = NGX_HTTP_ENGAGEMENT_LIVE_RATIO * ss + cs;
+
+    /* the slab pool keeps a part for itself; try smaller until it fits */
+    for (units = size * 7 / 8 / unit; units; units = units * 9 / 10) {
+
+        sh->sessions = ngx_slab_calloc_locked(shpool,
+                               units * NGX_HTTP_ENGAGEMENT_LIVE_RATIO * ss);
+        if (sh->sessions == NULL) {
+            continue;
+        }
+
+        sh->contents = ngx_slab_calloc_locked(shpool, units * cs);
+        if (sh->contents == NULL) {
+            ngx_slab_free_locked(shpool, sh->sessions);
+            continue;
+        }
+
+        sh->nsessions = units * NGX_HTTP_ENGAGEMENT_LIVE_RATIO;
+        sh->ncontents = units;
+
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * The header a reload hands over (or an existing zone has): read from the
+ * zone itself, never through the old cycle's data, whose type is not
+ * ours to trust (a zone of another kind of the module, same name and size,
+ * is handed over too). NULL: not a live zone of this build.
+ */
+
+static ngx_http_engagement_live_sh_t *
+ngx_http_engagement_live_adopt(ngx_shm_zone_t *shm_zone, uint32_t layout)
+{
+    ngx_slab_pool_t                *shpool;
+    ngx_http_engagement_live_sh_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    sh = shpool->data;
+
+    /* magic and layout are the first two words of every module zone */
+    if (sh == NULL
+        || sh->magic != NGX_HTTP_ENGAGEMENT_LIVE_MAGIC
+        || sh->layout != layout)
+    {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "live zone \"%V\" was written by another kind of "
+                      "zone or an incompatible module version: stop and "
+                      "start nginx to recreate it", &shm_zone->shm.name);
+        return NULL;
+    }
+
+    return sh;
+}
+
+
+ngx_int_t
+ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    uint32_t                          layout;
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_engagement_live_sh_t    *sh;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    lc = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    lc->shpool = shpool;
+
+    layout = ngx_http_engagement_layout_of(ngx_http_engagement_live_shape);
+
+    if (data || shm_zone->shm.exists) {
+        sh = ngx_http_engagement_live_adopt(shm_zone, layout);
+        if (sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        lc->sh = sh;
+
+        if (sh->interval != lc->interval) {
+            /* the slots are cut differently: the sessions start again */
+            ngx_shmtx_lock(&shpool->mutex);
+            ngx_memzero(sh->sessions,
+                        sh->nsessions
+                        * sizeof(ngx_http_engagement_live_session_t));
+            ngx_memzero(sh->contents,
+                        sh->ncontents
+                        * sizeof(ngx_http_engagement_live_content_t));
+            sh->interval = lc->interval;
+            sh->now_slot = 0;
+            sh->seq++;
+            ngx_shmtx_unlock(&shpool->mutex);
+        }
+
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_live_sh_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (ngx_http_engagement_live_tables(sh, shpool, shm_zone->shm.size)
+        != NGX_OK)
+    {
+        ngx_shmtx_unlock(&shpool->mutex);
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "live zone \"%V\" is too small",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_log_error(NGX_LOG_INFO, shm_zone->shm.log, 0,
+                  "live zone \"%V\": room for %ui sessions, %ui contents",
+                  &shm_zone->shm.name, sh->nsessions, sh->ncontents);
+
+    sh->magic = NGX_HTTP_ENGAGEMENT_LIVE_MAGIC;
+    sh->layout = layout;
+    sh->interval = lc->interval;
+    ngx_http_engagement_random_key(sh->key);
+
+    shpool->data = sh;
+    lc->sh = sh;
+
+    shpool->log_ctx = ngx_slab_alloc(shpool,
+                                     sizeof(" in live zone \"\"")
+                                     + shm_zone->shm.name.len);
+    if (shpool->log_ctx) {
+        ngx_sprintf(shpool->log_ctx, " in live zone \"%V\"%Z",
+                    &shm_zone->shm.name);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The current slot: half intervals of the monotonic clock (the same for
+ * every process of the host; ngx_current_msec is wall-clock in nginx
+ * 1.22 and each worker's copy lags by its own amount).
+ */
+
+static uint32_t
+ngx_http_engagement_live_slot(ngx_http_engagement_live_sh_t *sh)
+{
+    uint64_t         ms;
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        ms = ngx_current_msec;
+
+    } else {
+        ms = (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+
+    return (uint32_t) (ms / (sh->interval / 2));
+}
+
+
+/*
+ * Under the lock: the slot to use, never before one already used (a
+ * process that read the clock earlier must not write into the past).
+ */
+
+static ngx_inline uint32_t
+ngx_http_engagement_live_now(ngx_http_engagement_live_sh_t *sh, uint32_t k)
+{
+    if ((int32_t) (k - sh->now_slot) > 0) {
+        sh->now_slot = k;
+    }
+
+    return sh->now_slot;
+}
+
+
+static ngx_inline uint32_t
+ngx_http_engagement_live_minute(void)
+{
+    return (uint32_t) (ngx_time() / 60);
+}
+
+
+static ngx_inline ngx_uint_t
+ngx_http_engagement_live_lapsed(uint32_t slot, uint32_t k)
+{
+    /* a slot after k (another process's clock ran ahead) is live */
+    return (int32_t) (k - slot) >= NGX_HTTP_ENGAGEMENT_LIVE_SLOTS;
+}
+
+
+static ngx_uint_t
+ngx_http_engagement_live_count(ngx_http_engagement_live_content_t *c,
+    uint32_t k)
+{
+    ngx_uint_t  i, n;
+
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_ENGAGEMENT_LIVE_SLOTS; i++) {
+        if (!ngx_http_engagement_live_lapsed(c->ring[i].slot, k)) {
+            n += c->ring[i].count;
+        }
+    }
+
+    return n;
+}
+
+
+static void
+ngx_http_engagement_live_ring_add(ngx_http_engagement_live_content_t *c,
+    uint32_t k)
+{
+    ngx_http_engagement_live_ring_t  *rs;
+
+    rs = &c->ring[k % NGX_HTTP_ENGAGEMENT_LIVE_SLOTS];
+
+    if (rs->slot != k) {
+        rs->slot = k;
+        rs->count = 0;
+    }
+
+    rs->count++;
+}
+
+
+static void
+ngx_http_engagement_live_ring_remove(ngx_http_engagement_live_content_t *c,
+    uint32_t slot)
+{
+    ngx_http_engagement_live_ring_t  *rs;
+
+    rs = &c->ring[slot % NGX_HTTP_ENGAGEMENT_LIVE_SLOTS];
+
+    if (rs->slot == slot && rs->count) {
+        rs->count--;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_engagement_live_content_is(ngx_http_engagement_live_content_t *c,
+    uint64_t hash, ngx_str_t *id)
+{
+    return c->hash == hash && c->len == id->len
+           && ngx_memcmp(c->data, id->data, id->len) == 0;
+}
+
+
+/* a content's entry (made if need be, when make): its index, or -1 */
+
+static ngx_int_t
+ngx_http_engagement_live_content(ngx_http_engagement_live_sh_t *sh,
+    uint64_t hash, ngx_str_t *id, uint32_t k, uint32_t minute,
+    ngx_uint_t make)
+{
+    ngx_int_t                            free;
+    ngx_uint_t                           i, n;
+    ngx_http_engagement_live_content_t  *c;
+
+    free = -1;
+
+    for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIVE_PROBES; n++) {
+        i = (hash + n) % sh->ncontents;
+        c = &sh->contents[i];
+
+        if (ngx_http_engagement_live_content_is(c, hash, id)) {
+            return i;
+        }
+
+        if (c->hash == 0) {
+            if (free == -1) {
+                free = i;
+            }
+
+            /* never used: the content is not further on */
+            break;
+        }
+
+        if (free == -1 && c->peak_minute != minute
+            && ngx_http_engagement_live_count(c, k) == 0)
+        {
+            free = i;
+        }
+    }
+
+    if (!make || free == -1) {
+        return -1;
+    }
+
+    c = &sh->contents[free];
+    ngx_memzero(c, sizeof(ngx_http_engagement_live_content_t));
+    c->hash = hash;
+    c->len = (u_char) id->len;
+    ngx_memcpy(c->data, id->data, id->len);
+    c->peak_minute = minute;
+
+    return free;
+}
+
+
+/*
+ * A session's entry, or a free one to take (*found 0), or NULL: none
+ * within the probes.
+ */
+
+static ngx_http_engagement_live_session_t *
+ngx_http_engagement_live_session(ngx_http_engagement_live_sh_t *sh,
+    uint64_t hash, uint32_t k, ngx_uint_t *found)
+{
+    ngx_uint_t                           i, n;
+    ngx_http_engagement_live_session_t  *s, *free;
+
+    free = NULL;
+    *found = 0;
+
+    for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIVE_PROBES; n++) {
+        i = (hash + n) % sh->nsessions;
+        s = &sh->sessions[i];
+
+        if (s->hash == hash) {
+            *found = 1;
+            return s;
+        }
+
+        if (s->hash == 0) {
+            return free ? free : s;
+        }
+
+        if (free == NULL && ngx_http_engagement_live_lapsed(s->slot, k)) {
+            free = s;
+        }
+    }
+
+    return free;
+}
+
+
+static void
+ngx_http_engagement_live_peak(ngx_http_engagement_live_content_t *c,
+    uint32_t k, uint32_t minute, ngx_http_engagement_live_t *out)
+{
+    out->live = ngx_http_engagement_live_count(c, k);
+
+    if (c->peak_minute != minute) {
+        c->peak_minute = minute;
+        c->peak = 0;
+    }
+
+    if (out->live > c->peak) {
+        c->peak = (uint32_t) out->live;
+    }
+
+    out->peak = c->peak;
+}
+
+
+static ngx_inline uint64_t
+ngx_http_engagement_live_hash(ngx_http_engagement_live_sh_t *sh,
+    ngx_str_t *id, ngx_uint_t which)
+{
+    uint64_t  h;
+
+    h = ngx_http_engagement_idhash(sh->key, id->data, id->len);
+
+    /* sessions and contents are in tables of their own; 0 is "empty" */
+    h ^= which;
+
+    return h ? h : 1;
+}
+
+
+/*
+ * A heartbeat of a session on a content: the session is seen now (moved
+ * to the current slot, or to another content). NGX_OK with the content's
+ * live count and peak; NGX_BUSY: no room in the zone.
+ */
+
+ngx_int_t
+ngx_http_engagement_live_beat(ngx_http_engagement_live_conf_t *lc,
+    ngx_str_t *content_id, ngx_str_t *session_id,
+    ngx_http_engagement_live_t *out)
+{
+    uint32_t                             k, minute;
+    uint64_t                             ch, sh_hash;
+    ngx_int_t                            ci;
+    ngx_uint_t                           found;
+    ngx_http_engagement_live_sh_t       *sh;
+    ngx_http_engagement_live_session_t  *s;
+    ngx_http_engagement_live_content_t  *c, *old;
+
+    sh = lc->sh;
+
+    /* hashed outside the lock */
+    ch = ngx_http_engagement_live_hash(sh, content_id, 0);
+    sh_hash = ngx_http_engagement_live_hash(sh, session_id, 1);
+    k = ngx_http_engagement_live_slot(sh);
+    minute = ngx_http_engagement_live_minute();
+
+    ngx_shmtx_lock(&lc->shpool->mutex);
+
+    k = ngx_http_engagement_live_now(sh, k);
+
+    s = ngx_http_engagement_live_session(sh, sh_hash, k, &found);
+
+    if (s == NULL) {
+        ngx_shmtx_unlock(&lc->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    if (found && s->content == ch
+        && ngx_http_engagement_live_content_is(&sh->contents[s->cidx], ch,
+                                               content_id))
+    {
+        c = &sh->contents[s->cidx];
+
+        if (s->slot != k) {
+            ngx_http_engagement_live_ring_remove(c, s->slot);
+            ngx_http_engagement_live_ring_add(c, k);
+            s->slot = k;
+            sh->seq++;
+        }
+
+        ngx_http_engagement_live_peak(c, k, minute, out);
+        ngx_shmtx_unlock(&lc->shpool->mutex);
+
+        return NGX_OK;
+    }
+
+    /* a new session, or one that moved to another content */
+
+    ci = ngx_http_engagement_live_content(sh, ch, content_id, k, minute, 1);
+
+    if (ci == -1) {
+        ngx_shmtx_unlock(&lc->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    if (found) {
+        old = &sh->contents[s->cidx];
+
+        if (old->hash == s->content) {
+            ngx_http_engagement_live_ring_remove(old, s->slot);
+        }
+    }
+
+    c = &sh->contents[ci];
+
+    s->hash = sh_hash;
+    s->content = ch;
+    s->cidx = (uint32_t) ci;
+    s->slot = k;
+
+    ngx_http_engagement_live_ring_add(c, k);
+    sh->seq++;
+
+    ngx_http_engagement_live_peak(c, k, minute, out);
+
+    ngx_shmtx_unlock(&lc->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* a content's live count and this minute's peak (0 and 0: unknown) */
+
+void
+ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
+    ngx_str_t *content_id, ngx_http_engagement_live_t *out)
+{
+    uint32_t                             k, minute;
+    uint64_t                             ch;
+    ngx_int_t                            ci;
+    ngx_http_engagement_live_sh_t       *sh;
+    ngx_http_engagement_live_content_t  *c;
+
+    sh = lc->sh;
+    ch = ngx_http_engagement_live_hash(sh, content_id, 0);
+    k = ngx_http_engagement_live_slot(sh);
+    minute = ngx_http_engagement_live_minute();
+
+    out->live = 0;
+    out->peak = 0;
+
+    ngx_shmtx_lock(&lc->shpool->mutex);
+
+    k = ngx_http_engagement_live_now(sh, k);
+
+    ci = ngx_http_engagement_live_content(sh, ch, content_id, k, minute, 0);
+
+    if (ci != -1) {
+        c = &sh->contents[ci];
+        out->live = ngx_http_engagement_live_count(c, k);
+        out->peak = (c->peak_minute == minute)
+                    ? ngx_max(c->peak, out->live) : out->live;
+    }
+
+    ngx_shmtx_unlock(&lc->shpool->mutex);
+}
+
+
+/*
+ * What changes whenever a live count may have changed: a heartbeat that
+ * moved a session, a new slot (sessions lapse), a new minute (peaks
+ * restart). Read without the lock.
+ */
+
+uint64_t
+ngx_http_engagement_live_version(ngx_http_engagement_live_conf_t *lc)
+{
+    ngx_http_engagement_live_sh_t  *sh;
+
+    sh = lc->sh;
+
+    return (uint64_t) sh->seq
+           ^ ((uint64_t) ngx_http_engagement_live_slot(sh) << 32)
+           ^ ((uint64_t) ngx_http_engagement_live_minute() << 48);
+}
+
+
+/* this worker's open streams, up or down by one */
+
+void
+ngx_http_engagement_live_subscribed(ngx_http_engagement_live_conf_t *lc,
+    ngx_int_t delta)
+{
+    ngx_http_engagement_live_sh_t  *sh;
+
+    sh = lc->sh;
+
+    if (ngx_process_slot >= 0 && ngx_process_slot < NGX_MAX_PROCESSES) {
+        (void) ngx_atomic_fetch_add(&sh->subscribers[ngx_process_slot],
+                                    delta);
+    }
+}
+
+
+/* a worker starts: what its slot's last holder left open is gone */
+
+void
+ngx_http_engagement_live_worker_start(ngx_cycle_t *cycle)
+{
+    ngx_http_engagement_live_sh_t    *sh;
+    ngx_http_engagement_main_conf_t  *emcf;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    emcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_engagement_module);
+    if (emcf == NULL || emcf->live == NULL) {
+        return;
+    }
+
+    lc = emcf->live;
+    sh = lc->sh;
+
+    if (sh && ngx_process_slot >= 0 && ngx_process_slot < NGX_MAX_PROCESSES)
+    {
+        if (sh->subscribers[ngx_process_slot]) {
+            ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                          "live streams: %A left open in worker slot %i "
+                          "by a worker that did not close them",
+                          sh->subscribers[ngx_process_slot],
+                          ngx_process_slot);
+            sh->subscribers[ngx_process_slot] = 0;
+        }
+    }
+}
+
+
+/* the open streams of all workers */
+
+ngx_atomic_uint_t
+ngx_http_engagement_live_subscribers(ngx_http_engagement_live_conf_t *lc)
+{
+    ngx_int_t                       i;
+    ngx_atomic_int_t                v, n;
+    ngx_http_engagement_live_sh_t  *sh;
+
+    sh = lc->sh;
+    n = 0;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        v = (ngx_atomic_int_t) sh->subscribers[i];
+        n += v;
+    }
+
+    return n > 0 ? (ngx_atomic_uint_t) n : 0;
+}
+
+
+ngx_http_engagement_live_stats_t *
+ngx_http_engagement_live_stats(ngx_http_engagement_live_conf_t *lc)
+{
+    return &((ngx_http_engagement_live_sh_t *) lc->sh)->stats;
+}
