@@ -152,6 +152,7 @@ fuzz() {
             event)
                 "${cc[@]}" "$ROOT/fuzz/fuzz_event.c" \
                     "$ROOT/src/input/ngx_http_engagement_event.c" \
+                    "$ROOT/src/input/ngx_http_engagement_heartbeat_input.c" \
                     "$ROOT/src/input/ngx_http_engagement_json.c" \
                     "$ROOT/src/input/ngx_http_engagement_json_keys.c" \
                     -ljansson -o "$bdir/fuzz_event"

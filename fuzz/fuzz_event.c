@@ -6,7 +6,8 @@
  * functions it calls are provided here (an allocation list standing in for
  * the request pool, freed after each input).
  *
- * Every input is parsed as a view and as a reaction, and checked twice:
+ * Every input is parsed as a view, as a reaction and as a heartbeat, and
+ * checked twice:
  *   - on its own: a parsed event obeys the documented rules (ids, ranges),
  *     a refusal carries a message;
  *   - against jansson (the parser the module used before), reading the
@@ -76,7 +77,7 @@ ngx_pcalloc(ngx_pool_t *pool, size_t size)
 
 /* -- the reference: jansson, the same fields and rules ------------------- */
 
-enum { F_ID, F_DURATION, F_TS, F_BOOL, F_STRING };
+enum { F_ID, F_DURATION, F_TS, F_BOOL, F_STRING, F_POSITION, F_STATE };
 
 typedef struct {
     const char  *name;
@@ -114,6 +115,27 @@ static field_t  reaction_fields[] = {
     { "token", F_STRING, 0, offsetof(ngx_http_engagement_reaction_t, token) },
     { NULL, 0, 0, 0 }
 };
+
+
+/* in the order the heartbeat's parser checks them: the ids first */
+static field_t  heartbeat_fields[] = {
+    { "contentId", F_ID, 1,
+      offsetof(ngx_http_engagement_heartbeat_t, ev.content_id) },
+    { "sessionId", F_ID, 1,
+      offsetof(ngx_http_engagement_heartbeat_t, ev.session_id) },
+    { "viewerId", F_ID, 0,
+      offsetof(ngx_http_engagement_heartbeat_t, ev.viewer_id) },
+    { "positionMs", F_POSITION, 0,
+      offsetof(ngx_http_engagement_heartbeat_t, position_ms) },
+    { "state", F_STATE, 0, offsetof(ngx_http_engagement_heartbeat_t, state) },
+    { "token", F_STRING, 0,
+      offsetof(ngx_http_engagement_heartbeat_t, ev.token) },
+    { "optOut", F_BOOL, 0,
+      offsetof(ngx_http_engagement_heartbeat_t, ev.opt_out) },
+    { NULL, 0, 0, 0 }
+};
+
+static const char  *states[] = { "playing", "paused", "buffering" };
 
 
 /* 0: accepted; 1: refused, the body; 2: refused, the field in *bad */
@@ -195,6 +217,41 @@ reference(const uint8_t *data, size_t size, field_t *fields, void *out,
             }
 
             *(int64_t *) ((u_char *) out + f->offset) = n;
+            break;
+
+        case F_POSITION:
+            if (!json_is_integer(v)) {
+                goto bad_field;
+            }
+
+            n = json_integer_value(v);
+
+            if (n < 0 || n > 9007199254740991LL) {
+                goto bad_field;
+            }
+
+            *(int64_t *) ((u_char *) out + f->offset) = n;
+            break;
+
+        case F_STATE:
+            if (!json_is_string(v)) {
+                goto bad_field;
+            }
+
+            for (n = 0; n < 3; n++) {
+                if (json_string_length(v) == strlen(states[n])
+                    && memcmp(json_string_value(v), states[n],
+                              json_string_length(v)) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (n == 3) {
+                goto bad_field;
+            }
+
+            *(ngx_uint_t *) ((u_char *) out + f->offset) = n;
             break;
 
         case F_BOOL:
@@ -317,6 +374,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char                     *bad;
     ngx_http_engagement_event_t     ev, rev;
     ngx_http_engagement_reaction_t  re, rre;
+    ngx_http_engagement_heartbeat_t hb, rhb;
     ngx_http_engagement_error_t     err;
     static ngx_pool_t              *pool = (ngx_pool_t *) 1;
 
@@ -395,6 +453,40 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         same_str("reaction", &re.reaction, &rre.reaction);
         same_str("requestId", &re.request_id, &rre.request_id);
         same_str("token", &re.token, &rre.token);
+    }
+
+    /* as a heartbeat */
+
+    rc = ngx_http_engagement_heartbeat_parse(pool, copy, size, &hb, &err);
+
+    memset(&rhb, 0, sizeof(rhb));
+    rhb.position_ms = -1;
+    ref = reference(data, size, heartbeat_fields, &rhb, &bad);
+
+    if (compare("heartbeat", rc, &err, ref, bad, data, size)) {
+        check_id(&hb.ev.content_id, 1);
+        check_id(&hb.ev.session_id, 1);
+        check_id(&hb.ev.viewer_id, 0);
+
+        if (hb.position_ms < -1 || hb.position_ms > 9007199254740991LL
+            || hb.state > NGX_HTTP_ENGAGEMENT_BUFFERING || hb.ev.opt_out > 1
+            || hb.ev.token.len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX)
+        {
+            abort();
+        }
+
+        same_str("contentId", &hb.ev.content_id, &rhb.ev.content_id);
+        same_str("sessionId", &hb.ev.session_id, &rhb.ev.session_id);
+        same_str("viewerId", &hb.ev.viewer_id, &rhb.ev.viewer_id);
+        same_str("token", &hb.ev.token, &rhb.ev.token);
+
+        if (hb.position_ms != rhb.position_ms || hb.state != rhb.state
+            || hb.ev.opt_out != rhb.ev.opt_out)
+        {
+            fprintf(stderr, "a heartbeat's number or flag differs from"
+                    " jansson's\n");
+            abort();
+        }
     }
 
     for (i = 0; i < nallocs; i++) {

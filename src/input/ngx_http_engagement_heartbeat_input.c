@@ -28,17 +28,25 @@ enum {
 };
 
 
-static ngx_http_engagement_json_key_t
-    ngx_http_engagement_hb_keys[NGX_HTTP_ENGAGEMENT_HB_KEYS] =
+static ngx_str_t
+    ngx_http_engagement_hb_names[NGX_HTTP_ENGAGEMENT_HB_KEYS] =
 {
-    { ngx_string("contentId"), NULL, 0 },
-    { ngx_string("sessionId"), NULL, 0 },
-    { ngx_string("positionMs"), NULL, 0 },
-    { ngx_string("state"), NULL, 0 },
-    { ngx_string("viewerId"), NULL, 0 },
-    { ngx_string("token"), NULL, 0 },
-    { ngx_string("optOut"), NULL, 0 }
+    ngx_string("contentId"),
+    ngx_string("sessionId"),
+    ngx_string("positionMs"),
+    ngx_string("state"),
+    ngx_string("viewerId"),
+    ngx_string("token"),
+    ngx_string("optOut")
 };
+
+
+/*
+ * The keys, named at the first parse: no chars, so the parser hands every
+ * value back in vals (and stores nothing itself)
+ */
+static ngx_http_engagement_json_key_t
+    ngx_http_engagement_hb_keys[NGX_HTTP_ENGAGEMENT_HB_KEYS];
 
 
 static ngx_str_t  ngx_http_engagement_play_states[] = {
@@ -56,7 +64,7 @@ static ngx_int_t
 ngx_http_engagement_hb_error(ngx_http_engagement_error_t *err,
     ngx_uint_t key, const char *message)
 {
-    err->field = (const char *) ngx_http_engagement_hb_keys[key].name.data;
+    err->field = (const char *) ngx_http_engagement_hb_names[key].data;
     err->message = message;
     err->detail_len = 0;
 
@@ -127,7 +135,8 @@ ngx_http_engagement_heartbeat_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_heartbeat_t *hb,
     ngx_http_engagement_error_t *err)
 {
-    uint32_t                   found;
+    uint32_t                   found, stored;
+    ngx_uint_t                 i;
     ngx_http_engagement_jv_t  *v;
     ngx_http_engagement_jv_t   vals[NGX_HTTP_ENGAGEMENT_JSON_FIELDS];
 
@@ -138,6 +147,11 @@ ngx_http_engagement_heartbeat_parse(ngx_pool_t *pool, u_char *buf,
     hb->state = NGX_HTTP_ENGAGEMENT_PLAYING;
 
     if (!ngx_http_engagement_hb_ready) {
+        for (i = 0; i < NGX_HTTP_ENGAGEMENT_HB_KEYS; i++) {
+            ngx_http_engagement_hb_keys[i].name =
+                ngx_http_engagement_hb_names[i];
+        }
+
         ngx_http_engagement_json_keyset_init(&ngx_http_engagement_hb_keyset,
                                              ngx_http_engagement_hb_keys,
                                              NGX_HTTP_ENGAGEMENT_HB_KEYS);
@@ -146,7 +160,7 @@ ngx_http_engagement_heartbeat_parse(ngx_pool_t *pool, u_char *buf,
 
     if (ngx_http_engagement_json_parse(pool, buf, len,
                                        &ngx_http_engagement_hb_keyset, vals,
-                                       &found, err)
+                                       NULL, &found, &stored, err)
         != NGX_OK)
     {
         return NGX_ERROR;
