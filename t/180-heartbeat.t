@@ -84,9 +84,9 @@ __DATA__
 [200, 200]
 --- response_body eval
 [ main::ok_body('c1', 1), main::live_body('c1', 1) ]
---- response_headers
-Content-Type: application/json
-Cache-Control: no-store
+--- response_headers eval
+[ "Content-Type: application/json\nCache-Control: no-store",
+  "Content-Type: application/json\nCache-Control: no-store" ]
 
 === TEST 2: idempotent: the same session again (any state, any position) is still one viewer
 --- request eval

@@ -1266,6 +1266,19 @@ sub _run_block_body {
     # first slice starts with nginx's startup), as in the real runner.
     my $slice_pos = $err_pos;
     my $client_gave_up = 0;
+    # as the real runner: with several requests, what is expected of each
+    # answer is a list, one per request (a single value stops the run)
+    if ($multi) {
+        for my $s (qw(error_code error_code_like raw_response_headers_like
+                      raw_response_headers_unlike response_headers
+                      response_headers_like response_body response_body_like
+                      response_body_unlike)) {
+            my $v = _sec($block, $s);
+            next if !defined $v || ref $v eq 'ARRAY';
+            Test::More::BAIL_OUT("$name - You asked for many requests, the"
+                                 . " expected results should be arrays as well.");
+        }
+    }
     for my $i (0 .. $#reqs) {
         my $rsfx = ($multi ? " (req $i)" : '') . $sfx;
         my $res = _do_request($reqs[$i], $timeout, $delay);
