@@ -236,33 +236,11 @@ static ngx_int_t
 ngx_http_engagement_live_id(ngx_http_request_t *r, ngx_str_t *id,
     ngx_uint_t *stream)
 {
-    u_char                    *p, *end;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
     *stream = 0;
-    end = r->uri.data + r->uri.len;
 
-    if (
-#if (NGX_PCRE)
-        clcf->regex == NULL &&
-#endif
-        !clcf->exact_match && !clcf->named
-        && r->uri.len > clcf->name.len)
-    {
-        p = r->uri.data + clcf->name.len;
-
-        if (p[-1] != '/' && *p == '/') {
-            p++;
-        }
-
-        if (p[-1] == '/' && p < end) {
-            id->data = p;
-            id->len = end - p;
-            *stream = 1;
-            return NGX_OK;
-        }
+    if (ngx_http_engagement_uri_rest(r, id) == NGX_OK && id->len) {
+        *stream = 1;
+        return NGX_OK;
     }
 
     if (ngx_http_arg(r, (u_char *) "contentId", sizeof("contentId") - 1, id)

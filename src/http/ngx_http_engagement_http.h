@@ -89,6 +89,8 @@ ngx_int_t ngx_http_engagement_send_error_detail(ngx_http_request_t *r,
     const char *message, u_char *detail, size_t detail_len);
 ngx_int_t ngx_http_engagement_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message);
+ngx_int_t ngx_http_engagement_uri_rest(ngx_http_request_t *r,
+    ngx_str_t *rest);
 ngx_int_t ngx_http_engagement_method_not_allowed(ngx_http_request_t *r,
     const char *allow, const char *message);
 ngx_int_t ngx_http_engagement_read_only(ngx_http_request_t *r,

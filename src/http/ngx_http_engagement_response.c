@@ -687,3 +687,46 @@ ngx_http_engagement_body_get(ngx_http_request_t *r, size_t max,
 
     return NGX_OK;
 }
+
+
+/*
+ * The rest of the URI after a plain prefix location's name, past one '/'
+ * between them ("/engagement/summary/abc" in "location /engagement/summary"
+ * -> "abc"; the URI itself -> ""). NGX_DECLINED: not a plain prefix
+ * location (regex, exact, named); NGX_ERROR: the URI goes on without a
+ * '/' ("/engagement/summaryx").
+ */
+
+ngx_int_t
+ngx_http_engagement_uri_rest(ngx_http_request_t *r, ngx_str_t *rest)
+{
+    u_char                    *p, *end;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (
+#if (NGX_PCRE)
+        clcf->regex != NULL ||
+#endif
+        clcf->exact_match || clcf->named || r->uri.len < clcf->name.len)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = r->uri.data + clcf->name.len;
+    end = r->uri.data + r->uri.len;
+
+    if (p < end && p[-1] != '/') {
+        if (*p != '/') {
+            return NGX_ERROR;
+        }
+
+        p++;
+    }
+
+    rest->data = p;
+    rest->len = end - p;
+
+    return NGX_OK;
+}

@@ -78,31 +78,21 @@ static ngx_int_t
 ngx_http_engagement_summary_id(ngx_http_request_t *r, ngx_str_t *id)
 {
     u_char                    *p, *start, *end;
+    ngx_int_t                  rc;
     ngx_http_core_loc_conf_t  *clcf;
+
+    rc = ngx_http_engagement_uri_rest(r, id);
+
+    if (rc != NGX_DECLINED) {
+        return rc == NGX_OK ? NGX_OK : NGX_DECLINED;
+    }
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     start = r->uri.data;
     end = r->uri.data + r->uri.len;
 
-    if (
-#if (NGX_PCRE)
-        clcf->regex == NULL &&
-#endif
-        !clcf->exact_match && !clcf->named
-        && r->uri.len >= clcf->name.len)
-    {
-        p = start + clcf->name.len;
-
-        if (p < end && p[-1] != '/') {
-            if (*p != '/') {
-                return NGX_DECLINED;
-            }
-
-            p++;
-        }
-
-    } else if (clcf->exact_match) {
+    if (clcf->exact_match) {
         p = end;
 
     } else {
