@@ -154,6 +154,7 @@ fuzz() {
                     "$ROOT/src/input/ngx_http_engagement_event.c" \
                     "$ROOT/src/input/ngx_http_engagement_heartbeat_input.c" \
                     "$ROOT/src/input/ngx_http_engagement_json.c" \
+                    "$ROOT/src/input/ngx_http_engagement_json_string.c" \
                     "$ROOT/src/input/ngx_http_engagement_json_keys.c" \
                     -ljansson -o "$bdir/fuzz_event"
                 corpus="$ROOT/fuzz/corpus" ;;
