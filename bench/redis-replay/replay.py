@@ -117,6 +117,8 @@ def main():
                          ' of its counters packed in one field (buckets: one per'
                          ' minute, hour and day key, EXPIRE with each minute and'
                          ' with the first hour/day write)')
+    ap.add_argument('--hll-sparse-max-bytes', type=int,
+                    help='redis-server\'s hll-sparse-max-bytes (its default: 3000)')
     o = ap.parse_args()
 
     script = flush_script(o.rev)
@@ -125,7 +127,9 @@ def main():
     vg = subprocess.Popen(
         ['valgrind', '--tool=callgrind', '--callgrind-out-file=%s/cg.out' % tmp,
          '--dump-instr=no', '--cache-sim=no', 'redis-server', '--port', str(o.port),
-         '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+         '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']
+        + (['--hll-sparse-max-bytes', str(o.hll_sparse_max_bytes)]
+           if o.hll_sparse_max_bytes is not None else []),
         stdout=open(os.path.join(tmp, 'redis.log'), 'w'), stderr=subprocess.STDOUT)
     try:
         for _ in range(300):
