@@ -147,7 +147,7 @@ static void
 ngx_http_engagement_heartbeat_position(ngx_http_request_t *r,
     ngx_http_engagement_heartbeat_t *hb)
 {
-    ngx_time_t                         *tp;
+    struct timeval                      tv;
     ngx_http_engagement_main_conf_t    *emcf;
     ngx_http_engagement_resume_conf_t  *rc;
 
@@ -166,11 +166,14 @@ ngx_http_engagement_heartbeat_position(ngx_http_request_t *r,
         return;
     }
 
-    tp = ngx_timeofday();
+    /* the clock itself, not the worker's cached time: the order of two
+     * heartbeats a few ms apart on two workers is the history's order */
+    ngx_gettimeofday(&tv);
 
     if (ngx_http_engagement_resume_put(rc, &hb->user_id, &hb->ev.content_id,
                                        hb->position_ms, hb->duration_ms,
-                                       (int64_t) tp->sec * 1000 + tp->msec)
+                                       (int64_t) tv.tv_sec * 1000
+                                       + tv.tv_usec / 1000)
         == NGX_BUSY
         && ngx_http_engagement_zone_log_due(&full_log))
     {

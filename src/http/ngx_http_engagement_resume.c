@@ -581,7 +581,7 @@ ngx_http_engagement_history_handler(ngx_http_request_t *r)
     ngx_http_engagement_ask_t  *ask;
     u_char                      num[NGX_INT64_LEN];
     u_char                      ttl[NGX_INT64_LEN];
-    ngx_time_t                 *tp;
+    struct timeval              tv;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE))) {
         return ngx_http_engagement_method_not_allowed(r, "GET, HEAD, DELETE",
@@ -654,9 +654,10 @@ ngx_http_engagement_history_handler(ngx_http_request_t *r)
     p = ngx_sprintf(p, "eng:{u:%V}:cleared", &user);
     lens[3] = p - (u_char *) argv[3];
 
-    tp = ngx_timeofday();
+    ngx_gettimeofday(&tv);
     argv[4] = (const char *) num;
-    lens[4] = ngx_sprintf(num, "%L", (int64_t) tp->sec * 1000 + tp->msec)
+    lens[4] = ngx_sprintf(num, "%L", (int64_t) tv.tv_sec * 1000
+                                     + tv.tv_usec / 1000)
               - num;
     argv[5] = (const char *) ttl;
     lens[5] = ngx_sprintf(ttl, "%L", (int64_t) NGX_HTTP_ENGAGEMENT_RESUME_TTL)

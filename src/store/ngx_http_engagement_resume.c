@@ -414,21 +414,19 @@ ngx_http_engagement_resume_put(ngx_http_engagement_resume_conf_t *rc,
         ngx_memcpy(e->pos.content, content->data, content->len);
     }
 
-    /* the latest wins: a heartbeat stamped earlier (another worker's
-     * clock) does not take back a later one */
-    if (now >= e->pos.updated) {
-        e->pos.position = position;
-        e->pos.updated = now;
+    /* the latest to take the lock wins; its stamp never goes back (a
+     * worker's clock read a little earlier than another's) */
+    e->pos.position = position;
+    e->pos.updated = ngx_max(now, e->pos.updated);
 
-        /* a heartbeat without the duration keeps the one known */
-        if (duration >= 0) {
-            e->pos.duration = duration;
-        }
+    /* a heartbeat without the duration keeps the one known */
+    if (duration >= 0) {
+        e->pos.duration = duration;
+    }
 
-        if (!(e->flags & NGX_HTTP_ENGAGEMENT_RESUME_DIRTY)) {
-            e->flags |= NGX_HTTP_ENGAGEMENT_RESUME_DIRTY;
-            (void) ngx_atomic_fetch_add(&sh->stats.pending, 1);
-        }
+    if (!(e->flags & NGX_HTTP_ENGAGEMENT_RESUME_DIRTY)) {
+        e->flags |= NGX_HTTP_ENGAGEMENT_RESUME_DIRTY;
+        (void) ngx_atomic_fetch_add(&sh->stats.pending, 1);
     }
 
     ngx_shmtx_unlock(&rc->shpool->mutex);
