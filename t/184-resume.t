@@ -402,3 +402,26 @@ Content-Type: application/json
 --- post_check
     Test::More::unlike(status_text(), qr/resume/, 'TEST 12 - no resume figures without Redis');
     Test::More::like(error_log_text(), qr/engagement_resume_zone is ignored/, 'TEST 12 - the unused zone size is said');
+
+=== TEST 13: the latest stamp wins between a pending position and Redis's, and in the script
+--- request
+GET /status
+--- response_body_like: nginx_engagement_resume_positions_pending 0
+--- post_check
+    Test::More::ok(main::ready(), 'TEST 13 - the workers reach Redis');
+    my $now = int(time * 1000);
+    # Redis holds an older position: the heartbeat's wins, at once and in Redis
+    main::rcli('HSET', 'eng:{u:u11}:resume', 'c1', '100:200:' . ($now - 100000));
+    main::beat('u11', 'c1', 7000);
+    my ($st, $b) = main::resume_of('u11', 'c1');
+    Test::More::like($b, qr/"positionMs":7000,"durationMs":200,/, 'TEST 13 - a newer heartbeat wins over an older position in Redis (the duration known in Redis kept once sent)')
+        or Test::More::diag($b);
+    Test::More::ok(main::wait_until(sub { main::rcli('HGET', 'eng:{u:u11}:resume', 'c1') =~ /^7000:200:/ }, 5), 'TEST 13 - Redis takes the newer position, keeping the known duration');
+    # Redis holds a position stamped later (another edge): it stays
+    my $later = $now + 100000;
+    main::rcli('HSET', 'eng:{u:u11}:resume', 'c2', "9999:300:$later");
+    main::beat('u11', 'c2', 5000);
+    ($st, $b) = main::resume_of('u11', 'c2');
+    Test::More::like($b, qr/"positionMs":9999,"durationMs":300,"updatedAt":$later/, 'TEST 13 - a position stamped later in Redis wins over the pending one');
+    Test::More::ok(main::wait_until(sub { (status_metric('nginx_engagement_resume_positions_pending') // -1) == 0 }, 5), 'TEST 13 - the older position is confirmed (not applied)');
+    Test::More::is(main::rcli('HGET', 'eng:{u:u11}:resume', 'c2'), "9999:300:$later", 'TEST 13 - Redis keeps the later position');

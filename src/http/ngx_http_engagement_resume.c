@@ -179,6 +179,7 @@ ngx_http_engagement_resume_answer(ngx_http_request_t *r,
     ngx_http_engagement_ask_t *ask, redisReply *reply)
 {
     u_char                          *p, *body;
+    int64_t                          duration;
     ngx_http_engagement_position_t   pos;
 
     if (reply == NULL
@@ -189,6 +190,7 @@ ngx_http_engagement_resume_answer(ngx_http_request_t *r,
     }
 
     pos.updated = 0;
+    pos.duration = -1;
 
     if (reply->type == REDIS_REPLY_STRING
         && ngx_http_engagement_position_parse((u_char *) reply->str,
@@ -204,9 +206,15 @@ ngx_http_engagement_resume_answer(ngx_http_request_t *r,
         pos.updated = 0;
     }
 
-    /* a position still on its way to Redis and newer than Redis's */
+    /* a position still on its way to Redis and newer than Redis's (the
+     * duration Redis knows kept, as the resume script will) */
     if (ask->pending && ask->pos.updated > pos.updated) {
+        duration = pos.updated ? pos.duration : -1;
         pos = ask->pos;
+
+        if (pos.duration < 0) {
+            pos.duration = duration;
+        }
     }
 
     body = ngx_pnalloc(r->pool, NGX_HTTP_ENGAGEMENT_POSITION_JSON_LEN);

@@ -3,10 +3,10 @@
  * A heartbeat's body: {"contentId","sessionId","positionMs","state"}, and
  * the fields the guard and the rate limits read of a view event
  * (viewerId, token, optOut); for the resume position, the user's id
- * ("userId", as a reaction's) and the media's length ("durationMs"). The JSON is checked by
- * ngx_http_engagement_json.c, which hands back the values of these keys;
- * each is then checked by its rule here. Unknown keys are ignored. A
- * refusal names the field and why.
+ * ("userId", as a reaction's) and the media's length ("durationMs").
+ * The JSON is checked by ngx_http_engagement_json.c, which hands back the
+ * values of these keys; each is then checked by its rule here. Unknown
+ * keys are ignored. A refusal names the field and why.
  */
 
 

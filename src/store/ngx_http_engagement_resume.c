@@ -437,7 +437,11 @@ ngx_http_engagement_resume_put(ngx_http_engagement_resume_conf_t *rc,
 }
 
 
-/* the pair's position kept here (pending or confirmed); NGX_DECLINED: none */
+/*
+ * The pair's position still pending here (not confirmed by Redis);
+ * NGX_DECLINED: none. A confirmed one is Redis's to answer: Redis may
+ * have dropped it since (a DELETE on another edge, the TTL).
+ */
 
 ngx_int_t
 ngx_http_engagement_resume_get(ngx_http_engagement_resume_conf_t *rc,
@@ -459,7 +463,7 @@ ngx_http_engagement_resume_get(ngx_http_engagement_resume_conf_t *rc,
 
     e = ngx_http_engagement_resume_find(sh, h, uh, user, content->data,
                                         content->len, &found);
-    if (e && found) {
+    if (e && found && (e->flags & NGX_HTTP_ENGAGEMENT_RESUME_DIRTY)) {
         *out = e->pos;
         rv = NGX_OK;
     }
