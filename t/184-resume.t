@@ -17,6 +17,7 @@ BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
 use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep time);
+use File::Temp;
 
 our $rport = free_ports(500, 50, 1);
 start_redis($rport);
@@ -154,6 +155,16 @@ GET /status
     my ($fl) = $s =~ /^nginx_engagement_resume_positions_flushed_total (\d+)$/m;
     Test::More::ok($fl >= 209, "TEST 1 - status: flushed $fl (>= 209: two heartbeats of c1 may go as one)");
     Test::More::like($s, qr/^nginx_engagement_resume_positions_dropped_total 0$/m, 'TEST 1 - status: none dropped');
+    SKIP: {
+        Test::More::skip('promtool not installed', 1) unless -x '/usr/bin/promtool';
+        my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
+        print $tmp $s;
+        close $tmp;
+        my $out = `/usr/bin/promtool check metrics < $tmp 2>&1`;
+        Test::More::is($?, 0, 'TEST 1 - promtool check metrics passes with the resume figures') or Test::More::diag($out);
+    }
+    ($st, $b) = http_request(nginx_port(), 'GET', '/status?format=json');
+    Test::More::like($b, qr/,"resume":\{"buffered":210,"flushed":\d+,"dropped":0,"errors":0,"refused":0,"pending":0\}\}\n\z/, 'TEST 1 - the JSON status has the resume object');
 
 === TEST 2: an opted-out heartbeat (optOut, Sec-GPC) and one without a userId store nothing
 --- request
