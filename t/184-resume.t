@@ -435,3 +435,38 @@ GET /status
     Test::More::like($b, qr/"positionMs":9999,"durationMs":300,"updatedAt":$later/, 'TEST 13 - a position stamped later in Redis wins over the pending one');
     Test::More::ok(main::wait_until(sub { (status_metric('nginx_engagement_resume_positions_pending') // -1) == 0 }, 5), 'TEST 13 - the older position is confirmed (not applied)');
     Test::More::is(main::rcli('HGET', 'eng:{u:u11}:resume', 'c2'), "9999:300:$later", 'TEST 13 - Redis keeps the later position');
+
+=== TEST 14: a full resume zone drops positions, counted and logged; heartbeats are answered as ever
+--- http_config eval
+"    engagement_zone engagement:1m;
+    engagement_redis 127.0.0.1:" . Engagement::Test::free_ports(560, 30, 1) . " timeout=200ms connect_timeout=200ms;
+    engagement_resume_zone 128k;"
+--- request
+GET /status
+--- response_body_like: nginx_engagement_resume_positions_pending 0
+--- no_error_log
+[alert]
+exited on signal
+AddressSanitizer
+--- post_check
+    # no Redis answers: every position stays pending until the zone is full
+    my ($room) = error_log_text() =~ /resume zone "engagement_resume": room for (\d+) positions/;
+    Test::More::ok($room && $room > 100 && $room < 500, "TEST 14 - a 128k zone has room for $room positions");
+    my $sent = 2 * ($room // 300);
+    my $ok = 1;
+    for my $i (1 .. $sent) {
+        $ok &&= main::beat('u12', "f$i", $i) == 200;
+    }
+    Test::More::ok($ok, "TEST 14 - $sent heartbeats with distinct contents are all answered 200");
+    my $s = status_text();
+    my ($buf) = $s =~ /^nginx_engagement_resume_positions_buffered_total (\d+)$/m;
+    my ($drop) = $s =~ /^nginx_engagement_resume_positions_dropped_total (\d+)$/m;
+    my ($pend) = $s =~ /^nginx_engagement_resume_positions_pending (\d+)$/m;
+    Test::More::ok($drop > 0, "TEST 14 - positions dropped: $drop of $sent");
+    Test::More::is($buf + $drop, $sent, "TEST 14 - buffered ($buf) + dropped ($drop) = sent");
+    Test::More::is($pend, $buf, "TEST 14 - every buffered position is pending ($pend)");
+    Test::More::ok($pend <= $room && $pend >= $room / 3, "TEST 14 - the zone filled to $pend of $room entries");
+    Test::More::like(error_log_text(), qr/resume zone "engagement_resume" is full: resume positions are dropped/, 'TEST 14 - the full zone is logged');
+    # a known pair still updates in place when the zone is full
+    Test::More::is(main::beat('u12', 'f1', 99999), 200, 'TEST 14 - a heartbeat of a kept pair');
+    Test::More::is(status_metric('nginx_engagement_resume_positions_dropped_total'), $drop, 'TEST 14 - a kept pair is not dropped');
