@@ -470,3 +470,26 @@ AddressSanitizer
     # a known pair still updates in place when the zone is full
     Test::More::is(main::beat('u12', 'f1', 99999), 200, 'TEST 14 - a heartbeat of a kept pair');
     Test::More::is(status_metric('nginx_engagement_resume_positions_dropped_total'), $drop, 'TEST 14 - a kept pair is not dropped');
+
+=== TEST 15: a reload (HUP) keeps the pending positions: the new workers send them once Redis is back
+--- request
+GET /status
+--- response_body_like: nginx_engagement_resume_positions_pending 0
+--- no_error_log
+[alert]
+exited on signal
+AddressSanitizer
+--- post_check
+    Test::More::ok(main::ready(), 'TEST 15 - the workers reach Redis');
+    my $pid = redis_pid($rport);
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    Engagement::Test::_stopped($pid);
+    Test::More::is(main::beat('u13', 'c1', 1234, dur => 5000), 200, 'TEST 15 - a heartbeat while Redis is down');
+    Test::More::is(status_metric('nginx_engagement_resume_positions_pending'), 1, 'TEST 15 - one position pending');
+    Test::More::ok(reload_nginx(2), 'TEST 15 - reloaded: two new workers serve, the old ones are gone');
+    Test::More::is(status_metric('nginx_engagement_resume_positions_pending'), 1, 'TEST 15 - still pending after the reload (the zone is kept)');
+    start_redis($rport, keep => 1);
+    Test::More::ok(main::wait_until(sub { main::rcli('HGET', 'eng:{u:u13}:resume', 'c1') =~ /^1234:5000:\d{13}$/ }, 10),
+        'TEST 15 - the new workers send it once Redis is back');
+    Test::More::ok(main::wait_until(sub { (status_metric('nginx_engagement_resume_positions_pending') // -1) == 0 }, 5), 'TEST 15 - nothing left pending');
