@@ -160,7 +160,7 @@ browser_tests() {
     fi
     log "browser tests: npm ci in t/browser"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
-    log "browser tests: Chromium $(chromium --version 2>/dev/null | sed 's/[^0-9.]//g' || echo '(missing)')"
+    log "browser tests: Chromium $(chromium --version 2>/dev/null | awk '{print $2}' || true)"
     (cd "$dir" && node --test --test-concurrency=1 --test-reporter=spec engagement.test.mjs)
 }
 

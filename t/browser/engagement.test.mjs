@@ -143,6 +143,33 @@ test("paused before the policy, then a seek forward: no view; played on: one vie
   assert.match(v[0].body, /"durationMs":2\d\d\d\b/, "sent at 2 s of play, not 8 s of media");
 });
 
+test("time in a hidden tab is not watch time", async t => {
+  if (skip(t)) return;
+  const c = `v9-${run}`;
+  const p = await open(t, { content: c });
+  await play(p);
+  await waitFor(async () => await played(p) >= 1, 5000, "1 s played");
+  // the tab goes to the background while the video keeps playing
+  await p.evaluate(() => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  const t0 = await p.evaluate(() => document.querySelector("video").currentTime);
+  await sleep(2500);
+  const t1 = await p.evaluate(() => document.querySelector("video").currentTime);
+  assert.ok(t1 - t0 >= 2, `the video played on while hidden (${t0} -> ${t1})`);
+  assert.deepEqual(lines(c, "/engagement/view"), [], "no view: 1 s played while visible");
+  assert.equal(totals(c).views, undefined);
+  // hiding sent the heartbeat now, as a beacon
+  assert.ok(lines(c, "/engagement/heartbeat").length >= 2);
+  await p.evaluate(() => {
+    delete document.visibilityState;
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  await waitFor(() => totals(c).views === 1, 5000, "the view once visible again");
+  assert.match(lines(c, "/engagement/view")[0].body, /"durationMs":2\d\d\d\b/);
+});
+
 test("a reload mid-play after the view does not count it again", async t => {
   if (skip(t)) return;
   const c = `v4-${run}`;
@@ -228,6 +255,22 @@ test("the live count reaches the demo page through the SSE stream", async t => {
   assert.deepEqual(nginx.access().filter(l => l.uri === `/engagement/summary/${c}` && l.method === "GET"
                                              && l.status === 200).length, 1,
                    "no summary polling by the page (the one read is the test's)");
+});
+
+test("without EventSource the page polls the summary", async t => {
+  if (skip(t)) return;
+  const c = `v10-${run}`;
+  const r = await fetch(`${nginx.url}/engagement/view`, {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ contentId: c, sessionId: "elsewhere", durationMs: 5000 })
+  });
+  assert.equal(r.status, 202);
+  const p = await open(t, { content: c, sse: "0" });
+  await p.waitForFunction(() => document.querySelector('[data-engagement-count="views"]').textContent === "1",
+                          null, { timeout: 3000 });
+  assert.ok(nginx.access().some(l => l.uri === `/engagement/summary/${c}` && l.status === 200),
+            "the page read the summary");
+  assert.ok(!nginx.access().some(l => l.uri === `/engagement/live/${c}`), "and opened no stream");
 });
 
 // last: it kills Redis
