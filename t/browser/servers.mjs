@@ -70,8 +70,9 @@ export function modulePath() {
 }
 
 // our children: whatever way this process ends, they are stopped by PID
+// (SIGTERM: nginx's master then stops its workers itself)
 const children = new Set();
-process.on("exit", () => { for (const p of children) p.kill("SIGKILL"); });
+process.on("exit", () => { for (const p of children) p.kill("SIGTERM"); });
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => process.exit(1));
 }
