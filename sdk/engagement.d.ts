@@ -28,8 +28,13 @@ export interface AttachOptions {
     viewerId?: string;
     /** Who reacts; default viewerId, else the session. */
     userId?: string;
-    /** A signed view token, or a function giving the current one. */
+    /** A signed view token, or a function giving the current one; sent
+     *  with every event (engagement_require_token). */
     token?: string | (() => string | undefined);
+    /** A location that answers {"token": "...", "sessionId"?: "..."}; it
+     *  is fetched once (with ?sessionId= the SDK's session appended)
+     *  before the first event is sent. */
+    bootstrap?: string;
     /** Sends "optOut": true with every event (also when the browser's
      *  navigator.globalPrivacyControl is true). */
     optOut?: boolean;

@@ -40,10 +40,14 @@
                 || (video.getVideoElement && video.getVideoElement())
                 || video;
 
-        var o = Object.assign({
+        var o = {
             endpoint: "/engagement", viewAfter: 0, engagedAfter: 30,
             heartbeat: 10, live: true, poll: 5, retries: 8, root: doc
-        }, opts);
+        };
+        /* an option given as undefined keeps its default */
+        Object.keys(opts || {}).forEach(function (k) {
+            if (opts[k] !== undefined) { o[k] = opts[k]; }
+        });
         var cid = o.contentId;
         if (!cid) {
             throw new TypeError("Engagement.attach: contentId is required");
@@ -63,6 +67,21 @@
             store.setItem(key, sid);
         } catch (e) { /* as above */ }
 
+        /* a bootstrap location gives the signed token (bound to this
+           session, which it is told) and may give the session itself */
+        var token = o.token, ready = Promise.resolve();
+        if (o.bootstrap) {
+            ready = fetch(o.bootstrap + (/\?/.test(o.bootstrap) ? "&" : "?")
+                          + "sessionId=" + encodeURIComponent(sid),
+                          { credentials: "omit", cache: "no-store" })
+                .then(function (r) { return r.json(); })
+                .then(function (d) {
+                    sid = d.sessionId || sid;
+                    token = d.token || token;
+                    try { store.setItem(key, sid); } catch (e) { /* */ }
+                }, function () { /* events go without a token */ });
+        }
+
         var user = o.userId || o.viewerId || sid;
         var handlers = {}, queue = [], timers = [], gone = false;
         var counts = { reactions: {} }, mine = null;
@@ -80,14 +99,20 @@
         function body(b) {
             b.contentId = cid;
             if (off) { b.optOut = true; }
-            var t = typeof o.token === "function" ? o.token() : o.token;
-            if (t) { b.token = t; }
             return b;
+        }
+
+        /* the body with the token and session as they are when it leaves */
+        function stamp(item) {
+            var t = typeof token === "function" ? token() : token;
+            if (t) { item.body.token = t; }
+            if (item.body.sessionId) { item.body.sessionId = sid; }
+            return JSON.stringify(item.body);
         }
 
         function request(item, keepalive) {
             return fetch(base + item.path, {
-                method: item.method, body: JSON.stringify(item.body),
+                method: item.method, body: stamp(item),
                 headers: { "Content-Type": "application/json" },
                 credentials: "omit", keepalive: keepalive, cache: "no-store"
             });
@@ -106,7 +131,9 @@
 
         function attempt(item, once) {
             var wait = 0;
-            request(item, true).then(function (r) {
+            ready.then(function () {
+                return request(item, true);
+            }).then(function (r) {
                 if (r.status !== 503 && r.status !== 429) {
                     return r.json().catch(function () { return null; })
                         .then(function (d) { done(item, r.status, d); });
@@ -306,7 +333,7 @@
         }
 
         function toBeacon(item) {
-            var s = JSON.stringify(item.body);
+            var s = stamp(item);
             try {
                 if (item.method === "POST" && nav.sendBeacon(base + item.path,
                         new Blob([s], { type: "application/json" }))) {
@@ -403,7 +430,7 @@
         live();
 
         return {
-            sessionId: sid,
+            get sessionId() { return sid; },
             counts: counts,
             get reaction() { return mine; },
             get played() { return played; },

@@ -52,13 +52,16 @@ after(async () => {
 
 // a page of its own (a new context: its own sessionStorage), as a viewer's
 // Chromium, not a headless one: the module answers HeadlessChrome "bot"
-async function open(t, query, page = "page.html") {
+async function open(t, query, page = "page.html", init = null) {
   const ctx = await browser.newContext({ userAgent: ua });
   t.after(() => ctx.close().catch(() => {}));
+  if (init) await ctx.addInitScript(init);
   const p = await ctx.newPage();
   p.on("pageerror", e => { p.errors = (p.errors || []).concat(String(e)); });
   await p.goto(`${nginx.url}/${page}?${new URLSearchParams(query)}`);
-  await p.waitForFunction(() => window.player && document.querySelector("video").readyState >= 1);
+  await p.waitForFunction(() => window.player && document.querySelector("video").readyState >= 1,
+                          null, { timeout: 10000 })
+    .catch(e => { throw new Error(`${page} did not start: ${p.errors || e.message}`); });
   return p;
 }
 
@@ -193,7 +196,15 @@ test("like, love, unlike: the counts and the state follow", async t => {
   const c = `v5-${run}`, u = `u5-${run}`;
   const p = await open(t, { content: c, user: u });
   const state = async () => (await nginx.get(`/engagement/state?contentId=${c}&userId=${u}`)).body;
+  // optimistic: the page shows the like before the server has answered
+  // (the request is held back 1 s on its way out, then sent as it was)
+  await p.route("**/engagement/like", async r => { await sleep(1000); await r.continue(); });
   await p.click('[data-engagement-reaction="like"]');
+  await p.waitForFunction(() => document.querySelector('[data-engagement-count="like"]').textContent === "1"
+                          && document.querySelector('[data-engagement-reaction="like"]').getAttribute("aria-pressed") === "true",
+                          null, { timeout: 500 });
+  assert.equal(lines(c, "/engagement/like").length, 0, "shown before the request reached nginx");
+  await p.unroute("**/engagement/like");
   await waitFor(async () => (await state()).reaction === "like", 5000, "like in the state");
   let s = await state();
   assert.equal(s.likes, 1);
@@ -210,8 +221,29 @@ test("like, love, unlike: the counts and the state follow", async t => {
   assert.equal(totals(c)["r:love"], 0);
   // the page shows what the server said
   await p.waitForFunction(() => document.querySelector('[data-engagement-count="love"]').textContent === "0");
+  // a refused reaction (a type the module does not know) is put back
+  assert.equal(await p.evaluate(() => window.player.react("bogus")), null);
+  assert.equal((await state()).reaction, null);
+  await p.waitForFunction(() => document.querySelector('[data-engagement-count="reaction"]').textContent === "-");
   assert.deepEqual(lines(c, "/engagement/like").map(l => [l.method, l.status]),
-                   [["POST", 200], ["POST", 200], ["DELETE", 200]]);
+                   [["POST", 200], ["POST", 200], ["DELETE", 200], ["POST", 400]]);
+});
+
+test("Global Privacy Control: every event says optOut, the module counts it anonymously", async t => {
+  if (skip(t)) return;
+  const c = `v11-${run}`;
+  const anon = async () => (await nginx.get("/engagement/status?format=json")).body.zones
+    .find(z => z.kind === "counters").anonymous_total;
+  const before = await anon();
+  const p = await open(t, { content: c }, "page.html", () => {
+    Object.defineProperty(Navigator.prototype, "globalPrivacyControl", { get: () => true });
+  });
+  await play(p);
+  await waitFor(() => totals(c).views === 1, 8000, "the view in Redis");
+  const sent = [...lines(c, "/engagement/view"), ...lines(c, "/engagement/heartbeat")];
+  assert.ok(sent.length >= 2);
+  for (const l of sent) assert.match(l.body, /"optOut":true/, l.uri);
+  assert.ok(await anon() > before, "anonymous_total went up");
 });
 
 test("closing the page sends the last heartbeat as a beacon", async t => {
@@ -271,6 +303,29 @@ test("without EventSource the page polls the summary", async t => {
   assert.ok(nginx.access().some(l => l.uri === `/engagement/summary/${c}` && l.status === 200),
             "the page read the summary");
   assert.ok(!nginx.access().some(l => l.uri === `/engagement/live/${c}`), "and opened no stream");
+});
+
+test("a signed token from a bootstrap location goes with the view", async t => {
+  if (skip(t)) return;
+  const c = `v12-${run}`;
+  const p = await open(t, { content: c, endpoint: "/guarded", live: "0",
+                            bootstrap: `/guarded/bootstrap?contentId=${c}` });
+  const sid = await p.evaluate(() => window.player.sessionId);
+  await play(p);
+  await waitFor(() => totals(c).views === 1, 8000, "the view in Redis");
+  const v = lines(c, "/guarded/view");
+  assert.equal(v.length, 1);
+  assert.equal(v[0].status, 202);
+  assert.match(v[0].body, /"token":"1\.\d+\.[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]{43}"/);
+  assert.match(v[0].body, new RegExp(`"sessionId":"${sid}"`));
+  assert.ok(nginx.access().some(l => l.uri === "/guarded/bootstrap" && l.status === 200));
+  // without the bootstrap the module refuses the view: the token mattered
+  const c2 = `v12b-${run}`;
+  const p2 = await open(t, { content: c2, endpoint: "/guarded", live: "0" });
+  await play(p2);
+  const r = await waitFor(() => lines(c2, "/guarded/view")[0], 8000, "the view without a token");
+  assert.equal(r.status, 403);
+  assert.equal(totals(c2).views, undefined);
 });
 
 // last: it kills Redis

@@ -166,6 +166,7 @@ http {
     engagement_live_zone 1m;
     engagement_heartbeat_interval 2s;
     engagement_live_push 250ms;
+    engagement_token_secret "browser-tests-not-a-secret-0123456789abcdef";
 
     server {
         listen 127.0.0.1:${this.port};
@@ -181,6 +182,18 @@ http {
         location = /engagement/heartbeat { engagement heartbeat; }
         location /engagement/live { engagement live; send_timeout 30s; }
         location = /engagement/status { engagement status; }
+        # the guarded flavour: views need a token from the bootstrap
+        location = /guarded/bootstrap {
+            engagement_token_bind $arg_contentId $arg_sessionId;
+            default_type application/json;
+            return 200 '{"token":"$engagement_token"}';
+        }
+        location = /guarded/view {
+            engagement view;
+            engagement_require_token on;
+            engagement_view_after 2s;
+            engagement_engaged_after 4s;
+        }
         location /sdk/ { alias ${ROOT}/sdk/; }
         location / { root html; }
     }
