@@ -395,7 +395,7 @@
         function click(e) {
             var el = e.target.closest && e.target.closest(
                 "[data-engagement-reaction]");
-            if (el && ours(el) && (!o.root || o.root.contains(el))) {
+            if (el && o.root && o.root.contains(el) && ours(el)) {
                 var t = el.getAttribute("data-engagement-reaction");
                 react(t === mine || t === "" ? null : t);
             }
