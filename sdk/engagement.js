@@ -119,8 +119,10 @@
         }
 
         /* send with retries: network errors, 503 and 429 are retried with
-           exponential backoff or the answer's Retry-After; the requestId
-           stays the same, so the module counts a retried event once */
+           exponential backoff (0.5 s doubling to 30 s: 8 retries cover
+           about a minute and a half), never sooner than the answer's
+           Retry-After; the requestId stays the same, so the module counts
+           a retried event once */
         function send(path, method, b, cb, once) {
             var item = { path: path, method: method, n: 0, cb: cb,
                          body: body(Object.assign({ requestId: rid() }, b)) };
@@ -148,9 +150,10 @@
             if (once || ++item.n > o.retries) {
                 return done(item, 0, null);
             }
-            var d = wait > 0 ? wait * 1e3
-                    : Math.min(3e4, 500 * Math.pow(2, item.n - 1))
-                      * (0.5 + Math.random() / 2);
+            /* exponential with jitter, never sooner than Retry-After */
+            var d = Math.max(wait * 1e3 || 0,
+                             Math.min(3e4, 500 * Math.pow(2, item.n - 1))
+                             * (0.5 + Math.random() / 2));
             item.t = setTimeout(function () { attempt(item); }, d);
         }
 

@@ -143,7 +143,8 @@ test("paused before the policy, then a seek forward: no view; played on: one vie
   await waitFor(() => totals(c).views === 1, 8000, "the view in Redis");
   const v = lines(c, "/engagement/view");
   assert.equal(v.length, 1);
-  assert.match(v[0].body, /"durationMs":2\d\d\d\b/, "sent at 2 s of play, not 8 s of media");
+  const ms = JSON.parse(v[0].body).durationMs;
+  assert.ok(ms >= 2000 && ms < 3500, `sent at 2 s of play, not 8 s of media: durationMs ${ms}`);
 });
 
 test("time in a hidden tab is not watch time", async t => {
@@ -170,7 +171,8 @@ test("time in a hidden tab is not watch time", async t => {
     document.dispatchEvent(new Event("visibilitychange"));
   });
   await waitFor(() => totals(c).views === 1, 5000, "the view once visible again");
-  assert.match(lines(c, "/engagement/view")[0].body, /"durationMs":2\d\d\d\b/);
+  const ms = JSON.parse(lines(c, "/engagement/view")[0].body).durationMs;
+  assert.ok(ms >= 2000 && ms < 3500, `durationMs ${ms}: the hidden 2.5 s not in it`);
 });
 
 test("a reload mid-play after the view does not count it again", async t => {
@@ -197,13 +199,18 @@ test("like, love, unlike: the counts and the state follow", async t => {
   const p = await open(t, { content: c, user: u });
   const state = async () => (await nginx.get(`/engagement/state?contentId=${c}&userId=${u}`)).body;
   // optimistic: the page shows the like before the server has answered
-  // (the request is held back 1 s on its way out, then sent as it was)
-  await p.route("**/engagement/like", async r => { await sleep(1000); await r.continue(); });
+  // (the request is held on its way out until the page was checked, then
+  // sent as it was)
+  let release;
+  const held = new Promise(r => { release = r; });
+  await p.route("**/engagement/like", async r => { await held; await r.continue(); });
   await p.click('[data-engagement-reaction="like"]');
   await p.waitForFunction(() => document.querySelector('[data-engagement-count="like"]').textContent === "1"
                           && document.querySelector('[data-engagement-reaction="like"]').getAttribute("aria-pressed") === "true",
-                          null, { timeout: 500 });
+                          null, { timeout: 1500 });
   assert.equal(lines(c, "/engagement/like").length, 0, "shown before the request reached nginx");
+  release();
+  await waitFor(() => lines(c, "/engagement/like").length === 1, 5000, "the held like at nginx");
   await p.unroute("**/engagement/like");
   await waitFor(async () => (await state()).reaction === "like", 5000, "like in the state");
   let s = await state();
