@@ -335,6 +335,23 @@ test("a signed token from a bootstrap location goes with the view", async t => {
   assert.equal(totals(c2).views, undefined);
 });
 
+test("a 429 is retried after its Retry-After, with the same requestId", async t => {
+  if (skip(t)) return;
+  const c = `v13-${run}`, u = `u13-${run}`;
+  const p = await open(t, { content: c, user: u, endpoint: "/limited", live: "0" });
+  await p.click('[data-engagement-reaction="like"]');
+  await waitFor(() => lines(c, "/limited/like").length === 1, 5000, "the like");
+  await p.click('[data-engagement-reaction="love"]');
+  await waitFor(() => lines(c, "/limited/like").length === 3, 8000, "the love, refused then retried");
+  const [like, refused, retried] = lines(c, "/limited/like");
+  assert.deepEqual([like.status, refused.status, retried.status], [200, 429, 200]);
+  assert.equal(JSON.parse(retried.body).requestId, JSON.parse(refused.body).requestId);
+  // the limit's Retry-After is 2 s; the SDK's own first backoff is 0.5 s at most
+  assert.ok(retried.ts - refused.ts >= 1.5, `retried ${(retried.ts - refused.ts).toFixed(2)} s later`);
+  const s = (await nginx.get(`/engagement/state?contentId=${c}&userId=${u}`)).body;
+  assert.deepEqual([s.reaction, s.likes, s.reactions.love], ["love", 0, 1]);
+});
+
 // last: it kills Redis
 test("Redis killed mid-play and restarted: the view and the like arrive after recovery", async t => {
   if (skip(t)) return;

@@ -167,6 +167,7 @@ http {
     engagement_heartbeat_interval 2s;
     engagement_live_push 250ms;
     engagement_token_secret "browser-tests-not-a-secret-0123456789abcdef";
+    engagement_limit_zone likes_per_user:64k;
 
     server {
         listen 127.0.0.1:${this.port};
@@ -193,6 +194,11 @@ http {
             engagement_require_token on;
             engagement_view_after 2s;
             engagement_engaged_after 4s;
+        }
+        # the limited flavour: one reaction per user every 2 s
+        location = /limited/like {
+            engagement like;
+            engagement_limit zone=likes_per_user key=$engagement_viewer_id rate=30r/m;
         }
         location /sdk/ { alias ${ROOT}/sdk/; }
         location / { root html; }
