@@ -316,6 +316,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       offsetof(ngx_http_engagement_live_conf_t, push),
       NULL },
 
+    { ngx_string("engagement_live_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_live_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
 
       ngx_null_command
@@ -717,7 +724,9 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     emcf->vars_used = ngx_http_engagement_variables_used(cf);
     emcf->body_vars = ngx_http_engagement_body_vars_used(cf);
 
-    ngx_http_engagement_live_postconf(cf);
+    if (ngx_http_engagement_live_postconf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_engagement_limit_postconf(cf);
 }
@@ -790,7 +799,11 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_engagement_flush_start(cycle, emcf);
+    if (ngx_http_engagement_flush_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_engagement_live_share_start(cycle, emcf);
 }
 
 

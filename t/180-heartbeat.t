@@ -328,7 +328,25 @@ invalid size "4k" of "engagement_live_zone": at least 128k, e.g. 4m
 --- error_log
 invalid time "11s" of "engagement_live_push": between 100ms and 10s, e.g. 1s
 
-=== TEST 20: live directives with no heartbeat or live location: a warning at nginx -t, nginx runs
+=== TEST 20: engagement_live_redis on without engagement_redis is refused at nginx -t
+--- http_config
+    engagement_live_redis on;
+--- config
+    location /engagement/live { engagement live; }
+--- must_die
+--- error_log
+"engagement_live_redis on" needs "engagement_redis": live counts are shared through it
+
+=== TEST 21: engagement_live_redis takes on or off
+--- http_config
+    engagement_live_redis sometimes;
+--- config
+    location /engagement/live { engagement live; }
+--- must_die
+--- error_log
+invalid value "sometimes" of "engagement_live_redis": on or off
+
+=== TEST 22: live directives with no heartbeat or live location: a warning at nginx -t, nginx runs
 --- http_config
     engagement_zone engagement:1m;
     engagement_heartbeat_interval 5s;
@@ -338,4 +356,4 @@ invalid time "11s" of "engagement_live_push": between 100ms and 10s, e.g. 1s
 GET /engagement/view
 --- error_code: 405
 --- error_log
-engagement_live_zone, engagement_heartbeat_interval and engagement_live_push are ignored: no location has "engagement heartbeat" or "engagement live"
+engagement_live_zone, engagement_heartbeat_interval, engagement_live_push and engagement_live_redis are ignored: no location has "engagement heartbeat" or "engagement live"

@@ -85,6 +85,20 @@ class Redis:
         return self.pipeline([resp(*a)])[0]
 
 
+def dump_totals(tmp):
+    """instructions of each callgrind dump in tmp, by the dump's name"""
+    ir = {}
+    for f in glob.glob(tmp + '/cg.out*'):
+        name = None
+        for line in open(f):
+            if line.startswith('desc: Trigger:'):
+                name = line.split()[-1]
+            if line.startswith('summary:') or line.startswith('totals:'):
+                ir[name] = int(line.split()[1])
+                break
+    return ir
+
+
 def workload(o):
     rnd = random.Random(42)
     cdf = list(itertools.accumulate(1.0 / k for k in range(1, o.ids + 1)))
@@ -110,6 +124,15 @@ def main():
     ap.add_argument('--seconds', type=int, default=6)
     ap.add_argument('--ids', type=int, default=100000)
     ap.add_argument('--port', type=int, default=26390)
+    ap.add_argument('--design', choices=('script', 'packed'), default='script',
+                    help='script: the module\'s flush script (default); packed:'
+                         ' a sketch of a flush without a script, one MULTI/EXEC per'
+                         ' round holding its batch key and one HINCRBY per content'
+                         ' of its counters packed in one field (buckets: one per'
+                         ' minute, hour and day key, EXPIRE with each minute and'
+                         ' with the first hour/day write)')
+    ap.add_argument('--hll-sparse-max-bytes', type=int,
+                    help='redis-server\'s hll-sparse-max-bytes (its default: 3000)')
     o = ap.parse_args()
 
     script = flush_script(o.rev)
@@ -118,7 +141,9 @@ def main():
     vg = subprocess.Popen(
         ['valgrind', '--tool=callgrind', '--callgrind-out-file=%s/cg.out' % tmp,
          '--dump-instr=no', '--cache-sim=no', 'redis-server', '--port', str(o.port),
-         '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+         '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']
+        + (['--hll-sparse-max-bytes', str(o.hll_sparse_max_bytes)]
+           if o.hll_sparse_max_bytes is not None else []),
         stdout=open(os.path.join(tmp, 'redis.log'), 'w'), stderr=subprocess.STDOUT)
     try:
         for _ in range(300):
@@ -134,7 +159,34 @@ def main():
         head = ['86400', '691200', '34560000', '95040000', '2', 'like', 'love']
         seq = [0]
 
+        hd_seen = set()
+
+        def packed(v, e, x):
+            return v + (e << 21) + (x << 42)
+
+        def call_packed(items, minute=None):
+            seq[0] += 1
+            out = [resp('MULTI'), resp('SET', 'eng:b:replay:%d' % seq[0], '1', 'EX', 86400)]
+            for c, x, full in items:
+                k = 'eng:{c:%d}' % c
+                if minute:
+                    for kind, b, ttl in (('m', minute, 691200), ('h', minute[:10], 34560000),
+                                         ('d', minute[:8], 95040000)):
+                        bk = '%s:%s:%s' % (k, kind, b)
+                        out.append(resp('HINCRBY', bk, 'p', packed(*x[:3])))
+                        if kind == 'm' or (bk not in hd_seen):
+                            hd_seen.add(bk)
+                            out.append(resp('EXPIRE', bk, ttl))
+                    continue
+                out.append(resp('HINCRBY', k, 'p', packed(*x[:3])))
+                if full:
+                    out.append(resp('HMGET', k, 'views', 'engaged', 'replays', 'r:like', 'r:love'))
+            out.append(resp('EXEC'))
+            return out
+
         def call(items, minute=None):
+            if o.design == 'packed':
+                return call_packed(items, minute)
             seq[0] += 1
             keys = ['eng:b:replay:%d' % seq[0]] + ['eng:{c:%d}' % c for c, _, _ in items]
             argv = list(head)
@@ -143,7 +195,7 @@ def main():
                     argv += [2, 0, 0, 0, minute, x[0], x[1], x[2]]
                 else:
                     argv += [1 if full else 0, x[0], x[1], x[2]]
-            return resp('EVALSHA', sha, len(keys), *keys, *argv)
+            return [resp('EVALSHA', sha, len(keys), *keys, *argv)]
 
         def dump(name):
             subprocess.run(['callgrind_control', '-d', name, str(vg.pid)],
@@ -167,33 +219,27 @@ def main():
                 uv.setdefault(c, []).extend(x[3])
             n['content_rounds'] = n.get('content_rounds', 0) + len(items)
             n['events'] = n.get('events', 0) + o.rate
-            r.pipeline([call(items[k:k + 1000]) for k in range(0, len(items), 1000)])
+            r.pipeline([c for k in range(0, len(items), 1000) for c in call(items[k:k + 1000])])
         dump('totals')
         mins = [(c, x, False) for c, x in minute.items()]
         for mm in ('202612061200', '202612061201'):
-            r.pipeline([call(mins[k:k + 1000], mm) for k in range(0, len(mins), 1000)])
+            r.pipeline([c for k in range(0, len(mins), 1000) for c in call(mins[k:k + 1000], mm)])
             dump('buckets' + mm[-1])
         r.pipeline([resp('PFADD', 'eng:{c:%d}:uv' % c, *['%016x' % h for h in hs])
                     for c, hs in uv.items()])
         dump('viewers')
         # a check that the rounds were applied: the totals of the top content
         total = sum(d.get(0, [0])[0] for d in rounds)
-        got = int(r.cmd('HGET', 'eng:{c:0}', 'views'))
+        got = int(r.cmd('HGET', 'eng:{c:0}', 'p' if o.design == 'packed' else 'views'))
+        if o.design == 'packed':
+            got &= (1 << 21) - 1
         if got != total:
             sys.exit('replay: views of content 0 are %d, sent %d' % (got, total))
     finally:
         vg.terminate()
         vg.wait()
 
-    ir = {}
-    for f in glob.glob(tmp + '/cg.out*'):
-        name = None
-        for line in open(f):
-            if line.startswith('desc: Trigger:'):
-                name = line.split()[-1]
-            if line.startswith('summary:') or line.startswith('totals:'):
-                ir[name] = int(line.split()[1])
-                break
+    ir = dump_totals(tmp)
     shutil.rmtree(tmp)
 
     ev = n['events']

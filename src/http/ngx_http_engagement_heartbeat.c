@@ -365,6 +365,12 @@ static ngx_http_engagement_live_row_t  ngx_http_engagement_live_rows[] = {
     { "skipped_total", "skipped", NULL, "counter",
       "Live stream events left for later: the client had not taken the last",
       ngx_http_engagement_live_field(skipped) },
+    { "shared_total", "shared", NULL, "counter",
+      "Contents whose live count was sent to Redis (engagement_live_redis)",
+      ngx_http_engagement_live_field(shared) },
+    { "share_errors_total", "shareErrors", NULL, "counter",
+      "Live counts sent to Redis and not answered (an error or no answer)",
+      ngx_http_engagement_live_field(share_errors) },
     { NULL, NULL, NULL, NULL, NULL, 0 }
 };
 

@@ -20,6 +20,17 @@
  * entry whose slots all lapsed is free for reuse. When no entry is free
  * within a few probes, the heartbeat is refused (the caller answers 503)
  * rather than a live session evicted.
+ *
+ * With Redis (engagement_live_redis), other edges' live viewers are added
+ * to this edge's: one worker at a time, every 2 s, sends each content's
+ * count here and reads the others' back (sink/redis/live_share.c); the
+ * answer is kept in the content's entry for two intervals. Which
+ * contents: those live here, those whose count was read here lately (a
+ * summary, the live endpoint, a live stream), and those whose count was
+ * sent and must now be taken back. A content read here with no viewers
+ * here takes an entry in a small table of its own (the watch table),
+ * which evicts its oldest when full: reads of many contents cannot take
+ * the room of heartbeats.
  */
 
 
@@ -38,6 +49,13 @@
 
 /* sessions per content entry the zone is cut for */
 #define NGX_HTTP_ENGAGEMENT_LIVE_RATIO   4
+
+/* content entries per watch table entry */
+#define NGX_HTTP_ENGAGEMENT_LIVE_WATCH   8
+
+/* a content entry's flags */
+#define NGX_HTTP_ENGAGEMENT_LIVE_REMOTE  1   /* remote is Redis's answer */
+#define NGX_HTTP_ENGAGEMENT_LIVE_WANTED  2   /* read in wanted_slot */
 
 
 typedef struct {
@@ -60,6 +78,11 @@ typedef struct {
                                   ring[NGX_HTTP_ENGAGEMENT_LIVE_SLOTS];
     uint32_t                      peak_minute;
     uint32_t                      peak;
+    uint32_t                      remote;      /* other edges' live */
+    uint32_t                      remote_slot; /* when Redis said it */
+    uint32_t                      wanted_slot; /* when it was last read */
+    uint32_t                      shared;      /* the count sent, 0: none */
+    uint32_t                      flags;
     u_char                        len;
     u_char                        data[NGX_HTTP_ENGAGEMENT_ID_MAX];
 } ngx_http_engagement_live_content_t;
@@ -75,6 +98,11 @@ typedef struct {
     ngx_uint_t                    ncontents;
     ngx_http_engagement_live_session_t  *sessions;
     ngx_http_engagement_live_content_t  *contents;
+    ngx_uint_t                    nwatch;
+    ngx_http_engagement_live_content_t  *watch;  /* read, not live here */
+    ngx_uint_t                    share_next;  /* where the next turn
+                                                  starts */
+    ngx_atomic_t                  share_at;    /* the next turn's time */
     ngx_atomic_t                  seq;         /* bumped on every change */
     ngx_http_engagement_live_stats_t     stats;
     /* open streams by worker slot: a killed worker's are dropped when its
@@ -115,6 +143,7 @@ ngx_http_engagement_live_conf_get(ngx_conf_t *cf)
     lc->size = NGX_CONF_UNSET;
     lc->interval = NGX_CONF_UNSET_MSEC;
     lc->push = NGX_CONF_UNSET_MSEC;
+    lc->share = NGX_CONF_UNSET;
 
     emcf->live = lc;
 
@@ -251,9 +280,51 @@ ngx_http_engagement_live_use(ngx_conf_t *cf)
 }
 
 
-/* live directives with no location to use them: said at nginx -t */
+/* engagement_live_redis on|off */
 
-void
+char *
+ngx_http_engagement_live_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_str_t                        *value;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    lc = ngx_http_engagement_live_conf_get(cf);
+    if (lc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (lc->share != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "on") == 0) {
+        lc->share = 1;
+
+    } else if (ngx_strcmp(value[1].data, "off") == 0) {
+        lc->share = 0;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" of \"%V\": on or off",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * After the http block: live directives with no location to use them are
+ * said at nginx -t; live counts are shared through Redis when there is a
+ * Redis (engagement_live_redis off: not), and asking for it without one
+ * is an error.
+ */
+
+ngx_int_t
 ngx_http_engagement_live_postconf(ngx_conf_t *cf)
 {
     ngx_http_engagement_main_conf_t  *emcf;
@@ -262,14 +333,34 @@ ngx_http_engagement_live_postconf(ngx_conf_t *cf)
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
     lc = emcf->live;
 
-    if (lc == NULL || lc->shm_zone) {
-        return;
+    if (lc == NULL) {
+        return NGX_OK;
     }
 
-    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                       "engagement_live_zone, engagement_heartbeat_interval "
-                       "and engagement_live_push are ignored: no location "
-                       "has \"engagement heartbeat\" or \"engagement live\"");
+    if (lc->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "engagement_live_zone, "
+                           "engagement_heartbeat_interval, "
+                           "engagement_live_push and engagement_live_redis "
+                           "are ignored: no location has \"engagement "
+                           "heartbeat\" or \"engagement live\"");
+        lc->share = 0;
+        return NGX_OK;
+    }
+
+    if (lc->share == 1 && emcf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"engagement_live_redis on\" needs "
+                           "\"engagement_redis\": live counts are shared "
+                           "through it");
+        return NGX_ERROR;
+    }
+
+    if (lc->share == NGX_CONF_UNSET) {
+        lc->share = (emcf->redis != NULL);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -297,11 +388,12 @@ static ngx_int_t
 ngx_http_engagement_live_tables(ngx_http_engagement_live_sh_t *sh,
     ngx_slab_pool_t *shpool, size_t size)
 {
-    size_t      unit, units, ss, cs;
+    size_t      unit, units, ss, cs, nw;
 
     ss = sizeof(ngx_http_engagement_live_session_t);
     cs = sizeof(ngx_http_engagement_live_content_t);
-    unit = NGX_HTTP_ENGAGEMENT_LIVE_RATIO * ss + cs;
+    unit = NGX_HTTP_ENGAGEMENT_LIVE_RATIO * ss + cs
+           + cs / NGX_HTTP_ENGAGEMENT_LIVE_WATCH;
 
     /* the slab pool keeps a part for itself; try smaller until it fits */
     for (units = size * 7 / 8 / unit; units; units = units * 9 / 10) {
@@ -318,8 +410,18 @@ ngx_http_engagement_live_tables(ngx_http_engagement_live_sh_t *sh,
             continue;
         }
 
+        nw = ngx_max(units / NGX_HTTP_ENGAGEMENT_LIVE_WATCH, 16);
+
+        sh->watch = ngx_slab_calloc_locked(shpool, nw * cs);
+        if (sh->watch == NULL) {
+            ngx_slab_free_locked(shpool, sh->contents);
+            ngx_slab_free_locked(shpool, sh->sessions);
+            continue;
+        }
+
         sh->nsessions = units * NGX_HTTP_ENGAGEMENT_LIVE_RATIO;
         sh->ncontents = units;
+        sh->nwatch = nw;
 
         return NGX_OK;
     }
@@ -390,6 +492,9 @@ ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                         * sizeof(ngx_http_engagement_live_session_t));
             ngx_memzero(sh->contents,
                         sh->ncontents
+                        * sizeof(ngx_http_engagement_live_content_t));
+            ngx_memzero(sh->watch,
+                        sh->nwatch
                         * sizeof(ngx_http_engagement_live_content_t));
             sh->interval = lc->interval;
             sh->now_slot = 0;
@@ -497,6 +602,31 @@ ngx_http_engagement_live_lapsed(uint32_t slot, uint32_t k)
 }
 
 
+static ngx_inline ngx_uint_t
+ngx_http_engagement_live_wanted(ngx_http_engagement_live_content_t *c,
+    uint32_t k)
+{
+    return (c->flags & NGX_HTTP_ENGAGEMENT_LIVE_WANTED)
+           && !ngx_http_engagement_live_lapsed(c->wanted_slot, k);
+}
+
+
+/* other edges' live viewers, as Redis said within two intervals */
+
+static ngx_inline ngx_uint_t
+ngx_http_engagement_live_remote(ngx_http_engagement_live_content_t *c,
+    uint32_t k)
+{
+    if ((c->flags & NGX_HTTP_ENGAGEMENT_LIVE_REMOTE)
+        && !ngx_http_engagement_live_lapsed(c->remote_slot, k))
+    {
+        return c->remote;
+    }
+
+    return 0;
+}
+
+
 static ngx_uint_t
 ngx_http_engagement_live_count(ngx_http_engagement_live_content_t *c,
     uint32_t k)
@@ -586,7 +716,8 @@ ngx_http_engagement_live_content(ngx_http_engagement_live_sh_t *sh,
         }
 
         if (free == -1 && c->peak_minute != minute
-            && ngx_http_engagement_live_count(c, k) == 0)
+            && ngx_http_engagement_live_count(c, k) == 0
+            && !ngx_http_engagement_live_wanted(c, k))
         {
             free = i;
         }
@@ -648,7 +779,8 @@ static void
 ngx_http_engagement_live_peak(ngx_http_engagement_live_content_t *c,
     uint32_t k, uint32_t minute, ngx_http_engagement_live_t *out)
 {
-    out->live = ngx_http_engagement_live_count(c, k);
+    out->live = ngx_http_engagement_live_count(c, k)
+                + ngx_http_engagement_live_remote(c, k);
 
     if (c->peak_minute != minute) {
         c->peak_minute = minute;
@@ -770,7 +902,69 @@ ngx_http_engagement_live_beat(ngx_http_engagement_live_conf_t *lc,
 }
 
 
-/* a content's live count and this minute's peak (0 and 0: unknown) */
+/*
+ * The watch table's entry of a content read here with no entry among the
+ * live ones; made if need be (when make) in place of one not read
+ * lately, else of the one read longest ago among the probes.
+ */
+
+static ngx_http_engagement_live_content_t *
+ngx_http_engagement_live_watch(ngx_http_engagement_live_sh_t *sh,
+    uint64_t hash, ngx_str_t *id, uint32_t k, ngx_uint_t make)
+{
+    ngx_uint_t                           i, n;
+    ngx_http_engagement_live_content_t  *c, *take, *oldest;
+
+    take = NULL;
+    oldest = NULL;
+
+    for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIVE_PROBES; n++) {
+        i = (hash + n) % sh->nwatch;
+        c = &sh->watch[i];
+
+        if (ngx_http_engagement_live_content_is(c, hash, id)) {
+            return c;
+        }
+
+        if (c->hash == 0) {
+            if (take == NULL) {
+                take = c;
+            }
+
+            break;
+        }
+
+        if (take == NULL && !ngx_http_engagement_live_wanted(c, k)) {
+            take = c;
+        }
+
+        if (oldest == NULL
+            || (int32_t) (oldest->wanted_slot - c->wanted_slot) > 0)
+        {
+            oldest = c;
+        }
+    }
+
+    if (!make) {
+        return NULL;
+    }
+
+    c = take ? take : oldest;
+
+    ngx_memzero(c, sizeof(ngx_http_engagement_live_content_t));
+    c->hash = hash;
+    c->len = (u_char) id->len;
+    ngx_memcpy(c->data, id->data, id->len);
+
+    return c;
+}
+
+
+/*
+ * A content's live count (this edge's and, with Redis, the others') and
+ * this minute's peak (0 and 0: unknown). With Redis, the content is
+ * marked read: its count is asked of Redis for two intervals.
+ */
 
 void
 ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
@@ -799,8 +993,208 @@ ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
     if (ci != -1) {
         c = &sh->contents[ci];
         out->live = ngx_http_engagement_live_count(c, k);
+
+    } else if (lc->share) {
+        c = ngx_http_engagement_live_watch(sh, ch, content_id, k, 1);
+
+    } else {
+        c = NULL;
+    }
+
+    if (c) {
+        out->live += ngx_http_engagement_live_remote(c, k);
         out->peak = (c->peak_minute == minute)
                     ? ngx_max(c->peak, out->live) : out->live;
+
+        if (lc->share) {
+            c->flags |= NGX_HTTP_ENGAGEMENT_LIVE_WANTED;
+            c->wanted_slot = k;
+        }
+    }
+
+    ngx_shmtx_unlock(&lc->shpool->mutex);
+}
+
+
+/* the monotonic clock in ms (the slots' clock) */
+
+static uint64_t
+ngx_http_engagement_live_msec(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return ngx_current_msec;
+    }
+
+    return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/*
+ * Whether this worker is the one to share the counts with Redis now: the
+ * first to ask once the period has passed; the next turn is due a period
+ * later, whoever takes it.
+ */
+
+ngx_uint_t
+ngx_http_engagement_live_share_due(ngx_http_engagement_live_conf_t *lc,
+    ngx_msec_t period)
+{
+    uint64_t                        now;
+    ngx_atomic_uint_t               at;
+    ngx_http_engagement_live_sh_t  *sh;
+
+    sh = lc->sh;
+    now = ngx_http_engagement_live_msec();
+    at = sh->share_at;
+
+    if (at > now) {
+        return 0;
+    }
+
+    return ngx_atomic_cmp_set(&sh->share_at, at, now + period);
+}
+
+
+/*
+ * The contents to share this turn, at most max, from where the last turn
+ * stopped: those with live viewers here or a count sent before (their
+ * count, 0 to take it back), and those read lately (-1 for a watched
+ * one: only read). The lock is let go every so many entries.
+ */
+
+#define NGX_HTTP_ENGAGEMENT_LIVE_SCAN  4096
+
+ngx_uint_t
+ngx_http_engagement_live_collect(ngx_http_engagement_live_conf_t *lc,
+    ngx_http_engagement_live_item_t *items, ngx_uint_t max)
+{
+    uint32_t                             k;
+    ngx_uint_t                           i, total, scanned, n, local, w;
+    ngx_http_engagement_live_sh_t       *sh;
+    ngx_http_engagement_live_item_t     *it;
+    ngx_http_engagement_live_content_t  *c;
+
+    sh = lc->sh;
+    total = sh->ncontents + sh->nwatch;
+    n = 0;
+    scanned = 0;
+
+    while (scanned < total && n < max) {
+        k = ngx_http_engagement_live_slot(sh);
+
+        ngx_shmtx_lock(&lc->shpool->mutex);
+
+        k = ngx_http_engagement_live_now(sh, k);
+        i = sh->share_next % total;
+
+        for (w = 0; w < NGX_HTTP_ENGAGEMENT_LIVE_SCAN
+                    && scanned < total && n < max; w++, scanned++)
+        {
+            if (i < sh->ncontents) {
+                c = &sh->contents[i];
+                local = c->hash ? ngx_http_engagement_live_count(c, k) : 0;
+
+                if (c->hash
+                    && (local || c->shared
+                        || ngx_http_engagement_live_wanted(c, k)))
+                {
+                    it = &items[n++];
+                    it->live = (ngx_int_t) local;
+                    it->watch = 0;
+                    it->hash = c->hash;
+                    it->len = c->len;
+                    ngx_memcpy(it->data, c->data, c->len);
+                }
+
+            } else {
+                c = &sh->watch[i - sh->ncontents];
+
+                if (c->hash && ngx_http_engagement_live_wanted(c, k)) {
+                    it = &items[n++];
+                    it->live = -1;
+                    it->watch = 1;
+                    it->hash = c->hash;
+                    it->len = c->len;
+                    ngx_memcpy(it->data, c->data, c->len);
+                }
+            }
+
+            i = (i + 1) % total;
+        }
+
+        sh->share_next = i;
+
+        ngx_shmtx_unlock(&lc->shpool->mutex);
+    }
+
+    return n;
+}
+
+
+/*
+ * Redis's answer for a shared content: the other edges' live viewers
+ * (and, for a live one, that its count was sent).
+ */
+
+void
+ngx_http_engagement_live_apply(ngx_http_engagement_live_conf_t *lc,
+    ngx_http_engagement_live_item_t *it, ngx_uint_t remote)
+{
+    uint32_t                             k, minute;
+    ngx_int_t                            ci;
+    ngx_str_t                            id;
+    ngx_uint_t                           live;
+    ngx_http_engagement_live_sh_t       *sh;
+    ngx_http_engagement_live_content_t  *c;
+
+    sh = lc->sh;
+    id.data = it->data;
+    id.len = it->len;
+    k = ngx_http_engagement_live_slot(sh);
+    minute = ngx_http_engagement_live_minute();
+
+    if (remote > NGX_MAX_UINT32_VALUE) {
+        remote = NGX_MAX_UINT32_VALUE;
+    }
+
+    ngx_shmtx_lock(&lc->shpool->mutex);
+
+    k = ngx_http_engagement_live_now(sh, k);
+
+    if (it->watch) {
+        c = ngx_http_engagement_live_watch(sh, it->hash, &id, k, 0);
+
+    } else {
+        ci = ngx_http_engagement_live_content(sh, it->hash, &id, k, minute,
+                                              0);
+        c = (ci == -1) ? NULL : &sh->contents[ci];
+    }
+
+    if (c) {
+        if (ngx_http_engagement_live_remote(c, k) != remote) {
+            sh->seq++;
+        }
+
+        c->remote = (uint32_t) remote;
+        c->remote_slot = k;
+        c->flags |= NGX_HTTP_ENGAGEMENT_LIVE_REMOTE;
+
+        if (!it->watch) {
+            c->shared = (uint32_t) it->live;
+        }
+
+        live = ngx_http_engagement_live_count(c, k) + c->remote;
+
+        if (c->peak_minute != minute) {
+            c->peak_minute = minute;
+            c->peak = 0;
+        }
+
+        if (live > c->peak) {
+            c->peak = (uint32_t) live;
+        }
     }
 
     ngx_shmtx_unlock(&lc->shpool->mutex);

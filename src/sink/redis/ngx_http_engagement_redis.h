@@ -49,6 +49,7 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_READ,
     NGX_HTTP_ENGAGEMENT_SCRIPT_REACT,
     NGX_HTTP_ENGAGEMENT_SCRIPT_STATE,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_LIVE,
     NGX_HTTP_ENGAGEMENT_SCRIPTS
 } ngx_http_engagement_script_e;
 
@@ -91,6 +92,10 @@ ngx_int_t ngx_http_engagement_reply_totals(redisReply *reply,
 ngx_int_t ngx_http_engagement_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 void ngx_http_engagement_flush_stop(void);
+
+/* live_share.c */
+ngx_int_t ngx_http_engagement_live_share_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
 
 
 

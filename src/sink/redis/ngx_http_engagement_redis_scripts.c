@@ -189,9 +189,43 @@ static const char  ngx_http_engagement_state_lua[] =
     "return r\n";
 
 
+/*
+ * The live script: one edge's live viewers of one content, shared. KEYS:
+ * the content's live hash, eng:{c:<id>}:live, a field per edge holding
+ * "<count>:<ms>" (Redis's own clock, so edges' clocks do not matter).
+ * ARGV: the edge, its count ("0": take it back, "-": only read), how long
+ * (ms) a count stays current, the key's TTL (ms). The answer: the sum of
+ * the other edges' current counts; a count not renewed in time (its edge
+ * stopped or lost Redis) is removed.
+ */
+static const char  ngx_http_engagement_live_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "if ARGV[2] == '0' then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "elseif ARGV[2] ~= '-' then\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. now)\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "end\n"
+    "local h = redis.call('HGETALL', KEYS[1])\n"
+    "local sum, fresh = 0, tonumber(ARGV[3])\n"
+    "for i = 1, #h, 2 do\n"
+    "  if h[i] ~= ARGV[1] then\n"
+    "    local c, at = string.match(h[i + 1], '^(%d+):(%d+)$')\n"
+    "    if c and now - tonumber(at) <= fresh then\n"
+    "      sum = sum + tonumber(c)\n"
+    "    else\n"
+    "      redis.call('HDEL', KEYS[1], h[i])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return sum\n";
+
+
 const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_flush_lua,
     ngx_http_engagement_read_lua,
     ngx_http_engagement_react_lua,
-    ngx_http_engagement_state_lua
+    ngx_http_engagement_state_lua,
+    ngx_http_engagement_live_lua
 };

@@ -1,0 +1,207 @@
+
+/*
+ * Live viewers across edges: every NGX_HTTP_ENGAGEMENT_LIVE_SHARE ms one
+ * worker of the edge (whichever asks first once the period has passed)
+ * takes from the live zone the contents to share and sends each one's
+ * count here to Redis with the live script, which answers the other
+ * edges' current counts; the answer goes back into the zone, where the
+ * live endpoint, the summary and the live stream add it to this edge's.
+ * One script call per content, pipelined on the worker's connection; a
+ * content of which nothing came back keeps its last answer for two
+ * heartbeat intervals. Nothing is sent while Redis is down or once the
+ * worker is exiting (the new workers go on).
+ */
+
+
+#include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_live.h"
+#include "sink/redis/ngx_http_engagement_redis.h"
+
+
+/* how often a worker looks whether a turn is due (ms) */
+#define NGX_HTTP_ENGAGEMENT_SHARE_CHECK   500
+
+/* contents sent in one turn at most: the rest in the next turns */
+#define NGX_HTTP_ENGAGEMENT_SHARE_MAX     4096
+
+/* periods an edge's count stays current, and its key lives, in Redis */
+#define NGX_HTTP_ENGAGEMENT_SHARE_FRESH   3
+#define NGX_HTTP_ENGAGEMENT_SHARE_TTL     10
+
+
+typedef struct {
+    ngx_http_engagement_live_conf_t  *lc;
+    ngx_http_engagement_live_item_t   item;
+} ngx_http_engagement_share_call_t;
+
+
+static ngx_event_t                       ngx_http_engagement_share_ev;
+static ngx_http_engagement_live_item_t  *ngx_http_engagement_share_items;
+static ngx_str_t                         ngx_http_engagement_share_edge;
+static ngx_uint_t                        ngx_http_engagement_share_logged;
+
+
+static void
+ngx_http_engagement_share_reply(redisReply *reply, void *data)
+{
+    ngx_http_engagement_share_call_t  *call = data;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= 0) {
+        ngx_http_engagement_live_apply(call->lc, &call->item,
+                                       (ngx_uint_t) reply->integer);
+
+    } else {
+        ngx_http_engagement_live_inc(call->lc, share_errors);
+
+        /* once per turn: a key of another type would say it every time */
+        if (reply && reply->type == REDIS_REPLY_ERROR
+            && !ngx_http_engagement_share_logged)
+        {
+            ngx_http_engagement_share_logged = 1;
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "live viewers of \"%*s\" not shared: Redis said "
+                          "\"%*s\"", call->item.len, call->item.data,
+                          (size_t) reply->len, reply->str);
+        }
+    }
+
+    ngx_free(call);
+}
+
+
+static ngx_int_t
+ngx_http_engagement_share_send(ngx_http_engagement_live_conf_t *lc,
+    ngx_http_engagement_live_item_t *it)
+{
+    u_char                            *p;
+    ngx_int_t                          rc;
+    const char                        *argv[6];
+    size_t                             lens[6];
+    ngx_http_engagement_share_call_t  *call;
+    u_char                             key[sizeof("eng:{c:}:live")
+                                           + NGX_HTTP_ENGAGEMENT_ID_MAX];
+    u_char                             live[NGX_INT64_LEN];
+    u_char                             fresh[NGX_INT64_LEN];
+    u_char                             ttl[NGX_INT64_LEN];
+
+    call = ngx_alloc(sizeof(ngx_http_engagement_share_call_t),
+                     ngx_cycle->log);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    call->lc = lc;
+    call->item = *it;
+
+    p = ngx_sprintf(key, "eng:{c:%*s}:live", it->len, it->data);
+
+    argv[0] = "1";
+    lens[0] = 1;
+    argv[1] = (const char *) key;
+    lens[1] = p - key;
+    argv[2] = (const char *) ngx_http_engagement_share_edge.data;
+    lens[2] = ngx_http_engagement_share_edge.len;
+
+    if (it->live < 0) {
+        argv[3] = "-";
+        lens[3] = 1;
+
+    } else {
+        argv[3] = (const char *) live;
+        lens[3] = ngx_sprintf(live, "%i", it->live) - live;
+    }
+
+    argv[4] = (const char *) fresh;
+    lens[4] = ngx_sprintf(fresh, "%M", (ngx_msec_t)
+                          (NGX_HTTP_ENGAGEMENT_SHARE_FRESH
+                           * NGX_HTTP_ENGAGEMENT_LIVE_SHARE)) - fresh;
+    argv[5] = (const char *) ttl;
+    lens[5] = ngx_sprintf(ttl, "%M", (ngx_msec_t)
+                          (NGX_HTTP_ENGAGEMENT_SHARE_TTL
+                           * NGX_HTTP_ENGAGEMENT_LIVE_SHARE)) - ttl;
+
+    rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_LIVE,
+                                        ngx_http_engagement_share_reply, call,
+                                        6, argv, lens);
+    if (rc != NGX_OK) {
+        ngx_free(call);
+        return NGX_ERROR;
+    }
+
+    ngx_http_engagement_live_inc(lc, shared);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_engagement_share_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                        i, n;
+    ngx_http_engagement_live_conf_t  *lc;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    lc = ev->data;
+
+    if (ngx_http_engagement_redis_ready()
+        && ngx_http_engagement_live_share_due(lc,
+                                              NGX_HTTP_ENGAGEMENT_LIVE_SHARE))
+    {
+        ngx_http_engagement_share_logged = 0;
+
+        n = ngx_http_engagement_live_collect(lc,
+                                             ngx_http_engagement_share_items,
+                                             NGX_HTTP_ENGAGEMENT_SHARE_MAX);
+
+        for (i = 0; i < n; i++) {
+            if (ngx_http_engagement_share_send(lc,
+                                    &ngx_http_engagement_share_items[i])
+                != NGX_OK)
+            {
+                /* the connection is gone: the next turn sends them */
+                break;
+            }
+        }
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_ENGAGEMENT_SHARE_CHECK);
+}
+
+
+ngx_int_t
+ngx_http_engagement_live_share_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_http_engagement_live_conf_t  *lc;
+
+    lc = emcf->live;
+
+    if (lc == NULL || lc->shm_zone == NULL || !lc->share || lc->sh == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_engagement_share_items = ngx_alloc(
+                            NGX_HTTP_ENGAGEMENT_SHARE_MAX
+                            * sizeof(ngx_http_engagement_live_item_t),
+                            cycle->log);
+    if (ngx_http_engagement_share_items == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_engagement_share_edge = emcf->edge_id;
+
+    ngx_http_engagement_share_ev.handler = ngx_http_engagement_share_handler;
+    ngx_http_engagement_share_ev.data = lc;
+    ngx_http_engagement_share_ev.log = cycle->log;
+    ngx_http_engagement_share_ev.cancelable = 1;
+
+    /* workers look at different times: whoever is free takes the turn */
+    ngx_add_timer(&ngx_http_engagement_share_ev,
+                  NGX_HTTP_ENGAGEMENT_SHARE_CHECK / 2
+                  + ngx_random() % NGX_HTTP_ENGAGEMENT_SHARE_CHECK);
+
+    return NGX_OK;
+}
