@@ -429,7 +429,11 @@
             doc.addEventListener("visibilitychange", away);
             doc.addEventListener("click", click);
         }
-        state();
+        /* the user's reaction: only where the page can show or change it
+           (a state read is a Redis read) */
+        if (o.userId || all("[data-engagement-reaction]").length) {
+            state();
+        }
         live();
 
         return {
