@@ -6,6 +6,9 @@
 #   ./build.sh test       build, then run the whole suite and fuzz each
 #                         parser for FUZZ_SECONDS (20) s (what CI runs)
 #   ./build.sh test --asan  the suite against an AddressSanitizer+UBSan build
+#   ./build.sh test browser  only the browser tests (t/browser: the player
+#                         SDK in Debian's Chromium, driven by Playwright);
+#                         the whole suite runs them after the .t files
 #   ./build.sh run        build, then serve conf-examples/quickstart.conf on
 #                         127.0.0.1:${PORT:-8080} in the foreground with a
 #                         private redis-server (REDIS_PORT=N: use that one)
@@ -100,14 +103,19 @@ build_asan() {
 }
 
 run_tests() {
-    local asan=0 files=()
+    local asan=0 browser=0 files=()
     for a in "$@"; do
         case "$a" in
             --asan) asan=1 ;;
+            browser|t/browser|t/browser/) browser=1 ;;
             *) files+=("$a") ;;
         esac
     done
-    [ ${#files[@]} -eq 0 ] && files=("$ROOT/t")
+    # no arguments: the whole suite, the browser tests after the .t files
+    if [ ${#files[@]} -eq 0 ] && [ $browser -eq 0 ]; then
+        files=("$ROOT/t")
+        browser=1
+    fi
 
     export TEST_NGINX_BINARY="${TEST_NGINX_BINARY:-$(command -v nginx || echo /usr/sbin/nginx)}"
     export TEST_NGINX_SERVROOT="$ROOT/t/servroot"
@@ -126,9 +134,34 @@ run_tests() {
     fi
     export ENGAGEMENT_ROOT="$ROOT"
 
-    log "running the suite${asan:+ }$([ $asan -eq 1 ] && echo '(AddressSanitizer)')"
     cd "$ROOT"
-    prove -I "$ROOT/t/lib" -r "${files[@]}"
+    if [ ${#files[@]} -gt 0 ]; then
+        log "running the suite${asan:+ }$([ $asan -eq 1 ] && echo '(AddressSanitizer)')"
+        prove -I "$ROOT/t/lib" -r "${files[@]}"
+    fi
+    if [ $browser -eq 1 ]; then
+        if [ $asan -eq 1 ]; then
+            log "SKIP browser tests: they run against the plain build, not under --asan"
+        else
+            browser_tests
+        fi
+    fi
+}
+
+# t/browser: Playwright (playwright-core from npm, pinned by its
+# package-lock.json) driving Debian's Chromium against a real nginx and
+# redis-server that the tests start and stop themselves
+browser_tests() {
+    local dir="$ROOT/t/browser" major
+    major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    if [ "$major" -lt 20 ] || ! command -v npm >/dev/null; then
+        log "SKIP browser tests: they need Node.js >= 20 and npm (found: node $(node -v 2>/dev/null || echo none))"
+        return 0
+    fi
+    log "browser tests: npm ci in t/browser"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    log "browser tests: Chromium $(chromium --version 2>/dev/null | awk '{print $2}' || true)"
+    (cd "$dir" && node --test --test-concurrency=1 --test-reporter=spec engagement.test.mjs)
 }
 
 # the libFuzzer targets: fuzz_event (the event parser), fuzz_token (the
@@ -201,6 +234,10 @@ run_quickstart() {
     ln -sfn "$ROOT/build/ngx_http_engagement_module.so" \
         "$prefix/modules/ngx_http_engagement_module.so"
     ln -sfn "$ROOT/conf-examples/html" "$prefix/html"
+    ln -sfn "$ROOT/sdk" "$prefix/sdk"
+    # the demo page's video, made once by ffmpeg (git-ignored)
+    "$ROOT/conf-examples/make-demo-media.sh" "$ROOT/conf-examples/html/media" \
+        || log "could not make the demo video (ffmpeg); the page works without it"
 
     if listening "$port"; then
         log "127.0.0.1:$port is already in use; pick another: PORT=9090 ./build.sh run"
@@ -269,14 +306,14 @@ case "$cmd" in
     build) deps; build_default ;;
     asan)  deps; build_asan ;;
     test-build) build_test ;;
-    test)  deps clang libclang-rt-14-dev gdb
+    test)  deps clang libclang-rt-14-dev gdb chromium ffmpeg
            run_tests "$@"
            # the whole suite ends with a short, bounded fuzz of every parser
            # (FUZZ_SECONDS=0 skips it; ./build.sh fuzz runs longer)
            if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-20}" != 0 ]; then
                fuzz "${FUZZ_SECONDS:-20}"
            fi ;;
-    run)   deps; run_quickstart ;;
+    run)   deps ffmpeg; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...]|run|fuzz [secs] [event|token|http]|deps]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http]|deps]" >&2; exit 2 ;;
 esac

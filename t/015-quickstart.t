@@ -1,5 +1,6 @@
 # Guards the README's quick start, `./build.sh run`, as a user runs it:
-# on free ports it serves the demo, counts a view into its private Redis
+# on free ports it serves the demo page with the player SDK and the demo
+# video (made by ffmpeg), takes heartbeats, counts a view into its private Redis
 # and stops everything it started on SIGTERM; when the port of its private
 # Redis is taken (here by a listener that is not Redis) it refuses to start
 # with a message naming the port, instead of talking to whatever holds it.
@@ -85,6 +86,22 @@ GET /t
     like($body, qr/"counted":true/, 'and counted');
     my $in = wait_until { redis_cli($p + 1000, undef, 'HGET', "eng:{c:$c}", 'views') =~ /^1\s*\z/ } 10;
     ok($in, 'the view reaches the private Redis');
+    # what the demo page loads: the SDK, the video, heartbeats, the stream
+    my ($js_st, $js, $js_h) = http_request($p, 'GET', '/sdk/engagement.js');
+    is($js_st, 200, 'the player SDK is served');
+    like($js, qr/Engagement/, 'and it is the SDK');
+    like($js_h->{'content-type'} // '', qr{^application/javascript}, 'as JavaScript');
+    my ($v_st, $v, $v_h) = http_request($p, 'GET', '/media/demo.webm');
+    is($v_st, 200, 'the demo video is served');
+    like($v_h->{'content-type'} // '', qr{^video/webm}, 'as video/webm');
+    is(substr($v, 0, 4), "\x1a\x45\xdf\xa3", 'a WebM (EBML) file');
+    my ($hb_st, $hb) = http_request($p, 'POST', '/engagement/heartbeat',
+        qq({"contentId":"$c","sessionId":"s1","positionMs":0,"state":"playing"}),
+        'Content-Type' => 'application/json');
+    is($hb_st, 200, 'a heartbeat is answered 200');
+    like($hb, qr/"live":1\b/, 'one live viewer');
+    my ($idx_st, $idx) = http_request($p, 'GET', '/');
+    like($idx, qr{<script src="/sdk/engagement\.js"></script>}, 'the demo page loads the SDK');
     kill 'TERM', $pid;
     is(qs_exit($pid, 20), 0, 'SIGTERM stops the quick start, exit status 0');
     ok(!port_listening($p), 'nginx no longer listens');

@@ -25,10 +25,10 @@ rounds per event at 1 s rounds; one viewer hash per event).
 
   bench/redis-replay/floor.py [--port 26392] [--content-rounds 0.317]
 """
-import argparse, glob, os, random, shutil, subprocess, sys, tempfile, time
+import argparse, os, random, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from replay import Redis, resp                      # noqa: E402
+from replay import Redis, resp, dump_totals         # noqa: E402
 
 
 def primitives(rnd):
@@ -114,15 +114,7 @@ def main():
         finally:
             p.terminate()
             p.wait()
-        ir = {}
-        for f in glob.glob(tmp + '/cg.out*'):
-            name = None
-            for line in open(f):
-                if line.startswith('desc: Trigger:'):
-                    name = line.split()[-1]
-                if line.startswith('summary:') or line.startswith('totals:'):
-                    ir[name] = int(line.split()[1])
-                    break
+        ir = dump_totals(tmp)
         # CPU time, five runs each, the median
         p, r = start(o.port, False, tmp)
         try:

@@ -85,6 +85,20 @@ class Redis:
         return self.pipeline([resp(*a)])[0]
 
 
+def dump_totals(tmp):
+    """instructions of each callgrind dump in tmp, by the dump's name"""
+    ir = {}
+    for f in glob.glob(tmp + '/cg.out*'):
+        name = None
+        for line in open(f):
+            if line.startswith('desc: Trigger:'):
+                name = line.split()[-1]
+            if line.startswith('summary:') or line.startswith('totals:'):
+                ir[name] = int(line.split()[1])
+                break
+    return ir
+
+
 def workload(o):
     rnd = random.Random(42)
     cdf = list(itertools.accumulate(1.0 / k for k in range(1, o.ids + 1)))
@@ -225,15 +239,7 @@ def main():
         vg.terminate()
         vg.wait()
 
-    ir = {}
-    for f in glob.glob(tmp + '/cg.out*'):
-        name = None
-        for line in open(f):
-            if line.startswith('desc: Trigger:'):
-                name = line.split()[-1]
-            if line.startswith('summary:') or line.startswith('totals:'):
-                ir[name] = int(line.split()[1])
-                break
+    ir = dump_totals(tmp)
     shutil.rmtree(tmp)
 
     ev = n['events']
