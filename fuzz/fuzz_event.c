@@ -125,8 +125,12 @@ static field_t  heartbeat_fields[] = {
       offsetof(ngx_http_engagement_heartbeat_t, ev.session_id) },
     { "viewerId", F_ID, 0,
       offsetof(ngx_http_engagement_heartbeat_t, ev.viewer_id) },
+    { "userId", F_ID, 0,
+      offsetof(ngx_http_engagement_heartbeat_t, user_id) },
     { "positionMs", F_POSITION, 0,
       offsetof(ngx_http_engagement_heartbeat_t, position_ms) },
+    { "durationMs", F_POSITION, 0,
+      offsetof(ngx_http_engagement_heartbeat_t, duration_ms) },
     { "state", F_STATE, 0, offsetof(ngx_http_engagement_heartbeat_t, state) },
     { "token", F_STRING, 0,
       offsetof(ngx_http_engagement_heartbeat_t, ev.token) },
@@ -461,14 +465,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&rhb, 0, sizeof(rhb));
     rhb.position_ms = -1;
+    rhb.duration_ms = -1;
     ref = reference(data, size, heartbeat_fields, &rhb, &bad);
 
     if (compare("heartbeat", rc, &err, ref, bad, data, size)) {
         check_id(&hb.ev.content_id, 1);
         check_id(&hb.ev.session_id, 1);
         check_id(&hb.ev.viewer_id, 0);
+        check_id(&hb.user_id, 0);
 
         if (hb.position_ms < -1 || hb.position_ms > 9007199254740991LL
+            || hb.duration_ms < -1 || hb.duration_ms > 9007199254740991LL
             || hb.state > NGX_HTTP_ENGAGEMENT_BUFFERING || hb.ev.opt_out > 1
             || hb.ev.token.len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX)
         {
@@ -478,9 +485,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         same_str("contentId", &hb.ev.content_id, &rhb.ev.content_id);
         same_str("sessionId", &hb.ev.session_id, &rhb.ev.session_id);
         same_str("viewerId", &hb.ev.viewer_id, &rhb.ev.viewer_id);
+        same_str("userId", &hb.user_id, &rhb.user_id);
         same_str("token", &hb.ev.token, &rhb.ev.token);
 
-        if (hb.position_ms != rhb.position_ms || hb.state != rhb.state
+        if (hb.position_ms != rhb.position_ms
+            || hb.duration_ms != rhb.duration_ms || hb.state != rhb.state
             || hb.ev.opt_out != rhb.ev.opt_out)
         {
             fprintf(stderr, "a heartbeat's number or flag differs from"

@@ -18,6 +18,7 @@
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
 #include "store/ngx_http_engagement_live.h"
+#include "store/ngx_http_engagement_resume.h"
 
 
 /* main configuration: defaults and bounds */
@@ -90,6 +91,10 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
       ngx_http_engagement_heartbeat_handler },
     { ngx_string("live"), NGX_HTTP_ENGAGEMENT_LIVE,
       ngx_http_engagement_live_handler },
+    { ngx_string("resume"), NGX_HTTP_ENGAGEMENT_RESUME,
+      ngx_http_engagement_resume_handler },
+    { ngx_string("history"), NGX_HTTP_ENGAGEMENT_HISTORY,
+      ngx_http_engagement_history_handler },
     { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
 };
 
@@ -319,6 +324,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
     { ngx_string("engagement_live_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_engagement_live_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_resume_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_resume_zone_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -634,6 +646,44 @@ ngx_http_engagement_loc_zones(ngx_conf_t *cf,
 }
 
 
+/*
+ * Resume positions: kept from heartbeats when there is a Redis to send
+ * them to; read and deleted by resume and history, which need one.
+ */
+
+static char *
+ngx_http_engagement_loc_resume(ngx_conf_t *cf,
+    ngx_http_engagement_loc_conf_t *conf)
+{
+    ngx_http_engagement_main_conf_t  *emcf;
+
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_RESUME
+        || conf->endpoint == NGX_HTTP_ENGAGEMENT_HISTORY)
+    {
+        if (emcf->redis == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"engagement resume\" and \"engagement "
+                               "history\" need \"engagement_redis\": "
+                               "positions and histories are kept in Redis");
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (conf->endpoint != NGX_HTTP_ENGAGEMENT_HEARTBEAT
+               || emcf->redis == NULL)
+    {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_engagement_resume_use(cf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -697,6 +747,10 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_engagement_loc_resume(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return ngx_http_engagement_loc_zones(cf, conf);
 }
 
@@ -724,7 +778,9 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     emcf->vars_used = ngx_http_engagement_variables_used(cf);
     emcf->body_vars = ngx_http_engagement_body_vars_used(cf);
 
-    if (ngx_http_engagement_live_postconf(cf) != NGX_OK) {
+    if (ngx_http_engagement_live_postconf(cf) != NGX_OK
+        || ngx_http_engagement_resume_postconf(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -803,7 +859,11 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_engagement_live_share_start(cycle, emcf);
+    if (ngx_http_engagement_live_share_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_engagement_resume_flush_start(cycle, emcf);
 }
 
 
@@ -892,7 +952,7 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
                            "view, summary, like, state, heartbeat, live, "
-                           "status or health",
+                           "resume, history, status or health",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

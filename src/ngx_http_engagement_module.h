@@ -89,7 +89,9 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_LIKE,
     NGX_HTTP_ENGAGEMENT_STATE,
     NGX_HTTP_ENGAGEMENT_HEARTBEAT,
-    NGX_HTTP_ENGAGEMENT_LIVE
+    NGX_HTTP_ENGAGEMENT_LIVE,
+    NGX_HTTP_ENGAGEMENT_RESUME,
+    NGX_HTTP_ENGAGEMENT_HISTORY
 } ngx_http_engagement_endpoint_e;
 
 
@@ -154,6 +156,7 @@ typedef struct {
     ngx_str_t                     state_file;
     void                         *limit;       /* limit.c: zones, rules */
     void                         *live;        /* live.c: heartbeats */
+    void                         *resume;      /* resume.c: positions */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */

@@ -13,6 +13,7 @@
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
 #include "store/ngx_http_engagement_live.h"
+#include "store/ngx_http_engagement_resume.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "http/ngx_http_engagement_http.h"
 
@@ -134,6 +135,57 @@ ngx_http_engagement_heartbeat_answer(ngx_http_request_t *r,
 }
 
 
+/*
+ * A recorded heartbeat with a userId and a position: the user's resume
+ * position, kept in the resume zone until Redis has it. Not for a user
+ * who opted out (optOut in the body, always; Sec-GPC where
+ * engagement_opt_out honours it, which made the heartbeat anonymous).
+ * No room is counted and logged; the heartbeat is answered as ever.
+ */
+
+static void
+ngx_http_engagement_heartbeat_position(ngx_http_request_t *r,
+    ngx_http_engagement_heartbeat_t *hb)
+{
+    struct timeval                      tv;
+    ngx_http_engagement_main_conf_t    *emcf;
+    ngx_http_engagement_resume_conf_t  *rc;
+
+    static ngx_msec_t  full_log;
+
+    if (hb->user_id.len == 0 || hb->position_ms < 0 || hb->ev.opt_out
+        || hb->ev.anonymous)
+    {
+        return;
+    }
+
+    emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+    rc = emcf->resume;
+
+    if (rc == NULL || rc->sh == NULL) {
+        return;
+    }
+
+    /* the clock itself, not the worker's cached time: the order of two
+     * heartbeats a few ms apart on two workers is the history's order */
+    ngx_gettimeofday(&tv);
+
+    if (ngx_http_engagement_resume_put(rc, &hb->user_id, &hb->ev.content_id,
+                                       hb->position_ms, hb->duration_ms,
+                                       (int64_t) tv.tv_sec * 1000
+                                       + tv.tv_usec / 1000)
+        == NGX_BUSY
+        && ngx_http_engagement_zone_log_due(&full_log))
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "resume zone \"" NGX_HTTP_ENGAGEMENT_RESUME_ZONE
+                      "\" is full: resume positions are dropped until "
+                      "Redis takes the pending ones (engagement_resume_zone "
+                      "sets its size)");
+    }
+}
+
+
 /* the steps of a heartbeat, in order; each goes on with NGX_DECLINED */
 
 static ngx_int_t
@@ -205,6 +257,8 @@ ngx_http_engagement_heartbeat_process(ngx_http_request_t *r,
 
     ngx_http_engagement_live_inc(lc, accepted);
     ngx_http_engagement_set_outcome(r, "counted", NULL, &hb.ev.content_id);
+
+    ngx_http_engagement_heartbeat_position(r, &hb);
 
     return ngx_http_engagement_heartbeat_answer(r, lc, &hb.ev.content_id,
                                                 &live);

@@ -149,6 +149,14 @@ size_t ngx_http_engagement_live_status_len(
 u_char *ngx_http_engagement_live_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
+/* resume.c: resume positions and watch history */
+ngx_int_t ngx_http_engagement_resume_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_engagement_history_handler(ngx_http_request_t *r);
+size_t ngx_http_engagement_resume_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_resume_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);

@@ -2,10 +2,11 @@
 /*
  * A heartbeat's body: {"contentId","sessionId","positionMs","state"}, and
  * the fields the guard and the rate limits read of a view event
- * (viewerId, token, optOut). The JSON is checked by
- * ngx_http_engagement_json.c, which hands back the values of these keys;
- * each is then checked by its rule here. Unknown keys are ignored. A
- * refusal names the field and why.
+ * (viewerId, token, optOut); for the resume position, the user's id
+ * ("userId", as a reaction's) and the media's length ("durationMs").
+ * The JSON is checked by ngx_http_engagement_json.c, which hands back the
+ * values of these keys; each is then checked by its rule here. Unknown
+ * keys are ignored. A refusal names the field and why.
  */
 
 
@@ -24,6 +25,8 @@ enum {
     NGX_HTTP_ENGAGEMENT_HB_VIEWER,
     NGX_HTTP_ENGAGEMENT_HB_TOKEN,
     NGX_HTTP_ENGAGEMENT_HB_OPT_OUT,
+    NGX_HTTP_ENGAGEMENT_HB_USER,
+    NGX_HTTP_ENGAGEMENT_HB_DURATION,
     NGX_HTTP_ENGAGEMENT_HB_KEYS
 };
 
@@ -37,7 +40,9 @@ static ngx_str_t
     ngx_string("state"),
     ngx_string("viewerId"),
     ngx_string("token"),
-    ngx_string("optOut")
+    ngx_string("optOut"),
+    ngx_string("userId"),
+    ngx_string("durationMs")
 };
 
 
@@ -104,6 +109,35 @@ ngx_http_engagement_hb_id(ngx_http_engagement_jv_t *vals, uint32_t found,
 }
 
 
+/* a time in ms (positionMs, durationMs): absent leaves *dst as it is */
+static ngx_int_t
+ngx_http_engagement_hb_ms(ngx_http_engagement_jv_t *vals, uint32_t found,
+    ngx_uint_t key, int64_t *dst, ngx_http_engagement_error_t *err)
+{
+    ngx_http_engagement_jv_t  *v;
+
+    if (!(found & (1u << key))) {
+        return NGX_OK;
+    }
+
+    v = &vals[key];
+
+    if (v->type != NGX_HTTP_ENGAGEMENT_JV_INTEGER) {
+        return ngx_http_engagement_hb_error(err, key,
+                   "must be an integer number of milliseconds");
+    }
+
+    if (v->num < 0 || v->num > NGX_HTTP_ENGAGEMENT_POSITION_MAX) {
+        return ngx_http_engagement_hb_error(err, key,
+                   "must be between 0 and 9007199254740991");
+    }
+
+    *dst = v->num;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_engagement_hb_state(ngx_http_engagement_jv_t *v,
     ngx_http_engagement_heartbeat_t *hb, ngx_http_engagement_error_t *err)
@@ -144,6 +178,7 @@ ngx_http_engagement_heartbeat_parse(ngx_pool_t *pool, u_char *buf,
     hb->ev.duration_ms = -1;
     hb->ev.ts = -1;
     hb->position_ms = -1;
+    hb->duration_ms = -1;
     hb->state = NGX_HTTP_ENGAGEMENT_PLAYING;
 
     if (!ngx_http_engagement_hb_ready) {
@@ -178,27 +213,25 @@ ngx_http_engagement_heartbeat_parse(ngx_pool_t *pool, u_char *buf,
         || ngx_http_engagement_hb_id(vals, found,
                                      NGX_HTTP_ENGAGEMENT_HB_VIEWER, 0,
                                      &hb->ev.viewer_id, err)
+           != NGX_OK
+        || ngx_http_engagement_hb_id(vals, found,
+                                     NGX_HTTP_ENGAGEMENT_HB_USER, 0,
+                                     &hb->user_id, err)
            != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    if (found & (1u << NGX_HTTP_ENGAGEMENT_HB_POSITION)) {
-        v = &vals[NGX_HTTP_ENGAGEMENT_HB_POSITION];
-
-        if (v->type != NGX_HTTP_ENGAGEMENT_JV_INTEGER) {
-            return ngx_http_engagement_hb_error(err,
-                       NGX_HTTP_ENGAGEMENT_HB_POSITION,
-                       "must be an integer number of milliseconds");
-        }
-
-        if (v->num < 0 || v->num > NGX_HTTP_ENGAGEMENT_POSITION_MAX) {
-            return ngx_http_engagement_hb_error(err,
-                       NGX_HTTP_ENGAGEMENT_HB_POSITION,
-                       "must be between 0 and 9007199254740991");
-        }
-
-        hb->position_ms = v->num;
+    if (ngx_http_engagement_hb_ms(vals, found,
+                                  NGX_HTTP_ENGAGEMENT_HB_POSITION,
+                                  &hb->position_ms, err)
+        != NGX_OK
+        || ngx_http_engagement_hb_ms(vals, found,
+                                     NGX_HTTP_ENGAGEMENT_HB_DURATION,
+                                     &hb->duration_ms, err)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if ((found & (1u << NGX_HTTP_ENGAGEMENT_HB_STATE))

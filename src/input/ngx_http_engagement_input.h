@@ -84,6 +84,8 @@ typedef enum {
 typedef struct {
     ngx_http_engagement_event_t   ev;
     int64_t                       position_ms;     /* -1: absent */
+    int64_t                       duration_ms;     /* -1: absent */
+    ngx_str_t                     user_id;         /* empty: absent */
     ngx_uint_t                    state;           /* _play_state_e */
 } ngx_http_engagement_heartbeat_t;
 

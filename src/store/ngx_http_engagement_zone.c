@@ -12,6 +12,7 @@
 
 #include "store/ngx_http_engagement_store.h"
 #include "store/ngx_http_engagement_live.h"
+#include "store/ngx_http_engagement_resume.h"
 #include "policy/ngx_http_engagement_policy.h"
 
 
@@ -389,6 +390,18 @@ ngx_http_engagement_zone_shm(ngx_conf_t *cf, ngx_str_t *name, size_t size,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zone name \"%V\" is reserved for the module's "
                            "live zone; give the zone another name", name);
+        return NULL;
+    }
+
+    /* and the resume zone's */
+    if (init != ngx_http_engagement_resume_init_zone
+        && name->len == sizeof(NGX_HTTP_ENGAGEMENT_RESUME_ZONE) - 1
+        && ngx_strncmp(name->data, NGX_HTTP_ENGAGEMENT_RESUME_ZONE,
+                       name->len) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone name \"%V\" is reserved for the module's "
+                           "resume zone; give the zone another name", name);
         return NULL;
     }
 

@@ -50,6 +50,9 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_REACT,
     NGX_HTTP_ENGAGEMENT_SCRIPT_STATE,
     NGX_HTTP_ENGAGEMENT_SCRIPT_LIVE,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_RESUME,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_HISTORY,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_FORGET,
     NGX_HTTP_ENGAGEMENT_SCRIPTS
 } ngx_http_engagement_script_e;
 
@@ -95,6 +98,10 @@ void ngx_http_engagement_flush_stop(void);
 
 /* live_share.c */
 ngx_int_t ngx_http_engagement_live_share_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+
+/* resume_flush.c */
+ngx_int_t ngx_http_engagement_resume_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 
 

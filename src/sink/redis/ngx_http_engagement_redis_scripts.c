@@ -222,10 +222,86 @@ static const char  ngx_http_engagement_live_lua[] =
     "return sum\n";
 
 
+/*
+ * The resume script: one user's position on one content. KEYS: the
+ * user's positions hash eng:{u:<id>}:resume (content -> "<positionMs>:
+ * <durationMs>:<unix ms>", the duration empty when unknown), the user's
+ * history eng:{u:<id>}:history (content scored by unix ms) and the
+ * user's deletion mark eng:{u:<id>}:cleared (the unix ms of the last
+ * DELETE). ARGV: the content, the position, the duration ('' unknown),
+ * the edge's unix ms of the heartbeat, the history's length, the keys'
+ * TTL (ms). The latest wins: a position stamped before the one Redis
+ * has, or before the user's deletion, is not applied (a resend, another
+ * edge's late send, a send that crossed a DELETE). The history keeps the
+ * newest contents; a content that falls out loses its position too.
+ * The answer: 1 applied, 0 not (older).
+ */
+static const char  ngx_http_engagement_resume_lua[] =
+    "local t = tonumber(ARGV[4])\n"
+    "local c = redis.call('GET', KEYS[3])\n"
+    "if c and tonumber(c) and t <= tonumber(c) then return 0 end\n"
+    "local dur = ARGV[3]\n"
+    "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if old then\n"
+    "  local od, ot = string.match(old, '^%d*:(%d*):(%d+)$')\n"
+    "  if ot and tonumber(ot) > t then return 0 end\n"
+    "  if dur == '' and od then dur = od end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1],\n"
+    "  ARGV[2] .. ':' .. dur .. ':' .. ARGV[4])\n"
+    "redis.call('ZADD', KEYS[2], t, ARGV[1])\n"
+    "local n = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])\n"
+    "if n > 0 then\n"
+    "  local gone = redis.call('ZRANGE', KEYS[2], 0, n - 1)\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - 1)\n"
+    "  redis.call('HDEL', KEYS[1], unpack(gone))\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[6])\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[6])\n"
+    "return 1\n";
+
+
+/*
+ * The history script: a user's most recent contents. KEYS: the
+ * positions hash and the history (as the resume script's). ARGV: how
+ * many. The answer: content, position value ('' if none) for each, most
+ * recent first.
+ */
+static const char  ngx_http_engagement_history_lua[] =
+    "local ids = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]) - 1)\n"
+    "local r = {}\n"
+    "if #ids == 0 then return r end\n"
+    "local v = redis.call('HMGET', KEYS[1], unpack(ids))\n"
+    "for i = 1, #ids do\n"
+    "  r[#r + 1] = ids[i]\n"
+    "  r[#r + 1] = v[i] or ''\n"
+    "end\n"
+    "return r\n";
+
+
+/*
+ * The forget script: a user's history deleted. KEYS: the positions
+ * hash, the history, the deletion mark. ARGV: the edge's unix ms now,
+ * the mark's TTL (ms): positions stamped before it that are still on
+ * their way (another worker's or edge's send) are refused by the resume
+ * script. The answer: the keys deleted.
+ */
+static const char  ngx_http_engagement_forget_lua[] =
+    "local n = redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "local c = redis.call('GET', KEYS[3])\n"
+    "if not (c and tonumber(c) and tonumber(c) > tonumber(ARGV[1])) then\n"
+    "  redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])\n"
+    "end\n"
+    "return n\n";
+
+
 const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_flush_lua,
     ngx_http_engagement_read_lua,
     ngx_http_engagement_react_lua,
     ngx_http_engagement_state_lua,
-    ngx_http_engagement_live_lua
+    ngx_http_engagement_live_lua,
+    ngx_http_engagement_resume_lua,
+    ngx_http_engagement_history_lua,
+    ngx_http_engagement_forget_lua
 };
