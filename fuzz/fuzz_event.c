@@ -139,7 +139,8 @@ static field_t  heartbeat_fields[] = {
     { NULL, 0, 0, 0 }
 };
 
-static const char  *states[] = { "playing", "paused", "buffering" };
+static const char  *states[] = { "playing", "paused", "buffering", "ended" };
+#define NSTATES  ((json_int_t) (sizeof(states) / sizeof(states[0])))
 
 
 /* 0: accepted; 1: refused, the body; 2: refused, the field in *bad */
@@ -242,7 +243,7 @@ reference(const uint8_t *data, size_t size, field_t *fields, void *out,
                 goto bad_field;
             }
 
-            for (n = 0; n < 3; n++) {
+            for (n = 0; n < NSTATES; n++) {
                 if (json_string_length(v) == strlen(states[n])
                     && memcmp(json_string_value(v), states[n],
                               json_string_length(v)) == 0)
@@ -251,7 +252,7 @@ reference(const uint8_t *data, size_t size, field_t *fields, void *out,
                 }
             }
 
-            if (n == 3) {
+            if (n == NSTATES) {
                 goto bad_field;
             }
 
@@ -476,7 +477,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (hb.position_ms < -1 || hb.position_ms > 9007199254740991LL
             || hb.duration_ms < -1 || hb.duration_ms > 9007199254740991LL
-            || hb.state > NGX_HTTP_ENGAGEMENT_BUFFERING || hb.ev.opt_out > 1
+            || hb.state > NGX_HTTP_ENGAGEMENT_ENDED || hb.ev.opt_out > 1
             || hb.ev.token.len > NGX_HTTP_ENGAGEMENT_TOKEN_LEN_MAX)
         {
             abort();

@@ -356,7 +356,10 @@
             tick();
             last = null;
             if (played > 0) {
-                heartbeat(video.paused ? "paused" : "playing", true);
+                /* a page that goes away ends its session: the module
+                   stops counting it live at once */
+                heartbeat(e.type === "pagehide" && !e.persisted ? "ended"
+                          : video.paused ? "paused" : "playing", true);
             }
             queue.forEach(toBeacon);
             if (e.type === "pagehide" && !e.persisted) {
@@ -392,6 +395,7 @@
                 tick();
                 ended = true;
                 clearTimeout(hbTimer);
+                heartbeat("ended");
             }
         };
 

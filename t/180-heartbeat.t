@@ -156,8 +156,8 @@ __DATA__
   main::field_err('positionMs', 'must be between 0 and 9007199254740991'),
   main::field_err('positionMs', 'must be an integer number of milliseconds'),
   main::field_err('positionMs', 'must be between 0 and 9007199254740991'),
-  main::field_err('state', 'must be one of playing, paused, buffering'),
-  main::field_err('state', 'must be one of playing, paused, buffering'),
+  main::field_err('state', 'must be one of playing, paused, buffering, ended'),
+  main::field_err('state', 'must be one of playing, paused, buffering, ended'),
   main::field_err('token', 'must be a string of at most 128 bytes'),
   main::field_err('optOut', 'must be true or false'),
   main::live_body('c5', 0) ]

@@ -314,3 +314,39 @@ GET /engagement/live?contentId=t8
                            'TEST 8 - no crash, no sanitizer report');
         Test::More::is(stop_nginx($pid), 0, 'TEST 8 - nginx stops cleanly');
     }
+
+=== TEST 9: a session that says "ended" is live no longer at once; a repeat, an unknown session or another content's changes nothing
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_heartbeat_interval 10s;
+--- request
+GET /engagement/live?contentId=t9
+--- response_body
+{"contentId":"t9","live":0,"peak":0}
+--- post_check
+    my $end = sub {
+        my ($c, $s) = @_;
+        return http_request(nginx_port(), 'POST', '/engagement/heartbeat',
+            qq({"contentId":"$c","sessionId":"$s","state":"ended","positionMs":5000}),
+            'Content-Type' => 'application/json');
+    };
+    my $m = 'nginx_engagement_live_heartbeat_outcomes_total{outcome="accepted"}';
+    my $before = status_metric($m);
+    main::beat('t9', "s$_") for 1 .. 3;
+    main::beat('t9-other', 'o1');    # a session is on one content: its own id
+    Test::More::is((main::live_of('t9'))[0], 3, 'TEST 9 - 3 live');
+    my ($st, $b) = $end->('t9', 's2');
+    Test::More::is($st, 200, 'TEST 9 - "ended" is accepted');
+    Test::More::like($b, qr/"live":2,/, 'TEST 9 - its answer counts the others only: 2');
+    Test::More::is((main::live_of('t9'))[0], 2, 'TEST 9 - 2 live at once (the interval is 10 s)');
+    ($st, $b) = $end->('t9', 's2');
+    Test::More::is((main::live_of('t9'))[0], 2, 'TEST 9 - a repeated "ended" changes nothing');
+    $end->('t9', 'never-seen');
+    Test::More::is((main::live_of('t9'))[0], 2, 'TEST 9 - "ended" of a session never seen changes nothing');
+    $end->('t9-other', 's3');
+    Test::More::is((main::live_of('t9'))[0], 2, 'TEST 9 - "ended" naming another content changes nothing here');
+    Test::More::is((main::live_of('t9-other'))[0], 1, 'TEST 9 - nor there (s3 never watched it)');
+    main::beat('t9', 's2');
+    Test::More::is((main::live_of('t9'))[0], 3, 'TEST 9 - the session back to playing is live again');
+    Test::More::is(status_metric($m) - $before, 9,
+                   'TEST 9 - all 9 heartbeats, the 4 "ended" ones included, are accepted');

@@ -228,8 +228,16 @@ ngx_http_engagement_heartbeat_process(ngx_http_request_t *r,
     /* an anonymous session is still one live viewer: only its keyed hash
      * is kept, for two intervals */
 
-    rc = ngx_http_engagement_live_beat(lc, &hb.ev.content_id,
+    if (hb.state == NGX_HTTP_ENGAGEMENT_ENDED) {
+        /* the player ended or the page left: live no longer */
+        ngx_http_engagement_live_leave(lc, &hb.ev.content_id,
                                        &hb.ev.session_id, &live);
+        rc = NGX_OK;
+
+    } else {
+        rc = ngx_http_engagement_live_beat(lc, &hb.ev.content_id,
+                                           &hb.ev.session_id, &live);
+    }
 
     if (rc == NGX_BUSY) {
         ngx_http_engagement_live_inc(lc, full);

@@ -57,7 +57,8 @@ static ngx_http_engagement_json_key_t
 static ngx_str_t  ngx_http_engagement_play_states[] = {
     ngx_string("playing"),      /* NGX_HTTP_ENGAGEMENT_PLAYING */
     ngx_string("paused"),
-    ngx_string("buffering")
+    ngx_string("buffering"),
+    ngx_string("ended")
 };
 
 
@@ -160,7 +161,7 @@ ngx_http_engagement_hb_state(ngx_http_engagement_jv_t *v,
     }
 
     return ngx_http_engagement_hb_error(err, NGX_HTTP_ENGAGEMENT_HB_STATE,
-               "must be one of playing, paused, buffering");
+               "must be one of playing, paused, buffering, ended");
 }
 
 

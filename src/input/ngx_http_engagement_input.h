@@ -73,7 +73,8 @@ typedef struct {
 typedef enum {
     NGX_HTTP_ENGAGEMENT_PLAYING = 0,
     NGX_HTTP_ENGAGEMENT_PAUSED,
-    NGX_HTTP_ENGAGEMENT_BUFFERING
+    NGX_HTTP_ENGAGEMENT_BUFFERING,
+    NGX_HTTP_ENGAGEMENT_ENDED          /* the session leaves: not live */
 } ngx_http_engagement_play_state_e;
 
 

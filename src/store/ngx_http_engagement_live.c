@@ -903,6 +903,55 @@ ngx_http_engagement_live_beat(ngx_http_engagement_live_conf_t *lc,
 
 
 /*
+ * A session leaves a content (its player ended, its page closed): it is
+ * live no longer, at once; the content's counts after it. A session not
+ * seen, or seen on another content, changes nothing (a repeated "ended"
+ * is harmless).
+ */
+
+void
+ngx_http_engagement_live_leave(ngx_http_engagement_live_conf_t *lc,
+    ngx_str_t *content_id, ngx_str_t *session_id,
+    ngx_http_engagement_live_t *out)
+{
+    uint32_t                             k;
+    uint64_t                             ch, sh_hash;
+    ngx_uint_t                           found;
+    ngx_http_engagement_live_sh_t       *sh;
+    ngx_http_engagement_live_session_t  *s;
+    ngx_http_engagement_live_content_t  *c;
+
+    sh = lc->sh;
+    ch = ngx_http_engagement_live_hash(sh, content_id, 0);
+    sh_hash = ngx_http_engagement_live_hash(sh, session_id, 1);
+    k = ngx_http_engagement_live_slot(sh);
+
+    ngx_shmtx_lock(&lc->shpool->mutex);
+
+    k = ngx_http_engagement_live_now(sh, k);
+
+    s = ngx_http_engagement_live_session(sh, sh_hash, k, &found);
+
+    if (found && s->content == ch
+        && !ngx_http_engagement_live_lapsed(s->slot, k)
+        && ngx_http_engagement_live_content_is(&sh->contents[s->cidx], ch,
+                                               content_id))
+    {
+        c = &sh->contents[s->cidx];
+        ngx_http_engagement_live_ring_remove(c, s->slot);
+
+        /* lapsed: its entry is free for another session */
+        s->slot = k - NGX_HTTP_ENGAGEMENT_LIVE_SLOTS;
+        sh->seq++;
+    }
+
+    ngx_shmtx_unlock(&lc->shpool->mutex);
+
+    ngx_http_engagement_live_get(lc, content_id, out);
+}
+
+
+/*
  * The watch table's entry of a content read here with no entry among the
  * live ones; made if need be (when make) in place of one not read
  * lately, else of the one read longest ago among the probes.

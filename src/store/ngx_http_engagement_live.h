@@ -86,6 +86,9 @@ ngx_int_t ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone,
 ngx_int_t ngx_http_engagement_live_beat(ngx_http_engagement_live_conf_t *lc,
     ngx_str_t *content_id, ngx_str_t *session_id,
     ngx_http_engagement_live_t *out);
+void ngx_http_engagement_live_leave(ngx_http_engagement_live_conf_t *lc,
+    ngx_str_t *content_id, ngx_str_t *session_id,
+    ngx_http_engagement_live_t *out);
 void ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
     ngx_str_t *content_id, ngx_http_engagement_live_t *out);
 uint64_t ngx_http_engagement_live_version(

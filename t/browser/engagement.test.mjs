@@ -253,7 +253,7 @@ test("Global Privacy Control: every event says optOut, the module counts it anon
   assert.ok(await anon() > before, "anonymous_total went up");
 });
 
-test("closing the page sends the last heartbeat as a beacon", async t => {
+test("closing the page sends the last heartbeat as a beacon: the session ends, live at once", async t => {
   if (skip(t)) return;
   const c = `v6-${run}`;
   const p = await open(t, { content: c });
@@ -268,7 +268,9 @@ test("closing the page sends the last heartbeat as a beacon", async t => {
   const hb = await waitFor(() => lines(c, "/engagement/heartbeat").slice(before)[0], 5000,
                            "a heartbeat after the page closed");
   assert.equal(hb.status, 200);
-  assert.match(hb.body, new RegExp(`"state":"paused".*"positionMs":${pos}\\b|"positionMs":${pos}\\b.*"state":"paused"`));
+  assert.match(hb.body, new RegExp(`"state":"ended".*"positionMs":${pos}\\b|"positionMs":${pos}\\b.*"state":"ended"`));
+  // the module stopped counting the session at once, not two intervals later
+  assert.equal((await nginx.get(`/engagement/live?contentId=${c}`)).body.live, 0);
 });
 
 test("the live count reaches the demo page through the SSE stream", async t => {
