@@ -84,7 +84,7 @@
 
         var user = o.userId || o.viewerId || sid;
         var handlers = {}, queue = [], timers = [], gone = false;
-        var counts = { reactions: {} }, mine = null;
+        var counts = { reactions: {} }, mine = null, reacting = 0;
         var played = 0, last = null, wall = 0, ended = false;
         var sentView = false, sentEngaged = false, hbMs = o.heartbeat * 1e3;
         var hbTimer = 0, es = null;
@@ -168,13 +168,18 @@
 
         /* ---- counts, reactions and the marked elements ---- */
 
-        function setCounts(d) {
+        /* own: the answer to a reaction; while one is on its way, other
+           answers (state, summary, stream) leave the reactions as shown */
+        function setCounts(d, own) {
             if (!d) { return; }
+            var keep = reacting && !own;
             COUNTS.forEach(function (k) {
-                if (typeof d[k] === "number") { counts[k] = d[k]; }
+                if (typeof d[k] === "number" && !(keep && k === "likes")) {
+                    counts[k] = d[k];
+                }
             });
-            if (d.reactions) { counts.reactions = d.reactions; }
-            if ("reaction" in d && d.userId !== undefined) {
+            if (d.reactions && !keep) { counts.reactions = d.reactions; }
+            if ("reaction" in d && d.userId !== undefined && !keep) {
                 mine = d.reaction;
             }
             render();
@@ -217,14 +222,16 @@
             if (prev && r[prev] > 0) { r[prev]--; }
             if (type) { r[type] = (r[type] || 0) + 1; }
             mine = type;
-            setCounts({ reactions: r, likes: r.like });
+            setCounts({ reactions: r, likes: r.like }, true);
             emit("reaction", { reaction: type, previous: prev });
+            reacting++;
             return new Promise(function (res) {
                 send("/like", type ? "POST" : "DELETE",
                      { userId: user, reaction: type || undefined },
                      function (st, d) {
+                         reacting--;
                          if (st === 200 && d) {
-                             setCounts(d);
+                             setCounts(d, true);
                          } else {
                              mine = prev;
                              state();
@@ -317,6 +324,12 @@
         function heartbeat(st, beacon) {
             var b = { sessionId: sid, viewerId: o.viewerId, state: st,
                       positionMs: Math.round(video.currentTime * 1e3) || 0 };
+            /* a signed-in user's position goes to resume and history
+               (never when the viewer opted out) */
+            if (o.userId && !off) { b.userId = o.userId; }
+            if (isFinite(video.duration) && video.duration > 0) {
+                b.durationMs = Math.round(video.duration * 1e3);
+            }
             if (beacon) {
                 return toBeacon({ path: "/heartbeat", method: "POST",
                                   body: body(Object.assign(
@@ -358,8 +371,9 @@
             if (played > 0) {
                 /* a page that goes away ends its session: the module
                    stops counting it live at once */
-                heartbeat(e.type === "pagehide" && !e.persisted ? "ended"
-                          : video.paused ? "paused" : "playing", true);
+                heartbeat(ended || (e.type === "pagehide" && !e.persisted)
+                          ? "ended" : video.paused ? "paused" : "playing",
+                          true);
             }
             queue.forEach(toBeacon);
             if (e.type === "pagehide" && !e.persisted) {

@@ -7,7 +7,8 @@
 # resp. the 6 s a count stays current and a turn) and the dead edge's count is removed from Redis; a
 # malformed count in Redis is ignored and removed; a key of another type
 # is reported once and counted in the status, never a crash; with
-# engagement_live_redis off nothing is written.
+# engagement_live_redis off nothing is written; with a heartbeat interval
+# shorter than a turn, the other edges' count does not flicker.
 #
 # Edge "a" is the test's nginx, edge "b" a second nginx started here (its
 # own prefix and port), stopped by pid. The redis-server is ours too.
@@ -223,3 +224,37 @@ Content-Type: application/json
     sleep 3;
     Test::More::is(redis_cli($rport, undef, 'EXISTS', 'eng:{c:m5}:live'), '0', 'TEST 3 - no live key in Redis with engagement_live_redis off');
     Test::More::is(status_metric('nginx_engagement_live_shared_total'), 0, 'TEST 3 - nothing shared');
+
+=== TEST 4: a short heartbeat interval (300 ms) does not make the other edges' viewers flicker between turns
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_heartbeat_interval 300ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms;
+    engagement_edge_id edge-a;
+--- request
+GET /engagement/live?contentId=m6
+--- response_body
+{"contentId":"m6","live":0,"peak":0}
+--- post_check
+    my $A = nginx_port();
+    # another edge's current count of 2, renewed every 0.5 s on Redis's clock
+    my $renew = sub {
+        my ($s, $us) = split /\n/, redis_cli($rport, undef, 'TIME');
+        redis_cli($rport, undef, 'HSET', 'eng:{c:m6}:live', 'edge-x',
+                  sprintf('2:%d', $s * 1000 + int($us / 1000)));
+    };
+    $renew->();
+    my $t0 = time;
+    my $next = 0;
+    my @seen;
+    my $first;
+    while (time - $t0 < 9) {
+        if (time >= $next) { $renew->(); $next = time + 0.5 }
+        my $l = (main::live_of($A, 'm6'))[0];
+        $first //= time if $l == 2;
+        push @seen, $l if defined $first;
+        sleep 0.1;
+    }
+    Test::More::ok(defined $first, sprintf('TEST 4 - the other edge\'s 2 viewers show (after %.1f s)', ($first // time) - $t0));
+    my $misses = grep { $_ != 2 } @seen;
+    Test::More::is($misses, 0, sprintf('TEST 4 - then every one of %d reads over %.1f s shows them', scalar @seen, time - ($first // time)));

@@ -79,7 +79,7 @@ typedef struct {
     uint32_t                      peak_minute;
     uint32_t                      peak;
     uint32_t                      remote;      /* other edges' live */
-    uint32_t                      remote_slot; /* when Redis said it */
+    uint64_t                      remote_at;   /* when Redis said it (ms) */
     uint32_t                      wanted_slot; /* when it was last read */
     uint32_t                      shared;      /* the count sent, 0: none */
     uint32_t                      flags;
@@ -121,6 +121,9 @@ static const size_t  ngx_http_engagement_live_shape[] = {
     NGX_HTTP_ENGAGEMENT_LIVE_SLOTS,
     NGX_MAX_PROCESSES
 };
+
+
+static uint64_t ngx_http_engagement_live_msec(void);
 
 
 static ngx_http_engagement_live_conf_t *
@@ -611,14 +614,22 @@ ngx_http_engagement_live_wanted(ngx_http_engagement_live_content_t *c,
 }
 
 
-/* other edges' live viewers, as Redis said within two intervals */
+/*
+ * Other edges' live viewers, as Redis said lately: an answer comes every
+ * turn (2 s) while Redis answers, and is kept three turns and a look
+ * (whatever the heartbeat interval, so that a short interval does not
+ * drop it between turns, nor a long one keep it while Redis is gone).
+ */
+
+#define NGX_HTTP_ENGAGEMENT_LIVE_REMOTE_KEEP                                  \
+    (3 * NGX_HTTP_ENGAGEMENT_LIVE_SHARE + 500)
 
 static ngx_inline ngx_uint_t
-ngx_http_engagement_live_remote(ngx_http_engagement_live_content_t *c,
-    uint32_t k)
+ngx_http_engagement_live_remote(ngx_http_engagement_live_content_t *c)
 {
     if ((c->flags & NGX_HTTP_ENGAGEMENT_LIVE_REMOTE)
-        && !ngx_http_engagement_live_lapsed(c->remote_slot, k))
+        && ngx_http_engagement_live_msec() - c->remote_at
+           <= NGX_HTTP_ENGAGEMENT_LIVE_REMOTE_KEEP)
     {
         return c->remote;
     }
@@ -780,7 +791,7 @@ ngx_http_engagement_live_peak(ngx_http_engagement_live_content_t *c,
     uint32_t k, uint32_t minute, ngx_http_engagement_live_t *out)
 {
     out->live = ngx_http_engagement_live_count(c, k)
-                + ngx_http_engagement_live_remote(c, k);
+                + ngx_http_engagement_live_remote(c);
 
     if (c->peak_minute != minute) {
         c->peak_minute = minute;
@@ -1051,7 +1062,7 @@ ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
     }
 
     if (c) {
-        out->live += ngx_http_engagement_live_remote(c, k);
+        out->live += ngx_http_engagement_live_remote(c);
         out->peak = (c->peak_minute == minute)
                     ? ngx_max(c->peak, out->live) : out->live;
 
@@ -1222,12 +1233,12 @@ ngx_http_engagement_live_apply(ngx_http_engagement_live_conf_t *lc,
     }
 
     if (c) {
-        if (ngx_http_engagement_live_remote(c, k) != remote) {
+        if (ngx_http_engagement_live_remote(c) != remote) {
             sh->seq++;
         }
 
         c->remote = (uint32_t) remote;
-        c->remote_slot = k;
+        c->remote_at = ngx_http_engagement_live_msec();
         c->flags |= NGX_HTTP_ENGAGEMENT_LIVE_REMOTE;
 
         if (!it->watch) {

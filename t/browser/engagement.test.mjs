@@ -273,6 +273,26 @@ test("closing the page sends the last heartbeat as a beacon: the session ends, l
   assert.equal((await nginx.get(`/engagement/live?contentId=${c}`)).body.live, 0);
 });
 
+test("a signed-in user's heartbeats carry the position: resume answers where the video was paused", async t => {
+  if (skip(t)) return;
+  const c = `v12-${run}`, u = `u12-${run}`;
+  const p = await open(t, { content: c, user: u });
+  await play(p);
+  await waitFor(async () => await played(p) >= 1, 5000, "1 s played");
+  await pause(p);
+  const pos = await p.evaluate(() => Math.round(document.querySelector("video").currentTime * 1000));
+  const dur = await p.evaluate(() => Math.round(document.querySelector("video").duration * 1000));
+  const got = await waitFor(async () => {
+    const r = (await nginx.get(`/engagement/resume?contentId=${c}&userId=${u}`)).body;
+    return r && r.positionMs === pos ? r : null;
+  }, 5000, `resume at ${pos} ms`);
+  assert.equal(got.durationMs, dur, "the video's duration came with it");
+  // and it reached Redis, not only the edge's pending table (the playing
+  // heartbeat's position may land first; the paused one wins)
+  await waitFor(() => redis.cli("HGET", `eng:{u:${u}}:resume`, c).split(":")[0] === String(pos),
+                5000, `the position ${pos} in Redis`);
+});
+
 test("the live count reaches the demo page through the SSE stream", async t => {
   if (skip(t)) return;
   const c = `v7-${run}`;

@@ -181,6 +181,7 @@ http {
         location = /engagement/like { engagement like; }
         location = /engagement/state { engagement state; }
         location = /engagement/heartbeat { engagement heartbeat; }
+        location = /engagement/resume { engagement resume; }
         location /engagement/live { engagement live; send_timeout 30s; }
         location = /engagement/status { engagement status; }
         # the guarded flavour: views need a token from the bootstrap

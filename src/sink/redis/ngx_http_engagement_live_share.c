@@ -21,8 +21,14 @@
 /* how often a worker looks whether a turn is due (ms) */
 #define NGX_HTTP_ENGAGEMENT_SHARE_CHECK   500
 
-/* contents sent in one turn at most: the rest in the next turns */
+/*
+ * Contents taken from the zone at a time, and batches of them in one
+ * turn: a turn covers up to 65,536 contents (beyond that they take turns,
+ * and one renewed less often than its count stays current drops out of
+ * the other edges' counts meanwhile).
+ */
 #define NGX_HTTP_ENGAGEMENT_SHARE_MAX     4096
+#define NGX_HTTP_ENGAGEMENT_SHARE_BATCHES 16
 
 /* periods an edge's count stays current, and its key lives, in Redis */
 #define NGX_HTTP_ENGAGEMENT_SHARE_FRESH   3
@@ -137,7 +143,7 @@ ngx_http_engagement_share_send(ngx_http_engagement_live_conf_t *lc,
 static void
 ngx_http_engagement_share_handler(ngx_event_t *ev)
 {
-    ngx_uint_t                        i, n;
+    ngx_uint_t                        i, n, b;
     ngx_http_engagement_live_conf_t  *lc;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
@@ -152,20 +158,29 @@ ngx_http_engagement_share_handler(ngx_event_t *ev)
     {
         ngx_http_engagement_share_logged = 0;
 
-        n = ngx_http_engagement_live_collect(lc,
-                                             ngx_http_engagement_share_items,
-                                             NGX_HTTP_ENGAGEMENT_SHARE_MAX);
+        for (b = 0; b < NGX_HTTP_ENGAGEMENT_SHARE_BATCHES; b++) {
+            n = ngx_http_engagement_live_collect(lc,
+                                         ngx_http_engagement_share_items,
+                                         NGX_HTTP_ENGAGEMENT_SHARE_MAX);
 
-        for (i = 0; i < n; i++) {
-            if (ngx_http_engagement_share_send(lc,
-                                    &ngx_http_engagement_share_items[i])
-                != NGX_OK)
-            {
-                /* the connection is gone: the next turn sends them */
+            for (i = 0; i < n; i++) {
+                if (ngx_http_engagement_share_send(lc,
+                                        &ngx_http_engagement_share_items[i])
+                    != NGX_OK)
+                {
+                    /* the connection is gone: the next turn sends them */
+                    goto done;
+                }
+            }
+
+            if (n < NGX_HTTP_ENGAGEMENT_SHARE_MAX) {
+                /* the whole zone was looked at */
                 break;
             }
         }
     }
+
+done:
 
     ngx_add_timer(ev, NGX_HTTP_ENGAGEMENT_SHARE_CHECK);
 }

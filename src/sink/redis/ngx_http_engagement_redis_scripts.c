@@ -199,6 +199,7 @@ static const char  ngx_http_engagement_state_lua[] =
  * stopped or lost Redis) is removed.
  */
 static const char  ngx_http_engagement_live_lua[] =
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "if ARGV[2] == '0' then\n"

@@ -21,8 +21,14 @@
 /* how often a worker looks whether a turn is due (ms) */
 #define NGX_HTTP_ENGAGEMENT_RESUME_CHECK  250
 
-/* positions sent in one turn at most: the rest in the next turns */
-#define NGX_HTTP_ENGAGEMENT_RESUME_MAX    4096
+/*
+ * Positions taken from the zone at a time, and batches of them in one
+ * turn: up to 32,768 positions a turn (a second); beyond that, the rest
+ * in the next turns. A batch that comes round to positions still on
+ * their way sends them again, which changes nothing.
+ */
+#define NGX_HTTP_ENGAGEMENT_RESUME_MAX      4096
+#define NGX_HTTP_ENGAGEMENT_RESUME_BATCHES  8
 
 
 typedef struct {
@@ -151,7 +157,7 @@ ngx_http_engagement_resume_send(ngx_http_engagement_resume_conf_t *rc,
 static void
 ngx_http_engagement_resume_handler(ngx_event_t *ev)
 {
-    ngx_uint_t                          i, n;
+    ngx_uint_t                          i, n, b;
     ngx_http_engagement_resume_conf_t  *rc;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
@@ -167,20 +173,29 @@ ngx_http_engagement_resume_handler(ngx_event_t *ev)
     {
         ngx_http_engagement_resume_logged = 0;
 
-        n = ngx_http_engagement_resume_collect(rc,
-                                            ngx_http_engagement_resume_items,
-                                            NGX_HTTP_ENGAGEMENT_RESUME_MAX);
+        for (b = 0; b < NGX_HTTP_ENGAGEMENT_RESUME_BATCHES; b++) {
+            n = ngx_http_engagement_resume_collect(rc,
+                                        ngx_http_engagement_resume_items,
+                                        NGX_HTTP_ENGAGEMENT_RESUME_MAX);
 
-        for (i = 0; i < n; i++) {
-            if (ngx_http_engagement_resume_send(rc,
-                                    &ngx_http_engagement_resume_items[i])
-                != NGX_OK)
-            {
-                /* the connection is gone: they stay pending */
+            for (i = 0; i < n; i++) {
+                if (ngx_http_engagement_resume_send(rc,
+                                        &ngx_http_engagement_resume_items[i])
+                    != NGX_OK)
+                {
+                    /* the connection is gone: they stay pending */
+                    goto done;
+                }
+            }
+
+            if (n < NGX_HTTP_ENGAGEMENT_RESUME_MAX) {
+                /* every pending position is on its way */
                 break;
             }
         }
     }
+
+done:
 
     ngx_add_timer(ev, NGX_HTTP_ENGAGEMENT_RESUME_CHECK);
 }
