@@ -386,20 +386,10 @@ ngx_http_engagement_live_handler(ngx_http_request_t *r)
 
 /* the live zone's figures in the status answer */
 
-typedef struct {
-    const char                   *name;       /* Prometheus, after _live_ */
-    const char                   *json;
-    const char                   *label;      /* outcome="...", or NULL */
-    const char                   *type;
-    const char                   *help;
-    size_t                        offset;
-} ngx_http_engagement_live_row_t;
-
-
 #define ngx_http_engagement_live_field(f)                                     \
     offsetof(ngx_http_engagement_live_stats_t, f)
 
-static ngx_http_engagement_live_row_t  ngx_http_engagement_live_rows[] = {
+static ngx_http_engagement_stat_row_t  ngx_http_engagement_live_rows[] = {
     { "heartbeats_total", "heartbeats", NULL, "counter",
       "Heartbeat requests received",
       ngx_http_engagement_live_field(heartbeats) },
@@ -440,29 +430,14 @@ static ngx_http_engagement_live_row_t  ngx_http_engagement_live_rows[] = {
 size_t
 ngx_http_engagement_live_status_len(ngx_http_engagement_main_conf_t *emcf)
 {
-    size_t                           len;
-    ngx_http_engagement_live_row_t  *row;
-
     if (emcf->live == NULL
         || ((ngx_http_engagement_live_conf_t *) emcf->live)->sh == NULL)
     {
         return 0;
     }
 
-    len = sizeof(",\"live\":{}");
-
-    for (row = ngx_http_engagement_live_rows; row->name; row++) {
-        len += sizeof("# HELP nginx_engagement_live_ \n"
-                      "# TYPE nginx_engagement_live_ \n"
-                      "nginx_engagement_live_{outcome=\"\"} \n")
-               + 2 * ngx_strlen(row->name) + ngx_strlen(row->json)
-               + (row->help ? ngx_strlen(row->help) : 0)
-               + (row->type ? ngx_strlen(row->type) : 0)
-               + (row->label ? ngx_strlen(row->label) : 0)
-               + NGX_ATOMIC_T_LEN + 4;
-    }
-
-    return len;
+    return ngx_http_engagement_stat_rows_len("live",
+                                             ngx_http_engagement_live_rows);
 }
 
 
@@ -470,9 +445,6 @@ u_char *
 ngx_http_engagement_live_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json)
 {
-    ngx_uint_t                        first;
-    ngx_atomic_int_t                  v;
-    ngx_http_engagement_live_row_t   *row;
     ngx_http_engagement_live_conf_t  *lc;
 
     lc = emcf->live;
@@ -481,52 +453,10 @@ ngx_http_engagement_live_status(u_char *p,
         return p;
     }
 
-    if (json) {
-        p = ngx_cpymem(p, ",\"live\":{", sizeof(",\"live\":{") - 1);
-    }
-
-    first = 1;
-
-    for (row = ngx_http_engagement_live_rows; row->name; row++) {
-        v = *(ngx_atomic_int_t *) ((u_char *)
-                                   ngx_http_engagement_live_stats(lc)
-                                   + row->offset);
-
-        /* the gauge: the sum of the workers' own counts */
-        if (row->offset == ngx_http_engagement_live_field(subscribers)) {
-            v = (ngx_atomic_int_t) ngx_http_engagement_live_subscribers(lc);
-        }
-
-        if (v < 0) {
-            v = 0;
-        }
-
-        if (json) {
-            p = ngx_sprintf(p, "%s\"%s\":%A", first ? "" : ",", row->json,
-                            (ngx_atomic_uint_t) v);
-            first = 0;
-            continue;
-        }
-
-        if (row->help) {
-            p = ngx_sprintf(p, "# HELP nginx_engagement_live_%s %s\n"
-                            "# TYPE nginx_engagement_live_%s %s\n",
-                            row->name, row->help, row->name, row->type);
-        }
-
-        if (row->label) {
-            p = ngx_sprintf(p, "nginx_engagement_live_%s{outcome=\"%s\"} %A\n",
-                            row->name, row->label, (ngx_atomic_uint_t) v);
-
-        } else {
-            p = ngx_sprintf(p, "nginx_engagement_live_%s %A\n", row->name,
-                            (ngx_atomic_uint_t) v);
-        }
-    }
-
-    if (json) {
-        *p++ = '}';
-    }
-
-    return p;
+    /* the gauge: the sum of the workers' own counts */
+    return ngx_http_engagement_stat_rows(p, "live",
+               ngx_http_engagement_live_rows,
+               ngx_http_engagement_live_stats(lc), json,
+               ngx_http_engagement_live_field(subscribers),
+               (ngx_atomic_int_t) ngx_http_engagement_live_subscribers(lc));
 }

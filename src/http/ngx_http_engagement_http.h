@@ -144,6 +144,28 @@ ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
 ngx_int_t ngx_http_engagement_heartbeat_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_live_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_sse_start(ngx_http_request_t *r, ngx_str_t *id);
+/*
+ * A group of figures kept as atomics in a zone (live, resume), one row
+ * each, for the status answer: Prometheus text
+ * (nginx_engagement_<group>_<name>[{outcome="<label>"}]) or the JSON
+ * object "<group>":{...}. A row without help continues the metric of the
+ * row before (another label).
+ */
+typedef struct {
+    const char                   *name;
+    const char                   *json;
+    const char                   *label;      /* outcome="...", or NULL */
+    const char                   *type;
+    const char                   *help;
+    size_t                        offset;     /* in the group's atomics */
+} ngx_http_engagement_stat_row_t;
+
+size_t ngx_http_engagement_stat_rows_len(const char *group,
+    ngx_http_engagement_stat_row_t *rows);
+u_char *ngx_http_engagement_stat_rows(u_char *p, const char *group,
+    ngx_http_engagement_stat_row_t *rows, void *base, ngx_uint_t json,
+    size_t gauge, ngx_atomic_int_t gauge_value);
+
 size_t ngx_http_engagement_live_status_len(
     ngx_http_engagement_main_conf_t *emcf);
 u_char *ngx_http_engagement_live_status(u_char *p,

@@ -681,67 +681,45 @@ ngx_http_engagement_history_handler(ngx_http_request_t *r)
 
 /* the resume zone's figures in the status answer */
 
-typedef struct {
-    const char                   *name;       /* Prometheus, after _resume_ */
-    const char                   *json;
-    const char                   *type;
-    const char                   *help;
-    size_t                        offset;
-} ngx_http_engagement_resume_row_t;
-
-
 #define ngx_http_engagement_resume_field(f)                                   \
     offsetof(ngx_http_engagement_resume_stats_t, f)
 
-static ngx_http_engagement_resume_row_t  ngx_http_engagement_resume_rows[] = {
-    { "positions_buffered_total", "buffered", "counter",
+static ngx_http_engagement_stat_row_t  ngx_http_engagement_resume_rows[] = {
+    { "positions_buffered_total", "buffered", NULL, "counter",
       "Resume positions from heartbeats taken into the resume zone",
       ngx_http_engagement_resume_field(buffered) },
-    { "positions_flushed_total", "flushed", "counter",
+    { "positions_flushed_total", "flushed", NULL, "counter",
       "Resume positions sent to Redis and confirmed",
       ngx_http_engagement_resume_field(flushed) },
-    { "positions_dropped_total", "dropped", "counter",
+    { "positions_dropped_total", "dropped", NULL, "counter",
       "Resume positions dropped: no room in the resume zone",
       ngx_http_engagement_resume_field(dropped) },
-    { "positions_errors_total", "errors", "counter",
+    { "positions_errors_total", "errors", NULL, "counter",
       "Resume positions sent and not confirmed (no answer, an error): "
       "sent again",
       ngx_http_engagement_resume_field(errors) },
-    { "positions_refused_total", "refused", "counter",
+    { "positions_refused_total", "refused", NULL, "counter",
       "Resume positions Redis refused for good (a key of another type): "
       "dropped",
       ngx_http_engagement_resume_field(refused) },
-    { "positions_pending", "pending", "gauge",
+    { "positions_pending", "pending", NULL, "gauge",
       "Resume positions in the resume zone not yet confirmed by Redis",
       ngx_http_engagement_resume_field(pending) },
-    { NULL, NULL, NULL, NULL, 0 }
+    { NULL, NULL, NULL, NULL, NULL, 0 }
 };
 
 
 size_t
 ngx_http_engagement_resume_status_len(ngx_http_engagement_main_conf_t *emcf)
 {
-    size_t                             len;
-    ngx_http_engagement_resume_row_t  *row;
-
     if (emcf->resume == NULL
         || ((ngx_http_engagement_resume_conf_t *) emcf->resume)->sh == NULL)
     {
         return 0;
     }
 
-    len = sizeof(",\"resume\":{}");
-
-    for (row = ngx_http_engagement_resume_rows; row->name; row++) {
-        len += sizeof("# HELP nginx_engagement_resume_ \n"
-                      "# TYPE nginx_engagement_resume_ \n"
-                      "nginx_engagement_resume_ \n")
-               + 3 * ngx_strlen(row->name) + ngx_strlen(row->json)
-               + ngx_strlen(row->help) + ngx_strlen(row->type)
-               + NGX_ATOMIC_T_LEN + 4;
-    }
-
-    return len;
+    return ngx_http_engagement_stat_rows_len("resume",
+                                             ngx_http_engagement_resume_rows);
 }
 
 
@@ -749,9 +727,6 @@ u_char *
 ngx_http_engagement_resume_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json)
 {
-    ngx_uint_t                          first;
-    ngx_atomic_int_t                    v;
-    ngx_http_engagement_resume_row_t   *row;
     ngx_http_engagement_resume_conf_t  *rc;
 
     rc = emcf->resume;
@@ -760,37 +735,8 @@ ngx_http_engagement_resume_status(u_char *p,
         return p;
     }
 
-    if (json) {
-        p = ngx_cpymem(p, ",\"resume\":{", sizeof(",\"resume\":{") - 1);
-    }
-
-    first = 1;
-
-    for (row = ngx_http_engagement_resume_rows; row->name; row++) {
-        v = *(ngx_atomic_int_t *) ((u_char *)
-                                   ngx_http_engagement_resume_stats(rc)
-                                   + row->offset);
-        if (v < 0) {
-            v = 0;
-        }
-
-        if (json) {
-            p = ngx_sprintf(p, "%s\"%s\":%A", first ? "" : ",", row->json,
-                            (ngx_atomic_uint_t) v);
-            first = 0;
-            continue;
-        }
-
-        p = ngx_sprintf(p, "# HELP nginx_engagement_resume_%s %s\n"
-                        "# TYPE nginx_engagement_resume_%s %s\n"
-                        "nginx_engagement_resume_%s %A\n",
-                        row->name, row->help, row->name, row->type,
-                        row->name, (ngx_atomic_uint_t) v);
-    }
-
-    if (json) {
-        *p++ = '}';
-    }
-
-    return p;
+    return ngx_http_engagement_stat_rows(p, "resume",
+                                         ngx_http_engagement_resume_rows,
+                                         ngx_http_engagement_resume_stats(rc),
+                                         json, (size_t) -1, 0);
 }

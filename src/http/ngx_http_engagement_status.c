@@ -866,3 +866,93 @@ ngx_http_engagement_health_handler(ngx_http_request_t *r)
     return ngx_http_engagement_status_get(r,
                                           ngx_http_engagement_health_answer);
 }
+
+
+/* the room the rows of a group take at most */
+
+size_t
+ngx_http_engagement_stat_rows_len(const char *group,
+    ngx_http_engagement_stat_row_t *rows)
+{
+    size_t                           len, g;
+    ngx_http_engagement_stat_row_t  *row;
+
+    g = ngx_strlen(group);
+    len = sizeof(",\"\":{}") + g;
+
+    for (row = rows; row->name; row++) {
+        len += sizeof("# HELP nginx_engagement__ \n"
+                      "# TYPE nginx_engagement__ \n"
+                      "nginx_engagement__{outcome=\"\"} \n")
+               + 3 * (g + ngx_strlen(row->name)) + ngx_strlen(row->json)
+               + (row->help ? ngx_strlen(row->help) : 0)
+               + (row->type ? ngx_strlen(row->type) : 0)
+               + (row->label ? ngx_strlen(row->label) : 0)
+               + NGX_ATOMIC_T_LEN + 4;
+    }
+
+    return len;
+}
+
+
+/*
+ * The rows of a group, their values read from base (the atomics); the
+ * row at offset gauge (if any: (size_t) -1 for none) shows gauge_value
+ * instead, a figure the caller made up (e.g. a sum over workers).
+ */
+
+u_char *
+ngx_http_engagement_stat_rows(u_char *p, const char *group,
+    ngx_http_engagement_stat_row_t *rows, void *base, ngx_uint_t json,
+    size_t gauge, ngx_atomic_int_t gauge_value)
+{
+    ngx_uint_t                       first;
+    ngx_atomic_int_t                 v;
+    ngx_http_engagement_stat_row_t  *row;
+
+    if (json) {
+        p = ngx_sprintf(p, ",\"%s\":{", group);
+    }
+
+    first = 1;
+
+    for (row = rows; row->name; row++) {
+        v = (row->offset == gauge)
+            ? gauge_value
+            : *(ngx_atomic_int_t *) ((u_char *) base + row->offset);
+
+        if (v < 0) {
+            v = 0;
+        }
+
+        if (json) {
+            p = ngx_sprintf(p, "%s\"%s\":%A", first ? "" : ",", row->json,
+                            (ngx_atomic_uint_t) v);
+            first = 0;
+            continue;
+        }
+
+        if (row->help) {
+            p = ngx_sprintf(p, "# HELP nginx_engagement_%s_%s %s\n"
+                            "# TYPE nginx_engagement_%s_%s %s\n",
+                            group, row->name, row->help, group, row->name,
+                            row->type);
+        }
+
+        if (row->label) {
+            p = ngx_sprintf(p, "nginx_engagement_%s_%s{outcome=\"%s\"} %A\n",
+                            group, row->name, row->label,
+                            (ngx_atomic_uint_t) v);
+
+        } else {
+            p = ngx_sprintf(p, "nginx_engagement_%s_%s %A\n", group,
+                            row->name, (ngx_atomic_uint_t) v);
+        }
+    }
+
+    if (json) {
+        *p++ = '}';
+    }
+
+    return p;
+}

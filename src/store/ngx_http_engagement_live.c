@@ -123,9 +123,6 @@ static const size_t  ngx_http_engagement_live_shape[] = {
 };
 
 
-static uint64_t ngx_http_engagement_live_msec(void);
-
-
 static ngx_http_engagement_live_conf_t *
 ngx_http_engagement_live_conf_get(ngx_conf_t *cf)
 {
@@ -160,8 +157,6 @@ char *
 ngx_http_engagement_live_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ssize_t                           size;
-    ngx_str_t                        *value;
     ngx_http_engagement_live_conf_t  *lc;
 
     lc = ngx_http_engagement_live_conf_get(cf);
@@ -169,24 +164,7 @@ ngx_http_engagement_live_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (lc->size != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    size = ngx_parse_size(&value[1]);
-
-    if (size == NGX_ERROR || size < (ssize_t) (32 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid size \"%V\" of \"%V\": at least %uzk, "
-                           "e.g. 4m", &value[1], &cmd->name,
-                           32 * ngx_pagesize / 1024);
-        return NGX_CONF_ERROR;
-    }
-
-    lc->size = size;
-
-    return NGX_CONF_OK;
+    return ngx_http_engagement_zone_size(cf, cmd, &lc->size);
 }
 
 
@@ -560,17 +538,8 @@ ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 static uint32_t
 ngx_http_engagement_live_slot(ngx_http_engagement_live_sh_t *sh)
 {
-    uint64_t         ms;
-    struct timespec  ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
-        ms = ngx_current_msec;
-
-    } else {
-        ms = (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    }
-
-    return (uint32_t) (ms / (sh->interval / 2));
+    return (uint32_t) (ngx_http_engagement_monotonic_ms()
+                       / (sh->interval / 2));
 }
 
 
@@ -628,7 +597,7 @@ static ngx_inline ngx_uint_t
 ngx_http_engagement_live_remote(ngx_http_engagement_live_content_t *c)
 {
     if ((c->flags & NGX_HTTP_ENGAGEMENT_LIVE_REMOTE)
-        && ngx_http_engagement_live_msec() - c->remote_at
+        && ngx_http_engagement_monotonic_ms() - c->remote_at
            <= NGX_HTTP_ENGAGEMENT_LIVE_REMOTE_KEEP)
     {
         return c->remote;
@@ -1076,44 +1045,14 @@ ngx_http_engagement_live_get(ngx_http_engagement_live_conf_t *lc,
 }
 
 
-/* the monotonic clock in ms (the slots' clock) */
-
-static uint64_t
-ngx_http_engagement_live_msec(void)
-{
-    struct timespec  ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
-        return ngx_current_msec;
-    }
-
-    return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-/*
- * Whether this worker is the one to share the counts with Redis now: the
- * first to ask once the period has passed; the next turn is due a period
- * later, whoever takes it.
- */
+/* whether this worker is the one to share the counts with Redis now */
 
 ngx_uint_t
 ngx_http_engagement_live_share_due(ngx_http_engagement_live_conf_t *lc,
     ngx_msec_t period)
 {
-    uint64_t                        now;
-    ngx_atomic_uint_t               at;
-    ngx_http_engagement_live_sh_t  *sh;
-
-    sh = lc->sh;
-    now = ngx_http_engagement_live_msec();
-    at = sh->share_at;
-
-    if (at > now) {
-        return 0;
-    }
-
-    return ngx_atomic_cmp_set(&sh->share_at, at, now + period);
+    return ngx_http_engagement_turn_due(
+               &((ngx_http_engagement_live_sh_t *) lc->sh)->share_at, period);
 }
 
 
@@ -1238,7 +1177,7 @@ ngx_http_engagement_live_apply(ngx_http_engagement_live_conf_t *lc,
         }
 
         c->remote = (uint32_t) remote;
-        c->remote_at = ngx_http_engagement_live_msec();
+        c->remote_at = ngx_http_engagement_monotonic_ms();
         c->flags |= NGX_HTTP_ENGAGEMENT_LIVE_REMOTE;
 
         if (!it->watch) {

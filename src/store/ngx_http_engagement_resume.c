@@ -97,8 +97,6 @@ char *
 ngx_http_engagement_resume_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ssize_t                             size;
-    ngx_str_t                          *value;
     ngx_http_engagement_resume_conf_t  *rc;
 
     rc = ngx_http_engagement_resume_conf_get(cf);
@@ -106,24 +104,7 @@ ngx_http_engagement_resume_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (rc->size != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    size = ngx_parse_size(&value[1]);
-
-    if (size == NGX_ERROR || size < (ssize_t) (32 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid size \"%V\" of \"%V\": at least %uzk, "
-                           "e.g. 4m", &value[1], &cmd->name,
-                           32 * ngx_pagesize / 1024);
-        return NGX_CONF_ERROR;
-    }
-
-    rc->size = size;
-
-    return NGX_CONF_OK;
+    return ngx_http_engagement_zone_size(cf, cmd, &rc->size);
 }
 
 
@@ -526,43 +507,15 @@ ngx_http_engagement_resume_forget(ngx_http_engagement_resume_conf_t *rc,
 }
 
 
-/* the monotonic clock in ms (the same for every process of the host) */
-
-static uint64_t
-ngx_http_engagement_resume_msec(void)
-{
-    struct timespec  ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
-        return ngx_current_msec;
-    }
-
-    return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-/*
- * Whether this worker is the one to send the positions now: the first to
- * ask once the period has passed; the next turn is due a period later.
- */
+/* whether this worker is the one to send the positions now */
 
 ngx_uint_t
 ngx_http_engagement_resume_due(ngx_http_engagement_resume_conf_t *rc,
     ngx_msec_t period)
 {
-    uint64_t                          now;
-    ngx_atomic_uint_t                 at;
-    ngx_http_engagement_resume_sh_t  *sh;
-
-    sh = rc->sh;
-    now = ngx_http_engagement_resume_msec();
-    at = sh->flush_at;
-
-    if (at > now) {
-        return 0;
-    }
-
-    return ngx_atomic_cmp_set(&sh->flush_at, at, now + period);
+    return ngx_http_engagement_turn_due(
+               &((ngx_http_engagement_resume_sh_t *) rc->sh)->flush_at,
+               period);
 }
 
 

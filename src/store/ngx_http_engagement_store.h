@@ -328,6 +328,10 @@ ngx_int_t ngx_http_engagement_zone_parse(ngx_conf_t *cf, ngx_str_t *value,
     const char *what, const char *example, ngx_str_t *name, ssize_t *size);
 ngx_shm_zone_t *ngx_http_engagement_zone_shm(ngx_conf_t *cf, ngx_str_t *name,
     size_t size, ngx_shm_zone_init_pt init, void *data);
+char *ngx_http_engagement_zone_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    ssize_t *size);
+uint64_t ngx_http_engagement_monotonic_ms(void);
+ngx_uint_t ngx_http_engagement_turn_due(ngx_atomic_t *at, ngx_msec_t period);
 ngx_http_engagement_zone_t *ngx_http_engagement_zone_get(ngx_conf_t *cf,
     ngx_str_t *name, size_t size, ngx_uint_t dedupe, ngx_uint_t declare);
 char *ngx_http_engagement_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -360,6 +360,82 @@ ngx_http_engagement_zone_parse(ngx_conf_t *cf, ngx_str_t *value,
 
 
 /*
+ * The size of a zone of a fixed name (engagement_live_zone,
+ * engagement_resume_zone): given once, at least 32 pages.
+ */
+
+char *
+ngx_http_engagement_zone_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    ssize_t *size)
+{
+    ssize_t     n;
+    ngx_str_t  *value;
+
+    if (*size != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    n = ngx_parse_size(&value[1]);
+
+    if (n == NGX_ERROR || n < (ssize_t) (32 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid size \"%V\" of \"%V\": at least %uzk, "
+                           "e.g. 4m", &value[1], &cmd->name,
+                           32 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    *size = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The monotonic clock in ms: the same for every process of the host (nginx
+ * 1.22's ngx_current_msec is wall-clock, and each worker's copy lags by
+ * its own amount).
+ */
+
+uint64_t
+ngx_http_engagement_monotonic_ms(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return ngx_current_msec;
+    }
+
+    return (uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/*
+ * A turn that one worker of the host takes at a time (sending live counts
+ * or positions to Redis): due once *at (monotonic ms, in a zone) has
+ * passed, taken by the first worker to ask, and the next is due a period
+ * later, whoever takes it.
+ */
+
+ngx_uint_t
+ngx_http_engagement_turn_due(ngx_atomic_t *at, ngx_msec_t period)
+{
+    uint64_t           now;
+    ngx_atomic_uint_t  was;
+
+    now = ngx_http_engagement_monotonic_ms();
+    was = *at;
+
+    if (was > now) {
+        return 0;
+    }
+
+    return ngx_atomic_cmp_set(at, was, now + period);
+}
+
+
+/*
  * Adds a zone of the module. The module's own address is the tag: nginx
  * hands a zone to the next cycle only for the same tag, name and size,
  * and the layout version in the zone's header guards against the rest.
