@@ -178,7 +178,11 @@ GET /engagement/live?contentId=t4
         if ($st == 503) { $full++; $ra = $h->{'retry-after'}; $body = $b }
         $ok++ if $st == 200;
     }
-    Test::More::ok($full > 0 && $ok > 300, "TEST 4 - $ok contents recorded, then $full refused");
+    # two buckets per content: the table fills to about 85% or more before
+    # the first refusal (one window of 16 refused at 40-60%)
+    my ($room) = error_log_text() =~ /room for \d+ sessions, (\d+) contents/;
+    Test::More::ok($room && $full > 0 && $ok >= 0.8 * $room,
+        "TEST 4 - $ok contents recorded (of room for " . ($room // '?') . ": >= 80%), then $full refused");
     Test::More::is($ra, '1', 'TEST 4 - Retry-After: 1');
     Test::More::is($body, qq({"error":"zone_full","message":"no room in the live zone now; retry later"}\n),
                    'TEST 4 - the 503 says why');

@@ -13,13 +13,14 @@
  * timer sweeping the sessions. A repeated heartbeat in the same slot
  * changes nothing (heartbeats are idempotent).
  *
- * Two fixed open-addressing tables, made whole when the zone is made
- * (bounded memory, no allocation on the request path): sessions by the
- * keyed hash of their id (the id itself is not kept), and contents by
- * the hash of their id, with the id kept to tell collisions apart. An
- * entry whose slots all lapsed is free for reuse. When no entry is free
- * within a few probes, the heartbeat is refused (the caller answers 503)
- * rather than a live session evicted.
+ * Two fixed tables, made whole when the zone is made (bounded memory, no
+ * allocation on the request path): sessions by the keyed hash of their
+ * id (the id itself is not kept), and contents by the hash of their id,
+ * with the id kept to tell collisions apart. An entry lives in one of
+ * two buckets its hash names (the less full when it came). An entry
+ * whose slots all lapsed is free for reuse. When neither bucket has a
+ * free entry, the heartbeat is refused (the caller answers 503) rather
+ * than a live session evicted.
  *
  * With Redis (engagement_live_redis), other edges' live viewers are added
  * to this edge's: one worker at a time, every 2 s, sends each content's
@@ -44,8 +45,18 @@
 /* slots a session stays live in (the current one included), and a ring */
 #define NGX_HTTP_ENGAGEMENT_LIVE_SLOTS   4
 
-/* entries looked at for a free one before a heartbeat is refused */
+/* the watch table's entries looked at for a content */
 #define NGX_HTTP_ENGAGEMENT_LIVE_PROBES  16
+
+/*
+ * The sessions and contents tables are cut in buckets of this many
+ * entries; an entry goes to the less full of two buckets chosen by its
+ * hash, and a heartbeat is refused only when both are full. Two choices
+ * fill the tables to about 85% before the first refusal, where one
+ * window of 16 after the hash refused at 40-60% (the larger the table,
+ * the earlier).
+ */
+#define NGX_HTTP_ENGAGEMENT_LIVE_BUCKET  16
 
 /* sessions per content entry the zone is cut for */
 #define NGX_HTTP_ENGAGEMENT_LIVE_RATIO   4
@@ -119,6 +130,7 @@ static const size_t  ngx_http_engagement_live_shape[] = {
     sizeof(ngx_http_engagement_live_content_t),
     sizeof(ngx_http_engagement_live_stats_t),
     NGX_HTTP_ENGAGEMENT_LIVE_SLOTS,
+    NGX_HTTP_ENGAGEMENT_LIVE_BUCKET,       /* how entries are placed */
     NGX_MAX_PROCESSES
 };
 
@@ -377,7 +389,11 @@ ngx_http_engagement_live_tables(ngx_http_engagement_live_sh_t *sh,
            + cs / NGX_HTTP_ENGAGEMENT_LIVE_WATCH;
 
     /* the slab pool keeps a part for itself; try smaller until it fits */
-    for (units = size * 7 / 8 / unit; units; units = units * 9 / 10) {
+    for (units = size * 7 / 8 / unit; units >= NGX_HTTP_ENGAGEMENT_LIVE_BUCKET;
+         units = units * 9 / 10)
+    {
+        /* whole buckets */
+        units -= units % NGX_HTTP_ENGAGEMENT_LIVE_BUCKET;
 
         sh->sessions = ngx_slab_calloc_locked(shpool,
                                units * NGX_HTTP_ENGAGEMENT_LIVE_RATIO * ss);
@@ -665,41 +681,92 @@ ngx_http_engagement_live_content_is(ngx_http_engagement_live_content_t *c,
 }
 
 
-/* a content's entry (made if need be, when make): its index, or -1 */
+/*
+ * The two buckets an entry of a table of n entries may be in: the index
+ * of each one's first entry (the same twice in a table of one bucket).
+ */
+
+static ngx_inline void
+ngx_http_engagement_live_buckets(uint64_t hash, ngx_uint_t n, ngx_uint_t *b)
+{
+    ngx_uint_t  nb;
+
+    nb = n / NGX_HTTP_ENGAGEMENT_LIVE_BUCKET;
+
+    b[0] = (ngx_uint_t) (hash % nb);
+    b[1] = (ngx_uint_t) (((hash >> 32) * 0x9e3779b97f4a7c15ULL >> 32) % nb);
+
+    if (b[1] == b[0] && nb > 1) {
+        b[1] = (b[0] + 1) % nb;
+    }
+
+    b[0] *= NGX_HTTP_ENGAGEMENT_LIVE_BUCKET;
+    b[1] *= NGX_HTTP_ENGAGEMENT_LIVE_BUCKET;
+}
+
+
+/*
+ * A content's entry (made if need be, when make): its index, or -1. A
+ * new one takes a free entry of the less full of its two buckets. In a
+ * bucket, entries are taken in order and never emptied (a free one is
+ * reused in place): past a never used entry there is no other.
+ */
 
 static ngx_int_t
 ngx_http_engagement_live_content(ngx_http_engagement_live_sh_t *sh,
     uint64_t hash, ngx_str_t *id, uint32_t k, uint32_t minute,
     ngx_uint_t make)
 {
-    ngx_int_t                            free;
-    ngx_uint_t                           i, n;
+    ngx_int_t                            free, bfree;
+    ngx_uint_t                           i, j, n, used, least;
+    ngx_uint_t                           b[2];
     ngx_http_engagement_live_content_t  *c;
 
+    ngx_http_engagement_live_buckets(hash, sh->ncontents, b);
+
     free = -1;
+    least = NGX_HTTP_ENGAGEMENT_LIVE_BUCKET + 1;
 
-    for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIVE_PROBES; n++) {
-        i = (hash + n) % sh->ncontents;
-        c = &sh->contents[i];
-
-        if (ngx_http_engagement_live_content_is(c, hash, id)) {
-            return i;
-        }
-
-        if (c->hash == 0) {
-            if (free == -1) {
-                free = i;
-            }
-
-            /* never used: the content is not further on */
+    for (j = 0; j < 2; j++) {
+        if (j == 1 && b[1] == b[0]) {
             break;
         }
 
-        if (free == -1 && c->peak_minute != minute
-            && ngx_http_engagement_live_count(c, k) == 0
-            && !ngx_http_engagement_live_wanted(c, k))
-        {
-            free = i;
+        bfree = -1;
+        used = 0;
+
+        for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIVE_BUCKET; n++) {
+            i = b[j] + n;
+            c = &sh->contents[i];
+
+            if (ngx_http_engagement_live_content_is(c, hash, id)) {
+                return i;
+            }
+
+            if (c->hash == 0) {
+                if (bfree == -1) {
+                    bfree = i;
+                }
+
+                break;
+            }
+
+            if (c->peak_minute != minute
+                && ngx_http_engagement_live_count(c, k) == 0
+                && !ngx_http_engagement_live_wanted(c, k))
+            {
+                if (bfree == -1) {
+                    bfree = i;
+                }
+
+            } else {
+                used++;
+            }
+        }
+
+        if (bfree != -1 && used < least) {
+            free = bfree;
+            least = used;
         }
     }
 
@@ -719,35 +786,62 @@ ngx_http_engagement_live_content(ngx_http_engagement_live_sh_t *sh,
 
 
 /*
- * A session's entry, or a free one to take (*found 0), or NULL: none
- * within the probes.
+ * A session's entry, or a free one to take (*found 0) in the less full
+ * of its two buckets, or NULL: both are full.
  */
 
 static ngx_http_engagement_live_session_t *
 ngx_http_engagement_live_session(ngx_http_engagement_live_sh_t *sh,
     uint64_t hash, uint32_t k, ngx_uint_t *found)
 {
-    ngx_uint_t                           i, n;
-    ngx_http_engagement_live_session_t  *s, *free;
+    ngx_uint_t                           i, j, n, used, least;
+    ngx_uint_t                           b[2];
+    ngx_http_engagement_live_session_t  *s, *free, *bfree;
+
+    ngx_http_engagement_live_buckets(hash, sh->nsessions, b);
 
     free = NULL;
+    least = NGX_HTTP_ENGAGEMENT_LIVE_BUCKET + 1;
     *found = 0;
 
-    for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIVE_PROBES; n++) {
-        i = (hash + n) % sh->nsessions;
-        s = &sh->sessions[i];
-
-        if (s->hash == hash) {
-            *found = 1;
-            return s;
+    for (j = 0; j < 2; j++) {
+        if (j == 1 && b[1] == b[0]) {
+            break;
         }
 
-        if (s->hash == 0) {
-            return free ? free : s;
+        bfree = NULL;
+        used = 0;
+
+        for (n = 0; n < NGX_HTTP_ENGAGEMENT_LIVE_BUCKET; n++) {
+            i = b[j] + n;
+            s = &sh->sessions[i];
+
+            if (s->hash == hash) {
+                *found = 1;
+                return s;
+            }
+
+            if (s->hash == 0) {
+                if (bfree == NULL) {
+                    bfree = s;
+                }
+
+                break;
+            }
+
+            if (ngx_http_engagement_live_lapsed(s->slot, k)) {
+                if (bfree == NULL) {
+                    bfree = s;
+                }
+
+            } else {
+                used++;
+            }
         }
 
-        if (free == NULL && ngx_http_engagement_live_lapsed(s->slot, k)) {
-            free = s;
+        if (bfree && used < least) {
+            free = bfree;
+            least = used;
         }
     }
 
