@@ -162,11 +162,20 @@ GET /engagement/live?contentId=m1
     # b is killed outright while its m2 sessions are live: a stops counting
     # them once b's count is no longer current (6 s), and the field goes
     Test::More::is((main::live_of($A, 'm2'))[0], 4, 'TEST 1 - a counts b\'s 4 viewers of m2 before b dies');
-    # the whole edge dies at once: its workers first, then its master
+    # the whole edge dies at once: its master first (so that it respawns
+    # no worker), then its workers
     my @workers = worker_pids($main::BPid);
     Test::More::is(scalar @workers, 2, 'TEST 1 - edge b runs 2 workers');
-    kill 'KILL', @workers, $main::BPid;
+    kill 'KILL', $main::BPid;
     waitpid($main::BPid, 0);
+    kill 'KILL', @workers;
+    reap_children();
+    # gone: no process, or a zombie waiting for whoever reaps orphans
+    my $alive = sub {
+        grep { my $st = slurp("/proc/$_/stat"); $st ne '' && $st !~ /^\d+ \(.*\) Z/ } @workers
+    };
+    Test::More::ok(main::wait_until(sub { !$alive->() }, 5),
+                   'TEST 1 - edge b\'s workers are gone too');
     Engagement::Test::_stopped($main::BPid);
     reap_children();
     my $dead = time;
