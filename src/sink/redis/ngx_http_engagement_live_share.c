@@ -30,9 +30,12 @@
 #define NGX_HTTP_ENGAGEMENT_SHARE_MAX     4096
 #define NGX_HTTP_ENGAGEMENT_SHARE_BATCHES 16
 
-/* periods an edge's count stays current, and its key lives, in Redis */
-#define NGX_HTTP_ENGAGEMENT_SHARE_FRESH   3
-#define NGX_HTTP_ENGAGEMENT_SHARE_TTL     10
+/*
+ * How long (ms) an edge's count stays current in Redis, and its key
+ * lives: three and ten turns of NGX_HTTP_ENGAGEMENT_LIVE_SHARE (2 s).
+ */
+#define NGX_HTTP_ENGAGEMENT_SHARE_FRESH   "6000"
+#define NGX_HTTP_ENGAGEMENT_SHARE_TTL     "20000"
 
 
 typedef struct {
@@ -87,8 +90,6 @@ ngx_http_engagement_share_send(ngx_http_engagement_live_conf_t *lc,
     u_char                             key[sizeof("eng:{c:}:live")
                                            + NGX_HTTP_ENGAGEMENT_ID_MAX];
     u_char                             live[NGX_INT64_LEN];
-    u_char                             fresh[NGX_INT64_LEN];
-    u_char                             ttl[NGX_INT64_LEN];
 
     call = ngx_alloc(sizeof(ngx_http_engagement_share_call_t),
                      ngx_cycle->log);
@@ -117,14 +118,10 @@ ngx_http_engagement_share_send(ngx_http_engagement_live_conf_t *lc,
         lens[3] = ngx_sprintf(live, "%i", it->live) - live;
     }
 
-    argv[4] = (const char *) fresh;
-    lens[4] = ngx_sprintf(fresh, "%M", (ngx_msec_t)
-                          (NGX_HTTP_ENGAGEMENT_SHARE_FRESH
-                           * NGX_HTTP_ENGAGEMENT_LIVE_SHARE)) - fresh;
-    argv[5] = (const char *) ttl;
-    lens[5] = ngx_sprintf(ttl, "%M", (ngx_msec_t)
-                          (NGX_HTTP_ENGAGEMENT_SHARE_TTL
-                           * NGX_HTTP_ENGAGEMENT_LIVE_SHARE)) - ttl;
+    argv[4] = NGX_HTTP_ENGAGEMENT_SHARE_FRESH;
+    lens[4] = sizeof(NGX_HTTP_ENGAGEMENT_SHARE_FRESH) - 1;
+    argv[5] = NGX_HTTP_ENGAGEMENT_SHARE_TTL;
+    lens[5] = sizeof(NGX_HTTP_ENGAGEMENT_SHARE_TTL) - 1;
 
     rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_LIVE,
                                         ngx_http_engagement_share_reply, call,
