@@ -316,7 +316,7 @@ ngx_http_engagement_form_parse(ngx_pool_t *pool, u_char *buf, size_t len,
 
 /* event_parse() sets every field of an event: one more must be set there */
 _Static_assert(sizeof(ngx_http_engagement_event_t)
-               == 9 * sizeof(ngx_str_t) + 2 * sizeof(int64_t)
+               == 10 * sizeof(ngx_str_t) + 2 * sizeof(int64_t)
                   + 3 * sizeof(ngx_uint_t),
                "a field of ngx_http_engagement_event_t is not set");
 
@@ -341,6 +341,7 @@ ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf, size_t len,
     ev->category = none;
     ev->source = none;
     ev->device = none;
+    ev->country = none;
     ev->duration_ms = -1;
     ev->ts = -1;
     ev->replay = 0;

@@ -50,6 +50,7 @@ typedef struct {
     ngx_str_t                     category;
     ngx_str_t                     source;
     ngx_str_t                     device;
+    ngx_str_t                     country;         /* from the config */
     int64_t                       duration_ms;     /* -1: absent */
     int64_t                       ts;              /* -1: absent */
     ngx_uint_t                    replay;
