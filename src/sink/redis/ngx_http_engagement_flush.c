@@ -84,16 +84,6 @@ static ngx_uint_t                     ngx_http_engagement_exit_sent;
 #define NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY   8   /* an earlier version's batch */
 
 
-/*
- * TTLs: a batch key lives a day (a round resent later than that, from a
- * state file of a longer stop, is not recognised); buckets: minutes ~8
- * days, hours ~400 days, days ~3 years.
- */
-#define NGX_HTTP_ENGAGEMENT_TTL_BATCH   "86400"
-#define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
-#define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
-#define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
-
 
 static void
 ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)

@@ -19,6 +19,17 @@
 #include <hiredis/async.h>
 
 
+/*
+ * TTLs (s): a batch key lives a day (a round resent later than that, from
+ * a state file of a longer stop, is not recognised); buckets: minutes ~8
+ * days, hours ~400 days, days ~3 years.
+ */
+#define NGX_HTTP_ENGAGEMENT_TTL_BATCH   "86400"
+#define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
+#define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
+#define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
+
+
 typedef enum {
     NGX_HTTP_ENGAGEMENT_REDIS_IDLE = 0,
     NGX_HTTP_ENGAGEMENT_REDIS_CONNECTING,

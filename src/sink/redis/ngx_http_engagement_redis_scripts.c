@@ -194,9 +194,13 @@ static const char  ngx_http_engagement_state_lua[] =
  * the content's live hash, eng:{c:<id>}:live, a field per edge holding
  * "<count>:<ms>" (Redis's own clock, so edges' clocks do not matter).
  * ARGV: the edge, its count ("0": take it back, "-": only read), how long
- * (ms) a count stays current, the key's TTL (ms). The answer: the sum of
- * the other edges' current counts; a count not renewed in time (its edge
- * stopped or lost Redis) is removed.
+ * (ms) a count stays current, the key's TTL (ms), the edge's minute
+ * (UTC, YYYYMMDDHHMM) and the minute, hour and day buckets' TTLs (s). The
+ * answer: the sum of the other edges' current counts; a count not renewed
+ * in time (its edge stopped or lost Redis) is removed. KEYS[2], the
+ * content's totals key, names its buckets: the live count of all edges
+ * (the others' and this one's) raises the field "peak" of the minute's,
+ * hour's and day's bucket when higher; a bucket this makes gets its TTL.
  */
 static const char  ngx_http_engagement_live_lua[] =
     "if redis.replicate_commands then redis.replicate_commands() end\n"
@@ -217,6 +221,21 @@ static const char  ngx_http_engagement_live_lua[] =
     "      sum = sum + tonumber(c)\n"
     "    else\n"
     "      redis.call('HDEL', KEYS[1], h[i])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local all = sum + (tonumber(ARGV[2]) or 0)\n"
+    "if all > 0 and KEYS[2] then\n"
+    "  local m = ARGV[5]\n"
+    "  local b = {KEYS[2] .. ':m:' .. m, KEYS[2] .. ':h:' .. string.sub(m, 1, 10),\n"
+    "             KEYS[2] .. ':d:' .. string.sub(m, 1, 8)}\n"
+    "  for s = 1, 3 do\n"
+    "    local cur = redis.pcall('HGET', b[s], 'peak')\n"
+    "    if type(cur) ~= 'table' and all > (tonumber(cur) or 0) then\n"
+    "      redis.call('HSET', b[s], 'peak', all)\n"
+    "      if redis.call('TTL', b[s]) < 0 then\n"
+    "        redis.call('EXPIRE', b[s], ARGV[5 + s])\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
