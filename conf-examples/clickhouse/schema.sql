@@ -31,6 +31,7 @@
 --   ALTER TABLE eng.events ADD COLUMN engaged UInt8 AFTER views;
 --   ALTER TABLE eng.events ADD COLUMN replays UInt8 AFTER engaged;
 --   ALTER TABLE eng.events ADD COLUMN name String DEFAULT '' AFTER previous_reaction;
+--   ALTER TABLE eng.events ADD COLUMN position_ms Int64 DEFAULT -1 AFTER name;
 -- and, for rollups without views, engaged and replays (their sums and
 -- their minutes change: the views are made again, and the tables too,
 -- since a SummingMergeTree's summed columns are fixed at creation):
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS eng.events
     reaction     String,
     previous_reaction String,
     name         String DEFAULT '',
+    position_ms  Int64 DEFAULT -1,
     edge         String,
     batch_id     String DEFAULT '',
     event_date   Date MATERIALIZED toDate(ts)
