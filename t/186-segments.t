@@ -22,7 +22,7 @@ use Digest::SHA qw(hmac_sha256);
 use MIME::Base64 qw(encode_base64url);
 use Time::HiRes qw(sleep time);
 
-our ($Media, $Secret);
+our ($Media, $Secret, $Size, $Bitrate);
 
 BEGIN {
     $Secret = 'segments-secret-0123456789abcdef';
@@ -46,6 +46,15 @@ BEGIN {
            '-hls_segment_filename', "$Media/hls/v1/seg%d.ts",
            "$Media/hls/v1/index.m3u8") == 0
         or die "ffmpeg failed to make the HLS segments\n";
+
+    # a 24 s MP4 for byte ranges, and the bit rate that makes its bytes 24 s
+    system('ffmpeg', '-nostdin', '-loglevel', 'error', '-f', 'lavfi',
+           '-i', 'testsrc=duration=24:size=160x120:rate=10',
+           '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10',
+           '-movflags', '+faststart', "$Media/hls/v1/movie.mp4") == 0
+        or die "ffmpeg failed to make the MP4\n";
+    $Size = -s "$Media/hls/v1/movie.mp4";
+    $Bitrate = int($Size * 8 / 24);
 
     # each test has content of its own: the same segments under other ids
     symlink "$Media/hls/v1", "$Media/hls/$_" for map { "v$_" } 2 .. 30;
@@ -88,7 +97,7 @@ our $Loc = <<"_EOC_";
     location ~ ^/hls/(?<vid>[A-Za-z0-9_-]+)/ {
         root $Media;
         log_not_found off;
-        engagement_segments on content=\$vid duration=4s;
+        engagement_segments on content=\$vid duration=4s bitrate=$Bitrate;
     }
     location ~ ^/cookie/hls/(?<cvid>[A-Za-z0-9_-]+)/ {
         root $Media;
@@ -237,8 +246,14 @@ GET /engagement/summary/v3
     Test::More::is(main::counts('v3'), '1/0', 'TEST 3 - a second segment: the view');
     main::seg('v3', $_, 's3', $t) for (0, 1) x 4;
     Test::More::is(main::counts('v3'), '1/0', 'TEST 3 - replays never reach the engaged level');
+    # ranges of one segment (206) credit the segment once: 4 s, not 4 s each
+    my @rs = map { (http_request(nginx_port(), 'GET', "/hls/v3/seg2.ts?es=s3&et=$t", undef,
+                                 Range => 'bytes=' . ($_ * 1000) . '-' . ($_ * 1000 + 999)))[0] } 0 .. 9;
+    Test::More::is("@rs", join(' ', ('206') x 10), 'TEST 3 - ten ranges of a segment are served');
+    Test::More::is(main::seg_metric('credited_ms_total'), 12000, 'TEST 3 - they credit the segment once (12 s in all)');
+    Test::More::is(main::counts('v3'), '1/0', 'TEST 3 - not engaged by ranges');
     main::seg('v3', $_, 's3', $t) for 2, 3;
-    Test::More::is(main::counts('v3'), '1/1', 'TEST 3 - two new segments do');
+    Test::More::is(main::counts('v3'), '1/1', 'TEST 3 - one new whole segment (and seg2 again, nothing) makes 16 s');
 
 === TEST 4: a beacon of the session first: segment credit for it is a duplicate, and the engaged level still counts
 --- request
@@ -436,21 +451,52 @@ GET /engagement/summary/v12
     my ($v) = main::counts('v12') =~ m{^(\d+)/};
     Test::More::is($v, $cr, "TEST 11 - the $cr sessions held count their view at 8 s, no other session does");
 
-=== TEST 12: MP4 files: a whole file (200) credits nothing, another extension is not looked at
+=== TEST 12: MP4 byte ranges: each part of the file credits once, at bitrate=; a whole file, tiny ranges, multipart and other files credit nothing
 --- request
 GET /engagement/summary/v13
 --- response_body
 {"contentId":"v13","views":0,"engagedViews":0,"replays":0,"live":0,"peak":0}
 --- post_check
     my $t = main::tok('v13', 's13');
-    open my $fh, '>', "$main::Media/hls/v1/whole.mp4"; print $fh 'x' x 5000; close $fh;
-    open $fh, '>', "$main::Media/hls/v1/notes.txt"; print $fh 'x' x 50; close $fh;
-    my @st = map { main::seg('v13', 'whole.mp4', 's13', $t) } 1 .. 3;
-    push @st, main::seg('v13', 'notes.txt', 's13', $t) for 1 .. 3;
-    Test::More::is("@st", '200 200 200 200 200 200', 'TEST 12 - served');
-    Test::More::is(main::counts('v13'), '0/0', 'TEST 12 - no view');
-    Test::More::is(main::seg_metric('requests_total', 'not_served'), 3, 'TEST 12 - the whole MP4s are not credited');
-    Test::More::is(main::seg_metric('requests_total', 'served'), 0, 'TEST 12 - the text file is not looked at');
+    my $S = $main::Size;
+    my $r = sub {
+        my ($range) = @_;
+        my ($st, $b) = http_request(nginx_port(), 'GET', "/hls/v13/movie.mp4?es=s13&et=$t", undef,
+                                    Range => "bytes=$range");
+        return $st;
+    };
+    my $q = int($S / 4);
+    # the whole file (200), a multipart range, tiny ranges: nothing
+    my @st = (main::seg('v13', 'movie.mp4', 's13', $t));
+    push @st, $r->('0-99,200-299');
+    push @st, $r->(($_ * 100) . '-' . ($_ * 100 + 99)) for 0 .. 9;
+    Test::More::is("@st", '200 206 ' . join(' ', ('206') x 10), 'TEST 12 - served');
+    Test::More::is(main::seg_metric('credited_ms_total'), 0, 'TEST 12 - a whole file, a multipart range, ranges of 100 bytes: nothing');
+    # the first quarter (~6 s): no view; the second (~12 s): the view
+    $r->('0-' . ($q - 1));
+    my $ms1 = main::seg_metric('credited_ms_total');
+    Test::More::ok($ms1 > 5000 && $ms1 <= 6000, "TEST 12 - a quarter of 24 s: $ms1 ms");
+    Test::More::is(main::counts('v13'), '0/0', 'TEST 12 - no view yet');
+    $r->($q . '-' . (2 * $q - 1));
+    Test::More::is(main::counts('v13'), '1/0', 'TEST 12 - half the file (~12 s): the view');
+    # the same ranges again, and ranges inside them: nothing new
+    my $ms2 = main::seg_metric('credited_ms_total');
+    $r->('0-' . ($q - 1));
+    $r->($q . '-' . (2 * $q - 1));
+    $r->('1000-' . ($q - 5000));
+    Test::More::is(main::seg_metric('credited_ms_total'), $ms2, 'TEST 12 - bytes served before earn nothing');
+    # an overlapping range credits only its new part; the rest of the file
+    $r->($q . '-' . (3 * $q - 1));
+    my $ms3 = main::seg_metric('credited_ms_total');
+    Test::More::ok($ms3 - $ms2 > 5000 && $ms3 - $ms2 <= 6000, 'TEST 12 - an overlapping range: its new quarter only (' . ($ms3 - $ms2) . ' ms)');
+    Test::More::is(main::counts('v13'), '1/1', 'TEST 12 - three quarters (~18 s): the engaged view');
+    $r->((3 * $q) . '-');
+    my $all = main::seg_metric('credited_ms_total');
+    Test::More::ok($all > 23000 && $all <= 24000, "TEST 12 - the whole file in ranges: $all ms of 24 s");
+    # files of another kind are not looked at
+    open my $fh, '>', "$main::Media/hls/v1/notes.txt"; print $fh 'x' x 50; close $fh;
+    main::seg('v13', 'notes.txt', 's13', $t);
+    Test::More::is(main::seg_metric('requests_total', 'not_served'), 2, 'TEST 12 - not served: the whole file and the multipart range');
 
 === TEST 13: status: the segments figures, in JSON too
 --- request
@@ -484,7 +530,7 @@ invalid "duration=soon" of "engagement_segments": must be a positive time such a
     location /hls/ { engagement_segments on content=v1 duration=4s speed=2; }
 --- must_die
 --- error_log
-invalid parameter "speed=2" of "engagement_segments": expected content=, session=, token=, duration=, idle=, zone= or dedupe=
+invalid parameter "speed=2" of "engagement_segments": expected content=, session=, token=, duration=, bitrate=, idle=, zone= or dedupe=
 
 === TEST 18: neither on nor off
 --- config

@@ -46,6 +46,7 @@ typedef struct {
     ngx_http_complex_value_t     *token;
     ngx_msec_t                    duration;
     ngx_msec_t                    idle;
+    size_t                        bitrate;     /* bits/s of MP4 files */
     ngx_str_t                     zone;        /* counters zone= */
     ngx_str_t                     dedupe;      /* dedupe zone= */
 } ngx_http_engagement_segments_loc_t;
@@ -179,6 +180,7 @@ static char *
 ngx_http_engagement_segments_param(ngx_conf_t *cf,
     ngx_http_engagement_segments_loc_t *sl, ngx_str_t *v)
 {
+    ssize_t    n;
     ngx_str_t  s;
 
 #define ngx_http_engagement_segments_is(name)                                 \
@@ -214,6 +216,22 @@ ngx_http_engagement_segments_param(ngx_conf_t *cf,
                                                  &sl->idle);
     }
 
+    if (ngx_http_engagement_segments_is("bitrate=")) {
+        ngx_http_engagement_segments_rest("bitrate=");
+        n = ngx_parse_size(&s);
+
+        if (n == NGX_ERROR || n < 1024) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"%V\" of \"engagement_segments\": "
+                               "must be the MP4 files' bits per second, at "
+                               "least 1k, e.g. bitrate=800k", v);
+            return NGX_CONF_ERROR;
+        }
+
+        sl->bitrate = (size_t) n;
+        return NGX_CONF_OK;
+    }
+
     if (ngx_http_engagement_segments_is("zone=")) {
         ngx_http_engagement_segments_rest("zone=");
         sl->zone = s;
@@ -232,7 +250,7 @@ ngx_http_engagement_segments_param(ngx_conf_t *cf,
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid parameter \"%V\" of \"engagement_segments\": "
                        "expected content=, session=, token=, duration=, "
-                       "idle=, zone= or dedupe=", v);
+                       "bitrate=, idle=, zone= or dedupe=", v);
 
     return NGX_CONF_ERROR;
 }
@@ -523,7 +541,7 @@ ngx_http_engagement_segments_kind(ngx_str_t *uri)
 
 static ngx_uint_t
 ngx_http_engagement_segments_served(ngx_http_request_t *r,
-    ngx_http_engagement_media_e kind)
+    ngx_http_engagement_media_e kind, size_t bitrate)
 {
     off_t       sent;
     ngx_uint_t  status;
@@ -536,6 +554,14 @@ ngx_http_engagement_segments_served(ngx_http_request_t *r,
 
     if (status == NGX_HTTP_PARTIAL_CONTENT) {
         if (r->headers_in.range == NULL) {
+            return 0;
+        }
+
+        /* a range of a file: one range (not multipart), a bit rate to
+         * tell its media time */
+        if (kind == NGX_HTTP_ENGAGEMENT_MEDIA_RANGED
+            && (r->headers_out.content_range == NULL || bitrate == 0))
+        {
             return 0;
         }
 
@@ -689,29 +715,118 @@ ngx_http_engagement_segments_live(ngx_http_engagement_segments_conf_t *sc,
 }
 
 
+/*
+ * A byte range of an MP4 file (206, one range): the file is cut in
+ * NGX_HTTP_ENGAGEMENT_SEGMENTS_CHUNKS chunks; the chunks the range holds
+ * whole (the last one of the file also when the range ends the file) are
+ * credited once each, at the media time bitrate= gives their bytes.
+ * NGX_ERROR: the Content-Range sent is not one this reads.
+ */
+
+static ngx_int_t
+ngx_http_engagement_segments_range(ngx_http_request_t *r,
+    ngx_http_engagement_segments_conf_t *sc,
+    ngx_http_engagement_segments_loc_t *sl, uint64_t key,
+    ngx_http_engagement_segments_credit_t *cr)
+{
+    off_t        v[3], cb;
+    u_char      *p, *end;
+    ngx_uint_t   i, first, last;
+    ngx_msec_t   chunk_ms;
+
+    p = r->headers_out.content_range->value.data;
+    end = p + r->headers_out.content_range->value.len;
+
+    if (end - p < 6 || ngx_strncmp(p, "bytes ", 6) != 0) {
+        return NGX_ERROR;
+    }
+
+    p += 6;
+
+    /* <first>-<last>/<length>, as the range filter writes it */
+    for (i = 0; i < 3; i++) {
+        if (p == end || *p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        for (v[i] = 0; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (v[i] >= NGX_MAX_OFF_T_VALUE / 10 - 10) {
+                return NGX_ERROR;
+            }
+
+            v[i] = v[i] * 10 + (*p - '0');
+        }
+
+        if (i < 2 && (p == end || *p++ != (i == 0 ? '-' : '/'))) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (p != end || v[0] > v[1] || v[1] >= v[2]) {
+        return NGX_ERROR;
+    }
+
+    cb = (v[2] + NGX_HTTP_ENGAGEMENT_SEGMENTS_CHUNKS - 1)
+         / NGX_HTTP_ENGAGEMENT_SEGMENTS_CHUNKS;
+
+    first = (ngx_uint_t) ((v[0] + cb - 1) / cb);
+
+    if (v[1] + 1 == v[2]) {
+        last = (ngx_uint_t) ((v[2] - 1) / cb);
+
+    } else if ((v[1] + 1) / cb == 0) {
+        return NGX_DECLINED;
+
+    } else {
+        last = (ngx_uint_t) ((v[1] + 1) / cb - 1);
+    }
+
+    if (first > last) {
+        /* no whole chunk: nothing new */
+        return NGX_DECLINED;
+    }
+
+    chunk_ms = (ngx_msec_t) ((uint64_t) cb * 8000 / sl->bitrate);
+
+    return ngx_http_engagement_segments_cover(sc, key, first, last, chunk_ms,
+                                              sl->idle, cr);
+}
+
+
 /* credits the segment, then asks the policy when a level is reached */
 
 static void
 ngx_http_engagement_segments_credit_one(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf,
     ngx_http_engagement_segments_conf_t *sc,
-    ngx_http_engagement_segments_loc_t *sl, ngx_str_t *content,
-    ngx_str_t *session)
+    ngx_http_engagement_segments_loc_t *sl,
+    ngx_http_engagement_media_e kind, ngx_str_t *content, ngx_str_t *session)
 {
     uint32_t                                seg;
     uint64_t                                key;
     ngx_int_t                               rc;
-    ngx_str_t                              *range;
     ngx_uint_t                              want, reached;
     ngx_http_engagement_segments_credit_t   cr;
 
     key = ngx_http_engagement_segments_key(sc, session, content);
-    range = (r->headers_out.status == NGX_HTTP_PARTIAL_CONTENT)
-            ? &r->headers_in.range->value : NULL;
-    seg = ngx_http_engagement_segments_seg(sc, &r->uri, range);
 
-    rc = ngx_http_engagement_segments_credit(sc, key, seg, sl->duration,
-                                             sl->idle, &cr);
+    if (kind == NGX_HTTP_ENGAGEMENT_MEDIA_RANGED) {
+        rc = ngx_http_engagement_segments_range(r, sc, sl, key, &cr);
+
+    } else {
+        /* a segment is its URI: a range of it credits the segment once,
+         * so that many small ranges of one segment earn no more than it */
+        seg = ngx_http_engagement_segments_seg(sc, &r->uri, NULL);
+
+        rc = ngx_http_engagement_segments_credit(sc, key, seg, sl->duration,
+                                                 sl->idle, &cr);
+    }
+
+    if (rc == NGX_ERROR) {
+        /* a range that was not "bytes <first>-<last>/<length>" */
+        ngx_http_engagement_segments_inc(sc, not_served);
+        return;
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_http_engagement_segments_inc(sc, replayed);
@@ -736,7 +851,7 @@ ngx_http_engagement_segments_credit_one(ngx_http_request_t *r,
     ngx_http_engagement_segments_inc(sc, credited);
     (void) ngx_atomic_fetch_add(
                        &ngx_http_engagement_segments_stats(sc)->credited_ms,
-                       sl->duration);
+                       cr.added);
 
     if (cr.fresh) {
         ngx_http_engagement_segments_inc(sc, sessions);
@@ -808,7 +923,7 @@ ngx_http_engagement_segments_log(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    if (!ngx_http_engagement_segments_served(r, kind)) {
+    if (!ngx_http_engagement_segments_served(r, kind, sl->bitrate)) {
         ngx_http_engagement_segments_inc(sc, not_served);
         return NGX_OK;
     }
@@ -853,7 +968,7 @@ ngx_http_engagement_segments_log(ngx_http_request_t *r)
 
     ngx_http_engagement_segments_live(sc, &content, &session);
 
-    ngx_http_engagement_segments_credit_one(r, elcf, sc, sl, &content,
+    ngx_http_engagement_segments_credit_one(r, elcf, sc, sl, kind, &content,
                                             &session);
 
     return NGX_OK;

@@ -271,6 +271,7 @@ ngx_http_engagement_segments_credit(ngx_http_engagement_segments_conf_t *sc,
     now = ngx_http_engagement_monotonic_ms();
 
     out->fresh = 0;
+    out->added = 0;
 
     ngx_shmtx_lock(&sc->shpool->mutex);
 
@@ -289,6 +290,12 @@ ngx_http_engagement_segments_credit(ngx_http_engagement_segments_conf_t *sc,
 
     e->last = now;
     rc = NGX_OK;
+
+    if (e->done & NGX_HTTP_ENGAGEMENT_SEGMENTS_RANGES) {
+        /* the session is credited by the ranges of the file */
+        rc = NGX_DECLINED;
+        goto done;
+    }
 
     for (i = 0; i < e->nsegs; i++) {
         if (e->segs[i] == seg) {
@@ -310,6 +317,7 @@ ngx_http_engagement_segments_credit(ngx_http_engagement_segments_conf_t *sc,
 
     served = (uint64_t) e->served + add;
     e->served = (uint32_t) ngx_min(served, NGX_HTTP_ENGAGEMENT_DURATION_MAX);
+    out->added = add;
 
 done:
 
@@ -321,6 +329,78 @@ done:
     return rc;
 }
 
+
+/*
+ * Credits the chunks first to last (of NGX_HTTP_ENGAGEMENT_SEGMENTS_CHUNKS,
+ * chunk_ms each) of the pair's file that were not served to it before.
+ * NGX_OK: some were new; NGX_DECLINED: none (or the pair is credited by
+ * segments); NGX_BUSY: no room for a new pair.
+ */
+
+ngx_int_t
+ngx_http_engagement_segments_cover(ngx_http_engagement_segments_conf_t *sc,
+    uint64_t key, ngx_uint_t first, ngx_uint_t last, ngx_msec_t chunk_ms,
+    ngx_msec_t idle, ngx_http_engagement_segments_credit_t *out)
+{
+    uint32_t                              *bits;
+    uint64_t                               now, served;
+    ngx_uint_t                             i, n, found;
+    ngx_http_engagement_segments_sh_t     *sh;
+    ngx_http_engagement_segments_entry_t  *e;
+
+    sh = sc->sh;
+    now = ngx_http_engagement_monotonic_ms();
+
+    out->fresh = 0;
+    out->added = 0;
+
+    ngx_shmtx_lock(&sc->shpool->mutex);
+
+    e = ngx_http_engagement_segments_find(sh, key, now, idle, &found);
+
+    if (e == NULL) {
+        ngx_shmtx_unlock(&sc->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    if (!found) {
+        ngx_memzero(e, sizeof(ngx_http_engagement_segments_entry_t));
+        e->hash = key;
+        e->done = NGX_HTTP_ENGAGEMENT_SEGMENTS_RANGES;
+        out->fresh = 1;
+    }
+
+    e->last = now;
+    n = 0;
+
+    /* the segments' set is the file's bitmap here */
+    if (e->done & NGX_HTTP_ENGAGEMENT_SEGMENTS_RANGES) {
+        bits = e->segs;
+
+        for (i = first; i <= last && i < NGX_HTTP_ENGAGEMENT_SEGMENTS_CHUNKS;
+             i++)
+        {
+            if (!(bits[i / 32] & ((uint32_t) 1 << (i % 32)))) {
+                bits[i / 32] |= (uint32_t) 1 << (i % 32);
+                n++;
+            }
+        }
+    }
+
+    if (n) {
+        served = (uint64_t) e->served + n * chunk_ms;
+        e->served = (uint32_t) ngx_min(served,
+                                       NGX_HTTP_ENGAGEMENT_DURATION_MAX);
+        out->added = n * chunk_ms;
+    }
+
+    out->served = e->served;
+    out->done = e->done;
+
+    ngx_shmtx_unlock(&sc->shpool->mutex);
+
+    return n ? NGX_OK : NGX_DECLINED;
+}
 
 /* the policy decided these levels for the pair: they are not asked again */
 

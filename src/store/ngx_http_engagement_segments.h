@@ -33,6 +33,13 @@
 #define NGX_HTTP_ENGAGEMENT_SEGMENTS_VIEW     0x01
 #define NGX_HTTP_ENGAGEMENT_SEGMENTS_ENGAGED  0x02
 
+/* an entry that keeps the byte ranges of one file (MP4), not segments */
+#define NGX_HTTP_ENGAGEMENT_SEGMENTS_RANGES   0x04
+
+/* the chunks a file is cut in for its ranges: the set's bits */
+#define NGX_HTTP_ENGAGEMENT_SEGMENTS_CHUNKS                                   \
+    (NGX_HTTP_ENGAGEMENT_SEGMENTS_SET * 32)
+
 
 /* the segments zone's figures, atomics (no lock) */
 typedef struct {
@@ -69,6 +76,7 @@ typedef struct {
 /* what crediting one segment did */
 typedef struct {
     ngx_msec_t                    served;      /* the session's total, ms */
+    ngx_msec_t                    added;       /* by this segment or range */
     ngx_uint_t                    done;        /* levels decided before */
     ngx_uint_t                    fresh;       /* a new entry */
 } ngx_http_engagement_segments_credit_t;
@@ -85,6 +93,10 @@ uint32_t ngx_http_engagement_segments_seg(
 ngx_int_t ngx_http_engagement_segments_credit(
     ngx_http_engagement_segments_conf_t *sc, uint64_t key, uint32_t seg,
     ngx_msec_t add, ngx_msec_t idle, ngx_http_engagement_segments_credit_t *out);
+ngx_int_t ngx_http_engagement_segments_cover(
+    ngx_http_engagement_segments_conf_t *sc, uint64_t key, ngx_uint_t first,
+    ngx_uint_t last, ngx_msec_t chunk_ms, ngx_msec_t idle,
+    ngx_http_engagement_segments_credit_t *out);
 void ngx_http_engagement_segments_decided(
     ngx_http_engagement_segments_conf_t *sc, uint64_t key, ngx_uint_t levels);
 ngx_http_engagement_segments_stats_t *ngx_http_engagement_segments_stats(
