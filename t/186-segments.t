@@ -12,7 +12,10 @@
 # is a live viewer while it fetches segments; a full segments zone
 # credits nothing more for new sessions (counted) and keeps crediting the
 # ones it holds; tokens in cookies and the README's playlist rewriting
-# work; the directive's errors at nginx -t.
+# work; byte ranges of an ffmpeg-made MP4 credit each part of the file
+# once (bitrate=), ranges of a segment credit it once; the durable writer
+# gets the same lines as for beacons (a real clickhouse-server, when
+# installed); the directive's errors at nginx -t.
 use strict;
 use warnings;
 use FindBin;
@@ -61,6 +64,20 @@ BEGIN {
 }
 
 use Test::Nginx::Socket 'no_plan';
+use Engagement::ClickHouse;
+
+# the durable writer's lines go to a real clickhouse-server of our own
+# (TEST 24), when the Debian package is installed
+our ($ChPort, $Ch);
+if (ch_bin()) {
+    $ChPort = free_ports(150, 15, 3);
+    ch_setup(port => $ChPort, dir => scratch_dir("clickhouse-$ChPort"));
+    $ENV{TEST_NGINX_CH_PORT} = $ChPort;
+    $ENV{TEST_NGINX_SPOOL} = scratch_dir('spool');
+} else {
+    $ENV{TEST_NGINX_CH_PORT} = 1;
+    $ENV{TEST_NGINX_SPOOL} = scratch_dir('spool');
+}
 
 repeat_each(1);
 no_shuffle();
@@ -397,7 +414,7 @@ GET /page?v=v9&s=s9
         location ~ \\.m3u8\$ {
             sub_filter_types application/vnd.apple.mpegurl;
             sub_filter_once off;
-            sub_filter '.ts\n' '.ts?es=\$arg_es&et=\$arg_et\n';
+            sub_filter '.ts\\n' '.ts?es=\$arg_es&et=\$arg_et\\n';
         }
     }
     location /engagement/summary { engagement summary; }
@@ -581,3 +598,31 @@ $main::HttpConfig . "    engagement_segments_zone 4k;\n"
 --- must_die
 --- error_log
 invalid size "4k" of "engagement_segments_zone"
+
+=== TEST 24: the durable writer gets a line for each policy decision from segments, as for a beacon (real ClickHouse)
+--- skip_eval: 6: !Engagement::ClickHouse::ch_bin()
+--- http_config eval
+$main::HttpConfig . "    engagement_writer http://127.0.0.1:\$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms spool=\$TEST_NGINX_SPOOL;\n    engagement_edge_id seg-edge;\n"
+--- request
+GET /engagement/summary/v25
+--- response_body
+{"contentId":"v25","views":0,"engagedViews":0,"replays":0,"live":0,"peak":0}
+--- post_check
+    $main::Ch = ch_start(fresh => 1);
+    ch_schema();
+    my $t = main::tok('v25', 's25');
+    main::seg('v25', $_, 's25', $t) for 0 .. 5;
+    main::view('v25', 's25', 9000);                  # a duplicate beacon
+    my $rows = '';
+    Engagement::Test::wait_until(sub {
+        $rows = ch("SELECT type, content_id, session_id, duration_ms, counted, views, engaged, reason, edge "
+                   . "FROM eng.events WHERE content_id = 'v25' ORDER BY duration_ms FORMAT TSV");
+        ($rows =~ tr/\n//) >= 2;
+    }, 10);
+    Test::More::is($rows,
+        "view\tv25\ts25\t8000\t1\t1\t0\t\tseg-edge\n"
+        . "view\tv25\ts25\t9000\t0\t0\t0\tduplicate\tseg-edge\n"
+        . "view\tv25\ts25\t16000\t1\t0\t1\t\tseg-edge",
+        'TEST 24 - rows: the view at 8 s and the engaged view at 16 s from segments, the beacon a duplicate');
+    Test::More::is(main::counts('v25'), '1/1', 'TEST 24 - counted once each');
+    ch_stop($main::Ch);
