@@ -177,6 +177,13 @@ sub seg_metric {
     return $t =~ $re ? $1 : undef;
 }
 
+# the media time credited, in ms (the figure is in seconds, to the ms)
+sub credited_ms {
+    my $t = status_text();
+    return $t =~ /^nginx_engagement_segments_credited_seconds_total (\d+)\.(\d{3})$/m
+        ? $1 * 1000 + $2 : undef;
+}
+
 sub view {
     my ($c, $s, $ms) = @_;
     my ($st, $b) = post_view(nginx_port(),
@@ -211,7 +218,7 @@ Content-Type: application/vnd.apple.mpegurl
     Test::More::is(main::counts('v1'), '0/0', 'TEST 1 - playlists credit nothing');
     Test::More::is(main::seg_metric('requests_total', 'playlist'), 4,
                    'TEST 1 - four playlist requests counted');
-    Test::More::is(main::seg_metric('credited_ms_total'), 0,
+    Test::More::is(main::credited_ms(), 0,
                    'TEST 1 - no media time credited');
     my ($st, $b) = http_request(nginx_port(), 'GET', "/hls/v1/seg0.ts?es=s1&et=$t");
     Test::More::ok($st == 200 && length($b) > 10000 && substr($b, 0, 1) eq 'G',
@@ -233,12 +240,19 @@ GET /engagement/summary/v2
                    '200:0/0 200:1/0 200:1/0 200:1/1 200:1/1 200:1/1',
                    'TEST 2 - view after the 2nd segment (8 s), engaged after the 4th (16 s), once each');
     Test::More::is(main::seg_metric('segments_total', 'credited'), 6, 'TEST 2 - six segments credited');
-    Test::More::is(main::seg_metric('credited_ms_total'), 24000, 'TEST 2 - 24 s credited');
+    Test::More::is(main::credited_ms(), 24000, 'TEST 2 - 24 s credited');
     Test::More::is(main::seg_metric('sessions_total'), 1, 'TEST 2 - one session');
     Test::More::is(main::seg_metric('views_total', 'view'), 1, 'TEST 2 - status: one view from segments');
     Test::More::is(main::seg_metric('views_total', 'engaged'), 1, 'TEST 2 - status: one engaged view from segments');
     my ($zv) = status_text() =~ /^nginx_engagement_counted_total\{[^}]*zone="engagement"[^}]*metric="view"[^}]*\} (\d+)$/m;
     Test::More::is($zv, 1, "TEST 2 - the counters zone's own figure counts the view");
+    SKIP: {
+        Test::More::skip('promtool is not installed', 1) unless -x '/usr/bin/promtool';
+        my $f = Engagement::Test::scratch_dir() . '/metrics.txt';
+        open my $fh, '>', $f; print $fh status_text(); close $fh;
+        my $out = `/usr/bin/promtool check metrics < $f 2>&1`;
+        Test::More::is($?, 0, 'TEST 2 - promtool check metrics passes with the segments figures') or Test::More::diag($out);
+    }
     # a second session of the same content counts on its own
     my $t2 = main::tok('v2', 's2b');
     main::seg('v2', $_, 's2b', $t2) for 0, 1;
@@ -257,7 +271,7 @@ GET /engagement/summary/v3
     Test::More::is("@st $st", '200 200 200 200 200 200', 'TEST 3 - every replay is served');
     Test::More::is(main::counts('v3'), '0/0', 'TEST 3 - one segment replayed six times: 4 s, no view');
     Test::More::is(main::seg_metric('segments_total', 'replayed'), 5, 'TEST 3 - five replays counted');
-    Test::More::is(main::seg_metric('credited_ms_total'), 4000, 'TEST 3 - 4 s credited');
+    Test::More::is(main::credited_ms(), 4000, 'TEST 3 - 4 s credited');
     # seg1 makes 8 s; seg0 and seg1 again up to the engaged level: nothing
     main::seg('v3', 1, 's3', $t);
     Test::More::is(main::counts('v3'), '1/0', 'TEST 3 - a second segment: the view');
@@ -267,7 +281,7 @@ GET /engagement/summary/v3
     my @rs = map { (http_request(nginx_port(), 'GET', "/hls/v3/seg2.ts?es=s3&et=$t", undef,
                                  Range => 'bytes=' . ($_ * 1000) . '-' . ($_ * 1000 + 999)))[0] } 0 .. 9;
     Test::More::is("@rs", join(' ', ('206') x 10), 'TEST 3 - ten ranges of a segment are served');
-    Test::More::is(main::seg_metric('credited_ms_total'), 12000, 'TEST 3 - they credit the segment once (12 s in all)');
+    Test::More::is(main::credited_ms(), 12000, 'TEST 3 - they credit the segment once (12 s in all)');
     Test::More::is(main::counts('v3'), '1/0', 'TEST 3 - not engaged by ranges');
     main::seg('v3', $_, 's3', $t) for 2, 3;
     Test::More::is(main::counts('v3'), '1/1', 'TEST 3 - one new whole segment (and seg2 again, nothing) makes 16 s');
@@ -332,7 +346,7 @@ GET /engagement/summary/v6
     push @st, main::seg('v6', 0, undef, main::tok('v6', 's6g'));
     Test::More::is(scalar(grep { $_ == 200 } @st), 36, 'TEST 6 - every segment is served as usual');
     Test::More::is(main::counts('v6'), '0/0', 'TEST 6 - 20 s of segments each: no view');
-    Test::More::is(main::seg_metric('credited_ms_total'), 0, 'TEST 6 - nothing credited');
+    Test::More::is(main::credited_ms(), 0, 'TEST 6 - nothing credited');
     Test::More::is(main::seg_metric('sessions_total'), 0, 'TEST 6 - no session kept');
     my %want = (missing => 5, malformed => 5, expired => 5,
                 wrong_content => 10, bad_signature => 5, invalid => 6);
@@ -363,7 +377,7 @@ GET /engagement/summary/v7
     my $cut = Engagement::Test::wait_until(sub { main::seg_metric('requests_total', 'not_served') == 12 }, 10);
     Test::More::ok($cut, 'TEST 7 - 12 not served: 4 404s, 4 HEADs, the POST, 3 transfers cut short');
     Test::More::is(main::counts('v7'), '0/0', 'TEST 7 - no view');
-    Test::More::is(main::seg_metric('credited_ms_total'), 0, 'TEST 7 - nothing credited');
+    Test::More::is(main::credited_ms(), 0, 'TEST 7 - nothing credited');
     # then the whole segments: the view
     main::seg('v7', $_, 's7', $t) for 0, 1;
     Test::More::is(main::counts('v7'), '1/0', 'TEST 7 - the same session served whole segments: the view');
@@ -488,27 +502,27 @@ GET /engagement/summary/v13
     push @st, $r->('0-99,200-299');
     push @st, $r->(($_ * 100) . '-' . ($_ * 100 + 99)) for 0 .. 9;
     Test::More::is("@st", '200 206 ' . join(' ', ('206') x 10), 'TEST 12 - served');
-    Test::More::is(main::seg_metric('credited_ms_total'), 0, 'TEST 12 - a whole file, a multipart range, ranges of 100 bytes: nothing');
+    Test::More::is(main::credited_ms(), 0, 'TEST 12 - a whole file, a multipart range, ranges of 100 bytes: nothing');
     # the first quarter (~6 s): no view; the second (~12 s): the view
     $r->('0-' . ($q - 1));
-    my $ms1 = main::seg_metric('credited_ms_total');
+    my $ms1 = main::credited_ms();
     Test::More::ok($ms1 > 5000 && $ms1 <= 6000, "TEST 12 - a quarter of 24 s: $ms1 ms");
     Test::More::is(main::counts('v13'), '0/0', 'TEST 12 - no view yet');
     $r->($q . '-' . (2 * $q - 1));
     Test::More::is(main::counts('v13'), '1/0', 'TEST 12 - half the file (~12 s): the view');
     # the same ranges again, and ranges inside them: nothing new
-    my $ms2 = main::seg_metric('credited_ms_total');
+    my $ms2 = main::credited_ms();
     $r->('0-' . ($q - 1));
     $r->($q . '-' . (2 * $q - 1));
     $r->('1000-' . ($q - 5000));
-    Test::More::is(main::seg_metric('credited_ms_total'), $ms2, 'TEST 12 - bytes served before earn nothing');
+    Test::More::is(main::credited_ms(), $ms2, 'TEST 12 - bytes served before earn nothing');
     # an overlapping range credits only its new part; the rest of the file
     $r->($q . '-' . (3 * $q - 1));
-    my $ms3 = main::seg_metric('credited_ms_total');
+    my $ms3 = main::credited_ms();
     Test::More::ok($ms3 - $ms2 > 5000 && $ms3 - $ms2 <= 6000, 'TEST 12 - an overlapping range: its new quarter only (' . ($ms3 - $ms2) . ' ms)');
     Test::More::is(main::counts('v13'), '1/1', 'TEST 12 - three quarters (~18 s): the engaged view');
     $r->((3 * $q) . '-');
-    my $all = main::seg_metric('credited_ms_total');
+    my $all = main::credited_ms();
     Test::More::ok($all > 23000 && $all <= 24000, "TEST 12 - the whole file in ranges: $all ms of 24 s");
     # files of another kind are not looked at
     open my $fh, '>', "$main::Media/hls/v1/notes.txt"; print $fh 'x' x 50; close $fh;
@@ -519,7 +533,69 @@ GET /engagement/summary/v13
 --- request
 GET /status?format=json
 --- response_body_like chomp
-"segments":\{"segments":0,"notServed":0,"playlists":0,"credited":0,"replayed":0,"full":0,"bots":0,"creditedMs":0,"sessions":0,"tokenMissing":0,"tokenMalformed":0,"tokenExpired":0,"tokenWrongContent":0,"tokenBadSignature":0,"invalidIds":0,"views":0,"engaged":0,"duplicates":0,"unavailable":0,"live":0,"liveFull":0\}
+"segments":\{"segments":0,"notServed":0,"playlists":0,"credited":0,"replayed":0,"full":0,"bots":0,"optedOut":0,"anonymous":0,"sessions":0,"tokenMissing":0,"tokenMalformed":0,"tokenExpired":0,"tokenWrongContent":0,"tokenBadSignature":0,"invalidIds":0,"views":0,"engaged":0,"duplicates":0,"unavailable":0,"live":0,"liveFull":0,"creditedSeconds":0\.000\}
+
+=== TEST 25: bots and opted-out viewers: a bot's segments credit nothing; Sec-GPC is anonymous by default, nothing under engagement_opt_out drop
+--- config eval
+$main::Loc . "    location ~ ^/drop/hls/(?<dvid>[A-Za-z0-9_-]+)/ {
+        root $main::Media;
+        rewrite ^/drop(/.*)\$ \$1 break;
+        engagement_opt_out drop;
+        engagement_segments on content=\$dvid duration=4s;
+    }
+"
+--- request
+GET /engagement/summary/v26
+--- response_body
+{"contentId":"v26","views":0,"engagedViews":0,"replays":0,"live":0,"peak":0}
+--- post_check
+    my $t = main::tok('v26', 's26');
+    main::seg('v26', $_, 's26', $t, headers => { 'User-Agent' => 'Mozilla/5.0 (compatible; Googlebot/2.1)' }) for 0 .. 4;
+    Test::More::is(main::counts('v26'), '0/0', 'TEST 25 - a bot: no view');
+    Test::More::is(main::seg_metric('segments_total', 'bot'), 5, 'TEST 25 - five bot segments counted');
+    my $t2 = main::tok('v27', 's27');
+    main::seg('v27', $_, 's27', $t2, prefix => '/drop', headers => { 'Sec-GPC' => '1' }) for 0 .. 4;
+    Test::More::is(main::counts('v27'), '0/0', 'TEST 25 - Sec-GPC under drop: no view');
+    Test::More::is(main::seg_metric('segments_total', 'opted_out'), 5, 'TEST 25 - five opted-out segments counted');
+    my $t3 = main::tok('v28', 's28');
+    main::seg('v28', $_, 's28', $t3, headers => { 'Sec-GPC' => '1' }) for 0 .. 1;
+    Test::More::is(main::counts('v28'), '1/0', 'TEST 25 - Sec-GPC under anonymous (the default): counted');
+    Test::More::is(main::seg_metric('anonymous_total'), 2, 'TEST 25 - as anonymous');
+    my ($st, $b) = post_view(nginx_port(), '{"contentId":"v28","sessionId":"s28","durationMs":9000}', undef);
+    ($st, $b) = http_request(nginx_port(), 'POST', '/engagement/view',
+        '{"contentId":"v28","sessionId":"s28","durationMs":9000}',
+        'Content-Type' => 'application/json', 'Sec-GPC' => '1');
+    Test::More::like("$st $b", qr/^200 \{"counted":false,"reason":"duplicate"/,
+                     "TEST 25 - the opted-out session's beacon is a duplicate of its segments");
+
+=== TEST 26: a session idle longer than idle= starts over; a reload keeps the credit
+--- config eval
+$main::Loc . "    location ~ ^/idle/hls/(?<ivid>[A-Za-z0-9_-]+)/ {
+        root $main::Media;
+        rewrite ^/idle(/.*)\$ \$1 break;
+        engagement_segments on content=\$ivid duration=4s idle=1s;
+    }
+"
+--- request
+GET /engagement/summary/v29
+--- response_body
+{"contentId":"v29","views":0,"engagedViews":0,"replays":0,"live":0,"peak":0}
+--- post_check
+    my $t = main::tok('v29', 's29');
+    main::seg('v29', 0, 's29', $t, prefix => '/idle');
+    sleep 1.3;
+    main::seg('v29', 1, 's29', $t, prefix => '/idle');
+    Test::More::is(main::counts('v29'), '0/0', 'TEST 26 - 4 s, then 1.3 s idle, then 4 s: started over, no view');
+    main::seg('v29', 0, 's29', $t, prefix => '/idle');
+    Test::More::is(main::counts('v29'), '1/0', 'TEST 26 - and seg0 again is new to it: 8 s, the view');
+    # a reload (same zone size) keeps what sessions were credited
+    my $t2 = main::tok('v30', 's30');
+    main::seg('v30', 0, 's30', $t2);
+    Test::More::ok(Engagement::Test::reload_nginx(1), 'TEST 26 - reloaded');
+    main::seg('v30', 0, 's30', $t2);
+    Test::More::is(main::counts('v30'), '0/0', 'TEST 26 - after the reload, seg0 is still a replay');
+    main::seg('v30', 1, 's30', $t2);
+    Test::More::is(main::counts('v30'), '1/0', 'TEST 26 - and seg1 makes 8 s: the view');
 
 === TEST 14: no content=
 --- config

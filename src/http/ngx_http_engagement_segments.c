@@ -9,8 +9,8 @@
  * policy (engagement_view_after, engagement_engaged_after), a view event
  * goes through the very policy a beacon does (deduplicated on the same
  * identity, with a durable writer line), and a live zone, where there is
- * one, sees the session as a heartbeat would. The directive, its checks,
- * the handler and the status figures.
+ * one, sees the session as a heartbeat would. The log handler and the
+ * status figures; the directives are in ngx_http_engagement_segments_conf.c.
  */
 
 
@@ -23,11 +23,7 @@
 #include "policy/ngx_http_engagement_policy.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
-
-
-#define NGX_HTTP_ENGAGEMENT_SEGMENTS_IDLE     (10 * 60 * 1000)   /* ms */
-#define NGX_HTTP_ENGAGEMENT_SEGMENTS_SESSION  "$arg_es"
-#define NGX_HTTP_ENGAGEMENT_SEGMENTS_TOKEN    "$arg_et"
+#include "http/ngx_http_engagement_segments_int.h"
 
 
 /* what a URI is, by its extension */
@@ -37,19 +33,6 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_MEDIA_SEGMENT,       /* .ts, .m4s, ...: 200 or 206 */
     NGX_HTTP_ENGAGEMENT_MEDIA_RANGED         /* .mp4, ...: 206 only */
 } ngx_http_engagement_media_e;
-
-
-/* a location's engagement_segments */
-typedef struct {
-    ngx_http_complex_value_t     *content;
-    ngx_http_complex_value_t     *session;
-    ngx_http_complex_value_t     *token;
-    ngx_msec_t                    duration;
-    ngx_msec_t                    idle;
-    size_t                        bitrate;     /* bits/s of MP4 files */
-    ngx_str_t                     zone;        /* counters zone= */
-    ngx_str_t                     dedupe;      /* dedupe zone= */
-} ngx_http_engagement_segments_loc_t;
 
 
 typedef struct {
@@ -76,427 +59,6 @@ static ngx_http_engagement_media_ext_t  ngx_http_engagement_media_exts[] = {
 
 /* at most one "segments zone is full" line per worker this often */
 static ngx_msec_t  ngx_http_engagement_segments_full_log;
-
-
-static ngx_http_engagement_segments_conf_t *
-ngx_http_engagement_segments_conf_get(ngx_conf_t *cf)
-{
-    ngx_http_engagement_main_conf_t      *emcf;
-    ngx_http_engagement_segments_conf_t  *sc;
-
-    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
-
-    if (emcf->segments) {
-        return emcf->segments;
-    }
-
-    sc = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_segments_conf_t));
-    if (sc == NULL) {
-        return NULL;
-    }
-
-    sc->size = NGX_CONF_UNSET;
-    emcf->segments = sc;
-
-    return sc;
-}
-
-
-/* engagement_segments_zone size; */
-
-char *
-ngx_http_engagement_segments_zone_directive(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf)
-{
-    ngx_http_engagement_segments_conf_t  *sc;
-
-    sc = ngx_http_engagement_segments_conf_get(cf);
-    if (sc == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_http_engagement_zone_size(cf, cmd, &sc->size);
-}
-
-
-static char *
-ngx_http_engagement_segments_cv(ngx_conf_t *cf, ngx_str_t *value,
-    ngx_http_complex_value_t **cvp)
-{
-    ngx_http_compile_complex_value_t  ccv;
-
-    *cvp = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (*cvp == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = value;
-    ccv.complex_value = *cvp;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* a time= parameter: positive, in nginx's time syntax */
-
-static char *
-ngx_http_engagement_segments_time(ngx_conf_t *cf, ngx_str_t *value,
-    size_t skip, ngx_msec_t *to)
-{
-    ngx_str_t   s;
-    ngx_int_t   ms;
-
-    s.data = value->data + skip;
-    s.len = value->len - skip;
-
-    ms = ngx_parse_time(&s, 0);
-
-    if (ms == NGX_ERROR || ms <= 0
-        || ms > NGX_HTTP_ENGAGEMENT_DURATION_MAX)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"%V\" of \"engagement_segments\": must "
-                           "be a positive time such as 4s or 1500ms, at "
-                           "most 7d", value);
-        return NGX_CONF_ERROR;
-    }
-
-    *to = (ngx_msec_t) ms;
-
-    return NGX_CONF_OK;
-}
-
-
-/* one name=value parameter of "engagement_segments on" */
-
-static char *
-ngx_http_engagement_segments_param(ngx_conf_t *cf,
-    ngx_http_engagement_segments_loc_t *sl, ngx_str_t *v)
-{
-    ssize_t    n;
-    ngx_str_t  s;
-
-#define ngx_http_engagement_segments_is(name)                                 \
-    (v->len > sizeof(name) - 1                                                \
-     && ngx_strncmp(v->data, name, sizeof(name) - 1) == 0)
-
-#define ngx_http_engagement_segments_rest(name)                               \
-    s.data = v->data + sizeof(name) - 1; s.len = v->len - (sizeof(name) - 1)
-
-    if (ngx_http_engagement_segments_is("content=")) {
-        ngx_http_engagement_segments_rest("content=");
-        return ngx_http_engagement_segments_cv(cf, &s, &sl->content);
-    }
-
-    if (ngx_http_engagement_segments_is("session=")) {
-        ngx_http_engagement_segments_rest("session=");
-        return ngx_http_engagement_segments_cv(cf, &s, &sl->session);
-    }
-
-    if (ngx_http_engagement_segments_is("token=")) {
-        ngx_http_engagement_segments_rest("token=");
-        return ngx_http_engagement_segments_cv(cf, &s, &sl->token);
-    }
-
-    if (ngx_http_engagement_segments_is("duration=")) {
-        return ngx_http_engagement_segments_time(cf, v,
-                                                 sizeof("duration=") - 1,
-                                                 &sl->duration);
-    }
-
-    if (ngx_http_engagement_segments_is("idle=")) {
-        return ngx_http_engagement_segments_time(cf, v, sizeof("idle=") - 1,
-                                                 &sl->idle);
-    }
-
-    if (ngx_http_engagement_segments_is("bitrate=")) {
-        ngx_http_engagement_segments_rest("bitrate=");
-        n = ngx_parse_size(&s);
-
-        if (n == NGX_ERROR || n < 1024) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid \"%V\" of \"engagement_segments\": "
-                               "must be the MP4 files' bits per second, at "
-                               "least 1k, e.g. bitrate=800k", v);
-            return NGX_CONF_ERROR;
-        }
-
-        sl->bitrate = (size_t) n;
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_http_engagement_segments_is("zone=")) {
-        ngx_http_engagement_segments_rest("zone=");
-        sl->zone = s;
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_http_engagement_segments_is("dedupe=")) {
-        ngx_http_engagement_segments_rest("dedupe=");
-        sl->dedupe = s;
-        return NGX_CONF_OK;
-    }
-
-#undef ngx_http_engagement_segments_is
-#undef ngx_http_engagement_segments_rest
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" of \"engagement_segments\": "
-                       "expected content=, session=, token=, duration=, "
-                       "bitrate=, idle=, zone= or dedupe=", v);
-
-    return NGX_CONF_ERROR;
-}
-
-
-/*
- * engagement_segments on content=<id> duration=<time> [session=<value>]
- *     [token=<value>] [idle=<time>] [zone=<name>] [dedupe=<name>];
- * engagement_segments off;
- */
-
-char *
-ngx_http_engagement_segments_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_engagement_loc_conf_t *elcf = conf;
-
-    ngx_str_t                            *value, s;
-    ngx_uint_t                            i;
-    ngx_http_engagement_segments_loc_t   *sl;
-
-    if (elcf->segments != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (value[1].len == 3 && ngx_strcmp(value[1].data, "off") == 0) {
-        if (cf->args->nelts > 2) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"engagement_segments off\" takes no "
-                               "parameters");
-            return NGX_CONF_ERROR;
-        }
-
-        elcf->segments = NULL;
-        return NGX_CONF_OK;
-    }
-
-    if (value[1].len != 2 || ngx_strcmp(value[1].data, "on") != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\" of \"engagement_segments\": "
-                           "must be on or off", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    sl = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_segments_loc_t));
-    if (sl == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    sl->idle = NGX_HTTP_ENGAGEMENT_SEGMENTS_IDLE;
-
-    for (i = 2; i < cf->args->nelts; i++) {
-        if (ngx_http_engagement_segments_param(cf, sl, &value[i])
-            != NGX_CONF_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (sl->content == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_segments on\" needs content=: the "
-                           "content id of the media the location serves, "
-                           "e.g. content=$1 from the location's regex");
-        return NGX_CONF_ERROR;
-    }
-
-    if (sl->duration == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_segments on\" needs duration=: the "
-                           "media time one segment (or byte range) is "
-                           "credited, e.g. duration=4s (ffmpeg's hls_time)");
-        return NGX_CONF_ERROR;
-    }
-
-    if (sl->session == NULL) {
-        ngx_str_set(&s, NGX_HTTP_ENGAGEMENT_SEGMENTS_SESSION);
-
-        if (ngx_http_engagement_segments_cv(cf, &s, &sl->session)
-            != NGX_CONF_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (sl->token == NULL) {
-        ngx_str_set(&s, NGX_HTTP_ENGAGEMENT_SEGMENTS_TOKEN);
-
-        if (ngx_http_engagement_segments_cv(cf, &s, &sl->token)
-            != NGX_CONF_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    elcf->segments = sl;
-
-    return NGX_CONF_OK;
-}
-
-
-/* the zones of a location with engagement_segments on */
-
-static char *
-ngx_http_engagement_segments_zones(ngx_conf_t *cf,
-    ngx_http_engagement_loc_conf_t *conf,
-    ngx_http_engagement_segments_loc_t *sl)
-{
-    ngx_str_t                             name;
-    ngx_http_engagement_main_conf_t      *emcf;
-    ngx_http_engagement_segments_conf_t  *sc;
-
-    if (sl->zone.len) {
-        conf->counters = ngx_http_engagement_zone_get(cf, &sl->zone, 0, 0, 0);
-
-    } else {
-        ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DEFAULT_ZONE);
-        conf->counters = ngx_http_engagement_zone_get(cf, &name,
-                                        NGX_HTTP_ENGAGEMENT_DEFAULT_ZSIZE,
-                                        0, 0);
-    }
-
-    if (conf->counters == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (sl->dedupe.len) {
-        conf->dedupe = ngx_http_engagement_zone_get(cf, &sl->dedupe, 0, 1, 0);
-
-    } else {
-        ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DEFAULT_DEDUPE);
-        conf->dedupe = ngx_http_engagement_zone_get(cf, &name,
-                                        NGX_HTTP_ENGAGEMENT_DEFAULT_DSIZE,
-                                        1, 0);
-    }
-
-    if (conf->dedupe == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    /* identities are hashed with the rotating salt, as a view's are */
-    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
-
-    if (conf->guard.salt_zone == NULL) {
-        conf->guard.salt_zone = ngx_http_engagement_salt_zone(cf);
-        if (conf->guard.salt_zone == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        conf->guard.salt_grace = &emcf->salt_grace;
-    }
-
-    sc = ngx_http_engagement_segments_conf_get(cf);
-    if (sc == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (sc->shm_zone == NULL) {
-        if (sc->size == NGX_CONF_UNSET) {
-            sc->size = NGX_HTTP_ENGAGEMENT_SEGMENTS_ZSIZE;
-        }
-
-        ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_SEGMENTS_ZONE);
-
-        sc->shm_zone = ngx_http_engagement_zone_shm(cf, &name, sc->size,
-                                    ngx_http_engagement_segments_init_zone,
-                                    sc);
-        if (sc->shm_zone == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/*
- * Called from the module's merge for every location: inherits the
- * directive, and checks and prepares a location that has it on.
- */
-
-char *
-ngx_http_engagement_segments_merge(ngx_conf_t *cf,
-    ngx_http_engagement_loc_conf_t *prev, ngx_http_engagement_loc_conf_t *conf)
-{
-    ngx_msec_t                           need;
-    ngx_http_engagement_segments_loc_t  *sl;
-
-    ngx_conf_merge_ptr_value(conf->segments, prev->segments, NULL);
-
-    sl = conf->segments;
-
-    if (sl == NULL) {
-        return NGX_CONF_OK;
-    }
-
-    if (conf->endpoint != NGX_HTTP_ENGAGEMENT_NONE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_segments\" is for a location that "
-                           "serves media, not an \"engagement\" endpoint");
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->guard.token_key == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_segments\" needs "
-                           "\"engagement_token_secret\": a segment is "
-                           "credited only to a session with a valid view "
-                           "token");
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->dedupe_window == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_dedupe_window\" must be positive");
-        return NGX_CONF_ERROR;
-    }
-
-    if (conf->engaged_after < conf->view_after) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_engaged_after\" (%M ms) must not be "
-                           "shorter than \"engagement_view_after\" (%M ms)",
-                           conf->engaged_after, conf->view_after);
-        return NGX_CONF_ERROR;
-    }
-
-    /* every segment up to the engaged level is remembered, to tell a
-     * replay: the set must hold them */
-    need = (conf->engaged_after + sl->duration - 1) / sl->duration;
-
-    if (need > NGX_HTTP_ENGAGEMENT_SEGMENTS_SET) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"engagement_segments\": "
-                           "\"engagement_engaged_after\" (%M ms) takes %M "
-                           "segments of duration=%Mms, more than the %d a "
-                           "session remembers; raise duration= or lower "
-                           "\"engagement_engaged_after\"",
-                           conf->engaged_after, need, sl->duration,
-                           NGX_HTTP_ENGAGEMENT_SEGMENTS_SET);
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_http_engagement_segments_zones(cf, conf, sl);
-}
 
 
 /* the kind of media a URI names, by the extension of its last part */
@@ -589,6 +151,33 @@ ngx_http_engagement_segments_served(ngx_http_request_t *r,
 }
 
 
+/* whether the request says Sec-GPC: 1 (the guard's opt-out signal) */
+
+static ngx_uint_t
+ngx_http_engagement_segments_gpc(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == sizeof("Sec-GPC") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Sec-GPC",
+                                   sizeof("Sec-GPC") - 1) == 0
+                && h[i].value.len == 1 && h[i].value.data[0] == '1')
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 /* the token of the request, checked with the secret and the previous */
 
 static ngx_http_engagement_token_rc_e
@@ -629,7 +218,7 @@ static ngx_int_t
 ngx_http_engagement_segments_count(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf,
     ngx_http_engagement_segments_conf_t *sc, ngx_str_t *content,
-    ngx_str_t *session, ngx_msec_t served)
+    ngx_str_t *session, ngx_msec_t served, ngx_uint_t anonymous)
 {
     void                           *wev;
     ngx_int_t                       rc;
@@ -642,6 +231,7 @@ ngx_http_engagement_segments_count(ngx_http_request_t *r,
     ev.session_id = *session;
     ev.duration_ms = (int64_t) served;
     ev.ts = -1;
+    ev.anonymous = anonymous;
 
     wev = NULL;
 
@@ -800,7 +390,8 @@ ngx_http_engagement_segments_credit_one(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf,
     ngx_http_engagement_segments_conf_t *sc,
     ngx_http_engagement_segments_loc_t *sl,
-    ngx_http_engagement_media_e kind, ngx_str_t *content, ngx_str_t *session)
+    ngx_http_engagement_media_e kind, ngx_str_t *content, ngx_str_t *session,
+    ngx_uint_t anonymous)
 {
     uint32_t                                seg;
     uint64_t                                key;
@@ -874,7 +465,7 @@ ngx_http_engagement_segments_credit_one(ngx_http_request_t *r,
     }
 
     if (ngx_http_engagement_segments_count(r, elcf, sc, content, session,
-                                           cr.served)
+                                           cr.served, anonymous)
         != NGX_OK)
     {
         ngx_http_engagement_segments_inc(sc, unavailable);
@@ -891,6 +482,7 @@ static ngx_int_t
 ngx_http_engagement_segments_log(ngx_http_request_t *r)
 {
     ngx_str_t                             content, session, token;
+    ngx_uint_t                            anonymous;
     ngx_http_engagement_media_e           kind;
     ngx_http_engagement_token_rc_e        trc;
     ngx_http_engagement_loc_conf_t       *elcf;
@@ -966,10 +558,27 @@ ngx_http_engagement_segments_log(ngx_http_request_t *r)
         return NGX_OK;
     }
 
+    /* an opted-out viewer (Sec-GPC) as engagement_opt_out says: not
+     * credited (drop), or counted without an identity but its session's
+     * (anonymous: as its beacons are, so both still deduplicate) */
+    anonymous = 0;
+
+    if (elcf->guard.opt_out != NGX_HTTP_ENGAGEMENT_OPT_OUT_OFF
+        && ngx_http_engagement_segments_gpc(r))
+    {
+        if (elcf->guard.opt_out == NGX_HTTP_ENGAGEMENT_OPT_OUT_DROP) {
+            ngx_http_engagement_segments_inc(sc, opted_out);
+            return NGX_OK;
+        }
+
+        anonymous = 1;
+        ngx_http_engagement_segments_inc(sc, anonymous);
+    }
+
     ngx_http_engagement_segments_live(sc, &content, &session);
 
     ngx_http_engagement_segments_credit_one(r, elcf, sc, sl, kind, &content,
-                                            &session);
+                                            &session, anonymous);
 
     return NGX_OK;
 }
@@ -1035,7 +644,8 @@ static ngx_http_engagement_stat_row_t  ngx_http_engagement_segments_rows[] = {
     { "segments_total", "credited", "credited", "counter",
       "Served segments with a valid token by outcome: credited (new to the "
       "session), replayed (credited before: nothing), full (no room in the "
-      "segments zone: nothing), bot (a crawler's user agent: nothing)",
+      "segments zone: nothing), bot (a crawler's user agent: nothing), "
+      "opted_out (Sec-GPC under engagement_opt_out drop: nothing)",
       ngx_http_engagement_segments_field(credited) },
     { "segments_total", "replayed", "replayed", NULL, NULL,
       ngx_http_engagement_segments_field(replayed) },
@@ -1043,9 +653,12 @@ static ngx_http_engagement_stat_row_t  ngx_http_engagement_segments_rows[] = {
       ngx_http_engagement_segments_field(full) },
     { "segments_total", "bots", "bot", NULL, NULL,
       ngx_http_engagement_segments_field(bots) },
-    { "credited_ms_total", "creditedMs", NULL, "counter",
-      "Media time credited to sessions, in milliseconds",
-      ngx_http_engagement_segments_field(credited_ms) },
+    { "segments_total", "optedOut", "opted_out", NULL, NULL,
+      ngx_http_engagement_segments_field(opted_out) },
+    { "anonymous_total", "anonymous", NULL, "counter",
+      "Served segments of opted-out viewers (Sec-GPC) credited without an "
+      "identity but the session (engagement_opt_out anonymous)",
+      ngx_http_engagement_segments_field(anonymous) },
     { "sessions_total", "sessions", NULL, "counter",
       "Sessions (session, content pairs) that began to be credited",
       ngx_http_engagement_segments_field(sessions) },
@@ -1091,6 +704,14 @@ static ngx_http_engagement_stat_row_t  ngx_http_engagement_segments_rows[] = {
 };
 
 
+/* a row of its own: in seconds, with decimals */
+#define NGX_HTTP_ENGAGEMENT_SEGMENTS_SECONDS                                  \
+    "# HELP nginx_engagement_segments_credited_seconds_total Media time "     \
+    "credited to sessions\n"                                                 \
+    "# TYPE nginx_engagement_segments_credited_seconds_total counter\n"       \
+    "nginx_engagement_segments_credited_seconds_total "
+
+
 size_t
 ngx_http_engagement_segments_status_len(ngx_http_engagement_main_conf_t *emcf)
 {
@@ -1102,7 +723,8 @@ ngx_http_engagement_segments_status_len(ngx_http_engagement_main_conf_t *emcf)
     }
 
     return ngx_http_engagement_stat_rows_len("segments",
-                                             ngx_http_engagement_segments_rows);
+                                             ngx_http_engagement_segments_rows)
+           + sizeof(NGX_HTTP_ENGAGEMENT_SEGMENTS_SECONDS) + NGX_ATOMIC_T_LEN;
 }
 
 
@@ -1110,6 +732,7 @@ u_char *
 ngx_http_engagement_segments_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json)
 {
+    ngx_atomic_uint_t                     ms;
     ngx_http_engagement_segments_conf_t  *sc;
 
     sc = emcf->segments;
@@ -1118,8 +741,21 @@ ngx_http_engagement_segments_status(u_char *p,
         return p;
     }
 
-    return ngx_http_engagement_stat_rows(p, "segments",
-                                       ngx_http_engagement_segments_rows,
-                                       ngx_http_engagement_segments_stats(sc),
-                                       json, (size_t) -1, 0);
+    p = ngx_http_engagement_stat_rows(p, "segments",
+                                      ngx_http_engagement_segments_rows,
+                                      ngx_http_engagement_segments_stats(sc),
+                                      json, (size_t) -1, 0);
+
+    /* the media time, kept in ms, shown in seconds with its ms */
+    ms = ngx_http_engagement_segments_stats(sc)->credited_ms;
+
+    if (json) {
+        /* inside the group's object */
+        p--;
+        return ngx_sprintf(p, ",\"creditedSeconds\":%uA.%03uA}",
+                           ms / 1000, ms % 1000);
+    }
+
+    return ngx_sprintf(p, NGX_HTTP_ENGAGEMENT_SEGMENTS_SECONDS "%uA.%03uA\n",
+                       ms / 1000, ms % 1000);
 }

@@ -52,6 +52,8 @@ typedef struct {
     ngx_atomic_t                  refused[NGX_HTTP_ENGAGEMENT_TOKEN_REASONS];
     ngx_atomic_t                  invalid;         /* content or session */
     ngx_atomic_t                  bots;            /* a crawler's agent */
+    ngx_atomic_t                  opted_out;       /* Sec-GPC, drop */
+    ngx_atomic_t                  anonymous;       /* Sec-GPC, anonymous */
     ngx_atomic_t                  sessions;        /* entries made */
     ngx_atomic_t                  views;           /* counted */
     ngx_atomic_t                  engaged;         /* counted */
