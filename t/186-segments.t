@@ -702,3 +702,10 @@ GET /engagement/summary/v25
         'TEST 24 - rows: the view at 8 s and the engaged view at 16 s from segments, the beacon a duplicate');
     Test::More::is(main::counts('v25'), '1/1', 'TEST 24 - counted once each');
     ch_stop($main::Ch);
+
+=== TEST 27: another zone with the segments zone's name
+--- http_config eval
+$main::HttpConfig . "    engagement_limit_zone engagement_segments:1m;\n"
+--- must_die
+--- error_log
+zone name "engagement_segments" is reserved for the module's segments zone; give the zone another name

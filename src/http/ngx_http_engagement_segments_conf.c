@@ -292,6 +292,32 @@ ngx_http_engagement_segments_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* whether another shared memory zone has the segments zone's name */
+
+static ngx_uint_t
+ngx_http_engagement_segments_name_taken(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *zone;
+
+    for (part = &cf->cycle->shared_memory.part; part; part = part->next) {
+        zone = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (zone[i].shm.name.len == name->len
+                && ngx_strncmp(zone[i].shm.name.data, name->data, name->len)
+                   == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 /* the zones of a location with engagement_segments on */
 
 static char *
@@ -354,6 +380,14 @@ ngx_http_engagement_segments_zones(ngx_conf_t *cf,
         }
 
         ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_SEGMENTS_ZONE);
+
+        if (ngx_http_engagement_segments_name_taken(cf, &name)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zone name \"%V\" is reserved for the "
+                               "module's segments zone; give the zone "
+                               "another name", &name);
+            return NGX_CONF_ERROR;
+        }
 
         sc->shm_zone = ngx_http_engagement_zone_shm(cf, &name, sc->size,
                                     ngx_http_engagement_segments_init_zone,
