@@ -139,7 +139,7 @@ ngx_http_engagement_trending_cached(ngx_uint_t window, ngx_uint_t limit,
 
         if (c->body && c->window == window && c->limit == limit
             && c->cat_len == cat_len
-            && ngx_memcmp(c->cat, cat, cat_len) == 0
+            && (cat_len == 0 || ngx_memcmp(c->cat, cat, cat_len) == 0)
             && (!fresh || (ngx_msec_int_t) (c->expires - ngx_current_msec)
                           > 0))
         {
@@ -197,7 +197,7 @@ ngx_http_engagement_trending_keep(ngx_http_engagement_trending_t *ask,
     c->window = ask->window;
     c->limit = ask->limit;
     c->cat_len = ask->cat_len;
-    ngx_memcpy(c->cat, ask->cat, ask->cat_len);
+    ngx_memcpy(c->cat, ask->cat, sizeof(ask->cat));
     c->expires = ngx_current_msec + ask->tc->cache;
 }
 
@@ -810,7 +810,10 @@ ngx_http_engagement_trending_handler(ngx_http_request_t *r)
     ask->window = window;
     ask->limit = limit;
     ask->cat_len = cat.len;
-    ngx_memcpy(ask->cat, cat.data, cat.len);
+
+    if (cat.len) {
+        ngx_memcpy(ask->cat, cat.data, cat.len);
+    }
 
     rv = ngx_http_engagement_trending_send(r, ask);
 

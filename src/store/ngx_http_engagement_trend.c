@@ -53,6 +53,7 @@ typedef struct {
     uint64_t                      key[2];
     ngx_atomic_t                  flush_at;
     ngx_uint_t                    cur;         /* the newest bucket's slot */
+    int64_t                       newest;      /* the newest bucket made */
     u_char                       *slots;
     ngx_http_engagement_trend_stats_t  stats;
 } ngx_http_engagement_trend_sh_t;
@@ -74,6 +75,7 @@ typedef struct {
 static const size_t  ngx_http_engagement_trend_shape[] = {
     sizeof(ngx_http_engagement_trend_sh_t),
     offsetof(ngx_http_engagement_trend_sh_t, slots),
+    offsetof(ngx_http_engagement_trend_sh_t, newest),
     offsetof(ngx_http_engagement_trend_sh_t, stats),
     sizeof(ngx_http_engagement_trend_slot_t),
     sizeof(ngx_http_engagement_trend_sketch_t),
@@ -290,8 +292,8 @@ ngx_http_engagement_trend_slot_for(ngx_http_engagement_trend_sh_t *sh,
         return s->taken ? NULL : s;
     }
 
-    if (s->bucket > bucket) {
-        /* an older bucket than the newest: find it, never make it */
+    if (bucket <= sh->newest) {
+        /* made already: found if still open, never made again */
         for (i = 0; i < sh->nslots; i++) {
             s = ngx_http_engagement_trend_slot(sh, i);
 
@@ -328,6 +330,7 @@ ngx_http_engagement_trend_slot_for(ngx_http_engagement_trend_sh_t *sh,
 
     ngx_http_engagement_trend_slot_reset(sh, o, bucket);
     sh->cur = oldest;
+    sh->newest = bucket;
 
     return o;
 }
@@ -782,6 +785,7 @@ ngx_http_engagement_trend_tables(ngx_http_engagement_trend_sh_t *sh,
         if (sh->slots) {
             sh->nslots = n;
             sh->cur = 0;
+            sh->newest = 0;
 
             for (i = 0; i < n; i++) {
                 ngx_http_engagement_trend_slot(sh, i)->bucket = -1;
