@@ -361,7 +361,44 @@ AddressSanitizer
 
 
 
-=== TEST 6: engagement trending without engagement_redis is refused at nginx -t
+=== TEST 6: a reload keeps the zone and its buckets (counts before and after it reach Redis once); new sketch sizes start it empty, said in the log
+--- request
+GET /status
+--- response_body_like: nginx_engagement_trending_updates_total 0
+--- timeout: 40
+--- post_check
+    main::rcli('FLUSHALL');
+    Test::More::ok(main::ready(), 'TEST 6 - the workers reach Redis');
+    my $at = (int(time / $main::L) + 1) * $main::L + 0.02;
+    sleep($at - time);
+    Test::More::is(main::send_views((['kept', 'news']) x 9), 9, 'TEST 6 - 9 views');
+    Test::More::ok(reload_nginx(2), 'TEST 6 - reloaded (HUP): new workers serve');
+    Test::More::is(main::send_views((['kept', 'news']) x 4), 4, 'TEST 6 - 4 more views after the reload');
+    my $t = time;
+    Test::More::ok(main::wait_bucket_sent($t), 'TEST 6 - the buckets have gone to Redis');
+    my ($hk) = grep { /:h:/ } split /\n/, main::rcli('KEYS', 'eng:{tr}:*');
+    Test::More::is(main::rcli('ZSCORE', $hk, 'kept'), 13, 'TEST 6 - all 13 views in the hour set, once');
+    Test::More::is(status_metric('nginx_engagement_trending_updates_total'), 13, 'TEST 6 - the zone\'s figures were kept');
+    Test::More::unlike(error_log_text(), qr/new sketch sizes/, 'TEST 6 - the zone was taken over as it was');
+    # the same zone, other sketch sizes
+    my $conf = servroot() . '/conf/nginx.conf';
+    my $c = slurp($conf);
+    $c =~ s/category_k=128/category_k=64/ or die 'no category_k in the config';
+    open my $fh, '>', $conf or die; print $fh $c; close $fh;
+    Test::More::ok(reload_nginx(2), 'TEST 6 - reloaded with category_k=64');
+    Test::More::like(error_log_text(), qr/trending zone "trend": new sketch sizes or bucket, the buckets not yet in Redis are dropped/,
+        'TEST 6 - the log says the zone starts empty');
+    $t = time;
+    Test::More::is(main::send_views((['after', 'news']) x 2), 2, 'TEST 6 - 2 views after it');
+    Test::More::ok(main::wait_bucket_sent($t), 'TEST 6 - their bucket has gone to Redis');
+    my @h = grep { /:h:/ } split /\n/, main::rcli('KEYS', 'eng:{tr:cat:news}:*');
+    my $sum = 0;
+    $sum += main::rcli('ZSCORE', $_, 'after') || 0 for @h;
+    Test::More::is($sum, 2, 'TEST 6 - they reach the category\'s hour set');
+
+
+
+=== TEST 7: engagement trending without engagement_redis is refused at nginx -t
 --- http_config
     engagement_zone engagement:1m;
 --- config
@@ -372,7 +409,7 @@ AddressSanitizer
 
 
 
-=== TEST 7: engagement_trending_zone parameters out of bounds are refused at nginx -t
+=== TEST 8: engagement_trending_zone parameters out of bounds are refused at nginx -t
 --- http_config
     engagement_redis 127.0.0.1:6379;
     engagement_trending_zone t:1m k=2;
@@ -384,7 +421,7 @@ invalid "k=2" of "engagement_trending_zone": k= from 8 to 4096
 
 
 
-=== TEST 8: engagement_trending_bucket beyond a minute is refused at nginx -t
+=== TEST 9: engagement_trending_bucket beyond a minute is refused at nginx -t
 --- http_config
     engagement_redis 127.0.0.1:6379;
     engagement_trending_bucket 2m;
@@ -396,7 +433,7 @@ invalid time "2m" of "engagement_trending_bucket": from 1s to 1m
 
 
 
-=== TEST 9: a zone too small for its sketches is refused at start
+=== TEST 10: a zone too small for its sketches is refused at start
 --- http_config
     engagement_redis 127.0.0.1:6379;
     engagement_trending_zone t:64k k=4096;
