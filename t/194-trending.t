@@ -398,7 +398,41 @@ GET /status
 
 
 
-=== TEST 7: engagement trending without engagement_redis is refused at nginx -t
+=== TEST 7: the signals of an item from its own buckets: views and likes summed, views per minute, growth (the slope over closed minutes), like rate
+--- request
+GET /status
+--- response_body_like: nginx_engagement_trending_updates_total 0
+--- timeout: 80
+--- post_check
+    use POSIX qw(strftime);
+    main::rcli('FLUSHALL');
+    Test::More::ok(main::ready(), 'TEST 7 - the workers reach Redis');
+    # well inside a minute: the 1h window's counts (120 s of 2 s buckets) are then 3 minutes
+    main::wait_until(sub { my $s = time % 60; $s >= 2 && $s <= 45 }, 60);
+    my $now = time;
+    my $m = int($now / 60);
+    my $min = sub { strftime('%Y%m%d%H%M', gmtime($_[0] * 60)) };
+    main::rcli('HSET', 'eng:{c:sig}:m:' . $min->($m - 2), 'views', 10, 'likes', 1);
+    main::rcli('HSET', 'eng:{c:sig}:m:' . $min->($m - 1), 'views', 30, 'likes', 5);
+    main::rcli('HSET', 'eng:{c:sig}:m:' . $min->($m), 'views', 5);
+    # the set of the last closed bucket (bucket b is named as minute b)
+    main::rcli('ZADD', 'eng:{tr}:m:' . $min->(int($now / $main::L) - 1), 1000, 'sig');
+    my ($st, $d, $b) = main::trending('?window=1h&limit=5');
+    my $took = time - $now;
+    Test::More::is($d->{items}[0]{contentId}, 'sig', 'TEST 7 - the item is answered') or Test::More::diag($b);
+    my $it = $d->{items}[0];
+    Test::More::is($it->{score}, 1000, 'TEST 7 - its score, the set\'s (age 0: weight 1)');
+    Test::More::is($it->{views}, 45, 'TEST 7 - views: 10 + 30 + 5 of its three minutes');
+    Test::More::is($it->{likes}, 6, 'TEST 7 - likes: 1 + 5');
+    Test::More::is($it->{growth}, 20, 'TEST 7 - growth: from 10 to 30 views a minute over the closed minutes, +20');
+    Test::More::is($it->{likeRate}, 0.1333, 'TEST 7 - like rate: 6 / 45');
+    my $span = $now - (int($now / $main::L) - 60) * $main::L;
+    Test::More::ok(abs($it->{viewsPerMinute} - 45 * 60 / $span) < 0.5 + 45 * 60 / $span * $took / $span,
+        "TEST 7 - views per minute: 45 over the window's $span s ($it->{viewsPerMinute})");
+
+
+
+=== TEST 8: engagement trending without engagement_redis is refused at nginx -t
 --- http_config
     engagement_zone engagement:1m;
 --- config
@@ -409,7 +443,7 @@ GET /status
 
 
 
-=== TEST 8: engagement_trending_zone parameters out of bounds are refused at nginx -t
+=== TEST 9: engagement_trending_zone parameters out of bounds are refused at nginx -t
 --- http_config
     engagement_redis 127.0.0.1:6379;
     engagement_trending_zone t:1m k=2;
@@ -421,7 +455,7 @@ invalid "k=2" of "engagement_trending_zone": k= from 8 to 4096
 
 
 
-=== TEST 9: engagement_trending_bucket beyond a minute is refused at nginx -t
+=== TEST 10: engagement_trending_bucket beyond a minute is refused at nginx -t
 --- http_config
     engagement_redis 127.0.0.1:6379;
     engagement_trending_bucket 2m;
@@ -433,7 +467,7 @@ invalid time "2m" of "engagement_trending_bucket": from 1s to 1m
 
 
 
-=== TEST 10: a zone too small for its sketches is refused at start
+=== TEST 11: a zone too small for its sketches is refused at start
 --- http_config
     engagement_redis 127.0.0.1:6379;
     engagement_trending_zone t:64k k=4096;
