@@ -386,7 +386,7 @@ ngx_http_engagement_trend_add(ngx_str_t *id, ngx_str_t *category,
 
     ngx_shmtx_unlock(&tc->shpool->mutex);
 
-    if (category && category->len && c == 0) {
+    if (category && category->len && c == 0 && sh->cats) {
         ngx_http_engagement_trend_inc(tc, no_category);
     }
 
