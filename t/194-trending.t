@@ -213,6 +213,29 @@ GET /status
     for (1 .. 6) { my ($s2, $d2) = main::trending('?window=24h&limit=7'); $gen{ $d2->{generatedAt} }++ }
     Test::More::ok(keys(%gen) <= 2, 'TEST 1 - six reads within the cache time: at most one Redis read per worker (' . scalar(keys %gen) . ')');
 
+    # a page storm: 40 identical requests at once cost Redis one read per worker
+    my $calls = status_metric('nginx_engagement_trending_read_calls_total');
+    my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . nginx_port(), Timeout => 5) } 1 .. 40;
+    print $_ "GET /engagement/trending?window=1h&limit=9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" for @socks;
+    my %bodies;
+    my $ok200 = 0;
+    for my $sk (@socks) { local $/; my $r = <$sk>; $ok200++ if $r =~ m{^HTTP/1\.1 200}; $bodies{ (split /\r\n\r\n/, $r, 2)[1] }++ }
+    Test::More::is($ok200, 40, 'TEST 1 - 40 requests at once: 40 answers');
+    Test::More::ok(keys(%bodies) <= 2, 'TEST 1 - at most two different answers (one per worker)');
+    my $more = status_metric('nginx_engagement_trending_read_calls_total') - $calls;
+    Test::More::ok($more >= 1 && $more <= 2, "TEST 1 - they cost Redis $more read(s): one per worker at most");
+
+    # requests aborted while they wait for Redis: the read finishes for nobody
+    for my $lim (11 .. 20) {
+        my $sk = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . nginx_port(), Timeout => 5);
+        print $sk "GET /engagement/trending?window=24h&limit=$lim HTTP/1.1\r\nHost: x\r\n\r\n";
+        close $sk;
+    }
+    sleep 0.5;
+    ($st, $d) = main::trending('?window=24h&limit=11');
+    Test::More::is($st, 200, 'TEST 1 - after 10 aborted reads, the same question is answered');
+    Test::More::is(scalar @{ $d->{items} }, 11, 'TEST 1 - with its 11 items');
+
     my $s = status_text();
     Test::More::like($s, qr/^nginx_engagement_trending_updates_total @{[ $total + 100 ]}$/m, 'TEST 1 - status: every counted view updated the sketch');
     Test::More::like($s, qr/^nginx_engagement_trending_evictions_total 0$/m, 'TEST 1 - status: no eviction (201 contents, k=256; 101 a category, category_k=128)');
@@ -220,7 +243,7 @@ GET /status
     Test::More::like($s, qr/^nginx_engagement_trending_buckets_dropped_total 0$/m, 'TEST 1 - status: no bucket dropped');
     Test::More::like($s, qr/^nginx_engagement_trending_flush_errors_total 0$/m, 'TEST 1 - status: no flush error');
     my ($hits) = $s =~ /^nginx_engagement_trending_cache_hits_total (\d+)$/m;
-    Test::More::ok($hits >= 4, "TEST 1 - status: $hits cache hits");
+    Test::More::ok($hits >= 4 + 38, "TEST 1 - status: $hits cache hits (cached or waiting for the same read)");
     SKIP: {
         Test::More::skip('promtool not installed', 1) unless -x '/usr/bin/promtool';
         my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');

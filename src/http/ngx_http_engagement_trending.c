@@ -71,10 +71,14 @@ typedef struct {
 } ngx_http_engagement_trending_item_t;
 
 
-/* a request waiting for Redis; outlives the request if it is aborted */
+/*
+ * A read of Redis for one (window, category, limit), and the requests
+ * waiting for it: a request asking what is already being read waits for
+ * the same answer. Outlives its requests if they are aborted.
+ */
 typedef struct {
-    ngx_http_request_t                   *request;  /* NULL: nobody waits */
-    ngx_pool_cleanup_t                   *cleanup;
+    ngx_queue_t                           queue;    /* in-flight reads */
+    ngx_queue_t                           waiters;
     ngx_uint_t                            window;
     ngx_uint_t                            limit;
     size_t                                cat_len;
@@ -98,6 +102,14 @@ typedef struct {
 } ngx_http_engagement_trending_call_t;
 
 
+/* a request waiting for a read */
+typedef struct {
+    ngx_queue_t                           queue;
+    ngx_http_request_t                   *request;  /* NULL: gone */
+    ngx_pool_cleanup_t                   *cleanup;
+} ngx_http_engagement_trending_waiter_t;
+
+
 /* a worker's recent answers */
 typedef struct {
     ngx_msec_t                    expires;
@@ -113,6 +125,10 @@ typedef struct {
 static ngx_http_engagement_trending_cached_t
     ngx_http_engagement_trending_cache[NGX_HTTP_ENGAGEMENT_TRENDING_CACHE];
 
+/* this worker's reads in flight */
+static ngx_queue_t  ngx_http_engagement_trending_reads;
+static ngx_uint_t   ngx_http_engagement_trending_reads_init;
+
 
 static void ngx_http_engagement_trending_complete(
     ngx_http_engagement_trending_t *ask);
@@ -121,9 +137,72 @@ static void ngx_http_engagement_trending_complete(
 static void
 ngx_http_engagement_trending_cleanup(void *data)
 {
-    ngx_http_engagement_trending_t  *ask = data;
+    ngx_http_engagement_trending_waiter_t  *w = data;
 
-    ask->request = NULL;
+    w->request = NULL;
+}
+
+
+/* r waits for ask's answer: NGX_DONE, or an error status */
+static ngx_int_t
+ngx_http_engagement_trending_wait(ngx_http_request_t *r,
+    ngx_http_engagement_trending_t *ask)
+{
+    ngx_pool_cleanup_t                     *cln;
+    ngx_http_engagement_trending_waiter_t  *w;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w = ngx_alloc(sizeof(ngx_http_engagement_trending_waiter_t),
+                  r->connection->log);
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w->request = r;
+    w->cleanup = cln;
+    cln->handler = ngx_http_engagement_trending_cleanup;
+    cln->data = w;
+    ngx_queue_insert_tail(&ask->waiters, &w->queue);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* a read in flight for the same question, NULL: none */
+static ngx_http_engagement_trending_t *
+ngx_http_engagement_trending_reading(ngx_uint_t window, ngx_uint_t limit,
+    ngx_str_t *cat)
+{
+    ngx_queue_t                     *q;
+    ngx_http_engagement_trending_t  *ask;
+
+    if (!ngx_http_engagement_trending_reads_init) {
+        ngx_queue_init(&ngx_http_engagement_trending_reads);
+        ngx_http_engagement_trending_reads_init = 1;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_engagement_trending_reads);
+         q != ngx_queue_sentinel(&ngx_http_engagement_trending_reads);
+         q = ngx_queue_next(q))
+    {
+        ask = ngx_queue_data(q, ngx_http_engagement_trending_t, queue);
+
+        if (ask->window == window && ask->limit == limit
+            && ask->cat_len == cat->len
+            && (cat->len == 0
+                || ngx_memcmp(ask->cat, cat->data, cat->len) == 0))
+        {
+            return ask;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -322,48 +401,76 @@ ngx_http_engagement_trending_body(ngx_http_engagement_trending_t *ask,
 static void
 ngx_http_engagement_trending_complete(ngx_http_engagement_trending_t *ask)
 {
-    u_char              *body;
-    size_t               len;
-    ngx_int_t            rv;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    u_char                                 *body, *copy;
+    size_t                                  len;
+    ngx_int_t                               rv;
+    ngx_queue_t                            *q;
+    ngx_pool_t                             *pool;
+    ngx_connection_t                       *c;
+    ngx_http_request_t                     *r;
+    ngx_http_engagement_trending_waiter_t  *w;
 
-    r = ask->request;
+    ngx_queue_remove(&ask->queue);
 
     if (ask->failed) {
         ngx_http_engagement_trend_inc(ask->tc, read_errors);
     }
 
-    if (r == NULL) {
-        ngx_free(ask);
-        return;
-    }
+    body = NULL;
+    len = 0;
+    pool = NULL;
 
-    /* the request may outlive ask (lingering close, keep-alive) */
-    ask->cleanup->handler = NULL;
-    c = r->connection;
+    if (!ask->failed) {
+        pool = ngx_create_pool(1024, ngx_cycle->log);
 
-    if (ask->failed) {
-        ngx_http_engagement_set_outcome(r, "unavailable", "redis", NULL);
-        rv = ngx_http_engagement_unavailable(r,
-                                       "Redis could not answer; retry later");
+        if (pool) {
+            body = ngx_http_engagement_trending_body(ask, pool, &len);
+        }
 
-    } else {
-        body = ngx_http_engagement_trending_body(ask, r->pool, &len);
-
-        if (body == NULL) {
-            rv = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-        } else {
+        if (body) {
             ngx_http_engagement_trending_keep(ask, body, len);
-            rv = ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, len);
         }
     }
 
-    ngx_free(ask);
+    while (!ngx_queue_empty(&ask->waiters)) {
+        q = ngx_queue_head(&ask->waiters);
+        ngx_queue_remove(q);
+        w = ngx_queue_data(q, ngx_http_engagement_trending_waiter_t, queue);
+        r = w->request;
 
-    ngx_http_finalize_request(r, rv);
-    ngx_http_run_posted_requests(c);
+        if (r) {
+            /* the request may outlive w (lingering close, keep-alive) */
+            w->cleanup->handler = NULL;
+            c = r->connection;
+
+            if (ask->failed) {
+                ngx_http_engagement_set_outcome(r, "unavailable", "redis",
+                                                NULL);
+                rv = ngx_http_engagement_unavailable(r,
+                                       "Redis could not answer; retry later");
+
+            } else if (body == NULL
+                       || (copy = ngx_pnalloc(r->pool, len)) == NULL)
+            {
+                rv = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+            } else {
+                ngx_memcpy(copy, body, len);
+                rv = ngx_http_engagement_send_json(r, NGX_HTTP_OK, copy, len);
+            }
+
+            ngx_http_finalize_request(r, rv);
+            ngx_http_run_posted_requests(c);
+        }
+
+        ngx_free(w);
+    }
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
+    ngx_free(ask);
 }
 
 
@@ -572,7 +679,6 @@ ngx_http_engagement_trending_send(ngx_http_request_t *r,
     ngx_int_t                      rv;
     ngx_uint_t                     i, n, argc;
     const char                   **argv;
-    ngx_pool_cleanup_t            *cln;
     ngx_http_engagement_window_t  *w;
     u_char                         t[16];
 
@@ -607,9 +713,8 @@ ngx_http_engagement_trending_send(ngx_http_request_t *r,
     argv = ngx_palloc(r->pool, argc * (sizeof(char *) + sizeof(size_t)));
     keys = ngx_pnalloc(r->pool, (1 + n) * NGX_HTTP_ENGAGEMENT_TRENDING_KEY_LEN
                                 + (1 + n) * 32);
-    cln = ngx_pool_cleanup_add(r->pool, 0);
 
-    if (argv == NULL || keys == NULL || cln == NULL) {
+    if (argv == NULL || keys == NULL) {
         return NGX_ERROR;
     }
 
@@ -679,9 +784,7 @@ ngx_http_engagement_trending_send(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    cln->handler = ngx_http_engagement_trending_cleanup;
-    cln->data = ask;
-    ask->cleanup = cln;
+    ngx_http_engagement_trend_inc(ask->tc, read_calls);
 
     return NGX_OK;
 }
@@ -798,6 +901,14 @@ ngx_http_engagement_trending_handler(ngx_http_request_t *r)
                    "Redis is unavailable; retry later");
     }
 
+    ask = ngx_http_engagement_trending_reading(window, limit, &cat);
+
+    if (ask) {
+        /* the same question is being asked of Redis: its answer will do */
+        ngx_http_engagement_trend_inc(tc, cache_hits);
+        return ngx_http_engagement_trending_wait(r, ask);
+    }
+
     ask = ngx_calloc(sizeof(ngx_http_engagement_trending_t)
                      + limit * sizeof(ngx_http_engagement_trending_item_t),
                      r->connection->log);
@@ -805,7 +916,7 @@ ngx_http_engagement_trending_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ask->request = r;
+    ngx_queue_init(&ask->waiters);
     ask->tc = tc;
     ask->window = window;
     ask->limit = limit;
@@ -830,9 +941,10 @@ ngx_http_engagement_trending_handler(ngx_http_request_t *r)
                    "Redis is unavailable; retry later");
     }
 
-    r->main->count++;
+    ngx_queue_insert_tail(&ngx_http_engagement_trending_reads, &ask->queue);
 
-    return NGX_DONE;
+    /* the reply comes at the earliest from the event loop: r waits first */
+    return ngx_http_engagement_trending_wait(r, ask);
 }
 
 
@@ -905,8 +1017,12 @@ static ngx_http_engagement_stat_row_t  ngx_http_engagement_trend_rows[] = {
       "Trending answers asked for (valid parameters)",
       ngx_http_engagement_trend_field(reads) },
     { "cache_hits_total", "cacheHits", NULL, "counter",
-      "Trending answers from the worker's cache",
+      "Trending answers from the worker's cache, or from a read of the "
+      "same question already on its way",
       ngx_http_engagement_trend_field(cache_hits) },
+    { "read_calls_total", "readCalls", NULL, "counter",
+      "Trending reads sent to Redis (one per question not cached)",
+      ngx_http_engagement_trend_field(read_calls) },
     { "read_errors_total", "readErrors", NULL, "counter",
       "Trending answers Redis could not give (503)",
       ngx_http_engagement_trend_field(read_errors) },

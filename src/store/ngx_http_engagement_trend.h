@@ -63,6 +63,7 @@ typedef struct {
     ngx_atomic_t                  buckets_dropped; /* never sent */
     ngx_atomic_t                  reads;       /* trending answers */
     ngx_atomic_t                  cache_hits;
+    ngx_atomic_t                  read_calls;  /* reads sent to Redis */
     ngx_atomic_t                  read_errors;
     ngx_atomic_t                  items;       /* gauge: entries in use */
     ngx_atomic_t                  pending;     /* gauge: buckets to send */
