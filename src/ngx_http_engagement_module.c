@@ -338,6 +338,20 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       0,
       NULL },
 
+    { ngx_string("engagement_milestone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_engagement_milestone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_milestone_publish"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_engagement_milestone_publish,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("engagement_trending_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_engagement_trend_zone_directive,
@@ -817,7 +831,8 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
 
     if (ngx_http_engagement_live_postconf(cf) != NGX_OK
         || ngx_http_engagement_resume_postconf(cf) != NGX_OK
-        || ngx_http_engagement_trend_postconf(cf) != NGX_OK)
+        || ngx_http_engagement_trend_postconf(cf) != NGX_OK
+        || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -159,6 +159,7 @@ typedef struct {
     void                         *live;        /* live.c: heartbeats */
     void                         *resume;      /* resume.c: positions */
     void                         *trend;       /* trend.c: trending */
+    void                         *milestone;   /* milestone.c */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */
