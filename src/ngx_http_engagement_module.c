@@ -19,6 +19,7 @@
 #include "http/ngx_http_engagement_http.h"
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
+#include "store/ngx_http_engagement_trend.h"
 
 
 /* main configuration: defaults and bounds */
@@ -95,6 +96,8 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
       ngx_http_engagement_resume_handler },
     { ngx_string("history"), NGX_HTTP_ENGAGEMENT_HISTORY,
       ngx_http_engagement_history_handler },
+    { ngx_string("trending"), NGX_HTTP_ENGAGEMENT_TRENDING,
+      ngx_http_engagement_trending_handler },
     { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
 };
 
@@ -345,6 +348,34 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
     { ngx_string("engagement_milestone_publish"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_engagement_milestone_publish,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_trend_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_bucket"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_bucket_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_like_weight"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_like_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_cache_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -771,6 +802,12 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_TRENDING
+        && ngx_http_engagement_trend_use(cf) == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return ngx_http_engagement_loc_zones(cf, conf);
 }
 
@@ -800,6 +837,7 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
 
     if (ngx_http_engagement_live_postconf(cf) != NGX_OK
         || ngx_http_engagement_resume_postconf(cf) != NGX_OK
+        || ngx_http_engagement_trend_postconf(cf) != NGX_OK
         || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK
         || ngx_http_engagement_segments_postconf(cf) != NGX_OK)
     {
@@ -885,7 +923,13 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_engagement_resume_flush_start(cycle, emcf);
+    if (ngx_http_engagement_resume_flush_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_engagement_trend_worker_start(cycle);
+
+    return ngx_http_engagement_trend_flush_start(cycle, emcf);
 }
 
 

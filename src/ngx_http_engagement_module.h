@@ -91,7 +91,8 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_HEARTBEAT,
     NGX_HTTP_ENGAGEMENT_LIVE,
     NGX_HTTP_ENGAGEMENT_RESUME,
-    NGX_HTTP_ENGAGEMENT_HISTORY
+    NGX_HTTP_ENGAGEMENT_HISTORY,
+    NGX_HTTP_ENGAGEMENT_TRENDING
 } ngx_http_engagement_endpoint_e;
 
 
@@ -157,6 +158,7 @@ typedef struct {
     void                         *limit;       /* limit.c: zones, rules */
     void                         *live;        /* live.c: heartbeats */
     void                         *resume;      /* resume.c: positions */
+    void                         *trend;       /* trend.c: trending */
     void                         *milestone;   /* milestone.c */
     void                         *segments;    /* segments.c: the zone */
     ngx_http_engagement_writer_conf_t  *writer;

@@ -179,6 +179,15 @@ size_t ngx_http_engagement_resume_status_len(
 u_char *ngx_http_engagement_resume_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
+/* trending.c: the trending endpoint, the like path's feed, its figures */
+ngx_int_t ngx_http_engagement_trending_handler(ngx_http_request_t *r);
+void ngx_http_engagement_trending_reaction(u_char *id, size_t len,
+    ngx_uint_t state_read, void *reply);
+size_t ngx_http_engagement_trending_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_trending_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+
 /* segments.c: views verified from the media nginx served */
 char *ngx_http_engagement_segments_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);

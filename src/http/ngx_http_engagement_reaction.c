@@ -262,6 +262,8 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
             reply->element[0]->integer != 0,
             reply->element[1]->integer ? "duplicate_request"
             : (reply->element[0]->integer ? NULL : "unchanged"), &prev);
+        ngx_http_engagement_trending_reaction(rc->content_id,
+                                   rc->content_id_len, rc->state, reply);
 
     } else {
         ngx_http_engagement_writer_cancel(rc->wres);

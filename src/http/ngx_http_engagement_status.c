@@ -657,6 +657,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
           + ngx_http_engagement_writer_status_len(emcf)
           + ngx_http_engagement_live_status_len(emcf)
           + ngx_http_engagement_resume_status_len(emcf)
+          + ngx_http_engagement_trending_status_len(emcf)
           + ngx_http_engagement_segments_status_len(emcf);
 
     body = ngx_pnalloc(r->pool, len);
@@ -674,6 +675,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
         p = ngx_http_engagement_writer_status(p, emcf, 1);
         p = ngx_http_engagement_live_status(p, emcf, 1);
         p = ngx_http_engagement_resume_status(p, emcf, 1);
+        p = ngx_http_engagement_trending_status(p, emcf, 1);
         p = ngx_http_engagement_segments_status(p, emcf, 1);
         p = ngx_cpymem(p, "}\n", 2);
 
@@ -685,6 +687,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
     p = ngx_http_engagement_writer_status(p, emcf, 0);
     p = ngx_http_engagement_live_status(p, emcf, 0);
     p = ngx_http_engagement_resume_status(p, emcf, 0);
+    p = ngx_http_engagement_trending_status(p, emcf, 0);
     p = ngx_http_engagement_segments_status(p, emcf, 0);
 
     return ngx_http_engagement_send(r, NGX_HTTP_OK,

@@ -373,6 +373,68 @@ static const char  ngx_http_engagement_forget_lua[] =
     "return n\n";
 
 
+/*
+ * The trend script: one closed bucket of one edge's sketch, one scope
+ * (everything, or a category), merged at most once: KEYS[1] the batch
+ * key (eng:{tr}:b:<edge>:<zone>:<bucket>, set if absent, with a TTL),
+ * KEYS[2] and KEYS[3] the minute and hour sorted sets of the scope
+ * (the same hash tag). ARGV: the batch, minute and hour TTLs, then
+ * member, count pairs. Keys of another type are refused before anything
+ * is written. 1: applied, 0: applied before.
+ */
+static const char  ngx_http_engagement_trend_lua[] =
+    "for i = 2, 3 do\n"
+    "  local t = redis.call('TYPE', KEYS[i]).ok\n"
+    "  if t ~= 'none' and t ~= 'zset' then\n"
+    "    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t)\n"
+    "  end\n"
+    "end\n"
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "for i = 4, #ARGV, 2 do\n"
+    "  redis.call('ZINCRBY', KEYS[2], ARGV[i + 1], ARGV[i])\n"
+    "  redis.call('ZINCRBY', KEYS[3], ARGV[i + 1], ARGV[i])\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[3])\n"
+    "return 1\n";
+
+
+/*
+ * The trending read: the window's sorted sets (KEYS[2..], one hash tag)
+ * summed with their decay weights (ARGV[2..]) into KEYS[1], a scratch key
+ * of the same tag deleted before the script ends, and the top ARGV[1]
+ * with their scores. ZUNIONSTORE (Redis 2.0), not ZUNION (6.2).
+ */
+static const char  ngx_http_engagement_trend_top_lua[] =
+    "local a = {'ZUNIONSTORE', KEYS[1], #KEYS - 1}\n"
+    "for i = 2, #KEYS do a[#a + 1] = KEYS[i] end\n"
+    "a[#a + 1] = 'WEIGHTS'\n"
+    "for i = 2, #ARGV do a[#a + 1] = ARGV[i] end\n"
+    "redis.call(unpack(a))\n"
+    "local r = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1,"
+    " 'WITHSCORES')\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return r\n";
+
+
+/*
+ * One content's exact counts in a window: per bucket hash (KEYS, the
+ * content's minute or hour buckets, oldest first) its views and likes;
+ * a key of another type counts 0.
+ */
+static const char  ngx_http_engagement_trend_counts_lua[] =
+    "local r = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local v = redis.pcall('HMGET', KEYS[i], 'views', 'likes')\n"
+    "  if v.err then v = {} end\n"
+    "  r[#r + 1] = tonumber(v[1]) or 0\n"
+    "  r[#r + 1] = tonumber(v[2]) or 0\n"
+    "end\n"
+    "return r\n";
+
+
 const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_flush_lua,
     ngx_http_engagement_read_lua,
@@ -381,5 +443,8 @@ const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_live_lua,
     ngx_http_engagement_resume_lua,
     ngx_http_engagement_history_lua,
-    ngx_http_engagement_forget_lua
+    ngx_http_engagement_forget_lua,
+    ngx_http_engagement_trend_lua,
+    ngx_http_engagement_trend_top_lua,
+    ngx_http_engagement_trend_counts_lua
 };
