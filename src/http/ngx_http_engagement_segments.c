@@ -634,8 +634,9 @@ static ngx_http_engagement_stat_row_t  ngx_http_engagement_segments_rows[] = {
     { "requests_total", "segments", "served", "counter",
       "Media requests of engagement_segments locations by outcome: served "
       "(200/206, whole: the token is checked next), not_served (another "
-      "status, HEAD, a client gone before the end, a whole MP4 file), "
-      "playlist (credits nothing)",
+      "status, HEAD, a client gone before the end, a whole MP4 file, an "
+      "MP4 range without bitrate= or not one range), playlist (credits "
+      "nothing)",
       ngx_http_engagement_segments_field(segments) },
     { "requests_total", "notServed", "not_served", NULL, NULL,
       ngx_http_engagement_segments_field(not_served) },
