@@ -381,6 +381,7 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       NULL },
 
     NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
+    NGX_HTTP_ENGAGEMENT_SEGMENTS_COMMANDS
 
       ngx_null_command
 };
@@ -576,6 +577,7 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->ts_back = NGX_CONF_UNSET_MSEC;
     elcf->ts_ahead = NGX_CONF_UNSET_MSEC;
     elcf->answer = NGX_CONF_UNSET_UINT;
+    elcf->segments = NGX_CONF_UNSET_PTR;
 
     ngx_http_engagement_guard_create(&elcf->guard);
 
@@ -774,6 +776,10 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_engagement_segments_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
@@ -832,7 +838,8 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     if (ngx_http_engagement_live_postconf(cf) != NGX_OK
         || ngx_http_engagement_resume_postconf(cf) != NGX_OK
         || ngx_http_engagement_trend_postconf(cf) != NGX_OK
-        || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK)
+        || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK
+        || ngx_http_engagement_segments_postconf(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -160,6 +160,7 @@ typedef struct {
     void                         *resume;      /* resume.c: positions */
     void                         *trend;       /* trend.c: trending */
     void                         *milestone;   /* milestone.c */
+    void                         *segments;    /* segments.c: the zone */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */
@@ -185,6 +186,7 @@ typedef struct {
     ngx_msec_t                      ts_ahead;
     ngx_uint_t                      answer;        /* _answer_e */
     ngx_http_engagement_guard_conf_t  guard;
+    void                           *segments;      /* engagement_segments */
 } ngx_http_engagement_loc_conf_t;
 
 
