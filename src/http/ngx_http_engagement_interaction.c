@@ -442,7 +442,6 @@ ngx_http_engagement_interaction_process(ngx_http_request_t *r,
         }
 
         ngx_http_engagement_dims_inc(dc, unavailable);
-        ngx_http_engagement_dims_inc(dc, series_dropped);
         ngx_http_engagement_set_outcome(r, "unavailable", "zone_full",
                                         &it.ev.content_id);
 

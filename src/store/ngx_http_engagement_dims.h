@@ -48,7 +48,6 @@ typedef struct {
     ngx_atomic_t                  limited;     /* 429 */
     ngx_atomic_t                  not_counted; /* token, bot, opt-out, ts */
     ngx_atomic_t                  unavailable; /* 503: writer or series */
-    ngx_atomic_t                  series_dropped;
     ngx_atomic_t                  category_folded;   /* became "other" */
     ngx_atomic_t                  category_values;   /* gauge: in the table */
     ngx_atomic_t                  device_agent;      /* from the User-Agent */
