@@ -214,12 +214,20 @@ static const ngx_str_t *
 ngx_http_engagement_set_find(const ngx_str_t *set, ngx_uint_t n,
     const u_char *p, size_t len)
 {
+    size_t      j;
     ngx_uint_t  i;
 
     for (i = 0; i < n; i++) {
-        if (set[i].len == len
-            && ngx_strncasecmp((u_char *) set[i].data, (u_char *) p, len) == 0)
-        {
+        if (set[i].len != len) {
+            continue;
+        }
+
+        /* the sets are lower case */
+        for (j = 0; j < len && set[i].data[j] == ngx_tolower(p[j]); j++) {
+            /* void */
+        }
+
+        if (j == len) {
             return &set[i];
         }
     }
