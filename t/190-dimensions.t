@@ -277,3 +277,24 @@ GET /status
        "3 categories and other in the rows");
     is(ch("SELECT count() FROM eng.events WHERE startsWith(event_id, 'many-') AND category = 'other'"),
        37, "37 rows say other");
+
+=== TEST 10: a reload (HUP) keeps the category table and the figures
+--- request
+GET /status
+--- response_body_like: nginx_engagement_dimension_category_values 0
+--- post_check
+    my $i = 0;
+    for my $c (qw(r1 r2 r3)) {
+        $i++;
+        is(send_view("rl-$i", qq(,"category":"$c")), 202, "a view of category $c");
+    }
+    ok(reload_nginx(2), "reloaded: new workers serve, the old ones are gone");
+    is(send_view('rl-4', ',"category":"r4"'), 202, "a new category after the reload");
+    is(send_view('rl-5', ',"category":"r2"'), 202, "a known category after the reload");
+    is(rows_in('rl-', 5), 5, "5 rows");
+    is(ch("SELECT groupArray(category) FROM (SELECT event_id, category FROM eng.events "
+          . "WHERE startsWith(event_id, 'rl-') ORDER BY event_id)"),
+       "['r1','r2','r3','other','r2']", "the table outlived the reload");
+    my $t = status_text();
+    like($t, qr/^nginx_engagement_dimension_category_values 3$/m, "3 categories in the table");
+    like($t, qr/^nginx_engagement_dimension_category_folded_total 1$/m, "1 folded");
