@@ -105,6 +105,13 @@ sub rows_in {
 
 our $BadName = qq({"error":"invalid_field","field":"name","message":"is not a declared interaction (engagement_interaction)"}\n);
 
+# the series store (src/store/ngx_http_engagement_series.h, branch
+# "series") counts clicks in Redis; TEST 11 runs once it is in the tree
+our $Series = -e root_dir() . '/src/store/ngx_http_engagement_series.h';
+our $rport = free_ports(500, 50, 1);
+$ENV{TEST_NGINX_REDIS_PORT} = $rport;
+start_redis($rport) if $Series;
+
 $ch = ch_start(fresh => 1);
 ch_schema();
 for my $col ([ 'name', 'String' ], [ 'position_ms', 'Int64' ]) {
@@ -303,3 +310,51 @@ GET /status
     is(ch("SELECT count() FROM eng.events WHERE event_id = 'click-4'"), 0,
        "no row for the refused one");
     is(ch("SELECT count() FROM eng.events WHERE type = 'view'"), 0, "no view rows");
+
+=== TEST 11: with the series store and Redis: each counted click is one in click:<name> of every scope's buckets
+--- skip_eval: 1: !$main::Series
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_edge_id test-edge;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms;
+    engagement_interaction subscribe_button share_button;
+--- config
+    location = /engagement/event { engagement event; engagement_ts_window 1h 1m; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: nginx_engagement_interaction_events_total 0
+--- post_check
+    my %sent = (subscribe_button => 0, share_button => 0);
+    for my $i (1 .. 12) {
+        my $name = $i % 3 ? 'subscribe_button' : 'share_button';
+        my $cat = $i % 2 ? 'music' : 'news';
+        my ($st) = send_event(qq({"contentId":"r1","name":"$name","channelId":"chx",)
+                              . qq("category":"$cat","source":"feed","device":"tv"}));
+        $sent{$name}++ if $st == 202;
+    }
+    my ($st) = send_event('{"contentId":"r1","name":"share_button","ts":1000000000000}');
+    is($st, 200, "a late click is not counted");
+    is($sent{subscribe_button} + $sent{share_button}, 12, "12 clicks counted");
+    # the sum of a field over the scope's buckets of one period
+    my $sum = sub {
+        my ($scope, $period, $field) = @_;
+        my $n = 0;
+        for my $k (split /\n/, redis_cli($rport, undef, 'KEYS', "eng:{$scope}:$period:*")) {
+            $n += redis_cli($rport, undef, 'HGET', $k, $field) || 0;
+        }
+        return $n;
+    };
+    my $in = wait_until { $sum->('c:r1', 'm', 'click:subscribe_button') >= 8
+                          && $sum->('c:r1', 'm', 'click:share_button') >= 4 } 15;
+    ok($in, "the clicks reach Redis");
+    sleep 1.5;   # one more flush round: nothing is sent twice
+    for my $p (qw(m h d)) {
+        is($sum->('c:r1', $p, 'click:subscribe_button'), 8, "content $p: 8 subscribe_button");
+        is($sum->('c:r1', $p, 'click:share_button'), 4, "content $p: 4 share_button");
+        is($sum->('ch:chx', $p, 'click:subscribe_button'), 8, "channel $p: 8 subscribe_button");
+        is($sum->('all', $p, 'click:share_button'), 4, "all $p: 4 share_button");
+    }
+    is($sum->('cat:music', 'm', 'click:subscribe_button') + $sum->('cat:news', 'm', 'click:subscribe_button'),
+       8, "categories: 8 subscribe_button");
+    is($sum->('c:r1', 'm', 'views'), 0, "clicks count no views");
