@@ -5,9 +5,10 @@
  * User-Agent classifier, the closed sets of device and source, and the
  * country's form. Each input is checked:
  *   - the device class is one of the six, the same on a second call, and
- *     the same as a reference written another way (strstr on a lower-cased,
- *     NUL-free copy of the first NGX_HTTP_ENGAGEMENT_UA_SCAN bytes, with
- *     the rules as the file's header documents them);
+ *     the same as a reference written another way (every needle tried at
+ *     every word start of the first NGX_HTTP_ENGAGEMENT_UA_SCAN bytes, with
+ *     isalnum() and tolower() of the C locale, the rules as the file's
+ *     header documents them);
  *   - a device or source found is of its set and equal to the input in
  *     any case; one not found equals no member in any case;
  *   - a country is accepted exactly when it is two ASCII letters, and
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 
 
 static const char  *ref_console[] = { "playstation", "xbox", "nintendo", NULL };
@@ -40,11 +42,39 @@ static const char  *ref_desktop[] = {
 };
 
 
+/* whether a word of the first size bytes of s begins with the needle */
 static int
-ref_any(const char *s, const char **needles)
+ref_word(const uint8_t *s, size_t size, const char *needle)
+{
+    size_t  i, j, n;
+
+    n = strlen(needle);
+
+    for (i = 0; i + n <= size; i++) {
+        if (i > 0 && isalnum(s[i - 1])) {
+            continue;
+        }
+
+        for (j = 0; j < n; j++) {
+            if (tolower(s[i + j]) != needle[j]) {
+                break;
+            }
+        }
+
+        if (j == n) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ref_any(const uint8_t *s, size_t size, const char **needles)
 {
     for ( /* void */ ; *needles; needles++) {
-        if (strstr(s, *needles)) {
+        if (ref_word(s, size, *needles)) {
             return 1;
         }
     }
@@ -54,53 +84,35 @@ ref_any(const char *s, const char **needles)
 
 
 static ngx_http_engagement_device_e
-ref_classify(const uint8_t *data, size_t size)
+ref_classify(const uint8_t *s, size_t size)
 {
-    char    s[NGX_HTTP_ENGAGEMENT_UA_SCAN + 1];
-    size_t  i;
-
     if (size > NGX_HTTP_ENGAGEMENT_UA_SCAN) {
         size = NGX_HTTP_ENGAGEMENT_UA_SCAN;
     }
 
-    for (i = 0; i < size; i++) {
-        /* a NUL matches no needle: any other byte that matches none */
-        s[i] = data[i] == 0 ? 0x01
-               : (data[i] >= 'A' && data[i] <= 'Z') ? data[i] | 0x20
-               : (char) data[i];
-    }
-
-    s[size] = '\0';
-
-    if (ref_any(s, ref_console)) {
+    if (ref_any(s, size, ref_console)) {
         return NGX_HTTP_ENGAGEMENT_DEVICE_CONSOLE;
     }
 
-    if (ref_any(s, ref_tv)) {
+    if (ref_any(s, size, ref_tv)
+        || (ref_word(s, size, "tizen") && ref_word(s, size, "tv")))
+    {
         return NGX_HTTP_ENGAGEMENT_DEVICE_TV;
     }
 
-    if (ref_any(s, ref_tablet)) {
+    if (ref_any(s, size, ref_tablet)) {
         return NGX_HTTP_ENGAGEMENT_DEVICE_TABLET;
     }
 
-    if (ref_any(s, ref_mobile)) {
+    if (ref_any(s, size, ref_mobile) || ref_word(s, size, "mobile")) {
         return NGX_HTTP_ENGAGEMENT_DEVICE_MOBILE;
     }
 
-    if (strstr(s, "tizen") && strstr(s, "tv")) {
-        return NGX_HTTP_ENGAGEMENT_DEVICE_TV;
-    }
-
-    if (strstr(s, "mobile")) {
-        return NGX_HTTP_ENGAGEMENT_DEVICE_MOBILE;
-    }
-
-    if (strstr(s, "android")) {
+    if (ref_word(s, size, "android")) {
         return NGX_HTTP_ENGAGEMENT_DEVICE_TABLET;
     }
 
-    if (ref_any(s, ref_desktop)) {
+    if (ref_any(s, size, ref_desktop)) {
         return NGX_HTTP_ENGAGEMENT_DEVICE_DESKTOP;
     }
 

@@ -40,6 +40,82 @@ static ngx_str_t  ngx_http_engagement_dim_names[] = {
 static ngx_str_t  ngx_http_engagement_category_other = ngx_string("other");
 
 
+/*
+ * A worker's memo of the User-Agents it classified: the class by a 64-bit
+ * hash of the string (a request's own User-Agent is mostly one the worker
+ * saw before: the memo costs about a tenth of a classification). Two
+ * strings with one hash would share a class: a client could get no more
+ * than it gets by sending "device" itself.
+ */
+#define NGX_HTTP_ENGAGEMENT_UA_MEMO  1024      /* a power of two */
+
+static uint64_t  ngx_http_engagement_ua_memo_key[NGX_HTTP_ENGAGEMENT_UA_MEMO];
+static u_char    ngx_http_engagement_ua_memo_class[NGX_HTTP_ENGAGEMENT_UA_MEMO];
+
+
+/* a fast hash of a string, 8 bytes a step; never 0 (0: an empty place) */
+static uint64_t
+ngx_http_engagement_ua_hash(const u_char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  h, w;
+
+    h = (uint64_t) len * 0x9e3779b97f4a7c15ULL;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        ngx_memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+
+    if (i < len) {
+        w = 0;
+        ngx_memcpy(&w, p + i, len - i);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
+    }
+
+    return h | 1;
+}
+
+
+static ngx_http_engagement_device_e
+ngx_http_engagement_ua_device(ngx_http_request_t *r)
+{
+    size_t                        len;
+    u_char                       *ua;
+    uint64_t                      h;
+    ngx_uint_t                    slot;
+    ngx_http_engagement_device_e  d;
+
+    if (r->headers_in.user_agent == NULL) {
+        return NGX_HTTP_ENGAGEMENT_DEVICE_OTHER;
+    }
+
+    ua = r->headers_in.user_agent->value.data;
+    len = r->headers_in.user_agent->value.len;
+
+    /* the classifier reads no further */
+    if (len > NGX_HTTP_ENGAGEMENT_UA_SCAN) {
+        len = NGX_HTTP_ENGAGEMENT_UA_SCAN;
+    }
+
+    h = ngx_http_engagement_ua_hash(ua, len);
+    slot = (ngx_uint_t) (h >> 40) & (NGX_HTTP_ENGAGEMENT_UA_MEMO - 1);
+
+    if (ngx_http_engagement_ua_memo_key[slot] == h) {
+        return ngx_http_engagement_ua_memo_class[slot];
+    }
+
+    d = ngx_http_engagement_device_classify(ua, len);
+
+    ngx_http_engagement_ua_memo_key[slot] = h;
+    ngx_http_engagement_ua_memo_class[slot] = (u_char) d;
+
+    return d;
+}
+
+
 ngx_http_engagement_dims_conf_t *
 ngx_http_engagement_dims_conf_get(ngx_conf_t *cf)
 {
@@ -419,14 +495,7 @@ ngx_http_engagement_dims_resolve(ngx_http_request_t *r,
     }
 
     if (ev->device.len == 0) {
-        d = NGX_HTTP_ENGAGEMENT_DEVICE_OTHER;
-
-        if (r->headers_in.user_agent) {
-            d = ngx_http_engagement_device_classify(
-                    r->headers_in.user_agent->value.data,
-                    r->headers_in.user_agent->value.len);
-        }
-
+        d = ngx_http_engagement_ua_device(r);
         ev->device = ngx_http_engagement_devices[d];
 
         if (dc && dc->sh) {

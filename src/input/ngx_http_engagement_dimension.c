@@ -6,17 +6,19 @@
  * the configuration's values, the category's bound and the request are
  * http/ngx_http_engagement_dims.c's.
  *
- * The User-Agent classifier looks for a few substrings, case-insensitively,
- * in the first NGX_HTTP_ENGAGEMENT_UA_SCAN bytes, in this order (the first
- * rule that matches wins):
+ * The User-Agent classifier reads the first NGX_HTTP_ENGAGEMENT_UA_SCAN
+ * bytes once, and notes the words that begin with one of a few needles
+ * (any case; a word begins at the start or after a byte that is not a
+ * letter or a digit). The first class whose rule holds wins:
  *
  *   console  playstation, xbox, nintendo
  *   tv       smart-tv, smarttv, hbbtv, appletv, googletv, android tv,
  *            crkey (Chromecast), roku, bravia, web0s, netcast, aftb, aftm,
- *            afts, aftt (Fire TV), tizen ... tv
- *   tablet   ipad, tablet, kindle, silk/, playbook; android without mobile
- *   mobile   iphone, ipod, android, mobile, windows phone, blackberry,
- *            opera mini, iemobile
+ *            afts, aftt (Fire TV); or tizen with a word tv
+ *   tablet   ipad, tablet, kindle, silk/, playbook
+ *   mobile   iphone, ipod, windows phone, blackberry, opera mini,
+ *            iemobile, mobile
+ *   tablet   android (without mobile: Android's own convention)
  *   desktop  windows nt, macintosh, x11, cros, linux
  *   other    anything else, an empty or missing User-Agent included
  *
@@ -59,153 +61,210 @@ const ngx_str_t  ngx_http_engagement_sources[] = {
 };
 
 
+/*
+ * What a word of a User-Agent says. The words are the needles below: a
+ * needle matches where a word of the User-Agent begins with it (any case),
+ * a word beginning at the start or after a byte other than a letter or a
+ * digit ("(iPhone;", " Mobile/", "Linux/SmartTV", " AFTMM "). Matching at
+ * word starts only keeps the scan short and avoids matches inside other
+ * words ("drafts" is no Fire TV).
+ */
+#define NGX_HTTP_ENGAGEMENT_UA_CONSOLE   0x001
+#define NGX_HTTP_ENGAGEMENT_UA_TV        0x002
+#define NGX_HTTP_ENGAGEMENT_UA_TABLET    0x004
+#define NGX_HTTP_ENGAGEMENT_UA_PHONE     0x008
+#define NGX_HTTP_ENGAGEMENT_UA_TIZEN     0x010
+#define NGX_HTTP_ENGAGEMENT_UA_TVWORD    0x020
+#define NGX_HTTP_ENGAGEMENT_UA_MOBILE    0x040
+#define NGX_HTTP_ENGAGEMENT_UA_ANDROID   0x080
+#define NGX_HTTP_ENGAGEMENT_UA_DESKTOP   0x100
+
+
 typedef struct {
     const char                    *needle;     /* lower case */
     size_t                         len;
-    ngx_http_engagement_device_e   device;
-} ngx_http_engagement_ua_rule_t;
+    ngx_uint_t                     flag;
+} ngx_http_engagement_ua_word_t;
 
 
-#define ngx_http_engagement_ua_rule(s, d)                                     \
-    { s, sizeof(s) - 1, NGX_HTTP_ENGAGEMENT_DEVICE_ ## d }
+#define ngx_http_engagement_ua_word(s, f)                                     \
+    { s, sizeof(s) - 1, NGX_HTTP_ENGAGEMENT_UA_ ## f }
 
 
-static const ngx_http_engagement_ua_rule_t  ngx_http_engagement_ua_rules[] = {
-    ngx_http_engagement_ua_rule("playstation", CONSOLE),
-    ngx_http_engagement_ua_rule("xbox", CONSOLE),
-    ngx_http_engagement_ua_rule("nintendo", CONSOLE),
-
-    ngx_http_engagement_ua_rule("smart-tv", TV),
-    ngx_http_engagement_ua_rule("smarttv", TV),
-    ngx_http_engagement_ua_rule("hbbtv", TV),
-    ngx_http_engagement_ua_rule("appletv", TV),
-    ngx_http_engagement_ua_rule("googletv", TV),
-    ngx_http_engagement_ua_rule("android tv", TV),
-    ngx_http_engagement_ua_rule("crkey", TV),
-    ngx_http_engagement_ua_rule("roku", TV),
-    ngx_http_engagement_ua_rule("bravia", TV),
-    ngx_http_engagement_ua_rule("web0s", TV),
-    ngx_http_engagement_ua_rule("netcast", TV),
-    ngx_http_engagement_ua_rule("aftb", TV),
-    ngx_http_engagement_ua_rule("aftm", TV),
-    ngx_http_engagement_ua_rule("afts", TV),
-    ngx_http_engagement_ua_rule("aftt", TV),
-
-    ngx_http_engagement_ua_rule("ipad", TABLET),
-    ngx_http_engagement_ua_rule("tablet", TABLET),
-    ngx_http_engagement_ua_rule("kindle", TABLET),
-    ngx_http_engagement_ua_rule("silk/", TABLET),
-    ngx_http_engagement_ua_rule("playbook", TABLET),
-
-    ngx_http_engagement_ua_rule("iphone", MOBILE),
-    ngx_http_engagement_ua_rule("ipod", MOBILE),
-    ngx_http_engagement_ua_rule("windows phone", MOBILE),
-    ngx_http_engagement_ua_rule("blackberry", MOBILE),
-    ngx_http_engagement_ua_rule("opera mini", MOBILE),
-    ngx_http_engagement_ua_rule("iemobile", MOBILE),
-
-    { NULL, 0, NGX_HTTP_ENGAGEMENT_DEVICE_OTHER }
+/* sorted by first letter: the scan looks only at those of a word's */
+static const ngx_http_engagement_ua_word_t  ngx_http_engagement_ua_words[] = {
+    ngx_http_engagement_ua_word("aftb", TV),
+    ngx_http_engagement_ua_word("aftm", TV),
+    ngx_http_engagement_ua_word("afts", TV),
+    ngx_http_engagement_ua_word("aftt", TV),
+    ngx_http_engagement_ua_word("android tv", TV),
+    ngx_http_engagement_ua_word("android", ANDROID),
+    ngx_http_engagement_ua_word("appletv", TV),
+    ngx_http_engagement_ua_word("blackberry", PHONE),
+    ngx_http_engagement_ua_word("bravia", TV),
+    ngx_http_engagement_ua_word("crkey", TV),
+    ngx_http_engagement_ua_word("cros", DESKTOP),
+    ngx_http_engagement_ua_word("googletv", TV),
+    ngx_http_engagement_ua_word("hbbtv", TV),
+    ngx_http_engagement_ua_word("iemobile", PHONE),
+    ngx_http_engagement_ua_word("ipad", TABLET),
+    ngx_http_engagement_ua_word("iphone", PHONE),
+    ngx_http_engagement_ua_word("ipod", PHONE),
+    ngx_http_engagement_ua_word("kindle", TABLET),
+    ngx_http_engagement_ua_word("linux", DESKTOP),
+    ngx_http_engagement_ua_word("macintosh", DESKTOP),
+    ngx_http_engagement_ua_word("mobile", MOBILE),
+    ngx_http_engagement_ua_word("netcast", TV),
+    ngx_http_engagement_ua_word("nintendo", CONSOLE),
+    ngx_http_engagement_ua_word("opera mini", PHONE),
+    ngx_http_engagement_ua_word("playbook", TABLET),
+    ngx_http_engagement_ua_word("playstation", CONSOLE),
+    ngx_http_engagement_ua_word("roku", TV),
+    ngx_http_engagement_ua_word("silk/", TABLET),
+    ngx_http_engagement_ua_word("smart-tv", TV),
+    ngx_http_engagement_ua_word("smarttv", TV),
+    ngx_http_engagement_ua_word("tablet", TABLET),
+    ngx_http_engagement_ua_word("tizen", TIZEN),
+    ngx_http_engagement_ua_word("tv", TVWORD),
+    ngx_http_engagement_ua_word("web0s", TV),
+    ngx_http_engagement_ua_word("windows nt", DESKTOP),
+    ngx_http_engagement_ua_word("windows phone", PHONE),
+    ngx_http_engagement_ua_word("x11", DESKTOP),
+    ngx_http_engagement_ua_word("xbox", CONSOLE)
 };
 
-
-static const ngx_http_engagement_ua_rule_t  ngx_http_engagement_ua_desktop[] = {
-    ngx_http_engagement_ua_rule("windows nt", DESKTOP),
-    ngx_http_engagement_ua_rule("macintosh", DESKTOP),
-    ngx_http_engagement_ua_rule("x11", DESKTOP),
-    ngx_http_engagement_ua_rule("cros", DESKTOP),
-    ngx_http_engagement_ua_rule("linux", DESKTOP),
-
-    { NULL, 0, NGX_HTTP_ENGAGEMENT_DEVICE_OTHER }
-};
+#define NGX_HTTP_ENGAGEMENT_UA_WORDS                                          \
+    (sizeof(ngx_http_engagement_ua_words)                                     \
+     / sizeof(ngx_http_engagement_ua_word_t))
 
 
-/* whether the lower-case needle is in the lower-cased text */
-static ngx_uint_t
-ngx_http_engagement_ua_has(const u_char *text, size_t len, const char *needle,
-    size_t n)
+/*
+ * By a byte of the User-Agent: 0 for a byte that is not a letter or a
+ * digit (a word ends there); else 1 + the index of the first word that
+ * begins with that letter (any case), or NGX_HTTP_ENGAGEMENT_UA_NONE.
+ * Made at the first call from the sorted words.
+ */
+#define NGX_HTTP_ENGAGEMENT_UA_NONE  0xff
+
+static u_char      ngx_http_engagement_ua_first[256];
+static ngx_uint_t  ngx_http_engagement_ua_ready;
+
+
+static void
+ngx_http_engagement_ua_init(void)
 {
-    const u_char  *p, *last;
+    ngx_uint_t  c, i;
 
-    if (n > len) {
-        return 0;
+    for (c = 0; c < 256; c++) {
+        ngx_http_engagement_ua_first[c] =
+            ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+             || (c >= 'A' && c <= 'Z'))
+            ? NGX_HTTP_ENGAGEMENT_UA_NONE : 0;
     }
 
-    last = text + len - n;
+    for (i = NGX_HTTP_ENGAGEMENT_UA_WORDS; i--; /* void */) {
+        c = (u_char) ngx_http_engagement_ua_words[i].needle[0];
 
-    for (p = text; p <= last; p++) {
-        p = memchr(p, (u_char) needle[0], last - p + 1);
-
-        if (p == NULL) {
-            return 0;
-        }
-
-        if (ngx_memcmp(p, needle, n) == 0) {
-            return 1;
-        }
+        ngx_http_engagement_ua_first[c] = (u_char) (i + 1);
+        ngx_http_engagement_ua_first[c & ~0x20] = (u_char) (i + 1);
     }
 
-    return 0;
-}
-
-
-static const ngx_http_engagement_ua_rule_t *
-ngx_http_engagement_ua_match(const u_char *text, size_t len,
-    const ngx_http_engagement_ua_rule_t *rule)
-{
-    for ( /* void */ ; rule->needle; rule++) {
-        if (ngx_http_engagement_ua_has(text, len, rule->needle, rule->len)) {
-            return rule;
-        }
-    }
-
-    return NULL;
+    ngx_http_engagement_ua_ready = 1;
 }
 
 
 ngx_http_engagement_device_e
 ngx_http_engagement_device_classify(const u_char *ua, size_t len)
 {
-    size_t                                i;
-    ngx_uint_t                            android;
-    const ngx_http_engagement_ua_rule_t  *rule;
-    u_char                                low[NGX_HTTP_ENGAGEMENT_UA_SCAN];
+    u_char                                c;
+    size_t                                i, j, k;
+    ngx_uint_t                            f, word, first;
+    const ngx_http_engagement_ua_word_t  *w;
+
+    if (!ngx_http_engagement_ua_ready) {
+        ngx_http_engagement_ua_init();
+    }
 
     if (len > NGX_HTTP_ENGAGEMENT_UA_SCAN) {
         len = NGX_HTTP_ENGAGEMENT_UA_SCAN;
     }
 
+    f = 0;
+    word = 0;       /* within a word */
+
     for (i = 0; i < len; i++) {
-        low[i] = ngx_tolower(ua[i]);
+        first = ngx_http_engagement_ua_first[ua[i]];
+
+        if (first == 0) {
+            word = 0;
+            continue;
+        }
+
+        if (word) {
+            continue;
+        }
+
+        word = 1;
+
+        if (first == NGX_HTTP_ENGAGEMENT_UA_NONE) {
+            continue;
+        }
+
+        /* the words beginning with this letter, in turn */
+        c = ngx_tolower(ua[i]);
+
+        for (k = first - 1;
+             k < NGX_HTTP_ENGAGEMENT_UA_WORDS
+             && (u_char) ngx_http_engagement_ua_words[k].needle[0] == c;
+             k++)
+        {
+            w = &ngx_http_engagement_ua_words[k];
+
+            if (w->len > len - i) {
+                continue;
+            }
+
+            for (j = 1; j < w->len && ngx_tolower(ua[i + j]) == w->needle[j];
+                 j++)
+            {
+                /* void */
+            }
+
+            if (j == w->len) {
+                f |= w->flag;
+            }
+        }
     }
 
-    rule = ngx_http_engagement_ua_match(low, len, ngx_http_engagement_ua_rules);
-
-    if (rule) {
-        return rule->device;
+    if (f & NGX_HTTP_ENGAGEMENT_UA_CONSOLE) {
+        return NGX_HTTP_ENGAGEMENT_DEVICE_CONSOLE;
     }
 
-    /* "tizen" alone is also watches and phones; with "tv" a Samsung TV */
-    if (ngx_http_engagement_ua_has(low, len, "tizen", 5)
-        && ngx_http_engagement_ua_has(low, len, "tv", 2))
+    if ((f & NGX_HTTP_ENGAGEMENT_UA_TV)
+        || ((f & NGX_HTTP_ENGAGEMENT_UA_TIZEN)
+            && (f & NGX_HTTP_ENGAGEMENT_UA_TVWORD)))
     {
         return NGX_HTTP_ENGAGEMENT_DEVICE_TV;
     }
 
-    android = ngx_http_engagement_ua_has(low, len, "android", 7);
+    if (f & NGX_HTTP_ENGAGEMENT_UA_TABLET) {
+        return NGX_HTTP_ENGAGEMENT_DEVICE_TABLET;
+    }
 
-    if (ngx_http_engagement_ua_has(low, len, "mobile", 6)) {
+    if (f & (NGX_HTTP_ENGAGEMENT_UA_PHONE | NGX_HTTP_ENGAGEMENT_UA_MOBILE)) {
         return NGX_HTTP_ENGAGEMENT_DEVICE_MOBILE;
     }
 
-    if (android) {
+    if (f & NGX_HTTP_ENGAGEMENT_UA_ANDROID) {
         /* Android's own rule: a phone's browser says "Mobile" */
         return NGX_HTTP_ENGAGEMENT_DEVICE_TABLET;
     }
 
-    rule = ngx_http_engagement_ua_match(low, len,
-                                        ngx_http_engagement_ua_desktop);
+    if (f & NGX_HTTP_ENGAGEMENT_UA_DESKTOP) {
+        return NGX_HTTP_ENGAGEMENT_DEVICE_DESKTOP;
+    }
 
-    return rule ? rule->device : NGX_HTTP_ENGAGEMENT_DEVICE_OTHER;
+    return NGX_HTTP_ENGAGEMENT_DEVICE_OTHER;
 }
 
 
