@@ -304,3 +304,14 @@ X-Country: nl
   "POST /v\n{\"contentId\":\"v\",\"sessionId\":\"s\",\"category\":\"a\"}" ]
 --- error_code eval
 [202, 202]
+
+
+
+=== TEST 31: a counters zone may not take the dimensions zone's name
+--- http_config
+    engagement_zone engagement_dims:1m;
+--- config
+    location = /v { engagement view zone=engagement_dims; }
+--- must_die
+--- error_log
+zone name "engagement_dims" is reserved for the module's dimensions zone; give the zone another name

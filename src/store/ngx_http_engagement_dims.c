@@ -57,19 +57,38 @@ ngx_int_t
 ngx_http_engagement_dims_zone(ngx_conf_t *cf,
     ngx_http_engagement_dims_conf_t *dc)
 {
-    size_t     size;
-    ngx_str_t  name;
+    size_t                             size;
+    ngx_str_t                          name;
+    ngx_uint_t                         i;
+    ngx_http_engagement_zone_t       **zp;
+    ngx_http_engagement_main_conf_t   *emcf;
 
     if (dc->zone) {
         return NGX_OK;
+    }
+
+    ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DIMS_ZONE);
+
+    /* every counters and dedupe zone is declared by now (merge time) */
+    emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
+    zp = emcf->zones.elts;
+
+    for (i = 0; i < emcf->zones.nelts; i++) {
+        if (zp[i]->name.len == name.len
+            && ngx_strncmp(zp[i]->name.data, name.data, name.len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "zone name \"%V\" is reserved for the "
+                               "module's dimensions zone; give the zone "
+                               "another name", &name);
+            return NGX_ERROR;
+        }
     }
 
     /* the table, the header, and the slab allocator's own pages */
     size = sizeof(ngx_http_engagement_dims_sh_t)
            + dc->category_max * sizeof(ngx_http_engagement_category_t);
     size = ngx_align(size, ngx_pagesize) + 8 * ngx_pagesize;
-
-    ngx_str_set(&name, NGX_HTTP_ENGAGEMENT_DIMS_ZONE);
 
     dc->zone = ngx_http_engagement_zone_shm(cf, &name, size,
                                             ngx_http_engagement_dims_init_zone,
