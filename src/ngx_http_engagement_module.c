@@ -98,6 +98,8 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
       ngx_http_engagement_history_handler },
     { ngx_string("trending"), NGX_HTTP_ENGAGEMENT_TRENDING,
       ngx_http_engagement_trending_handler },
+    { ngx_string("event"), NGX_HTTP_ENGAGEMENT_EVENT,
+      ngx_http_engagement_interaction_handler },
     { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
 };
 
@@ -352,6 +354,20 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       0,
       NULL },
 
+    { ngx_string("engagement_dimension"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_engagement_dimension_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_dimension_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_engagement_dimension_limit_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("engagement_trending_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_engagement_trend_zone_directive,
@@ -376,6 +392,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
     { ngx_string("engagement_trending_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_engagement_trend_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_interaction"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_interaction_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -766,7 +789,8 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* views and likes hash identities: they need the salt; heartbeats
      * are guarded as views are */
     view = (conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW
-            || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEARTBEAT);
+            || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEARTBEAT
+            || conf->endpoint == NGX_HTTP_ENGAGEMENT_EVENT);
 
     if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard, view,
                                         view || conf->endpoint
@@ -777,6 +801,10 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_engagement_segments_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_engagement_dims_merge(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -1018,7 +1046,7 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
                            "view, summary, like, state, heartbeat, live, "
-                           "resume, history, status or health",
+                           "resume, history, event, status or health",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

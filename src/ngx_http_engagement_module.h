@@ -92,8 +92,20 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_LIVE,
     NGX_HTTP_ENGAGEMENT_RESUME,
     NGX_HTTP_ENGAGEMENT_HISTORY,
-    NGX_HTTP_ENGAGEMENT_TRENDING
+    NGX_HTTP_ENGAGEMENT_TRENDING,
+    NGX_HTTP_ENGAGEMENT_EVENT            /* interactions (clicks) */
 } ngx_http_engagement_endpoint_e;
+
+
+/* engagement_dimension: the values the configuration may give */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_DIM_COUNTRY = 0,
+    NGX_HTTP_ENGAGEMENT_DIM_CHANNEL,
+    NGX_HTTP_ENGAGEMENT_DIM_CATEGORY,
+    NGX_HTTP_ENGAGEMENT_DIM_DEVICE,
+    NGX_HTTP_ENGAGEMENT_DIM_SOURCE,
+    NGX_HTTP_ENGAGEMENT_DIMS
+} ngx_http_engagement_dim_e;
 
 
 typedef enum {
@@ -166,6 +178,8 @@ typedef struct {
                                                   a rotated salt lives on */
     ngx_uint_t                    vars_used;   /* $engagement_* are used */
     ngx_uint_t                    body_vars;   /* $request_body* used */
+    void                         *dims;        /* http/dims.c: the category
+                                                  bound, interactions */
 } ngx_http_engagement_main_conf_t;
 
 
@@ -187,6 +201,8 @@ typedef struct {
     ngx_uint_t                      answer;        /* _answer_e */
     ngx_http_engagement_guard_conf_t  guard;
     void                           *segments;      /* engagement_segments */
+    /* engagement_dimension, by ngx_http_engagement_dim_e (NULL: unset) */
+    ngx_http_complex_value_t       *dims[NGX_HTTP_ENGAGEMENT_DIMS];
 } ngx_http_engagement_loc_conf_t;
 
 

@@ -309,6 +309,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
 {
     void                           *wev;
     ngx_int_t                       rc;
+    const char                     *field;
     ngx_http_engagement_event_t     ev;
     ngx_http_engagement_outcome_t   out;
 
@@ -316,6 +317,18 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
                                         &ngx_http_engagement_view_spec, &ev);
     if (rc != NGX_DECLINED) {
         return rc;
+    }
+
+    /* the dimensions: closed sets, the configuration's, the bound */
+    rc = ngx_http_engagement_dims_resolve(r, elcf, &ev, &field);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_engagement_stat(elcf, invalid);
+        return ngx_http_engagement_dims_refuse(r, field);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     rc = ngx_http_engagement_view_protect(r, elcf, &ev);
