@@ -90,6 +90,7 @@ __DATA__
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
     engagement_edge_id sql-edge;
+    engagement_interaction subscribe_button share_button;
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
         connect_timeout=300ms timeout=2s retry=200ms spool=$TEST_NGINX_SPOOL
@@ -101,6 +102,7 @@ __DATA__
         engagement_engaged_after 30s;
     }
     location = /engagement/like { engagement like; }
+    location = /engagement/event { engagement event; }
     location = /status { engagement status; }
 --- request
 GET /status
@@ -153,6 +155,17 @@ GET /status
     my $rok = 0;
     for (@r) { my $st = react(@$_); $rok++ if $st && $st >= 200 && $st < 300 }
     is($rok, scalar @r, "6 reaction requests answered 2xx");
+
+    # interactions on v1: 3 subscribe_button, 1 share_button
+    my $cok = 0;
+    for my $n (qw(subscribe_button subscribe_button share_button subscribe_button)) {
+        my ($st) = http_request($port, 'POST', '/engagement/event',
+            qq({"contentId":"v1","type":"click","name":"$n","positionMs":1200}),
+            'Content-Type' => 'application/json');
+        $cok++ if $st && $st == 202;
+    }
+    is($cok, 4, "4 interaction events counted");
+    push @r, (1) x 4;
 
     ok(wait_drained(), "the writer's queue drains");
     is(ch("SELECT count() FROM eng.events FINAL"), $sent + @r,
@@ -208,7 +221,10 @@ GET /status
        "reactions_per_day: likes, unlikes and changes by type");
     is(q_text('net_likes'), 3, "net_likes: 4 given, 1 removed");
 
-    is(q_text('clicks_ctr'), '', "clicks_ctr: no interactions sent");
+    my $ctr = sub { my $x = sprintf('%.3f', $_[0] / $views{v1}); $x =~ s/0+$//; $x =~ s/\.$//; $x };
+    is(q_text('clicks_ctr'),
+       "subscribe_button\t3\t" . $ctr->(3) . "\nshare_button\t1\t" . $ctr->(1),
+       "clicks_ctr: clicks per name and their rate against v1's views");
 
     $rows = q_rows('reconcile_day');
     ok(@$rows == 1 && $rows->[0][1] == $views{v1} && $rows->[0][2] == $views{v1},
@@ -243,6 +259,8 @@ GET /status
     is(ch("SELECT sum(views) FROM eng.views_minute WHERE content_id = 'v1'"), $views{v1},
        "this run's minute rows are kept");
     is(ch("SELECT count() FROM eng.events"), $sent + @r, "the events are kept");
+    is(ch("SELECT count() FROM eng.events WHERE type = 'click' AND name = 'subscribe_button' AND position_ms = 1200"), 3,
+       "click rows carry their name and position");
 --- no_error_log
 [alert]
 [emerg]
