@@ -179,6 +179,10 @@ size_t ngx_http_engagement_resume_status_len(
 u_char *ngx_http_engagement_resume_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
+/* analytics.c: time series and breakdowns read from Redis's buckets */
+ngx_int_t ngx_http_engagement_analytics_handler(ngx_http_request_t *r);
+char *ngx_http_engagement_analytics_check(ngx_conf_t *cf);
+
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);
