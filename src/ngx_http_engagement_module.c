@@ -959,7 +959,7 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
                            "view, summary, like, state, heartbeat, live, "
-                           "resume, history, analytics, status or health",
+                           "resume, history, status or health",
                            &value[1]);
         return NGX_CONF_ERROR;
     }
