@@ -430,22 +430,24 @@ qq({"error":"invalid_parameter","field":"format","message":"must be json or csv"
 qq({"error":"invalid_parameter","field":"format","message":"must be json or csv"}\n),
 ]
 
-=== TEST 9: an unknown parameter, a parameter given twice, a value too long -> 400 naming it; POST -> 405
+=== TEST 9: an unknown parameter, a parameter given twice, a value too long, a parameter without a name -> 400 naming it; POST -> 405
 --- request eval
 [
 "GET /engagement/analytics?contentId=a&metrics=views",
 "GET /engagement/analytics?contentId=a&step=hour&step=day",
 "GET /engagement/analytics?contentId=a&metric=" . ("v" x 700),
 "POST /engagement/analytics?contentId=a",
+"GET /engagement/analytics?contentId=a&=x",
 ]
 --- error_code eval
-[400, 400, 400, 405]
+[400, 400, 400, 405, 400]
 --- response_body eval
 [
 qq({"error":"invalid_parameter","field":"metrics","message":"is not a parameter of the analytics endpoint: contentId, channelId, category, scope, from, to, step, by, metric, format"}\n),
 qq({"error":"invalid_parameter","field":"step","message":"is given twice"}\n),
 qq({"error":"invalid_parameter","field":"metric","message":"is too long"}\n),
 qq({"error":"method_not_allowed","message":"analytics are read with GET"}\n),
+qq({"error":"invalid_parameter","field":"=x","message":"is not a parameter of the analytics endpoint: contentId, channelId, category, scope, from, to, step, by, metric, format"}\n),
 ]
 
 === TEST 10: a key of another type where a bucket should be: 503 and logged, never a crash; a client gone while Redis answers 1,442 buckets changes nothing

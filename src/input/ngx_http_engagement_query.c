@@ -745,8 +745,18 @@ ngx_http_engagement_aq_parse(const u_char *args, size_t len, time_t now,
         if (i == NGX_HTTP_ENGAGEMENT_AQ_PARAMS) {
             /* a leading underscore: a client's cache buster, ignored */
             if (*p != '_') {
+                /* a name that is empty: the whole part names it */
+                if (n == 0) {
+                    n = amp - p;
+                }
+
                 n = ngx_min(n, sizeof(q->unknown) - 1);
-                ngx_memcpy(q->unknown, p, n);
+
+                /* printable, so that the name is a C string that shows */
+                for (i = 0; i < n; i++) {
+                    q->unknown[i] = (p[i] > 0x20 && p[i] < 0x7f) ? p[i] : '?';
+                }
+
                 q->unknown[n] = '\0';
 
                 return ngx_http_engagement_aq_invalid(err,
