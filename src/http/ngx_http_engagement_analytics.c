@@ -34,6 +34,14 @@
 #define NGX_HTTP_ENGAGEMENT_AN_METRIC_LEN  (sizeof(",\"\":") + NGX_INT64_LEN)
 
 
+/*
+ * HSCAN's COUNT: a bucket of up to half as many fields is answered in one
+ * reply (a scan in several replies may repeat a field if Redis rehashes
+ * the hash between them)
+ */
+#define NGX_HTTP_ENGAGEMENT_AN_SCAN_COUNT  "20000"
+
+
 /* a value of the breakdown (a country, a device, ...) and its figures */
 typedef struct {
     int64_t                          *counts;     /* points x metrics */
@@ -43,8 +51,19 @@ typedef struct {
 } ngx_http_engagement_an_value_t;
 
 
-/* a request waiting for Redis; outlives the request if it is aborted */
+typedef struct ngx_http_engagement_an_s  ngx_http_engagement_an_t;
+
+
+/* a command's reply: where it goes */
 typedef struct {
+    ngx_http_engagement_an_t         *an;
+    ngx_uint_t                        bucket;
+    ngx_uint_t                        scan;       /* HSCAN, else HMGET */
+} ngx_http_engagement_an_call_t;
+
+
+/* a request waiting for Redis; outlives the request if it is aborted */
+struct ngx_http_engagement_an_s {
     ngx_http_request_t               *request;    /* NULL: nobody waits */
     ngx_pool_cleanup_t               *cleanup;    /* in the request's pool */
     ngx_log_t                        *log;
@@ -56,9 +75,19 @@ typedef struct {
     int64_t                          *totals;     /* points x metrics */
     ngx_uint_t                        nvalues;
     ngx_http_engagement_an_value_t   *values;     /* NGX_HTTP_..._AN_VALUES */
+    ngx_http_engagement_an_call_t    *calls;      /* one per command */
     uint16_t                          slots[NGX_HTTP_ENGAGEMENT_AN_SLOTS];
+    size_t                            prefix_len; /* the key's, before
+                                                     the bucket */
+    size_t                            pattern_len;
+    u_char                            key[NGX_HTTP_ENGAGEMENT_AN_KEY_LEN];
+    u_char                            pattern[NGX_HTTP_ENGAGEMENT_AQ_METRIC_LEN
+                                              + sizeof(":category:*")];
     ngx_http_engagement_aq_t          q;
-} ngx_http_engagement_an_t;
+};
+
+
+static void ngx_http_engagement_an_reply(redisReply *reply, void *data);
 
 
 static void
@@ -78,6 +107,10 @@ ngx_http_engagement_an_free(ngx_http_engagement_an_t *an)
 
     if (an->totals) {
         ngx_free(an->totals);
+    }
+
+    if (an->calls) {
+        ngx_free(an->calls);
     }
 
     ngx_free(an);
@@ -187,7 +220,7 @@ ngx_http_engagement_an_value(ngx_http_engagement_an_t *an, u_char *name,
 }
 
 
-/* HGETALL of bucket i: the totals and the breakdown's fields */
+/* HSCAN's fields of bucket i: the breakdown's (and totals, if any) */
 
 static ngx_int_t
 ngx_http_engagement_an_fields(ngx_http_engagement_an_t *an, ngx_uint_t i,
@@ -261,15 +294,32 @@ ngx_http_engagement_an_fields(ngx_http_engagement_an_t *an, ngx_uint_t i,
 }
 
 
-/* the points of one series as JSON: [{"t":..,"views":..},...] */
+static ngx_inline u_char *
+ngx_http_engagement_an_put_int(u_char *p, int64_t n)
+{
+    if (n < 0) {
+        *p++ = '-';
+        return ngx_http_engagement_put_uint(p, (uint64_t) -n);
+    }
+
+    return ngx_http_engagement_put_uint(p, (uint64_t) n);
+}
+
+
+/*
+ * The points of one series as JSON: [{"t":..,"views":..},...]; written
+ * without ngx_sprintf (a 90-day breakdown by country is ~16,000 points)
+ */
 
 static u_char *
 ngx_http_engagement_an_points(u_char *p, ngx_http_engagement_an_t *an,
     int64_t *counts)
 {
+    time_t      t;
     ngx_uint_t  i, m, nm;
 
     nm = an->q.nmetrics;
+    t = an->q.from;
     *p++ = '[';
 
     for (i = 0; i < an->q.points; i++) {
@@ -277,14 +327,17 @@ ngx_http_engagement_an_points(u_char *p, ngx_http_engagement_an_t *an,
             *p++ = ',';
         }
 
-        p = ngx_sprintf(p, "{\"t\":%T",
-                        an->q.from + (time_t) (i * an->q.step_secs));
+        p = ngx_cpymem(p, "{\"t\":", sizeof("{\"t\":") - 1);
+        p = ngx_http_engagement_put_uint(p, (uint64_t) t);
+        t += an->q.step_secs;
 
         for (m = 0; m < nm; m++) {
             *p++ = ',';
             *p++ = '"';
             p = ngx_cpymem(p, an->q.metric[m], an->q.metric_len[m]);
-            p = ngx_sprintf(p, "\":%L", counts[i * nm + m]);
+            *p++ = '"';
+            *p++ = ':';
+            p = ngx_http_engagement_an_put_int(p, counts[i * nm + m]);
         }
 
         *p++ = '}';
@@ -520,10 +573,12 @@ ngx_http_engagement_an_csv(ngx_http_request_t *r,
 
     for (i = 0; i < q->points; i++) {
         for (v = 0; v < (q->by ? an->nvalues : 1); v++) {
-            p = ngx_sprintf(p, "%T", q->from + (time_t) (i * q->step_secs));
+            p = ngx_http_engagement_put_uint(p, (uint64_t) q->from
+                                                + i * q->step_secs);
 
             if (q->by) {
-                p = ngx_sprintf(p, ",%*s", order[v]->len, order[v]->name);
+                *p++ = ',';
+                p = ngx_cpymem(p, order[v]->name, order[v]->len);
                 counts = order[v]->counts;
 
             } else {
@@ -531,7 +586,8 @@ ngx_http_engagement_an_csv(ngx_http_request_t *r,
             }
 
             for (m = 0; m < nm; m++) {
-                p = ngx_sprintf(p, ",%L", counts[i * nm + m]);
+                *p++ = ',';
+                p = ngx_http_engagement_an_put_int(p, counts[i * nm + m]);
             }
 
             *p++ = '\n';
@@ -544,25 +600,94 @@ ngx_http_engagement_an_csv(ngx_http_request_t *r,
 }
 
 
+/* a reply's shape: HMGET's counts, or HSCAN's cursor and fields */
+
+static ngx_int_t
+ngx_http_engagement_an_valid(ngx_http_engagement_an_t *an,
+    ngx_http_engagement_an_call_t *call, redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        return 0;
+    }
+
+    if (!call->scan) {
+        return reply->elements == an->q.nmetrics;
+    }
+
+    return reply->elements == 2
+           && reply->element[0]->type == REDIS_REPLY_STRING
+           && reply->element[1]->type == REDIS_REPLY_ARRAY;
+}
+
+
+/* the bucket's key, in an->key */
+
+static size_t
+ngx_http_engagement_an_key(ngx_http_engagement_an_t *an, ngx_uint_t i)
+{
+    u_char  *p;
+
+    p = ngx_http_engagement_aq_bucket(an->key + an->prefix_len,
+                                      an->q.from
+                                      + (time_t) (i * an->q.step_secs),
+                                      an->q.step);
+
+    return p - an->key;
+}
+
+
+/* HSCAN <key> <cursor> MATCH <metric or *>:<dim>:* COUNT 4096 */
+
+static ngx_int_t
+ngx_http_engagement_an_scan(ngx_http_engagement_an_call_t *call,
+    const char *cursor, size_t cursor_len)
+{
+    const char                *argv[7];
+    size_t                     lens[7];
+    ngx_http_engagement_an_t  *an;
+
+    an = call->an;
+
+    argv[0] = "HSCAN";
+    lens[0] = sizeof("HSCAN") - 1;
+    argv[1] = (const char *) an->key;
+    lens[1] = ngx_http_engagement_an_key(an, call->bucket);
+    argv[2] = cursor;
+    lens[2] = cursor_len;
+    argv[3] = "MATCH";
+    lens[3] = sizeof("MATCH") - 1;
+    argv[4] = (const char *) an->pattern;
+    lens[4] = an->pattern_len;
+    argv[5] = "COUNT";
+    lens[5] = sizeof("COUNT") - 1;
+    argv[6] = NGX_HTTP_ENGAGEMENT_AN_SCAN_COUNT;
+    lens[6] = sizeof(NGX_HTTP_ENGAGEMENT_AN_SCAN_COUNT) - 1;
+
+    return ngx_http_engagement_redis_send(ngx_http_engagement_an_reply, call,
+                                          7, argv, lens);
+}
+
+
 static void
 ngx_http_engagement_an_reply(redisReply *reply, void *data)
 {
-    ngx_http_engagement_an_t  *an = data;
+    ngx_http_engagement_an_call_t  *call = data;
 
-    ngx_int_t            rv;
-    ngx_uint_t           i, m;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    ngx_int_t                  rv;
+    ngx_uint_t                 i, m;
+    redisReply                *cursor;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_engagement_an_t  *an;
 
-    i = an->got++;
+    an = call->an;
+    i = call->bucket;
+    an->got++;
 
     if (reply == NULL) {
         an->failed = 1;
 
-    } else if (reply->type == REDIS_REPLY_ERROR
-               || reply->type != REDIS_REPLY_ARRAY
-               || (an->q.by == 0 && reply->elements != an->q.nmetrics))
-    {
+    } else if (!ngx_http_engagement_an_valid(an, call, reply)) {
         /* a key of another type: logged once per request */
         if (!an->failed) {
             ngx_log_error(NGX_LOG_ERR, an->log, 0,
@@ -579,14 +704,32 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
         an->failed = 1;
 
     } else if (an->request && !an->failed) {
-        if (an->q.by == 0) {
+        if (!call->scan) {
             for (m = 0; m < an->q.nmetrics; m++) {
                 an->totals[i * an->q.nmetrics + m] =
                     ngx_http_engagement_an_count(an, reply->element[m]);
             }
 
-        } else if (ngx_http_engagement_an_fields(an, i, reply) != NGX_OK) {
+        } else if (ngx_http_engagement_an_fields(an, i, reply->element[1])
+                   != NGX_OK)
+        {
             an->failed = 1;
+
+        } else {
+            cursor = reply->element[0];
+
+            /* a large hash answered in parts: the next one */
+            if (!(cursor->len == 1 && cursor->str[0] == '0')) {
+                if (ngx_http_engagement_an_scan(call, cursor->str,
+                                                cursor->len)
+                    == NGX_OK)
+                {
+                    an->sent++;
+
+                } else {
+                    an->failed = 1;
+                }
+            }
         }
     }
 
@@ -630,22 +773,25 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
 }
 
 
-/* one command per bucket, pipelined: NGX_DONE, or the 503 sent */
+/*
+ * The commands, pipelined: per bucket, HMGET of the metrics; with by=,
+ * also an HSCAN of the breakdown's fields (MATCH filters them in Redis,
+ * where HGETALL would send every dimension's). NGX_DONE, or the 503 sent.
+ */
 
 static ngx_int_t
 ngx_http_engagement_an_send(ngx_http_request_t *r,
     ngx_http_engagement_an_t *an)
 {
-    u_char                     *p, *prefix_end;
-    ngx_uint_t                  i, m, argc;
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_engagement_aq_t   *q;
-    const char                 *argv[2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX];
-    size_t                      lens[2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX];
-    u_char                      key[NGX_HTTP_ENGAGEMENT_AN_KEY_LEN];
+    ngx_uint_t                      i, k, m, n;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_engagement_aq_t       *q;
+    ngx_http_engagement_an_call_t  *call;
+    const char                     *argv[2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX];
+    size_t                          lens[2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX];
 
-    static const char          *tags[] = { "c:", "ch:", "cat:", "all" };
-    static const char          *steps[] = { ":m:", ":h:", ":d:" };
+    static const char              *tags[] = { "c:", "ch:", "cat:", "all" };
+    static const char              *steps[] = { ":m:", ":h:", ":d:" };
 
     q = &an->q;
 
@@ -655,44 +801,63 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(key, "eng:{%s%*s}%s", tags[q->scope], q->id_len, q->id,
-                    steps[q->step]);
-    prefix_end = p;
-
-    argv[1] = (const char *) key;
+    an->prefix_len = ngx_sprintf(an->key, "eng:{%s%*s}%s", tags[q->scope],
+                                 q->id_len, q->id, steps[q->step])
+                     - an->key;
 
     if (q->by) {
-        argv[0] = "HGETALL";
-        lens[0] = sizeof("HGETALL") - 1;
-        argc = 2;
-
-    } else {
-        argv[0] = "HMGET";
-        lens[0] = sizeof("HMGET") - 1;
-
-        for (m = 0; m < q->nmetrics; m++) {
-            argv[2 + m] = (const char *) q->metric[m];
-            lens[2 + m] = q->metric_len[m];
-        }
-
-        argc = 2 + q->nmetrics;
+        an->pattern_len = ngx_sprintf(an->pattern, "%*s:%s:*",
+                                      q->nmetrics == 1 ? q->metric_len[0] : 1,
+                                      q->nmetrics == 1 ? q->metric[0]
+                                                       : (u_char *) "*",
+                                      ngx_http_engagement_aq_dims[q->by])
+                          - an->pattern;
     }
 
-    for (i = 0; i < q->points; i++) {
-        p = ngx_http_engagement_aq_bucket(prefix_end,
-                                          q->from + (time_t) (i * q->step_secs),
-                                          q->step);
-        lens[1] = p - key;
+    argv[0] = "HMGET";
+    lens[0] = sizeof("HMGET") - 1;
+    argv[1] = (const char *) an->key;
 
-        if (ngx_http_engagement_redis_send(ngx_http_engagement_an_reply, an,
-                                           (int) argc, argv, lens)
+    for (m = 0; m < q->nmetrics; m++) {
+        argv[2 + m] = (const char *) q->metric[m];
+        lens[2 + m] = q->metric_len[m];
+    }
+
+    n = q->by ? 2 : 1;
+    k = 0;
+
+    for (i = 0; i < q->points; i++) {
+        call = &an->calls[k];
+        call->an = an;
+        call->bucket = i;
+        call->scan = 0;
+        lens[1] = ngx_http_engagement_an_key(an, i);
+
+        if (ngx_http_engagement_redis_send(ngx_http_engagement_an_reply, call,
+                                           (int) (2 + q->nmetrics), argv,
+                                           lens)
             != NGX_OK)
         {
             break;
         }
+
+        k++;
+
+        if (n == 2) {
+            call = &an->calls[k];
+            call->an = an;
+            call->bucket = i;
+            call->scan = 1;
+
+            if (ngx_http_engagement_an_scan(call, "0", 1) != NGX_OK) {
+                break;
+            }
+
+            k++;
+        }
     }
 
-    if (i == 0) {
+    if (k == 0) {
         ngx_http_engagement_an_free(an);
         ngx_http_engagement_set_outcome(r, "unavailable", "redis", NULL);
         return ngx_http_engagement_unavailable(r,
@@ -700,8 +865,8 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
     }
 
     /* a send that failed half way: the answers of those sent, then 503 */
-    an->sent = i;
-    an->failed = (i < q->points);
+    an->sent = k;
+    an->failed = (k < q->points * n);
 
     cln->handler = ngx_http_engagement_an_cleanup;
     cln->data = an;
@@ -764,6 +929,13 @@ ngx_http_engagement_analytics_handler(ngx_http_request_t *r)
     an->totals = ngx_calloc(an->q.points * an->q.nmetrics * sizeof(int64_t),
                             an->log);
     if (an->totals == NULL) {
+        ngx_http_engagement_an_free(an);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    an->calls = ngx_alloc(an->q.points * (an->q.by ? 2 : 1)
+                          * sizeof(ngx_http_engagement_an_call_t), an->log);
+    if (an->calls == NULL) {
         ngx_http_engagement_an_free(an);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
