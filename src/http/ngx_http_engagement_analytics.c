@@ -34,14 +34,6 @@
 #define NGX_HTTP_ENGAGEMENT_AN_METRIC_LEN  (sizeof(",\"\":") + NGX_INT64_LEN)
 
 
-/*
- * HSCAN's COUNT: a bucket of up to half as many fields is answered in one
- * reply (a scan in several replies may repeat a field if Redis rehashes
- * the hash between them)
- */
-#define NGX_HTTP_ENGAGEMENT_AN_SCAN_COUNT  "20000"
-
-
 /* a value of the breakdown (a country, a device, ...) and its figures */
 typedef struct {
     int64_t                          *counts;     /* points x metrics */
@@ -58,7 +50,7 @@ typedef struct ngx_http_engagement_an_s  ngx_http_engagement_an_t;
 typedef struct {
     ngx_http_engagement_an_t         *an;
     ngx_uint_t                        bucket;
-    ngx_uint_t                        scan;       /* HSCAN, else HMGET */
+    ngx_uint_t                        all;        /* HGETALL, else HMGET */
 } ngx_http_engagement_an_call_t;
 
 
@@ -79,10 +71,7 @@ struct ngx_http_engagement_an_s {
     uint16_t                          slots[NGX_HTTP_ENGAGEMENT_AN_SLOTS];
     size_t                            prefix_len; /* the key's, before
                                                      the bucket */
-    size_t                            pattern_len;
     u_char                            key[NGX_HTTP_ENGAGEMENT_AN_KEY_LEN];
-    u_char                            pattern[NGX_HTTP_ENGAGEMENT_AQ_METRIC_LEN
-                                              + sizeof(":category:*")];
     ngx_http_engagement_aq_t          q;
 };
 
@@ -220,7 +209,7 @@ ngx_http_engagement_an_value(ngx_http_engagement_an_t *an, u_char *name,
 }
 
 
-/* HSCAN's fields of bucket i: the breakdown's (and totals, if any) */
+/* HGETALL of bucket i: the totals and the breakdown's fields */
 
 static ngx_int_t
 ngx_http_engagement_an_fields(ngx_http_engagement_an_t *an, ngx_uint_t i,
@@ -600,7 +589,7 @@ ngx_http_engagement_an_csv(ngx_http_request_t *r,
 }
 
 
-/* a reply's shape: HMGET's counts, or HSCAN's cursor and fields */
+/* a reply's shape: HMGET's counts, or HGETALL's fields and values */
 
 static ngx_int_t
 ngx_http_engagement_an_valid(ngx_http_engagement_an_t *an,
@@ -610,13 +599,8 @@ ngx_http_engagement_an_valid(ngx_http_engagement_an_t *an,
         return 0;
     }
 
-    if (!call->scan) {
-        return reply->elements == an->q.nmetrics;
-    }
-
-    return reply->elements == 2
-           && reply->element[0]->type == REDIS_REPLY_STRING
-           && reply->element[1]->type == REDIS_REPLY_ARRAY;
+    return call->all ? reply->elements % 2 == 0
+                     : reply->elements == an->q.nmetrics;
 }
 
 
@@ -636,38 +620,6 @@ ngx_http_engagement_an_key(ngx_http_engagement_an_t *an, ngx_uint_t i)
 }
 
 
-/* HSCAN <key> <cursor> MATCH <metric or *>:<dim>:* COUNT 4096 */
-
-static ngx_int_t
-ngx_http_engagement_an_scan(ngx_http_engagement_an_call_t *call,
-    const char *cursor, size_t cursor_len)
-{
-    const char                *argv[7];
-    size_t                     lens[7];
-    ngx_http_engagement_an_t  *an;
-
-    an = call->an;
-
-    argv[0] = "HSCAN";
-    lens[0] = sizeof("HSCAN") - 1;
-    argv[1] = (const char *) an->key;
-    lens[1] = ngx_http_engagement_an_key(an, call->bucket);
-    argv[2] = cursor;
-    lens[2] = cursor_len;
-    argv[3] = "MATCH";
-    lens[3] = sizeof("MATCH") - 1;
-    argv[4] = (const char *) an->pattern;
-    lens[4] = an->pattern_len;
-    argv[5] = "COUNT";
-    lens[5] = sizeof("COUNT") - 1;
-    argv[6] = NGX_HTTP_ENGAGEMENT_AN_SCAN_COUNT;
-    lens[6] = sizeof(NGX_HTTP_ENGAGEMENT_AN_SCAN_COUNT) - 1;
-
-    return ngx_http_engagement_redis_send(ngx_http_engagement_an_reply, call,
-                                          7, argv, lens);
-}
-
-
 static void
 ngx_http_engagement_an_reply(redisReply *reply, void *data)
 {
@@ -675,7 +627,6 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
 
     ngx_int_t                  rv;
     ngx_uint_t                 i, m;
-    redisReply                *cursor;
     ngx_connection_t          *c;
     ngx_http_request_t        *r;
     ngx_http_engagement_an_t  *an;
@@ -704,32 +655,14 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
         an->failed = 1;
 
     } else if (an->request && !an->failed) {
-        if (!call->scan) {
+        if (!call->all) {
             for (m = 0; m < an->q.nmetrics; m++) {
                 an->totals[i * an->q.nmetrics + m] =
                     ngx_http_engagement_an_count(an, reply->element[m]);
             }
 
-        } else if (ngx_http_engagement_an_fields(an, i, reply->element[1])
-                   != NGX_OK)
-        {
+        } else if (ngx_http_engagement_an_fields(an, i, reply) != NGX_OK) {
             an->failed = 1;
-
-        } else {
-            cursor = reply->element[0];
-
-            /* a large hash answered in parts: the next one */
-            if (!(cursor->len == 1 && cursor->str[0] == '0')) {
-                if (ngx_http_engagement_an_scan(call, cursor->str,
-                                                cursor->len)
-                    == NGX_OK)
-                {
-                    an->sent++;
-
-                } else {
-                    an->failed = 1;
-                }
-            }
         }
     }
 
@@ -774,16 +707,18 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
 
 
 /*
- * The commands, pipelined: per bucket, HMGET of the metrics; with by=,
- * also an HSCAN of the breakdown's fields (MATCH filters them in Redis,
- * where HGETALL would send every dimension's). NGX_DONE, or the 503 sent.
+ * One command per bucket, pipelined: HMGET of the metrics; with by=,
+ * HGETALL (the totals and every dimension's fields: HSCAN ... MATCH
+ * <metric>:<dim>:* sends fewer fields but costs Redis some 70% more,
+ * bench/analytics/README.md). NGX_DONE, or the 503 sent.
  */
 
 static ngx_int_t
 ngx_http_engagement_an_send(ngx_http_request_t *r,
     ngx_http_engagement_an_t *an)
 {
-    ngx_uint_t                      i, k, m, n;
+    int                             argc;
+    ngx_uint_t                      k, m;
     ngx_pool_cleanup_t             *cln;
     ngx_http_engagement_aq_t       *q;
     ngx_http_engagement_an_call_t  *call;
@@ -805,55 +740,37 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
                                  q->id_len, q->id, steps[q->step])
                      - an->key;
 
-    if (q->by) {
-        an->pattern_len = ngx_sprintf(an->pattern, "%*s:%s:*",
-                                      q->nmetrics == 1 ? q->metric_len[0] : 1,
-                                      q->nmetrics == 1 ? q->metric[0]
-                                                       : (u_char *) "*",
-                                      ngx_http_engagement_aq_dims[q->by])
-                          - an->pattern;
-    }
-
-    argv[0] = "HMGET";
-    lens[0] = sizeof("HMGET") - 1;
     argv[1] = (const char *) an->key;
 
-    for (m = 0; m < q->nmetrics; m++) {
-        argv[2 + m] = (const char *) q->metric[m];
-        lens[2 + m] = q->metric_len[m];
+    if (q->by) {
+        argv[0] = "HGETALL";
+        lens[0] = sizeof("HGETALL") - 1;
+        argc = 2;
+
+    } else {
+        argv[0] = "HMGET";
+        lens[0] = sizeof("HMGET") - 1;
+
+        for (m = 0; m < q->nmetrics; m++) {
+            argv[2 + m] = (const char *) q->metric[m];
+            lens[2 + m] = q->metric_len[m];
+        }
+
+        argc = 2 + (int) q->nmetrics;
     }
 
-    n = q->by ? 2 : 1;
-    k = 0;
-
-    for (i = 0; i < q->points; i++) {
+    for (k = 0; k < q->points; k++) {
         call = &an->calls[k];
         call->an = an;
-        call->bucket = i;
-        call->scan = 0;
-        lens[1] = ngx_http_engagement_an_key(an, i);
+        call->bucket = k;
+        call->all = (q->by != 0);
+        lens[1] = ngx_http_engagement_an_key(an, k);
 
         if (ngx_http_engagement_redis_send(ngx_http_engagement_an_reply, call,
-                                           (int) (2 + q->nmetrics), argv,
-                                           lens)
+                                           argc, argv, lens)
             != NGX_OK)
         {
             break;
-        }
-
-        k++;
-
-        if (n == 2) {
-            call = &an->calls[k];
-            call->an = an;
-            call->bucket = i;
-            call->scan = 1;
-
-            if (ngx_http_engagement_an_scan(call, "0", 1) != NGX_OK) {
-                break;
-            }
-
-            k++;
         }
     }
 
@@ -866,7 +783,7 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
 
     /* a send that failed half way: the answers of those sent, then 503 */
     an->sent = k;
-    an->failed = (k < q->points * n);
+    an->failed = (k < q->points);
 
     cln->handler = ngx_http_engagement_an_cleanup;
     cln->data = an;
@@ -933,8 +850,8 @@ ngx_http_engagement_analytics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    an->calls = ngx_alloc(an->q.points * (an->q.by ? 2 : 1)
-                          * sizeof(ngx_http_engagement_an_call_t), an->log);
+    an->calls = ngx_alloc(an->q.points * sizeof(ngx_http_engagement_an_call_t),
+                          an->log);
     if (an->calls == NULL) {
         ngx_http_engagement_an_free(an);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
