@@ -120,10 +120,9 @@ ngx_http_engagement_an_cleanup(void *data)
 static int64_t
 ngx_http_engagement_an_count(ngx_http_engagement_an_t *an, redisReply *v)
 {
-    size_t    i;
-    int64_t   n;
-    u_char       c;
-    ngx_uint_t   neg;
+    u_char      c;
+    size_t      i, neg;
+    int64_t     n;
 
     if (v->type == REDIS_REPLY_NIL) {
         return 0;
@@ -133,13 +132,15 @@ ngx_http_engagement_an_count(ngx_http_engagement_an_t *an, redisReply *v)
         return v->integer;
     }
 
-    if (v->type != REDIS_REPLY_STRING || v->len == 0 || v->len > 19) {
+    neg = (v->type == REDIS_REPLY_STRING && v->len && v->str[0] == '-');
+
+    /* at most 18 digits: no overflow */
+    if (v->type != REDIS_REPLY_STRING || v->len == neg || v->len > 18 + neg) {
         an->garbled++;
         return 0;
     }
 
     n = 0;
-    neg = (v->str[0] == '-');
 
     for (i = neg; i < v->len; i++) {
         c = (u_char) v->str[i];
