@@ -63,7 +63,7 @@ metric_ok(const u_char *m, size_t len)
     }
 
     return len > 6 && len <= 6 + NGX_HTTP_ENGAGEMENT_AQ_NAME_MAX
-           && memcmp(m, "click:", 6) == 0 && chars_ok(m + 6, len - 6, 0);
+           && memcmp(m, "click:", 6) == 0 && chars_ok(m + 6, len - 6, 1);
 }
 
 

@@ -404,18 +404,19 @@ qq({"error":"invalid_parameter","field":"by","message":"is empty or badly percen
 "GET /engagement/analytics?contentId=a&metric=watchtime",
 "GET /engagement/analytics?contentId=a&metric=uniques",
 "GET /engagement/analytics?contentId=a&metric=click:",
-"GET /engagement/analytics?contentId=a&metric=click:a:b",
+"GET /engagement/analytics?contentId=a&metric=click:a%2Fb",
 "GET /engagement/analytics?contentId=a&metric=views,views",
 "GET /engagement/analytics?contentId=a&metric=views,engaged,replays,likes,unlikes,click:a,click:b,click:c,click:d",
 "GET /engagement/analytics?contentId=a&metric=views,",
 "GET /engagement/analytics?contentId=a&metric=click:subscribe_button&by=country",
 "GET /engagement/analytics?contentId=a&metric=views,engaged,replays,likes,unlikes,click:a,click:b,click:c",
+"GET /engagement/analytics?contentId=a&metric=click:player:share&format=csv",
 ]
 --- error_code eval
-[400, 400, 400, 400, 400, 400, 400, 400, 200]
+[400, 400, 400, 400, 400, 400, 400, 400, 200, 200]
 --- response_body_like eval
 [
-qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views, engaged, replays, likes, unlikes or click:<name> \(1-64 bytes of \[A-Za-z0-9._-\]\), or a comma list of them"\}\n\z/,
+qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views, engaged, replays, likes, unlikes or click:<name> \(1-64 bytes of \[A-Za-z0-9._:-\]\), or a comma list of them"\}\n\z/,
 qr/^\{"error":"invalid_parameter","field":"metric","message":"uniques \(distinct viewers\) are not kept per time bucket; the summary answers a content's"\}\n\z/,
 qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views/,
 qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views/,
@@ -424,6 +425,7 @@ qr/^\{"error":"invalid_parameter","field":"metric","message":"names more than 8 
 qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views/,
 qr/^\{"error":"invalid_parameter","field":"metric","message":"with by=, only views, engaged and replays: they are the metrics broken down by dimension"\}\n\z/,
 qr/"metric":\["views","engaged","replays","likes","unlikes","click:a","click:b","click:c"\]/,
+qr/^t,click:player:share\n\d+,0\n/,
 ]
 
 === TEST 8: format=: not json or csv -> 400 naming format

@@ -91,11 +91,6 @@ static const u_char  ngx_http_engagement_aq_id_chars[256] = {
     ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1
 };
 
-/* an interaction's name: no ':' (it ends the field's prefix) */
-static const u_char  ngx_http_engagement_aq_name_chars[256] = {
-    ['-'] = 1, ['.'] = 1, ['_'] = 1,
-    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1
-};
 
 
 static ngx_int_t
@@ -443,12 +438,12 @@ ngx_http_engagement_aq_metrics(ngx_http_engagement_aq_value_t *v,
 
             if (n <= 6 || ngx_memcmp(p, "click:", 6) != 0
                 || !ngx_http_engagement_aq_chars(
-                        ngx_http_engagement_aq_name_chars, p + 6, n - 6,
+                        ngx_http_engagement_aq_id_chars, p + 6, n - 6,
                         NGX_HTTP_ENGAGEMENT_AQ_NAME_MAX))
             {
                 return ngx_http_engagement_aq_invalid(err, "metric",
                            "must be views, engaged, replays, likes, unlikes "
-                           "or click:<name> (1-64 bytes of [A-Za-z0-9._-]), "
+                           "or click:<name> (1-64 bytes of [A-Za-z0-9._:-]), "
                            "or a comma list of them");
             }
         }

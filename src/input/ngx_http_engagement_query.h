@@ -26,7 +26,8 @@
 #define NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX 8
 /* an id (contentId, channelId, category), as the event's id rule */
 #define NGX_HTTP_ENGAGEMENT_AQ_ID_MAX      128
-/* an interaction's name in metric=click:<name> */
+/* an interaction's name in metric=click:<name> (engagement_interaction's
+ * rule: 1-64 bytes of [A-Za-z0-9._:-]) */
 #define NGX_HTTP_ENGAGEMENT_AQ_NAME_MAX    64
 /* the longest metric: click:<name> */
 #define NGX_HTTP_ENGAGEMENT_AQ_METRIC_LEN                                    \
