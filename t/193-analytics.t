@@ -462,7 +462,7 @@ qq({"error":"method_not_allowed","message":"analytics are read with GET"}\n),
 qq({"error":"invalid_parameter","field":"=x","message":"is not a parameter of the analytics endpoint: contentId, channelId, category, scope, from, to, step, by, metric, format"}\n),
 ]
 
-=== TEST 10: a key of another type where a bucket should be: 503 and logged, never a crash; a client gone while Redis answers 1,442 buckets changes nothing
+=== TEST 10: a key of another type where a bucket should be: 503 and logged, never a crash; counts that are not numbers: 0, warned; a client gone while Redis answers 1,442 buckets changes nothing
 --- request
 GET /status
 --- response_body_like: ^# HELP
@@ -474,6 +474,7 @@ LeakSanitizer
 runtime error
 --- error_log
 engagement redis: analytics read of content "wt" failed: WRONGTYPE
+engagement redis: analytics of content "garbled": 2 counts were not numbers, taken as 0
 --- post_check
     Test::More::ok(main::ready(), 'TEST 10 - the workers reach Redis');
     my $now = int(time);
@@ -485,6 +486,11 @@ engagement redis: analytics read of content "wt" failed: WRONGTYPE
     Test::More::like($b, qr/"error":"backend_unavailable"/, 'TEST 10 - a JSON error');
     ($st, $b) = main::analytics('contentId=wt&step=minute&metric=views&from=' . ($m - 30 * 60) . '&to=' . ($m - 120));
     Test::More::is($st, 200, 'TEST 10 - a range without that bucket answers 200');
+    # counts that are not numbers: 0, and a warning
+    main::rcli('HSET', 'eng:{c:garbled}:m:' . strftime('%Y%m%d%H%M', gmtime($m - 60)), 'views', 'many', 'engaged', '12345678901234567890', 'replays', 4);
+    ($st, $b) = main::analytics('contentId=garbled&step=minute&metric=views,engaged,replays&from=' . ($m - 60) . "&to=$m");
+    Test::More::is($b, qq({"scope":"content","id":"garbled","step":"minute","from":@{[ $m - 60 ]},"to":$m,"metric":["views","engaged","replays"],"total":{"views":0,"engaged":0,"replays":4},"points":[{"t":@{[ $m - 60 ]},"views":0,"engaged":0,"replays":4}]}\n),
+        'TEST 10 - a count that is not a number, or of more than 18 digits, is 0');
     # 20 clients that ask 1,442 minutes and go at once
     for (1 .. 20) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . nginx_port(), Timeout => 2) or next;
