@@ -29,6 +29,9 @@
 #define NGX_HTTP_ENGAGEMENT_AN_KEY_LEN                                        \
     (sizeof("eng:{cat:}:m:YYYYMMDDHHMM") + NGX_HTTP_ENGAGEMENT_AQ_ID_MAX)
 
+/* HMGET, the key, the metrics */
+#define NGX_HTTP_ENGAGEMENT_AN_ARGS  (2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX)
+
 /* one point's figures as JSON, beyond the metrics' names */
 #define NGX_HTTP_ENGAGEMENT_AN_POINT_LEN   (sizeof("{\"t\":},") + NGX_INT64_LEN)
 #define NGX_HTTP_ENGAGEMENT_AN_METRIC_LEN  (sizeof(",\"\":") + NGX_INT64_LEN)
@@ -520,10 +523,12 @@ ngx_http_engagement_an_csv(ngx_http_request_t *r,
     u_char                           *p, *body;
     size_t                            len;
     int64_t                          *counts;
-    ngx_str_t                         type = ngx_string("text/csv; charset=utf-8");
+    ngx_str_t                         type;
     ngx_uint_t                        i, m, v, nm, rows;
     ngx_http_engagement_aq_t         *q;
     ngx_http_engagement_an_value_t  **order;
+
+    ngx_str_set(&type, "text/csv; charset=utf-8");
 
     q = &an->q;
     nm = q->nmetrics;
@@ -723,8 +728,8 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
     ngx_pool_cleanup_t             *cln;
     ngx_http_engagement_aq_t       *q;
     ngx_http_engagement_an_call_t  *call;
-    const char                     *argv[2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX];
-    size_t                          lens[2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX];
+    const char                     *argv[NGX_HTTP_ENGAGEMENT_AN_ARGS];
+    size_t                          lens[NGX_HTTP_ENGAGEMENT_AN_ARGS];
 
     static const char              *tags[] = { "c:", "ch:", "cat:", "all" };
     static const char              *steps[] = { ":m:", ":h:", ":d:" };
