@@ -376,10 +376,10 @@ qr/^\{"error":"invalid_parameter","field":"to","message":"is more than a day ahe
 qr/^\{"error":"invalid_parameter","field":"step","message":"must be minute, hour or day"\}\n\z/,
 qr/^\{"error":"invalid_parameter","field":"step","message":"gives more than 1500 points per series: shorten from..to or use a larger step"\}\n\z/,
 qr/^\{"error":"invalid_parameter","field":"step","message":"gives more than 1500 points/,
-qr/^\{"error":"beyond_retention","field":"from","message":"is older than Redis keeps minute buckets \(8 days\): use step=hour or step=day, or read older minutes from ClickHouse, table engagement_minute"\}\n\z/,
-qr/^\{"error":"beyond_retention","field":"from","message":"is older than Redis keeps hour buckets \(400 days\): use step=day, or read older hours from ClickHouse, table engagement_hour"\}\n\z/,
-qr/^\{"error":"beyond_retention","field":"from","message":"is older than Redis keeps day buckets \(1100 days\): read older days from ClickHouse, table engagement_day"\}\n\z/,
-qr/^\{"error":"beyond_retention","field":"from",.*table engagement_day"\}\n\z/,
+qr/^\{"error":"beyond_retention","field":"from","message":"is older than Redis keeps minute buckets \(8 days\): use step=hour or step=day, or query ClickHouse: eng.views_minute \(contents\), eng.channel_minute \(channels, categories\)"\}\n\z/,
+qr/^\{"error":"beyond_retention","field":"from","message":"is older than Redis keeps hour buckets \(400 days\): use step=day, or query ClickHouse: eng.views_hour, eng.channel_hour, eng.reactions_hour, eng.interactions_hour"\}\n\z/,
+qr/^\{"error":"beyond_retention","field":"from","message":"is older than Redis keeps day buckets \(1100 days\): query ClickHouse: eng.views_day, eng.channel_day, eng.reactions_day, eng.interactions_day"\}\n\z/,
+qr/^\{"error":"beyond_retention","field":"from",.*eng.interactions_day"\}\n\z/,
 qr/^\{"scope":"content","id":"a","step":"minute",/,
 ]
 

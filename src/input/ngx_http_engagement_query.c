@@ -74,15 +74,17 @@ static const time_t  ngx_http_engagement_aq_keep[] = {
     NGX_HTTP_ENGAGEMENT_AQ_KEEP_DAY
 };
 
-/* where each step's older data lives (the lead's ClickHouse rollups) */
+/* where each step's older data lives: the ClickHouse rollups
+ * (conf-examples/clickhouse/schema.sql, docs/analytics-sql.md) */
 static const char  *ngx_http_engagement_aq_beyond[] = {
     "is older than Redis keeps minute buckets (8 days): use step=hour or "
-    "step=day, or read older minutes from ClickHouse, table "
-    "engagement_minute",
+    "step=day, or query ClickHouse: eng.views_minute (contents), "
+    "eng.channel_minute (channels, categories)",
     "is older than Redis keeps hour buckets (400 days): use step=day, or "
-    "read older hours from ClickHouse, table engagement_hour",
-    "is older than Redis keeps day buckets (1100 days): read older days "
-    "from ClickHouse, table engagement_day"
+    "query ClickHouse: eng.views_hour, eng.channel_hour, eng.reactions_hour, "
+    "eng.interactions_hour",
+    "is older than Redis keeps day buckets (1100 days): query ClickHouse: "
+    "eng.views_day, eng.channel_day, eng.reactions_day, eng.interactions_day"
 };
 
 
