@@ -19,6 +19,7 @@
 #include "http/ngx_http_engagement_http.h"
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
+#include "store/ngx_http_engagement_trend.h"
 
 
 /* main configuration: defaults and bounds */
@@ -97,6 +98,8 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
       ngx_http_engagement_history_handler },
     { ngx_string("analytics"), NGX_HTTP_ENGAGEMENT_ANALYTICS,
       ngx_http_engagement_analytics_handler },
+    { ngx_string("trending"), NGX_HTTP_ENGAGEMENT_TRENDING,
+      ngx_http_engagement_trending_handler },
     { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
 };
 
@@ -337,7 +340,50 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       0,
       NULL },
 
+    { ngx_string("engagement_milestone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_engagement_milestone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_milestone_publish"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_engagement_milestone_publish,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_trend_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_bucket"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_bucket_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_like_weight"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_like_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
+    NGX_HTTP_ENGAGEMENT_SEGMENTS_COMMANDS
 
       ngx_null_command
 };
@@ -533,6 +579,7 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->ts_back = NGX_CONF_UNSET_MSEC;
     elcf->ts_ahead = NGX_CONF_UNSET_MSEC;
     elcf->answer = NGX_CONF_UNSET_UINT;
+    elcf->segments = NGX_CONF_UNSET_PTR;
 
     ngx_http_engagement_guard_create(&elcf->guard);
 
@@ -731,6 +778,10 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_engagement_segments_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
@@ -755,6 +806,12 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     if (ngx_http_engagement_loc_resume(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_TRENDING
+        && ngx_http_engagement_trend_use(cf) == NULL)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -786,7 +843,10 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     emcf->body_vars = ngx_http_engagement_body_vars_used(cf);
 
     if (ngx_http_engagement_live_postconf(cf) != NGX_OK
-        || ngx_http_engagement_resume_postconf(cf) != NGX_OK)
+        || ngx_http_engagement_resume_postconf(cf) != NGX_OK
+        || ngx_http_engagement_trend_postconf(cf) != NGX_OK
+        || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK
+        || ngx_http_engagement_segments_postconf(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -870,7 +930,13 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_engagement_resume_flush_start(cycle, emcf);
+    if (ngx_http_engagement_resume_flush_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_engagement_trend_worker_start(cycle);
+
+    return ngx_http_engagement_trend_flush_start(cycle, emcf);
 }
 
 

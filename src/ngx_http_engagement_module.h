@@ -92,7 +92,8 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_LIVE,
     NGX_HTTP_ENGAGEMENT_RESUME,
     NGX_HTTP_ENGAGEMENT_HISTORY,
-    NGX_HTTP_ENGAGEMENT_ANALYTICS
+    NGX_HTTP_ENGAGEMENT_ANALYTICS,
+    NGX_HTTP_ENGAGEMENT_TRENDING
 } ngx_http_engagement_endpoint_e;
 
 
@@ -158,6 +159,9 @@ typedef struct {
     void                         *limit;       /* limit.c: zones, rules */
     void                         *live;        /* live.c: heartbeats */
     void                         *resume;      /* resume.c: positions */
+    void                         *trend;       /* trend.c: trending */
+    void                         *milestone;   /* milestone.c */
+    void                         *segments;    /* segments.c: the zone */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */
@@ -183,6 +187,7 @@ typedef struct {
     ngx_msec_t                      ts_ahead;
     ngx_uint_t                      answer;        /* _answer_e */
     ngx_http_engagement_guard_conf_t  guard;
+    void                           *segments;      /* engagement_segments */
 } ngx_http_engagement_loc_conf_t;
 
 

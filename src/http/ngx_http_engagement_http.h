@@ -183,6 +183,45 @@ u_char *ngx_http_engagement_resume_status(u_char *p,
 ngx_int_t ngx_http_engagement_analytics_handler(ngx_http_request_t *r);
 char *ngx_http_engagement_analytics_check(ngx_conf_t *cf);
 
+/* trending.c: the trending endpoint, the like path's feed, its figures */
+ngx_int_t ngx_http_engagement_trending_handler(ngx_http_request_t *r);
+void ngx_http_engagement_trending_reaction(u_char *id, size_t len,
+    ngx_uint_t state_read, void *reply);
+size_t ngx_http_engagement_trending_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_trending_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+
+/* segments.c: views verified from the media nginx served */
+char *ngx_http_engagement_segments_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_segments_zone_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_segments_merge(ngx_conf_t *cf,
+    ngx_http_engagement_loc_conf_t *prev,
+    ngx_http_engagement_loc_conf_t *conf);
+ngx_int_t ngx_http_engagement_segments_postconf(ngx_conf_t *cf);
+size_t ngx_http_engagement_segments_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_segments_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+
+#define NGX_HTTP_ENGAGEMENT_SEGMENTS_COMMANDS                                 \
+                                                                              \
+    { ngx_string("engagement_segments"),                                      \
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,                                       \
+      ngx_http_engagement_segments_directive,                                 \
+      NGX_HTTP_LOC_CONF_OFFSET,                                               \
+      0,                                                                      \
+      NULL },                                                                 \
+                                                                              \
+    { ngx_string("engagement_segments_zone"),                                 \
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,                                      \
+      ngx_http_engagement_segments_zone_directive,                            \
+      NGX_HTTP_MAIN_CONF_OFFSET,                                              \
+      0,                                                                      \
+      NULL },
+
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_engagement_health_handler(ngx_http_request_t *r);

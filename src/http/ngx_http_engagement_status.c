@@ -656,7 +656,9 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
           + ngx_http_engagement_limit_status_len(emcf)
           + ngx_http_engagement_writer_status_len(emcf)
           + ngx_http_engagement_live_status_len(emcf)
-          + ngx_http_engagement_resume_status_len(emcf);
+          + ngx_http_engagement_resume_status_len(emcf)
+          + ngx_http_engagement_trending_status_len(emcf)
+          + ngx_http_engagement_segments_status_len(emcf);
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -673,6 +675,8 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
         p = ngx_http_engagement_writer_status(p, emcf, 1);
         p = ngx_http_engagement_live_status(p, emcf, 1);
         p = ngx_http_engagement_resume_status(p, emcf, 1);
+        p = ngx_http_engagement_trending_status(p, emcf, 1);
+        p = ngx_http_engagement_segments_status(p, emcf, 1);
         p = ngx_cpymem(p, "}\n", 2);
 
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
@@ -683,6 +687,8 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
     p = ngx_http_engagement_writer_status(p, emcf, 0);
     p = ngx_http_engagement_live_status(p, emcf, 0);
     p = ngx_http_engagement_resume_status(p, emcf, 0);
+    p = ngx_http_engagement_trending_status(p, emcf, 0);
+    p = ngx_http_engagement_segments_status(p, emcf, 0);
 
     return ngx_http_engagement_send(r, NGX_HTTP_OK,
                                     &ngx_http_engagement_prometheus_type,

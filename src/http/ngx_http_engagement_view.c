@@ -9,6 +9,7 @@
 #include "ngx_http_engagement_module.h"
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_trend.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
@@ -204,6 +205,7 @@ ngx_http_engagement_view_tally(ngx_http_request_t *r,
 
         if (out->view) {
             ngx_http_engagement_stat(elcf, counted_views);
+            ngx_http_engagement_trend_view(&ev->content_id, &ev->category);
         }
 
         if (out->engaged) {
