@@ -96,6 +96,8 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
       ngx_http_engagement_resume_handler },
     { ngx_string("history"), NGX_HTTP_ENGAGEMENT_HISTORY,
       ngx_http_engagement_history_handler },
+    { ngx_string("analytics"), NGX_HTTP_ENGAGEMENT_ANALYTICS,
+      ngx_http_engagement_analytics_handler },
     { ngx_string("trending"), NGX_HTTP_ENGAGEMENT_TRENDING,
       ngx_http_engagement_trending_handler },
     { ngx_string("event"), NGX_HTTP_ENGAGEMENT_EVENT,
@@ -815,6 +817,11 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_OK;
     }
 
+    /* analytics read Redis only: no zone */
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_ANALYTICS) {
+        return ngx_http_engagement_analytics_check(cf);
+    }
+
     if (ngx_http_engagement_loc_check(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
@@ -1046,7 +1053,8 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
                            "view, summary, like, state, heartbeat, live, "
-                           "resume, history, event, status or health",
+                           "resume, history, event, analytics, trending, "
+                           "status or health",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

@@ -93,7 +93,8 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_RESUME,
     NGX_HTTP_ENGAGEMENT_HISTORY,
     NGX_HTTP_ENGAGEMENT_TRENDING,
-    NGX_HTTP_ENGAGEMENT_EVENT            /* interactions (clicks) */
+    NGX_HTTP_ENGAGEMENT_EVENT,           /* interactions (clicks) */
+    NGX_HTTP_ENGAGEMENT_ANALYTICS
 } ngx_http_engagement_endpoint_e;
 
 

@@ -48,7 +48,7 @@ Content-Type: application/json
     location = /x { engagement vieww; }
 --- must_die
 --- error_log
-unknown engagement endpoint "vieww": expected view, summary, like, state, heartbeat, live, resume, history, event, status or health
+unknown engagement endpoint "vieww": expected view, summary, like, state, heartbeat, live, resume, history, event, analytics, trending, status or health
 
 === TEST 4: unknown zone name
 --- config

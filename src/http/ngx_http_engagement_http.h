@@ -211,6 +211,10 @@ size_t ngx_http_engagement_resume_status_len(
 u_char *ngx_http_engagement_resume_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
+/* analytics.c: time series and breakdowns read from Redis's buckets */
+ngx_int_t ngx_http_engagement_analytics_handler(ngx_http_request_t *r);
+char *ngx_http_engagement_analytics_check(ngx_conf_t *cf);
+
 /* trending.c: the trending endpoint, the like path's feed, its figures */
 ngx_int_t ngx_http_engagement_trending_handler(ngx_http_request_t *r);
 void ngx_http_engagement_trending_reaction(u_char *id, size_t len,
