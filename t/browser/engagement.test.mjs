@@ -397,3 +397,73 @@ test("Redis killed mid-play and restarted: the view and the like arrive after re
   assert.equal(new Set(like.map(l => JSON.parse(l.body).requestId)).size, 1,
                "every retry carried the same requestId");
 });
+
+test("a click on a [data-engagement-interaction] button is an interaction event, counted once per click", async t => {
+  if (skip(t)) return;
+  const c = `v9-${run}`;
+  const p = await open(t, { content: c });
+  await play(p);
+  await p.click('[data-engagement-interaction="subscribe_button"]');
+  await p.click('[data-engagement-interaction="subscribe_button"]');
+  await waitFor(() => lines(c, "/engagement/event").length === 2, 5000, "two interaction events");
+  assert.deepEqual(lines(c, "/engagement/event").map(l => l.status), [202, 202]);
+  const body = JSON.parse(lines(c, "/engagement/event")[0].body);
+  assert.equal(body.type, "click");
+  assert.equal(body.name, "subscribe_button");
+  assert.ok(Number.isInteger(body.positionMs) && body.positionMs >= 0, "the video's position");
+  // counted in Redis's buckets, read back through the analytics endpoint
+  const from = Math.floor(Date.now() / 1000) - 600;
+  await waitFor(async () => (await nginx.get(
+      `/engagement/analytics?contentId=${c}&metric=click:subscribe_button&step=minute&from=${from}`)).body
+      ?.total?.["click:subscribe_button"] === 2, 10000, "2 clicks in the analytics");
+});
+
+test("the dashboard shows the numbers the endpoints give", async t => {
+  if (skip(t)) return;
+  const c = `d1-${run}`, other = `d2-${run}`;
+  const send = (cid, i, device, source) => fetch(`${nginx.url}/engagement/view`, {
+    method: "POST", headers: { "Content-Type": "application/json", "User-Agent": ua },
+    body: JSON.stringify({ contentId: cid, sessionId: `ds-${cid}-${i}`, durationMs: 5000,
+                           device, source })
+  }).then(r => r.status);
+  const devices = ["mobile", "mobile", "desktop", "tv", "mobile", "desktop"];
+  const codes = [];
+  for (let i = 0; i < 6; i++) codes.push(await send(c, i, devices[i], i % 2 ? "search" : "feed"));
+  for (let i = 0; i < 3; i++) codes.push(await send(other, i, "tv", "feed"));
+  assert.deepEqual(codes, Array(9).fill(202));
+  const from = Math.floor(Date.now() / 1000) - 3600;
+  const an = q => nginx.get(`/engagement/analytics?contentId=${c}&from=${from}&step=minute&metric=views${q}`);
+  await waitFor(async () => (await an("")).body?.total?.views === 6, 10000, "6 views in the analytics");
+  await waitFor(async () => {
+    const s = (await an("&by=device")).body?.series || {};
+    return (s.mobile || []).reduce((a, p) => a + p.views, 0) === 3;
+  }, 10000, "the device breakdown");
+  await waitFor(async () => ((await nginx.get("/engagement/trending?window=5m&limit=10")).body?.items || [])
+                .some(i => i.contentId === c), 15000, "the content in trending");
+
+  const ctx = await browser.newContext({ userAgent: ua, viewport: { width: 1100, height: 900 } });
+  t.after(() => ctx.close().catch(() => {}));
+  const p = await ctx.newPage();
+  const errors = [];
+  p.on("pageerror", e => errors.push(String(e)));
+  await p.goto(`${nginx.url}/dashboard.html?content=${c}&range=1h&window=5m`);
+  await p.waitForFunction(() => +document.body.dataset.loaded >= 1, null, { timeout: 10000 });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(await p.$$eval("[data-err]", els => els.map(e => e.textContent).filter(Boolean)), [],
+                   "no card shows an error");
+  const summary = (await nginx.get(`/engagement/summary/${c}`)).body;
+  assert.equal(await p.textContent('[data-kpi="views"]'), String(summary.views));
+  assert.equal(summary.views, 6);
+  assert.equal(await p.getAttribute("#series", "data-sum"), "6", "the chart's bars sum to the series");
+  const bars = await p.$$eval("#series rect", rs => rs.map(r => +r.dataset.v));
+  const pts = (await an("")).body.points.map(x => x.views);
+  assert.deepEqual(bars, pts, "one bar per point, as the endpoint answers");
+  const dev = await p.$$eval("#by-device .bars div", ds => ds.map(d => [d.dataset.value, d.querySelector("em").textContent]));
+  assert.deepEqual(dev, [["mobile", "3"], ["desktop", "2"], ["tv", "1"]]);
+  const src = await p.$$eval("#by-source .bars div", ds => ds.map(d => [d.dataset.value, d.querySelector("em").textContent]));
+  assert.deepEqual(src.sort(), [["feed", "3"], ["search", "3"]]);
+  const tr = (await nginx.get("/engagement/trending?window=5m&limit=10")).body.items.map(i => i.contentId);
+  const shown = await p.$$eval("#trending li", ls => ls.map(l => l.dataset.content));
+  assert.deepEqual(shown, tr, "the trending list as the endpoint answers it");
+  if (process.env.DASHBOARD_PNG) await p.screenshot({ path: process.env.DASHBOARD_PNG, fullPage: true });
+});

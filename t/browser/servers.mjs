@@ -159,7 +159,7 @@ http {
     }
     engagement_zone engagement:4m;
     engagement_dedupe_zone engagement_dedupe:4m;
-    engagement_redis 127.0.0.1:${this.redisPort};
+    engagement_redis 127.0.0.1:${this.redisPort} buckets=0;
     engagement_flush_interval 200ms;
     engagement_edge_id browser-tests;
     engagement_reactions like love laugh wow sad angry;
@@ -168,6 +168,8 @@ http {
     engagement_live_push 250ms;
     engagement_token_secret "browser-tests-not-a-secret-0123456789abcdef";
     engagement_limit_zone likes_per_user:64k;
+    engagement_interaction subscribe_button share_button;
+    engagement_trending_bucket 2s;
 
     server {
         listen 127.0.0.1:${this.port};
@@ -184,6 +186,9 @@ http {
         location = /engagement/resume { engagement resume; }
         location /engagement/live { engagement live; send_timeout 30s; }
         location = /engagement/status { engagement status; }
+        location = /engagement/event { engagement event; }
+        location = /engagement/analytics { engagement analytics; }
+        location = /engagement/trending { engagement trending; }
         # the guarded flavour: views need a token from the bootstrap
         location = /guarded/bootstrap {
             engagement_token_bind $arg_contentId $arg_sessionId;
@@ -256,8 +261,9 @@ export function makePrefix() {
   const prefix = fs.mkdtempSync(path.join(os.tmpdir(), "engagement-browser-"));
   fs.mkdirSync(path.join(prefix, "html/media"), { recursive: true });
   fs.copyFileSync(path.join(ROOT, "t/browser/page.html"), path.join(prefix, "html/page.html"));
-  fs.copyFileSync(path.join(ROOT, "conf-examples/html/index.html"),
-                  path.join(prefix, "html/index.html"));
+  for (const f of ["index.html", "dashboard.html", "dashboard.js"]) {
+    fs.copyFileSync(path.join(ROOT, "conf-examples/html", f), path.join(prefix, "html", f));
+  }
   execFileSync(path.join(ROOT, "conf-examples/make-demo-media.sh"),
                [path.join(prefix, "html/media")], { stdio: "ignore" });
   return prefix;
