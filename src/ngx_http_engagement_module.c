@@ -19,6 +19,7 @@
 #include "http/ngx_http_engagement_http.h"
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
+#include "store/ngx_http_engagement_series.h"
 
 
 /* main configuration: defaults and bounds */
@@ -331,6 +332,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
     { ngx_string("engagement_resume_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_engagement_resume_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_series_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_series_zone_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -751,6 +759,15 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    /* views and likes go to the series by dimension, with a Redis */
+    if ((conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW
+         || conf->endpoint == NGX_HTTP_ENGAGEMENT_LIKE)
+        && emcf->redis
+        && ngx_http_engagement_series_use(cf) == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return ngx_http_engagement_loc_zones(cf, conf);
 }
 
@@ -779,7 +796,8 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
     emcf->body_vars = ngx_http_engagement_body_vars_used(cf);
 
     if (ngx_http_engagement_live_postconf(cf) != NGX_OK
-        || ngx_http_engagement_resume_postconf(cf) != NGX_OK)
+        || ngx_http_engagement_resume_postconf(cf) != NGX_OK
+        || ngx_http_engagement_series_postconf(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -846,6 +864,7 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_engagement_live_worker_start(cycle);
+    ngx_http_engagement_series_worker_start(emcf);
 
     if (ngx_http_engagement_writer_start(cycle, emcf) != NGX_OK) {
         return NGX_ERROR;
@@ -863,7 +882,11 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_engagement_resume_flush_start(cycle, emcf);
+    if (ngx_http_engagement_resume_flush_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_engagement_series_flush_start(cycle, emcf);
 }
 
 

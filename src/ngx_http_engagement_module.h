@@ -157,6 +157,7 @@ typedef struct {
     void                         *limit;       /* limit.c: zones, rules */
     void                         *live;        /* live.c: heartbeats */
     void                         *resume;      /* resume.c: positions */
+    void                         *series;      /* series.c: by dimension */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */

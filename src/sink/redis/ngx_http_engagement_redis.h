@@ -53,6 +53,7 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_RESUME,
     NGX_HTTP_ENGAGEMENT_SCRIPT_HISTORY,
     NGX_HTTP_ENGAGEMENT_SCRIPT_FORGET,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_SERIES,
     NGX_HTTP_ENGAGEMENT_SCRIPTS
 } ngx_http_engagement_script_e;
 
@@ -102,6 +103,10 @@ ngx_int_t ngx_http_engagement_live_share_start(ngx_cycle_t *cycle,
 
 /* resume_flush.c */
 ngx_int_t ngx_http_engagement_resume_flush_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+
+/* series_flush.c */
+ngx_int_t ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 
 
