@@ -19,11 +19,22 @@ use Engagement::Test;
 use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep time);
 use POSIX ();
+use Engagement::Proxy;
 
 our $port = nginx_port();
 our $rport = free_ports(500, 50, 1);
 start_redis($rport);
 $ENV{TEST_NGINX_REDIS_PORT} = $rport;
+
+# a proxy to that Redis that cuts the connection right after Redis applied
+# a series round, when its control file says so (TEST 12)
+our $ctl = scratch_dir('proxy') . '/ctl-series';
+{ open my $fh, '>', $ctl or die $!; print $fh '0'; close $fh }
+our $pport = free_ports(560, 50, 1);
+our $ppid = Engagement::Proxy::start($pport, $rport, $ctl, 0,
+                                     qr/\neng:sb:[0-9a-f]+:\d+\r\n/);
+$ENV{TEST_NGINX_PROXY_PORT} = $pport;
+END { local $?; if ($ppid) { kill 'TERM', $ppid; waitpid($ppid, 0) } }
 
 repeat_each(1);
 no_shuffle();
@@ -482,3 +493,36 @@ qr/invalid size "4k" of "engagement_series_zone": at least \d+k/
 --- must_die
 --- error_log
 is reserved for the module's series zone
+
+
+
+=== TEST 12: the answer to a round lost after Redis applied it (the connection cut): the round is sent again under the same batch key and Redis applies nothing twice
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_PROXY_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms buckets=0;
+--- request
+GET /status
+--- response_body_like: nginx_engagement_series_rows_pending 0
+--- post_check
+    main::rcli('FLUSHALL');
+    main::reset_model();
+    my $i = 0;
+    for (1 .. 20) {
+        $i++;
+        main::view(c => 'x' . ($i % 3), s => "s$i", ch => 'xc', cat => 'xk', source => 'feed', device => 'mobile');
+    }
+    Test::More::ok(main::drained(), 'TEST 12 - the first views are in Redis');
+    my $rep0 = main::series('repeats_total');
+    { open my $fh, '>', $main::ctl or die $!; print $fh '1'; close $fh }
+    for (1 .. 20) {
+        $i++;
+        main::view(c => 'x' . ($i % 3), s => "s$i", ch => 'xc', cat => 'xk', source => 'search', device => 'tv');
+    }
+    Test::More::ok(scalar(main::wait_until(sub { Engagement::Test::slurp($main::ctl) eq '0' }, 10)), 'TEST 12 - the proxy cut the answer to a round');
+    Test::More::is($main::Counted, $main::Sent, "TEST 12 - all $main::Sent views counted (202)");
+    main::check_model('TEST 12');
+    Test::More::ok(main::series('repeats_total') > $rep0, 'TEST 12 - Redis answered the resend as applied before: repeats_total ' . main::series('repeats_total'));
+    Test::More::ok(main::series('errors_total') >= 1, 'TEST 12 - the lost answer counted as an error: ' . main::series('errors_total'));
+--- no_error_log
+[alert]
+exited on signal
