@@ -526,3 +526,38 @@ GET /status
 --- no_error_log
 [alert]
 exited on signal
+
+
+
+=== TEST 13: a reload that would resize the series zone is refused (its counts not yet sent would be lost); the old configuration keeps serving and sending
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms buckets=0;
+    engagement_series_zone 1m;
+--- request
+GET /status
+--- response_body_like: nginx_engagement_series_rows_max \d+
+--- post_check
+    main::rcli('FLUSHALL');
+    main::reset_model();
+    main::view(c => 'z1', s => "s$_", ch => 'zc', source => 'feed') for 1 .. 5;
+    my $f = Engagement::Test::servroot() . '/conf/nginx.conf';
+    my $c = Engagement::Test::slurp($f);
+    $c =~ s/engagement_series_zone 1m;/engagement_series_zone 2m;/ or die 'no series zone in the conf';
+    { open my $fh, '>', $f or die $!; print $fh $c; close $fh }
+    my @old = Engagement::Test::worker_pids();
+    kill 'HUP', Engagement::Test::master_pid();
+    Test::More::ok(main::wait_until(sub { Engagement::Test::error_log_text() =~
+        /engagement_series_zone "engagement_series" cannot change size on reload \(1048576 to 2097152 bytes\)/ }, 10),
+        'TEST 13 - the resize is refused with a clear message');
+    main::view(c => 'z1', s => "t$_", ch => 'zc', source => 'feed') for 1 .. 5;
+    my @now = Engagement::Test::worker_pids();
+    Test::More::is("@now", "@old", 'TEST 13 - the same workers serve');
+    Test::More::is($main::Counted, 10, 'TEST 13 - 10 views counted');
+    main::check_model('TEST 13');
+--- error_log
+[emerg]
+engagement_series_zone "engagement_series" cannot change size on reload
+--- no_error_log
+[alert]
+exited on signal

@@ -93,6 +93,13 @@ static const size_t  ngx_http_engagement_series_shape[] = {
 };
 
 
+/* a size changed on reload would lose the counts not yet sent: refused */
+static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_series_kind = {
+    "engagement_series_zone", NGX_HTTP_ENGAGEMENT_SERIES_MAGIC, 0, NULL,
+    NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE, NULL, 0
+};
+
+
 /* this worker's zone (the cycle's), NULL: none */
 static ngx_http_engagement_series_conf_t  *ngx_http_engagement_series_cur;
 
@@ -282,6 +289,13 @@ ngx_http_engagement_series_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         sc->sh = sh;
 
         return NGX_OK;
+    }
+
+    if (ngx_http_engagement_zone_resized(shm_zone,
+                                         &ngx_http_engagement_series_kind)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_series_sh_t));

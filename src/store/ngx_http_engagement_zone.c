@@ -24,7 +24,7 @@
  * or only what may be rebuilt (with a warning, or quietly).
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone,
     const ngx_http_engagement_zone_kind_t *kind)
 {
