@@ -561,3 +561,28 @@ engagement_series_zone "engagement_series" cannot change size on reload
 --- no_error_log
 [alert]
 exited on signal
+
+
+
+=== TEST 14: a row is sent when its minute is over or after buckets= (here 3 s), as the content's own buckets are: one write per tuple and minute, not one per second
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms buckets=3s;
+--- request
+GET /status
+--- response_body_like: nginx_engagement_series_rows_pending 0
+--- post_check
+    main::rcli('FLUSHALL');
+    main::reset_model();
+    # not within 6 s of a minute's end (which would send the row sooner)
+    sleep 0.2 while (time % 60) > 53;
+    my $t0 = time;
+    main::view(c => 'b1', s => "s$_", ch => 'bc', source => 'feed') for 1 .. 5;
+    sleep 1.5;
+    Test::More::is(main::rcli('KEYS', 'eng:{ch:bc}:*'), '', 'TEST 14 - 1.5 s later the row waits (buckets=3s)');
+    Test::More::is(main::series('rows_pending'), 1, 'TEST 14 - one row pending for five views');
+    Test::More::ok(main::wait_until(sub { main::rcli('KEYS', 'eng:{ch:bc}:m:*') ne '' }, 10), 'TEST 14 - then it is sent');
+    my $dt = time - $t0;
+    Test::More::ok($dt >= 2.5 && $dt < 5.5, sprintf('TEST 14 - after %.1f s', $dt));
+    main::check_model('TEST 14');
+    Test::More::is(main::series('rows_flushed_total'), 1, 'TEST 14 - five views, one row sent');

@@ -46,6 +46,7 @@
 typedef struct {
     uint64_t                      round;       /* in flight in it; 0: none */
     uint32_t                      minute;      /* unix minutes */
+    uint32_t                      since;       /* unix s: pending since */
     uint32_t                      pending[NGX_HTTP_ENGAGEMENT_SERIES_METRICS];
     uint32_t                      inflight[NGX_HTTP_ENGAGEMENT_SERIES_METRICS];
     u_char                        len[NGX_HTTP_ENGAGEMENT_SERIES_PARTS];
@@ -615,6 +616,10 @@ ngx_http_engagement_series_add(ngx_http_engagement_series_add_t *a,
         (void) ngx_atomic_fetch_add(&sh->stats.pending, 1);
     }
 
+    if (e->since == 0) {
+        e->since = (uint32_t) ngx_time();
+    }
+
     e->pending[NGX_HTTP_ENGAGEMENT_SERIES_VIEWS] += a->views;
     e->pending[NGX_HTTP_ENGAGEMENT_SERIES_ENGAGED] += a->engaged;
     e->pending[NGX_HTTP_ENGAGEMENT_SERIES_REPLAYS] += a->replays;
@@ -744,8 +749,9 @@ ngx_http_engagement_series_copy(ngx_http_engagement_series_sh_t *sh,
 
 static ngx_uint_t
 ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
-    uint64_t seq, ngx_http_engagement_series_row_t *rows)
+    uint64_t seq, ngx_msec_t after, ngx_http_engagement_series_row_t *rows)
 {
+    time_t                               t;
     uint32_t                             now;
     ngx_uint_t                           i, w, n, k, scanned, total, any;
     ngx_http_engagement_series_sh_t     *sh;
@@ -753,7 +759,8 @@ ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
 
     sh = sc->sh;
     total = sh->nentries;
-    now = (uint32_t) (ngx_time() / 60);
+    t = ngx_time();
+    now = (uint32_t) (t / 60);
     n = 0;
     scanned = 0;
 
@@ -775,7 +782,11 @@ ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
 
                 any = 0;
 
-                if (e->round == 0) {
+                /* due: its minute is over, or it waited after ms */
+                if (e->round == 0
+                    && (e->minute < now
+                        || (ngx_msec_t) (t - e->since) * 1000 >= after))
+                {
                     for (k = 0; k < NGX_HTTP_ENGAGEMENT_SERIES_METRICS; k++) {
                         any |= e->pending[k];
                     }
@@ -784,6 +795,7 @@ ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
                 if (any) {
                     ngx_memcpy(e->inflight, e->pending, sizeof(e->pending));
                     ngx_memzero(e->pending, sizeof(e->pending));
+                    e->since = 0;
                     e->round = seq;
                     ngx_http_engagement_series_copy(sh, i, &rows[n++]);
 
@@ -843,13 +855,16 @@ ngx_http_engagement_series_rescan(ngx_http_engagement_series_conf_t *sc,
 /*
  * The round this worker is to send now, in *round and rows: its own
  * round again (after a failed send), one whose sender has been silent
- * for reclaim ms (taken over), or, when may_start, a new one.
+ * for reclaim ms (taken over), or, when may_start, a new one of the rows
+ * due: those of a minute that is over, and those pending for after ms
+ * (a minute's counts of a tuple are sent once, as the content's own
+ * buckets are, unless buckets= of engagement_redis says sooner).
  * NGX_DECLINED: nothing to send now.
  */
 
 ngx_int_t
 ngx_http_engagement_series_take(ngx_http_engagement_series_conf_t *sc,
-    ngx_uint_t may_start, ngx_msec_t reclaim,
+    ngx_uint_t may_start, ngx_msec_t reclaim, ngx_msec_t after,
     ngx_http_engagement_series_round_t *round,
     ngx_http_engagement_series_row_t *rows)
 {
@@ -898,7 +913,7 @@ ngx_http_engagement_series_take(ngx_http_engagement_series_conf_t *sc,
         (void) ngx_atomic_fetch_add(&sh->stats.resent, 1);
 
     } else {
-        round->n = ngx_http_engagement_series_build(sc, seq, rows);
+        round->n = ngx_http_engagement_series_build(sc, seq, after, rows);
     }
 
     if (round->n) {

@@ -146,7 +146,8 @@ ngx_uint_t ngx_http_engagement_series_due(
     ngx_http_engagement_series_conf_t *sc, ngx_msec_t period);
 ngx_int_t ngx_http_engagement_series_take(
     ngx_http_engagement_series_conf_t *sc, ngx_uint_t may_start,
-    ngx_msec_t reclaim, ngx_http_engagement_series_round_t *round,
+    ngx_msec_t reclaim, ngx_msec_t after,
+    ngx_http_engagement_series_round_t *round,
     ngx_http_engagement_series_row_t *rows);
 void ngx_http_engagement_series_confirm(
     ngx_http_engagement_series_conf_t *sc,

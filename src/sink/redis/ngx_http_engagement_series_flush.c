@@ -625,6 +625,8 @@ ngx_http_engagement_series_handler(ngx_event_t *ev)
 
     rc = ngx_http_engagement_series_take(sc, may_start,
                                          ngx_http_engagement_series_reclaim,
+                                         ngx_http_engagement_series_rcf
+                                             ->buckets,
                                          round,
                                          ngx_http_engagement_series_rows);
     if (rc != NGX_OK) {
