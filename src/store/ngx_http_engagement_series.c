@@ -68,6 +68,11 @@ typedef struct {
     ngx_http_engagement_series_entry_t  *entries;
     ngx_uint_t                    next;        /* where a round's scan
                                                   starts */
+    /* when a scan may find rows due (none is made otherwise) */
+    uint32_t                      scan_minute; /* the last whole scan's */
+    uint32_t                      first_since; /* the oldest pending row
+                                                  not seen due; 0: none */
+    ngx_uint_t                    more;        /* a round was full */
     ngx_atomic_t                  flush_at;    /* the next turn's time */
     ngx_http_engagement_series_stats_t   stats;
 } ngx_http_engagement_series_sh_t;
@@ -618,6 +623,10 @@ ngx_http_engagement_series_add(ngx_http_engagement_series_add_t *a,
 
     if (e->since == 0) {
         e->since = (uint32_t) ngx_time();
+
+        if (sh->first_since == 0) {
+            sh->first_since = e->since;
+        }
     }
 
     e->pending[NGX_HTTP_ENGAGEMENT_SERIES_VIEWS] += a->views;
@@ -752,7 +761,7 @@ ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
     uint64_t seq, ngx_msec_t after, ngx_http_engagement_series_row_t *rows)
 {
     time_t                               t;
-    uint32_t                             now;
+    uint32_t                             now, oldest;
     ngx_uint_t                           i, w, n, k, scanned, total, any;
     ngx_http_engagement_series_sh_t     *sh;
     ngx_http_engagement_series_entry_t  *e;
@@ -763,6 +772,16 @@ ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
     now = (uint32_t) (t / 60);
     n = 0;
     scanned = 0;
+    oldest = 0;
+
+    ngx_shmtx_lock(&sc->shpool->mutex);
+
+    /* what this scan leaves pending it says at its end; later events
+     * say theirs meanwhile */
+    sh->first_since = 0;
+    sh->more = 0;
+
+    ngx_shmtx_unlock(&sc->shpool->mutex);
 
     while (scanned < total && n < NGX_HTTP_ENGAGEMENT_SERIES_ROUND) {
         ngx_shmtx_lock(&sc->shpool->mutex);
@@ -804,6 +823,12 @@ ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
                 {
                     sh->hashes[i] = 0;
                     (void) ngx_atomic_fetch_add(&sh->stats.rows, -1);
+
+                } else if (e->round == 0 && e->since
+                           && (oldest == 0 || e->since < oldest))
+                {
+                    /* pending, not due yet */
+                    oldest = e->since;
                 }
             }
 
@@ -815,7 +840,39 @@ ngx_http_engagement_series_build(ngx_http_engagement_series_conf_t *sc,
         ngx_shmtx_unlock(&sc->shpool->mutex);
     }
 
+    ngx_shmtx_lock(&sc->shpool->mutex);
+
+    if (scanned < total) {
+        /* the round is full (or lost): the rest at the next turn */
+        sh->more = 1;
+
+    } else {
+        sh->scan_minute = now;
+    }
+
+    if (oldest && (sh->first_since == 0 || oldest < sh->first_since)) {
+        sh->first_since = oldest;
+    }
+
+    ngx_shmtx_unlock(&sc->shpool->mutex);
+
     return n;
+}
+
+
+/* under the lock: whether a scan may find rows due now */
+
+static ngx_uint_t
+ngx_http_engagement_series_scan_due(ngx_http_engagement_series_sh_t *sh,
+    ngx_msec_t after)
+{
+    time_t  t;
+
+    t = ngx_time();
+
+    return sh->more || sh->scan_minute != (uint32_t) (t / 60)
+           || (sh->first_since
+               && (ngx_msec_t) (t - sh->first_since) * 1000 >= after);
 }
 
 
@@ -889,7 +946,9 @@ ngx_http_engagement_series_take(ngx_http_engagement_series_conf_t *sc,
         resend = 1;
 
     } else {
-        if (!may_start || sh->stats.pending == 0) {
+        if (!may_start || sh->stats.pending == 0
+            || !ngx_http_engagement_series_scan_due(sh, after))
+        {
             ngx_shmtx_unlock(&sc->shpool->mutex);
             return NGX_DECLINED;
         }
@@ -971,6 +1030,17 @@ ngx_http_engagement_series_confirm(ngx_http_engagement_series_conf_t *sc,
             sent++;
 
             if (!ngx_http_engagement_series_clean(e)) {
+                /* events came meanwhile: a scan is to see them */
+                if (e->since
+                    && (sh->first_since == 0 || e->since < sh->first_since))
+                {
+                    sh->first_since = e->since;
+                }
+
+                if (e->minute < now) {
+                    sh->more = 1;
+                }
+
                 continue;
             }
 
