@@ -100,7 +100,9 @@ static const size_t  ngx_http_engagement_series_shape[] = {
 
 
 /* a size changed on reload would lose the counts not yet sent: refused */
-static const ngx_http_engagement_zone_kind_t  ngx_http_engagement_series_kind = {
+static const ngx_http_engagement_zone_kind_t
+    ngx_http_engagement_series_kind =
+{
     "engagement_series_zone", NGX_HTTP_ENGAGEMENT_SERIES_MAGIC, 0, NULL,
     NGX_HTTP_ENGAGEMENT_RESIZE_REFUSE, NULL, 0
 };

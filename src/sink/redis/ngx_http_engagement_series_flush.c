@@ -56,9 +56,17 @@
 typedef struct {
     ngx_str_t                     key;         /* the scope, e.g. eng:{all} */
     uint32_t                      minute;
+    uint32_t                      group;       /* of its (key, minute) */
     ngx_str_t                     field;
     uint64_t                      delta;
 } ngx_http_engagement_series_field_t;
+
+
+/* an open-addressing index of the fields (or groups) seen: their number */
+typedef struct {
+    uint32_t                     *slot;        /* index + 1; 0: empty */
+    ngx_uint_t                    mask;
+} ngx_http_engagement_series_index_t;
 
 
 /* a field of a row, the scopes it goes to */
@@ -93,33 +101,6 @@ ngx_http_engagement_series_arm(ngx_msec_t t)
     }
 
     ngx_add_timer(&ngx_http_engagement_series_ev, t);
-}
-
-
-static int
-ngx_http_engagement_series_cmp(const void *one, const void *two)
-{
-    int                                       rc;
-    const ngx_http_engagement_series_field_t *a = one, *b = two;
-
-    if (a->key.len != b->key.len) {
-        return a->key.len < b->key.len ? -1 : 1;
-    }
-
-    rc = ngx_memcmp(a->key.data, b->key.data, a->key.len);
-    if (rc) {
-        return rc;
-    }
-
-    if (a->minute != b->minute) {
-        return a->minute < b->minute ? -1 : 1;
-    }
-
-    if (a->field.len != b->field.len) {
-        return a->field.len < b->field.len ? -1 : 1;
-    }
-
-    return ngx_memcmp(a->field.data, b->field.data, a->field.len);
 }
 
 
@@ -245,9 +226,138 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
 }
 
 
+static ngx_int_t
+ngx_http_engagement_series_index(ngx_pool_t *pool,
+    ngx_http_engagement_series_index_t *ix, ngx_uint_t n)
+{
+    ngx_uint_t  size;
+
+    for (size = 16; size < 2 * n; size *= 2) { /* void */ }
+
+    ix->slot = ngx_pcalloc(pool, size * sizeof(uint32_t));
+    ix->mask = size - 1;
+
+    return ix->slot ? NGX_OK : NGX_ERROR;
+}
+
+
 /*
- * The round's rows expanded into bucket fields of every scope, sorted
- * and added up: *out, *nout. NGX_ERROR: no memory.
+ * Equal (key, minute, field) deltas added up, and the fields put in
+ * groups of one (key, minute), each group's fields together, groups in
+ * the order they came: *out, *nout. Two indexes of hashes, no sort: a
+ * round's fields are many (up to some 37,000), a sort's comparisons
+ * were most of a round's cost.
+ */
+
+static ngx_int_t
+ngx_http_engagement_series_sum(ngx_pool_t *pool,
+    ngx_http_engagement_series_field_t *f, ngx_uint_t n,
+    ngx_http_engagement_series_field_t **out, ngx_uint_t *nout)
+{
+    uint32_t                             h, *at, ngroups;
+    ngx_uint_t                           i, k, u, j, *first, *count;
+    ngx_http_engagement_series_field_t  *g, *sorted;
+    ngx_http_engagement_series_index_t   gix, fix;
+
+    if (ngx_http_engagement_series_index(pool, &gix, n) != NGX_OK
+        || ngx_http_engagement_series_index(pool, &fix, n) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the groups: f[k] is the first field of group k's (key, minute) */
+    g = ngx_palloc(pool, n * sizeof(ngx_http_engagement_series_field_t));
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngroups = 0;
+    u = 0;
+
+    for (i = 0; i < n; i++) {
+        h = ngx_murmur_hash2(f[i].key.data, f[i].key.len)
+            ^ (f[i].minute * 0x9e3779b1);
+
+        for (j = h & gix.mask; /* void */ ; j = (j + 1) & gix.mask) {
+            at = &gix.slot[j];
+
+            if (*at == 0) {
+                g[ngroups] = f[i];
+                *at = ++ngroups;
+                break;
+            }
+
+            k = *at - 1;
+
+            if (g[k].minute == f[i].minute && g[k].key.len == f[i].key.len
+                && ngx_memcmp(g[k].key.data, f[i].key.data, f[i].key.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        f[i].group = *at - 1;
+
+        /* the field within its group; added to an equal one before it */
+        h = ngx_murmur_hash2(f[i].field.data, f[i].field.len)
+            ^ (f[i].group * 0x85ebca6b);
+
+        for (j = h & fix.mask; /* void */ ; j = (j + 1) & fix.mask) {
+            at = &fix.slot[j];
+
+            if (*at == 0) {
+                /* in place: u <= i */
+                f[u] = f[i];
+                *at = ++u;
+                break;
+            }
+
+            k = *at - 1;
+
+            if (f[k].group == f[i].group && f[k].field.len == f[i].field.len
+                && ngx_memcmp(f[k].field.data, f[i].field.data,
+                              f[i].field.len)
+                   == 0)
+            {
+                f[k].delta += f[i].delta;
+                break;
+            }
+        }
+    }
+
+    /* each group's fields together: counted, then placed */
+    first = ngx_pcalloc(pool, (ngroups + 1) * sizeof(ngx_uint_t));
+    count = ngx_pcalloc(pool, (ngroups + 1) * sizeof(ngx_uint_t));
+    sorted = ngx_palloc(pool, (u + 1)
+                              * sizeof(ngx_http_engagement_series_field_t));
+
+    if (first == NULL || count == NULL || sorted == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < u; i++) {
+        count[f[i].group]++;
+    }
+
+    for (k = 1; k < ngroups; k++) {
+        first[k] = first[k - 1] + count[k - 1];
+    }
+
+    for (i = 0; i < u; i++) {
+        sorted[first[f[i].group]++] = f[i];
+    }
+
+    *out = sorted;
+    *nout = u;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The round's rows expanded into bucket fields of every scope, added up
+ * and grouped: *out, *nout. NGX_ERROR: no memory.
  */
 
 static ngx_int_t
@@ -255,12 +365,12 @@ ngx_http_engagement_series_expand(ngx_pool_t *pool,
     ngx_http_engagement_series_row_t *rows, ngx_uint_t nrows,
     ngx_http_engagement_series_field_t **out, ngx_uint_t *nout)
 {
-    u_char                               *part[NGX_HTTP_ENGAGEMENT_SERIES_PARTS];
-    ngx_str_t                             scope[NGX_HTTP_ENGAGEMENT_SCOPES];
-    ngx_uint_t                            i, k, s, n, nf, nomem;
-    ngx_http_engagement_series_row_t     *row;
-    ngx_http_engagement_series_field_t   *fields;
-    ngx_http_engagement_series_rfield_t   rf[NGX_HTTP_ENGAGEMENT_SERIES_FIELDS];
+    u_char                              *part[NGX_HTTP_ENGAGEMENT_SERIES_PARTS];
+    ngx_str_t                            scope[NGX_HTTP_ENGAGEMENT_SCOPES];
+    ngx_uint_t                           i, k, s, n, nf, nomem;
+    ngx_http_engagement_series_row_t    *row;
+    ngx_http_engagement_series_field_t  *fields;
+    ngx_http_engagement_series_rfield_t  rf[NGX_HTTP_ENGAGEMENT_SERIES_FIELDS];
 
     fields = ngx_palloc(pool, nrows * NGX_HTTP_ENGAGEMENT_SCOPES
                               * NGX_HTTP_ENGAGEMENT_SERIES_FIELDS
@@ -349,27 +459,7 @@ ngx_http_engagement_series_expand(ngx_pool_t *pool,
         }
     }
 
-    ngx_qsort(fields, n, sizeof(ngx_http_engagement_series_field_t),
-              ngx_http_engagement_series_cmp);
-
-    /* equal (key, minute, field) added up in place */
-    k = 0;
-
-    for (i = 0; i < n; i++) {
-        if (k && ngx_http_engagement_series_cmp(&fields[k - 1], &fields[i])
-                 == 0)
-        {
-            fields[k - 1].delta += fields[i].delta;
-            continue;
-        }
-
-        fields[k++] = fields[i];
-    }
-
-    *out = fields;
-    *nout = k;
-
-    return NGX_OK;
+    return ngx_http_engagement_series_sum(pool, fields, n, out, nout);
 }
 
 
