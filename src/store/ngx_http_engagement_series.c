@@ -410,7 +410,11 @@ ngx_http_engagement_series_pack(ngx_http_engagement_series_sh_t *sh,
                ? NGX_HTTP_ENGAGEMENT_SERIES_SHORT
                : NGX_HTTP_ENGAGEMENT_ID_MAX;
 
-        if (part[i]->len <= room) {
+        if (part[i]->len == 0) {
+            /* unknown (its data may be NULL) */
+            t->len[i] = 0;
+
+        } else if (part[i]->len <= room) {
             t->len[i] = (u_char) part[i]->len;
             p = ngx_cpymem(p, part[i]->data, part[i]->len);
 
