@@ -586,3 +586,25 @@ GET /status
     Test::More::ok($dt >= 2.5 && $dt < 5.5, sprintf('TEST 14 - after %.1f s', $dt));
     main::check_model('TEST 14');
     Test::More::is(main::series('rows_flushed_total'), 1, 'TEST 14 - five views, one row sent');
+
+
+
+=== TEST 15: a reload sends the current minute's rows at once (the exiting workers' final round), not at the minute's end; counts exact
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms;
+--- request
+GET /status
+--- response_body_like: nginx_engagement_series_rows_pending 0
+--- post_check
+    main::rcli('FLUSHALL');
+    main::reset_model();
+    # a minute with 25 s left at least, so that no row is due meanwhile
+    sleep 0.2 while (time % 60) > 35;
+    main::view(c => 'q1', s => "s$_", ch => 'qc', cat => 'qk', source => 'feed', device => 'tv') for 1 .. 6;
+    sleep 1.5;
+    Test::More::is(main::rcli('KEYS', 'eng:{ch:qc}:*'), '', 'TEST 15 - the rows wait for their minute to end (buckets=60s)');
+    Test::More::ok(Engagement::Test::reload_nginx(2), 'TEST 15 - reloaded');
+    Test::More::ok(main::wait_until(sub { main::rcli('KEYS', 'eng:{ch:qc}:m:*') ne '' }, 5), 'TEST 15 - the old workers sent them as they left');
+    Test::More::ok((time % 60) > 3, 'TEST 15 - before the minute ended');
+    main::check_model('TEST 15');

@@ -953,7 +953,8 @@ ngx_http_engagement_series_take(ngx_http_engagement_series_conf_t *sc,
 
     } else {
         if (!may_start || sh->stats.pending == 0
-            || !ngx_http_engagement_series_scan_due(sh, after))
+            || (may_start != NGX_HTTP_ENGAGEMENT_SERIES_ALL
+                && !ngx_http_engagement_series_scan_due(sh, after)))
         {
             ngx_shmtx_unlock(&sc->shpool->mutex);
             return NGX_DECLINED;

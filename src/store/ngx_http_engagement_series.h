@@ -31,6 +31,9 @@
 /* rows in one round sent to Redis */
 #define NGX_HTTP_ENGAGEMENT_SERIES_ROUND    512
 
+/* take()'s may_start: every pending row, due or not (a final round) */
+#define NGX_HTTP_ENGAGEMENT_SERIES_ALL      2
+
 /* the parts of a row's key, in order */
 enum {
     NGX_HTTP_ENGAGEMENT_SERIES_CONTENT = 0,

@@ -108,6 +108,7 @@ ngx_int_t ngx_http_engagement_resume_flush_start(ngx_cycle_t *cycle,
 /* series_flush.c */
 ngx_int_t ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
+ngx_uint_t ngx_http_engagement_series_flush_done(void);
 
 
 

@@ -28,6 +28,9 @@
 /* how often a worker looks whether a round is due (ms) */
 #define NGX_HTTP_ENGAGEMENT_SERIES_CHECK   250
 
+/* during the final rounds, how often to look whether one is answered */
+#define NGX_HTTP_ENGAGEMENT_SERIES_POLL    20
+
 /* a round whose sender is silent this much beyond two timeouts is taken */
 #define NGX_HTTP_ENGAGEMENT_SERIES_SLACK   1000
 
@@ -85,6 +88,12 @@ static ngx_msec_t                           ngx_http_engagement_series_retry;
 static ngx_msec_t                           ngx_http_engagement_series_backoff;
 static ngx_msec_t                           ngx_http_engagement_series_reclaim;
 static ngx_http_engagement_redis_conf_t    *ngx_http_engagement_series_rcf;
+static ngx_msec_t                           ngx_http_engagement_series_deadline;
+static ngx_msec_t                           ngx_http_engagement_series_exit_at;
+static ngx_uint_t                           ngx_http_engagement_series_exit_sent;
+static ngx_uint_t                           ngx_http_engagement_series_last_full;
+static ngx_uint_t                           ngx_http_engagement_series_answered;
+static ngx_uint_t                           ngx_http_engagement_series_on;
 
 
 static const char  *ngx_http_engagement_series_metric[] = {
@@ -530,6 +539,8 @@ ngx_http_engagement_series_reply(redisReply *reply, void *data)
     }
 
     full = (round->n == NGX_HTTP_ENGAGEMENT_SERIES_ROUND);
+    ngx_http_engagement_series_last_full = full;
+    ngx_http_engagement_series_answered = 1;
 
     ngx_http_engagement_series_confirm(sc, round,
                                        ngx_http_engagement_series_rows);
@@ -684,6 +695,64 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
 }
 
 
+/*
+ * A graceful stop or reload: this worker sends one more round of every
+ * pending row, due or not (the current minute's too: at a stop the zone
+ * goes with the master), and the next while a round was full, within
+ * engagement_flush_deadline; a round of another worker in flight, or
+ * nothing pending, ends it. The counters flush keeps the connection
+ * until this is done. NGX_OK: a round to send in *round.
+ */
+
+static ngx_int_t
+ngx_http_engagement_series_exiting(ngx_http_engagement_series_conf_t *sc,
+    ngx_http_engagement_series_round_t *round)
+{
+    ngx_int_t  rc;
+
+    if (ngx_http_engagement_series_exit_at == 0) {
+        ngx_http_engagement_series_exit_at = ngx_current_msec
+                                         + ngx_http_engagement_series_deadline;
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec
+                          - ngx_http_engagement_series_exit_at) >= 0
+        || !ngx_http_engagement_redis_ready()
+        || (ngx_http_engagement_series_exit_sent
+            && !ngx_http_engagement_series_busy
+            && ngx_http_engagement_series_answered
+            && !ngx_http_engagement_series_last_full))
+    {
+        /* done: what is left goes with the zone (or the new workers) */
+        ngx_http_engagement_series_on = 0;
+        return NGX_DONE;
+    }
+
+    if (ngx_http_engagement_series_busy
+        || (ngx_http_engagement_series_retry
+            && (ngx_msec_int_t) (ngx_current_msec
+                                 - ngx_http_engagement_series_retry) < 0))
+    {
+        return NGX_AGAIN;
+    }
+
+    rc = ngx_http_engagement_series_take(sc, NGX_HTTP_ENGAGEMENT_SERIES_ALL,
+                                         ngx_http_engagement_series_reclaim,
+                                         0, round,
+                                         ngx_http_engagement_series_rows);
+    if (rc != NGX_OK) {
+        ngx_http_engagement_series_on = 0;
+        return NGX_DONE;
+    }
+
+    ngx_http_engagement_series_exit_sent = 1;
+    ngx_http_engagement_series_last_full = 0;
+    ngx_http_engagement_series_answered = 0;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_engagement_series_handler(ngx_event_t *ev)
 {
@@ -693,12 +762,27 @@ ngx_http_engagement_series_handler(ngx_event_t *ev)
     ngx_http_engagement_series_conf_t   *sc;
     ngx_http_engagement_series_round_t  *round;
 
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
+    sc = ev->data;
+    round = &ngx_http_engagement_series_round;
+
+    if (ngx_terminate || !ngx_http_engagement_series_on) {
         return;
     }
 
-    sc = ev->data;
-    round = &ngx_http_engagement_series_round;
+    if (ngx_exiting) {
+        rc = ngx_http_engagement_series_exiting(sc, round);
+
+        if (rc == NGX_DONE) {
+            return;
+        }
+
+        if (rc == NGX_AGAIN) {
+            ngx_http_engagement_series_arm(NGX_HTTP_ENGAGEMENT_SERIES_POLL);
+            return;
+        }
+
+        goto send;
+    }
 
     if (ngx_http_engagement_series_busy
         || !ngx_http_engagement_redis_ready()
@@ -723,6 +807,8 @@ ngx_http_engagement_series_handler(ngx_event_t *ev)
         goto done;
     }
 
+send:
+
     pool = ngx_create_pool(16384, ngx_cycle->log);
 
     if (pool == NULL
@@ -742,7 +828,19 @@ ngx_http_engagement_series_handler(ngx_event_t *ev)
 
 done:
 
-    ngx_http_engagement_series_arm(NGX_HTTP_ENGAGEMENT_SERIES_CHECK);
+    ngx_http_engagement_series_arm(ngx_exiting
+                                   ? NGX_HTTP_ENGAGEMENT_SERIES_POLL
+                                   : NGX_HTTP_ENGAGEMENT_SERIES_CHECK);
+}
+
+
+/* whether the final rounds are over (the counters flush may then close
+ * the connection) */
+
+ngx_uint_t
+ngx_http_engagement_series_flush_done(void)
+{
+    return !ngx_http_engagement_series_on;
 }
 
 
@@ -777,10 +875,21 @@ ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_series_reclaim = 2 * emcf->redis->timeout
                                          + NGX_HTTP_ENGAGEMENT_SERIES_SLACK;
 
+    ngx_http_engagement_series_deadline = emcf->exit_deadline;
+    ngx_http_engagement_series_exit_at = 0;
+    ngx_http_engagement_series_exit_sent = 0;
+    ngx_http_engagement_series_last_full = 0;
+    ngx_http_engagement_series_on = 1;
+
+    /*
+     * Not cancelable: at a graceful stop or reload it fires once more
+     * (within NGX_HTTP_ENGAGEMENT_SERIES_CHECK ms) and sends the final
+     * rounds, bounded by engagement_flush_deadline.
+     */
     ngx_http_engagement_series_ev.handler = ngx_http_engagement_series_handler;
     ngx_http_engagement_series_ev.data = sc;
     ngx_http_engagement_series_ev.log = cycle->log;
-    ngx_http_engagement_series_ev.cancelable = 1;
+    ngx_http_engagement_series_ev.cancelable = 0;
 
     /* workers look at different times: whoever is free takes the turn */
     ngx_add_timer(&ngx_http_engagement_series_ev,
