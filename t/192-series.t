@@ -649,3 +649,32 @@ GET /status
         'TEST 16 - the channel\'s minute bucket holds the 8 views after the stop');
     my $log = Engagement::Test::slurp("$prefix/logs/error.log");
     Test::More::unlike($log, qr/\[alert\]|\[emerg\]|signal 11|Sanitizer|runtime error/, 'TEST 16 - the private nginx logged no alert or crash');
+
+
+
+=== TEST 17: a bucket key of another type: its fields are refused (counted, logged), the round's other buckets applied, nothing resent
+--- request
+GET /status
+--- response_body_like: nginx_engagement_series_rows_pending 0
+--- post_check
+    main::rcli('FLUSHALL');
+    main::reset_model();
+    # not within 10 s of an hour's end (the hour's key is made below)
+    sleep 0.5 while (time % 3600) > 3590;
+    my $hour = POSIX::strftime('%Y%m%d%H', gmtime);
+    main::rcli('SET', "eng:{ch:badch}:h:$hour", 'a string');
+    my $refused0 = main::series('refused_total');
+    main::view(c => 'y1', s => "s$_", ch => 'badch', source => 'feed', device => 'tv') for 1 .. 3;
+    Test::More::ok(main::drained(), 'TEST 17 - the round is confirmed');
+    Test::More::is(main::series('refused_total') - $refused0, 5,
+        "TEST 17 - the 5 fields of the channel's hour bucket refused (views and 4 breakdowns)");
+    Test::More::is(main::rcli('GET', "eng:{ch:badch}:h:$hour"), 'a string', 'TEST 17 - the key of another type is left as it is');
+    Test::More::is_deeply(main::redis_fields('eng:{ch:badch}', 'm'), $main::Exp{'eng:{ch:badch}'}, 'TEST 17 - the minute bucket is exact');
+    Test::More::is_deeply(main::redis_fields('eng:{ch:badch}', 'd'), $main::Exp{'eng:{ch:badch}'}, 'TEST 17 - the day bucket is exact');
+    Test::More::is_deeply(main::redis_fields('eng:{all}', 'h'), $main::Exp{'eng:{all}'}, 'TEST 17 - the other scopes\' hour buckets are exact');
+    Test::More::is(main::series('errors_total'), 0, 'TEST 17 - no error: the round is not sent again');
+--- error_log
+5 series fields refused by Redis
+--- no_error_log
+[alert]
+exited on signal

@@ -113,7 +113,7 @@ ngx_http_engagement_series_arm(ngx_msec_t t)
 }
 
 
-/* a string of the pool: fmt's parts; NULL data on no memory */
+/* a, b and c joined, in the pool; NULL data: no memory */
 
 static ngx_str_t
 ngx_http_engagement_series_str(ngx_pool_t *pool, const char *a, size_t alen,
