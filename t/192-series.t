@@ -19,6 +19,7 @@ use Engagement::Test;
 use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep time);
 use POSIX ();
+use File::Temp ();
 use Engagement::Proxy;
 
 our $port = nginx_port();
@@ -243,6 +244,14 @@ GET /status
     Test::More::ok(main::series('rounds_total') >= 1, 'TEST 1 - rounds confirmed: ' . main::series('rounds_total'));
     Test::More::ok(main::series('rows') >= 1, 'TEST 1 - rows in use: ' . main::series('rows'));
     Test::More::is(main::series('errors_total'), 0, 'TEST 1 - no errors');
+    SKIP: {
+        Test::More::skip('promtool not installed', 1) unless -x '/usr/bin/promtool';
+        my $tmp = File::Temp->new(TMPDIR => 1, SUFFIX => '.prom');
+        print $tmp Engagement::Test::status_text();
+        close $tmp;
+        my $out = `/usr/bin/promtool check metrics < $tmp 2>&1`;
+        Test::More::is($?, 0, 'TEST 1 - promtool check metrics passes with the series figures') or Test::More::diag($out);
+    }
     my (undef, $j) = http_request($main::port, 'GET', '/status', undef, 'Accept' => 'application/json');
     Test::More::like($j, qr/"series":\{"events":17,"dropped":0,"rows":\d+,"rowsMax":\d+,"pending":0,"rounds":\d+,"rowsFlushed":\d+,"fields":\d+,"resent":0,"repeats":0,"errors":0,"refused":0\}/,
         'TEST 1 - the JSON status has the series figures');
