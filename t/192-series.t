@@ -102,6 +102,9 @@ sub model_add {
 # one view with dimensions; into the model as its answer says
 sub view {
     my (%e) = @_;
+    # a device always: without one the dimension step (when in the tree)
+    # classifies the User-Agent instead of leaving it unknown
+    $e{device} //= 'desktop';
     my $body = qq({"contentId":"$e{c}","sessionId":"$e{s}");
     $body .= qq(,"channelId":"$e{ch}") if defined $e{ch};
     $body .= qq(,"category":"$e{cat}") if defined $e{cat};
@@ -642,7 +645,7 @@ GET /status
     my $minute = int(time / 60);
     my $ok = 0;
     for my $i (1 .. 8) {
-        my ($st) = post_view($p2, qq({"contentId":"st1","sessionId":"s$i","channelId":"stc","source":"search"}));
+        my ($st) = post_view($p2, qq({"contentId":"st1","sessionId":"s$i","channelId":"stc","source":"search","device":"mobile"}));
         $ok++ if $st == 202;
     }
     Test::More::is($ok, 8, 'TEST 16 - 8 views counted');
@@ -653,7 +656,7 @@ GET /status
     Test::More::diag(sprintf('TEST 16 - the stop took %.2f s', time - $t0));
     Test::More::is(int(time / 60), $minute, 'TEST 16 - before the minute ended');
     my $f = main::redis_fields('eng:{ch:stc}', 'm');
-    Test::More::is_deeply($f, { views => 8, 'views:country:unknown' => 8, 'views:device:unknown' => 8,
+    Test::More::is_deeply($f, { views => 8, 'views:country:unknown' => 8, 'views:device:mobile' => 8,
                                 'views:source:search' => 8, 'views:category:unknown' => 8 },
         'TEST 16 - the channel\'s minute bucket holds the 8 views after the stop');
     my $log = Engagement::Test::slurp("$prefix/logs/error.log");
