@@ -12,9 +12,11 @@
 #   ./build.sh run        build, then serve conf-examples/quickstart.conf on
 #                         127.0.0.1:${PORT:-8080} in the foreground with a
 #                         private redis-server (REDIS_PORT=N: use that one)
-#   ./build.sh fuzz [s] [event|token|http]  fuzz the event parser, the view
-#                         token format and the writer's parser of HTTP
-#                         answers with libFuzzer (default 60 s each)
+#   ./build.sh fuzz [s] [event|token|http|dims|analytics]  fuzz the event
+#                         parser, the view token format, the writer's parser
+#                         of HTTP answers, the User-Agent classifier and the
+#                         analytics query string with libFuzzer (default
+#                         60 s each)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
 
@@ -165,8 +167,10 @@ browser_tests() {
 }
 
 # the libFuzzer targets: fuzz_event (the event parser), fuzz_token (the
-# view token format) and fuzz_http (the writer's parser of the upstream's
-# answers); each runs for ${1:-60} seconds; ${2:-all} picks one
+# view token format), fuzz_http (the writer's parser of the upstream's
+# answers), fuzz_dims (the User-Agent classifier, the dimensions'
+# closed sets and the country's form) and fuzz_analytics (the analytics
+# query string); each runs for ${1:-60} seconds; ${2:-all} picks one
 fuzz() {
     local secs="${1:-60}" which="${2:-all}" bdir="$ROOT/build/fuzz"
     build_default
@@ -179,7 +183,7 @@ fuzz() {
     local cc=(clang -g -O1 -fsanitize=fuzzer,address,undefined
               -fno-sanitize-recover=undefined "${inc[@]}")
     local rc=0 t corpus maxlen
-    for t in event token http; do
+    for t in event token http dims analytics; do
         [ "$which" = all ] || [ "$which" = "$t" ] || continue
         case "$t" in
             event)
@@ -201,6 +205,16 @@ fuzz() {
                     "$ROOT/src/sink/writer/ngx_http_engagement_writer_http.c" \
                     -o "$bdir/fuzz_http"
                 corpus="$ROOT/fuzz/corpus-http" ;;
+            dims)
+                "${cc[@]}" "$ROOT/fuzz/fuzz_dims.c" \
+                    "$ROOT/src/input/ngx_http_engagement_dimension.c" \
+                    -o "$bdir/fuzz_dims"
+                corpus="$ROOT/fuzz/corpus-dims" ;;
+            analytics)
+                "${cc[@]}" "$ROOT/fuzz/fuzz_analytics.c" \
+                    "$ROOT/src/input/ngx_http_engagement_query.c" \
+                    -o "$bdir/fuzz_analytics"
+                corpus="$ROOT/fuzz/corpus-analytics" ;;
         esac
         # the answer's head buffer is 4096 bytes: room to fill it and more
         maxlen=4096
@@ -315,5 +329,5 @@ case "$cmd" in
            fi ;;
     run)   deps ffmpeg; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http]|deps]" >&2; exit 2 ;;
+    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http|dims|analytics]|deps]" >&2; exit 2 ;;
 esac

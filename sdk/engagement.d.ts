@@ -89,6 +89,12 @@ export interface Player {
      *  reaction the server confirmed. Same reaction again: no request. */
     react(type?: string | null): Promise<string | null>;
     unreact(): Promise<string | null>;
+    /** Sends an interaction event (POST {endpoint}/event, type "click")
+     *  named as the module's engagement_interaction declares, at the
+     *  video's position; a click on an element with
+     *  data-engagement-interaction="name" sends one too. Resolves to the
+     *  answer's status and body (0 and null after the retries). */
+    interact(name: string): Promise<{ status: number; body: unknown }>;
     /** Reads the user's reaction and the counts from {endpoint}/state. */
     state(): Promise<string | null>;
     /** Sends pending events now as beacons. */

@@ -413,12 +413,29 @@
             }
         };
 
+        /* an interaction event (POST /event): a name the module declares
+           with engagement_interaction, at the video's current position */
+        function interact(name) {
+            return new Promise(function (res) {
+                send("/event", "POST", {
+                    type: "click", name: name, sessionId: sid,
+                    viewerId: o.viewerId,
+                    positionMs: Math.round((video.currentTime || 0) * 1e3)
+                }, function (st, d) { res({ status: st, body: d }); });
+            });
+        }
+
         function click(e) {
             var el = e.target.closest && e.target.closest(
                 "[data-engagement-reaction]");
             if (el && o.root && o.root.contains(el) && ours(el)) {
                 var t = el.getAttribute("data-engagement-reaction");
                 react(t === mine || t === "" ? null : t);
+            }
+            el = e.target.closest && e.target.closest(
+                "[data-engagement-interaction]");
+            if (el && o.root && o.root.contains(el) && ours(el)) {
+                interact(el.getAttribute("data-engagement-interaction"));
             }
         }
 
@@ -466,6 +483,7 @@
             },
             react: react,
             unreact: function () { return react(null); },
+            interact: interact,
             state: state,
             flush: function () { queue.forEach(toBeacon); },
             detach: stop

@@ -20,6 +20,7 @@
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
 #include "store/ngx_http_engagement_series.h"
+#include "store/ngx_http_engagement_trend.h"
 
 
 /* main configuration: defaults and bounds */
@@ -96,6 +97,12 @@ static ngx_http_engagement_endpoint_t  ngx_http_engagement_endpoints[] = {
       ngx_http_engagement_resume_handler },
     { ngx_string("history"), NGX_HTTP_ENGAGEMENT_HISTORY,
       ngx_http_engagement_history_handler },
+    { ngx_string("analytics"), NGX_HTTP_ENGAGEMENT_ANALYTICS,
+      ngx_http_engagement_analytics_handler },
+    { ngx_string("trending"), NGX_HTTP_ENGAGEMENT_TRENDING,
+      ngx_http_engagement_trending_handler },
+    { ngx_string("event"), NGX_HTTP_ENGAGEMENT_EVENT,
+      ngx_http_engagement_interaction_handler },
     { ngx_null_string, NGX_HTTP_ENGAGEMENT_NONE, NULL }
 };
 
@@ -343,7 +350,71 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
       0,
       NULL },
 
+    { ngx_string("engagement_milestone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_engagement_milestone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_milestone_publish"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_engagement_milestone_publish,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_dimension"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_engagement_dimension_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_dimension_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_engagement_dimension_limit_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_trend_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_bucket"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_bucket_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_like_weight"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_like_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_trending_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_trend_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_interaction"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_interaction_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     NGX_HTTP_ENGAGEMENT_GUARD_COMMANDS
+    NGX_HTTP_ENGAGEMENT_SEGMENTS_COMMANDS
 
       ngx_null_command
 };
@@ -539,6 +610,7 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->ts_back = NGX_CONF_UNSET_MSEC;
     elcf->ts_ahead = NGX_CONF_UNSET_MSEC;
     elcf->answer = NGX_CONF_UNSET_UINT;
+    elcf->segments = NGX_CONF_UNSET_PTR;
 
     ngx_http_engagement_guard_create(&elcf->guard);
 
@@ -727,7 +799,8 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* views and likes hash identities: they need the salt; heartbeats
      * are guarded as views are */
     view = (conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW
-            || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEARTBEAT);
+            || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEARTBEAT
+            || conf->endpoint == NGX_HTTP_ENGAGEMENT_EVENT);
 
     if (ngx_http_engagement_guard_merge(cf, &prev->guard, &conf->guard, view,
                                         view || conf->endpoint
@@ -737,11 +810,24 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_engagement_segments_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_engagement_dims_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_NONE
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_STATUS
         || conf->endpoint == NGX_HTTP_ENGAGEMENT_HEALTH)
     {
         return NGX_CONF_OK;
+    }
+
+    /* analytics read Redis only: no zone */
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_ANALYTICS) {
+        return ngx_http_engagement_analytics_check(cf);
     }
 
     if (ngx_http_engagement_loc_check(cf, conf) != NGX_CONF_OK) {
@@ -759,11 +845,18 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    /* views and likes go to the series by dimension, with a Redis */
+    /* views, likes and clicks go to the series by dimension, with a Redis */
     if ((conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW
-         || conf->endpoint == NGX_HTTP_ENGAGEMENT_LIKE)
+         || conf->endpoint == NGX_HTTP_ENGAGEMENT_LIKE
+         || conf->endpoint == NGX_HTTP_ENGAGEMENT_EVENT)
         && emcf->redis
         && ngx_http_engagement_series_use(cf) == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->endpoint == NGX_HTTP_ENGAGEMENT_TRENDING
+        && ngx_http_engagement_trend_use(cf) == NULL)
     {
         return NGX_CONF_ERROR;
     }
@@ -797,7 +890,10 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
 
     if (ngx_http_engagement_live_postconf(cf) != NGX_OK
         || ngx_http_engagement_resume_postconf(cf) != NGX_OK
-        || ngx_http_engagement_series_postconf(cf) != NGX_OK)
+        || ngx_http_engagement_series_postconf(cf) != NGX_OK
+        || ngx_http_engagement_trend_postconf(cf) != NGX_OK
+        || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK
+        || ngx_http_engagement_segments_postconf(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -886,7 +982,13 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_engagement_series_flush_start(cycle, emcf);
+    if (ngx_http_engagement_series_flush_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_engagement_trend_worker_start(cycle);
+
+    return ngx_http_engagement_trend_flush_start(cycle, emcf);
 }
 
 
@@ -975,7 +1077,8 @@ ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "unknown engagement endpoint \"%V\": expected "
                            "view, summary, like, state, heartbeat, live, "
-                           "resume, history, status or health",
+                           "resume, history, event, analytics, trending, "
+                           "status or health",
                            &value[1]);
         return NGX_CONF_ERROR;
     }

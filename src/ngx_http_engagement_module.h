@@ -91,8 +91,22 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_HEARTBEAT,
     NGX_HTTP_ENGAGEMENT_LIVE,
     NGX_HTTP_ENGAGEMENT_RESUME,
-    NGX_HTTP_ENGAGEMENT_HISTORY
+    NGX_HTTP_ENGAGEMENT_HISTORY,
+    NGX_HTTP_ENGAGEMENT_TRENDING,
+    NGX_HTTP_ENGAGEMENT_EVENT,           /* interactions (clicks) */
+    NGX_HTTP_ENGAGEMENT_ANALYTICS
 } ngx_http_engagement_endpoint_e;
+
+
+/* engagement_dimension: the values the configuration may give */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_DIM_COUNTRY = 0,
+    NGX_HTTP_ENGAGEMENT_DIM_CHANNEL,
+    NGX_HTTP_ENGAGEMENT_DIM_CATEGORY,
+    NGX_HTTP_ENGAGEMENT_DIM_DEVICE,
+    NGX_HTTP_ENGAGEMENT_DIM_SOURCE,
+    NGX_HTTP_ENGAGEMENT_DIMS
+} ngx_http_engagement_dim_e;
 
 
 typedef enum {
@@ -158,11 +172,16 @@ typedef struct {
     void                         *live;        /* live.c: heartbeats */
     void                         *resume;      /* resume.c: positions */
     void                         *series;      /* series.c: by dimension */
+    void                         *trend;       /* trend.c: trending */
+    void                         *milestone;   /* milestone.c */
+    void                         *segments;    /* segments.c: the zone */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
                                                   a rotated salt lives on */
     ngx_uint_t                    vars_used;   /* $engagement_* are used */
     ngx_uint_t                    body_vars;   /* $request_body* used */
+    void                         *dims;        /* http/dims.c: the category
+                                                  bound, interactions */
 } ngx_http_engagement_main_conf_t;
 
 
@@ -183,6 +202,9 @@ typedef struct {
     ngx_msec_t                      ts_ahead;
     ngx_uint_t                      answer;        /* _answer_e */
     ngx_http_engagement_guard_conf_t  guard;
+    void                           *segments;      /* engagement_segments */
+    /* engagement_dimension, by ngx_http_engagement_dim_e (NULL: unset) */
+    ngx_http_complex_value_t       *dims[NGX_HTTP_ENGAGEMENT_DIMS];
 } ngx_http_engagement_loc_conf_t;
 
 

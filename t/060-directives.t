@@ -48,7 +48,7 @@ Content-Type: application/json
     location = /x { engagement vieww; }
 --- must_die
 --- error_log
-unknown engagement endpoint "vieww": expected view, summary, like, state, heartbeat, live, resume, history, status or health
+unknown engagement endpoint "vieww": expected view, summary, like, state, heartbeat, live, resume, history, event, analytics, trending, status or health
 
 === TEST 4: unknown zone name
 --- config
@@ -188,3 +188,130 @@ invalid parameter "buckets=2h" of engagement_redis
 --- must_die
 --- error_log
 invalid parameter "uniques=often" of engagement_redis
+
+
+
+=== TEST 21: engagement_dimension with an unknown dimension is refused at nginx -t
+--- config
+    location = /v { engagement view; engagement_dimension region $http_x_region; }
+--- must_die
+--- error_log
+unknown dimension "region" in "engagement_dimension": expected country, channel, category, device or source
+
+
+
+=== TEST 22: engagement_dimension given twice for one dimension at one level is refused
+--- config
+    location = /v {
+        engagement view;
+        engagement_dimension country $http_x_country;
+        engagement_dimension country $http_cf_ipcountry;
+    }
+--- must_die
+--- error_log
+"engagement_dimension country" is duplicate
+
+
+
+=== TEST 23: engagement_dimension with a bad complex value is refused
+--- config
+    location = /v { engagement view; engagement_dimension channel "${oops"; }
+--- must_die
+--- error_log
+the closing bracket in "oops" variable is missing
+
+
+
+=== TEST 24: engagement_dimension_limit out of its bounds, a bad idle= and a duplicate are refused
+--- http_config
+    engagement_dimension_limit 0;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- error_log
+invalid value "0" of "engagement_dimension_limit": the number of categories must be between 1 and 1024
+
+
+
+=== TEST 25: engagement_dimension_limit with a bad idle= is refused
+--- http_config
+    engagement_dimension_limit 10 idle=soon;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- error_log
+invalid idle time "soon" of "engagement_dimension_limit"
+
+
+
+=== TEST 26: engagement_dimension_limit given twice is refused
+--- http_config
+    engagement_dimension_limit 10;
+    engagement_dimension_limit 20 idle=30m;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- error_log
+"engagement_dimension_limit" directive is duplicate
+
+
+
+=== TEST 27: engagement_interaction with a bad name is refused
+--- http_config
+    engagement_interaction subscribe_button "share button";
+--- config
+    location = /e { engagement event; }
+--- must_die
+--- error_log
+invalid interaction name "share button": 1-64 bytes of [A-Za-z0-9._:-]
+
+
+
+=== TEST 28: an interaction declared twice (over two lines) is refused
+--- http_config
+    engagement_interaction subscribe_button share_button;
+    engagement_interaction share_button;
+--- config
+    location = /e { engagement event; }
+--- must_die
+--- error_log
+interaction "share_button" is declared twice
+
+
+
+=== TEST 29: engagement event without declared interactions is refused
+--- config
+    location = /e { engagement event; }
+--- must_die
+--- error_log
+"engagement event" needs the interactions it takes declared: "engagement_interaction <name> ...;" in the http block
+
+
+
+=== TEST 30: engagement_dimension, the limit with idle= and the interactions at the http level: both endpoints start and count
+--- http_config
+    engagement_dimension_limit 2 idle=10m;
+    engagement_interaction play_button;
+    engagement_dimension country $http_x_country;
+--- config
+    location = /e { engagement event; }
+    location = /v { engagement view; }
+--- more_headers
+Content-Type: application/json
+X-Country: nl
+--- request eval
+[ "POST /e\n{\"contentId\":\"v\",\"name\":\"play_button\"}",
+  "POST /v\n{\"contentId\":\"v\",\"sessionId\":\"s\",\"category\":\"a\"}" ]
+--- error_code eval
+[202, 202]
+
+
+
+=== TEST 31: a counters zone may not take the dimensions zone's name
+--- http_config
+    engagement_zone engagement_dims:1m;
+--- config
+    location = /v { engagement view zone=engagement_dims; }
+--- must_die
+--- error_log
+zone name "engagement_dims" is reserved for the module's dimensions zone; give the zone another name

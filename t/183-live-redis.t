@@ -142,6 +142,32 @@ GET /engagement/live?contentId=m1
     my ($live, $peak) = main::live_of($A, 'm1');
     Test::More::ok($peak >= 5, "TEST 1 - edge a's peak of m1 counts both edges ($peak)");
 
+    # the peak of all edges is in the minute's, hour's and day's buckets
+    # (the minute may have turned since: the highest of the last two)
+    my $bucket_peak = sub {
+        my ($suffix) = @_;
+        my $best = 0;
+        for my $t (time, time - 60) {
+            my @g = gmtime($t);
+            my $m = sprintf('%04d%02d%02d%02d%02d', $g[5] + 1900, $g[4] + 1, @g[3, 2, 1]);
+            my $k = 'eng:{c:m1}:' . $suffix->($m);
+            my $v = redis_cli($rport, undef, 'HGET', $k, 'peak');
+            $best = $v if $v =~ /^\d+$/ && $v > $best;
+        }
+        return $best;
+    };
+    my %sfx = (m => sub { "m:$_[0]" }, h => sub { 'h:' . substr($_[0], 0, 10) },
+               d => sub { 'd:' . substr($_[0], 0, 8) });
+    for my $b (qw(m h d)) {
+        Test::More::ok(main::wait_until(sub { $bucket_peak->($sfx{$b}) == 5 }, 5),
+            "TEST 1 - the $b bucket's peak of m1 is 5, both edges' viewers ("
+            . $bucket_peak->($sfx{$b}) . ")");
+    }
+    my @g = gmtime(time);
+    my $dk = sprintf('eng:{c:m1}:d:%04d%02d%02d', $g[5] + 1900, $g[4] + 1, $g[3]);
+    my $dttl = redis_cli($rport, undef, 'TTL', $dk);
+    Test::More::ok($dttl > 94000000 && $dttl <= 95040000, "TEST 1 - the day bucket made by the peak expires in 1100 days ($dttl s)");
+
     # b's sessions stop, a's go on: b drops them within two intervals
     # (4 s), takes its count back at its next turn (2 s) and a reads that
     # at its own next turn (2 s): a shows 3 again within 8 s, plus slack

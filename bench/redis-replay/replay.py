@@ -156,7 +156,7 @@ def main():
         else:
             sys.exit('redis-server under valgrind did not start (port %d)' % o.port)
         sha = r.cmd('SCRIPT', 'LOAD', script).decode()
-        head = ['86400', '691200', '34560000', '95040000', '2', 'like', 'love']
+        head = ['86400', '691200', '34560000', '95040000', '2', 'like', 'love', '0']  # no milestones
         seq = [0]
 
         hd_seen = set()

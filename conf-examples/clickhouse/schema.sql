@@ -30,6 +30,8 @@
 --   ALTER TABLE eng.events ADD COLUMN views UInt8 AFTER counted;
 --   ALTER TABLE eng.events ADD COLUMN engaged UInt8 AFTER views;
 --   ALTER TABLE eng.events ADD COLUMN replays UInt8 AFTER engaged;
+--   ALTER TABLE eng.events ADD COLUMN name String DEFAULT '' AFTER previous_reaction;
+--   ALTER TABLE eng.events ADD COLUMN position_ms Int64 DEFAULT -1 AFTER name;
 -- and, for rollups without views, engaged and replays (their sums and
 -- their minutes change: the views are made again, and the tables too,
 -- since a SummingMergeTree's summed columns are fixed at creation):
@@ -63,6 +65,8 @@ CREATE TABLE IF NOT EXISTS eng.events
     category     String,
     reaction     String,
     previous_reaction String,
+    name         String DEFAULT '',
+    position_ms  Int64 DEFAULT -1,
     edge         String,
     batch_id     String DEFAULT '',
     event_date   Date MATERIALIZED toDate(ts)
@@ -89,7 +93,7 @@ CREATE TABLE IF NOT EXISTS eng.views_minute
 )
 ENGINE = SummingMergeTree((events, counted, views, engaged, replays,
                            duration_ms))
-PARTITION BY toYYYYMM(minute)
+PARTITION BY toYYYYMMDD(minute)
 ORDER BY (content_id, minute, country, device, source);
 
 CREATE TABLE IF NOT EXISTS eng.views_hour
@@ -156,6 +160,197 @@ SELECT toDate(received_at) AS day, content_id, country, device,
        sum(replays) AS replays, sum(duration_ms) AS duration_ms
 FROM eng.events WHERE type = 'view'
 GROUP BY day, content_id, country, device, source;
+
+-- Channel rollups: what a channel's contents counted, per category,
+-- country, device and source (events whose channel_id is known). A
+-- channel's questions read these, not the content rollups: their order
+-- starts with channel_id.
+CREATE TABLE IF NOT EXISTS eng.channel_minute
+(
+    minute       DateTime,
+    channel_id   String,
+    category     String,
+    country      String,
+    device       String,
+    source       String,
+    events       UInt64,
+    counted      UInt64,
+    views        UInt64,
+    engaged      UInt64,
+    replays      UInt64,
+    duration_ms  Int64
+)
+ENGINE = SummingMergeTree((events, counted, views, engaged, replays,
+                           duration_ms))
+PARTITION BY toYYYYMMDD(minute)
+ORDER BY (channel_id, minute, category, country, device, source);
+
+CREATE TABLE IF NOT EXISTS eng.channel_hour
+(
+    hour         DateTime,
+    channel_id   String,
+    category     String,
+    country      String,
+    device       String,
+    source       String,
+    events       UInt64,
+    counted      UInt64,
+    views        UInt64,
+    engaged      UInt64,
+    replays      UInt64,
+    duration_ms  Int64
+)
+ENGINE = SummingMergeTree((events, counted, views, engaged, replays,
+                           duration_ms))
+PARTITION BY toYYYYMM(hour)
+ORDER BY (channel_id, hour, category, country, device, source);
+
+CREATE TABLE IF NOT EXISTS eng.channel_day
+(
+    day          Date,
+    channel_id   String,
+    category     String,
+    country      String,
+    device       String,
+    source       String,
+    events       UInt64,
+    counted      UInt64,
+    views        UInt64,
+    engaged      UInt64,
+    replays      UInt64,
+    duration_ms  Int64
+)
+ENGINE = SummingMergeTree((events, counted, views, engaged, replays,
+                           duration_ms))
+PARTITION BY toYear(day)
+ORDER BY (channel_id, day, category, country, device, source);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.channel_minute_mv
+TO eng.channel_minute AS
+SELECT toStartOfMinute(received_at) AS minute, channel_id, category,
+       country, device, source, count() AS events, sum(counted) AS counted,
+       sum(views) AS views, sum(engaged) AS engaged,
+       sum(replays) AS replays, sum(duration_ms) AS duration_ms
+FROM eng.events WHERE type = 'view' AND channel_id != ''
+GROUP BY minute, channel_id, category, country, device, source;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.channel_hour_mv
+TO eng.channel_hour AS
+SELECT toStartOfHour(received_at) AS hour, channel_id, category,
+       country, device, source, count() AS events, sum(counted) AS counted,
+       sum(views) AS views, sum(engaged) AS engaged,
+       sum(replays) AS replays, sum(duration_ms) AS duration_ms
+FROM eng.events WHERE type = 'view' AND channel_id != ''
+GROUP BY hour, channel_id, category, country, device, source;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.channel_day_mv
+TO eng.channel_day AS
+SELECT toDate(received_at) AS day, channel_id, category,
+       country, device, source, count() AS events, sum(counted) AS counted,
+       sum(views) AS views, sum(engaged) AS engaged,
+       sum(replays) AS replays, sum(duration_ms) AS duration_ms
+FROM eng.events WHERE type = 'view' AND channel_id != ''
+GROUP BY day, channel_id, category, country, device, source;
+
+-- Likes per content and hour/day: likes (a reaction set where there was
+-- none), unlikes (removed) and changes (one reaction for another), each
+-- counted only when the edge applied it (counted = 1), per reaction type
+-- set (the removed one for an unlike).
+CREATE TABLE IF NOT EXISTS eng.reactions_hour
+(
+    hour         DateTime,
+    content_id   String,
+    reaction     String,
+    likes        UInt64,
+    unlikes      UInt64,
+    changes      UInt64
+)
+ENGINE = SummingMergeTree((likes, unlikes, changes))
+PARTITION BY toYYYYMM(hour)
+ORDER BY (content_id, hour, reaction);
+
+CREATE TABLE IF NOT EXISTS eng.reactions_day
+(
+    day          Date,
+    content_id   String,
+    reaction     String,
+    likes        UInt64,
+    unlikes      UInt64,
+    changes      UInt64
+)
+ENGINE = SummingMergeTree((likes, unlikes, changes))
+PARTITION BY toYear(day)
+ORDER BY (content_id, day, reaction);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.reactions_hour_mv
+TO eng.reactions_hour AS
+SELECT toStartOfHour(received_at) AS hour, content_id,
+       if(type = 'unlike', previous_reaction, reaction) AS reaction,
+       sum(counted AND type IN ('like', 'react')
+           AND previous_reaction = '') AS likes,
+       sum(counted AND type = 'unlike') AS unlikes,
+       sum(counted AND type IN ('like', 'react')
+           AND previous_reaction != '') AS changes
+FROM eng.events WHERE type IN ('like', 'react', 'unlike')
+GROUP BY hour, content_id, reaction;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.reactions_day_mv
+TO eng.reactions_day AS
+SELECT toDate(received_at) AS day, content_id,
+       if(type = 'unlike', previous_reaction, reaction) AS reaction,
+       sum(counted AND type IN ('like', 'react')
+           AND previous_reaction = '') AS likes,
+       sum(counted AND type = 'unlike') AS unlikes,
+       sum(counted AND type IN ('like', 'react')
+           AND previous_reaction != '') AS changes
+FROM eng.events WHERE type IN ('like', 'react', 'unlike')
+GROUP BY day, content_id, reaction;
+
+-- Interaction events (type 'click', the declared name in name) per
+-- content, channel, name, country, device and source, by hour and day.
+CREATE TABLE IF NOT EXISTS eng.interactions_hour
+(
+    hour         DateTime,
+    content_id   String,
+    channel_id   String,
+    name         String,
+    country      String,
+    device       String,
+    source       String,
+    clicks       UInt64
+)
+ENGINE = SummingMergeTree(clicks)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (content_id, hour, name, channel_id, country, device, source);
+
+CREATE TABLE IF NOT EXISTS eng.interactions_day
+(
+    day          Date,
+    content_id   String,
+    channel_id   String,
+    name         String,
+    country      String,
+    device       String,
+    source       String,
+    clicks       UInt64
+)
+ENGINE = SummingMergeTree(clicks)
+PARTITION BY toYear(day)
+ORDER BY (content_id, day, name, channel_id, country, device, source);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.interactions_hour_mv
+TO eng.interactions_hour AS
+SELECT toStartOfHour(received_at) AS hour, content_id, channel_id, name,
+       country, device, source, sum(counted) AS clicks
+FROM eng.events WHERE type = 'click'
+GROUP BY hour, content_id, channel_id, name, country, device, source;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS eng.interactions_day_mv
+TO eng.interactions_day AS
+SELECT toDate(received_at) AS day, content_id, channel_id, name,
+       country, device, source, sum(counted) AS clicks
+FROM eng.events WHERE type = 'click'
+GROUP BY day, content_id, channel_id, name, country, device, source;
 
 -- rows stored per writer batch: what engagement_writer's check= asks before
 -- it sends a spooled batch again, e.g.

@@ -42,6 +42,7 @@
 #define NGX_HTTP_ENGAGEMENT_BODY_EVENT     0   /* a view event */
 #define NGX_HTTP_ENGAGEMENT_BODY_REACTION  1   /* a like or reaction */
 #define NGX_HTTP_ENGAGEMENT_BODY_HEARTBEAT 2   /* a heartbeat */
+#define NGX_HTTP_ENGAGEMENT_BODY_INTERACTION 3 /* an interaction (click) */
 
 
 /*
@@ -139,6 +140,37 @@ ngx_int_t ngx_http_engagement_record_view(ngx_http_request_t *r,
     ngx_http_engagement_event_t *ev, void **res);
 ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
     ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
+ngx_int_t ngx_http_engagement_record_interaction(ngx_http_request_t *r,
+    ngx_http_engagement_interaction_t *it, void **res);
+
+/*
+ * dims.c: the event's dimensions (engagement_dimension*), resolved after
+ * the body is parsed; interaction.c: interaction events (engagement_event,
+ * engagement_interaction). Their figures in the status answer.
+ */
+char *ngx_http_engagement_dimension_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_dimension_limit_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_dims_merge(ngx_conf_t *cf,
+    ngx_http_engagement_loc_conf_t *prev,
+    ngx_http_engagement_loc_conf_t *conf);
+ngx_int_t ngx_http_engagement_dims_resolve(ngx_http_request_t *r,
+    ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
+    const char **field);
+ngx_int_t ngx_http_engagement_dims_refuse(ngx_http_request_t *r,
+    const char *field);
+size_t ngx_http_engagement_dims_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_dims_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+char *ngx_http_engagement_interaction_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_engagement_interaction_handler(ngx_http_request_t *r);
+size_t ngx_http_engagement_interaction_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_interaction_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
 
 /* heartbeat.c and sse.c: heartbeats, live counts, the live stream */
 ngx_int_t ngx_http_engagement_heartbeat_handler(ngx_http_request_t *r);
@@ -178,6 +210,49 @@ size_t ngx_http_engagement_resume_status_len(
     ngx_http_engagement_main_conf_t *emcf);
 u_char *ngx_http_engagement_resume_status(u_char *p,
     ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+
+/* analytics.c: time series and breakdowns read from Redis's buckets */
+ngx_int_t ngx_http_engagement_analytics_handler(ngx_http_request_t *r);
+char *ngx_http_engagement_analytics_check(ngx_conf_t *cf);
+
+/* trending.c: the trending endpoint, the like path's feed, its figures */
+ngx_int_t ngx_http_engagement_trending_handler(ngx_http_request_t *r);
+void ngx_http_engagement_trending_reaction(u_char *id, size_t len,
+    ngx_uint_t state_read, void *reply);
+size_t ngx_http_engagement_trending_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_trending_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+
+/* segments.c: views verified from the media nginx served */
+char *ngx_http_engagement_segments_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_segments_zone_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_segments_merge(ngx_conf_t *cf,
+    ngx_http_engagement_loc_conf_t *prev,
+    ngx_http_engagement_loc_conf_t *conf);
+ngx_int_t ngx_http_engagement_segments_postconf(ngx_conf_t *cf);
+size_t ngx_http_engagement_segments_status_len(
+    ngx_http_engagement_main_conf_t *emcf);
+u_char *ngx_http_engagement_segments_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json);
+
+#define NGX_HTTP_ENGAGEMENT_SEGMENTS_COMMANDS                                 \
+                                                                              \
+    { ngx_string("engagement_segments"),                                      \
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,                                       \
+      ngx_http_engagement_segments_directive,                                 \
+      NGX_HTTP_LOC_CONF_OFFSET,                                               \
+      0,                                                                      \
+      NULL },                                                                 \
+                                                                              \
+    { ngx_string("engagement_segments_zone"),                                 \
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,                                      \
+      ngx_http_engagement_segments_zone_directive,                            \
+      NGX_HTTP_MAIN_CONF_OFFSET,                                              \
+      0,                                                                      \
+      NULL },
 
 /* status.c */
 ngx_int_t ngx_http_engagement_status_handler(ngx_http_request_t *r);

@@ -21,7 +21,7 @@
 
 /* the script's keys and arguments: count, 3 keys, user, state, flag, types */
 #define NGX_HTTP_ENGAGEMENT_REACT_ARGS                                        \
-    (7 + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
+    (7 + NGX_HTTP_ENGAGEMENT_MILESTONE_ARGS + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
 
 /* the longest key a reaction script takes */
 #define NGX_HTTP_ENGAGEMENT_REACT_KEY_LEN                                     \
@@ -56,6 +56,7 @@ typedef struct {
     ngx_uint_t                     argc;
     const char                    *argv[NGX_HTTP_ENGAGEMENT_REACT_ARGS];
     size_t                         lens[NGX_HTTP_ENGAGEMENT_REACT_ARGS];
+    u_char                         text[NGX_HTTP_ENGAGEMENT_MILESTONE_BUF];
 } ngx_http_engagement_react_args_t;
 
 
@@ -276,6 +277,8 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
             reply->element[0]->integer != 0,
             reply->element[1]->integer ? "duplicate_request"
             : (reply->element[0]->integer ? NULL : "unchanged"), &prev);
+        ngx_http_engagement_trending_reaction(rc->content_id,
+                                   rc->content_id_len, rc->state, reply);
 
         /* a like where there was none, or one removed: the series */
         if (!rc->state && reply->element[0]->integer
@@ -356,6 +359,14 @@ ngx_http_engagement_react_args(ngx_http_request_t *r, ngx_uint_t script,
     }
 
     emcf = ngx_http_get_module_main_conf(r, ngx_http_engagement_module);
+
+    if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT) {
+        /* the likes' milestones, decided by the script */
+        a->argc += ngx_http_engagement_milestone_args(emcf, 1,
+                                                      &a->argv[a->argc],
+                                                      &a->lens[a->argc],
+                                                      a->text);
+    }
     types = emcf->reactions->elts;
 
     for (i = 0; i < emcf->reactions->nelts; i++) {

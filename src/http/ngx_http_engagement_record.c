@@ -1,8 +1,8 @@
 
 /*
- * The request side of the durable writer: a view or a reaction becomes
- * the writer's plain event record (sink/writer/ngx_http_engagement_writer.h)
- * and is reserved in its queue. The request's method and configuration
+ * The request side of the durable writer: a view, a reaction or an
+ * interaction becomes the writer's plain event record
+ * (sink/writer/ngx_http_engagement_writer.h) and is reserved in its queue. The request's method and configuration
  * are read here, and the viewer's (a like's user's) id is hashed here with
  * the identity salt, so that the writer never sees a request nor takes
  * the salt zone's lock.
@@ -47,6 +47,7 @@ ngx_http_engagement_record_view(ngx_http_request_t *r,
     rec.source = ev->source;
     rec.channel_id = ev->channel_id;
     rec.category = ev->category;
+    rec.country = ev->country;
 
     /* the client's time when it sent one (milliseconds), else now */
     if (ev->ts >= 0) {
@@ -54,6 +55,47 @@ ngx_http_engagement_record_view(ngx_http_request_t *r,
     }
 
     rec.duration_ms = ev->duration_ms > 0 ? ev->duration_ms : 0;
+
+    ngx_http_engagement_record_viewer(r, &ev->viewer_id, &rec);
+
+    return ngx_http_engagement_writer_reserve(&rec, r->connection->log, res);
+}
+
+
+/* an interaction (a click): its name and position, its dimensions */
+
+ngx_int_t
+ngx_http_engagement_record_interaction(ngx_http_request_t *r,
+    ngx_http_engagement_interaction_t *it, void **res)
+{
+    ngx_http_engagement_record_t   rec;
+    ngx_http_engagement_event_t   *ev;
+
+    *res = NULL;
+
+    if (!ngx_http_engagement_writer_enabled()) {
+        return NGX_DECLINED;
+    }
+
+    ev = &it->ev;
+
+    ngx_http_engagement_record_init(&rec);
+
+    rec.type = NGX_HTTP_ENGAGEMENT_RECORD_CLICK;
+    rec.event_id = ev->request_id;
+    rec.content_id = ev->content_id;
+    rec.session_id = ev->session_id;
+    rec.device = ev->device;
+    rec.source = ev->source;
+    rec.channel_id = ev->channel_id;
+    rec.category = ev->category;
+    rec.country = ev->country;
+    rec.name = it->name;
+    rec.position_ms = it->position_ms;
+
+    if (ev->ts >= 0) {
+        rec.ts = (time_t) (ev->ts / 1000);
+    }
 
     ngx_http_engagement_record_viewer(r, &ev->viewer_id, &rec);
 
@@ -124,6 +166,8 @@ ngx_http_engagement_record_init(ngx_http_engagement_record_t *rec)
     rec->channel_id = *e;
     rec->category = *e;
     rec->reaction = *e;
+    rec->name = *e;
+    rec->position_ms = -1;
 }
 
 

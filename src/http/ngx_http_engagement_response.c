@@ -582,6 +582,10 @@ ngx_http_engagement_body_parse(ngx_http_request_t *r,
         rc = ngx_http_engagement_reaction_parse(r->pool, data, len, parsed,
                                                 &err);
 
+    } else if (spec->body == NGX_HTTP_ENGAGEMENT_BODY_INTERACTION) {
+        rc = ngx_http_engagement_interaction_parse(r->pool, data, len, parsed,
+                                                   &err);
+
     } else if (spec->body == NGX_HTTP_ENGAGEMENT_BODY_HEARTBEAT) {
         rc = ngx_http_engagement_heartbeat_parse(r->pool, data, len, parsed,
                                                  &err);

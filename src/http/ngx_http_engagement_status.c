@@ -739,7 +739,11 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
           + ngx_http_engagement_writer_status_len(emcf)
           + ngx_http_engagement_live_status_len(emcf)
           + ngx_http_engagement_resume_status_len(emcf)
-          + ngx_http_engagement_series_status_len(emcf);
+          + ngx_http_engagement_series_status_len(emcf)
+          + ngx_http_engagement_trending_status_len(emcf)
+          + ngx_http_engagement_segments_status_len(emcf)
+          + ngx_http_engagement_dims_status_len(emcf)
+          + ngx_http_engagement_interaction_status_len(emcf);
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -757,6 +761,10 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
         p = ngx_http_engagement_live_status(p, emcf, 1);
         p = ngx_http_engagement_resume_status(p, emcf, 1);
         p = ngx_http_engagement_series_status(p, emcf, 1);
+        p = ngx_http_engagement_trending_status(p, emcf, 1);
+        p = ngx_http_engagement_segments_status(p, emcf, 1);
+        p = ngx_http_engagement_dims_status(p, emcf, 1);
+        p = ngx_http_engagement_interaction_status(p, emcf, 1);
         p = ngx_cpymem(p, "}\n", 2);
 
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
@@ -768,6 +776,10 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
     p = ngx_http_engagement_live_status(p, emcf, 0);
     p = ngx_http_engagement_resume_status(p, emcf, 0);
     p = ngx_http_engagement_series_status(p, emcf, 0);
+    p = ngx_http_engagement_trending_status(p, emcf, 0);
+    p = ngx_http_engagement_segments_status(p, emcf, 0);
+    p = ngx_http_engagement_dims_status(p, emcf, 0);
+    p = ngx_http_engagement_interaction_status(p, emcf, 0);
 
     return ngx_http_engagement_send(r, NGX_HTTP_OK,
                                     &ngx_http_engagement_prometheus_type,

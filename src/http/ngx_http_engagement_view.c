@@ -10,6 +10,7 @@
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
 #include "store/ngx_http_engagement_series.h"
+#include "store/ngx_http_engagement_trend.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
@@ -205,6 +206,7 @@ ngx_http_engagement_view_tally(ngx_http_request_t *r,
 
         if (out->view) {
             ngx_http_engagement_stat(elcf, counted_views);
+            ngx_http_engagement_trend_view(&ev->content_id, &ev->category);
         }
 
         if (out->engaged) {
@@ -308,6 +310,7 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
 {
     void                           *wev;
     ngx_int_t                       rc;
+    const char                     *field;
     ngx_http_engagement_event_t     ev;
     ngx_http_engagement_outcome_t   out;
 
@@ -315,6 +318,18 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
                                         &ngx_http_engagement_view_spec, &ev);
     if (rc != NGX_DECLINED) {
         return rc;
+    }
+
+    /* the dimensions: closed sets, the configuration's, the bound */
+    rc = ngx_http_engagement_dims_resolve(r, elcf, &ev, &field);
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_engagement_stat(elcf, invalid);
+        return ngx_http_engagement_dims_refuse(r, field);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     rc = ngx_http_engagement_view_protect(r, elcf, &ev);

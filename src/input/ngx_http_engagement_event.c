@@ -51,6 +51,10 @@ typedef struct {
     ngx_http_engagement_field(key, type, required,                            \
                               ngx_http_engagement_reaction_t, member)
 
+#define ngx_http_engagement_interaction_field(key, type, required, member)    \
+    ngx_http_engagement_field(key, type, required,                            \
+                              ngx_http_engagement_interaction_t, member)
+
 
 static ngx_http_engagement_field_t  ngx_http_engagement_view_fields[] = {
     ngx_http_engagement_view_field("contentId", ID, 1, content_id),
@@ -81,6 +85,26 @@ static ngx_http_engagement_field_t  ngx_http_engagement_reaction_fields[] = {
 };
 
 
+/* an interaction: the view event's ids, dimensions and guard fields */
+static ngx_http_engagement_field_t  ngx_http_engagement_interaction_fields[] = {
+    ngx_http_engagement_interaction_field("contentId", ID, 1, ev.content_id),
+    ngx_http_engagement_interaction_field("name", ID, 1, name),
+    ngx_http_engagement_interaction_field("type", ID, 0, type),
+    ngx_http_engagement_interaction_field("positionMs", DURATION, 0,
+                                          position_ms),
+    ngx_http_engagement_interaction_field("sessionId", ID, 0, ev.session_id),
+    ngx_http_engagement_interaction_field("viewerId", ID, 0, ev.viewer_id),
+    ngx_http_engagement_interaction_field("requestId", ID, 0, ev.request_id),
+    ngx_http_engagement_interaction_field("channelId", ID, 0, ev.channel_id),
+    ngx_http_engagement_interaction_field("category", ID, 0, ev.category),
+    ngx_http_engagement_interaction_field("source", ID, 0, ev.source),
+    ngx_http_engagement_interaction_field("device", ID, 0, ev.device),
+    ngx_http_engagement_interaction_field("ts", TS, 0, ev.ts),
+    ngx_http_engagement_interaction_field("token", STRING, 0, ev.token),
+    ngx_http_engagement_interaction_field("optOut", BOOL, 0, ev.opt_out)
+};
+
+
 #define ngx_http_engagement_nfields(fields)                                   \
     (sizeof(fields) / sizeof(fields[0]))
 
@@ -88,6 +112,9 @@ _Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_view_fields)
                <= NGX_HTTP_ENGAGEMENT_JSON_FIELDS, "too many view fields");
 _Static_assert(ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields)
                <= NGX_HTTP_ENGAGEMENT_JSON_FIELDS, "too many reaction fields");
+_Static_assert(
+    ngx_http_engagement_nfields(ngx_http_engagement_interaction_fields)
+    <= NGX_HTTP_ENGAGEMENT_JSON_FIELDS, "too many interaction fields");
 
 
 static ngx_http_engagement_form_t  ngx_http_engagement_view_form = {
@@ -100,6 +127,13 @@ static ngx_http_engagement_form_t  ngx_http_engagement_view_form = {
 static ngx_http_engagement_form_t  ngx_http_engagement_reaction_form = {
     ngx_http_engagement_reaction_fields,
     ngx_http_engagement_nfields(ngx_http_engagement_reaction_fields),
+    { { ngx_null_string, NULL, 0, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
+};
+
+
+static ngx_http_engagement_form_t  ngx_http_engagement_interaction_form = {
+    ngx_http_engagement_interaction_fields,
+    ngx_http_engagement_nfields(ngx_http_engagement_interaction_fields),
     { { ngx_null_string, NULL, 0, 0, 0, 0 } }, { NULL, 0, { 0 }, { 0 } }, 0, 0
 };
 
@@ -365,4 +399,23 @@ ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
     return ngx_http_engagement_form_parse(pool, buf, len,
                                           &ngx_http_engagement_reaction_form,
                                           re, err);
+}
+
+
+/* an interaction: its event's fields as a view's, then its own */
+
+ngx_int_t
+ngx_http_engagement_interaction_parse(ngx_pool_t *pool, u_char *buf,
+    size_t len, ngx_http_engagement_interaction_t *it,
+    ngx_http_engagement_error_t *err)
+{
+    ngx_memzero(it, sizeof(ngx_http_engagement_interaction_t));
+
+    it->ev.duration_ms = -1;
+    it->ev.ts = -1;
+    it->position_ms = -1;
+
+    return ngx_http_engagement_form_parse(pool, buf, len,
+                                          &ngx_http_engagement_interaction_form,
+                                          it, err);
 }

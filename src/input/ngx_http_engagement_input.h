@@ -92,6 +92,52 @@ typedef struct {
 } ngx_http_engagement_heartbeat_t;
 
 
+/* an interaction (POST .../event): a view event's fields (ids, the
+ * dimensions, the guard's), what happened and where in the media */
+typedef struct {
+    ngx_http_engagement_event_t   ev;
+    ngx_str_t                     type;            /* empty: "click" */
+    ngx_str_t                     name;
+    int64_t                       position_ms;     /* -1: absent */
+} ngx_http_engagement_interaction_t;
+
+
+/*
+ * dimension.c: the closed sets of the event's dimensions and the
+ * User-Agent's device class. Pure functions of their input.
+ */
+typedef enum {
+    NGX_HTTP_ENGAGEMENT_DEVICE_MOBILE = 0,
+    NGX_HTTP_ENGAGEMENT_DEVICE_TABLET,
+    NGX_HTTP_ENGAGEMENT_DEVICE_DESKTOP,
+    NGX_HTTP_ENGAGEMENT_DEVICE_TV,
+    NGX_HTTP_ENGAGEMENT_DEVICE_CONSOLE,
+    NGX_HTTP_ENGAGEMENT_DEVICE_OTHER,
+    NGX_HTTP_ENGAGEMENT_DEVICES
+} ngx_http_engagement_device_e;
+
+#define NGX_HTTP_ENGAGEMENT_DEVICE_LIST                                       \
+    "mobile, tablet, desktop, tv, console or other"
+#define NGX_HTTP_ENGAGEMENT_SOURCE_LIST                                       \
+    "feed, home, search, profile, notification, external, direct, embed, "    \
+    "related or other"
+
+/* the bytes of a User-Agent the classifier reads (the rest is ignored) */
+#define NGX_HTTP_ENGAGEMENT_UA_SCAN        512
+
+extern const ngx_str_t  ngx_http_engagement_devices[];
+extern const ngx_str_t  ngx_http_engagement_sources[];
+
+/* the canonical (static) value of p in the closed set, or NULL */
+const ngx_str_t *ngx_http_engagement_device_find(const u_char *p, size_t len);
+const ngx_str_t *ngx_http_engagement_source_find(const u_char *p, size_t len);
+ngx_http_engagement_device_e ngx_http_engagement_device_classify(
+    const u_char *ua, size_t len);
+/* two letters A-Z (any case) into dst, upper-cased: NGX_OK, else NGX_ERROR */
+ngx_int_t ngx_http_engagement_country_form(u_char *dst, const u_char *p,
+    size_t len);
+
+
 /* why an event was refused as malformed: the field and a message */
 typedef struct {
     const char                   *field;       /* NULL: the body itself */
@@ -137,6 +183,9 @@ ngx_int_t ngx_http_engagement_event_parse(ngx_pool_t *pool, u_char *buf,
     ngx_http_engagement_error_t *err);
 ngx_int_t ngx_http_engagement_reaction_parse(ngx_pool_t *pool, u_char *buf,
     size_t len, ngx_http_engagement_reaction_t *re,
+    ngx_http_engagement_error_t *err);
+ngx_int_t ngx_http_engagement_interaction_parse(ngx_pool_t *pool,
+    u_char *buf, size_t len, ngx_http_engagement_interaction_t *it,
     ngx_http_engagement_error_t *err);
 
 /* heartbeat_input.c: a heartbeat's body */

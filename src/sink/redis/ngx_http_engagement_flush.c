@@ -84,16 +84,6 @@ static ngx_uint_t                     ngx_http_engagement_exit_sent;
 #define NGX_HTTP_ENGAGEMENT_FLUSH_LEGACY   8   /* an earlier version's batch */
 
 
-/*
- * TTLs: a batch key lives a day (a round resent later than that, from a
- * state file of a longer stop, is not recognised); buckets: minutes ~8
- * days, hours ~400 days, days ~3 years.
- */
-#define NGX_HTTP_ENGAGEMENT_TTL_BATCH   "86400"
-#define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
-#define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
-#define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
-
 
 static void
 ngx_http_engagement_round_done(ngx_http_engagement_round_t *round)
@@ -404,6 +394,11 @@ ngx_http_engagement_flush_head(ngx_http_engagement_args_t *a,
     for (k = 0; k < nr; k++) {
         ngx_http_engagement_args_str(a, types[k].data, types[k].len);
     }
+
+    /* the views' milestones, decided by the script */
+    a->n += ngx_http_engagement_milestone_args(emcf, 0, &a->argv[a->n],
+                                               &a->lens[a->n], a->p);
+    a->p += NGX_HTTP_ENGAGEMENT_MILESTONE_BUF;
 }
 
 
@@ -552,10 +547,12 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     }
 
     argc = NGX_HTTP_ENGAGEMENT_FLUSH_HEAD + call->claims[0].zone->nreactions
+           + ngx_http_engagement_milestone_argc(emcf, 0)
            + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_ARGS;
 
     size += argc * (sizeof(char *) + sizeof(size_t))
             + NGX_HTTP_ENGAGEMENT_FLUSH_HEAD * NGX_INT64_LEN
+            + NGX_HTTP_ENGAGEMENT_MILESTONE_BUF
             + sizeof("eng:b::") + 16
             + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_TEXT;
 

@@ -84,12 +84,14 @@ ngx_http_engagement_share_send(ngx_http_engagement_live_conf_t *lc,
 {
     u_char                            *p;
     ngx_int_t                          rc;
-    const char                        *argv[6];
-    size_t                             lens[6];
+    ngx_tm_t                           tm;
+    const char                        *argv[11];
+    size_t                             lens[11];
     ngx_http_engagement_share_call_t  *call;
     u_char                             key[sizeof("eng:{c:}:live")
                                            + NGX_HTTP_ENGAGEMENT_ID_MAX];
     u_char                             live[NGX_INT64_LEN];
+    u_char                             minute[sizeof("YYYYMMDDHHMM")];
 
     call = ngx_alloc(sizeof(ngx_http_engagement_share_call_t),
                      ngx_cycle->log);
@@ -102,30 +104,47 @@ ngx_http_engagement_share_send(ngx_http_engagement_live_conf_t *lc,
 
     p = ngx_sprintf(key, "eng:{c:%*s}:live", it->len, it->data);
 
-    argv[0] = "1";
+    /* the live key, then the totals key that names the buckets */
+    argv[0] = "2";
     lens[0] = 1;
     argv[1] = (const char *) key;
     lens[1] = p - key;
-    argv[2] = (const char *) ngx_http_engagement_share_edge.data;
-    lens[2] = ngx_http_engagement_share_edge.len;
+    argv[2] = (const char *) key;
+    lens[2] = p - key - (sizeof(":live") - 1);
+    argv[3] = (const char *) ngx_http_engagement_share_edge.data;
+    lens[3] = ngx_http_engagement_share_edge.len;
 
     if (it->live < 0) {
-        argv[3] = "-";
-        lens[3] = 1;
+        argv[4] = "-";
+        lens[4] = 1;
 
     } else {
-        argv[3] = (const char *) live;
-        lens[3] = ngx_sprintf(live, "%i", it->live) - live;
+        argv[4] = (const char *) live;
+        lens[4] = ngx_sprintf(live, "%i", it->live) - live;
     }
 
-    argv[4] = NGX_HTTP_ENGAGEMENT_SHARE_FRESH;
-    lens[4] = sizeof(NGX_HTTP_ENGAGEMENT_SHARE_FRESH) - 1;
-    argv[5] = NGX_HTTP_ENGAGEMENT_SHARE_TTL;
-    lens[5] = sizeof(NGX_HTTP_ENGAGEMENT_SHARE_TTL) - 1;
+    argv[5] = NGX_HTTP_ENGAGEMENT_SHARE_FRESH;
+    lens[5] = sizeof(NGX_HTTP_ENGAGEMENT_SHARE_FRESH) - 1;
+    argv[6] = NGX_HTTP_ENGAGEMENT_SHARE_TTL;
+    lens[6] = sizeof(NGX_HTTP_ENGAGEMENT_SHARE_TTL) - 1;
+
+    /* the peak's minute, by this edge's clock as the flush's buckets */
+    ngx_gmtime(ngx_time(), &tm);
+    argv[7] = (const char *) minute;
+    lens[7] = ngx_sprintf(minute, "%04d%02d%02d%02d%02d", tm.ngx_tm_year,
+                          tm.ngx_tm_mon, tm.ngx_tm_mday, tm.ngx_tm_hour,
+                          tm.ngx_tm_min)
+              - minute;
+    argv[8] = NGX_HTTP_ENGAGEMENT_TTL_MINUTE;
+    lens[8] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_MINUTE) - 1;
+    argv[9] = NGX_HTTP_ENGAGEMENT_TTL_HOUR;
+    lens[9] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_HOUR) - 1;
+    argv[10] = NGX_HTTP_ENGAGEMENT_TTL_DAY;
+    lens[10] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_DAY) - 1;
 
     rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_LIVE,
                                         ngx_http_engagement_share_reply, call,
-                                        6, argv, lens);
+                                        11, argv, lens);
     if (rc != NGX_OK) {
         ngx_free(call);
         return NGX_ERROR;

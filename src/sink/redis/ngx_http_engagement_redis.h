@@ -19,6 +19,35 @@
 #include <hiredis/async.h>
 
 
+/*
+ * TTLs (s): a batch key lives a day (a round resent later than that, from
+ * a state file of a longer stop, is not recognised); buckets: minutes ~8
+ * days, hours ~400 days, days ~3 years.
+ */
+#define NGX_HTTP_ENGAGEMENT_TTL_BATCH   "86400"
+#define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
+#define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
+#define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
+
+
+/* creator milestones (milestone.c): thresholds as their text */
+typedef struct {
+    ngx_array_t                  *views;       /* ngx_str_t, increasing */
+    ngx_array_t                  *likes;
+    ngx_str_t                     channel;     /* PUBLISH's */
+    ngx_uint_t                    rate;        /* PUBLISHes a minute */
+    ngx_str_t                     rate_text;
+    ngx_uint_t                    published;   /* the directive was seen */
+} ngx_http_engagement_milestone_conf_t;
+
+/* thresholds per metric; milestone_args() gives at most 5 more */
+#define NGX_HTTP_ENGAGEMENT_MILESTONE_MAX   32
+#define NGX_HTTP_ENGAGEMENT_MILESTONE_ARGS  (NGX_HTTP_ENGAGEMENT_MILESTONE_MAX + 5)
+
+/* the text milestone_args() makes: a count, a minute, a unix time */
+#define NGX_HTTP_ENGAGEMENT_MILESTONE_BUF   (3 * NGX_INT64_LEN + 16)
+
+
 typedef enum {
     NGX_HTTP_ENGAGEMENT_REDIS_IDLE = 0,
     NGX_HTTP_ENGAGEMENT_REDIS_CONNECTING,
@@ -54,6 +83,9 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_HISTORY,
     NGX_HTTP_ENGAGEMENT_SCRIPT_FORGET,
     NGX_HTTP_ENGAGEMENT_SCRIPT_SERIES,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_TREND,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_TOP,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_COUNTS,
     NGX_HTTP_ENGAGEMENT_SCRIPTS
 } ngx_http_engagement_script_e;
 
@@ -110,6 +142,20 @@ ngx_int_t ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 ngx_uint_t ngx_http_engagement_series_flush_done(void);
 
+
+
+/* milestone.c */
+char *ngx_http_engagement_milestone_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_engagement_milestone_publish(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_engagement_milestone_check(ngx_conf_t *cf,
+    ngx_http_engagement_main_conf_t *emcf);
+ngx_uint_t ngx_http_engagement_milestone_argc(
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t metric);
+ngx_uint_t ngx_http_engagement_milestone_args(
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t metric,
+    const char **argv, size_t *lens, u_char *buf);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_REDIS_H_INCLUDED_ */

@@ -11,12 +11,62 @@
 
 
 /*
+ * Creator milestones, shared by the flush and reaction scripts: ms(k,
+ * metric, total, old, a) is called where a content's count moved from
+ * old to total; ARGV[a] is the number m of the metric's thresholds,
+ * ARGV[a+1..a+m] the thresholds (increasing), then the PUBLISH channel,
+ * the PUBLISHes allowed a minute, the edge's minute and unix time. The
+ * thresholds above both old and the content's mark (field ms:<metric>,
+ * the highest one notified) and at most total are crossed: the mark
+ * moves to the highest, and one notification names it (and all crossed):
+ * an entry of the stream eng:milestones (capped near 100,000 entries)
+ * and, within the channel's rate a minute (counted in eng:ms:n:<channel>:
+ * <minute>), a PUBLISH. Inside the script that
+ * applies the count, so once across edges and resends. A stream or
+ * counter key of another type loses the notification, never the count.
+ */
+#define NGX_HTTP_ENGAGEMENT_MILESTONE_LUA                                     \
+    "local function ms(k, metric, total, old, a)\n"                           \
+    "  local m = tonumber(ARGV[a])\n"                                         \
+    "  if m == 0 or total <= old then return end\n"                           \
+    "  local f = 'ms:' .. metric\n"                                           \
+    "  local mark = tonumber(redis.call('HGET', k, f)) or 0\n"                \
+    "  local crossed, hit = {}, nil\n"                                        \
+    "  for j = a + 1, a + m do\n"                                             \
+    "    local t = tonumber(ARGV[j])\n"                                       \
+    "    if t > old and t > mark and t <= total then\n"                       \
+    "      crossed[#crossed + 1] = t; hit = t\n"                              \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "  if not hit then return end\n"                                          \
+    "  redis.call('HSET', k, f, hit)\n"                                       \
+    "  local id = string.sub(k, 8, -2)\n"                                     \
+    "  local msg = cjson.encode({contentId = id, metric = metric,"            \
+    " threshold = hit, crossed = crossed, total = total,"                     \
+    " at = tonumber(ARGV[a + m + 4])})\n"                                     \
+    "  local rk = 'eng:ms:n:' .. ARGV[a + m + 1] .. ':' .. ARGV[a + m + 3]\n"\
+    "  local n = redis.pcall('INCR', rk)\n"                                   \
+    "  local pub = 0\n"                                                       \
+    "  if type(n) == 'number' then\n"                                         \
+    "    if n == 1 then redis.pcall('EXPIRE', rk, 120) end\n"                 \
+    "    if n <= tonumber(ARGV[a + m + 2]) then\n"                            \
+    "      redis.pcall('PUBLISH', ARGV[a + m + 1], msg); pub = 1\n"           \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
+    "  redis.pcall('XADD', 'eng:milestones', 'MAXLEN', '~', 100000, '*',"     \
+    " 'contentId', id, 'metric', metric, 'threshold', hit, 'total', total,"   \
+    " 'published', pub, 'json', msg)\n"                                       \
+    "end\n"
+
+
+/*
  * The flush script: applies a round of one zone, many contents, at most
  * once: the round's batch key (KEYS[1], eng:b:<stream>:<seq>) is set if
  * absent, with a TTL, and only then are the deltas applied. KEYS[2..]:
  * each content's totals hash, eng:{c:<id>} (its buckets and HyperLogLog
  * share its hash tag). ARGV: the batch TTL, the minute, hour and day
- * bucket TTLs, the number of reaction types and the types, then per
+ * bucket TTLs, the number of reaction types and the types, the views'
+ * milestone arguments (see NGX_HTTP_ENGAGEMENT_MILESTONE_LUA), then per
  * content: flags (1: read the totals whole, 2: bucket deltas follow,
  * 8: a batch of an earlier version follows), the three deltas, [its
  * field in the content's old flush marks (:fl) and its sequence: applied
@@ -40,6 +90,7 @@
  * (bench/redis-replay counts Redis's instructions per part of a round).
  */
 static const char  ngx_http_engagement_flush_lua[] =
+    NGX_HTTP_ENGAGEMENT_MILESTONE_LUA
     "local nr = tonumber(ARGV[5])\n"
     "local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])\n"
     "local r, n, refused, was = {fresh and 1 or 0}, 1, nil, nil\n"
@@ -50,7 +101,8 @@ static const char  ngx_http_engagement_flush_lua[] =
     "  end\n"
     "end\n"
     "local q\n"
-    "local p = 6 + nr\n"
+    "local ma = 6 + nr\n"
+    "local p = ma + 1 + (ARGV[ma] == '0' and 0 or tonumber(ARGV[ma]) + 4)\n"
     "for i = 2, #KEYS do\n"
     "  local k, fl = KEYS[i], ARGV[p]\n"
     "  local v, e, x = ARGV[p + 1], ARGV[p + 2], ARGV[p + 3]\n"
@@ -67,7 +119,8 @@ static const char  ngx_http_engagement_flush_lua[] =
     "  if apply then\n"
     "    if v ~= '0' then\n"
     "      tv = redis.pcall('HINCRBY', k, 'views', v)\n"
-    "      if type(tv) == 'table' then err = tv.err end\n"
+    "      if type(tv) == 'table' then err = tv.err\n"
+    "      else ms(k, 'views', tv, tv - tonumber(v), ma) end\n"
     "    end\n"
     "    if not err and e ~= '0' then\n"
     "      te = redis.pcall('HINCRBY', k, 'engaged', e)\n"
@@ -150,10 +203,14 @@ static const char  ngx_http_engagement_read_lua[] =
  * old state to the new one ('' is none) and the counts follow, atomically;
  * a request id seen in the last day changes nothing. KEYS: totals, the
  * user -> reaction hash, the request id's key. ARGV: user, new state,
- * '1' if there is a request id, then the reaction types. The answer:
+ * '1' if there is a request id, the likes' milestone arguments (see
+ * NGX_HTTP_ENGAGEMENT_MILESTONE_LUA: a like that moves the count of
+ * "like" may cross one), then the reaction types. The answer:
  * applied, duplicate request, old state, new state, counts per type.
  */
 static const char  ngx_http_engagement_react_lua[] =
+    NGX_HTTP_ENGAGEMENT_MILESTONE_LUA
+    "local ty = 5 + (ARGV[4] == '0' and 0 or tonumber(ARGV[4]) + 4)\n"
     "local old = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
     "local applied, dup = 0, 0\n"
     "if ARGV[3] == '1' and\n"
@@ -163,7 +220,8 @@ static const char  ngx_http_engagement_react_lua[] =
     "if dup == 0 and old ~= ARGV[2] then\n"
     "  if old ~= '' then redis.call('HINCRBY', KEYS[1], 'r:' .. old, -1) end\n"
     "  if ARGV[2] ~= '' then\n"
-    "    redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[2], 1)\n"
+    "    local c = redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[2], 1)\n"
+    "    if ARGV[2] == 'like' then ms(KEYS[1], 'likes', c, c - 1, 4) end\n"
     "    redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "  else\n"
     "    redis.call('HDEL', KEYS[2], ARGV[1])\n"
@@ -172,7 +230,7 @@ static const char  ngx_http_engagement_react_lua[] =
     "end\n"
     "local r = {applied, dup, old,"
     " redis.call('HGET', KEYS[2], ARGV[1]) or ''}\n"
-    "for i = 4, #ARGV do\n"
+    "for i = ty, #ARGV do\n"
     "  r[#r + 1] ="
     " tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[i])) or 0\n"
     "end\n"
@@ -194,9 +252,13 @@ static const char  ngx_http_engagement_state_lua[] =
  * the content's live hash, eng:{c:<id>}:live, a field per edge holding
  * "<count>:<ms>" (Redis's own clock, so edges' clocks do not matter).
  * ARGV: the edge, its count ("0": take it back, "-": only read), how long
- * (ms) a count stays current, the key's TTL (ms). The answer: the sum of
- * the other edges' current counts; a count not renewed in time (its edge
- * stopped or lost Redis) is removed.
+ * (ms) a count stays current, the key's TTL (ms), the edge's minute
+ * (UTC, YYYYMMDDHHMM) and the minute, hour and day buckets' TTLs (s). The
+ * answer: the sum of the other edges' current counts; a count not renewed
+ * in time (its edge stopped or lost Redis) is removed. KEYS[2], the
+ * content's totals key, names its buckets: the live count of all edges
+ * (the others' and this one's) raises the field "peak" of the minute's,
+ * hour's and day's bucket when higher; a bucket this makes gets its TTL.
  */
 static const char  ngx_http_engagement_live_lua[] =
     "if redis.replicate_commands then redis.replicate_commands() end\n"
@@ -217,6 +279,21 @@ static const char  ngx_http_engagement_live_lua[] =
     "      sum = sum + tonumber(c)\n"
     "    else\n"
     "      redis.call('HDEL', KEYS[1], h[i])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local all = sum + (tonumber(ARGV[2]) or 0)\n"
+    "if all > 0 and KEYS[2] then\n"
+    "  local m = ARGV[5]\n"
+    "  local b = {KEYS[2] .. ':m:' .. m, KEYS[2] .. ':h:' .. string.sub(m, 1, 10),\n"
+    "             KEYS[2] .. ':d:' .. string.sub(m, 1, 8)}\n"
+    "  for s = 1, 3 do\n"
+    "    local cur = redis.pcall('HGET', b[s], 'peak')\n"
+    "    if type(cur) ~= 'table' and all > (tonumber(cur) or 0) then\n"
+    "      redis.call('HSET', b[s], 'peak', all)\n"
+    "      if redis.call('TTL', b[s]) < 0 then\n"
+    "        redis.call('EXPIRE', b[s], ARGV[5 + s])\n"
+    "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -338,6 +415,68 @@ static const char  ngx_http_engagement_series_lua[] =
     "return {1, bad}\n";
 
 
+/*
+ * The trend script: one closed bucket of one edge's sketch, one scope
+ * (everything, or a category), merged at most once: KEYS[1] the batch
+ * key (eng:{tr}:b:<edge>:<zone>:<bucket>, set if absent, with a TTL),
+ * KEYS[2] and KEYS[3] the minute and hour sorted sets of the scope
+ * (the same hash tag). ARGV: the batch, minute and hour TTLs, then
+ * member, count pairs. Keys of another type are refused before anything
+ * is written. 1: applied, 0: applied before.
+ */
+static const char  ngx_http_engagement_trend_lua[] =
+    "for i = 2, 3 do\n"
+    "  local t = redis.call('TYPE', KEYS[i]).ok\n"
+    "  if t ~= 'none' and t ~= 'zset' then\n"
+    "    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is a ' .. t)\n"
+    "  end\n"
+    "end\n"
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
+    "  return 0\n"
+    "end\n"
+    "for i = 4, #ARGV, 2 do\n"
+    "  redis.call('ZINCRBY', KEYS[2], ARGV[i + 1], ARGV[i])\n"
+    "  redis.call('ZINCRBY', KEYS[3], ARGV[i + 1], ARGV[i])\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[3])\n"
+    "return 1\n";
+
+
+/*
+ * The trending read: the window's sorted sets (KEYS[2..], one hash tag)
+ * summed with their decay weights (ARGV[2..]) into KEYS[1], a scratch key
+ * of the same tag deleted before the script ends, and the top ARGV[1]
+ * with their scores. ZUNIONSTORE (Redis 2.0), not ZUNION (6.2).
+ */
+static const char  ngx_http_engagement_trend_top_lua[] =
+    "local a = {'ZUNIONSTORE', KEYS[1], #KEYS - 1}\n"
+    "for i = 2, #KEYS do a[#a + 1] = KEYS[i] end\n"
+    "a[#a + 1] = 'WEIGHTS'\n"
+    "for i = 2, #ARGV do a[#a + 1] = ARGV[i] end\n"
+    "redis.call(unpack(a))\n"
+    "local r = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1,"
+    " 'WITHSCORES')\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return r\n";
+
+
+/*
+ * One content's exact counts in a window: per bucket hash (KEYS, the
+ * content's minute or hour buckets, oldest first) its views and likes;
+ * a key of another type counts 0.
+ */
+static const char  ngx_http_engagement_trend_counts_lua[] =
+    "local r = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local v = redis.pcall('HMGET', KEYS[i], 'views', 'likes')\n"
+    "  if v.err then v = {} end\n"
+    "  r[#r + 1] = tonumber(v[1]) or 0\n"
+    "  r[#r + 1] = tonumber(v[2]) or 0\n"
+    "end\n"
+    "return r\n";
+
+
 const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_flush_lua,
     ngx_http_engagement_read_lua,
@@ -347,5 +486,8 @@ const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_resume_lua,
     ngx_http_engagement_history_lua,
     ngx_http_engagement_forget_lua,
-    ngx_http_engagement_series_lua
+    ngx_http_engagement_series_lua,
+    ngx_http_engagement_trend_lua,
+    ngx_http_engagement_trend_top_lua,
+    ngx_http_engagement_trend_counts_lua
 };

@@ -18,7 +18,8 @@ static ngx_str_t  ngx_http_engagement_writer_types[] = {
     ngx_string("view"),
     ngx_string("like"),
     ngx_string("react"),
-    ngx_string("unlike")
+    ngx_string("unlike"),
+    ngx_string("click")
 };
 
 
@@ -42,6 +43,10 @@ ngx_http_engagement_writer_line_len(ngx_http_engagement_writer_conf_t *wcf,
            + rec->device.len + rec->source.len + rec->channel_id.len
            + rec->category.len
            + ngx_min(rec->reaction.len, NGX_HTTP_ENGAGEMENT_REACTION_LEN)
+           + (rec->type == NGX_HTTP_ENGAGEMENT_RECORD_CLICK
+              ? sizeof(",\"name\":\"\",\"position_ms\":") + rec->name.len
+                + NGX_INT64_LEN
+              : 0)
            + NGX_HTTP_ENGAGEMENT_WRITER_TAIL;
 }
 
@@ -78,18 +83,25 @@ ngx_http_engagement_writer_line(u_char *p,
                         "uxL", rec->viewer);
     }
 
-    return ngx_sprintf(p, "\",\"session_id\":\"%V\",\"ts\":%T,"
-                       "\"received_at\":%T,\"duration_ms\":%L,"
-                       "\"country\":\"%V\",\"device\":\"%V\","
-                       "\"source\":\"%V\",\"channel_id\":\"%V\","
-                       "\"category\":\"%V\",\"reaction\":\"%*s\","
-                       "\"edge\":\"%V\"",
-                       &rec->session_id, rec->ts, rec->received,
-                       rec->duration_ms, &rec->country, &rec->device,
-                       &rec->source, &rec->channel_id, &rec->category,
-                       ngx_min(rec->reaction.len,
-                               NGX_HTTP_ENGAGEMENT_REACTION_LEN),
-                       rec->reaction.data, &wcf->edge);
+    p = ngx_sprintf(p, "\",\"session_id\":\"%V\",\"ts\":%T,"
+                    "\"received_at\":%T,\"duration_ms\":%L,"
+                    "\"country\":\"%V\",\"device\":\"%V\","
+                    "\"source\":\"%V\",\"channel_id\":\"%V\","
+                    "\"category\":\"%V\",\"reaction\":\"%*s\",",
+                    &rec->session_id, rec->ts, rec->received,
+                    rec->duration_ms, &rec->country, &rec->device,
+                    &rec->source, &rec->channel_id, &rec->category,
+                    ngx_min(rec->reaction.len,
+                            NGX_HTTP_ENGAGEMENT_REACTION_LEN),
+                    rec->reaction.data);
+
+    /* only a click's line has these: the other lines are as they were */
+    if (rec->type == NGX_HTTP_ENGAGEMENT_RECORD_CLICK) {
+        p = ngx_sprintf(p, "\"name\":\"%V\",\"position_ms\":%L,",
+                        &rec->name, rec->position_ms);
+    }
+
+    return ngx_sprintf(p, "\"edge\":\"%V\"", &wcf->edge);
 }
 
 
