@@ -19,6 +19,7 @@
 #include "http/ngx_http_engagement_http.h"
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
+#include "store/ngx_http_engagement_series.h"
 #include "store/ngx_http_engagement_trend.h"
 
 
@@ -338,6 +339,13 @@ static ngx_command_t  ngx_http_engagement_commands[] = {
     { ngx_string("engagement_resume_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_engagement_resume_zone_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_series_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_engagement_series_zone_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -837,6 +845,16 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    /* views, likes and clicks go to the series by dimension, with a Redis */
+    if ((conf->endpoint == NGX_HTTP_ENGAGEMENT_VIEW
+         || conf->endpoint == NGX_HTTP_ENGAGEMENT_LIKE
+         || conf->endpoint == NGX_HTTP_ENGAGEMENT_EVENT)
+        && emcf->redis
+        && ngx_http_engagement_series_use(cf) == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->endpoint == NGX_HTTP_ENGAGEMENT_TRENDING
         && ngx_http_engagement_trend_use(cf) == NULL)
     {
@@ -872,6 +890,7 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
 
     if (ngx_http_engagement_live_postconf(cf) != NGX_OK
         || ngx_http_engagement_resume_postconf(cf) != NGX_OK
+        || ngx_http_engagement_series_postconf(cf) != NGX_OK
         || ngx_http_engagement_trend_postconf(cf) != NGX_OK
         || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK
         || ngx_http_engagement_segments_postconf(cf) != NGX_OK)
@@ -941,6 +960,7 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_engagement_live_worker_start(cycle);
+    ngx_http_engagement_series_worker_start(emcf);
 
     if (ngx_http_engagement_writer_start(cycle, emcf) != NGX_OK) {
         return NGX_ERROR;
@@ -959,6 +979,10 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_engagement_resume_flush_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_engagement_series_flush_start(cycle, emcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -171,6 +171,7 @@ typedef struct {
     void                         *limit;       /* limit.c: zones, rules */
     void                         *live;        /* live.c: heartbeats */
     void                         *resume;      /* resume.c: positions */
+    void                         *series;      /* series.c: by dimension */
     void                         *trend;       /* trend.c: trending */
     void                         *milestone;   /* milestone.c */
     void                         *segments;    /* segments.c: the zone */

@@ -95,7 +95,9 @@ sub wait_flushed {
     return wait_until {
         my $t = status();
         $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
-            && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m;
+            && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m
+            # the series by dimension (their own rounds) have landed too
+            && $t !~ /^nginx_engagement_series_rows_pending [1-9]/m;
     } $secs // 10;
 }
 

@@ -316,7 +316,7 @@ GET /status
 --- http_config
     engagement_zone engagement:1m;
     engagement_edge_id test-edge;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms buckets=1s;
     engagement_interaction subscribe_button share_button;
 --- config
     location = /engagement/event { engagement event; engagement_ts_window 1h 1m; }

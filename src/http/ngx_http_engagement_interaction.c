@@ -26,11 +26,11 @@
 
 
 /*
- * MERGE: the series store (branch "series") counts clicks per content,
- * minute, dimensions and name. Set to 1 when it is in the tree.
+ * The series store (store/series.c) counts clicks per content, minute,
+ * dimensions and name; 0 builds without it.
  */
 #ifndef NGX_HTTP_ENGAGEMENT_SERIES
-#define NGX_HTTP_ENGAGEMENT_SERIES  0
+#define NGX_HTTP_ENGAGEMENT_SERIES  1
 #endif
 
 #if (NGX_HTTP_ENGAGEMENT_SERIES)

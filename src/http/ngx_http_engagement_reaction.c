@@ -12,6 +12,7 @@
 #include "ngx_http_engagement_module.h"
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_series.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
@@ -233,6 +234,20 @@ ngx_http_engagement_react_answer(ngx_http_request_t *r,
     return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
 }
 static void
+ngx_http_engagement_react_series(ngx_http_engagement_react_t *rc,
+    size_t had, size_t has)
+{
+    ngx_str_t  id;
+
+    id.data = rc->content_id;
+    id.len = rc->content_id_len;
+
+    (void) ngx_http_engagement_series_reaction(&id, had, has,
+                                               ngx_cycle->log);
+}
+
+
+static void
 ngx_http_engagement_react_reply(redisReply *reply, void *data)
 {
     ngx_http_engagement_react_t  *rc = data;
@@ -264,6 +279,15 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
             : (reply->element[0]->integer ? NULL : "unchanged"), &prev);
         ngx_http_engagement_trending_reaction(rc->content_id,
                                    rc->content_id_len, rc->state, reply);
+
+        /* a like where there was none, or one removed: the series */
+        if (!rc->state && reply->element[0]->integer
+            && !reply->element[1]->integer && reply->elements >= 4
+            && reply->element[3]->type == REDIS_REPLY_STRING)
+        {
+            ngx_http_engagement_react_series(rc, prev.len,
+                                             reply->element[3]->len);
+        }
 
     } else {
         ngx_http_engagement_writer_cancel(rc->wres);

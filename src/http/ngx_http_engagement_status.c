@@ -10,6 +10,7 @@
 #include "ngx_http_engagement_module.h"
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_series.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
@@ -629,6 +630,87 @@ ngx_http_engagement_status_json(u_char *p,
 }
 
 
+/* the series zone's figures (store/series.c) */
+
+#define ngx_http_engagement_series_field(f)                                   \
+    offsetof(ngx_http_engagement_series_stats_t, f)
+
+static ngx_http_engagement_stat_row_t  ngx_http_engagement_series_rows[] = {
+    { "events_total", "events", NULL, "counter",
+      "Counted events (views, likes, interactions) taken into the series "
+      "zone", ngx_http_engagement_series_field(added) },
+    { "dropped_total", "dropped", NULL, "counter",
+      "Counted events left out of the series: no room in the series zone",
+      ngx_http_engagement_series_field(dropped) },
+    { "rows", "rows", NULL, "gauge",
+      "Rows in use in the series zone",
+      ngx_http_engagement_series_field(rows) },
+    { "rows_max", "rowsMax", NULL, "gauge",
+      "Rows the series zone can hold",
+      ngx_http_engagement_series_field(capacity) },
+    { "rows_pending", "pending", NULL, "gauge",
+      "Rows with counts not yet confirmed by Redis",
+      ngx_http_engagement_series_field(pending) },
+    { "rounds_total", "rounds", NULL, "counter",
+      "Rounds of rows sent to Redis and confirmed",
+      ngx_http_engagement_series_field(rounds) },
+    { "rows_flushed_total", "rowsFlushed", NULL, "counter",
+      "Rows whose counts Redis confirmed",
+      ngx_http_engagement_series_field(rows_sent) },
+    { "fields_total", "fields", NULL, "counter",
+      "Bucket fields sent (each to the minute, hour and day buckets)",
+      ngx_http_engagement_series_field(fields) },
+    { "resent_total", "resent", NULL, "counter",
+      "Rounds sent again (no answer, or taken over from a silent worker)",
+      ngx_http_engagement_series_field(resent) },
+    { "repeats_total", "repeats", NULL, "counter",
+      "Rounds Redis had applied already (a resend): applied once",
+      ngx_http_engagement_series_field(repeats) },
+    { "errors_total", "errors", NULL, "counter",
+      "Round sends not confirmed (Redis down, a timeout): sent again",
+      ngx_http_engagement_series_field(errors) },
+    { "refused_total", "refused", NULL, "counter",
+      "Bucket fields Redis refused (a key of another type): lost",
+      ngx_http_engagement_series_field(refused) },
+    { NULL, NULL, NULL, NULL, NULL, 0 }
+};
+
+
+static size_t
+ngx_http_engagement_series_status_len(ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_http_engagement_series_conf_t  *sc;
+
+    sc = emcf->series;
+
+    if (sc == NULL || sc->sh == NULL) {
+        return 0;
+    }
+
+    return ngx_http_engagement_stat_rows_len("series",
+                                             ngx_http_engagement_series_rows);
+}
+
+
+static u_char *
+ngx_http_engagement_series_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json)
+{
+    ngx_http_engagement_series_conf_t  *sc;
+
+    sc = emcf->series;
+
+    if (sc == NULL || sc->sh == NULL) {
+        return p;
+    }
+
+    return ngx_http_engagement_stat_rows(p, "series",
+                                         ngx_http_engagement_series_rows,
+                                         ngx_http_engagement_series_stats(sc),
+                                         json, (size_t) -1, 0);
+}
+
+
 static ngx_int_t
 ngx_http_engagement_status_answer(ngx_http_request_t *r,
     ngx_http_engagement_main_conf_t *emcf)
@@ -657,6 +739,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
           + ngx_http_engagement_writer_status_len(emcf)
           + ngx_http_engagement_live_status_len(emcf)
           + ngx_http_engagement_resume_status_len(emcf)
+          + ngx_http_engagement_series_status_len(emcf)
           + ngx_http_engagement_trending_status_len(emcf)
           + ngx_http_engagement_segments_status_len(emcf)
           + ngx_http_engagement_dims_status_len(emcf)
@@ -677,6 +760,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
         p = ngx_http_engagement_writer_status(p, emcf, 1);
         p = ngx_http_engagement_live_status(p, emcf, 1);
         p = ngx_http_engagement_resume_status(p, emcf, 1);
+        p = ngx_http_engagement_series_status(p, emcf, 1);
         p = ngx_http_engagement_trending_status(p, emcf, 1);
         p = ngx_http_engagement_segments_status(p, emcf, 1);
         p = ngx_http_engagement_dims_status(p, emcf, 1);
@@ -691,6 +775,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
     p = ngx_http_engagement_writer_status(p, emcf, 0);
     p = ngx_http_engagement_live_status(p, emcf, 0);
     p = ngx_http_engagement_resume_status(p, emcf, 0);
+    p = ngx_http_engagement_series_status(p, emcf, 0);
     p = ngx_http_engagement_trending_status(p, emcf, 0);
     p = ngx_http_engagement_segments_status(p, emcf, 0);
     p = ngx_http_engagement_dims_status(p, emcf, 0);

@@ -9,6 +9,7 @@
 #include "ngx_http_engagement_module.h"
 #include "input/ngx_http_engagement_input.h"
 #include "store/ngx_http_engagement_store.h"
+#include "store/ngx_http_engagement_series.h"
 #include "store/ngx_http_engagement_trend.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
@@ -344,6 +345,13 @@ ngx_http_engagement_view_process(ngx_http_request_t *r,
     rc = ngx_http_engagement_view_count(r, elcf, &ev, wev, &out);
     if (rc != NGX_DECLINED) {
         return rc;
+    }
+
+    if (out.counted) {
+        /* by minute and dimension; a full series zone refuses nothing */
+        (void) ngx_http_engagement_series_view(&ev, out.view, out.engaged,
+                                               out.replay,
+                                               r->connection->log);
     }
 
     return ngx_http_engagement_view_answer(r, elcf, &ev, &out);

@@ -309,6 +309,8 @@ extern ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
 extern ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST];
 
 /* zone.c: zones in general, their directives */
+ngx_int_t ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone,
+    const ngx_http_engagement_zone_kind_t *kind);
 ngx_http_engagement_shctx_head_t *ngx_http_engagement_zone_attach(
     ngx_shm_zone_t *shm_zone, void *data,
     const ngx_http_engagement_zone_kind_t *kind);

@@ -13,6 +13,7 @@
 #include "store/ngx_http_engagement_store.h"
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
+#include "store/ngx_http_engagement_series.h"
 #include "policy/ngx_http_engagement_policy.h"
 
 
@@ -23,7 +24,7 @@
  * or only what may be rebuilt (with a warning, or quietly).
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone,
     const ngx_http_engagement_zone_kind_t *kind)
 {
@@ -478,6 +479,18 @@ ngx_http_engagement_zone_shm(ngx_conf_t *cf, ngx_str_t *name, size_t size,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zone name \"%V\" is reserved for the module's "
                            "resume zone; give the zone another name", name);
+        return NULL;
+    }
+
+    /* and the series zone's */
+    if (init != ngx_http_engagement_series_init_zone
+        && name->len == sizeof(NGX_HTTP_ENGAGEMENT_SERIES_ZONE) - 1
+        && ngx_strncmp(name->data, NGX_HTTP_ENGAGEMENT_SERIES_ZONE,
+                       name->len) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone name \"%V\" is reserved for the module's "
+                           "series zone; give the zone another name", name);
         return NULL;
     }
 

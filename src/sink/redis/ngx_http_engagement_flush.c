@@ -883,7 +883,8 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
 
         if (ngx_current_msec >= ngx_http_engagement_exit_at
             || (ngx_http_engagement_round == NULL
-                && ngx_http_engagement_flush_idle(emcf)))
+                && ngx_http_engagement_flush_idle(emcf)
+                && ngx_http_engagement_series_flush_done()))
         {
             /* what is left stays in shared memory for the master to save */
             ngx_http_engagement_redis_stop();

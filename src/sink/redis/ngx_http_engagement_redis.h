@@ -82,6 +82,7 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_RESUME,
     NGX_HTTP_ENGAGEMENT_SCRIPT_HISTORY,
     NGX_HTTP_ENGAGEMENT_SCRIPT_FORGET,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_SERIES,
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND,
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_TOP,
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_COUNTS,
@@ -135,6 +136,11 @@ ngx_int_t ngx_http_engagement_live_share_start(ngx_cycle_t *cycle,
 /* resume_flush.c */
 ngx_int_t ngx_http_engagement_resume_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
+
+/* series_flush.c */
+ngx_int_t ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+ngx_uint_t ngx_http_engagement_series_flush_done(void);
 
 
 

@@ -374,6 +374,48 @@ static const char  ngx_http_engagement_forget_lua[] =
 
 
 /*
+ * The series script: a round of the series zone (sink/redis/series_flush.c),
+ * applied at most once: the round's batch key (KEYS[1],
+ * eng:sb:<stream>:<round>) is set if absent, with a TTL, and only then
+ * are the fields added. KEYS[2..]: a scope's key per group (eng:{c:<id>},
+ * eng:{ch:<id>}, eng:{cat:<name>}, eng:{all}). ARGV: the batch, minute,
+ * hour and day TTLs, then per group its minute YYYYMMDDHHMM, the number
+ * of its fields and each field with its delta, added to the minute, hour
+ * and day buckets (the hour and day keys are the minute's prefixes). A
+ * bucket gets its TTL when a field of it is created (HINCRBY answers
+ * exactly the delta). A bucket Redis refuses (a key of another type) is
+ * skipped, so the others are applied and the round stays applied once.
+ * The answer: applied (0: the round was applied before), fields refused.
+ */
+static const char  ngx_http_engagement_series_lua[] =
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then\n"
+    "  return {0, 0}\n"
+    "end\n"
+    "local bad, p = 0, 5\n"
+    "for i = 2, #KEYS do\n"
+    "  local k, m, n = KEYS[i], ARGV[p], tonumber(ARGV[p + 1])\n"
+    "  local b = {k .. ':m:' .. m, k .. ':h:' .. string.sub(m, 1, 10),\n"
+    "             k .. ':d:' .. string.sub(m, 1, 8)}\n"
+    "  local new = {false, false, false}\n"
+    "  p = p + 2\n"
+    "  for j = 1, n do\n"
+    "    local f, d = ARGV[p], ARGV[p + 1]\n"
+    "    local dn = tonumber(d)\n"
+    "    p = p + 2\n"
+    "    for s = 1, 3 do\n"
+    "      local v = redis.pcall('HINCRBY', b[s], f, d)\n"
+    "      if type(v) == 'table' then bad = bad + 1\n"
+    "      elseif v == dn then new[s] = true end\n"
+    "    end\n"
+    "  end\n"
+    "  for s = 1, 3 do\n"
+    "    if new[s] then redis.call('EXPIRE', b[s], ARGV[1 + s]) end\n"
+    "  end\n"
+    "end\n"
+    "return {1, bad}\n";
+
+
+/*
  * The trend script: one closed bucket of one edge's sketch, one scope
  * (everything, or a category), merged at most once: KEYS[1] the batch
  * key (eng:{tr}:b:<edge>:<zone>:<bucket>, set if absent, with a TTL),
@@ -444,6 +486,7 @@ const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_resume_lua,
     ngx_http_engagement_history_lua,
     ngx_http_engagement_forget_lua,
+    ngx_http_engagement_series_lua,
     ngx_http_engagement_trend_lua,
     ngx_http_engagement_trend_top_lua,
     ngx_http_engagement_trend_counts_lua

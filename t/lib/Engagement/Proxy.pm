@@ -12,9 +12,10 @@ use IO::Socket::INET;
 use IO::Select;
 use POSIX qw(_exit);
 
-# start(listen_port, redis_port, control_file[, delay_ms]) -> pid
+# start(listen_port, redis_port, control_file[, delay_ms[, cut_re]]) -> pid
+# cut_re: the commands that may be cut (default: a flush round's, eng:b:)
 sub start {
-    my ($lport, $rport, $ctl, $delay) = @_;
+    my ($lport, $rport, $ctl, $delay, $cut_re) = @_;
     my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$lport", Listen => 16,
                                     ReuseAddr => 1) or die "proxy listen: $!";
     my $pid = fork() // die;
@@ -28,7 +29,7 @@ sub start {
         if (!defined $kid || $kid) { close $c; next }
         close $srv;
         my $r = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$rport") or _exit(0);
-        _serve($c, $r, $ctl, $delay);
+        _serve($c, $r, $ctl, $delay, $cut_re);
         _exit(0);
     }
     _exit(0);
@@ -53,7 +54,8 @@ sub _take_cut {
 }
 
 sub _serve {
-    my ($c, $r, $ctl, $delay) = @_;
+    my ($c, $r, $ctl, $delay, $cut_re) = @_;
+    $cut_re //= qr/\neng:b:[0-9a-f]+:\d+\r\n/;
     my $sel = IO::Select->new($c, $r);
     my $cut = 0;
     while (my @ready = $sel->can_read(30)) {
@@ -63,7 +65,7 @@ sub _serve {
             return unless $n;
             if ($fh == $c) {
                 # a flush command (it names a round's batch key) may be cut
-                $cut = 1 if $buf =~ /\neng:b:[0-9a-f]+:\d+\r\n/ && _take_cut($ctl);
+                $cut = 1 if $buf =~ $cut_re && _take_cut($ctl);
                 syswrite($r, $buf);
             } else {
                 if ($cut) {
