@@ -212,6 +212,12 @@ extern ngx_module_t  ngx_http_engagement_module;
 
 
 /* ngx_conf_set_enum_slot whose error lists the choices */
+/* directives.c: the directive table; its handlers in module.c */
+extern ngx_command_t  ngx_http_engagement_commands[];
+char *ngx_http_engagement_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_engagement_reactions_directive(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 char *ngx_http_engagement_conf_set_enum(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
