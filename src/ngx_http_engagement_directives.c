@@ -196,6 +196,13 @@ ngx_command_t  ngx_http_engagement_commands[] = {
       offsetof(ngx_http_engagement_loc_conf_t, batch_max),
       NULL },
 
+    { ngx_string("engagement_heartbeat_record"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_engagement_loc_conf_t, heartbeat_record),
+      NULL },
+
     { ngx_string("engagement_answer"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_engagement_conf_set_enum,

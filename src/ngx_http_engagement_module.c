@@ -318,6 +318,7 @@ ngx_http_engagement_create_loc_conf(ngx_conf_t *cf)
     elcf->ts_back = NGX_CONF_UNSET_MSEC;
     elcf->ts_ahead = NGX_CONF_UNSET_MSEC;
     elcf->answer = NGX_CONF_UNSET_UINT;
+    elcf->heartbeat_record = NGX_CONF_UNSET;
     elcf->segments = NGX_CONF_UNSET_PTR;
 
     ngx_http_engagement_guard_create(&elcf->guard);
@@ -503,6 +504,7 @@ ngx_http_engagement_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_ENGAGEMENT_TS_AHEAD_DEFAULT);
     ngx_conf_merge_uint_value(conf->answer, prev->answer,
                               NGX_HTTP_ENGAGEMENT_ANSWER_FULL);
+    ngx_conf_merge_value(conf->heartbeat_record, prev->heartbeat_record, 0);
 
     /* views and likes hash identities: they need the salt; heartbeats
      * are guarded as views are */

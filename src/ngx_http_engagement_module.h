@@ -201,6 +201,7 @@ typedef struct {
     ngx_msec_t                      ts_back;       /* engagement_ts_window */
     ngx_msec_t                      ts_ahead;
     ngx_uint_t                      answer;        /* _answer_e */
+    ngx_flag_t                      heartbeat_record; /* to the writer */
     ngx_http_engagement_guard_conf_t  guard;
     void                           *segments;      /* engagement_segments */
     /* engagement_dimension, by ngx_http_engagement_dim_e (NULL: unset) */

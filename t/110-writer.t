@@ -417,6 +417,7 @@ exited on signal 9
         spool=$TEST_NGINX_SPOOL spool_max=64k;
 --- config
     location = /engagement/view { engagement view; }
+    location = /engagement/heartbeat { engagement heartbeat; engagement_heartbeat_record on; }
     location = /status { engagement status; }
 --- request
 GET /status
@@ -441,6 +442,12 @@ GET /status
     my (undef, $txt) = http_request($port, 'GET', '/status');
     like($txt, qr/^nginx_engagement_writer_queued_events [1-9]/m,
          "events the spool could not take wait in the queue");
+    # a heartbeat to be recorded is refused too (never accepted, then lost)
+    my ($hs, $hb, $hh) = http_request($port, 'POST', '/engagement/heartbeat',
+        '{"contentId":"cap","sessionId":"hb1","state":"playing"}',
+        'Content-Type' => 'application/json');
+    is($hs, 503, "a heartbeat to record gets 503 while the writer has no room");
+    like($hb, qr/spool is full/, "its JSON says why");
 
 
 

@@ -103,6 +103,10 @@ __DATA__
     }
     location = /engagement/like { engagement like; }
     location = /engagement/event { engagement event; }
+    location = /engagement/heartbeat {
+        engagement heartbeat;
+        engagement_heartbeat_record on;
+    }
     location = /status { engagement status; }
 --- request
 GET /status
@@ -167,6 +171,18 @@ GET /status
     is($cok, 4, "4 interaction events counted");
     push @r, (1) x 4;
 
+    # heartbeats on v1: sessions h1 and h2 playing, h3 playing then ended
+    my $hok = 0;
+    for my $h (['h1', 'playing', 1000], ['h2', 'playing', 2000], ['h3', 'playing', 3000],
+               ['h3', 'ended', 3500]) {
+        my ($st) = http_request($port, 'POST', '/engagement/heartbeat',
+            qq({"contentId":"v1","sessionId":"$h->[0]","state":"$h->[1]","positionMs":$h->[2],"durationMs":60000}),
+            'Content-Type' => 'application/json');
+        $hok++ if $st && $st == 200;
+    }
+    is($hok, 4, "4 heartbeats recorded");
+    push @r, (1) x 4;
+
     ok(wait_drained(), "the writer's queue drains");
     is(ch("SELECT count() FROM eng.events FINAL"), $sent + @r,
        "every event is a row in eng.events");
@@ -225,6 +241,15 @@ GET /status
     is(q_text('clicks_ctr'),
        "subscribe_button\t3\t" . $ctr->(3) . "\nshare_button\t1\t" . $ctr->(1),
        "clicks_ctr: clicks per name and their rate against v1's views");
+
+    $rows = q_rows('live_per_minute');
+    my ($hs, $hmax) = (0, 0);
+    for (@$rows) { $hs += $_->[1]; $hmax = $_->[2] if $_->[2] > $hmax }
+    ok(@$rows >= 1 && @$rows <= 2 && $hmax == 3,
+       "live_per_minute: 3 sessions heartbeated on v1 (the busiest minute: $hmax)");
+    is(ch("SELECT name, position_ms, duration_ms, counted FROM eng.events WHERE type = 'heartbeat' AND session_id = 'h3' ORDER BY position_ms"),
+       "playing\t3000\t60000\t1\nended\t3500\t60000\t1",
+       "heartbeat rows carry the state, position and the media's duration");
 
     $rows = q_rows('reconcile_day');
     ok(@$rows == 1 && $rows->[0][1] == $views{v1} && $rows->[0][2] == $views{v1},

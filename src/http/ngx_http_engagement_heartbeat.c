@@ -15,6 +15,7 @@
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
 #include "protect/ngx_http_engagement_protect.h"
+#include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
 
 
@@ -192,6 +193,7 @@ static ngx_int_t
 ngx_http_engagement_heartbeat_process(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
+    void                             *wres;
     ngx_int_t                         rc;
     ngx_http_engagement_live_t        live;
     ngx_http_engagement_heartbeat_t   hb;
@@ -225,6 +227,17 @@ ngx_http_engagement_heartbeat_process(ngx_http_request_t *r,
         return rc;
     }
 
+    /* with engagement_heartbeat_record, room in the durable writer first:
+     * an accepted heartbeat is never lost (as a view's, a 503 if none) */
+    wres = NULL;
+
+    if (elcf->heartbeat_record
+        && ngx_http_engagement_record_heartbeat(r, &hb, &wres) == NGX_BUSY)
+    {
+        ngx_http_engagement_live_inc(lc, full);
+        return ngx_http_engagement_unavailable_writer(r, &hb.ev.content_id);
+    }
+
     /* an anonymous session is still one live viewer: only its keyed hash
      * is kept, for two intervals */
 
@@ -237,6 +250,16 @@ ngx_http_engagement_heartbeat_process(ngx_http_request_t *r,
     } else {
         rc = ngx_http_engagement_live_beat(lc, &hb.ev.content_id,
                                            &hb.ev.session_id, &live);
+    }
+
+    if (wres) {
+        if (rc == NGX_BUSY) {
+            ngx_http_engagement_writer_cancel(wres);
+
+        } else {
+            /* counted: the session was live (or left, "ended") */
+            ngx_http_engagement_writer_commit_reaction(wres, 1, NULL, NULL);
+        }
     }
 
     if (rc == NGX_BUSY) {

@@ -140,6 +140,8 @@ ngx_int_t ngx_http_engagement_record_view(ngx_http_request_t *r,
     ngx_http_engagement_event_t *ev, void **res);
 ngx_int_t ngx_http_engagement_record_reaction(ngx_http_request_t *r,
     ngx_http_engagement_reaction_t *re, ngx_str_t *state, void **res);
+ngx_int_t ngx_http_engagement_record_heartbeat(ngx_http_request_t *r,
+    ngx_http_engagement_heartbeat_t *hb, void **res);
 ngx_int_t ngx_http_engagement_record_interaction(ngx_http_request_t *r,
     ngx_http_engagement_interaction_t *it, void **res);
 

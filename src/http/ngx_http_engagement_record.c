@@ -103,6 +103,44 @@ ngx_http_engagement_record_interaction(ngx_http_request_t *r,
 }
 
 
+/* a heartbeat: the player's state (in "name"), position and duration */
+
+ngx_int_t
+ngx_http_engagement_record_heartbeat(ngx_http_request_t *r,
+    ngx_http_engagement_heartbeat_t *hb, void **res)
+{
+    ngx_http_engagement_record_t  rec;
+
+    static ngx_str_t  states[] = {
+        ngx_string("playing"), ngx_string("paused"),
+        ngx_string("buffering"), ngx_string("ended")
+    };
+
+    *res = NULL;
+
+    if (!ngx_http_engagement_writer_enabled()) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_engagement_record_init(&rec);
+
+    rec.type = NGX_HTTP_ENGAGEMENT_RECORD_HEARTBEAT;
+    rec.event_id = hb->ev.request_id;
+    rec.content_id = hb->ev.content_id;
+    rec.session_id = hb->ev.session_id;
+    rec.name = states[hb->state < 4 ? hb->state : 0];
+    rec.position_ms = hb->position_ms;
+    rec.duration_ms = hb->duration_ms > 0 ? hb->duration_ms : 0;
+
+    if (!hb->ev.anonymous) {
+        /* an opted-out viewer's id goes nowhere, as a view's */
+        ngx_http_engagement_record_viewer(r, &hb->ev.viewer_id, &rec);
+    }
+
+    return ngx_http_engagement_writer_reserve(&rec, r->connection->log, res);
+}
+
+
 /* a like (no reaction named), a reaction change, or an unlike (DELETE) */
 
 ngx_int_t

@@ -26,7 +26,8 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_RECORD_LIKE,
     NGX_HTTP_ENGAGEMENT_RECORD_REACT,
     NGX_HTTP_ENGAGEMENT_RECORD_UNLIKE,
-    NGX_HTTP_ENGAGEMENT_RECORD_CLICK    /* an interaction: "name" too */
+    NGX_HTTP_ENGAGEMENT_RECORD_CLICK,   /* an interaction: "name" too */
+    NGX_HTTP_ENGAGEMENT_RECORD_HEARTBEAT /* "name": the player's state */
 } ngx_http_engagement_record_type_e;
 
 
@@ -67,8 +68,9 @@ typedef struct {
     ngx_str_t                     channel_id;
     ngx_str_t                     category;
     ngx_str_t                     reaction;
-    ngx_str_t                     name;        /* a click's interaction */
-    int64_t                       position_ms; /* a click's; -1: none */
+    ngx_str_t                     name;        /* a click's interaction,
+                                                  a heartbeat's state */
+    int64_t                       position_ms; /* -1: none */
 } ngx_http_engagement_record_t;
 
 

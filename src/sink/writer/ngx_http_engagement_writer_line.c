@@ -19,7 +19,8 @@ static ngx_str_t  ngx_http_engagement_writer_types[] = {
     ngx_string("like"),
     ngx_string("react"),
     ngx_string("unlike"),
-    ngx_string("click")
+    ngx_string("click"),
+    ngx_string("heartbeat")
 };
 
 
@@ -43,7 +44,7 @@ ngx_http_engagement_writer_line_len(ngx_http_engagement_writer_conf_t *wcf,
            + rec->device.len + rec->source.len + rec->channel_id.len
            + rec->category.len
            + ngx_min(rec->reaction.len, NGX_HTTP_ENGAGEMENT_REACTION_LEN)
-           + (rec->type == NGX_HTTP_ENGAGEMENT_RECORD_CLICK
+           + (rec->type >= NGX_HTTP_ENGAGEMENT_RECORD_CLICK
               ? sizeof(",\"name\":\"\",\"position_ms\":") + rec->name.len
                 + NGX_INT64_LEN
               : 0)
@@ -96,7 +97,7 @@ ngx_http_engagement_writer_line(u_char *p,
                     rec->reaction.data);
 
     /* only a click's line has these: the other lines are as they were */
-    if (rec->type == NGX_HTTP_ENGAGEMENT_RECORD_CLICK) {
+    if (rec->type >= NGX_HTTP_ENGAGEMENT_RECORD_CLICK) {
         p = ngx_sprintf(p, "\"name\":\"%V\",\"position_ms\":%L,",
                         &rec->name, rec->position_ms);
     }
