@@ -296,3 +296,10 @@ $::HttpConfig . "engagement_milestone views 5; engagement_milestone views 6;"
 --- must_die
 --- error_log
 engagement_milestone views is duplicate
+
+=== TEST 10: likes milestones need the reaction type "like"
+--- http_config eval
+$::HttpConfig . "engagement_reactions love wow; engagement_milestone likes 5;"
+--- must_die
+--- error_log
+engagement_milestone likes counts the reaction "like", which engagement_reactions does not name

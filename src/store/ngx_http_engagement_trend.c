@@ -835,35 +835,18 @@ ngx_http_engagement_trend_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             return NGX_OK;
         }
 
-        /* cut differently: the buckets held are lost, and said so */
-        ngx_shmtx_lock(&shpool->mutex);
-
-        ngx_slab_free_locked(shpool, sh->slots);
-        sh->k = tc->k;
-        sh->cats = tc->categories;
-        sh->cat_k = tc->category_k;
-        sh->bucket = tc->bucket;
-        ngx_http_engagement_trend_new_stream(sh);
-
-        if (ngx_http_engagement_trend_tables(sh, shpool, shm_zone->shm.size,
-                                             shm_zone->shm.log)
-            != NGX_OK)
-        {
-            ngx_shmtx_unlock(&shpool->mutex);
-            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
-                          "trending zone \"%V\" is too small for its "
-                          "sketches", &shm_zone->shm.name);
-            return NGX_ERROR;
-        }
-
-        ngx_shmtx_unlock(&shpool->mutex);
-
-        ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
-                      "trending zone \"%V\": new sketch sizes or bucket, "
-                      "the buckets not yet in Redis are dropped",
-                      &shm_zone->shm.name);
-
-        return NGX_OK;
+        /*
+         * Cut differently: refused. The running workers go on with this
+         * header and its slots until the reload is over (and for good if
+         * it fails elsewhere), so it is never changed under them.
+         */
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "trending zone \"%V\": new sketch sizes (k=, "
+                      "categories=, category_k=) or a new "
+                      "engagement_trending_bucket need a restart: stop and "
+                      "start nginx (the reload is refused, the running "
+                      "configuration goes on)", &shm_zone->shm.name);
+        return NGX_ERROR;
     }
 
     sh = ngx_slab_calloc(shpool, sizeof(ngx_http_engagement_trend_sh_t));

@@ -479,21 +479,27 @@ ngx_http_engagement_flush_viewers_reply(redisReply *reply, void *data)
  * A content's viewer hashes, one plain PFADD sent before the round's
  * script on the same connection: a HyperLogLog counts a hash once however
  * often it is added, so viewers need no batch key, and outside the script
- * they cost Redis less than half. A resent round sends them again.
+ * they cost Redis less than half. A resent round sends them again. The
+ * same hashes go to the day's HyperLogLog, eng:{c:<id>}:uv:d:<YYYYMMDD>
+ * (UTC, the day they are sent: unique viewers per day, and over days by
+ * a union), which expires NGX_HTTP_ENGAGEMENT_TTL_UV_DAY after its last
+ * write.
  */
 
 static ngx_int_t
 ngx_http_engagement_flush_viewers(ngx_http_engagement_claim_t *cl)
 {
     u_char                      *buf, *start;
+    ngx_tm_t                     tm;
     ngx_int_t                    rc;
     ngx_uint_t                   argc, k;
     ngx_http_engagement_args_t   a;
 
-    argc = 2 + cl->uv_n;
+    argc = 3 + cl->uv_n;
 
     buf = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t))
-                    + sizeof("eng:{c:}:uv") + cl->id_len + cl->uv_n * 16,
+                    + sizeof("eng:{c:}:uv") + cl->id_len + cl->uv_n * 16
+                    + sizeof("eng:{c:}:uv:d:YYYYMMDD") + cl->id_len,
                     ngx_cycle->log);
     if (buf == NULL) {
         return NGX_ERROR;
@@ -521,6 +527,31 @@ ngx_http_engagement_flush_viewers(ngx_http_engagement_claim_t *cl)
     rc = ngx_http_engagement_redis_send(
              ngx_http_engagement_flush_viewers_reply, NULL, (int) a.n, a.argv,
              a.lens);
+
+    if (rc == NGX_OK) {
+        /*
+         * The day's HyperLogLog, by a script that gives it its TTL when
+         * it makes it: numkeys, the key, the TTL, then the same hashes
+         */
+        ngx_gmtime(ngx_time(), &tm);
+        start = a.p;
+        a.p = ngx_sprintf(a.p, "eng:{c:%*s}:uv:d:%04d%02d%02d", cl->id_len,
+                          cl->id, tm.ngx_tm_year, tm.ngx_tm_mon,
+                          tm.ngx_tm_mday);
+
+        ngx_memmove(&a.argv[3], &a.argv[2], cl->uv_n * sizeof(char *));
+        ngx_memmove(&a.lens[3], &a.lens[2], cl->uv_n * sizeof(size_t));
+        a.argv[0] = "1";
+        a.lens[0] = 1;
+        a.argv[1] = (const char *) start;
+        a.lens[1] = a.p - start;
+        a.argv[2] = NGX_HTTP_ENGAGEMENT_TTL_UV_DAY;
+        a.lens[2] = sizeof(NGX_HTTP_ENGAGEMENT_TTL_UV_DAY) - 1;
+
+        rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_UV_DAY,
+                 ngx_http_engagement_flush_viewers_reply, NULL,
+                 (int) (3 + cl->uv_n), a.argv, a.lens);
+    }
 
     ngx_free(buf);
 

@@ -225,6 +225,28 @@ ngx_http_engagement_milestone_check(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
+    if (mc->likes) {
+        ngx_uint_t   i;
+        ngx_str_t   *types;
+
+        types = emcf->reactions ? emcf->reactions->elts : NULL;
+
+        for (i = 0; types && i < emcf->reactions->nelts; i++) {
+            if (types[i].len == 4 && ngx_strncmp(types[i].data, "like", 4) == 0)
+            {
+                break;
+            }
+        }
+
+        if (types == NULL || i == emcf->reactions->nelts) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "engagement_milestone likes counts the reaction "
+                          "\"like\", which engagement_reactions does not "
+                          "name");
+            return NGX_ERROR;
+        }
+    }
+
     if (mc->views == NULL && mc->likes == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "engagement_milestone_publish without "

@@ -28,6 +28,8 @@
 #define NGX_HTTP_ENGAGEMENT_TTL_MINUTE  "691200"
 #define NGX_HTTP_ENGAGEMENT_TTL_HOUR    "34560000"
 #define NGX_HTTP_ENGAGEMENT_TTL_DAY     "95040000"
+/* a day's HyperLogLog of viewers: about 3 months (92 days) */
+#define NGX_HTTP_ENGAGEMENT_TTL_UV_DAY  "7948800"
 
 
 /* creator milestones (milestone.c): thresholds as their text */
@@ -86,6 +88,7 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND,
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_TOP,
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_COUNTS,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_UV_DAY,
     NGX_HTTP_ENGAGEMENT_SCRIPTS
 } ngx_http_engagement_script_e;
 

@@ -477,6 +477,17 @@ static const char  ngx_http_engagement_trend_counts_lua[] =
     "return r\n";
 
 
+/*
+ * A day's HyperLogLog of viewers (KEYS[1], eng:{c:<id>}:uv:d:<YYYYMMDD>):
+ * ARGV[1] its TTL, given when this makes it; ARGV[2..] the hashes.
+ */
+static const char  ngx_http_engagement_uv_day_lua[] =
+    "local new = redis.call('EXISTS', KEYS[1]) == 0\n"
+    "redis.call('PFADD', KEYS[1], unpack(ARGV, 2))\n"
+    "if new then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
+    "return 0\n";
+
+
 const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_flush_lua,
     ngx_http_engagement_read_lua,
@@ -489,5 +500,6 @@ const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_series_lua,
     ngx_http_engagement_trend_lua,
     ngx_http_engagement_trend_top_lua,
-    ngx_http_engagement_trend_counts_lua
+    ngx_http_engagement_trend_counts_lua,
+    ngx_http_engagement_uv_day_lua
 };
