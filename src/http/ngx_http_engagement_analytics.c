@@ -7,8 +7,9 @@
  * (eng:{c:<id>}:m:<YYYYMMDDHHMM>, :h:, :d:; {ch:}, {cat:}, {all}): per
  * bucket an HMGET of the metrics and, for a breakdown by=<dim>, an
  * HGETALL of the bucket's hash of that dimension (<bucket>:<dim>, fields
- * <metric>:<value>), pipelined on the worker's connection; the request waits without
- * blocking the worker and the wait outlives an aborted request. The query
+ * <metric>:<value>), pipelined on the worker's connection; the request
+ * waits without blocking the worker and the wait outlives an aborted
+ * request. The query
  * is parsed by input/ngx_http_engagement_query.c. A bucket not in Redis
  * counts zero; Redis unavailable: 503, never a guess.
  */

@@ -255,11 +255,13 @@ static ngx_inline ngx_uint_t
 ngx_http_engagement_series_same(ngx_http_engagement_series_field_t *a,
     ngx_http_engagement_series_field_t *b)
 {
+    /* dim.data is NULL for the bucket's own hash: not given to memcmp */
     return a->minute == b->minute
            && a->key.len == b->key.len
            && a->dim.len == b->dim.len
            && ngx_memcmp(a->key.data, b->key.data, a->key.len) == 0
-           && ngx_memcmp(a->dim.data, b->dim.data, a->dim.len) == 0;
+           && (a->dim.len == 0
+               || ngx_memcmp(a->dim.data, b->dim.data, a->dim.len) == 0);
 }
 
 
