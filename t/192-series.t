@@ -5,8 +5,11 @@
 # into the minute, hour and day bucket fields of the content, channel,
 # category and all scopes, exactly once. The fields in Redis are compared
 # with a model computed here from the answers (what each event counted):
-# every field of every scope, for minutes, hours and days; the breakdowns
-# add up to their totals; likes and unlikes; a Redis stopped and started
+# every field of every scope, for minutes, hours and days, in the layout
+# of README's "Series": totals, likes and unlikes in the bucket's hash
+# (eng:{ch:x}:m:<minute>), each breakdown in its dimension's hash
+# (eng:{ch:x}:m:<minute>:country, field views:US), no other hash; the
+# breakdowns add up to their totals; likes and unlikes; a Redis stopped and started
 # again mid-traffic, a reload mid-traffic, every worker killed while a
 # round waits for a blocked Redis: exact afterwards, nothing lost or
 # doubled; a full zone drops (counted, logged), never refuses a view;
@@ -72,7 +75,8 @@ our (%Exp, $Sent, $Counted);
 
 sub reset_model { %Exp = (); $Sent = 0; $Counted = 0 }
 
-# the model: what one counted event adds to each scope's fields
+# the model: what one counted event adds to each scope's fields;
+# $Exp{<scope>} the bucket's hash, $Exp{"<scope>:<dim>"} its dimension's
 sub model_add {
     my (%e) = @_;
     my @scopes = (["eng:{c:$e{c}}", 'content']);
@@ -81,16 +85,17 @@ sub model_add {
     push @scopes, ['eng:{all}', 'all'];
     for my $s (@scopes) {
         my ($k, $kind) = @$s;
+        $Exp{$k} //= {};
         for my $m (qw(views engaged replays)) {
             my $n = $e{$m} or next;
             $Exp{$k}{$m} += $n unless $kind eq 'content';
             for my $d (qw(country device source)) {
                 my $v = ($e{$d} // '') eq '' ? 'unknown' : $e{$d};
-                $Exp{$k}{"$m:$d:$v"} += $n;
+                $Exp{"$k:$d"}{"$m:$v"} += $n;
             }
             if ($kind eq 'channel' || $kind eq 'all') {
                 my $v = ($e{cat} // '') eq '' ? 'unknown' : $e{cat};
-                $Exp{$k}{"$m:category:$v"} += $n;
+                $Exp{"$k:category"}{"$m:$v"} += $n;
             }
         }
         for my $m (qw(likes unlikes)) {
@@ -133,16 +138,22 @@ sub react {
     return ($st, $b);
 }
 
-# the sums of every field of a scope over its buckets of one kind (m h d)
+our $Dims = qr/country|device|source|category/;
+
+# the sums of every field of a scope's buckets of one kind (m h d):
+# redis_fields('eng:{all}', 'h') the buckets' own hashes (eng:{all}:h:<t>),
+# redis_fields('eng:{all}:country', 'h') their country hashes
+# (eng:{all}:h:<t>:country)
 sub redis_fields {
-    my ($scope, $kind) = @_;
+    my ($stem, $kind) = @_;
+    my ($scope, $dim) = $stem =~ /^(.*\}):($Dims)$/ ? ($1, $2) : ($stem, undef);
+    my $re = defined $dim ? qr/^\Q$scope\E:$kind:\d+:$dim$/ : qr/^\Q$scope\E:$kind:\d+$/;
     my %f;
-    for my $k (split /\n/, rcli('KEYS', "$scope:$kind:*")) {
-        next if $k eq '';
+    for my $k (grep { $_ =~ $re } split /\n/, rcli('KEYS', "$scope:$kind:*")) {
         my @kv = split /\n/, rcli('HGETALL', $k);
         while (my ($f, $v) = splice @kv, 0, 2) { $f{$f} += $v }
     }
-    if ($scope =~ /^eng:\{c:/) {
+    if (!defined $dim && $scope =~ /^eng:\{c:/) {
         # the content's totals are the counters flush's, not the series'
         delete @f{qw(views engaged replays)};
     }
@@ -156,17 +167,27 @@ sub drained {
     return wait_until(sub { series('rows_pending') == 0 && series('events_total') >= 0 }, $_[0] // 20);
 }
 
-# every scope of the model, for minutes, hours and days, equals Redis
+# every hash of the model, for minutes, hours and days, equals Redis;
+# no hash of a scope of the model that the model has not
 sub check_model {
     my ($t) = @_;
     Test::More::ok(drained(), "$t - every row confirmed (rows_pending 0)");
-    for my $scope (sort keys %Exp) {
+    for my $stem (sort keys %Exp) {
         for my $kind (qw(m h d)) {
-            Test::More::is_deeply(redis_fields($scope, $kind), $Exp{$scope},
-                "$t - $scope :$kind: buckets hold exactly the model's fields")
-                or Test::More::diag(Test::More::explain(redis_fields($scope, $kind)));
+            Test::More::is_deeply(redis_fields($stem, $kind), $Exp{$stem},
+                "$t - $stem :$kind: hashes hold exactly the model's fields")
+                or Test::More::diag(Test::More::explain(redis_fields($stem, $kind)));
         }
     }
+    my @other;
+    for my $scope (grep { !/:(?:$Dims)$/ } keys %Exp) {
+        for my $k (split /\n/, rcli('KEYS', "$scope:[mhd]:*")) {
+            next if $k eq '' || $k =~ /^\Q$scope\E:[mhd]:\d+$/;
+            my ($d) = $k =~ /^\Q$scope\E:[mhd]:\d+:($Dims)$/;
+            push @other, $k unless defined $d && $Exp{"$scope:$d"};
+        }
+    }
+    Test::More::is("@other", '', "$t - no other hash in the model's scopes");
 }
 
 run_tests();
@@ -211,8 +232,9 @@ GET /status
         my $f = main::redis_fields($scope, 'h');
         for my $m (qw(views engaged replays)) {
             for my $d ($scope =~ /cat:/ ? qw(country device source) : qw(country device source category)) {
+                my $fd = main::redis_fields("$scope:$d", 'h');
                 my $sum = 0;
-                $sum += $f->{$_} for grep { /^\Q$m:$d:\E/ } keys %$f;
+                $sum += $fd->{$_} for grep { /^\Q$m:\E/ } keys %$fd;
                 Test::More::is($sum, $f->{$m} // 0, "TEST 1 - $scope: $m by $d adds up to $m");
             }
         }
@@ -220,22 +242,33 @@ GET /status
     # the content's own views (the counters flush) equal its breakdown's sum
     Test::More::ok(main::wait_until(sub {
         my $v = 0;
-        $v += main::rcli('HGET', $_, 'views') || 0 for split /\n/, main::rcli('KEYS', 'eng:{c:c1}:m:*');
-        my $f = main::redis_fields('eng:{c:c1}', 'm');
+        $v += main::rcli('HGET', $_, 'views') || 0 for grep { /:m:\d+$/ } split /\n/, main::rcli('KEYS', 'eng:{c:c1}:m:*');
+        my $f = main::redis_fields('eng:{c:c1}:device', 'm');
         my $sum = 0;
-        $sum += $f->{$_} for grep { /^views:device:/ } keys %$f;
-        $v == $sum && $v == 6 }, 10), 'TEST 1 - content c1: views (flush.c) = sum of views:device:* (series) = 6');
+        $sum += $f->{$_} for grep { /^views:/ } keys %$f;
+        $v == $sum && $v == 6 }, 10), 'TEST 1 - content c1: views (flush.c) = sum of views:* of its device hashes (series) = 6');
 
     # the minute keys are this block's minutes; their TTLs as the content's
-    my @mk = split /\n/, main::rcli('KEYS', 'eng:{all}:m:*');
+    my @mk = grep { !/:$main::Dims$/ } split /\n/, main::rcli('KEYS', 'eng:{all}:m:*');
     my @ok = grep { my ($m) = /:m:(\d{12})$/; my $lo = POSIX::strftime('%Y%m%d%H%M', gmtime($t0 - 1)); my $hi = POSIX::strftime('%Y%m%d%H%M', gmtime(time)); $m ge $lo && $m le $hi } @mk;
     Test::More::ok(@mk >= 1 && @ok == @mk, "TEST 1 - minute buckets of this block's minutes (@mk)");
     my $ttl = main::rcli('TTL', $mk[0]);
     Test::More::ok($ttl > 691000 && $ttl <= 691200, "TEST 1 - a minute bucket lives 8 days ($ttl s)");
-    my ($hk) = split /\n/, main::rcli('KEYS', 'eng:{ch:ch1}:h:*');
+    my ($mck) = split /\n/, main::rcli('KEYS', 'eng:{all}:m:*:country');
+    Test::More::like($mck, qr/^eng:\{all\}:m:\d{12}:country$/, "TEST 1 - a minute's country hash: $mck");
+    $ttl = main::rcli('TTL', $mck);
+    Test::More::ok($ttl > 691000 && $ttl <= 691200, "TEST 1 - a minute's country hash lives 8 days ($ttl s)");
+    my ($hk) = grep { /:h:\d+$/ } split /\n/, main::rcli('KEYS', 'eng:{ch:ch1}:h:*');
     $ttl = main::rcli('TTL', $hk);
     Test::More::ok($ttl > 34559000 && $ttl <= 34560000, "TEST 1 - an hour bucket lives 400 days ($ttl s)");
-    my ($dk) = split /\n/, main::rcli('KEYS', 'eng:{cat:music}:d:*');
+    ($hk) = split /\n/, main::rcli('KEYS', 'eng:{ch:ch1}:h:*:category');
+    $ttl = main::rcli('TTL', $hk);
+    Test::More::ok($ttl > 34559000 && $ttl <= 34560000, "TEST 1 - an hour's category hash lives 400 days ($ttl s)");
+    my ($dk) = split /\n/, main::rcli('KEYS', 'eng:{cat:music}:d:*:source');
+    $ttl = main::rcli('TTL', $dk);
+    Test::More::ok($ttl > 95039000 && $ttl <= 95040000, "TEST 1 - a day's source hash lives 1100 days ($ttl s)");
+    Test::More::is(main::rcli('KEYS', 'eng:{cat:*:category'), '', 'TEST 1 - no category hash in the category scope');
+    ($dk) = grep { /:d:\d+$/ } split /\n/, main::rcli('KEYS', 'eng:{cat:music}:d:*');
     $ttl = main::rcli('TTL', $dk);
     Test::More::ok($ttl > 95039000 && $ttl <= 95040000, "TEST 1 - a day bucket lives 1100 days ($ttl s)");
     Test::More::like($dk, qr/^eng:\{cat:music\}:d:\d{8}$/, "TEST 1 - day key $dk");
@@ -655,10 +688,10 @@ GET /status
     Test::More::is(Engagement::Test::stop_nginx($pid), 0, 'TEST 16 - a graceful stop');
     Test::More::diag(sprintf('TEST 16 - the stop took %.2f s', time - $t0));
     Test::More::is(int(time / 60), $minute, 'TEST 16 - before the minute ended');
-    my $f = main::redis_fields('eng:{ch:stc}', 'm');
-    Test::More::is_deeply($f, { views => 8, 'views:country:unknown' => 8, 'views:device:mobile' => 8,
-                                'views:source:search' => 8, 'views:category:unknown' => 8 },
-        'TEST 16 - the channel\'s minute bucket holds the 8 views after the stop');
+    my %f = map { my $d = $_; ($d => main::redis_fields("eng:{ch:stc}$d", 'm')) } '', qw(:country :device :source :category);
+    Test::More::is_deeply(\%f, { '' => { views => 8 }, ':country' => { 'views:unknown' => 8 }, ':device' => { 'views:mobile' => 8 },
+                                 ':source' => { 'views:search' => 8 }, ':category' => { 'views:unknown' => 8 } },
+        'TEST 16 - the channel\'s minute bucket and its dimensions\' hashes hold the 8 views after the stop');
     my $log = Engagement::Test::slurp("$prefix/logs/error.log");
     Test::More::unlike($log, qr/\[alert\]|\[emerg\]|signal 11|Sanitizer|runtime error/, 'TEST 16 - the private nginx logged no alert or crash');
 
@@ -675,18 +708,23 @@ GET /status
     sleep 0.5 while (time % 3600) > 3590;
     my $hour = POSIX::strftime('%Y%m%d%H', gmtime);
     main::rcli('SET', "eng:{ch:badch}:h:$hour", 'a string');
+    main::rcli('SET', "eng:{ch:badch}:h:$hour:device", 'a string too');
     my $refused0 = main::series('refused_total');
     main::view(c => 'y1', s => "s$_", ch => 'badch', source => 'feed', device => 'tv') for 1 .. 3;
     Test::More::ok(main::drained(), 'TEST 17 - the round is confirmed');
-    Test::More::is(main::series('refused_total') - $refused0, 5,
-        "TEST 17 - the 5 fields of the channel's hour bucket refused (views and 4 breakdowns)");
+    Test::More::is(main::series('refused_total') - $refused0, 2,
+        "TEST 17 - 2 fields refused: views of the channel's hour bucket, views:tv of its hour's device hash");
     Test::More::is(main::rcli('GET', "eng:{ch:badch}:h:$hour"), 'a string', 'TEST 17 - the key of another type is left as it is');
-    Test::More::is_deeply(main::redis_fields('eng:{ch:badch}', 'm'), $main::Exp{'eng:{ch:badch}'}, 'TEST 17 - the minute bucket is exact');
-    Test::More::is_deeply(main::redis_fields('eng:{ch:badch}', 'd'), $main::Exp{'eng:{ch:badch}'}, 'TEST 17 - the day bucket is exact');
+    Test::More::is(main::rcli('GET', "eng:{ch:badch}:h:$hour:device"), 'a string too', 'TEST 17 - so is the device hash\'s');
+    for my $stem (map { "eng:{ch:badch}$_" } '', qw(:country :device :source :category)) {
+        Test::More::is_deeply(main::redis_fields($stem, 'm'), $main::Exp{$stem}, "TEST 17 - $stem: the minute hash is exact");
+        Test::More::is_deeply(main::redis_fields($stem, 'd'), $main::Exp{$stem}, "TEST 17 - $stem: the day hash is exact");
+    }
+    Test::More::is_deeply(main::redis_fields('eng:{ch:badch}:source', 'h'), $main::Exp{'eng:{ch:badch}:source'}, 'TEST 17 - the hour\'s other dimension hashes are applied');
     Test::More::is_deeply(main::redis_fields('eng:{all}', 'h'), $main::Exp{'eng:{all}'}, 'TEST 17 - the other scopes\' hour buckets are exact');
     Test::More::is(main::series('errors_total'), 0, 'TEST 17 - no error: the round is not sent again');
 --- error_log
-5 series fields refused by Redis
+2 series fields refused by Redis
 --- no_error_log
 [alert]
 exited on signal

@@ -4,10 +4,12 @@
  * of a content, a channel, a category or the whole deployment, per
  * minute, hour or day, optionally broken down by a dimension, as JSON or
  * CSV. It reads the bucket hashes the flushes write to Redis
- * (eng:{c:<id>}:m:<YYYYMMDDHHMM>, :h:, :d:; {ch:}, {cat:}, {all}): one
- * command per bucket (HMGET of the metrics, or HGETALL for a breakdown),
- * pipelined on the worker's connection; the request waits without
- * blocking the worker and the wait outlives an aborted request. The query
+ * (eng:{c:<id>}:m:<YYYYMMDDHHMM>, :h:, :d:; {ch:}, {cat:}, {all}): per
+ * bucket an HMGET of the metrics and, for a breakdown by=<dim>, an
+ * HGETALL of the bucket's hash of that dimension (<bucket>:<dim>, fields
+ * <metric>:<value>), pipelined on the worker's connection; the request
+ * waits without blocking the worker and the wait outlives an aborted
+ * request. The query
  * is parsed by input/ngx_http_engagement_query.c. A bucket not in Redis
  * counts zero; Redis unavailable: 503, never a guess.
  */
@@ -25,9 +27,10 @@
 /* the value table's hash slots (a power of 2, twice the values) */
 #define NGX_HTTP_ENGAGEMENT_AN_SLOTS       512
 
-/* a bucket's key: eng:{cat:<id>}:m:YYYYMMDDHHMM */
+/* a bucket's key, or its dimension's: eng:{cat:<id>}:m:YYYYMMDDHHMM:<dim> */
 #define NGX_HTTP_ENGAGEMENT_AN_KEY_LEN                                        \
-    (sizeof("eng:{cat:}:m:YYYYMMDDHHMM") + NGX_HTTP_ENGAGEMENT_AQ_ID_MAX)
+    (sizeof("eng:{cat:}:m:YYYYMMDDHHMM:category")                            \
+     + NGX_HTTP_ENGAGEMENT_AQ_ID_MAX)
 
 /* HMGET, the key, the metrics */
 #define NGX_HTTP_ENGAGEMENT_AN_ARGS  (2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX)
@@ -71,6 +74,7 @@ struct ngx_http_engagement_an_s {
     ngx_uint_t                        nvalues;
     ngx_http_engagement_an_value_t   *values;     /* NGX_HTTP_..._AN_VALUES */
     ngx_http_engagement_an_call_t    *calls;      /* one per command */
+    ngx_uint_t                        ncalls;
     uint16_t                          slots[NGX_HTTP_ENGAGEMENT_AN_SLOTS];
     size_t                            prefix_len; /* the key's, before
                                                      the bucket */
@@ -213,22 +217,19 @@ ngx_http_engagement_an_value(ngx_http_engagement_an_t *an, u_char *name,
 }
 
 
-/* HGETALL of bucket i: the totals and the breakdown's fields */
+/* HGETALL of bucket i's hash of the dimension: <metric>:<value> fields */
 
 static ngx_int_t
 ngx_http_engagement_an_fields(ngx_http_engagement_an_t *an, ngx_uint_t i,
     redisReply *reply)
 {
     u_char                          *f, *name;
-    size_t                           k, flen, dlen, nlen;
+    size_t                           k, flen, nlen;
     ngx_uint_t                       m, nm;
-    const char                      *dim;
     redisReply                      *field;
     ngx_http_engagement_an_value_t  *v;
 
     nm = an->q.nmetrics;
-    dim = ngx_http_engagement_aq_dims[an->q.by];
-    dlen = ngx_strlen(dim);
 
     for (k = 0; k + 1 < reply->elements; k += 2) {
         field = reply->element[k];
@@ -247,25 +248,16 @@ ngx_http_engagement_an_fields(ngx_http_engagement_an_t *an, ngx_uint_t i,
                 continue;
             }
 
-            if (flen == an->q.metric_len[m]) {
-                an->totals[i * nm + m] +=
-                    ngx_http_engagement_an_count(an, reply->element[k + 1]);
-                break;
-            }
-
-            /* <metric>:<dim>:<value> */
+            /* <metric>:<value> */
             name = f + an->q.metric_len[m];
             nlen = flen - an->q.metric_len[m];
 
-            if (nlen < dlen + 3 || name[0] != ':'
-                || ngx_memcmp(name + 1, dim, dlen) != 0
-                || name[dlen + 1] != ':')
-            {
+            if (nlen < 2 || name[0] != ':') {
                 continue;
             }
 
-            name += dlen + 2;
-            nlen -= dlen + 2;
+            name++;
+            nlen--;
 
             /* what the module did not write is not answered */
             if (!ngx_http_engagement_id_valid(name, nlen)) {
@@ -713,10 +705,10 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
 
 
 /*
- * One command per bucket, pipelined: HMGET of the metrics; with by=,
- * HGETALL (the totals and every dimension's fields: HSCAN ... MATCH
- * <metric>:<dim>:* sends fewer fields but costs Redis some 70% more,
- * bench/analytics/README.md). NGX_DONE, or the 503 sent.
+ * Per bucket, pipelined: HMGET of the metrics (the totals); with by=,
+ * then HGETALL of the bucket's hash of that dimension (only its
+ * breakdowns: a hash per dimension, bench/analytics/README.md).
+ * NGX_DONE, or the 503 sent.
  */
 
 static ngx_int_t
@@ -724,7 +716,9 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
     ngx_http_engagement_an_t *an)
 {
     int                             argc;
-    ngx_uint_t                      k, m;
+    size_t                          klen;
+    ngx_uint_t                      k, m, n;
+    const char                     *dim;
     ngx_pool_cleanup_t             *cln;
     ngx_http_engagement_aq_t       *q;
     ngx_http_engagement_an_call_t  *call;
@@ -748,29 +742,36 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
 
     argv[1] = (const char *) an->key;
 
-    if (q->by) {
-        argv[0] = "HGETALL";
-        lens[0] = sizeof("HGETALL") - 1;
-        argc = 2;
-
-    } else {
-        argv[0] = "HMGET";
-        lens[0] = sizeof("HMGET") - 1;
-
-        for (m = 0; m < q->nmetrics; m++) {
-            argv[2 + m] = (const char *) q->metric[m];
-            lens[2 + m] = q->metric_len[m];
-        }
-
-        argc = 2 + (int) q->nmetrics;
+    for (m = 0; m < q->nmetrics; m++) {
+        argv[2 + m] = (const char *) q->metric[m];
+        lens[2 + m] = q->metric_len[m];
     }
 
-    for (k = 0; k < q->points; k++) {
-        call = &an->calls[k];
+    dim = ngx_http_engagement_aq_dims[q->by];
+
+    for (k = 0, n = 0; n < an->ncalls; n++) {
+        call = &an->calls[n];
         call->an = an;
-        call->bucket = k;
-        call->all = (q->by != 0);
-        lens[1] = ngx_http_engagement_an_key(an, k);
+        call->bucket = q->by ? n / 2 : n;
+        call->all = q->by ? n % 2 : 0;
+        klen = ngx_http_engagement_an_key(an, call->bucket);
+
+        if (call->all) {
+            /* <bucket>:<dim> */
+            an->key[klen++] = ':';
+            klen = ngx_cpymem(an->key + klen, dim, ngx_strlen(dim)) - an->key;
+
+            argv[0] = "HGETALL";
+            lens[0] = sizeof("HGETALL") - 1;
+            argc = 2;
+
+        } else {
+            argv[0] = "HMGET";
+            lens[0] = sizeof("HMGET") - 1;
+            argc = 2 + (int) q->nmetrics;
+        }
+
+        lens[1] = klen;
 
         if (ngx_http_engagement_redis_send(ngx_http_engagement_an_reply, call,
                                            argc, argv, lens)
@@ -778,6 +779,8 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
         {
             break;
         }
+
+        k++;
     }
 
     if (k == 0) {
@@ -789,7 +792,7 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
 
     /* a send that failed half way: the answers of those sent, then 503 */
     an->sent = k;
-    an->failed = (k < q->points);
+    an->failed = (k < an->ncalls);
 
     cln->handler = ngx_http_engagement_an_cleanup;
     cln->data = an;
@@ -856,7 +859,9 @@ ngx_http_engagement_analytics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    an->calls = ngx_alloc(an->q.points * sizeof(ngx_http_engagement_an_call_t),
+    /* with by=, two per bucket: its totals, its dimension's hash */
+    an->ncalls = an->q.points * (an->q.by ? 2 : 1);
+    an->calls = ngx_alloc(an->ncalls * sizeof(ngx_http_engagement_an_call_t),
                           an->log);
     if (an->calls == NULL) {
         ngx_http_engagement_an_free(an);

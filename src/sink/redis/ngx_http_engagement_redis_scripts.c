@@ -379,11 +379,14 @@ static const char  ngx_http_engagement_forget_lua[] =
  * eng:sb:<stream>:<round>) is set if absent, with a TTL, and only then
  * are the fields added. KEYS[2..]: a scope's key per group (eng:{c:<id>},
  * eng:{ch:<id>}, eng:{cat:<name>}, eng:{all}). ARGV: the batch, minute,
- * hour and day TTLs, then per group its minute YYYYMMDDHHMM, the number
- * of its fields and each field with its delta, added to the minute, hour
- * and day buckets (the hour and day keys are the minute's prefixes). A
- * bucket gets its TTL when a field of it is created (HINCRBY answers
- * exactly the delta). A bucket Redis refuses (a key of another type) is
+ * hour and day TTLs, then per group its minute YYYYMMDDHHMM, the suffix
+ * of its hash after the bucket's key ("" for the bucket's own hash, or
+ * ":country", ":device", ":source", ":category" for a breakdown's), the
+ * number of its fields and each field with its delta, added to the
+ * minute, hour and day hashes (<scope>:m:<minute><suffix>; the hour and
+ * day times are the minute's prefixes). A hash gets its TTL when a field
+ * of it is created (HINCRBY answers exactly the delta). A hash Redis
+ * refuses (a key of another type) is
  * skipped, so the others are applied and the round stays applied once.
  * The answer: applied (0: the round was applied before), fields refused.
  */
@@ -393,11 +396,13 @@ static const char  ngx_http_engagement_series_lua[] =
     "end\n"
     "local bad, p = 0, 5\n"
     "for i = 2, #KEYS do\n"
-    "  local k, m, n = KEYS[i], ARGV[p], tonumber(ARGV[p + 1])\n"
-    "  local b = {k .. ':m:' .. m, k .. ':h:' .. string.sub(m, 1, 10),\n"
-    "             k .. ':d:' .. string.sub(m, 1, 8)}\n"
+    "  local k, m, x = KEYS[i], ARGV[p], ARGV[p + 1]\n"
+    "  local n = tonumber(ARGV[p + 2])\n"
+    "  local b = {k .. ':m:' .. m .. x,\n"
+    "             k .. ':h:' .. string.sub(m, 1, 10) .. x,\n"
+    "             k .. ':d:' .. string.sub(m, 1, 8) .. x}\n"
     "  local new = {false, false, false}\n"
-    "  p = p + 2\n"
+    "  p = p + 3\n"
     "  for j = 1, n do\n"
     "    local f, d = ARGV[p], ARGV[p + 1]\n"
     "    local dn = tonumber(d)\n"

@@ -5,7 +5,10 @@
  * round of rows from the series zone (at most
  * NGX_HTTP_ENGAGEMENT_SERIES_ROUND), expands them here, in a pool of its
  * own, into the bucket fields of every scope (content, channel, category,
- * all: see README, "Series"), adds up equal (key, field) pairs, and sends
+ * all: see README, "Series"): the totals, likes, unlikes and clicks in
+ * the bucket's hash, each breakdown in a hash of its own per bucket and
+ * dimension (<bucket>:country, :device, :source, :category, fields
+ * <metric>:<value>), adds up equal (key, dimension, field) triples, and sends
  * them in one call of the series script under the round's batch key: the
  * script sets the key if absent and only then adds the fields to the
  * minute, hour and day buckets, so a round is applied once whatever the
@@ -59,7 +62,9 @@
 typedef struct {
     ngx_str_t                     key;         /* the scope, e.g. eng:{all} */
     uint32_t                      minute;
-    uint32_t                      group;       /* of its (key, minute) */
+    uint32_t                      group;       /* of its (key, minute, dim) */
+    ngx_str_t                     dim;         /* "" (the bucket's hash) or
+                                                  ":country", ... */
     ngx_str_t                     field;
     uint64_t                      delta;
 } ngx_http_engagement_series_field_t;
@@ -74,6 +79,7 @@ typedef struct {
 
 /* a field of a row, the scopes it goes to */
 typedef struct {
+    ngx_str_t                     dim;         /* the hash: see field_t */
     ngx_str_t                     name;
     uint32_t                      delta;
     ngx_uint_t                    only;
@@ -138,8 +144,9 @@ ngx_http_engagement_series_str(ngx_pool_t *pool, const char *a, size_t alen,
 /*
  * A row's fields: per counted metric its total and its breakdowns by
  * country, device, source (and category, for the channel and all
- * scopes); likes, unlikes, the interaction's clicks. Returns how many;
- * 0 with no memory.
+ * scopes), each breakdown <metric>:<value> in its dimension's hash;
+ * likes, unlikes, the interaction's clicks. Returns how many; 0 with no
+ * memory.
  */
 
 static ngx_uint_t
@@ -148,11 +155,13 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
     ngx_http_engagement_series_rfield_t *f, ngx_uint_t *nomem)
 {
     size_t       mlen, vlen;
-    u_char      *v;
+    u_char      *v, *p;
     ngx_uint_t   m, d, n;
 
-    static const char  *dims[] = { ":country:", ":device:", ":source:",
-                                   ":category:" };
+    static ngx_str_t    dims[] = { ngx_string(":country"),
+                                   ngx_string(":device"),
+                                   ngx_string(":source"),
+                                   ngx_string(":category") };
     static ngx_uint_t   dpart[] = { NGX_HTTP_ENGAGEMENT_SERIES_COUNTRY,
                                     NGX_HTTP_ENGAGEMENT_SERIES_DEVICE,
                                     NGX_HTTP_ENGAGEMENT_SERIES_SOURCE,
@@ -167,6 +176,7 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
 
         mlen = ngx_strlen(ngx_http_engagement_series_metric[m]);
 
+        ngx_str_null(&f[n].dim);
         f[n].name.data = (u_char *) ngx_http_engagement_series_metric[m];
         f[n].name.len = mlen;
         f[n].delta = row->counts[m];
@@ -181,30 +191,33 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
                 vlen = sizeof("unknown") - 1;
             }
 
-            /* metric, then ":dim:", then the value */
-            f[n].name.data = ngx_pnalloc(pool, mlen + ngx_strlen(dims[d])
-                                               + vlen);
+            /* in the dimension's hash: metric, ":", the value */
+            f[n].dim = dims[d];
+            f[n].name.len = mlen + 1 + vlen;
+            f[n].name.data = ngx_pnalloc(pool, f[n].name.len);
             if (f[n].name.data == NULL) {
                 *nomem = 1;
                 return 0;
             }
 
-            f[n].name.len = ngx_sprintf(f[n].name.data, "%s%s%*s",
-                                        ngx_http_engagement_series_metric[m],
-                                        dims[d], vlen, v)
-                            - f[n].name.data;
+            p = ngx_cpymem(f[n].name.data,
+                           ngx_http_engagement_series_metric[m], mlen);
+            *p++ = ':';
+            ngx_memcpy(p, v, vlen);
             f[n].delta = row->counts[m];
             f[n++].only = (d == 3) ? NGX_HTTP_ENGAGEMENT_FIELD_BY_CAT : 0;
         }
     }
 
     if (row->counts[NGX_HTTP_ENGAGEMENT_SERIES_LIKES]) {
+        ngx_str_null(&f[n].dim);
         ngx_str_set(&f[n].name, "likes");
         f[n].delta = row->counts[NGX_HTTP_ENGAGEMENT_SERIES_LIKES];
         f[n++].only = 0;
     }
 
     if (row->counts[NGX_HTTP_ENGAGEMENT_SERIES_UNLIKES]) {
+        ngx_str_null(&f[n].dim);
         ngx_str_set(&f[n].name, "unlikes");
         f[n].delta = row->counts[NGX_HTTP_ENGAGEMENT_SERIES_UNLIKES];
         f[n++].only = 0;
@@ -219,6 +232,7 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
             vlen = sizeof("unknown") - 1;
         }
 
+        ngx_str_null(&f[n].dim);
         f[n].name = ngx_http_engagement_series_str(pool, "click:",
                                                    sizeof("click:") - 1,
                                                    v, vlen, "", 0);
@@ -232,6 +246,22 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
     }
 
     return n;
+}
+
+
+/* whether two fields go to one hash: the same scope, minute and dim */
+
+static ngx_inline ngx_uint_t
+ngx_http_engagement_series_same(ngx_http_engagement_series_field_t *a,
+    ngx_http_engagement_series_field_t *b)
+{
+    /* dim.data is NULL for the bucket's own hash: not given to memcmp */
+    return a->minute == b->minute
+           && a->key.len == b->key.len
+           && a->dim.len == b->dim.len
+           && ngx_memcmp(a->key.data, b->key.data, a->key.len) == 0
+           && (a->dim.len == 0
+               || ngx_memcmp(a->dim.data, b->dim.data, a->dim.len) == 0);
 }
 
 
@@ -251,8 +281,8 @@ ngx_http_engagement_series_index(ngx_pool_t *pool,
 
 
 /*
- * Equal (key, minute, field) deltas added up, and the fields put in
- * groups of one (key, minute), each group's fields together, groups in
+ * Equal (key, minute, dim, field) deltas added up, and the fields put in
+ * groups of one (key, minute, dim), each group's fields together, groups in
  * the order they came: *out, *nout. Two indexes of hashes, no sort: a
  * round's fields are many (up to some 37,000), a sort's comparisons
  * were most of a round's cost.
@@ -274,7 +304,7 @@ ngx_http_engagement_series_sum(ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
-    /* the groups: f[k] is the first field of group k's (key, minute) */
+    /* the groups: g[k] is the first field of group k's (key, minute, dim) */
     g = ngx_palloc(pool, n * sizeof(ngx_http_engagement_series_field_t));
     if (g == NULL) {
         return NGX_ERROR;
@@ -285,7 +315,9 @@ ngx_http_engagement_series_sum(ngx_pool_t *pool,
 
     for (i = 0; i < n; i++) {
         h = ngx_murmur_hash2(f[i].key.data, f[i].key.len)
-            ^ (f[i].minute * 0x9e3779b1);
+            ^ (f[i].minute * 0x9e3779b1)
+            ^ (f[i].dim.len ? ngx_murmur_hash2(f[i].dim.data, f[i].dim.len)
+                            : 0);
 
         for (j = h & gix.mask; /* void */ ; j = (j + 1) & gix.mask) {
             at = &gix.slot[j];
@@ -298,10 +330,7 @@ ngx_http_engagement_series_sum(ngx_pool_t *pool,
 
             k = *at - 1;
 
-            if (g[k].minute == f[i].minute && g[k].key.len == f[i].key.len
-                && ngx_memcmp(g[k].key.data, f[i].key.data, f[i].key.len)
-                   == 0)
-            {
+            if (ngx_http_engagement_series_same(&g[k], &f[i])) {
                 break;
             }
         }
@@ -460,6 +489,7 @@ ngx_http_engagement_series_expand(ngx_pool_t *pool,
                 }
 
                 fields[n].key = scope[s];
+                fields[n].dim = rf[k].dim;
                 fields[n].minute = row->minute;
                 fields[n].field = rf[k].name;
                 fields[n].delta = rf[k].delta;
@@ -583,15 +613,12 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
     ngroups = 0;
 
     for (i = 0; i < nf; i++) {
-        if (i == 0 || f[i].minute != f[i - 1].minute
-            || f[i].key.len != f[i - 1].key.len
-            || ngx_memcmp(f[i].key.data, f[i - 1].key.data, f[i].key.len))
-        {
+        if (i == 0 || !ngx_http_engagement_series_same(&f[i], &f[i - 1])) {
             ngroups++;
         }
     }
 
-    argc = 2 + ngroups + 4 + 2 * ngroups + 2 * nf;
+    argc = 2 + ngroups + 4 + 3 * ngroups + 2 * nf;
 
     argv = ngx_palloc(pool, argc * sizeof(char *));
     lens = ngx_palloc(pool, argc * sizeof(size_t));
@@ -626,10 +653,7 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
 
     /* KEYS[2..]: each group's scope key */
     for (i = 0; i < nf; i++) {
-        if (i == 0 || f[i].minute != f[i - 1].minute
-            || f[i].key.len != f[i - 1].key.len
-            || ngx_memcmp(f[i].key.data, f[i - 1].key.data, f[i].key.len))
-        {
+        if (i == 0 || !ngx_http_engagement_series_same(&f[i], &f[i - 1])) {
             ngx_http_engagement_series_arg(f[i].key.data, f[i].key.len);
         }
     }
@@ -643,12 +667,13 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
     ngx_http_engagement_series_arg(NGX_HTTP_ENGAGEMENT_SERIES_TTL_DAY,
                             sizeof(NGX_HTTP_ENGAGEMENT_SERIES_TTL_DAY) - 1);
 
-    /* per group: its minute (YYYYMMDDHHMM), how many fields, the fields */
+    /*
+     * per group: its minute (YYYYMMDDHHMM), its hash's suffix after the
+     * bucket ("" or ":country", ...), how many fields, the fields
+     */
     for (i = 0; i < nf; i = g) {
         for (g = i + 1; g < nf; g++) {
-            if (f[g].minute != f[i].minute || f[g].key.len != f[i].key.len
-                || ngx_memcmp(f[g].key.data, f[i].key.data, f[i].key.len))
-            {
+            if (!ngx_http_engagement_series_same(&f[g], &f[i])) {
                 break;
             }
         }
@@ -662,6 +687,10 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
         p = ngx_http_engagement_put_digits(p, tm.ngx_tm_hour, 2);
         p = ngx_http_engagement_put_digits(p, tm.ngx_tm_min, 2);
         lens[j] = p - (u_char *) argv[j];
+        j++;
+
+        argv[j] = f[i].dim.len ? (const char *) f[i].dim.data : "";
+        lens[j] = f[i].dim.len;
         j++;
 
         argv[j] = (const char *) p;
