@@ -165,6 +165,13 @@ GET /status
         my $uv = redis_cli($rport, undef, 'PFCOUNT', "eng:{c:$c}:uv");
         # HyperLogLog registers of random salted hashes can collide
         ok(abs($uv - 50) <= 3, "$c: ~50 unique viewers in the HyperLogLog ($uv)");
+        # and in the day's (the day they were sent: today, or just past midnight)
+        my ($dk) = grep { redis_cli($rport, undef, 'EXISTS', $_) }
+                   map { "eng:{c:$c}:uv:d:" . strftime('%Y%m%d', gmtime(time - $_)) } (0, 120);
+        my $duv = $dk ? redis_cli($rport, undef, 'PFCOUNT', $dk) : 0;
+        ok(abs($duv - 50) <= 3, "$c: ~50 unique viewers in the day's HyperLogLog ($duv)");
+        my $dttl = $dk ? redis_cli($rport, undef, 'TTL', $dk) : -2;
+        ok($dttl > 7900000 && $dttl <= 7948800, "$c: the day's HyperLogLog expires in ~92 days ($dttl s)");
     }
 
     # the hour and day buckets expire too (~400 days, ~3 years)

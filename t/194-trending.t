@@ -389,6 +389,8 @@ AddressSanitizer
 GET /status
 --- response_body_like: nginx_engagement_trending_updates_total 0
 --- timeout: 40
+--- error_log
+[emerg]
 --- post_check
     main::rcli('FLUSHALL');
     Test::More::ok(main::ready(), 'TEST 6 - the workers reach Redis');
