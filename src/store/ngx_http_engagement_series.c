@@ -428,6 +428,9 @@ ngx_http_engagement_series_pack(ngx_http_engagement_series_sh_t *sh,
     t->size = p - t->key;
 
     /* the lengths and the minute are part of the identity */
+    _Static_assert(NGX_HTTP_ENGAGEMENT_SERIES_PARTS + sizeof(uint32_t) <= 16,
+                   "a series key's trailer does not fit its room");
+
     ngx_memcpy(p, t->len, NGX_HTTP_ENGAGEMENT_SERIES_PARTS);
     ngx_memcpy(p + NGX_HTTP_ENGAGEMENT_SERIES_PARTS, &t->minute,
                sizeof(uint32_t));

@@ -24,9 +24,13 @@
 /* the room of a short dimension (source, device, country) in a row */
 #define NGX_HTTP_ENGAGEMENT_SERIES_SHORT    32
 
-/* a row's key at its longest: content, channel, category, name, shorts */
+/*
+ * A row's key at its longest: content, channel, category, name, shorts,
+ * and the lengths and minute written after it while it is looked up (16)
+ */
 #define NGX_HTTP_ENGAGEMENT_SERIES_KEY                                        \
-    (4 * NGX_HTTP_ENGAGEMENT_ID_MAX + 3 * NGX_HTTP_ENGAGEMENT_SERIES_SHORT)
+    (4 * NGX_HTTP_ENGAGEMENT_ID_MAX + 3 * NGX_HTTP_ENGAGEMENT_SERIES_SHORT    \
+     + 16)
 
 /* rows in one round sent to Redis */
 #define NGX_HTTP_ENGAGEMENT_SERIES_ROUND    512
