@@ -52,7 +52,8 @@ static int
 metric_ok(const u_char *m, size_t len)
 {
     static const char  *plain[] = {
-        "views", "engaged", "replays", "likes", "unlikes", NULL
+        "views", "engaged", "replays", "likes", "unlikes", "peak",
+        "uniques", NULL
     };
     int  i;
 
@@ -148,6 +149,15 @@ check(const uint8_t *data, size_t size, time_t now)
             {
                 abort();
             }
+        }
+
+        /* uniques: alone, a content's, per day, no breakdown */
+        if (q.metric_len[i] == 7 && memcmp(q.metric[i], "uniques", 7) == 0
+            && (!q.uniques || q.nmetrics != 1
+                || q.scope != NGX_HTTP_ENGAGEMENT_AQ_CONTENT
+                || q.step != NGX_HTTP_ENGAGEMENT_AQ_DAY || q.by))
+        {
+            abort();
         }
     }
 }

@@ -399,8 +399,10 @@ ngx_http_engagement_aq_metrics(ngx_http_engagement_aq_value_t *v,
     ngx_uint_t   i, plain;
 
     static const char  *plains[] = {
-        "views", "engaged", "replays", "likes", "unlikes", NULL
+        "views", "engaged", "replays", "likes", "unlikes", "peak", NULL
     };
+
+    q->uniques = 0;
 
     if (v->len == (size_t) -1) {
         q->nmetrics = 1;
@@ -431,22 +433,20 @@ ngx_http_engagement_aq_metrics(ngx_http_engagement_aq_value_t *v,
             }
         }
 
-        if (!plain) {
-            if (n == 7 && ngx_memcmp(p, "uniques", 7) == 0) {
-                return ngx_http_engagement_aq_invalid(err, "metric",
-                           "uniques (distinct viewers) are not kept per "
-                           "time bucket; the summary answers a content's");
-            }
+        if (!plain && n == 7 && ngx_memcmp(p, "uniques", 7) == 0) {
+            /* a content's distinct viewers per day: checked with the rest */
+            q->uniques = 1;
 
+        } else if (!plain) {
             if (n <= 6 || ngx_memcmp(p, "click:", 6) != 0
                 || !ngx_http_engagement_aq_chars(
                         ngx_http_engagement_aq_id_chars, p + 6, n - 6,
                         NGX_HTTP_ENGAGEMENT_AQ_NAME_MAX))
             {
                 return ngx_http_engagement_aq_invalid(err, "metric",
-                           "must be views, engaged, replays, likes, unlikes "
-                           "or click:<name> (1-64 bytes of [A-Za-z0-9._:-]), "
-                           "or a comma list of them");
+                           "must be views, engaged, replays, likes, unlikes, "
+                           "peak, uniques or click:<name> (1-64 bytes of "
+                           "[A-Za-z0-9._:-]), or a comma list of them");
             }
         }
 
@@ -838,5 +838,19 @@ ngx_http_engagement_aq_parse(const u_char *args, size_t len, time_t now,
         return NGX_ERROR;
     }
 
-    return ngx_http_engagement_aq_range(vals, now, q, err);
+    if (ngx_http_engagement_aq_range(vals, now, q, err) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (q->uniques
+        && (q->nmetrics != 1 || q->scope != NGX_HTTP_ENGAGEMENT_AQ_CONTENT
+            || q->step != NGX_HTTP_ENGAGEMENT_AQ_DAY
+            || q->by != NGX_HTTP_ENGAGEMENT_AQ_BY_NONE))
+    {
+        return ngx_http_engagement_aq_invalid(err, "metric",
+                   "uniques (distinct viewers) are kept per content and "
+                   "day: alone, with contentId= and step=day, without by=");
+    }
+
+    return NGX_OK;
 }

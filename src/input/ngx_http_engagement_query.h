@@ -75,6 +75,7 @@ typedef struct {
     ngx_uint_t    points;                /* buckets from 'from' below 'to' */
     ngx_uint_t    by;                    /* _aq_by_e */
     ngx_uint_t    csv;
+    ngx_uint_t    uniques;               /* metric=uniques (alone) */
     ngx_uint_t    nmetrics;
     size_t        metric_len[NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX];
     u_char        metric[NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX]
