@@ -7,10 +7,10 @@
 # with a model computed here from the answers (what each event counted):
 # every field of every scope, for minutes, hours and days, in the layout
 # of README's "Series": totals, likes and unlikes in the bucket's hash
-# (eng:{ch:x}:m:<minute>), each breakdown in its dimension's hash
-# (eng:{ch:x}:m:<minute>:country, field views:US), no other hash; the
-# breakdowns add up to their totals; likes and unlikes; a Redis stopped and started
-# again mid-traffic, a reload mid-traffic, every worker killed while a
+# (eng:{ch:x}:m:<minute>), each breakdown in its dimension and metric's
+# hash (eng:{ch:x}:m:<minute>:country:views, field US), no other hash;
+# the breakdowns add up to their totals; likes and unlikes; a Redis
+# stopped and started again mid-traffic, a reload mid-traffic, every worker killed while a
 # round waits for a blocked Redis: exact afterwards, nothing lost or
 # doubled; a full zone drops (counted, logged), never refuses a view;
 # engagement_series_zone off keeps nothing; bad sizes fail at nginx -t.
@@ -76,7 +76,8 @@ our (%Exp, $Sent, $Counted);
 sub reset_model { %Exp = (); $Sent = 0; $Counted = 0 }
 
 # the model: what one counted event adds to each scope's fields;
-# $Exp{<scope>} the bucket's hash, $Exp{"<scope>:<dim>"} its dimension's
+# $Exp{<scope>} the bucket's hash, $Exp{"<scope>:<dim>:<metric>"} its
+# dimension and metric's (fields the values)
 sub model_add {
     my (%e) = @_;
     my @scopes = (["eng:{c:$e{c}}", 'content']);
@@ -91,11 +92,11 @@ sub model_add {
             $Exp{$k}{$m} += $n unless $kind eq 'content';
             for my $d (qw(country device source)) {
                 my $v = ($e{$d} // '') eq '' ? 'unknown' : $e{$d};
-                $Exp{"$k:$d"}{"$m:$v"} += $n;
+                $Exp{"$k:$d:$m"}{$v} += $n;
             }
             if ($kind eq 'channel' || $kind eq 'all') {
                 my $v = ($e{cat} // '') eq '' ? 'unknown' : $e{cat};
-                $Exp{"$k:category"}{"$m:$v"} += $n;
+                $Exp{"$k:category:$m"}{$v} += $n;
             }
         }
         for my $m (qw(likes unlikes)) {
@@ -138,12 +139,13 @@ sub react {
     return ($st, $b);
 }
 
-our $Dims = qr/country|device|source|category/;
+# a breakdown hash's suffix after its bucket: <dim>:<metric>
+our $Dims = qr/(?:country|device|source|category):(?:views|engaged|replays)/;
 
 # the sums of every field of a scope's buckets of one kind (m h d):
 # redis_fields('eng:{all}', 'h') the buckets' own hashes (eng:{all}:h:<t>),
-# redis_fields('eng:{all}:country', 'h') their country hashes
-# (eng:{all}:h:<t>:country)
+# redis_fields('eng:{all}:country:views', 'h') their hashes of views by
+# country (eng:{all}:h:<t>:country:views)
 sub redis_fields {
     my ($stem, $kind) = @_;
     my ($scope, $dim) = $stem =~ /^(.*\}):($Dims)$/ ? ($1, $2) : ($stem, undef);
@@ -232,9 +234,9 @@ GET /status
         my $f = main::redis_fields($scope, 'h');
         for my $m (qw(views engaged replays)) {
             for my $d ($scope =~ /cat:/ ? qw(country device source) : qw(country device source category)) {
-                my $fd = main::redis_fields("$scope:$d", 'h');
+                my $fd = main::redis_fields("$scope:$d:$m", 'h');
                 my $sum = 0;
-                $sum += $fd->{$_} for grep { /^\Q$m:\E/ } keys %$fd;
+                $sum += $fd->{$_} for keys %$fd;
                 Test::More::is($sum, $f->{$m} // 0, "TEST 1 - $scope: $m by $d adds up to $m");
             }
         }
@@ -243,10 +245,10 @@ GET /status
     Test::More::ok(main::wait_until(sub {
         my $v = 0;
         $v += main::rcli('HGET', $_, 'views') || 0 for grep { /:m:\d+$/ } split /\n/, main::rcli('KEYS', 'eng:{c:c1}:m:*');
-        my $f = main::redis_fields('eng:{c:c1}:device', 'm');
+        my $f = main::redis_fields('eng:{c:c1}:device:views', 'm');
         my $sum = 0;
-        $sum += $f->{$_} for grep { /^views:/ } keys %$f;
-        $v == $sum && $v == 6 }, 10), 'TEST 1 - content c1: views (flush.c) = sum of views:* of its device hashes (series) = 6');
+        $sum += $f->{$_} for keys %$f;
+        $v == $sum && $v == 6 }, 10), 'TEST 1 - content c1: views (flush.c) = sum of its hashes of views by device (series) = 6');
 
     # the minute keys are this block's minutes; their TTLs as the content's
     my @mk = grep { !/:$main::Dims$/ } split /\n/, main::rcli('KEYS', 'eng:{all}:m:*');
@@ -254,20 +256,21 @@ GET /status
     Test::More::ok(@mk >= 1 && @ok == @mk, "TEST 1 - minute buckets of this block's minutes (@mk)");
     my $ttl = main::rcli('TTL', $mk[0]);
     Test::More::ok($ttl > 691000 && $ttl <= 691200, "TEST 1 - a minute bucket lives 8 days ($ttl s)");
-    my ($mck) = split /\n/, main::rcli('KEYS', 'eng:{all}:m:*:country');
-    Test::More::like($mck, qr/^eng:\{all\}:m:\d{12}:country$/, "TEST 1 - a minute's country hash: $mck");
+    my ($mck) = split /\n/, main::rcli('KEYS', 'eng:{all}:m:*:country:views');
+    Test::More::like($mck, qr/^eng:\{all\}:m:\d{12}:country:views$/, "TEST 1 - a minute's hash of views by country: $mck");
+    Test::More::is(main::rcli('HKEYS', $mck), 'unknown', "TEST 1 - $mck: its fields are the values (unknown: no country in this block)");
     $ttl = main::rcli('TTL', $mck);
-    Test::More::ok($ttl > 691000 && $ttl <= 691200, "TEST 1 - a minute's country hash lives 8 days ($ttl s)");
+    Test::More::ok($ttl > 691000 && $ttl <= 691200, "TEST 1 - a minute's hash of views by country lives 8 days ($ttl s)");
     my ($hk) = grep { /:h:\d+$/ } split /\n/, main::rcli('KEYS', 'eng:{ch:ch1}:h:*');
     $ttl = main::rcli('TTL', $hk);
     Test::More::ok($ttl > 34559000 && $ttl <= 34560000, "TEST 1 - an hour bucket lives 400 days ($ttl s)");
-    ($hk) = split /\n/, main::rcli('KEYS', 'eng:{ch:ch1}:h:*:category');
+    ($hk) = split /\n/, main::rcli('KEYS', 'eng:{ch:ch1}:h:*:category:engaged');
     $ttl = main::rcli('TTL', $hk);
-    Test::More::ok($ttl > 34559000 && $ttl <= 34560000, "TEST 1 - an hour's category hash lives 400 days ($ttl s)");
-    my ($dk) = split /\n/, main::rcli('KEYS', 'eng:{cat:music}:d:*:source');
+    Test::More::ok($ttl > 34559000 && $ttl <= 34560000, "TEST 1 - an hour's hash of engaged by category lives 400 days ($ttl s)");
+    my ($dk) = split /\n/, main::rcli('KEYS', 'eng:{cat:music}:d:*:source:views');
     $ttl = main::rcli('TTL', $dk);
-    Test::More::ok($ttl > 95039000 && $ttl <= 95040000, "TEST 1 - a day's source hash lives 1100 days ($ttl s)");
-    Test::More::is(main::rcli('KEYS', 'eng:{cat:*:category'), '', 'TEST 1 - no category hash in the category scope');
+    Test::More::ok($ttl > 95039000 && $ttl <= 95040000, "TEST 1 - a day's hash of views by source lives 1100 days ($ttl s)");
+    Test::More::is(main::rcli('KEYS', 'eng:{cat:*:category:*'), '', 'TEST 1 - no category hash in the category scope');
     ($dk) = grep { /:d:\d+$/ } split /\n/, main::rcli('KEYS', 'eng:{cat:music}:d:*');
     $ttl = main::rcli('TTL', $dk);
     Test::More::ok($ttl > 95039000 && $ttl <= 95040000, "TEST 1 - a day bucket lives 1100 days ($ttl s)");
@@ -688,9 +691,9 @@ GET /status
     Test::More::is(Engagement::Test::stop_nginx($pid), 0, 'TEST 16 - a graceful stop');
     Test::More::diag(sprintf('TEST 16 - the stop took %.2f s', time - $t0));
     Test::More::is(int(time / 60), $minute, 'TEST 16 - before the minute ended');
-    my %f = map { my $d = $_; ($d => main::redis_fields("eng:{ch:stc}$d", 'm')) } '', qw(:country :device :source :category);
-    Test::More::is_deeply(\%f, { '' => { views => 8 }, ':country' => { 'views:unknown' => 8 }, ':device' => { 'views:mobile' => 8 },
-                                 ':source' => { 'views:search' => 8 }, ':category' => { 'views:unknown' => 8 } },
+    my %f = map { my $d = $_; ($d => main::redis_fields("eng:{ch:stc}$d", 'm')) } '', qw(:country:views :device:views :source:views :category:views);
+    Test::More::is_deeply(\%f, { '' => { views => 8 }, ':country:views' => { unknown => 8 }, ':device:views' => { mobile => 8 },
+                                 ':source:views' => { search => 8 }, ':category:views' => { unknown => 8 } },
         'TEST 16 - the channel\'s minute bucket and its dimensions\' hashes hold the 8 views after the stop');
     my $log = Engagement::Test::slurp("$prefix/logs/error.log");
     Test::More::unlike($log, qr/\[alert\]|\[emerg\]|signal 11|Sanitizer|runtime error/, 'TEST 16 - the private nginx logged no alert or crash');
@@ -708,19 +711,19 @@ GET /status
     sleep 0.5 while (time % 3600) > 3590;
     my $hour = POSIX::strftime('%Y%m%d%H', gmtime);
     main::rcli('SET', "eng:{ch:badch}:h:$hour", 'a string');
-    main::rcli('SET', "eng:{ch:badch}:h:$hour:device", 'a string too');
+    main::rcli('SET', "eng:{ch:badch}:h:$hour:device:views", 'a string too');
     my $refused0 = main::series('refused_total');
     main::view(c => 'y1', s => "s$_", ch => 'badch', source => 'feed', device => 'tv') for 1 .. 3;
     Test::More::ok(main::drained(), 'TEST 17 - the round is confirmed');
     Test::More::is(main::series('refused_total') - $refused0, 2,
-        "TEST 17 - 2 fields refused: views of the channel's hour bucket, views:tv of its hour's device hash");
+        "TEST 17 - 2 fields refused: views of the channel's hour bucket, tv of its hour's hash of views by device");
     Test::More::is(main::rcli('GET', "eng:{ch:badch}:h:$hour"), 'a string', 'TEST 17 - the key of another type is left as it is');
-    Test::More::is(main::rcli('GET', "eng:{ch:badch}:h:$hour:device"), 'a string too', 'TEST 17 - so is the device hash\'s');
-    for my $stem (map { "eng:{ch:badch}$_" } '', qw(:country :device :source :category)) {
+    Test::More::is(main::rcli('GET', "eng:{ch:badch}:h:$hour:device:views"), 'a string too', 'TEST 17 - so is the device hash\'s');
+    for my $stem (map { "eng:{ch:badch}$_" } '', qw(:country:views :device:views :source:views :category:views)) {
         Test::More::is_deeply(main::redis_fields($stem, 'm'), $main::Exp{$stem}, "TEST 17 - $stem: the minute hash is exact");
         Test::More::is_deeply(main::redis_fields($stem, 'd'), $main::Exp{$stem}, "TEST 17 - $stem: the day hash is exact");
     }
-    Test::More::is_deeply(main::redis_fields('eng:{ch:badch}:source', 'h'), $main::Exp{'eng:{ch:badch}:source'}, 'TEST 17 - the hour\'s other dimension hashes are applied');
+    Test::More::is_deeply(main::redis_fields('eng:{ch:badch}:source:views', 'h'), $main::Exp{'eng:{ch:badch}:source:views'}, 'TEST 17 - the hour\'s other dimension hashes are applied');
     Test::More::is_deeply(main::redis_fields('eng:{all}', 'h'), $main::Exp{'eng:{all}'}, 'TEST 17 - the other scopes\' hour buckets are exact');
     Test::More::is(main::series('errors_total'), 0, 'TEST 17 - no error: the round is not sent again');
 --- error_log

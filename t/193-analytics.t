@@ -6,9 +6,9 @@
 # unix ones; CSV says what JSON says. The breakdowns (by=) are tested on
 # the READ SIDE over hashes seeded with redis-cli HSET in the layout of
 # README's "Series" (the totals in the bucket's hash, a breakdown in the
-# bucket's hash of its dimension, <bucket>:country with fields
-# <metric>:<value>), and end to end in TEST 12. Every bad parameter is a 400 (or 422 beyond Redis's
-# retention) naming it; Redis down is a 503 with Retry-After; a key of
+# bucket's hash of its dimension and metric, <bucket>:country:views with
+# fields the values, US), and end to end in TEST 12. Every bad parameter
+# is a 400 (or 422 beyond Redis's retention) naming it; Redis down is a 503 with Retry-After; a key of
 # another type is a 503 logged; a client gone while Redis answers changes
 # nothing; the endpoint without engagement_redis is refused at nginx -t.
 # TEST 12 reads what the series flush writes, end to end, once it is in
@@ -238,7 +238,7 @@ GET /status
     ($st, $b, $h) = main::analytics('contentId=e2e', 'HEAD');
     Test::More::ok($st == 200 && $b eq '', 'TEST 1 - HEAD answers 200 without a body');
 
-=== TEST 2: READ SIDE ONLY (hashes seeded with redis-cli HSET, not written by a flush: totals in the bucket's hash, breakdowns in <bucket>:<dim>): by=country/device/source/category, the scopes channel, category and all, likes, unlikes and clicks, CSV, values not answered, breakdown fields of the bucket's own hash not read, more than 256 values
+=== TEST 2: READ SIDE ONLY (hashes seeded with redis-cli HSET, not written by a flush: totals in the bucket's hash, breakdowns in <bucket>:<dim>:<metric>): by=country/device/source/category, the scopes channel, category and all, likes, unlikes and clicks, CSV, values not answered, the older layouts' breakdowns and a metric not asked not read, more than 256 values
 --- request
 GET /status
 --- response_body_like: ^# HELP
@@ -249,14 +249,19 @@ GET /status
     my ($d1, $d2) = ($d0 - 86400, $d0 - 2 * 86400);
     my $day = sub { strftime('%Y%m%d', gmtime($_[0])) };
     main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d2), 'views', 10, 'engaged', 4);
-    # b@d is not a value, viewsX not a metric, views alone not a breakdown: not answered
-    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d2) . ':country', 'views:US', 6, 'views:FR', 3, 'views:unknown', 1,
-               'engaged:US', 4, 'views:b@d', 7, 'viewsX:US', 5, 'views', 99, 'views:', 2);
-    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d2) . ':device', 'views:mobile', 10);
-    # a breakdown field in the bucket's own hash (the layout before) is not read
+    # b@d and the empty field are not values: not answered
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d2) . ':country:views', 'US', 6, 'FR', 3, 'unknown', 1, 'b@d', 7, '', 2);
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d2) . ':country:engaged', 'US', 4);
+    # a metric not asked is not read
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d2) . ':country:replays', 'US', 70, 'DE', 70);
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d2) . ':device:views', 'mobile', 10);
+    # breakdowns of the layouts before (in the bucket's own hash; in
+    # <bucket>:<dim>, fields <metric>:<value>) are not read
     main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d0), 'views', 5, 'engaged', 1, 'views:country:US', 50);
-    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d0) . ':country', 'views:FR', 5, 'engaged:FR', 1);
-    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d0) . ':category', 'views:music', 4, 'views:news', 1);
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d0) . ':country', 'views:US', 60, 'views:DE', 60);
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d0) . ':country:views', 'FR', 5);
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d0) . ':country:engaged', 'FR', 1);
+    main::rcli('HSET', 'eng:{ch:ch1}:d:' . $day->($d0) . ':category:views', 'music', 4, 'news', 1);
     my ($from, $to) = ($d2 + 100, $now);
     my ($st, $b) = main::analytics("channelId=ch1&from=$from&to=$to&step=day&by=country&metric=views,engaged");
     Test::More::is($st, 200, 'TEST 2 - by=country answers 200');
@@ -264,7 +269,7 @@ GET /status
     Test::More::is($b, qq({"scope":"channel","id":"ch1","step":"day","from":$d2,"to":$to,"metric":["views","engaged"],"total":{"views":15,"engaged":5},)
         . qq("points":) . $p->([[10, 4], [5, 1]]) . qq(,"by":"country","truncated":false,"series":{)
         . qq("FR":) . $p->([[3, 0], [5, 1]]) . qq(,"US":) . $p->([[6, 4], [0, 0]]) . qq(,"unknown":) . $p->([[1, 0], [0, 0]]) . "}}\n",
-        'TEST 2 - totals per day (the buckets\' hashes) and one series per country (their country hashes: FR 8 first, US 6, unknown 1), zeros for the missing day; b@d, viewsX, views alone and the old layout\'s views:country:US not answered');
+        'TEST 2 - totals per day (the buckets\' hashes) and one series per country (their country hashes: FR 8 first, US 6, unknown 1), zeros for the missing day; b@d, the empty field, replays (not asked) and the older layouts\' views:country:US, views:US, views:DE not answered');
     ($st, $b) = main::analytics("channelId=ch1&from=$from&to=$to&step=day&by=category");
     Test::More::like($b, qr/"by":"category","truncated":false,"series":\{"music":\[\{"t":$d2,"views":0\},\{"t":$d1,"views":0\},\{"t":$d0,"views":4\}\],"news":\[[^]]*"views":1\}\]\}\}\n\z/,
         'TEST 2 - a channel by=category');
@@ -277,7 +282,7 @@ GET /status
     # (30-28 h ago: no view of TEST 1 is there once the series flush writes {all} too)
     my $ha = $h0 - 30 * 3600;
     main::rcli('HSET', 'eng:{all}:h:' . strftime('%Y%m%d%H', gmtime($ha + 3600)), 'views', 9);
-    main::rcli('HSET', 'eng:{all}:h:' . strftime('%Y%m%d%H', gmtime($ha + 3600)) . ':device', 'views:mobile', 7, 'views:tv', 2);
+    main::rcli('HSET', 'eng:{all}:h:' . strftime('%Y%m%d%H', gmtime($ha + 3600)) . ':device:views', 'mobile', 7, 'tv', 2);
     ($st, $b) = main::analytics("scope=all&step=hour&by=device&from=$ha&to=" . ($ha + 3 * 3600 - 1));
     my $hp = sub { my @v = @_; '[' . join(',', map { qq({"t":) . ($ha + $_ * 3600) . qq(,"views":$v[$_]}) } 0 .. 2) . ']' };
     Test::More::is($b, qq({"scope":"all","id":null,"step":"hour","from":$ha,"to":) . ($ha + 3 * 3600 - 1) . qq(,"metric":["views"],"total":{"views":9},"points":) . $hp->(0, 9, 0)
@@ -291,18 +296,18 @@ GET /status
     Test::More::like($b, qr/"field":"metric"/, 'TEST 2 - likes have no breakdown: 400 naming metric');
 
     # more than 256 values: the 255 first kept, the rest in "other"
-    my @f = map { ("views:s$_", 1) } 1 .. 300;
+    my @f = map { ("s$_", 1) } 1 .. 300;
     main::rcli('HSET', 'eng:{c:many}:h:' . strftime('%Y%m%d%H', gmtime($h0)), 'views', 300);
-    main::rcli('HSET', 'eng:{c:many}:h:' . strftime('%Y%m%d%H', gmtime($h0)) . ':source', @f);
+    main::rcli('HSET', 'eng:{c:many}:h:' . strftime('%Y%m%d%H', gmtime($h0)) . ':source:views', @f);
     ($st, $b) = main::analytics("contentId=many&step=hour&by=source&from=$h0&to=" . ($h0 + 3600));
     Test::More::like($b, qr/"total":\{"views":300\}.*"truncated":true,"series":\{"other":\[\{"t":$h0,"views":45\}\],"s\d+":/, 'TEST 2 - 300 values: 255 answered, 45 in "other", truncated');
     my @s = $b =~ /"(s\d+|other)":\[/g;
     Test::More::is(scalar(@s), 256, 'TEST 2 - 256 series');
 
     # a bucket of 12,000 fields: none lost, none twice
-    @f = map { ("views:t$_", 2) } 1 .. 12000;
+    @f = map { ("t$_", 2) } 1 .. 12000;
     main::rcli('HSET', 'eng:{c:huge}:h:' . strftime('%Y%m%d%H', gmtime($h0)), 'views', 24000);
-    main::rcli('HSET', 'eng:{c:huge}:h:' . strftime('%Y%m%d%H', gmtime($h0)) . ':source', @f);
+    main::rcli('HSET', 'eng:{c:huge}:h:' . strftime('%Y%m%d%H', gmtime($h0)) . ':source:views', @f);
     ($st, $b) = main::analytics("contentId=huge&step=hour&by=source&from=$h0&to=" . ($h0 + 3600));
     my $sum = 0;
     my ($series) = $b =~ /"series":(.*)\z/s;
@@ -498,7 +503,7 @@ engagement redis: analytics of content "garbled": 2 counts were not numbers, tak
     Test::More::like($b, qr/"error":"backend_unavailable"/, 'TEST 10 - a JSON error');
     ($st, $b) = main::analytics('contentId=wt&step=minute&metric=views&from=' . ($m - 30 * 60) . '&to=' . ($m - 120));
     Test::More::is($st, 200, 'TEST 10 - a range without that bucket answers 200');
-    main::rcli('SET', 'eng:{c:wt2}:m:' . strftime('%Y%m%d%H%M', gmtime($m - 60)) . ':device', 'not a hash');
+    main::rcli('SET', 'eng:{c:wt2}:m:' . strftime('%Y%m%d%H%M', gmtime($m - 60)) . ':device:views', 'not a hash');
     ($st, $b, $h) = main::analytics('contentId=wt2&step=minute&by=device&from=' . ($m - 300));
     Test::More::is($st, 503, 'TEST 10 - by=device with a device hash of another type: 503');
     ($st, $b, $h) = main::analytics('contentId=wt2&step=minute&by=country&from=' . ($m - 300));
@@ -604,12 +609,14 @@ GET /status
         my ($s2, $b2) = main::analytics("scope=all&step=minute&metric=views&from=" . ($m - 60) . "&to=" . ($m + 60));
         $b2 =~ /"total":\{"views":9\}/ }, 10);
     Test::More::ok($in, 'TEST 12 - the 9 views are in the {all} minute bucket');
-    # the layout: the bucket's hash holds the totals, its country hash the breakdown
+    # the layout: the bucket's hash holds the totals, its hash of views by country the breakdown
     my $mk = 'eng:{all}:m:' . strftime('%Y%m%d%H%M', gmtime($m));
     Test::More::is(join(' ', sort split /\n/, redis_cli($main::rport, undef, '-n', 3, 'HKEYS', $mk)), 'likes views',
         "TEST 12 - $mk holds views and likes, no breakdown");
-    Test::More::is(join(' ', split /\n/, redis_cli($main::rport, undef, '-n', 3, 'HGETALL', "$mk:country")), 'views:unknown 9',
-        "TEST 12 - $mk:country holds views:unknown 9");
+    Test::More::is(join(' ', split /\n/, redis_cli($main::rport, undef, '-n', 3, 'HGETALL', "$mk:country:views")), 'unknown 9',
+        "TEST 12 - $mk:country:views holds unknown 9");
+    Test::More::is(redis_cli($main::rport, undef, '-n', 3, 'EXISTS', "$mk:country"), '0',
+        "TEST 12 - no $mk:country (the layout before)");
     for my $q (sort keys %want) {
         my $from = $now - 3600;
         $from = $now - 86400 if $q =~ /step=day/;

@@ -5,13 +5,13 @@
  * minute, hour or day, optionally broken down by a dimension, as JSON or
  * CSV. It reads the bucket hashes the flushes write to Redis
  * (eng:{c:<id>}:m:<YYYYMMDDHHMM>, :h:, :d:; {ch:}, {cat:}, {all}): per
- * bucket an HMGET of the metrics and, for a breakdown by=<dim>, an
- * HGETALL of the bucket's hash of that dimension (<bucket>:<dim>, fields
- * <metric>:<value>), pipelined on the worker's connection; the request
- * waits without blocking the worker and the wait outlives an aborted
- * request. The query
- * is parsed by input/ngx_http_engagement_query.c. A bucket not in Redis
- * counts zero; Redis unavailable: 503, never a guess.
+ * bucket an HMGET of the metrics and, for a breakdown by=<dim>, per
+ * asked metric an HGETALL of the bucket's hash of that dimension and
+ * metric (<bucket>:<dim>:<metric>, fields the values), pipelined on
+ * the worker's connection; the request waits without blocking the
+ * worker and the wait outlives an aborted request. The query is parsed
+ * by input/ngx_http_engagement_query.c. A bucket not in Redis counts
+ * zero; Redis unavailable: 503, never a guess.
  */
 
 
@@ -27,10 +27,13 @@
 /* the value table's hash slots (a power of 2, twice the values) */
 #define NGX_HTTP_ENGAGEMENT_AN_SLOTS       512
 
-/* a bucket's key, or its dimension's: eng:{cat:<id>}:m:YYYYMMDDHHMM:<dim> */
+/*
+ * a bucket's key, or its hash of a dimension and metric:
+ * eng:{cat:<id>}:m:YYYYMMDDHHMM:<dim>:<metric>
+ */
 #define NGX_HTTP_ENGAGEMENT_AN_KEY_LEN                                        \
-    (sizeof("eng:{cat:}:m:YYYYMMDDHHMM:category")                            \
-     + NGX_HTTP_ENGAGEMENT_AQ_ID_MAX)
+    (sizeof("eng:{cat:}:m:YYYYMMDDHHMM:category:")                           \
+     + NGX_HTTP_ENGAGEMENT_AQ_ID_MAX + NGX_HTTP_ENGAGEMENT_AQ_METRIC_LEN)
 
 /* HMGET, the key, the metrics */
 #define NGX_HTTP_ENGAGEMENT_AN_ARGS  (2 + NGX_HTTP_ENGAGEMENT_AQ_METRICS_MAX)
@@ -57,6 +60,7 @@ typedef struct {
     ngx_http_engagement_an_t         *an;
     ngx_uint_t                        bucket;
     ngx_uint_t                        all;        /* HGETALL, else HMGET */
+    ngx_uint_t                        metric;     /* HGETALL's: its index */
 } ngx_http_engagement_an_call_t;
 
 
@@ -217,62 +221,38 @@ ngx_http_engagement_an_value(ngx_http_engagement_an_t *an, u_char *name,
 }
 
 
-/* HGETALL of bucket i's hash of the dimension: <metric>:<value> fields */
+/*
+ * HGETALL of bucket i's hash of the dimension and metric m: fields the
+ * values, e.g. US
+ */
 
 static ngx_int_t
 ngx_http_engagement_an_fields(ngx_http_engagement_an_t *an, ngx_uint_t i,
-    redisReply *reply)
+    ngx_uint_t m, redisReply *reply)
 {
-    u_char                          *f, *name;
-    size_t                           k, flen, nlen;
-    ngx_uint_t                       m, nm;
+    size_t                           k;
     redisReply                      *field;
     ngx_http_engagement_an_value_t  *v;
-
-    nm = an->q.nmetrics;
 
     for (k = 0; k + 1 < reply->elements; k += 2) {
         field = reply->element[k];
 
-        if (field->type != REDIS_REPLY_STRING) {
+        /* what the module did not write is not answered */
+        if (field->type != REDIS_REPLY_STRING
+            || !ngx_http_engagement_id_valid((u_char *) field->str,
+                                             field->len))
+        {
             continue;
         }
 
-        f = (u_char *) field->str;
-        flen = field->len;
-
-        for (m = 0; m < nm; m++) {
-            if (flen < an->q.metric_len[m]
-                || ngx_memcmp(f, an->q.metric[m], an->q.metric_len[m]) != 0)
-            {
-                continue;
-            }
-
-            /* <metric>:<value> */
-            name = f + an->q.metric_len[m];
-            nlen = flen - an->q.metric_len[m];
-
-            if (nlen < 2 || name[0] != ':') {
-                continue;
-            }
-
-            name++;
-            nlen--;
-
-            /* what the module did not write is not answered */
-            if (!ngx_http_engagement_id_valid(name, nlen)) {
-                break;
-            }
-
-            v = ngx_http_engagement_an_value(an, name, nlen);
-            if (v == NULL) {
-                return NGX_ERROR;
-            }
-
-            v->counts[i * nm + m] +=
-                ngx_http_engagement_an_count(an, reply->element[k + 1]);
-            break;
+        v = ngx_http_engagement_an_value(an, (u_char *) field->str,
+                                         field->len);
+        if (v == NULL) {
+            return NGX_ERROR;
         }
+
+        v->counts[i * an->q.nmetrics + m] +=
+            ngx_http_engagement_an_count(an, reply->element[k + 1]);
     }
 
     return NGX_OK;
@@ -659,7 +639,9 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
                     ngx_http_engagement_an_count(an, reply->element[m]);
             }
 
-        } else if (ngx_http_engagement_an_fields(an, i, reply) != NGX_OK) {
+        } else if (ngx_http_engagement_an_fields(an, i, call->metric, reply)
+                   != NGX_OK)
+        {
             an->failed = 1;
         }
     }
@@ -706,8 +688,9 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
 
 /*
  * Per bucket, pipelined: HMGET of the metrics (the totals); with by=,
- * then HGETALL of the bucket's hash of that dimension (only its
- * breakdowns: a hash per dimension, bench/analytics/README.md).
+ * then per metric an HGETALL of the bucket's hash of that dimension and
+ * metric (only what is asked: a hash per dimension and metric,
+ * bench/analytics/README.md).
  * NGX_DONE, or the 503 sent.
  */
 
@@ -717,7 +700,7 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
 {
     int                             argc;
     size_t                          klen;
-    ngx_uint_t                      k, m, n;
+    ngx_uint_t                      k, m, n, per;
     const char                     *dim;
     ngx_pool_cleanup_t             *cln;
     ngx_http_engagement_aq_t       *q;
@@ -749,17 +732,25 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
 
     dim = ngx_http_engagement_aq_dims[q->by];
 
+    /* per bucket: its totals, then with by= a hash per metric */
+    per = q->by ? 1 + q->nmetrics : 1;
+
     for (k = 0, n = 0; n < an->ncalls; n++) {
         call = &an->calls[n];
         call->an = an;
-        call->bucket = q->by ? n / 2 : n;
-        call->all = q->by ? n % 2 : 0;
+        call->bucket = n / per;
+        call->all = (n % per != 0);
+        call->metric = call->all ? n % per - 1 : 0;
         klen = ngx_http_engagement_an_key(an, call->bucket);
 
         if (call->all) {
-            /* <bucket>:<dim> */
+            /* <bucket>:<dim>:<metric> */
             an->key[klen++] = ':';
             klen = ngx_cpymem(an->key + klen, dim, ngx_strlen(dim)) - an->key;
+            an->key[klen++] = ':';
+            klen = ngx_cpymem(an->key + klen, q->metric[call->metric],
+                              q->metric_len[call->metric])
+                   - an->key;
 
             argv[0] = "HGETALL";
             lens[0] = sizeof("HGETALL") - 1;
@@ -859,8 +850,8 @@ ngx_http_engagement_analytics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* with by=, two per bucket: its totals, its dimension's hash */
-    an->ncalls = an->q.points * (an->q.by ? 2 : 1);
+    /* with by=, per bucket its totals and a hash per metric */
+    an->ncalls = an->q.points * (an->q.by ? 1 + an->q.nmetrics : 1);
     an->calls = ngx_alloc(an->ncalls * sizeof(ngx_http_engagement_an_call_t),
                           an->log);
     if (an->calls == NULL) {

@@ -381,13 +381,13 @@ static const char  ngx_http_engagement_forget_lua[] =
  * eng:{ch:<id>}, eng:{cat:<name>}, eng:{all}). ARGV: the batch, minute,
  * hour and day TTLs, then per group its minute YYYYMMDDHHMM, the suffix
  * of its hash after the bucket's key ("" for the bucket's own hash, or
- * ":country", ":device", ":source", ":category" for a breakdown's), the
+ * ":<dim>:<metric>", e.g. ":country:views", for a breakdown's), the
  * number of its fields and each field with its delta, added to the
  * minute, hour and day hashes (<scope>:m:<minute><suffix>; the hour and
  * day times are the minute's prefixes). A hash gets its TTL when a field
  * of it is created (HINCRBY answers exactly the delta). A hash Redis
- * refuses (a key of another type) is
- * skipped, so the others are applied and the round stays applied once.
+ * refuses (a key of another type) is skipped, so the others are applied
+ * and the round stays applied once.
  * The answer: applied (0: the round was applied before), fields refused.
  */
 static const char  ngx_http_engagement_series_lua[] =

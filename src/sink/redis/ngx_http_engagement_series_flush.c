@@ -6,15 +6,15 @@
  * NGX_HTTP_ENGAGEMENT_SERIES_ROUND), expands them here, in a pool of its
  * own, into the bucket fields of every scope (content, channel, category,
  * all: see README, "Series"): the totals, likes, unlikes and clicks in
- * the bucket's hash, each breakdown in a hash of its own per bucket and
- * dimension (<bucket>:country, :device, :source, :category, fields
- * <metric>:<value>), adds up equal (key, dimension, field) triples, and sends
- * them in one call of the series script under the round's batch key: the
- * script sets the key if absent and only then adds the fields to the
- * minute, hour and day buckets, so a round is applied once whatever the
- * resends. No answer (Redis down, a timeout): the same worker sends the
- * round again after a backoff; a worker that stopped answering (killed,
- * reloaded away) has its round taken over by another after a while, sent
+ * the bucket's hash, each breakdown in a hash of its own per bucket,
+ * dimension and metric (<bucket>:<dim>:<metric>, e.g. <bucket>:country:
+ * views, fields the values, e.g. US), adds up equal (key, hash, field)
+ * triples, and sends them in one call of the series script under the
+ * round's batch key: the script sets the key if absent and only then
+ * adds the fields to the minute, hour and day buckets, so a round is
+ * applied once whatever the resends. No answer (Redis down, a timeout):
+ * the same worker sends the round again after a backoff; a worker that
+ * stopped answering (killed, reloaded away) has its round taken over by another after a while, sent
  * from the rows themselves: the same counts under the same key. A round
  * that is full is followed by the next at once.
  */
@@ -64,7 +64,7 @@ typedef struct {
     uint32_t                      minute;
     uint32_t                      group;       /* of its (key, minute, dim) */
     ngx_str_t                     dim;         /* "" (the bucket's hash) or
-                                                  ":country", ... */
+                                                  ":country:views", ... */
     ngx_str_t                     field;
     uint64_t                      delta;
 } ngx_http_engagement_series_field_t;
@@ -144,7 +144,7 @@ ngx_http_engagement_series_str(ngx_pool_t *pool, const char *a, size_t alen,
 /*
  * A row's fields: per counted metric its total and its breakdowns by
  * country, device, source (and category, for the channel and all
- * scopes), each breakdown <metric>:<value> in its dimension's hash;
+ * scopes), each breakdown's value in its dimension and metric's hash;
  * likes, unlikes, the interaction's clicks. Returns how many; 0 with no
  * memory.
  */
@@ -155,13 +155,20 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
     ngx_http_engagement_series_rfield_t *f, ngx_uint_t *nomem)
 {
     size_t       mlen, vlen;
-    u_char      *v, *p;
+    u_char      *v;
     ngx_uint_t   m, d, n;
 
-    static ngx_str_t    dims[] = { ngx_string(":country"),
-                                   ngx_string(":device"),
-                                   ngx_string(":source"),
-                                   ngx_string(":category") };
+    /* the breakdown hashes' suffixes after the bucket, [dim][metric] */
+    static ngx_str_t    dims[4][3] = {
+        { ngx_string(":country:views"), ngx_string(":country:engaged"),
+          ngx_string(":country:replays") },
+        { ngx_string(":device:views"), ngx_string(":device:engaged"),
+          ngx_string(":device:replays") },
+        { ngx_string(":source:views"), ngx_string(":source:engaged"),
+          ngx_string(":source:replays") },
+        { ngx_string(":category:views"), ngx_string(":category:engaged"),
+          ngx_string(":category:replays") }
+    };
     static ngx_uint_t   dpart[] = { NGX_HTTP_ENGAGEMENT_SERIES_COUNTRY,
                                     NGX_HTTP_ENGAGEMENT_SERIES_DEVICE,
                                     NGX_HTTP_ENGAGEMENT_SERIES_SOURCE,
@@ -191,19 +198,13 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
                 vlen = sizeof("unknown") - 1;
             }
 
-            /* in the dimension's hash: metric, ":", the value */
-            f[n].dim = dims[d];
-            f[n].name.len = mlen + 1 + vlen;
-            f[n].name.data = ngx_pnalloc(pool, f[n].name.len);
-            if (f[n].name.data == NULL) {
-                *nomem = 1;
-                return 0;
-            }
-
-            p = ngx_cpymem(f[n].name.data,
-                           ngx_http_engagement_series_metric[m], mlen);
-            *p++ = ':';
-            ngx_memcpy(p, v, vlen);
+            /*
+             * in the hash of the dimension and metric, the value; it
+             * points into the round's row, kept until the round is sent
+             */
+            f[n].dim = dims[d][m];
+            f[n].name.data = v;
+            f[n].name.len = vlen;
             f[n].delta = row->counts[m];
             f[n++].only = (d == 3) ? NGX_HTTP_ENGAGEMENT_FIELD_BY_CAT : 0;
         }
@@ -669,7 +670,7 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
 
     /*
      * per group: its minute (YYYYMMDDHHMM), its hash's suffix after the
-     * bucket ("" or ":country", ...), how many fields, the fields
+     * bucket ("" or ":country:views", ...), how many fields, the fields
      */
     for (i = 0; i < nf; i = g) {
         for (g = i + 1; g < nf; g++) {
