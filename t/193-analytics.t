@@ -415,7 +415,7 @@ qq({"error":"invalid_parameter","field":"by","message":"by=category needs channe
 qq({"error":"invalid_parameter","field":"by","message":"is empty or badly percent-encoded"}\n),
 ]
 
-=== TEST 7: metric=: unknown, uniques, a bad click name, twice the same, more than 8, an empty item, a metric without breakdown with by= -> 400 naming metric
+=== TEST 7: metric=: unknown, uniques without step=day, a bad click name, twice the same, more than 8, an empty item, a metric without breakdown with by= -> 400 naming metric
 --- request eval
 [
 "GET /engagement/analytics?contentId=a&metric=watchtime",
@@ -433,8 +433,8 @@ qq({"error":"invalid_parameter","field":"by","message":"is empty or badly percen
 [400, 400, 400, 400, 400, 400, 400, 400, 200, 200]
 --- response_body_like eval
 [
-qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views, engaged, replays, likes, unlikes or click:<name> \(1-64 bytes of \[A-Za-z0-9._:-\]\), or a comma list of them"\}\n\z/,
-qr/^\{"error":"invalid_parameter","field":"metric","message":"uniques \(distinct viewers\) are not kept per time bucket; the summary answers a content's"\}\n\z/,
+qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views, engaged, replays, likes, unlikes, peak, uniques or click:<name> \(1-64 bytes of \[A-Za-z0-9._:-\]\), or a comma list of them"\}\n\z/,
+qr/^\{"error":"invalid_parameter","field":"metric","message":"uniques \(distinct viewers\) are kept per content and day: alone, with contentId= and step=day, without by="\}\n\z/,
 qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views/,
 qr/^\{"error":"invalid_parameter","field":"metric","message":"must be views/,
 qr/^\{"error":"invalid_parameter","field":"metric","message":"names a metric twice"\}\n\z/,
@@ -638,3 +638,49 @@ GET /status
 --- must_die
 --- error_log
 "engagement analytics" needs "engagement_redis": the time series are read from Redis's buckets
+
+
+=== TEST 14: metric=uniques: a content's distinct viewers per day from the day's HyperLogLog, the range's total their union (not a sum); with a channel, another step, another metric or by= a 400; metric=peak: each bucket's peak, the total the highest
+--- request
+GET /status
+--- post_check
+    Test::More::ok(main::ready(), 'TEST 14 - the workers reach Redis');
+    # 6 viewers, one of them twice (another session: counted again, the
+    # same viewer in the HyperLogLog)
+    my @v = map { qq({"contentId":"uq1","sessionId":"s$_","viewerId":"viewer$_"}) } 1 .. 6;
+    push @v, qq({"contentId":"uq1","sessionId":"s7","viewerId":"viewer1"});
+    my $ok = 0;
+    for (@v) { my ($st) = post_view(nginx_port(), $_); $ok++ if $st == 202 || $st == 200 }
+    Test::More::is($ok, 7, 'TEST 14 - 7 view events answered');
+    my $day = strftime('%Y%m%d', gmtime);
+    Test::More::ok(main::wait_until(sub { (main::rcli('PFCOUNT', "eng:{c:uq1}:uv:d:$day") || 0) == 6 }, 10),
+        "TEST 14 - 6 distinct viewers in today's HyperLogLog");
+    # a day two days ago, seeded (the flush writes only today's): 3 viewers, one of today's among them
+    my $old = strftime('%Y%m%d', gmtime(time - 2 * 86400));
+    main::rcli('PFADD', "eng:{c:uq1}:uv:d:$old", 'aaaa', 'bbbb');
+    my @hashes = split /\n/, main::rcli('PFCOUNT', "eng:{c:uq1}:uv:d:$day");
+    my $from = time - 3 * 86400;
+    my ($st, $b) = main::analytics("contentId=uq1&metric=uniques&step=day&from=$from");
+    Test::More::is($st, 200, 'TEST 14 - uniques answered');
+    Test::More::like($b, qr/"metric":\["uniques"\],"total":\{"uniques":8\}/, 'TEST 14 - the total is the union of the days (6 + 2)');
+    my %pt = $b =~ /\{"t":(\d+),"uniques":(\d+)\}/g;
+    my %by_day = map { strftime('%Y%m%d', gmtime($_)) => $pt{$_} } keys %pt;
+    Test::More::is($by_day{$day}, 6, "TEST 14 - today's point: 6");
+    Test::More::is($by_day{$old}, 2, 'TEST 14 - two days ago: 2');
+    Test::More::is(scalar(grep { $_ } values %pt), 2, 'TEST 14 - the other days 0');
+    ($st, $b) = main::analytics("contentId=uq1&metric=uniques&step=day&from=$from&format=csv");
+    Test::More::like($b, qr/^t,uniques\n/, 'TEST 14 - CSV');
+    for my $bad ("channelId=c1&metric=uniques&step=day", "contentId=uq1&metric=uniques&step=hour",
+                 "contentId=uq1&metric=uniques,views&step=day", "contentId=uq1&metric=uniques&step=day&by=country",
+                 "contentId=uq1&metric=uniques") {
+        ($st, $b) = main::analytics($bad);
+        Test::More::ok($st == 400 && $b =~ /"field":"metric"/, "TEST 14 - $bad: 400 naming metric");
+    }
+    # peak: the highest of the points
+    my $h0 = strftime('%Y%m%d%H', gmtime(time - 7200));
+    my $h1 = strftime('%Y%m%d%H', gmtime(time - 3600));
+    main::rcli('HSET', "eng:{c:pk1}:h:$h0", 'peak', 7);
+    main::rcli('HSET', "eng:{c:pk1}:h:$h1", 'peak', 12);
+    ($st, $b) = main::analytics("contentId=pk1&metric=peak,views&step=hour&from=" . (time - 4 * 3600));
+    Test::More::like($b, qr/"total":\{"peak":12,"views":0\}/, 'TEST 14 - the peak total is the highest point, not the sum');
+    Test::More::like($b, qr/"peak":7\b.*"peak":12\b/, 'TEST 14 - each point its peak');

@@ -61,6 +61,8 @@ typedef struct {
     ngx_uint_t                        bucket;
     ngx_uint_t                        all;        /* HGETALL, else HMGET */
     ngx_uint_t                        metric;     /* HGETALL's: its index */
+    ngx_uint_t                        pf;         /* PFCOUNT: 1 of a day,
+                                                     2 of the whole range */
 } ngx_http_engagement_an_call_t;
 
 
@@ -75,6 +77,7 @@ struct ngx_http_engagement_an_s {
     ngx_uint_t                        garbled;    /* a count not a number */
     ngx_uint_t                        truncated;  /* values beyond the max */
     int64_t                          *totals;     /* points x metrics */
+    int64_t                           uniques;    /* of the whole range */
     ngx_uint_t                        nvalues;
     ngx_http_engagement_an_value_t   *values;     /* NGX_HTTP_..._AN_VALUES */
     ngx_http_engagement_an_call_t    *calls;      /* one per command */
@@ -396,7 +399,7 @@ ngx_http_engagement_an_json(ngx_http_request_t *r,
     u_char                           *p, *body;
     size_t                            len;
     int64_t                           sum;
-    ngx_uint_t                        i, m, nm;
+    ngx_uint_t                        i, m, nm, peak;
     ngx_http_engagement_aq_t         *q;
     ngx_http_engagement_an_value_t  **order;
 
@@ -450,9 +453,22 @@ ngx_http_engagement_an_json(ngx_http_request_t *r,
 
     for (m = 0; m < nm; m++) {
         sum = 0;
+        peak = (q->metric_len[m] == 4
+                && ngx_memcmp(q->metric[m], "peak", 4) == 0);
 
         for (i = 0; i < q->points; i++) {
-            sum += an->totals[i * nm + m];
+            if (!peak) {
+                sum += an->totals[i * nm + m];
+
+            } else if (an->totals[i * nm + m] > sum) {
+                /* a peak's total is the highest of its points */
+                sum = an->totals[i * nm + m];
+            }
+        }
+
+        if (q->uniques) {
+            /* distinct viewers over the range: the days' union */
+            sum = an->uniques;
         }
 
         p = ngx_sprintf(p, "%s\"%*s\":%L", m ? "," : "", q->metric_len[m],
@@ -573,6 +589,10 @@ static ngx_int_t
 ngx_http_engagement_an_valid(ngx_http_engagement_an_t *an,
     ngx_http_engagement_an_call_t *call, redisReply *reply)
 {
+    if (call->pf) {
+        return reply->type == REDIS_REPLY_INTEGER;
+    }
+
     if (reply->type != REDIS_REPLY_ARRAY) {
         return 0;
     }
@@ -633,7 +653,13 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
         an->failed = 1;
 
     } else if (an->request && !an->failed) {
-        if (!call->all) {
+        if (call->pf == 1) {
+            an->totals[i] = reply->integer;
+
+        } else if (call->pf == 2) {
+            an->uniques = reply->integer;
+
+        } else if (!call->all) {
             for (m = 0; m < an->q.nmetrics; m++) {
                 an->totals[i * an->q.nmetrics + m] =
                     ngx_http_engagement_an_count(an, reply->element[m]);
@@ -687,6 +713,104 @@ ngx_http_engagement_an_reply(redisReply *reply, void *data)
 
 
 /*
+ * metric=uniques: per day a PFCOUNT of the content's HyperLogLog of that
+ * day (eng:{c:<id>}:uv:d:<YYYYMMDD>), then one PFCOUNT of them all: the
+ * distinct viewers of the whole range (a union, not a sum).
+ * NGX_DONE, or the 503 sent.
+ */
+
+static ngx_int_t
+ngx_http_engagement_an_send_uniques(ngx_http_request_t *r,
+    ngx_http_engagement_an_t *an, ngx_pool_cleanup_t *cln)
+{
+    u_char                         *text, *t;
+    size_t                         *lens, klen;
+    ngx_uint_t                      n, k, points;
+    const char                    **argv;
+    const char                     *one[2];
+    size_t                          onel[2];
+    ngx_http_engagement_an_call_t  *call;
+
+    points = an->q.points;
+    one[0] = "PFCOUNT";
+    onel[0] = sizeof("PFCOUNT") - 1;
+
+    /* PFCOUNT and every day's key, in one allocation */
+    argv = ngx_alloc((points + 1) * (sizeof(char *) + sizeof(size_t))
+                     + points * NGX_HTTP_ENGAGEMENT_AN_KEY_LEN, an->log);
+    if (argv == NULL) {
+        ngx_http_engagement_an_free(an);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lens = (size_t *) (argv + points + 1);
+    text = (u_char *) (lens + points + 1);
+    argv[0] = "PFCOUNT";
+    lens[0] = sizeof("PFCOUNT") - 1;
+
+    for (k = 0, n = 0; n < an->ncalls; n++) {
+        call = &an->calls[n];
+        call->an = an;
+        call->all = 0;
+        call->metric = 0;
+
+        if (n < points) {
+            call->bucket = n;
+            call->pf = 1;
+            klen = ngx_http_engagement_an_key(an, n);
+            t = text + n * NGX_HTTP_ENGAGEMENT_AN_KEY_LEN;
+            ngx_memcpy(t, an->key, klen);
+            argv[1 + n] = (const char *) t;
+            lens[1 + n] = klen;
+            one[1] = (const char *) t;
+            onel[1] = klen;
+
+            if (ngx_http_engagement_redis_send(ngx_http_engagement_an_reply,
+                                               call, 2, one, onel)
+                != NGX_OK)
+            {
+                break;
+            }
+
+        } else {
+            call->bucket = 0;
+            call->pf = 2;
+
+            if (ngx_http_engagement_redis_send(ngx_http_engagement_an_reply,
+                                               call, (int) (1 + points), argv,
+                                               lens)
+                != NGX_OK)
+            {
+                break;
+            }
+        }
+
+        k++;
+    }
+
+    ngx_free(argv);
+
+    if (k == 0) {
+        ngx_http_engagement_an_free(an);
+        ngx_http_engagement_set_outcome(r, "unavailable", "redis", NULL);
+        return ngx_http_engagement_unavailable(r,
+                   "Redis is unavailable; retry later");
+    }
+
+    an->sent = k;
+    an->failed = (k < an->ncalls);
+
+    cln->handler = ngx_http_engagement_an_cleanup;
+    cln->data = an;
+    an->cleanup = cln;
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/*
  * Per bucket, pipelined: HMGET of the metrics (the totals); with by=,
  * then per metric an HGETALL of the bucket's hash of that dimension and
  * metric (only what is asked: a hash per dimension and metric,
@@ -720,8 +844,13 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
     }
 
     an->prefix_len = ngx_sprintf(an->key, "eng:{%s%*s}%s", tags[q->scope],
-                                 q->id_len, q->id, steps[q->step])
+                                 q->id_len, q->id,
+                                 q->uniques ? ":uv:d:" : steps[q->step])
                      - an->key;
+
+    if (q->uniques) {
+        return ngx_http_engagement_an_send_uniques(r, an, cln);
+    }
 
     argv[1] = (const char *) an->key;
 
@@ -850,8 +979,10 @@ ngx_http_engagement_analytics_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* with by=, per bucket its totals and a hash per metric */
-    an->ncalls = an->q.points * (an->q.by ? 1 + an->q.nmetrics : 1);
+    /* with by=, per bucket its totals and a hash per metric; uniques:
+     * per day a count, then the count of the whole range */
+    an->ncalls = an->q.uniques ? an->q.points + 1
+                 : an->q.points * (an->q.by ? 1 + an->q.nmetrics : 1);
     an->calls = ngx_alloc(an->ncalls * sizeof(ngx_http_engagement_an_call_t),
                           an->log);
     if (an->calls == NULL) {
