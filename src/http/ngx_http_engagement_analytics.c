@@ -870,6 +870,7 @@ ngx_http_engagement_an_send(ngx_http_request_t *r,
         call->bucket = n / per;
         call->all = (n % per != 0);
         call->metric = call->all ? n % per - 1 : 0;
+        call->pf = 0;
         klen = ngx_http_engagement_an_key(an, call->bucket);
 
         if (call->all) {
