@@ -425,13 +425,7 @@ ngx_http_engagement_live_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     lc->sh = sh;
 
-    shpool->log_ctx = ngx_slab_alloc(shpool,
-                                     sizeof(" in live zone \"\"")
-                                     + shm_zone->shm.name.len);
-    if (shpool->log_ctx) {
-        ngx_sprintf(shpool->log_ctx, " in live zone \"%V\"%Z",
-                    &shm_zone->shm.name);
-    }
+    ngx_http_engagement_zone_log_ctx(shpool, "live", &shm_zone->shm.name);
 
     return NGX_OK;
 }

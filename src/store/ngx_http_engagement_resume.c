@@ -175,21 +175,11 @@ static ngx_int_t
 ngx_http_engagement_resume_table(ngx_http_engagement_resume_sh_t *sh,
     ngx_slab_pool_t *shpool, size_t size)
 {
-    size_t  es, n;
+    sh->entries = ngx_http_engagement_zone_table(shpool, size,
+                                                 sizeof(ngx_http_engagement_resume_entry_t), 1,
+                                                 &sh->nentries);
 
-    es = sizeof(ngx_http_engagement_resume_entry_t);
-
-    /* the slab pool keeps a part for itself; try smaller until it fits */
-    for (n = size * 7 / 8 / es; n; n = n * 9 / 10) {
-        sh->entries = ngx_slab_calloc_locked(shpool, n * es);
-
-        if (sh->entries) {
-            sh->nentries = n;
-            return NGX_OK;
-        }
-    }
-
-    return NGX_ERROR;
+    return sh->entries ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -258,13 +248,7 @@ ngx_http_engagement_resume_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     rc->sh = sh;
 
-    shpool->log_ctx = ngx_slab_alloc(shpool,
-                                     sizeof(" in resume zone \"\"")
-                                     + shm_zone->shm.name.len);
-    if (shpool->log_ctx) {
-        ngx_sprintf(shpool->log_ctx, " in resume zone \"%V\"%Z",
-                    &shm_zone->shm.name);
-    }
+    ngx_http_engagement_zone_log_ctx(shpool, "resume", &shm_zone->shm.name);
 
     return NGX_OK;
 }

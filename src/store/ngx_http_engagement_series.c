@@ -341,13 +341,7 @@ ngx_http_engagement_series_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     sc->sh = sh;
 
-    shpool->log_ctx = ngx_slab_alloc(shpool,
-                                     sizeof(" in series zone \"\"")
-                                     + shm_zone->shm.name.len);
-    if (shpool->log_ctx) {
-        ngx_sprintf(shpool->log_ctx, " in series zone \"%V\"%Z",
-                    &shm_zone->shm.name);
-    }
+    ngx_http_engagement_zone_log_ctx(shpool, "series", &shm_zone->shm.name);
 
     return NGX_OK;
 }

@@ -309,6 +309,10 @@ extern ngx_http_engagement_counters_shctx_t  *ngx_http_engagement_global_sh;
 extern ngx_uint_t  ngx_http_engagement_hist_bounds[NGX_HTTP_ENGAGEMENT_HIST];
 
 /* zone.c: zones in general, their directives */
+void *ngx_http_engagement_zone_table(ngx_slab_pool_t *shpool, size_t size,
+    size_t unit, ngx_uint_t min, ngx_uint_t *n);
+void ngx_http_engagement_zone_log_ctx(ngx_slab_pool_t *shpool,
+    const char *kind, ngx_str_t *name);
 ngx_int_t ngx_http_engagement_zone_resized(ngx_shm_zone_t *shm_zone,
     const ngx_http_engagement_zone_kind_t *kind);
 ngx_http_engagement_shctx_head_t *ngx_http_engagement_zone_attach(

@@ -888,13 +888,7 @@ ngx_http_engagement_trend_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     tc->sh = sh;
 
-    shpool->log_ctx = ngx_slab_alloc(shpool,
-                                     sizeof(" in trending zone \"\"")
-                                     + shm_zone->shm.name.len);
-    if (shpool->log_ctx) {
-        ngx_sprintf(shpool->log_ctx, " in trending zone \"%V\"%Z",
-                    &shm_zone->shm.name);
-    }
+    ngx_http_engagement_zone_log_ctx(shpool, "trending", &shm_zone->shm.name);
 
     return NGX_OK;
 }

@@ -629,3 +629,44 @@ ngx_http_engagement_zone_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     return NGX_CONF_OK;
 }
+
+
+/*
+ * A zone's table of n entries of 'unit' bytes, cut (zeroed) from what the
+ * slab pool has free, the pool's lock held: as many as 7/8 of the zone
+ * would take, fewer (by a tenth at a time) until it fits; NULL when not
+ * even 'min' fit.
+ */
+
+void *
+ngx_http_engagement_zone_table(ngx_slab_pool_t *shpool, size_t size,
+    size_t unit, ngx_uint_t min, ngx_uint_t *n)
+{
+    void    *t;
+    size_t   k;
+
+    for (k = size * 7 / 8 / unit; k && k >= min; k = k * 9 / 10) {
+        t = ngx_slab_calloc_locked(shpool, k * unit);
+
+        if (t) {
+            *n = k;
+            return t;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* what the slab pool's own messages say: " in <kind> zone "<name>"" */
+
+void
+ngx_http_engagement_zone_log_ctx(ngx_slab_pool_t *shpool, const char *kind,
+    ngx_str_t *name)
+{
+    shpool->log_ctx = ngx_slab_alloc(shpool, sizeof(" in  zone \"\"")
+                                             + ngx_strlen(kind) + name->len);
+    if (shpool->log_ctx) {
+        ngx_sprintf(shpool->log_ctx, " in %s zone \"%V\"%Z", kind, name);
+    }
+}
