@@ -264,7 +264,7 @@ ngx_http_engagement_channel_admit(ngx_http_engagement_dims_conf_t *dc,
     n = dc->sh->nchannels;
     t = ngx_http_engagement_dims_channels(dc->sh);
     w = ngx_min(n, NGX_HTTP_ENGAGEMENT_CHANNEL_PROBE);
-    k = hash % n;
+    k = (hash >> 1) % n;     /* hash is odd: its low bit says nothing */
 
     for (i = 0; i < w; i++, k = (k + 1 == n) ? 0 : k + 1) {
         c = &t[k];
