@@ -397,3 +397,24 @@ invalid value "channels=many" of "engagement_dimension_limit": the number of cha
 [alert]
 --- error_log
 invalid parameter "channels=16" of "engagement_dimension_limit": expected idle=<time> or channels=<number>, each once
+
+=== TEST 17: a reload (HUP) keeps the channel table and its figures
+--- http_config eval
+(my $c = $::HttpConfig) =~ s/engagement_dimension_limit 3;/engagement_dimension_limit 3 channels=2;/;
+$c
+--- request
+GET /status
+--- response_body_like: nginx_engagement_dimension_channel_values 0
+--- post_check
+    is(send_view('crl-1', ',"channelId":"q1"'), 202, "channel q1");
+    is(send_view('crl-2', ',"channelId":"q2"'), 202, "channel q2");
+    ok(reload_nginx(2), "reloaded: new workers serve, the old ones are gone");
+    is(send_view('crl-3', ',"channelId":"q3"'), 202, "a new channel after the reload");
+    is(send_view('crl-4', ',"channelId":"q2"'), 202, "a known channel after the reload");
+    is(rows_in('crl-', 4), 4, "4 rows");
+    is(ch("SELECT groupArray(channel_id) FROM (SELECT event_id, channel_id FROM eng.events "
+          . "WHERE startsWith(event_id, 'crl-') ORDER BY event_id)"),
+       "['q1','q2','other','q2']", "the channel table outlived the reload");
+    my $t = status_text();
+    like($t, qr/^nginx_engagement_dimension_channel_values 2$/m, "2 channels in the table");
+    like($t, qr/^nginx_engagement_dimension_channel_folded_total 1$/m, "1 folded");
