@@ -274,7 +274,7 @@ ngx_command_t  ngx_http_engagement_commands[] = {
       NULL },
 
     { ngx_string("engagement_dimension_limit"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
       ngx_http_engagement_dimension_limit_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,

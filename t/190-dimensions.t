@@ -5,8 +5,9 @@
 # the country comes only from "engagement_dimension country" (a header
 # here), two letters upper-cased, anything else empty; channel and
 # category given by the configuration (a map on $engagement_content_id)
-# win over the body; the category is bounded per edge
-# (engagement_dimension_limit: the first N values, then "other"); the
+# win over the body; the category and the channel are bounded per edge
+# (engagement_dimension_limit N channels=M: the first values, then
+# "other", an idle place given to a new value); the
 # durable writer's rows carry the resolved values, read back from a real
 # clickhouse-server (Debian's 18.16, started here on its own ports).
 use strict;
@@ -261,7 +262,7 @@ GET /status
     like($t, qr/^nginx_engagement_dimension_category_values 3$/m, "3 categories in the table");
     like($t, qr/^nginx_engagement_dimension_category_folded_total 2$/m, "2 folded into other");
     my (undef, $js) = http_request($port, 'GET', '/status?format=json');
-    like($js, qr/"dimension":\{"categoryValues":3,"categoryFolded":2,"deviceFromAgent":7,"countryMissing":7\}/,
+    like($js, qr/"dimension":\{"categoryValues":3,"categoryFolded":2,"deviceFromAgent":7,"countryMissing":7,"channelValues":0,"channelFolded":0\}/,
          "the JSON status carries the dimension figures");
 
 === TEST 9: the category bound holds across workers: 2 workers, 40 new values, 3 places
@@ -300,3 +301,120 @@ GET /status
     my $t = status_text();
     like($t, qr/^nginx_engagement_dimension_category_values 3$/m, "3 categories in the table");
     like($t, qr/^nginx_engagement_dimension_category_folded_total 1$/m, "1 folded");
+
+
+
+=== TEST 11: the channel bound: channels=4, 10 distinct channels: 4 kept, the rest "other", a configured channel too
+--- http_config eval
+(my $c = $::HttpConfig) =~ s/engagement_dimension_limit 3;/engagement_dimension_limit 3 channels=4;/;
+$c =~ s/(c-forced +chan-config;)/$1\n        c-cfg-11 chan-config;/;
+$c
+--- request
+GET /status
+--- response_body_like: nginx_engagement_dimension_channel_values 0
+--- post_check
+    for my $i (1 .. 10) {
+        is(send_view(sprintf("chb-%02d", $i), qq(,"channelId":"chn-$i")), 202, "a view of channel chn-$i");
+    }
+    is(send_view('chb-11', ',"channelId":"chn-2"'), 202, "a known channel again");
+    is(send_view('c-cfg-11', ',"channelId":"liar"'), 202, "a channel from the configuration");
+    is(rows_in('chb-', 11), 11, "11 rows");
+    is(ch("SELECT groupArray(channel_id) FROM (SELECT event_id, channel_id FROM eng.events "
+          . "WHERE startsWith(event_id, 'chb-') ORDER BY event_id)"),
+       "['chn-1','chn-2','chn-3','chn-4','other','other','other','other','other','other','chn-2']",
+       "chn-1 to chn-4 take the 4 places; chn-5 to chn-10 are other; chn-2 stays itself");
+    is(rows_in('c-cfg-11', 1), 1, "the configured channel's row");
+    is(row('c-cfg-11', 'channel_id'), 'other', "a configured channel (chan-config) finds no place either");
+    my $t = status_text();
+    like($t, qr/^nginx_engagement_dimension_channel_values 4$/m, "4 channels in the table");
+    like($t, qr/^nginx_engagement_dimension_channel_folded_total 7$/m, "7 folded into other");
+    my (undef, $js) = http_request($port, 'GET', '/status?format=json');
+    like($js, qr/"channelValues":4,"channelFolded":7\}/, "the JSON status carries the channel figures");
+
+=== TEST 12: a channel place unseen for idle= is given to a new channel
+--- http_config eval
+(my $c = $::HttpConfig) =~ s/engagement_dimension_limit 3;/engagement_dimension_limit 3 idle=3s channels=2;/;
+$c
+--- request
+GET /status
+--- response_body_like: nginx_engagement_dimension_channel_values 0
+--- post_check
+    is(send_view('idl-1', ',"channelId":"ia"'), 202, "channel ia");
+    is(send_view('idl-2', ',"channelId":"ib"'), 202, "channel ib");
+    is(send_view('idl-3', ',"channelId":"ic"'), 202, "channel ic: no place");
+    sleep 4.5;
+    is(send_view('idl-4', ',"channelId":"ic"'), 202, "channel ic after ia and ib went idle");
+    is(send_view('idl-5', ',"channelId":"id"'), 202, "channel id takes the other idle place");
+    is(send_view('idl-6', ',"channelId":"ia"'), 202, "channel ia lost its place");
+    is(rows_in('idl-', 6), 6, "6 rows");
+    is(ch("SELECT groupArray(channel_id) FROM (SELECT event_id, channel_id FROM eng.events "
+          . "WHERE startsWith(event_id, 'idl-') ORDER BY event_id)"),
+       "['ia','ib','other','ic','id','other']", "idle places go to new channels");
+    my $t = status_text();
+    like($t, qr/^nginx_engagement_dimension_channel_values 2$/m, "2 channels in the table");
+    like($t, qr/^nginx_engagement_dimension_channel_folded_total 2$/m, "2 folded into other");
+
+=== TEST 13: channels= out of its bounds is refused at nginx -t
+--- http_config
+    engagement_dimension_limit 10 channels=0;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- no_error_log
+[alert]
+--- error_log
+invalid value "channels=0" of "engagement_dimension_limit": the number of channels must be between 1 and 65536
+
+=== TEST 14: channels= beyond 65536 is refused at nginx -t
+--- http_config
+    engagement_dimension_limit 10 idle=1h channels=65537;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- no_error_log
+[alert]
+--- error_log
+invalid value "channels=65537" of "engagement_dimension_limit": the number of channels must be between 1 and 65536
+
+=== TEST 15: channels= not a number is refused at nginx -t
+--- http_config
+    engagement_dimension_limit 10 channels=many;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- no_error_log
+[alert]
+--- error_log
+invalid value "channels=many" of "engagement_dimension_limit": the number of channels must be between 1 and 65536
+
+=== TEST 16: an unknown or repeated parameter of engagement_dimension_limit is refused at nginx -t
+--- http_config
+    engagement_dimension_limit 10 channels=8 channels=16;
+--- config
+    location = /v { engagement view; }
+--- must_die
+--- no_error_log
+[alert]
+--- error_log
+invalid parameter "channels=16" of "engagement_dimension_limit": expected idle=<time> or channels=<number>, each once
+
+=== TEST 17: a reload (HUP) keeps the channel table and its figures
+--- http_config eval
+(my $c = $::HttpConfig) =~ s/engagement_dimension_limit 3;/engagement_dimension_limit 3 channels=2;/;
+$c
+--- request
+GET /status
+--- response_body_like: nginx_engagement_dimension_channel_values 0
+--- post_check
+    is(send_view('crl-1', ',"channelId":"q1"'), 202, "channel q1");
+    is(send_view('crl-2', ',"channelId":"q2"'), 202, "channel q2");
+    ok(reload_nginx(2), "reloaded: new workers serve, the old ones are gone");
+    is(send_view('crl-3', ',"channelId":"q3"'), 202, "a new channel after the reload");
+    is(send_view('crl-4', ',"channelId":"q2"'), 202, "a known channel after the reload");
+    is(rows_in('crl-', 4), 4, "4 rows");
+    is(ch("SELECT groupArray(channel_id) FROM (SELECT event_id, channel_id FROM eng.events "
+          . "WHERE startsWith(event_id, 'crl-') ORDER BY event_id)"),
+       "['q1','q2','other','q2']", "the channel table outlived the reload");
+    my $t = status_text();
+    like($t, qr/^nginx_engagement_dimension_channel_values 2$/m, "2 channels in the table");
+    like($t, qr/^nginx_engagement_dimension_channel_folded_total 1$/m, "1 folded");

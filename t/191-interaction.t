@@ -262,7 +262,7 @@ GET /status
        "0 skip_intro clicks");
     my %help;
     $help{$1}++ while $t =~ /^# HELP (nginx_engagement_(?:interaction|dimension)_\S+)/mg;
-    ok(!grep({ $_ > 1 } values %help) && keys(%help) == 7, "one HELP per family (7)")
+    ok(!grep({ $_ > 1 } values %help) && keys(%help) == 9, "one HELP per family (9)")
         or diag(join ' ', sort keys %help);
     my (undef, $js) = http_request($port, 'GET', '/status?format=json');
     like($js, qr/"interaction":\{"events":9,"counted":5,"invalid":2,"limited":1,"notCounted":1,"unavailable":0,"clicks":\{"subscribe_button":2,"share_button":3,"skip_intro":0\}\}/,

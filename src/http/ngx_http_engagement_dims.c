@@ -14,8 +14,8 @@
  *     which only the configuration gives); an invalid one is ignored;
  *   - a device neither the configuration nor the body gives is read from
  *     the User-Agent;
- *   - a category the edge's table has no place for becomes "other"
- *     (store/ngx_http_engagement_dims.c).
+ *   - a category, or a channel, the edge's table has no place for
+ *     becomes "other" (store/ngx_http_engagement_dims.c).
  *
  * Also the figures of the dimensions in the status answer.
  */
@@ -135,6 +135,7 @@ ngx_http_engagement_dims_conf_get(ngx_conf_t *cf)
 
     dc->category_max = NGX_CONF_UNSET_UINT;
     dc->category_idle = NGX_CONF_UNSET;
+    dc->channel_max = NGX_CONF_UNSET_UINT;
 
     emcf->dims = dc;
 
@@ -207,7 +208,7 @@ ngx_http_engagement_dimension_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* engagement_dimension_limit <categories> [idle=<time>]; */
+/* engagement_dimension_limit <categories> [idle=<time>] [channels=<n>]; */
 
 char *
 ngx_http_engagement_dimension_limit_directive(ngx_conf_t *cf,
@@ -215,6 +216,7 @@ ngx_http_engagement_dimension_limit_directive(ngx_conf_t *cf,
 {
     ngx_int_t                         n;
     ngx_str_t                        *value, s;
+    ngx_uint_t                        i;
     ngx_http_engagement_dims_conf_t  *dc;
 
     dc = ngx_http_engagement_dims_conf_get(cf);
@@ -241,31 +243,54 @@ ngx_http_engagement_dimension_limit_directive(ngx_conf_t *cf,
 
     dc->category_max = (ngx_uint_t) n;
 
-    if (cf->args->nelts == 3) {
-        if (value[2].len <= 5
-            || ngx_strncmp(value[2].data, "idle=", 5) != 0)
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (value[i].len > 5
+            && ngx_strncmp(value[i].data, "idle=", 5) == 0
+            && dc->category_idle == NGX_CONF_UNSET)
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\" of \"%V\": "
-                               "expected idle=<time>", &value[2],
-                               &cmd->name);
-            return NGX_CONF_ERROR;
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            dc->category_idle = ngx_parse_time(&s, 1);
+
+            if (dc->category_idle == (time_t) NGX_ERROR
+                || dc->category_idle < 1)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid idle time \"%V\" of \"%V\": a "
+                                   "positive time in seconds or more, e.g. 1h",
+                                   &s, &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
         }
 
-        s.data = value[2].data + 5;
-        s.len = value[2].len - 5;
-
-        dc->category_idle = ngx_parse_time(&s, 1);
-
-        if (dc->category_idle == (time_t) NGX_ERROR
-            || dc->category_idle < 1)
+        if (value[i].len > 9
+            && ngx_strncmp(value[i].data, "channels=", 9) == 0
+            && dc->channel_max == NGX_CONF_UNSET_UINT)
         {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid idle time \"%V\" of \"%V\": a "
-                               "positive time in seconds or more, e.g. 1h",
-                               &s, &cmd->name);
-            return NGX_CONF_ERROR;
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+
+            if (n < 1 || n > NGX_HTTP_ENGAGEMENT_CHANNEL_MAX_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid value \"%V\" of \"%V\": the "
+                                   "number of channels must be between 1 "
+                                   "and %d", &value[i], &cmd->name,
+                                   NGX_HTTP_ENGAGEMENT_CHANNEL_MAX_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            dc->channel_max = (ngx_uint_t) n;
+            continue;
         }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" of \"%V\": expected "
+                           "idle=<time> or channels=<number>, each once",
+                           &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -318,6 +343,7 @@ ngx_http_engagement_dims_merge(ngx_conf_t *cf,
     ngx_conf_init_uint_value(dc->category_max,
                              NGX_HTTP_ENGAGEMENT_CATEGORY_MAX);
     ngx_conf_init_value(dc->category_idle, NGX_HTTP_ENGAGEMENT_CATEGORY_IDLE);
+    ngx_conf_init_uint_value(dc->channel_max, NGX_HTTP_ENGAGEMENT_CHANNEL_MAX);
 
     if (ngx_http_engagement_dims_zone(cf, dc) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -511,6 +537,14 @@ ngx_http_engagement_dims_resolve(ngx_http_request_t *r,
         ngx_http_engagement_dims_inc(dc, category_folded);
     }
 
+    if (ev->channel_id.len && dc && dc->sh
+        && !ngx_http_engagement_channel_admit(dc, &ev->channel_id,
+                                              ngx_time()))
+    {
+        ev->channel_id = ngx_http_engagement_category_other;
+        ngx_http_engagement_dims_inc(dc, channel_folded);
+    }
+
     return NGX_OK;
 }
 
@@ -549,6 +583,14 @@ static ngx_http_engagement_stat_row_t  ngx_http_engagement_dims_rows[] = {
     { "country_missing_total", "countryMissing", NULL, "counter",
       "Events where engagement_dimension country gave no two-letter code",
       ngx_http_engagement_dims_field(country_missing) },
+    { "channel_values", "channelValues", NULL, "gauge",
+      "Distinct channels in the edge's table (engagement_dimension_limit "
+      "channels=)",
+      ngx_http_engagement_dims_field(channel_values) },
+    { "channel_folded_total", "channelFolded", NULL, "counter",
+      "Events whose channel found no place in the table: passed on as "
+      "\"other\"",
+      ngx_http_engagement_dims_field(channel_folded) },
     { NULL, NULL, NULL, NULL, NULL, 0 }
 };
 

@@ -12,6 +12,14 @@
  * shared by the edge's workers: a value is itself or "other" on every
  * worker alike, and the edge passes on at most limit values (plus the
  * turnover of idle places) whatever its number of workers.
+ *
+ * The channel bound is the same, with a table sized for thousands of
+ * creators: a channel is looked for only in the PROBE places from its
+ * hash's (hash % n), so a lookup under the lock is a few places whatever
+ * the table's size. A channel admitted takes a free, else an idle place
+ * of that window; a window with neither folds the channel into "other"
+ * (a full table folds, and a crowded window may fold a little before the
+ * table is full).
  */
 
 
@@ -38,6 +46,8 @@ ngx_http_engagement_dims_fingerprint(ngx_http_engagement_dims_conf_t *dc)
     ngx_crc32_init(crc);
     ngx_crc32_update(&crc, (u_char *) &dc->category_max,
                      sizeof(dc->category_max));
+    ngx_crc32_update(&crc, (u_char *) &dc->channel_max,
+                     sizeof(dc->channel_max));
 
     n = dc->interactions ? dc->interactions->nelts : 0;
     names = dc->interactions ? dc->interactions->elts : NULL;
@@ -87,7 +97,8 @@ ngx_http_engagement_dims_zone(ngx_conf_t *cf,
 
     /* the table, the header, and the slab allocator's own pages */
     size = sizeof(ngx_http_engagement_dims_sh_t)
-           + dc->category_max * sizeof(ngx_http_engagement_category_t);
+           + (dc->category_max + dc->channel_max)
+             * sizeof(ngx_http_engagement_category_t);
     size = ngx_align(size, ngx_pagesize) + 8 * ngx_pagesize;
 
     dc->zone = ngx_http_engagement_zone_shm(cf, &name, size,
@@ -132,7 +143,7 @@ ngx_http_engagement_dims_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             ngx_shmtx_lock(&shpool->mutex);
             ngx_memzero(&sh->stats, sizeof(sh->stats));
             ngx_memzero(sh->categories,
-                        sh->ncategories
+                        (sh->ncategories + sh->nchannels)
                         * sizeof(ngx_http_engagement_category_t));
             sh->fingerprint = fp;
             ngx_shmtx_unlock(&shpool->mutex);
@@ -142,7 +153,8 @@ ngx_http_engagement_dims_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     size = sizeof(ngx_http_engagement_dims_sh_t)
-           + dc->category_max * sizeof(ngx_http_engagement_category_t);
+           + (dc->category_max + dc->channel_max)
+             * sizeof(ngx_http_engagement_category_t);
 
     sh = ngx_slab_calloc(shpool, size);
     if (sh == NULL) {
@@ -152,6 +164,7 @@ ngx_http_engagement_dims_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh->magic = NGX_HTTP_ENGAGEMENT_DIMS_MAGIC;
     sh->fingerprint = fp;
     sh->ncategories = dc->category_max;
+    sh->nchannels = dc->channel_max;
 
     shpool->data = sh;
     dc->sh = sh;
@@ -212,6 +225,78 @@ ngx_http_engagement_category_admit(ngx_http_engagement_dims_conf_t *dc,
 
         if (free) {
             (void) ngx_atomic_fetch_add(&dc->sh->stats.category_values, 1);
+        }
+
+        c->hash = hash;
+        c->len = (uint32_t) v->len;
+        c->last = now;
+        ngx_memcpy(c->data, v->data, v->len);
+        admitted = 1;
+    }
+
+    ngx_shmtx_unlock(&dc->shpool->mutex);
+
+    return admitted;
+}
+
+
+ngx_uint_t
+ngx_http_engagement_channel_admit(ngx_http_engagement_dims_conf_t *dc,
+    ngx_str_t *v, time_t now)
+{
+    uint32_t                         hash;
+    ngx_uint_t                       i, n, k, w, admitted;
+    ngx_http_engagement_category_t  *t, *c, *free, *idle;
+
+    if (v->len == 0 || v->len > NGX_HTTP_ENGAGEMENT_ID_MAX) {
+        return 0;
+    }
+
+    /* hashed outside the lock; 0 marks a free place */
+    hash = ngx_crc32_short(v->data, v->len) | 1;
+
+    free = NULL;
+    idle = NULL;
+    admitted = 0;
+
+    ngx_shmtx_lock(&dc->shpool->mutex);
+
+    n = dc->sh->nchannels;
+    t = ngx_http_engagement_dims_channels(dc->sh);
+    w = ngx_min(n, NGX_HTTP_ENGAGEMENT_CHANNEL_PROBE);
+    k = (hash >> 1) % n;     /* hash is odd: its low bit says nothing */
+
+    for (i = 0; i < w; i++, k = (k + 1 == n) ? 0 : k + 1) {
+        c = &t[k];
+
+        if (c->hash == 0) {
+            if (free == NULL) {
+                free = c;
+            }
+
+            continue;
+        }
+
+        if (c->hash == hash && c->len == v->len
+            && ngx_memcmp(c->data, v->data, v->len) == 0)
+        {
+            c->last = now;
+            admitted = 1;
+            break;
+        }
+
+        if (idle == NULL
+            && now - c->last >= dc->category_idle)
+        {
+            idle = c;
+        }
+    }
+
+    if (!admitted && (free || idle)) {
+        c = free ? free : idle;
+
+        if (free) {
+            (void) ngx_atomic_fetch_add(&dc->sh->stats.channel_values, 1);
         }
 
         c->hash = hash;

@@ -26,12 +26,17 @@
 #define NGX_HTTP_ENGAGEMENT_CATEGORY_MAX_MAX   1024
 /* a category unseen this long gives its place to another */
 #define NGX_HTTP_ENGAGEMENT_CATEGORY_IDLE      3600    /* s */
+/* engagement_dimension_limit channels=: distinct channels per edge */
+#define NGX_HTTP_ENGAGEMENT_CHANNEL_MAX        4096
+#define NGX_HTTP_ENGAGEMENT_CHANNEL_MAX_MAX    65536
+/* a channel is looked for in this many places from its hash's */
+#define NGX_HTTP_ENGAGEMENT_CHANNEL_PROBE      16
 
 /* engagement_interaction: names per configuration */
 #define NGX_HTTP_ENGAGEMENT_INTERACTIONS_MAX   64
 
 
-/* a category the edge passes on */
+/* a category (or a channel) the edge passes on */
 typedef struct {
     uint32_t                      hash;        /* 0: free */
     uint32_t                      len;
@@ -52,6 +57,8 @@ typedef struct {
     ngx_atomic_t                  category_values;   /* gauge: in the table */
     ngx_atomic_t                  device_agent;      /* from the User-Agent */
     ngx_atomic_t                  country_missing;   /* directive, no value */
+    ngx_atomic_t                  channel_folded;    /* became "other" */
+    ngx_atomic_t                  channel_values;    /* gauge: in the table */
     ngx_atomic_t                  clicks[NGX_HTTP_ENGAGEMENT_INTERACTIONS_MAX];
 } ngx_http_engagement_dims_stats_t;
 
@@ -61,13 +68,19 @@ typedef struct {
     uint32_t                      fingerprint; /* the configuration's */
     ngx_http_engagement_dims_stats_t  stats;
     ngx_uint_t                    ncategories;
+    ngx_uint_t                    nchannels;   /* after the categories */
     ngx_http_engagement_category_t    categories[1];
 } ngx_http_engagement_dims_sh_t;
+
+/* the channels' table follows the categories' */
+#define ngx_http_engagement_dims_channels(sh)                                 \
+    (&(sh)->categories[(sh)->ncategories])
 
 
 /* the main conf's "dims" */
 typedef struct {
     ngx_uint_t                    category_max;
+    ngx_uint_t                    channel_max;
     time_t                        category_idle;
     ngx_array_t                  *interactions;   /* ngx_str_t */
     ngx_shm_zone_t               *zone;
@@ -85,6 +98,9 @@ ngx_int_t ngx_http_engagement_dims_zone(ngx_conf_t *cf,
     ngx_http_engagement_dims_conf_t *dc);
 /* 1: v is a category this edge passes on; 0: it is folded into "other" */
 ngx_uint_t ngx_http_engagement_category_admit(
+    ngx_http_engagement_dims_conf_t *dc, ngx_str_t *v, time_t now);
+/* 1: v is a channel this edge passes on; 0: it is folded into "other" */
+ngx_uint_t ngx_http_engagement_channel_admit(
     ngx_http_engagement_dims_conf_t *dc, ngx_str_t *v, time_t now);
 
 #define ngx_http_engagement_dims_inc(dc, f)                                   \
