@@ -173,98 +173,39 @@ ngx_http_engagement_dims_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-ngx_uint_t
-ngx_http_engagement_category_admit(ngx_http_engagement_dims_conf_t *dc,
-    ngx_str_t *v, time_t now)
+/*
+ * A value's place in a table of dimension values: looked for in the
+ * window of w places from k (wrapping at n), kept fresh when found, else
+ * given the first free place of the window or one idle for the idle time.
+ * 1: admitted; 0: no place (the caller folds it into "other").
+ */
+
+static ngx_uint_t
+ngx_http_engagement_dims_admit(ngx_http_engagement_dims_conf_t *dc,
+    ngx_http_engagement_category_t *t, ngx_uint_t n, ngx_uint_t windowed,
+    ngx_atomic_t *values, ngx_str_t *v, time_t now)
 {
     uint32_t                         hash;
-    ngx_uint_t                       i, admitted;
+    ngx_uint_t                       i, k, w, admitted;
     ngx_http_engagement_category_t  *c, *free, *idle;
 
-    if (v->len == 0 || v->len > NGX_HTTP_ENGAGEMENT_ID_MAX) {
+    if (v->len == 0 || v->len > NGX_HTTP_ENGAGEMENT_ID_MAX || n == 0) {
         return 0;
     }
 
     /* hashed outside the lock; 0 marks a free place */
     hash = ngx_crc32_short(v->data, v->len) | 1;
 
-    free = NULL;
-    idle = NULL;
-    admitted = 0;
-
-    ngx_shmtx_lock(&dc->shpool->mutex);
-
-    for (i = 0; i < dc->sh->ncategories; i++) {
-        c = &dc->sh->categories[i];
-
-        if (c->hash == 0) {
-            if (free == NULL) {
-                free = c;
-            }
-
-            continue;
-        }
-
-        if (c->hash == hash && c->len == v->len
-            && ngx_memcmp(c->data, v->data, v->len) == 0)
-        {
-            c->last = now;
-            admitted = 1;
-            break;
-        }
-
-        if (idle == NULL
-            && now - c->last >= dc->category_idle)
-        {
-            idle = c;
-        }
-    }
-
-    if (!admitted && (free || idle)) {
-        c = free ? free : idle;
-
-        if (free) {
-            (void) ngx_atomic_fetch_add(&dc->sh->stats.category_values, 1);
-        }
-
-        c->hash = hash;
-        c->len = (uint32_t) v->len;
-        c->last = now;
-        ngx_memcpy(c->data, v->data, v->len);
-        admitted = 1;
-    }
-
-    ngx_shmtx_unlock(&dc->shpool->mutex);
-
-    return admitted;
-}
-
-
-ngx_uint_t
-ngx_http_engagement_channel_admit(ngx_http_engagement_dims_conf_t *dc,
-    ngx_str_t *v, time_t now)
-{
-    uint32_t                         hash;
-    ngx_uint_t                       i, n, k, w, admitted;
-    ngx_http_engagement_category_t  *t, *c, *free, *idle;
-
-    if (v->len == 0 || v->len > NGX_HTTP_ENGAGEMENT_ID_MAX) {
-        return 0;
-    }
-
-    /* hashed outside the lock; 0 marks a free place */
-    hash = ngx_crc32_short(v->data, v->len) | 1;
+    /* the whole table, or a window from the hash's place (the hash is
+     * odd: its low bit says nothing) */
+    w = windowed ? ngx_min(n, NGX_HTTP_ENGAGEMENT_CHANNEL_PROBE) : n;
+    k = windowed ? (hash >> 1) % n : 0;
 
     free = NULL;
     idle = NULL;
     admitted = 0;
 
     ngx_shmtx_lock(&dc->shpool->mutex);
-
-    n = dc->sh->nchannels;
-    t = ngx_http_engagement_dims_channels(dc->sh);
-    w = ngx_min(n, NGX_HTTP_ENGAGEMENT_CHANNEL_PROBE);
-    k = (hash >> 1) % n;     /* hash is odd: its low bit says nothing */
 
     for (i = 0; i < w; i++, k = (k + 1 == n) ? 0 : k + 1) {
         c = &t[k];
@@ -296,7 +237,7 @@ ngx_http_engagement_channel_admit(ngx_http_engagement_dims_conf_t *dc,
         c = free ? free : idle;
 
         if (free) {
-            (void) ngx_atomic_fetch_add(&dc->sh->stats.channel_values, 1);
+            (void) ngx_atomic_fetch_add(values, 1);
         }
 
         c->hash = hash;
@@ -309,4 +250,32 @@ ngx_http_engagement_channel_admit(ngx_http_engagement_dims_conf_t *dc,
     ngx_shmtx_unlock(&dc->shpool->mutex);
 
     return admitted;
+}
+
+
+/* categories: the first N (a scan of a small table) */
+
+ngx_uint_t
+ngx_http_engagement_category_admit(ngx_http_engagement_dims_conf_t *dc,
+    ngx_str_t *v, time_t now)
+{
+    return ngx_http_engagement_dims_admit(dc, dc->sh->categories,
+                                          dc->sh->ncategories, 0,
+                                          &dc->sh->stats.category_values,
+                                          v, now);
+}
+
+
+/* channels: many more, a window of places from the value's hash */
+
+ngx_uint_t
+ngx_http_engagement_channel_admit(ngx_http_engagement_dims_conf_t *dc,
+    ngx_str_t *v, time_t now)
+{
+    return ngx_http_engagement_dims_admit(dc,
+                                          ngx_http_engagement_dims_channels(
+                                              dc->sh),
+                                          dc->sh->nchannels, 1,
+                                          &dc->sh->stats.channel_values,
+                                          v, now);
 }
