@@ -603,6 +603,7 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
         || ngx_http_engagement_series_postconf(cf) != NGX_OK
         || ngx_http_engagement_trend_postconf(cf) != NGX_OK
         || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK
+        || ngx_http_engagement_cluster_check(cf, emcf) != NGX_OK
         || ngx_http_engagement_segments_postconf(cf) != NGX_OK)
     {
         return NGX_ERROR;

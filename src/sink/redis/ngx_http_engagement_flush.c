@@ -9,6 +9,10 @@
  * into a final flush with a deadline; what is left is saved by the master
  * at exit. At a reload an old worker sends one round and waits for its
  * own claims only: the zone's later deltas are the new workers' to send.
+ * In cluster mode a claimed group is split by hash slot: one call per
+ * slot, its batch key eng:b:{<the slot's tag>}:<stream>:<seq> in that
+ * slot, so a resend of what is left of the group (in any order) meets
+ * the same key on the same master, and a slot's part is applied once.
  */
 
 
@@ -29,8 +33,16 @@ typedef struct {
 typedef struct {
     ngx_http_engagement_round_t   *round;
     ngx_uint_t                     n;
+    ngx_int_t                      slot;        /* cluster mode; else -1 */
     ngx_http_engagement_claim_t    claims[1];
 } ngx_http_engagement_call_t;
+
+
+/* a claim's hash slot, to group a round by slot in cluster mode */
+typedef struct {
+    ngx_uint_t                     slot;
+    ngx_uint_t                     k;
+} ngx_http_engagement_slot_claim_t;
 
 
 static void ngx_http_engagement_flush_timer(ngx_msec_t t);
@@ -354,7 +366,7 @@ ngx_http_engagement_flush_head(ngx_http_engagement_args_t *a,
     ngx_http_engagement_main_conf_t *emcf, ngx_http_engagement_call_t *call)
 {
     u_char                       *start;
-    ngx_str_t                    *types;
+    ngx_str_t                    *types, *tag;
     ngx_uint_t                    k, nr;
     ngx_http_engagement_claim_t  *cl;
 
@@ -365,6 +377,15 @@ ngx_http_engagement_flush_head(ngx_http_engagement_args_t *a,
 
     start = a->p;
     a->p = ngx_cpymem(a->p, "eng:b:", sizeof("eng:b:") - 1);
+
+    if (call->slot >= 0) {
+        tag = ngx_http_engagement_cluster_tag(call->slot);
+        *a->p++ = '{';
+        a->p = ngx_cpymem(a->p, tag->data, tag->len);
+        *a->p++ = '}';
+        *a->p++ = ':';
+    }
+
     a->p = ngx_http_engagement_put_hex64(a->p, cl->stream);
     *a->p++ = ':';
     a->p = ngx_http_engagement_put_uint(a->p, cl->seq);
@@ -584,7 +605,7 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     size += argc * (sizeof(char *) + sizeof(size_t))
             + NGX_HTTP_ENGAGEMENT_FLUSH_HEAD * NGX_INT64_LEN
             + NGX_HTTP_ENGAGEMENT_MILESTONE_BUF
-            + sizeof("eng:b::") + 16
+            + sizeof("eng:b:{}::") + 4 + 16
             + call->n * NGX_HTTP_ENGAGEMENT_FLUSH_TEXT;
 
     buf = ngx_alloc(size, ngx_cycle->log);
@@ -678,6 +699,137 @@ ngx_http_engagement_flush_claim(ngx_http_engagement_zone_t *z,
 }
 
 
+/* a call of the round, sent (NGX_OK) or not (the caller releases it) */
+
+static ngx_int_t
+ngx_http_engagement_flush_call(ngx_http_engagement_main_conf_t *emcf,
+    ngx_http_engagement_round_t *round, ngx_http_engagement_call_t *call)
+{
+    ngx_uint_t                             k;
+    ngx_http_engagement_counters_shctx_t  *sh;
+
+    if (ngx_http_engagement_flush_send(emcf, call) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    sh = call->claims[0].zone->sh;
+    ngx_http_engagement_inc(sh, flush_calls);
+    ngx_http_engagement_add(sh, flush_contents, call->n);
+
+    for (k = 0; k < call->n; k++) {
+        if (ngx_http_engagement_nonzero(&call->claims[k].bucket)) {
+            ngx_http_engagement_inc(sh, flush_buckets);
+        }
+
+        if (call->claims[k].uv_n) {
+            ngx_http_engagement_inc(sh, flush_uniques);
+        }
+    }
+
+    round->outstanding++;
+    round->n += call->n;
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_engagement_slot_cmp(const void *one, const void *two)
+{
+    const ngx_http_engagement_slot_claim_t  *a = one, *b = two;
+
+    if (a->slot != b->slot) {
+        return (a->slot < b->slot) ? -1 : 1;
+    }
+
+    return (a->k < b->k) ? -1 : (a->k > b->k);
+}
+
+
+/*
+ * Cluster mode: the group as one call per hash slot of its contents,
+ * each sent or released on its own. NGX_ERROR: some part was released.
+ */
+
+static ngx_int_t
+ngx_http_engagement_flush_slots(ngx_http_engagement_main_conf_t *emcf,
+    ngx_http_engagement_round_t *round, ngx_uint_t n)
+{
+    u_char                             key[sizeof("c:")
+                                           + NGX_HTTP_ENGAGEMENT_ID_MAX];
+    ngx_int_t                          rc;
+    ngx_uint_t                         i, j, k;
+    ngx_http_engagement_call_t        *call;
+    ngx_http_engagement_claim_t       *cl;
+    ngx_http_engagement_slot_claim_t  *sl;
+
+    sl = ngx_alloc(n * sizeof(ngx_http_engagement_slot_claim_t),
+                   ngx_cycle->log);
+    if (sl == NULL) {
+        for (k = 0; k < n; k++) {
+            ngx_http_engagement_counters_release(
+                &ngx_http_engagement_claims[k], 0);
+        }
+
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < n; k++) {
+        cl = &ngx_http_engagement_claims[k];
+
+        /* the hash tag of eng:{c:<id>} */
+        key[0] = 'c';
+        key[1] = ':';
+        ngx_memcpy(key + 2, cl->id, cl->id_len);
+
+        sl[k].slot = ngx_http_engagement_cluster_slot(key, 2 + cl->id_len);
+        sl[k].k = k;
+    }
+
+    ngx_qsort(sl, n, sizeof(ngx_http_engagement_slot_claim_t),
+              ngx_http_engagement_slot_cmp);
+
+    rc = NGX_OK;
+
+    for (i = 0; i < n; i = j) {
+        for (j = i + 1; j < n && sl[j].slot == sl[i].slot; j++) {
+            /* void */
+        }
+
+        call = ngx_alloc(offsetof(ngx_http_engagement_call_t, claims)
+                         + (j - i) * sizeof(ngx_http_engagement_claim_t),
+                         ngx_cycle->log);
+
+        if (call != NULL) {
+            call->round = round;
+            call->n = j - i;
+            call->slot = sl[i].slot;
+
+            for (k = i; k < j; k++) {
+                call->claims[k - i] = ngx_http_engagement_claims[sl[k].k];
+            }
+
+            if (ngx_http_engagement_flush_call(emcf, round, call) == NGX_OK) {
+                continue;
+            }
+
+            ngx_free(call);
+        }
+
+        for (k = i; k < j; k++) {
+            ngx_http_engagement_counters_release(
+                &ngx_http_engagement_claims[sl[k].k], 0);
+        }
+
+        rc = NGX_ERROR;
+    }
+
+    ngx_free(sl);
+
+    return rc;
+}
+
+
 /* a claimed group becomes a call of the round, sent or released */
 
 static ngx_int_t
@@ -686,7 +838,10 @@ ngx_http_engagement_flush_group(ngx_http_engagement_main_conf_t *emcf,
 {
     ngx_uint_t                             k;
     ngx_http_engagement_call_t            *call;
-    ngx_http_engagement_counters_shctx_t  *sh;
+
+    if (ngx_http_engagement_redis_clustered()) {
+        return ngx_http_engagement_flush_slots(emcf, round, n);
+    }
 
     call = ngx_alloc(offsetof(ngx_http_engagement_call_t, claims)
                      + n * sizeof(ngx_http_engagement_claim_t),
@@ -695,26 +850,11 @@ ngx_http_engagement_flush_group(ngx_http_engagement_main_conf_t *emcf,
     if (call != NULL) {
         call->round = round;
         call->n = n;
+        call->slot = -1;
         ngx_memcpy(call->claims, ngx_http_engagement_claims,
                    n * sizeof(ngx_http_engagement_claim_t));
 
-        if (ngx_http_engagement_flush_send(emcf, call) == NGX_OK) {
-            sh = call->claims[0].zone->sh;
-            ngx_http_engagement_inc(sh, flush_calls);
-            ngx_http_engagement_add(sh, flush_contents, n);
-
-            for (k = 0; k < n; k++) {
-                if (ngx_http_engagement_nonzero(&call->claims[k].bucket)) {
-                    ngx_http_engagement_inc(sh, flush_buckets);
-                }
-
-                if (call->claims[k].uv_n) {
-                    ngx_http_engagement_inc(sh, flush_uniques);
-                }
-            }
-
-            round->outstanding++;
-            round->n += n;
+        if (ngx_http_engagement_flush_call(emcf, round, call) == NGX_OK) {
             return NGX_OK;
         }
 

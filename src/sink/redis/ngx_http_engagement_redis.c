@@ -4,7 +4,9 @@
  * (idle -> connecting -> authenticating -> ready, or failed -> backoff ->
  * connecting), connect and command timeouts on nginx timers (hiredis 0.14
  * has no timer hook), the scripts loaded once per connection and called by
- * SHA, and every transition logged once and counted.
+ * SHA, and every transition logged once and counted. In cluster mode
+ * (engagement_redis cluster ...) the calls below go to cluster.c instead,
+ * which keeps a connection of this kind per master.
  */
 
 
@@ -42,6 +44,7 @@ static ngx_uint_t                          ngx_http_engagement_scripts;
 static char                                ngx_http_engagement_sha[
     NGX_HTTP_ENGAGEMENT_SCRIPTS][NGX_HTTP_ENGAGEMENT_SHA_LEN + 1];
 static ngx_log_t                          *ngx_http_engagement_rlog;
+static ngx_uint_t                          ngx_http_engagement_clustered;
 
 
 #define ngx_http_engagement_rstat(f)                                          \
@@ -86,6 +89,10 @@ ngx_http_engagement_redis_set_state(ngx_http_engagement_redis_state_e s)
 ngx_msec_t
 ngx_http_engagement_redis_down_for(void)
 {
+    if (ngx_http_engagement_clustered) {
+        return ngx_http_engagement_cluster_down_for();
+    }
+
     if (ngx_http_engagement_down_at == 0) {
         return 0;
     }
@@ -179,6 +186,37 @@ ngx_http_engagement_redis_arg(ngx_http_engagement_redis_args_t *a, int i,
  * The command in RESP, in the worker's buffer, grown as needed: hiredis
  * copies it into its output buffer. NULL: no memory.
  */
+
+static u_char *ngx_http_engagement_redis_format(
+    ngx_http_engagement_redis_args_t *a, size_t *size);
+
+
+/* the formatting, for cluster.c: the text is valid until the next call */
+
+u_char *
+ngx_http_engagement_redis_format_cmd(int npre, const char **pre,
+    const size_t *prelen, int argc, const char **argv, const size_t *argvlen,
+    size_t *size)
+{
+    ngx_http_engagement_redis_args_t  a;
+
+    a.npre = npre;
+    a.pre = pre;
+    a.prelen = prelen;
+    a.argc = argc;
+    a.argv = argv;
+    a.argvlen = argvlen;
+
+    return ngx_http_engagement_redis_format(&a, size);
+}
+
+
+ngx_uint_t
+ngx_http_engagement_redis_clustered(void)
+{
+    return ngx_http_engagement_clustered;
+}
+
 
 static u_char *
 ngx_http_engagement_redis_format(ngx_http_engagement_redis_args_t *a,
@@ -303,6 +341,11 @@ ngx_int_t
 ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
     void *data, int argc, const char **argv, const size_t *argvlen)
 {
+    if (ngx_http_engagement_clustered) {
+        return ngx_http_engagement_cluster_send(-1, cb, data, argc, argv,
+                                                argvlen);
+    }
+
     return ngx_http_engagement_redis_format_send(cb, data, 0, NULL, NULL,
                                                  argc, argv, argvlen);
 }
@@ -317,6 +360,11 @@ ngx_http_engagement_redis_eval(ngx_uint_t script,
 
     static size_t  prelen[2] = { sizeof("EVALSHA") - 1,
                                  NGX_HTTP_ENGAGEMENT_SHA_LEN };
+
+    if (ngx_http_engagement_clustered) {
+        return ngx_http_engagement_cluster_send(script, cb, data, argc, argv,
+                                                argvlen);
+    }
 
     if (ngx_http_engagement_rstate != NGX_HTTP_ENGAGEMENT_REDIS_READY) {
         return NGX_DECLINED;
@@ -339,6 +387,10 @@ ngx_http_engagement_redis_eval(ngx_uint_t script,
 ngx_uint_t
 ngx_http_engagement_redis_ready(void)
 {
+    if (ngx_http_engagement_clustered) {
+        return ngx_http_engagement_cluster_ready();
+    }
+
     return ngx_http_engagement_rstate == NGX_HTTP_ENGAGEMENT_REDIS_READY
            && ngx_http_engagement_scripts;
 }
@@ -690,6 +742,13 @@ ngx_int_t
 ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_redis_conf_t *rcf)
 {
+    ngx_http_engagement_clustered = rcf->cluster;
+
+    if (rcf->cluster) {
+        ngx_http_engagement_rlog = cycle->log;
+        return ngx_http_engagement_cluster_start(cycle, rcf);
+    }
+
     ngx_http_engagement_rcf = rcf;
     ngx_http_engagement_rlog = cycle->log;
     ngx_http_engagement_ac = NULL;
@@ -715,6 +774,11 @@ void
 ngx_http_engagement_redis_stop(void)
 {
     redisAsyncContext  *ac;
+
+    if (ngx_http_engagement_clustered) {
+        ngx_http_engagement_cluster_stop();
+        return;
+    }
 
     ngx_http_engagement_stopping = 1;
 

@@ -59,10 +59,23 @@ typedef enum {
 } ngx_http_engagement_redis_state_e;
 
 
+/* one address of engagement_redis, resolved at configuration time */
+typedef struct {
+    ngx_str_t                     url;          /* as configured */
+    u_char                        ip[NGX_SOCKADDR_STRLEN + 1];
+    int                           port;
+} ngx_http_engagement_redis_addr_t;
+
+
 struct ngx_http_engagement_redis_conf_s {
     ngx_str_t                     url;          /* as configured */
     u_char                        ip[NGX_SOCKADDR_STRLEN + 1];
     int                           port;
+    ngx_uint_t                    cluster;      /* engagement_redis cluster */
+    ngx_array_t                  *seeds;        /* redis_addr_t, cluster */
+    ngx_uint_t                    wait;         /* WAIT n after a write */
+    ngx_msec_t                    wait_timeout;
+    ngx_msec_t                    refresh;      /* slot map refresh, ms */
     ngx_str_t                     password;
     ngx_uint_t                    db;
     ngx_msec_t                    connect_timeout;
@@ -110,7 +123,7 @@ ngx_int_t ngx_http_engagement_redis_attach(redisAsyncContext *ac,
 char *ngx_http_engagement_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* redis.c: the connection */
+/* redis.c: the connection (or, in cluster mode, cluster.c's) */
 ngx_int_t ngx_http_engagement_redis_start(ngx_cycle_t *cycle,
     ngx_http_engagement_redis_conf_t *rcf);
 void ngx_http_engagement_redis_stop(void);
@@ -121,6 +134,28 @@ ngx_int_t ngx_http_engagement_redis_send(ngx_http_engagement_redis_cb_pt cb,
 ngx_int_t ngx_http_engagement_redis_eval(ngx_uint_t script,
     ngx_http_engagement_redis_cb_pt cb, void *data, int argc,
     const char **argv, const size_t *argvlen);
+u_char *ngx_http_engagement_redis_format_cmd(int npre, const char **pre,
+    const size_t *prelen, int argc, const char **argv, const size_t *argvlen,
+    size_t *size);
+
+/* cluster.c: Redis Cluster (engagement_redis cluster ...) */
+#define NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS  16384
+
+ngx_int_t ngx_http_engagement_cluster_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_redis_conf_t *rcf);
+void ngx_http_engagement_cluster_stop(void);
+ngx_uint_t ngx_http_engagement_cluster_ready(void);
+ngx_msec_t ngx_http_engagement_cluster_down_for(void);
+ngx_int_t ngx_http_engagement_cluster_send(ngx_int_t script,
+    ngx_http_engagement_redis_cb_pt cb, void *data, int argc,
+    const char **argv, const size_t *argvlen);
+ngx_uint_t ngx_http_engagement_cluster_slot(const u_char *key, size_t len);
+ngx_str_t *ngx_http_engagement_cluster_tag(ngx_uint_t slot);
+ngx_uint_t ngx_http_engagement_redis_clustered(void);
+
+/* cluster_conf.c: what cluster mode refuses at nginx -t */
+ngx_int_t ngx_http_engagement_cluster_check(ngx_conf_t *cf,
+    ngx_http_engagement_main_conf_t *emcf);
 
 /* redis_reply.c */
 ngx_int_t ngx_http_engagement_reply_totals(redisReply *reply,
@@ -144,6 +179,7 @@ ngx_int_t ngx_http_engagement_resume_flush_start(ngx_cycle_t *cycle,
 ngx_int_t ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 ngx_uint_t ngx_http_engagement_series_flush_done(void);
+ngx_uint_t ngx_http_engagement_series_cluster_safe(void);
 
 
 

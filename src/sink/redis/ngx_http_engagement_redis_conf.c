@@ -4,8 +4,13 @@
  *   engagement_redis host:port [db=N] [password=secret]
  *                    [connect_timeout=1s] [timeout=1s] [backoff=100ms:5s]
  *                    [buckets=60s] [uniques=10s];
+ *   engagement_redis cluster host:port [host:port ...] [password=...]
+ *                    [wait=N] [wait_timeout=100ms] [the timeouts above];
  * The host is resolved here, once: no blocking lookup ever runs in a
- * worker. The optional parameters are a table of name=value setters.
+ * worker. The optional parameters are a table of name=value setters. In
+ * the cluster form every host:port is a seed (any node of the cluster,
+ * the slot map is read from it); db= is refused (a cluster has db 0
+ * only); wait=N makes every write wait for N replicas (see cluster.c).
  */
 
 
@@ -19,6 +24,9 @@
 #define NGX_HTTP_ENGAGEMENT_REDIS_BUCKETS       60000
 #define NGX_HTTP_ENGAGEMENT_REDIS_UNIQUES       10000
 #define NGX_HTTP_ENGAGEMENT_REDIS_INTERVAL_MAX  3600000
+
+/* wait=: replicas a cluster write waits for, at most */
+#define NGX_HTTP_ENGAGEMENT_REDIS_WAIT_MAX      16
 
 
 /* a parameter's value (after "name="): NGX_OK or NGX_ERROR */
@@ -43,6 +51,8 @@ static ngx_int_t ngx_http_engagement_redis_set_interval(
     ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *value, size_t offset);
 static ngx_int_t ngx_http_engagement_redis_set_backoff(
     ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *value, size_t offset);
+static ngx_int_t ngx_http_engagement_redis_set_wait(
+    ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *value, size_t offset);
 
 
 #define ngx_http_engagement_rc(f)                                             \
@@ -62,6 +72,9 @@ static ngx_http_engagement_redis_param_t  ngx_http_engagement_redis_params[]
       ngx_http_engagement_rc(buckets) },
     { ngx_string("uniques="), ngx_http_engagement_redis_set_interval,
       ngx_http_engagement_rc(uniques) },
+    { ngx_string("wait="), ngx_http_engagement_redis_set_wait, 0 },
+    { ngx_string("wait_timeout="), ngx_http_engagement_redis_set_msec,
+      ngx_http_engagement_rc(wait_timeout) },
     { ngx_null_string, NULL, 0 }
 };
 
@@ -78,6 +91,25 @@ ngx_http_engagement_redis_set_db(ngx_http_engagement_redis_conf_t *rcf,
     }
 
     rcf->db = n;
+
+    return NGX_OK;
+}
+
+
+/* wait=N: 0 to NGX_HTTP_ENGAGEMENT_REDIS_WAIT_MAX replicas */
+
+static ngx_int_t
+ngx_http_engagement_redis_set_wait(ngx_http_engagement_redis_conf_t *rcf,
+    ngx_str_t *value, size_t offset)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(value->data, value->len);
+    if (n == NGX_ERROR || n > NGX_HTTP_ENGAGEMENT_REDIS_WAIT_MAX) {
+        return NGX_ERROR;
+    }
+
+    rcf->wait = n;
 
     return NGX_OK;
 }
@@ -186,7 +218,7 @@ ngx_http_engagement_redis_set_backoff(ngx_http_engagement_redis_conf_t *rcf,
 
 static ngx_int_t
 ngx_http_engagement_redis_address(ngx_conf_t *cf,
-    ngx_http_engagement_redis_conf_t *rcf, ngx_str_t *url)
+    ngx_http_engagement_redis_addr_t *rcf, ngx_str_t *url)
 {
     u_char     *p;
     ngx_url_t   u;
@@ -252,6 +284,82 @@ ngx_http_engagement_redis_param(ngx_http_engagement_redis_conf_t *rcf,
 }
 
 
+/*
+ * engagement_redis cluster seed [seed ...] [parameters]: the seeds are
+ * the arguments without "=", at least one; db= is refused.
+ */
+
+static char *
+ngx_http_engagement_redis_cluster(ngx_conf_t *cf,
+    ngx_http_engagement_main_conf_t *emcf,
+    ngx_http_engagement_redis_conf_t *rcf)
+{
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_engagement_redis_addr_t  *seed;
+
+    value = cf->args->elts;
+
+    rcf->cluster = 1;
+    rcf->seeds = ngx_array_create(cf->pool, 4,
+                                  sizeof(ngx_http_engagement_redis_addr_t));
+    if (rcf->seeds == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
+            == NULL)
+        {
+            seed = ngx_array_push(rcf->seeds);
+            if (seed == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_http_engagement_redis_address(cf, seed, &value[i])
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "engagement_redis cluster: \"%V\" is not "
+                               "allowed: a Redis Cluster has database 0 only",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_engagement_redis_param(rcf, &value[i]) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" of engagement_redis",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (rcf->seeds->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "engagement_redis cluster needs at least one "
+                           "host:port of a cluster node");
+        return NGX_CONF_ERROR;
+    }
+
+    seed = rcf->seeds->elts;
+    ngx_memcpy(rcf->ip, seed[0].ip, sizeof(rcf->ip));
+    rcf->port = seed[0].port;
+    rcf->url = seed[0].url;
+
+    emcf->redis = rcf;
+
+    return NGX_CONF_OK;
+}
+
+
 char *
 ngx_http_engagement_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -260,6 +368,7 @@ ngx_http_engagement_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_str_t                         *value;
     ngx_uint_t                         i;
+    ngx_http_engagement_redis_addr_t   addr;
     ngx_http_engagement_redis_conf_t  *rcf;
 
     if (emcf->redis) {
@@ -280,13 +389,27 @@ ngx_http_engagement_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     rcf->buckets = NGX_HTTP_ENGAGEMENT_REDIS_BUCKETS;
     rcf->uniques = NGX_HTTP_ENGAGEMENT_REDIS_UNIQUES;
 
-    if (ngx_http_engagement_redis_address(cf, rcf, &value[1]) != NGX_OK) {
+    rcf->wait_timeout = 100;
+
+    if (value[1].len == 7
+        && ngx_strncmp(value[1].data, "cluster", 7) == 0)
+    {
+        return ngx_http_engagement_redis_cluster(cf, emcf, rcf);
+    }
+
+    if (ngx_http_engagement_redis_address(cf, &addr, &value[1]) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
+    ngx_memcpy(rcf->ip, addr.ip, sizeof(rcf->ip));
+    rcf->port = addr.port;
+    rcf->url = addr.url;
+
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_http_engagement_redis_param(rcf, &value[i]) != NGX_OK) {
+        if (ngx_strncmp(value[i].data, "wait", 4) == 0
+            || ngx_http_engagement_redis_param(rcf, &value[i]) != NGX_OK)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\" of engagement_redis",
                                &value[i]);

@@ -928,3 +928,12 @@ ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
 
     return NGX_OK;
 }
+
+
+/* series rounds are split per hash slot in cluster mode: not yet */
+
+ngx_uint_t
+ngx_http_engagement_series_cluster_safe(void)
+{
+    return 0;
+}

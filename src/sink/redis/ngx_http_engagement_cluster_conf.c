@@ -1,0 +1,64 @@
+
+/*
+ * What cluster mode (engagement_redis cluster ...) refuses at nginx -t:
+ * the features whose Redis calls are not yet cluster-safe, each named
+ * with what to do. A command whose keys span slots would be refused by
+ * the cluster (CROSSSLOT) at run time; refusing the configuration says
+ * so before any count is sent. See docs/cluster.md.
+ */
+
+
+#include "sink/redis/ngx_http_engagement_redis.h"
+#include "store/ngx_http_engagement_series.h"
+#include "store/ngx_http_engagement_trend.h"
+
+
+ngx_int_t
+ngx_http_engagement_cluster_check(ngx_conf_t *cf,
+    ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_http_engagement_series_conf_t  *sc;
+
+    if (emcf->redis == NULL || !emcf->redis->cluster) {
+        return NGX_OK;
+    }
+
+    /*
+     * The milestone notification (the stream eng:milestones and the
+     * PUBLISH rate counters) is written inside the flush and reaction
+     * scripts, under keys of no content's slot.
+     */
+    if (emcf->milestone) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "engagement_milestone and engagement_milestone_publish "
+                      "are not supported with \"engagement_redis cluster\": "
+                      "the milestone stream and PUBLISH counters are written "
+                      "by the flush script outside the content's hash slot "
+                      "(see docs/cluster.md)");
+        return NGX_ERROR;
+    }
+
+    /* a trending read sums many contents' buckets in one script call */
+    if (emcf->trend) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"engagement trending\" and engagement_trending_zone "
+                      "are not supported with \"engagement_redis cluster\": "
+                      "a trending read sums buckets of contents in many hash "
+                      "slots in one script call (see docs/cluster.md)");
+        return NGX_ERROR;
+    }
+
+    sc = emcf->series;
+
+    if (sc && sc->shm_zone && !ngx_http_engagement_series_cluster_safe()) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "series by dimension are not supported with "
+                      "\"engagement_redis cluster\" yet: a series round "
+                      "writes content, channel, category and \"all\" keys "
+                      "in one script call; set \"engagement_series_zone "
+                      "off;\" (see docs/cluster.md)");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
