@@ -121,7 +121,8 @@ sub views {
         for my $i (1 .. $n{$id}) {
             $s //= IO::Socket::INET->new(PeerAddr => "127.0.0.1:$p", Timeout => 5)
                 or next;
-            my $b = qq({"contentId":"$id","sessionId":"$tag-$id-$i","viewerId":"v$tag-$id-$i"});
+            my ($k) = $id =~ /(\d+)$/;
+            my $b = qq({"contentId":"$id","sessionId":"$tag-$id-$i","viewerId":"v$tag-$id-$i","channelId":"ch@{[ ($k // 0) % 3 ]}","category":"cat@{[ ($k // 0) % 4 ]}"});
             print $s "POST /engagement/view HTTP/1.1\r\nHost: x\r\n"
                 . "Content-Type: application/json\r\nContent-Length: "
                 . length($b) . "\r\n\r\n$b";
@@ -186,14 +187,15 @@ engagement_milestone and engagement_milestone_publish are not supported with "en
 
 
 
-=== TEST 2: cluster mode refuses series by dimension unless they are off
+=== TEST 2: cluster mode refuses trending at nginx -t
 --- http_config
     engagement_redis cluster $TEST_NGINX_CLUSTER;
 --- config
     location = /engagement/view { engagement view; }
+    location = /trending { engagement trending; }
 --- must_die
 --- error_log
-series by dimension are not supported with "engagement_redis cluster" yet
+"engagement trending" and engagement_trending_zone are not supported with "engagement_redis cluster"
 
 
 
@@ -209,7 +211,7 @@ engagement_redis cluster: "db=1" is not allowed: a Redis Cluster has database 0 
 
 
 
-=== TEST 4: cluster mode needs a seed; wait= is refused in the single form
+=== TEST 4: cluster mode needs a seed
 --- http_config
     engagement_redis cluster timeout=1s;
     engagement_series_zone off;
@@ -221,12 +223,22 @@ engagement_redis cluster needs at least one host:port of a cluster node
 
 
 
-=== TEST 5: views of 200 contents over all masters: counted exactly
+=== TEST 4b: wait= belongs to the cluster form
+--- http_config
+    engagement_redis 127.0.0.1:1 wait=1;
+--- config
+    location = /engagement/view { engagement view; }
+--- must_die
+--- error_log
+invalid parameter "wait=1" of engagement_redis
+
+
+
+=== TEST 5: views of 200 contents over all masters, and their series: counted exactly
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
     engagement_redis cluster $TEST_NGINX_CLUSTER timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0 wait=1 wait_timeout=200ms;
-    engagement_series_zone off;
     engagement_flush_interval 50ms;
     engagement_edge_id cluster-edge;
 --- config
@@ -254,11 +266,73 @@ GET /status
     # a summary reads its content on that content's master
     my ($st, $body) = http_request($port, 'GET', '/engagement/summary/m7');
     like($body, qr/"views":3\b/, "many: a summary reads the total from its master");
+    # the series: one call per slot of a round's keys, each its own batch
+    # key; the deployment's ({all}) and a category's day buckets add up
+    my $sum = sub {
+        my ($tag) = @_;
+        my $owner = ccli(alive(), 'CLUSTER', 'KEYSLOT', "eng:{$tag}");
+        my $t = 0;
+        for my $p (values %{{masters()}}) {
+            for my $k (split /\n/, redis_cli($p, undef, 'KEYS', "eng:{$tag}:d:*")) {
+                next if $k =~ /:d:\d+:/;    # a breakdown, not the totals
+                $t += redis_cli($p, undef, 'HGET', $k, 'views') || 0;
+            }
+        }
+        return $t;
+    };
+    my $cat1 = 0;
+    $cat1 += $n{"m$_"} for grep { $_ % 4 == 1 } 1 .. 200;
+    ok(scalar(wait_until { $sum->('all') >= $want && $sum->('cat:cat1') >= $cat1 } 15),
+       "many: the series reached Redis");
+    sleep 1.2;   # a series round more: a resend applied twice would show
+    is($sum->('all'), $want, "many: the deployment's series counts every view once ($want)");
+    is($sum->('cat:cat1'), $cat1, "many: a category's series counts its views once ($cat1)");
     log_is_clean("many");
 
 
 
-=== TEST 6: a slot moved to another master under load: ASK, then MOVED, exact
+=== TEST 6: reactions on contents of every master: exactly once per request id
+--- http_config
+    engagement_zone engagement:8m;
+    engagement_dedupe_zone engagement_dedupe:8m;
+    engagement_redis cluster $TEST_NGINX_CLUSTER timeout=500ms connect_timeout=500ms backoff=50ms:400ms wait=1 wait_timeout=200ms;
+    engagement_series_zone off;
+    engagement_flush_interval 50ms;
+--- config
+    location = /engagement/like { engagement like; }
+    location = /engagement/state { engagement state; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    ok(scalar(wait_until { (status_metric('nginx_engagement_redis_ready_workers{zone="engagement"}') // 0) == 2 } 10),
+       "react: ready");
+    my ($ok, $dup) = (0, 0);
+    for my $c (1 .. 30) {
+        for my $u (1 .. 4) {
+            for my $try (1 .. 2) {   # each request twice: the retry is a duplicate
+                my ($st, $b) = http_request($port, 'POST', '/engagement/like',
+                    qq({"contentId":"r$c","userId":"u$u","reaction":"love","requestId":"q$c-$u"}),
+                    'Content-Type' => 'application/json');
+                $ok++ if $st == 200;
+                $dup++ if $b =~ /duplicate_request/;
+            }
+        }
+    }
+    is("$ok/$dup", "240/120", "react: 240 answered, the 120 retries as duplicates");
+    my @bad = grep { ccli(alive(), 'HGET', "eng:{c:r$_}", 'r:love') ne '4' } 1 .. 30;
+    is(scalar @bad, 0, "react: every content has exactly 4 loves in Redis") or diag("@bad");
+    my %m = masters();
+    my @spread = grep { redis_cli($_, undef, 'KEYS', 'eng:{c:r*}:reactions') ne '' } values %m;
+    is(scalar @spread, 3, "react: the contents are on the 3 masters");
+    my (undef, $b) = http_request($port, 'GET', '/engagement/state?contentId=r7&userId=u2');
+    like($b, qr/"reaction":"love".*"love":4/, "react: a state read from the content's master");
+    log_is_clean("react");
+
+
+
+=== TEST 7: a slot moved to another master under load: ASK, then MOVED, exact
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -312,7 +386,7 @@ GET /status
 
 
 
-=== TEST 7: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
+=== TEST 8: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;

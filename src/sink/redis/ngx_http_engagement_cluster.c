@@ -27,84 +27,24 @@
 
 
 #include "store/ngx_http_engagement_store.h"
-#include "sink/redis/ngx_http_engagement_redis.h"
-
-
-#define NGX_HTTP_ENGAGEMENT_CLUSTER_SHA      40
-#define NGX_HTTP_ENGAGEMENT_CLUSTER_NODES    64
-#define NGX_HTTP_ENGAGEMENT_CLUSTER_NONE     0xff
-#define NGX_HTTP_ENGAGEMENT_CLUSTER_REDIRECTS 5
-
-/* the map is read again this often while a slot lacks a master (ms) */
-#define NGX_HTTP_ENGAGEMENT_CLUSTER_FAST     250
-/* and this often otherwise */
-#define NGX_HTTP_ENGAGEMENT_CLUSTER_SLOW     10000
-
-
-typedef struct {
-    u_char                            ip[NGX_SOCKADDR_STRLEN + 1];
-    int                               port;
-    u_char                            name[NGX_SOCKADDR_STRLEN + 8];
-    size_t                            name_len;
-    redisAsyncContext                *ac;
-    ngx_http_engagement_redis_state_e state;
-    ngx_uint_t                        loaded;      /* scripts answered */
-    ngx_uint_t                        outstanding;
-    ngx_uint_t                        failing;
-    ngx_uint_t                        used;        /* in the map, or a seed */
-    ngx_msec_t                        backoff;
-    ngx_event_t                       timeout_ev;
-    ngx_event_t                       reconnect_ev;
-} ngx_http_engagement_cnode_t;
-
-
-/* one command of a caller, kept whole for a redirect */
-typedef struct {
-    ngx_http_engagement_redis_cb_pt   cb;
-    void                             *data;
-    ngx_int_t                         script;      /* -1: a plain command */
-    ngx_uint_t                        redirects;
-    ngx_uint_t                        evaled;      /* sent as EVAL */
-    ngx_uint_t                        wait;        /* WAIT after the answer */
-    redisReply                       *held;        /* the answer, in WAIT */
-    u_char                           *cmd;
-    size_t                            len;
-    size_t                            rest;        /* after EVALSHA <sha> */
-} ngx_http_engagement_ccall_t;
-
-
-static void ngx_http_engagement_cnode_connect(ngx_http_engagement_cnode_t *n);
-static void ngx_http_engagement_cnode_fail(ngx_http_engagement_cnode_t *n,
-    const char *why);
-static void ngx_http_engagement_cluster_refresh(void);
-static void ngx_http_engagement_cluster_update(void);
-
-
-static ngx_http_engagement_redis_conf_t  *ngx_http_engagement_crcf;
-static ngx_log_t                         *ngx_http_engagement_clog;
-static ngx_http_engagement_cnode_t        ngx_http_engagement_cnodes[
+#include "sink/redis/ngx_http_engagement_cluster_int.h"
+ngx_http_engagement_redis_conf_t        *ngx_http_engagement_crcf;
+ngx_log_t                                *ngx_http_engagement_clog;
+ngx_http_engagement_cnode_t              ngx_http_engagement_cnodes[
     NGX_HTTP_ENGAGEMENT_CLUSTER_NODES];
-static u_char                             ngx_http_engagement_cmap[
+u_char                                   ngx_http_engagement_cmap[
     NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS];
-static ngx_uint_t                         ngx_http_engagement_cmapped;
-static ngx_uint_t                         ngx_http_engagement_crefreshing;
-static ngx_uint_t                         ngx_http_engagement_cwanted;
-static ngx_uint_t                         ngx_http_engagement_cseed;
-static ngx_uint_t                         ngx_http_engagement_cstopping;
-static ngx_msec_t                         ngx_http_engagement_cdown_at;
-static ngx_msec_t                         ngx_http_engagement_crefreshed;
-static ngx_event_t                        ngx_http_engagement_crefresh_ev;
-static char                               ngx_http_engagement_csha[
+ngx_uint_t                               ngx_http_engagement_cmapped;
+ngx_uint_t                               ngx_http_engagement_crefreshing;
+ngx_uint_t                               ngx_http_engagement_cwanted;
+ngx_uint_t                               ngx_http_engagement_cseed;
+ngx_uint_t                               ngx_http_engagement_cstopping;
+ngx_msec_t                               ngx_http_engagement_cdown_at;
+ngx_msec_t                               ngx_http_engagement_crefreshed;
+ngx_event_t                              ngx_http_engagement_crefresh_ev;
+char                                     ngx_http_engagement_csha[
     NGX_HTTP_ENGAGEMENT_SCRIPTS][NGX_HTTP_ENGAGEMENT_CLUSTER_SHA + 1];
-static ngx_uint_t                         ngx_http_engagement_cshas;
-static uint16_t                           ngx_http_engagement_crc_table[256];
-static ngx_str_t                         *ngx_http_engagement_ctags;
-
-
-#define ngx_http_engagement_cstat(f)                                          \
-    if (ngx_http_engagement_global_sh) {                                      \
-        ngx_http_engagement_inc(ngx_http_engagement_global_sh, f);            \
-    }
+ngx_uint_t                               ngx_http_engagement_cshas;
 
 
 /* an outage of a node is reported once; its further failures at info */
@@ -129,124 +69,6 @@ ngx_http_engagement_cluster_writes(ngx_int_t script)
     default:
         return script >= 0;
     }
-}
-
-
-/* CRC16-CCITT (XMODEM), as Redis Cluster's key slot */
-
-static void
-ngx_http_engagement_cluster_crc_init(void)
-{
-    ngx_uint_t  i, j;
-    uint16_t    crc;
-
-    for (i = 0; i < 256; i++) {
-        crc = (uint16_t) (i << 8);
-
-        for (j = 0; j < 8; j++) {
-            crc = (crc & 0x8000) ? (uint16_t) ((crc << 1) ^ 0x1021)
-                                 : (uint16_t) (crc << 1);
-        }
-
-        ngx_http_engagement_crc_table[i] = crc;
-    }
-}
-
-
-static uint16_t
-ngx_http_engagement_cluster_crc16(const u_char *p, size_t len)
-{
-    uint16_t  crc = 0;
-
-    while (len--) {
-        crc = (uint16_t) (crc << 8)
-              ^ ngx_http_engagement_crc_table[((crc >> 8) ^ *p++) & 0xff];
-    }
-
-    return crc;
-}
-
-
-/* a key's slot: the hash tag's ({...}, not empty) or the whole key's */
-
-ngx_uint_t
-ngx_http_engagement_cluster_slot(const u_char *key, size_t len)
-{
-    size_t  s, e;
-
-    for (s = 0; s < len && key[s] != '{'; s++) { /* void */ }
-
-    if (s < len) {
-        for (e = s + 1; e < len && key[e] != '}'; e++) { /* void */ }
-
-        if (e < len && e != s + 1) {
-            key += s + 1;
-            len = e - s - 1;
-        }
-    }
-
-    return ngx_http_engagement_cluster_crc16(key, len)
-           & (NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS - 1);
-}
-
-
-/*
- * A short text per slot whose CRC16 is that slot: a batch key tagged
- * {<it>} lives in that slot, whatever the order of a round's contents.
- * Strings of [0-9a-z] by length and order, the first one of each slot.
- */
-
-static ngx_int_t
-ngx_http_engagement_cluster_tags(ngx_log_t *log)
-{
-    u_char      *text, *p, s[4];
-    ngx_uint_t   i, len, n, left, slot, k, v;
-
-    static const u_char  digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-
-    if (ngx_http_engagement_ctags) {
-        return NGX_OK;
-    }
-
-    ngx_http_engagement_ctags = ngx_calloc(NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS
-                                           * (sizeof(ngx_str_t) + 4), log);
-    if (ngx_http_engagement_ctags == NULL) {
-        return NGX_ERROR;
-    }
-
-    text = (u_char *) &ngx_http_engagement_ctags[
-                                           NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS];
-    left = NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS;
-
-    for (len = 1, n = 36; len <= 4 && left; len++, n *= 36) {
-        for (i = 0; i < n && left; i++) {
-            for (k = 0, v = i; k < len; k++, v /= 36) {
-                s[len - 1 - k] = digits[v % 36];
-            }
-
-            slot = ngx_http_engagement_cluster_crc16(s, len)
-                   & (NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS - 1);
-
-            if (ngx_http_engagement_ctags[slot].len) {
-                continue;
-            }
-
-            p = text + slot * 4;
-            ngx_memcpy(p, s, len);
-            ngx_http_engagement_ctags[slot].data = p;
-            ngx_http_engagement_ctags[slot].len = len;
-            left--;
-        }
-    }
-
-    return left ? NGX_ERROR : NGX_OK;
-}
-
-
-ngx_str_t *
-ngx_http_engagement_cluster_tag(ngx_uint_t slot)
-{
-    return &ngx_http_engagement_ctags[slot];
 }
 
 
@@ -312,138 +134,6 @@ ngx_http_engagement_ccall_free(ngx_http_engagement_ccall_t *call)
 }
 
 
-/* the node's state as seen by /status and the health check */
-
-static void
-ngx_http_engagement_cluster_update(void)
-{
-    ngx_uint_t                    i, ok;
-    ngx_http_engagement_stats_t  *st;
-
-    ok = ngx_http_engagement_cmapped;
-
-    for (i = 0; ok && i < NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS; i++) {
-        if (ngx_http_engagement_cmap[i] == NGX_HTTP_ENGAGEMENT_CLUSTER_NONE
-            || ngx_http_engagement_cnodes[ngx_http_engagement_cmap[i]].state
-               != NGX_HTTP_ENGAGEMENT_REDIS_READY)
-        {
-            ok = 0;
-        }
-    }
-
-    if (!ok && ngx_http_engagement_cdown_at == 0) {
-        ngx_http_engagement_cdown_at = ngx_current_msec ? ngx_current_msec : 1;
-
-    } else if (ok) {
-        ngx_http_engagement_cdown_at = 0;
-    }
-
-    if (ngx_http_engagement_global_sh) {
-        st = ngx_http_engagement_slot(ngx_http_engagement_global_sh);
-        st->redis_ready = ok;
-    }
-}
-
-
-ngx_msec_t
-ngx_http_engagement_cluster_down_for(void)
-{
-    if (ngx_http_engagement_cdown_at == 0) {
-        return 0;
-    }
-
-    return ngx_current_msec - ngx_http_engagement_cdown_at + 1;
-}
-
-
-/* a map is known and some master is ready: the flush may start a round */
-
-ngx_uint_t
-ngx_http_engagement_cluster_ready(void)
-{
-    ngx_uint_t  i;
-
-    if (!ngx_http_engagement_cmapped) {
-        return 0;
-    }
-
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_CLUSTER_NODES; i++) {
-        if (ngx_http_engagement_cnodes[i].used
-            && ngx_http_engagement_cnodes[i].state
-               == NGX_HTTP_ENGAGEMENT_REDIS_READY)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/* the node of ip:port, made (not connected) if new; NULL: table full */
-
-static ngx_http_engagement_cnode_t *
-ngx_http_engagement_cnode_get(const u_char *ip, size_t iplen, int port)
-{
-    ngx_uint_t                    i;
-    ngx_http_engagement_cnode_t  *n, *free;
-
-    free = NULL;
-
-    if (iplen > NGX_SOCKADDR_STRLEN) {
-        return NULL;
-    }
-
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_CLUSTER_NODES; i++) {
-        n = &ngx_http_engagement_cnodes[i];
-
-        if (n->name_len == 0) {
-            if (free == NULL) {
-                free = n;
-            }
-            continue;
-        }
-
-        if (n->port == port && ngx_strlen(n->ip) == iplen
-            && ngx_strncmp(n->ip, ip, iplen) == 0)
-        {
-            return n;
-        }
-    }
-
-    if (free == NULL) {
-        /* a node neither mapped nor connected gives its place */
-        for (i = 0; i < NGX_HTTP_ENGAGEMENT_CLUSTER_NODES; i++) {
-            n = &ngx_http_engagement_cnodes[i];
-
-            if (!n->used && n->ac == NULL && !n->reconnect_ev.timer_set) {
-                free = n;
-                break;
-            }
-        }
-
-        if (free == NULL) {
-            return NULL;
-        }
-    }
-
-    n = free;
-    ngx_memcpy(n->ip, ip, iplen);
-    n->ip[iplen] = '\0';
-    n->port = port;
-    n->name_len = ngx_sprintf(n->name, "%s:%d", n->ip, port) - n->name;
-    n->ac = NULL;
-    n->state = NGX_HTTP_ENGAGEMENT_REDIS_IDLE;
-    n->loaded = 0;
-    n->outstanding = 0;
-    n->failing = 0;
-    n->used = 0;
-    n->backoff = 0;
-
-    return n;
-}
-
-
 /* a command on a node's connection, counted for its timeout */
 
 static ngx_int_t
@@ -474,7 +164,7 @@ ngx_http_engagement_cnode_send(ngx_http_engagement_cnode_t *n,
 
 /* a plain command of this file (argv form) on a node */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_engagement_cnode_cmd(ngx_http_engagement_cnode_t *n,
     redisCallbackFn *fn, void *priv, int argc, const char **argv,
     const size_t *lens)
@@ -494,7 +184,7 @@ ngx_http_engagement_cnode_cmd(ngx_http_engagement_cnode_t *n,
 
 /* an answer came: the node's timeout follows the commands left */
 
-static ngx_http_engagement_cnode_t *
+ngx_http_engagement_cnode_t *
 ngx_http_engagement_cnode_replied(redisAsyncContext *ac)
 {
     ngx_http_engagement_cnode_t  *n;
@@ -1092,7 +782,7 @@ ngx_http_engagement_cluster_on_disconnect(const redisAsyncContext *ac,
 
 /* drops a node's connection; its pending callbacks get no answer */
 
-static void
+void
 ngx_http_engagement_cnode_fail(ngx_http_engagement_cnode_t *n,
     const char *why)
 {
@@ -1155,7 +845,7 @@ ngx_http_engagement_cnode_reconnect(ngx_event_t *ev)
 }
 
 
-static void
+void
 ngx_http_engagement_cnode_connect(ngx_http_engagement_cnode_t *n)
 {
     size_t              lens[2];
@@ -1226,245 +916,6 @@ ngx_http_engagement_cnode_connect(ngx_http_engagement_cnode_t *n)
 }
 
 
-/*
- * CLUSTER SLOTS: [start, end, [ip, port, id, ...], replicas...] per
- * range. The map is replaced whole; masters not connected are; nodes no
- * longer in it stop reconnecting, and their connections are closed.
- */
-
-static void
-ngx_http_engagement_cluster_on_slots(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    u_char                        map[NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS];
-    u_char                       *ip;
-    size_t                        iplen;
-    ngx_uint_t                    i, j, s, e, masters, changed;
-    redisReply                   *reply = r, *rng, *m;
-    ngx_http_engagement_cnode_t  *n, *from;
-
-    from = ngx_http_engagement_cnode_replied(ac);
-    ngx_http_engagement_crefreshing = 0;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        if (reply) {
-            ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_clog, 0,
-                          "engagement redis cluster: CLUSTER SLOTS on %*s "
-                          "failed: %s", from->name_len, from->name,
-                          reply->type == REDIS_REPLY_ERROR ? reply->str
-                          : "unexpected reply");
-        }
-
-        ngx_http_engagement_cwanted = 1;
-        return;
-    }
-
-    ngx_memset(map, NGX_HTTP_ENGAGEMENT_CLUSTER_NONE, sizeof(map));
-
-    for (i = 0; i < reply->elements; i++) {
-        rng = reply->element[i];
-
-        if (rng->type != REDIS_REPLY_ARRAY || rng->elements < 3
-            || rng->element[0]->type != REDIS_REPLY_INTEGER
-            || rng->element[1]->type != REDIS_REPLY_INTEGER
-            || rng->element[2]->type != REDIS_REPLY_ARRAY
-            || rng->element[2]->elements < 2
-            || rng->element[2]->element[0]->type != REDIS_REPLY_STRING
-            || rng->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
-        {
-            continue;
-        }
-
-        s = (ngx_uint_t) rng->element[0]->integer;
-        e = (ngx_uint_t) rng->element[1]->integer;
-        m = rng->element[2];
-
-        if (s > e || e >= NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS) {
-            continue;
-        }
-
-        ip = (u_char *) m->element[0]->str;
-        iplen = m->element[0]->len;
-
-        if (iplen == 0) {
-            /* the node does not know its own address: the one asked */
-            ip = from->ip;
-            iplen = ngx_strlen(from->ip);
-        }
-
-        n = ngx_http_engagement_cnode_get(ip, iplen,
-                                          (int) m->element[1]->integer);
-        if (n == NULL) {
-            continue;
-        }
-
-        for (j = s; j <= e; j++) {
-            map[j] = (u_char) (n - ngx_http_engagement_cnodes);
-        }
-    }
-
-    changed = ngx_memcmp(map, ngx_http_engagement_cmap, sizeof(map)) != 0;
-    ngx_memcpy(ngx_http_engagement_cmap, map, sizeof(map));
-    ngx_http_engagement_cmapped = 1;
-    ngx_http_engagement_cwanted = 0;
-    ngx_http_engagement_crefreshed = ngx_current_msec;
-
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_CLUSTER_NODES; i++) {
-        ngx_http_engagement_cnodes[i].used = 0;
-    }
-
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS; i++) {
-        if (map[i] != NGX_HTTP_ENGAGEMENT_CLUSTER_NONE) {
-            ngx_http_engagement_cnodes[map[i]].used = 1;
-        } else {
-            ngx_http_engagement_cwanted = 1;
-        }
-    }
-
-    masters = 0;
-
-    for (i = 0; i < NGX_HTTP_ENGAGEMENT_CLUSTER_NODES; i++) {
-        n = &ngx_http_engagement_cnodes[i];
-
-        if (n->name_len == 0) {
-            continue;
-        }
-
-        if (n->used) {
-            masters++;
-
-            if (n->ac == NULL && !n->reconnect_ev.timer_set) {
-                ngx_http_engagement_cnode_connect(n);
-            }
-
-            if (n->state != NGX_HTTP_ENGAGEMENT_REDIS_READY) {
-                ngx_http_engagement_cwanted = 1;
-            }
-
-            continue;
-        }
-
-        /* no longer a master here: no more reconnects */
-        if (n->reconnect_ev.timer_set) {
-            ngx_del_timer(&n->reconnect_ev);
-        }
-
-        if (n->ac && n != from) {
-            ngx_http_engagement_cnode_fail(n, NULL);
-
-            if (n->reconnect_ev.timer_set) {
-                ngx_del_timer(&n->reconnect_ev);
-            }
-
-            n->state = NGX_HTTP_ENGAGEMENT_REDIS_IDLE;
-        }
-    }
-
-    if (changed) {
-        ngx_log_error(NGX_LOG_NOTICE, ngx_http_engagement_clog, 0,
-                      "engagement redis cluster: slot map from %*s: "
-                      "%ui masters", from->name_len, from->name, masters);
-    }
-
-    ngx_http_engagement_cluster_update();
-}
-
-
-/*
- * Reads the map again: from a ready node (masters first), else through
- * the next seed, connected for it (its readiness asks again).
- */
-
-static void
-ngx_http_engagement_cluster_refresh(void)
-{
-    ngx_uint_t                         i, k, nseeds;
-    ngx_http_engagement_cnode_t       *n, *any;
-    ngx_http_engagement_redis_addr_t  *seed;
-
-    const char    *argv[2] = { "CLUSTER", "SLOTS" };
-    static size_t  lens[2] = { 7, 5 };
-
-    if (ngx_http_engagement_crefreshing || ngx_http_engagement_cstopping) {
-        return;
-    }
-
-    any = NULL;
-
-    for (k = 0; k < NGX_HTTP_ENGAGEMENT_CLUSTER_NODES; k++) {
-        i = (k + ngx_http_engagement_cseed) % NGX_HTTP_ENGAGEMENT_CLUSTER_NODES;
-        n = &ngx_http_engagement_cnodes[i];
-
-        if (n->state != NGX_HTTP_ENGAGEMENT_REDIS_READY || n->ac == NULL) {
-            continue;
-        }
-
-        if (n->used) {
-            any = n;
-            break;
-        }
-
-        if (any == NULL) {
-            any = n;
-        }
-    }
-
-    ngx_http_engagement_cseed++;
-
-    if (any) {
-        if (ngx_http_engagement_cnode_cmd(any,
-                ngx_http_engagement_cluster_on_slots, NULL, 2, argv, lens)
-            == NGX_OK)
-        {
-            ngx_http_engagement_crefreshing = 1;
-        }
-
-        return;
-    }
-
-    /* no node ready: the next seed is connected, and asked when ready */
-    seed = ngx_http_engagement_crcf->seeds->elts;
-    nseeds = ngx_http_engagement_crcf->seeds->nelts;
-
-    for (k = 0; k < nseeds; k++) {
-        i = (ngx_http_engagement_cseed + k) % nseeds;
-
-        n = ngx_http_engagement_cnode_get(seed[i].ip,
-                                          ngx_strlen(seed[i].ip),
-                                          seed[i].port);
-        if (n == NULL) {
-            continue;
-        }
-
-        if (n->ac == NULL && !n->reconnect_ev.timer_set) {
-            n->used = 1;
-            ngx_http_engagement_cnode_connect(n);
-            return;
-        }
-    }
-
-    ngx_http_engagement_cwanted = 1;
-}
-
-
-static void
-ngx_http_engagement_cluster_refresh_handler(ngx_event_t *ev)
-{
-    if (ngx_http_engagement_cstopping) {
-        return;
-    }
-
-    if (ngx_http_engagement_cwanted || !ngx_http_engagement_cmapped
-        || ngx_current_msec - ngx_http_engagement_crefreshed
-           >= NGX_HTTP_ENGAGEMENT_CLUSTER_SLOW)
-    {
-        ngx_http_engagement_cluster_refresh();
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_ENGAGEMENT_CLUSTER_FAST);
-}
-
-
 ngx_int_t
 ngx_http_engagement_cluster_start(ngx_cycle_t *cycle,
     ngx_http_engagement_redis_conf_t *rcf)
@@ -1484,9 +935,7 @@ ngx_http_engagement_cluster_start(ngx_cycle_t *cycle,
     ngx_memset(ngx_http_engagement_cmap, NGX_HTTP_ENGAGEMENT_CLUSTER_NONE,
                sizeof(ngx_http_engagement_cmap));
 
-    ngx_http_engagement_cluster_crc_init();
-
-    if (ngx_http_engagement_cluster_tags(cycle->log) != NGX_OK) {
+    if (ngx_http_engagement_cluster_map_init(cycle->log) != NGX_OK) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "engagement redis cluster: no slot tags");
         return NGX_ERROR;

@@ -16,7 +16,10 @@
  * the same worker sends the round again after a backoff; a worker that
  * stopped answering (killed, reloaded away) has its round taken over by another after a while, sent
  * from the rows themselves: the same counts under the same key. A round
- * that is full is followed by the next at once.
+ * that is full is followed by the next at once. In cluster mode the
+ * round is one call per hash slot of its keys, each under its own batch
+ * key in that slot (eng:sb:{<the slot's tag>}:<stream>:<seq>); the round
+ * is answered when all are, and sent again whole if any failed.
  */
 
 
@@ -588,28 +591,23 @@ ngx_http_engagement_series_reply(redisReply *reply, void *data)
 }
 
 
-/* the round's arguments, built in pool, sent: NGX_OK, or not sent */
+/*
+ * One script call of fields f[0..nf) (sorted as expand makes them) under
+ * the round's batch key; in cluster mode (tag set) the fields of one hash
+ * slot, under eng:sb:{<the slot's tag>}:<stream>:<seq>.
+ */
 
 static ngx_int_t
-ngx_http_engagement_series_send(ngx_pool_t *pool,
-    ngx_http_engagement_series_conf_t *sc,
-    ngx_http_engagement_series_round_t *round)
+ngx_http_engagement_series_call(ngx_pool_t *pool,
+    ngx_http_engagement_series_round_t *round,
+    ngx_http_engagement_series_field_t *f, ngx_uint_t nf, ngx_str_t *tag,
+    ngx_http_engagement_redis_cb_pt cb)
 {
     u_char                               *p, *nums;
     size_t                               *lens;
     ngx_tm_t                              tm;
-    ngx_int_t                             rc;
-    ngx_uint_t                            i, j, g, ngroups, nf, argc, nkeys;
+    ngx_uint_t                            i, j, g, ngroups, argc, nkeys;
     const char                          **argv;
-    ngx_http_engagement_series_field_t   *f;
-
-    if (ngx_http_engagement_series_expand(pool,
-                                          ngx_http_engagement_series_rows,
-                                          round->n, &f, &nf)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
     ngroups = 0;
 
@@ -623,7 +621,7 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
 
     argv = ngx_palloc(pool, argc * sizeof(char *));
     lens = ngx_palloc(pool, argc * sizeof(size_t));
-    nums = ngx_pnalloc(pool, (sizeof("eng:sb::") + 16 + NGX_INT64_LEN)
+    nums = ngx_pnalloc(pool, (sizeof("eng:sb:{}::") + 4 + 16 + NGX_INT64_LEN)
                              + (ngroups + 1) * (12 + NGX_INT64_LEN)
                              + nf * NGX_INT64_LEN);
     if (argv == NULL || lens == NULL || nums == NULL) {
@@ -646,6 +644,14 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
     /* KEYS[1]: the round's batch key, of this zone's stream */
     argv[j] = (const char *) p;
     p = ngx_cpymem(p, "eng:sb:", sizeof("eng:sb:") - 1);
+
+    if (tag) {
+        *p++ = '{';
+        p = ngx_cpymem(p, tag->data, tag->len);
+        *p++ = '}';
+        *p++ = ':';
+    }
+
     p = ngx_http_engagement_put_hex64(p, round->stream);
     *p++ = ':';
     p = ngx_http_engagement_put_uint(p, round->seq);
@@ -711,10 +717,196 @@ ngx_http_engagement_series_send(ngx_pool_t *pool,
 
 #undef ngx_http_engagement_series_arg
 
-    rc = ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_SERIES,
-                                        ngx_http_engagement_series_reply,
-                                        (void *) (uintptr_t) round->seq,
-                                        (int) j, argv, lens);
+    return ngx_http_engagement_redis_eval(NGX_HTTP_ENGAGEMENT_SCRIPT_SERIES,
+                                          cb, (void *) (uintptr_t) round->seq,
+                                          (int) j, argv, lens);
+}
+
+
+/*
+ * Cluster mode: the parts of the round (one call per hash slot) answer
+ * here; the last one answers the round as one script would have: failed
+ * if any part failed (the round is sent again whole: a part applied
+ * already meets its batch key), else applied unless every part was a
+ * resend, with the refused fields of all parts.
+ */
+
+static ngx_uint_t   ngx_http_engagement_series_parts;
+static ngx_uint_t   ngx_http_engagement_series_part_failed;
+static ngx_uint_t   ngx_http_engagement_series_part_applied;
+static long long    ngx_http_engagement_series_part_refused;
+static uint64_t     ngx_http_engagement_series_part_seq;
+
+
+static void
+ngx_http_engagement_series_part_reply(redisReply *reply, void *data)
+{
+    redisReply   r[3], *e[2];
+
+    if ((uint64_t) (uintptr_t) data != ngx_http_engagement_series_part_seq
+        || ngx_http_engagement_series_parts == 0)
+    {
+        return;
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_INTEGER)
+    {
+        if (reply && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "engagement redis: series script failed: %*s",
+                          (size_t) reply->len, reply->str);
+        }
+
+        ngx_http_engagement_series_part_failed = 1;
+
+    } else {
+        ngx_http_engagement_series_part_applied |=
+                                          (reply->element[0]->integer != 0);
+        ngx_http_engagement_series_part_refused += reply->element[1]->integer;
+    }
+
+    if (--ngx_http_engagement_series_parts) {
+        return;
+    }
+
+    if (ngx_http_engagement_series_part_failed) {
+        ngx_http_engagement_series_reply(NULL, data);
+        return;
+    }
+
+    ngx_memzero(r, sizeof(r));
+    r[0].type = REDIS_REPLY_ARRAY;
+    r[0].elements = 2;
+    r[0].element = e;
+    e[0] = &r[1];
+    e[1] = &r[2];
+    r[1].type = REDIS_REPLY_INTEGER;
+    r[1].integer = ngx_http_engagement_series_part_applied;
+    r[2].type = REDIS_REPLY_INTEGER;
+    r[2].integer = ngx_http_engagement_series_part_refused;
+
+    ngx_http_engagement_series_reply(&r[0], data);
+}
+
+
+typedef struct {
+    ngx_uint_t                            slot;
+    ngx_uint_t                            k;
+} ngx_http_engagement_series_slot_t;
+
+
+static int ngx_libc_cdecl
+ngx_http_engagement_series_slot_cmp(const void *one, const void *two)
+{
+    const ngx_http_engagement_series_slot_t  *a = one, *b = two;
+
+    if (a->slot != b->slot) {
+        return (a->slot < b->slot) ? -1 : 1;
+    }
+
+    return (a->k < b->k) ? -1 : (a->k > b->k);
+}
+
+
+/* cluster mode: one call per hash slot of the fields' keys */
+
+static ngx_int_t
+ngx_http_engagement_series_slots(ngx_pool_t *pool,
+    ngx_http_engagement_series_round_t *round,
+    ngx_http_engagement_series_field_t *f, ngx_uint_t nf)
+{
+    ngx_uint_t                           i, j, k;
+    ngx_http_engagement_series_slot_t   *sl;
+    ngx_http_engagement_series_field_t  *part;
+
+    sl = ngx_palloc(pool, nf * sizeof(ngx_http_engagement_series_slot_t));
+    part = ngx_palloc(pool, nf * sizeof(ngx_http_engagement_series_field_t));
+    if (sl == NULL || part == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < nf; k++) {
+        sl[k].slot = ngx_http_engagement_cluster_slot(f[k].key.data,
+                                                      f[k].key.len);
+        sl[k].k = k;
+    }
+
+    /* by slot, each slot's fields in their order: groups stay together */
+    ngx_qsort(sl, nf, sizeof(ngx_http_engagement_series_slot_t),
+              ngx_http_engagement_series_slot_cmp);
+
+    ngx_http_engagement_series_parts = 0;
+    ngx_http_engagement_series_part_failed = 0;
+    ngx_http_engagement_series_part_applied = 0;
+    ngx_http_engagement_series_part_refused = 0;
+    ngx_http_engagement_series_part_seq = round->seq;
+
+    if (nf == 0) {
+        /* nothing to add: the batch key alone, in slot 0 */
+        if (ngx_http_engagement_series_call(pool, round, f, 0,
+                ngx_http_engagement_cluster_tag(0),
+                ngx_http_engagement_series_part_reply)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_engagement_series_parts = 1;
+        return NGX_OK;
+    }
+
+    for (i = 0; i < nf; i = j) {
+        for (j = i; j < nf && sl[j].slot == sl[i].slot; j++) {
+            part[j - i] = f[sl[j].k];
+        }
+
+        if (ngx_http_engagement_series_call(pool, round, part, j - i,
+                ngx_http_engagement_cluster_tag(sl[i].slot),
+                ngx_http_engagement_series_part_reply)
+            != NGX_OK)
+        {
+            /* the parts sent answer the round as failed */
+            ngx_http_engagement_series_part_failed = 1;
+            return ngx_http_engagement_series_parts ? NGX_OK : NGX_ERROR;
+        }
+
+        ngx_http_engagement_series_parts++;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the round's arguments, built in pool, sent: NGX_OK, or not sent */
+
+static ngx_int_t
+ngx_http_engagement_series_send(ngx_pool_t *pool,
+    ngx_http_engagement_series_conf_t *sc,
+    ngx_http_engagement_series_round_t *round)
+{
+    ngx_int_t                             rc;
+    ngx_uint_t                            nf;
+    ngx_http_engagement_series_field_t   *f;
+
+    if (ngx_http_engagement_series_expand(pool,
+                                          ngx_http_engagement_series_rows,
+                                          round->n, &f, &nf)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_engagement_redis_clustered()) {
+        rc = ngx_http_engagement_series_slots(pool, round, f, nf);
+
+    } else {
+        rc = ngx_http_engagement_series_call(pool, round, f, nf, NULL,
+                                             ngx_http_engagement_series_reply);
+    }
+
     if (rc != NGX_OK) {
         return NGX_ERROR;
     }
@@ -930,10 +1122,10 @@ ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
 }
 
 
-/* series rounds are split per hash slot in cluster mode: not yet */
+/* series rounds are split per hash slot in cluster mode (series_slots) */
 
 ngx_uint_t
 ngx_http_engagement_series_cluster_safe(void)
 {
-    return 0;
+    return 1;
 }
