@@ -187,18 +187,6 @@ engagement_milestone and engagement_milestone_publish are not supported with "en
 
 
 
-=== TEST 2: cluster mode refuses trending at nginx -t
---- http_config
-    engagement_redis cluster $TEST_NGINX_CLUSTER;
---- config
-    location = /engagement/view { engagement view; }
-    location = /trending { engagement trending; }
---- must_die
---- error_log
-"engagement trending" and engagement_trending_zone are not supported with "engagement_redis cluster"
-
-
-
 === TEST 3: cluster mode refuses db= (a cluster has database 0 only)
 --- http_config
     engagement_redis cluster $TEST_NGINX_CLUSTER db=1;
@@ -329,6 +317,44 @@ GET /status
     my (undef, $b) = http_request($port, 'GET', '/engagement/state?contentId=r7&userId=u2');
     like($b, qr/"reaction":"love".*"love":4/, "react: a state read from the content's master");
     log_is_clean("react");
+
+
+
+=== TEST 6b: trending on the cluster: the {tr} sets and each item's exact views from its own master
+--- http_config
+    engagement_zone engagement:8m;
+    engagement_dedupe_zone engagement_dedupe:8m;
+    engagement_redis cluster $TEST_NGINX_CLUSTER timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0 wait=1 wait_timeout=200ms;
+    engagement_series_zone off;
+    engagement_flush_interval 50ms;
+    engagement_edge_id cluster-edge;
+    engagement_trending_zone trend:8m categories=4;
+    engagement_trending_bucket 2s;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /engagement/trending { engagement trending; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    ok(scalar(wait_until { (status_metric('nginx_engagement_redis_ready_workers{zone="engagement"}') // 0) == 2 } 10),
+       "trending: ready");
+    my %n = map { ("t$_" => 31 - $_) } 1 .. 30;
+    my $want = 0;
+    $want += $_ for values %n;
+    is(views($port, 'tr', %n), $want, "trending: $want views answered 202");
+    ok(scalar(wait_until { flushed() && (status_metric('nginx_engagement_trending_buckets') // 1) == 0 } 10),
+       "trending: the counts and the trending bucket went to Redis");
+    my ($st, $b) = http_request($port, 'GET', '/engagement/trending?window=5m&limit=30');
+    is($st, 200, "trending: 200");
+    my @items = $b =~ /"contentId":"(t\d+)","score":[^,]*,"views":(\d+)/g;
+    my %got = @items;
+    is(scalar keys %got, 30, "trending: the 30 contents ranked") or diag($b);
+    my @bad = grep { ($got{$_} // -1) != $n{$_} } sort keys %n;
+    is(scalar @bad, 0, "trending: every item's views exact (read from its own master)") or diag("@bad: $b");
+    like($b, qr/"items":\[\{"contentId":"t1"/, "trending: the most viewed first");
+    log_is_clean("trending");
 
 
 

@@ -191,6 +191,11 @@ ngx_http_engagement_cnode_replied(redisAsyncContext *ac)
 
     n = ac->data;
 
+    if (ac != n->ac) {
+        /* a context being freed: its node's new connection is not its */
+        return n;
+    }
+
     if (n->outstanding) {
         n->outstanding--;
     }

@@ -2,7 +2,9 @@
 /*
  * What cluster mode (engagement_redis cluster ...) refuses at nginx -t:
  * the features whose Redis calls are not yet cluster-safe, each named
- * with what to do. A command whose keys span slots would be refused by
+ * with what to do. Every other call has its keys in one hash slot: a
+ * content's ({c:<id>}), a user's ({u:<id>}), a trending scope's ({tr},
+ * {tr:cat:<c>}); the counters and series rounds are split per slot. A command whose keys span slots would be refused by
  * the cluster (CROSSSLOT) at run time; refusing the configuration says
  * so before any count is sent. See docs/cluster.md.
  */
@@ -10,7 +12,6 @@
 
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "store/ngx_http_engagement_series.h"
-#include "store/ngx_http_engagement_trend.h"
 
 
 ngx_int_t
@@ -35,16 +36,6 @@ ngx_http_engagement_cluster_check(ngx_conf_t *cf,
                       "the milestone stream and PUBLISH counters are written "
                       "by the flush script outside the content's hash slot "
                       "(see docs/cluster.md)");
-        return NGX_ERROR;
-    }
-
-    /* a trending read sums many contents' buckets in one script call */
-    if (emcf->trend) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"engagement trending\" and engagement_trending_zone "
-                      "are not supported with \"engagement_redis cluster\": "
-                      "a trending read sums buckets of contents in many hash "
-                      "slots in one script call (see docs/cluster.md)");
         return NGX_ERROR;
     }
 

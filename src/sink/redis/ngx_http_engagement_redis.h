@@ -4,7 +4,10 @@
  * (redis.c, hiredis on nginx's event loop through redis_adapter.c), the
  * engagement_redis directive (redis_conf.c), the flush of the counters
  * zone's deltas (flush.c), the Lua scripts (redis_scripts.c) and the
- * reading of their replies (redis_reply.c). It takes the deltas only
+ * reading of their replies (redis_reply.c); in cluster mode
+ * (engagement_redis cluster ...) a connection per master, routing by
+ * hash slot and the slot map (cluster.c, cluster_map.c, what cluster
+ * mode refuses: cluster_conf.c). It takes the deltas only
  * through store/'s flush queue, and knows nothing of requests.
  */
 
