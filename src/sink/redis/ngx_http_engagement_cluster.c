@@ -427,6 +427,11 @@ ngx_http_engagement_cluster_on_reply(redisAsyncContext *ac, void *r,
         if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0
             && call->script >= 0 && !call->evaled)
         {
+            ngx_log_error(NGX_LOG_INFO, ngx_http_engagement_clog, 0,
+                          "engagement redis cluster: NOSCRIPT from %*s: "
+                          "sent as EVAL, the scripts loaded again",
+                          n->name_len, n->name);
+
             ngx_http_engagement_cnode_load(n);
 
             if (ngx_http_engagement_ccall_eval(call) == NGX_OK
