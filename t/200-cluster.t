@@ -6,7 +6,9 @@
 # after) counted exactly; a master killed (kill -9), its replica
 # promoted, views sent during and after: 0 lost, 0 doubled. The cluster
 # is made once for the file and its servers stopped by pid at the end.
-# Features not cluster-safe yet are refused at nginx -t (blocks 1-4).
+# Features not cluster-safe yet, and misused parameters, are refused at
+# nginx -t (blocks 1-4); series, reactions, trending, resume and live run
+# on the cluster (blocks 5-8), then the slot move and the failover.
 use strict;
 use warnings;
 use FindBin;
@@ -188,7 +190,7 @@ engagement_milestone and engagement_milestone_publish are not supported with "en
 
 
 
-=== TEST 3: cluster mode refuses db= (a cluster has database 0 only)
+=== TEST 2: cluster mode refuses db= (a cluster has database 0 only)
 --- http_config
     engagement_redis cluster $TEST_NGINX_CLUSTER db=1;
     engagement_series_zone off;
@@ -200,7 +202,7 @@ engagement_redis cluster: "db=1" is not allowed: a Redis Cluster has database 0 
 
 
 
-=== TEST 4: cluster mode needs a seed
+=== TEST 3: cluster mode needs a seed
 --- http_config
     engagement_redis cluster timeout=1s;
     engagement_series_zone off;
@@ -212,7 +214,7 @@ engagement_redis cluster needs at least one host:port of a cluster node
 
 
 
-=== TEST 4b: wait= belongs to the cluster form
+=== TEST 4: wait= belongs to the cluster form
 --- http_config
     engagement_redis 127.0.0.1:1 wait=1;
 --- config
@@ -361,7 +363,7 @@ GET /status
 
 
 
-=== TEST 6b: trending on the cluster: the {tr} sets and each item's exact views from its own master
+=== TEST 7: trending on the cluster: the {tr} sets and each item's exact views from its own master
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -401,7 +403,45 @@ GET /status
 
 
 
-=== TEST 7: a slot moved to another master under load: ASK, then MOVED, exact
+=== TEST 8: resume positions, history and live viewers on the cluster: each user's and content's keys on their own master
+--- http_config
+    engagement_zone engagement:8m;
+    engagement_redis cluster $TEST_NGINX_CLUSTER timeout=500ms connect_timeout=500ms backoff=50ms:400ms wait=1 wait_timeout=200ms;
+    engagement_series_zone off;
+    engagement_edge_id cluster-edge;
+--- config
+    location = /engagement/heartbeat { engagement heartbeat; }
+    location = /engagement/resume { engagement resume; }
+    location = /engagement/history { engagement history; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    ok(scalar(wait_until { (status_metric('nginx_engagement_redis_ready_workers{zone="engagement"}') // 0) == 2 } 10),
+       "resume: ready");
+    my $ok = 0;
+    for my $u (1 .. 20) {
+        my ($st) = http_request($port, 'POST', '/engagement/heartbeat',
+            qq({"contentId":"h$u","sessionId":"s$u","positionMs":@{[ 1000 * $u ]},"userId":"u$u"}),
+            'Content-Type' => 'application/json');
+        $ok++ if $st == 200;
+    }
+    is($ok, 20, "resume: 20 heartbeats answered");
+    ok(scalar(wait_until { !grep { ccli(alive(), 'HGET', "eng:{u:u$_}:resume", "h$_") !~ /^@{[ 1000 * $_ ]}:/ } 1 .. 20 } 10),
+       "resume: every user's position on the user's master");
+    my %m = masters();
+    my @on = grep { redis_cli($_, undef, 'KEYS', 'eng:{u:u*}:resume') ne '' } values %m;
+    is(scalar @on, 3, "resume: the users are spread over the 3 masters");
+    my (undef, $b) = http_request($port, 'GET', '/engagement/history?userId=u7');
+    like($b, qr/"contentId":"h7","positionMs":7000/, "resume: a history read from the user's master");
+    ok(scalar(wait_until { ccli(alive(), 'EXISTS', 'eng:{c:h3}:live') eq '1' } 10),
+       "live: the edge's live count shared on the content's master");
+    log_is_clean("resume");
+
+
+
+=== TEST 9: a slot moved to another master under load: ASK, then MOVED, exact
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -455,7 +495,7 @@ GET /status
 
 
 
-=== TEST 8: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
+=== TEST 10: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
