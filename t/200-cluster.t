@@ -441,7 +441,7 @@ GET /status
 
 
 
-=== TEST 9: a slot moved to another master under load: ASK, then MOVED, exact
+=== TEST 9: a slot moved to another master under load (ASK, TRYAGAIN), then back (MOVED): exact
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -482,13 +482,26 @@ GET /status
     for my $p (values %m) {
         redis_cli($p, undef, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $dst);
     }
-    # the move is over, the worker's map is old: MOVED
-    $want{mv} += views($port, 'b3', mv => 20);
-    ok(scalar(wait_until { flushed() } 10), "move: views after the move flushed");
+    ok(scalar(wait_until { flushed() } 10), "move: the waiting views flushed once the move is over");
     my ($lost, $doubled, @bad) = compare(%want);
     is("$lost/$doubled", "0/0", "move: 0 lost, 0 doubled ($want{mv} views)") or diag("@bad");
-    like(error_log_text(), qr/engagement redis cluster: MOVED $slot /, "move: a MOVED was followed");
     like(error_log_text(), qr/engagement redis cluster: ASK $slot /, "move: an ASK was followed");
+    # the workers have read the map again (after TRYAGAIN); the slot moves
+    # back at once, with no view on the way: their maps are old, MOVED
+    sleep 0.6;
+    redis_cli($m{$src}, undef, 'CLUSTER', 'SETSLOT', $slot, 'IMPORTING', $dst);
+    redis_cli($m{$dst}, undef, 'CLUSTER', 'SETSLOT', $slot, 'MIGRATING', $src);
+    @keys = split /\n/, redis_cli($m{$dst}, undef, 'CLUSTER', 'GETKEYSINSLOT', $slot, 1000);
+    like(redis_cli($m{$dst}, undef, 'MIGRATE', '127.0.0.1', $m{$src}, '', 0, 5000, 'KEYS', @keys),
+         qr/OK/, "move back: " . scalar(@keys) . " keys migrated");
+    for my $p (values %m) {
+        redis_cli($p, undef, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $src);
+    }
+    $want{mv} += views($port, 'b3', mv => 20);
+    ok(scalar(wait_until { flushed() } 10), "move back: views flushed");
+    ($lost, $doubled, @bad) = compare(%want);
+    is("$lost/$doubled", "0/0", "move back: 0 lost, 0 doubled ($want{mv} views)") or diag("@bad");
+    like(error_log_text(), qr/engagement redis cluster: MOVED $slot /, "move back: a MOVED was followed");
     log_is_clean("move");
 --- no_error_log
 [alert]
