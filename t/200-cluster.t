@@ -1,6 +1,6 @@
 # Redis Cluster (engagement_redis cluster ...): a real cluster of six
 # redis-server processes (3 masters, 3 replicas, cluster-node-timeout
-# 1000 ms) on loopback ports of this test, made with redis-cli --cluster
+# 1000 ms, cluster-require-full-coverage no) on loopback ports of this test, made with redis-cli --cluster
 # create. Views of many contents (over all masters) counted exactly; a
 # slot moved to another master under load (ASK while it moves, MOVED
 # after) counted exactly; a master killed (kill -9), its replica
@@ -42,7 +42,8 @@ sub cnode_start {
             '--dir', $dir, '--daemonize', 'no', '--save', '',
             '--appendonly', 'no', '--cluster-enabled', 'yes',
             '--cluster-config-file', "$dir/nodes.conf",
-            '--cluster-node-timeout', '1000', '--logfile', "$dir/redis.log";
+            '--cluster-node-timeout', '1000',
+            '--cluster-require-full-coverage', 'no', '--logfile', "$dir/redis.log";
         exit 127;
     }
     $cpid{$p} = $pid;
@@ -109,6 +110,9 @@ BEGIN { $ENV{TEST_NGINX_PORT} //= 1984 }
     }
     my $t0 = time;
     sleep 0.1 until cluster_ok() || time - $t0 > 15;
+    # and every master's replica in sync (WAIT counts only those)
+    sleep 0.1 until time - $t0 > 20
+        || 3 == grep { redis_cli($_, undef, 'INFO', 'replication') =~ /^slave0:.*state=online/m } @cports;
     $ENV{TEST_NGINX_CLUSTER} = join ' ', map { "127.0.0.1:$_" } @cports[0, 1];
 }
 
@@ -532,16 +536,30 @@ GET /status
     is($add->('c1', 2), 120, "failover: views before");
     ok(scalar(wait_until { flushed() } 10), "failover: flushed before");
     my %m = masters();
-    my $victim = $m{(sort keys %m)[0]};
+    my $vid = (sort keys %m)[0];
+    my $victim = $m{$vid};
+    my ($replica) = map { /:(\d+)/ } grep { (split / /)[3] eq $vid }
+        split /\n/, redis_cli(alive(), undef, 'CLUSTER', 'NODES');
+    my @surv = grep { redis_cli($victim, undef, 'EXISTS', "eng:{c:$_}") ne '1' } sort keys %want;
+    ok(@surv > 20 && @surv < 60, "failover: " . (60 - @surv) . " of the 60 contents on the master to kill");
     my $t0 = time;
     cnode_kill($victim, 'KILL');
-    # views go on while the cluster notices and promotes the replica
-    my $during = 0;
+    # views go on while the cluster notices and promotes the replica; the
+    # other masters' contents keep being flushed meanwhile (the cluster
+    # does not require full coverage): the dead master's wait in flight
+    my ($during, $surv_at, $surv_before) = (0, 0, 0);
     for my $r (1 .. 8) {
         $during += $add->("c2-$r", 1);
+        if ($r == 3) {
+            $surv_at = wait_until { !grep { rviews($_) != $want{$_} } @surv } 3;
+            $surv_before = $surv_at && redis_cli($replica, undef, 'ROLE') !~ /^master/;
+            $surv_at = time - $t0;
+        }
         sleep 0.2;
     }
     is($during, 480, "failover: views during the failover answered 202");
+    ok($surv_before, sprintf("failover: the other masters' contents flushed %.1f s after the kill, "
+                             . "before the replica's promotion", $surv_at));
     ok(scalar(wait_until { cluster_ok() && scalar(keys %{{masters()}}) == 3 } 20),
        "failover: a replica was promoted");
     my $promoted = time - $t0;

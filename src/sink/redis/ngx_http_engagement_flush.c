@@ -576,7 +576,8 @@ ngx_http_engagement_flush_viewers(ngx_http_engagement_claim_t *cl)
 
     ngx_free(buf);
 
-    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
+    /* NGX_DECLINED: the connection (the slot's master) is not ready */
+    return (rc == NGX_OK || rc == NGX_DECLINED) ? rc : NGX_ERROR;
 }
 
 
@@ -619,11 +620,13 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     a.n = 0;
 
     for (k = 0; k < call->n; k++) {
-        if (call->claims[k].uv_n
-            && ngx_http_engagement_flush_viewers(&call->claims[k]) != NGX_OK)
-        {
-            ngx_free(buf);
-            return NGX_ERROR;
+        if (call->claims[k].uv_n) {
+            rc = ngx_http_engagement_flush_viewers(&call->claims[k]);
+
+            if (rc != NGX_OK) {
+                ngx_free(buf);
+                return rc;
+            }
         }
     }
 
@@ -640,7 +643,7 @@ ngx_http_engagement_flush_send(ngx_http_engagement_main_conf_t *emcf,
     /* hiredis has the command in its own buffer */
     ngx_free(buf);
 
-    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
+    return (rc == NGX_OK || rc == NGX_DECLINED) ? rc : NGX_ERROR;
 }
 
 
@@ -699,17 +702,22 @@ ngx_http_engagement_flush_claim(ngx_http_engagement_zone_t *z,
 }
 
 
-/* a call of the round, sent (NGX_OK) or not (the caller releases it) */
+/*
+ * A call of the round, sent (NGX_OK) or not (the caller releases it);
+ * NGX_DECLINED: its connection is not ready (nothing was sent).
+ */
 
 static ngx_int_t
 ngx_http_engagement_flush_call(ngx_http_engagement_main_conf_t *emcf,
     ngx_http_engagement_round_t *round, ngx_http_engagement_call_t *call)
 {
+    ngx_int_t                              rc;
     ngx_uint_t                             k;
     ngx_http_engagement_counters_shctx_t  *sh;
 
-    if (ngx_http_engagement_flush_send(emcf, call) != NGX_OK) {
-        return NGX_ERROR;
+    rc = ngx_http_engagement_flush_send(emcf, call);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     sh = call->claims[0].zone->sh;
@@ -748,7 +756,11 @@ ngx_http_engagement_slot_cmp(const void *one, const void *two)
 
 /*
  * Cluster mode: the group as one call per hash slot of its contents,
- * each sent or released on its own. NGX_ERROR: some part was released.
+ * each sent or released on its own. A part whose master is not ready (a
+ * failover) is neither: it stays claimed, in flight, and is taken again
+ * as the same batch after the reclaim delay (two timeouts and a second),
+ * so the other slots' deltas keep flowing meanwhile instead of the zone
+ * resending that part at every round. NGX_ERROR: some part was released.
  */
 
 static ngx_int_t
@@ -757,8 +769,8 @@ ngx_http_engagement_flush_slots(ngx_http_engagement_main_conf_t *emcf,
 {
     u_char                             key[sizeof("c:")
                                            + NGX_HTTP_ENGAGEMENT_ID_MAX];
-    ngx_int_t                          rc;
-    ngx_uint_t                         i, j, k;
+    ngx_int_t                          rc, rv;
+    ngx_uint_t                         i, j, k, held;
     ngx_http_engagement_call_t        *call;
     ngx_http_engagement_claim_t       *cl;
     ngx_http_engagement_slot_claim_t  *sl;
@@ -790,6 +802,7 @@ ngx_http_engagement_flush_slots(ngx_http_engagement_main_conf_t *emcf,
               ngx_http_engagement_slot_cmp);
 
     rc = NGX_OK;
+    held = 0;
 
     for (i = 0; i < n; i = j) {
         for (j = i + 1; j < n && sl[j].slot == sl[i].slot; j++) {
@@ -809,11 +822,18 @@ ngx_http_engagement_flush_slots(ngx_http_engagement_main_conf_t *emcf,
                 call->claims[k - i] = ngx_http_engagement_claims[sl[k].k];
             }
 
-            if (ngx_http_engagement_flush_call(emcf, round, call) == NGX_OK) {
+            rv = ngx_http_engagement_flush_call(emcf, round, call);
+
+            if (rv == NGX_OK) {
                 continue;
             }
 
             ngx_free(call);
+
+            if (rv == NGX_DECLINED) {
+                held += j - i;
+                continue;
+            }
         }
 
         for (k = i; k < j; k++) {
@@ -825,6 +845,14 @@ ngx_http_engagement_flush_slots(ngx_http_engagement_main_conf_t *emcf,
     }
 
     ngx_free(sl);
+
+    if (held) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "engagement redis cluster: %ui contents wait for "
+                      "their master, taken again in %M ms", held,
+                      2 * emcf->redis->timeout
+                      + NGX_HTTP_ENGAGEMENT_RECLAIM_SLACK);
+    }
 
     return rc;
 }
