@@ -7,8 +7,9 @@
 # promoted, views sent during and after: 0 lost, 0 doubled. The cluster
 # is made once for the file and its servers stopped by pid at the end.
 # Features not cluster-safe yet, and misused parameters, are refused at
-# nginx -t (blocks 1-4); series, reactions, trending, resume and live run
-# on the cluster (blocks 5-8), then the slot move and the failover.
+# nginx -t (blocks 1-4); a plain Redis as the seed is said once (5);
+# series, reactions, trending, resume and live run on the cluster
+# (blocks 6-9), then the slot move (10) and the failover (11).
 use strict;
 use warnings;
 use FindBin;
@@ -116,7 +117,12 @@ BEGIN { $ENV{TEST_NGINX_PORT} //= 1984 }
     $ENV{TEST_NGINX_CLUSTER} = join ' ', map { "127.0.0.1:$_" } @cports[0, 1];
 }
 
-END { cnode_kill($_) for keys %cpid }
+# a plain Redis (no cluster) for the block that points the cluster form at it
+our $plain = free_ports(400, 50, 1);
+start_redis($plain);
+$ENV{TEST_NGINX_PLAIN_REDIS} = $plain;
+
+END { cnode_kill($_) for keys %cpid; stop_redis(redis_pid($plain)) if $plain }
 
 # views of contents (id => n) over keep-alive connections, each its own
 # session and viewer; answers how many were 202
@@ -229,7 +235,32 @@ invalid parameter "wait=1" of engagement_redis
 
 
 
-=== TEST 5: views of 200 contents over all masters, and their series: counted exactly
+=== TEST 5: the cluster form pointed at a plain Redis: said once, nothing sent, views kept
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_redis cluster 127.0.0.1:$TEST_NGINX_PLAIN_REDIS timeout=500ms connect_timeout=500ms backoff=50ms:200ms;
+    engagement_series_zone off;
+    engagement_flush_interval 50ms;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    is(views($port, 'p', p1 => 3), 3, "plain: views answered 202 (kept in shared memory)");
+    ok(scalar(wait_until { error_log_text() =~ /CLUSTER SLOTS on 127\.0\.0\.1:$main::plain failed: ERR .*; is it a node of a Redis Cluster\?/ } 5),
+       "plain: the error says what is wrong");
+    sleep 1;
+    my $n = () = error_log_text() =~ /\[error\].*CLUSTER SLOTS/g;
+    ok($n >= 1 && $n <= 2, "plain: said once per worker at the error level ($n), then at info");
+    is(redis_cli($main::plain, undef, 'KEYS', 'eng:*'), '', "plain: nothing written to it");
+    is(status_metric('nginx_engagement_redis_ready_workers{zone="engagement"}') // 0, 0, "plain: no worker ready");
+    log_is_clean("plain");
+
+
+
+=== TEST 6: views of 200 contents over all masters, and their series: counted exactly
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -326,7 +357,7 @@ GET /status
 
 
 
-=== TEST 6: reactions on contents of every master: exactly once per request id
+=== TEST 7: reactions on contents of every master: exactly once per request id
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -367,7 +398,7 @@ GET /status
 
 
 
-=== TEST 7: trending on the cluster: the {tr} sets and each item's exact views from its own master
+=== TEST 8: trending on the cluster: the {tr} sets and each item's exact views from its own master
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -407,7 +438,7 @@ GET /status
 
 
 
-=== TEST 8: resume positions, history and live viewers on the cluster: each user's and content's keys on their own master
+=== TEST 9: resume positions, history and live viewers on the cluster: each user's and content's keys on their own master
 --- http_config
     engagement_zone engagement:8m;
     engagement_redis cluster $TEST_NGINX_CLUSTER timeout=500ms connect_timeout=500ms backoff=50ms:400ms wait=1 wait_timeout=200ms;
@@ -445,7 +476,7 @@ GET /status
 
 
 
-=== TEST 9: a slot moved to another master under load (ASK, TRYAGAIN), then back (MOVED): exact
+=== TEST 10: a slot moved to another master under load (ASK, TRYAGAIN), then back (MOVED): exact
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
@@ -512,7 +543,7 @@ GET /status
 
 
 
-=== TEST 10: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
+=== TEST 11: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;

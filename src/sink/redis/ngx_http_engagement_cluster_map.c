@@ -15,6 +15,7 @@
 
 static uint16_t                          ngx_http_engagement_crc_table[256];
 static ngx_str_t                        *ngx_http_engagement_ctags;
+static ngx_uint_t                         ngx_http_engagement_cslots_failing;
 
 
 /* CRC16-CCITT (XMODEM), as Redis Cluster's key slot */
@@ -278,7 +279,7 @@ ngx_http_engagement_cluster_on_slots(redisAsyncContext *ac, void *r,
     u_char                        map[NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS];
     u_char                       *ip;
     size_t                        iplen;
-    ngx_uint_t                    i, j, s, e, masters, changed;
+    ngx_uint_t                    i, j, s, e, masters, changed, level;
     redisReply                   *reply = r, *rng, *m;
     ngx_http_engagement_cnode_t  *n, *from;
 
@@ -287,16 +288,24 @@ ngx_http_engagement_cluster_on_slots(redisAsyncContext *ac, void *r,
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
         if (reply) {
-            ngx_log_error(NGX_LOG_ERR, ngx_http_engagement_clog, 0,
+            /* once at the error level, then at each retry at info */
+            level = ngx_http_engagement_cslots_failing ? NGX_LOG_INFO
+                                                       : NGX_LOG_ERR;
+            ngx_log_error(level, ngx_http_engagement_clog, 0,
                           "engagement redis cluster: CLUSTER SLOTS on %*s "
-                          "failed: %s", from->name_len, from->name,
+                          "failed: %s%s", from->name_len, from->name,
                           reply->type == REDIS_REPLY_ERROR ? reply->str
-                          : "unexpected reply");
+                          : "unexpected reply",
+                          ngx_http_engagement_cslots_failing ? ""
+                          : "; is it a node of a Redis Cluster?");
+            ngx_http_engagement_cslots_failing = 1;
         }
 
         ngx_http_engagement_cwanted = 1;
         return;
     }
+
+    ngx_http_engagement_cslots_failing = 0;
 
     ngx_memset(map, NGX_HTTP_ENGAGEMENT_CLUSTER_NONE, sizeof(map));
 
