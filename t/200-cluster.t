@@ -9,7 +9,7 @@
 # Features not cluster-safe yet, and misused parameters, are refused at
 # nginx -t (blocks 1-4); a plain Redis as the seed is said once (5);
 # series, reactions, trending, resume and live run on the cluster
-# (blocks 6-9), then the slot move (10) and the failover (11).
+# (blocks 6-9), then the slot move (10), a paused master (11) and the failover (12).
 use strict;
 use warnings;
 use FindBin;
@@ -529,21 +529,71 @@ GET /status
     @keys = split /\n/, redis_cli($m{$dst}, undef, 'CLUSTER', 'GETKEYSINSLOT', $slot, 1000);
     like(redis_cli($m{$dst}, undef, 'MIGRATE', '127.0.0.1', $m{$src}, '', 0, 5000, 'KEYS', @keys),
          qr/OK/, "move back: " . scalar(@keys) . " keys migrated");
-    for my $p (values %m) {
+    # the new owner first: the old one then answers MOVED to it at once
+    for my $p ($m{$src}, $m{$dst}, grep { $_ != $m{$src} && $_ != $m{$dst} } values %m) {
         redis_cli($p, undef, 'CLUSTER', 'SETSLOT', $slot, 'NODE', $src);
     }
+    my $before = length error_log_text();
     $want{mv} += views($port, 'b3', mv => 20);
     ok(scalar(wait_until { flushed() } 10), "move back: views flushed");
     ($lost, $doubled, @bad) = compare(%want);
     is("$lost/$doubled", "0/0", "move back: 0 lost, 0 doubled ($want{mv} views)") or diag("@bad");
-    like(error_log_text(), qr/engagement redis cluster: MOVED $slot /, "move back: a MOVED was followed");
+    my $after = substr(error_log_text(), $before);
+    SKIP: {
+        # a worker that read the map again before its flush (a read it
+        # had asked for earlier) needs no MOVED: said, not failed
+        skip("the worker read the map again first", 1)
+            if $after !~ /MOVED $slot / && $after =~ /slot map from/;
+        like($after, qr/engagement redis cluster: MOVED $slot /, "move back: a MOVED was followed");
+    }
     log_is_clean("move");
 --- no_error_log
 [alert]
 
 
 
-=== TEST 11: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
+=== TEST 11: a master paused (SIGSTOP 0.8 s) under load: calls time out and are resent as the same batches: exact
+--- http_config
+    engagement_zone engagement:8m;
+    engagement_dedupe_zone engagement_dedupe:8m;
+    engagement_redis cluster $TEST_NGINX_CLUSTER timeout=300ms connect_timeout=300ms backoff=50ms:200ms buckets=0 uniques=0 wait=1 wait_timeout=100ms;
+    engagement_series_zone off;
+    engagement_flush_interval 50ms;
+    engagement_edge_id cluster-edge;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    ok(scalar(wait_until { (status_metric('nginx_engagement_redis_ready_workers{zone="engagement"}') // 0) == 2 } 10),
+       "pause: ready");
+    my %want = map { ("p$_" => 0) } 1 .. 30;
+    my $send = sub { my ($tag) = @_; my $ok = views($port, $tag, map { ($_ => 1) } keys %want);
+                     $want{$_}++ for keys %want; return $ok };
+    my %m = masters();
+    my $paused = $m{(sort keys %m)[1]};
+    my $ok = $send->('p0');
+    kill 'STOP', $cpid{$paused};
+    for my $r (1 .. 4) { $ok += $send->("p$r"); sleep 0.15 }
+    kill 'CONT', $cpid{$paused};
+    for my $r (5 .. 6) { $ok += $send->("p$r"); sleep 0.1 }
+    is($ok, 210, "pause: every view answered 202");
+    ok(scalar(wait_until { flushed() } 15), "pause: all flushed");
+    my ($lost, $doubled, @bad) = compare(%want);
+    my $rep = status_metric('nginx_engagement_flush_commands_total{zone="engagement",result="repeat"}') // 0;
+    my $fail = status_metric('nginx_engagement_flush_commands_total{zone="engagement",result="failed"}') // 0;
+    is("$lost/$doubled", "0/0",
+       "pause: 0 lost, 0 doubled (210 views; $fail content flushes failed and were resent, $rep found applied already)")
+        or diag("@bad");
+    like(error_log_text(), qr/command timed out on 127\.0\.0\.1:$paused/, "pause: the paused master's calls timed out");
+    ok(scalar(wait_until { cluster_ok() } 10), "pause: the cluster is whole again");
+    log_is_clean("pause");
+
+
+
+=== TEST 12: a master killed (kill -9), its replica promoted: 0 lost, 0 doubled
 --- http_config
     engagement_zone engagement:8m;
     engagement_dedupe_zone engagement_dedupe:8m;
