@@ -319,7 +319,8 @@ run_quickstart() {
 # --- ./build.sh deb: the Debian package libnginx-mod-http-engagement -------
 # The version: from a tag vX.Y.Z (or X.Y.Z) that `git describe --tags`
 # finds: X.Y.Z on the tag itself, X.Y.Z+git<date>.<n>.<sha> n commits
-# after it; with no tag, 0.0~git<date>.<count>.<sha> (date: HEAD's commit
+# after it (a "-" in the tag becomes "~": v1.2.0-rc1 is 1.2.0~rc1, before
+# 1.2.0); with no tag, 0.0~git<date>.<count>.<sha> (date: HEAD's commit
 # date in UTC, count: commits in HEAD's history, so that later commits of
 # one branch sort later); "+dirty" when the packaged files have
 # uncommitted changes; DEB_VERSION=... overrides it all.
@@ -336,7 +337,7 @@ deb_version() {
     then
         # <tag>-<n>-g<sha>
         n="${desc%-g*}"; n="${n##*-}"
-        tag="${desc%-*-g*}"; tag="${tag#v}"
+        tag="${desc%-*-g*}"; tag="${tag#v}"; tag="${tag//-/\~}"
         if [ "$n" = 0 ]; then v="$tag"; else v="$tag+git$date.$n.$sha"; fi
     else
         v="0.0~git$date.$count.$sha"
