@@ -4,9 +4,11 @@
 # nginx (/usr/sbin/nginx) with a private prefix and a config that loads
 # modules the Debian way (include /etc/nginx/modules-enabled/*.conf), with
 # a real redis-server on a free loopback port, posts views and checks that
-# they are counted in Redis, stops both by PID, then purges the package
-# and checks that the machine is as it was (no module, no load file, the
-# same modules-enabled, no system nginx started).
+# they are counted in Redis, stops both by PID, then removes the package
+# (the link is renamed .removed, as Debian's module packages do) and
+# purges it, and checks that the machine is as it was (no module, no load
+# file, the same modules-enabled, no system nginx started). The system's
+# own nginx.conf must still pass `nginx -t` with the module enabled.
 #
 # A plain Test::More file, not Test::Nginx::Socket blocks: Debian's load
 # files say "load_module modules/...so;", relative to nginx's prefix, so
@@ -80,6 +82,8 @@ my (%before, $installed, $npid, $rpid);
 $before{enabled} = join ' ', sort glob '/etc/nginx/modules-enabled/*';
 $before{port80} = port_listening(80);
 $before{sys_pid} = slurp('/run/nginx.pid') =~ /(\d+)/ ? $1 : 0;
+# the system's own configuration (read only: -t opens no socket)
+sub system_conf_ok { return run_cmd("$_[0]", $NGINX, '-t', '-q') == 0 }
 
 # whatever happens below, the package does not outlive the test
 END {
@@ -91,6 +95,8 @@ END {
     }
     $? = $st;
 }
+
+$before{conf_ok} = system_conf_ok("$scratch/system-t0.out");
 
 # --- the package -------------------------------------------------------------
 
@@ -143,6 +149,13 @@ if ($sys && $sys != $before{sys_pid} && kill(0, $sys)) {
     pass('no system nginx started by the install');
 }
 is(port_listening(80), $before{port80}, 'port 80 as before the install');
+SKIP: {
+    skip "the system's nginx.conf failed nginx -t before the install", 1
+        unless $before{conf_ok};
+    ok(system_conf_ok("$scratch/system-t.out"),
+       "the system's own nginx.conf still passes nginx -t with the module enabled")
+        or diag(slurp("$scratch/system-t.out"));
+}
 
 # --- the system nginx loads it the Debian way and counts a view ----------------
 
@@ -229,7 +242,14 @@ SKIP: {
 }
 stop_redis($rpid);
 
-# --- purge: the machine as it was ---------------------------------------------
+# --- remove, then purge: the machine as it was ---------------------------------
+
+# remove keeps the admin's choice: the link is renamed, not deleted
+$rc = run_cmd("$scratch/remove.out", 'env', 'DEBIAN_FRONTEND=noninteractive',
+              'apt-get', 'remove', '-y', '-q', '-o', 'DPkg::Lock::Timeout=120', $PKG);
+ok($rc == 0, "apt-get remove $PKG") or diag(tail_of("$scratch/remove.out", 20));
+ok(!-e $SO && -l "$LINK.removed" && !-e $LINK,
+   'removed: no module, the link renamed to .removed');
 
 $rc = run_cmd("$scratch/purge.out", 'env', 'DEBIAN_FRONTEND=noninteractive',
               'apt-get', 'purge', '-y', '-q', '-o', 'DPkg::Lock::Timeout=120', $PKG);
