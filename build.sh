@@ -375,7 +375,11 @@ build_deb() {
     {
         echo "nginx-engagement ($version) bookworm; urgency=medium"
         echo
-        echo "  * Built by ./build.sh deb from commit $sha."
+        if [ "$sha" = unknown ]; then
+            echo "  * Built by ./build.sh deb outside a git checkout."
+        else
+            echo "  * Built by ./build.sh deb from commit $sha."
+        fi
         [ -n "$subject" ] && echo "    Last change: $subject"
         echo
         echo " -- nginx-engagement maintainers <maintainers@users.noreply.h-seed-6d296865.example>  $when"
