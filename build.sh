@@ -349,7 +349,7 @@ deb_version() {
 }
 
 # builds build-deb/libnginx-mod-http-engagement_<version>_<arch>.deb (or
-# in $DEB_OUT) from a copy of the packaged files under build-deb/src, with
+# in $DEB_OUT) from a copy of the packaged files under build-deb/deb-src, with
 # the changelog generated there: nothing is written in the source tree;
 # lintian checks the result when it is installed (LINTIAN=0: not)
 build_deb() {
@@ -357,8 +357,11 @@ build_deb() {
     version="$(deb_version)"
     mkdir -p "$out"
     out="$(cd "$out" && pwd)"
-    src="$out/src/nginx-engagement-$version"
-    rm -rf "$out/src"
+    if [ "$out" = "$ROOT" ]; then
+        log "DEB_OUT must not be the source tree itself"; return 1
+    fi
+    src="$out/deb-src/nginx-engagement-$version"
+    rm -rf "$out/deb-src"
     mkdir -p "$src"
     # the files the package is built from: tracked ones when this is a git
     # checkout (uncommitted edits and new files included), else the same folders
@@ -393,9 +396,11 @@ build_deb() {
         return 1
     }
     local deb
-    deb="$(ls "$out/src"/libnginx-mod-http-engagement_"${version}"_*.deb)"
-    rm -f "$out"/libnginx-mod-http-engagement_*.deb "$out"/*.changes "$out"/*.buildinfo
-    mv "$out/src"/*.deb "$out/src"/*.changes "$out/src"/*.buildinfo "$out/"
+    deb="$(ls "$out/deb-src"/libnginx-mod-http-engagement_"${version}"_*.deb)"
+    rm -f "$out"/libnginx-mod-http-engagement_*.deb \
+          "$out"/libnginx-mod-http-engagement-dbgsym_*.deb \
+          "$out"/nginx-engagement_*.changes "$out"/nginx-engagement_*.buildinfo
+    mv "$out/deb-src"/*.deb "$out/deb-src"/*.changes "$out/deb-src"/*.buildinfo "$out/"
     deb="$out/$(basename "$deb")"
     if [ "${LINTIAN:-1}" != 0 ] && command -v lintian >/dev/null; then
         lintian --info "$out"/*.changes >"$out/lintian.txt" 2>&1 || true
