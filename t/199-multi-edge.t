@@ -53,7 +53,7 @@ sub edge_http {
     engagement_dedupe_zone engagement_dedupe:2m;
     engagement_edge_id $id;
     engagement_dimension country \$http_x_country;
-    engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms backoff=50ms:300ms buckets=0 uniques=0;
+    engagement_redis 127.0.0.1:$rport timeout=3s connect_timeout=1s backoff=50ms:300ms buckets=0 uniques=0;
     engagement_flush_interval 100ms;
     engagement_writer http://127.0.0.1:$chp/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
         connect_timeout=300ms timeout=10s retry=200ms spool=$spool
