@@ -149,6 +149,7 @@ typedef struct {
     ngx_flag_t                    require_token;
     ngx_flag_t                    bot_agents;
     ngx_http_complex_value_t     *bot;
+    ngx_http_complex_value_t     *user;        /* engagement_user_id */
     ngx_uint_t                    opt_out;     /* _opt_out_e */
     time_t                        salt_rotate;
     ngx_shm_zone_t               *salt_zone;
