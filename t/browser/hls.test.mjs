@@ -62,6 +62,14 @@ function skip(t) {
   return false;
 }
 
+// an answer the page got (a view's with its JSON body, listed once read)
+async function record(p, r) {
+  const u = new URL(r.url());
+  const e = { path: u.pathname, query: u.searchParams, status: r.status() };
+  if (u.pathname === "/engagement/view") e.body = await r.json().catch(() => null);
+  p.got.push(e);
+}
+
 // the demo page as a viewer's Chromium (the module takes HeadlessChrome for
 // a bot, for beacons and segments alike), every answer it got recorded
 async function open(t, query) {
@@ -71,12 +79,7 @@ async function open(t, query) {
   p.errors = [];
   p.got = [];
   p.on("pageerror", e => p.errors.push(String(e)));
-  p.on("response", async r => {
-    const u = new URL(r.url());
-    const e = { path: u.pathname, query: u.searchParams, status: r.status() };
-    p.got.push(e);
-    if (u.pathname === "/engagement/view") e.body = await r.json().catch(() => null);
-  });
+  p.on("response", r => record(p, r));
   await p.goto(`${nginx.url}/?${new URLSearchParams(query)}`);
   return p;
 }
@@ -137,8 +140,8 @@ test("the HLS demo played past the policy: the view and the engaged view count e
   // (at 2 s and 8 s played) and the segments (at 6 s and 10 s served);
   // of the four decisions one counted the view and one the engaged view,
   // the others were duplicates of the same session
+  await waitFor(() => beacons(p).length === 2, 3000, "the two beacons' answers");
   const b = beacons(p);
-  assert.equal(b.length, 2, JSON.stringify(b.map(x => x.body)));
   const metrics = b.flatMap(x => (x.body && x.body.metrics) || []);
   const bView = metrics.filter(m => m === "view").length;
   const bEngaged = metrics.filter(m => m === "engaged").length;
@@ -190,6 +193,68 @@ test("the HLS demo played less than the policy: no view, from the beacons or the
   assert.deepEqual(p.errors, []);
 });
 
+test("the HLS demo reloaded mid-play: same session, no second view, replayed segments earn nothing", async t => {
+  if (skip(t)) return;
+  const c = `hls3-${run}`;
+  const s0 = await segStatus();
+  const p = await openHls(t, c);
+  const sid = await p.evaluate(() => window.player.sessionId);
+  await play(p);
+  await waitFor(async () => (await summary(c)).views === 1, 10000, "the view in the summary");
+  const before = p.got.length;
+  await p.reload();
+  await p.waitForFunction(() => window.player && document.body.dataset.hls === "ready",
+                          null, { timeout: 10000 });
+  assert.equal(await p.evaluate(() => window.player.sessionId), sid, "same session after the reload");
+  await play(p);
+  await waitFor(async () => await played(p) >= 3, 8000, "3 s played again");
+  await p.evaluate(() => document.querySelector("video").pause());
+  await waitFor(() => beacons(p).length === 2, 5000, "the second page's view beacon");
+  await sleep(2000);
+  const s1 = await segStatus();
+  const s = await summary(c);
+  // (at most 8 s of distinct segments served: under the engaged view's 10 s)
+  assert.deepEqual([s.views, s.engagedViews], [1, 0], JSON.stringify(s));
+  assert.equal(totals(c).views, 1, "one view in Redis");
+  const first = new Set(segments({ got: p.got.slice(0, before) }).map(g => g.path));
+  const again = segments({ got: p.got.slice(before) });
+  assert.ok(again.length >= 2, `the reloaded page fetched segments again (${again.length})`);
+  assert.ok(again.every(g => g.query.get("es") === sid), "with the same session");
+  // a segment the first page had is a replay, a new one is credited
+  const replays = again.filter(g => first.has(g.path)).length;
+  assert.ok(replays >= 1, "the reloaded page fetched segments it had before");
+  assert.equal(delta(s0, s1, "replayed"), replays, "each one a replay: nothing credited twice");
+  const distinct = new Set(segments(p).map(g => g.path)).size;
+  assert.equal(delta(s0, s1, "credited"), distinct, "each segment credited once");
+  console.log(`# first page ${first.size} segments, after the reload ${again.length} ` +
+              `(${replays} replayed), ${distinct * 2} s credited`);
+  const b = beacons(p);
+  assert.equal(b.filter(x => x.body && x.body.counted).length + delta(s0, s1, "views"), 1,
+               `one view counted: ${JSON.stringify(b.map(x => x.body))}, segments ${JSON.stringify(s1)}`);
+  assert.equal(b[1].body.reason, "duplicate", "the second page's beacon");
+  assert.deepEqual(p.errors, []);
+});
+
+test("without hls.js the HLS demo says so and plays the WebM file", async t => {
+  if (skip(t)) return;
+  const c = `nohls-${run}`;
+  const ctx = await browser.newContext({ userAgent: ua });
+  t.after(() => ctx.close().catch(() => {}));
+  await ctx.route("**/lib/hls.js/**", r => r.fulfill({ status: 404, body: "" }));
+  const p = await ctx.newPage();
+  p.got = [];
+  p.on("response", r => record(p, r));
+  await p.goto(`${nginx.url}/?source=hls&content=${c}`);
+  await p.waitForFunction(() => window.player && document.querySelector("video").readyState >= 1,
+                          null, { timeout: 10000 });
+  assert.match(await p.textContent("#source-note"), /hls\.js is not installed/);
+  assert.match(await p.evaluate(() => document.querySelector("video").currentSrc), /\/media\/demo\.webm$/);
+  await play(p);
+  await waitFor(async () => (await summary(c)).views === 1, 8000, "the view in the summary");
+  await waitFor(() => beacons(p).length === 1, 3000, "the view's answer");
+  assert.deepEqual(beacons(p).map(b => [b.status, b.body.metrics]), [[202, ["view"]]]);
+});
+
 test("the demo page's WebM file still plays and counts one view at 2 s", async t => {
   if (skip(t)) return;
   const c = `file1-${run}`;
@@ -201,6 +266,7 @@ test("the demo page's WebM file still plays and counts one view at 2 s", async t
   await waitFor(async () => await played(p) >= 2.5, 8000, "2.5 s played");
   await waitFor(async () => (await summary(c)).views === 1, 5000, "the view in the summary");
   await waitFor(() => totals(c).views === 1, 5000, "the view in Redis");
+  await waitFor(() => beacons(p).length === 1, 3000, "the view's answer");
   assert.deepEqual(beacons(p).map(b => [b.status, b.body.metrics]), [[202, ["view"]]]);
   assert.deepEqual(segments(p), []);
   assert.deepEqual(p.errors, []);
