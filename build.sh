@@ -165,8 +165,11 @@ browser_tests() {
     fi
     log "browser tests: npm ci in t/browser"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    # hls.js for the demo page's HLS player (hls.test.mjs skips without it)
+    demo_npm || log "could not install hls.js in conf-examples"
     log "browser tests: Chromium $(chromium --version 2>/dev/null | awk '{print $2}' || true)"
-    (cd "$dir" && node --test --test-concurrency=1 --test-reporter=spec engagement.test.mjs)
+    (cd "$dir" && node --test --test-concurrency=1 --test-reporter=spec \
+        engagement.test.mjs hls.test.mjs)
 }
 
 # the libFuzzer targets: fuzz_event (the event parser), fuzz_token (the
@@ -243,6 +246,20 @@ listening() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# hls.js for the demo page's HLS player: npm ci in conf-examples (pinned by
+# its package-lock.json), again only when the lock file changed
+demo_npm() {
+    local dir="$ROOT/conf-examples"
+    [ -f "$dir/node_modules/.package-lock.json" ] \
+        && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] \
+        && return 0
+    if ! command -v npm >/dev/null; then
+        deps npm || return 1
+    fi
+    log "npm ci in conf-examples (hls.js for the demo page)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+}
+
 run_quickstart() {
     build_default
     local port="${PORT:-8080}" prefix="$ROOT/build/run"
@@ -252,9 +269,12 @@ run_quickstart() {
         "$prefix/modules/ngx_http_engagement_module.so"
     ln -sfn "$ROOT/conf-examples/html" "$prefix/html"
     ln -sfn "$ROOT/sdk" "$prefix/sdk"
-    # the demo page's video, made once by ffmpeg (git-ignored)
+    ln -sfn "$ROOT/conf-examples/node_modules" "$prefix/node_modules"
+    # the demo page's video as WebM and as HLS, made once by ffmpeg
+    # (git-ignored)
     "$ROOT/conf-examples/make-demo-media.sh" "$ROOT/conf-examples/html/media" \
         || log "could not make the demo video (ffmpeg); the page works without it"
+    demo_npm || log "could not install hls.js with npm; the demo page plays the WebM file only"
 
     if listening "$port"; then
         log "127.0.0.1:$port is already in use; pick another: PORT=9090 ./build.sh run"
@@ -304,7 +324,7 @@ run_quickstart() {
     local pid=$!
     trap 'kill -QUIT $pid 2>/dev/null || true' INT TERM
     log "nginx-engagement on http://127.0.0.1:$port/ (pid $pid; Ctrl-C stops)"
-    log "try: curl -sX POST -H 'Content-Type: application/json' -d '{\"contentId\":\"v1\",\"sessionId\":\"s1\"}' http://127.0.0.1:$port/engagement/view"
+    log "try: curl -sX POST -H 'Content-Type: application/json' -d '{\"contentId\":\"v1\",\"sessionId\":\"s1\",\"durationMs\":3000}' http://127.0.0.1:$port/engagement/view"
     wait $pid || true
     # a signal interrupts the first wait; wait again for nginx to finish
     if kill -0 $pid 2>/dev/null; then wait $pid || true; fi
