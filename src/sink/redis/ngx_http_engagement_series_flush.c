@@ -101,6 +101,8 @@ static ngx_uint_t                           ngx_http_engagement_series_exit_sent
 static ngx_uint_t                           ngx_http_engagement_series_last_full;
 static ngx_uint_t                           ngx_http_engagement_series_answered;
 static ngx_uint_t                           ngx_http_engagement_series_on;
+/* engagement_milestone_webhook: a content's channel is recorded */
+static ngx_uint_t                           ngx_http_engagement_series_channel;
 
 
 static const char  *ngx_http_engagement_series_metric[] = {
@@ -211,7 +213,9 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
         }
     }
 
-    if (row->len[NGX_HTTP_ENGAGEMENT_SERIES_CHANNEL]) {
+    if (row->len[NGX_HTTP_ENGAGEMENT_SERIES_CHANNEL]
+        && ngx_http_engagement_series_channel)
+    {
         /*
          * the content's channel, rows counted in <bucket>:channel: the
          * milestone script (redis_scripts.c) names the day's in a webhook
@@ -915,6 +919,7 @@ ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
     }
 
     ngx_http_engagement_series_rcf = emcf->redis;
+    ngx_http_engagement_series_channel = (emcf->webhook != NULL);
     ngx_http_engagement_series_backoff = emcf->redis->backoff_min;
     ngx_http_engagement_series_retry = 0;
     ngx_http_engagement_series_busy = 0;
