@@ -43,7 +43,6 @@
 #define NGX_HTTP_ENGAGEMENT_WEBHOOK_POLL      500
 #define NGX_HTTP_ENGAGEMENT_WEBHOOK_BACKOFF   1000
 #define NGX_HTTP_ENGAGEMENT_WEBHOOK_BACKOFF_MAX  60000
-#define NGX_HTTP_ENGAGEMENT_WEBHOOK_BODY_MAX  4096
 #define NGX_HTTP_ENGAGEMENT_WEBHOOK_POOL      1024
 
 
@@ -549,8 +548,7 @@ ngx_http_engagement_webhook_claimed(redisReply *reply, void *data)
         w->ids[i].len = e->len;
         w->ids[i].data = ngx_pnalloc(w->pool, e->len + 1);
         e = reply->element[2 * i + 1];
-        w->bodies[i].len = ngx_min(e->len,
-                                   NGX_HTTP_ENGAGEMENT_WEBHOOK_BODY_MAX);
+        w->bodies[i].len = e->len;
         w->bodies[i].data = ngx_pnalloc(w->pool, w->bodies[i].len);
 
         if (w->ids[i].data == NULL || w->bodies[i].data == NULL) {
