@@ -47,7 +47,7 @@ _EOC_
 
 our $HttpConfig = <<'_EOC_';
     engagement_zone engagement:1m;
-    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms;
+    engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=2s connect_timeout=2s;
     engagement_flush_interval 100ms;
     engagement_edge_id edge-a;
 _EOC_
@@ -112,12 +112,22 @@ sub start_sink {
             open my $fh, '>>', "$SinkDir/log";
             print $fh join("\t", $st, $key // '', $xn // '', $line // '', $body), "\n";
             close $fh;
+            # a slow receiver: answers after the seconds in the file delay
+            my $delay = -e "$SinkDir/delay" ? slurp("$SinkDir/delay") + 0 : 0;
+            sleep $delay if $delay;
             print $c "HTTP/1.1 $st X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
             close $c;
         }
     }
     $SinkPid = $pid;
     wait_until { -e "$SinkDir/ready" } 5 or die "the sink did not start";
+}
+
+sub sink_delay {
+    my ($secs) = @_;
+    open my $fh, '>', "$SinkDir/delay" or die $!;
+    print $fh "$secs\n";
+    close $fh;
 }
 
 sub stop_sink {
@@ -156,7 +166,7 @@ sub start_b {
     $BPort = free_ports(450, 50, 1);
     write_conf($prefix, port => $BPort, workers => 2, http => qq(
     engagement_zone engagement:1m;
-    engagement_redis 127.0.0.1:$rport timeout=500ms connect_timeout=500ms;
+    engagement_redis 127.0.0.1:$rport timeout=2s connect_timeout=2s;
     engagement_flush_interval 100ms;
     engagement_edge_id edge-b;
     $http
@@ -319,7 +329,29 @@ runtime error
     Test::More::is(scalar(@err), 0, 'TEST 2 - no [error] but the refused connects') or Test::More::diag($err[0]);
     main::stop_sink();
 
-=== TEST 3: a 400 is a refusal for good: dropped from the outbox, logged, kept in the stream
+=== TEST 3: a reload while a POST waits for its answer: acknowledged before the old worker exits, not sent again
+--- http_config eval
+$::HttpConfig . $::Milestones . $::Hook
+--- request
+GET /status
+--- error_code: 200
+--- post_check
+    main::reset_redis();
+    main::clear_sink();
+    main::start_sink(200);
+    main::sink_delay(0.8);
+    my $A = nginx_port();
+    for my $i (1 .. 10) { main::view($A, 'wq1', "s$i", '') }
+    Test::More::ok(main::wait_until(sub { scalar(main::sink_requests()) >= 1 }, 5), 'TEST 3 - the POST reached the slow receiver');
+    Test::More::ok(reload_nginx(2), 'TEST 3 - reloaded while it waits for the answer');
+    Test::More::ok(main::wait_until(sub { (main::outbox())[1] == 0 }, 5),
+        'TEST 3 - the old worker took it out of the outbox before it exited');
+    main::sink_delay(0);
+    sleep 1.5;
+    Test::More::is(scalar(main::sink_requests()), 1, 'TEST 3 - one POST');
+    main::stop_sink();
+
+=== TEST 4: a 400 is a refusal for good: dropped from the outbox, logged, kept in the stream
 --- http_config eval
 $::HttpConfig . $::Milestones . $::Hook
 --- request
@@ -334,17 +366,17 @@ GET /status
     my $A = nginx_port();
     for my $i (1 .. 10) { main::view($A, 'wr1', "s$i", '') }
     Test::More::ok(main::wait_until(sub { scalar(main::sink_requests()) >= 1 && (main::outbox())[1] == 0 }, 10),
-        'TEST 3 - POSTed and out of the outbox');
+        'TEST 4 - POSTed and out of the outbox');
     sleep 1.5;
-    Test::More::is(scalar(main::sink_requests()), 1, 'TEST 3 - not sent again');
-    Test::More::is(main::stream_len(), 1, 'TEST 3 - the stream keeps it');
-    Test::More::like(error_log_text(), qr/wr1:views:10 refused by \S+ \(400\)/, 'TEST 3 - logged');
+    Test::More::is(scalar(main::sink_requests()), 1, 'TEST 4 - not sent again');
+    Test::More::is(main::stream_len(), 1, 'TEST 4 - the stream keeps it');
+    Test::More::like(error_log_text(), qr/wr1:views:10 refused by \S+ \(400\)/, 'TEST 4 - logged');
     main::stop_sink();
 
-=== TEST 4: rate=2: at most 2 POSTs a minute per channel, two channels independent; the others wait for the next minute
+=== TEST 5: rate=2: at most 2 POSTs a minute per channel, two channels independent; the others wait for the next minute
 --- http_config eval
 "engagement_zone engagement:1m;
-engagement_redis 127.0.0.1:$::rport timeout=500ms connect_timeout=500ms buckets=1s;
+engagement_redis 127.0.0.1:$::rport timeout=2s connect_timeout=2s buckets=1s;
 engagement_flush_interval 100ms;
 engagement_milestone views 2;\n"
 . "engagement_milestone_webhook http://127.0.0.1:$::SinkPort/ rate=2;\n"
@@ -370,90 +402,90 @@ GET /status
     my $day = sprintf('%04d%02d%02d', $t[5] + 1900, $t[4] + 1, $t[3]);
     Test::More::ok(main::wait_until(sub {
         !grep { redis_cli($rport, undef, 'HGET', "eng:{c:$_}:d:$day:channel", $ch{$_}) eq '' } @c }, 10),
-        'TEST 4 - the series recorded each content\'s channel');
+        'TEST 5 - the series recorded each content\'s channel');
     # the second view crosses 2
     main::view($A, $_, 's2', qq(,"channelId":"$ch{$_}")) for @c;
-    Test::More::ok(main::wait_until(sub { main::stream_len() == 7 }, 5), 'TEST 4 - 7 notifications');
-    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 4 }, 5), 'TEST 4 - 4 POSTs');
+    Test::More::ok(main::wait_until(sub { main::stream_len() == 7 }, 5), 'TEST 5 - 7 notifications');
+    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 4 }, 5), 'TEST 5 - 4 POSTs');
     sleep 1.5;
     my @d = main::delivered();
     my %n;
     $n{$_->{json}{channelId} // '-'}++ for @d;
     Test::More::is(join(',', map { "$_=$n{$_}" } sort keys %n), 'chanA=2,chanB=2',
-        'TEST 4 - in this minute: 2 for chanA, 2 for chanB');
+        'TEST 5 - in this minute: 2 for chanA, 2 for chanB');
     my $minute = int(time() / 60);
     my @due = split /\n/, redis_cli($rport, undef, 'ZRANGE', 'eng:{ms}:due', 0, -1, 'WITHSCORES');
     my %due = @due;
-    Test::More::is(scalar(keys %due), 3, 'TEST 4 - 3 wait in the outbox');
-    Test::More::is(scalar(grep { $_ == ($minute + 1) * 60 } values %due), 3, 'TEST 4 - due at the next minute');
+    Test::More::is(scalar(keys %due), 3, 'TEST 5 - 3 wait in the outbox');
+    Test::More::is(scalar(grep { $_ == ($minute + 1) * 60 } values %due), 3, 'TEST 5 - due at the next minute');
     # the next minute: 2 more of chanA, 1 of chanB
-    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 7 }, 70), 'TEST 4 - the next minute, all 7 delivered');
+    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 7 }, 70), 'TEST 5 - the next minute, all 7 delivered');
     sleep 1;
     @d = main::delivered();
-    Test::More::is(scalar(@d), 7, 'TEST 4 - 7 POSTs in all');
+    Test::More::is(scalar(@d), 7, 'TEST 5 - 7 POSTs in all');
     my %ids;
     $ids{$_->{key}}++ for @d;
-    Test::More::is(join(',', sort keys %ids), join(',', map { "$_:views:2" } sort @c), 'TEST 4 - each content once');
-    Test::More::is(join(',', main::outbox()), '0,0', 'TEST 4 - the outbox is empty');
+    Test::More::is(join(',', sort keys %ids), join(',', map { "$_:views:2" } sort @c), 'TEST 5 - each content once');
+    Test::More::is(join(',', main::outbox()), '0,0', 'TEST 5 - the outbox is empty');
     main::stop_sink();
 
-=== TEST 5: https is refused
+=== TEST 6: https is refused
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook https://127.0.0.1/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook "https://127.0.0.1/x": https is not supported
 
-=== TEST 6: not an http URL
+=== TEST 7: not an http URL
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook ftp://127.0.0.1/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook "ftp://127.0.0.1/x": an http:// URL is expected
 
-=== TEST 7: a bad port
+=== TEST 8: a bad port
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1:99999/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook "http://127.0.0.1:99999/x": invalid port
 
-=== TEST 8: a bad timeout
+=== TEST 9: a bad timeout
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x timeout=0;"
 --- must_die
 --- error_log
 engagement_milestone_webhook: invalid "timeout=0" (a time from 1ms to 60s)
 
-=== TEST 9: a bad rate
+=== TEST 10: a bad rate
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x rate=many;"
 --- must_die
 --- error_log
 engagement_milestone_webhook: invalid "rate=many"
 
-=== TEST 10: an unknown parameter
+=== TEST 11: an unknown parameter
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x retries=3;"
 --- must_die
 --- error_log
 engagement_milestone_webhook: invalid parameter "retries=3"
 
-=== TEST 11: a webhook without thresholds
+=== TEST 12: a webhook without thresholds
 --- http_config eval
 $::HttpConfig . "engagement_milestone_webhook http://127.0.0.1/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook needs engagement_redis and engagement_milestone thresholds
 
-=== TEST 12: given twice
+=== TEST 13: given twice
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x; engagement_milestone_webhook http://127.0.0.1/y;"
 --- must_die
 --- error_log
 "engagement_milestone_webhook" directive is duplicate
 
-=== TEST 13: a path that is not URL-encoded
+=== TEST 14: a path that is not URL-encoded
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook 'http://127.0.0.1/a b';"
 --- must_die

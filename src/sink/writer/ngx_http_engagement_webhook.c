@@ -58,6 +58,32 @@ typedef struct {
 } ngx_http_engagement_webhook_conf_t;
 
 
+/*
+ * An outbox update in flight (ack: a delivered or refused notification
+ * leaves the outbox; later: due again), and the acknowledgements that
+ * Redis did not take (no connection, a timeout), kept and sent again at
+ * each poll: a delivered notification is not POSTed again because its
+ * ZREM was lost, as long as this worker lives.
+ */
+typedef struct ngx_http_engagement_webhook_ack_s
+    ngx_http_engagement_webhook_ack_t;
+
+struct ngx_http_engagement_webhook_ack_s {
+    ngx_http_engagement_webhook_ack_t  *next;    /* in the pending list */
+    ngx_uint_t                    gen;         /* the batch's */
+    ngx_uint_t                    kind;
+    ngx_uint_t                    out;         /* a pending one: resent */
+    ngx_str_t                     id;          /* its bytes follow */
+};
+
+#define NGX_HTTP_ENGAGEMENT_WEBHOOK_LATER    0
+#define NGX_HTTP_ENGAGEMENT_WEBHOOK_ACK      1
+#define NGX_HTTP_ENGAGEMENT_WEBHOOK_PENDING  2
+
+/* acknowledgements kept at most */
+#define NGX_HTTP_ENGAGEMENT_WEBHOOK_PENDING_MAX  1024
+
+
 /* one worker's delivery */
 typedef struct {
     ngx_http_engagement_webhook_conf_t  *conf;
@@ -76,6 +102,8 @@ typedef struct {
     ngx_uint_t                    failed;      /* the batch's rest: retry */
     ngx_msec_t                    backoff;
     ngx_msec_t                    next;        /* no claim before */
+    ngx_http_engagement_webhook_ack_t  *pending;
+    ngx_uint_t                    npending;
     ngx_connection_t             *c;
     ngx_pool_t                   *cpool;
     u_char                       *req;
@@ -91,6 +119,11 @@ static void ngx_http_engagement_webhook_poll(ngx_event_t *ev);
 static void ngx_http_engagement_webhook_claimed(redisReply *reply,
     void *data);
 static void ngx_http_engagement_webhook_post(void);
+static void ngx_http_engagement_webhook_update(ngx_uint_t kind,
+    time_t secs);
+static void ngx_http_engagement_webhook_resend(void);
+static ngx_uint_t ngx_http_engagement_webhook_pending_has(u_char *id,
+    size_t len);
 static void ngx_http_engagement_webhook_handler(ngx_event_t *ev);
 static void ngx_http_engagement_webhook_done(ngx_uint_t status,
     const char *error);
@@ -422,7 +455,7 @@ ngx_http_engagement_webhook_arm(ngx_msec_t ms)
 static ngx_int_t
 ngx_http_engagement_webhook_eval(const char *script,
     ngx_http_engagement_redis_cb_pt cb, const char **args, size_t *lens,
-    int nargs, ngx_uint_t gen)
+    int nargs, void *data)
 {
     int          i;
     const char  *argv[10];
@@ -443,8 +476,7 @@ ngx_http_engagement_webhook_eval(const char *script,
         argl[5 + i] = lens[i];
     }
 
-    return ngx_http_engagement_redis_send(cb, (void *) (uintptr_t) gen,
-                                          5 + nargs, argv, argl);
+    return ngx_http_engagement_redis_send(cb, data, 5 + nargs, argv, argl);
 }
 
 
@@ -469,6 +501,8 @@ ngx_http_engagement_webhook_poll(ngx_event_t *ev)
         return;
     }
 
+    ngx_http_engagement_webhook_resend();
+
     args[0] = (char *) now;
     lens[0] = ngx_sprintf(now, "%T", ngx_time()) - now;
     args[1] = (char *) max;
@@ -485,7 +519,7 @@ ngx_http_engagement_webhook_poll(ngx_event_t *ev)
 
     if (ngx_http_engagement_webhook_eval(
             ngx_http_engagement_webhook_claim_lua,
-            ngx_http_engagement_webhook_claimed, args, lens, 4, 0)
+            ngx_http_engagement_webhook_claimed, args, lens, 4, NULL)
         != NGX_OK)
     {
         ngx_http_engagement_webhook_arm(NGX_HTTP_ENGAGEMENT_WEBHOOK_POLL);
@@ -528,36 +562,53 @@ ngx_http_engagement_webhook_claimed(redisReply *reply, void *data)
         goto failed;
     }
 
-    w->n = reply->elements / 2;
-    w->ids = ngx_pcalloc(w->pool, w->n * sizeof(ngx_str_t));
-    w->bodies = ngx_pcalloc(w->pool, w->n * sizeof(ngx_str_t));
+    w->ids = ngx_pcalloc(w->pool, reply->elements / 2 * sizeof(ngx_str_t));
+    w->bodies = ngx_pcalloc(w->pool,
+                            reply->elements / 2 * sizeof(ngx_str_t));
 
     if (w->ids == NULL || w->bodies == NULL) {
         goto failed;
     }
 
-    for (i = 0; i < w->n; i++) {
-        e = reply->element[2 * i];
+    w->n = 0;
+
+    for (i = 0; i < reply->elements; i += 2) {
+        e = reply->element[i];
 
         if (e->type != REDIS_REPLY_STRING
-            || reply->element[2 * i + 1]->type != REDIS_REPLY_STRING)
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
         {
             goto failed;
         }
 
-        w->ids[i].len = e->len;
-        w->ids[i].data = ngx_pnalloc(w->pool, e->len + 1);
-        e = reply->element[2 * i + 1];
-        w->bodies[i].len = e->len;
-        w->bodies[i].data = ngx_pnalloc(w->pool, w->bodies[i].len);
+        if (ngx_http_engagement_webhook_pending_has((u_char *) e->str,
+                                                    e->len))
+        {
+            /* delivered: its acknowledgement is on its way */
+            continue;
+        }
 
-        if (w->ids[i].data == NULL || w->bodies[i].data == NULL) {
+        w->ids[w->n].len = e->len;
+        w->ids[w->n].data = ngx_pnalloc(w->pool, e->len + 1);
+        w->bodies[w->n].len = reply->element[i + 1]->len;
+        w->bodies[w->n].data = ngx_pnalloc(w->pool, w->bodies[w->n].len + 1);
+
+        if (w->ids[w->n].data == NULL || w->bodies[w->n].data == NULL) {
             goto failed;
         }
 
-        ngx_memcpy(w->ids[i].data, reply->element[2 * i]->str,
-                   w->ids[i].len);
-        ngx_memcpy(w->bodies[i].data, e->str, w->bodies[i].len);
+        ngx_memcpy(w->ids[w->n].data, e->str, e->len);
+        ngx_memcpy(w->bodies[w->n].data, reply->element[i + 1]->str,
+                   w->bodies[w->n].len);
+        w->n++;
+    }
+
+    if (w->n == 0) {
+        ngx_destroy_pool(w->pool);
+        w->pool = NULL;
+        w->busy = 0;
+        ngx_http_engagement_webhook_arm(NGX_HTTP_ENGAGEMENT_WEBHOOK_POLL);
+        return;
     }
 
     /* the worker stays until the batch is out and acknowledged */
@@ -569,6 +620,20 @@ ngx_http_engagement_webhook_claimed(redisReply *reply, void *data)
     w->failed = 0;
     w->acks = 0;
     w->gen++;
+
+    if (ngx_exiting) {
+        /* claimed as the worker began to stop: due again at once */
+        for ( /* void */ ; w->i < w->n; w->i++) {
+            ngx_http_engagement_webhook_update(
+                NGX_HTTP_ENGAGEMENT_WEBHOOK_LATER, 0);
+        }
+
+        if (w->acks == 0) {
+            ngx_http_engagement_webhook_end();
+        }
+
+        return;
+    }
 
     ngx_http_engagement_webhook_post();
 
@@ -791,18 +856,150 @@ ngx_http_engagement_webhook_handler(ngx_event_t *ev)
 }
 
 
+/* a kept acknowledgement: sent again at the next polls */
+
+static void
+ngx_http_engagement_webhook_keep(ngx_http_engagement_webhook_ack_t *r)
+{
+    ngx_http_engagement_webhook_t  *w = &ngx_http_engagement_wh;
+
+    if (w->npending >= NGX_HTTP_ENGAGEMENT_WEBHOOK_PENDING_MAX) {
+        ngx_log_error(NGX_LOG_WARN, w->log, 0,
+                      "engagement webhook: %V delivered, but Redis did "
+                      "not take it out of the outbox: it may be sent "
+                      "again after its lease", &r->id);
+        ngx_free(r);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, w->log, 0,
+                  "engagement webhook: %V delivered, but Redis did not "
+                  "take it out of the outbox yet: tried again at each "
+                  "poll", &r->id);
+
+    r->kind = NGX_HTTP_ENGAGEMENT_WEBHOOK_PENDING;
+    r->out = 0;
+    r->next = w->pending;
+    w->pending = r;
+    w->npending++;
+}
+
+
+static ngx_uint_t
+ngx_http_engagement_webhook_pending_has(u_char *id, size_t len)
+{
+    ngx_http_engagement_webhook_ack_t  *r;
+
+    for (r = ngx_http_engagement_wh.pending; r; r = r->next) {
+        if (r->id.len == len && ngx_memcmp(r->id.data, id, len) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Notification i in the outbox: ACK, it leaves it (delivered or refused
+ * for good); LATER, due again in secs (if still there).
+ */
+
+static void
+ngx_http_engagement_webhook_update(ngx_uint_t kind, time_t secs)
+{
+    u_char                              at[NGX_TIME_T_LEN];
+    size_t                              lens[2];
+    ngx_str_t                          *id;
+    const char                         *args[2];
+    ngx_http_engagement_webhook_t      *w = &ngx_http_engagement_wh;
+    ngx_http_engagement_webhook_ack_t  *r;
+
+    id = &w->ids[w->i];
+
+    r = ngx_alloc(sizeof(ngx_http_engagement_webhook_ack_t) + id->len,
+                  w->log);
+    if (r == NULL) {
+        return;
+    }
+
+    r->next = NULL;
+    r->gen = w->gen;
+    r->kind = kind;
+    r->out = 0;
+    r->id.data = (u_char *) (r + 1);
+    r->id.len = id->len;
+    ngx_memcpy(r->id.data, id->data, id->len);
+
+    args[0] = (char *) r->id.data;
+    lens[0] = r->id.len;
+    args[1] = (char *) at;
+    lens[1] = ngx_sprintf(at, "%T", ngx_time() + secs) - at;
+
+    if (ngx_http_engagement_webhook_eval(
+            kind == NGX_HTTP_ENGAGEMENT_WEBHOOK_ACK
+            ? ngx_http_engagement_webhook_ack_lua
+            : ngx_http_engagement_webhook_retry_lua,
+            ngx_http_engagement_webhook_acked, args, lens,
+            kind == NGX_HTTP_ENGAGEMENT_WEBHOOK_ACK ? 1 : 2, r)
+        == NGX_OK)
+    {
+        w->acks++;
+        return;
+    }
+
+    if (kind == NGX_HTTP_ENGAGEMENT_WEBHOOK_ACK) {
+        ngx_http_engagement_webhook_keep(r);
+        return;
+    }
+
+    /* not due again at once: it is, after its lease */
+    ngx_free(r);
+}
+
+
+/* the kept acknowledgements, sent again */
+
+static void
+ngx_http_engagement_webhook_resend(void)
+{
+    size_t                              lens[1];
+    const char                         *args[1];
+    ngx_http_engagement_webhook_t      *w = &ngx_http_engagement_wh;
+    ngx_http_engagement_webhook_ack_t  *r;
+
+    for (r = w->pending; r; r = r->next) {
+        if (r->out) {
+            continue;
+        }
+
+        args[0] = (char *) r->id.data;
+        lens[0] = r->id.len;
+
+        if (ngx_http_engagement_webhook_eval(
+                ngx_http_engagement_webhook_ack_lua,
+                ngx_http_engagement_webhook_acked, args, lens, 1, r)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        r->out = 1;
+    }
+}
+
+
 /*
  * The end of notification i's POST (status 0: no answer): acknowledged,
- * refused for good, or due again later; then the next one.
+ * refused for good, or due again later; then the next one. The rest of
+ * a batch is due again after the backoff when one fails (they would
+ * fail too), at once when the worker is stopping.
  */
 
 static void
 ngx_http_engagement_webhook_done(ngx_uint_t status, const char *error)
 {
-    u_char                          at[NGX_TIME_T_LEN];
-    size_t                          lens[2];
     ngx_str_t                      *id;
-    const char                     *args[2];
     ngx_http_engagement_webhook_t  *w = &ngx_http_engagement_wh;
 
     if (w->c) {
@@ -816,8 +1013,6 @@ ngx_http_engagement_webhook_done(ngx_uint_t status, const char *error)
     }
 
     id = &w->ids[w->i];
-    args[0] = (char *) id->data;
-    lens[0] = id->len;
 
     if (status >= 200 && status < 300) {
         w->backoff = NGX_HTTP_ENGAGEMENT_WEBHOOK_BACKOFF;
@@ -825,19 +1020,7 @@ ngx_http_engagement_webhook_done(ngx_uint_t status, const char *error)
         ngx_log_error(NGX_LOG_INFO, w->log, 0,
                       "engagement webhook: %V delivered (%ui)", id, status);
 
-        if (ngx_http_engagement_webhook_eval(
-                ngx_http_engagement_webhook_ack_lua,
-                ngx_http_engagement_webhook_acked, args, lens, 1, w->gen)
-            == NGX_OK)
-        {
-            w->acks++;
-
-        } else {
-            ngx_log_error(NGX_LOG_WARN, w->log, 0,
-                          "engagement webhook: %V delivered, but Redis "
-                          "is not there to take it out of the outbox: it "
-                          "may be sent again after its lease", id);
-        }
+        ngx_http_engagement_webhook_update(NGX_HTTP_ENGAGEMENT_WEBHOOK_ACK, 0);
 
     } else if (status >= 400 && status < 500 && status != 408
                && status != 429)
@@ -847,48 +1030,29 @@ ngx_http_engagement_webhook_done(ngx_uint_t status, const char *error)
                       "dropped from the outbox (it stays in the stream "
                       "eng:milestones)", id, &w->conf->url, status);
 
-        if (ngx_http_engagement_webhook_eval(
-                ngx_http_engagement_webhook_ack_lua,
-                ngx_http_engagement_webhook_acked, args, lens, 1, w->gen)
-            == NGX_OK)
-        {
-            w->acks++;
-        }
+        ngx_http_engagement_webhook_update(NGX_HTTP_ENGAGEMENT_WEBHOOK_ACK, 0);
 
     } else {
-        /* the others of the batch wait as long: they would fail too */
-        if (!w->failed) {
-            ngx_log_error(NGX_LOG_WARN, w->log, 0,
-                          "engagement webhook: POST of %V to %V failed: "
-                          "%s (%ui); retried in %M ms", id, &w->conf->url,
-                          error ? error : "status", status, w->backoff);
-        }
+        ngx_log_error(NGX_LOG_WARN, w->log, 0,
+                      "engagement webhook: POST of %V to %V failed: "
+                      "%s (%ui); retried in %M ms", id, &w->conf->url,
+                      error ? error : "status", status, w->backoff);
 
         w->failed = 1;
-        args[1] = (char *) at;
-        lens[1] = ngx_sprintf(at, "%T", ngx_time() + w->backoff / 1000)
-                  - at;
-
-        if (ngx_http_engagement_webhook_eval(
-                ngx_http_engagement_webhook_retry_lua,
-                ngx_http_engagement_webhook_acked, args, lens, 2, w->gen)
-            == NGX_OK)
-        {
-            w->acks++;
-        }
+        ngx_http_engagement_webhook_update(NGX_HTTP_ENGAGEMENT_WEBHOOK_LATER,
+                                           w->backoff / 1000);
     }
 
     w->i++;
 
-    if (w->i < w->n && !w->failed) {
+    if (w->i < w->n && !w->failed && !ngx_exiting) {
         ngx_http_engagement_webhook_post();
         return;
     }
 
-    if (w->i < w->n) {
-        /* the rest of the batch: due again after the backoff too */
-        ngx_http_engagement_webhook_done(0, NULL);
-        return;
+    for ( /* void */ ; w->i < w->n; w->i++) {
+        ngx_http_engagement_webhook_update(NGX_HTTP_ENGAGEMENT_WEBHOOK_LATER,
+                                           w->failed ? w->backoff / 1000 : 0);
     }
 
     if (w->failed) {
@@ -906,16 +1070,54 @@ ngx_http_engagement_webhook_done(ngx_uint_t status, const char *error)
 static void
 ngx_http_engagement_webhook_acked(redisReply *reply, void *data)
 {
-    ngx_http_engagement_webhook_t  *w = &ngx_http_engagement_wh;
+    ngx_uint_t                          batch, failed;
+    ngx_http_engagement_webhook_t      *w = &ngx_http_engagement_wh;
+    ngx_http_engagement_webhook_ack_t  *r = data, **pr;
 
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_WARN, w->log, 0,
-                      "engagement webhook: the outbox was not updated "
-                      "(%s): a notification may be sent again after its "
-                      "lease", reply ? reply->str : "no answer");
+    failed = (reply == NULL || reply->type == REDIS_REPLY_ERROR);
+
+    if (r->kind == NGX_HTTP_ENGAGEMENT_WEBHOOK_PENDING) {
+        r->out = 0;
+
+        if (w->conf == NULL) {
+            /* the worker stopped: the list is gone */
+            ngx_free(r);
+            return;
+        }
+
+        if (!failed) {
+            for (pr = &w->pending; *pr; pr = &(*pr)->next) {
+                if (*pr == r) {
+                    *pr = r->next;
+                    w->npending--;
+                    ngx_free(r);
+                    break;
+                }
+            }
+        }
+
+        return;
     }
 
-    if ((uintptr_t) data != w->gen || !w->busy) {
+    batch = (r->gen == w->gen && w->busy);
+
+    if (failed && r->kind == NGX_HTTP_ENGAGEMENT_WEBHOOK_ACK
+        && w->conf != NULL)
+    {
+        ngx_http_engagement_webhook_keep(r);
+
+    } else {
+        if (failed) {
+            ngx_log_error(NGX_LOG_WARN, w->log, 0,
+                          "engagement webhook: %V not made due again "
+                          "(%s): it is after its lease", &r->id,
+                          reply ? reply->str : "no answer");
+        }
+
+        ngx_free(r);
+    }
+
+    if (!batch) {
         /* of a batch the guard ended */
         return;
     }
@@ -924,7 +1126,7 @@ ngx_http_engagement_webhook_acked(redisReply *reply, void *data)
         w->acks--;
     }
 
-    if (w->acks == 0 && w->i >= w->n && w->busy) {
+    if (w->acks == 0 && w->i >= w->n) {
         ngx_http_engagement_webhook_end();
     }
 }
@@ -976,12 +1178,26 @@ ngx_http_engagement_webhook_guard(ngx_event_t *ev)
 }
 
 
+/*
+ * A stopping worker's flush keeps the Redis connection until this says
+ * the batch is out and its outcomes are in Redis (or the flush's
+ * deadline passes): a reload does not lose an acknowledgement.
+ */
+
+ngx_uint_t
+ngx_http_engagement_webhook_idle(void)
+{
+    return !ngx_http_engagement_wh.busy;
+}
+
+
 /* the worker exits: an open POST is closed, its notification leased */
 
 void
 ngx_http_engagement_webhook_stop(void)
 {
-    ngx_http_engagement_webhook_t  *w = &ngx_http_engagement_wh;
+    ngx_http_engagement_webhook_t      *w = &ngx_http_engagement_wh;
+    ngx_http_engagement_webhook_ack_t  *r;
 
     if (w->c) {
         ngx_close_connection(w->c);
@@ -1005,4 +1221,17 @@ ngx_http_engagement_webhook_stop(void)
     if (w->poll.timer_set) {
         ngx_del_timer(&w->poll);
     }
+
+    /* those out are freed by their callbacks, at the connection's close */
+    while (w->pending) {
+        r = w->pending;
+        w->pending = r->next;
+
+        if (!r->out) {
+            ngx_free(r);
+        }
+    }
+
+    w->npending = 0;
+    w->conf = NULL;
 }

@@ -20,6 +20,7 @@ ngx_int_t ngx_http_engagement_webhook_check(ngx_conf_t *cf,
 ngx_int_t ngx_http_engagement_webhook_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
 void ngx_http_engagement_webhook_stop(void);
+ngx_uint_t ngx_http_engagement_webhook_idle(void);
 
 
 #endif /* _NGX_HTTP_ENGAGEMENT_WEBHOOK_H_INCLUDED_ */
