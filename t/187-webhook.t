@@ -7,6 +7,8 @@
 # - with the webhook down (nothing listens), across a reload, the
 #   notification waits in Redis and is delivered once when it is back up;
 #   a 503 is retried, a 400 is dropped (logged);
+# - a reload while a POST waits for its answer, or Redis stalling then,
+#   does not make it sent twice (the acknowledgement gets to Redis);
 # - rate= caps POSTs per channel a minute (the content's channel as the
 #   series recorded it), channels independently; over the cap, a
 #   notification is delayed to the next minute, not dropped;
@@ -351,7 +353,45 @@ GET /status
     Test::More::is(scalar(main::sink_requests()), 1, 'TEST 3 - one POST');
     main::stop_sink();
 
-=== TEST 4: a 400 is a refusal for good: dropped from the outbox, logged, kept in the stream
+=== TEST 4: Redis stalls while a POST waits for its answer: the acknowledgement is kept and sent again, not the POST
+--- http_config eval
+"engagement_zone engagement:1m;
+engagement_redis 127.0.0.1:$::rport timeout=500ms connect_timeout=500ms;
+engagement_flush_interval 100ms;
+$::Milestones $::Hook"
+--- request
+GET /status
+--- error_code: 200
+--- no_error_log
+[alert]
+[crit]
+exited on signal
+AddressSanitizer
+LeakSanitizer
+runtime error
+--- post_check
+    main::reset_redis();
+    main::clear_sink();
+    main::start_sink(200);
+    main::sink_delay(0.6);
+    my $A = nginx_port();
+    for my $i (1 .. 10) { main::view($A, 'ws1', "s$i", '') }
+    Test::More::ok(main::wait_until(sub { scalar(main::sink_requests()) >= 1 }, 5), 'TEST 4 - the POST reached the slow receiver');
+    # the acknowledgement goes out after 0.6 s, into a Redis paused for 2 s:
+    # it times out (500ms) and the connection is dropped
+    Test::More::is(redis_cli($rport, undef, 'CLIENT', 'PAUSE', 2000, 'ALL'), 'OK', 'TEST 4 - Redis paused for 2 s');
+    main::sink_delay(0);
+    Test::More::ok(main::wait_until(sub { error_log_text() =~ /ws1:views:10 delivered, but Redis did not take it out of the outbox yet/ }, 5),
+        'TEST 4 - the lost acknowledgement is kept');
+    Test::More::ok(main::wait_until(sub { (main::outbox())[1] == 0 }, 8),
+        'TEST 4 - and sent again once Redis answers: the outbox is empty (well before the lease)');
+    Test::More::like(error_log_text(), qr/ws1:views:10 acknowledged again: out of the outbox now/,
+        'TEST 4 - by the acknowledgement sent again');
+    sleep 1.5;
+    Test::More::is(scalar(main::sink_requests()), 1, 'TEST 4 - one POST');
+    main::stop_sink();
+
+=== TEST 5: a 400 is a refusal for good: dropped from the outbox, logged, kept in the stream
 --- http_config eval
 $::HttpConfig . $::Milestones . $::Hook
 --- request
@@ -366,14 +406,14 @@ GET /status
     my $A = nginx_port();
     for my $i (1 .. 10) { main::view($A, 'wr1', "s$i", '') }
     Test::More::ok(main::wait_until(sub { scalar(main::sink_requests()) >= 1 && (main::outbox())[1] == 0 }, 10),
-        'TEST 4 - POSTed and out of the outbox');
+        'TEST 5 - POSTed and out of the outbox');
     sleep 1.5;
-    Test::More::is(scalar(main::sink_requests()), 1, 'TEST 4 - not sent again');
-    Test::More::is(main::stream_len(), 1, 'TEST 4 - the stream keeps it');
-    Test::More::like(error_log_text(), qr/wr1:views:10 refused by \S+ \(400\)/, 'TEST 4 - logged');
+    Test::More::is(scalar(main::sink_requests()), 1, 'TEST 5 - not sent again');
+    Test::More::is(main::stream_len(), 1, 'TEST 5 - the stream keeps it');
+    Test::More::like(error_log_text(), qr/wr1:views:10 refused by \S+ \(400\)/, 'TEST 5 - logged');
     main::stop_sink();
 
-=== TEST 5: rate=2: at most 2 POSTs a minute per channel, two channels independent; the others wait for the next minute
+=== TEST 6: rate=2: at most 2 POSTs a minute per channel, two channels independent; the others wait for the next minute
 --- http_config eval
 "engagement_zone engagement:1m;
 engagement_redis 127.0.0.1:$::rport timeout=2s connect_timeout=2s buckets=1s;
@@ -402,90 +442,90 @@ GET /status
     my $day = sprintf('%04d%02d%02d', $t[5] + 1900, $t[4] + 1, $t[3]);
     Test::More::ok(main::wait_until(sub {
         !grep { redis_cli($rport, undef, 'HGET', "eng:{c:$_}:d:$day:channel", $ch{$_}) eq '' } @c }, 10),
-        'TEST 5 - the series recorded each content\'s channel');
+        'TEST 6 - the series recorded each content\'s channel');
     # the second view crosses 2
     main::view($A, $_, 's2', qq(,"channelId":"$ch{$_}")) for @c;
-    Test::More::ok(main::wait_until(sub { main::stream_len() == 7 }, 5), 'TEST 5 - 7 notifications');
-    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 4 }, 5), 'TEST 5 - 4 POSTs');
+    Test::More::ok(main::wait_until(sub { main::stream_len() == 7 }, 5), 'TEST 6 - 7 notifications');
+    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 4 }, 5), 'TEST 6 - 4 POSTs');
     sleep 1.5;
     my @d = main::delivered();
     my %n;
     $n{$_->{json}{channelId} // '-'}++ for @d;
     Test::More::is(join(',', map { "$_=$n{$_}" } sort keys %n), 'chanA=2,chanB=2',
-        'TEST 5 - in this minute: 2 for chanA, 2 for chanB');
+        'TEST 6 - in this minute: 2 for chanA, 2 for chanB');
     my $minute = int(time() / 60);
     my @due = split /\n/, redis_cli($rport, undef, 'ZRANGE', 'eng:{ms}:due', 0, -1, 'WITHSCORES');
     my %due = @due;
-    Test::More::is(scalar(keys %due), 3, 'TEST 5 - 3 wait in the outbox');
-    Test::More::is(scalar(grep { $_ == ($minute + 1) * 60 } values %due), 3, 'TEST 5 - due at the next minute');
+    Test::More::is(scalar(keys %due), 3, 'TEST 6 - 3 wait in the outbox');
+    Test::More::is(scalar(grep { $_ == ($minute + 1) * 60 } values %due), 3, 'TEST 6 - due at the next minute');
     # the next minute: 2 more of chanA, 1 of chanB
-    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 7 }, 70), 'TEST 5 - the next minute, all 7 delivered');
+    Test::More::ok(main::wait_until(sub { scalar(main::delivered()) >= 7 }, 70), 'TEST 6 - the next minute, all 7 delivered');
     sleep 1;
     @d = main::delivered();
-    Test::More::is(scalar(@d), 7, 'TEST 5 - 7 POSTs in all');
+    Test::More::is(scalar(@d), 7, 'TEST 6 - 7 POSTs in all');
     my %ids;
     $ids{$_->{key}}++ for @d;
-    Test::More::is(join(',', sort keys %ids), join(',', map { "$_:views:2" } sort @c), 'TEST 5 - each content once');
-    Test::More::is(join(',', main::outbox()), '0,0', 'TEST 5 - the outbox is empty');
+    Test::More::is(join(',', sort keys %ids), join(',', map { "$_:views:2" } sort @c), 'TEST 6 - each content once');
+    Test::More::is(join(',', main::outbox()), '0,0', 'TEST 6 - the outbox is empty');
     main::stop_sink();
 
-=== TEST 6: https is refused
+=== TEST 7: https is refused
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook https://127.0.0.1/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook "https://127.0.0.1/x": https is not supported
 
-=== TEST 7: not an http URL
+=== TEST 8: not an http URL
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook ftp://127.0.0.1/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook "ftp://127.0.0.1/x": an http:// URL is expected
 
-=== TEST 8: a bad port
+=== TEST 9: a bad port
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1:99999/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook "http://127.0.0.1:99999/x": invalid port
 
-=== TEST 9: a bad timeout
+=== TEST 10: a bad timeout
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x timeout=0;"
 --- must_die
 --- error_log
 engagement_milestone_webhook: invalid "timeout=0" (a time from 1ms to 60s)
 
-=== TEST 10: a bad rate
+=== TEST 11: a bad rate
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x rate=many;"
 --- must_die
 --- error_log
 engagement_milestone_webhook: invalid "rate=many"
 
-=== TEST 11: an unknown parameter
+=== TEST 12: an unknown parameter
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x retries=3;"
 --- must_die
 --- error_log
 engagement_milestone_webhook: invalid parameter "retries=3"
 
-=== TEST 12: a webhook without thresholds
+=== TEST 13: a webhook without thresholds
 --- http_config eval
 $::HttpConfig . "engagement_milestone_webhook http://127.0.0.1/x;"
 --- must_die
 --- error_log
 engagement_milestone_webhook needs engagement_redis and engagement_milestone thresholds
 
-=== TEST 13: given twice
+=== TEST 14: given twice
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook http://127.0.0.1/x; engagement_milestone_webhook http://127.0.0.1/y;"
 --- must_die
 --- error_log
 "engagement_milestone_webhook" directive is duplicate
 
-=== TEST 14: a path that is not URL-encoded
+=== TEST 15: a path that is not URL-encoded
 --- http_config eval
 $::HttpConfig . $::Milestones . "engagement_milestone_webhook 'http://127.0.0.1/a b';"
 --- must_die

@@ -1086,6 +1086,13 @@ ngx_http_engagement_webhook_acked(redisReply *reply, void *data)
         }
 
         if (!failed) {
+            ngx_log_error(NGX_LOG_INFO, w->log, 0,
+                          "engagement webhook: %V acknowledged again%s",
+                          &r->id, (reply->type == REDIS_REPLY_INTEGER
+                                   && reply->integer == 1)
+                                  ? ": out of the outbox now"
+                                  : " (it was out already)");
+
             for (pr = &w->pending; *pr; pr = &(*pr)->next) {
                 if (*pr == r) {
                     *pr = r->next;
