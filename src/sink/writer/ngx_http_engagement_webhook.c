@@ -1,8 +1,7 @@
 
 /*
- * Creator milestones' webhook:
- *   engagement_milestone_webhook http://host[:port]/path [timeout=5s]
- *       [connect_timeout=2s] [rate=10] [batch=8];
+ * Creator milestones' webhook: the delivery (the directive
+ * engagement_milestone_webhook is webhook_conf.c's).
  *
  * The outbox is in Redis, written by the milestone script in the same
  * call that decides the threshold (NGX_HTTP_ENGAGEMENT_MILESTONE_LUA in
@@ -26,9 +25,12 @@
  * transport error, 408, 429 or 5xx: due again after a backoff (1 s,
  * doubling to 60 s; reset by a success). Another 4xx: the receiver
  * refuses it for good: logged, and it leaves the outbox (it stays in the
- * stream eng:milestones). Only a POST whose acknowledgement is lost (the
- * worker killed between the answer and the ZREM, Redis down then) is sent
- * again, after its lease: receivers deduplicate on the id.
+ * stream eng:milestones). An acknowledgement Redis does not take is kept
+ * and sent again at each poll; at a reload the flush keeps the Redis
+ * connection until the batch's outcomes are in (webhook_idle). Only a
+ * POST whose acknowledgement is lost with the worker (killed, or past
+ * engagement_flush_deadline) is sent again, after its lease: receivers
+ * deduplicate on the id.
  *
  * The HTTP answer is read by the durable writer's parser (writer_http.c):
  * chunked, length or close-delimited bodies, in pieces of any size.
@@ -38,6 +40,7 @@
 #include "ngx_http_engagement_module.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer_http.h"
+#include "sink/writer/ngx_http_engagement_webhook.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_WEBHOOK_POLL      500
@@ -46,16 +49,6 @@
 #define NGX_HTTP_ENGAGEMENT_WEBHOOK_POOL      1024
 
 
-typedef struct {
-    ngx_str_t                     url;
-    ngx_addr_t                    addr;
-    ngx_str_t                     host;        /* the Host header */
-    ngx_str_t                     uri;
-    ngx_msec_t                    timeout;
-    ngx_msec_t                    connect_timeout;
-    ngx_uint_t                    rate;        /* a channel's a minute */
-    ngx_uint_t                    batch;       /* claimed at once */
-} ngx_http_engagement_webhook_conf_t;
 
 
 /*
@@ -113,8 +106,6 @@ typedef struct {
 } ngx_http_engagement_webhook_t;
 
 
-static char *ngx_http_engagement_webhook_url(ngx_conf_t *cf,
-    ngx_http_engagement_webhook_conf_t *wh, ngx_str_t *url);
 static void ngx_http_engagement_webhook_poll(ngx_event_t *ev);
 static void ngx_http_engagement_webhook_claimed(redisReply *reply,
     void *data);
@@ -188,216 +179,6 @@ static const char  ngx_http_engagement_webhook_ack_lua[] =
 /* due again at ARGV[2] (unix s), if still in the outbox */
 static const char  ngx_http_engagement_webhook_retry_lua[] =
     "return redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])\n";
-
-
-/* the directive */
-
-char *
-ngx_http_engagement_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_engagement_main_conf_t *emcf = conf;
-
-    ngx_int_t                            n;
-    ngx_str_t                           *value, s;
-    ngx_uint_t                           i;
-    ngx_msec_t                           ms;
-    ngx_http_engagement_webhook_conf_t  *wh;
-
-    if (emcf->webhook) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    wh = ngx_pcalloc(cf->pool, sizeof(ngx_http_engagement_webhook_conf_t));
-    if (wh == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    wh->timeout = 5000;
-    wh->connect_timeout = 2000;
-    wh->rate = 10;
-    wh->batch = 8;
-
-    if (ngx_http_engagement_webhook_url(cf, wh, &value[1]) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0
-            || ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0)
-        {
-            s = value[i];
-            n = (s.data[0] == 't') ? 8 : 16;
-            s.data += n;
-            s.len -= n;
-
-            ms = ngx_parse_time(&s, 0);
-
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0 || ms > 60000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "engagement_milestone_webhook: invalid "
-                                   "\"%V\" (a time from 1ms to 60s)",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            if (n == 8) {
-                wh->timeout = ms;
-            } else {
-                wh->connect_timeout = ms;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
-            if (value[i].len == 8
-                && ngx_strncmp(value[i].data + 5, "off", 3) == 0)
-            {
-                wh->rate = 0;
-                continue;
-            }
-
-            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
-
-            if (n == NGX_ERROR || n == 0 || n > 1000000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "engagement_milestone_webhook: invalid "
-                                   "\"%V\" (rate=1 to 1000000 a minute per "
-                                   "channel, or rate=off)", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            wh->rate = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "batch=", 6) == 0) {
-            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
-
-            if (n == NGX_ERROR || n == 0 || n > 100) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "engagement_milestone_webhook: invalid "
-                                   "\"%V\" (batch=1 to 100)", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            wh->batch = n;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_milestone_webhook: invalid "
-                           "parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    emcf->webhook = wh;
-
-    return NGX_CONF_OK;
-}
-
-
-/* http:// only (the client has no TLS), resolved now */
-
-static char *
-ngx_http_engagement_webhook_url(ngx_conf_t *cf,
-    ngx_http_engagement_webhook_conf_t *wh, ngx_str_t *url)
-{
-    size_t     i;
-    ngx_url_t  u;
-
-    if (url->len >= 8
-        && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_milestone_webhook \"%V\": https is "
-                           "not supported (the client has no TLS); use "
-                           "http://, e.g. to a local TLS proxy", url);
-        return NGX_CONF_ERROR;
-    }
-
-    if (url->len <= 7
-        || ngx_strncasecmp(url->data, (u_char *) "http://", 7) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_milestone_webhook \"%V\": an "
-                           "http:// URL is expected", url);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-    u.url.data = url->data + 7;
-    u.url.len = url->len - 7;
-    u.default_port = 80;
-    u.uri_part = 1;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_milestone_webhook \"%V\": %s", url,
-                           u.err ? u.err : "host not found");
-        return NGX_CONF_ERROR;
-    }
-
-    wh->url = *url;
-    wh->addr = u.addrs[0];
-    wh->host = u.host;
-
-    if (u.port != 80) {
-        wh->host.data = ngx_pnalloc(cf->pool, u.host.len + 1 + NGX_INT_T_LEN);
-        if (wh->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        wh->host.len = ngx_sprintf(wh->host.data, "%V:%d", &u.host, u.port)
-                       - wh->host.data;
-    }
-
-    if (u.uri.len) {
-        wh->uri = u.uri;
-
-    } else {
-        ngx_str_set(&wh->uri, "/");
-    }
-
-    for (i = 0; i < wh->uri.len; i++) {
-        if (wh->uri.data[i] <= ' ' || wh->uri.data[i] >= 0x7f
-            || wh->uri.data[i] == '#')
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "engagement_milestone_webhook \"%V\": the "
-                               "path must be URL-encoded, without a "
-                               "fragment", url);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* after the http block (milestone_check): needs thresholds and Redis */
-
-ngx_int_t
-ngx_http_engagement_webhook_check(ngx_conf_t *cf,
-    ngx_http_engagement_main_conf_t *emcf)
-{
-    if (emcf->webhook == NULL) {
-        return NGX_OK;
-    }
-
-    if (emcf->milestone == NULL || emcf->redis == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "engagement_milestone_webhook needs engagement_redis "
-                      "and engagement_milestone thresholds");
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
 
 
 /* a worker: worker 0 of each edge delivers */

@@ -1,8 +1,8 @@
 
 /*
- * Creator milestones' webhook (webhook.c): the directive
- * engagement_milestone_webhook, its check after the http block, and a
- * worker's delivery of the outbox the milestone script fills in Redis.
+ * Creator milestones' webhook: the directive engagement_milestone_webhook
+ * and its check after the http block (webhook_conf.c), and a worker's
+ * delivery of the outbox the milestone script fills in Redis (webhook.c).
  */
 
 
@@ -11,6 +11,19 @@
 
 
 #include "ngx_http_engagement_module.h"
+
+
+/* engagement_milestone_webhook (webhook_conf.c) */
+typedef struct {
+    ngx_str_t                     url;
+    ngx_addr_t                    addr;
+    ngx_str_t                     host;        /* the Host header */
+    ngx_str_t                     uri;
+    ngx_msec_t                    timeout;
+    ngx_msec_t                    connect_timeout;
+    ngx_uint_t                    rate;        /* a channel's a minute */
+    ngx_uint_t                    batch;       /* claimed at once */
+} ngx_http_engagement_webhook_conf_t;
 
 
 char *ngx_http_engagement_webhook_directive(ngx_conf_t *cf,
