@@ -175,6 +175,7 @@ typedef struct {
     void                         *series;      /* series.c: by dimension */
     void                         *trend;       /* trend.c: trending */
     void                         *milestone;   /* milestone.c */
+    void                         *webhook;     /* webhook.c */
     void                         *segments;    /* segments.c: the zone */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:
