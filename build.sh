@@ -17,6 +17,9 @@
 #                         of HTTP answers, the User-Agent classifier and the
 #                         analytics query string with libFuzzer (default
 #                         60 s each)
+#   ./build.sh deb        build the Debian package libnginx-mod-http-engagement
+#                         into build-deb/ (DEB_OUT=dir for another; see
+#                         docs/packaging.md)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
 
@@ -162,8 +165,11 @@ browser_tests() {
     fi
     log "browser tests: npm ci in t/browser"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    # hls.js for the demo page's HLS player (hls.test.mjs skips without it)
+    demo_npm || log "could not install hls.js in conf-examples"
     log "browser tests: Chromium $(chromium --version 2>/dev/null | awk '{print $2}' || true)"
-    (cd "$dir" && node --test --test-concurrency=1 --test-reporter=spec engagement.test.mjs)
+    (cd "$dir" && node --test --test-concurrency=1 --test-reporter=spec \
+        engagement.test.mjs hls.test.mjs)
 }
 
 # the libFuzzer targets: fuzz_event (the event parser), fuzz_token (the
@@ -240,6 +246,20 @@ listening() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# hls.js for the demo page's HLS player: npm ci in conf-examples (pinned by
+# its package-lock.json), again only when the lock file changed
+demo_npm() {
+    local dir="$ROOT/conf-examples"
+    [ -f "$dir/node_modules/.package-lock.json" ] \
+        && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] \
+        && return 0
+    if ! command -v npm >/dev/null; then
+        deps npm || return 1
+    fi
+    log "npm ci in conf-examples (hls.js for the demo page)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+}
+
 run_quickstart() {
     build_default
     local port="${PORT:-8080}" prefix="$ROOT/build/run"
@@ -249,9 +269,12 @@ run_quickstart() {
         "$prefix/modules/ngx_http_engagement_module.so"
     ln -sfn "$ROOT/conf-examples/html" "$prefix/html"
     ln -sfn "$ROOT/sdk" "$prefix/sdk"
-    # the demo page's video, made once by ffmpeg (git-ignored)
+    ln -sfn "$ROOT/conf-examples/node_modules" "$prefix/node_modules"
+    # the demo page's video as WebM and as HLS, made once by ffmpeg
+    # (git-ignored)
     "$ROOT/conf-examples/make-demo-media.sh" "$ROOT/conf-examples/html/media" \
         || log "could not make the demo video (ffmpeg); the page works without it"
+    demo_npm || log "could not install hls.js with npm; the demo page plays the WebM file only"
 
     if listening "$port"; then
         log "127.0.0.1:$port is already in use; pick another: PORT=9090 ./build.sh run"
@@ -301,7 +324,7 @@ run_quickstart() {
     local pid=$!
     trap 'kill -QUIT $pid 2>/dev/null || true' INT TERM
     log "nginx-engagement on http://127.0.0.1:$port/ (pid $pid; Ctrl-C stops)"
-    log "try: curl -sX POST -H 'Content-Type: application/json' -d '{\"contentId\":\"v1\",\"sessionId\":\"s1\"}' http://127.0.0.1:$port/engagement/view"
+    log "try: curl -sX POST -H 'Content-Type: application/json' -d '{\"contentId\":\"v1\",\"sessionId\":\"s1\",\"durationMs\":3000}' http://127.0.0.1:$port/engagement/view"
     wait $pid || true
     # a signal interrupts the first wait; wait again for nginx to finish
     if kill -0 $pid 2>/dev/null; then wait $pid || true; fi
@@ -311,6 +334,100 @@ run_quickstart() {
     fi
     log "stopped"
     return 0
+}
+
+# --- ./build.sh deb: the Debian package libnginx-mod-http-engagement -------
+# The version: from a tag vX.Y.Z (or X.Y.Z) that `git describe --tags`
+# finds: X.Y.Z on the tag itself, X.Y.Z+git<date>.<n>.<sha> n commits
+# after it (a "-" in the tag becomes "~": v1.2.0-rc1 is 1.2.0~rc1, before
+# 1.2.0); with no tag, 0.0~git<date>.<count>.<sha> (date: HEAD's commit
+# date in UTC, count: commits in HEAD's history, so that later commits of
+# one branch sort later); "+dirty" when the packaged files have
+# uncommitted changes; DEB_VERSION=... overrides it all.
+deb_version() {
+    [ -n "${DEB_VERSION:-}" ] && { echo "$DEB_VERSION"; return; }
+    if ! git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+        echo "0.0~unknown$(date -u +%Y%m%d)"; return
+    fi
+    local date sha count desc tag n v
+    date="$(TZ=UTC git -C "$ROOT" log -1 --format=%cd --date=format-local:%Y%m%d)"
+    sha="$(git -C "$ROOT" rev-parse --short=7 HEAD)"
+    count="$(git -C "$ROOT" rev-list --count HEAD)"
+    if desc="$(git -C "$ROOT" describe --tags --long --match '[v0-9]*' 2>/dev/null)"
+    then
+        # <tag>-<n>-g<sha>
+        n="${desc%-g*}"; n="${n##*-}"
+        tag="${desc%-*-g*}"; tag="${tag#v}"; tag="${tag//-/\~}"
+        if [ "$n" = 0 ]; then v="$tag"; else v="$tag+git$date.$n.$sha"; fi
+    else
+        v="0.0~git$date.$count.$sha"
+    fi
+    if [ -n "$(git -C "$ROOT" status --porcelain -- config src debian README.md docs LICENSE 2>/dev/null)" ]; then
+        v="$v+dirty"
+    fi
+    echo "$v"
+}
+
+# builds build-deb/libnginx-mod-http-engagement_<version>_<arch>.deb (or
+# in $DEB_OUT) from a copy of the packaged files under build-deb/deb-src, with
+# the changelog generated there: nothing is written in the source tree;
+# lintian checks the result when it is installed (LINTIAN=0: not)
+build_deb() {
+    local out="${DEB_OUT:-$ROOT/build-deb}" version src sha subject when
+    version="$(deb_version)"
+    mkdir -p "$out"
+    out="$(cd "$out" && pwd)"
+    if [ "$out" = "$ROOT" ]; then
+        log "DEB_OUT must not be the source tree itself"; return 1
+    fi
+    src="$out/deb-src/nginx-engagement-$version"
+    rm -rf "$out/deb-src"
+    mkdir -p "$src"
+    # the files the package is built from: tracked ones when this is a git
+    # checkout (uncommitted edits and new files included), else the same folders
+    local paths=(config src debian README.md LICENSE docs)
+    if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+        (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- "${paths[@]}" \
+            | xargs -0 cp --parents -t "$src")
+    else
+        (cd "$ROOT" && cp -r --parents -t "$src" "${paths[@]}")
+    fi
+    sha="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+    subject="$(git -C "$ROOT" log -1 --format=%s 2>/dev/null | cut -c1-60 || true)"
+    when="$(git -C "$ROOT" log -1 --format=%cD 2>/dev/null || date -R)"
+    {
+        echo "nginx-engagement ($version) bookworm; urgency=medium"
+        echo
+        if [ "$sha" = unknown ]; then
+            echo "  * Built by ./build.sh deb outside a git checkout."
+        else
+            echo "  * Built by ./build.sh deb from commit $sha."
+        fi
+        [ -n "$subject" ] && echo "    Last change: $subject"
+        echo
+        echo " -- nginx-engagement maintainers <maintainers@users.noreply.h-seed-6d296865.example>  $when"
+    } >"$src/debian/changelog"
+
+    log "building libnginx-mod-http-engagement $version in $src"
+    (cd "$src" && DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} parallel=$(nproc)" \
+        dpkg-buildpackage -b -us -uc) >"$out/build.log" 2>&1 || {
+        tail -40 "$out/build.log" >&2
+        log "dpkg-buildpackage failed (full log: $out/build.log)"
+        return 1
+    }
+    local deb
+    deb="$(ls "$out/deb-src"/libnginx-mod-http-engagement_"${version}"_*.deb)"
+    rm -f "$out"/libnginx-mod-http-engagement_*.deb \
+          "$out"/libnginx-mod-http-engagement-dbgsym_*.deb \
+          "$out"/nginx-engagement_*.changes "$out"/nginx-engagement_*.buildinfo
+    mv "$out/deb-src"/*.deb "$out/deb-src"/*.changes "$out/deb-src"/*.buildinfo "$out/"
+    deb="$out/$(basename "$deb")"
+    if [ "${LINTIAN:-1}" != 0 ] && command -v lintian >/dev/null; then
+        lintian --info "$out"/*.changes >"$out/lintian.txt" 2>&1 || true
+        log "lintian: $(grep -c '^[EW]:' "$out/lintian.txt" || true) errors/warnings (see $out/lintian.txt)"
+    fi
+    log "built $deb"
+    echo "$deb"
 }
 
 cmd="${1:-build}"
@@ -329,5 +446,6 @@ case "$cmd" in
            fi ;;
     run)   deps ffmpeg; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http|dims|analytics]|deps]" >&2; exit 2 ;;
+    deb)   deps debhelper dpkg-dev; build_deb ;;
+    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http|dims|analytics]|deb|deps]" >&2; exit 2 ;;
 esac

@@ -13,6 +13,7 @@
 #include "policy/ngx_http_engagement_policy.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
+#include "sink/writer/ngx_http_engagement_webhook.h"
 #include "http/ngx_http_engagement_http.h"
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
@@ -262,6 +263,13 @@ ngx_command_t  ngx_http_engagement_commands[] = {
     { ngx_string("engagement_milestone_publish"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_engagement_milestone_publish,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("engagement_milestone_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_webhook_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },

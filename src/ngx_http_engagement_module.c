@@ -17,6 +17,7 @@
 #include "policy/ngx_http_engagement_policy.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
+#include "sink/writer/ngx_http_engagement_webhook.h"
 #include "http/ngx_http_engagement_http.h"
 #include "store/ngx_http_engagement_live.h"
 #include "store/ngx_http_engagement_resume.h"
@@ -699,6 +700,10 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
 
     ngx_http_engagement_trend_worker_start(cycle);
 
+    if (ngx_http_engagement_webhook_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_engagement_trend_flush_start(cycle, emcf);
 }
 
@@ -707,6 +712,7 @@ static void
 ngx_http_engagement_exit_process(ngx_cycle_t *cycle)
 {
     /* closes the Redis connection: nginx checks for open sockets next */
+    ngx_http_engagement_webhook_stop();
     ngx_http_engagement_flush_stop();
     ngx_http_engagement_writer_stop(cycle);
 }

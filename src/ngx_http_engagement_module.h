@@ -149,6 +149,7 @@ typedef struct {
     ngx_flag_t                    require_token;
     ngx_flag_t                    bot_agents;
     ngx_http_complex_value_t     *bot;
+    ngx_http_complex_value_t     *user;        /* engagement_user_id */
     ngx_uint_t                    opt_out;     /* _opt_out_e */
     time_t                        salt_rotate;
     ngx_shm_zone_t               *salt_zone;
@@ -174,6 +175,7 @@ typedef struct {
     void                         *series;      /* series.c: by dimension */
     void                         *trend;       /* trend.c: trending */
     void                         *milestone;   /* milestone.c */
+    void                         *webhook;     /* webhook.c */
     void                         *segments;    /* segments.c: the zone */
     ngx_http_engagement_writer_conf_t  *writer;
     ngx_msec_t                    salt_grace;  /* the longest dedupe window:

@@ -1,6 +1,8 @@
 # Guards the README's quick start, `./build.sh run`, as a user runs it:
 # on free ports it serves the demo page with the player SDK and the demo
-# video (made by ffmpeg), takes heartbeats, counts a view into its private Redis
+# video (made by ffmpeg, as WebM and as HLS segments whose playlist hands
+# the page's session and token on to the segment URLs; hls.js from npm),
+# takes heartbeats, counts a view into its private Redis
 # and stops everything it started on SIGTERM; when the port of its private
 # Redis is taken (here by a listener that is not Redis) it refuses to start
 # with a message naming the port, instead of talking to whatever holds it.
@@ -81,7 +83,7 @@ GET /t
          'it says where its private Redis runs');
     # (the private Redis keeps its data across runs: a content of this run)
     my $c = 'qs-' . int(time * 1000);
-    my ($st, $body) = post_view($p, qq({"contentId":"$c","sessionId":"s1"}));
+    my ($st, $body) = post_view($p, qq({"contentId":"$c","sessionId":"s1","durationMs":3000}));
     is($st, 202, 'a view is answered 202');
     like($body, qr/"counted":true/, 'and counted');
     my $in = wait_until { redis_cli($p + 1000, undef, 'HGET', "eng:{c:$c}", 'views') =~ /^1\s*\z/ } 10;
@@ -100,6 +102,25 @@ GET /t
         'Content-Type' => 'application/json');
     is($hb_st, 200, 'a heartbeat is answered 200');
     like($hb, qr/"live":1\b/, 'one live viewer');
+    # the HLS demo: a token for (content, session), the playlist hands it
+    # on to the segment URLs, hls.js from npm (when npm could install it)
+    my ($tk_st, $tk) = http_request($p, 'GET', "/engagement/token?contentId=$c&sessionId=s2");
+    is($tk_st, 200, 'a view token for the HLS demo');
+    my ($tok) = $tk =~ /"token":"([^"]+)"/;
+    ok($tok, 'the answer has it');
+    my ($pl_st, $pl) = http_request($p, 'GET', "/hls/$c/index.m3u8?es=s2&et=$tok");
+    is($pl_st, 200, 'the HLS playlist is served');
+    like($pl, qr/^seg0\.ts\?es=s2&et=\Q$tok\E$/m, 'its segment URLs carry the session and token');
+    my ($sg_st, $sg, $sg_h) = http_request($p, 'GET', "/hls/$c/seg0.ts?es=s2&et=$tok");
+    is($sg_st, 200, 'a segment is served');
+    like($sg_h->{'content-type'} // '', qr{^video/mp2t}, 'as video/mp2t');
+    is(substr($sg, 0, 1), "G", 'an MPEG-TS packet');
+    SKIP: {
+        skip 'npm could not install hls.js', 1
+            unless -f root_dir() . '/conf-examples/node_modules/hls.js/dist/hls.min.js';
+        my ($h_st) = http_request($p, 'GET', '/lib/hls.js/hls.min.js');
+        is($h_st, 200, 'hls.js is served from node_modules');
+    }
     my ($idx_st, $idx) = http_request($p, 'GET', '/');
     like($idx, qr{<script src="/sdk/engagement\.js"></script>}, 'the demo page loads the SDK');
     kill 'TERM', $pid;

@@ -134,7 +134,7 @@ __DATA__
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -267,7 +267,7 @@ qr/\[(alert|emerg)\]|are lost/
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -297,7 +297,7 @@ qr/\[(alert|emerg)\]|are lost/
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_DEAD_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL thread_pool=off check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL thread_pool=off check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -324,7 +324,7 @@ qr/\[(alert|emerg)\]|are lost/
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL thread_pool=off check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL thread_pool=off check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -348,7 +348,7 @@ qr/\[(alert|emerg)\]|are lost/
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -460,7 +460,7 @@ GET /status
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -519,7 +519,7 @@ GET /status
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -565,7 +565,7 @@ GET /status
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }

@@ -157,7 +157,7 @@ __DATA__
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=500ms connect_timeout=500ms backoff=50ms:300ms buckets=0 uniques=0;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=50 interval=100ms
         connect_timeout=300ms timeout=800ms retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -236,7 +236,7 @@ GET /status
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
         connect_timeout=300ms timeout=2s retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -280,7 +280,7 @@ GET /status
     engagement_edge_id test-edge;
     engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=1000 interval=1s
         connect_timeout=300ms timeout=2s retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /engagement/view { engagement view; }
     location = /status { engagement status; }
@@ -443,7 +443,7 @@ GET /status
     engagement_dedupe_zone engagement_dedupe:4m;
     engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
         connect_timeout=300ms timeout=15s retry=200ms
-        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /status { engagement status; }
     location = /engagement/view { engagement view; }
@@ -487,7 +487,7 @@ is taken back to be sent again
     engagement_dedupe_zone engagement_dedupe:4m;
     engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=2s
         connect_timeout=300ms timeout=2s retry=200ms spool=$TEST_NGINX_SPOOL spool_max=4k
-        check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D;
+        check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
 --- config
     location = /status { engagement status; }
     location = /engagement/view { engagement view; }

@@ -418,3 +418,32 @@ GET /status
     my $t = status_text();
     like($t, qr/^nginx_engagement_dimension_channel_values 2$/m, "2 channels in the table");
     like($t, qr/^nginx_engagement_dimension_channel_folded_total 1$/m, "1 folded");
+
+=== TEST 18: a reload with a new engagement_dimension_limit applies it (the zone keeps its page-rounded size: the table starts again with the new limit)
+--- request
+GET /status
+--- response_body_like: nginx_engagement_dimension_category_values 0
+--- post_check
+    my $i = 0;
+    for my $c (qw(n1 n2 n3 n4)) {
+        $i++;
+        is(send_view("nl-$i", qq(,"category":"$c")), 202, "a view of category $c");
+    }
+    like(status_text(), qr/^nginx_engagement_dimension_category_values 3$/m, "3 categories kept under limit 3");
+    my $conf = servroot() . '/conf/nginx.conf';
+    my $c = slurp($conf);
+    $c =~ s/engagement_dimension_limit 3;/engagement_dimension_limit 5;/ or die 'no limit in the config';
+    open my $fh, '>', $conf or die; print $fh $c; close $fh;
+    ok(reload_nginx(2), "reloaded with limit 5: new workers serve");
+    for my $c (qw(m1 m2 m3 m4 m5 m6)) {
+        $i++;
+        is(send_view("nl-$i", qq(,"category":"$c")), 202, "a view of category $c");
+    }
+    is(rows_in('nl-', 10), 10, "10 rows");
+    is(ch("SELECT groupArray(category) FROM (SELECT event_id, category FROM eng.events "
+          . "WHERE startsWith(event_id, 'nl-') ORDER BY toUInt32(substring(event_id, 4)))"),
+       "['n1','n2','n3','other','m1','m2','m3','m4','m5','other']",
+       "limit 3 before the reload, limit 5 after it");
+    my $t = status_text();
+    like($t, qr/^nginx_engagement_dimension_category_values 5$/m, "5 categories in the table");
+    like($t, qr/^nginx_engagement_dimension_category_folded_total 1$/m, "1 folded since the reload");

@@ -208,6 +208,17 @@ ngx_http_engagement_heartbeat_process(ngx_http_request_t *r,
         return rc;
     }
 
+    /* engagement_user_id: positions go to the authenticated user only */
+    rc = ngx_http_engagement_user_bind(r, &hb.user_id, "userId", 1);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_engagement_user_bind(r, &hb.ev.viewer_id, "viewerId", 0);
+    }
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     /* rate limits (keys may use the heartbeat's ids) */
     ngx_http_engagement_set_ids(r, &hb.ev.content_id, &hb.ev.viewer_id,
                                 &hb.ev.session_id);

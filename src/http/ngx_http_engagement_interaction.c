@@ -387,6 +387,13 @@ ngx_http_engagement_interaction_process(ngx_http_request_t *r,
         return rc;
     }
 
+    /* engagement_user_id: the viewer is the authenticated user */
+    rc = ngx_http_engagement_user_bind(r, &it.ev.viewer_id, "viewerId", 1);
+    if (rc != NGX_DECLINED) {
+        ngx_http_engagement_dims_inc(dc, invalid);
+        return rc;
+    }
+
     /* rate limits (keys may use the event's ids) */
     ngx_http_engagement_set_ids(r, &it.ev.content_id, &it.ev.viewer_id,
                                 &it.ev.session_id);

@@ -538,6 +538,13 @@ ngx_http_engagement_reaction_process(ngx_http_request_t *r)
         return rc;
     }
 
+    /* engagement_user_id: a user reacts for nobody else */
+    rc = ngx_http_engagement_user_bind(r, &re.user_id, "userId", 0);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     /* rate limits (a key may use $engagement_viewer_id: the userId) */
     ngx_http_engagement_set_ids(r, &re.content_id, &re.user_id, NULL);
 
@@ -586,6 +593,7 @@ ngx_int_t
 ngx_http_engagement_state_read(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf)
 {
+    ngx_int_t                       rc;
     ngx_http_engagement_reaction_t  re;
 
     ngx_memzero(&re, sizeof(ngx_http_engagement_reaction_t));
@@ -607,6 +615,12 @@ ngx_http_engagement_state_read(ngx_http_request_t *r,
         return ngx_http_engagement_send_error(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_field", "userId",
                    "is required: " NGX_HTTP_ENGAGEMENT_ID_RULE);
+    }
+
+    rc = ngx_http_engagement_user_bind(r, &re.user_id, "userId", 0);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     ngx_http_engagement_set_outcome(r, "read", NULL, &re.content_id);

@@ -17,6 +17,7 @@
 #include "store/ngx_http_engagement_resume.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "http/ngx_http_engagement_http.h"
+#include "protect/ngx_http_engagement_protect.h"
 
 
 #define NGX_HTTP_ENGAGEMENT_RESUME_KEY_LEN                                    \
@@ -426,6 +427,15 @@ ngx_http_engagement_ask_id(ngx_http_request_t *r, const char *name,
                   "invalid_field", name,
                   "is required: " NGX_HTTP_ENGAGEMENT_ID_RULE);
         return NGX_ERROR;
+    }
+
+    /* engagement_user_id: a user reads and deletes only their own */
+    if (ngx_strcmp(name, "userId") == 0) {
+        *rv = ngx_http_engagement_user_bind(r, id, name, 0);
+
+        if (*rv != NGX_DECLINED) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;

@@ -52,6 +52,14 @@ ngx_http_engagement_view_protect(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
+    /* engagement_user_id: the viewer is the authenticated user */
+    rc = ngx_http_engagement_user_bind(r, &ev->viewer_id, "viewerId", 1);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_engagement_stat(elcf, invalid);
+        return rc;
+    }
+
     /* rate limits (keys may use the event's ids) */
     ngx_http_engagement_set_ids(r, &ev->content_id, &ev->viewer_id,
                                 &ev->session_id);

@@ -112,6 +112,10 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
         conf->bot = prev->bot;
     }
 
+    if (conf->user == NULL) {
+        conf->user = prev->user;
+    }
+
     ngx_conf_merge_uint_value(conf->opt_out, prev->opt_out,
                               NGX_HTTP_ENGAGEMENT_OPT_OUT_ANONYMOUS);
     ngx_conf_merge_sec_value(conf->salt_rotate, prev->salt_rotate,

@@ -40,6 +40,12 @@ ngx_int_t ngx_http_engagement_guard_like_token(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_str_t *token,
     ngx_str_t *content_id, ngx_str_t *user_id);
 
+/* user.c: engagement_user_id, NGX_DECLINED or the answer sent */
+ngx_int_t ngx_http_engagement_user_bind(ngx_http_request_t *r, ngx_str_t *id,
+    const char *field, ngx_uint_t fill);
+char *ngx_http_engagement_user_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
 /* limit.c (the request path, status) and limit_conf.c: rate limits */
 char *ngx_http_engagement_limit_zone_directive(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -143,6 +149,13 @@ void ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
       ngx_http_set_complex_value_slot,                                        \
       NGX_HTTP_LOC_CONF_OFFSET,                                               \
       NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(bot),                                  \
+      NULL },                                                                 \
+                                                                              \
+    { ngx_string("engagement_user_id"),                                       \
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,  \
+      ngx_http_engagement_user_directive,                                     \
+      NGX_HTTP_LOC_CONF_OFFSET,                                               \
+      NGX_HTTP_ENGAGEMENT_GUARD_OFFSET(user),                                 \
       NULL },                                                                 \
                                                                               \
     { ngx_string("engagement_opt_out"),                                       \

@@ -109,10 +109,28 @@ ngx_http_engagement_dims_zone(ngx_conf_t *cf,
 }
 
 
+/* the values a table allocated for its current counts has room for */
+
+static ngx_uint_t
+ngx_http_engagement_dims_room(ngx_http_engagement_dims_sh_t *sh)
+{
+    size_t  head, size;
+
+    head = offsetof(ngx_http_engagement_dims_sh_t, categories);
+    size = ngx_align(sizeof(ngx_http_engagement_dims_sh_t)
+                     + (sh->ncategories + sh->nchannels)
+                       * sizeof(ngx_http_engagement_category_t),
+                     ngx_pagesize);
+
+    return (size - head) / sizeof(ngx_http_engagement_category_t);
+}
+
+
 static ngx_int_t
 ngx_http_engagement_dims_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     size_t                            size;
+    ngx_uint_t                        n;
     uint32_t                          fp;
     ngx_slab_pool_t                  *shpool;
     ngx_http_engagement_dims_sh_t    *sh;
@@ -138,13 +156,32 @@ ngx_http_engagement_dims_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         dc->sh = sh;
 
         if (sh->fingerprint != fp) {
-            /* another limit or other interactions: the figures and the
-             * table start again (the zone has the same size) */
+            /*
+             * Another limit or other interactions in a zone of the same
+             * size: the figures and the table start again, with the new
+             * limits. The table was allocated in whole pages and the zone's
+             * size is its page-rounded size, so a same-sized zone has room
+             * for the new table; running old workers read the counts from
+             * here and stay within the same pages.
+             */
+            n = ngx_http_engagement_dims_room(sh);
+
+            if (dc->category_max + dc->channel_max > n) {
+                ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                              "dimensions zone \"%V\" has room for %ui "
+                              "values, not %ui: stop and start nginx to "
+                              "apply the new engagement_dimension_limit",
+                              &shm_zone->shm.name, n,
+                              dc->category_max + dc->channel_max);
+                return NGX_ERROR;
+            }
+
             ngx_shmtx_lock(&shpool->mutex);
             ngx_memzero(&sh->stats, sizeof(sh->stats));
             ngx_memzero(sh->categories,
-                        (sh->ncategories + sh->nchannels)
-                        * sizeof(ngx_http_engagement_category_t));
+                        n * sizeof(ngx_http_engagement_category_t));
+            sh->ncategories = dc->category_max;
+            sh->nchannels = dc->channel_max;
             sh->fingerprint = fp;
             ngx_shmtx_unlock(&shpool->mutex);
         }
@@ -156,7 +193,9 @@ ngx_http_engagement_dims_init_zone(ngx_shm_zone_t *shm_zone, void *data)
            + (dc->category_max + dc->channel_max)
              * sizeof(ngx_http_engagement_category_t);
 
-    sh = ngx_slab_calloc(shpool, size);
+    /* whole pages, so that a reload to another limit within the same
+     * page-rounded zone size finds room (ngx_http_engagement_dims_room) */
+    sh = ngx_slab_calloc(shpool, ngx_align(size, ngx_pagesize));
     if (sh == NULL) {
         return NGX_ERROR;
     }

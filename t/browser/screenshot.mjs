@@ -1,5 +1,6 @@
 // Takes docs/sdk-demo.png: the demo page of a running quick start
-// (./build.sh run) with the video playing in two tabs and a reaction.
+// (./build.sh run) with the video playing in two tabs and a reaction; the
+// first tab plays the HLS version (hls.js, segments counted by nginx).
 //   node t/browser/screenshot.mjs http://127.0.0.1:8080/ ../../docs/sdk-demo.png
 import { chromium } from "playwright-core";
 
@@ -14,10 +15,11 @@ try {
   const userAgent = (await probe.evaluate(() => navigator.userAgent)).replace("HeadlessChrome", "Chrome");
   await probe.close();
   const pages = [];
-  for (let i = 0; i < 2; i++) {
-    const ctx = await browser.newContext({ userAgent, viewport: { width: 860, height: 720 } });
+  for (const source of ["hls", null]) {
+    const ctx = await browser.newContext({ userAgent, viewport: { width: 860, height: 1300 } });
     const p = await ctx.newPage();
-    await p.goto(url);
+    await p.goto(source ? new URL(`?source=${source}`, url).href : url);
+    await p.waitForFunction(() => window.player, null, { timeout: 10000 });
     await p.evaluate(() => document.querySelector("video").play());
     pages.push(p);
   }
@@ -25,7 +27,7 @@ try {
   await p.click('[data-engagement-reaction="love"]');
   await p.waitForFunction(() => window.player.played >= 8.5, null, { timeout: 20000 });
   await p.evaluate(() => document.querySelector("video").pause());
-  await p.waitForTimeout(1500);
+  await p.waitForTimeout(2500);
   await p.screenshot({ path: out });
   console.log(`wrote ${out}`);
 } finally {

@@ -213,13 +213,17 @@ http {
 `;
   }
 
+  // nginx's arguments after -p and -c
+  args() { return []; }
+
   async start() {
     for (const d of ["logs", "temp", "html/media"]) {
       fs.mkdirSync(path.join(this.prefix, d), { recursive: true });
     }
     fs.writeFileSync(path.join(this.prefix, "nginx.conf"), this.conf());
     this.proc = child(nginxBinary(),
-                      ["-p", this.prefix + "/", "-c", path.join(this.prefix, "nginx.conf")],
+                      ["-p", this.prefix + "/", "-c", path.join(this.prefix, "nginx.conf"),
+                       ...this.args()],
                       path.join(this.prefix, "logs/stderr.log"));
     // ours is up when our pid file names our process and it answers
     const pidFile = path.join(this.prefix, "logs/nginx.pid");
@@ -256,7 +260,39 @@ http {
   async stop() { await stop(this.proc, "SIGTERM"); }
 }
 
-// a private prefix with the pages and a 10 s VP8 WebM made by ffmpeg
+// conf-examples/quickstart.conf itself, as `./build.sh run` serves it: the
+// same prefix layout (modules/, html/, sdk/, node_modules/ for hls.js from
+// conf-examples' npm ci) and the same two rewrites (nginx's port, Redis's)
+export class Quickstart extends Nginx {
+  conf() {
+    for (const [l, to] of [["modules/ngx_http_engagement_module.so", modulePath()],
+                           ["sdk", path.join(ROOT, "sdk")],
+                           ["node_modules", path.join(ROOT, "conf-examples/node_modules")]]) {
+      const at = path.join(this.prefix, l);
+      fs.mkdirSync(path.dirname(at), { recursive: true });
+      fs.rmSync(at, { force: true });
+      fs.symlinkSync(to, at);
+    }
+    return fs.readFileSync(path.join(ROOT, "conf-examples/quickstart.conf"), "utf8")
+      .replace(/127\.0\.0\.1:8080/g, `127.0.0.1:${this.port}`)
+      .replace(/127\.0\.0\.1:6379/g, `127.0.0.1:${this.redisPort}`);
+  }
+
+  // in the foreground; as root, workers that can read the private prefix
+  args() {
+    const root = process.getuid && process.getuid() === 0;
+    return ["-g", "daemon off;" + (root ? " user root root;" : "")];
+  }
+}
+
+// hls.js installed from conf-examples/package-lock.json (npm ci), or null
+export function hlsJs() {
+  const f = path.join(ROOT, "conf-examples/node_modules/hls.js/dist/hls.min.js");
+  return fs.existsSync(f) ? f : null;
+}
+
+// a private prefix with the pages and the 10 s demo video made by ffmpeg
+// (media/demo.webm, VP8; media/hls/, H.264 in 2 s HLS segments)
 export function makePrefix() {
   const prefix = fs.mkdtempSync(path.join(os.tmpdir(), "engagement-browser-"));
   fs.mkdirSync(path.join(prefix, "html/media"), { recursive: true });

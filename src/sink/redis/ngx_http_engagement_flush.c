@@ -18,6 +18,7 @@
 
 #include "store/ngx_http_engagement_store.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
+#include "sink/writer/ngx_http_engagement_webhook.h"
 
 
 /* a round: the calls of one flush timer's turn, one per claimed group */
@@ -1083,7 +1084,8 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
         if (ngx_current_msec >= ngx_http_engagement_exit_at
             || (ngx_http_engagement_round == NULL
                 && ngx_http_engagement_flush_idle(emcf)
-                && ngx_http_engagement_series_flush_done()))
+                && ngx_http_engagement_series_flush_done()
+                && ngx_http_engagement_webhook_idle()))
         {
             /* what is left stays in shared memory for the master to save */
             ngx_http_engagement_redis_stop();

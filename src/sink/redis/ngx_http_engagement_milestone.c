@@ -13,6 +13,7 @@
 
 #include "ngx_http_engagement_module.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
+#include "sink/writer/ngx_http_engagement_webhook.h"
 
 
 /* thresholds per metric, and the default channel and rate */
@@ -213,6 +214,10 @@ ngx_http_engagement_milestone_check(ngx_conf_t *cf,
 {
     ngx_http_engagement_milestone_conf_t  *mc = emcf->milestone;
 
+    if (ngx_http_engagement_webhook_check(cf, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (mc == NULL) {
         return NGX_OK;
     }
@@ -252,6 +257,22 @@ ngx_http_engagement_milestone_check(ngx_conf_t *cf,
                       "engagement_milestone_publish without "
                       "engagement_milestone: no threshold to publish");
         return NGX_ERROR;
+    }
+
+    if (emcf->webhook) {
+        /* "<rate> 1": the script also fills the webhook's outbox */
+        u_char  *p;
+
+        p = ngx_pnalloc(cf->pool, mc->rate_text.len + 2);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, mc->rate_text.data, mc->rate_text.len);
+        p[mc->rate_text.len] = ' ';
+        p[mc->rate_text.len + 1] = '1';
+        mc->rate_text.data = p;
+        mc->rate_text.len += 2;
     }
 
     return NGX_OK;

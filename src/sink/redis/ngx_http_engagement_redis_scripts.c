@@ -24,6 +24,14 @@
  * <minute>), a PUBLISH. Inside the script that
  * applies the count, so once across edges and resends. A stream or
  * counter key of another type loses the notification, never the count.
+ * The rate argument is "<rate>" or "<rate> 1": with " 1" (an
+ * engagement_milestone_webhook is configured) the notification also goes
+ * to the webhook's outbox, once per id <contentId>:<metric>:<threshold>:
+ * the JSON in the hash eng:{ms}:wh (field: the id), the id in the sorted
+ * set eng:{ms}:due (score: when it is due, unix s). It names the
+ * content's channel when the day's series knows one (the hash
+ * <content>:d:<YYYYMMDD>:channel that series_flush.c writes, the channel
+ * with the most rows). sink/writer/webhook.c delivers the outbox.
  */
 #define NGX_HTTP_ENGAGEMENT_MILESTONE_LUA                                     \
     "local function ms(k, metric, total, old, a)\n"                           \
@@ -44,12 +52,31 @@
     "  local msg = cjson.encode({contentId = id, metric = metric,"            \
     " threshold = hit, crossed = crossed, total = total,"                     \
     " at = tonumber(ARGV[a + m + 4])})\n"                                     \
+    "  local rate, hook = string.match(ARGV[a + m + 2], '^(%d+) ?(%d*)$')\n"\
+    "  if hook == '1' then\n"                                                 \
+    "    local nid = id .. ':' .. metric .. ':' .. hit\n"                     \
+    "    local ch, best = nil, 0\n"                                           \
+    "    local cs = redis.pcall('HGETALL', k .. ':d:' .."                     \
+    " string.sub(ARGV[a + m + 3], 1, 8) .. ':channel')\n"                     \
+    "    if type(cs) == 'table' and cs.err == nil then\n"                     \
+    "      for j = 1, #cs, 2 do\n"                                            \
+    "        local c = tonumber(cs[j + 1]) or 0\n"                            \
+    "        if c > best then ch, best = cs[j], c end\n"                      \
+    "      end\n"                                                             \
+    "    end\n"                                                               \
+    "    local body = cjson.encode({id = nid, contentId = id,"                \
+    " metric = metric, threshold = hit, crossed = crossed, total = total,"    \
+    " channelId = ch, time = tonumber(ARGV[a + m + 4])})\n"                   \
+    "    if redis.pcall('HSETNX', 'eng:{ms}:wh', nid, body) == 1 then\n"      \
+    "      redis.pcall('ZADD', 'eng:{ms}:due', ARGV[a + m + 4], nid)\n"       \
+    "    end\n"                                                               \
+    "  end\n"                                                                 \
     "  local rk = 'eng:ms:n:' .. ARGV[a + m + 1] .. ':' .. ARGV[a + m + 3]\n"\
     "  local n = redis.pcall('INCR', rk)\n"                                   \
     "  local pub = 0\n"                                                       \
     "  if type(n) == 'number' then\n"                                         \
     "    if n == 1 then redis.pcall('EXPIRE', rk, 120) end\n"                 \
-    "    if n <= tonumber(ARGV[a + m + 2]) then\n"                            \
+    "    if n <= tonumber(rate) then\n"                                       \
     "      redis.pcall('PUBLISH', ARGV[a + m + 1], msg); pub = 1\n"           \
     "    end\n"                                                               \
     "  end\n"                                                                 \

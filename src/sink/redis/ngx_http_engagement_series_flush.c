@@ -47,7 +47,7 @@
 #define NGX_HTTP_ENGAGEMENT_SERIES_TTL_DAY     "95040000"
 
 /* the fields of one row in one scope, at most */
-#define NGX_HTTP_ENGAGEMENT_SERIES_FIELDS  (3 * 5 + 3)
+#define NGX_HTTP_ENGAGEMENT_SERIES_FIELDS  (3 * 5 + 4)
 
 /* the scopes */
 #define NGX_HTTP_ENGAGEMENT_SCOPE_CONTENT  0
@@ -59,6 +59,7 @@
 /* a field is written in some scopes only */
 #define NGX_HTTP_ENGAGEMENT_FIELD_TOTAL    1   /* not the content's */
 #define NGX_HTTP_ENGAGEMENT_FIELD_BY_CAT   2   /* channel and all only */
+#define NGX_HTTP_ENGAGEMENT_FIELD_CONTENT  4   /* the content's only */
 
 
 /* one bucket field's delta, before equal ones are added up */
@@ -103,6 +104,8 @@ static ngx_uint_t                           ngx_http_engagement_series_exit_sent
 static ngx_uint_t                           ngx_http_engagement_series_last_full;
 static ngx_uint_t                           ngx_http_engagement_series_answered;
 static ngx_uint_t                           ngx_http_engagement_series_on;
+/* engagement_milestone_webhook: a content's channel is recorded */
+static ngx_uint_t                           ngx_http_engagement_series_channel;
 
 
 static const char  *ngx_http_engagement_series_metric[] = {
@@ -211,6 +214,21 @@ ngx_http_engagement_series_row_fields(ngx_pool_t *pool,
             f[n].delta = row->counts[m];
             f[n++].only = (d == 3) ? NGX_HTTP_ENGAGEMENT_FIELD_BY_CAT : 0;
         }
+    }
+
+    if (row->len[NGX_HTTP_ENGAGEMENT_SERIES_CHANNEL]
+        && ngx_http_engagement_series_channel)
+    {
+        /*
+         * the content's channel, rows counted in <bucket>:channel: the
+         * milestone script (redis_scripts.c) names the day's in a webhook
+         * notification and rate-limits per channel
+         */
+        ngx_str_set(&f[n].dim, ":channel");
+        f[n].name.data = part[NGX_HTTP_ENGAGEMENT_SERIES_CHANNEL];
+        f[n].name.len = row->len[NGX_HTTP_ENGAGEMENT_SERIES_CHANNEL];
+        f[n].delta = 1;
+        f[n++].only = NGX_HTTP_ENGAGEMENT_FIELD_CONTENT;
     }
 
     if (row->counts[NGX_HTTP_ENGAGEMENT_SERIES_LIKES]) {
@@ -481,6 +499,12 @@ ngx_http_engagement_series_expand(ngx_pool_t *pool,
                 /* the content's totals are flush.c's */
                 if ((rf[k].only & NGX_HTTP_ENGAGEMENT_FIELD_TOTAL)
                     && s == NGX_HTTP_ENGAGEMENT_SCOPE_CONTENT)
+                {
+                    continue;
+                }
+
+                if ((rf[k].only & NGX_HTTP_ENGAGEMENT_FIELD_CONTENT)
+                    && s != NGX_HTTP_ENGAGEMENT_SCOPE_CONTENT)
                 {
                     continue;
                 }
@@ -1087,6 +1111,7 @@ ngx_http_engagement_series_flush_start(ngx_cycle_t *cycle,
     }
 
     ngx_http_engagement_series_rcf = emcf->redis;
+    ngx_http_engagement_series_channel = (emcf->webhook != NULL);
     ngx_http_engagement_series_backoff = emcf->redis->backoff_min;
     ngx_http_engagement_series_retry = 0;
     ngx_http_engagement_series_busy = 0;

@@ -28,9 +28,9 @@ static ngx_uint_t ngx_http_engagement_writer_leave(
     ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_tick(ngx_event_t *ev);
 static void ngx_http_engagement_writer_go(ngx_http_engagement_writer_t *w);
-static u_char *ngx_http_engagement_writer_head(u_char *p,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *uri,
-    const char *type, size_t len);
+static u_char *ngx_http_engagement_writer_head(u_char *p, ngx_str_t *uri);
+static u_char *ngx_http_engagement_writer_head_lines(u_char *p,
+    ngx_http_engagement_writer_conf_t *wcf, const char *type, size_t len);
 static void ngx_http_engagement_writer_request(
     ngx_http_engagement_writer_t *w);
 static void ngx_http_engagement_writer_send_check(
@@ -311,20 +311,27 @@ ngx_http_engagement_writer_room(ngx_http_engagement_writer_t *w, size_t need)
 }
 
 
-/* a POST's first lines, up to its Content-Length */
+/* a POST's request line */
 
 static u_char *
-ngx_http_engagement_writer_head(u_char *p,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *uri, const char *type,
-    size_t len)
+ngx_http_engagement_writer_head(u_char *p, ngx_str_t *uri)
 {
-    return ngx_sprintf(p, "POST %V HTTP/1.1\r\n"
-                       "Host: %V\r\n"
+    return ngx_sprintf(p, "POST %V HTTP/1.1\r\n", uri);
+}
+
+
+/* a POST's lines after the request line, up to its Content-Length */
+
+static u_char *
+ngx_http_engagement_writer_head_lines(u_char *p,
+    ngx_http_engagement_writer_conf_t *wcf, const char *type, size_t len)
+{
+    return ngx_sprintf(p, "Host: %V\r\n"
                        "User-Agent: nginx-engagement/"
                        NGX_HTTP_ENGAGEMENT_VERSION "\r\n"
                        "Content-Type: %s\r\n"
                        "Content-Length: %uz\r\n",
-                       uri, &wcf->host, type, len);
+                       &wcf->host, type, len);
 }
 
 
@@ -333,11 +340,31 @@ ngx_http_engagement_writer_head(u_char *p,
 void
 ngx_http_engagement_writer_send(ngx_http_engagement_writer_t *w)
 {
-    u_char  *p;
-    size_t   head;
+    u_char                             *p;
+    size_t                              head;
+    ngx_http_engagement_writer_conf_t  *wcf;
 
-    p = ngx_http_engagement_writer_head(w->head, w->wcf, &w->wcf->uri,
-                                        "application/x-ndjson", w->file_len);
+    wcf = w->wcf;
+
+    if (wcf->id_param.len) {
+        /*
+         * The batch id in the URL too (id_param=; for ClickHouse,
+         * query_id): a batch sent again while the sink still runs its
+         * first send (whose answer timed out) is refused by the sink
+         * rather than stored twice, and checked again later.
+         */
+        p = ngx_sprintf(w->head, "POST %V%c%V=%*s HTTP/1.1\r\n", &wcf->uri,
+                        ngx_strlchr(wcf->uri.data,
+                                    wcf->uri.data + wcf->uri.len, '?')
+                        ? '&' : '?',
+                        &wcf->id_param, w->id_len, w->id);
+
+    } else {
+        p = ngx_http_engagement_writer_head(w->head, &wcf->uri);
+    }
+
+    p = ngx_http_engagement_writer_head_lines(p, wcf, "application/x-ndjson",
+                                              w->file_len);
     p = ngx_sprintf(p, "X-Engagement-Batch: %*s\r\n"
                     "Connection: keep-alive\r\n\r\n", w->id_len, w->id);
     head = p - w->head;
@@ -420,8 +447,9 @@ ngx_http_engagement_writer_send_check(ngx_http_engagement_writer_t *w)
         return;
     }
 
-    p = ngx_http_engagement_writer_head(w->req, wcf, &wcf->check,
-                                        "text/plain", w->id_len + 2);
+    p = ngx_http_engagement_writer_head(w->req, &wcf->check);
+    p = ngx_http_engagement_writer_head_lines(p, wcf, "text/plain",
+                                              w->id_len + 2);
     p = ngx_sprintf(p, "Connection: keep-alive\r\n\r\n'%*s'",
                     w->id_len, w->id);
 

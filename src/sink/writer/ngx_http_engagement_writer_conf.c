@@ -26,7 +26,8 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_WP_MSEC,       /* ngx_msec_t, a time */
     NGX_HTTP_ENGAGEMENT_WP_PATH,       /* ngx_str_t, not empty */
     NGX_HTTP_ENGAGEMENT_WP_POOL,       /* ngx_str_t, a thread pool or off */
-    NGX_HTTP_ENGAGEMENT_WP_CHECK       /* ngx_str_t, /path?query */
+    NGX_HTTP_ENGAGEMENT_WP_CHECK,      /* ngx_str_t, /path?query */
+    NGX_HTTP_ENGAGEMENT_WP_NAME        /* ngx_str_t, [A-Za-z0-9_.-]{1,64} */
 } ngx_http_engagement_writer_value_e;
 
 
@@ -84,6 +85,8 @@ static ngx_http_engagement_writer_param_t  ngx_http_engagement_writer_params[]
         thread_pool, 0, 0, NULL),
     ngx_http_engagement_writer_param_entry("check=", CHECK, check, 0, 0,
         NULL),
+    ngx_http_engagement_writer_param_entry("id_param=", NAME, id_param, 0,
+        0, NULL),
     ngx_http_engagement_writer_param_entry("spool_max=", OFFSET, spool_max,
         NGX_HTTP_ENGAGEMENT_WRITER_SPOOL_MIN_K * 1024, NGX_MAX_OFF_T_VALUE,
         "spool_max must be at least "
@@ -102,7 +105,8 @@ static ngx_http_engagement_writer_param_t  ngx_http_engagement_writer_params[]
 /*
  * engagement_writer http://host[:port]/path?query [zone=name:size]
  *     [batch=N] [interval=T] [connect_timeout=T] [timeout=T] [retry=T]
- *     [spool=dir] [spool_max=size] [thread_pool=name|off] [check=/path];
+ *     [spool=dir] [spool_max=size] [thread_pool=name|off] [check=/path]
+ *     [id_param=name];
  */
 
 char *
@@ -144,6 +148,19 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         if (rc != NGX_OK) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    /* a batch's request head (the URL, the batch id in it and in its
+     * header, the fixed lines) is made in a buffer of WRITER_HEAD bytes */
+    if (wcf->uri.len + wcf->host.len + wcf->id_param.len
+        + 2 * NGX_HTTP_ENGAGEMENT_BATCH_ID_LEN + 256
+        > NGX_HTTP_ENGAGEMENT_WRITER_HEAD)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "engagement_writer: the URL is too long (a "
+                           "request head must fit in %uz bytes)",
+                           (size_t) NGX_HTTP_ENGAGEMENT_WRITER_HEAD);
+        return NGX_CONF_ERROR;
     }
 
     if (ngx_http_engagement_writer_add_zone(cf, wcf) != NGX_CONF_OK) {
@@ -260,6 +277,23 @@ ngx_http_engagement_writer_param(ngx_conf_t *cf,
 
     case NGX_HTTP_ENGAGEMENT_WP_CHECK:
         return ngx_http_engagement_writer_set_check(cf, arg, &v, field);
+
+    case NGX_HTTP_ENGAGEMENT_WP_NAME:
+        if (v.len == 0 || v.len > 64) {
+            return NGX_DECLINED;
+        }
+
+        for (p = v.data; p < v.data + v.len; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '_' || *p == '.'
+                  || *p == '-'))
+            {
+                return NGX_DECLINED;
+            }
+        }
+
+        *(ngx_str_t *) field = v;
+        return NGX_OK;
 
     default: /* NGX_HTTP_ENGAGEMENT_WP_PATH */
         if (v.len == 0) {

@@ -124,6 +124,7 @@ struct ngx_http_engagement_writer_conf_s {
     ngx_str_t                     edge;
     ngx_str_t                     thread_pool; /* empty: spool in the worker */
     ngx_str_t                     check;       /* empty: replays unchecked */
+    ngx_str_t                     id_param;    /* the batch id in the URL */
     ngx_cycle_t                  *cycle;       /* the one configured */
     ngx_shm_zone_t               *shm_zone;
     ngx_slab_pool_t              *shpool;
