@@ -196,7 +196,7 @@ __DATA__
     location = /engagement/view { engagement view; }
 --- must_die
 --- error_log
-engagement_milestone and engagement_milestone_publish are not supported with "engagement_redis cluster"
+engagement_milestone (and its _publish and _webhook) is not supported with "engagement_redis cluster"
 
 
 

@@ -25,17 +25,17 @@ ngx_http_engagement_cluster_check(ngx_conf_t *cf,
     }
 
     /*
-     * The milestone notification (the stream eng:milestones and the
-     * PUBLISH rate counters) is written inside the flush and reaction
-     * scripts, under keys of no content's slot.
+     * The milestone notification (the stream eng:milestones, the PUBLISH
+     * rate counters, the webhook's outbox eng:{ms}:*) is written inside
+     * the flush and reaction scripts, under keys of no content's slot.
      */
     if (emcf->milestone) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "engagement_milestone and engagement_milestone_publish "
-                      "are not supported with \"engagement_redis cluster\": "
-                      "the milestone stream and PUBLISH counters are written "
-                      "by the flush script outside the content's hash slot "
-                      "(see docs/cluster.md)");
+                      "engagement_milestone (and its _publish and _webhook) "
+                      "is not supported with \"engagement_redis cluster\": "
+                      "the milestone stream, PUBLISH counters and webhook "
+                      "outbox are written by the flush and reaction scripts "
+                      "outside the content's hash slot (see docs/cluster.md)");
         return NGX_ERROR;
     }
 
