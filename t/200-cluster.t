@@ -270,6 +270,7 @@ GET /status
 --- config
     location = /engagement/view { engagement view; }
     location /engagement/summary { engagement summary; }
+    location = /engagement/analytics { engagement analytics; }
     location = /status { engagement status; }
 --- request
 GET /status
@@ -324,6 +325,13 @@ GET /status
     sleep 1.2;   # a series round more: a resend applied twice would show
     is($sum->('all'), $want, "many: the deployment's series counts every view once ($want)");
     is($sum->('cat:cat1'), $cat1, "many: a category's series counts its views once ($cat1)");
+    # analytics: each bucket read on its scope's master
+    my $now = time;
+    my ($from, $to) = (int($now) - 2 * 86400, int($now) + 60);
+    my (undef, $ab) = http_request($port, 'GET', "/engagement/analytics?contentId=m7&from=$from&to=$to&step=day");
+    like($ab, qr/"total":\{"views":$n{m7}\}/, "analytics: a content's days from its master ($n{m7})");
+    (undef, $ab) = http_request($port, 'GET', "/engagement/analytics?category=cat1&from=$from&to=$to&step=day");
+    like($ab, qr/"total":\{"views":$cat1\}/, "analytics: a category's days from its master ($cat1)");
     # a reload under load: the old workers' final rounds, the new ones'
     # (views on a connection each while the workers change: every 202 is
     # one view, in a file the parent reads)
