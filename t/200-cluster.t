@@ -285,6 +285,9 @@ GET /status
     %main::sent = %n;
     ok(scalar(wait_until { flushed() } 15), "many: all flushed");
     my ($lost, $doubled, @bad) = compare(%n);
+    diag(sprintf("many: %d flush calls for %d content flushes (a call per hash slot)",
+                 status_metric('nginx_engagement_flush_calls_total{zone="engagement"}') // -1,
+                 status_metric('nginx_engagement_flush_contents_total{zone="engagement"}') // -1));
     is("$lost/$doubled", "0/0", "many: 0 lost, 0 doubled ($want views of 200 contents)")
         or diag("@bad[0 .. ($#bad < 9 ? $#bad : 9)]");
     my %m = masters();
