@@ -9,7 +9,8 @@
 # Features not cluster-safe yet, and misused parameters, are refused at
 # nginx -t (blocks 1-4); a plain Redis as the seed is said once (5);
 # series, reactions, trending, resume and live run on the cluster
-# (blocks 6-9), then the slot move (10), a paused master (11) and the failover (12).
+# (blocks 6-9), then the slot move (10), a paused master (11), the failover (12)
+# and password= (13).
 use strict;
 use warnings;
 use FindBin;
@@ -182,6 +183,17 @@ sub compare {
 }
 
 our %sent;
+
+# the block about password= runs with every node asking for one
+our $pass = 's3cret';
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    return unless $block->name =~ /password=/;
+    for my $p (grep { $cpid{$_} } @cports) {
+        redis_cli($p, undef, 'CONFIG', 'SET', 'masterauth', $pass);
+        redis_cli($p, undef, 'CONFIG', 'SET', 'requirepass', $pass);
+    }
+});
 
 run_tests();
 
@@ -666,3 +678,33 @@ GET /status
        sprintf("failover: 0 lost, 0 doubled (%d views of 60 contents, promoted after %.1f s)",
                $total, $promoted)) or diag("@bad");
     unlike(error_log_text(), qr/\[alert\]|\[crit\]|\[emerg\]/, "failover: no alert");
+
+
+
+=== TEST 13: password=: AUTH on every master's connection, counts exact
+--- http_config
+    engagement_zone engagement:8m;
+    engagement_redis cluster $TEST_NGINX_CLUSTER password=s3cret timeout=500ms connect_timeout=500ms backoff=50ms:400ms buckets=0 uniques=0;
+    engagement_series_zone off;
+    engagement_flush_interval 50ms;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- post_check
+    ok(scalar(wait_until { (status_metric('nginx_engagement_redis_ready_workers{zone="engagement"}') // 0) == 2 } 10),
+       "password: both workers have every master ready");
+    my %n = map { ("pw$_" => 2) } 1 .. 30;
+    is(views($port, 'pw', %n), 60, "password: 60 views answered");
+    ok(scalar(wait_until { flushed() } 10), "password: flushed");
+    my @bad = grep {
+        my $p = alive();
+        open(my $fh, '-|', 'redis-cli', '-c', '-p', $p, '-a', $main::pass, '--no-auth-warning',
+             'HGET', "eng:{c:$_}", 'views') or die;
+        local $/; my $v = <$fh> // ''; close $fh; $v =~ s/\s+\z//;
+        $v ne '2' } sort keys %n;
+    is(scalar @bad, 0, "password: every total exact") or diag("@bad");
+    like(redis_cli(alive(), undef, 'GET', 'x'), qr/NOAUTH/, "password: the nodes do ask for it");
+    log_is_clean("password");
