@@ -403,7 +403,8 @@ ngx_http_engagement_cluster_on_reply(redisAsyncContext *ac, void *r,
                           reply->str, n->name_len, n->name);
 
             if (!ask) {
-                ngx_http_engagement_cmap[slot] = to - ngx_http_engagement_cnodes;
+                ngx_http_engagement_cmap[slot] =
+                                      (u_char) (to - ngx_http_engagement_cnodes);
                 to->used = 1;
                 ngx_http_engagement_cwanted = 1;
             }
@@ -466,7 +467,8 @@ ngx_http_engagement_cluster_on_reply(redisAsyncContext *ac, void *r,
             t = ngx_sprintf(wait, "%ui", ngx_http_engagement_crcf->wait);
             lens[1] = t - wait;
             argv[2] = (const char *) t;
-            lens[2] = ngx_sprintf(t, "%M", ngx_http_engagement_crcf->wait_timeout)
+            lens[2] = ngx_sprintf(t, "%M",
+                                  ngx_http_engagement_crcf->wait_timeout)
                       - t;
 
             if (ngx_http_engagement_cnode_cmd(n,

@@ -4,9 +4,10 @@
  * the features whose Redis calls are not yet cluster-safe, each named
  * with what to do. Every other call has its keys in one hash slot: a
  * content's ({c:<id>}), a user's ({u:<id>}), a trending scope's ({tr},
- * {tr:cat:<c>}); the counters and series rounds are split per slot. A command whose keys span slots would be refused by
- * the cluster (CROSSSLOT) at run time; refusing the configuration says
- * so before any count is sent. See docs/cluster.md.
+ * {tr:cat:<c>}); the counters and series rounds are split per slot. A
+ * command whose keys span slots would be refused by the cluster
+ * (CROSSSLOT) at run time; refusing the configuration says so before
+ * any count is sent. See docs/cluster.md.
  */
 
 

@@ -440,7 +440,8 @@ ngx_http_engagement_cluster_refresh(void)
     any = NULL;
 
     for (k = 0; k < NGX_HTTP_ENGAGEMENT_CLUSTER_NODES; k++) {
-        i = (k + ngx_http_engagement_cseed) % NGX_HTTP_ENGAGEMENT_CLUSTER_NODES;
+        i = (k + ngx_http_engagement_cseed)
+            % NGX_HTTP_ENGAGEMENT_CLUSTER_NODES;
         n = &ngx_http_engagement_cnodes[i];
 
         if (n->state != NGX_HTTP_ENGAGEMENT_REDIS_READY || n->ac == NULL) {
