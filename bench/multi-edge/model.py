@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""
+The capacity model of docs/capacity.md, from measured multi-edge runs.
+
+  bench/multi-edge/model.py bench/results/<ts>-multi-edge [more runs...]
+        [--rates 50000,500000] [--edges 2,3,6,12,30] [--catalogue 100000,1000000]
+        [--interval 1] [--target 0.5] [--viewer-us 0.42]
+
+From each run's results.json it takes (median over the runs given):
+  w   nginx worker CPU µs per event (load and totals drain)
+  a   Redis CPU µs per content round (the load window: totals rounds and the
+      viewer hashes due meanwhile, net of Redis's idle rate)
+  b   Redis CPU µs per content-minute (the minute-end window: minute, hour
+      and day buckets, the series rows and viewer hashes written then)
+and checks the Zipf law below against what the run's flush sent (content
+rounds per event, content-minutes per event). Then, for a total rate R
+spread evenly over E edges, with content ids drawn from Zipf(1) over a
+catalogue of N ids (the bench's workload law; N = 100,000 in the runs):
+
+  content rounds/s per edge  = D(R/E x interval) / interval
+  content-minutes/s per edge = D(R/E x 60) / 60
+  D(k) = sum over ids of 1 - (1 - p_i)^k   (distinct ids among k events)
+
+  Redis CPU (cores) = [E x (a x rounds/s + b x minutes/s) + v x R] / 1e6
+  nginx CPU (cores) = w x R / 1e6
+  at a target utilisation (0.5): cores = CPU / target, shards = Redis / target
+
+v (µs per viewer hash element, --viewer-us) adds the PFADD element cost
+that a and b carry only at the runs' rates (bench/redis-replay/floor.py:
+0.10 dense to 0.42 sparse). Prints markdown.
+"""
+import argparse, json, math, os, statistics, sys
+
+
+def zipf_p(n, s=1.0):
+    w = [1.0 / (i ** s) for i in range(1, n + 1)]
+    t = sum(w)
+    return [x / t for x in w]
+
+
+def distinct(p, k):
+    """expected distinct ids among k draws"""
+    if k <= 0:
+        return 0.0
+    return sum(-math.expm1(k * math.log1p(-q)) for q in p)
+
+
+def load(d):
+    f = d if d.endswith('.json') else os.path.join(d, 'results.json')
+    with open(f) as fh:
+        R = json.load(fh)
+    m = R['module']
+    wl, wm = m['windows']['load'], m['windows']['minute']
+    edges = R['options']['edges']
+    rate_edge = m['req_s'] / edges
+    return {
+        'id': R['id'], 'edges': edges, 'series': R['options']['series'],
+        'rate': m['req_s'], 'rate_edge': rate_edge, 'duration': R['options']['duration'],
+        'w': m['worker_us_per_req'],
+        'ceiling_w': R['ceiling']['worker_us_per_req'] if R.get('ceiling') else None,
+        'a': 1e6 * wl['redis_cpu_net_s'] / max(1, wl['units']['content_rounds']),
+        'b': 1e6 * wm['redis_cpu_net_s'] / max(1, wm['units']['bucket_writes']),
+        'rounds_per_event': wl['units']['content_rounds'] / m['accepted'],
+        'minutes_per_event': (wl['units']['bucket_writes'] + wm['units']['bucket_writes']) / m['accepted'],
+        'accepted': m['accepted'], 'load_s': m['load_s'],
+        'redis_all': m['redis_us_per_event_all'], 'redis_load': m['redis_us_per_event_load'],
+        'load_avg': R['machine'].get('load average (1/5/15 min) at start; end'),
+        'lost': m['lost'],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('runs', nargs='+')
+    ap.add_argument('--rates', default='50000,500000')
+    ap.add_argument('--edges', default='3,6,12,30')
+    ap.add_argument('--catalogue', default='100000,1000000')
+    ap.add_argument('--interval', type=float, default=1.0)
+    ap.add_argument('--target', type=float, default=0.5)
+    ap.add_argument('--viewer-us', type=float, default=0.42)
+    o = ap.parse_args()
+    runs = [load(d) for d in o.runs]
+    med = lambda k: statistics.median(r[k] for r in runs)
+    w, a, b = med('w'), med('a'), med('b')
+    print('## Unit costs (median of %d run(s))' % len(runs))
+    print()
+    print('| run | series | edges | events/s | worker µs/event | ceiling µs/req | Redis µs/content round (a) | Redis µs/content-minute (b) | content rounds/event: run / Zipf model | content-minutes/event: run / model | Redis µs/event: load / all | lost | load average |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+    p100k = zipf_p(100000)
+    for r in runs:
+        # the model's prediction for the run itself: rounds in the load window,
+        # content-minutes in its (at most one) minute
+        n_ev = r['accepted'] / r['edges']
+        pred_rounds = distinct(p100k, r['rate_edge'] * o.interval) / (r['rate_edge'] * o.interval)
+        pred_minutes = distinct(p100k, n_ev) / n_ev
+        print('| %s | %s | %d | %s | %.2f | %s | %.2f | %.1f | %.3f / %.3f | %.3f / %.3f | %.2f / %.2f | %d | %s |' % (
+            r['id'], r['series'], r['edges'], '{:,.0f}'.format(r['rate']), r['w'],
+            '%.2f' % r['ceiling_w'] if r['ceiling_w'] else '–', r['a'], r['b'],
+            r['rounds_per_event'], pred_rounds, r['minutes_per_event'], pred_minutes,
+            r['redis_load'], r['redis_all'], r['lost'], r['load_avg']))
+    print()
+    print('Model inputs: w = %.2f µs/event, a = %.2f µs/content round, b = %.1f µs/content-minute, '
+          'v = %.2f µs/viewer hash, flush interval %g s, target utilisation %.0f%%.'
+          % (w, a, b, o.viewer_us, o.interval, 100 * o.target))
+    print()
+    for n in [int(x) for x in o.catalogue.split(',')]:
+        p = zipf_p(n)
+        print('### Catalogue of %s ids, Zipf(1)' % '{:,}'.format(n))
+        print()
+        print('| events/s | edges | events/s per edge | content rounds/s per edge | content-minutes/s per edge | nginx cores busy (all edges) | cores per edge at %.0f%% | Redis: totals / buckets+series / viewer elements (cores busy) | Redis cores busy | Redis shards at %.0f%% |' % (100 * o.target, 100 * o.target))
+        print('|---|---|---|---|---|---|---|---|---|---|')
+        for rate in [int(x) for x in o.rates.split(',')]:
+            for e in [int(x) for x in o.edges.split(',')]:
+                re_ = rate / e
+                rounds = distinct(p, re_ * o.interval) / o.interval
+                minutes = distinct(p, re_ * 60) / 60
+                tot = e * a * rounds / 1e6
+                bk = e * b * minutes / 1e6
+                vw = o.viewer_us * rate / 1e6
+                redis = tot + bk + vw
+                ng = w * rate / 1e6
+                print('| %s | %d | %s | %s | %s | %.2f | %.2f | %.2f / %.2f / %.2f | %.2f | %d |' % (
+                    '{:,}'.format(rate), e, '{:,.0f}'.format(re_), '{:,.0f}'.format(rounds),
+                    '{:,.0f}'.format(minutes), ng, ng / e / o.target, tot, bk, vw, redis,
+                    max(1, math.ceil(redis / o.target))))
+        print()
+
+
+if __name__ == '__main__':
+    main()
