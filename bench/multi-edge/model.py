@@ -78,11 +78,22 @@ def main():
     ap.add_argument('--interval', type=float, default=1.0)
     ap.add_argument('--target', type=float, default=0.5)
     ap.add_argument('--viewer-us', type=float, default=0.42)
+    ap.add_argument('--series', choices=('on', 'off'), default='on',
+                    help='the model takes the runs with series on (the default) or off')
     o = ap.parse_args()
-    runs = [load(d) for d in o.runs]
-    med = lambda k: statistics.median(r[k] for r in runs)
+    runs = []
+    for d in o.runs:
+        f = d if d.endswith('.json') else os.path.join(d, 'results.json')
+        if os.path.exists(f):
+            runs.append(load(d))
+        else:
+            print('model.py: %s: no results.json (a run under way?), left out' % d, file=sys.stderr)
+    used = [r for r in runs if r['series'] == o.series]
+    if not used:
+        sys.exit('no run with series %s among those given' % o.series)
+    med = lambda k: statistics.median(r[k] for r in used)
     w, a, b = med('w'), med('a'), med('b')
-    print('## Unit costs (median of %d run(s))' % len(runs))
+    print('## Unit costs (the model: median of the %d run(s) with series %s)' % (len(used), o.series))
     print()
     print('| run | series | edges | events/s | worker µs/event | ceiling µs/req | Redis µs/content round (a) | Redis µs/content-minute (b) | content rounds/event: run / Zipf model | content-minutes/event: run / model | Redis µs/event: load / all | lost | load average |')
     print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
