@@ -25,6 +25,11 @@ catalogue of N ids (the bench's workload law; N = 100,000 in the runs):
   nginx CPU (cores) = w x R / 1e6
   at a target utilisation (0.5): cores = CPU / target, shards = Redis / target
 
+The minute's buckets are written in the first rounds after it ends: the
+last two columns give that burst's Redis CPU (b x content-minutes of a
+minute, all edges) and the shards that write it within --burst-window
+seconds (10) while the totals keep flowing.
+
 v (µs per viewer hash element, --viewer-us) adds the PFADD element cost
 that a and b carry only at the runs' rates (bench/redis-replay/floor.py:
 0.10 dense to 0.42 sparse). Prints markdown.
@@ -55,6 +60,8 @@ def load(d):
     rate_edge = m['req_s'] / edges
     return {
         'id': R['id'], 'edges': edges, 'series': R['options']['series'],
+        'clickhouse': bool(R['options'].get('clickhouse')),
+        'ch_us': (m.get('clickhouse') or {}).get('us_per_event'),
         'rate': m['req_s'], 'rate_edge': rate_edge, 'duration': R['options']['duration'],
         'w': m['worker_us_per_req'],
         'ceiling_w': R['ceiling']['worker_us_per_req'] if R.get('ceiling') else None,
@@ -78,6 +85,8 @@ def main():
     ap.add_argument('--interval', type=float, default=1.0)
     ap.add_argument('--target', type=float, default=0.5)
     ap.add_argument('--viewer-us', type=float, default=0.42)
+    ap.add_argument('--burst-window', type=float, default=10.0,
+                    help='seconds after a minute ends in which its buckets should be written')
     ap.add_argument('--series', choices=('on', 'off'), default='on',
                     help='the model takes the runs with series on (the default) or off')
     o = ap.parse_args()
@@ -88,14 +97,16 @@ def main():
             runs.append(load(d))
         else:
             print('model.py: %s: no results.json (a run under way?), left out' % d, file=sys.stderr)
-    used = [r for r in runs if r['series'] == o.series]
+    # the model's unit costs: runs without the ClickHouse writer (its cost
+    # is given apart), with series as asked
+    used = [r for r in runs if r['series'] == o.series and not r['clickhouse']]
     if not used:
         sys.exit('no run with series %s among those given' % o.series)
     med = lambda k: statistics.median(r[k] for r in used)
     w, a, b = med('w'), med('a'), med('b')
     print('## Unit costs (the model: median of the %d run(s) with series %s)' % (len(used), o.series))
     print()
-    print('| run | series | edges | events/s | worker µs/event | ceiling µs/req | Redis µs/content round (a) | Redis µs/content-minute (b) | content rounds/event: run / Zipf model | content-minutes/event: run / model | Redis µs/event: load / all | lost | load average |')
+    print('| run | series, writer | edges | events/s | worker µs/event | ceiling µs/req | Redis µs/content round (a) | Redis µs/content-minute (b) | content rounds/event: run / Zipf model | content-minutes/event: run / model | Redis µs/event: load / all | lost | load average |')
     print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
     p100k = zipf_p(100000)
     for r in runs:
@@ -105,7 +116,7 @@ def main():
         pred_rounds = distinct(p100k, r['rate_edge'] * o.interval) / (r['rate_edge'] * o.interval)
         pred_minutes = distinct(p100k, n_ev) / n_ev
         print('| %s | %s | %d | %s | %.2f | %s | %.2f | %.1f | %.3f / %.3f | %.3f / %.3f | %.2f / %.2f | %d | %s |' % (
-            r['id'], r['series'], r['edges'], '{:,.0f}'.format(r['rate']), r['w'],
+            r['id'], r['series'] + (', ClickHouse %.1f µs/event' % r['ch_us'] if r['clickhouse'] else ''), r['edges'], '{:,.0f}'.format(r['rate']), r['w'],
             '%.2f' % r['ceiling_w'] if r['ceiling_w'] else '–', r['a'], r['b'],
             r['rounds_per_event'], pred_rounds, r['minutes_per_event'], pred_minutes,
             r['redis_load'], r['redis_all'], r['lost'], r['load_avg']))
@@ -118,8 +129,8 @@ def main():
         p = zipf_p(n)
         print('### Catalogue of %s ids, Zipf(1)' % '{:,}'.format(n))
         print()
-        print('| events/s | edges | events/s per edge | content rounds/s per edge | content-minutes/s per edge | nginx cores busy (all edges) | cores per edge at %.0f%% | Redis: totals / buckets+series / viewer elements (cores busy) | Redis cores busy | Redis shards at %.0f%% |' % (100 * o.target, 100 * o.target))
-        print('|---|---|---|---|---|---|---|---|---|---|')
+        print('| events/s | edges | events/s per edge | content rounds/s per edge | content-minutes/s per edge | nginx cores busy (all edges) | cores per edge at %.0f%% | Redis: totals / buckets+series / viewer elements (cores busy) | Redis cores busy | Redis shards at %.0f%% | minute-end burst: Redis CPU s | shards to write it in %g s |' % (100 * o.target, 100 * o.target, o.burst_window))
+        print('|---|---|---|---|---|---|---|---|---|---|---|---|')
         for rate in [int(x) for x in o.rates.split(',')]:
             for e in [int(x) for x in o.edges.split(',')]:
                 re_ = rate / e
@@ -130,10 +141,12 @@ def main():
                 vw = o.viewer_us * rate / 1e6
                 redis = tot + bk + vw
                 ng = w * rate / 1e6
-                print('| %s | %d | %s | %s | %s | %.2f | %.2f | %.2f / %.2f / %.2f | %.2f | %d |' % (
+                burst = bk * 60
+                print('| %s | %d | %s | %s | %s | %.2f | %.2f | %.2f / %.2f / %.2f | %.2f | %d | %.1f | %d |' % (
                     '{:,}'.format(rate), e, '{:,.0f}'.format(re_), '{:,.0f}'.format(rounds),
                     '{:,.0f}'.format(minutes), ng, ng / e / o.target, tot, bk, vw, redis,
-                    max(1, math.ceil(redis / o.target))))
+                    max(1, math.ceil(redis / o.target)), burst,
+                    max(1, math.ceil(burst / o.burst_window))))
         print()
 
 
