@@ -30,6 +30,10 @@ last two columns give that burst's Redis CPU (b x content-minutes of a
 minute, all edges) and the shards that write it within --burst-window
 seconds (10) while the totals keep flowing.
 
+Memory per edge: the dedupe zone holds a window of events, the counters
+and series zones about two minutes of distinct contents (see the printed
+note under each table).
+
 v (µs per viewer hash element, --viewer-us) adds the PFADD element cost
 that a and b carry only at the runs' rates (bench/redis-replay/floor.py:
 0.10 dense to 0.42 sparse). Prints markdown.
@@ -61,6 +65,8 @@ def load(d):
     return {
         'id': R['id'], 'edges': edges, 'series': R['options']['series'],
         'clickhouse': bool(R['options'].get('clickhouse')),
+        'series_zone': R['options'].get('series_zone', '16m'),
+        'drops': (sum(m['drops'].values()) if m.get('drops') else None),
         'ch_us': (m.get('clickhouse') or {}).get('us_per_event'),
         'rate': m['req_s'], 'rate_edge': rate_edge, 'duration': R['options']['duration'],
         'w': m['worker_us_per_req'],
@@ -85,6 +91,11 @@ def main():
     ap.add_argument('--interval', type=float, default=1.0)
     ap.add_argument('--target', type=float, default=0.5)
     ap.add_argument('--viewer-us', type=float, default=0.42)
+    ap.add_argument('--dedupe-window', type=float, default=1800.0,
+                    help='engagement_dedupe_window in seconds (30m)')
+    ap.add_argument('--series-rows', type=float, default=1.0,
+                    help='series rows per content-minute (1 in the bench workload: one '
+                         'country, device and source; real traffic has more)')
     ap.add_argument('--burst-window', type=float, default=10.0,
                     help='seconds after a minute ends in which its buckets should be written')
     ap.add_argument('--series', choices=('on', 'off'), default='on',
@@ -99,7 +110,10 @@ def main():
             print('model.py: %s: no results.json (a run under way?), left out' % d, file=sys.stderr)
     # the model's unit costs: runs without the ClickHouse writer (its cost
     # is given apart), with series as asked
-    used = [r for r in runs if r['series'] == o.series and not r['clickhouse']]
+    # and, with series, a series zone that held the minute (runs before the
+    # 128m default used the module's 16m, too small here: rows dropped)
+    used = [r for r in runs if r['series'] == o.series and not r['clickhouse']
+            and (r['series'] == 'off' or (r['series_zone'] != '16m' and r['drops'] == 0))]
     if not used:
         sys.exit('no run with series %s among those given' % o.series)
     med = lambda k: statistics.median(r[k] for r in used)
@@ -116,7 +130,10 @@ def main():
         pred_rounds = distinct(p100k, r['rate_edge'] * o.interval) / (r['rate_edge'] * o.interval)
         pred_minutes = distinct(p100k, n_ev) / n_ev
         print('| %s | %s | %d | %s | %.2f | %s | %.2f | %.1f | %.3f / %.3f | %.3f / %.3f | %.2f / %.2f | %d | %s |' % (
-            r['id'], r['series'] + (', ClickHouse %.1f µs/event' % r['ch_us'] if r['clickhouse'] else ''), r['edges'], '{:,.0f}'.format(r['rate']), r['w'],
+            r['id'], (r['series'] + (' (zone %s%s)' % (r['series_zone'], ', drops not recorded' if r['series_zone'] == '16m' else '')
+                                     if r['series'] == 'on' else '')
+                      + (', ClickHouse %.1f µs/event' % r['ch_us'] if r['clickhouse'] else '')
+                      + ('' if r in used else ', not in the model')), r['edges'], '{:,.0f}'.format(r['rate']), r['w'],
             '%.2f' % r['ceiling_w'] if r['ceiling_w'] else '–', r['a'], r['b'],
             r['rounds_per_event'], pred_rounds, r['minutes_per_event'], pred_minutes,
             r['redis_load'], r['redis_all'], r['lost'], r['load_avg']))
@@ -147,6 +164,21 @@ def main():
                     '{:,.0f}'.format(minutes), ng, ng / e / o.target, tot, bk, vw, redis,
                     max(1, math.ceil(redis / o.target)), burst,
                     max(1, math.ceil(burst / o.burst_window))))
+        print()
+        print('Memory per edge (from the README\'s sizes, extrapolated): dedupe zone = events/s per edge x '
+              'window (%gs) x 64 bytes (an event with a requestId: two 32-byte entries) / 0.7 (evictions '
+              'start at about 70 %% of the entries); counters zone = 2 x distinct contents per minute x 630 '
+              'bytes; series zone = 2 x content-minutes x %g rows x 688 bytes.' % (o.dedupe_window, o.series_rows))
+        print()
+        print('| events/s | edges | dedupe zone per edge | counters zone per edge | series zone per edge |')
+        print('|---|---|---|---|---|')
+        for rate in [int(x) for x in o.rates.split(',')]:
+            for e in [int(x) for x in o.edges.split(',')]:
+                re_ = rate / e
+                cm = distinct(p, re_ * 60)
+                print('| %s | %d | %.1f GB | %.0f MB | %.0f MB |' % (
+                    '{:,}'.format(rate), e, re_ * o.dedupe_window * 64 / 0.7 / 1e9,
+                    2 * cm * 630 / 1e6, 2 * cm * o.series_rows * 688 / 1e6))
         print()
 
 
