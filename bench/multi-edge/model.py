@@ -12,8 +12,10 @@ From each run's results.json it takes (median over the runs given):
       viewer hashes due meanwhile, net of Redis's idle rate)
   b   Redis CPU µs per content-minute (the minute-end window: minute, hour
       and day buckets, the series rows and viewer hashes written then)
-and checks the Zipf law below against what the run's flush sent (content
-rounds per event, content-minutes per event). Then, for a total rate R
+each per unit the flush sent and per unit the formula below predicts for
+the run (the model uses the latter, so that it gives back each run's own
+Redis CPU at the run's own rate), and checks the formula against what the
+run's flush sent (content rounds per event, content-minutes per event). Then, for a total rate R
 spread evenly over E edges, with content ids drawn from Zipf(1) over a
 catalogue of N ids (the bench's workload law; N = 100,000 in the runs):
 
@@ -54,7 +56,12 @@ def distinct(p, k):
     return sum(-math.expm1(k * math.log1p(-q)) for q in p)
 
 
-def load(d):
+_P100K = []
+
+
+def load(d, interval=1.0):
+    if not _P100K:
+        _P100K.append(zipf_p(100000))      # the runs' workload
     f = d if d.endswith('.json') else os.path.join(d, 'results.json')
     with open(f) as fh:
         R = json.load(fh)
@@ -62,7 +69,18 @@ def load(d):
     wl, wm = m['windows']['load'], m['windows']['minute']
     edges = R['options']['edges']
     rate_edge = m['req_s'] / edges
+    # the formula's prediction for the run itself: content rounds per event
+    # at its rate per edge, content-minutes per event over its load (which
+    # stays within one minute)
+    n_ev = m['accepted'] / edges
+    pred_rounds = distinct(_P100K[0], rate_edge * interval) / (rate_edge * interval)
+    pred_minutes = distinct(_P100K[0], n_ev) / n_ev
     return {
+        'pred_rounds': pred_rounds, 'pred_minutes': pred_minutes,
+        # per unit the formula counts: the model then gives back the run's
+        # own Redis CPU at the run's own rate
+        'a_cal': 1e6 * wl['redis_cpu_net_s'] / (pred_rounds * m['accepted']),
+        'b_cal': 1e6 * wm['redis_cpu_net_s'] / (pred_minutes * m['accepted']),
         'id': R['id'], 'edges': edges, 'series': R['options']['series'],
         'clickhouse': bool(R['options'].get('clickhouse')),
         'series_zone': R['options'].get('series_zone', '16m'),
@@ -105,7 +123,7 @@ def main():
     for d in o.runs:
         f = d if d.endswith('.json') else os.path.join(d, 'results.json')
         if os.path.exists(f):
-            runs.append(load(d))
+            runs.append(load(d))      # the runs flushed every second
         else:
             print('model.py: %s: no results.json (a run under way?), left out' % d, file=sys.stderr)
     # the model's unit costs: runs without the ClickHouse writer (its cost
@@ -117,24 +135,19 @@ def main():
     if not used:
         sys.exit('no run with series %s among those given' % o.series)
     med = lambda k: statistics.median(r[k] for r in used)
-    w, a, b = med('w'), med('a'), med('b')
+    w, a, b = med('w'), med('a_cal'), med('b_cal')
     print('## Unit costs (the model: median of the %d run(s) with series %s)' % (len(used), o.series))
     print()
-    print('| run | series, writer | edges | events/s | worker µs/event | ceiling µs/req | Redis µs/content round (a) | Redis µs/content-minute (b) | content rounds/event: run / Zipf model | content-minutes/event: run / model | Redis µs/event: load / all | lost | load average |')
+    print('| run | series, writer | edges | events/s | worker µs/event | ceiling µs/req | Redis µs per content round sent / per round of the formula (a) | Redis µs per content-minute written / per content-minute of the formula (b) | content rounds/event: run / Zipf model | content-minutes/event: run / model | Redis µs/event: load / all | lost | load average |')
     print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
-    p100k = zipf_p(100000)
     for r in runs:
-        # the model's prediction for the run itself: rounds in the load window,
-        # content-minutes in its (at most one) minute
-        n_ev = r['accepted'] / r['edges']
-        pred_rounds = distinct(p100k, r['rate_edge'] * o.interval) / (r['rate_edge'] * o.interval)
-        pred_minutes = distinct(p100k, n_ev) / n_ev
-        print('| %s | %s | %d | %s | %.2f | %s | %.2f | %.1f | %.3f / %.3f | %.3f / %.3f | %.2f / %.2f | %d | %s |' % (
+        pred_rounds, pred_minutes = r['pred_rounds'], r['pred_minutes']
+        print('| %s | %s | %d | %s | %.2f | %s | %.2f / %.2f | %.1f / %.1f | %.3f / %.3f | %.3f / %.3f | %.2f / %.2f | %d | %s |' % (
             r['id'], (r['series'] + (' (zone %s%s)' % (r['series_zone'], ', drops not recorded' if r['series_zone'] == '16m' else '')
                                      if r['series'] == 'on' else '')
                       + (', ClickHouse %.1f µs/event' % r['ch_us'] if r['clickhouse'] else '')
                       + ('' if r in used else ', not in the model')), r['edges'], '{:,.0f}'.format(r['rate']), r['w'],
-            '%.2f' % r['ceiling_w'] if r['ceiling_w'] else '–', r['a'], r['b'],
+            '%.2f' % r['ceiling_w'] if r['ceiling_w'] else '–', r['a'], r['a_cal'], r['b'], r['b_cal'],
             r['rounds_per_event'], pred_rounds, r['minutes_per_event'], pred_minutes,
             r['redis_load'], r['redis_all'], r['lost'], r['load_avg']))
     print()
