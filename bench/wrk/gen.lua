@@ -77,6 +77,8 @@ M.defaults = {
     p_repeat = 0.10,
     p_malformed = 0.01,
     ring = 1000,
+    rid = "",       -- put in every requestId: streams run side by side
+                    -- (bench/multi-edge, one wrk per edge) keep them distinct
 }
 
 -- parse "key=value" strings (wrk's arguments after --) over the defaults
@@ -118,7 +120,7 @@ local function body_of(g, ev, seq, dur)
     return '{"contentId":"' .. g.prefix .. ev.rank
         .. '","sessionId":"s' .. ev.viewer .. '-' .. ev.sess
         .. '","viewerId":"u' .. ev.viewer
-        .. '","requestId":"r' .. g.prefix .. g.thread .. '-' .. seq
+        .. '","requestId":"r' .. g.rid .. g.prefix .. g.thread .. '-' .. seq
         .. '","durationMs":' .. dur .. '}'
 end
 

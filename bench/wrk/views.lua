@@ -4,7 +4,8 @@
 --       -- path=/engagement/view seed=42 prefix=c
 --
 -- Arguments after -- (key=value): path (default /engagement/view), seed,
--- prefix, n_content, n_viewers, zipf_s, p_repeat, p_malformed, ring.
+-- prefix, n_content, n_viewers, zipf_s, p_repeat, p_malformed, ring, rid
+-- (put in every requestId, empty by default).
 -- Each thread seeds math.random with seed + its thread id (1, 2, ...).
 --
 -- At the end, done() replays every thread's stream up to the number of
