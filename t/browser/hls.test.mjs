@@ -118,8 +118,8 @@ test("the HLS demo played past the policy: the view and the engaged view count e
   assert.deepEqual(segments(p), [], "no segment before play");
   await play(p);
   await p.waitForFunction(() => document.querySelector("video").ended, null, { timeout: 25000 });
-  await waitFor(async () => (await summary(c)).engagedViews === 1, 5000, "the engaged view in the summary");
-  await waitFor(() => totals(c).engaged === 1, 5000, "the engaged view in Redis");
+  await waitFor(async () => (await summary(c)).engagedViews === 1, 15000, "the engaged view in the summary");
+  await waitFor(() => totals(c).engaged === 1, 15000, "the engaged view in Redis");
   await sleep(2500);                      // two more flushes: nothing else comes
   const s = await summary(c);
   assert.deepEqual([s.views, s.engagedViews, s.replays], [1, 1, 0], JSON.stringify(s));
@@ -140,7 +140,7 @@ test("the HLS demo played past the policy: the view and the engaged view count e
   // (at 2 s and 8 s played) and the segments (at 6 s and 10 s served);
   // of the four decisions one counted the view and one the engaged view,
   // the others were duplicates of the same session
-  await waitFor(() => beacons(p).length === 2, 3000, "the two beacons' answers");
+  await waitFor(() => beacons(p).length === 2, 10000, "the two beacons' answers");
   const b = beacons(p);
   const metrics = b.flatMap(x => (x.body && x.body.metrics) || []);
   const bView = metrics.filter(m => m === "view").length;
@@ -209,7 +209,7 @@ test("the HLS demo reloaded mid-play: same session, no second view, replayed seg
   await play(p);
   await waitFor(async () => await played(p) >= 3, 8000, "3 s played again");
   await p.evaluate(() => document.querySelector("video").pause());
-  await waitFor(() => beacons(p).length === 2, 5000, "the second page's view beacon");
+  await waitFor(() => beacons(p).length === 2, 15000, "the second page's view beacon");
   await sleep(2000);
   const s1 = await segStatus();
   const s = await summary(c);
@@ -264,8 +264,8 @@ test("the demo page's WebM file still plays and counts one view at 2 s", async t
   assert.match(await p.evaluate(() => document.querySelector("video").currentSrc), /\/media\/demo\.webm$/);
   await play(p);
   await waitFor(async () => await played(p) >= 2.5, 8000, "2.5 s played");
-  await waitFor(async () => (await summary(c)).views === 1, 5000, "the view in the summary");
-  await waitFor(() => totals(c).views === 1, 5000, "the view in Redis");
+  await waitFor(async () => (await summary(c)).views === 1, 15000, "the view in the summary");
+  await waitFor(() => totals(c).views === 1, 15000, "the view in Redis");
   await waitFor(() => beacons(p).length === 1, 3000, "the view's answer");
   assert.deepEqual(beacons(p).map(b => [b.status, b.body.metrics]), [[202, ["view"]]]);
   assert.deepEqual(segments(p), []);
