@@ -17,6 +17,9 @@
 #                         of HTTP answers, the User-Agent classifier and the
 #                         analytics query string with libFuzzer (default
 #                         60 s each)
+#   ./build.sh soak [--minutes N]  the soak with scheduled faults
+#                         (bench/soak/run; default the short mode, ~3.5 min;
+#                         its report in bench/results/tmp/soak-*/report.md)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
 
@@ -329,5 +332,6 @@ case "$cmd" in
            fi ;;
     run)   deps ffmpeg; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
-    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http|dims|analytics]|deps]" >&2; exit 2 ;;
+    soak)  deps; build_default; "$ROOT/bench/soak/run" --no-build "$@" ;;
+    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http|dims|analytics]|soak [--minutes N]|deps]" >&2; exit 2 ;;
 esac
