@@ -166,6 +166,14 @@ GET /status
     like($out, qr/^\s+v1\s+total\s+views\s+9\s+4\s+\+5$/m, "text: v1's line");
     like($out, qr/^\s+v2\s+\Q$today\E\s+views\s+-\s+3\s+-3$/m, "text: v2's line");
 
+    # the totals alone, the days alone
+    ($rc, $j) = reconcile_json('--no-days');
+    is(drift_names($j), "v1 total views 9/4", "--no-days: v1's total alone");
+    ($rc, $j) = reconcile_json('--no-totals');
+    is(drift_names($j), "v2 $today views /3", "--no-totals: v2's day alone");
+    ($rc, $j) = reconcile_json('--from', $today, '--to', $today);
+    is("$j->{days} $j->{checked_keys}", "1 6", "--from/--to today: one day per content");
+
     # only the given content
     ($rc, $j) = reconcile_json('--content', 'v3');
     is("$rc $j->{contents} " . scalar @{ $j->{drift} }, "0 1 0", "--content v3: v3 alone, no drift");
