@@ -18,7 +18,7 @@
 #                         analytics query string with libFuzzer (default
 #                         60 s each)
 #   ./build.sh soak [--minutes N]  the soak with scheduled faults
-#                         (bench/soak/run; default the short mode, ~3.5 min;
+#                         (bench/soak/run; default the short mode, ~3 min;
 #                         its report in bench/results/tmp/soak-*/report.md)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
