@@ -20,6 +20,9 @@
 #   ./build.sh deb        build the Debian package libnginx-mod-http-engagement
 #                         into build-deb/ (DEB_OUT=dir for another; see
 #                         docs/packaging.md)
+#   ./build.sh soak [--minutes N]  the soak with scheduled faults
+#                         (bench/soak/run; default the short mode, ~3 min;
+#                         its report in bench/results/tmp/soak-*/report.md)
 #   ./build.sh deps       only install the Debian packages
 set -euo pipefail
 
@@ -447,5 +450,6 @@ case "$cmd" in
     run)   deps ffmpeg; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
     deb)   deps debhelper dpkg-dev; build_deb ;;
-    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http|dims|analytics]|deb|deps]" >&2; exit 2 ;;
+    soak)  deps; build_default; "$ROOT/bench/soak/run" --no-build "$@" ;;
+    *) echo "usage: $0 [build|test-build|test [--asan] [t/file.t ...] [browser]|run|fuzz [secs] [event|token|http|dims|analytics]|deb|soak [--minutes N]|deps]" >&2; exit 2 ;;
 esac
