@@ -152,3 +152,13 @@ invalid parameter "id_param=query+id" of engagement_writer
 --- must_die
 --- error_log
 the URL is too long (a request head must fit in 4096 bytes)
+
+=== TEST 5: an https:// writer URL fails nginx -t, saying why
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_writer https://127.0.0.1:8443/?query=INSERT;
+--- config
+    location = /engagement/view { engagement view; }
+--- must_die
+--- error_log
+engagement_writer "https://127.0.0.1:8443/?query=INSERT": https is not supported (the client has no TLS)
