@@ -27,10 +27,12 @@ if (ch_bin()) {
     Test::More::plan(skip_all => 'clickhouse-server is not installed (./build.sh installs it)');
 }
 
-our $chp = free_ports(170, 15, 3);
+our $chp = free_ports(170, 15, 3);               # http; +1 tcp; +2 fault
 our $chdir = scratch_dir("clickhouse-slow-$chp");
-ch_setup(port => $chp, dir => $chdir);
+ch_setup(port => $chp, dir => $chdir, fault_port => $chp + 2,
+         ctl => scratch_dir() . "/fault-slow", keep_alive => 1, persist => 1);
 $ENV{TEST_NGINX_CH_PORT} = $chp;
+$ENV{TEST_NGINX_FAULT_PORT} = $chp + 2;
 
 our $ch = ch_start(fresh => 1);
 ch_schema();
@@ -74,8 +76,11 @@ our $Writer = 'engagement_writer http://127.0.0.1:$TEST_NGINX_CH_PORT/?query=INS
     . 'connect_timeout=300ms timeout=1s retry=200ms spool=$TEST_NGINX_SPOOL '
     . 'check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D';
 
+our $fp;
+
 run_tests();
 
+fault_stop($fp);
 ch_stop($ch);
 
 __DATA__
@@ -152,3 +157,46 @@ invalid parameter "id_param=query+id" of engagement_writer
 --- must_die
 --- error_log
 the URL is too long (a request head must fit in 4096 bytes)
+
+=== TEST 5: an https:// writer URL fails nginx -t, saying why
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_writer https://127.0.0.1:8443/?query=INSERT;
+--- config
+    location = /engagement/view { engagement view; }
+--- must_die
+--- error_log
+engagement_writer "https://127.0.0.1:8443/?query=INSERT": https is not supported (the client has no TLS)
+
+=== TEST 6: an answer later than timeout= on a kept-alive connection: the batch is checked before it is sent again, not sent again at once (it was stored twice)
+--- http_config
+    engagement_zone engagement:1m;
+    engagement_edge_id slow-ka;
+    engagement_writer http://127.0.0.1:$TEST_NGINX_FAULT_PORT/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=200ms connect_timeout=300ms timeout=1s retry=200ms spool=$TEST_NGINX_SPOOL check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
+--- config
+    location = /engagement/view { engagement view; }
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: \nnginx_engagement_writer_queued_events 0\n
+--- timeout: 40
+--- error_log
+the upstream timed out
+is in the sink already (1 rows): not sent again
+--- post_check
+    ch("DROP TABLE IF EXISTS eng.a_slow_sink");
+    fault_mode('pass');
+    $main::fp = fault_start();
+    is(views('ka', 1), 1, "a view");
+    ok(wait_until(sub { drained() }, 10), "delivered; the connection is parked");
+    fault_mode('slow 2');
+    is(views('kb', 1), 1, "another view, sent on the parked connection");
+    ok(wait_until(sub { error_log_text() =~ /the upstream timed out/ }, 10),
+       "its answer comes later than timeout=1s");
+    fault_mode('pass');   # the check that follows is answered at once
+    ok(wait_until(sub { drained() }, 20), "the writer has delivered everything");
+    sleep 1;
+    is(ch("SELECT count() FROM eng.batches WHERE batch_id LIKE 'slow-ka.%'"), 2, "two batches");
+    is(ch("SELECT max(rows) FROM eng.batches WHERE batch_id LIKE 'slow-ka.%'"), 1, "each stored once");
+    is(ch("SELECT sum(views) FROM eng.views_minute WHERE content_id IN ('ka', 'kb')"), 2,
+       "the minute rollup counts 2 views");

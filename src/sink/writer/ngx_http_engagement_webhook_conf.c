@@ -9,10 +9,9 @@
 
 #include "ngx_http_engagement_module.h"
 #include "sink/writer/ngx_http_engagement_webhook.h"
+#include "sink/writer/ngx_http_engagement_writer.h"
 
 
-static char *ngx_http_engagement_webhook_url(ngx_conf_t *cf,
-    ngx_http_engagement_webhook_conf_t *wh, ngx_str_t *url);
 
 
 /* the directive */
@@ -45,7 +44,13 @@ ngx_http_engagement_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     wh->rate = 10;
     wh->batch = 8;
 
-    if (ngx_http_engagement_webhook_url(cf, wh, &value[1]) != NGX_CONF_OK) {
+    wh->url = value[1];
+
+    if (ngx_http_engagement_http_url(cf, "engagement_milestone_webhook",
+                                     &value[1], &wh->addr, &wh->host,
+                                     &wh->uri)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -121,84 +126,6 @@ ngx_http_engagement_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     emcf->webhook = wh;
-
-    return NGX_CONF_OK;
-}
-
-
-/* http:// only (the client has no TLS), resolved now */
-
-static char *
-ngx_http_engagement_webhook_url(ngx_conf_t *cf,
-    ngx_http_engagement_webhook_conf_t *wh, ngx_str_t *url)
-{
-    size_t     i;
-    ngx_url_t  u;
-
-    if (url->len >= 8
-        && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_milestone_webhook \"%V\": https is "
-                           "not supported (the client has no TLS); use "
-                           "http://, e.g. to a local TLS proxy", url);
-        return NGX_CONF_ERROR;
-    }
-
-    if (url->len <= 7
-        || ngx_strncasecmp(url->data, (u_char *) "http://", 7) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_milestone_webhook \"%V\": an "
-                           "http:// URL is expected", url);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-    u.url.data = url->data + 7;
-    u.url.len = url->len - 7;
-    u.default_port = 80;
-    u.uri_part = 1;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_milestone_webhook \"%V\": %s", url,
-                           u.err ? u.err : "host not found");
-        return NGX_CONF_ERROR;
-    }
-
-    wh->url = *url;
-    wh->addr = u.addrs[0];
-    wh->host = u.host;
-
-    if (u.port != 80) {
-        wh->host.data = ngx_pnalloc(cf->pool, u.host.len + 1 + NGX_INT_T_LEN);
-        if (wh->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        wh->host.len = ngx_sprintf(wh->host.data, "%V:%d", &u.host, u.port)
-                       - wh->host.data;
-    }
-
-    if (u.uri.len) {
-        wh->uri = u.uri;
-
-    } else {
-        ngx_str_set(&wh->uri, "/");
-    }
-
-    for (i = 0; i < wh->uri.len; i++) {
-        if (wh->uri.data[i] <= ' ' || wh->uri.data[i] >= 0x7f
-            || wh->uri.data[i] == '#')
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "engagement_milestone_webhook \"%V\": the "
-                               "path must be URL-encoded, without a "
-                               "fragment", url);
-            return NGX_CONF_ERROR;
-        }
-    }
 
     return NGX_CONF_OK;
 }

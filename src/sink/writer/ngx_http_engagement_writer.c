@@ -624,10 +624,16 @@ ngx_http_engagement_writer_done(ngx_http_engagement_writer_t *w,
         }
     }
 
-    if (!ok && w->reused && w->head_n == 0 && !w->retried
+    if (!ok && w->reused && w->head_n == 0 && !w->retried && !w->timedout
         && !ngx_exiting && !w->stopping)
     {
-        /* the upstream had closed the parked connection: once more */
+        /*
+         * The upstream had closed the parked connection (a reset or an
+         * end of stream before any answer): once more, on a new one. Not
+         * after a timeout: the upstream may be storing the batch still,
+         * so the batch goes the way of any failure (the spool, and the
+         * check before it is sent again).
+         */
         w->retried = 1;
         ngx_http_engagement_writer_close(w);
         ngx_http_engagement_writer_connect(w);

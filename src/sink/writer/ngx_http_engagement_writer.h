@@ -75,6 +75,10 @@ typedef struct {
 
 
 /* writer_conf.c: engagement_writer, and the edge id once it is known */
+/* writer_conf.c: an http:// upstream URL of the writer or the webhook */
+char *ngx_http_engagement_http_url(ngx_conf_t *cf, const char *name,
+    ngx_str_t *url, ngx_addr_t *addr, ngx_str_t *host, ngx_str_t *uri);
+
 char *ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_engagement_writer_init_conf(

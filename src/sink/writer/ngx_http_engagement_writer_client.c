@@ -47,6 +47,7 @@ ngx_http_engagement_writer_connect(ngx_http_engagement_writer_t *w)
     w->body_n = 0;
     w->sent = 0;
     w->ans_n = 0;
+    w->timedout = 0;
 
     if (w->c) {
         /* a parked keep-alive connection */
@@ -121,6 +122,7 @@ ngx_http_engagement_writer_handler(ngx_event_t *ev)
     w = c->data;
 
     if (ev->timedout) {
+        w->timedout = 1;
         ngx_http_engagement_writer_done(w, 0,
                                         !ev->write ? "the upstream timed out"
                                         : w->sent ? "send timed out"

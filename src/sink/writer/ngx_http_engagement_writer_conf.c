@@ -51,8 +51,6 @@ static ngx_int_t ngx_http_engagement_writer_set_pool(ngx_conf_t *cf,
     ngx_str_t *arg, ngx_str_t *v, ngx_str_t *pool);
 static ngx_int_t ngx_http_engagement_writer_set_check(ngx_conf_t *cf,
     ngx_str_t *arg, ngx_str_t *v, ngx_str_t *check);
-static char *ngx_http_engagement_writer_url(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *url);
 static ngx_uint_t ngx_http_engagement_writer_url_safe(ngx_str_t *s);
 static char *ngx_http_engagement_writer_add_zone(ngx_conf_t *cf,
     ngx_http_engagement_writer_conf_t *wcf);
@@ -131,9 +129,14 @@ ngx_http_engagement_writer_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_engagement_writer_url(cf, wcf, &value[1]) != NGX_CONF_OK) {
+    if (ngx_http_engagement_http_url(cf, "engagement_writer", &value[1],
+                                     &wcf->addr, &wcf->host, &wcf->uri)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
+
+    wcf->url = value[1];
 
     for (i = 2; i < cf->args->nelts; i++) {
         rc = ngx_http_engagement_writer_param(cf, wcf, &value[i]);
@@ -399,20 +402,35 @@ ngx_http_engagement_writer_set_check(ngx_conf_t *cf, ngx_str_t *arg,
 }
 
 
-/* the upstream: http:// only, resolved now; the Host header and the path */
+/*
+ * An upstream URL of one of our HTTP clients (the writer, the milestone
+ * webhook): http:// only, resolved now; its address, the Host header and
+ * the path (with the query) as it goes into the request line. The errors
+ * name the directive.
+ */
 
-static char *
-ngx_http_engagement_writer_url(ngx_conf_t *cf,
-    ngx_http_engagement_writer_conf_t *wcf, ngx_str_t *url)
+char *
+ngx_http_engagement_http_url(ngx_conf_t *cf, const char *name,
+    ngx_str_t *url, ngx_addr_t *addr, ngx_str_t *host, ngx_str_t *uri)
 {
+    size_t     i;
     ngx_url_t  u;
+
+    if (url->len >= 8
+        && ngx_strncasecmp(url->data, (u_char *) "https://", 8) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s \"%V\": https is not supported (the client "
+                           "has no TLS); use http://, e.g. to a local TLS "
+                           "proxy", name, url);
+        return NGX_CONF_ERROR;
+    }
 
     if (url->len <= 7
         || ngx_strncasecmp(url->data, (u_char *) "http://", 7) != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_writer \"%V\": an http:// URL is "
-                           "expected", url);
+                           "%s \"%V\": an http:// URL is expected", name, url);
         return NGX_CONF_ERROR;
     }
 
@@ -423,38 +441,41 @@ ngx_http_engagement_writer_url(ngx_conf_t *cf,
     u.uri_part = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_writer \"%V\": %s", url,
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s \"%V\": %s", name, url,
                            u.err ? u.err : "host not found");
         return NGX_CONF_ERROR;
     }
 
-    wcf->url = *url;
-    wcf->addr = u.addrs[0];
-    wcf->host = u.host;
+    *addr = u.addrs[0];
+    *host = u.host;
 
     if (u.port != 80) {
-        wcf->host.data = ngx_pnalloc(cf->pool, u.host.len + 1 + NGX_INT_T_LEN);
-        if (wcf->host.data == NULL) {
+        host->data = ngx_pnalloc(cf->pool, u.host.len + 1 + NGX_INT_T_LEN);
+        if (host->data == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        wcf->host.len = ngx_sprintf(wcf->host.data, "%V:%d", &u.host, u.port)
-                        - wcf->host.data;
+        host->len = ngx_sprintf(host->data, "%V:%d", &u.host, u.port)
+                    - host->data;
     }
 
     if (u.uri.len) {
-        wcf->uri = u.uri;
+        *uri = u.uri;
 
     } else {
-        ngx_str_set(&wcf->uri, "/");
+        ngx_str_set(uri, "/");
     }
 
-    if (!ngx_http_engagement_writer_url_safe(&wcf->uri)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "engagement_writer \"%V\": the path must be "
-                           "URL-encoded (use %%20 for spaces)", url);
-        return NGX_CONF_ERROR;
+    for (i = 0; i < uri->len; i++) {
+        if (uri->data[i] <= ' ' || uri->data[i] >= 0x7f
+            || uri->data[i] == '#')
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s \"%V\": the path must be URL-encoded, "
+                               "without a fragment (%%20 for a space)",
+                               name, url);
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

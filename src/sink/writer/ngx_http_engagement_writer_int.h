@@ -142,6 +142,7 @@ typedef struct {
     ngx_uint_t                   busy;
     ngx_uint_t                   reused;
     ngx_uint_t                   retried;
+    ngx_uint_t                   timedout;    /* the send ended by a timer */
     ngx_uint_t                   stopping;
     ngx_uint_t                   gen;         /* the zone's cycle_gen */
     ngx_uint_t                   spooling;    /* a batch on its way to disk */

@@ -288,7 +288,23 @@ ngx_http_engagement_writer_spooled(ngx_event_t *ev)
     w->spooling = 0;
     w->busy = 0;
 
-    (void) ngx_http_engagement_writer_spool_finish(w, job->rc, 1);
+    if (ngx_http_engagement_writer_spool_finish(w, job->rc, 1) != NGX_OK) {
+        /*
+         * The disk refused it (full, an I/O error): the batch stays
+         * queued, and the next attempt waits retry=, as after a failed
+         * send, instead of taking the next batch at once (each attempt
+         * writes up to the free space, deletes it and logs an alert)
+         */
+        if (w->on && !w->stopping && !ngx_exiting) {
+            if (w->tick.timer_set) {
+                ngx_del_timer(&w->tick);
+            }
+
+            ngx_add_timer(&w->tick, wcf->retry);
+        }
+
+        return;
+    }
 
     /* more to write or send: the next tick soon */
     ngx_http_engagement_writer_soon(w, w->on && !w->stopping

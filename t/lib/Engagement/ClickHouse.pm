@@ -208,7 +208,9 @@ sub _fault_serve {
         sleep $delay if $delay;
         $resp =~ s/^Connection:[^\r\n]*\r\n//mi if $C{keep_alive};
         syswrite($c, $resp);
-        return;
+        # persist: the connection stays open for the next request, as a
+        # keep-alive upstream's does (else it is closed after one answer)
+        return unless $C{persist};
     }
 }
 
