@@ -364,7 +364,7 @@ ngx_http_engagement_cluster_on_wait(redisAsyncContext *ac, void *r,
     } else {
         ngx_log_error(NGX_LOG_WARN, ngx_http_engagement_clog, 0,
                       "engagement redis cluster: a write on %*s reached "
-                      "%xi replicas of %ui in %M ms; it will be sent again",
+                      "%i replicas of %ui in %M ms; it will be sent again",
                       n->name_len, n->name,
                       (reply && reply->type == REDIS_REPLY_INTEGER)
                       ? (ngx_int_t) reply->integer : (ngx_int_t) -1,
