@@ -492,3 +492,13 @@ GET /status
     sleep 0.5;
     main::check_once('failover', %want);
     log_is_clean("failover");
+    # edge b, running since block 1: stopped, its logs clean
+    my $st = stop_nginx($main::BPid);
+    undef $main::BPid;
+    is($st, 0, "edge b: stopped cleanly");
+    my $blog = slurp(scratch_dir() . "/nginx-mscluster-b/logs/error.log")
+             . slurp(scratch_dir() . "/nginx-mscluster-b/logs/stderr.log");
+    my @bad = grep { /\[(alert|crit|emerg)\]|AddressSanitizer|LeakSanitizer|runtime error|exited on signal/ }
+              split /\n/, $blog;
+    is(scalar(@bad), 0, "edge b: no alert, crash or sanitizer report in its logs")
+        or diag("@bad[0 .. ($#bad < 4 ? $#bad : 4)]");
