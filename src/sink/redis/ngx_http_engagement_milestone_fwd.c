@@ -54,7 +54,7 @@ static ngx_uint_t                 ngx_http_engagement_msfwd_sweep;
 static ngx_uint_t                 ngx_http_engagement_msfwd_marked;
 static u_char                     ngx_http_engagement_msfwd_touched[
                                       NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS / 8];
-static uint16_t                   ngx_http_engagement_msfwd_busy[
+static uint32_t                   ngx_http_engagement_msfwd_busy[
                                       NGX_HTTP_ENGAGEMENT_CLUSTER_SLOTS];
 static ngx_event_t                ngx_http_engagement_msfwd_ev;
 

@@ -32,6 +32,11 @@
  * content's channel when the day's series knows one (the hash
  * <content>:d:<YYYYMMDD>:channel that series_flush.c writes, the channel
  * with the most rows). sink/writer/webhook.c delivers the outbox.
+ * In cluster mode (msout set: the flush script's batch key names its
+ * slot's tag, the reaction script gets KEYS[4]) the mark moves the same
+ * way but the notification goes to the slot's pending hash msout,
+ * eng:ms:out:{<tag>} (field: the id; value: what the writes need), and
+ * nothing of another slot is written: milestone_fwd.c moves it on.
  */
 #define NGX_HTTP_ENGAGEMENT_MILESTONE_LUA                                     \
     "local msout = nil\n"                                                     \
@@ -242,7 +247,8 @@ static const char  ngx_http_engagement_read_lua[] =
  * The reaction script: one user's reaction to one content moves from its
  * old state to the new one ('' is none) and the counts follow, atomically;
  * a request id seen in the last day changes nothing. KEYS: totals, the
- * user -> reaction hash, the request id's key. ARGV: user, new state,
+ * user -> reaction hash, the request id's key [, in cluster mode with
+ * milestones the slot's pending milestones, eng:ms:out:{<tag>}]. ARGV: user, new state,
  * '1' if there is a request id, the likes' milestone arguments (see
  * NGX_HTTP_ENGAGEMENT_MILESTONE_LUA: a like that moves the count of
  * "like" may cross one), then the reaction types. The answer:
