@@ -704,6 +704,10 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_engagement_milestone_fwd_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_engagement_trend_flush_start(cycle, emcf);
 }
 
@@ -713,6 +717,7 @@ ngx_http_engagement_exit_process(ngx_cycle_t *cycle)
 {
     /* closes the Redis connection: nginx checks for open sockets next */
     ngx_http_engagement_webhook_stop();
+    ngx_http_engagement_milestone_fwd_stop();
     ngx_http_engagement_flush_stop();
     ngx_http_engagement_writer_stop(cycle);
 }

@@ -6,8 +6,8 @@
 # after) counted exactly; a master killed (kill -9), its replica
 # promoted, views sent during and after: 0 lost, 0 doubled. The cluster
 # is made once for the file and its servers stopped by pid at the end.
-# Features not cluster-safe yet, and misused parameters, are refused at
-# nginx -t (blocks 1-4); a plain Redis as the seed is said once (5);
+# Milestones are accepted (block 1; t/201 runs them); misused parameters
+# are refused at nginx -t (blocks 2-4); a plain Redis as the seed is said once (5);
 # series, reactions, trending, resume and live run on the cluster
 # (blocks 6-9), then the slot move (10), a paused master (11), the failover (12)
 # and password= (13).
@@ -199,16 +199,19 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: cluster mode refuses engagement_milestone at nginx -t
+=== TEST 1: cluster mode accepts engagement_milestone (t/201-cluster-milestones.t runs it)
 --- http_config
     engagement_redis cluster $TEST_NGINX_CLUSTER;
     engagement_series_zone off;
     engagement_milestone views 10;
 --- config
     location = /engagement/view { engagement view; }
---- must_die
---- error_log
-engagement_milestone (and its _publish and _webhook) is not supported with "engagement_redis cluster"
+    location = /status { engagement status; }
+--- request
+GET /status
+--- response_body_like: ^# HELP nginx_engagement_
+--- no_error_log
+[emerg]
 
 
 

@@ -19,9 +19,13 @@
 #include "http/ngx_http_engagement_http.h"
 
 
-/* the script's keys and arguments: count, 3 keys, user, state, flag, types */
+/*
+ * the script's keys and arguments: count, 3 keys (4 in cluster mode with
+ * milestones: the slot's pending ones, milestone_fwd.c), user, state,
+ * flag, types
+ */
 #define NGX_HTTP_ENGAGEMENT_REACT_ARGS                                        \
-    (7 + NGX_HTTP_ENGAGEMENT_MILESTONE_ARGS + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
+    (8 + NGX_HTTP_ENGAGEMENT_MILESTONE_ARGS + NGX_HTTP_ENGAGEMENT_REACTIONS_MAX)
 
 /* the longest key a reaction script takes */
 #define NGX_HTTP_ENGAGEMENT_REACT_KEY_LEN                                     \
@@ -48,6 +52,7 @@ typedef struct {
     size_t                         content_id_len;
     u_char                         user_id[NGX_HTTP_ENGAGEMENT_ID_MAX];
     size_t                         user_id_len;
+    ngx_int_t                      slot;        /* cluster milestones' */
 } ngx_http_engagement_react_t;
 
 
@@ -259,6 +264,11 @@ ngx_http_engagement_react_reply(redisReply *reply, void *data)
 
     r = rc->request;
 
+    if (reply && rc->slot >= 0) {
+        /* a like may have crossed a milestone: moved on (cluster mode) */
+        ngx_http_engagement_milestone_touch(rc->slot);
+    }
+
     /* the durable writer learns the outcome even if the client has gone */
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 3
         && reply->element[0]->type == REDIS_REPLY_INTEGER
@@ -320,7 +330,7 @@ ngx_http_engagement_react_args(ngx_http_request_t *r, ngx_uint_t script,
     ngx_uint_t                        i;
     ngx_http_engagement_main_conf_t  *emcf;
 
-    keys = ngx_pnalloc(r->pool, 3 * NGX_HTTP_ENGAGEMENT_REACT_KEY_LEN);
+    keys = ngx_pnalloc(r->pool, 4 * NGX_HTTP_ENGAGEMENT_REACT_KEY_LEN);
     if (keys == NULL) {
         return NGX_ERROR;
     }
@@ -346,6 +356,17 @@ ngx_http_engagement_react_args(ngx_http_request_t *r, ngx_uint_t script,
                                            : &re->content_id);
         a->argv[a->argc] = (const char *) keys;
         a->lens[a->argc++] = p - keys;
+
+        if (ngx_http_engagement_milestone_pending()) {
+            /* KEYS[4]: where a crossed threshold waits (cluster mode) */
+            a->argv[0] = "4";
+            keys = p;
+            p = ngx_http_engagement_milestone_outkey(keys,
+                    ngx_http_engagement_cluster_slot(
+                        (u_char *) a->argv[1], a->lens[1]));
+            a->argv[a->argc] = (const char *) keys;
+            a->lens[a->argc++] = p - keys;
+        }
     }
 
     a->argv[a->argc] = (const char *) re->user_id.data;
@@ -393,6 +414,16 @@ ngx_http_engagement_react_new(ngx_http_request_t *r,
     }
 
     rc->wres = wres;
+    rc->slot = -1;
+
+    if (script == NGX_HTTP_ENGAGEMENT_SCRIPT_REACT
+        && ngx_http_engagement_milestone_pending())
+    {
+        u_char  key[NGX_HTTP_ENGAGEMENT_ID_MAX + 16], *p;
+
+        p = ngx_sprintf(key, "eng:{c:%V}", &re->content_id);
+        rc->slot = ngx_http_engagement_cluster_slot(key, p - key);
+    }
 
     rc->request = r;
     rc->zone = elcf->counters;

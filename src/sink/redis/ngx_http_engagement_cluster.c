@@ -364,7 +364,7 @@ ngx_http_engagement_cluster_on_wait(redisAsyncContext *ac, void *r,
     } else {
         ngx_log_error(NGX_LOG_WARN, ngx_http_engagement_clog, 0,
                       "engagement redis cluster: a write on %*s reached "
-                      "%xi replicas of %ui in %M ms; it will be sent again",
+                      "%i replicas of %ui in %M ms; it will be sent again",
                       n->name_len, n->name,
                       (reply && reply->type == REDIS_REPLY_INTEGER)
                       ? (ngx_int_t) reply->integer : (ngx_int_t) -1,
@@ -489,7 +489,8 @@ ngx_http_engagement_cluster_on_reply(redisAsyncContext *ac, void *r,
 
 /*
  * A caller's command: to the master of its first key's slot (argv[1]
- * for a plain command, the first of KEYS for a script). NGX_DECLINED:
+ * for a plain command, the first of KEYS for a script or a plain EVAL
+ * such as the webhook's). NGX_DECLINED:
  * that master is not connected now (the map is read again).
  */
 
@@ -520,6 +521,17 @@ ngx_http_engagement_cluster_send(ngx_int_t script,
         if (nkeys > 0 && argc > 1) {
             slot = ngx_http_engagement_cluster_slot((u_char *) argv[1],
                                                     argvlen[1]);
+        }
+
+    } else if (argc > 3 && argvlen[0] == 4
+               && ngx_strncasecmp((u_char *) argv[0], (u_char *) "EVAL", 4)
+                  == 0)
+    {
+        /* a plain EVAL (the webhook's scripts): by its first key */
+        nkeys = ngx_atoi((u_char *) argv[2], argvlen[2]);
+        if (nkeys > 0) {
+            slot = ngx_http_engagement_cluster_slot((u_char *) argv[3],
+                                                    argvlen[3]);
         }
 
     } else if (argc > 1) {

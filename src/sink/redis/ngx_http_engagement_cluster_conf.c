@@ -7,7 +7,9 @@
  * {tr:cat:<c>}); the counters and series rounds are split per slot. A
  * command whose keys span slots would be refused by the cluster
  * (CROSSSLOT) at run time; refusing the configuration says so before
- * any count is sent. See docs/cluster.md.
+ * any count is sent. Milestones are cluster-safe: the content's script
+ * records a crossing in its own slot and milestone_fwd.c moves it on.
+ * See docs/cluster.md.
  */
 
 
@@ -23,21 +25,6 @@ ngx_http_engagement_cluster_check(ngx_conf_t *cf,
 
     if (emcf->redis == NULL || !emcf->redis->cluster) {
         return NGX_OK;
-    }
-
-    /*
-     * The milestone notification (the stream eng:milestones, the PUBLISH
-     * rate counters, the webhook's outbox eng:{ms}:*) is written inside
-     * the flush and reaction scripts, under keys of no content's slot.
-     */
-    if (emcf->milestone) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "engagement_milestone (and its _publish and _webhook) "
-                      "is not supported with \"engagement_redis cluster\": "
-                      "the milestone stream, PUBLISH counters and webhook "
-                      "outbox are written by the flush and reaction scripts "
-                      "outside the content's hash slot (see docs/cluster.md)");
-        return NGX_ERROR;
     }
 
     sc = emcf->series;

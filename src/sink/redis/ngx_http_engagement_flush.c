@@ -288,6 +288,11 @@ ngx_http_engagement_flush_reply(redisReply *reply, void *data)
     round = call->round;
     cl = &call->claims[0];
 
+    if (reply && call->slot >= 0) {
+        /* milestones in cluster mode: the slot's pending ones move on */
+        ngx_http_engagement_milestone_touch(call->slot);
+    }
+
     if (ngx_http_engagement_flush_confirm(reply, call) != NGX_OK) {
         if (reply && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,

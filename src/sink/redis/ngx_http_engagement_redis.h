@@ -105,6 +105,7 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_TOP,
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_COUNTS,
     NGX_HTTP_ENGAGEMENT_SCRIPT_UV_DAY,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_MS_FWD,
     NGX_HTTP_ENGAGEMENT_SCRIPTS
 } ngx_http_engagement_script_e;
 
@@ -185,6 +186,14 @@ ngx_uint_t ngx_http_engagement_series_flush_done(void);
 ngx_uint_t ngx_http_engagement_series_cluster_safe(void);
 
 
+
+/* milestone_fwd.c: milestones in cluster mode, the second step */
+u_char *ngx_http_engagement_milestone_outkey(u_char *p, ngx_uint_t slot);
+ngx_uint_t ngx_http_engagement_milestone_pending(void);
+void ngx_http_engagement_milestone_touch(ngx_uint_t slot);
+ngx_int_t ngx_http_engagement_milestone_fwd_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
+void ngx_http_engagement_milestone_fwd_stop(void);
 
 /* milestone.c */
 char *ngx_http_engagement_milestone_directive(ngx_conf_t *cf,

@@ -32,8 +32,14 @@
  * content's channel when the day's series knows one (the hash
  * <content>:d:<YYYYMMDD>:channel that series_flush.c writes, the channel
  * with the most rows). sink/writer/webhook.c delivers the outbox.
+ * In cluster mode (msout set: the flush script's batch key names its
+ * slot's tag, the reaction script gets KEYS[4]) the mark moves the same
+ * way but the notification goes to the slot's pending hash msout,
+ * eng:ms:out:{<tag>} (field: the id; value: what the writes need), and
+ * nothing of another slot is written: milestone_fwd.c moves it on.
  */
 #define NGX_HTTP_ENGAGEMENT_MILESTONE_LUA                                     \
+    "local msout = nil\n"                                                     \
     "local function ms(k, metric, total, old, a)\n"                           \
     "  local m = tonumber(ARGV[a])\n"                                         \
     "  if m == 0 or total <= old then return end\n"                           \
@@ -53,8 +59,9 @@
     " threshold = hit, crossed = crossed, total = total,"                     \
     " at = tonumber(ARGV[a + m + 4])})\n"                                     \
     "  local rate, hook = string.match(ARGV[a + m + 2], '^(%d+) ?(%d*)$')\n"\
+    "  local nid = id .. ':' .. metric .. ':' .. hit\n"                       \
+    "  local body = nil\n"                                                    \
     "  if hook == '1' then\n"                                                 \
-    "    local nid = id .. ':' .. metric .. ':' .. hit\n"                     \
     "    local ch, best = nil, 0\n"                                           \
     "    local cs = redis.pcall('HGETALL', k .. ':d:' .."                     \
     " string.sub(ARGV[a + m + 3], 1, 8) .. ':channel')\n"                     \
@@ -64,9 +71,18 @@
     "        if c > best then ch, best = cs[j], c end\n"                      \
     "      end\n"                                                             \
     "    end\n"                                                               \
-    "    local body = cjson.encode({id = nid, contentId = id,"                \
+    "    body = cjson.encode({id = nid, contentId = id,"                      \
     " metric = metric, threshold = hit, crossed = crossed, total = total,"    \
     " channelId = ch, time = tonumber(ARGV[a + m + 4])})\n"                   \
+    "  end\n"                                                                 \
+    "  if msout then\n"                                                       \
+    "    redis.pcall('HSET', msout, nid, cjson.encode({id = id,"              \
+    " metric = metric, threshold = hit, total = total, msg = msg,"           \
+    " body = body or '', channel = ARGV[a + m + 1], rate = tonumber(rate),"   \
+    " minute = ARGV[a + m + 3], time = tonumber(ARGV[a + m + 4])}))\n"        \
+    "    return\n"                                                            \
+    "  end\n"                                                                 \
+    "  if body then\n"                                                        \
     "    if redis.pcall('HSETNX', 'eng:{ms}:wh', nid, body) == 1 then\n"      \
     "      redis.pcall('ZADD', 'eng:{ms}:due', ARGV[a + m + 4], nid)\n"       \
     "    end\n"                                                               \
@@ -119,6 +135,8 @@
 static const char  ngx_http_engagement_flush_lua[] =
     NGX_HTTP_ENGAGEMENT_MILESTONE_LUA
     "local nr = tonumber(ARGV[5])\n"
+    "local tag = string.match(KEYS[1], '^eng:b:({[^}]*}):')\n"
+    "if tag then msout = 'eng:ms:out:' .. tag end\n"
     "local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])\n"
     "local r, n, refused, was = {fresh and 1 or 0}, 1, nil, nil\n"
     "if not fresh then\n"
@@ -229,7 +247,8 @@ static const char  ngx_http_engagement_read_lua[] =
  * The reaction script: one user's reaction to one content moves from its
  * old state to the new one ('' is none) and the counts follow, atomically;
  * a request id seen in the last day changes nothing. KEYS: totals, the
- * user -> reaction hash, the request id's key. ARGV: user, new state,
+ * user -> reaction hash, the request id's key [, in cluster mode with
+ * milestones the slot's pending milestones, eng:ms:out:{<tag>}]. ARGV: user, new state,
  * '1' if there is a request id, the likes' milestone arguments (see
  * NGX_HTTP_ENGAGEMENT_MILESTONE_LUA: a like that moves the count of
  * "like" may cross one), then the reaction types. The answer:
@@ -238,6 +257,7 @@ static const char  ngx_http_engagement_read_lua[] =
 static const char  ngx_http_engagement_react_lua[] =
     NGX_HTTP_ENGAGEMENT_MILESTONE_LUA
     "local ty = 5 + (ARGV[4] == '0' and 0 or tonumber(ARGV[4]) + 4)\n"
+    "msout = KEYS[4]\n"
     "local old = redis.call('HGET', KEYS[2], ARGV[1]) or ''\n"
     "local applied, dup = 0, 0\n"
     "if ARGV[3] == '1' and\n"
@@ -520,6 +540,44 @@ static const char  ngx_http_engagement_uv_day_lua[] =
     "return 0\n";
 
 
+/*
+ * Milestones in cluster mode, the second step (milestone_fwd.c): one
+ * pending notification (ARGV[3], the JSON the milestone script recorded
+ * in its slot's eng:ms:out:{<tag>}; ARGV[4] its id) moved to the stream
+ * (ARGV[1] 's'; KEYS: the guard {eng:milestones}:s:<id>, eng:milestones:
+ * one slot) or the webhook's outbox ('h'; KEYS: the guard eng:{ms}:s:<id>,
+ * eng:{ms}:wh, eng:{ms}:due), once: the guard is set (TTL ARGV[2]) or
+ * nothing is done. The stream's entry and the PUBLISH, within the
+ * channel's rate a minute ({eng:milestones}:n:<channel>:<minute>), are
+ * those of NGX_HTTP_ENGAGEMENT_MILESTONE_LUA. Answers 1 (moved) or 0.
+ */
+static const char  ngx_http_engagement_ms_fwd_lua[] =
+    "local n = cjson.decode(ARGV[3])\n"
+    "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then\n"
+    "  return 0\n"
+    "end\n"
+    "if ARGV[1] == 'h' then\n"
+    "  if n.body ~= '' and"
+    " redis.pcall('HSETNX', KEYS[2], ARGV[4], n.body) == 1 then\n"
+    "    redis.pcall('ZADD', KEYS[3], n.time, ARGV[4])\n"
+    "  end\n"
+    "  return 1\n"
+    "end\n"
+    "local rk = '{eng:milestones}:n:' .. n.channel .. ':' .. n.minute\n"
+    "local c = redis.pcall('INCR', rk)\n"
+    "local pub = 0\n"
+    "if type(c) == 'number' then\n"
+    "  if c == 1 then redis.pcall('EXPIRE', rk, 120) end\n"
+    "  if c <= n.rate then\n"
+    "    redis.pcall('PUBLISH', n.channel, n.msg); pub = 1\n"
+    "  end\n"
+    "end\n"
+    "redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*',"
+    " 'contentId', n.id, 'metric', n.metric, 'threshold', n.threshold,"
+    " 'total', n.total, 'published', pub, 'json', n.msg)\n"
+    "return 1\n";
+
+
 const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_flush_lua,
     ngx_http_engagement_read_lua,
@@ -533,5 +591,6 @@ const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_trend_lua,
     ngx_http_engagement_trend_top_lua,
     ngx_http_engagement_trend_counts_lua,
-    ngx_http_engagement_uv_day_lua
+    ngx_http_engagement_uv_day_lua,
+    ngx_http_engagement_ms_fwd_lua
 };

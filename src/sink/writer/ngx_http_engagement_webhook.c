@@ -11,6 +11,9 @@
  * across edges and resends, and is as durable as Redis: it survives a
  * reload, a restart and the webhook being down (this is the webhook's
  * spool; the writer's disk spool holds event batches for ClickHouse).
+ * In cluster mode the milestone script records the notification in its
+ * content's slot and sink/redis/milestone_fwd.c writes the outbox, once
+ * per id (a guard key), in a second call.
  *
  * Worker 0 of each edge delivers: every NGX_HTTP_ENGAGEMENT_WEBHOOK_POLL
  * ms the claim script (below, one hash tag: one Redis Cluster slot) takes
