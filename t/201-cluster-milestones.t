@@ -416,6 +416,7 @@ GET /status
     # three notifications of block 1 put back as pending, as the content's
     # script wrote them, in their slots' hashes
     my @e = (main::stream())[0 .. 2];
+    my $put = 0;
     for my $e (@e) {
         my $nid = "$e->{contentId}:$e->{metric}:$e->{threshold}";
         my $slot = ccli(main::alive(), 'CLUSTER', 'KEYSLOT', "eng:{c:$e->{contentId}}");
@@ -424,9 +425,10 @@ GET /status
                                  threshold => $e->{threshold}, total => $e->{total},
                                  msg => encode_json($e), body => '{}', channel => 'ms:pub',
                                  rate => 100000, minute => '202601010000', time => $e->{at} });
-        ccli(main::alive(), 'HSET', "eng:ms:out:{$tag}", $nid, $pend);
+        $put += ccli(main::alive(), 'HSET', "eng:ms:out:{$tag}", $nid, $pend);
     }
-    is(main::pending(), 3, "again: 3 notifications pending again");
+    # (counted from HSET's answers: the sweep may move one at once)
+    is($put, 3, "again: 3 notifications pending again");
     # the sweep (worker 0, all slots in about two minutes) or a flush of
     # the slot finds them: a view of each content flushes its slot
     main::view($port, $_->{contentId}, "again-$_->{contentId}") for @e;
