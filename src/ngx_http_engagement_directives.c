@@ -11,6 +11,7 @@
 #include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
+#include "policy/ngx_http_engagement_global.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "sink/writer/ngx_http_engagement_webhook.h"
@@ -104,6 +105,13 @@ ngx_command_t  ngx_http_engagement_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_engagement_main_conf_t, health_grace),
+      NULL },
+
+    { ngx_string("engagement_dedupe_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_engagement_global_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("engagement_edge_id"),

@@ -15,6 +15,7 @@
 #include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
+#include "policy/ngx_http_engagement_global.h"
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "sink/writer/ngx_http_engagement_webhook.h"
@@ -605,6 +606,7 @@ ngx_http_engagement_postconfiguration(ngx_conf_t *cf)
         || ngx_http_engagement_trend_postconf(cf) != NGX_OK
         || ngx_http_engagement_milestone_check(cf, emcf) != NGX_OK
         || ngx_http_engagement_cluster_check(cf, emcf) != NGX_OK
+        || ngx_http_engagement_global_postconf(cf) != NGX_OK
         || ngx_http_engagement_segments_postconf(cf) != NGX_OK)
     {
         return NGX_ERROR;
@@ -705,6 +707,10 @@ ngx_http_engagement_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_engagement_milestone_fwd_start(cycle, emcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_engagement_global_flush_start(cycle, emcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -154,6 +154,8 @@ typedef struct {
     time_t                        salt_rotate;
     ngx_shm_zone_t               *salt_zone;
     ngx_msec_t                   *salt_grace;  /* the main conf's */
+    uint64_t                     *salt_shared; /* the main conf's secret key
+                                                  (global dedupe), or NULL */
 } ngx_http_engagement_guard_conf_t;
 
 
@@ -184,6 +186,10 @@ typedef struct {
     ngx_uint_t                    body_vars;   /* $request_body* used */
     void                         *dims;        /* http/dims.c: the category
                                                   bound, interactions */
+    void                         *global;      /* policy/global.c:
+                                                  engagement_dedupe_scope */
+    uint64_t                      salt_key[2]; /* global: the salts' key */
+    ngx_uint_t                    salt_shared; /* global: salts from it */
 } ngx_http_engagement_main_conf_t;
 
 

@@ -81,7 +81,7 @@ sub ready {
 
 run_tests();
 
-stop_redis($rport);
+stop_redis(redis_pid($rport));
 
 __DATA__
 

@@ -121,7 +121,7 @@ sub rsum_minutes {
 run_tests();
 
 for my $pid (@Pids) { stop_nginx($pid) }
-stop_redis($rport);
+stop_redis(redis_pid($rport));
 ch_stop($ch);
 
 __DATA__

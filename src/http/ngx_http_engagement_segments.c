@@ -241,7 +241,7 @@ ngx_http_engagement_segments_count(ngx_http_request_t *r,
         return NGX_BUSY;
     }
 
-    rc = ngx_http_engagement_policy_apply(r, elcf, &ev, &out);
+    rc = ngx_http_engagement_policy_apply(r, elcf, &ev, NULL, &out);
 
     if (wev == NULL) {
         /* no durable writer */

@@ -367,6 +367,7 @@ ngx_http_engagement_segments_zones(ngx_conf_t *cf,
         }
 
         conf->guard.salt_grace = &emcf->salt_grace;
+        conf->guard.salt_shared = emcf->salt_shared ? emcf->salt_key : NULL;
     }
 
     sc = ngx_http_engagement_segments_conf_get(cf);

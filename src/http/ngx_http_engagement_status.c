@@ -16,6 +16,7 @@
 #include "sink/redis/ngx_http_engagement_redis.h"
 #include "sink/writer/ngx_http_engagement_writer.h"
 #include "http/ngx_http_engagement_http.h"
+#include "policy/ngx_http_engagement_global.h"
 
 
 typedef struct {
@@ -711,6 +712,74 @@ ngx_http_engagement_series_status(u_char *p,
 }
 
 
+/* global dedupe (engagement_dedupe_scope global): its zone's figures */
+#define ngx_http_engagement_global_field(f)                                   \
+    offsetof(ngx_http_engagement_global_stats_t, f)
+
+static ngx_http_engagement_stat_row_t  ngx_http_engagement_global_rows[] = {
+    { "waiting", "waiting", NULL, "gauge",
+      "Views waiting for Redis to decide whether another edge counted them",
+      ngx_http_engagement_global_field(queued) },
+    { "views_total", "views", NULL, "counter",
+      "Views this edge would count, sent to Redis to decide",
+      ngx_http_engagement_global_field(claims) },
+    { "decided_total", "counted", "counted", "counter",
+      "Views decided: counted, or another edge had counted them",
+      ngx_http_engagement_global_field(counted) },
+    { "decided_total", "duplicates", "duplicate", NULL, NULL,
+      ngx_http_engagement_global_field(duplicates) },
+    { "rounds_total", "rounds", NULL, "counter",
+      "Rounds Redis answered",
+      ngx_http_engagement_global_field(rounds) },
+    { "resent_total", "resent", NULL, "counter",
+      "Rounds sent again (no answer, or a dead worker's)",
+      ngx_http_engagement_global_field(resent) },
+    { "errors_total", "errors", NULL, "counter",
+      "Round sends not answered (Redis down, a timeout): sent again",
+      ngx_http_engagement_global_field(errors) },
+    { "refused_total", "refused", NULL, "counter",
+      "Views refused with 503: no room in the global zone",
+      ngx_http_engagement_global_field(full) },
+    { "lines_lost_total", "linesLost", NULL, "counter",
+      "Durable writer lines of decided views lost: the writer zone was "
+      "made anew by a reload",
+      ngx_http_engagement_global_field(lost_lines) },
+    { NULL, NULL, NULL, NULL, NULL, 0 }
+};
+
+
+static size_t
+ngx_http_engagement_global_status_len(ngx_http_engagement_main_conf_t *emcf)
+{
+    ngx_http_engagement_global_conf_t  *gc = emcf->global;
+
+    if (gc == NULL || gc->sh == NULL) {
+        return 0;
+    }
+
+    return ngx_http_engagement_stat_rows_len("global_dedupe",
+                                             ngx_http_engagement_global_rows);
+}
+
+
+static u_char *
+ngx_http_engagement_global_status(u_char *p,
+    ngx_http_engagement_main_conf_t *emcf, ngx_uint_t json)
+{
+    ngx_http_engagement_global_conf_t  *gc = emcf->global;
+
+    if (gc == NULL || gc->sh == NULL) {
+        return p;
+    }
+
+    return ngx_http_engagement_stat_rows(p, json ? "globalDedupe"
+                                                 : "global_dedupe",
+                                         ngx_http_engagement_global_rows,
+                                         &gc->sh->stats, json,
+                                         (size_t) -1, 0);
+}
+
+
 static ngx_int_t
 ngx_http_engagement_status_answer(ngx_http_request_t *r,
     ngx_http_engagement_main_conf_t *emcf)
@@ -743,7 +812,8 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
           + ngx_http_engagement_trending_status_len(emcf)
           + ngx_http_engagement_segments_status_len(emcf)
           + ngx_http_engagement_dims_status_len(emcf)
-          + ngx_http_engagement_interaction_status_len(emcf);
+          + ngx_http_engagement_interaction_status_len(emcf)
+          + ngx_http_engagement_global_status_len(emcf);
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -765,6 +835,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
         p = ngx_http_engagement_segments_status(p, emcf, 1);
         p = ngx_http_engagement_dims_status(p, emcf, 1);
         p = ngx_http_engagement_interaction_status(p, emcf, 1);
+        p = ngx_http_engagement_global_status(p, emcf, 1);
         p = ngx_cpymem(p, "}\n", 2);
 
         return ngx_http_engagement_send_json(r, NGX_HTTP_OK, body, p - body);
@@ -780,6 +851,7 @@ ngx_http_engagement_status_answer(ngx_http_request_t *r,
     p = ngx_http_engagement_segments_status(p, emcf, 0);
     p = ngx_http_engagement_dims_status(p, emcf, 0);
     p = ngx_http_engagement_interaction_status(p, emcf, 0);
+    p = ngx_http_engagement_global_status(p, emcf, 0);
 
     return ngx_http_engagement_send(r, NGX_HTTP_OK,
                                     &ngx_http_engagement_prometheus_type,

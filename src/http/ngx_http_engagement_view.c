@@ -136,11 +136,12 @@ ngx_http_engagement_view_count(ngx_http_request_t *r,
         rc = NGX_OK;
 
     } else {
-        rc = ngx_http_engagement_policy_apply(r, elcf, ev, out);
+        /* global dedupe: the line goes with the view that waits */
+        rc = ngx_http_engagement_policy_apply(r, elcf, ev, &wev, out);
     }
 
-    if (wev == NULL) {
-        /* no durable writer */
+    if (wev == NULL || (rc == NGX_OK && out->pending)) {
+        /* no durable writer, or the line waits with the view */
 
     } else if (rc != NGX_OK) {
         ngx_http_engagement_writer_cancel(wev);
@@ -209,6 +210,12 @@ ngx_http_engagement_view_tally(ngx_http_request_t *r,
 {
     const ngx_http_engagement_reason_t  *reason;
 
+    if (out->pending) {
+        /* global dedupe: Redis decides, then it counts or not */
+        ngx_http_engagement_set_outcome(r, "pending", NULL, &ev->content_id);
+        return NGX_HTTP_ACCEPTED;
+    }
+
     if (out->counted) {
         ngx_http_engagement_set_outcome(r, "counted", NULL, &ev->content_id);
 
@@ -270,6 +277,11 @@ ngx_http_engagement_view_answer(ngx_http_request_t *r,
     if (out->counted) {
         p = ngx_cpymem(body, "{\"counted\":true",
                        sizeof("{\"counted\":true") - 1);
+
+    } else if (out->pending) {
+        p = ngx_cpymem(body, "{\"counted\":false,\"reason\":\"pending\"",
+                       sizeof("{\"counted\":false,\"reason\":\"pending\"")
+                       - 1);
 
     } else {
         name = &ngx_http_engagement_reasons[out->reason].name;

@@ -11,6 +11,7 @@
 #include "store/ngx_http_engagement_store.h"
 #include "protect/ngx_http_engagement_protect.h"
 #include "policy/ngx_http_engagement_policy.h"
+#include "policy/ngx_http_engagement_global.h"
 
 
 /*
@@ -42,6 +43,8 @@ typedef struct {
     ngx_uint_t                     kinds;      /* the marks it would set */
     uint64_t                       uv;         /* the viewer, for Redis */
     ngx_http_engagement_dedupe_set_t  set;     /* the marks set, pending */
+    void                         **global;     /* global dedupe: the line */
+    ngx_http_engagement_global_conf_t  *gc;
 } ngx_http_engagement_marks_t;
 
 
@@ -311,6 +314,51 @@ ngx_http_engagement_policy_add(ngx_http_engagement_loc_conf_t *elcf,
 
 
 /*
+ * Global dedupe: what this edge lets count waits in the global zone for
+ * Redis to say whether another edge counted it; the marks are committed
+ * with it, under the dedupe lock. NGX_OK: queued (out->pending).
+ */
+
+static ngx_int_t
+ngx_http_engagement_policy_defer(ngx_http_engagement_loc_conf_t *elcf,
+    ngx_http_engagement_event_t *ev, ngx_http_engagement_marks_t *mk,
+    ngx_uint_t fresh, ngx_http_engagement_outcome_t *out,
+    ngx_http_engagement_zone_t **full)
+{
+    ngx_http_engagement_global_in_t  in;
+
+    in.strs[0] = &ev->content_id;
+    in.strs[1] = &ev->channel_id;
+    in.strs[2] = &ev->category;
+    in.strs[3] = &ev->source;
+    in.strs[4] = &ev->device;
+    in.strs[5] = &ev->country;
+    in.keys[0] = mk->keys[0];
+    in.keys[1] = mk->keys[1];
+    in.nkeys = mk->nkeys;
+    in.kinds = fresh;
+    in.uv = mk->uv;
+    in.window = elcf->dedupe_window;
+    in.wev = *mk->global;
+    in.zone_sh = elcf->counters->sh;
+
+    if (ngx_http_engagement_global_enqueue(mk->gc, &in) != NGX_OK) {
+        *full = NULL;
+        return NGX_BUSY;
+    }
+
+    ngx_http_engagement_dedupe_commit(&mk->set);
+
+    out->pending = 1;
+    out->view = 0;
+    out->engaged = 0;
+    out->replay = 0;
+
+    return NGX_OK;
+}
+
+
+/*
  * Sets the event's marks and adds what they let count; called with the
  * dedupe zone locked. NGX_OK: counted; NGX_DECLINED: every mark was a
  * repeat; NGX_BUSY: *full had no room, and end() takes the marks back.
@@ -352,6 +400,11 @@ ngx_http_engagement_policy_count(ngx_http_engagement_loc_conf_t *elcf,
         /* what was marked (the request id, a previous salt's mark) stays */
         ngx_http_engagement_dedupe_commit(&mk->set);
         return NGX_DECLINED;
+    }
+
+    if (mk->global) {
+        return ngx_http_engagement_policy_defer(elcf, ev, mk, fresh, out,
+                                                full);
     }
 
     if (ngx_http_engagement_policy_add(elcf, ev, mk, &delta, out) != NGX_OK) {
@@ -418,7 +471,7 @@ ngx_http_engagement_policy_decide(ngx_http_engagement_loc_conf_t *elcf,
 ngx_int_t
 ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
-    ngx_http_engagement_outcome_t *out)
+    void **defer, ngx_http_engagement_outcome_t *out)
 {
     ngx_int_t                     rc;
     ngx_http_engagement_zone_t   *full;
@@ -430,11 +483,16 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     out->engaged = 0;
     out->replay = 0;
     out->reason = NGX_HTTP_ENGAGEMENT_REASON_NONE;
+    out->pending = 0;
     out->shown.known = 0;
     out->shown.nreactions = 0;
 
     /* hashing and formatting happen before any lock is taken */
     ngx_http_engagement_policy_hash(r, elcf, ev, &mk);
+
+    /* global dedupe: a caller that can wait for it (views) defers */
+    mk.gc = defer ? ngx_http_engagement_global_conf() : NULL;
+    mk.global = (mk.gc && mk.gc->sh && elcf->counters->redis) ? defer : NULL;
 
     full = NULL;
 
@@ -443,8 +501,20 @@ ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_dedupe_end(elcf->dedupe, &mk.set);
 
     if (rc == NGX_BUSY) {
-        ngx_http_engagement_zone_log_full(full, r->connection->log);
+        if (full) {
+            ngx_http_engagement_zone_log_full(full, r->connection->log);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "engagement_dedupe_scope: zone \"engagement_global"
+                          "\" is full: a view refused with 503");
+        }
+
         return NGX_BUSY;
+    }
+
+    if (rc == NGX_OK && out->pending) {
+        return NGX_OK;
     }
 
     if (rc == NGX_OK) {

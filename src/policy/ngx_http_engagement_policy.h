@@ -76,6 +76,7 @@ typedef struct {
     ngx_uint_t                    engaged;
     ngx_uint_t                    replay;
     ngx_http_engagement_reason_e  reason;      /* when not counted */
+    ngx_uint_t                    pending;     /* global dedupe decides */
     ngx_http_engagement_view_t    shown;
 } ngx_http_engagement_outcome_t;
 
@@ -103,9 +104,14 @@ uint64_t ngx_http_engagement_dedupe_hash(ngx_http_engagement_zone_t *z,
     ngx_str_t *id);
 
 /* policy.c */
+/*
+ * defer: NULL, count now; else the event may wait for global dedupe
+ * (engagement_dedupe_scope global), its writer line *defer (or NULL)
+ * going with it: out->pending, and the line is no longer the caller's.
+ */
 ngx_int_t ngx_http_engagement_policy_apply(ngx_http_request_t *r,
     ngx_http_engagement_loc_conf_t *elcf, ngx_http_engagement_event_t *ev,
-    ngx_http_engagement_outcome_t *out);
+    void **defer, ngx_http_engagement_outcome_t *out);
 
 
 #if (defined __GNUC__)

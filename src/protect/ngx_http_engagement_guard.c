@@ -152,6 +152,7 @@ ngx_http_engagement_guard_merge(ngx_conf_t *cf,
 
     emcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_engagement_module);
     conf->salt_grace = &emcf->salt_grace;
+    conf->salt_shared = emcf->salt_shared ? emcf->salt_key : NULL;
 
     return NGX_CONF_OK;
 }

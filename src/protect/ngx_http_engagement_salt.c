@@ -242,6 +242,53 @@ ngx_http_engagement_salt_wipe(ngx_http_engagement_guard_conf_t *gc,
 
 
 /*
+ * Global dedupe (engagement_dedupe_scope global): every edge works out
+ * the same salts from the shared secret's key and the period, so that an
+ * identity has one hash on every edge. The previous period's salt is
+ * handed out for one dedupe window after the period ends, as a random
+ * one's is. Nothing is kept: the salts of any period can be made again.
+ */
+
+static void
+ngx_http_engagement_salt_shared(ngx_http_engagement_guard_conf_t *gc,
+    ngx_msec_t window, uint64_t period, time_t now,
+    ngx_http_engagement_salt_t *salt)
+{
+    uint64_t  in[3];
+    time_t    start;
+
+    in[0] = period;
+    in[1] = (uint64_t) gc->salt_rotate;
+
+    in[2] = 0;
+    salt->cur[0] = ngx_http_engagement_siphash(gc->salt_shared,
+                                               (u_char *) in, sizeof(in));
+    in[2] = 1;
+    salt->cur[1] = ngx_http_engagement_siphash(gc->salt_shared,
+                                               (u_char *) in, sizeof(in));
+
+    /* period p covers [(p - 1) * rotate, p * rotate) */
+    start = (time_t) (period - 1) * gc->salt_rotate;
+
+    salt->has_prev = (period > 1
+                      && (ngx_msec_t) (now - start) * 1000 < window);
+
+    if (salt->has_prev) {
+        in[0] = period - 1;
+
+        in[2] = 0;
+        salt->prev[0] = ngx_http_engagement_siphash(gc->salt_shared,
+                                                    (u_char *) in,
+                                                    sizeof(in));
+        in[2] = 1;
+        salt->prev[1] = ngx_http_engagement_siphash(gc->salt_shared,
+                                                    (u_char *) in,
+                                                    sizeof(in));
+    }
+}
+
+
+/*
  * The salts for now, from the worker's copy: the zone is locked only
  * when the period changes (or the copy is of another zone or rotation).
  * The previous salt is handed out for one dedupe window (the caller's)
@@ -262,6 +309,11 @@ ngx_http_engagement_salt_get(ngx_http_engagement_guard_conf_t *gc,
 
     now = ngx_time();
     period = (uint64_t) (now / gc->salt_rotate) + 1;
+
+    if (gc->salt_shared) {
+        ngx_http_engagement_salt_shared(gc, window, period, now, salt);
+        return;
+    }
 
     if (c->period != period || c->sh != gc->salt_zone->data
         || c->rotate != gc->salt_rotate)

@@ -106,6 +106,7 @@ typedef enum {
     NGX_HTTP_ENGAGEMENT_SCRIPT_TREND_COUNTS,
     NGX_HTTP_ENGAGEMENT_SCRIPT_UV_DAY,
     NGX_HTTP_ENGAGEMENT_SCRIPT_MS_FWD,
+    NGX_HTTP_ENGAGEMENT_SCRIPT_GLOBAL,
     NGX_HTTP_ENGAGEMENT_SCRIPTS
 } ngx_http_engagement_script_e;
 
@@ -186,6 +187,10 @@ ngx_uint_t ngx_http_engagement_series_flush_done(void);
 ngx_uint_t ngx_http_engagement_series_cluster_safe(void);
 
 
+
+/* global_flush.c: global dedupe's rounds */
+ngx_int_t ngx_http_engagement_global_flush_start(ngx_cycle_t *cycle,
+    ngx_http_engagement_main_conf_t *emcf);
 
 /* milestone_fwd.c: milestones in cluster mode, the second step */
 u_char *ngx_http_engagement_milestone_outkey(u_char *p, ngx_uint_t slot);

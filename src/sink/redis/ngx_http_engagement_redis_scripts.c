@@ -578,6 +578,50 @@ static const char  ngx_http_engagement_ms_fwd_lua[] =
     "return 1\n";
 
 
+/*
+ * Global dedupe (policy/global.c): a round of views waiting on one edge.
+ * KEYS[1] the round's answers (a hash by view id, kept ARGV[1] s: a
+ * round sent again is answered as before), then each view's dedupe keys
+ * (its current salt's, and its previous salt's in the window after a
+ * rotation). ARGV after the TTL, per view: its id, the marks it would
+ * count (view 1, engaged 2, replay 4), the window in s, its key count.
+ * The answer: one digit per view, the marks fresh across all edges; they
+ * are set on the current key, for the window from the first.
+ */
+static const char  ngx_http_engagement_global_lua[] =
+    "local rk, out, k, a, any = KEYS[1], {}, 2, 2, false\n"
+    "while a <= #ARGV do\n"
+    "  local id, kinds = ARGV[a], tonumber(ARGV[a + 1])\n"
+    "  local win, nk = ARGV[a + 2], tonumber(ARGV[a + 3])\n"
+    "  a = a + 4\n"
+    "  local d = redis.call('HGET', rk, id)\n"
+    "  if not d then\n"
+    "    local had, cur = 0, redis.call('GET', KEYS[k])\n"
+    "    if cur then had = tonumber(cur) or 0 end\n"
+    "    for i = 1, nk - 1 do\n"
+    "      local v = redis.call('GET', KEYS[k + i])\n"
+    "      if v then had = bit.bor(had, tonumber(v) or 0) end\n"
+    "    end\n"
+    "    local fresh = bit.band(kinds, bit.bnot(had))\n"
+    "    if fresh ~= 0 then\n"
+    "      if cur then\n"
+    "        redis.call('SET', KEYS[k], bit.bor(tonumber(cur) or 0, kinds),"
+    " 'KEEPTTL')\n"
+    "      else\n"
+    "        redis.call('SET', KEYS[k], kinds, 'EX', win)\n"
+    "      end\n"
+    "    end\n"
+    "    d = tostring(fresh)\n"
+    "    redis.call('HSET', rk, id, d)\n"
+    "    any = true\n"
+    "  end\n"
+    "  out[#out + 1] = d\n"
+    "  k = k + nk\n"
+    "end\n"
+    "if any then redis.call('EXPIRE', rk, ARGV[1]) end\n"
+    "return table.concat(out)\n";
+
+
 const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_flush_lua,
     ngx_http_engagement_read_lua,
@@ -592,5 +636,6 @@ const char  *ngx_http_engagement_redis_scripts[NGX_HTTP_ENGAGEMENT_SCRIPTS] = {
     ngx_http_engagement_trend_top_lua,
     ngx_http_engagement_trend_counts_lua,
     ngx_http_engagement_uv_day_lua,
-    ngx_http_engagement_ms_fwd_lua
+    ngx_http_engagement_ms_fwd_lua,
+    ngx_http_engagement_global_lua
 };

@@ -107,6 +107,9 @@ void ngx_http_engagement_writer_commit(void *res, ngx_uint_t metrics,
 void ngx_http_engagement_writer_commit_reaction(void *res,
     ngx_uint_t counted, const char *reason, ngx_str_t *previous);
 void ngx_http_engagement_writer_cancel(void *res);
+/* a line kept for a later commit: its zone's birth, its time restamped */
+uint64_t ngx_http_engagement_writer_birth(void);
+void ngx_http_engagement_writer_restamp(void *res, time_t t);
 
 /* what the health check needs of the writer (on: a writer runs) */
 typedef struct {

@@ -176,6 +176,66 @@ ngx_http_engagement_writer_queue_line(void *res, ngx_uint_t counted,
 }
 
 
+/*
+ * The queue zone's birth, which a line reserved now is tied to: a line
+ * kept for a later commit (a view whose count waits for Redis) is
+ * committed only if the zone is still the one it was reserved in.
+ */
+
+uint64_t
+ngx_http_engagement_writer_birth(void)
+{
+    ngx_http_engagement_writer_conf_t  *wcf;
+
+    wcf = ngx_http_engagement_writer.wcf;
+
+    if (!ngx_http_engagement_writer.on || wcf == NULL || wcf->sh == NULL) {
+        return 0;
+    }
+
+    return wcf->sh->created_ms;
+}
+
+
+/*
+ * A reserved line's received_at becomes t: a view decided later is filed
+ * under the time it counted, as Redis's buckets are. The number keeps its
+ * width (ten digits until 2286); another width leaves it as it was.
+ */
+
+void
+ngx_http_engagement_writer_restamp(void *res, time_t t)
+{
+    u_char                        *p, *last, *d;
+    u_char                         num[NGX_TIME_T_LEN + 1];
+    size_t                         n;
+    ngx_http_engagement_wevent_t  *e = res;
+
+    static const char  name[] = "\"received_at\":";
+
+    if (e == NULL) {
+        return;
+    }
+
+    last = e->data + e->len;
+    p = ngx_strlcasestrn(e->data, last, (u_char *) name, sizeof(name) - 2);
+
+    if (p == NULL) {
+        return;
+    }
+
+    p += sizeof(name) - 1;
+
+    for (d = p; d < last && *d >= '0' && *d <= '9'; d++) { /* void */ }
+
+    n = ngx_sprintf(num, "%T", t) - num;
+
+    if ((size_t) (d - p) == n) {
+        ngx_memcpy(p, num, n);
+    }
+}
+
+
 void
 ngx_http_engagement_writer_cancel(void *res)
 {

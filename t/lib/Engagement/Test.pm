@@ -408,6 +408,12 @@ sub start_redis {
 sub stop_redis {
     my ($pid) = @_;
     return unless $pid;
+    # only a redis-server this test started: never a pid by mistake
+    # (a port number, say)
+    unless (grep { $_ == $pid } values %RedisPid) {
+        warn "stop_redis: $pid is no redis-server of this test: not stopped\n";
+        return;
+    }
     _stopped($pid);
     delete $RedisPid{$_} for grep { $RedisPid{$_} == $pid } keys %RedisPid;
     kill 'TERM', $pid;
