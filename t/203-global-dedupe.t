@@ -19,6 +19,7 @@ use Engagement::ClickHouse;
 use Test::Nginx::Socket;
 use Time::HiRes qw(sleep time);
 use JSON::PP ();
+use POSIX ();
 
 if (ch_bin()) {
     Test::More::plan('no_plan');
@@ -367,7 +368,42 @@ runtime error
     unlike(substr(slurp("$Prefix{b}/logs/error.log"), $logpos), qr/\[alert\]|\[emerg\]|AddressSanitizer/,
            "edge b's log since the reload has no alert");
 
-=== TEST 5: global without a secret
+=== TEST 5: edge c stopped (QUIT) while its views wait on a stopped Redis that answers again before the exit deadline: its exiting workers decide them, the stop saves the counts, and the restarted edge flushes them: counted once
+--- http_config eval
+main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
+--- config eval
+$::Loc
+--- request
+GET /status
+--- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
+--- timeout: 60
+--- no_error_log
+[alert]
+exited on signal
+AddressSanitizer
+runtime error
+--- post_check
+    my @ports = (nginx_port(), $Edge{b}, $Edge{c});
+    kill 'STOP', redis_pid($rport);
+    my $ans = same_viewers('stopped', 10, $Edge{c}, $Edge{b});
+    is($ans->{pending}, 20, "10 viewers on edges c and b: 20 answers pending") or diag(explain($ans));
+    my $logpos = length(slurp("$Prefix{c}/logs/error.log"));
+    my $pid = $Master{c};
+    kill 'QUIT', $pid;
+    sleep 0.5;
+    kill 'CONT', redis_pid($rport);
+    ok(wait_until(sub { waitpid($pid, POSIX::WNOHANG()) == $pid }, 15), "edge c stopped");
+    my $log = substr(slurp("$Prefix{c}/logs/error.log"), $logpos);
+    unlike($log, qr/\[alert\]|\[emerg\]|AddressSanitizer/, "edge c's stop logged no alert");
+    # the same prefix again: the state file gives back what was not flushed
+    @Pids = grep { $_ != $pid } @Pids;
+    my $p = $Edge{c};
+    my $npid = start_nginx($Prefix{c}, $p) or die "edge c did not start again";
+    push @Pids, $npid;
+    $Master{c} = $npid;
+    exact('stopped', 10, 'after the stop and a start', @ports);
+
+=== TEST 6: global without a secret
 --- http_config
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     engagement_dedupe_scope global;
@@ -377,7 +413,7 @@ runtime error
 --- error_log
 "engagement_dedupe_scope global" needs secret=<file>: the same file of random bytes on every edge
 
-=== TEST 6: a secret file too short
+=== TEST 7: a secret file too short
 --- http_config
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     engagement_dedupe_scope global secret=$TEST_NGINX_SECRET.short;
@@ -387,7 +423,7 @@ runtime error
 --- error_log
 must hold 16 to 4096 bytes (e.g. made with "head -c 32 /dev/urandom"), it has 10
 
-=== TEST 7: a secret file that is not there
+=== TEST 8: a secret file that is not there
 --- http_config
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     engagement_dedupe_scope global secret=$TEST_NGINX_SECRET.none;
@@ -397,7 +433,7 @@ must hold 16 to 4096 bytes (e.g. made with "head -c 32 /dev/urandom"), it has 10
 --- error_log
 "engagement_dedupe_scope": the secret file
 
-=== TEST 8: global without engagement_redis
+=== TEST 9: global without engagement_redis
 --- http_config
     engagement_dedupe_scope global secret=$TEST_NGINX_SECRET;
 --- config
@@ -406,7 +442,7 @@ must hold 16 to 4096 bytes (e.g. made with "head -c 32 /dev/urandom"), it has 10
 --- error_log
 "engagement_dedupe_scope global" needs "engagement_redis": the edges decide duplicates there
 
-=== TEST 9: a scope that is neither edge nor global
+=== TEST 10: a scope that is neither edge nor global
 --- http_config
     engagement_dedupe_scope planet;
 --- config
@@ -415,7 +451,7 @@ must hold 16 to 4096 bytes (e.g. made with "head -c 32 /dev/urandom"), it has 10
 --- error_log
 "engagement_dedupe_scope" is "edge" or "global", not "planet"
 
-=== TEST 10: an unknown parameter, a zone too small, a batch out of range
+=== TEST 11: a zone too small
 --- http_config
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     engagement_dedupe_scope global secret=$TEST_NGINX_SECRET size=8k;
@@ -425,7 +461,7 @@ must hold 16 to 4096 bytes (e.g. made with "head -c 32 /dev/urandom"), it has 10
 --- error_log
 "engagement_dedupe_scope": invalid "size=8k": at least 64k
 
-=== TEST 11: a batch out of range
+=== TEST 12: a batch out of range
 --- http_config
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     engagement_dedupe_scope global secret=$TEST_NGINX_SECRET batch=0;
@@ -435,7 +471,7 @@ must hold 16 to 4096 bytes (e.g. made with "head -c 32 /dev/urandom"), it has 10
 --- error_log
 "engagement_dedupe_scope": invalid "batch=0": 1 to 512
 
-=== TEST 12: an unknown parameter
+=== TEST 13: an unknown parameter
 --- http_config
     engagement_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
     engagement_dedupe_scope global secret=$TEST_NGINX_SECRET zone=x;
@@ -445,7 +481,7 @@ must hold 16 to 4096 bytes (e.g. made with "head -c 32 /dev/urandom"), it has 10
 --- error_log
 "engagement_dedupe_scope": unknown parameter "zone=x"
 
-=== TEST 13: the edge scope takes no parameters
+=== TEST 14: the edge scope takes no parameters
 --- http_config
     engagement_dedupe_scope edge secret=$TEST_NGINX_SECRET;
 --- config

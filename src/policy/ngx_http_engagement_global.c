@@ -188,8 +188,10 @@ ngx_http_engagement_global_directive(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    gc->shm_zone = ngx_shared_memory_add(cf, &ngx_http_engagement_global_name,
-                                         gc->size, &ngx_http_engagement_module);
+    gc->shm_zone = ngx_shared_memory_add(cf,
+                                         &ngx_http_engagement_global_name,
+                                         gc->size,
+                                         &ngx_http_engagement_module);
     if (gc->shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }

@@ -111,7 +111,8 @@ typedef struct {
     ngx_uint_t                    slot;
     ngx_uint_t                    resend;      /* sent before */
     ngx_uint_t                    n;
-    ngx_http_engagement_global_entry_t  *e[NGX_HTTP_ENGAGEMENT_GLOBAL_BATCH_MAX];
+    ngx_http_engagement_global_entry_t
+                                 *e[NGX_HTTP_ENGAGEMENT_GLOBAL_BATCH_MAX];
 } ngx_http_engagement_global_round_t;
 
 

@@ -277,8 +277,10 @@ ngx_http_engagement_global_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_gflush_round =
         ngx_alloc(sizeof(ngx_http_engagement_global_round_t), cycle->log);
 
+    /* room for the largest round: a dead worker's may be of another batch= */
     n = NGX_HTTP_ENGAGEMENT_GLOBAL_HEAD
-        + NGX_HTTP_ENGAGEMENT_GLOBAL_ARGS * gc->batch;
+        + NGX_HTTP_ENGAGEMENT_GLOBAL_ARGS
+          * NGX_HTTP_ENGAGEMENT_GLOBAL_BATCH_MAX;
 
     ngx_http_engagement_gflush_argv = ngx_alloc(n * sizeof(char *),
                                                 cycle->log);
@@ -287,8 +289,8 @@ ngx_http_engagement_global_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_gflush_text = ngx_alloc(
         sizeof("eng:gdr:{}::") + 16 + 3 * NGX_INT64_LEN
         + NGX_HTTP_ENGAGEMENT_ID_MAX
-        + gc->batch * (NGX_HTTP_ENGAGEMENT_GLOBAL_TEXT
-                       + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX),
+        + NGX_HTTP_ENGAGEMENT_GLOBAL_BATCH_MAX
+          * (NGX_HTTP_ENGAGEMENT_GLOBAL_TEXT + 2 * NGX_HTTP_ENGAGEMENT_ID_MAX),
         cycle->log);
 
     if (ngx_http_engagement_gflush_round == NULL
