@@ -229,7 +229,7 @@ runtime error
     # 10 viewers on all three edges
     my $ans = same_viewers('shared', 10, @ports);
     $sent += 30;
-    is($ans->{pending}, 30, "10 viewers on 3 edges: 30 answers pending") or diag(explain($ans));
+    is($ans->{pending}, 30, "10 viewers on 3 edges: 30 answers pending") or diag(Test::More::explain($ans));
     $exp{shared} = 10;
     $by_country{DE} += 10;
     $uniq{shared}{$_} = 1 for map { "shared-v$_" } 1 .. 10;
@@ -303,7 +303,7 @@ runtime error
     kill 'STOP', redis_pid($rport);
     my $ans = same_viewers('paused', 12, @ports);
     is($ans->{pending}, 36, "12 viewers on 3 edges while Redis is stopped: 36 answers pending")
-        or diag(explain($ans));
+        or diag(Test::More::explain($ans));
     sleep 2.5;
     kill 'CONT', redis_pid($rport);
     exact('paused', 12, 'after Redis answers again', @ports);
@@ -330,7 +330,7 @@ runtime error
     my $pb = $Edge{b};
     kill 'STOP', redis_pid($rport);
     my $ans = same_viewers('killed', 10, @ports);
-    is($ans->{pending}, 30, "10 viewers on 3 edges: 30 answers pending") or diag(explain($ans));
+    is($ans->{pending}, 30, "10 viewers on 3 edges: 30 answers pending") or diag(Test::More::explain($ans));
     sleep 0.5;
     my @w = worker_pids($Master{b});
     is(scalar(@w), 2, "edge b has two workers");
@@ -359,7 +359,7 @@ runtime error
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
     kill 'STOP', redis_pid($rport);
     my $ans = same_viewers('reloaded', 10, @ports);
-    is($ans->{pending}, 30, "10 viewers on 3 edges: 30 answers pending") or diag(explain($ans));
+    is($ans->{pending}, 30, "10 viewers on 3 edges: 30 answers pending") or diag(Test::More::explain($ans));
     my $logpos = length(slurp("$Prefix{b}/logs/error.log"));
     kill 'HUP', $Master{b};
     sleep 1;
@@ -386,7 +386,7 @@ runtime error
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
     kill 'STOP', redis_pid($rport);
     my $ans = same_viewers('stopped', 10, $Edge{c}, $Edge{b});
-    is($ans->{pending}, 20, "10 viewers on edges c and b: 20 answers pending") or diag(explain($ans));
+    is($ans->{pending}, 20, "10 viewers on edges c and b: 20 answers pending") or diag(Test::More::explain($ans));
     my $logpos = length(slurp("$Prefix{c}/logs/error.log"));
     my $pid = $Master{c};
     kill 'QUIT', $pid;

@@ -415,7 +415,10 @@ ngx_http_engagement_global_enqueue(ngx_http_engagement_global_conf_t *gc,
 
     for (i = 0; i < 6; i++) {
         e->len[i] = (u_short) in->strs[i]->len;
-        p = ngx_cpymem(p, in->strs[i]->data, in->strs[i]->len);
+
+        if (in->strs[i]->len) {
+            p = ngx_cpymem(p, in->strs[i]->data, in->strs[i]->len);
+        }
     }
 
     ngx_queue_insert_tail(&sh->queue, &e->link);

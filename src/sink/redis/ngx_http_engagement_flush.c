@@ -1090,6 +1090,7 @@ ngx_http_engagement_flush_handler(ngx_event_t *ev)
             || (ngx_http_engagement_round == NULL
                 && ngx_http_engagement_flush_idle(emcf)
                 && ngx_http_engagement_series_flush_done()
+                && ngx_http_engagement_global_flush_done()
                 && ngx_http_engagement_webhook_idle()))
         {
             /* what is left stays in shared memory for the master to save */

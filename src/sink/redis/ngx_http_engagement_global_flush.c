@@ -258,6 +258,32 @@ ngx_http_engagement_gflush_arm(ngx_msec_t t)
 }
 
 
+/*
+ * Whether an exiting worker may close its Redis connection as far as
+ * global dedupe goes: nothing waits in the zone (decided views put
+ * counts in the counters zone, which the final flush sends next), or the
+ * exit deadline passed.
+ */
+
+ngx_uint_t
+ngx_http_engagement_global_flush_done(void)
+{
+    if (ngx_http_engagement_gflush_gc == NULL) {
+        return 1;
+    }
+
+    if (ngx_http_engagement_gflush_until
+        && (ngx_msec_int_t) (ngx_current_msec
+                             - ngx_http_engagement_gflush_until) >= 0)
+    {
+        return 1;
+    }
+
+    return !ngx_http_engagement_gflush_busy
+           && ngx_http_engagement_global_idle(ngx_http_engagement_gflush_gc);
+}
+
+
 ngx_int_t
 ngx_http_engagement_global_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf)

@@ -191,6 +191,7 @@ ngx_uint_t ngx_http_engagement_series_cluster_safe(void);
 /* global_flush.c: global dedupe's rounds */
 ngx_int_t ngx_http_engagement_global_flush_start(ngx_cycle_t *cycle,
     ngx_http_engagement_main_conf_t *emcf);
+ngx_uint_t ngx_http_engagement_global_flush_done(void);
 
 /* milestone_fwd.c: milestones in cluster mode, the second step */
 u_char *ngx_http_engagement_milestone_outkey(u_char *p, ngx_uint_t slot);

@@ -417,6 +417,8 @@ sub stop_redis {
     _stopped($pid);
     delete $RedisPid{$_} for grep { $RedisPid{$_} == $pid } keys %RedisPid;
     kill 'TERM', $pid;
+    # one a test stopped (SIGSTOP) and did not go on acts on TERM only now
+    kill 'CONT', $pid;
     waitpid($pid, 0);
 }
 
