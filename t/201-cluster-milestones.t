@@ -22,6 +22,7 @@ use warnings;
 use FindBin;
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
+use Engagement::Cluster;
 use Test::Nginx::Socket 'no_plan';
 use Time::HiRes qw(sleep time);
 use IO::Socket::INET;
@@ -29,7 +30,6 @@ use JSON::PP;
 use POSIX ();
 
 our $port = nginx_port();
-our (@cports, %cpid, %cdir);
 
 master_on();
 workers(2);
@@ -38,88 +38,10 @@ no_shuffle();
 timeout(10);
 add_response_body_check(post_check_hook());
 
-# --- the cluster -------------------------------------------------------
-
-sub cnode_start {
-    my ($p) = @_;
-    my $dir = $cdir{$p} //= scratch_dir("mscluster-$p");
-    my $pid = fork() // die;
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        chdir $dir;
-        exec 'redis-server', '--port', $p, '--bind', '127.0.0.1',
-            '--dir', $dir, '--daemonize', 'no', '--save', '',
-            '--appendonly', 'no', '--cluster-enabled', 'yes',
-            '--cluster-config-file', "$dir/nodes.conf",
-            '--cluster-node-timeout', '1000',
-            '--cluster-require-full-coverage', 'no', '--logfile', "$dir/redis.log";
-        exit 127;
-    }
-    $cpid{$p} = $pid;
-    for (1 .. 250) {
-        last if redis_cli($p, undef, 'PING') eq 'PONG';
-        sleep 0.02;
-    }
-    return $pid;
-}
-
-sub cnode_kill {
-    my ($p, $sig) = @_;
-    my $pid = delete $cpid{$p} or return;
-    kill $sig // 'TERM', $pid;
-    waitpid($pid, 0);
-}
-
-# a command to the cluster, following redirects
-sub ccli {
-    my ($p, @cmd) = @_;
-    open(my $fh, '-|', 'redis-cli', '-c', '-p', $p, @cmd) or return '';
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-    $out =~ s/\s+\z//;
-    return $out;
-}
-
-sub alive { (grep { $cpid{$_} } @cports)[0] }
-
-# (id => port) of the masters not failed
-sub masters {
-    my %m;
-    for (split /\n/, redis_cli(alive(), undef, 'CLUSTER', 'NODES')) {
-        my ($id, $addr, $flags) = split / /;
-        next unless $flags =~ /master/ && $flags !~ /fail/;
-        my ($mp) = $addr =~ /:(\d+)/;
-        $m{$id} = $mp;
-    }
-    return %m;
-}
-
-sub cluster_ok {
-    my @alive = grep { $cpid{$_} } @cports;
-    return !grep { redis_cli($_, undef, 'CLUSTER', 'INFO') !~ /cluster_state:ok/ } @alive;
-}
+# --- the cluster (t/lib/Engagement/Cluster.pm) ---------------------------
 
 BEGIN { $ENV{TEST_NGINX_PORT} //= 1984 }
-{
-    my $base;
-    for (1 .. 50) {
-        $base = free_ports(300, 50, 6);
-        last unless grep { !Engagement::Test::_bindable($base + 10000 + $_) } 0 .. 5;
-    }
-    @cports = map { $base + $_ } 0 .. 5;
-    cnode_start($_) for @cports;
-    my $out = `redis-cli --cluster create @{[ map { "127.0.0.1:$_" } @cports ]} --cluster-replicas 1 --cluster-yes 2>&1`;
-    unless ($out =~ /All 16384 slots covered/) {
-        cnode_kill($_) for keys %cpid;
-        die "cluster create failed: $out";
-    }
-    my $t0 = time;
-    sleep 0.1 until cluster_ok() || time - $t0 > 15;
-    sleep 0.1 until time - $t0 > 20
-        || 3 == grep { redis_cli($_, undef, 'INFO', 'replication') =~ /^slave0:.*state=online/m } @cports;
-    $ENV{TEST_NGINX_CLUSTER} = join ' ', map { "127.0.0.1:$_" } @cports[0, 1];
-}
+cluster_create('mscluster', 300);
 
 # --- the HTTP sink: records each POST's Idempotency-Key, answers 200 ----
 

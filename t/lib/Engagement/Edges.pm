@@ -1,0 +1,116 @@
+package Engagement::Edges;
+# Edges in the global dedupe scope for the multi-edge tests (t/202 on a
+# Redis Cluster, t/203 on one redis-server): every edge runs the same
+# http{} but its edge id and spool, shares the secret file, one Redis (or
+# cluster) and one ClickHouse (the durable writer with check= and
+# id_param=). The test's own nginx is edge "a"; start_edge() starts the
+# others from private prefixes, as our children, stopped by pid
+# (stop_edges).
+#
+#   edges_setup(redis => '127.0.0.1:6379', secret => $file, ch => $port);
+#   my $p = start_edge('b', 210);
+use strict;
+use warnings;
+use Exporter 'import';
+use Engagement::Test qw(new_prefix write_conf free_ports start_nginx stop_nginx
+                        http_request scratch_dir);
+
+our @EXPORT = qw(%Edge %Prefix %Master @Pids edges_setup edge_http start_edge
+                 stop_edges status_of metric drained view same_viewers);
+
+our (%Edge, %Prefix, %Master, @Pids);
+my %cfg;
+
+# redis => the engagement_redis directive's address part (one host:port or
+# "cluster host:port ..."), secret => the shared secret file, ch => the
+# ClickHouse HTTP port, loc => the locations of every edge
+sub edges_setup { %cfg = @_ }
+
+# what every edge runs, but its edge id and spool
+sub edge_http {
+    my ($id, $spool) = @_;
+    my ($redis, $secret, $chp) = @cfg{qw(redis secret ch)};
+    return <<"EOC";
+    engagement_zone engagement:2m;
+    engagement_dedupe_zone engagement_dedupe:2m;
+    engagement_edge_id $id;
+    engagement_dedupe_scope global secret=$secret;
+    engagement_dimension country \$http_x_country;
+    engagement_redis $redis timeout=1s connect_timeout=1s backoff=50ms:300ms buckets=0 uniques=0;
+    engagement_flush_interval 100ms;
+    engagement_writer http://127.0.0.1:$chp/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
+        connect_timeout=300ms timeout=10s retry=200ms spool=$spool
+        check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
+EOC
+}
+
+# edge $name started on a free port from free_ports($offset, 20, 1)
+sub start_edge {
+    my ($name, $offset) = @_;
+    my $tag = $cfg{tag} // 'global';
+    my $prefix = new_prefix("$tag-$name");
+    my $p = free_ports($offset, 20, 1);
+    write_conf($prefix, port => $p, workers => 2,
+               http => edge_http("edge-$name", scratch_dir("spool-$tag-$name")),
+               server => $cfg{loc});
+    my $pid = start_nginx($prefix, $p) or die "edge $name did not start";
+    push @Pids, $pid;
+    $Edge{$name} = $p;
+    $Prefix{$name} = $prefix;
+    $Master{$name} = $pid;
+    return $p;
+}
+
+sub stop_edges {
+    stop_nginx($_) for @Pids;
+    @Pids = ();
+}
+
+sub status_of {
+    my ($p) = @_;
+    return (http_request($p, 'GET', '/status'))[1] // '';
+}
+
+sub metric {
+    my ($p, $re) = @_;
+    return status_of($p) =~ /^$re (\d+)$/m ? $1 : undef;
+}
+
+# nothing waits for Redis or the writer on the edge at $p
+sub drained {
+    my ($p) = @_;
+    my $t = status_of($p);
+    return $t =~ /^nginx_engagement_global_dedupe_waiting 0$/m
+        && $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
+        && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m
+        && $t =~ /^nginx_engagement_writer_queued_events 0$/m
+        && $t =~ /^nginx_engagement_writer_inflight_events 0$/m
+        && $t =~ /^nginx_engagement_writer_spool_files 0$/m
+        && $t =~ /^nginx_engagement_series_rows_pending 0$/m;
+}
+
+sub view {
+    my ($p, $c, $s, $country) = @_;
+    my ($st, $b) = http_request($p, 'POST', '/engagement/view',
+        qq({"contentId":"$c","sessionId":"$s"}),
+        'Content-Type' => 'application/json', 'X-Country' => $country // 'US');
+    return ($st // 0, $b // '');
+}
+
+# the same $n viewers of content $c on every edge of @ports: the answers
+# by kind (pending, duplicate, or the status and body)
+sub same_viewers {
+    my ($c, $n, @ports) = @_;
+    my %ans;
+    for my $j (1 .. $n) {
+        for my $p (@ports) {
+            my ($st, $b) = view($p, $c, "$c-v$j", 'DE');
+            my $k = $st == 202 && $b =~ /"counted":false,"reason":"pending"/ ? 'pending'
+                  : $st == 200 && $b =~ /"reason":"duplicate"/ ? 'duplicate' : "$st $b";
+            $ans{$k}++;
+        }
+    }
+    return \%ans;
+}
+
+1;
