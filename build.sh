@@ -3,8 +3,9 @@
 # system nginx, run the test suite, or run the quick start.
 #
 #   ./build.sh            build build/ngx_http_engagement_module.so
-#   ./build.sh test       build, then run the whole suite and fuzz each
-#                         parser for FUZZ_SECONDS (20) s (what CI runs)
+#   ./build.sh test       build, then run the whole suite, the brief soak
+#                         (bench/soak/run --ci) and fuzz each parser for
+#                         FUZZ_SECONDS (12) s (what CI runs)
 #   ./build.sh test --asan  the suite against an AddressSanitizer+UBSan build
 #   ./build.sh test browser  only the browser tests (t/browser: the player
 #                         SDK in Debian's Chromium, driven by Playwright);
@@ -442,10 +443,16 @@ case "$cmd" in
     test-build) build_test ;;
     test)  deps clang libclang-rt-14-dev gdb chromium ffmpeg
            run_tests "$@"
-           # the whole suite ends with a short, bounded fuzz of every parser
-           # (FUZZ_SECONDS=0 skips it; ./build.sh fuzz runs longer)
-           if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-20}" != 0 ]; then
-               fuzz "${FUZZ_SECONDS:-20}"
+           # the whole suite goes on with the brief soak (bench/soak/run
+           # --ci, about 2 min; SOAK=0 skips it) and ends with a short,
+           # bounded fuzz of every parser (FUZZ_SECONDS=0 skips it;
+           # ./build.sh fuzz runs longer)
+           if [ $# -eq 0 ] && [ "${SOAK:-1}" != 0 ]; then
+               log "the soak, brief (bench/soak/run --ci)"
+               "$ROOT/bench/soak/run" --no-build --ci
+           fi
+           if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-12}" != 0 ]; then
+               fuzz "${FUZZ_SECONDS:-12}"
            fi ;;
     run)   deps ffmpeg; run_quickstart ;;
     fuzz)  deps clang libclang-rt-14-dev; fuzz "$@" ;;
