@@ -35,23 +35,11 @@ our $chdir = scratch_dir("clickhouse-gcluster-$chp");
 ch_setup(port => $chp, dir => $chdir);
 $ENV{TEST_NGINX_SPOOL} = scratch_dir("spool-gcluster-a");
 
-our $secret = scratch_dir("gcluster-secret") . "/secret";
-{
-    open my $fh, '>', $secret or die $!;
-    print $fh join('', map { chr(int(rand(256))) } 1 .. 32);
-    close $fh;
-}
+our $secret = edges_secret("gcluster-secret");
 
 our $ch = ch_start(fresh => 1);
 ch_schema();
 cluster_create('gcluster', 320);
-
-master_on();
-workers(2);
-log_level('info');
-no_shuffle();
-timeout(10);
-add_response_body_check(post_check_hook());
 
 our $Loc = <<'_EOC_';
     location = /engagement/view { engagement view; }
@@ -62,6 +50,7 @@ _EOC_
 # wait=1: a round's decisions are on a replica before an edge takes them
 edges_setup(redis => "cluster $ENV{TEST_NGINX_CLUSTER} wait=1 wait_timeout=200ms",
             secret => $secret, ch => $chp, loc => $Loc, tag => 'gcluster');
+edges_blocks($ENV{TEST_NGINX_SPOOL}, 120);
 
 sub rviews {
     my ($c) = @_;
@@ -126,13 +115,6 @@ ch_stop($ch);
 __DATA__
 
 === TEST 1: three edges, one Redis Cluster, one ClickHouse: views of 24 contents over every master, repeats on the same edge and on others, the same viewers on all three edges: every figure exact
---- http_config eval
-main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
---- config eval
-$::Loc
---- request
-GET /status
---- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
 --- timeout: 120
 --- no_error_log
 [error]
@@ -212,19 +194,6 @@ runtime error
     is(ch("SELECT sum(events) FROM eng.views_minute"), $sent, "the rollup saw every event once");
 
 === TEST 2: a master killed (kill -9) while views of its contents wait for Redis's decision, its replica promoted: 0 lost, 0 doubled, every repeat a duplicate
---- http_config eval
-main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
---- config eval
-$::Loc
---- request
-GET /status
---- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
---- timeout: 120
---- no_error_log
-[alert]
-exited on signal
-AddressSanitizer
-runtime error
 --- post_check
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
     ok(wait_until(sub { !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports }, 10),

@@ -36,13 +36,10 @@ $ENV{TEST_NGINX_CH_PORT} = $chp;
 $ENV{TEST_NGINX_REDIS_PORT} = $rport;
 $ENV{TEST_NGINX_SPOOL} = scratch_dir("spool-global-a");
 
-# the secret every edge has: 32 random bytes; and one too short
-our $secret = scratch_dir("global-secret") . "/secret";
+# the secret every edge has (32 random bytes), and one too short
+our $secret = edges_secret("global-secret");
 {
-    open my $fh, '>', $secret or die $!;
-    print $fh join('', map { chr(int(rand(256))) } 1 .. 32);
-    close $fh;
-    open $fh, '>', "$secret.short" or die $!;
+    open my $fh, '>', "$secret.short" or die $!;
     print $fh "0123456789";
     close $fh;
 }
@@ -52,13 +49,6 @@ our $ch = ch_start(fresh => 1);
 ch_schema();
 start_redis($rport);
 
-master_on();
-workers(2);
-log_level('info');
-no_shuffle();
-timeout(10);
-add_response_body_check(post_check_hook());
-
 our $Loc = <<'_EOC_';
     location = /engagement/view { engagement view; }
     location = /engagement/analytics { engagement analytics; }
@@ -66,6 +56,7 @@ our $Loc = <<'_EOC_';
 _EOC_
 
 edges_setup(redis => "127.0.0.1:$rport", secret => $secret, ch => $chp, loc => $Loc);
+edges_blocks($ENV{TEST_NGINX_SPOOL}, 60);
 
 sub rcli { redis_cli($rport, undef, @_) }
 
@@ -99,13 +90,6 @@ ch_stop($ch);
 __DATA__
 
 === TEST 1: three edges in the global scope: one viewer on three edges is one view, in Redis's totals, buckets and uniques, the series, ClickHouse's rows and rollups
---- http_config eval
-main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
---- config eval
-$::Loc
---- request
-GET /status
---- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
 --- timeout: 90
 --- no_error_log
 [error]
@@ -202,19 +186,6 @@ runtime error
     is(ch("SELECT sum(events) FROM eng.views_minute"), $sent, "the rollup saw every event once");
 
 === TEST 2: Redis stops answering while views wait (SIGSTOP past the timeout): the rounds are sent again and answered as before, each view counted once
---- http_config eval
-main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
---- config eval
-$::Loc
---- request
-GET /status
---- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
---- timeout: 60
---- no_error_log
-[alert]
-exited on signal
-AddressSanitizer
-runtime error
 --- post_check
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
     ok(wait_until(sub { !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports }, 10),
@@ -235,19 +206,6 @@ runtime error
     ok($resent > $resent0, "rounds were sent again (" . ($resent - $resent0) . ")");
 
 === TEST 3: both workers of an edge killed with kill -9 while their rounds wait on a stopped Redis: the new workers send them again, each view counted once
---- http_config eval
-main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
---- config eval
-$::Loc
---- request
-GET /status
---- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
---- timeout: 60
---- no_error_log
-[alert]
-exited on signal
-AddressSanitizer
-runtime error
 --- post_check
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
     my $pb = $Edge{b};
@@ -265,19 +223,6 @@ runtime error
     exact('killed', 10, 'after the kill', @ports);
 
 === TEST 4: edge b reloaded while its views wait on a stopped Redis: counted once after
---- http_config eval
-main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
---- config eval
-$::Loc
---- request
-GET /status
---- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
---- timeout: 60
---- no_error_log
-[alert]
-exited on signal
-AddressSanitizer
-runtime error
 --- post_check
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
     kill 'STOP', redis_pid($rport);
@@ -292,19 +237,6 @@ runtime error
            "edge b's log since the reload has no alert");
 
 === TEST 5: edge c stopped (QUIT) while its views wait on a stopped Redis that answers again before the exit deadline: its exiting workers decide them, the stop saves the counts, and the restarted edge flushes them: counted once
---- http_config eval
-main::edge_http('edge-a', $ENV{TEST_NGINX_SPOOL})
---- config eval
-$::Loc
---- request
-GET /status
---- response_body_like: \nnginx_engagement_global_dedupe_waiting \d+\n
---- timeout: 60
---- no_error_log
-[alert]
-exited on signal
-AddressSanitizer
-runtime error
 --- post_check
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
     kill 'STOP', redis_pid($rport);

@@ -15,8 +15,9 @@ use Exporter 'import';
 use Engagement::Test qw(new_prefix write_conf free_ports start_nginx stop_nginx
                         http_request scratch_dir);
 
-our @EXPORT = qw(%Edge %Prefix %Master @Pids edges_setup edge_http start_edge
-                 stop_edges status_of metric drained view same_viewers);
+our @EXPORT = qw(%Edge %Prefix %Master @Pids edges_setup edges_secret edges_blocks
+                 edge_http start_edge stop_edges status_of metric drained view
+                 same_viewers);
 
 our (%Edge, %Prefix, %Master, @Pids);
 my %cfg;
@@ -25,6 +26,46 @@ my %cfg;
 # "cluster host:port ..."), secret => the shared secret file, ch => the
 # ClickHouse HTTP port, loc => the locations of every edge
 sub edges_setup { %cfg = @_ }
+
+# the secret file every edge shares: 32 random bytes in a scratch
+# directory of $name
+sub edges_secret {
+    my ($name) = @_;
+    my $f = scratch_dir($name) . "/secret";
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh join('', map { chr(int(rand(256))) } 1 .. 32);
+    close $fh;
+    return $f;
+}
+
+# the test's nginx is edge "a" (spool $spool), with two workers: the
+# blocks with a post_check get what they leave out: its http{} and
+# locations, GET /status, the timeout, and no alert, crash or sanitizer
+# report in its log
+sub edges_blocks {
+    my ($spool, $timeout) = @_;
+    main::master_on();
+    main::workers(2);
+    main::log_level('info');
+    main::no_shuffle();
+    main::timeout(10);
+    main::add_response_body_check(Engagement::Test::post_check_hook());
+    my %def = (
+        http_config => sub { edge_http('edge-a', $spool) },
+        config => sub { $cfg{loc} },
+        request => sub { 'GET /status' },
+        response_body_like => sub { '\nnginx_engagement_global_dedupe_waiting \d+\n' },
+        timeout => sub { $timeout },
+        no_error_log => sub { "[alert]\nexited on signal\nAddressSanitizer\nruntime error" },
+    );
+    main::add_block_preprocessor(sub {
+        my ($block) = @_;
+        return unless defined $block->{post_check};
+        for my $k (sort keys %def) {
+            $block->set_value($k, $def{$k}->()) unless defined $block->{$k};
+        }
+    });
+}
 
 # what every edge runs, but its edge id and spool
 sub edge_http {
