@@ -79,6 +79,8 @@ M.defaults = {
     ring = 1000,
     rid = "",       -- put in every requestId: streams run side by side
                     -- (bench/multi-edge, one wrk per edge) keep them distinct
+    vprefix = "",   -- put in every viewer and session id: streams whose
+                    -- viewers must not meet (bench/multi-edge --scope global)
 }
 
 -- parse "key=value" strings (wrk's arguments after --) over the defaults
@@ -118,8 +120,8 @@ end
 
 local function body_of(g, ev, seq, dur)
     return '{"contentId":"' .. g.prefix .. ev.rank
-        .. '","sessionId":"s' .. ev.viewer .. '-' .. ev.sess
-        .. '","viewerId":"u' .. ev.viewer
+        .. '","sessionId":"s' .. g.vprefix .. ev.viewer .. '-' .. ev.sess
+        .. '","viewerId":"u' .. g.vprefix .. ev.viewer
         .. '","requestId":"r' .. g.rid .. g.prefix .. g.thread .. '-' .. seq
         .. '","durationMs":' .. dur .. '}'
 end
