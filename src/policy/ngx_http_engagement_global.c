@@ -62,6 +62,18 @@ static const size_t  ngx_http_engagement_global_shape[] = {
 /* the running cycle's configuration of it: set by the directive's zone */
 static ngx_http_engagement_global_conf_t  *ngx_http_engagement_global_cur;
 
+/*
+ * When this worker last looked through the whole queue for rounds to send
+ * again (its own failed one, a dead worker's) and views decided but not
+ * counted; and whether its last round failed. The look is made when a
+ * round failed, and else at most every NGX_HTTP_ENGAGEMENT_GLOBAL_RESCAN
+ * ms: a look per round costed a pass over every waiting view each time.
+ */
+#define NGX_HTTP_ENGAGEMENT_GLOBAL_RESCAN  500
+
+static ngx_msec_t                           ngx_http_engagement_global_looked;
+static ngx_uint_t                           ngx_http_engagement_global_stale;
+
 
 /*
  * engagement_dedupe_scope edge | global secret=<file> [size=4m]
@@ -461,7 +473,7 @@ ngx_http_engagement_global_dead(ngx_pid_t pid, ngx_pid_t *alive,
  * or of a dead worker that was sent without an answer (all of its entries,
  * the same seq: Redis answers it as before); else views decided but not
  * yet counted (no room in the counters zone then), counted here; else the
- * oldest queued views, of one group (hash slot) in cluster mode. Returns
+ * oldest queued views, of one group (one slot) in cluster mode. Returns
  * the entries to send (0: none).
  */
 
@@ -472,7 +484,7 @@ ngx_http_engagement_global_take(ngx_http_engagement_global_conf_t *gc,
 {
     uint64_t                             seq;
     ngx_pid_t                            alive, dead;
-    ngx_uint_t                           n, nlocal, slot, scanned;
+    ngx_uint_t                           n, nlocal, slot, scanned, look;
     ngx_queue_t                         *q;
     ngx_http_engagement_global_sh_t     *sh;
     ngx_http_engagement_global_entry_t  *e, *local[64];
@@ -489,10 +501,20 @@ ngx_http_engagement_global_take(ngx_http_engagement_global_conf_t *gc,
     n = 0;
     nlocal = 0;
 
+    look = ngx_http_engagement_global_stale
+           || ngx_http_engagement_global_looked == 0
+           || ngx_current_msec - ngx_http_engagement_global_looked
+              >= NGX_HTTP_ENGAGEMENT_GLOBAL_RESCAN;
+
+    if (look) {
+        ngx_http_engagement_global_looked = ngx_current_msec;
+        ngx_http_engagement_global_stale = 0;
+    }
+
     ngx_shmtx_lock(&gc->shpool->mutex);
 
     /* a round sent before: this worker's, or a dead one's */
-    for (q = ngx_queue_head(&sh->queue);
+    for (q = look ? ngx_queue_head(&sh->queue) : ngx_queue_sentinel(&sh->queue);
          q != ngx_queue_sentinel(&sh->queue);
          q = ngx_queue_next(q))
     {
@@ -533,7 +555,7 @@ ngx_http_engagement_global_take(ngx_http_engagement_global_conf_t *gc,
 
         round->seq = seq;
         round->birth = sh->birth;
-        round->slot = round->e[0]->slot;
+        round->slot = round->e[0]->slot ? round->e[0]->slot - 1 : 0;
         round->resend = 1;
         round->n = n;
 
@@ -561,7 +583,10 @@ ngx_http_engagement_global_take(ngx_http_engagement_global_conf_t *gc,
         scanned++;
 
         if (slot_of) {
-            e->slot = (uint32_t) slot_of(e->data, e->len[0]);
+            /* the group, worked out once: kept + 1 (0: not yet) */
+            if (e->slot == 0) {
+                e->slot = (uint32_t) slot_of(e->data, e->len[0]) + 1;
+            }
 
             if (n == 0) {
                 slot = e->slot;
@@ -581,7 +606,7 @@ ngx_http_engagement_global_take(ngx_http_engagement_global_conf_t *gc,
 
     round->seq = seq;
     round->birth = sh->birth;
-    round->slot = slot;
+    round->slot = slot ? slot - 1 : 0;
     round->resend = 0;
     round->n = n;
 
@@ -821,6 +846,9 @@ ngx_http_engagement_global_failed(ngx_http_engagement_global_conf_t *gc,
 {
     (void) ngx_atomic_fetch_add(&gc->sh->stats.errors, 1);
     round->n = 0;
+
+    /* the next take looks for it */
+    ngx_http_engagement_global_stale = 1;
 }
 
 

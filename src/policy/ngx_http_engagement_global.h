@@ -116,7 +116,8 @@ typedef struct {
 } ngx_http_engagement_global_round_t;
 
 
-/* the group (hash slot) of a content, for rounds in cluster mode */
+/* the group of a content (its marks' keys share a slot), for rounds in
+ * cluster mode */
 typedef ngx_uint_t (*ngx_http_engagement_global_slot_pt)(const u_char *id,
     size_t len);
 

@@ -10,6 +10,12 @@
  * views of one hash slot, its answers' key in that slot. An exiting
  * worker goes on until nothing waits or the exit deadline, so that a
  * stop leaves nothing undecided while Redis answers.
+ *
+ * In cluster mode the marks are not in their content's slot but in one of
+ * NGX_HTTP_ENGAGEMENT_GLOBAL_GROUPS groups (the tag {gd:<n>}, n from a
+ * hash of the content id): the slots of a content's marks are few, so a
+ * round gathers many views (a round per content slot held two views on
+ * average under load, and the rounds fell behind).
  */
 
 
@@ -29,7 +35,11 @@
 
 /* a view's text beyond its content id */
 #define NGX_HTTP_ENGAGEMENT_GLOBAL_TEXT                                       \
-    (2 * (sizeof("eng:gd:{c:}:") + 16) + 4 * NGX_INT64_LEN)
+    (2 * (sizeof("eng:gd:{gd:}::") + NGX_INT32_LEN + 16)                      \
+     + 4 * NGX_INT64_LEN)
+
+/* the groups of marks in cluster mode: a round holds the views of one */
+#define NGX_HTTP_ENGAGEMENT_GLOBAL_GROUPS  64
 
 
 static ngx_event_t                          ngx_http_engagement_gflush_ev;
@@ -46,17 +56,13 @@ static u_char                              *ngx_http_engagement_gflush_text;
 static void ngx_http_engagement_gflush_arm(ngx_msec_t t);
 
 
-/* the hash slot of a content's keys, for rounds in cluster mode */
+/* the group of a content's marks, for rounds in cluster mode */
 
 static ngx_uint_t
-ngx_http_engagement_gflush_slot(const u_char *id, size_t len)
+ngx_http_engagement_gflush_group(const u_char *id, size_t len)
 {
-    u_char  key[sizeof("{c:}") + NGX_HTTP_ENGAGEMENT_ID_MAX];
-
-    len = ngx_min(len, NGX_HTTP_ENGAGEMENT_ID_MAX);
-
-    return ngx_http_engagement_cluster_slot(key,
-               ngx_sprintf(key, "{c:%*s}", len, id) - key);
+    return ngx_crc32_short((u_char *) id, len)
+           % NGX_HTTP_ENGAGEMENT_GLOBAL_GROUPS;
 }
 
 
@@ -96,8 +102,7 @@ ngx_http_engagement_gflush_send(ngx_http_engagement_global_round_t *round)
 {
     u_char                              *p, *s;
     ngx_int_t                            rc;
-    ngx_uint_t                           i, k, a, nkeys;
-    ngx_str_t                           *tag;
+    ngx_uint_t                           i, j, k, a, nkeys;
     const char                         **argv;
     size_t                              *lens;
     ngx_http_engagement_global_entry_t  *e;
@@ -106,12 +111,11 @@ ngx_http_engagement_gflush_send(ngx_http_engagement_global_round_t *round)
     lens = ngx_http_engagement_gflush_lens;
     p = ngx_http_engagement_gflush_text;
 
-    /* the answers' key: in the round's slot in cluster mode */
+    /* the answers' key: in the round's group in cluster mode */
     s = p;
 
     if (ngx_http_engagement_redis_clustered()) {
-        tag = ngx_http_engagement_cluster_tag(round->slot);
-        p = ngx_sprintf(p, "eng:gdr:{%V}:%V:%016uxL:%uL", tag,
+        p = ngx_sprintf(p, "eng:gdr:{gd:%ui}:%V:%016uxL:%uL", round->slot,
                         &ngx_http_engagement_gflush_edge, round->birth,
                         round->seq);
 
@@ -130,16 +134,19 @@ ngx_http_engagement_gflush_send(ngx_http_engagement_global_round_t *round)
     for (i = 0; i < round->n; i++) {
         e = round->e[i];
 
-        s = p;
-        p = ngx_sprintf(p, "eng:gd:{c:%*s}:%016uxL", (size_t) e->len[0],
-                        e->data, e->keys[0]);
-        argv[k] = (const char *) s;
-        lens[k++] = p - s;
-
-        if (e->nkeys > 1) {
+        for (j = 0; j < (ngx_uint_t) (e->nkeys > 1 ? 2 : 1); j++) {
             s = p;
-            p = ngx_sprintf(p, "eng:gd:{c:%*s}:%016uxL", (size_t) e->len[0],
-                            e->data, e->keys[1]);
+
+            if (ngx_http_engagement_redis_clustered()) {
+                p = ngx_sprintf(p, "eng:gd:{gd:%ui}:%*s:%016uxL",
+                                round->slot, (size_t) e->len[0], e->data,
+                                e->keys[j]);
+
+            } else {
+                p = ngx_sprintf(p, "eng:gd:{c:%*s}:%016uxL",
+                                (size_t) e->len[0], e->data, e->keys[j]);
+            }
+
             argv[k] = (const char *) s;
             lens[k++] = p - s;
         }
@@ -215,7 +222,7 @@ ngx_http_engagement_gflush_handler(ngx_event_t *ev)
         && ngx_http_engagement_redis_ready()
         && ngx_http_engagement_global_take(gc, round,
                    ngx_http_engagement_redis_clustered()
-                   ? ngx_http_engagement_gflush_slot : NULL))
+                   ? ngx_http_engagement_gflush_group : NULL))
     {
         if (ngx_http_engagement_gflush_send(round) == NGX_OK) {
             ngx_http_engagement_gflush_busy = 1;
