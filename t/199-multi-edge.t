@@ -16,6 +16,7 @@ use FindBin;
 BEGIN { push @INC, "$FindBin::Bin/lib" }
 use Engagement::Test;
 use Engagement::ClickHouse;
+use Engagement::Edges;
 use Test::Nginx::Socket;
 use Time::HiRes qw(sleep time);
 use JSON::PP ();
@@ -45,67 +46,13 @@ no_shuffle();
 timeout(10);
 add_response_body_check(post_check_hook());
 
-# what every edge runs, but its edge id, port and spool
-sub edge_http {
-    my ($id, $spool) = @_;
-    return <<"EOC";
-    engagement_zone engagement:2m;
-    engagement_dedupe_zone engagement_dedupe:2m;
-    engagement_edge_id $id;
-    engagement_dimension country \$http_x_country;
-    engagement_redis 127.0.0.1:$rport timeout=3s connect_timeout=1s backoff=50ms:300ms buckets=0 uniques=0;
-    engagement_flush_interval 100ms;
-    engagement_writer http://127.0.0.1:$chp/?query=INSERT%20INTO%20eng.events%20FORMAT%20JSONEachRow batch=100 interval=100ms
-        connect_timeout=300ms timeout=10s retry=200ms spool=$spool
-        check=/?query=SELECT%20sum(rows)%20FROM%20eng.batches%20WHERE%20batch_id%20%3D id_param=query_id;
-EOC
-}
-
 our $Loc = <<'_EOC_';
     location = /engagement/view { engagement view; }
     location = /engagement/analytics { engagement analytics; }
     location = /status { engagement status; }
 _EOC_
 
-# edges b and c: (pid, port)
-our (%Edge, @Pids);
-sub start_edge {
-    my ($name) = @_;
-    my $prefix = new_prefix("multi-$name");
-    my $p = free_ports(200 + 20 * ord($name), 20, 1);
-    write_conf($prefix, port => $p, workers => 2,
-               http => edge_http("edge-$name", scratch_dir("spool-multi-$name")),
-               server => $Loc);
-    my $pid = start_nginx($prefix, $p) or die "edge $name did not start";
-    push @Pids, $pid;
-    $Edge{$name} = $p;
-    return $p;
-}
-
-sub status_of {
-    my ($p) = @_;
-    return (http_request($p, 'GET', '/status'))[1] // '';
-}
-
-# nothing pending for Redis or the writer on the edge at $p
-sub drained {
-    my ($p) = @_;
-    my $t = status_of($p);
-    return $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
-        && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m
-        && $t =~ /^nginx_engagement_writer_queued_events 0$/m
-        && $t =~ /^nginx_engagement_writer_inflight_events 0$/m
-        && $t =~ /^nginx_engagement_writer_spool_files 0$/m
-        && $t =~ /^nginx_engagement_series_rows_pending 0$/m;
-}
-
-sub view {
-    my ($p, $c, $s, $country) = @_;
-    my ($st, $b) = http_request($p, 'POST', '/engagement/view',
-        qq({"contentId":"$c","sessionId":"$s"}),
-        'Content-Type' => 'application/json', 'X-Country' => $country);
-    return ($st // 0, $b // '');
-}
+edges_setup(redis => "127.0.0.1:$rport", ch => $chp, loc => $Loc, tag => 'multi');
 
 sub rcli { redis_cli($rport, undef, @_) }
 
@@ -120,7 +67,7 @@ sub rsum_minutes {
 
 run_tests();
 
-for my $pid (@Pids) { stop_nginx($pid) }
+stop_edges();
 stop_redis(redis_pid($rport));
 ch_stop($ch);
 
@@ -142,9 +89,8 @@ exited on signal
 AddressSanitizer
 runtime error
 --- post_check
-    my @ports = (nginx_port(), start_edge('b'), start_edge('c'));
-    ok(wait_until(sub { !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports }, 10),
-       "the three edges are connected to Redis");
+    my @ports = (nginx_port(), start_edge('b', 2160), start_edge('c', 2180));
+    edges_ready('Redis', @ports);
     my @countries = qw(US DE JP BR);
     my (%exp, %uniq, %by_country);
     my ($sent, $counted, $dups) = (0, 0, 0);

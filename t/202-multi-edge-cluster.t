@@ -124,8 +124,7 @@ AddressSanitizer
 runtime error
 --- post_check
     my @ports = (nginx_port(), start_edge('b', 2230), start_edge('c', 2250));
-    ok(wait_until(sub { !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports }, 10),
-       "the three edges are connected to the cluster");
+    edges_ready('the cluster', @ports);
     my $from = int(time) - 120;
     my (%want, %uniq);
     my ($sent, $pending, $dups) = (0, 0, 0);
@@ -196,8 +195,7 @@ runtime error
 === TEST 2: a master killed (kill -9) while views of its contents wait for Redis's decision, its replica promoted: 0 lost, 0 doubled, every repeat a duplicate
 --- post_check
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
-    ok(wait_until(sub { !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports }, 10),
-       "the edges are connected to the cluster");
+    edges_ready('the cluster', @ports);
     my $from = int(time) - 120;
     my $counted0 = decided('counted', @ports);
     my $dup0 = decided('duplicate', @ports);

@@ -99,8 +99,7 @@ AddressSanitizer
 runtime error
 --- post_check
     my @ports = (nginx_port(), start_edge('b', 2170), start_edge('c', 2190));
-    ok(wait_until(sub { !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports }, 10),
-       "the three edges are connected to Redis");
+    edges_ready('Redis', @ports);
     my @countries = qw(US DE JP BR);
     my (%exp, %by_country, %uniq);
     my ($sent, $pending, $dups) = (0, 0, 0);
@@ -192,8 +191,7 @@ runtime error
 === TEST 2: Redis stops answering while views wait (SIGSTOP past the timeout): the rounds are sent again and answered as before, each view counted once
 --- post_check
     my @ports = (nginx_port(), $Edge{b}, $Edge{c});
-    ok(wait_until(sub { !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports }, 10),
-       "the edges are connected to Redis");
+    edges_ready('Redis', @ports);
     my $resent0 = 0;
     $resent0 += metric($_, 'nginx_engagement_global_dedupe_resent_total') // 0 for @ports;
     # a first view of each viewer on one edge, taken into a round, then

@@ -57,7 +57,7 @@ typedef struct {
     void                         *zone_sh;     /* its counters zone */
     ngx_pid_t                     pid;         /* its round's worker */
     uint32_t                      window;      /* dedupe window, s */
-    uint32_t                      slot;        /* its round's group */
+    uint32_t                      slot;        /* its group + 1 (0: not yet) */
     u_char                        nkeys;
     u_char                        kinds;       /* MARK_* it would count */
     u_char                        fresh;       /* MARK_* Redis let count */

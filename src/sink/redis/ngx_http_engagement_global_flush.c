@@ -7,11 +7,11 @@
  * the zone, where the views are counted or filed as duplicates. A round
  * not answered stays the worker's and is sent again as it was; a dead
  * worker's is taken over by another. In cluster mode a round holds the
- * views of one hash slot, its answers' key in that slot. An exiting
+ * views of one group (below), its answers' key in that group's slot. An exiting
  * worker goes on until nothing waits or the exit deadline, so that a
  * stop leaves nothing undecided while Redis answers.
  *
- * In cluster mode the marks are not in their content's slot but in one of
+ * The marks are not in their content's slot but in one of
  * NGX_HTTP_ENGAGEMENT_GLOBAL_GROUPS groups (the tag {gd:<n>}, n from a
  * hash of the content id): the slots of a content's marks are few, so a
  * round gathers many views (a round per content slot held two views on

@@ -1,8 +1,8 @@
 package Engagement::Edges;
-# Edges in the global dedupe scope for the multi-edge tests (t/202 on a
-# Redis Cluster, t/203 on one redis-server): every edge runs the same
-# http{} but its edge id and spool, shares the secret file, one Redis (or
-# cluster) and one ClickHouse (the durable writer with check= and
+# Edges for the multi-edge tests (t/199 in the edge scope; in the global
+# dedupe scope t/202 on a Redis Cluster, t/203 on one redis-server):
+# every edge runs the same http{} but its edge id and spool, shares the
+# secret file (global scope), one Redis (or cluster) and one ClickHouse (the durable writer with check= and
 # id_param=). The test's own nginx is edge "a"; start_edge() starts the
 # others from private prefixes, as our children, stopped by pid
 # (stop_edges).
@@ -16,15 +16,16 @@ use Engagement::Test qw(new_prefix write_conf free_ports start_nginx stop_nginx
                         http_request scratch_dir);
 
 our @EXPORT = qw(%Edge %Prefix %Master @Pids edges_setup edges_secret edges_blocks
-                 edge_http start_edge stop_edges status_of metric drained view
-                 same_viewers);
+                 edge_http start_edge stop_edges edges_ready status_of metric
+                 drained view same_viewers);
 
 our (%Edge, %Prefix, %Master, @Pids);
 my %cfg;
 
 # redis => the engagement_redis directive's address part (one host:port or
-# "cluster host:port ..."), secret => the shared secret file, ch => the
-# ClickHouse HTTP port, loc => the locations of every edge
+# "cluster host:port ..."), secret => the shared secret file (without it:
+# the edge scope), ch => the ClickHouse HTTP port, loc => the locations of
+# every edge, tag => the prefixes' and spools' names
 sub edges_setup { %cfg = @_ }
 
 # the secret file every edge shares: 32 random bytes in a scratch
@@ -71,11 +72,12 @@ sub edges_blocks {
 sub edge_http {
     my ($id, $spool) = @_;
     my ($redis, $secret, $chp) = @cfg{qw(redis secret ch)};
+    my $scope = defined $secret ? "engagement_dedupe_scope global secret=$secret;" : '';
     return <<"EOC";
     engagement_zone engagement:2m;
     engagement_dedupe_zone engagement_dedupe:2m;
     engagement_edge_id $id;
-    engagement_dedupe_scope global secret=$secret;
+    $scope
     engagement_dimension country \$http_x_country;
     engagement_redis $redis timeout=1s connect_timeout=1s backoff=50ms:300ms buckets=0 uniques=0;
     engagement_flush_interval 100ms;
@@ -102,6 +104,14 @@ sub start_edge {
     return $p;
 }
 
+# every edge at @ports with both workers ready for Redis (one check)
+sub edges_ready {
+    my ($what, @ports) = @_;
+    Test::More::ok(Engagement::Test::wait_until(sub {
+        !grep { status_of($_) !~ /^nginx_engagement_redis_ready_workers\{zone="engagement"\} 2$/m } @ports
+    }, 10), "the edges are connected to $what");
+}
+
 sub stop_edges {
     stop_nginx($_) for @Pids;
     @Pids = ();
@@ -117,11 +127,12 @@ sub metric {
     return status_of($p) =~ /^$re (\d+)$/m ? $1 : undef;
 }
 
-# nothing waits for Redis or the writer on the edge at $p
+# nothing waits for Redis or the writer on the edge at $p (nor for
+# Redis's decision in the global scope)
 sub drained {
     my ($p) = @_;
     my $t = status_of($p);
-    return $t =~ /^nginx_engagement_global_dedupe_waiting 0$/m
+    return $t !~ /^nginx_engagement_global_dedupe_waiting [1-9]/m
         && $t =~ /^nginx_engagement_pending_contents\{zone="engagement"\} 0$/m
         && $t =~ /^nginx_engagement_inflight_contents\{zone="engagement"\} 0$/m
         && $t =~ /^nginx_engagement_writer_queued_events 0$/m
